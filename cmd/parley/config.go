@@ -1,0 +1,166 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/parley-chat/parley/domain"
+	"github.com/parley-chat/parley/events"
+	"github.com/parley-chat/parley/infra/node"
+	"github.com/parley-chat/parley/transport/auth"
+)
+
+// envFlags is a FlagSet whose flags default to PARLEY_* environment variables.
+type envFlags struct {
+	*flag.FlagSet
+	errs []error
+}
+
+func newFlags(name string, out io.Writer) *envFlags {
+	fs := flag.NewFlagSet("parley "+name, flag.ContinueOnError)
+	fs.SetOutput(out)
+	return &envFlags{FlagSet: fs}
+}
+
+func envName(flagName string) string {
+	return "PARLEY_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+func (f *envFlags) string(name, def, usage string) *string {
+	if v, ok := os.LookupEnv(envName(name)); ok {
+		def = v
+	}
+	return f.String(name, def, usage+" ("+envName(name)+")")
+}
+
+func (f *envFlags) duration(name string, def time.Duration, usage string) *time.Duration {
+	if v, ok := os.LookupEnv(envName(name)); ok {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			f.errs = append(f.errs, fmt.Errorf("%s=%q: %w", envName(name), v, err))
+		} else {
+			def = d
+		}
+	}
+	return f.Duration(name, def, usage+" ("+envName(name)+")")
+}
+
+func (f *envFlags) int(name string, def int, usage string) *int {
+	if v, ok := os.LookupEnv(envName(name)); ok {
+		var n int
+		if _, err := fmt.Sscan(v, &n); err != nil {
+			f.errs = append(f.errs, fmt.Errorf("%s=%q: not a number", envName(name), v))
+		} else {
+			def = n
+		}
+	}
+	return f.Int(name, def, usage+" ("+envName(name)+")")
+}
+
+func (f *envFlags) bool(name string, def bool, usage string) *bool {
+	if v, ok := os.LookupEnv(envName(name)); ok {
+		def = v == "1" || strings.EqualFold(v, "true")
+	}
+	return f.Bool(name, def, usage+" ("+envName(name)+")")
+}
+
+func (f *envFlags) parse(args []string) error {
+	if err := f.Parse(args); err != nil {
+		return err
+	}
+	if f.NArg() > 0 {
+		f.errs = append(f.errs, fmt.Errorf("unexpected arguments %q", f.Args()))
+	}
+	return errors.Join(f.errs...)
+}
+
+func parseServe(args []string, stderr io.Writer) (node.Config, error) {
+	f := newFlags("serve", stderr)
+	dataDir := f.string("data-dir", "parley-data", "directory for the embedded log and the token secret")
+	listen := f.string("listen", "127.0.0.1:8080", "gateway HTTP address; WebSocket at /ws")
+	brokers := f.string("kafka-brokers", "", "comma-separated Kafka brokers; empty runs the embedded broker")
+	brokerListen := f.string("broker-listen", "127.0.0.1:9092", "loopback address of the embedded broker, for taps")
+	topic := f.string("topic", events.DefaultConversationTopic, "conversation topic")
+	partitions := f.int("partitions", events.DefaultPartitions, "partitions of the conversation topic, fixed once created")
+	epoch := f.int("log-epoch", 1, "log epoch in msgid high bits (1..31); raise it when moving the log to a new cluster")
+	fsync := f.bool("log-fsync", false, "embedded broker: fsync every batch before acknowledging")
+	secret := f.string("token-secret", "", "HS256 token secret (at least 32 bytes); empty uses <data-dir>/token.secret")
+	lease := f.duration("lease", 10*time.Minute, "connection lease (timelife) granted at hello and renew")
+	heartbeat := f.duration("heartbeat", 60*time.Second, "longest silence before a connection is closed")
+	level := f.string("log-level", "info", "debug, info, warn or error")
+	if err := f.parse(args); err != nil {
+		return node.Config{}, err
+	}
+	var errs []error
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
+		errs = append(errs, fmt.Errorf("--log-level %q: want debug, info, warn or error", *level))
+	}
+	if *epoch < 1 || *epoch > events.MaxEpoch {
+		errs = append(errs, fmt.Errorf("--log-epoch %d: want 1..%d", *epoch, events.MaxEpoch))
+	}
+	if *partitions < 1 || *partitions > 10000 {
+		errs = append(errs, fmt.Errorf("--partitions %d: want 1..10000", *partitions))
+	}
+	if *secret != "" && len(*secret) < auth.MinSecretBytes {
+		errs = append(errs, fmt.Errorf("--token-secret: need at least %d bytes", auth.MinSecretBytes))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return node.Config{}, err
+	}
+	cfg := node.Config{
+		DataDir: *dataDir,
+		Listen:  *listen,
+		Logger:  slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl})),
+	}
+	if *brokers != "" {
+		cfg.Kafka.Brokers = strings.Split(*brokers, ",")
+	}
+	cfg.Kafka.Topic = *topic
+	cfg.Kafka.Partitions = int32(*partitions)
+	cfg.Kafka.Epoch = uint8(*epoch)
+	cfg.EmbeddedBroker.Addr = *brokerListen
+	cfg.EmbeddedBroker.SyncWrites = *fsync
+	cfg.TokenSecret = []byte(*secret)
+	cfg.Gateway.Lease = *lease
+	cfg.Gateway.Heartbeat = *heartbeat
+	return cfg, nil
+}
+
+func token(args []string, stdout, stderr io.Writer) error {
+	f := newFlags("token", stderr)
+	account := f.string("account", "", "account id (required)")
+	device := f.string("device", "default", "device id")
+	ttl := f.duration("ttl", 24*time.Hour, "how long the token is valid")
+	dataDir := f.string("data-dir", "parley-data", "data directory whose token.secret signs the token")
+	secret := f.string("token-secret", "", "HS256 secret; empty uses <data-dir>/token.secret")
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	if _, err := domain.ParseAccountID(*account); err != nil {
+		return fmt.Errorf("--account: %w", err)
+	}
+	key := []byte(*secret)
+	if len(key) == 0 {
+		var err error
+		if key, err = node.LoadOrCreateSecret(*dataDir); err != nil {
+			return err
+		}
+	}
+	tokens, err := auth.NewTokens(key)
+	if err != nil {
+		return err
+	}
+	t, err := tokens.Mint(domain.AccountID(*account), domain.DeviceID(*device), *ttl)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, t)
+	return nil
+}

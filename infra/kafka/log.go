@@ -1,0 +1,267 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/parley-chat/parley/events"
+)
+
+// Metadata keys that Parley's publisher reads from a Watermill message (and
+// writes as record headers) besides events.MetadataName.
+const (
+	// MetadataKey holds the partition key: the conversation id.
+	MetadataKey = "key"
+	// MetadataPartition and MetadataOffset are filled in by Publish with
+	// where the record landed.
+	MetadataPartition = "partition"
+	MetadataOffset    = "offset"
+)
+
+// Config configures Parley's connection to the event log.
+type Config struct {
+	// Brokers are the Kafka bootstrap addresses.
+	Brokers []string
+	// ClientID names this process to the brokers.
+	ClientID string
+	// Topic is the conversation topic: MessageSent and group events.
+	Topic string
+	// Partitions is the topic's partition count, fixed at creation: a
+	// conversation's partition is a hash of its id modulo this number.
+	Partitions int32
+	// ReplicationFactor for topics Parley creates (1 on the embedded broker).
+	ReplicationFactor int16
+	// Epoch goes into the high bits of every msgid (see events.MsgID). Raise
+	// it when the log moves to a new cluster whose offsets restart at zero.
+	Epoch uint8
+	// Sarama, if set, is the base Sarama configuration (TLS, SASL, ...);
+	// Parley overrides the settings it depends on.
+	Sarama *sarama.Config
+}
+
+func (c *Config) setDefaults() {
+	if c.ClientID == "" {
+		c.ClientID = "parley"
+	}
+	if c.Topic == "" {
+		c.Topic = events.DefaultConversationTopic
+	}
+	if c.Partitions == 0 {
+		c.Partitions = events.DefaultPartitions
+	}
+	if c.ReplicationFactor == 0 {
+		c.ReplicationFactor = 1
+	}
+	if c.Epoch == 0 {
+		c.Epoch = 1
+	}
+}
+
+// Validate reports every problem of c at once.
+func (c Config) Validate() error {
+	var errs []error
+	if len(c.Brokers) == 0 {
+		errs = append(errs, errors.New("kafka: at least one broker is required"))
+	}
+	if c.Partitions < 1 || c.Partitions > 10000 {
+		errs = append(errs, fmt.Errorf("kafka: partitions %d must be within 1..10000", c.Partitions))
+	}
+	if c.Epoch > events.MaxEpoch {
+		errs = append(errs, fmt.Errorf("kafka: epoch %d must be within 1..%d", c.Epoch, events.MaxEpoch))
+	}
+	if c.ReplicationFactor < 1 {
+		errs = append(errs, fmt.Errorf("kafka: replication factor %d must be positive", c.ReplicationFactor))
+	}
+	return errors.Join(errs...)
+}
+
+func (c Config) saramaConfig() *sarama.Config {
+	sc := sarama.NewConfig()
+	if c.Sarama != nil {
+		copied := *c.Sarama
+		sc = &copied
+	}
+	sc.ClientID = c.ClientID
+	sc.Version = sarama.V2_8_0_0
+	// An ack means the record is in the log: all in-sync replicas have it,
+	// and an idempotent producer never writes a retried batch twice.
+	sc.Producer.Idempotent = true
+	sc.Net.MaxOpenRequests = 1
+	sc.Producer.RequiredAcks = sarama.WaitForAll
+	sc.Producer.Return.Successes = true
+	sc.Producer.Return.Errors = true
+	sc.Producer.Retry.Max = 10
+	sc.Producer.Retry.Backoff = 50 * time.Millisecond
+	// Parley places each record itself (events.PartitionFor), so a reader
+	// can tell a conversation's partition without asking the broker.
+	sc.Producer.Partitioner = sarama.NewManualPartitioner
+	sc.Metadata.AllowAutoTopicCreation = false
+	return sc
+}
+
+// Log appends events to the conversation topic and reports positions.
+// It is safe for concurrent use; concurrent appends are batched together.
+type Log struct {
+	cfg      Config
+	client   sarama.Client
+	producer sarama.SyncProducer
+}
+
+// Open connects to the brokers, makes sure the topic exists with the
+// configured partition count, and starts the producer.
+func Open(cfg Config) (*Log, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	client, err := sarama.NewClient(cfg.Brokers, cfg.saramaConfig())
+	if err != nil {
+		return nil, fmt.Errorf("cannot connect to kafka %v: %w", cfg.Brokers, err)
+	}
+	if err := ensureTopic(client, cfg.Topic, cfg.Partitions, cfg.ReplicationFactor); err != nil {
+		_ = client.Close()
+		return nil, err
+	}
+	producer, err := sarama.NewSyncProducerFromClient(client)
+	if err != nil {
+		_ = client.Close()
+		return nil, fmt.Errorf("cannot start the kafka producer: %w", err)
+	}
+	return &Log{cfg: cfg, client: client, producer: producer}, nil
+}
+
+// ensureTopic creates topic with partitions, or checks that the existing
+// one has exactly that many: a different count would move conversations to
+// other partitions and break their order.
+func ensureTopic(client sarama.Client, topic string, partitions int32, rf int16) error {
+	admin, err := sarama.NewClusterAdminFromClient(client)
+	if err != nil {
+		return fmt.Errorf("cannot open kafka admin: %w", err)
+	}
+	// Not admin.Close: that would close the shared client.
+	topics, err := admin.ListTopics()
+	if err != nil {
+		return fmt.Errorf("cannot list kafka topics: %w", err)
+	}
+	if d, ok := topics[topic]; ok {
+		if d.NumPartitions != partitions {
+			return fmt.Errorf("topic %s has %d partitions, configured %d: the partition count is fixed once the topic exists", topic, d.NumPartitions, partitions)
+		}
+		return nil
+	}
+	err = admin.CreateTopic(topic, &sarama.TopicDetail{NumPartitions: partitions, ReplicationFactor: rf}, false)
+	if err != nil && !errors.Is(err, sarama.ErrTopicAlreadyExists) {
+		return fmt.Errorf("cannot create topic %s: %w", topic, err)
+	}
+	// Wait until the metadata shows the topic, so the first append does not fail.
+	for i := 0; i < 100; i++ {
+		if err := client.RefreshMetadata(topic); err == nil {
+			if ps, err := client.Partitions(topic); err == nil && int32(len(ps)) == partitions {
+				return nil
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("topic %s did not appear after creation", topic)
+}
+
+// Topic is the conversation topic's name.
+func (l *Log) Topic() string { return l.cfg.Topic }
+
+// Partitions is the conversation topic's partition count.
+func (l *Log) Partitions() int32 { return l.cfg.Partitions }
+
+// Epoch is the log epoch of msgids.
+func (l *Log) Epoch() uint8 { return l.cfg.Epoch }
+
+// Brokers are the bootstrap addresses.
+func (l *Log) Brokers() []string { return l.cfg.Brokers }
+
+// Append writes e under id (the Watermill message UUID) and returns where it
+// landed. When it returns nil the record is in the log.
+func (l *Log) Append(ctx context.Context, id string, e events.Event) (events.Position, error) {
+	payload, err := events.Encode(e)
+	if err != nil {
+		return events.Position{}, err
+	}
+	msg := message.NewMessage(id, payload)
+	msg.Metadata.Set(events.MetadataName, e.EventName())
+	msg.Metadata.Set(MetadataKey, e.Key())
+	msg.SetContext(ctx)
+	return l.publish(l.cfg.Topic, msg)
+}
+
+// Publish implements Watermill's message.Publisher. Each message needs the
+// events.MetadataName and MetadataKey metadata; Publish records the
+// position of each in MetadataPartition and MetadataOffset.
+func (l *Log) Publish(topic string, msgs ...*message.Message) error {
+	for _, m := range msgs {
+		pos, err := l.publish(topic, m)
+		if err != nil {
+			return err
+		}
+		m.Metadata.Set(MetadataPartition, strconv.Itoa(int(pos.Partition)))
+		m.Metadata.Set(MetadataOffset, strconv.FormatInt(pos.Offset, 10))
+	}
+	return nil
+}
+
+func (l *Log) publish(topic string, m *message.Message) (events.Position, error) {
+	if err := m.Context().Err(); err != nil {
+		return events.Position{}, err
+	}
+	key := m.Metadata.Get(MetadataKey)
+	if key == "" {
+		return events.Position{}, errors.New("cannot publish a message without a partition key")
+	}
+	headers := make([]sarama.RecordHeader, 0, len(m.Metadata)+1)
+	headers = append(headers, sarama.RecordHeader{Key: []byte(uuidHeader), Value: []byte(m.UUID)})
+	for k, v := range m.Metadata {
+		headers = append(headers, sarama.RecordHeader{Key: []byte(k), Value: []byte(v)})
+	}
+	pm := &sarama.ProducerMessage{
+		Topic:     topic,
+		Key:       sarama.StringEncoder(key),
+		Value:     sarama.ByteEncoder(m.Payload),
+		Headers:   headers,
+		Partition: events.PartitionFor(key, l.cfg.Partitions),
+	}
+	partition, offset, err := l.producer.SendMessage(pm)
+	if err != nil {
+		return events.Position{}, fmt.Errorf("cannot append to %s: %w", topic, err)
+	}
+	return events.Position{Partition: partition, Offset: offset}, nil
+}
+
+// EndOffset is the offset the next record of partition will get: every
+// record acknowledged before the call is below it.
+func (l *Log) EndOffset(partition int32) (int64, error) {
+	off, err := l.client.GetOffset(l.cfg.Topic, partition, sarama.OffsetNewest)
+	if err != nil {
+		return 0, fmt.Errorf("cannot read the end of partition %d: %w", partition, err)
+	}
+	return off, nil
+}
+
+// EndOffsets is EndOffset for every partition.
+func (l *Log) EndOffsets() (map[int32]int64, error) {
+	out := make(map[int32]int64, l.cfg.Partitions)
+	for p := int32(0); p < l.cfg.Partitions; p++ {
+		off, err := l.EndOffset(p)
+		if err != nil {
+			return nil, err
+		}
+		out[p] = off
+	}
+	return out, nil
+}
+
+// Close stops the producer and the client.
+func (l *Log) Close() error {
+	return errors.Join(l.producer.Close(), l.client.Close())
+}

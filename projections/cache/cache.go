@@ -1,0 +1,87 @@
+// Package cache is the 7-day message cache projection (R5, R6). A cache
+// never answers for a range it cannot prove it holds whole (I3): every
+// conversation carries a coverage marker, the msgid after which the cache
+// has every message, and a read below it is refused so that sync falls back
+// to the store.
+package cache
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/parley-chat/parley/domain"
+	"github.com/parley-chat/parley/events"
+	"github.com/parley-chat/parley/projections"
+)
+
+// Name is the projection's stable name.
+const Name = "parley.projection.cache"
+
+// Retention is how long the cache keeps a message (R5).
+const Retention = 7 * 24 * time.Hour
+
+// Cache is the 7-day cache port.
+type Cache interface {
+	// Add caches m. For a conversation the cache holds nothing of, floor is
+	// the msgid after which the caller vouches that m is the first message
+	// (so the cache is complete after floor); for a known conversation
+	// floor is ignored. Adding a cached message again changes nothing, and
+	// a message older than the retention only moves the coverage marker.
+	Add(ctx context.Context, m domain.Message, floor domain.MsgID) error
+	// After returns up to limit messages of conv with msgid > after, in
+	// order, and whether more follow — if the cache holds that whole range.
+	// covered is false when it does not; the caller must then ask the store.
+	After(ctx context.Context, conv domain.ConversationID, after domain.MsgID, limit int) (msgs []domain.Message, more, covered bool, err error)
+}
+
+// Projection feeds MessageSent records into a Cache.
+type Projection struct {
+	cache        Cache
+	epoch        uint8
+	fromLogStart bool
+
+	mu        sync.Mutex
+	firstSeen map[int32]int64
+}
+
+// NewProjection returns the cache projection. fromLogStart says that its
+// consumer reads every partition from the start of the retained log in this
+// run (an in-memory cache rebuilt at start), so a conversation first seen
+// here has no earlier message in the log.
+func NewProjection(c Cache, epoch uint8, fromLogStart bool) *Projection {
+	return &Projection{cache: c, epoch: epoch, fromLogStart: fromLogStart, firstSeen: map[int32]int64{}}
+}
+
+// Apply implements projections.Projection.
+func (p *Projection) Apply(ctx context.Context, r projections.Record) error {
+	m, ok, err := r.Message()
+	if !ok || err != nil {
+		return err
+	}
+	return p.cache.Add(ctx, m, p.floor(r))
+}
+
+// floor is what the projection can vouch for a conversation it meets for
+// the first time at r: from m on, or — reading from the log start — from
+// the first record of the partition on.
+func (p *Projection) floor(r projections.Record) domain.MsgID {
+	if !p.fromLogStart {
+		return r.MsgID - 1
+	}
+	p.mu.Lock()
+	first, ok := p.firstSeen[r.Position.Partition]
+	if !ok {
+		first = r.Position.Offset
+		p.firstSeen[r.Position.Partition] = first
+	}
+	p.mu.Unlock()
+	if first == 0 {
+		return 0 // the log has never lost a record: everything is covered
+	}
+	id, err := events.MsgID(p.epoch, first)
+	if err != nil {
+		return r.MsgID - 1
+	}
+	return id - 1
+}

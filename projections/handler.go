@@ -1,0 +1,101 @@
+package projections
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	wkafka "github.com/ThreeDotsLabs/watermill-kafka/v3/pkg/kafka"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/parley-chat/parley/domain"
+	"github.com/parley-chat/parley/events"
+)
+
+// Record is one event with its place in the log.
+type Record struct {
+	Event    events.Event
+	Position events.Position
+	// MsgID is the msgid the position maps to (meaningful for MessageSent).
+	MsgID domain.MsgID
+	// Timestamp is the broker's record time.
+	Timestamp time.Time
+}
+
+// Projection applies records to a read model. Apply must be idempotent: it
+// may see a record again after a crash or a replay. An error makes the
+// record redelivered (after a pause) until it succeeds; a record that can
+// never apply (it fails validation) is reported by returning a
+// *PoisonError, then skipped so it does not stall its partition.
+type Projection interface {
+	Apply(ctx context.Context, r Record) error
+}
+
+// PoisonError marks a record that no retry can apply.
+type PoisonError struct{ Err error }
+
+func (e *PoisonError) Error() string { return "poison record: " + e.Err.Error() }
+func (e *PoisonError) Unwrap() error { return e.Err }
+
+// Handler adapts a projection to a Watermill handler. It decodes the record,
+// maps its position to a msgid with epoch, applies it, and then advances
+// progress. Unknown event names are skipped (a newer producer must not stop
+// an older projector), as are poison records, each with a log line.
+func Handler(name string, p Projection, epoch uint8, progress *Progress, log *slog.Logger) message.NoPublishHandlerFunc {
+	return func(msg *message.Message) error {
+		ctx := msg.Context()
+		part, ok1 := wkafka.MessagePartitionFromCtx(ctx)
+		off, ok2 := wkafka.MessagePartitionOffsetFromCtx(ctx)
+		if !ok1 || !ok2 {
+			return fmt.Errorf("projection %s: message %s carries no log position", name, msg.UUID)
+		}
+		ts, _ := wkafka.MessageTimestampFromCtx(ctx)
+		r, err := decode(msg, part, off, epoch, ts)
+		if err == nil {
+			err = p.Apply(ctx, r)
+		}
+		var poison *PoisonError
+		switch {
+		case err == nil:
+		case errors.Is(err, events.ErrUnknownEvent):
+			log.Warn("skipping unknown event", "projection", name, "partition", part, "offset", off, "err", err)
+		case errors.As(err, &poison):
+			log.Error("skipping poison record", "projection", name, "partition", part, "offset", off, "err", err)
+		default:
+			log.Warn("projection failed; will retry", "projection", name, "partition", part, "offset", off, "err", err)
+			return err
+		}
+		progress.Advance(part, off)
+		return nil
+	}
+}
+
+func decode(msg *message.Message, part int32, off int64, epoch uint8, ts time.Time) (Record, error) {
+	e, err := events.Decode(msg.Metadata.Get(events.MetadataName), msg.Payload)
+	if err != nil {
+		if errors.Is(err, events.ErrUnknownEvent) {
+			return Record{}, err
+		}
+		return Record{}, &PoisonError{Err: err}
+	}
+	id, err := events.MsgID(epoch, off)
+	if err != nil {
+		return Record{}, &PoisonError{Err: err}
+	}
+	return Record{Event: e, Position: events.Position{Partition: part, Offset: off}, MsgID: id, Timestamp: ts}, nil
+}
+
+// Message maps a MessageSent record to its domain message; any other event
+// gives ok false. A MessageSent that fails validation is poison.
+func (r Record) Message() (m domain.Message, ok bool, err error) {
+	e, ok := r.Event.(events.MessageSent)
+	if !ok {
+		return domain.Message{}, false, nil
+	}
+	m, err = e.Message(r.MsgID)
+	if err != nil {
+		return domain.Message{}, true, &PoisonError{Err: err}
+	}
+	return m, true, nil
+}

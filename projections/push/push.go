@@ -1,0 +1,86 @@
+// Package push is the push projection: it delivers each accepted message to
+// every online device of every recipient, including the sender's other
+// devices (R2). Pushes of one conversation leave in log order, each with
+// the conversation's previous msgid so that a device notices a gap (I5).
+package push
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/parley-chat/parley/domain"
+	"github.com/parley-chat/parley/projections"
+)
+
+// Name is the projection's stable name.
+const Name = "parley.projection.push"
+
+// Push is one message to deliver.
+type Push struct {
+	Message domain.Message
+	// Prev is the conversation's previous msgid, 0 when unknown.
+	Prev domain.MsgID
+	// Recipients are the accounts whose online devices get the push. The
+	// device that sent the message is skipped: it has the ack.
+	Recipients []domain.AccountID
+}
+
+// Deliverer writes pushes to local connections. It must not block: a
+// connection that cannot take a push is closed so that it resyncs (I5).
+type Deliverer interface {
+	Deliver(p Push)
+}
+
+// Members resolves a group's members as of a position in the log.
+type Members interface {
+	MembersAt(ctx context.Context, g domain.GroupID, pos projections.Record) ([]domain.AccountID, error)
+}
+
+// Projection fans messages out to devices.
+type Projection struct {
+	out     Deliverer
+	members Members
+
+	mu   sync.Mutex
+	last map[domain.ConversationID]domain.MsgID
+}
+
+// NewProjection returns the push projection.
+func NewProjection(out Deliverer, members Members) *Projection {
+	return &Projection{out: out, members: members, last: map[domain.ConversationID]domain.MsgID{}}
+}
+
+// Apply implements projections.Projection. A record seen again (a retry or
+// a replay) is not pushed twice in one run.
+func (p *Projection) Apply(ctx context.Context, r projections.Record) error {
+	m, ok, err := r.Message()
+	if !ok || err != nil {
+		return err
+	}
+	p.mu.Lock()
+	prev := p.last[m.Conversation]
+	p.mu.Unlock()
+	if m.MsgID <= prev {
+		return nil
+	}
+	var recipients []domain.AccountID
+	switch m.Conversation.Kind() {
+	case domain.KindDirect:
+		a, b := m.Conversation.Accounts()
+		recipients = []domain.AccountID{a}
+		if b != a {
+			recipients = append(recipients, b)
+		}
+	case domain.KindGroup:
+		recipients, err = p.members.MembersAt(ctx, m.Conversation.Group(), r)
+		if err != nil {
+			return fmt.Errorf("cannot resolve members of %s: %w", m.Conversation, err)
+		}
+	}
+	p.out.Deliver(Push{Message: m, Prev: prev, Recipients: recipients})
+	p.mu.Lock()
+	p.last[m.Conversation] = m.MsgID
+	p.mu.Unlock()
+	return nil
+}

@@ -1,0 +1,89 @@
+package store
+
+import (
+	"context"
+	"sort"
+	"sync"
+
+	"github.com/google/uuid"
+	"github.com/parley-chat/parley/domain"
+)
+
+// Memory is an in-memory Store: the embedded default, rebuilt from the log
+// at every start.
+type Memory struct {
+	mu       sync.RWMutex
+	convs    map[domain.ConversationID][]domain.Message
+	byID     map[uuid.UUID]struct{}
+	byClient map[clientKey]domain.Message
+}
+
+type clientKey struct {
+	account domain.AccountID
+	id      string
+}
+
+// NewMemory returns an empty store.
+func NewMemory() *Memory {
+	return &Memory{
+		convs:    map[domain.ConversationID][]domain.Message{},
+		byID:     map[uuid.UUID]struct{}{},
+		byClient: map[clientKey]domain.Message{},
+	}
+}
+
+// Save implements Store.
+func (s *Memory) Save(_ context.Context, msgs ...domain.Message) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, m := range msgs {
+		if _, dup := s.byID[m.ID]; dup {
+			continue
+		}
+		list := s.convs[m.Conversation]
+		i := sort.Search(len(list), func(i int) bool { return list[i].MsgID >= m.MsgID })
+		if i < len(list) && list[i].MsgID == m.MsgID {
+			continue
+		}
+		if i == len(list) {
+			list = append(list, m)
+		} else {
+			list = append(list, domain.Message{})
+			copy(list[i+1:], list[i:])
+			list[i] = m
+		}
+		s.convs[m.Conversation] = list
+		s.byID[m.ID] = struct{}{}
+		k := clientKey{m.Sender.Account, m.ClientMsgID}
+		if _, ok := s.byClient[k]; !ok {
+			s.byClient[k] = m
+		}
+	}
+	return nil
+}
+
+// After implements Store.
+func (s *Memory) After(_ context.Context, conv domain.ConversationID, after domain.MsgID, limit int) ([]domain.Message, bool, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return page(s.convs[conv], after, limit)
+}
+
+// page returns up to limit messages of list (in msgid order) after after.
+func page(list []domain.Message, after domain.MsgID, limit int) ([]domain.Message, bool, error) {
+	i := sort.Search(len(list), func(i int) bool { return list[i].MsgID > after })
+	rest := list[i:]
+	more := len(rest) > limit
+	if more {
+		rest = rest[:limit]
+	}
+	return append([]domain.Message(nil), rest...), more, nil
+}
+
+// ByClientMsgID implements Store.
+func (s *Memory) ByClientMsgID(_ context.Context, account domain.AccountID, clientMsgID string) (domain.Message, bool, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	m, ok := s.byClient[clientKey{account, clientMsgID}]
+	return m, ok, nil
+}

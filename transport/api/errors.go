@@ -1,0 +1,31 @@
+package api
+
+import (
+	"errors"
+
+	"github.com/parley-chat/parley/domain"
+	"github.com/parley-chat/parley/transport/wire"
+)
+
+// Code maps an error of the service to its wire code. It is the one place
+// where Go errors become protocol errors, for every transport.
+func Code(err error) wire.Code {
+	var invalid *domain.InvalidError
+	switch {
+	case err == nil:
+		return ""
+	case errors.Is(err, domain.ErrTooLarge):
+		return wire.CodeTooLarge
+	case errors.As(err, &invalid):
+		return wire.CodeInvalidArgument
+	case errors.Is(err, domain.ErrNotMember):
+		return wire.CodeNotMember
+	case errors.Is(err, domain.ErrForbidden):
+		return wire.CodeForbidden
+	case errors.Is(err, domain.ErrNotFound):
+		return wire.CodeNotFound
+	case errors.Is(err, ErrUnavailable):
+		return wire.CodeUnavailable
+	}
+	return wire.CodeInternal
+}

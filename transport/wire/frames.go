@@ -1,0 +1,159 @@
+// Package wire is Parley's WebSocket protocol: JSON text frames, one object
+// per frame. Requests carry an id that the reply echoes; pushes carry none.
+// docs/protocol.md is the reference; this package is the one Go definition
+// that the gateway and the Go client share.
+package wire
+
+// MaxFrameBytes is the largest frame the server reads. It leaves room for a
+// body of domain.MaxBodyBytes even when JSON escapes every byte of it.
+const MaxFrameBytes = 128 << 10
+
+// MaxRequestIDLen is the longest request id.
+const MaxRequestIDLen = 64
+
+// Request types, sent by clients.
+const (
+	TypeHello         = "hello"
+	TypeRenew         = "renew"
+	TypePing          = "ping"
+	TypeSend          = "send"
+	TypeSync          = "sync"
+	TypeConversations = "conversations"
+	TypeGroupCreate   = "group_create"
+	TypeGroupAdd      = "group_add"
+	TypeGroupRemove   = "group_remove"
+	TypeGroups        = "groups"
+)
+
+// Server frame types.
+const (
+	TypeWelcome          = "welcome"
+	TypeRenewed          = "renewed"
+	TypePong             = "pong"
+	TypeAck              = "ack"
+	TypeMessages         = "messages"
+	TypeConversationList = "conversation_list"
+	TypeGroup            = "group"
+	TypeGroupList        = "group_list"
+	TypeError            = "error"
+	// TypePush is a message pushed to an online device; it has no id.
+	TypePush = "message"
+)
+
+// Request is any client frame. Which fields matter depends on Type; the
+// others are ignored, as are unknown fields (so newer clients still talk to
+// older servers).
+type Request struct {
+	// ID is chosen by the client (1..64 bytes) and echoed in the reply.
+	ID   string `json:"id"`
+	Type string `json:"type"`
+
+	// hello
+	Token string `json:"token,omitempty"`
+
+	// send: exactly one of To (an account) and Group.
+	To          string `json:"to,omitempty"`
+	Group       string `json:"group,omitempty"`
+	ClientMsgID string `json:"clientMsgId,omitempty"`
+	Kind        string `json:"kind,omitempty"`
+	Body        string `json:"body,omitempty"`
+
+	// sync
+	Conversation string `json:"conversation,omitempty"`
+	LastTime     int64  `json:"lastTime,omitempty"`
+	LastMsgID    int64  `json:"lastMsgId,omitempty"`
+	Limit        int    `json:"limit,omitempty"`
+
+	// conversations
+	Since int64 `json:"since,omitempty"`
+
+	// group_create (Name, Accounts), group_add and group_remove (Group, Accounts)
+	Name     string   `json:"name,omitempty"`
+	Accounts []string `json:"accounts,omitempty"`
+}
+
+// Message is an accepted message as clients see it.
+type Message struct {
+	MsgID        int64  `json:"msgId"`
+	MessageID    string `json:"messageId"`
+	ClientMsgID  string `json:"clientMsgId"`
+	Conversation string `json:"conversation"`
+	From         string `json:"from"`
+	Device       string `json:"device"`
+	Kind         string `json:"kind"`
+	Body         string `json:"body"`
+	// ServerTime is Unix milliseconds.
+	ServerTime int64 `json:"serverTime"`
+}
+
+// Cursor is where a client stands in one conversation: the time of its last
+// sync and the last msgid it holds.
+type Cursor struct {
+	LastTime  int64 `json:"lastTime"`
+	LastMsgID int64 `json:"lastMsgId"`
+}
+
+// ConversationInfo is one row of the conversation list.
+type ConversationInfo struct {
+	Conversation string `json:"conversation"`
+	// Kind is "direct" or "group".
+	Kind string `json:"kind"`
+	// Peer is the other account of a direct conversation.
+	Peer string `json:"peer,omitempty"`
+	// Group is the group of a group conversation.
+	Group       string `json:"group,omitempty"`
+	LatestMsgID int64  `json:"latestMsgId"`
+	LatestTime  int64  `json:"latestTime"`
+}
+
+// GroupInfo describes a group.
+type GroupInfo struct {
+	Group   string   `json:"group"`
+	Name    string   `json:"name"`
+	Owner   string   `json:"owner"`
+	Members []string `json:"members"`
+}
+
+// ServerFrame is any frame the server writes. Only the fields of its Type
+// are set; docs/protocol.md lists them per type.
+type ServerFrame struct {
+	ID   string `json:"id,omitempty"`
+	Type string `json:"type"`
+
+	// error
+	Code         string `json:"code,omitempty"`
+	Error        string `json:"error,omitempty"`
+	RetryAfterMs int64  `json:"retryAfterMs,omitempty"`
+
+	// welcome, renewed: the lease ("timelife") is how long the connection
+	// may live unless renewed; HeartbeatMs is the longest silence allowed.
+	UniqueID    string `json:"uniqueId,omitempty"`
+	LeaseMs     int64  `json:"leaseMs,omitempty"`
+	LeaseUntil  int64  `json:"leaseUntil,omitempty"`
+	HeartbeatMs int64  `json:"heartbeatMs,omitempty"`
+	ServerTime  int64  `json:"serverTime,omitempty"`
+
+	// ack (ServerTime too)
+	MsgID        int64  `json:"msgId,omitempty"`
+	MessageID    string `json:"messageId,omitempty"`
+	Conversation string `json:"conversation,omitempty"`
+	Duplicate    bool   `json:"duplicate,omitempty"`
+
+	// message (push): PrevMsgID is the conversation's previous msgid where
+	// the server knows it, 0 where it does not.
+	PrevMsgID int64    `json:"prevMsgId,omitempty"`
+	Message   *Message `json:"message,omitempty"`
+
+	// messages (sync)
+	Messages []Message `json:"messages,omitempty"`
+	Source   string    `json:"source,omitempty"`
+	HasMore  bool      `json:"hasMore,omitempty"`
+	Next     *Cursor   `json:"next,omitempty"`
+
+	// conversation_list
+	Conversations []ConversationInfo `json:"conversations,omitempty"`
+
+	// group, group_list
+	Group  *GroupInfo  `json:"group,omitempty"`
+	Groups []GroupInfo `json:"groups,omitempty"`
+}

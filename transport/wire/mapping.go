@@ -1,0 +1,37 @@
+package wire
+
+import "github.com/parley-chat/parley/domain"
+
+// FromMessage maps a domain message to its wire form.
+func FromMessage(m domain.Message) Message {
+	return Message{
+		MsgID:        int64(m.MsgID),
+		MessageID:    m.ID.String(),
+		ClientMsgID:  m.ClientMsgID,
+		Conversation: m.Conversation.String(),
+		From:         string(m.Sender.Account),
+		Device:       string(m.Sender.Device),
+		Kind:         m.Kind,
+		Body:         m.Body,
+		ServerTime:   m.ServerTime.UnixMilli(),
+	}
+}
+
+// FromMessages maps a page of messages.
+func FromMessages(ms []domain.Message) []Message {
+	out := make([]Message, len(ms))
+	for i, m := range ms {
+		out[i] = FromMessage(m)
+	}
+	return out
+}
+
+// FromGroup maps a group.
+func FromGroup(g *domain.Group) GroupInfo {
+	ms := g.Members()
+	members := make([]string, len(ms))
+	for i, m := range ms {
+		members[i] = string(m)
+	}
+	return GroupInfo{Group: string(g.ID()), Name: g.Name(), Owner: string(g.Owner()), Members: members}
+}

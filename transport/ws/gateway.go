@@ -1,0 +1,286 @@
+// Package ws is Parley's WebSocket gateway on lxzan/gws: it authenticates
+// devices at hello, keeps the local route table (uniqueId → connection),
+// enforces the lease, heartbeat, rate limit and a bounded write queue per
+// connection, turns requests into api calls, and delivers pushes.
+package ws
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/lxzan/gws"
+	"github.com/parley-chat/parley/domain"
+	"github.com/parley-chat/parley/transport/api"
+	"github.com/parley-chat/parley/transport/auth"
+	"github.com/parley-chat/parley/transport/wire"
+)
+
+// Config tunes the gateway. Every field has a default.
+type Config struct {
+	// Lease is how long a connection may live after hello or its last renew
+	// (the "timelife" of the design notes). Default 10 minutes.
+	Lease time.Duration
+	// Heartbeat is the longest a connection may stay silent; clients ping
+	// well within it. Default 60 seconds.
+	Heartbeat time.Duration
+	// HelloTimeout is how long a new connection has to say hello. Default 10s.
+	HelloTimeout time.Duration
+	// MaxQueuedFrames bounds the frames waiting to be written to one
+	// connection; past it the connection is closed as a slow consumer so
+	// that it resyncs, never silently skipped (I5). Default 512.
+	MaxQueuedFrames int
+	// WriteTimeout bounds one frame's write. Default 10s.
+	WriteTimeout time.Duration
+	// RatePerSecond and RateBurst limit requests per connection. Defaults 100 and 200.
+	RatePerSecond float64
+	RateBurst     int
+	// SweepInterval is how often leases, heartbeats and hello deadlines are
+	// checked. Default 1s.
+	SweepInterval time.Duration
+	// Logger receives connection events. Default slog.Default().
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.Lease == 0 {
+		c.Lease = 10 * time.Minute
+	}
+	if c.Heartbeat == 0 {
+		c.Heartbeat = 60 * time.Second
+	}
+	if c.HelloTimeout == 0 {
+		c.HelloTimeout = 10 * time.Second
+	}
+	if c.MaxQueuedFrames == 0 {
+		c.MaxQueuedFrames = 512
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = 10 * time.Second
+	}
+	if c.RatePerSecond == 0 {
+		c.RatePerSecond = 100
+	}
+	if c.RateBurst == 0 {
+		c.RateBurst = 200
+	}
+	if c.SweepInterval == 0 {
+		c.SweepInterval = time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Validate reports every problem of c at once.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Lease < time.Second {
+		errs = append(errs, fmt.Errorf("ws: lease %v must be at least 1s", c.Lease))
+	}
+	if c.Heartbeat < time.Second {
+		errs = append(errs, fmt.Errorf("ws: heartbeat %v must be at least 1s", c.Heartbeat))
+	}
+	if c.MaxQueuedFrames < 1 {
+		errs = append(errs, fmt.Errorf("ws: max queued frames %d must be positive", c.MaxQueuedFrames))
+	}
+	if c.RatePerSecond <= 0 || c.RateBurst < 1 {
+		errs = append(errs, fmt.Errorf("ws: rate %v/s burst %d must be positive", c.RatePerSecond, c.RateBurst))
+	}
+	return errors.Join(errs...)
+}
+
+// Gateway serves WebSocket connections.
+type Gateway struct {
+	cfg      Config
+	svc      *api.Service
+	tokens   *auth.Tokens
+	upgrader *gws.Upgrader
+	log      *slog.Logger
+
+	mu        sync.RWMutex
+	all       map[*session]struct{}
+	byUID     map[domain.UniqueID]*session
+	byAccount map[domain.AccountID]map[*session]struct{}
+	closing   bool
+
+	stop     chan struct{}
+	stopOnce sync.Once
+	sweeper  sync.WaitGroup
+	conns    sync.WaitGroup
+}
+
+// New returns a gateway; it starts its sweeper at once.
+func New(cfg Config, svc *api.Service, tokens *auth.Tokens) (*Gateway, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	g := &Gateway{
+		cfg: cfg, svc: svc, tokens: tokens, log: cfg.Logger,
+		all:       map[*session]struct{}{},
+		byUID:     map[domain.UniqueID]*session{},
+		byAccount: map[domain.AccountID]map[*session]struct{}{},
+		stop:      make(chan struct{}),
+	}
+	g.upgrader = gws.NewUpgrader(&handler{g: g}, &gws.ServerOption{
+		ReadMaxPayloadSize: wire.MaxFrameBytes,
+		CheckUtf8Enabled:   true,
+		HandshakeTimeout:   5 * time.Second,
+		// gws accepts every upgrade unless told otherwise: refuse new
+		// connections while shutting down.
+		Authorize: func(*http.Request, gws.SessionStorage) bool { return !g.isClosing() },
+		// gws recovers no panic by default: a bug in one handler must not
+		// take the process down.
+		Recovery: gws.Recovery,
+	})
+	g.sweeper.Add(1)
+	go g.sweep()
+	return g, nil
+}
+
+// ServeHTTP upgrades the request and runs the connection.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	conn, err := g.upgrader.Upgrade(w, r)
+	if err != nil {
+		g.log.Debug("upgrade refused", "remote", r.RemoteAddr, "err", err)
+		return
+	}
+	g.conns.Add(1)
+	go func() {
+		defer g.conns.Done()
+		conn.ReadLoop()
+	}()
+}
+
+func (g *Gateway) isClosing() bool {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	return g.closing
+}
+
+// Connections is the number of open connections, said hello or not.
+func (g *Gateway) Connections() int {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	return len(g.all)
+}
+
+// Shutdown closes every connection with reason shutting_down and waits for
+// them to end, or for ctx. It is idempotent.
+func (g *Gateway) Shutdown(ctx context.Context) error {
+	g.mu.Lock()
+	g.closing = true
+	sessions := make([]*session, 0, len(g.all))
+	for s := range g.all {
+		sessions = append(sessions, s)
+	}
+	g.mu.Unlock()
+	g.stopOnce.Do(func() { close(g.stop) })
+	for _, s := range sessions {
+		s.closeWith(wire.CloseGoingAway, wire.ReasonShuttingDown, false)
+	}
+	done := make(chan struct{})
+	go func() {
+		g.conns.Wait()
+		g.sweeper.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("cannot drain every connection: %w", ctx.Err())
+	}
+}
+
+// sweep closes connections whose hello, lease or heartbeat ran out. One
+// goroutine for all connections costs less than a timer each.
+func (g *Gateway) sweep() {
+	defer g.sweeper.Done()
+	t := time.NewTicker(g.cfg.SweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-g.stop:
+			return
+		case now := <-t.C:
+			g.mu.RLock()
+			var expired []func()
+			for s := range g.all {
+				if code, reason := s.expiry(now); code != 0 {
+					s := s
+					expired = append(expired, func() { s.closeWith(code, reason, false) })
+				}
+			}
+			g.mu.RUnlock()
+			for _, f := range expired {
+				f()
+			}
+		}
+	}
+}
+
+func (g *Gateway) add(s *session) {
+	g.mu.Lock()
+	g.all[s] = struct{}{}
+	g.mu.Unlock()
+}
+
+// register makes s the route of its uniqueId. A live connection of the same
+// uniqueId refuses it; a dead one (silent past the heartbeat) is taken over.
+func (g *Gateway) register(s *session, now time.Time) (replaced *session, err error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if old := g.byUID[s.uid]; old != nil && old != s {
+		if old.alive(now) {
+			return nil, errDuplicateLogin
+		}
+		g.unrouteLocked(old)
+		replaced = old
+	}
+	g.byUID[s.uid] = s
+	set := g.byAccount[s.account]
+	if set == nil {
+		set = map[*session]struct{}{}
+		g.byAccount[s.account] = set
+	}
+	set[s] = struct{}{}
+	return replaced, nil
+}
+
+var errDuplicateLogin = errors.New("duplicate login")
+
+func (g *Gateway) remove(s *session) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	delete(g.all, s)
+	g.unrouteLocked(s)
+}
+
+func (g *Gateway) unrouteLocked(s *session) {
+	if g.byUID[s.uid] == s {
+		delete(g.byUID, s.uid)
+	}
+	if set := g.byAccount[s.account]; set != nil {
+		delete(set, s)
+		if len(set) == 0 {
+			delete(g.byAccount, s.account)
+		}
+	}
+}
+
+// Online lists the devices of account connected here.
+func (g *Gateway) Online(account domain.AccountID) []domain.DeviceID {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	var out []domain.DeviceID
+	for s := range g.byAccount[account] {
+		out = append(out, s.device)
+	}
+	return out
+}

@@ -1,0 +1,216 @@
+package ws
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/lxzan/gws"
+	"github.com/parley-chat/parley/domain"
+	"github.com/parley-chat/parley/transport/api"
+	"github.com/parley-chat/parley/transport/auth"
+	"github.com/parley-chat/parley/transport/wire"
+)
+
+const sessionKey = "s"
+
+// handler receives gws events. Messages of one connection arrive one at a
+// time on its read goroutine, so one device's requests are handled in order.
+type handler struct {
+	gws.BuiltinEventHandler
+	g *Gateway
+}
+
+func (h *handler) OnOpen(c *gws.Conn) {
+	s := newSession(h.g, c, time.Now())
+	c.Session().Store(sessionKey, s)
+	h.g.add(s)
+}
+
+func (h *handler) OnClose(c *gws.Conn, err error) {
+	if s := sessionOf(c); s != nil {
+		s.closed.Store(true)
+		h.g.remove(s)
+	}
+}
+
+func (h *handler) OnPing(c *gws.Conn, payload []byte) {
+	if s := sessionOf(c); s != nil {
+		s.lastRead.Store(time.Now().UnixNano())
+	}
+	c.Async(func() { _ = c.WritePong(payload) })
+}
+
+func (h *handler) OnPong(c *gws.Conn, _ []byte) {
+	if s := sessionOf(c); s != nil {
+		s.lastRead.Store(time.Now().UnixNano())
+	}
+}
+
+func sessionOf(c *gws.Conn) *session {
+	v, ok := c.Session().Load(sessionKey)
+	if !ok {
+		return nil
+	}
+	return v.(*session)
+}
+
+func (h *handler) OnMessage(c *gws.Conn, m *gws.Message) {
+	defer m.Close()
+	s := sessionOf(c)
+	if s == nil || s.closed.Load() {
+		return
+	}
+	now := time.Now()
+	s.lastRead.Store(now.UnixNano())
+	if m.Opcode != gws.OpcodeText {
+		s.fail("", wire.CodeBadFrame, "frames must be text")
+		return
+	}
+	req, derr := wire.DecodeRequest(m.Bytes())
+	if derr != nil {
+		s.fail(derr.ID, derr.Code, derr.Reason)
+		return
+	}
+	if !s.limiter.AllowN(now, 1) {
+		s.reply(wire.ServerFrame{ID: req.ID, Type: wire.TypeError, Code: string(wire.CodeRateLimited),
+			Error: "too many requests", RetryAfterMs: retryAfter(h.g.cfg.RatePerSecond)})
+		return
+	}
+	if req.Type == wire.TypeHello {
+		h.hello(s, req, now)
+		return
+	}
+	if !s.helloed {
+		s.fail(req.ID, wire.CodeHelloRequired, "say hello with a token first")
+		return
+	}
+	h.dispatch(s, req, now)
+}
+
+func retryAfter(perSecond float64) int64 {
+	ms := int64(1000 / perSecond)
+	if ms < 1 {
+		ms = 1
+	}
+	return ms
+}
+
+func (h *handler) hello(s *session, req wire.Request, now time.Time) {
+	if s.helloed {
+		s.fail(req.ID, wire.CodeHelloRepeated, "this connection already said hello")
+		return
+	}
+	id, err := h.g.tokens.Verify(req.Token)
+	if err != nil {
+		code := wire.CodeUnauthorized
+		if errors.Is(err, auth.ErrTokenExpired) {
+			code = wire.CodeTokenExpired
+		}
+		s.fail(req.ID, code, err.Error())
+		s.closeWith(wire.CloseUnauthorized, string(code), false)
+		return
+	}
+	s.account, s.device = id.Account, id.Device
+	s.uid = domain.NewUniqueID(id.Account, id.Device)
+	replaced, err := h.g.register(s, now)
+	if err != nil {
+		s.fail(req.ID, wire.CodeDuplicateLogin, "this device is already connected")
+		s.closeWith(wire.CloseDuplicateLogin, string(wire.CodeDuplicateLogin), false)
+		return
+	}
+	if replaced != nil {
+		replaced.closeWith(wire.CloseReplaced, wire.ReasonReplaced, true)
+	}
+	s.helloed = true
+	until := s.renewLease(now)
+	s.reply(wire.ServerFrame{
+		ID: req.ID, Type: wire.TypeWelcome, UniqueID: string(s.uid),
+		LeaseMs: h.g.cfg.Lease.Milliseconds(), LeaseUntil: until.UnixMilli(),
+		HeartbeatMs: h.g.cfg.Heartbeat.Milliseconds(), ServerTime: now.UnixMilli(),
+	})
+}
+
+func (h *handler) dispatch(s *session, req wire.Request, now time.Time) {
+	ctx := context.Background()
+	svc := h.g.svc
+	switch req.Type {
+	case wire.TypePing:
+		s.reply(wire.ServerFrame{ID: req.ID, Type: wire.TypePong, ServerTime: now.UnixMilli()})
+	case wire.TypeRenew:
+		until := s.renewLease(now)
+		s.reply(wire.ServerFrame{ID: req.ID, Type: wire.TypeRenewed, LeaseMs: h.g.cfg.Lease.Milliseconds(),
+			LeaseUntil: until.UnixMilli(), ServerTime: now.UnixMilli()})
+	case wire.TypeSend:
+		ack, err := svc.Send(ctx, domain.Sender{Account: s.account, Device: s.device},
+			api.Target{Account: req.To, Group: req.Group}, req.ClientMsgID, req.Kind, req.Body)
+		if err != nil {
+			h.failWith(s, req.ID, err)
+			return
+		}
+		s.reply(wire.ServerFrame{ID: req.ID, Type: wire.TypeAck, MsgID: int64(ack.MsgID), MessageID: ack.MessageID.String(),
+			Conversation: ack.Conversation.String(), ServerTime: ack.ServerTime.UnixMilli(), Duplicate: ack.Duplicate})
+	case wire.TypeSync:
+		var lastTime time.Time
+		if req.LastTime > 0 {
+			lastTime = time.UnixMilli(req.LastTime)
+		}
+		res, err := svc.Sync(ctx, s.account, req.Conversation, lastTime, domain.MsgID(req.LastMsgID), req.Limit)
+		if err != nil {
+			h.failWith(s, req.ID, err)
+			return
+		}
+		s.reply(wire.ServerFrame{ID: req.ID, Type: wire.TypeMessages, Conversation: req.Conversation,
+			Messages: wire.FromMessages(res.Messages), Source: res.Source, HasMore: res.More,
+			Next: &wire.Cursor{LastTime: res.NextTime.UnixMilli(), LastMsgID: int64(res.NextMsgID)}})
+	case wire.TypeConversations:
+		list, err := svc.Conversations(ctx, s.account, time.UnixMilli(req.Since), req.Limit)
+		if err != nil {
+			h.failWith(s, req.ID, err)
+			return
+		}
+		out := make([]wire.ConversationInfo, len(list))
+		for i, l := range list {
+			out[i] = wire.ConversationInfo{Conversation: l.Conversation.String(), Kind: l.Conversation.Kind().String(),
+				LatestMsgID: int64(l.MsgID), LatestTime: l.Time.UnixMilli()}
+			if l.Conversation.Kind() == domain.KindDirect {
+				out[i].Peer = string(l.Conversation.Peer(s.account))
+			} else {
+				out[i].Group = string(l.Conversation.Group())
+			}
+		}
+		s.reply(wire.ServerFrame{ID: req.ID, Type: wire.TypeConversationList, Conversations: out, ServerTime: now.UnixMilli()})
+	case wire.TypeGroupCreate, wire.TypeGroupAdd, wire.TypeGroupRemove:
+		var g *domain.Group
+		var err error
+		switch req.Type {
+		case wire.TypeGroupCreate:
+			g, err = svc.CreateGroup(ctx, s.account, req.Name, req.Accounts)
+		case wire.TypeGroupAdd:
+			g, err = svc.AddMembers(ctx, s.account, req.Group, req.Accounts)
+		default:
+			g, err = svc.RemoveMembers(ctx, s.account, req.Group, req.Accounts)
+		}
+		if err != nil {
+			h.failWith(s, req.ID, err)
+			return
+		}
+		info := wire.FromGroup(g)
+		s.reply(wire.ServerFrame{ID: req.ID, Type: wire.TypeGroup, Group: &info})
+	case wire.TypeGroups:
+		gs := svc.Groups(ctx, s.account)
+		out := make([]wire.GroupInfo, len(gs))
+		for i, g := range gs {
+			out[i] = wire.FromGroup(g)
+		}
+		s.reply(wire.ServerFrame{ID: req.ID, Type: wire.TypeGroupList, Groups: out})
+	}
+}
+
+func (h *handler) failWith(s *session, id string, err error) {
+	code := api.Code(err)
+	if code == wire.CodeInternal {
+		h.g.log.Error("request failed", "uid", s.uid, "id", id, "err", err)
+	}
+	s.fail(id, code, err.Error())
+}
