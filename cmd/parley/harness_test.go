@@ -1,0 +1,229 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/parley-chat/parley/domain"
+	"github.com/parley-chat/parley/infra/node"
+	"github.com/parley-chat/parley/transport/client"
+	"github.com/parley-chat/parley/transport/wire"
+)
+
+// testSecret signs the tokens of every test node.
+var testSecret = []byte("parley-test-secret-0123456789abcdef")
+
+// server is a node started in-process on loopback with a random gateway
+// port and an embedded broker on a random port, over a data dir that
+// outlives restarts within one test.
+type server struct {
+	t   *testing.T
+	dir string
+	mod func(*node.Config)
+	n   *node.Node
+}
+
+func testLogger() *slog.Logger {
+	if os.Getenv("PARLEY_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+func startServer(t *testing.T, mod func(*node.Config)) *server {
+	t.Helper()
+	s := &server{t: t, dir: t.TempDir(), mod: mod}
+	s.start()
+	t.Cleanup(s.stop)
+	return s
+}
+
+func (s *server) start() {
+	s.t.Helper()
+	cfg := node.Config{
+		DataDir:     s.dir,
+		Listen:      "127.0.0.1:0",
+		TokenSecret: testSecret,
+		Logger:      testLogger(),
+	}
+	cfg.EmbeddedBroker.Addr = "127.0.0.1:0"
+	cfg.Kafka.Partitions = 4
+	if s.mod != nil {
+		s.mod(&cfg)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	n, err := node.Start(ctx, cfg)
+	if err != nil {
+		s.t.Fatalf("cannot start node: %v", err)
+	}
+	s.n = n
+}
+
+func (s *server) stop() {
+	if s.n == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := s.n.Shutdown(ctx); err != nil {
+		s.t.Errorf("shutdown: %v", err)
+	}
+	s.n = nil
+}
+
+func (s *server) restart() {
+	s.stop()
+	s.start()
+}
+
+func (s *server) url() string { return "ws://" + s.n.Addr() + "/ws" }
+
+func (s *server) token(account, device string, ttl time.Duration) string {
+	s.t.Helper()
+	tok, err := s.n.Tokens().Mint(domain.AccountID(account), domain.DeviceID(device), ttl)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return tok
+}
+
+// dial connects account/device and fails the test if it cannot.
+func (s *server) dial(account, device string, opts ...func(*client.Config)) *client.Client {
+	s.t.Helper()
+	c, err := s.tryDial(account, device, opts...)
+	if err != nil {
+		s.t.Fatalf("dial %s/%s: %v", account, device, err)
+	}
+	s.t.Cleanup(c.Close)
+	return c
+}
+
+func (s *server) tryDial(account, device string, opts ...func(*client.Config)) (*client.Client, error) {
+	cfg := client.Config{URL: s.url(), Token: s.token(account, device, time.Hour), RequestTimeout: 10 * time.Second}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	return client.Dial(ctx, cfg)
+}
+
+// device is a connected client whose pushes feed an inbox.
+type device struct {
+	c     *client.Client
+	inbox *client.Inbox
+
+	mu     sync.Mutex
+	pushes []wire.ServerFrame
+	errs   []error
+	done   chan struct{}
+}
+
+func (s *server) device(account, name string, opts ...func(*client.Config)) *device {
+	s.t.Helper()
+	c := s.dial(account, name, opts...)
+	d := &device{c: c, inbox: client.NewInbox(c), done: make(chan struct{})}
+	go func() {
+		defer close(d.done)
+		for f := range c.Pushes() {
+			d.mu.Lock()
+			d.pushes = append(d.pushes, f)
+			d.mu.Unlock()
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			if err := d.inbox.HandlePush(ctx, f); err != nil && !isClosed(err) {
+				d.mu.Lock()
+				d.errs = append(d.errs, err)
+				d.mu.Unlock()
+			}
+			cancel()
+		}
+	}()
+	return d
+}
+
+func isClosed(err error) bool { return err != nil && errors.Is(err, client.ErrClosed) }
+
+// received returns a copy of the pushes so far.
+func (d *device) received() []wire.ServerFrame {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]wire.ServerFrame(nil), d.pushes...)
+}
+
+// waitPushes waits until the device has n pushes.
+func (d *device) waitPushes(t *testing.T, n int) []wire.ServerFrame {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if got := d.received(); len(got) >= n {
+			return got
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("got %d pushes, want %d", len(d.received()), n)
+	return nil
+}
+
+// waitInbox waits until the inbox holds n messages of conv.
+func (d *device) waitInbox(t *testing.T, conv string, n int) []wire.Message {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if got := d.inbox.Messages(conv); len(got) >= n {
+			return got
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	d.mu.Lock()
+	errs := d.errs
+	d.mu.Unlock()
+	t.Fatalf("inbox holds %d messages of %s, want %d (errors: %v)", len(d.inbox.Messages(conv)), conv, n, errs)
+	return nil
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// history reads a whole conversation from msgid 0 with the given client.
+func history(t *testing.T, c *client.Client, conv string) []wire.Message {
+	t.Helper()
+	var out []wire.Message
+	cur := wire.Cursor{}
+	for {
+		f, err := c.Sync(ctxT(t), conv, cur, 200)
+		if err != nil {
+			t.Fatalf("sync %s: %v", conv, err)
+		}
+		out = append(out, f.Messages...)
+		cur = *f.Next
+		if !f.HasMore {
+			return out
+		}
+	}
+}
+
+// assertLog checks msgids strictly increase and bodies match want in order.
+func assertLog(t *testing.T, who string, got []wire.Message, want []string) {
+	t.Helper()
+	bodies := make([]string, len(got))
+	for i, m := range got {
+		bodies[i] = m.Body
+		if i > 0 && got[i-1].MsgID >= m.MsgID {
+			t.Errorf("%s: msgid not increasing at %d: %d then %d", who, i, got[i-1].MsgID, m.MsgID)
+		}
+	}
+	if fmt.Sprint(bodies) != fmt.Sprint(want) {
+		t.Errorf("%s: got %q, want %q", who, bodies, want)
+	}
+}

@@ -1,0 +1,407 @@
+// Package client is Parley's Go client: it connects to the WebSocket
+// gateway, says hello with a token, sends with retries under one client
+// message id, receives pushes, keeps the connection alive with pings and
+// (optionally) lease renewals. Inbox keeps a per-conversation log that
+// detects gaps and syncs them. The end-to-end tests and the load generator
+// use it; it is also the reference for writing a client in another language.
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/lxzan/gws"
+	"github.com/parley-chat/parley/transport/wire"
+)
+
+// Error is an error frame from the server.
+type Error struct {
+	Code       wire.Code
+	Message    string
+	RetryAfter time.Duration
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("parley: %s: %s", e.Code, e.Message) }
+
+// CodeOf returns the wire code of err, or "" if it is not a server error.
+func CodeOf(err error) wire.Code {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return ""
+}
+
+// ErrClosed: the connection is closed; see Client.CloseReason.
+var ErrClosed = errors.New("parley: connection closed")
+
+// Config configures a connection.
+type Config struct {
+	// URL of the gateway's WebSocket endpoint, e.g. ws://127.0.0.1:8080/ws.
+	URL string
+	// Token is the signed token sent in hello.
+	Token string
+	// RequestTimeout bounds one request's wait for its reply. Default 10s.
+	RequestTimeout time.Duration
+	// PingInterval between WebSocket pings; default a third of the
+	// server's heartbeat. Negative disables pings.
+	PingInterval time.Duration
+	// AutoRenew renews the lease when two thirds of it have passed.
+	AutoRenew bool
+	// SendAttempts bounds Send's retries of one client message id. Default 5.
+	SendAttempts int
+	// Header is added to the upgrade request.
+	Header http.Header
+}
+
+func (c *Config) setDefaults() {
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = 10 * time.Second
+	}
+	if c.SendAttempts == 0 {
+		c.SendAttempts = 5
+	}
+}
+
+// Client is one connection. Its methods are safe for concurrent use.
+type Client struct {
+	cfg     Config
+	conn    *gws.Conn
+	welcome wire.ServerFrame
+
+	nextID  atomic.Uint64
+	mu      sync.Mutex
+	pending map[string]chan wire.ServerFrame
+
+	pushMu   sync.Mutex
+	pushCond *sync.Cond
+	pushQ    []wire.ServerFrame
+	pushes   chan wire.ServerFrame
+
+	done      chan struct{}
+	closeOnce sync.Once
+	closeCode uint16
+	closeText string
+	wg        sync.WaitGroup
+}
+
+// Dial connects and says hello. A refused hello (bad token, duplicate
+// login) returns the server's *Error.
+func Dial(ctx context.Context, cfg Config) (*Client, error) {
+	cfg.setDefaults()
+	c := &Client{cfg: cfg, pending: map[string]chan wire.ServerFrame{}, done: make(chan struct{}), pushes: make(chan wire.ServerFrame)}
+	c.pushCond = sync.NewCond(&c.pushMu)
+	conn, _, err := gws.NewClient(&events{c: c}, &gws.ClientOption{
+		Addr:               cfg.URL,
+		RequestHeader:      cfg.Header,
+		ReadMaxPayloadSize: 16 << 20,
+		HandshakeTimeout:   cfg.RequestTimeout,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("parley: cannot connect to %s: %w", cfg.URL, err)
+	}
+	c.conn = conn
+	c.wg.Add(2)
+	go func() { defer c.wg.Done(); conn.ReadLoop() }()
+	go c.pumpPushes()
+	w, err := c.Do(ctx, wire.Request{Type: wire.TypeHello, Token: cfg.Token})
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	c.welcome = w
+	if iv := c.pingInterval(); iv > 0 || cfg.AutoRenew {
+		c.wg.Add(1)
+		go c.keepAlive(iv)
+	}
+	return c, nil
+}
+
+// Welcome is the server's answer to hello: lease, heartbeat, server time.
+func (c *Client) Welcome() wire.ServerFrame { return c.welcome }
+
+func (c *Client) pingInterval() time.Duration {
+	if c.cfg.PingInterval != 0 {
+		return c.cfg.PingInterval
+	}
+	return time.Duration(c.welcome.HeartbeatMs) * time.Millisecond / 3
+}
+
+func (c *Client) keepAlive(ping time.Duration) {
+	defer c.wg.Done()
+	var pingC <-chan time.Time
+	if ping > 0 {
+		t := time.NewTicker(ping)
+		defer t.Stop()
+		pingC = t.C
+	}
+	lease := time.Duration(c.welcome.LeaseMs) * time.Millisecond
+	var renewC <-chan time.Time
+	if c.cfg.AutoRenew && lease > 0 {
+		t := time.NewTicker(lease * 2 / 3)
+		defer t.Stop()
+		renewC = t.C
+	}
+	for {
+		select {
+		case <-c.done:
+			return
+		case <-pingC:
+			_ = c.conn.WritePing(nil)
+		case <-renewC:
+			ctx, cancel := context.WithTimeout(context.Background(), c.cfg.RequestTimeout)
+			_, _ = c.Renew(ctx)
+			cancel()
+		}
+	}
+}
+
+// Do sends one request and waits for its reply. An error frame is returned
+// as *Error. Do fills in the request id.
+func (c *Client) Do(ctx context.Context, req wire.Request) (wire.ServerFrame, error) {
+	req.ID = strconv.FormatUint(c.nextID.Add(1), 10)
+	b, err := json.Marshal(req)
+	if err != nil {
+		return wire.ServerFrame{}, err
+	}
+	return c.do(ctx, req.ID, b)
+}
+
+// DoRaw writes a raw frame (for tests of hostile input) and waits for the
+// reply with id; an empty id waits for the next reply without an id.
+func (c *Client) DoRaw(ctx context.Context, id string, frame []byte) (wire.ServerFrame, error) {
+	return c.do(ctx, id, frame)
+}
+
+func (c *Client) do(ctx context.Context, id string, frame []byte) (wire.ServerFrame, error) {
+	ch := make(chan wire.ServerFrame, 1)
+	c.mu.Lock()
+	c.pending[id] = ch
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.pending, id)
+		c.mu.Unlock()
+	}()
+	if err := c.conn.WriteMessage(gws.OpcodeText, frame); err != nil {
+		return wire.ServerFrame{}, fmt.Errorf("%w: %v", ErrClosed, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
+	defer cancel()
+	select {
+	case f := <-ch:
+		if f.Type == wire.TypeError {
+			return f, &Error{Code: wire.Code(f.Code), Message: f.Error, RetryAfter: time.Duration(f.RetryAfterMs) * time.Millisecond}
+		}
+		return f, nil
+	case <-c.done:
+		return wire.ServerFrame{}, ErrClosed
+	case <-ctx.Done():
+		return wire.ServerFrame{}, fmt.Errorf("parley: no reply to request %s: %w", id, ctx.Err())
+	}
+}
+
+// Target names whom to send to: an account or a group.
+type Target struct {
+	Account string
+	Group   string
+}
+
+// Send sends a message under clientMsgID and returns the ack. It retries on
+// timeouts, rate limiting and unavailability with the same clientMsgID, so
+// that a retry can never make a second message (the server deduplicates).
+func (c *Client) Send(ctx context.Context, to Target, clientMsgID, kind, body string) (wire.ServerFrame, error) {
+	req := wire.Request{Type: wire.TypeSend, To: to.Account, Group: to.Group, ClientMsgID: clientMsgID, Kind: kind, Body: body}
+	var lastErr error
+	backoff := 50 * time.Millisecond
+	for attempt := 0; attempt < c.cfg.SendAttempts; attempt++ {
+		f, err := c.Do(ctx, req)
+		if err == nil {
+			return f, nil
+		}
+		lastErr = err
+		var se *Error
+		switch {
+		case errors.As(err, &se) && se.Code == wire.CodeRateLimited:
+			backoff = max(backoff, se.RetryAfter)
+		case errors.As(err, &se) && se.Code == wire.CodeUnavailable:
+		case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
+		default:
+			return f, err
+		}
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return wire.ServerFrame{}, ctx.Err()
+		case <-c.done:
+			return wire.ServerFrame{}, ErrClosed
+		}
+		backoff *= 2
+	}
+	return wire.ServerFrame{}, lastErr
+}
+
+// Sync reads one page of conversation after cursor.
+func (c *Client) Sync(ctx context.Context, conversation string, cur wire.Cursor, limit int) (wire.ServerFrame, error) {
+	return c.Do(ctx, wire.Request{Type: wire.TypeSync, Conversation: conversation, LastTime: cur.LastTime, LastMsgID: cur.LastMsgID, Limit: limit})
+}
+
+// Conversations lists conversations changed after since (Unix ms).
+func (c *Client) Conversations(ctx context.Context, since int64) ([]wire.ConversationInfo, error) {
+	f, err := c.Do(ctx, wire.Request{Type: wire.TypeConversations, Since: since})
+	return f.Conversations, err
+}
+
+// CreateGroup creates a group with the given members.
+func (c *Client) CreateGroup(ctx context.Context, name string, members ...string) (wire.GroupInfo, error) {
+	return c.groupOp(ctx, wire.Request{Type: wire.TypeGroupCreate, Name: name, Accounts: members})
+}
+
+// AddMembers adds accounts to a group.
+func (c *Client) AddMembers(ctx context.Context, group string, accounts ...string) (wire.GroupInfo, error) {
+	return c.groupOp(ctx, wire.Request{Type: wire.TypeGroupAdd, Group: group, Accounts: accounts})
+}
+
+// RemoveMembers removes accounts from a group.
+func (c *Client) RemoveMembers(ctx context.Context, group string, accounts ...string) (wire.GroupInfo, error) {
+	return c.groupOp(ctx, wire.Request{Type: wire.TypeGroupRemove, Group: group, Accounts: accounts})
+}
+
+func (c *Client) groupOp(ctx context.Context, req wire.Request) (wire.GroupInfo, error) {
+	f, err := c.Do(ctx, req)
+	if err != nil || f.Group == nil {
+		return wire.GroupInfo{}, err
+	}
+	return *f.Group, nil
+}
+
+// Groups lists the caller's groups.
+func (c *Client) Groups(ctx context.Context) ([]wire.GroupInfo, error) {
+	f, err := c.Do(ctx, wire.Request{Type: wire.TypeGroups})
+	return f.Groups, err
+}
+
+// Renew extends the lease.
+func (c *Client) Renew(ctx context.Context) (wire.ServerFrame, error) {
+	return c.Do(ctx, wire.Request{Type: wire.TypeRenew})
+}
+
+// Pushes delivers pushed messages in the order the server wrote them. It is
+// fed from an unbounded queue so that a slow reader never stalls replies.
+// It is closed after the connection closes and the queue drains.
+func (c *Client) Pushes() <-chan wire.ServerFrame { return c.pushes }
+
+func (c *Client) pumpPushes() {
+	defer c.wg.Done()
+	defer close(c.pushes)
+	for {
+		c.pushMu.Lock()
+		for len(c.pushQ) == 0 && !c.isDone() {
+			c.pushCond.Wait()
+		}
+		if len(c.pushQ) == 0 {
+			c.pushMu.Unlock()
+			return
+		}
+		f := c.pushQ[0]
+		c.pushQ = c.pushQ[1:]
+		c.pushMu.Unlock()
+		select {
+		case c.pushes <- f:
+		case <-c.done:
+			// Closed: still hand over what was received, unless nobody reads.
+			select {
+			case c.pushes <- f:
+			case <-time.After(time.Second):
+				return
+			}
+		}
+	}
+}
+
+func (c *Client) isDone() bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Done is closed when the connection ends.
+func (c *Client) Done() <-chan struct{} { return c.done }
+
+// CloseReason is the close code and reason the server sent, once Done.
+func (c *Client) CloseReason() (uint16, string) {
+	<-c.done
+	return c.closeCode, c.closeText
+}
+
+// Close closes the connection (code 1000) and waits for its goroutines.
+func (c *Client) Close() {
+	_ = c.conn.WriteClose(1000, nil)
+	c.finish(1000, "client closed")
+	c.wg.Wait()
+}
+
+// Drop ends the TCP connection without a close frame, like a device that
+// loses its network.
+func (c *Client) Drop() {
+	_ = c.conn.NetConn().Close()
+	<-c.done
+}
+
+func (c *Client) finish(code uint16, reason string) {
+	c.closeOnce.Do(func() {
+		c.closeCode, c.closeText = code, reason
+		close(c.done)
+		c.pushMu.Lock()
+		c.pushCond.Broadcast()
+		c.pushMu.Unlock()
+	})
+}
+
+type events struct {
+	gws.BuiltinEventHandler
+	c *Client
+}
+
+func (e *events) OnClose(_ *gws.Conn, err error) {
+	var ce *gws.CloseError
+	if errors.As(err, &ce) {
+		e.c.finish(ce.Code, string(ce.Reason))
+		return
+	}
+	e.c.finish(0, fmt.Sprint(err))
+}
+
+func (e *events) OnMessage(_ *gws.Conn, m *gws.Message) {
+	defer m.Close()
+	var f wire.ServerFrame
+	if err := json.Unmarshal(m.Bytes(), &f); err != nil {
+		return
+	}
+	if f.Type == wire.TypePush {
+		e.c.pushMu.Lock()
+		e.c.pushQ = append(e.c.pushQ, f)
+		e.c.pushCond.Signal()
+		e.c.pushMu.Unlock()
+		return
+	}
+	e.c.mu.Lock()
+	ch := e.c.pending[f.ID]
+	e.c.mu.Unlock()
+	if ch != nil {
+		select {
+		case ch <- f:
+		default:
+		}
+	}
+}

@@ -1,0 +1,155 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+
+	"github.com/parley-chat/parley/transport/wire"
+)
+
+// Inbox is one device's copy of its conversations: every message it holds,
+// per conversation in msgid order, with the cursor to sync from. A push
+// whose prevMsgId is not the last msgid held reveals a gap, and the inbox
+// syncs it; a message it already holds is ignored, so a device never shows
+// one twice. Feed it every push; call SyncAll after (re)connecting.
+type Inbox struct {
+	mu    sync.Mutex
+	c     *Client
+	since int64 // server time of the last full sync
+	convs map[string]*thread
+	// Gaps counts pushes that revealed a gap; Syncs counts sync pages read.
+	Gaps, Syncs int
+}
+
+type thread struct {
+	cursor wire.Cursor
+	msgs   []wire.Message
+}
+
+// NewInbox returns an empty inbox reading through c.
+func NewInbox(c *Client) *Inbox { return &Inbox{c: c, convs: map[string]*thread{}} }
+
+// Use switches the inbox to a new connection after a reconnect.
+func (in *Inbox) Use(c *Client) {
+	in.mu.Lock()
+	in.c = c
+	in.mu.Unlock()
+}
+
+func (in *Inbox) thread(conv string) *thread {
+	t := in.convs[conv]
+	if t == nil {
+		t = &thread{}
+		in.convs[conv] = t
+	}
+	return t
+}
+
+// HandlePush applies a pushed message, syncing first if it reveals a gap.
+func (in *Inbox) HandlePush(ctx context.Context, f wire.ServerFrame) error {
+	if f.Message == nil {
+		return nil
+	}
+	m := *f.Message
+	in.mu.Lock()
+	t := in.thread(m.Conversation)
+	last := t.cursor.LastMsgID
+	switch {
+	case m.MsgID <= last:
+		in.mu.Unlock()
+		return nil // held already
+	case f.PrevMsgID == last:
+		t.msgs = append(t.msgs, m)
+		t.cursor.LastMsgID = m.MsgID
+		in.mu.Unlock()
+		return nil
+	}
+	in.Gaps++
+	in.mu.Unlock()
+	return in.Sync(ctx, m.Conversation)
+}
+
+// Sync reads conversation from the inbox's cursor until nothing remains.
+func (in *Inbox) Sync(ctx context.Context, conv string) error {
+	for {
+		in.mu.Lock()
+		c := in.c
+		cur := in.thread(conv).cursor
+		in.mu.Unlock()
+		f, err := c.Sync(ctx, conv, cur, 0)
+		if err != nil {
+			return fmt.Errorf("cannot sync %s: %w", conv, err)
+		}
+		in.mu.Lock()
+		in.Syncs++
+		t := in.thread(conv)
+		for _, m := range f.Messages {
+			if m.MsgID > t.cursor.LastMsgID {
+				t.msgs = append(t.msgs, m)
+				t.cursor.LastMsgID = m.MsgID
+			}
+		}
+		if f.Next != nil {
+			t.cursor.LastTime = f.Next.LastTime
+		}
+		in.mu.Unlock()
+		if !f.HasMore {
+			return nil
+		}
+	}
+}
+
+// SyncAll asks which conversations changed since the last SyncAll and syncs
+// each of them.
+func (in *Inbox) SyncAll(ctx context.Context) error {
+	in.mu.Lock()
+	c, since := in.c, in.since
+	in.mu.Unlock()
+	f, err := c.Do(ctx, wire.Request{Type: wire.TypeConversations, Since: since})
+	if err != nil {
+		return err
+	}
+	for _, conv := range f.Conversations {
+		in.mu.Lock()
+		held := in.thread(conv.Conversation).cursor.LastMsgID
+		in.mu.Unlock()
+		if conv.LatestMsgID > held {
+			if err := in.Sync(ctx, conv.Conversation); err != nil {
+				return err
+			}
+		}
+	}
+	in.mu.Lock()
+	// Step back a little so that a message stamped just before the list was
+	// taken is listed again next time; holding it already costs nothing.
+	if f.ServerTime-60_000 > in.since {
+		in.since = f.ServerTime - 60_000
+	}
+	in.mu.Unlock()
+	return nil
+}
+
+// Messages returns a copy of a conversation's messages in msgid order.
+func (in *Inbox) Messages(conv string) []wire.Message {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	t := in.convs[conv]
+	if t == nil {
+		return nil
+	}
+	out := append([]wire.Message(nil), t.msgs...)
+	sort.SliceStable(out, func(i, j int) bool { return out[i].MsgID < out[j].MsgID })
+	return out
+}
+
+// Cursor returns where the inbox stands in conv.
+func (in *Inbox) Cursor(conv string) wire.Cursor {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if t := in.convs[conv]; t != nil {
+		return t.cursor
+	}
+	return wire.Cursor{}
+}
