@@ -33,6 +33,9 @@ func NewGroup(id GroupID, name string, owner AccountID, members []AccountID) (*G
 	if len(name) > MaxGroupNameBytes || !utf8.ValidString(name) {
 		return nil, &InvalidError{Field: "name", Reason: fmt.Sprintf("must be valid UTF-8 of at most %d bytes", MaxGroupNameBytes)}
 	}
+	if _, err := ParseAccountID(string(owner)); err != nil {
+		return nil, err
+	}
 	g := &Group{id: id, name: name, owner: owner, members: map[AccountID]struct{}{owner: {}}}
 	if err := g.checkAccounts(members); err != nil {
 		return nil, err

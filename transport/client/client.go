@@ -95,15 +95,32 @@ type Client struct {
 // Dial connects and says hello. A refused hello (bad token, duplicate
 // login) returns the server's *Error.
 func Dial(ctx context.Context, cfg Config) (*Client, error) {
+	c, err := Connect(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := c.Hello(ctx); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// Connect opens the WebSocket without saying hello; most callers want Dial.
+func Connect(ctx context.Context, cfg Config) (*Client, error) {
 	cfg.setDefaults()
 	c := &Client{cfg: cfg, pending: map[string]chan wire.ServerFrame{}, done: make(chan struct{}), pushes: make(chan wire.ServerFrame)}
 	c.pushCond = sync.NewCond(&c.pushMu)
-	conn, _, err := gws.NewClient(&events{c: c}, &gws.ClientOption{
+	opt := &gws.ClientOption{
 		Addr:               cfg.URL,
 		RequestHeader:      cfg.Header,
 		ReadMaxPayloadSize: 16 << 20,
 		HandshakeTimeout:   cfg.RequestTimeout,
-	})
+	}
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < opt.HandshakeTimeout {
+		opt.HandshakeTimeout = time.Until(dl)
+	}
+	conn, _, err := gws.NewClient(&events{c: c}, opt)
 	if err != nil {
 		return nil, fmt.Errorf("parley: cannot connect to %s: %w", cfg.URL, err)
 	}
@@ -111,18 +128,26 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	c.wg.Add(2)
 	go func() { defer c.wg.Done(); conn.ReadLoop() }()
 	go c.pumpPushes()
-	w, err := c.Do(ctx, wire.Request{Type: wire.TypeHello, Token: cfg.Token})
+	return c, nil
+}
+
+// Hello authenticates the connection with the configured token and starts
+// pings and lease renewals.
+func (c *Client) Hello(ctx context.Context) (wire.ServerFrame, error) {
+	w, err := c.Do(ctx, wire.Request{Type: wire.TypeHello, Token: c.cfg.Token})
 	if err != nil {
-		c.Close()
-		return nil, err
+		return w, err
 	}
 	c.welcome = w
-	if iv := c.pingInterval(); iv > 0 || cfg.AutoRenew {
+	if iv := c.pingInterval(); iv > 0 || c.cfg.AutoRenew {
 		c.wg.Add(1)
 		go c.keepAlive(iv)
 	}
-	return c, nil
+	return w, nil
 }
+
+// Raw is the underlying WebSocket, for tests that write hostile frames.
+func (c *Client) Raw() *gws.Conn { return c.conn }
 
 // Welcome is the server's answer to hello: lease, heartbeat, server time.
 func (c *Client) Welcome() wire.ServerFrame { return c.welcome }
@@ -197,15 +222,26 @@ func (c *Client) do(ctx context.Context, id string, frame []byte) (wire.ServerFr
 	defer cancel()
 	select {
 	case f := <-ch:
-		if f.Type == wire.TypeError {
-			return f, &Error{Code: wire.Code(f.Code), Message: f.Error, RetryAfter: time.Duration(f.RetryAfterMs) * time.Millisecond}
-		}
-		return f, nil
+		return c.result(f)
 	case <-c.done:
-		return wire.ServerFrame{}, ErrClosed
+		// The reply may have arrived just before the close (an error
+		// frame followed by the close that it explains).
+		select {
+		case f := <-ch:
+			return c.result(f)
+		default:
+			return wire.ServerFrame{}, ErrClosed
+		}
 	case <-ctx.Done():
 		return wire.ServerFrame{}, fmt.Errorf("parley: no reply to request %s: %w", id, ctx.Err())
 	}
+}
+
+func (c *Client) result(f wire.ServerFrame) (wire.ServerFrame, error) {
+	if f.Type == wire.TypeError {
+		return f, &Error{Code: wire.Code(f.Code), Message: f.Error, RetryAfter: time.Duration(f.RetryAfterMs) * time.Millisecond}
+	}
+	return f, nil
 }
 
 // Target names whom to send to: an account or a group.

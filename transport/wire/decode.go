@@ -32,12 +32,7 @@ func DecodeRequest(frame []byte) (Request, *DecodeError) {
 		return Request{}, &DecodeError{Code: CodeBadFrame, Reason: "a frame must be one JSON object"}
 	}
 	if err := json.Unmarshal(trimmed, &r); err != nil {
-		// Salvage the id so that the client can match the error.
-		var env struct {
-			ID string `json:"id"`
-		}
-		_ = json.Unmarshal(trimmed, &env)
-		return Request{}, &DecodeError{Code: CodeBadFrame, ID: clipID(env.ID), Reason: "cannot parse JSON: " + err.Error()}
+		return Request{}, &DecodeError{Code: CodeBadFrame, ID: salvageID(trimmed), Reason: "cannot parse JSON: " + err.Error()}
 	}
 	if r.ID == "" {
 		return Request{}, &DecodeError{Code: CodeInvalidArgument, Reason: "id is required"}
@@ -54,9 +49,29 @@ func DecodeRequest(frame []byte) (Request, *DecodeError) {
 	return r, nil
 }
 
-func clipID(id string) string {
-	if len(id) > MaxRequestIDLen {
+// salvageID reads the top-level "id" of a frame that failed to parse, as
+// far as the frame is readable, so that the client can match the error.
+func salvageID(frame []byte) string {
+	dec := json.NewDecoder(bytes.NewReader(frame))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
 		return ""
 	}
-	return id
+	for dec.More() {
+		key, err := dec.Token()
+		if err != nil {
+			return ""
+		}
+		if key == "id" {
+			v, err := dec.Token()
+			if s, ok := v.(string); ok && err == nil && len(s) <= MaxRequestIDLen {
+				return s
+			}
+			return ""
+		}
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return ""
+		}
+	}
+	return ""
 }

@@ -97,9 +97,6 @@ func (s *session) write(frame []byte) {
 	}
 	s.conn.Async(func() {
 		defer s.pending.Add(-1)
-		if s.closed.Load() {
-			return
-		}
 		_ = s.conn.SetWriteDeadline(time.Now().Add(s.g.cfg.WriteTimeout))
 		if err := s.conn.WriteMessage(gws.OpcodeText, frame); err != nil {
 			s.closeWith(wire.CloseSlowConsumer, wire.ReasonSlowConsumer, true)
