@@ -76,8 +76,11 @@ func (p *Projection) floor(r projections.Record) domain.MsgID {
 		p.firstSeen[r.Position.Partition] = first
 	}
 	p.mu.Unlock()
-	if first == 0 {
-		return 0 // the log has never lost a record: everything is covered
+	if first == 0 && p.epoch <= 1 {
+		// The first epoch's log has never lost a record: everything is
+		// covered. A later epoch's offset 0 is not the start of history:
+		// earlier epochs live only in the store.
+		return 0
 	}
 	id, err := events.MsgID(p.epoch, first)
 	if err != nil {
