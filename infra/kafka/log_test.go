@@ -12,7 +12,7 @@ import (
 	"github.com/parley-chat/parley/events"
 )
 
-func startLog(t *testing.T, dir string) (*Embedded, *Log) {
+func startLog(t testing.TB, dir string) (*Embedded, *Log) {
 	t.Helper()
 	b, err := StartEmbedded(EmbeddedConfig{DataDir: dir})
 	if err != nil {

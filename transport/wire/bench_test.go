@@ -1,0 +1,30 @@
+package wire
+
+import (
+	"encoding/json"
+	"testing"
+)
+
+var sendFrame = []byte(`{"id":"42","type":"send","to":"bob","clientMsgId":"c-0001","kind":"text","body":"hello there, how are you doing today?"}`)
+
+func BenchmarkDecodeRequest(b *testing.B) {
+	b.ReportAllocs()
+	b.SetBytes(int64(len(sendFrame)))
+	for i := 0; i < b.N; i++ {
+		if _, err := DecodeRequest(sendFrame); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkEncodePush(b *testing.B) {
+	m := Message{MsgID: 1<<48 + 12345, MessageID: "0190f3c2-8d7e-7000-8000-000000000000", ClientMsgID: "c-0001",
+		Conversation: "d:alice:bob", From: "alice", Device: "phone", Kind: "text", Body: "hello there, how are you doing today?", ServerTime: 1795714619000}
+	f := ServerFrame{Type: TypePush, PrevMsgID: 1<<48 + 12340, Message: &m}
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if _, err := json.Marshal(f); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
