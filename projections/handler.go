@@ -42,7 +42,7 @@ func (e *PoisonError) Unwrap() error { return e.Err }
 // maps its position to a msgid with epoch, applies it, and then advances
 // progress. Unknown event names are skipped (a newer producer must not stop
 // an older projector), as are poison records, each with a log line.
-func Handler(name string, p Projection, epoch uint8, progress *Progress, log *slog.Logger) message.NoPublishHandlerFunc {
+func Handler(name string, p Projection, epoch uint8, progress Tracker, log *slog.Logger) message.NoPublishHandlerFunc {
 	return func(msg *message.Message) error {
 		ctx := msg.Context()
 		part, ok1 := wkafka.MessagePartitionFromCtx(ctx)

@@ -12,7 +12,23 @@ import (
 	"sync"
 )
 
-// Progress is how far one read model has applied each partition.
+// Tracker records how far a read model has applied each partition, and lets
+// readers wait for it. Advance is called only after a record is applied, so
+// a tracker may lag its read model but never lead it. Progress is the
+// in-memory tracker; a durable read model keeps its tracker beside its data
+// so that readers in other processes see it.
+type Tracker interface {
+	// Advance records that the record at offset of partition is applied.
+	Advance(partition int32, offset int64)
+	// Next is the offset after the last applied one of partition.
+	Next(partition int32) int64
+	// WaitFor returns once every record of partition below end is applied.
+	WaitFor(ctx context.Context, partition int32, end int64) error
+	// WaitForAll is WaitFor for every partition in ends.
+	WaitForAll(ctx context.Context, ends map[int32]int64) error
+}
+
+// Progress is the in-memory Tracker.
 type Progress struct {
 	mu      sync.Mutex
 	next    map[int32]int64 // next offset to apply

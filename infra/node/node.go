@@ -152,14 +152,14 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	type proj struct {
 		name     string
 		p        projections.Projection
-		progress *projections.Progress
+		progress projections.Tracker
 	}
 	all := []proj{
-		{store.Name, store.NewProjection(rm.Store), rm.StoreProgress.(*projections.Progress)},
-		{cache.Name, cache.NewProjection(rm.Cache, epoch, true), rm.CacheProgress.(*projections.Progress)},
-		{groups.Name, groupModel, rm.GroupsProgress.(*projections.Progress)},
-		{conversations.Name, convModel, rm.ConversationsProgress.(*projections.Progress)},
-		{push.Name, push.NewProjection(n.gw, groups.At{Model: groupModel, Progress: rm.GroupsProgress.(*projections.Progress)}), pushProgress},
+		{store.Name, store.NewProjection(rm.Store), rm.StoreProgress},
+		{cache.Name, cache.NewProjection(rm.Cache, epoch, true), rm.CacheProgress},
+		{groups.Name, groupModel, rm.GroupsProgress},
+		{conversations.Name, convModel, rm.ConversationsProgress},
+		{push.Name, push.NewProjection(n.gw, groups.At{Model: groupModel, Progress: rm.GroupsProgress}), pushProgress},
 	}
 	for _, p := range all {
 		// In-memory read models are rebuilt from the start of the log at

@@ -141,7 +141,7 @@ func (m *Memory) GroupsOf(a domain.AccountID) []*domain.Group {
 // members it was sent to.
 type At struct {
 	Model    *Memory
-	Progress *projections.Progress
+	Progress projections.Tracker
 }
 
 // MembersAt implements push.Members.

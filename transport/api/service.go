@@ -16,6 +16,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/parley-chat/parley/domain"
 	"github.com/parley-chat/parley/events"
+	"github.com/parley-chat/parley/projections"
 	"github.com/parley-chat/parley/projections/cache"
 	"github.com/parley-chat/parley/projections/conversations"
 	"github.com/parley-chat/parley/projections/store"
@@ -35,11 +36,7 @@ type Log interface {
 }
 
 // Progress tells how far a read model has applied the log.
-type Progress interface {
-	WaitFor(ctx context.Context, partition int32, end int64) error
-	WaitForAll(ctx context.Context, ends map[int32]int64) error
-	Next(partition int32) int64
-}
+type Progress = projections.Tracker
 
 // Groups is the membership read model.
 type Groups interface {
