@@ -148,7 +148,7 @@ func TestGroupChat(t *testing.T) {
 		}
 	}
 	for name, d := range map[string]*device{"alice": alice, "bob": bob, "carol": carol} {
-		assertLog(t, name, d.waitInbox(t, conv, len(want)), want)
+		assertLog(t, name, d.finalLog(t, conv, len(want)), want)
 	}
 
 	_, err = dave.Send(ctx, client.Target{Group: g.Group}, "d1", "text", "let me in")
@@ -175,7 +175,7 @@ func TestGroupChat(t *testing.T) {
 		t.Fatal(err)
 	}
 	want = append(want, "hi all")
-	assertLog(t, "carol", carol.waitInbox(t, conv, len(want)), want)
+	assertLog(t, "carol", carol.finalLog(t, conv, len(want)), want)
 
 	if g, err = alice.c.RemoveMembers(ctx, g.Group, "carol"); err != nil || fmt.Sprint(g.Members) != "[alice bob dave]" {
 		t.Fatalf("remove carol: %+v %v", g, err)
@@ -234,12 +234,7 @@ func TestConcurrentGroupSenders(t *testing.T) {
 		wantBodies[i] = m.Body
 	}
 	for i, d := range devs {
-		// A device gets no push of its own sends (it has the acks), so its
-		// log ends with a sync like a real client's would.
-		if err := d.inbox.Sync(ctx, conv); err != nil {
-			t.Fatal(err)
-		}
-		got := d.waitInbox(t, conv, total)
+		got := d.finalLog(t, conv, total)
 		assertLog(t, names[i], got, wantBodies)
 		if n := len(d.waitPushes(t, total-perSender)); n != total-perSender {
 			t.Errorf("%s: %d pushes, want one for each of the others' %d messages", names[i], n, total-perSender)
@@ -286,7 +281,16 @@ func TestRetrySameClientMsgIDMakesOneMessage(t *testing.T) {
 	if err != nil || fromLaptop.MsgID != first.MsgID {
 		t.Fatalf("retry from another device: %+v %v", fromLaptop, err)
 	}
-	assertLog(t, "history", history(t, alice, "d:alice:bob"), []string{"once", "race"})
+	// A resend marked as a retry finds the original, and one of a message
+	// that never reached the log sends it.
+	resent, err := laptop.Resend(ctx, client.Target{Account: "bob"}, "same", "text", "once")
+	if err != nil || resent.MsgID != first.MsgID || !resent.Duplicate {
+		t.Fatalf("resend: %+v %v", resent, err)
+	}
+	if fresh, err := laptop.Resend(ctx, client.Target{Account: "bob"}, "lost", "text", "lost ack"); err != nil || fresh.Duplicate {
+		t.Fatalf("resend of a new message: %+v %v", fresh, err)
+	}
+	assertLog(t, "history", history(t, alice, "d:alice:bob"), []string{"once", "race", "lost ack"})
 }
 
 // The server is stopped and started on the same data dir: every message and

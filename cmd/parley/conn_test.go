@@ -106,13 +106,13 @@ func TestLeaseHeartbeatAndHelloDeadlines(t *testing.T) {
 		}
 	})
 	t.Run("unrenewed lease expires", func(t *testing.T) {
-		c := s.dial("a", "phone")
+		c := s.dial("a", "phone", func(c *client.Config) { c.DisableAutoRenew = true })
 		if code, reason := waitClosed(t, c, 5*time.Second); code != wire.CloseLeaseExpired || reason != wire.ReasonLeaseExpired {
 			t.Errorf("closed with %d %q", code, reason)
 		}
 	})
 	t.Run("renewed lease lives on", func(t *testing.T) {
-		c := s.dial("b", "phone", func(c *client.Config) { c.AutoRenew = true })
+		c := s.dial("b", "phone")
 		select {
 		case <-c.Done():
 			code, reason := c.CloseReason()
@@ -122,6 +122,25 @@ func TestLeaseHeartbeatAndHelloDeadlines(t *testing.T) {
 		f, err := c.Renew(ctxT(t))
 		if err != nil || f.Type != wire.TypeRenewed || f.LeaseUntil <= f.ServerTime {
 			t.Errorf("renew: %+v %v", f, err)
+		}
+	})
+	t.Run("lease never outlives the token", func(t *testing.T) {
+		c, err := client.Dial(ctxT(t), client.Config{URL: s.url(), Token: s.token("tok", "phone", 500*time.Millisecond), DisableAutoRenew: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		w := c.Welcome()
+		if w.LeaseUntil > w.ServerTime+600 {
+			t.Errorf("lease until %d outlives a token that expires within 500ms of %d", w.LeaseUntil, w.ServerTime)
+		}
+		f, err := c.Do(ctxT(t), wire.Request{Type: wire.TypeRenew, Token: s.token("tok", "phone", time.Hour)})
+		if err != nil || f.LeaseUntil != f.ServerTime+1000 {
+			t.Errorf("renew with a fresh token: %+v %v", f, err)
+		}
+		_, err = c.Do(ctxT(t), wire.Request{Type: wire.TypeRenew, Token: s.token("someone-else", "phone", time.Hour)})
+		if client.CodeOf(err) != wire.CodeUnauthorized {
+			t.Errorf("renew with another device's token: %v, want unauthorized", err)
 		}
 	})
 	t.Run("no hello", func(t *testing.T) {

@@ -172,6 +172,16 @@ func (d *device) waitPushes(t *testing.T, n int) []wire.ServerFrame {
 	return nil
 }
 
+// finalLog is the device's log of conv once it is settled: a device gets no
+// push of its own sends, so like a real client it syncs once at the end.
+func (d *device) finalLog(t *testing.T, conv string, n int) []wire.Message {
+	t.Helper()
+	if err := d.inbox.Sync(ctxT(t), conv); err != nil {
+		t.Fatal(err)
+	}
+	return d.waitInbox(t, conv, n)
+}
+
 // waitInbox waits until the inbox holds n messages of conv.
 func (d *device) waitInbox(t *testing.T, conv string, n int) []wire.Message {
 	t.Helper()

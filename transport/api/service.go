@@ -125,20 +125,34 @@ type Ack struct {
 	Duplicate bool
 }
 
+// SendRequest is a message a client asks to send.
+type SendRequest struct {
+	From        domain.Sender
+	To          Target
+	ClientMsgID string
+	Kind        string
+	Body        string
+	// Retry marks a repeat of an attempt whose ack was lost: the lookup of
+	// the client message id then waits until the store holds everything
+	// already in the log, so a record that landed despite the lost ack is
+	// found and not appended again.
+	Retry bool
+}
+
 // Send accepts a message: validate, authorize, append MessageSent keyed by
 // the conversation, and answer with the msgid the log assigned. A retry with
 // the same client message id returns the original ack and appends nothing (I4).
-func (s *Service) Send(ctx context.Context, from domain.Sender, to Target, clientMsgID, kind, body string) (Ack, error) {
-	conv, err := s.resolve(from.Account, to)
+func (s *Service) Send(ctx context.Context, r SendRequest) (Ack, error) {
+	conv, err := s.resolve(r.From.Account, r.To)
 	if err != nil {
 		return Ack{}, err
 	}
-	d, err := domain.NewDraft(from, conv, clientMsgID, kind, body)
+	d, err := domain.NewDraft(r.From, conv, r.ClientMsgID, r.Kind, r.Body)
 	if err != nil {
 		return Ack{}, err
 	}
 	if conv.Kind() == domain.KindGroup {
-		exists, member := s.rm.Groups.IsMember(conv.Group(), from.Account)
+		exists, member := s.rm.Groups.IsMember(conv.Group(), r.From.Account)
 		if !exists {
 			return Ack{}, fmt.Errorf("group %s: %w", conv.Group(), domain.ErrNotFound)
 		}
@@ -146,9 +160,14 @@ func (s *Service) Send(ctx context.Context, from domain.Sender, to Target, clien
 			return Ack{}, fmt.Errorf("cannot send to group %s: %w", conv.Group(), domain.ErrNotMember)
 		}
 	}
-	key := idemKey{from.Account, clientMsgID}
+	key := idemKey{r.From.Account, r.ClientMsgID}
 	return s.idem.do(key, func() (Ack, bool, error) {
-		if m, ok, err := s.rm.Store.ByClientMsgID(ctx, from.Account, clientMsgID); err != nil {
+		if r.Retry {
+			if err := s.catchUp(ctx, s.rm.StoreProgress, conv); err != nil {
+				return Ack{}, false, err
+			}
+		}
+		if m, ok, err := s.rm.Store.ByClientMsgID(ctx, r.From.Account, r.ClientMsgID); err != nil {
 			return Ack{}, false, fmt.Errorf("cannot check client message id: %w: %v", ErrUnavailable, err)
 		} else if ok {
 			return Ack{MsgID: m.MsgID, MessageID: m.ID, Conversation: m.Conversation, ServerTime: m.ServerTime}, true, nil
@@ -170,6 +189,22 @@ func (s *Service) Send(ctx context.Context, from domain.Sender, to Target, clien
 		}
 		return Ack{MsgID: msgid, MessageID: id, Conversation: conv, ServerTime: time.UnixMilli(now.UnixMilli())}, pos, nil
 	})
+}
+
+// catchUp waits until t has applied everything in conv's partition that is
+// in the log now.
+func (s *Service) catchUp(ctx context.Context, t Progress, conv domain.ConversationID) error {
+	part := events.PartitionFor(conv.String(), s.log.Partitions())
+	end, err := s.log.EndOffset(part)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.ReadTimeout)
+	defer cancel()
+	if err := t.WaitFor(ctx, part, end); err != nil {
+		return fmt.Errorf("read model is behind the log: %w: %v", ErrUnavailable, err)
+	}
+	return nil
 }
 
 func (s *Service) resolve(me domain.AccountID, to Target) (domain.ConversationID, error) {

@@ -53,8 +53,9 @@ type Config struct {
 	// PingInterval between WebSocket pings; default a third of the
 	// server's heartbeat. Negative disables pings.
 	PingInterval time.Duration
-	// AutoRenew renews the lease when two thirds of it have passed.
-	AutoRenew bool
+	// DisableAutoRenew stops renewing the lease when two thirds of it have
+	// passed; the server then closes the connection when the lease ends.
+	DisableAutoRenew bool
 	// SendAttempts bounds Send's retries of one client message id. Default 5.
 	SendAttempts int
 	// Header is added to the upgrade request.
@@ -139,7 +140,7 @@ func (c *Client) Hello(ctx context.Context) (wire.ServerFrame, error) {
 		return w, err
 	}
 	c.welcome = w
-	if iv := c.pingInterval(); iv > 0 || c.cfg.AutoRenew {
+	if iv := c.pingInterval(); iv > 0 || !c.cfg.DisableAutoRenew {
 		c.wg.Add(1)
 		go c.keepAlive(iv)
 	}
@@ -169,7 +170,7 @@ func (c *Client) keepAlive(ping time.Duration) {
 	}
 	lease := time.Duration(c.welcome.LeaseMs) * time.Millisecond
 	var renewC <-chan time.Time
-	if c.cfg.AutoRenew && lease > 0 {
+	if !c.cfg.DisableAutoRenew && lease > 0 {
 		t := time.NewTicker(lease * 2 / 3)
 		defer t.Stop()
 		renewC = t.C
@@ -254,10 +255,23 @@ type Target struct {
 // timeouts, rate limiting and unavailability with the same clientMsgID, so
 // that a retry can never make a second message (the server deduplicates).
 func (c *Client) Send(ctx context.Context, to Target, clientMsgID, kind, body string) (wire.ServerFrame, error) {
-	req := wire.Request{Type: wire.TypeSend, To: to.Account, Group: to.Group, ClientMsgID: clientMsgID, Kind: kind, Body: body}
+	return c.send(ctx, wire.Request{Type: wire.TypeSend, To: to.Account, Group: to.Group, ClientMsgID: clientMsgID, Kind: kind, Body: body})
+}
+
+// Resend is Send for a message whose earlier attempt got no ack, for
+// example on a connection that has since dropped. It marks every attempt as
+// a retry, so the server finds the message if it reached the log.
+func (c *Client) Resend(ctx context.Context, to Target, clientMsgID, kind, body string) (wire.ServerFrame, error) {
+	return c.send(ctx, wire.Request{Type: wire.TypeSend, To: to.Account, Group: to.Group, ClientMsgID: clientMsgID, Kind: kind, Body: body, Retry: true})
+}
+
+func (c *Client) send(ctx context.Context, req wire.Request) (wire.ServerFrame, error) {
 	var lastErr error
 	backoff := 50 * time.Millisecond
 	for attempt := 0; attempt < c.cfg.SendAttempts; attempt++ {
+		if attempt > 0 {
+			req.Retry = true
+		}
 		f, err := c.Do(ctx, req)
 		if err == nil {
 			return f, nil

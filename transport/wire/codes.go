@@ -36,7 +36,9 @@ const (
 	// of the refused request was accepted.
 	CodeRateLimited Code = "rate_limited"
 	// CodeUnavailable: the event log or a read model cannot answer now;
-	// retry. Nothing of the refused request was accepted.
+	// retry. A send answered so may still have reached the log: retry it
+	// with the same clientMsgId and "retry": true. A group change answered
+	// so may have been applied: list the groups before repeating it.
 	CodeUnavailable Code = "unavailable"
 	// CodeInternal: a server bug. Nothing of the refused request was accepted.
 	CodeInternal Code = "internal"

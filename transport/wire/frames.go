@@ -48,7 +48,7 @@ type Request struct {
 	ID   string `json:"id"`
 	Type string `json:"type"`
 
-	// hello
+	// hello, renew (optional: a fresh token lets the lease outlive the old one)
 	Token string `json:"token,omitempty"`
 
 	// send: exactly one of To (an account) and Group.
@@ -57,6 +57,11 @@ type Request struct {
 	ClientMsgID string `json:"clientMsgId,omitempty"`
 	Kind        string `json:"kind,omitempty"`
 	Body        string `json:"body,omitempty"`
+	// Retry marks a send that repeats an earlier attempt whose ack was not
+	// received (a timeout, a lost connection). The server then waits until
+	// its history holds everything already in the log before it looks the
+	// client message id up, so the retry can never make a second message.
+	Retry bool `json:"retry,omitempty"`
 
 	// sync
 	Conversation string `json:"conversation,omitempty"`

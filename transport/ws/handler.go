@@ -67,12 +67,14 @@ func (h *handler) OnMessage(c *gws.Conn, m *gws.Message) {
 		s.fail("", wire.CodeBadFrame, "frames must be text")
 		return
 	}
+	// Every frame counts against the rate limit, malformed ones included.
+	limited := !s.limiter.AllowN(now, 1)
 	req, derr := wire.DecodeRequest(m.Bytes())
 	if derr != nil {
 		s.fail(derr.ID, derr.Code, derr.Reason)
 		return
 	}
-	if !s.limiter.AllowN(now, 1) {
+	if limited {
 		s.reply(wire.ServerFrame{ID: req.ID, Type: wire.TypeError, Code: string(wire.CodeRateLimited),
 			Error: "too many requests", RetryAfterMs: retryAfter(h.g.cfg.RatePerSecond)})
 		return
@@ -123,6 +125,7 @@ func (h *handler) hello(s *session, req wire.Request, now time.Time) {
 		replaced.closeWith(wire.CloseReplaced, wire.ReasonReplaced, true)
 	}
 	s.helloed = true
+	s.tokenExpires = id.Expires
 	until := s.renewLease(now)
 	s.reply(wire.ServerFrame{
 		ID: req.ID, Type: wire.TypeWelcome, UniqueID: string(s.uid),
@@ -138,12 +141,24 @@ func (h *handler) dispatch(s *session, req wire.Request, now time.Time) {
 	case wire.TypePing:
 		s.reply(wire.ServerFrame{ID: req.ID, Type: wire.TypePong, ServerTime: now.UnixMilli()})
 	case wire.TypeRenew:
+		if req.Token != "" {
+			id, err := h.g.tokens.Verify(req.Token)
+			if err != nil || id.Account != s.account || id.Device != s.device {
+				code := wire.CodeUnauthorized
+				if errors.Is(err, auth.ErrTokenExpired) {
+					code = wire.CodeTokenExpired
+				}
+				s.fail(req.ID, code, "the renew token is not valid for this connection")
+				return
+			}
+			s.tokenExpires = id.Expires
+		}
 		until := s.renewLease(now)
 		s.reply(wire.ServerFrame{ID: req.ID, Type: wire.TypeRenewed, LeaseMs: h.g.cfg.Lease.Milliseconds(),
 			LeaseUntil: until.UnixMilli(), ServerTime: now.UnixMilli()})
 	case wire.TypeSend:
-		ack, err := svc.Send(ctx, domain.Sender{Account: s.account, Device: s.device},
-			api.Target{Account: req.To, Group: req.Group}, req.ClientMsgID, req.Kind, req.Body)
+		ack, err := svc.Send(ctx, api.SendRequest{From: domain.Sender{Account: s.account, Device: s.device},
+			To: api.Target{Account: req.To, Group: req.Group}, ClientMsgID: req.ClientMsgID, Kind: req.Kind, Body: req.Body, Retry: req.Retry})
 		if err != nil {
 			h.failWith(s, req.ID, err)
 			return

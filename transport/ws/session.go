@@ -25,6 +25,8 @@ type session struct {
 	account domain.AccountID
 	device  domain.DeviceID
 	uid     domain.UniqueID
+	// tokenExpires is the expiry of the token of the hello or last renew.
+	tokenExpires time.Time
 
 	leaseUntil atomic.Int64 // Unix nanoseconds; 0 before hello
 	lastRead   atomic.Int64 // Unix nanoseconds
@@ -61,9 +63,14 @@ func (s *session) expiry(now time.Time) (code uint16, reason string) {
 	return 0, ""
 }
 
-// renewLease extends the lease from now and returns its end.
+// renewLease extends the lease from now and returns its end. A lease never
+// outlives the token it was granted on: past the token's expiry a client
+// renews with a fresh token or reconnects.
 func (s *session) renewLease(now time.Time) time.Time {
 	until := now.Add(s.g.cfg.Lease)
+	if !s.tokenExpires.IsZero() && s.tokenExpires.Before(until) {
+		until = s.tokenExpires
+	}
 	s.leaseUntil.Store(until.UnixNano())
 	return until
 }
