@@ -26,10 +26,13 @@ type Push struct {
 	Recipients []domain.AccountID
 }
 
-// Deliverer writes pushes to local connections. It must not block: a
-// connection that cannot take a push is closed so that it resyncs (I5).
+// Deliverer writes pushes to the devices' connections, locally or through
+// the instance that holds them. It must not block on a slow device: a
+// connection that cannot take a push is closed so that it resyncs (I5). An
+// error (the route table is unreachable, say) makes the record retried;
+// devices that got the push already ignore it the second time by msgid.
 type Deliverer interface {
-	Deliver(p Push)
+	Deliver(p Push) error
 }
 
 // Members resolves a group's members as of a position in the log.
@@ -78,7 +81,9 @@ func (p *Projection) Apply(ctx context.Context, r projections.Record) error {
 			return fmt.Errorf("cannot resolve members of %s: %w", m.Conversation, err)
 		}
 	}
-	p.out.Deliver(Push{Message: m, Prev: prev, Recipients: recipients})
+	if err := p.out.Deliver(Push{Message: m, Prev: prev, Recipients: recipients}); err != nil {
+		return fmt.Errorf("cannot deliver %s: %w", m.Conversation, err)
+	}
 	p.mu.Lock()
 	p.last[m.Conversation] = m.MsgID
 	p.mu.Unlock()

@@ -20,10 +20,11 @@ type recorder struct {
 	pushes []push.Push
 }
 
-func (r *recorder) Deliver(p push.Push) {
+func (r *recorder) Deliver(p push.Push) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.pushes = append(r.pushes, p)
+	return nil
 }
 
 func (r *recorder) all() []push.Push {

@@ -3,18 +3,19 @@ package ws
 import (
 	"encoding/json"
 
+	"github.com/parley-chat/parley/domain"
+
 	"github.com/parley-chat/parley/projections/push"
 	"github.com/parley-chat/parley/transport/wire"
 )
 
 // Deliver implements push.Deliverer: the frame is encoded once and queued on
 // every local connection of every recipient, except the sending device.
-func (g *Gateway) Deliver(p push.Push) {
+func (g *Gateway) Deliver(p push.Push) error {
 	msg := wire.FromMessage(p.Message)
 	frame, err := json.Marshal(wire.ServerFrame{Type: wire.TypePush, PrevMsgID: int64(p.Prev), Message: &msg})
 	if err != nil {
-		g.log.Error("cannot encode a push", "err", err)
-		return
+		return err
 	}
 	sender := p.Message.Sender
 	g.mu.RLock()
@@ -26,5 +27,29 @@ func (g *Gateway) Deliver(p push.Push) {
 			}
 			s.write(frame)
 		}
+	}
+	return nil
+}
+
+// DeliverUIDs writes an encoded push to the local connections of uids; a
+// device no longer here is skipped (it syncs when it reconnects).
+func (g *Gateway) DeliverUIDs(uids []domain.UniqueID, frame []byte) {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	for _, u := range uids {
+		if s := g.byUID[u]; s != nil {
+			s.write(frame)
+		}
+	}
+}
+
+// Kick closes the local connection of uid with reason replaced: another
+// instance took its route over under the replace policy.
+func (g *Gateway) Kick(uid domain.UniqueID) {
+	g.mu.RLock()
+	s := g.byUID[uid]
+	g.mu.RUnlock()
+	if s != nil {
+		s.closeWith(wire.CloseReplaced, wire.ReasonReplaced, false)
 	}
 }

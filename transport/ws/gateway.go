@@ -15,6 +15,7 @@ import (
 
 	"github.com/lxzan/gws"
 	"github.com/parley-chat/parley/domain"
+	"github.com/parley-chat/parley/infra/routes"
 	"github.com/parley-chat/parley/transport/api"
 	"github.com/parley-chat/parley/transport/auth"
 	"github.com/parley-chat/parley/transport/wire"
@@ -44,6 +45,25 @@ type Config struct {
 	SweepInterval time.Duration
 	// Logger receives connection events. Default slog.Default().
 	Logger *slog.Logger
+
+	// Routes is the global route table of a cluster; nil keeps routes in
+	// this process only (a single node).
+	Routes routes.Table
+	// Instance is the ip:port at which peers reach this gateway; the value
+	// of its routes. Required with Routes.
+	Instance string
+	// ReplaceLogin is the "replace" duplicate-login policy: a new hello of a
+	// uniqueId connected and alive elsewhere takes it over and the old
+	// connection is closed with reason replaced. The default ("reject", as
+	// the design notes say) refuses the new one with duplicate_login.
+	ReplaceLogin bool
+	// Kicker closes a device on another instance (for ReplaceLogin).
+	Kicker Kicker
+}
+
+// Kicker closes a device's connection on the instance that holds it.
+type Kicker interface {
+	Kick(instance string, uid domain.UniqueID)
 }
 
 func (c *Config) setDefaults() {
@@ -87,6 +107,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxQueuedFrames < 1 {
 		errs = append(errs, fmt.Errorf("ws: max queued frames %d must be positive", c.MaxQueuedFrames))
+	}
+	if c.Routes != nil && c.Instance == "" {
+		errs = append(errs, errors.New("ws: a gateway with a route table needs its instance address"))
 	}
 	if c.RatePerSecond <= 0 || c.RateBurst < 1 {
 		errs = append(errs, fmt.Errorf("ws: rate %v/s burst %d must be positive", c.RatePerSecond, c.RateBurst))
@@ -231,13 +254,38 @@ func (g *Gateway) add(s *session) {
 	g.mu.Unlock()
 }
 
-// register makes s the route of its uniqueId. A live connection of the same
-// uniqueId refuses it; a dead one (silent past the heartbeat) is taken over.
-func (g *Gateway) register(s *session, now time.Time) (replaced *session, err error) {
+// register makes s the route of its uniqueId, here and in the cluster's
+// route table. A live connection of the same uniqueId refuses it (unless
+// the replace policy is on); a dead one (silent past the heartbeat, or on a
+// dead instance) is taken over.
+func (g *Gateway) register(ctx context.Context, s *session, now time.Time) (replaced *session, err error) {
+	if replaced, err = g.registerLocal(s, now); err != nil {
+		return nil, err
+	}
+	if g.cfg.Routes == nil {
+		return replaced, nil
+	}
+	prev, err := g.cfg.Routes.Claim(ctx, s.uid, g.cfg.Instance, g.cfg.ReplaceLogin)
+	if err != nil {
+		g.mu.Lock()
+		g.unrouteLocked(s)
+		g.mu.Unlock()
+		if errors.Is(err, routes.ErrHeld) {
+			return nil, errDuplicateLogin
+		}
+		return nil, fmt.Errorf("%w: %v", api.ErrUnavailable, err)
+	}
+	if prev != "" && prev != g.cfg.Instance && g.cfg.Kicker != nil {
+		g.cfg.Kicker.Kick(prev, s.uid)
+	}
+	return replaced, nil
+}
+
+func (g *Gateway) registerLocal(s *session, now time.Time) (replaced *session, err error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if old := g.byUID[s.uid]; old != nil && old != s {
-		if old.alive(now) {
+		if old.alive(now) && !g.cfg.ReplaceLogin {
 			return nil, errDuplicateLogin
 		}
 		g.unrouteLocked(old)
@@ -255,15 +303,37 @@ func (g *Gateway) register(s *session, now time.Time) (replaced *session, err er
 
 var errDuplicateLogin = errors.New("duplicate login")
 
+// remove forgets a closed connection, and releases its route in the
+// cluster if it still held it here.
 func (g *Gateway) remove(s *session) {
 	g.mu.Lock()
-	defer g.mu.Unlock()
 	delete(g.all, s)
-	g.unrouteLocked(s)
+	held := g.unrouteLocked(s)
+	g.mu.Unlock()
+	if held && g.cfg.Routes != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if err := g.cfg.Routes.Release(ctx, s.uid, g.cfg.Instance); err != nil {
+			g.log.Warn("cannot release a route; it expires by its TTL", "uid", s.uid, "err", err)
+		}
+	}
 }
 
-func (g *Gateway) unrouteLocked(s *session) {
-	if g.byUID[s.uid] == s {
+// refresh extends s's route in the cluster, on renew.
+func (g *Gateway) refresh(ctx context.Context, s *session) {
+	if g.cfg.Routes == nil {
+		return
+	}
+	if err := g.cfg.Routes.Refresh(ctx, s.uid, g.cfg.Instance); err != nil {
+		g.log.Warn("cannot refresh a route", "uid", s.uid, "err", err)
+	}
+}
+
+// unrouteLocked removes s from the local route table and reports whether
+// it held the route of its uniqueId.
+func (g *Gateway) unrouteLocked(s *session) bool {
+	held := g.byUID[s.uid] == s
+	if held {
 		delete(g.byUID, s.uid)
 	}
 	if set := g.byAccount[s.account]; set != nil {
@@ -272,6 +342,7 @@ func (g *Gateway) unrouteLocked(s *session) {
 			delete(g.byAccount, s.account)
 		}
 	}
+	return held
 }
 
 // Online lists the devices of account connected here.

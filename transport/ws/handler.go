@@ -115,10 +115,16 @@ func (h *handler) hello(s *session, req wire.Request, now time.Time) {
 	}
 	s.account, s.device = id.Account, id.Device
 	s.uid = domain.NewUniqueID(id.Account, id.Device)
-	replaced, err := h.g.register(s, now)
-	if err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	replaced, err := h.g.register(ctx, s, now)
+	switch {
+	case errors.Is(err, errDuplicateLogin):
 		s.fail(req.ID, wire.CodeDuplicateLogin, "this device is already connected")
 		s.closeWith(wire.CloseDuplicateLogin, string(wire.CodeDuplicateLogin), false)
+		return
+	case err != nil:
+		h.failWith(s, req.ID, err) // unavailable: the client may say hello again
 		return
 	}
 	if replaced != nil {
@@ -154,6 +160,7 @@ func (h *handler) dispatch(s *session, req wire.Request, now time.Time) {
 			s.tokenExpires = id.Expires
 		}
 		until := s.renewLease(now)
+		h.g.refresh(ctx, s)
 		s.reply(wire.ServerFrame{ID: req.ID, Type: wire.TypeRenewed, LeaseMs: h.g.cfg.Lease.Milliseconds(),
 			LeaseUntil: until.UnixMilli(), ServerTime: now.UnixMilli()})
 	case wire.TypeSend:

@@ -1,0 +1,72 @@
+// Package routes is the routing state of the design notes (R9): the global
+// route uniqueId → instance, the online set account → uniqueIds, and the
+// liveness of instances. Gateways claim routes at hello and release them at
+// close; the push projection reads them to find each device's instance. The
+// in-memory adapter serves one process; the Redis adapter a cluster.
+package routes
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/parley-chat/parley/domain"
+)
+
+// TTLs from the design notes.
+const (
+	// RouteTTL is how long a route lives without a refresh (renew refreshes it).
+	RouteTTL = 1800 * time.Second
+	// OnlineTTL is how long an account's online set lives without a change.
+	OnlineTTL = 3600 * time.Second
+	// AliveTTL is how long an instance counts as alive after its last beat;
+	// instances beat every AliveTTL/3.
+	AliveTTL = 15 * time.Second
+)
+
+// ErrHeld: a live instance other than the claimant holds the route.
+var ErrHeld = errors.New("route held by a live instance")
+
+// Table is the routing state port. Every adapter passes routestest.
+type Table interface {
+	// Claim makes instance the route of uid and adds uid to its account's
+	// online set, unless another instance that is alive holds it; then it
+	// returns that owner and ErrHeld. force takes the route regardless (the
+	// replace policy) and returns the previous owner.
+	Claim(ctx context.Context, uid domain.UniqueID, instance string, force bool) (previous string, err error)
+	// Release removes uid's route if instance still owns it, and uid from
+	// its account's online set.
+	Release(ctx context.Context, uid domain.UniqueID, instance string) error
+	// Refresh extends uid's route and its account's online set.
+	Refresh(ctx context.Context, uid domain.UniqueID, instance string) error
+	// Online lists the uniqueIds in account's online set. On a miss it
+	// reloads the set from the directory.
+	Online(ctx context.Context, account domain.AccountID) ([]domain.UniqueID, error)
+	// Lookup returns the instance of each uid that has a route.
+	Lookup(ctx context.Context, uids []domain.UniqueID) (map[domain.UniqueID]string, error)
+	// Beat marks instance alive for AliveTTL.
+	Beat(ctx context.Context, instance string) error
+	// Alive reports whether instance beat within AliveTTL.
+	Alive(ctx context.Context, instance string) (bool, error)
+	// Forget marks instance dead at once, when it shuts down cleanly.
+	Forget(ctx context.Context, instance string) error
+}
+
+// Directory is the user service's view of an account's devices, used to
+// reload an online set that expired (the design notes: "on a cache miss,
+// reload from the user service").
+type Directory interface {
+	Devices(ctx context.Context, account domain.AccountID) ([]domain.UniqueID, error)
+}
+
+// NoDirectory is the built-in directory: it knows no devices, so a missed
+// online set stays empty until devices say hello again. A set only misses
+// after OnlineTTL without any hello, renew or close of the account, and
+// renewals come every lease (10 minutes by default), so with live devices it
+// does not miss.
+type NoDirectory struct{}
+
+// Devices implements Directory.
+func (NoDirectory) Devices(context.Context, domain.AccountID) ([]domain.UniqueID, error) {
+	return nil, nil
+}

@@ -1,0 +1,228 @@
+// Package cluster connects gateway instances: the push projection finds each
+// device's instance in the global route table and forwards pushes for
+// devices on other instances over an internal, authenticated, persistent
+// and batched WebSocket link to that instance's ip:port.
+package cluster
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/lxzan/gws"
+	"github.com/parley-chat/parley/domain"
+)
+
+// Path is where every gateway accepts links from its peers.
+const Path = "/internal/link"
+
+// Forward is one push for some devices of the receiving instance, or a kick
+// of a device whose route another instance took over.
+type Forward struct {
+	// UIDs are the devices to write Frame to.
+	UIDs []domain.UniqueID `json:"uids,omitempty"`
+	// Frame is the encoded push frame, written as is.
+	Frame json.RawMessage `json:"frame,omitempty"`
+	// Kick names a device to close with reason "replaced".
+	Kick domain.UniqueID `json:"kick,omitempty"`
+}
+
+// Local is what a receiving instance does with forwards: its gateway.
+type Local interface {
+	DeliverUIDs(uids []domain.UniqueID, frame []byte)
+	Kick(uid domain.UniqueID)
+}
+
+// MaxBatch bounds the forwards in one link frame.
+const MaxBatch = 256
+
+// Receiver serves Path: it authenticates the peer with the cluster secret
+// and hands every forward to the local gateway.
+type Receiver struct {
+	secret   []byte
+	local    Local
+	log      *slog.Logger
+	upgrader *gws.Upgrader
+}
+
+// NewReceiver returns the link endpoint of a gateway.
+func NewReceiver(secret []byte, local Local, log *slog.Logger) *Receiver {
+	r := &Receiver{secret: secret, local: local, log: log}
+	r.upgrader = gws.NewUpgrader(&receiverEvents{r: r}, &gws.ServerOption{
+		ReadMaxPayloadSize: 64 << 20,
+		Authorize: func(req *http.Request, _ gws.SessionStorage) bool {
+			got := []byte(req.Header.Get("Authorization"))
+			want := []byte("Bearer " + string(r.secret))
+			return len(r.secret) > 0 && subtle.ConstantTimeCompare(got, want) == 1
+		},
+		Recovery: gws.Recovery,
+	})
+	return r
+}
+
+// ServeHTTP implements http.Handler.
+func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	conn, err := r.upgrader.Upgrade(w, req)
+	if err != nil {
+		r.log.Warn("refused a cluster link", "remote", req.RemoteAddr, "err", err)
+		return
+	}
+	go conn.ReadLoop()
+}
+
+type receiverEvents struct {
+	gws.BuiltinEventHandler
+	r *Receiver
+}
+
+func (e *receiverEvents) OnMessage(_ *gws.Conn, m *gws.Message) {
+	defer m.Close()
+	var batch []Forward
+	if err := json.Unmarshal(m.Bytes(), &batch); err != nil {
+		e.r.log.Error("bad frame on a cluster link", "err", err)
+		return
+	}
+	for _, f := range batch {
+		if f.Kick != "" {
+			e.r.local.Kick(f.Kick)
+			continue
+		}
+		e.r.local.DeliverUIDs(f.UIDs, f.Frame)
+	}
+}
+
+// Links holds one outgoing link per peer instance.
+type Links struct {
+	secret []byte
+	log    *slog.Logger
+	// QueueLen bounds the forwards waiting for one peer.
+	queueLen int
+
+	mu     sync.Mutex
+	links  map[string]*link
+	closed bool
+	wg     sync.WaitGroup
+}
+
+// NewLinks returns an empty set of links.
+func NewLinks(secret []byte, queueLen int, log *slog.Logger) *Links {
+	if queueLen <= 0 {
+		queueLen = 16384
+	}
+	return &Links{secret: secret, log: log, queueLen: queueLen, links: map[string]*link{}}
+}
+
+// ErrQueueFull: the peer does not keep up; the forward was not queued.
+var ErrQueueFull = errors.New("cluster link queue is full")
+
+// Send queues f for instance, opening the link if needed. It never blocks.
+func (l *Links) Send(instance string, f Forward) error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return errors.New("cluster links are closed")
+	}
+	lk := l.links[instance]
+	if lk == nil {
+		lk = &link{parent: l, instance: instance, q: make(chan Forward, l.queueLen), stop: make(chan struct{})}
+		l.links[instance] = lk
+		l.wg.Add(1)
+		go lk.run()
+	}
+	l.mu.Unlock()
+	select {
+	case lk.q <- f:
+		return nil
+	default:
+		return ErrQueueFull
+	}
+}
+
+// Close stops every link; queued forwards are dropped.
+func (l *Links) Close() {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return
+	}
+	l.closed = true
+	for _, lk := range l.links {
+		close(lk.stop)
+	}
+	l.mu.Unlock()
+	l.wg.Wait()
+}
+
+type link struct {
+	parent   *Links
+	instance string
+	q        chan Forward
+	stop     chan struct{}
+}
+
+// run keeps one connection to the peer and writes the queue to it in
+// batches: whatever is queued when a write starts goes in one frame.
+func (lk *link) run() {
+	defer lk.parent.wg.Done()
+	backoff := 50 * time.Millisecond
+	var conn *gws.Conn
+	defer func() {
+		if conn != nil {
+			_ = conn.WriteClose(1000, nil)
+		}
+	}()
+	batch := make([]Forward, 0, MaxBatch)
+	for {
+		if conn == nil {
+			c, _, err := gws.NewClient(gws.BuiltinEventHandler{}, &gws.ClientOption{
+				Addr:             "ws://" + lk.instance + Path,
+				RequestHeader:    http.Header{"Authorization": {"Bearer " + string(lk.parent.secret)}},
+				HandshakeTimeout: 2 * time.Second,
+			})
+			if err != nil {
+				lk.parent.log.Warn("cannot open cluster link", "peer", lk.instance, "err", err)
+				select {
+				case <-lk.stop:
+					return
+				case <-time.After(backoff):
+				}
+				backoff = min(backoff*2, 2*time.Second)
+				continue
+			}
+			conn, backoff = c, 50*time.Millisecond
+			go c.ReadLoop() // answers pings, notices the close
+		}
+		select {
+		case <-lk.stop:
+			return
+		case f := <-lk.q:
+			batch = append(batch[:0], f)
+		}
+	drain:
+		for len(batch) < MaxBatch {
+			select {
+			case f := <-lk.q:
+				batch = append(batch, f)
+			default:
+				break drain
+			}
+		}
+		b, err := json.Marshal(batch)
+		if err != nil {
+			lk.parent.log.Error("cannot encode forwards", "err", err)
+			continue
+		}
+		_ = conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		if err := conn.WriteMessage(gws.OpcodeText, b); err != nil {
+			// The devices behind these forwards miss a push; their next push
+			// names the previous msgid, so they notice and sync (I5).
+			lk.parent.log.Warn("cluster link broke; forwards lost", "peer", lk.instance, "forwards", len(batch), "err", err)
+			_ = conn.NetConn().Close()
+			conn = nil
+		}
+	}
+}

@@ -1,0 +1,88 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/parley-chat/parley/domain"
+	"github.com/parley-chat/parley/infra/routes"
+	"github.com/parley-chat/parley/projections/push"
+	"github.com/parley-chat/parley/transport/wire"
+)
+
+// Router is the push.Deliverer of a cluster: it resolves every recipient
+// device's instance in the route table and delivers locally or forwards.
+type Router struct {
+	routes routes.Table
+	self   string
+	local  Local // nil when this process runs no gateway
+	links  *Links
+	log    *slog.Logger
+}
+
+// NewRouter returns a router for the instance self.
+func NewRouter(table routes.Table, self string, local Local, links *Links, log *slog.Logger) *Router {
+	return &Router{routes: table, self: self, local: local, links: links, log: log}
+}
+
+// Deliver implements push.Deliverer. A route-table error fails the push so
+// that the projection retries the record: a push is never skipped silently.
+func (r *Router) Deliver(p push.Push) error {
+	msg := wire.FromMessage(p.Message)
+	frame, err := json.Marshal(wire.ServerFrame{Type: wire.TypePush, PrevMsgID: int64(p.Prev), Message: &msg})
+	if err != nil {
+		return fmt.Errorf("cannot encode a push: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	sender := domain.NewUniqueID(p.Message.Sender.Account, p.Message.Sender.Device)
+	var uids []domain.UniqueID
+	for _, a := range p.Recipients {
+		online, err := r.routes.Online(ctx, a)
+		if err != nil {
+			return err
+		}
+		for _, u := range online {
+			if u != sender {
+				uids = append(uids, u)
+			}
+		}
+	}
+	if len(uids) == 0 {
+		return nil
+	}
+	owners, err := r.routes.Lookup(ctx, uids)
+	if err != nil {
+		return err
+	}
+	byOwner := map[string][]domain.UniqueID{}
+	for u, inst := range owners {
+		byOwner[inst] = append(byOwner[inst], u)
+	}
+	for inst, us := range byOwner {
+		if inst == r.self && r.local != nil {
+			r.local.DeliverUIDs(us, frame)
+			continue
+		}
+		if err := r.links.Send(inst, Forward{UIDs: us, Frame: frame}); err != nil {
+			// The peer does not keep up. Its devices notice the missing push
+			// by the next push's prevMsgId and sync (I5).
+			r.log.Warn("push not forwarded", "peer", inst, "devices", len(us), "err", err)
+		}
+	}
+	return nil
+}
+
+// Kick asks instance to close uid, whose route this instance took over.
+func (r *Router) Kick(instance string, uid domain.UniqueID) {
+	if instance == r.self && r.local != nil {
+		r.local.Kick(uid)
+		return
+	}
+	if err := r.links.Send(instance, Forward{Kick: uid}); err != nil {
+		r.log.Warn("kick not forwarded", "peer", instance, "uid", uid, "err", err)
+	}
+}
