@@ -1,0 +1,99 @@
+// Package postgres opens Parley's PostgreSQL database: a connection pool
+// whose every connection works in one schema, with the schema's migrations
+// applied. The read models that live in PostgreSQL (projections/store) take
+// the pool it returns.
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// DefaultSchema is the schema Parley's tables live in unless configured.
+const DefaultSchema = "parley"
+
+// schemaPattern keeps schema names to plain identifiers that need no
+// quoting, so one name works in search_path, DDL and log lines alike.
+var schemaPattern = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
+
+// Config configures the database connection.
+type Config struct {
+	// DSN is the connection string, as a URL
+	// (postgres://user@host:5432/db?sslmode=disable) or key=value pairs.
+	// Pool settings in it (pool_max_conns, ...) apply unless overridden
+	// below. Required.
+	DSN string
+	// Schema holds Parley's tables. It is created if missing and is the
+	// search_path of every connection, so several deployments (or every
+	// test) can share one database. Lowercase letters, digits and '_'.
+	// Default "parley".
+	Schema string
+	// MaxConns bounds the pool. Zero keeps the DSN's pool_max_conns, or
+	// pgxpool's default (the larger of 4 and the number of CPUs).
+	MaxConns int32
+}
+
+func (c *Config) setDefaults() {
+	if c.Schema == "" {
+		c.Schema = DefaultSchema
+	}
+}
+
+// Validate reports every invalid field at once.
+func (c Config) Validate() error {
+	var errs []error
+	if c.DSN == "" {
+		errs = append(errs, errors.New("postgres: DSN is required"))
+	} else if _, err := pgxpool.ParseConfig(c.DSN); err != nil {
+		errs = append(errs, fmt.Errorf("postgres: cannot parse DSN: %w", err))
+	}
+	if !schemaPattern.MatchString(c.Schema) {
+		errs = append(errs, fmt.Errorf("postgres: schema %q is not a lowercase identifier of at most 63 bytes", c.Schema))
+	}
+	if c.MaxConns < 0 {
+		errs = append(errs, fmt.Errorf("postgres: MaxConns is %d, want zero (default) or more", c.MaxConns))
+	}
+	return errors.Join(errs...)
+}
+
+// Open connects to the database, creates the schema if missing and applies
+// the pending migrations (safe when several processes start at once), and
+// returns a pool whose connections all use the schema. The caller closes
+// the pool.
+func Open(ctx context.Context, cfg Config) (*pgxpool.Pool, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	pc, err := pgxpool.ParseConfig(cfg.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("cannot parse postgres DSN: %w", err)
+	}
+	if cfg.MaxConns > 0 {
+		pc.MaxConns = cfg.MaxConns
+	}
+	// A startup parameter rather than a SET after connecting: no extra
+	// round trip, and it cannot be lost by a connection reset.
+	pc.ConnConfig.RuntimeParams["search_path"] = cfg.Schema
+
+	ms, err := loadMigrations(migrationFiles, migrationDir)
+	if err != nil {
+		return nil, err
+	}
+	if err := migrate(ctx, pc.ConnConfig, cfg.Schema, ms); err != nil {
+		return nil, err
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return nil, fmt.Errorf("cannot open postgres pool: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("cannot reach postgres: %w", err)
+	}
+	return pool, nil
+}

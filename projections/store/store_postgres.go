@@ -1,0 +1,242 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/parley-chat/parley/domain"
+)
+
+// Postgres is the durable Store of a scaled-out deployment (R5): the tables
+// of infra/postgres/migrations, reached through a pool from postgres.Open
+// (its search_path names the schema). ServerTime is kept to the microsecond.
+type Postgres struct {
+	pool *pgxpool.Pool
+}
+
+// NewPostgres returns a Store on pool, which must come from postgres.Open.
+func NewPostgres(pool *pgxpool.Pool) *Postgres { return &Postgres{pool: pool} }
+
+// messageRow is a message as the tables hold it: a conversation is either
+// an account pair or a group id, never both ("" for the absent one).
+type messageRow struct {
+	AccountA, AccountB string
+	GroupID            string
+	MsgID              int64
+	MessageID          uuid.UUID
+	ClientMsgID        string
+	SenderAccount      string
+	SenderDevice       string
+	Kind               string
+	Body               []byte
+	ServerTime         time.Time
+}
+
+func toRow(m domain.Message) (messageRow, error) {
+	r := messageRow{
+		MsgID: int64(m.MsgID), MessageID: m.ID, ClientMsgID: m.ClientMsgID,
+		SenderAccount: string(m.Sender.Account), SenderDevice: string(m.Sender.Device),
+		Kind: m.Kind, Body: []byte(m.Body), ServerTime: m.ServerTime,
+	}
+	switch m.Conversation.Kind() {
+	case domain.KindDirect:
+		a, b := m.Conversation.Accounts()
+		r.AccountA, r.AccountB = string(a), string(b)
+	case domain.KindGroup:
+		r.GroupID = string(m.Conversation.Group())
+	default:
+		return messageRow{}, fmt.Errorf("cannot store message %s: it has no conversation", m.ID)
+	}
+	return r, nil
+}
+
+func (r messageRow) message() domain.Message {
+	conv := domain.GroupConversation(domain.GroupID(r.GroupID))
+	if r.GroupID == "" {
+		conv = domain.DirectConversation(domain.AccountID(r.AccountA), domain.AccountID(r.AccountB))
+	}
+	return domain.Message{
+		ID: r.MessageID, MsgID: domain.MsgID(r.MsgID), ClientMsgID: r.ClientMsgID,
+		Sender:       domain.Sender{Account: domain.AccountID(r.SenderAccount), Device: domain.DeviceID(r.SenderDevice)},
+		Conversation: conv, Kind: r.Kind, Body: string(r.Body), ServerTime: r.ServerTime,
+	}
+}
+
+// saveSQL stores a batch in one statement and one round trip: the rows
+// arrive as parallel arrays, go into their conversation's table in the
+// caller's order, and the client message id of each row actually inserted
+// is recorded. ON CONFLICT DO NOTHING without a target skips a row that
+// collides on any unique key — (conversation, msg_id) or message_id — and
+// a client message id already taken keeps its first message.
+const saveSQL = `
+WITH input AS (
+    SELECT * FROM unnest(
+        $1::text[], $2::text[], $3::text[], $4::bigint[], $5::uuid[], $6::text[],
+        $7::text[], $8::text[], $9::text[], $10::bytea[], $11::timestamptz[], $12::text[]
+    ) WITH ORDINALITY AS t(account_a, account_b, group_id, msg_id, message_id, client_msg_id,
+        sender_account, sender_device, kind, body, server_time, conversation, ord)
+), direct AS (
+    INSERT INTO direct_messages (account_a, account_b, msg_id, message_id, client_msg_id,
+        sender_account, sender_device, kind, body, server_time)
+    SELECT account_a, account_b, msg_id, message_id, client_msg_id,
+        sender_account, sender_device, kind, body, server_time
+    FROM input WHERE group_id = '' ORDER BY ord
+    ON CONFLICT DO NOTHING
+    RETURNING message_id, msg_id
+), grp AS (
+    INSERT INTO group_messages (group_id, msg_id, message_id, client_msg_id,
+        sender_account, sender_device, kind, body, server_time)
+    SELECT group_id, msg_id, message_id, client_msg_id,
+        sender_account, sender_device, kind, body, server_time
+    FROM input WHERE group_id <> '' ORDER BY ord
+    ON CONFLICT DO NOTHING
+    RETURNING message_id, msg_id
+)
+INSERT INTO client_msg_ids (sender_account, client_msg_id, conversation, msg_id, message_id)
+SELECT i.sender_account, i.client_msg_id, i.conversation, i.msg_id, i.message_id
+FROM input i JOIN (SELECT * FROM direct UNION ALL SELECT * FROM grp) stored USING (message_id, msg_id)
+ORDER BY i.ord
+ON CONFLICT DO NOTHING`
+
+// saveAttempts bounds retries of a batch that lost a deadlock. Batches
+// from the log do not deadlock (a conversation is one partition, applied in
+// order), but two writers replaying overlapping batches in different orders
+// could.
+const saveAttempts = 3
+
+// Save implements Store. The whole batch is one statement: it is stored
+// entirely or not at all.
+func (s *Postgres) Save(ctx context.Context, msgs ...domain.Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	n := len(msgs)
+	var (
+		accountA, accountB, groupID = make([]string, n), make([]string, n), make([]string, n)
+		msgID                       = make([]int64, n)
+		messageID                   = make([]pgtype.UUID, n)
+		clientMsgID, senderAccount  = make([]string, n), make([]string, n)
+		senderDevice, kind, convs   = make([]string, n), make([]string, n), make([]string, n)
+		body                        = make([][]byte, n)
+		serverTime                  = make([]time.Time, n)
+	)
+	for i, m := range msgs {
+		r, err := toRow(m)
+		if err != nil {
+			return err
+		}
+		accountA[i], accountB[i], groupID[i] = r.AccountA, r.AccountB, r.GroupID
+		msgID[i], messageID[i] = r.MsgID, pgtype.UUID{Bytes: r.MessageID, Valid: true}
+		clientMsgID[i], senderAccount[i], senderDevice[i] = r.ClientMsgID, r.SenderAccount, r.SenderDevice
+		kind[i], body[i], serverTime[i] = r.Kind, r.Body, r.ServerTime
+		convs[i] = m.Conversation.String()
+	}
+	var err error
+	for attempt := 1; attempt <= saveAttempts; attempt++ {
+		_, err = s.pool.Exec(ctx, saveSQL, accountA, accountB, groupID, msgID, messageID,
+			clientMsgID, senderAccount, senderDevice, kind, body, serverTime, convs)
+		var pgErr *pgconn.PgError
+		if err == nil || !errors.As(err, &pgErr) || pgErr.Code != "40P01" { // deadlock_detected
+			break
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("cannot save %d messages: %w", n, err)
+	}
+	return nil
+}
+
+const (
+	afterDirectSQL = `
+SELECT account_a, account_b, '', msg_id, message_id, client_msg_id, sender_account, sender_device, kind, body, server_time
+FROM direct_messages
+WHERE account_a = $1 AND account_b = $2 AND msg_id > $3
+ORDER BY msg_id
+LIMIT $4`
+	afterGroupSQL = `
+SELECT '', '', group_id, msg_id, message_id, client_msg_id, sender_account, sender_device, kind, body, server_time
+FROM group_messages
+WHERE group_id = $1 AND msg_id > $2
+ORDER BY msg_id
+LIMIT $3`
+)
+
+// After implements Store. It reads one row past limit to learn whether
+// more follow.
+func (s *Postgres) After(ctx context.Context, conv domain.ConversationID, after domain.MsgID, limit int) ([]domain.Message, bool, error) {
+	if limit < 0 {
+		return nil, false, fmt.Errorf("cannot read %s: limit %d is negative", conv, limit)
+	}
+	var (
+		rows pgx.Rows
+		err  error
+	)
+	switch conv.Kind() {
+	case domain.KindDirect:
+		a, b := conv.Accounts()
+		rows, err = s.pool.Query(ctx, afterDirectSQL, string(a), string(b), int64(after), limit+1)
+	case domain.KindGroup:
+		rows, err = s.pool.Query(ctx, afterGroupSQL, string(conv.Group()), int64(after), limit+1)
+	default:
+		return nil, false, errors.New("cannot read messages: no conversation given")
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("cannot read %s: %w", conv, err)
+	}
+	msgs := make([]domain.Message, 0, min(limit+1, 64))
+	var r messageRow
+	_, err = pgx.ForEachRow(rows, r.fields(), func() error {
+		msgs = append(msgs, r.message())
+		return nil
+	})
+	if err != nil {
+		return nil, false, fmt.Errorf("cannot read %s: %w", conv, err)
+	}
+	more := len(msgs) > limit
+	if more {
+		msgs = msgs[:limit]
+	}
+	return msgs, more, nil
+}
+
+// fields are the scan targets of r, in the column order of the queries.
+func (r *messageRow) fields() []any {
+	return []any{&r.AccountA, &r.AccountB, &r.GroupID, &r.MsgID, &r.MessageID, &r.ClientMsgID,
+		&r.SenderAccount, &r.SenderDevice, &r.Kind, &r.Body, &r.ServerTime}
+}
+
+// byClientSQL follows client_msg_ids to the message through the message_id
+// unique index of whichever table holds it.
+const byClientSQL = `
+SELECT m.account_a, m.account_b, m.group_id, m.msg_id, m.message_id, m.client_msg_id,
+    m.sender_account, m.sender_device, m.kind, m.body, m.server_time
+FROM client_msg_ids c CROSS JOIN LATERAL (
+    SELECT account_a, account_b, '' AS group_id, msg_id, message_id, client_msg_id,
+        sender_account, sender_device, kind, body, server_time
+    FROM direct_messages d WHERE d.message_id = c.message_id
+    UNION ALL
+    SELECT '', '', group_id, msg_id, message_id, client_msg_id,
+        sender_account, sender_device, kind, body, server_time
+    FROM group_messages g WHERE g.message_id = c.message_id
+) m
+WHERE c.sender_account = $1 AND c.client_msg_id = $2`
+
+// ByClientMsgID implements Store.
+func (s *Postgres) ByClientMsgID(ctx context.Context, account domain.AccountID, clientMsgID string) (domain.Message, bool, error) {
+	var r messageRow
+	err := s.pool.QueryRow(ctx, byClientSQL, string(account), clientMsgID).Scan(r.fields()...)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return domain.Message{}, false, nil
+	case err != nil:
+		return domain.Message{}, false, fmt.Errorf("cannot look up client message id of %s: %w", account, err)
+	}
+	return r.message(), true, nil
+}
