@@ -13,6 +13,8 @@ import (
 	"github.com/parley-chat/parley/domain"
 	"github.com/parley-chat/parley/events"
 	"github.com/parley-chat/parley/infra/node"
+	"github.com/parley-chat/parley/infra/postgres"
+	"github.com/parley-chat/parley/infra/redis"
 	"github.com/parley-chat/parley/transport/auth"
 )
 
@@ -94,6 +96,15 @@ func parseServe(args []string, stderr io.Writer) (node.Config, error) {
 	lease := f.duration("lease", 10*time.Minute, "connection lease (timelife) granted at hello and renew")
 	heartbeat := f.duration("heartbeat", 60*time.Second, "longest silence before a connection is closed")
 	level := f.string("log-level", "info", "debug, info, warn or error")
+	roles := f.string("roles", "gateway,projector", "what this process runs: gateway, projector or both (split roles need scale-out)")
+	pgDSN := f.string("postgres-dsn", "", "PostgreSQL for the message history (scale-out); empty keeps it in memory")
+	pgSchema := f.string("postgres-schema", "parley", "PostgreSQL schema of Parley's tables")
+	redisAddr := f.string("redis-addr", "", "Redis for the 7-day cache and routes (scale-out); empty keeps them in memory")
+	redisPrefix := f.string("redis-prefix", "parley:", "prefix of every Redis key")
+	instance := f.string("instance", "", "ip:port at which other instances reach this gateway; default the listen address")
+	clusterSecret := f.string("cluster-secret", "", "shared secret of the links between instances (scale-out, at least 16 bytes)")
+	loginPolicy := f.string("login-policy", "reject", "second live login of one device: reject (refuse the new) or replace (close the old)")
+	directory := f.string("directory-url", "", "user service reloading missed online sets: GET <url>/accounts/<account>/devices")
 	if err := f.parse(args); err != nil {
 		return node.Config{}, err
 	}
@@ -110,6 +121,23 @@ func parseServe(args []string, stderr io.Writer) (node.Config, error) {
 	}
 	if *secret != "" && len(*secret) < auth.MinSecretBytes {
 		errs = append(errs, fmt.Errorf("--token-secret: need at least %d bytes", auth.MinSecretBytes))
+	}
+	var rl node.Roles
+	for _, r := range strings.Split(*roles, ",") {
+		switch strings.TrimSpace(r) {
+		case "gateway":
+			rl.Gateway = true
+		case "projector":
+			rl.Projector = true
+		default:
+			errs = append(errs, fmt.Errorf("--roles: unknown role %q (want gateway, projector)", r))
+		}
+	}
+	if *loginPolicy != "reject" && *loginPolicy != "replace" {
+		errs = append(errs, fmt.Errorf("--login-policy %q: want reject or replace", *loginPolicy))
+	}
+	if (*pgDSN == "") != (*redisAddr == "") {
+		errs = append(errs, errors.New("--postgres-dsn and --redis-addr go together: scale-out needs both"))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return node.Config{}, err
@@ -128,6 +156,15 @@ func parseServe(args []string, stderr io.Writer) (node.Config, error) {
 	cfg.EmbeddedBroker.Addr = *brokerListen
 	cfg.EmbeddedBroker.SyncWrites = *fsync
 	cfg.TokenSecret = []byte(*secret)
+	cfg.Roles = rl
+	if *pgDSN != "" {
+		cfg.Postgres = &postgres.Config{DSN: *pgDSN, Schema: *pgSchema}
+		cfg.Redis = &redis.Config{Addr: *redisAddr, Prefix: *redisPrefix}
+	}
+	cfg.Instance = *instance
+	cfg.ClusterSecret = []byte(*clusterSecret)
+	cfg.Gateway.ReplaceLogin = *loginPolicy == "replace"
+	cfg.DirectoryURL = *directory
 	cfg.Gateway.Lease = *lease
 	cfg.Gateway.Heartbeat = *heartbeat
 	return cfg, nil

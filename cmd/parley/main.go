@@ -4,6 +4,8 @@
 //
 //	parley [serve] [flags]      run the server (the default)
 //	parley token --account A --device D   mint a development token
+//	parley broker [flags]       run only the embedded Kafka-protocol broker,
+//	                            for several instances to share
 //
 // Every flag can also be set by an environment variable, PARLEY_ and the
 // flag's name in capitals with '-' as '_' (--data-dir is PARLEY_DATA_DIR).
@@ -17,9 +19,11 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
+	"github.com/parley-chat/parley/infra/kafka"
 	"github.com/parley-chat/parley/infra/node"
 )
 
@@ -46,11 +50,13 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return serve(cfg)
 	case "token":
 		return token(args, stdout, stderr)
+	case "broker":
+		return broker(args, stderr)
 	case "help":
-		fmt.Fprintln(stdout, "usage: parley [serve|token] [flags]; parley <command> -h for its flags")
+		fmt.Fprintln(stdout, "usage: parley [serve|token|broker] [flags]; parley <command> -h for its flags")
 		return nil
 	}
-	return fmt.Errorf("unknown command %q (want serve or token)", cmd)
+	return fmt.Errorf("unknown command %q (want serve, token or broker)", cmd)
 }
 
 func serve(cfg node.Config) error {
@@ -65,4 +71,24 @@ func serve(cfg node.Config) error {
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	return n.Shutdown(shutdownCtx)
+}
+
+func broker(args []string, stderr io.Writer) error {
+	f := newFlags("broker", stderr)
+	dir := f.string("data-dir", "parley-data", "directory of the log (in <data-dir>/log)")
+	listen := f.string("broker-listen", "127.0.0.1:9092", "loopback address to listen on")
+	fsync := f.bool("log-fsync", false, "fsync every batch before acknowledging")
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	b, err := kafka.StartEmbedded(kafka.EmbeddedConfig{DataDir: filepath.Join(*dir, "log"), Addr: *listen, SyncWrites: *fsync})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stderr, "parley broker listening on", b.Addrs())
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	<-ctx.Done()
+	b.Close()
+	return nil
 }

@@ -17,11 +17,16 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/parley-chat/parley/infra/kafka"
+	"github.com/parley-chat/parley/infra/postgres"
+	"github.com/parley-chat/parley/infra/redis"
+	"github.com/parley-chat/parley/infra/routes"
 	"github.com/parley-chat/parley/projections"
 	"github.com/parley-chat/parley/projections/cache"
 	"github.com/parley-chat/parley/projections/conversations"
@@ -30,30 +35,62 @@ import (
 	"github.com/parley-chat/parley/projections/store"
 	"github.com/parley-chat/parley/transport/api"
 	"github.com/parley-chat/parley/transport/auth"
+	"github.com/parley-chat/parley/transport/cluster"
 	"github.com/parley-chat/parley/transport/ws"
+	goredis "github.com/redis/go-redis/v9"
 )
+
+// Roles says what a process does. A single node does everything.
+type Roles struct {
+	// Gateway serves clients: WebSocket, the api operations, local pushes.
+	Gateway bool
+	// Projector runs the durable projections (store, cache) and push
+	// routing, each as its own consumer group shared by every projector.
+	Projector bool
+}
 
 // Config is everything a node needs. Zero values take the embedded
 // defaults: a data directory under ./parley-data, the broker in-process on
-// a free loopback port, the gateway on 127.0.0.1:8080.
+// a free loopback port, the gateway on 127.0.0.1:8080, read models in memory.
 type Config struct {
 	// DataDir holds the embedded broker's log and the generated token secret.
 	DataDir string
 	// Listen is the HTTP address of the gateway (WebSocket at /ws).
 	Listen string
+	// Roles of this process; zero means both.
+	Roles Roles
 	// Kafka configures the event log. With no Brokers the node runs the
 	// embedded broker.
 	Kafka kafka.Config
 	// EmbeddedBroker configures the embedded broker (its DataDir defaults
 	// to DataDir/log).
 	EmbeddedBroker kafka.EmbeddedConfig
+	// Postgres, when set, holds the message history (scale-out). Nil keeps
+	// it in memory, rebuilt from the log at start.
+	Postgres *postgres.Config
+	// Redis, when set, holds the 7-day cache and the routing state
+	// (scale-out). Nil keeps both in memory.
+	Redis *redis.Config
+	// Instance is the ip:port at which other instances reach this gateway
+	// (its routes' value). Default: the address it listens on.
+	Instance string
+	// ClusterSecret authenticates the links between instances. Required
+	// with Redis; every instance of a cluster shares it.
+	ClusterSecret []byte
+	// RouteReassert is how often a gateway writes its routes again, so that
+	// routing state lost in Redis comes back. Default 30s.
+	RouteReassert time.Duration
+	// DirectoryURL is the user service that reloads a missed online set
+	// (GET <url>/accounts/<account>/devices). Empty uses no directory.
+	DirectoryURL string
 	// TokenSecret signs client tokens. Empty: read DataDir/token.secret,
 	// creating it with a random secret on first start.
 	TokenSecret []byte
 	// Gateway and API tune the WebSocket gateway and the operations.
 	Gateway ws.Config
 	API     api.Config
-	// CatchUpTimeout bounds the rebuild of the read models at start. Default 10m.
+	// CatchUpTimeout bounds the rebuild of the in-memory read models at
+	// start. Default 10m.
 	CatchUpTimeout time.Duration
 	// Logger is the process logger. Default slog.Default().
 	Logger *slog.Logger
@@ -65,6 +102,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Listen == "" {
 		c.Listen = "127.0.0.1:8080"
+	}
+	if c.Roles == (Roles{}) {
+		c.Roles = Roles{Gateway: true, Projector: true}
 	}
 	if c.EmbeddedBroker.DataDir == "" {
 		c.EmbeddedBroker.DataDir = filepath.Join(c.DataDir, "log")
@@ -80,6 +120,24 @@ func (c *Config) setDefaults() {
 	}
 }
 
+// Validate reports every problem of c at once.
+func (c Config) Validate() error {
+	var errs []error
+	if (c.Postgres == nil) != (c.Redis == nil) {
+		errs = append(errs, errors.New("scale-out needs both PostgreSQL and Redis (or neither, for a single node)"))
+	}
+	if c.Redis != nil && len(c.ClusterSecret) < 16 {
+		errs = append(errs, errors.New("a cluster needs a cluster secret of at least 16 bytes"))
+	}
+	if c.Postgres == nil && c.Roles != (Roles{Gateway: true, Projector: true}) {
+		errs = append(errs, errors.New("roles can be split only in scale-out (with PostgreSQL and Redis)"))
+	}
+	if c.Postgres != nil && len(c.Kafka.Brokers) == 0 && c.Roles != (Roles{Gateway: true, Projector: true}) {
+		errs = append(errs, errors.New("split roles need a shared broker (--kafka-brokers, e.g. a `parley broker`)"))
+	}
+	return errors.Join(errs...)
+}
+
 // Node is a running Parley process.
 type Node struct {
 	cfg    Config
@@ -92,18 +150,39 @@ type Node struct {
 	http   *http.Server
 	ln     net.Listener
 	tokens *auth.Tokens
+	pool   *pgxpool.Pool
+	rdb    *goredis.Client
+	table  routes.Table
+	links  *cluster.Links
 
+	closers []func() error // run in reverse at shutdown, after the router
+
+	stop     chan struct{} // closed at shutdown, for the node's own goroutines
+	aborted  atomic.Bool
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 	shutdown sync.Once
 	err      error
 }
 
-// Start builds the node, rebuilds the read models from the log, and starts
-// serving. It returns once clients can connect.
+// projection is one Watermill handler of the node.
+type projection struct {
+	name     string
+	p        projections.Projection
+	progress projections.Tracker
+	sub      kafka.SubscriberConfig
+	// rebuild: an in-memory model the node waits for before serving.
+	rebuild bool
+}
+
+// Start builds the node, rebuilds the in-memory read models from the log,
+// and starts serving. It returns once clients can connect.
 func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	cfg.setDefaults()
-	n := &Node{cfg: cfg, log: cfg.Logger}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	n := &Node{cfg: cfg, log: cfg.Logger, stop: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			_ = n.Shutdown(context.Background())
@@ -129,42 +208,44 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if n.events, err = kafka.Open(cfg.Kafka); err != nil {
 		return nil, err
 	}
-
-	rm := api.ReadModels{
-		Store: store.NewMemory(), StoreProgress: projections.NewProgress(),
-		Cache: cache.NewMemory(cache.Retention), CacheProgress: projections.NewProgress(),
-		GroupsProgress: projections.NewProgress(), ConversationsProgress: projections.NewProgress(),
+	// The gateway's listener comes first: its address is the instance's
+	// identity in the route table.
+	if cfg.Roles.Gateway {
+		if n.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
+			return nil, fmt.Errorf("cannot listen on %s: %w", cfg.Listen, err)
+		}
+		if n.cfg.Instance == "" {
+			n.cfg.Instance = n.ln.Addr().String()
+		}
 	}
-	groupModel := groups.NewMemory()
-	convModel := conversations.NewMemory()
-	rm.Groups, rm.Conversations = groupModel, convModel
-	n.svc = api.New(cfg.API, n.events, rm)
-	if n.gw, err = ws.New(cfg.Gateway, n.svc, n.tokens); err != nil {
+
+	rm, all, err := n.readModels(ctx)
+	if err != nil {
 		return nil, err
 	}
-	pushProgress := projections.NewProgress()
+	n.svc = api.New(cfg.API, n.events, rm)
+	if cfg.Roles.Gateway {
+		gwCfg := cfg.Gateway
+		if cfg.Redis != nil {
+			gwCfg.Routes, gwCfg.Instance = n.table, n.cfg.Instance
+		}
+		if n.gw, err = ws.New(gwCfg, n.svc, n.tokens); err != nil {
+			return nil, err
+		}
+	}
+	if pushProj, err := n.pushProjection(rm); err != nil {
+		return nil, err
+	} else if pushProj != nil {
+		all = append(all, *pushProj)
+	}
 
 	wlog := watermill.NewSlogLoggerWithLevelMapping(n.log, map[slog.Level]slog.Level{slog.LevelInfo: slog.LevelDebug})
 	if n.router, err = message.NewRouter(message.RouterConfig{CloseTimeout: 10 * time.Second}, wlog); err != nil {
 		return nil, err
 	}
 	epoch := n.events.Epoch()
-	type proj struct {
-		name     string
-		p        projections.Projection
-		progress projections.Tracker
-	}
-	all := []proj{
-		{store.Name, store.NewProjection(rm.Store), rm.StoreProgress},
-		{cache.Name, cache.NewProjection(rm.Cache, epoch, true), rm.CacheProgress},
-		{groups.Name, groupModel, rm.GroupsProgress},
-		{conversations.Name, convModel, rm.ConversationsProgress},
-		{push.Name, push.NewProjection(n.gw, groups.At{Model: groupModel, Progress: rm.GroupsProgress}), pushProgress},
-	}
 	for _, p := range all {
-		// In-memory read models are rebuilt from the start of the log at
-		// every start, so they read without a consumer group.
-		sub, err := n.events.NewSubscriber(kafka.SubscriberConfig{}, wlog)
+		sub, err := n.events.NewSubscriber(p.sub, wlog)
 		if err != nil {
 			return nil, err
 		}
@@ -184,48 +265,203 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-
-	// Rebuild: serve only once every read model holds the whole log.
-	ends, err := n.events.EndOffsets()
-	if err != nil {
+	if err := n.rebuild(ctx, all); err != nil {
 		return nil, err
 	}
-	catchCtx, catchCancel := context.WithTimeout(ctx, cfg.CatchUpTimeout)
-	defer catchCancel()
+	n.wg.Add(1)
+	go n.housekeeping(runCtx, rm.Cache)
+
+	if cfg.Roles.Gateway {
+		mux := http.NewServeMux()
+		mux.Handle("/ws", n.gw)
+		if cfg.Redis != nil {
+			mux.Handle(cluster.Path, cluster.NewReceiver(cfg.ClusterSecret, n.gw, n.log))
+		}
+		n.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			if err := n.http.Serve(n.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				n.log.Error("http server stopped", "err", err)
+			}
+		}()
+		n.log.Info("parley serving", "ws", "ws://"+n.ln.Addr().String()+"/ws", "instance", n.cfg.Instance)
+	}
+	return n, nil
+}
+
+// readModels builds the read models of this process: in memory for a
+// single node; PostgreSQL and Redis in scale-out, where groups and the
+// conversation list stay in memory in every process, rebuilt from the log.
+func (n *Node) readModels(ctx context.Context) (api.ReadModels, []projection, error) {
+	cfg := n.cfg
+	epoch := n.events.Epoch()
+	groupModel, convModel := groups.NewMemory(), conversations.NewMemory()
+	rm := api.ReadModels{
+		Groups: groupModel, GroupsProgress: projections.NewProgress(),
+		Conversations: convModel, ConversationsProgress: projections.NewProgress(),
+	}
+	all := []projection{
+		{name: groups.Name, p: groupModel, progress: rm.GroupsProgress, rebuild: true},
+		{name: conversations.Name, p: convModel, progress: rm.ConversationsProgress, rebuild: true},
+	}
+	if cfg.Postgres == nil {
+		rm.Store, rm.StoreProgress = store.NewMemory(), projections.NewProgress()
+		rm.Cache, rm.CacheProgress = cache.NewMemory(cache.Retention), projections.NewProgress()
+		n.table = routes.NewMemory()
+		all = append(all,
+			projection{name: store.Name, p: store.NewProjection(rm.Store), progress: rm.StoreProgress, rebuild: true},
+			projection{name: cache.Name, p: cache.NewProjection(rm.Cache, epoch, true), progress: rm.CacheProgress, rebuild: true})
+		return rm, all, nil
+	}
+
+	var err error
+	if n.pool, err = postgres.Open(ctx, *cfg.Postgres); err != nil {
+		return rm, nil, err
+	}
+	n.closers = append(n.closers, func() error { n.pool.Close(); return nil })
+	if n.rdb, err = redis.Open(ctx, *cfg.Redis); err != nil {
+		return rm, nil, err
+	}
+	n.closers = append(n.closers, n.rdb.Close)
+	prefix := cfg.Redis.Prefix
+	if prefix == "" {
+		prefix = redis.DefaultPrefix
+	}
+	// Offsets restart at zero in a new log epoch, so progress is kept per
+	// epoch: an old epoch's high offsets must not vouch for the new log.
+	epochTag := fmt.Sprintf("@e%d", epoch)
+	storeProgress, err := store.NewPostgresProgress(ctx, n.pool, store.PostgresProgressConfig{Projection: store.Name + epochTag, Logger: n.log})
+	if err != nil {
+		return rm, nil, err
+	}
+	n.closers = append(n.closers, storeProgress.Close)
+	cacheProgress, err := cache.NewRedisProgress(n.rdb, cache.RedisProgressConfig{Prefix: prefix + epochTag[1:] + ":"})
+	if err != nil {
+		return rm, nil, err
+	}
+	n.closers = append(n.closers, cacheProgress.Close)
+	rm.Store, rm.StoreProgress = store.NewPostgres(n.pool), storeProgress
+	redisCache, err := cache.NewRedis(n.rdb, cache.RedisConfig{Prefix: prefix})
+	if err != nil {
+		return rm, nil, err
+	}
+	rm.Cache, rm.CacheProgress = redisCache, cacheProgress
+
+	var dir routes.Directory = routes.NoDirectory{}
+	if cfg.DirectoryURL != "" {
+		if dir, err = routes.NewHTTPDirectory(cfg.DirectoryURL); err != nil {
+			return rm, nil, err
+		}
+	}
+	n.table = routes.NewRedis(n.rdb, prefix, dir)
+	if cfg.Roles.Projector {
+		all = append(all,
+			projection{name: store.Name, p: store.NewProjection(rm.Store), progress: rm.StoreProgress, sub: kafka.SubscriberConfig{Group: store.Name}},
+			projection{name: cache.Name, p: cache.NewProjection(rm.Cache, epoch, false), progress: rm.CacheProgress, sub: kafka.SubscriberConfig{Group: cache.Name}})
+	}
+	return rm, all, nil
+}
+
+// pushProjection is the push projection of this process, if it runs one:
+// a single node pushes to its own gateway; in scale-out the projectors
+// route every push through the route table, and gateways beat their
+// liveness so that their routes count.
+func (n *Node) pushProjection(rm api.ReadModels) (*projection, error) {
+	members := groups.At{Model: rm.Groups.(*groups.Memory), Progress: rm.GroupsProgress}
+	if n.cfg.Redis == nil {
+		return &projection{name: push.Name, p: push.NewProjection(n.gw, members), progress: projections.NewProgress(), rebuild: true}, nil
+	}
+	n.links = cluster.NewLinks(n.cfg.ClusterSecret, 0, n.log)
+	n.closers = append(n.closers, func() error { n.links.Close(); return nil })
+	var local cluster.Local
+	if n.gw != nil {
+		local = n.gw
+		n.wg.Add(1)
+		go n.beat()
+	}
+	rtr := cluster.NewRouter(n.table, n.cfg.Instance, local, n.links, n.log)
+	if n.gw != nil {
+		n.gw.SetCluster(rtr, n.links)
+	}
+	if !n.cfg.Roles.Projector {
+		return nil, nil
+	}
+	// A new push group starts at the beginning of the log, not its end: a
+	// group that started at the end would skip the records appended while
+	// it joined. Devices ignore pushes of messages they hold.
+	return &projection{name: push.Name, p: push.NewProjection(rtr, members), progress: projections.NewProgress(),
+		sub: kafka.SubscriberConfig{Group: push.Name}}, nil
+}
+
+// beat keeps this gateway's liveness key fresh until shutdown, then
+// removes it so that its routes can be taken over at once.
+func (n *Node) beat() {
+	defer n.wg.Done()
+	reassert := n.cfg.RouteReassert
+	if reassert == 0 {
+		reassert = 30 * time.Second
+	}
+	beat := time.NewTicker(routes.AliveTTL / 3)
+	defer beat.Stop()
+	again := time.NewTicker(reassert)
+	defer again.Stop()
+	n.beatOnce()
+	for {
+		select {
+		case <-n.stop:
+			if !n.aborted.Load() {
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				_ = n.table.Forget(ctx, n.cfg.Instance)
+				cancel()
+			}
+			return
+		case <-beat.C:
+			n.beatOnce()
+		case <-again.C:
+			n.beatOnce()
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			n.gw.Reassert(ctx)
+			cancel()
+		}
+	}
+}
+
+func (n *Node) beatOnce() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := n.table.Beat(ctx, n.cfg.Instance); err != nil {
+		n.log.Warn("cannot beat liveness", "err", err)
+	}
+}
+
+// rebuild waits until every in-memory read model holds the whole log.
+func (n *Node) rebuild(ctx context.Context, all []projection) error {
+	ends, err := n.events.EndOffsets()
+	if err != nil {
+		return err
+	}
+	catchCtx, cancel := context.WithTimeout(ctx, n.cfg.CatchUpTimeout)
+	defer cancel()
 	started := time.Now()
 	for _, p := range all {
+		if !p.rebuild {
+			continue
+		}
 		if err := p.progress.WaitForAll(catchCtx, ends); err != nil {
-			return nil, fmt.Errorf("cannot rebuild %s: %w", p.name, err)
+			return fmt.Errorf("cannot rebuild %s: %w", p.name, err)
 		}
 	}
 	var records int64
 	for _, e := range ends {
 		records += e
 	}
-	n.log.Info("read models rebuilt from the log", "records", records, "took", time.Since(started).Round(time.Millisecond))
-
-	n.wg.Add(1)
-	go n.housekeeping(runCtx, rm.Cache.(*cache.Memory))
-
-	if n.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
-		return nil, fmt.Errorf("cannot listen on %s: %w", cfg.Listen, err)
-	}
-	mux := http.NewServeMux()
-	mux.Handle("/ws", n.gw)
-	n.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		if err := n.http.Serve(n.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			n.log.Error("http server stopped", "err", err)
-		}
-	}()
-	n.log.Info("parley serving", "ws", "ws://"+n.ln.Addr().String()+"/ws")
-	return n, nil
+	n.log.Info("in-memory read models rebuilt from the log", "records", records, "took", time.Since(started).Round(time.Millisecond))
+	return nil
 }
 
 // housekeeping trims the cache and forgets idempotency entries the store holds.
-func (n *Node) housekeeping(ctx context.Context, c *cache.Memory) {
+func (n *Node) housekeeping(ctx context.Context, c cache.Cache) {
 	defer n.wg.Done()
 	t := time.NewTicker(30 * time.Second)
 	defer t.Stop()
@@ -234,7 +470,9 @@ func (n *Node) housekeeping(ctx context.Context, c *cache.Memory) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			c.Trim()
+			if m, ok := c.(*cache.Memory); ok {
+				m.Trim()
+			}
 			n.svc.SweepIdempotency(time.Minute)
 		}
 	}
@@ -252,13 +490,29 @@ func (n *Node) Tokens() *auth.Tokens { return n.tokens }
 // Gateway is the node's WebSocket gateway.
 func (n *Node) Gateway() *ws.Gateway { return n.gw }
 
+// Abort stops the node as a crash would: connections drop without a close
+// frame, routes and the liveness key stay behind in Redis (to expire), and
+// nothing is flushed gracefully. It exists for fault tests.
+func (n *Node) Abort() {
+	n.aborted.Store(true)
+	if n.gw != nil {
+		n.gw.Abort()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = n.Shutdown(ctx)
+}
+
 // Shutdown stops accepting connections, closes every connection with
 // reason shutting_down, stops the projections and the log. Idempotent.
 func (n *Node) Shutdown(ctx context.Context) error {
 	n.shutdown.Do(func() {
 		var errs []error
+		close(n.stop)
 		if n.http != nil {
 			_ = n.http.Close() // hijacked WebSockets are not affected; the gateway drains them
+		} else if n.ln != nil {
+			_ = n.ln.Close()
 		}
 		if n.gw != nil {
 			errs = append(errs, n.gw.Shutdown(ctx))
@@ -270,6 +524,9 @@ func (n *Node) Shutdown(ctx context.Context) error {
 			errs = append(errs, n.router.Close())
 		}
 		n.wg.Wait()
+		for i := len(n.closers) - 1; i >= 0; i-- {
+			errs = append(errs, n.closers[i]())
+		}
 		if n.events != nil {
 			errs = append(errs, n.events.Close())
 		}

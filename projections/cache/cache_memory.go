@@ -25,7 +25,13 @@ type entry struct {
 
 // NewMemory returns an empty cache keeping messages for retention.
 func NewMemory(retention time.Duration) *Memory {
-	return &Memory{retention: retention, now: time.Now, convs: map[domain.ConversationID]*entry{}}
+	return NewMemoryWithClock(retention, time.Now)
+}
+
+// NewMemoryWithClock is NewMemory with now as the clock that decides what is
+// older than the retention, for tests.
+func NewMemoryWithClock(retention time.Duration, now func() time.Time) *Memory {
+	return &Memory{retention: retention, now: now, convs: map[domain.ConversationID]*entry{}}
 }
 
 // Add implements Cache.

@@ -67,6 +67,9 @@ type Config struct {
 	// ReadTimeout bounds how long a read waits for a lagging read model
 	// before it answers unavailable. Default 5s.
 	ReadTimeout time.Duration
+	// CacheWait bounds how long a sync waits for the cache to catch up with
+	// the log before it reads the store instead. Default 200ms.
+	CacheWait time.Duration
 	// CacheWindow is how recent lastTime must be for sync to try the cache
 	// (R6). Default cache.Retention, 7 days.
 	CacheWindow time.Duration
@@ -79,6 +82,9 @@ type Config struct {
 func (c *Config) setDefaults() {
 	if c.ReadTimeout == 0 {
 		c.ReadTimeout = 5 * time.Second
+	}
+	if c.CacheWait == 0 {
+		c.CacheWait = 200 * time.Millisecond
 	}
 	if c.CacheWindow == 0 {
 		c.CacheWindow = cache.Retention
@@ -152,12 +158,8 @@ func (s *Service) Send(ctx context.Context, r SendRequest) (Ack, error) {
 		return Ack{}, err
 	}
 	if conv.Kind() == domain.KindGroup {
-		exists, member := s.rm.Groups.IsMember(conv.Group(), r.From.Account)
-		if !exists {
-			return Ack{}, fmt.Errorf("group %s: %w", conv.Group(), domain.ErrNotFound)
-		}
-		if !member {
-			return Ack{}, fmt.Errorf("cannot send to group %s: %w", conv.Group(), domain.ErrNotMember)
+		if err := s.authorizeGroup(ctx, conv, r.From.Account); err != nil {
+			return Ack{}, err
 		}
 	}
 	key := idemKey{r.From.Account, r.ClientMsgID}
@@ -278,14 +280,10 @@ func (s *Service) Sync(ctx context.Context, who domain.AccountID, conversation s
 	now := s.cfg.Now()
 	res := SyncResult{NextTime: now, NextMsgID: lastMsgID}
 	if !lastTime.IsZero() && now.Sub(lastTime) < s.cfg.CacheWindow {
-		if err := s.rm.CacheProgress.WaitFor(ctx, part, end); err != nil {
-			return SyncResult{}, fmt.Errorf("cache is behind the log: %w: %v", ErrUnavailable, err)
-		}
-		msgs, more, covered, err := s.rm.Cache.After(ctx, conv, lastMsgID, limit)
-		if err != nil {
-			return SyncResult{}, fmt.Errorf("%w: %v", ErrUnavailable, err)
-		}
-		if covered {
+		// A cache that cannot show it has applied everything acknowledged
+		// before this call (lagging, or flushed and not yet refilled) must
+		// not answer: the store does (I3).
+		if msgs, more, ok := s.fromCache(ctx, conv, part, end, lastMsgID, limit); ok {
 			res.Messages, res.More, res.Source = msgs, more, SourceCache
 			return res.withCursor(), nil
 		}
@@ -299,6 +297,20 @@ func (s *Service) Sync(ctx context.Context, who domain.AccountID, conversation s
 	}
 	res.Messages, res.More, res.Source = msgs, more, SourceStore
 	return res.withCursor(), nil
+}
+
+// fromCache reads the cache if it has caught up with end and covers the range.
+func (s *Service) fromCache(ctx context.Context, conv domain.ConversationID, part int32, end int64, after domain.MsgID, limit int) ([]domain.Message, bool, bool) {
+	wctx, cancel := context.WithTimeout(ctx, s.cfg.CacheWait)
+	defer cancel()
+	if err := s.rm.CacheProgress.WaitFor(wctx, part, end); err != nil {
+		return nil, false, false
+	}
+	msgs, more, covered, err := s.rm.Cache.After(ctx, conv, after, limit)
+	if err != nil || !covered {
+		return nil, false, false
+	}
+	return msgs, more, true
 }
 
 func (r SyncResult) withCursor() SyncResult {
@@ -315,12 +327,25 @@ func (s *Service) authorizeRead(who domain.AccountID, conv domain.ConversationID
 		}
 		return nil
 	}
+	return s.authorizeGroup(context.Background(), conv, who)
+}
+
+// authorizeGroup checks that who is a member of conv's group. A refusal is
+// checked again after the groups model has caught up with the log: another
+// instance may have created the group or added who a moment ago.
+func (s *Service) authorizeGroup(ctx context.Context, conv domain.ConversationID, who domain.AccountID) error {
 	exists, member := s.rm.Groups.IsMember(conv.Group(), who)
+	if !exists || !member {
+		if err := s.catchUp(ctx, s.rm.GroupsProgress, conv); err != nil {
+			return err
+		}
+		exists, member = s.rm.Groups.IsMember(conv.Group(), who)
+	}
 	if !exists {
 		return fmt.Errorf("group %s: %w", conv.Group(), domain.ErrNotFound)
 	}
 	if !member {
-		return fmt.Errorf("cannot read group %s: %w", conv.Group(), domain.ErrNotMember)
+		return fmt.Errorf("%s is not in group %s: %w", who, conv.Group(), domain.ErrNotMember)
 	}
 	return nil
 }

@@ -5,10 +5,12 @@
 package cluster
 
 import (
+	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -140,6 +142,18 @@ func (l *Links) Send(instance string, f Forward) error {
 	default:
 		return ErrQueueFull
 	}
+}
+
+// Reachable implements ws.Prober: whether instance accepts a TCP connection.
+func (l *Links) Reachable(ctx context.Context, instance string) bool {
+	ctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	c, err := (&net.Dialer{}).DialContext(ctx, "tcp", instance)
+	if err != nil {
+		return false
+	}
+	_ = c.Close()
+	return true
 }
 
 // Close stops every link; queued forwards are dropped.

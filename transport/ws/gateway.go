@@ -59,6 +59,15 @@ type Config struct {
 	ReplaceLogin bool
 	// Kicker closes a device on another instance (for ReplaceLogin).
 	Kicker Kicker
+	// Prober tells whether another instance answers at all. A route held by
+	// an instance that does not is taken over at once, without waiting for
+	// its liveness key to expire: a crashed instance locks nobody out.
+	Prober Prober
+}
+
+// Prober checks that an instance is reachable.
+type Prober interface {
+	Reachable(ctx context.Context, instance string) bool
 }
 
 // Kicker closes a device's connection on the instance that holds it.
@@ -130,6 +139,7 @@ type Gateway struct {
 	byUID     map[domain.UniqueID]*session
 	byAccount map[domain.AccountID]map[*session]struct{}
 	closing   bool
+	aborted   bool
 
 	stop     chan struct{}
 	stopOnce sync.Once
@@ -164,6 +174,56 @@ func New(cfg Config, svc *api.Service, tokens *auth.Tokens) (*Gateway, error) {
 	g.sweeper.Add(1)
 	go g.sweep()
 	return g, nil
+}
+
+// SetCluster sets how the gateway reaches other instances; call it before
+// serving.
+func (g *Gateway) SetCluster(k Kicker, p Prober) { g.cfg.Kicker, g.cfg.Prober = k, p }
+
+// Reassert writes the route of every connection here again, so that routing
+// state lost in Redis (a flush, an eviction) comes back. A route that
+// another live instance holds now means this connection was taken over: it
+// is closed with reason replaced.
+func (g *Gateway) Reassert(ctx context.Context) {
+	if g.cfg.Routes == nil {
+		return
+	}
+	g.mu.RLock()
+	held := make([]*session, 0, len(g.byUID))
+	for _, s := range g.byUID {
+		held = append(held, s)
+	}
+	g.mu.RUnlock()
+	for _, s := range held {
+		if _, err := g.cfg.Routes.Claim(ctx, s.uid, g.cfg.Instance, false); errors.Is(err, routes.ErrHeld) {
+			s.closeWith(wire.CloseReplaced, wire.ReasonReplaced, false)
+		} else if err != nil {
+			g.log.Warn("cannot reassert routes", "err", err)
+			return
+		}
+	}
+}
+
+// Abort drops every connection without a close frame and leaves the routes
+// in place, as a crash would. It exists for fault tests.
+func (g *Gateway) Abort() {
+	g.mu.Lock()
+	g.closing, g.aborted = true, true
+	sessions := make([]*session, 0, len(g.all))
+	for s := range g.all {
+		sessions = append(sessions, s)
+	}
+	g.mu.Unlock()
+	for _, s := range sessions {
+		s.closed.Store(true)
+		_ = s.conn.NetConn().Close()
+	}
+}
+
+func (g *Gateway) isAborted() bool {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	return g.aborted
 }
 
 // ServeHTTP upgrades the request and runs the connection.
@@ -266,6 +326,10 @@ func (g *Gateway) register(ctx context.Context, s *session, now time.Time) (repl
 		return replaced, nil
 	}
 	prev, err := g.cfg.Routes.Claim(ctx, s.uid, g.cfg.Instance, g.cfg.ReplaceLogin)
+	if errors.Is(err, routes.ErrHeld) && g.cfg.Prober != nil && !g.cfg.Prober.Reachable(ctx, prev) {
+		g.log.Info("taking over a route of an unreachable instance", "uid", s.uid, "instance", prev)
+		prev, err = g.cfg.Routes.Claim(ctx, s.uid, g.cfg.Instance, true)
+	}
 	if err != nil {
 		g.mu.Lock()
 		g.unrouteLocked(s)
@@ -310,7 +374,7 @@ func (g *Gateway) remove(s *session) {
 	delete(g.all, s)
 	held := g.unrouteLocked(s)
 	g.mu.Unlock()
-	if held && g.cfg.Routes != nil {
+	if held && g.cfg.Routes != nil && !g.isAborted() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		if err := g.cfg.Routes.Release(ctx, s.uid, g.cfg.Instance); err != nil {

@@ -1,0 +1,311 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/parley-chat/parley/domain"
+	"github.com/parley-chat/parley/infra/kafka"
+	"github.com/parley-chat/parley/infra/node"
+	"github.com/parley-chat/parley/infra/postgres"
+	"github.com/parley-chat/parley/infra/postgres/postgrestest"
+	"github.com/parley-chat/parley/infra/redis"
+	"github.com/parley-chat/parley/infra/redis/redistest"
+	"github.com/parley-chat/parley/projections/store"
+	"github.com/parley-chat/parley/transport/client"
+	"github.com/parley-chat/parley/transport/wire"
+	goredis "github.com/redis/go-redis/v9"
+)
+
+// testCluster is a shared broker (a `parley broker` in-process), PostgreSQL
+// and Redis on this machine, with a schema and key prefix of its own, and
+// the instances started on them.
+type testCluster struct {
+	t       *testing.T
+	brokers []string
+	pg      postgres.Config
+	pool    *pgxpool.Pool
+	rdb     *goredis.Client
+	prefix  string
+}
+
+func startCluster(t *testing.T) *testCluster {
+	t.Helper()
+	pg := postgrestest.Config(t)
+	rdb, prefix := redistest.Client(t)
+	b, err := kafka.StartEmbedded(kafka.EmbeddedConfig{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	pool, err := postgres.Open(ctx, pg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return &testCluster{t: t, brokers: b.Addrs(), pg: pg, pool: pool, rdb: rdb, prefix: prefix}
+}
+
+// instance starts a node with the given roles on the cluster.
+func (c *testCluster) instance(roles node.Roles, mod ...func(*node.Config)) *server {
+	c.t.Helper()
+	pg := c.pg
+	return startServer(c.t, func(cfg *node.Config) {
+		cfg.Roles = roles
+		cfg.Kafka.Brokers = c.brokers
+		cfg.Postgres = &pg
+		cfg.Redis = &redis.Config{Addr: redistest.Addr(), Prefix: c.prefix}
+		cfg.ClusterSecret = []byte("cluster-secret-for-tests")
+		cfg.RouteReassert = 200 * time.Millisecond
+		for _, m := range mod {
+			m(cfg)
+		}
+	})
+}
+
+var (
+	gatewayOnly   = node.Roles{Gateway: true}
+	projectorOnly = node.Roles{Projector: true}
+)
+
+// pgHistory reads a conversation straight from PostgreSQL.
+func (c *testCluster) pgHistory(conv string) []wire.Message {
+	c.t.Helper()
+	id, err := domain.ParseConversationID(conv)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	msgs, _, err := store.NewPostgres(c.pool).After(context.Background(), id, 0, 100000)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return wire.FromMessages(msgs)
+}
+
+// waitPG waits until PostgreSQL holds n messages of conv.
+func (c *testCluster) waitPG(conv string, n int) []wire.Message {
+	c.t.Helper()
+	var got []wire.Message
+	waitFor(c.t, func() bool { got = c.pgHistory(conv); return len(got) >= n })
+	return got
+}
+
+func bodies(ms []wire.Message) []string {
+	out := make([]string, len(ms))
+	for i, m := range ms {
+		out[i] = m.Body
+	}
+	return out
+}
+
+// Two gateways and a projector share the broker, PostgreSQL and Redis.
+// Clients on different instances chat 1:1 and in a group with concurrent
+// senders; every device's final log (pushes plus sync) equals the
+// PostgreSQL history, in msgid order, without gaps or duplicates.
+func TestClusterChat(t *testing.T) {
+	c := startCluster(t)
+	gw1, gw2 := c.instance(gatewayOnly), c.instance(gatewayOnly)
+	c.instance(projectorOnly)
+	ctx := ctxT(t)
+
+	alice := gw1.device("alice", "phone")
+	bob := gw2.device("bob", "phone")
+	bobLaptop := gw1.device("bob", "laptop")
+	carol := gw2.device("carol", "phone")
+
+	for i := 0; i < 10; i++ {
+		from, to := alice, "bob"
+		if i%2 == 1 {
+			from, to = bob, "alice"
+		}
+		if _, err := from.c.Send(ctx, client.Target{Account: to}, fmt.Sprint("d", i), "", fmt.Sprint("direct-", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	direct := "d:alice:bob"
+	want := bodies(c.waitPG(direct, 10))
+	for name, d := range map[string]*device{"alice": alice, "bob": bob, "bob laptop": bobLaptop} {
+		assertLog(t, name, d.finalLog(t, direct, 10), want)
+	}
+	// bob's laptop, on the other instance than his phone, got pushes of
+	// his phone's messages through the cluster link.
+	if n := len(bobLaptop.waitPushes(t, 10)); n != 10 {
+		t.Errorf("bob's laptop got %d pushes, want 10", n)
+	}
+
+	g, err := alice.c.CreateGroup(ctx, "cross", "bob", "carol")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conv := "g:" + g.Group
+	const per = 25
+	var wg sync.WaitGroup
+	for i, d := range []*device{alice, bob, carol, bobLaptop} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := 0; j < per; j++ {
+				if _, err := d.c.Send(ctx, client.Target{Group: g.Group}, fmt.Sprintf("g%d-%d", i, j), "", fmt.Sprintf("%d-%d", i, j)); err != nil {
+					t.Errorf("group send: %v", err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	want = bodies(c.waitPG(conv, 4*per))
+	if len(want) != 4*per {
+		t.Fatalf("PostgreSQL holds %d group messages, want %d", len(want), 4*per)
+	}
+	for name, d := range map[string]*device{"alice": alice, "bob": bob, "carol": carol, "bob laptop": bobLaptop} {
+		assertLog(t, name, d.finalLog(t, conv, 4*per), want)
+	}
+}
+
+// Redis is flushed mid-run: syncs fall back to PostgreSQL and stay
+// complete, the gateways write their routes again so pushes resume, and
+// the cache fills again with new messages.
+func TestClusterSurvivesRedisFlush(t *testing.T) {
+	c := startCluster(t)
+	gw := c.instance(node.Roles{Gateway: true, Projector: true})
+	ctx := ctxT(t)
+	alice := gw.device("alice", "phone")
+	bob := gw.device("bob", "phone")
+	var first int64
+	for i := 0; i < 5; i++ {
+		ack, err := alice.c.Send(ctx, client.Target{Account: "bob"}, fmt.Sprint("a", i), "", fmt.Sprint("before-", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			first = ack.MsgID
+		}
+	}
+	conv := "d:alice:bob"
+	bob.waitPushes(t, 5)
+	// A device that holds the first message and synced a minute ago.
+	cur := wire.Cursor{LastTime: time.Now().Add(-time.Minute).UnixMilli(), LastMsgID: first}
+	var f wire.ServerFrame
+	var err error
+	waitFor(t, func() bool {
+		f, err = bob.c.Sync(ctx, conv, cur, 50)
+		return err == nil && f.Source == "cache"
+	})
+	if len(f.Messages) != 4 {
+		t.Fatalf("cache answered %d messages, want 4", len(f.Messages))
+	}
+
+	if err := redistest.DeletePrefix(ctx, c.rdb, c.prefix); err != nil {
+		t.Fatal(err)
+	}
+	f, err = bob.c.Sync(ctx, conv, cur, 50)
+	if err != nil || f.Source != "store" || len(f.Messages) != 4 {
+		t.Fatalf("sync after the flush: source %q, %d messages, %v; want all 4 from the store", f.Source, len(f.Messages), err)
+	}
+	recent := cur.LastTime
+	// Routes come back; new messages are pushed and cached again.
+	waitFor(t, func() bool {
+		n, _ := c.rdb.Exists(ctx, c.prefix+"route:bob/phone").Result()
+		return n == 1
+	})
+	var last int64
+	for i := 0; i < 3; i++ {
+		ack, err := alice.c.Send(ctx, client.Target{Account: "bob"}, fmt.Sprint("b", i), "", fmt.Sprint("after-", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			last = ack.MsgID
+		}
+	}
+	assertLog(t, "bob after the flush", bob.finalLog(t, conv, 8), bodies(c.waitPG(conv, 8)))
+	waitFor(t, func() bool {
+		f, err = bob.c.Sync(ctx, conv, wire.Cursor{LastTime: recent, LastMsgID: last}, 50)
+		return err == nil && f.Source == "cache"
+	})
+	if len(f.Messages) != 2 {
+		t.Errorf("refilled cache answered %d messages after %d, want 2", len(f.Messages), last)
+	}
+}
+
+// A gateway instance dies without a word: its clients reconnect to the
+// other instance and log in at once — no lockout by the dead instance's
+// routes — and sync what they missed.
+func TestClusterGatewayCrash(t *testing.T) {
+	c := startCluster(t)
+	gw1 := c.instance(gatewayOnly)
+	gw2 := c.instance(gatewayOnly)
+	c.instance(projectorOnly)
+	ctx := ctxT(t)
+	alice := gw1.device("alice", "phone")
+	bob := gw2.device("bob", "phone")
+	if _, err := bob.c.Send(ctx, client.Target{Account: "alice"}, "m0", "", "before"); err != nil {
+		t.Fatal(err)
+	}
+	alice.waitPushes(t, 1)
+
+	gw1.n.Abort()
+	gw1.n = nil
+	<-alice.c.Done()
+	for i := 1; i <= 3; i++ {
+		if _, err := bob.c.Send(ctx, client.Target{Account: "alice"}, fmt.Sprint("m", i), "", fmt.Sprint("while away ", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	started := time.Now()
+	back := gw2.device("alice", "phone")
+	t.Logf("logged in again on the other instance after %v", time.Since(started))
+	if err := back.inbox.SyncAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want := bodies(c.waitPG("d:alice:bob", 4))
+	assertLog(t, "alice after failover", back.inbox.Messages("d:alice:bob"), want)
+}
+
+// The projector restarts: it resumes from its committed offsets, the
+// messages accepted while it was down reach PostgreSQL, and nothing is
+// written twice.
+func TestClusterProjectorRestart(t *testing.T) {
+	c := startCluster(t)
+	gw := c.instance(gatewayOnly)
+	proj := c.instance(projectorOnly)
+	ctx := ctxT(t)
+	alice := gw.dial("alice", "phone")
+	for i := 0; i < 10; i++ {
+		if _, err := alice.Send(ctx, client.Target{Account: "bob"}, fmt.Sprint("a", i), "", fmt.Sprint(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conv := "d:alice:bob"
+	c.waitPG(conv, 10)
+	proj.stop()
+	for i := 10; i < 20; i++ {
+		if _, err := alice.Send(ctx, client.Target{Account: "bob"}, fmt.Sprint("a", i), "", fmt.Sprint(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	proj.start()
+	got := c.waitPG(conv, 20)
+	time.Sleep(300 * time.Millisecond) // let any replayed record land, if it would
+	got = c.pgHistory(conv)
+	if len(got) != 20 {
+		t.Fatalf("PostgreSQL holds %d messages, want 20", len(got))
+	}
+	var n int
+	if err := c.pool.QueryRow(ctx, "SELECT count(*) FROM client_msg_ids WHERE sender_account = 'alice'").Scan(&n); err != nil || n != 20 {
+		t.Errorf("client message ids: %d %v, want 20", n, err)
+	}
+	want := make([]string, 20)
+	for i := range want {
+		want[i] = fmt.Sprint(i)
+	}
+	assertLog(t, "history", got, want)
+	// A sync through the gateway waits for the store and sees it all.
+	assertLog(t, "sync", history(t, alice, conv), want)
+}

@@ -1,0 +1,91 @@
+// Package redis connects Parley to Redis, which holds the 7-day message
+// cache and its progress (R5, R6) when Parley scales out. Every key Parley
+// writes starts with one configurable prefix, so several deployments (or
+// tests) can share a server.
+package redis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+
+	goredis "github.com/redis/go-redis/v9"
+)
+
+// Defaults of Config.
+const (
+	DefaultAddr   = "127.0.0.1:6379"
+	DefaultPrefix = "parley:"
+)
+
+// Config configures Parley's connection to Redis.
+type Config struct {
+	// Addr is the server's host:port. Default DefaultAddr, 127.0.0.1:6379.
+	Addr string
+	// Password authenticates with AUTH; empty sends none.
+	Password string
+	// DB is the logical database to SELECT. Default 0.
+	DB int
+	// Prefix starts every key Parley writes, so deployments and tests can
+	// share a server. Default DefaultPrefix, "parley:". Pass the same prefix
+	// to every component that reads or writes Parley's keys.
+	Prefix string
+	// PoolSize is the most connections kept open to the server; 0 leaves
+	// go-redis's default of 10 per CPU.
+	PoolSize int
+}
+
+func (c *Config) setDefaults() {
+	if c.Addr == "" {
+		c.Addr = DefaultAddr
+	}
+	if c.Prefix == "" {
+		c.Prefix = DefaultPrefix
+	}
+}
+
+// Validate reports every problem of c at once.
+func (c Config) Validate() error {
+	var errs []error
+	if _, port, err := net.SplitHostPort(c.Addr); err != nil {
+		errs = append(errs, fmt.Errorf("redis: address %q is not host:port: %w", c.Addr, err))
+	} else if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		errs = append(errs, fmt.Errorf("redis: port %q of address %q must be within 1..65535", port, c.Addr))
+	}
+	if c.DB < 0 {
+		errs = append(errs, fmt.Errorf("redis: db %d must not be negative", c.DB))
+	}
+	if c.PoolSize < 0 {
+		errs = append(errs, fmt.Errorf("redis: pool size %d must not be negative", c.PoolSize))
+	}
+	return errors.Join(errs...)
+}
+
+// WithDefaults returns c with its defaults filled in, so that a caller can
+// read the effective Prefix to hand to the cache and its progress.
+func (c Config) WithDefaults() Config {
+	c.setDefaults()
+	return c
+}
+
+// Open connects to the server described by cfg and checks it with a PING
+// bounded by ctx. The caller owns the client and closes it.
+func Open(ctx context.Context, cfg Config) (*goredis.Client, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	client := goredis.NewClient(&goredis.Options{
+		Addr:     cfg.Addr,
+		Password: cfg.Password,
+		DB:       cfg.DB,
+		PoolSize: cfg.PoolSize,
+	})
+	if err := client.Ping(ctx).Err(); err != nil {
+		_ = client.Close()
+		return nil, fmt.Errorf("cannot reach redis at %s: %w", cfg.Addr, err)
+	}
+	return client, nil
+}

@@ -1,0 +1,361 @@
+package cache
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/parley-chat/parley/domain"
+	"github.com/redis/go-redis/v9"
+)
+
+// Key layout of the Redis cache, under RedisConfig.Prefix:
+//
+//	<prefix>conv:<conversation>  sorted set, one per conversation
+//	    member "#"                         score = coveredAfter
+//	    member "<ms>|<msgid>|<row JSON>"   score = msgid
+//
+// The coverage marker lives in the same key as the messages on purpose: a
+// FLUSHALL, an eviction or an expiry removes both together, and the
+// conversation then reads as not covered, so sync falls back to the store
+// (I3). A marker in a key of its own could survive its data and vouch for
+// messages that are gone.
+const (
+	convKeyPart = "conv:"
+	marker      = "#"
+)
+
+// RedisConfig configures the Redis cache.
+type RedisConfig struct {
+	// Prefix starts every key. Default "parley:" (infra/redis's default);
+	// pass the same prefix as the rest of the deployment.
+	Prefix string
+	// Retention is how long a message stays cached. Default Retention, 7
+	// days. It is also the TTL of a conversation's key, renewed on every
+	// add, so a conversation nobody writes to disappears as a whole.
+	Retention time.Duration
+	// Now is the clock that decides what is older than the retention.
+	// Default time.Now; tests inject their own.
+	Now func() time.Time
+}
+
+func (c *RedisConfig) setDefaults() {
+	if c.Prefix == "" {
+		c.Prefix = "parley:"
+	}
+	if c.Retention == 0 {
+		c.Retention = Retention
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Validate reports every problem of c at once.
+func (c RedisConfig) Validate() error {
+	var errs []error
+	if c.Retention < time.Millisecond {
+		errs = append(errs, fmt.Errorf("redis cache: retention %v must be at least 1ms", c.Retention))
+	}
+	return errors.Join(errs...)
+}
+
+// Redis is the Cache in Redis, shared by every instance of a scaled-out
+// deployment. Each operation is one Lua script on one key, so it is atomic
+// and works on Redis Cluster too.
+type Redis struct {
+	client redis.UniversalClient
+	cfg    RedisConfig
+}
+
+var _ Cache = (*Redis)(nil)
+
+// NewRedis returns the cache over client. The caller owns the client.
+func NewRedis(client redis.UniversalClient, cfg RedisConfig) (*Redis, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Redis{client: client, cfg: cfg}, nil
+}
+
+// addScript caches one message.
+//
+//	KEYS[1]  the conversation's key
+//	ARGV[1]  msgid
+//	ARGV[2]  floor, already below msgid
+//	ARGV[3]  the encoded member
+//	ARGV[4]  the message's server time, ms
+//	ARGV[5]  cutoff, ms: a message sent before it is older than the retention
+//	ARGV[6]  the key's TTL, ms
+//
+// It returns 1 when the message was added, 2 when it was too old and only
+// moved coverage, 0 when it changed nothing. Scores go back to Redis as the
+// strings Redis gave (never through Lua's tostring, which keeps only 14
+// digits); msgids stay below 2^53, so comparing them as Lua numbers is exact.
+var addScript = redis.NewScript(`
+local key = KEYS[1]
+local id = tonumber(ARGV[1])
+local covered = redis.call('ZSCORE', key, '#')
+if covered then
+  covered = tonumber(covered)
+else
+  -- No marker: whatever the key holds proves nothing. Start afresh.
+  redis.call('DEL', key)
+  redis.call('ZADD', key, ARGV[2], '#')
+  covered = tonumber(ARGV[2])
+end
+local res = 0
+if id > covered then
+  local cutoff = tonumber(ARGV[5])
+  if tonumber(ARGV[4]) < cutoff then
+    -- Too old to keep: the cache no longer vouches for it or anything before.
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', ARGV[1])
+    redis.call('ZADD', key, ARGV[1], '#')
+    res = 2
+  elseif #redis.call('ZRANGEBYSCORE', key, ARGV[1], ARGV[1], 'LIMIT', 0, 1) == 0 then
+    redis.call('ZADD', key, ARGV[1], ARGV[3])
+    res = 1
+    -- Trim from the low end what has aged out. The marker is always the
+    -- lowest member; every message is above it.
+    local last = nil
+    local start, size = 1, 1
+    while true do
+      local batch = redis.call('ZRANGE', key, start, start + size - 1, 'WITHSCORES')
+      local young = false
+      for i = 1, #batch, 2 do
+        local t = tonumber(string.match(batch[i], '^(%-?%d+)|'))
+        if t and t < cutoff then
+          last = batch[i + 1]
+        else
+          young = true
+          break
+        end
+      end
+      if young or #batch < 2 * size then break end
+      start, size = start + size, 64
+    end
+    if last then
+      redis.call('ZREMRANGEBYSCORE', key, '-inf', last)
+      redis.call('ZADD', key, last, '#')
+    end
+  end
+end
+redis.call('PEXPIRE', key, ARGV[6])
+return res
+`)
+
+// afterScript reads a page, or nil when the conversation is not covered
+// from after on.
+//
+//	KEYS[1]  the conversation's key
+//	ARGV[1]  after
+//	ARGV[2]  how many members to return (limit+1, to tell whether more follow)
+//
+// The marker's score is coveredAfter <= after, so the exclusive range
+// (after, +inf] never includes it.
+var afterScript = redis.NewScript(`
+local covered = redis.call('ZSCORE', KEYS[1], '#')
+if not covered or tonumber(ARGV[1]) < tonumber(covered) then
+  return false
+end
+return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf', 'LIMIT', 0, ARGV[2])
+`)
+
+func (c *Redis) key(conv domain.ConversationID) string {
+	return c.cfg.Prefix + convKeyPart + conv.String()
+}
+
+// addArgs are addScript's arguments for m.
+func (c *Redis) addArgs(m domain.Message, floor domain.MsgID) ([]string, []any, error) {
+	if m.Conversation.IsZero() {
+		return nil, nil, fmt.Errorf("cannot cache message %d: it names no conversation", m.MsgID)
+	}
+	member, err := encodeMember(m)
+	if err != nil {
+		return nil, nil, err
+	}
+	if floor >= m.MsgID {
+		floor = m.MsgID - 1
+	}
+	return []string{c.key(m.Conversation)}, []any{
+		int64(m.MsgID), int64(floor), member, m.ServerTime.UnixMilli(),
+		cutoffMillis(c.cfg.Now().Add(-c.cfg.Retention)), c.cfg.Retention.Milliseconds(),
+	}, nil
+}
+
+// cutoffMillis is the first millisecond that is not before cutoff, so that
+// "sent before cutoff" reads the same in whole milliseconds as in Memory.
+func cutoffMillis(cutoff time.Time) int64 {
+	ms := cutoff.UnixMilli()
+	if cutoff.After(time.UnixMilli(ms)) {
+		ms++
+	}
+	return ms
+}
+
+// Add implements Cache.
+func (c *Redis) Add(ctx context.Context, m domain.Message, floor domain.MsgID) error {
+	keys, args, err := c.addArgs(m, floor)
+	if err != nil {
+		return err
+	}
+	if err := addScript.Run(ctx, c.client, keys, args...).Err(); err != nil {
+		return fmt.Errorf("cannot cache message %d of %s: %w", m.MsgID, m.Conversation, err)
+	}
+	return nil
+}
+
+// Addition is one message for AddBatch, with the floor Add would take.
+type Addition struct {
+	Message domain.Message
+	Floor   domain.MsgID
+}
+
+// AddBatch is Add for many messages in one round trip (a pipeline of
+// EVALSHA), for replays and batching projections. Each message is added
+// atomically and idempotently, in the order given; after an error some may
+// have been added, and retrying the whole batch is safe.
+func (c *Redis) AddBatch(ctx context.Context, batch []Addition) error {
+	if len(batch) == 0 {
+		return nil
+	}
+	type call struct {
+		keys []string
+		args []any
+	}
+	calls := make([]call, len(batch))
+	for i, a := range batch {
+		keys, args, err := c.addArgs(a.Message, a.Floor)
+		if err != nil {
+			return err
+		}
+		calls[i] = call{keys, args}
+	}
+	run := func() ([]redis.Cmder, error) {
+		return c.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, cl := range calls {
+				addScript.EvalSha(ctx, p, cl.keys, cl.args...)
+			}
+			return nil
+		})
+	}
+	_, err := run()
+	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+		// The server lost its script cache (a restart, SCRIPT FLUSH): load
+		// it and run the batch again, which is safe as every add is idempotent.
+		if lerr := addScript.Load(ctx, c.client).Err(); lerr != nil {
+			return fmt.Errorf("cannot load the cache script: %w", lerr)
+		}
+		_, err = run()
+	}
+	if err != nil {
+		return fmt.Errorf("cannot cache a batch of %d messages: %w", len(batch), err)
+	}
+	return nil
+}
+
+// After implements Cache.
+func (c *Redis) After(ctx context.Context, conv domain.ConversationID, after domain.MsgID, limit int) ([]domain.Message, bool, bool, error) {
+	if limit < 0 {
+		limit = 0
+	}
+	members, err := afterScript.Run(ctx, c.client, []string{c.key(conv)}, int64(after), limit+1).StringSlice()
+	if errors.Is(err, redis.Nil) {
+		return nil, false, false, nil
+	}
+	if err != nil {
+		return nil, false, false, fmt.Errorf("cannot read %s after %d from the cache: %w", conv, after, err)
+	}
+	more := len(members) > limit
+	if more {
+		members = members[:limit]
+	}
+	msgs := make([]domain.Message, 0, len(members))
+	for _, s := range members {
+		if s == marker {
+			continue
+		}
+		m, err := decodeMember(s, conv)
+		if err != nil {
+			return nil, false, false, err
+		}
+		msgs = append(msgs, m)
+	}
+	return msgs, more, true, nil
+}
+
+// redisRow is how a message is stored in the cache, after its server time
+// and msgid in the member. The conversation is the key. Short names keep
+// members small; a field added later must be optional.
+type redisRow struct {
+	ID          uuid.UUID `json:"i"`
+	ClientMsgID string    `json:"c"`
+	Account     string    `json:"a"`
+	Device      string    `json:"d"`
+	Kind        string    `json:"k"`
+	Body        string    `json:"b"`
+}
+
+// encodeMember is the deterministic member of m:
+// "<server time ms>|<msgid>|<row JSON>". The time comes first so that the
+// add script can trim without parsing JSON; the same message always makes
+// the same member, and the script refuses a second member for a msgid in
+// any case.
+func encodeMember(m domain.Message) (string, error) {
+	row, err := json.Marshal(redisRow{
+		ID: m.ID, ClientMsgID: m.ClientMsgID,
+		Account: string(m.Sender.Account), Device: string(m.Sender.Device),
+		Kind: m.Kind, Body: m.Body,
+	})
+	if err != nil {
+		return "", fmt.Errorf("cannot encode message %d for the cache: %w", m.MsgID, err)
+	}
+	b := make([]byte, 0, 42+len(row))
+	b = strconv.AppendInt(b, m.ServerTime.UnixMilli(), 10)
+	b = append(b, '|')
+	b = strconv.AppendInt(b, int64(m.MsgID), 10)
+	b = append(b, '|')
+	b = append(b, row...)
+	return string(b), nil
+}
+
+// decodeMember maps a member of conv's key back to the message.
+func decodeMember(s string, conv domain.ConversationID) (domain.Message, error) {
+	bad := func(reason string, err error) (domain.Message, error) {
+		if err != nil {
+			reason += ": " + err.Error()
+		}
+		return domain.Message{}, fmt.Errorf("cannot decode a cached message of %s: %s", conv, reason)
+	}
+	ms, rest, ok := strings.Cut(s, "|")
+	if !ok {
+		return bad("no server time", nil)
+	}
+	id, rowJSON, ok := strings.Cut(rest, "|")
+	if !ok {
+		return bad("no msgid", nil)
+	}
+	at, err := strconv.ParseInt(ms, 10, 64)
+	if err != nil {
+		return bad("server time", err)
+	}
+	msgid, err := strconv.ParseInt(id, 10, 64)
+	if err != nil {
+		return bad("msgid", err)
+	}
+	var row redisRow
+	if err := json.Unmarshal([]byte(rowJSON), &row); err != nil {
+		return bad("row", err)
+	}
+	return domain.Message{
+		ID: row.ID, MsgID: domain.MsgID(msgid), ClientMsgID: row.ClientMsgID,
+		Sender:       domain.Sender{Account: domain.AccountID(row.Account), Device: domain.DeviceID(row.Device)},
+		Conversation: conv, Kind: row.Kind, Body: row.Body, ServerTime: time.UnixMilli(at),
+	}, nil
+}
