@@ -309,3 +309,36 @@ func TestClusterProjectorRestart(t *testing.T) {
 	// A sync through the gateway waits for the store and sees it all.
 	assertLog(t, "sync", history(t, alice, conv), want)
 }
+
+// One device live on one instance: a second login on another instance is
+// refused under the reject policy, and takes over (closing the first)
+// under the replace policy.
+func TestClusterLoginPolicies(t *testing.T) {
+	t.Run("reject", func(t *testing.T) {
+		c := startCluster(t)
+		gw1, gw2 := c.instance(gatewayOnly), c.instance(gatewayOnly)
+		first := gw1.dial("alice", "phone")
+		_, err := gw2.tryDial("alice", "phone")
+		if client.CodeOf(err) != wire.CodeDuplicateLogin {
+			t.Fatalf("second login on another instance: %v, want duplicate_login", err)
+		}
+		assertAlive(t, first)
+	})
+	t.Run("replace", func(t *testing.T) {
+		c := startCluster(t)
+		replace := func(cfg *node.Config) { cfg.Gateway.ReplaceLogin = true }
+		gw1, gw2 := c.instance(gatewayOnly, replace), c.instance(gatewayOnly, replace)
+		c.instance(projectorOnly)
+		first := gw1.dial("alice", "phone")
+		second := gw2.device("alice", "phone")
+		if code, reason := waitClosed(t, first, 10*time.Second); code != wire.CloseReplaced || reason != wire.ReasonReplaced {
+			t.Errorf("first connection closed with %d %q", code, reason)
+		}
+		// Pushes now reach the new connection.
+		bob := gw1.dial("bob", "phone")
+		if _, err := bob.Send(ctxT(t), client.Target{Account: "alice"}, "x", "", "to the new one"); err != nil {
+			t.Fatal(err)
+		}
+		second.waitPushes(t, 1)
+	})
+}

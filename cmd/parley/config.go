@@ -12,6 +12,7 @@ import (
 
 	"github.com/parley-chat/parley/domain"
 	"github.com/parley-chat/parley/events"
+	"github.com/parley-chat/parley/infra/kafka"
 	"github.com/parley-chat/parley/infra/node"
 	"github.com/parley-chat/parley/infra/postgres"
 	"github.com/parley-chat/parley/infra/redis"
@@ -87,6 +88,13 @@ func parseServe(args []string, stderr io.Writer) (node.Config, error) {
 	dataDir := f.string("data-dir", "parley-data", "directory for the embedded log and the token secret")
 	listen := f.string("listen", "127.0.0.1:8080", "gateway HTTP address; WebSocket at /ws")
 	brokers := f.string("kafka-brokers", "", "comma-separated Kafka brokers; empty runs the embedded broker")
+	clientID := f.string("kafka-client-id", "parley", "client id this process gives the brokers")
+	replication := f.int("kafka-replication-factor", 1, "replication factor of topics Parley creates")
+	kafkaTLS := f.bool("kafka-tls", false, "connect to the brokers over TLS")
+	kafkaCA := f.string("kafka-tls-ca", "", "PEM file of CAs to trust for the brokers; empty uses the system pool")
+	saslMech := f.string("kafka-sasl-mechanism", "", "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; empty for none")
+	saslUser := f.string("kafka-sasl-user", "", "SASL user")
+	saslPass := f.string("kafka-sasl-password", "", "SASL password")
 	brokerListen := f.string("broker-listen", "127.0.0.1:9092", "loopback address of the embedded broker, for taps")
 	topic := f.string("topic", events.DefaultConversationTopic, "conversation topic")
 	partitions := f.int("partitions", events.DefaultPartitions, "partitions of the conversation topic, fixed once created")
@@ -136,6 +144,12 @@ func parseServe(args []string, stderr io.Writer) (node.Config, error) {
 	if *loginPolicy != "reject" && *loginPolicy != "replace" {
 		errs = append(errs, fmt.Errorf("--login-policy %q: want reject or replace", *loginPolicy))
 	}
+	if *replication < 1 || *replication > 32767 {
+		errs = append(errs, fmt.Errorf("--kafka-replication-factor %d: want 1..32767", *replication))
+	}
+	if err := (kafka.Security{TLS: *kafkaTLS, TLSCAFile: *kafkaCA, SASLMechanism: *saslMech, SASLUser: *saslUser}).Validate(); err != nil {
+		errs = append(errs, err)
+	}
 	if (*pgDSN == "") != (*redisAddr == "") {
 		errs = append(errs, errors.New("--postgres-dsn and --redis-addr go together: scale-out needs both"))
 	}
@@ -151,6 +165,9 @@ func parseServe(args []string, stderr io.Writer) (node.Config, error) {
 		cfg.Kafka.Brokers = strings.Split(*brokers, ",")
 	}
 	cfg.Kafka.Topic = *topic
+	cfg.Kafka.ClientID = *clientID
+	cfg.Kafka.ReplicationFactor = int16(*replication)
+	cfg.Kafka.Security = kafka.Security{TLS: *kafkaTLS, TLSCAFile: *kafkaCA, SASLMechanism: *saslMech, SASLUser: *saslUser, SASLPassword: *saslPass}
 	cfg.Kafka.Partitions = int32(*partitions)
 	cfg.Kafka.Epoch = uint8(*epoch)
 	cfg.EmbeddedBroker.Addr = *brokerListen

@@ -39,7 +39,9 @@ type Config struct {
 	// Epoch goes into the high bits of every msgid (see events.MsgID). Raise
 	// it when the log moves to a new cluster whose offsets restart at zero.
 	Epoch uint8
-	// Sarama, if set, is the base Sarama configuration (TLS, SASL, ...);
+	// Security is TLS and SASL to external brokers.
+	Security Security
+	// Sarama, if set, is the base Sarama configuration for anything else;
 	// Parley overrides the settings it depends on.
 	Sarama *sarama.Config
 }
@@ -74,17 +76,23 @@ func (c Config) Validate() error {
 	if c.Epoch > events.MaxEpoch {
 		errs = append(errs, fmt.Errorf("kafka: epoch %d must be within 1..%d", c.Epoch, events.MaxEpoch))
 	}
+	if err := c.Security.Validate(); err != nil {
+		errs = append(errs, err)
+	}
 	if c.ReplicationFactor < 1 {
 		errs = append(errs, fmt.Errorf("kafka: replication factor %d must be positive", c.ReplicationFactor))
 	}
 	return errors.Join(errs...)
 }
 
-func (c Config) saramaConfig() *sarama.Config {
+func (c Config) saramaConfig() (*sarama.Config, error) {
 	sc := sarama.NewConfig()
 	if c.Sarama != nil {
 		copied := *c.Sarama
 		sc = &copied
+	}
+	if err := c.Security.apply(sc); err != nil {
+		return nil, err
 	}
 	sc.ClientID = c.ClientID
 	sc.Version = sarama.V2_8_0_0
@@ -101,7 +109,7 @@ func (c Config) saramaConfig() *sarama.Config {
 	// can tell a conversation's partition without asking the broker.
 	sc.Producer.Partitioner = sarama.NewManualPartitioner
 	sc.Metadata.AllowAutoTopicCreation = false
-	return sc
+	return sc, nil
 }
 
 // Log appends events to the conversation topic and reports positions.
@@ -119,7 +127,11 @@ func Open(cfg Config) (*Log, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	client, err := sarama.NewClient(cfg.Brokers, cfg.saramaConfig())
+	sc, err := cfg.saramaConfig()
+	if err != nil {
+		return nil, err
+	}
+	client, err := sarama.NewClient(cfg.Brokers, sc)
 	if err != nil {
 		return nil, fmt.Errorf("cannot connect to kafka %v: %w", cfg.Brokers, err)
 	}

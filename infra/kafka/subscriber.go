@@ -33,6 +33,9 @@ func (l *Log) NewSubscriber(sc SubscriberConfig, logger watermill.LoggerAdapter)
 		cfg = &copied
 		cfg.Consumer.Return.Errors = true
 	}
+	if err := l.cfg.Security.apply(cfg); err != nil {
+		return nil, err
+	}
 	cfg.ClientID = l.cfg.ClientID
 	cfg.Version = sarama.V2_8_0_0
 	cfg.Consumer.Offsets.Initial = sarama.OffsetOldest
