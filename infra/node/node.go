@@ -341,7 +341,10 @@ func (n *Node) readModels(ctx context.Context) (api.ReadModels, []projection, er
 		return rm, nil, err
 	}
 	n.closers = append(n.closers, cacheProgress.Close)
-	rm.Store, rm.StoreProgress = store.NewPostgres(n.pool), storeProgress
+	// Partitions apply one record at a time each; group commit lets their
+	// concurrent writes share one round trip and commit (about twice the
+	// throughput, see BenchmarkProjectionWrites).
+	rm.Store, rm.StoreProgress = store.NewGroupCommit(store.NewPostgres(n.pool), 0), storeProgress
 	redisCache, err := cache.NewRedis(n.rdb, cache.RedisConfig{Prefix: prefix})
 	if err != nil {
 		return rm, nil, err

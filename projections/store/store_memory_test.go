@@ -19,6 +19,11 @@ func TestMemoryContract(t *testing.T) {
 	storetest.Run(t, func(*testing.T) store.Store { return store.NewMemory() })
 }
 
+// Group commit is a Store too: the same contract, with writes coalesced.
+func TestGroupCommitContract(t *testing.T) {
+	storetest.Run(t, func(*testing.T) store.Store { return store.NewGroupCommit(store.NewMemory(), 3) })
+}
+
 func record(t *testing.T, e events.Event, offset int64) projections.Record {
 	t.Helper()
 	id, err := events.MsgID(1, offset)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/parley-chat/parley/domain"
@@ -13,6 +14,12 @@ import (
 	"github.com/parley-chat/parley/projections/store"
 	"github.com/parley-chat/parley/projections/store/storetest"
 )
+
+func TestPostgresGroupCommitContract(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store {
+		return store.NewGroupCommit(store.NewPostgres(postgrestest.Open(t)), 0)
+	})
+}
 
 func TestPostgresContract(t *testing.T) {
 	postgrestest.DSN(t) // skip (or fail on CI) before any subtest when the server is away
@@ -73,6 +80,39 @@ func BenchmarkPostgresSave(b *testing.B) {
 				}
 			}
 			b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "msgs/s")
+		})
+	}
+}
+
+// BenchmarkProjectionWrites compares the store projection's write pattern —
+// one message per Save from each of 16 partitions at once — with and
+// without group commit. Compare the two sub-benchmarks as a ratio in one run.
+func BenchmarkProjectionWrites(b *testing.B) {
+	for _, grouped := range []bool{false, true} {
+		b.Run(fmt.Sprintf("groupcommit=%v", grouped), func(b *testing.B) {
+			var s store.Store = store.NewPostgres(postgrestest.Open(b))
+			if grouped {
+				s = store.NewGroupCommit(s, 0)
+			}
+			tmpl := storetest.Msg(ab, 0)
+			var next atomic.Int64
+			b.SetParallelism(8) // 16 goroutines on 2 cores: the 16 partitions
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					n := next.Add(1)
+					m := tmpl
+					m.MsgID = domain.MsgID(n)
+					m.Conversation = domain.DirectConversation("alice", domain.AccountID(fmt.Sprint("p", n%16)))
+					binary.BigEndian.PutUint64(m.ID[8:], uint64(n))
+					m.ClientMsgID = strconv.FormatInt(n, 36)
+					if err := s.Save(context.Background(), m); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
 		})
 	}
 }
