@@ -131,6 +131,8 @@ func Decode(name string, payload []byte) (Event, error) {
 		return decodeAs[GroupMembersAdded](name, payload)
 	case GroupMembersRemovedV1:
 		return decodeAs[GroupMembersRemoved](name, payload)
+	case UserLoggedOutV1:
+		return decodeAs[UserLoggedOut](name, payload)
 	}
 	return nil, fmt.Errorf("%w %q", ErrUnknownEvent, name)
 }

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -340,5 +342,28 @@ func TestClusterLoginPolicies(t *testing.T) {
 			t.Fatal(err)
 		}
 		second.waitPushes(t, 1)
+	})
+}
+
+// A logout reaches every instance: the account's devices on both gateways
+// are closed, others stay.
+func TestClusterLogout(t *testing.T) {
+	c := startCluster(t)
+	gw1, gw2 := c.instance(gatewayOnly), c.instance(gatewayOnly)
+	phone, laptop := gw1.dial("alice", "phone"), gw2.dial("alice", "laptop")
+	bob := gw2.dial("bob", "phone")
+	var out bytes.Buffer
+	if err := run([]string{"logout", "--kafka-brokers", strings.Join(c.brokers, ","), "--account", "alice"}, &out, &out); err != nil {
+		t.Fatal(err)
+	}
+	for name, cl := range map[string]*client.Client{"phone": phone, "laptop": laptop} {
+		if code, _ := waitClosed(t, cl, 10*time.Second); code != wire.CloseLoggedOut {
+			t.Errorf("%s closed with %d", name, code)
+		}
+	}
+	assertAlive(t, bob)
+	waitFor(t, func() bool {
+		n, _ := c.rdb.Exists(context.Background(), c.prefix+"route:alice/phone", c.prefix+"route:alice/laptop").Result()
+		return n == 0
 	})
 }

@@ -6,6 +6,8 @@
 //	parley token --account A --device D   mint a development token
 //	parley broker [flags]       run only the embedded Kafka-protocol broker,
 //	                            for several instances to share
+//	parley logout --account A [--device D]   publish a UserLoggedOut event,
+//	                            as the user service would
 //
 // Every flag can also be set by an environment variable, PARLEY_ and the
 // flag's name in capitals with '-' as '_' (--data-dir is PARLEY_DATA_DIR).
@@ -20,9 +22,13 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
+	"github.com/google/uuid"
+	"github.com/parley-chat/parley/domain"
+	"github.com/parley-chat/parley/events"
 	"github.com/parley-chat/parley/infra/kafka"
 	"github.com/parley-chat/parley/infra/node"
 )
@@ -52,11 +58,13 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return token(args, stdout, stderr)
 	case "broker":
 		return broker(args, stderr)
+	case "logout":
+		return logoutCmd(args, stdout, stderr)
 	case "help":
-		fmt.Fprintln(stdout, "usage: parley [serve|token|broker] [flags]; parley <command> -h for its flags")
+		fmt.Fprintln(stdout, "usage: parley [serve|token|broker|logout] [flags]; parley <command> -h for its flags")
 		return nil
 	}
-	return fmt.Errorf("unknown command %q (want serve, token or broker)", cmd)
+	return fmt.Errorf("unknown command %q (want serve, token, broker or logout)", cmd)
 }
 
 func serve(cfg node.Config) error {
@@ -90,5 +98,38 @@ func broker(args []string, stderr io.Writer) error {
 	defer stop()
 	<-ctx.Done()
 	b.Close()
+	return nil
+}
+
+func logoutCmd(args []string, stdout, stderr io.Writer) error {
+	f := newFlags("logout", stderr)
+	brokers := f.string("kafka-brokers", "127.0.0.1:9092", "comma-separated Kafka brokers (the embedded broker by default)")
+	account := f.string("account", "", "account to log out (required)")
+	device := f.string("device", "", "only this device; empty logs out every device")
+	reason := f.string("reason", "logged out", "reason, for logs")
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	if _, err := domain.ParseAccountID(*account); err != nil {
+		return fmt.Errorf("--account: %w", err)
+	}
+	if *device != "" {
+		if _, err := domain.ParseDeviceID(*device); err != nil {
+			return fmt.Errorf("--device: %w", err)
+		}
+	}
+	l, err := kafka.Open(kafka.Config{Brokers: strings.Split(*brokers, ","), UsersOnly: true})
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	e := events.UserLoggedOut{Account: *account, Device: *device, Reason: *reason, At: time.Now().UnixMilli()}
+	pos, err := l.AppendUser(ctx, uuid.NewString(), e)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "published %s for %s at partition %d offset %d\n", e.EventName(), *account, pos.Partition, pos.Offset)
 	return nil
 }

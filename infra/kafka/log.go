@@ -31,6 +31,10 @@ type Config struct {
 	ClientID string
 	// Topic is the conversation topic: MessageSent and group events.
 	Topic string
+	// UsersTopic carries events of the user service (UserLoggedOut), keyed
+	// by account; UsersPartitions is its partition count.
+	UsersTopic      string
+	UsersPartitions int32
 	// Partitions is the topic's partition count, fixed at creation: a
 	// conversation's partition is a hash of its id modulo this number.
 	Partitions int32
@@ -39,6 +43,9 @@ type Config struct {
 	// Epoch goes into the high bits of every msgid (see events.MsgID). Raise
 	// it when the log moves to a new cluster whose offsets restart at zero.
 	Epoch uint8
+	// UsersOnly opens only the users topic, for tools that publish user
+	// events and must not care how the conversation topic is partitioned.
+	UsersOnly bool
 	// Security is TLS and SASL to external brokers.
 	Security Security
 	// Sarama, if set, is the base Sarama configuration for anything else;
@@ -55,6 +62,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.Partitions == 0 {
 		c.Partitions = events.DefaultPartitions
+	}
+	if c.UsersTopic == "" {
+		c.UsersTopic = events.DefaultUsersTopic
+	}
+	if c.UsersPartitions == 0 {
+		c.UsersPartitions = events.DefaultUsersPartitions
 	}
 	if c.ReplicationFactor == 0 {
 		c.ReplicationFactor = 1
@@ -135,9 +148,15 @@ func Open(cfg Config) (*Log, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot connect to kafka %v: %w", cfg.Brokers, err)
 	}
-	if err := ensureTopic(client, cfg.Topic, cfg.Partitions, cfg.ReplicationFactor); err != nil {
-		_ = client.Close()
-		return nil, err
+	topics := map[string]int32{cfg.Topic: cfg.Partitions, cfg.UsersTopic: cfg.UsersPartitions}
+	if cfg.UsersOnly {
+		delete(topics, cfg.Topic)
+	}
+	for topic, parts := range topics {
+		if err := ensureTopic(client, topic, parts, cfg.ReplicationFactor); err != nil {
+			_ = client.Close()
+			return nil, err
+		}
 	}
 	producer, err := sarama.NewSyncProducerFromClient(client)
 	if err != nil {
@@ -194,9 +213,21 @@ func (l *Log) Epoch() uint8 { return l.cfg.Epoch }
 // Brokers are the bootstrap addresses.
 func (l *Log) Brokers() []string { return l.cfg.Brokers }
 
+// UsersTopic is the user service's topic.
+func (l *Log) UsersTopic() string { return l.cfg.UsersTopic }
+
+// AppendUser writes a user-service event to the users topic.
+func (l *Log) AppendUser(ctx context.Context, id string, e events.Event) (events.Position, error) {
+	return l.appendTo(ctx, l.cfg.UsersTopic, l.cfg.UsersPartitions, id, e)
+}
+
 // Append writes e under id (the Watermill message UUID) and returns where it
 // landed. When it returns nil the record is in the log.
 func (l *Log) Append(ctx context.Context, id string, e events.Event) (events.Position, error) {
+	return l.appendTo(ctx, l.cfg.Topic, l.cfg.Partitions, id, e)
+}
+
+func (l *Log) appendTo(ctx context.Context, topic string, partitions int32, id string, e events.Event) (events.Position, error) {
 	payload, err := events.Encode(e)
 	if err != nil {
 		return events.Position{}, err
@@ -205,7 +236,7 @@ func (l *Log) Append(ctx context.Context, id string, e events.Event) (events.Pos
 	msg.Metadata.Set(events.MetadataName, e.EventName())
 	msg.Metadata.Set(MetadataKey, e.Key())
 	msg.SetContext(ctx)
-	return l.publish(l.cfg.Topic, msg)
+	return l.publish(topic, partitions, msg)
 }
 
 // Publish implements Watermill's message.Publisher. Each message needs the
@@ -213,7 +244,11 @@ func (l *Log) Append(ctx context.Context, id string, e events.Event) (events.Pos
 // position of each in MetadataPartition and MetadataOffset.
 func (l *Log) Publish(topic string, msgs ...*message.Message) error {
 	for _, m := range msgs {
-		pos, err := l.publish(topic, m)
+		parts := l.cfg.Partitions
+		if topic == l.cfg.UsersTopic {
+			parts = l.cfg.UsersPartitions
+		}
+		pos, err := l.publish(topic, parts, m)
 		if err != nil {
 			return err
 		}
@@ -223,7 +258,7 @@ func (l *Log) Publish(topic string, msgs ...*message.Message) error {
 	return nil
 }
 
-func (l *Log) publish(topic string, m *message.Message) (events.Position, error) {
+func (l *Log) publish(topic string, partitions int32, m *message.Message) (events.Position, error) {
 	if err := m.Context().Err(); err != nil {
 		return events.Position{}, err
 	}
@@ -241,7 +276,7 @@ func (l *Log) publish(topic string, m *message.Message) (events.Position, error)
 		Key:       sarama.StringEncoder(key),
 		Value:     sarama.ByteEncoder(m.Payload),
 		Headers:   headers,
-		Partition: events.PartitionFor(key, l.cfg.Partitions),
+		Partition: events.PartitionFor(key, partitions),
 	}
 	partition, offset, err := l.producer.SendMessage(pm)
 	if err != nil {

@@ -31,6 +31,7 @@ import (
 	"github.com/parley-chat/parley/projections/cache"
 	"github.com/parley-chat/parley/projections/conversations"
 	"github.com/parley-chat/parley/projections/groups"
+	"github.com/parley-chat/parley/projections/logout"
 	"github.com/parley-chat/parley/projections/push"
 	"github.com/parley-chat/parley/projections/store"
 	"github.com/parley-chat/parley/transport/api"
@@ -173,6 +174,8 @@ type projection struct {
 	sub      kafka.SubscriberConfig
 	// rebuild: an in-memory model the node waits for before serving.
 	rebuild bool
+	// topic, if not the conversation topic.
+	topic string
 }
 
 // Start builds the node, rebuilds the in-memory read models from the log,
@@ -233,6 +236,12 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 			return nil, err
 		}
 	}
+	if n.gw != nil {
+		// Every gateway reads every logout: without a consumer group, from
+		// the end of the topic at start (its connections are all newer).
+		all = append(all, projection{name: logout.Name, p: logout.NewProjection(n.gw), progress: projections.NewProgress(),
+			topic: n.events.UsersTopic(), sub: kafka.SubscriberConfig{FromNewest: true}})
+	}
 	if pushProj, err := n.pushProjection(rm); err != nil {
 		return nil, err
 	} else if pushProj != nil {
@@ -249,7 +258,11 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		if err != nil {
 			return nil, err
 		}
-		n.router.AddConsumerHandler(p.name, n.events.Topic(), sub, projections.Handler(p.name, p.p, epoch, p.progress, n.log))
+		topic := p.topic
+		if topic == "" {
+			topic = n.events.Topic()
+		}
+		n.router.AddConsumerHandler(p.name, topic, sub, projections.Handler(p.name, p.p, epoch, p.progress, n.log))
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
@@ -492,6 +505,10 @@ func (n *Node) Tokens() *auth.Tokens { return n.tokens }
 
 // Gateway is the node's WebSocket gateway.
 func (n *Node) Gateway() *ws.Gateway { return n.gw }
+
+// Service is the node's api service, the transport-independent operations
+// that the WebSocket gateway and the HTTP API share.
+func (n *Node) Service() *api.Service { return n.svc }
 
 // Abort stops the node as a crash would: connections drop without a close
 // frame, routes and the liveness key stay behind in Redis (to expire), and

@@ -83,3 +83,10 @@ const (
 	CloseReplaced  = 4008
 	ReasonReplaced = "replaced"
 )
+
+// CloseLoggedOut, reason "logged_out": the user service logged the account
+// (or this device) out. Do not reconnect with the same token.
+const (
+	CloseLoggedOut  = 4009
+	ReasonLoggedOut = "logged_out"
+)

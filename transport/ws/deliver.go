@@ -53,3 +53,22 @@ func (g *Gateway) Kick(uid domain.UniqueID) {
 		s.closeWith(wire.CloseReplaced, wire.ReasonReplaced, false)
 	}
 }
+
+// Logout implements logout.Closer: it closes the local connections of
+// account (of one device if device is set) with reason logged_out; their
+// routes are released as they close.
+func (g *Gateway) Logout(account domain.AccountID, device domain.DeviceID, reason string) int {
+	g.mu.RLock()
+	var victims []*session
+	for s := range g.byAccount[account] {
+		if device == "" || s.device == device {
+			victims = append(victims, s)
+		}
+	}
+	g.mu.RUnlock()
+	for _, s := range victims {
+		g.log.Info("logging out", "uid", s.uid, "reason", reason)
+		s.closeWith(wire.CloseLoggedOut, wire.ReasonLoggedOut, false)
+	}
+	return len(victims)
+}
