@@ -8,6 +8,8 @@
 //	                            for several instances to share
 //	parley logout --account A [--device D]   publish a UserLoggedOut event,
 //	                            as the user service would
+//	parley tap [--group G] [--from earliest|latest|TIME] [--types ...]
+//	                            print the event stream as NDJSON
 //
 // Every flag can also be set by an environment variable, PARLEY_ and the
 // flag's name in capitals with '-' as '_' (--data-dir is PARLEY_DATA_DIR).
@@ -60,11 +62,13 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return broker(args, stderr)
 	case "logout":
 		return logoutCmd(args, stdout, stderr)
+	case "tap":
+		return tap(args, stdout, stderr)
 	case "help":
-		fmt.Fprintln(stdout, "usage: parley [serve|token|broker|logout] [flags]; parley <command> -h for its flags")
+		fmt.Fprintln(stdout, "usage: parley [serve|token|broker|logout|tap] [flags]; parley <command> -h for its flags")
 		return nil
 	}
-	return fmt.Errorf("unknown command %q (want serve, token, broker or logout)", cmd)
+	return fmt.Errorf("unknown command %q (want serve, token, broker, logout or tap)", cmd)
 }
 
 func serve(cfg node.Config) error {
