@@ -72,18 +72,25 @@ func Handler(name string, p Projection, epoch uint8, progress Tracker, log *slog
 }
 
 func decode(msg *message.Message, part int32, off int64, epoch uint8, ts time.Time) (Record, error) {
-	e, err := events.Decode(msg.Metadata.Get(events.MetadataName), msg.Payload)
+	return Decode(msg.Metadata.Get(events.MetadataName), msg.Payload, events.Position{Partition: part, Offset: off}, epoch, ts)
+}
+
+// Decode makes a Record of a raw log record: its versioned name, payload,
+// position and time. An unknown name gives events.ErrUnknownEvent; a record
+// that cannot be decoded gives a *PoisonError.
+func Decode(name string, payload []byte, pos events.Position, epoch uint8, ts time.Time) (Record, error) {
+	e, err := events.Decode(name, payload)
 	if err != nil {
 		if errors.Is(err, events.ErrUnknownEvent) {
 			return Record{}, err
 		}
 		return Record{}, &PoisonError{Err: err}
 	}
-	id, err := events.MsgID(epoch, off)
+	id, err := events.MsgID(epoch, pos.Offset)
 	if err != nil {
 		return Record{}, &PoisonError{Err: err}
 	}
-	return Record{Event: e, Position: events.Position{Partition: part, Offset: off}, MsgID: id, Timestamp: ts}, nil
+	return Record{Event: e, Position: pos, MsgID: id, Timestamp: ts}, nil
 }
 
 // Message maps a MessageSent record to its domain message; any other event

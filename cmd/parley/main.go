@@ -10,6 +10,8 @@
 //	                            as the user service would
 //	parley tap [--group G] [--from earliest|latest|TIME] [--types ...]
 //	                            print the event stream as NDJSON
+//	parley replay --projection store|cache|all [--from earliest|TIME]
+//	                            rebuild read models from the log
 //
 // Every flag can also be set by an environment variable, PARLEY_ and the
 // flag's name in capitals with '-' as '_' (--data-dir is PARLEY_DATA_DIR).
@@ -64,11 +66,13 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return logoutCmd(args, stdout, stderr)
 	case "tap":
 		return tap(args, stdout, stderr)
+	case "replay":
+		return replay(args, stdout, stderr)
 	case "help":
-		fmt.Fprintln(stdout, "usage: parley [serve|token|broker|logout|tap] [flags]; parley <command> -h for its flags")
+		fmt.Fprintln(stdout, "usage: parley [serve|token|broker|logout|tap|replay] [flags]; parley <command> -h for its flags")
 		return nil
 	}
-	return fmt.Errorf("unknown command %q (want serve, token, broker, logout or tap)", cmd)
+	return fmt.Errorf("unknown command %q (want serve, token, broker, logout, tap or replay)", cmd)
 }
 
 func serve(cfg node.Config) error {

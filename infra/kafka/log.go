@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -311,4 +312,107 @@ func (l *Log) EndOffsets() (map[int32]int64, error) {
 // Close stops the producer and the client.
 func (l *Log) Close() error {
 	return errors.Join(l.producer.Close(), l.client.Close())
+}
+
+// StartOffsets are the first offsets still in the log, per partition.
+func (l *Log) StartOffsets() (map[int32]int64, error) {
+	out := make(map[int32]int64, l.cfg.Partitions)
+	for p := int32(0); p < l.cfg.Partitions; p++ {
+		off, err := l.client.GetOffset(l.cfg.Topic, p, sarama.OffsetOldest)
+		if err != nil {
+			return nil, fmt.Errorf("cannot read the start of partition %d: %w", p, err)
+		}
+		out[p] = off
+	}
+	return out, nil
+}
+
+// OffsetsAt are, per partition, the first offsets of records at or after t
+// (the end offset where there are none).
+func (l *Log) OffsetsAt(t time.Time) (map[int32]int64, error) {
+	out := make(map[int32]int64, l.cfg.Partitions)
+	for p := int32(0); p < l.cfg.Partitions; p++ {
+		off, err := l.client.GetOffset(l.cfg.Topic, p, t.UnixMilli())
+		if err != nil {
+			return nil, fmt.Errorf("cannot find time %v in partition %d: %w", t, p, err)
+		}
+		if off < 0 { // no record at or after t
+			if off, err = l.EndOffset(p); err != nil {
+				return nil, err
+			}
+		}
+		out[p] = off
+	}
+	return out, nil
+}
+
+// RawRecord is a record as ReadRange hands it over.
+type RawRecord struct {
+	Partition int32
+	Offset    int64
+	Name      string // the events.MetadataName header
+	Payload   []byte
+	Timestamp time.Time
+}
+
+// ReadRange reads every partition of the conversation topic from from[p]
+// up to (not including) to[p], one goroutine per partition, calling fn for
+// each record in order within its partition. It reads without a consumer
+// group, so it disturbs no one. The first error of fn stops it.
+func (l *Log) ReadRange(ctx context.Context, from, to map[int32]int64, fn func(RawRecord) error) error {
+	consumer, err := sarama.NewConsumerFromClient(l.client)
+	if err != nil {
+		return err
+	}
+	defer consumer.Close()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make(chan error, len(to))
+	var wg sync.WaitGroup
+	for p, end := range to {
+		start := from[p]
+		if start >= end {
+			continue
+		}
+		pc, err := consumer.ConsumePartition(l.cfg.Topic, p, start)
+		if err != nil {
+			return fmt.Errorf("cannot read partition %d from %d: %w", p, start, err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer pc.Close()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case m, ok := <-pc.Messages():
+					if !ok {
+						return
+					}
+					r := RawRecord{Partition: m.Partition, Offset: m.Offset, Payload: m.Value, Timestamp: m.Timestamp}
+					for _, h := range m.Headers {
+						if string(h.Key) == events.MetadataName {
+							r.Name = string(h.Value)
+						}
+					}
+					if err := fn(r); err != nil {
+						errs <- err
+						cancel()
+						return
+					}
+					if m.Offset+1 >= end {
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return err
+	default:
+		return ctx.Err()
+	}
 }
