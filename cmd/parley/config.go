@@ -17,6 +17,7 @@ import (
 	"github.com/parley-chat/parley/infra/postgres"
 	"github.com/parley-chat/parley/infra/redis"
 	"github.com/parley-chat/parley/transport/auth"
+	"github.com/parley-chat/parley/transport/ws"
 )
 
 // envFlags is a FlagSet whose flags default to PARLEY_* environment variables.
@@ -112,6 +113,9 @@ func parseServe(args []string, stderr io.Writer) (node.Config, error) {
 	instance := f.string("instance", "", "ip:port at which other instances reach this gateway; default the listen address")
 	clusterSecret := f.string("cluster-secret", "", "shared secret of the links between instances (scale-out, at least 16 bytes)")
 	loginPolicy := f.string("login-policy", "reject", "second live login of one device: reject (refuse the new) or replace (close the old)")
+	trustedSecret := f.string("trusted-gateway-secret", "", "accept identity headers from an API gateway that sends this secret (16+ bytes); empty disables")
+	trustedAccount := f.string("trusted-account-header", "X-Parley-Account", "header with the account, in trusted gateway mode")
+	trustedDevice := f.string("trusted-device-header", "X-Parley-Device", "header with the device, in trusted gateway mode")
 	directory := f.string("directory-url", "", "user service reloading missed online sets: GET <url>/accounts/<account>/devices")
 	if err := f.parse(args); err != nil {
 		return node.Config{}, err
@@ -182,6 +186,7 @@ func parseServe(args []string, stderr io.Writer) (node.Config, error) {
 	cfg.ClusterSecret = []byte(*clusterSecret)
 	cfg.Gateway.ReplaceLogin = *loginPolicy == "replace"
 	cfg.DirectoryURL = *directory
+	cfg.Gateway.Trusted = ws.TrustedHeaders{Secret: *trustedSecret, AccountHeader: *trustedAccount, DeviceHeader: *trustedDevice}
 	cfg.Gateway.Lease = *lease
 	cfg.Gateway.Heartbeat = *heartbeat
 	return cfg, nil

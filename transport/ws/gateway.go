@@ -6,6 +6,7 @@ package ws
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -59,10 +60,64 @@ type Config struct {
 	ReplaceLogin bool
 	// Kicker closes a device on another instance (for ReplaceLogin).
 	Kicker Kicker
+	// Trusted, when its Secret is set, accepts the identity an API gateway
+	// in front has already authenticated (R1): a connection whose upgrade
+	// request carries the shared secret in SecretHeader takes its account
+	// and device from AccountHeader and DeviceHeader and needs no token in
+	// its hello. Without the secret those headers are ignored.
+	Trusted TrustedHeaders
 	// Prober tells whether another instance answers at all. A route held by
 	// an instance that does not is taken over at once, without waiting for
 	// its liveness key to expire: a crashed instance locks nobody out.
 	Prober Prober
+}
+
+// TrustedHeaders configures the trusted gateway mode.
+type TrustedHeaders struct {
+	// Secret shared with the API gateway; empty disables the mode.
+	Secret string
+	// SecretHeader carries the secret. Default "X-Parley-Gateway-Secret".
+	SecretHeader string
+	// AccountHeader and DeviceHeader carry the identity. Defaults
+	// "X-Parley-Account" and "X-Parley-Device".
+	AccountHeader, DeviceHeader string
+}
+
+func (t *TrustedHeaders) setDefaults() {
+	if t.SecretHeader == "" {
+		t.SecretHeader = "X-Parley-Gateway-Secret"
+	}
+	if t.AccountHeader == "" {
+		t.AccountHeader = "X-Parley-Account"
+	}
+	if t.DeviceHeader == "" {
+		t.DeviceHeader = "X-Parley-Device"
+	}
+}
+
+// identity reads a trusted identity from r: ok false when the mode is off
+// or the request does not carry the secret; an error when it carries the
+// secret with a wrong value or a malformed identity.
+func (t TrustedHeaders) identity(r *http.Request) (auth.Identity, bool, error) {
+	if t.Secret == "" {
+		return auth.Identity{}, false, nil
+	}
+	got := r.Header.Get(t.SecretHeader)
+	if got == "" {
+		return auth.Identity{}, false, nil
+	}
+	if subtle.ConstantTimeCompare([]byte(got), []byte(t.Secret)) != 1 {
+		return auth.Identity{}, false, errors.New("wrong gateway secret")
+	}
+	a, err := domain.ParseAccountID(r.Header.Get(t.AccountHeader))
+	if err != nil {
+		return auth.Identity{}, false, err
+	}
+	d, err := domain.ParseDeviceID(r.Header.Get(t.DeviceHeader))
+	if err != nil {
+		return auth.Identity{}, false, err
+	}
+	return auth.Identity{Account: a, Device: d}, true, nil
 }
 
 // Prober checks that an instance is reachable.
@@ -103,6 +158,7 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	c.Trusted.setDefaults()
 }
 
 // Validate reports every problem of c at once.
@@ -116,6 +172,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxQueuedFrames < 1 {
 		errs = append(errs, fmt.Errorf("ws: max queued frames %d must be positive", c.MaxQueuedFrames))
+	}
+	if c.Trusted.Secret != "" && len(c.Trusted.Secret) < 16 {
+		errs = append(errs, errors.New("ws: the trusted gateway secret needs at least 16 bytes"))
 	}
 	if c.Routes != nil && c.Instance == "" {
 		errs = append(errs, errors.New("ws: a gateway with a route table needs its instance address"))
@@ -228,10 +287,21 @@ func (g *Gateway) isAborted() bool {
 
 // ServeHTTP upgrades the request and runs the connection.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	id, trusted, err := g.cfg.Trusted.identity(r)
+	if err != nil {
+		g.log.Warn("refused a trusted-gateway upgrade", "remote", r.RemoteAddr, "err", err)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusUnauthorized)
+		_, _ = w.Write([]byte(`{"code":"unauthorized","error":"bad trusted gateway headers"}`))
+		return
+	}
 	conn, err := g.upgrader.Upgrade(w, r)
 	if err != nil {
 		g.log.Debug("upgrade refused", "remote", r.RemoteAddr, "err", err)
 		return
+	}
+	if trusted {
+		conn.Session().Store(trustedKey, id)
 	}
 	g.conns.Add(1)
 	go func() {

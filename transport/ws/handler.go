@@ -12,7 +12,11 @@ import (
 	"github.com/parley-chat/parley/transport/wire"
 )
 
-const sessionKey = "s"
+const (
+	sessionKey = "s"
+	// trustedKey holds the auth.Identity a trusted API gateway vouched for.
+	trustedKey = "trusted"
+)
 
 // handler receives gws events. Messages of one connection arrive one at a
 // time on its read goroutine, so one device's requests are handled in order.
@@ -103,7 +107,7 @@ func (h *handler) hello(s *session, req wire.Request, now time.Time) {
 		s.fail(req.ID, wire.CodeHelloRepeated, "this connection already said hello")
 		return
 	}
-	id, err := h.g.tokens.Verify(req.Token)
+	id, err := h.identify(s, req.Token)
 	if err != nil {
 		code := wire.CodeUnauthorized
 		if errors.Is(err, auth.ErrTokenExpired) {
@@ -138,6 +142,15 @@ func (h *handler) hello(s *session, req wire.Request, now time.Time) {
 		LeaseMs: h.g.cfg.Lease.Milliseconds(), LeaseUntil: until.UnixMilli(),
 		HeartbeatMs: h.g.cfg.Heartbeat.Milliseconds(), ServerTime: now.UnixMilli(),
 	})
+}
+
+// identify is the identity of a hello: the one a trusted API gateway put in
+// the upgrade request, or else the token's.
+func (h *handler) identify(s *session, token string) (auth.Identity, error) {
+	if v, ok := s.conn.Session().Load(trustedKey); ok {
+		return v.(auth.Identity), nil
+	}
+	return h.g.tokens.Verify(token)
 }
 
 func (h *handler) dispatch(s *session, req wire.Request, now time.Time) {
