@@ -383,6 +383,9 @@ func TestSlowConsumerIsDisconnectedAndResyncs(t *testing.T) {
 	}
 	waitFor(t, func() bool { return len(s.n.Gateway().Online("slow")) == 0 })
 	t.Logf("disconnected after %d pushes of 16 KiB", sent)
+	if _, m := httpGet(t, "http://"+s.n.Addr()+"/metrics"); metric(t, m, `parley_disconnects_total{reason="slow_consumer"}`) < 1 {
+		t.Error("the slow-consumer disconnect is not counted in /metrics")
+	}
 
 	// Like a real client, reconnect and sync until it holds everything: the
 	// pushes still in flight may overrun this test's tiny queue again.

@@ -27,6 +27,7 @@ import (
 	"github.com/parley-chat/parley/infra/postgres"
 	"github.com/parley-chat/parley/infra/redis"
 	"github.com/parley-chat/parley/infra/routes"
+	"github.com/parley-chat/parley/infra/telemetry"
 	"github.com/parley-chat/parley/projections"
 	"github.com/parley-chat/parley/projections/cache"
 	"github.com/parley-chat/parley/projections/conversations"
@@ -157,6 +158,8 @@ type Node struct {
 	links  *cluster.Links
 
 	closers []func() error // run in reverse at shutdown, after the router
+	metrics *telemetry.Metrics
+	tracked []tracked
 
 	stop     chan struct{} // closed at shutdown, for the node's own goroutines
 	aborted  atomic.Bool
@@ -185,7 +188,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger, stop: make(chan struct{})}
+	n := &Node{cfg: cfg, log: cfg.Logger, stop: make(chan struct{}), metrics: telemetry.New()}
 	defer func() {
 		if err != nil {
 			_ = n.Shutdown(context.Background())
@@ -211,24 +214,25 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if n.events, err = kafka.Open(cfg.Kafka); err != nil {
 		return nil, err
 	}
-	// The gateway's listener comes first: its address is the instance's
-	// identity in the route table.
-	if cfg.Roles.Gateway {
-		if n.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
-			return nil, fmt.Errorf("cannot listen on %s: %w", cfg.Listen, err)
-		}
-		if n.cfg.Instance == "" {
-			n.cfg.Instance = n.ln.Addr().String()
-		}
+	// The listener comes first: a gateway's address is its identity in the
+	// route table. A projector listens too, for /healthz, /readyz, /metrics.
+	if n.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
+		return nil, fmt.Errorf("cannot listen on %s: %w", cfg.Listen, err)
+	}
+	if n.cfg.Instance == "" {
+		n.cfg.Instance = n.ln.Addr().String()
 	}
 
 	rm, all, err := n.readModels(ctx)
 	if err != nil {
 		return nil, err
 	}
-	n.svc = api.New(cfg.API, n.events, rm)
+	apiCfg := cfg.API
+	apiCfg.Observer = n.metrics
+	n.svc = api.New(apiCfg, n.events, rm)
 	if cfg.Roles.Gateway {
 		gwCfg := cfg.Gateway
+		gwCfg.Observer = n.metrics
 		if cfg.Redis != nil {
 			gwCfg.Routes, gwCfg.Instance = n.table, n.cfg.Instance
 		}
@@ -254,6 +258,9 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	epoch := n.events.Epoch()
 	for _, p := range all {
+		if p.topic == "" {
+			n.tracked = append(n.tracked, tracked{name: p.name, progress: p.progress, inMemory: p.rebuild})
+		}
 		sub, err := n.events.NewSubscriber(p.sub, wlog)
 		if err != nil {
 			return nil, err
@@ -284,21 +291,29 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	n.wg.Add(1)
 	go n.housekeeping(runCtx, rm.Cache)
 
+	n.registerMetrics()
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", n.healthz)
+	mux.HandleFunc("GET /readyz", n.readyz)
+	mux.Handle("GET /metrics", n.metrics.Handler())
 	if cfg.Roles.Gateway {
-		mux := http.NewServeMux()
 		mux.Handle("/ws", n.gw)
 		if cfg.Redis != nil {
 			mux.Handle(cluster.Path, cluster.NewReceiver(cfg.ClusterSecret, n.gw, n.log))
 		}
-		n.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-		n.wg.Add(1)
-		go func() {
-			defer n.wg.Done()
-			if err := n.http.Serve(n.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				n.log.Error("http server stopped", "err", err)
-			}
-		}()
+	}
+	n.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := n.http.Serve(n.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.log.Error("http server stopped", "err", err)
+		}
+	}()
+	if cfg.Roles.Gateway {
 		n.log.Info("parley serving", "ws", "ws://"+n.ln.Addr().String()+"/ws", "instance", n.cfg.Instance)
+	} else {
+		n.log.Info("parley projector running", "ops", "http://"+n.ln.Addr().String()+"/readyz")
 	}
 	return n, nil
 }

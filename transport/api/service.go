@@ -77,7 +77,22 @@ type Config struct {
 	DefaultLimit, MaxLimit int
 	// Now is the clock; time.Now by default.
 	Now func() time.Time
+	// Observer receives what metrics need; nil observes nothing.
+	Observer Observer
 }
+
+// Observer is told the outcome of sends and syncs.
+type Observer interface {
+	// SendDone: result is "accepted", "duplicate" or the refusing code.
+	SendDone(result string, d time.Duration)
+	// SyncDone: source is "cache", "store" or the refusing code.
+	SyncDone(source string)
+}
+
+type noObserver struct{}
+
+func (noObserver) SendDone(string, time.Duration) {}
+func (noObserver) SyncDone(string)                {}
 
 func (c *Config) setDefaults() {
 	if c.ReadTimeout == 0 {
@@ -97,6 +112,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.Observer == nil {
+		c.Observer = noObserver{}
 	}
 }
 
@@ -148,7 +166,18 @@ type SendRequest struct {
 // Send accepts a message: validate, authorize, append MessageSent keyed by
 // the conversation, and answer with the msgid the log assigned. A retry with
 // the same client message id returns the original ack and appends nothing (I4).
-func (s *Service) Send(ctx context.Context, r SendRequest) (Ack, error) {
+func (s *Service) Send(ctx context.Context, r SendRequest) (ack Ack, err error) {
+	started := time.Now()
+	defer func() {
+		result := "accepted"
+		switch {
+		case err != nil:
+			result = string(Code(err))
+		case ack.Duplicate:
+			result = "duplicate"
+		}
+		s.cfg.Observer.SendDone(result, time.Since(started))
+	}()
 	conv, err := s.resolve(r.From.Account, r.To)
 	if err != nil {
 		return Ack{}, err
@@ -251,7 +280,18 @@ const (
 // is within the cache window and the cache holds the whole range, the cache
 // answers; otherwise the store does — never both in one read. Either is read
 // only after it has applied every record acknowledged before the call.
-func (s *Service) Sync(ctx context.Context, who domain.AccountID, conversation string, lastTime time.Time, lastMsgID domain.MsgID, limit int) (SyncResult, error) {
+func (s *Service) Sync(ctx context.Context, who domain.AccountID, conversation string, lastTime time.Time, lastMsgID domain.MsgID, limit int) (res SyncResult, err error) {
+	defer func() {
+		if err != nil {
+			s.cfg.Observer.SyncDone(string(Code(err)))
+		} else {
+			s.cfg.Observer.SyncDone(res.Source)
+		}
+	}()
+	return s.sync(ctx, who, conversation, lastTime, lastMsgID, limit)
+}
+
+func (s *Service) sync(ctx context.Context, who domain.AccountID, conversation string, lastTime time.Time, lastMsgID domain.MsgID, limit int) (SyncResult, error) {
 	conv, err := domain.ParseConversationID(conversation)
 	if err != nil {
 		return SyncResult{}, err

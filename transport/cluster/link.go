@@ -29,13 +29,15 @@ type Forward struct {
 	UIDs []domain.UniqueID `json:"uids,omitempty"`
 	// Frame is the encoded push frame, written as is.
 	Frame json.RawMessage `json:"frame,omitempty"`
+	// At is when the message was accepted, Unix milliseconds (for metrics).
+	At int64 `json:"at,omitempty"`
 	// Kick names a device to close with reason "replaced".
 	Kick domain.UniqueID `json:"kick,omitempty"`
 }
 
 // Local is what a receiving instance does with forwards: its gateway.
 type Local interface {
-	DeliverUIDs(uids []domain.UniqueID, frame []byte)
+	DeliverUIDs(uids []domain.UniqueID, frame []byte, accepted time.Time)
 	Kick(uid domain.UniqueID)
 }
 
@@ -93,7 +95,7 @@ func (e *receiverEvents) OnMessage(_ *gws.Conn, m *gws.Message) {
 			e.r.local.Kick(f.Kick)
 			continue
 		}
-		e.r.local.DeliverUIDs(f.UIDs, f.Frame)
+		e.r.local.DeliverUIDs(f.UIDs, f.Frame, time.UnixMilli(f.At))
 	}
 }
 

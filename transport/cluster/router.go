@@ -64,10 +64,10 @@ func (r *Router) Deliver(p push.Push) error {
 	}
 	for inst, us := range byOwner {
 		if inst == r.self && r.local != nil {
-			r.local.DeliverUIDs(us, frame)
+			r.local.DeliverUIDs(us, frame, p.Message.ServerTime)
 			continue
 		}
-		if err := r.links.Send(inst, Forward{UIDs: us, Frame: frame}); err != nil {
+		if err := r.links.Send(inst, Forward{UIDs: us, Frame: frame, At: p.Message.ServerTime.UnixMilli()}); err != nil {
 			// The peer does not keep up. Its devices notice the missing push
 			// by the next push's prevMsgId and sync (I5).
 			r.log.Warn("push not forwarded", "peer", inst, "devices", len(us), "err", err)

@@ -2,6 +2,7 @@ package ws
 
 import (
 	"encoding/json"
+	"time"
 
 	"github.com/parley-chat/parley/domain"
 
@@ -18,29 +19,35 @@ func (g *Gateway) Deliver(p push.Push) error {
 		return err
 	}
 	sender := p.Message.Sender
+	n := 0
 	g.mu.RLock()
-	defer g.mu.RUnlock()
 	for _, a := range p.Recipients {
 		for s := range g.byAccount[a] {
 			if s.account == sender.Account && s.device == sender.Device {
 				continue
 			}
 			s.write(frame)
+			n++
 		}
 	}
+	g.mu.RUnlock()
+	g.cfg.Observer.Pushed(n, p.Message.ServerTime)
 	return nil
 }
 
 // DeliverUIDs writes an encoded push to the local connections of uids; a
 // device no longer here is skipped (it syncs when it reconnects).
-func (g *Gateway) DeliverUIDs(uids []domain.UniqueID, frame []byte) {
+func (g *Gateway) DeliverUIDs(uids []domain.UniqueID, frame []byte, accepted time.Time) {
+	n := 0
 	g.mu.RLock()
-	defer g.mu.RUnlock()
 	for _, u := range uids {
 		if s := g.byUID[u]; s != nil {
 			s.write(frame)
+			n++
 		}
 	}
+	g.mu.RUnlock()
+	g.cfg.Observer.Pushed(n, accepted)
 }
 
 // Kick closes the local connection of uid with reason replaced: another

@@ -66,11 +66,26 @@ type Config struct {
 	// and device from AccountHeader and DeviceHeader and needs no token in
 	// its hello. Without the secret those headers are ignored.
 	Trusted TrustedHeaders
+	// Observer receives what metrics need; nil observes nothing.
+	Observer Observer
 	// Prober tells whether another instance answers at all. A route held by
 	// an instance that does not is taken over at once, without waiting for
 	// its liveness key to expire: a crashed instance locks nobody out.
 	Prober Prober
 }
+
+// Observer is told about pushes and server-side closes.
+type Observer interface {
+	// Pushed: a push accepted at accepted was queued on n connections.
+	Pushed(n int, accepted time.Time)
+	// Closed: the server closed a connection for reason.
+	Closed(reason string)
+}
+
+type noObserver struct{}
+
+func (noObserver) Pushed(int, time.Time) {}
+func (noObserver) Closed(string)         {}
 
 // TrustedHeaders configures the trusted gateway mode.
 type TrustedHeaders struct {
@@ -159,6 +174,9 @@ func (c *Config) setDefaults() {
 		c.Logger = slog.Default()
 	}
 	c.Trusted.setDefaults()
+	if c.Observer == nil {
+		c.Observer = noObserver{}
+	}
 }
 
 // Validate reports every problem of c at once.

@@ -118,6 +118,7 @@ func (s *session) closeWith(code uint16, reason string, immediate bool) {
 		return
 	}
 	s.g.log.Debug("closing connection", "uid", s.uid, "code", code, "reason", reason)
+	s.g.cfg.Observer.Closed(reason)
 	do := func() {
 		_ = s.conn.SetWriteDeadline(time.Now().Add(time.Second))
 		_ = s.conn.WriteClose(code, []byte(reason))

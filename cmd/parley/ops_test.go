@@ -1,0 +1,97 @@
+package main
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/parley-chat/parley/transport/client"
+	"github.com/parley-chat/parley/transport/wire"
+)
+
+func httpGet(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// metric reads one sample of the Prometheus text output, 0 if absent.
+func metric(t *testing.T, body, series string) float64 {
+	t.Helper()
+	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(series) + ` (\S+)$`)
+	m := re.FindStringSubmatch(body)
+	if m == nil {
+		return 0
+	}
+	v, err := strconv.ParseFloat(m[1], 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// /healthz and /readyz answer with their checks, and /metrics has the
+// documented metrics, which move with traffic.
+func TestOperationsEndpoints(t *testing.T) {
+	s := startServer(t, nil)
+	base := "http://" + s.n.Addr()
+	if code, body := httpGet(t, base+"/healthz"); code != 200 || !strings.Contains(body, "ok") {
+		t.Errorf("/healthz: %d %q", code, body)
+	}
+	code, body := httpGet(t, base+"/readyz")
+	var ready struct {
+		Status string            `json:"status"`
+		Checks map[string]string `json:"checks"`
+	}
+	if err := json.Unmarshal([]byte(body), &ready); err != nil || code != 200 || ready.Status != "ready" || ready.Checks["bus"] != "ok" || ready.Checks["parley.projection.store"] != "ok" {
+		t.Errorf("/readyz: %d %q", code, body)
+	}
+
+	_, before := httpGet(t, base+"/metrics")
+	alice := s.dial("alice", "phone")
+	bob := s.device("bob", "phone")
+	ctx := ctxT(t)
+	for i := 0; i < 3; i++ {
+		if _, err := alice.Send(ctx, client.Target{Account: "bob"}, strconv.Itoa(i), "", "m"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := alice.Send(ctx, client.Target{Group: "nosuchgroup"}, "x", "", "m"); client.CodeOf(err) != wire.CodeNotFound {
+		t.Fatal(err)
+	}
+	bob.waitPushes(t, 3)
+	if _, err := alice.Sync(ctx, "d:alice:bob", wire.Cursor{}, 10); err != nil {
+		t.Fatal(err)
+	}
+	_, after := httpGet(t, base+"/metrics")
+	for _, tc := range []struct {
+		series string
+		delta  float64
+	}{
+		{`parley_sends_total{result="accepted"}`, 3},
+		{`parley_sends_total{result="not_found"}`, 1},
+		{`parley_syncs_total{source="store"}`, 1},
+		{`parley_pushes_total`, 3},
+		{`parley_push_seconds_count`, 3},
+		{`parley_send_accept_seconds_count`, 3},
+	} {
+		if d := metric(t, after, tc.series) - metric(t, before, tc.series); d != tc.delta {
+			t.Errorf("%s moved by %v, want %v", tc.series, d, tc.delta)
+		}
+	}
+	if metric(t, after, "parley_connections") != 2 {
+		t.Errorf("parley_connections = %v, want 2", metric(t, after, "parley_connections"))
+	}
+	if !strings.Contains(after, `parley_projection_lag_records{partition="0",projection="parley.projection.store"}`) {
+		t.Error("no projection lag per partition in /metrics")
+	}
+}

@@ -1,0 +1,88 @@
+// Package telemetry holds Parley's Prometheus metrics. Components report
+// through small interfaces they declare themselves; this package
+// implements them on one registry that /metrics serves.
+package telemetry
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Metrics are the process's metrics.
+type Metrics struct {
+	reg *prometheus.Registry
+
+	sends       *prometheus.CounterVec
+	sendLatency prometheus.Histogram
+	syncs       *prometheus.CounterVec
+	pushLatency prometheus.Histogram
+	pushes      prometheus.Counter
+	disconnects *prometheus.CounterVec
+}
+
+// latencyBuckets span 0.5 ms to 5 s.
+var latencyBuckets = prometheus.ExponentialBuckets(0.0005, 2, 14)
+
+// New registers Parley's metrics and the Go runtime's on a new registry.
+func New() *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		sends: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "parley_sends_total", Help: "Send requests by result: accepted, duplicate, or the refusing error code.",
+		}, []string{"result"}),
+		sendLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "parley_send_accept_seconds", Help: "Time from a send request to its ack (the append to the log included).", Buckets: latencyBuckets,
+		}),
+		syncs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "parley_syncs_total", Help: "Syncs by the read model that answered: cache or store; or the error code.",
+		}, []string{"source"}),
+		pushLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "parley_push_seconds", Help: "Time from a message's acceptance to its push being queued on a device's connection.", Buckets: latencyBuckets,
+		}),
+		pushes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "parley_pushes_total", Help: "Pushes queued on device connections.",
+		}),
+		disconnects: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "parley_disconnects_total", Help: "Connections closed by the server, by reason (slow_consumer counts pushes that could not be written).",
+		}, []string{"reason"}),
+	}
+	m.reg.MustRegister(m.sends, m.sendLatency, m.syncs, m.pushLatency, m.pushes, m.disconnects,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Register adds collectors (gauges read at scrape time, say).
+func (m *Metrics) Register(cs ...prometheus.Collector) { m.reg.MustRegister(cs...) }
+
+// Handler serves the registry in the Prometheus text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+// SendDone implements api.Observer.
+func (m *Metrics) SendDone(result string, d time.Duration) {
+	m.sends.WithLabelValues(result).Inc()
+	if result == "accepted" || result == "duplicate" {
+		m.sendLatency.Observe(d.Seconds())
+	}
+}
+
+// SyncDone implements api.Observer.
+func (m *Metrics) SyncDone(source string) { m.syncs.WithLabelValues(source).Inc() }
+
+// Pushed implements ws.Observer: a push queued on n connections, accepted
+// at accepted.
+func (m *Metrics) Pushed(n int, accepted time.Time) {
+	if n == 0 {
+		return
+	}
+	m.pushes.Add(float64(n))
+	m.pushLatency.Observe(time.Since(accepted).Seconds())
+}
+
+// Closed implements ws.Observer.
+func (m *Metrics) Closed(reason string) { m.disconnects.WithLabelValues(reason).Inc() }
