@@ -104,6 +104,9 @@ func parseServe(args []string, stderr io.Writer) (node.Config, error) {
 	secret := f.string("token-secret", "", "HS256 token secret (at least 32 bytes); empty uses <data-dir>/token.secret")
 	lease := f.duration("lease", 10*time.Minute, "connection lease (timelife) granted at hello and renew")
 	heartbeat := f.duration("heartbeat", 60*time.Second, "longest silence before a connection is closed")
+	ratePerSec := f.int("rate-limit", 100, "requests per second allowed per connection")
+	rateBurst := f.int("rate-burst", 200, "burst of requests allowed per connection")
+	pprofOn := f.bool("pprof", false, "serve net/http/pprof under /debug/pprof/ on the listen address")
 	level := f.string("log-level", "info", "debug, info, warn or error")
 	roles := f.string("roles", "gateway,projector", "what this process runs: gateway, projector or both (split roles need scale-out)")
 	pgDSN := f.string("postgres-dsn", "", "PostgreSQL for the message history (scale-out); empty keeps it in memory")
@@ -187,6 +190,9 @@ func parseServe(args []string, stderr io.Writer) (node.Config, error) {
 	cfg.Gateway.ReplaceLogin = *loginPolicy == "replace"
 	cfg.DirectoryURL = *directory
 	cfg.Gateway.Trusted = ws.TrustedHeaders{Secret: *trustedSecret, AccountHeader: *trustedAccount, DeviceHeader: *trustedDevice}
+	cfg.Pprof = *pprofOn
+	cfg.Gateway.RatePerSecond = float64(*ratePerSec)
+	cfg.Gateway.RateBurst = *rateBurst
 	cfg.Gateway.Lease = *lease
 	cfg.Gateway.Heartbeat = *heartbeat
 	return cfg, nil

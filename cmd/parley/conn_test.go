@@ -169,6 +169,21 @@ func TestHeartbeat(t *testing.T) {
 	assertAlive(t, pinging)
 }
 
+// WebSocket pings long after the server's last write are answered: every
+// write sets its own deadline (a pong once failed on the stale deadline of
+// the frame before it, dropping idle connections at their first ping).
+func TestPingsKeepIdleConnectionsOpen(t *testing.T) {
+	s := startServer(t, func(c *node.Config) { c.Gateway.WriteTimeout = 200 * time.Millisecond })
+	c := s.dial("alice", "phone", func(c *client.Config) { c.PingInterval = 500 * time.Millisecond })
+	select {
+	case <-c.Done():
+		code, reason := c.CloseReason()
+		t.Fatalf("idle pinging connection closed: %d %q", code, reason)
+	case <-time.After(2 * time.Second):
+	}
+	assertAlive(t, c)
+}
+
 // Bad input through the real socket: each gets its documented code, the
 // connection survives unless documented otherwise, and nothing accepted
 // before is lost.
@@ -401,7 +416,10 @@ func TestSlowConsumerIsDisconnectedAndResyncs(t *testing.T) {
 		if attempt == 10 {
 			t.Fatalf("cannot resync: %v", err)
 		}
+		// Closed again, or no answer while the server works off the
+		// backlog of pushes: a real client backs off and tries again.
 		back.c.Close()
+		time.Sleep(200 * time.Millisecond)
 		waitFor(t, func() bool { return len(s.n.Gateway().Online("slow")) == 0 })
 	}
 }

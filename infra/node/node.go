@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"strings"
@@ -91,6 +92,9 @@ type Config struct {
 	// Gateway and API tune the WebSocket gateway and the operations.
 	Gateway ws.Config
 	API     api.Config
+	// Pprof serves net/http/pprof under /debug/pprof/ (for profiling under
+	// load; off by default).
+	Pprof bool
 	// CatchUpTimeout bounds the rebuild of the in-memory read models at
 	// start. Default 10m.
 	CatchUpTimeout time.Duration
@@ -227,6 +231,11 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Postgres != nil {
+		if rm, all, err = n.durableReadModels(ctx, rm, all); err != nil {
+			return nil, err
+		}
+	}
 	apiCfg := cfg.API
 	apiCfg.Observer = n.metrics
 	n.svc = api.New(apiCfg, n.events, rm)
@@ -261,6 +270,10 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		if p.topic == "" {
 			n.tracked = append(n.tracked, tracked{name: p.name, progress: p.progress, inMemory: p.rebuild})
 		}
+	}
+	// The in-memory read models share one reader of the log.
+	all = fanOutInMemory(all)
+	for _, p := range all {
 		sub, err := n.events.NewSubscriber(p.sub, wlog)
 		if err != nil {
 			return nil, err
@@ -296,6 +309,13 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	mux.HandleFunc("GET /healthz", n.healthz)
 	mux.HandleFunc("GET /readyz", n.readyz)
 	mux.Handle("GET /metrics", n.metrics.Handler())
+	if cfg.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	if cfg.Roles.Gateway {
 		mux.Handle("/ws", n.gw)
 		if cfg.Redis != nil {
@@ -318,9 +338,9 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	return n, nil
 }
 
-// readModels builds the read models of this process: in memory for a
-// single node; PostgreSQL and Redis in scale-out, where groups and the
-// conversation list stay in memory in every process, rebuilt from the log.
+// readModels builds the in-memory read models of this process, rebuilt
+// from the log at every start: groups and the conversation list always,
+// and the store and the cache of a single node.
 func (n *Node) readModels(ctx context.Context) (api.ReadModels, []projection, error) {
 	cfg := n.cfg
 	epoch := n.events.Epoch()
@@ -340,8 +360,16 @@ func (n *Node) readModels(ctx context.Context) (api.ReadModels, []projection, er
 		all = append(all,
 			projection{name: store.Name, p: store.NewProjection(rm.Store), progress: rm.StoreProgress, rebuild: true},
 			projection{name: cache.Name, p: cache.NewProjection(rm.Cache, epoch, true), progress: rm.CacheProgress, rebuild: true})
-		return rm, all, nil
 	}
+	return rm, all, nil
+}
+
+// durableReadModels opens PostgreSQL and Redis for the store, the cache
+// and the routes, and adds the durable projections when this process is a
+// projector.
+func (n *Node) durableReadModels(ctx context.Context, rm api.ReadModels, all []projection) (api.ReadModels, []projection, error) {
+	cfg := n.cfg
+	epoch := n.events.Epoch()
 
 	var err error
 	if n.pool, err = postgres.Open(ctx, *cfg.Postgres); err != nil {
@@ -464,6 +492,25 @@ func (n *Node) beatOnce() {
 	if err := n.table.Beat(ctx, n.cfg.Instance); err != nil {
 		n.log.Warn("cannot beat liveness", "err", err)
 	}
+}
+
+// fanOutInMemory replaces the in-memory projections (those rebuilt from
+// the log without a consumer group) with one Fanout handler applying them
+// in order: one reader of the log instead of one each.
+func fanOutInMemory(all []projection) []projection {
+	var parts projections.Fanout
+	var rest []projection
+	for _, p := range all {
+		if p.rebuild && p.topic == "" && p.sub == (kafka.SubscriberConfig{}) {
+			parts = append(parts, projections.Part{Name: p.name, Projection: p.p, Progress: p.progress})
+			continue
+		}
+		rest = append(rest, p)
+	}
+	if len(parts) == 0 {
+		return rest
+	}
+	return append(rest, projection{name: "parley.projections.memory", p: parts, progress: projections.NewProgress(), rebuild: true})
 }
 
 // rebuild waits until every in-memory read model holds the whole log.

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"strconv"
 	"sync"
@@ -60,6 +61,9 @@ type Config struct {
 	SendAttempts int
 	// Header is added to the upgrade request.
 	Header http.Header
+	// LocalAddr, if set, is the local IP to connect from (a load generator
+	// spreads connections over 127.0.0.x to get past one address's ports).
+	LocalAddr net.IP
 }
 
 func (c *Config) setDefaults() {
@@ -117,6 +121,10 @@ func Connect(ctx context.Context, cfg Config) (*Client, error) {
 		RequestHeader:      cfg.Header,
 		ReadMaxPayloadSize: 16 << 20,
 		HandshakeTimeout:   cfg.RequestTimeout,
+	}
+	if cfg.LocalAddr != nil {
+		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: cfg.LocalAddr}, Timeout: cfg.RequestTimeout}
+		opt.NewDialer = func() (gws.Dialer, error) { return d, nil }
 	}
 	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < opt.HandshakeTimeout {
 		opt.HandshakeTimeout = time.Until(dl)

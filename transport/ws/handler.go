@@ -42,7 +42,12 @@ func (h *handler) OnPing(c *gws.Conn, payload []byte) {
 	if s := sessionOf(c); s != nil {
 		s.lastRead.Store(time.Now().UnixNano())
 	}
-	c.Async(func() { _ = c.WritePong(payload) })
+	pong := append([]byte(nil), payload...) // the read buffer is reused
+	c.Async(func() {
+		// Every write sets its own deadline: the last frame's has passed.
+		_ = c.SetWriteDeadline(time.Now().Add(h.g.cfg.WriteTimeout))
+		_ = c.WritePong(pong)
+	})
 }
 
 func (h *handler) OnPong(c *gws.Conn, _ []byte) {

@@ -1,0 +1,497 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+	"github.com/parley-chat/parley/domain"
+	"github.com/parley-chat/parley/transport/client"
+	"github.com/parley-chat/parley/transport/wire"
+)
+
+// maxInFlight bounds the sends waiting for an ack; past it the generator
+// itself cannot keep the rate and counts what it skips.
+const maxInFlight = 50000
+
+// device is one connection of the generator.
+type device struct {
+	account string
+	c       *client.Client
+
+	mu   sync.Mutex
+	last map[string]int64              // conversation → last pushed msgid
+	got  map[string]map[int64]struct{} // conversation → pushed msgids
+}
+
+// load is one generator process's run.
+type load struct {
+	cfg     config
+	devices []*device
+	byAcc   map[string]*device
+
+	ackMu    sync.Mutex
+	ackHist  *hdrhistogram.Histogram
+	pushHist *hdrhistogram.Histogram
+	syncHist *hdrhistogram.Histogram
+
+	mu      sync.Mutex
+	acked   map[string][]ackedMsg // conversation → acknowledged messages
+	failed  map[string]bool       // client message ids whose send failed
+	errs    map[string]int
+	members map[string][]*device // conversation → recipient devices
+	sources map[string]int
+
+	sent, ackN, pushN, syncN, skipped, inflight atomic.Int64
+	dup, ooo, unacked                           atomic.Int64
+}
+
+type ackedMsg struct {
+	msgid  int64
+	sender *device
+}
+
+func runLoad(ctx context.Context, cfg config) (*Report, error) {
+	l := &load{cfg: cfg, byAcc: map[string]*device{}, ackHist: newHist(), pushHist: newHist(), syncHist: newHist(),
+		acked: map[string][]ackedMsg{}, failed: map[string]bool{}, errs: map[string]int{}, members: map[string][]*device{}, sources: map[string]int{}}
+	n := cfg.Conns / cfg.Procs
+	rate := cfg.Rate / float64(cfg.Procs)
+	prefix := cfg.Prefix
+	if cfg.child > 0 {
+		prefix = fmt.Sprintf("%s-p%d", prefix, cfg.child)
+	}
+	rep := &Report{Config: cfg, Started: time.Now(), Errors: l.errs}
+	rep.Memory.BeforeBytes = serverRSS(cfg.MetricsURL)
+	if err := l.connect(ctx, prefix, n); err != nil {
+		return nil, err
+	}
+	defer func() {
+		for _, d := range l.devices {
+			d.c.Close()
+		}
+	}()
+	rep.Memory.AfterBytes = serverRSS(cfg.MetricsURL)
+	if rep.Memory.BeforeBytes > 0 && rep.Memory.AfterBytes > 0 {
+		rep.Memory.PerConnBytes = (rep.Memory.AfterBytes - rep.Memory.BeforeBytes) / float64(n)
+	}
+	l.logf("connected %d devices", n)
+
+	var next func(i int64) func(context.Context)
+	switch cfg.Scenario {
+	case "idle":
+		select {
+		case <-ctx.Done():
+		case <-time.After(cfg.Duration):
+		}
+		rep.Memory.AfterBytes = serverRSS(cfg.MetricsURL)
+		if rep.Memory.BeforeBytes > 0 && rep.Memory.AfterBytes > 0 {
+			rep.Memory.PerConnBytes = (rep.Memory.AfterBytes - rep.Memory.BeforeBytes) / float64(n)
+		}
+		rep.Elapsed = time.Since(rep.Started).Seconds()
+		return rep, nil
+	case "direct":
+		for i, d := range l.devices {
+			peer := l.devices[(i+1)%n]
+			l.members[domain.DirectConversation(domain.AccountID(d.account), domain.AccountID(peer.account)).String()] = []*device{d, peer}
+		}
+		next = func(i int64) func(context.Context) {
+			d := l.devices[int(i)%n]
+			peer := l.devices[(int(i)+1)%n]
+			return func(ctx context.Context) { l.send(ctx, d, client.Target{Account: peer.account}, i) }
+		}
+	case "group":
+		groups, err := l.makeGroups(ctx)
+		if err != nil {
+			return nil, err
+		}
+		next = func(i int64) func(context.Context) {
+			g := groups[int(i)%len(groups)]
+			d := g.members[int(i/int64(len(groups)))%len(g.members)]
+			return func(ctx context.Context) { l.send(ctx, d, client.Target{Group: g.id}, i) }
+		}
+	case "sync":
+		cursors, err := l.prefill(ctx)
+		if err != nil {
+			return nil, err
+		}
+		next = func(i int64) func(context.Context) {
+			k := int(i) % n
+			return func(ctx context.Context) { l.sync(ctx, l.devices[k], cursors[k]) }
+		}
+		l.members = map[string][]*device{} // the storm expects no pushes
+	}
+
+	started := time.Now()
+	stopProgress := l.progress(started)
+	l.drive(ctx, rate, next)
+	sendElapsed := time.Since(started)
+	if cfg.Scenario != "sync" {
+		l.drain(ctx)
+	}
+	stopProgress()
+
+	rep.Elapsed = sendElapsed.Seconds()
+	rep.Sent, rep.Acked, rep.Pushes, rep.Syncs, rep.Backlog = l.sent.Load(), l.ackN.Load(), l.pushN.Load(), l.syncN.Load(), l.skipped.Load()
+	rep.AckRate = float64(rep.Acked) / rep.Elapsed
+	rep.PushRate = float64(rep.Pushes) / rep.Elapsed
+	rep.SyncRate = float64(rep.Syncs) / rep.Elapsed
+	rep.SendToAck, rep.SendToPush, rep.SyncLat = summarize(l.ackHist), summarize(l.pushHist), summarize(l.syncHist)
+	rep.AckHist, rep.PushHist, rep.SyncHist = l.ackHist.Export(), l.pushHist.Export(), l.syncHist.Export()
+	if len(l.sources) > 0 {
+		rep.Sources = l.sources
+	}
+	rep.Verify = l.verify()
+	return rep, nil
+}
+
+func (l *load) logf(format string, args ...any) {
+	if l.cfg.progress {
+		fmt.Fprintf(os.Stderr, "parley-bench: "+format+"\n", args...)
+	}
+}
+
+// connect opens n devices, 64 at a time, spread over the source addresses.
+func (l *load) connect(ctx context.Context, prefix string, n int) error {
+	tokens, err := l.cfg.tokens()
+	if err != nil {
+		return err
+	}
+	l.devices = make([]*device, n)
+	errs := make(chan error, n)
+	sem := make(chan struct{}, 64)
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		account := fmt.Sprintf("%s-%d", prefix, i)
+		tok, err := tokens.Mint(domain.AccountID(account), "d", 24*time.Hour)
+		if err != nil {
+			return err
+		}
+		d := &device{account: account, last: map[string]int64{}, got: map[string]map[int64]struct{}{}}
+		l.devices[i] = d
+		l.byAcc[account] = d
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			defer cancel()
+			ip := net.IPv4(127, 0, 0, byte(1+i%l.cfg.Sources))
+			c, err := client.Dial(cctx, client.Config{URL: l.cfg.URL, Token: tok, LocalAddr: ip, RequestTimeout: 30 * time.Second})
+			if err != nil {
+				errs <- fmt.Errorf("device %d: %w", i, err)
+				return
+			}
+			d.c = c
+			go l.readPushes(d)
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		for _, d := range l.devices {
+			if d.c != nil {
+				d.c.Close()
+			}
+		}
+		return err
+	}
+	return nil
+}
+
+// body carries the send time so the receiver can measure send → push.
+func (l *load) body(sent time.Time) string {
+	b := strconv.FormatInt(sent.UnixNano(), 10) + "|"
+	if pad := l.cfg.BodyBytes - len(b); pad > 0 {
+		b += strings.Repeat("x", pad)
+	}
+	return b
+}
+
+func sentAt(body string) (time.Time, bool) {
+	s, _, ok := strings.Cut(body, "|")
+	if !ok {
+		return time.Time{}, false
+	}
+	ns, err := strconv.ParseInt(s, 10, 64)
+	return time.Unix(0, ns), err == nil
+}
+
+func (l *load) send(ctx context.Context, d *device, to client.Target, i int64) {
+	start := time.Now()
+	cid := fmt.Sprintf("%s-%d", l.cfg.Prefix, i)
+	f, err := d.c.Do(ctx, wire.Request{Type: wire.TypeSend, To: to.Account, Group: to.Group, ClientMsgID: cid, Body: l.body(start)})
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err != nil {
+		code := string(client.CodeOf(err))
+		if code == "" {
+			code = "transport"
+		}
+		l.errs[code]++
+		l.failed[cid] = true
+		return
+	}
+	l.ackN.Add(1)
+	l.ackMu.Lock()
+	_ = l.ackHist.RecordValue(time.Since(start).Microseconds())
+	l.ackMu.Unlock()
+	l.acked[f.Conversation] = append(l.acked[f.Conversation], ackedMsg{msgid: f.MsgID, sender: d})
+}
+
+func (l *load) readPushes(d *device) {
+	for f := range d.c.Pushes() {
+		m := f.Message
+		if m == nil {
+			continue
+		}
+		now := time.Now()
+		l.pushN.Add(1)
+		if at, ok := sentAt(m.Body); ok {
+			l.ackMu.Lock()
+			_ = l.pushHist.RecordValue(now.Sub(at).Microseconds())
+			l.ackMu.Unlock()
+		}
+		d.mu.Lock()
+		set := d.got[m.Conversation]
+		if set == nil {
+			set = map[int64]struct{}{}
+			d.got[m.Conversation] = set
+		}
+		if _, dup := set[m.MsgID]; dup {
+			l.dup.Add(1)
+		} else if m.MsgID < d.last[m.Conversation] {
+			l.ooo.Add(1)
+		}
+		set[m.MsgID] = struct{}{}
+		if m.MsgID > d.last[m.Conversation] {
+			d.last[m.Conversation] = m.MsgID
+		}
+		d.mu.Unlock()
+	}
+}
+
+// drive fires next(i) at rate per second, open loop: the schedule does not
+// wait for acks. It returns when the duration is over and every send ended.
+func (l *load) drive(ctx context.Context, rate float64, next func(int64) func(context.Context)) {
+	ctx, cancel := context.WithTimeout(ctx, l.cfg.Duration)
+	defer cancel()
+	var wg sync.WaitGroup
+	start := time.Now()
+	t := time.NewTicker(time.Millisecond)
+	defer t.Stop()
+	var issued int64
+	for {
+		select {
+		case <-ctx.Done():
+			wg.Wait()
+			return
+		case now := <-t.C:
+			due := int64(rate*now.Sub(start).Seconds()) - issued
+			for ; due > 0; due-- {
+				i := issued
+				issued++
+				if l.inflight.Load() >= maxInFlight {
+					l.skipped.Add(1)
+					continue
+				}
+				l.sent.Add(1)
+				l.inflight.Add(1)
+				wg.Add(1)
+				fn := next(i)
+				go func() {
+					defer wg.Done()
+					defer l.inflight.Add(-1)
+					rctx, rcancel := context.WithTimeout(context.Background(), 30*time.Second)
+					defer rcancel()
+					fn(rctx)
+				}()
+			}
+		}
+	}
+}
+
+// drain waits until every expected push arrived, or the drain time passed.
+func (l *load) drain(ctx context.Context) {
+	deadline := time.Now().Add(l.cfg.Drain)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		if l.pushN.Load() >= l.expected() {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (l *load) expected() int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var n int64
+	for conv, msgs := range l.acked {
+		members := l.members[conv]
+		for _, m := range msgs {
+			for _, r := range members {
+				if r != m.sender {
+					n++
+				}
+			}
+		}
+	}
+	return n
+}
+
+// verify compares what every device got pushed with what was acknowledged.
+func (l *load) verify() Verify {
+	v := Verify{Duplicated: l.dup.Load(), OutOfOrder: l.ooo.Load(), Expected: l.expected()}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	known := map[string]map[int64]bool{}
+	for conv, msgs := range l.acked {
+		set := map[int64]bool{}
+		for _, m := range msgs {
+			set[m.msgid] = true
+			for _, r := range l.members[conv] {
+				if r == m.sender {
+					continue
+				}
+				r.mu.Lock()
+				_, ok := r.got[conv][m.msgid]
+				r.mu.Unlock()
+				if !ok {
+					v.Lost++
+				}
+			}
+		}
+		known[conv] = set
+	}
+	for _, d := range l.devices {
+		d.mu.Lock()
+		for conv, got := range d.got {
+			for id := range got {
+				if !known[conv][id] {
+					v.Unacked++
+				}
+			}
+		}
+		d.mu.Unlock()
+	}
+	return v
+}
+
+// progress prints a line a second until stopped.
+func (l *load) progress(started time.Time) func() {
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				l.ackMu.Lock()
+				p99 := float64(l.ackHist.ValueAtQuantile(99)) / 1000
+				pp99 := float64(l.pushHist.ValueAtQuantile(99)) / 1000
+				l.ackMu.Unlock()
+				l.logf("%4.0fs sent %d acked %d pushes %d syncs %d in-flight %d skipped %d | ack p99 %.1fms push p99 %.1fms",
+					time.Since(started).Seconds(), l.sent.Load(), l.ackN.Load(), l.pushN.Load(), l.syncN.Load(), l.inflight.Load(), l.skipped.Load(), p99, pp99)
+			}
+		}
+	}()
+	return func() { close(stop); <-done }
+}
+
+type group struct {
+	id      string
+	members []*device
+}
+
+// makeGroups splits the devices into groups of GroupSize, each created by
+// its first member.
+func (l *load) makeGroups(ctx context.Context) ([]group, error) {
+	var out []group
+	size := l.cfg.GroupSize
+	for start := 0; start+size <= len(l.devices); start += size {
+		members := l.devices[start : start+size]
+		accounts := make([]string, 0, size-1)
+		for _, m := range members[1:] {
+			accounts = append(accounts, m.account)
+		}
+		g, err := members[0].c.CreateGroup(ctx, "bench", accounts...)
+		if err != nil {
+			return nil, fmt.Errorf("cannot create a group: %w", err)
+		}
+		out = append(out, group{id: g.Group, members: members})
+		l.members["g:"+g.Group] = members
+	}
+	l.logf("created %d groups of %d", len(out), size)
+	return out, nil
+}
+
+// syncTarget is a conversation and a cursor 50 messages before its end.
+type syncTarget struct {
+	conv string
+	cur  wire.Cursor
+}
+
+// prefill gives every device's conversation with the next 60 messages and
+// returns, per device, a cursor 50 messages before the end.
+func (l *load) prefill(ctx context.Context) ([]syncTarget, error) {
+	n := len(l.devices)
+	cursors := make([]syncTarget, n)
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i, d := range l.devices {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			peer := l.devices[(i+1)%n]
+			for k := 0; k < 60; k++ {
+				ack, err := d.c.Send(ctx, client.Target{Account: peer.account}, fmt.Sprintf("%s-pre-%d-%d", l.cfg.Prefix, i, k), "", l.body(time.Now()))
+				if err != nil {
+					errs <- err
+					return
+				}
+				if k == 9 {
+					cursors[i] = syncTarget{conv: ack.Conversation, cur: wire.Cursor{LastTime: time.Now().Add(-time.Minute).UnixMilli(), LastMsgID: ack.MsgID}}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		return nil, fmt.Errorf("cannot prefill: %w", err)
+	}
+	// Drop the prefill's pushes from the books: the storm measures syncs.
+	l.pushN.Store(0)
+	l.logf("prefilled %d conversations with 60 messages", n)
+	return cursors, nil
+}
+
+func (l *load) sync(ctx context.Context, d *device, t syncTarget) {
+	start := time.Now()
+	f, err := d.c.Sync(ctx, t.conv, t.cur, 50)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err != nil {
+		l.errs[string(client.CodeOf(err))+"(sync)"]++
+		return
+	}
+	l.syncN.Add(1)
+	l.sources[f.Source]++
+	if len(f.Messages) != 50 {
+		l.errs["short_sync"]++
+	}
+	l.ackMu.Lock()
+	_ = l.syncHist.RecordValue(time.Since(start).Microseconds())
+	l.ackMu.Unlock()
+}

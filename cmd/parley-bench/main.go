@@ -1,0 +1,169 @@
+// Command parley-bench is Parley's load generator. It drives real
+// WebSocket connections through the Go client against a running server
+// (embedded or scale-out), at a fixed open-loop rate, verifies everything
+// it receives (nothing lost, nothing twice, in order) and reports
+// throughput and latency percentiles from HDR histograms as JSON.
+//
+//	parley-bench --scenario direct --conns 200 --rate 5000 --duration 60s --data-dir parley-data
+//
+// Scenarios: direct (1:1 in a ring), group (groups of --group-size, every
+// member sends), sync (a storm of 50-message syncs answered by the cache),
+// idle (hold connections; report server memory per connection). Past the
+// per-process open-files limit, --procs runs several generator processes
+// and merges their reports. Only loopback targets are accepted.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/parley-chat/parley/infra/node"
+	"github.com/parley-chat/parley/transport/auth"
+)
+
+type config struct {
+	URL        string        `json:"url"`
+	MetricsURL string        `json:"metricsUrl,omitempty"`
+	Scenario   string        `json:"scenario"`
+	Conns      int           `json:"conns"`
+	Rate       float64       `json:"rate"`
+	Duration   time.Duration `json:"duration"`
+	GroupSize  int           `json:"groupSize,omitempty"`
+	BodyBytes  int           `json:"bodyBytes"`
+	Sources    int           `json:"sources"`
+	Procs      int           `json:"procs"`
+	Drain      time.Duration `json:"drain"`
+	Prefix     string        `json:"prefix"`
+
+	secret   []byte
+	child    int // >0: this process is child number child-1
+	progress bool
+}
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "parley-bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	var cfg config
+	fs := flag.NewFlagSet("parley-bench", flag.ContinueOnError)
+	fs.StringVar(&cfg.URL, "url", "ws://127.0.0.1:8080/ws", "gateway WebSocket URL (loopback only)")
+	fs.StringVar(&cfg.MetricsURL, "metrics-url", "http://127.0.0.1:8080/metrics", "server /metrics, for memory per connection; empty skips")
+	fs.StringVar(&cfg.Scenario, "scenario", "direct", "direct, group, sync or idle")
+	fs.IntVar(&cfg.Conns, "conns", 100, "connections (devices)")
+	fs.Float64Var(&cfg.Rate, "rate", 1000, "messages (or syncs) per second, open loop, over all connections")
+	fs.DurationVar(&cfg.Duration, "duration", 30*time.Second, "how long to send")
+	fs.IntVar(&cfg.GroupSize, "group-size", 50, "members per group (group scenario)")
+	fs.IntVar(&cfg.BodyBytes, "body-bytes", 64, "message body size (at least 20: the send time is in it)")
+	fs.IntVar(&cfg.Sources, "sources", 4, "spread connections over 127.0.0.1..127.0.0.N")
+	fs.IntVar(&cfg.Procs, "procs", 1, "generator processes (each holds conns/procs connections)")
+	fs.DurationVar(&cfg.Drain, "drain", 10*time.Second, "how long to wait for the last pushes")
+	fs.StringVar(&cfg.Prefix, "prefix", "", "account prefix (default: a random one per run)")
+	fs.BoolVar(&cfg.progress, "progress", true, "print progress every second on stderr")
+	secret := fs.String("token-secret", "", "the server's token secret")
+	dataDir := fs.String("data-dir", "parley-data", "the server's data dir, to read its token secret when --token-secret is empty")
+	report := fs.String("report", "", "write the JSON report to this file too")
+	fs.IntVar(&cfg.child, "child", 0, "internal: run as child N of --procs")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := cfg.validate(); err != nil {
+		return err
+	}
+	cfg.secret = []byte(*secret)
+	if len(cfg.secret) == 0 {
+		s, err := node.LoadOrCreateSecret(*dataDir)
+		if err != nil {
+			return err
+		}
+		cfg.secret = s
+	}
+	if cfg.Prefix == "" {
+		cfg.Prefix = fmt.Sprintf("b%x", time.Now().UnixNano()%0xffffff)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	var rep *Report
+	var err error
+	switch {
+	case cfg.child > 0:
+		rep, err = runLoad(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		return json.NewEncoder(os.Stdout).Encode(rep)
+	case cfg.Procs > 1:
+		rep, err = runProcs(ctx, cfg, args)
+	default:
+		rep, err = runLoad(ctx, cfg)
+	}
+	if err != nil {
+		return err
+	}
+	rep.AckHist, rep.PushHist, rep.SyncHist = nil, nil, nil // for children only
+	out, _ := json.MarshalIndent(rep, "", "  ")
+	fmt.Println(string(out))
+	if *report != "" {
+		if err := os.WriteFile(*report, append(out, '\n'), 0o644); err != nil {
+			return err
+		}
+	}
+	if rep.Verify.Lost > 0 || rep.Verify.Duplicated > 0 || rep.Verify.OutOfOrder > 0 {
+		return fmt.Errorf("verification failed: %+v", rep.Verify)
+	}
+	return nil
+}
+
+func (c *config) validate() error {
+	var errs []error
+	u, err := url.Parse(c.URL)
+	if err != nil || (u.Scheme != "ws" && u.Scheme != "wss") {
+		errs = append(errs, fmt.Errorf("--url %q must be ws://", c.URL))
+	} else if !loopback(u.Hostname()) {
+		errs = append(errs, fmt.Errorf("--url %q: load is only ever sent to loopback", c.URL))
+	}
+	if c.MetricsURL != "" {
+		if m, err := url.Parse(c.MetricsURL); err != nil || !loopback(m.Hostname()) {
+			errs = append(errs, fmt.Errorf("--metrics-url %q must be on loopback", c.MetricsURL))
+		}
+	}
+	switch c.Scenario {
+	case "direct", "group", "sync", "idle":
+	default:
+		errs = append(errs, fmt.Errorf("--scenario %q: want direct, group, sync or idle", c.Scenario))
+	}
+	if c.Conns < 2 || c.Rate <= 0 || c.Duration <= 0 || c.Procs < 1 || c.Sources < 1 || c.Sources > 250 {
+		errs = append(errs, errors.New("--conns >= 2, --rate > 0, --duration > 0, --procs >= 1, --sources 1..250"))
+	}
+	if c.Scenario == "group" && (c.GroupSize < 2 || c.GroupSize > c.Conns/c.Procs) {
+		errs = append(errs, fmt.Errorf("--group-size %d must be within 2..conns per process", c.GroupSize))
+	}
+	if c.BodyBytes < 20 {
+		errs = append(errs, errors.New("--body-bytes must be at least 20"))
+	}
+	return errors.Join(errs...)
+}
+
+func loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// tokens mints the devices' tokens locally with the server's secret.
+func (c *config) tokens() (*auth.Tokens, error) { return auth.NewTokens(c.secret) }
