@@ -106,6 +106,7 @@ func parseServe(args []string, stderr io.Writer) (node.Config, error) {
 	heartbeat := f.duration("heartbeat", 60*time.Second, "longest silence before a connection is closed")
 	ratePerSec := f.int("rate-limit", 100, "requests per second allowed per connection")
 	rateBurst := f.int("rate-burst", 200, "burst of requests allowed per connection")
+	serviceCred := f.string("service-credential", "", "shared secret for services calling the HTTP API (Bearer svc:<secret>, 16+ bytes); empty disables")
 	pprofOn := f.bool("pprof", false, "serve net/http/pprof under /debug/pprof/ on the listen address")
 	level := f.string("log-level", "info", "debug, info, warn or error")
 	roles := f.string("roles", "gateway,projector", "what this process runs: gateway, projector or both (split roles need scale-out)")
@@ -191,6 +192,7 @@ func parseServe(args []string, stderr io.Writer) (node.Config, error) {
 	cfg.DirectoryURL = *directory
 	cfg.Gateway.Trusted = ws.TrustedHeaders{Secret: *trustedSecret, AccountHeader: *trustedAccount, DeviceHeader: *trustedDevice}
 	cfg.Pprof = *pprofOn
+	cfg.ServiceCredential = *serviceCred
 	cfg.Gateway.RatePerSecond = float64(*ratePerSec)
 	cfg.Gateway.RateBurst = *rateBurst
 	cfg.Gateway.Lease = *lease

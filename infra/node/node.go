@@ -24,6 +24,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/parley-chat/parley/domain"
 	"github.com/parley-chat/parley/infra/kafka"
 	"github.com/parley-chat/parley/infra/postgres"
 	"github.com/parley-chat/parley/infra/redis"
@@ -39,6 +40,7 @@ import (
 	"github.com/parley-chat/parley/transport/api"
 	"github.com/parley-chat/parley/transport/auth"
 	"github.com/parley-chat/parley/transport/cluster"
+	"github.com/parley-chat/parley/transport/httpapi"
 	"github.com/parley-chat/parley/transport/ws"
 	goredis "github.com/redis/go-redis/v9"
 )
@@ -92,6 +94,10 @@ type Config struct {
 	// Gateway and API tune the WebSocket gateway and the operations.
 	Gateway ws.Config
 	API     api.Config
+	// ServiceCredential lets services call the HTTP API on behalf of any
+	// account (Authorization: Bearer svc:<credential>); empty disables
+	// service calls. At least 16 bytes.
+	ServiceCredential string
 	// Pprof serves net/http/pprof under /debug/pprof/ (for profiling under
 	// load; off by default).
 	Pprof bool
@@ -318,6 +324,12 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	if cfg.Roles.Gateway {
 		mux.Handle("/ws", n.gw)
+		h, err := httpapi.New(httpapi.Config{Service: n.svc, Tokens: n.tokens, ServiceCredential: cfg.ServiceCredential,
+			Online: n.online, Logger: n.log})
+		if err != nil {
+			return nil, err
+		}
+		mux.Handle("/api/", h)
 		if cfg.Redis != nil {
 			mux.Handle(cluster.Path, cluster.NewReceiver(cfg.ClusterSecret, n.gw, n.log))
 		}
@@ -536,6 +548,28 @@ func (n *Node) rebuild(ctx context.Context, all []projection) error {
 	}
 	n.log.Info("in-memory read models rebuilt from the log", "records", records, "took", time.Since(started).Round(time.Millisecond))
 	return nil
+}
+
+// online lists the connected devices of account: in a cluster, those of
+// its online set that still have a route; on one node, this gateway's.
+func (n *Node) online(ctx context.Context, account domain.AccountID) ([]domain.DeviceID, error) {
+	if n.cfg.Redis == nil {
+		return n.gw.Online(account), nil
+	}
+	uids, err := n.table.Online(ctx, account)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", api.ErrUnavailable, err)
+	}
+	routed, err := n.table.Lookup(ctx, uids)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", api.ErrUnavailable, err)
+	}
+	out := make([]domain.DeviceID, 0, len(routed))
+	for uid := range routed {
+		_, d := uid.Split()
+		out = append(out, d)
+	}
+	return out, nil
 }
 
 // housekeeping trims the cache and forgets idempotency entries the store holds.

@@ -473,7 +473,13 @@ func (s *Service) groupChange(who domain.AccountID, group string, accounts []str
 	}
 	g, ok := s.rm.Groups.Group(id)
 	if !ok {
-		return nil, nil, fmt.Errorf("group %s: %w", id, domain.ErrNotFound)
+		// Another instance may have created it a moment ago.
+		if err := s.catchUp(context.Background(), s.rm.GroupsProgress, domain.GroupConversation(id)); err != nil {
+			return nil, nil, err
+		}
+		if g, ok = s.rm.Groups.Group(id); !ok {
+			return nil, nil, fmt.Errorf("group %s: %w", id, domain.ErrNotFound)
+		}
 	}
 	return g, as, nil
 }
@@ -497,9 +503,19 @@ func (s *Service) appendGroupEvent(ctx context.Context, id domain.GroupID, e eve
 	return g, nil
 }
 
-// Groups lists the groups who belongs to.
-func (s *Service) Groups(_ context.Context, who domain.AccountID) []*domain.Group {
-	return s.rm.Groups.GroupsOf(who)
+// Groups lists the groups who belongs to, once the groups model has
+// applied everything acknowledged before the call.
+func (s *Service) Groups(ctx context.Context, who domain.AccountID) ([]*domain.Group, error) {
+	ends, err := s.log.EndOffsets()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.ReadTimeout)
+	defer cancel()
+	if err := s.rm.GroupsProgress.WaitForAll(ctx, ends); err != nil {
+		return nil, fmt.Errorf("groups are behind the log: %w: %v", ErrUnavailable, err)
+	}
+	return s.rm.Groups.GroupsOf(who), nil
 }
 
 func parseAccounts(in []string) ([]domain.AccountID, error) {

@@ -1,6 +1,10 @@
 package wire
 
-import "github.com/parley-chat/parley/domain"
+import (
+	"time"
+
+	"github.com/parley-chat/parley/domain"
+)
 
 // FromMessage maps a domain message to its wire form.
 func FromMessage(m domain.Message) Message {
@@ -34,4 +38,15 @@ func FromGroup(g *domain.Group) GroupInfo {
 		members[i] = string(m)
 	}
 	return GroupInfo{Group: string(g.ID()), Name: g.Name(), Owner: string(g.Owner()), Members: members}
+}
+
+// FromConversation maps a conversation's latest message, as seen by who.
+func FromConversation(conv domain.ConversationID, latest domain.MsgID, at time.Time, who domain.AccountID) ConversationInfo {
+	out := ConversationInfo{Conversation: conv.String(), Kind: conv.Kind().String(), LatestMsgID: int64(latest), LatestTime: at.UnixMilli()}
+	if conv.Kind() == domain.KindDirect {
+		out.Peer = string(conv.Peer(who))
+	} else {
+		out.Group = string(conv.Group())
+	}
+	return out
 }

@@ -211,13 +211,7 @@ func (h *handler) dispatch(s *session, req wire.Request, now time.Time) {
 		}
 		out := make([]wire.ConversationInfo, len(list))
 		for i, l := range list {
-			out[i] = wire.ConversationInfo{Conversation: l.Conversation.String(), Kind: l.Conversation.Kind().String(),
-				LatestMsgID: int64(l.MsgID), LatestTime: l.Time.UnixMilli()}
-			if l.Conversation.Kind() == domain.KindDirect {
-				out[i].Peer = string(l.Conversation.Peer(s.account))
-			} else {
-				out[i].Group = string(l.Conversation.Group())
-			}
+			out[i] = wire.FromConversation(l.Conversation, l.MsgID, l.Time, s.account)
 		}
 		s.reply(wire.ServerFrame{ID: req.ID, Type: wire.TypeConversationList, Conversations: out, ServerTime: now.UnixMilli()})
 	case wire.TypeGroupCreate, wire.TypeGroupAdd, wire.TypeGroupRemove:
@@ -238,7 +232,11 @@ func (h *handler) dispatch(s *session, req wire.Request, now time.Time) {
 		info := wire.FromGroup(g)
 		s.reply(wire.ServerFrame{ID: req.ID, Type: wire.TypeGroup, Group: &info})
 	case wire.TypeGroups:
-		gs := svc.Groups(ctx, s.account)
+		gs, err := svc.Groups(ctx, s.account)
+		if err != nil {
+			h.failWith(s, req.ID, err)
+			return
+		}
 		out := make([]wire.GroupInfo, len(gs))
 		for i, g := range gs {
 			out[i] = wire.FromGroup(g)

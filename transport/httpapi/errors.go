@@ -1,0 +1,89 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+
+	"github.com/parley-chat/parley/transport/api"
+	"github.com/parley-chat/parley/transport/wire"
+)
+
+// apiError is a refusal decided here rather than by the service: bad
+// credentials, a body that is not JSON, a wrong content type. Errors of the
+// service are mapped by api.Code, the one place shared with the socket.
+type apiError struct {
+	Status  int
+	Code    wire.Code
+	Message string
+}
+
+func (e *apiError) Error() string { return string(e.Code) + ": " + e.Message }
+
+func invalid(msg string) *apiError {
+	return &apiError{Status: http.StatusBadRequest, Code: wire.CodeInvalidArgument, Message: msg}
+}
+
+// errorReply is the body of every error answer.
+type errorReply struct {
+	Code  wire.Code `json:"code"`
+	Error string    `json:"error"`
+}
+
+// statusOf is the HTTP status of a wire code.
+func statusOf(c wire.Code) int {
+	switch c {
+	case wire.CodeBadFrame, wire.CodeInvalidArgument, wire.CodeUnknownType:
+		return http.StatusBadRequest
+	case wire.CodeUnauthorized, wire.CodeTokenExpired:
+		return http.StatusUnauthorized
+	case wire.CodeForbidden, wire.CodeNotMember:
+		return http.StatusForbidden
+	case wire.CodeNotFound:
+		return http.StatusNotFound
+	case wire.CodeTooLarge:
+		return http.StatusRequestEntityTooLarge
+	case wire.CodeRateLimited:
+		return http.StatusTooManyRequests
+	case wire.CodeUnavailable:
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
+}
+
+// fail answers err: an apiError as it is, anything else through api.Code.
+func (s *server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var ae *apiError
+	if !errors.As(err, &ae) {
+		code := api.Code(err)
+		ae = &apiError{Status: statusOf(code), Code: code, Message: err.Error()}
+	}
+	if ae.Code == wire.CodeInternal {
+		s.log.Error("http api request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		ae = &apiError{Status: ae.Status, Code: ae.Code, Message: "internal error"}
+	}
+	writeError(w, ae)
+}
+
+func writeError(w http.ResponseWriter, e *apiError) {
+	if e.Status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="parley"`)
+	}
+	writeJSON(w, e.Status, errorReply{Code: e.Code, Error: e.Message})
+}
+
+// writeJSON answers v with status. The body is encoded before the header
+// is written, so an encoding failure can still be answered 500.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status = http.StatusInternalServerError
+		b, _ = json.Marshal(errorReply{Code: wire.CodeInternal, Error: "cannot encode the reply"})
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(b, '\n'))
+}

@@ -1,0 +1,86 @@
+package httpapi
+
+import (
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/parley-chat/parley/domain"
+	"github.com/parley-chat/parley/transport/wire"
+)
+
+// groupBody is the body of the group changes: Name and Accounts to create,
+// Accounts to add or remove.
+type groupBody struct {
+	Name     string   `json:"name"`
+	Accounts []string `json:"accounts"`
+}
+
+// groupReply is the socket's group reply without the envelope.
+type groupReply struct {
+	Group wire.GroupInfo `json:"group"`
+}
+
+// groupsReply is the socket's group_list without the envelope; groups is
+// always present.
+type groupsReply struct {
+	Groups []wire.GroupInfo `json:"groups"`
+}
+
+func (s *server) createGroup(w http.ResponseWriter, r *http.Request, c caller) error {
+	return s.changeGroup(w, r, c, http.StatusCreated, func(who domain.AccountID, b groupBody) (*domain.Group, error) {
+		return s.svc.CreateGroup(r.Context(), who, b.Name, b.Accounts)
+	})
+}
+
+func (s *server) addMembers(w http.ResponseWriter, r *http.Request, c caller) error {
+	return s.changeGroup(w, r, c, http.StatusOK, func(who domain.AccountID, b groupBody) (*domain.Group, error) {
+		return s.svc.AddMembers(r.Context(), who, r.PathValue("group"), b.Accounts)
+	})
+}
+
+func (s *server) removeMembers(w http.ResponseWriter, r *http.Request, c caller) error {
+	return s.changeGroup(w, r, c, http.StatusOK, func(who domain.AccountID, b groupBody) (*domain.Group, error) {
+		return s.svc.RemoveMembers(r.Context(), who, r.PathValue("group"), b.Accounts)
+	})
+}
+
+// changeGroup decodes the body, runs change as the acting account and
+// answers the group after the change.
+func (s *server) changeGroup(w http.ResponseWriter, r *http.Request, c caller, status int, change func(domain.AccountID, groupBody) (*domain.Group, error)) error {
+	who, err := actingAs(r, c)
+	if err != nil {
+		return err
+	}
+	var b groupBody
+	if err := s.decodeBody(w, r, &b); err != nil {
+		return err
+	}
+	g, err := change(who, b)
+	if err != nil {
+		return err
+	}
+	if status == http.StatusCreated {
+		w.Header().Set("Location", Prefix+"/groups/"+string(g.ID()))
+	}
+	writeJSON(w, status, groupReply{Group: wire.FromGroup(g)})
+	return nil
+}
+
+func (s *server) groups(w http.ResponseWriter, r *http.Request, c caller) error {
+	who, err := actingAs(r, c)
+	if err != nil {
+		return err
+	}
+	gs, err := s.svc.Groups(r.Context(), who)
+	if err != nil {
+		return err
+	}
+	out := make([]wire.GroupInfo, len(gs))
+	for i, g := range gs {
+		out[i] = wire.FromGroup(g)
+	}
+	slices.SortFunc(out, func(a, b wire.GroupInfo) int { return strings.Compare(a.Group, b.Group) })
+	writeJSON(w, http.StatusOK, groupsReply{Groups: out})
+	return nil
+}

@@ -1,0 +1,167 @@
+package httpapi
+
+import (
+	"math"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/parley-chat/parley/domain"
+	"github.com/parley-chat/parley/transport/api"
+	"github.com/parley-chat/parley/transport/wire"
+)
+
+// sendBody is the body of POST /messages: the socket's send request, plus
+// From for a service.
+type sendBody struct {
+	// From is the sender a service sends as; a user's token names it.
+	From        *senderBody `json:"from"`
+	To          string      `json:"to"`
+	Group       string      `json:"group"`
+	ClientMsgID string      `json:"clientMsgId"`
+	Kind        string      `json:"kind"`
+	Body        string      `json:"body"`
+	Retry       bool        `json:"retry"`
+}
+
+type senderBody struct {
+	Account string `json:"account"`
+	Device  string `json:"device"`
+}
+
+// ackReply is the socket's ack without the frame envelope.
+type ackReply struct {
+	MsgID        int64  `json:"msgId"`
+	MessageID    string `json:"messageId"`
+	Conversation string `json:"conversation"`
+	ServerTime   int64  `json:"serverTime"`
+	Duplicate    bool   `json:"duplicate"`
+}
+
+func (s *server) send(w http.ResponseWriter, r *http.Request, c caller) error {
+	var b sendBody
+	if err := s.decodeBody(w, r, &b); err != nil {
+		return err
+	}
+	from, err := sender(c, b.From)
+	if err != nil {
+		return err
+	}
+	ack, err := s.svc.Send(r.Context(), api.SendRequest{From: from, To: api.Target{Account: b.To, Group: b.Group},
+		ClientMsgID: b.ClientMsgID, Kind: b.Kind, Body: b.Body, Retry: b.Retry})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, ackReply{MsgID: int64(ack.MsgID), MessageID: ack.MessageID.String(),
+		Conversation: ack.Conversation.String(), ServerTime: ack.ServerTime.UnixMilli(), Duplicate: ack.Duplicate})
+	return nil
+}
+
+// sender is who a send is from: a user is its token's account and device
+// (a "from" naming anyone else is forbidden); a service must name both.
+func sender(c caller, from *senderBody) (domain.Sender, error) {
+	if !c.service {
+		if from != nil && (domain.AccountID(from.Account) != c.account || domain.DeviceID(from.Device) != c.device) {
+			return domain.Sender{}, &apiError{Status: http.StatusForbidden, Code: wire.CodeForbidden, Message: "a user token sends only as its own account and device"}
+		}
+		return domain.Sender{Account: c.account, Device: c.device}, nil
+	}
+	if from == nil {
+		return domain.Sender{}, invalid("a service send needs from: {account, device}")
+	}
+	a, err := domain.ParseAccountID(from.Account)
+	if err != nil {
+		return domain.Sender{}, err
+	}
+	d, err := domain.ParseDeviceID(from.Device)
+	if err != nil {
+		return domain.Sender{}, err
+	}
+	return domain.Sender{Account: a, Device: d}, nil
+}
+
+// messagesReply is the socket's messages reply without the envelope; every
+// field is always present.
+type messagesReply struct {
+	Conversation string         `json:"conversation"`
+	Messages     []wire.Message `json:"messages"`
+	Source       string         `json:"source"`
+	HasMore      bool           `json:"hasMore"`
+	Next         wire.Cursor    `json:"next"`
+}
+
+func (s *server) sync(w http.ResponseWriter, r *http.Request, c caller) error {
+	who, err := actingAs(r, c)
+	if err != nil {
+		return err
+	}
+	q := r.URL.Query()
+	lastTimeMs, err := queryInt(q, "lastTime")
+	if err != nil {
+		return err
+	}
+	lastMsgID, err := queryInt(q, "lastMsgId")
+	if err != nil {
+		return err
+	}
+	limit, err := queryLimit(q)
+	if err != nil {
+		return err
+	}
+	var lastTime time.Time
+	if lastTimeMs > 0 {
+		lastTime = time.UnixMilli(lastTimeMs)
+	}
+	conv := r.PathValue("conversation")
+	res, err := s.svc.Sync(r.Context(), who, conv, lastTime, domain.MsgID(lastMsgID), limit)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, messagesReply{Conversation: conv, Messages: wire.FromMessages(res.Messages),
+		Source: res.Source, HasMore: res.More, Next: wire.Cursor{LastTime: res.NextTime.UnixMilli(), LastMsgID: int64(res.NextMsgID)}})
+	return nil
+}
+
+// queryLimit reads limit. The service lowers large values to its maximum;
+// clamping here only keeps the conversion to int safe everywhere.
+func queryLimit(q url.Values) (int, error) {
+	n, err := queryInt(q, "limit")
+	if err != nil {
+		return 0, err
+	}
+	return int(max(min(n, math.MaxInt32), math.MinInt32)), nil
+}
+
+// conversationsReply is the socket's conversation_list without the
+// envelope; every field is always present.
+type conversationsReply struct {
+	Conversations []wire.ConversationInfo `json:"conversations"`
+	ServerTime    int64                   `json:"serverTime"`
+}
+
+func (s *server) conversations(w http.ResponseWriter, r *http.Request, c caller) error {
+	who, err := actingAs(r, c)
+	if err != nil {
+		return err
+	}
+	q := r.URL.Query()
+	since, err := queryInt(q, "since")
+	if err != nil {
+		return err
+	}
+	limit, err := queryLimit(q)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	list, err := s.svc.Conversations(r.Context(), who, time.UnixMilli(since), limit)
+	if err != nil {
+		return err
+	}
+	out := make([]wire.ConversationInfo, len(list))
+	for i, l := range list {
+		out[i] = wire.FromConversation(l.Conversation, l.MsgID, l.Time, who)
+	}
+	writeJSON(w, http.StatusOK, conversationsReply{Conversations: out, ServerTime: now.UnixMilli()})
+	return nil
+}
