@@ -472,7 +472,16 @@ func (l *load) prefill(ctx context.Context) ([]syncTarget, error) {
 		return nil, fmt.Errorf("cannot prefill: %w", err)
 	}
 	// Drop the prefill's pushes from the books: the storm measures syncs.
+	time.Sleep(time.Second)
 	l.pushN.Store(0)
+	l.ackMu.Lock()
+	l.pushHist.Reset()
+	l.ackMu.Unlock()
+	for _, d := range l.devices {
+		d.mu.Lock()
+		d.got, d.last = map[string]map[int64]struct{}{}, map[string]int64{}
+		d.mu.Unlock()
+	}
 	l.logf("prefilled %d conversations with 60 messages", n)
 	return cursors, nil
 }

@@ -132,6 +132,9 @@ type Log struct {
 	cfg      Config
 	client   sarama.Client
 	producer sarama.SyncProducer
+
+	endsMu sync.Mutex
+	ends   map[int32]*endState
 }
 
 // Open connects to the brokers, makes sure the topic exists with the
@@ -164,7 +167,7 @@ func Open(cfg Config) (*Log, error) {
 		_ = client.Close()
 		return nil, fmt.Errorf("cannot start the kafka producer: %w", err)
 	}
-	return &Log{cfg: cfg, client: client, producer: producer}, nil
+	return &Log{cfg: cfg, client: client, producer: producer, ends: map[int32]*endState{}}, nil
 }
 
 // ensureTopic creates topic with partitions, or checks that the existing
@@ -287,24 +290,80 @@ func (l *Log) publish(topic string, partitions int32, m *message.Message) (event
 }
 
 // EndOffset is the offset the next record of partition will get: every
-// record acknowledged before the call is below it.
+// record acknowledged before the call is below it. Concurrent callers
+// share requests to the broker: a caller joins the next request sent after
+// it arrived (never one already under way, which could miss a record
+// acknowledged just before the call), so every sync needs no round trip of
+// its own.
 func (l *Log) EndOffset(partition int32) (int64, error) {
-	off, err := l.client.GetOffset(l.cfg.Topic, partition, sarama.OffsetNewest)
-	if err != nil {
-		return 0, fmt.Errorf("cannot read the end of partition %d: %w", partition, err)
+	ch := make(chan endResult, 1)
+	l.endsMu.Lock()
+	st := l.ends[partition]
+	if st == nil {
+		st = &endState{}
+		l.ends[partition] = st
 	}
-	return off, nil
+	st.waiters = append(st.waiters, ch)
+	if !st.running {
+		st.running = true
+		go l.readEnds(partition, st)
+	}
+	l.endsMu.Unlock()
+	r := <-ch
+	return r.off, r.err
 }
 
-// EndOffsets is EndOffset for every partition.
-func (l *Log) EndOffsets() (map[int32]int64, error) {
-	out := make(map[int32]int64, l.cfg.Partitions)
-	for p := int32(0); p < l.cfg.Partitions; p++ {
-		off, err := l.EndOffset(p)
-		if err != nil {
-			return nil, err
+type endState struct {
+	running bool
+	waiters []chan endResult
+}
+
+type endResult struct {
+	off int64
+	err error
+}
+
+// readEnds answers the waiters of partition batch by batch: each batch is
+// taken before its request is sent.
+func (l *Log) readEnds(partition int32, st *endState) {
+	for {
+		l.endsMu.Lock()
+		batch := st.waiters
+		st.waiters = nil
+		if len(batch) == 0 {
+			st.running = false
+			l.endsMu.Unlock()
+			return
 		}
-		out[p] = off
+		l.endsMu.Unlock()
+		off, err := l.client.GetOffset(l.cfg.Topic, partition, sarama.OffsetNewest)
+		if err != nil {
+			err = fmt.Errorf("cannot read the end of partition %d: %w", partition, err)
+		}
+		for _, ch := range batch {
+			ch <- endResult{off, err}
+		}
+	}
+}
+
+// EndOffsets is EndOffset for every partition, asked in parallel.
+func (l *Log) EndOffsets() (map[int32]int64, error) {
+	res := make([]endResult, l.cfg.Partitions)
+	var wg sync.WaitGroup
+	for p := int32(0); p < l.cfg.Partitions; p++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res[p].off, res[p].err = l.EndOffset(p)
+		}()
+	}
+	wg.Wait()
+	out := make(map[int32]int64, l.cfg.Partitions)
+	for p, r := range res {
+		if r.err != nil {
+			return nil, r.err
+		}
+		out[int32(p)] = r.off
 	}
 	return out, nil
 }

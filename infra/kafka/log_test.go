@@ -3,6 +3,7 @@ package kafka
 import (
 	"context"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -93,4 +94,32 @@ func TestLogAssignsPositionsAndPersists(t *testing.T) {
 			t.Errorf("%s: read %v, appended %v", c, got[c], want[c])
 		}
 	}
+}
+
+// Concurrent end-offset reads share requests, yet each sees every record
+// acknowledged before it asked.
+func TestEndOffsetSeesEveryEarlierAck(t *testing.T) {
+	b, l := startLog(t, t.TempDir())
+	defer b.Close()
+	defer l.Close()
+	var wg sync.WaitGroup
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 50; i++ {
+				pos, err := l.Append(context.Background(), uuid.NewString(), sent("d:alice:bob", i))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				end, err := l.EndOffset(pos.Partition)
+				if err != nil || end <= pos.Offset {
+					t.Errorf("end %d after an ack at %d (%v)", end, pos.Offset, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }
