@@ -143,3 +143,56 @@ func (r Record) Message() (m domain.Message, ok bool, err error) {
 	}
 	return m, true, nil
 }
+
+// Batcher is a projection that can apply many records of one partition at
+// once (one write for all of them). Records come in log order; a poison
+// record inside the batch is skipped by the batcher, like the handler skips
+// it alone.
+type Batcher interface {
+	ApplyBatch(ctx context.Context, recs []Record) error
+}
+
+// ApplyRecords applies recs, all of one partition and in log order, to p —
+// in one call when p is a Batcher, else one by one — and then advances
+// progress past the last. An error leaves progress where it was: the
+// caller retries the whole batch, and every projection is idempotent.
+func ApplyRecords(ctx context.Context, p Projection, recs []Record, progress Tracker) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	if b, ok := p.(Batcher); ok {
+		if err := b.ApplyBatch(ctx, recs); err != nil {
+			return err
+		}
+	} else {
+		for _, r := range recs {
+			err := p.Apply(ctx, r)
+			var poison *PoisonError
+			if err != nil && !errors.As(err, &poison) {
+				return err
+			}
+		}
+	}
+	last := recs[len(recs)-1].Position
+	progress.Advance(last.Partition, last.Offset)
+	return nil
+}
+
+// Messages maps the MessageSent records of recs to domain messages,
+// skipping other events and poison records (reported through skip).
+func Messages(recs []Record, skip func(Record, error)) []domain.Message {
+	out := make([]domain.Message, 0, len(recs))
+	for _, r := range recs {
+		m, ok, err := r.Message()
+		if err != nil {
+			if skip != nil {
+				skip(r, err)
+			}
+			continue
+		}
+		if ok {
+			out = append(out, m)
+		}
+	}
+	return out
+}

@@ -449,13 +449,7 @@ func (l *Log) ReadRange(ctx context.Context, from, to map[int32]int64, fn func(R
 					if !ok {
 						return
 					}
-					r := RawRecord{Partition: m.Partition, Offset: m.Offset, Payload: m.Value, Timestamp: m.Timestamp}
-					for _, h := range m.Headers {
-						if string(h.Key) == events.MetadataName {
-							r.Name = string(h.Value)
-						}
-					}
-					if err := fn(r); err != nil {
+					if err := fn(raw(m)); err != nil {
 						errs <- err
 						cancel()
 						return

@@ -25,6 +25,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/parley-chat/parley/domain"
+	"github.com/parley-chat/parley/events"
 	"github.com/parley-chat/parley/infra/kafka"
 	"github.com/parley-chat/parley/infra/postgres"
 	"github.com/parley-chat/parley/infra/redis"
@@ -277,9 +278,15 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 			n.tracked = append(n.tracked, tracked{name: p.name, progress: p.progress, inMemory: p.rebuild})
 		}
 	}
-	// The in-memory read models share one reader of the log.
+	// The in-memory read models share one reader of the log; the durable
+	// ones (with a consumer group) read in batches.
 	all = fanOutInMemory(all)
+	var batched []projection
 	for _, p := range all {
+		if p.sub.Group != "" && p.topic == "" {
+			batched = append(batched, p)
+			continue
+		}
 		sub, err := n.events.NewSubscriber(p.sub, wlog)
 		if err != nil {
 			return nil, err
@@ -292,6 +299,13 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
+	for _, p := range batched {
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			_ = n.events.RunBatchConsumer(runCtx, kafka.BatchConsumerConfig{Group: p.name, Logger: n.log}, n.batchHandler(p))
+		}()
+	}
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
@@ -503,6 +517,35 @@ func (n *Node) beatOnce() {
 	defer cancel()
 	if err := n.table.Beat(ctx, n.cfg.Instance); err != nil {
 		n.log.Warn("cannot beat liveness", "err", err)
+	}
+}
+
+// batchHandler decodes a batch of one partition's records and applies them
+// to p; unknown events and poison records are logged and skipped.
+func (n *Node) batchHandler(p projection) kafka.BatchHandler {
+	epoch := n.events.Epoch()
+	return func(ctx context.Context, batch []kafka.RawRecord) error {
+		recs := make([]projections.Record, 0, len(batch))
+		for _, r := range batch {
+			rec, err := projections.Decode(r.Name, r.Payload, events.Position{Partition: r.Partition, Offset: r.Offset}, epoch, r.Timestamp)
+			if err != nil {
+				n.log.Warn("skipping a record", "projection", p.name, "partition", r.Partition, "offset", r.Offset, "err", err)
+				continue
+			}
+			recs = append(recs, rec)
+		}
+		if len(recs) == 0 {
+			last := batch[len(batch)-1]
+			p.progress.Advance(last.Partition, last.Offset)
+			return nil
+		}
+		if err := projections.ApplyRecords(ctx, p.p, recs, p.progress); err != nil {
+			return err
+		}
+		if last := batch[len(batch)-1]; last.Offset > recs[len(recs)-1].Position.Offset {
+			p.progress.Advance(last.Partition, last.Offset)
+		}
+		return nil
 	}
 }
 

@@ -88,3 +88,30 @@ func (p *Projection) floor(r projections.Record) domain.MsgID {
 	}
 	return id - 1
 }
+
+// batchAdder is a Cache that adds many messages in one round trip.
+type batchAdder interface {
+	AddBatch(ctx context.Context, batch []Addition) error
+}
+
+// ApplyBatch implements projections.Batcher: one round trip for the batch
+// when the cache can, else one Add per message.
+func (p *Projection) ApplyBatch(ctx context.Context, recs []projections.Record) error {
+	var adds []Addition
+	for _, r := range recs {
+		m, ok, err := r.Message()
+		if err != nil || !ok {
+			continue // poison is skipped; other events are not cached
+		}
+		adds = append(adds, Addition{Message: m, Floor: p.floor(r)})
+	}
+	if b, ok := p.cache.(batchAdder); ok {
+		return b.AddBatch(ctx, adds)
+	}
+	for _, a := range adds {
+		if err := p.cache.Add(ctx, a.Message, a.Floor); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -40,3 +40,12 @@ func (p *Projection) Apply(ctx context.Context, r projections.Record) error {
 	}
 	return p.store.Save(ctx, m)
 }
+
+// ApplyBatch implements projections.Batcher: one Save for the batch.
+func (p *Projection) ApplyBatch(ctx context.Context, recs []projections.Record) error {
+	msgs := projections.Messages(recs, nil)
+	if len(msgs) == 0 {
+		return nil
+	}
+	return p.store.Save(ctx, msgs...)
+}
