@@ -107,6 +107,7 @@ func parseServe(args []string, stderr io.Writer) (node.Config, error) {
 	ratePerSec := f.int("rate-limit", 100, "requests per second allowed per connection")
 	rateBurst := f.int("rate-burst", 200, "burst of requests allowed per connection")
 	serviceCred := f.string("service-credential", "", "shared secret for services calling the HTTP API (Bearer svc:<secret>, 16+ bytes); empty disables")
+	readBuffer := f.int("read-buffer", 1024, "read buffer per connection, in bytes (smaller saves memory on idle connections)")
 	pprofOn := f.bool("pprof", false, "serve net/http/pprof under /debug/pprof/ on the listen address")
 	level := f.string("log-level", "info", "debug, info, warn or error")
 	roles := f.string("roles", "gateway,projector", "what this process runs: gateway, projector or both (split roles need scale-out)")
@@ -192,6 +193,7 @@ func parseServe(args []string, stderr io.Writer) (node.Config, error) {
 	cfg.DirectoryURL = *directory
 	cfg.Gateway.Trusted = ws.TrustedHeaders{Secret: *trustedSecret, AccountHeader: *trustedAccount, DeviceHeader: *trustedDevice}
 	cfg.Pprof = *pprofOn
+	cfg.Gateway.ReadBufferBytes = *readBuffer
 	cfg.ServiceCredential = *serviceCred
 	cfg.Gateway.RatePerSecond = float64(*ratePerSec)
 	cfg.Gateway.RateBurst = *rateBurst
