@@ -2,8 +2,6 @@ package cluster
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 	"log/slog"
 	"time"
 
@@ -32,10 +30,7 @@ func NewRouter(table routes.Table, self string, local Local, links *Links, log *
 // that the projection retries the record: a push is never skipped silently.
 func (r *Router) Deliver(p push.Push) error {
 	msg := wire.FromMessage(p.Message)
-	frame, err := json.Marshal(wire.ServerFrame{Type: wire.TypePush, PrevMsgID: int64(p.Prev), Message: &msg})
-	if err != nil {
-		return fmt.Errorf("cannot encode a push: %w", err)
-	}
+	frame := wire.AppendPush(nil, &msg, int64(p.Prev))
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	sender := domain.NewUniqueID(p.Message.Sender.Account, p.Message.Sender.Device)

@@ -1,7 +1,6 @@
 package ws
 
 import (
-	"encoding/json"
 	"time"
 
 	"github.com/parley-chat/parley/domain"
@@ -14,10 +13,7 @@ import (
 // every local connection of every recipient, except the sending device.
 func (g *Gateway) Deliver(p push.Push) error {
 	msg := wire.FromMessage(p.Message)
-	frame, err := json.Marshal(wire.ServerFrame{Type: wire.TypePush, PrevMsgID: int64(p.Prev), Message: &msg})
-	if err != nil {
-		return err
-	}
+	frame := wire.AppendPush(nil, &msg, int64(p.Prev))
 	sender := p.Message.Sender
 	n := 0
 	g.mu.RLock()

@@ -200,9 +200,8 @@ func (h *handler) dispatch(s *session, req wire.Request, now time.Time) {
 			h.failWith(s, req.ID, err)
 			return
 		}
-		s.reply(wire.ServerFrame{ID: req.ID, Type: wire.TypeMessages, Conversation: req.Conversation,
-			Messages: wire.FromMessages(res.Messages), Source: res.Source, HasMore: res.More,
-			Next: &wire.Cursor{LastTime: res.NextTime.UnixMilli(), LastMsgID: int64(res.NextMsgID)}})
+		s.write(wire.AppendMessages(nil, req.ID, req.Conversation, wire.FromMessages(res.Messages), res.Source, res.More,
+			wire.Cursor{LastTime: res.NextTime.UnixMilli(), LastMsgID: int64(res.NextMsgID)}))
 	case wire.TypeConversations:
 		list, err := svc.Conversations(ctx, s.account, time.UnixMilli(req.Since), req.Limit)
 		if err != nil {

@@ -1,0 +1,134 @@
+package wire
+
+import (
+	"strconv"
+	"unicode/utf8"
+)
+
+// The two frames that carry messages — a push and a sync reply — are the
+// server's hottest output: a sync reply holds up to 200 messages. They are
+// encoded here by appending to a buffer, without reflection. The output is
+// the JSON encoding/json would give for the same ServerFrame (field order
+// aside), which encode_test.go checks, fuzz included.
+
+// AppendPush appends the push frame of m.
+func AppendPush(b []byte, m *Message, prev int64) []byte {
+	b = append(b, `{"type":"message"`...)
+	if prev != 0 {
+		b = append(b, `,"prevMsgId":`...)
+		b = strconv.AppendInt(b, prev, 10)
+	}
+	b = append(b, `,"message":`...)
+	b = AppendMessage(b, m)
+	return append(b, '}')
+}
+
+// AppendMessages appends a sync reply ("messages") with its cursor.
+func AppendMessages(b []byte, id, conversation string, msgs []Message, source string, hasMore bool, next Cursor) []byte {
+	b = append(b, `{"id":`...)
+	b = appendString(b, id)
+	b = append(b, `,"type":"messages","conversation":`...)
+	b = appendString(b, conversation)
+	if len(msgs) > 0 {
+		b = append(b, `,"messages":[`...)
+		for i := range msgs {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = AppendMessage(b, &msgs[i])
+		}
+		b = append(b, ']')
+	}
+	if source != "" {
+		b = append(b, `,"source":`...)
+		b = appendString(b, source)
+	}
+	if hasMore {
+		b = append(b, `,"hasMore":true`...)
+	}
+	b = append(b, `,"next":{"lastTime":`...)
+	b = strconv.AppendInt(b, next.LastTime, 10)
+	b = append(b, `,"lastMsgId":`...)
+	b = strconv.AppendInt(b, next.LastMsgID, 10)
+	return append(b, "}}"...)
+}
+
+// AppendMessage appends m as a JSON object.
+func AppendMessage(b []byte, m *Message) []byte {
+	b = append(b, `{"msgId":`...)
+	b = strconv.AppendInt(b, m.MsgID, 10)
+	b = append(b, `,"messageId":`...)
+	b = appendString(b, m.MessageID)
+	b = append(b, `,"clientMsgId":`...)
+	b = appendString(b, m.ClientMsgID)
+	b = append(b, `,"conversation":`...)
+	b = appendString(b, m.Conversation)
+	b = append(b, `,"from":`...)
+	b = appendString(b, m.From)
+	b = append(b, `,"device":`...)
+	b = appendString(b, m.Device)
+	b = append(b, `,"kind":`...)
+	b = appendString(b, m.Kind)
+	b = append(b, `,"body":`...)
+	b = appendString(b, m.Body)
+	b = append(b, `,"serverTime":`...)
+	b = strconv.AppendInt(b, m.ServerTime, 10)
+	return append(b, '}')
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendString appends s as a JSON string, escaped as encoding/json does
+// (HTML characters, U+2028 and U+2029 included; invalid UTF-8 becomes
+// U+FFFD).
+func appendString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
