@@ -435,6 +435,8 @@ func (l *Log) ReadRange(ctx context.Context, from, to map[int32]int64, fn func(R
 		}
 		pc, err := consumer.ConsumePartition(l.cfg.Topic, p, start)
 		if err != nil {
+			cancel()
+			wg.Wait() // no reader may call fn after ReadRange returned
 			return fmt.Errorf("cannot read partition %d from %d: %w", p, start, err)
 		}
 		wg.Add(1)

@@ -192,9 +192,19 @@ func (lk *link) run() {
 		}
 	}()
 	batch := make([]Forward, 0, MaxBatch)
+	var dead chan struct{} // closed when the current connection ends
+	var pending []byte     // a batch whose write failed, sent again once
 	for {
+		if conn != nil {
+			select {
+			case <-dead: // the peer went away: reconnect before writing
+				conn = nil
+			default:
+			}
+		}
 		if conn == nil {
-			c, _, err := gws.NewClient(gws.BuiltinEventHandler{}, &gws.ClientOption{
+			d := make(chan struct{})
+			c, _, err := gws.NewClient(&linkEvents{dead: d}, &gws.ClientOption{
 				Addr:             "ws://" + lk.instance + Path,
 				RequestHeader:    http.Header{"Authorization": {"Bearer " + string(lk.parent.secret)}},
 				HandshakeTimeout: 2 * time.Second,
@@ -209,8 +219,17 @@ func (lk *link) run() {
 				backoff = min(backoff*2, 2*time.Second)
 				continue
 			}
-			conn, backoff = c, 50*time.Millisecond
+			conn, dead, backoff = c, d, 50*time.Millisecond
 			go c.ReadLoop() // answers pings, notices the close
+		}
+		if pending != nil {
+			if err := lk.write(conn, pending); err != nil {
+				lk.parent.log.Warn("cluster link broke again; forwards lost", "peer", lk.instance, "err", err)
+				_ = conn.NetConn().Close()
+				conn, pending = nil, nil
+				continue
+			}
+			pending = nil
 		}
 		select {
 		case <-lk.stop:
@@ -232,13 +251,25 @@ func (lk *link) run() {
 			lk.parent.log.Error("cannot encode forwards", "err", err)
 			continue
 		}
-		_ = conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
-		if err := conn.WriteMessage(gws.OpcodeText, b); err != nil {
-			// The devices behind these forwards miss a push; their next push
-			// names the previous msgid, so they notice and sync (I5).
-			lk.parent.log.Warn("cluster link broke; forwards lost", "peer", lk.instance, "forwards", len(batch), "err", err)
+		if err := lk.write(conn, b); err != nil {
+			// Reconnect and send this batch once more: devices ignore a
+			// push of a msgid they hold, so a double delivery is harmless.
+			lk.parent.log.Warn("cluster link broke; resending", "peer", lk.instance, "forwards", len(batch), "err", err)
 			_ = conn.NetConn().Close()
-			conn = nil
+			conn, pending = nil, b
 		}
 	}
 }
+
+func (lk *link) write(conn *gws.Conn, b []byte) error {
+	_ = conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	return conn.WriteMessage(gws.OpcodeText, b)
+}
+
+// linkEvents notices that the peer closed the link.
+type linkEvents struct {
+	gws.BuiltinEventHandler
+	dead chan struct{}
+}
+
+func (e *linkEvents) OnClose(*gws.Conn, error) { close(e.dead) }

@@ -284,11 +284,27 @@ func (g *Gateway) Reassert(ctx context.Context) {
 	}
 	g.mu.RUnlock()
 	for _, s := range held {
-		if _, err := g.cfg.Routes.Claim(ctx, s.uid, g.cfg.Instance, false); errors.Is(err, routes.ErrHeld) {
+		if s.closed.Load() {
+			continue
+		}
+		_, err := g.cfg.Routes.Claim(ctx, s.uid, g.cfg.Instance, false)
+		switch {
+		case errors.Is(err, routes.ErrHeld):
 			s.closeWith(wire.CloseReplaced, wire.ReasonReplaced, false)
-		} else if err != nil {
+		case err != nil:
 			g.log.Warn("cannot reassert routes", "err", err)
 			return
+		default:
+			// The connection may have closed, and released its route,
+			// between the copy above and this claim: take it back.
+			g.mu.RLock()
+			current := g.byUID[s.uid] == s && !s.closed.Load()
+			g.mu.RUnlock()
+			if !current {
+				if err := g.cfg.Routes.Release(ctx, s.uid, g.cfg.Instance); err != nil {
+					g.log.Warn("cannot release a reasserted route", "uid", s.uid, "err", err)
+				}
+			}
 		}
 	}
 }
@@ -333,7 +349,14 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if trusted {
 		conn.Session().Store(trustedKey, id)
 	}
-	g.conns.Add(1)
+	g.mu.Lock()
+	if g.closing {
+		g.mu.Unlock()
+		_ = conn.WriteClose(wire.CloseGoingAway, []byte(wire.ReasonShuttingDown))
+		return
+	}
+	g.conns.Add(1) // under mu, so never concurrent with Shutdown's Wait at zero
+	g.mu.Unlock()
 	go func() {
 		defer g.conns.Done()
 		conn.ReadLoop()
@@ -410,8 +433,12 @@ func (g *Gateway) sweep() {
 
 func (g *Gateway) add(s *session) {
 	g.mu.Lock()
+	closing := g.closing
 	g.all[s] = struct{}{}
 	g.mu.Unlock()
+	if closing { // opened while Shutdown collected the connections
+		s.closeWith(wire.CloseGoingAway, wire.ReasonShuttingDown, false)
+	}
 }
 
 // register makes s the route of its uniqueId, here and in the cluster's
@@ -434,6 +461,11 @@ func (g *Gateway) register(ctx context.Context, s *session, now time.Time) (repl
 		g.mu.Lock()
 		g.unrouteLocked(s)
 		g.mu.Unlock()
+		if replaced != nil {
+			// It lost its local route to this hello: it must not stay
+			// open unrouted, missing pushes. Close it so it resyncs.
+			replaced.closeWith(wire.CloseReplaced, wire.ReasonReplaced, true)
+		}
 		if errors.Is(err, routes.ErrHeld) {
 			return nil, errDuplicateLogin
 		}

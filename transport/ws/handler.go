@@ -177,6 +177,10 @@ func (h *handler) dispatch(s *session, req wire.Request, now time.Time) {
 			}
 			s.tokenExpires = id.Expires
 		}
+		if !s.tokenExpires.IsZero() && !s.tokenExpires.After(now) {
+			s.fail(req.ID, wire.CodeTokenExpired, "the token of this connection has expired: renew with a fresh token or reconnect")
+			return
+		}
 		until := s.renewLease(now)
 		h.g.refresh(ctx, s)
 		s.reply(wire.ServerFrame{ID: req.ID, Type: wire.TypeRenewed, LeaseMs: h.g.cfg.Lease.Milliseconds(),

@@ -117,7 +117,9 @@ func (s *session) closeWith(code uint16, reason string, immediate bool) {
 	if !s.closed.CompareAndSwap(false, true) {
 		return
 	}
-	s.g.log.Debug("closing connection", "uid", s.uid, "code", code, "reason", reason)
+	// Not the uid: the sweeper may close a connection whose hello is
+	// writing it at this moment.
+	s.g.log.Debug("closing connection", "code", code, "reason", reason)
 	s.g.cfg.Observer.Closed(reason)
 	do := func() {
 		_ = s.conn.SetWriteDeadline(time.Now().Add(time.Second))
