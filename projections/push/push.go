@@ -40,6 +40,12 @@ type Members interface {
 	MembersAt(ctx context.Context, g domain.GroupID, pos projections.Record) ([]domain.AccountID, error)
 }
 
+// MaxTracked bounds the conversations whose last msgid the projection
+// remembers. Past it the memory starts over: the next push of each
+// conversation then carries prevMsgId 0 ("unknown"), which clients answer
+// with a sync, so nothing is lost.
+const MaxTracked = 1 << 20
+
 // Projection fans messages out to devices.
 type Projection struct {
 	out     Deliverer
@@ -85,6 +91,9 @@ func (p *Projection) Apply(ctx context.Context, r projections.Record) error {
 		return fmt.Errorf("cannot deliver %s: %w", m.Conversation, err)
 	}
 	p.mu.Lock()
+	if _, known := p.last[m.Conversation]; !known && len(p.last) >= MaxTracked {
+		p.last = map[domain.ConversationID]domain.MsgID{}
+	}
 	p.last[m.Conversation] = m.MsgID
 	p.mu.Unlock()
 	return nil

@@ -158,6 +158,19 @@ func (l *Links) Reachable(ctx context.Context, instance string) bool {
 	return true
 }
 
+// maxDialFailures is how many dials in a row (about a minute) a link tries
+// before it gives up on its peer.
+const maxDialFailures = 35
+
+// forget removes lk, if it is still the link of its peer.
+func (l *Links) forget(lk *link) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.links[lk.instance] == lk {
+		delete(l.links, lk.instance)
+	}
+}
+
 // Close stops every link; queued forwards are dropped.
 func (l *Links) Close() {
 	l.mu.Lock()
@@ -194,6 +207,7 @@ func (lk *link) run() {
 	batch := make([]Forward, 0, MaxBatch)
 	var dead chan struct{} // closed when the current connection ends
 	var pending []byte     // a batch whose write failed, sent again once
+	failures := 0
 	for {
 		if conn != nil {
 			select {
@@ -210,7 +224,17 @@ func (lk *link) run() {
 				HandshakeTimeout: 2 * time.Second,
 			})
 			if err != nil {
-				lk.parent.log.Warn("cannot open cluster link", "peer", lk.instance, "err", err)
+				failures++
+				if failures >= maxDialFailures {
+					// The peer is gone (scaled down, moved): drop the link
+					// and its queue; a later Send opens a new one.
+					lk.parent.log.Warn("giving up on cluster link; dropping its queue", "peer", lk.instance, "queued", len(lk.q), "err", err)
+					lk.parent.forget(lk)
+					return
+				}
+				if failures == 1 || failures%10 == 0 {
+					lk.parent.log.Warn("cannot open cluster link", "peer", lk.instance, "attempt", failures, "err", err)
+				}
 				select {
 				case <-lk.stop:
 					return
@@ -219,6 +243,7 @@ func (lk *link) run() {
 				backoff = min(backoff*2, 2*time.Second)
 				continue
 			}
+			failures = 0
 			conn, dead, backoff = c, d, 50*time.Millisecond
 			go c.ReadLoop() // answers pings, notices the close
 		}
