@@ -13,6 +13,7 @@ import (
 
 // AppendPush appends the push frame of m.
 func AppendPush(b []byte, m *Message, prev int64) []byte {
+	b = grow(b, 64+sizeOf(m))
 	b = append(b, `{"type":"message"`...)
 	if prev != 0 {
 		b = append(b, `,"prevMsgId":`...)
@@ -25,6 +26,11 @@ func AppendPush(b []byte, m *Message, prev int64) []byte {
 
 // AppendMessages appends a sync reply ("messages") with its cursor.
 func AppendMessages(b []byte, id, conversation string, msgs []Message, source string, hasMore bool, next Cursor) []byte {
+	n := 160 + len(id) + len(conversation)
+	for i := range msgs {
+		n += sizeOf(&msgs[i])
+	}
+	b = grow(b, n)
 	b = append(b, `{"id":`...)
 	b = appendString(b, id)
 	b = append(b, `,"type":"messages","conversation":`...)
@@ -74,6 +80,21 @@ func AppendMessage(b []byte, m *Message) []byte {
 	b = append(b, `,"serverTime":`...)
 	b = strconv.AppendInt(b, m.ServerTime, 10)
 	return append(b, '}')
+}
+
+// sizeOf estimates m's encoding, so that one allocation holds a frame.
+func sizeOf(m *Message) int {
+	return 160 + len(m.MessageID) + len(m.ClientMsgID) + len(m.Conversation) + len(m.From) + len(m.Device) + len(m.Kind) + len(m.Body) + len(m.Body)/8
+}
+
+// grow makes room for n more bytes in one allocation.
+func grow(b []byte, n int) []byte {
+	if cap(b)-len(b) >= n {
+		return b
+	}
+	nb := make([]byte, len(b), len(b)+n)
+	copy(nb, b)
+	return nb
 }
 
 const hexDigits = "0123456789abcdef"
