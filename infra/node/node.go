@@ -382,7 +382,6 @@ func (n *Node) readModels(ctx context.Context) (api.ReadModels, []projection, er
 	if cfg.Postgres == nil {
 		rm.Store, rm.StoreProgress = store.NewMemory(), projections.NewProgress()
 		rm.Cache, rm.CacheProgress = cache.NewMemory(cache.Retention), projections.NewProgress()
-		n.table = routes.NewMemory()
 		all = append(all,
 			projection{name: store.Name, p: store.NewProjection(rm.Store), progress: rm.StoreProgress, rebuild: true},
 			projection{name: cache.Name, p: cache.NewProjection(rm.Cache, epoch, true), progress: rm.CacheProgress, rebuild: true})
