@@ -108,6 +108,8 @@ func parseServe(args []string, stderr io.Writer) (node.Config, error) {
 	rateBurst := f.int("rate-burst", 200, "burst of requests allowed per connection")
 	serviceCred := f.string("service-credential", "", "shared secret for services calling the HTTP API (Bearer svc:<secret>, 16+ bytes); empty disables")
 	readBuffer := f.int("read-buffer", 1024, "read buffer per connection, in bytes (smaller saves memory on idle connections)")
+	consoleMode := f.string("console", "auto", "web console at /console/: on, off, or auto (on for a single node, off in scale-out)")
+	devTokens := f.string("dev-tokens", "auto", "let the console mint tokens for any account (development only): on, off, or auto (on for a single node)")
 	pprofOn := f.bool("pprof", false, "serve net/http/pprof under /debug/pprof/ on the listen address")
 	level := f.string("log-level", "info", "debug, info, warn or error")
 	roles := f.string("roles", "gateway,projector", "what this process runs: gateway, projector or both (split roles need scale-out)")
@@ -159,6 +161,11 @@ func parseServe(args []string, stderr io.Writer) (node.Config, error) {
 	if err := (kafka.Security{TLS: *kafkaTLS, TLSCAFile: *kafkaCA, SASLMechanism: *saslMech, SASLUser: *saslUser}).Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	for name, v := range map[string]string{"--console": *consoleMode, "--dev-tokens": *devTokens} {
+		if v != "on" && v != "off" && v != "auto" {
+			errs = append(errs, fmt.Errorf("%s %q: want on, off or auto", name, v))
+		}
+	}
 	if (*pgDSN == "") != (*redisAddr == "") {
 		errs = append(errs, errors.New("--postgres-dsn and --redis-addr go together: scale-out needs both"))
 	}
@@ -193,6 +200,9 @@ func parseServe(args []string, stderr io.Writer) (node.Config, error) {
 	cfg.DirectoryURL = *directory
 	cfg.Gateway.Trusted = ws.TrustedHeaders{Secret: *trustedSecret, AccountHeader: *trustedAccount, DeviceHeader: *trustedDevice}
 	cfg.Pprof = *pprofOn
+	single := *pgDSN == ""
+	cfg.Console = *consoleMode == "on" || *consoleMode == "auto" && single
+	cfg.DevTokens = *devTokens == "on" || *devTokens == "auto" && single
 	cfg.Gateway.ReadBufferBytes = *readBuffer
 	cfg.ServiceCredential = *serviceCred
 	cfg.Gateway.RatePerSecond = float64(*ratePerSec)

@@ -38,9 +38,11 @@ import (
 	"github.com/parley-chat/parley/projections/logout"
 	"github.com/parley-chat/parley/projections/push"
 	"github.com/parley-chat/parley/projections/store"
+	"github.com/parley-chat/parley/projections/stream"
 	"github.com/parley-chat/parley/transport/api"
 	"github.com/parley-chat/parley/transport/auth"
 	"github.com/parley-chat/parley/transport/cluster"
+	"github.com/parley-chat/parley/transport/console"
 	"github.com/parley-chat/parley/transport/httpapi"
 	"github.com/parley-chat/parley/transport/ws"
 	goredis "github.com/redis/go-redis/v9"
@@ -99,6 +101,12 @@ type Config struct {
 	// account (Authorization: Bearer svc:<credential>); empty disables
 	// service calls. At least 16 bytes.
 	ServiceCredential string
+	// Console serves the web console at /console/ (chat playground, event
+	// stream, lag and connections; read-only but for the chat itself).
+	Console bool
+	// DevTokens lets the console mint a token for any account and device:
+	// for development only.
+	DevTokens bool
 	// Pprof serves net/http/pprof under /debug/pprof/ (for profiling under
 	// load; off by default).
 	Pprof bool
@@ -171,6 +179,7 @@ type Node struct {
 	closers []func() error // run in reverse at shutdown, after the router
 	metrics *telemetry.Metrics
 	tracked []tracked
+	recent  *stream.Recent
 
 	stop     chan struct{} // closed at shutdown, for the node's own goroutines
 	aborted  atomic.Bool
@@ -199,7 +208,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger, stop: make(chan struct{}), metrics: telemetry.New()}
+	n := &Node{cfg: cfg, log: cfg.Logger, stop: make(chan struct{}), metrics: telemetry.New(), recent: stream.NewRecent(500)}
 	defer func() {
 		if err != nil {
 			_ = n.Shutdown(context.Background())
@@ -344,6 +353,18 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 			return nil, err
 		}
 		mux.Handle("/api/", h)
+		if cfg.Console {
+			cc := console.Config{Stream: n.recent, Status: n.consoleStatus}
+			if cfg.DevTokens {
+				cc.DevTokens = n.tokens
+			}
+			ch, err := console.New(cc)
+			if err != nil {
+				return nil, err
+			}
+			mux.Handle("/console/", ch)
+			mux.Handle("GET /{$}", http.RedirectHandler("/console/", http.StatusFound))
+		}
 		if cfg.Redis != nil {
 			mux.Handle(cluster.Path, cluster.NewReceiver(cfg.ClusterSecret, n.gw, n.log))
 		}
@@ -378,6 +399,7 @@ func (n *Node) readModels(ctx context.Context) (api.ReadModels, []projection, er
 	all := []projection{
 		{name: groups.Name, p: groupModel, progress: rm.GroupsProgress, rebuild: true},
 		{name: conversations.Name, p: convModel, progress: rm.ConversationsProgress, rebuild: true},
+		{name: stream.Name, p: n.recent, progress: projections.NewProgress(), rebuild: true},
 	}
 	if cfg.Postgres == nil {
 		rm.Store, rm.StoreProgress = store.NewMemory(), projections.NewProgress()
@@ -590,6 +612,21 @@ func (n *Node) rebuild(ctx context.Context, all []projection) error {
 	}
 	n.log.Info("in-memory read models rebuilt from the log", "records", records, "took", time.Since(started).Round(time.Millisecond))
 	return nil
+}
+
+// consoleStatus is what the console's status panel shows.
+func (n *Node) consoleStatus() console.Status {
+	st := console.Status{Connections: n.gw.Connections(), Online: n.gw.OnlineUIDs()}
+	ends, err := n.events.EndOffsets()
+	if err != nil {
+		return st
+	}
+	for _, t := range n.tracked {
+		for p := int32(0); p < int32(len(ends)); p++ {
+			st.Lag = append(st.Lag, console.LagEntry{Projection: t.name, Partition: p, Records: max(0, ends[p]-t.progress.Next(p))})
+		}
+	}
+	return st
 }
 
 // online lists the connected devices of account: in a cluster, those of

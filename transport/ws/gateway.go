@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sort"
 	"sync"
 	"time"
 
@@ -539,6 +540,18 @@ func (g *Gateway) unrouteLocked(s *session) bool {
 		}
 	}
 	return held
+}
+
+// OnlineUIDs lists every device connected here, sorted.
+func (g *Gateway) OnlineUIDs() []string {
+	g.mu.RLock()
+	out := make([]string, 0, len(g.byUID))
+	for u := range g.byUID {
+		out = append(out, string(u))
+	}
+	g.mu.RUnlock()
+	sort.Strings(out)
+	return out
 }
 
 // Online lists the devices of account connected here.

@@ -1,0 +1,385 @@
+// Parley console: a chat playground speaking the WebSocket protocol of
+// docs/protocol.md, and a read-only view of the event stream.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const state = {
+  me: null, device: null, token: null, ws: null, nextId: 1, pending: new Map(),
+  convs: new Map(), // id -> {id, title, cursor:{lastTime,lastMsgId}, msgs: Map(msgId|cid -> msg), unread, group}
+  current: null, reconnectDelay: 500, stopped: false, timers: [],
+};
+
+// ---- tabs ----
+for (const [tab, view] of [["tab-chat", "view-chat"], ["tab-events", "view-events"]]) {
+  $(tab).addEventListener("click", () => {
+    for (const t of ["tab-chat", "tab-events"]) $(t).setAttribute("aria-selected", String(t === tab));
+    $("view-chat").hidden = view !== "view-chat";
+    $("view-events").hidden = view !== "view-events";
+    if (view === "view-events") startEvents();
+  });
+}
+
+// ---- protocol ----
+function request(type, fields = {}) {
+  return new Promise((resolve, reject) => {
+    if (!state.ws || state.ws.readyState !== WebSocket.OPEN) { reject(new Error("not connected")); return; }
+    const id = String(state.nextId++);
+    state.pending.set(id, { resolve, reject });
+    state.ws.send(JSON.stringify({ id, type, ...fields }));
+    setTimeout(() => { if (state.pending.delete(id)) reject(new Error("no reply to " + type)); }, 15000);
+  });
+}
+
+function onFrame(f) {
+  if (f.type === "message") { onPush(f); return; }
+  const p = state.pending.get(f.id);
+  if (!p) return;
+  state.pending.delete(f.id);
+  if (f.type === "error") p.reject(Object.assign(new Error(f.error), { code: f.code })); else p.resolve(f);
+}
+
+function setStatus(text) { $("conn-status").textContent = text; }
+
+async function connect() {
+  const url = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws";
+  const ws = new WebSocket(url);
+  state.ws = ws;
+  ws.onmessage = (e) => { try { onFrame(JSON.parse(e.data)); } catch (err) { console.warn(err); } };
+  ws.onclose = (e) => {
+    for (const p of state.pending.values()) p.reject(new Error("connection closed"));
+    state.pending.clear();
+    for (const t of state.timers) clearInterval(t);
+    state.timers = [];
+    $("body").disabled = $("send").disabled = true;
+    if (state.stopped) return;
+    const final = ["unauthorized", "token_expired", "logged_out", "duplicate_login", "replaced"].includes(e.reason);
+    setStatus(`Disconnected (${e.code} ${e.reason || "no reason"})` + (final ? "" : ", reconnecting…"));
+    if (!final) setTimeout(connect, state.reconnectDelay);
+    state.reconnectDelay = Math.min(state.reconnectDelay * 2, 8000);
+  };
+  ws.onopen = async () => {
+    try {
+      const w = await request("hello", { token: state.token });
+      state.reconnectDelay = 500;
+      setStatus(`Connected as ${w.uniqueId}, lease until ${new Date(w.leaseUntil).toLocaleTimeString()}`);
+      state.timers.push(setInterval(() => request("ping").catch(() => {}), Math.max(1000, w.heartbeatMs / 3)));
+      state.timers.push(setInterval(renew, Math.max(1000, (w.leaseMs * 2) / 3)));
+      $("body").disabled = $("send").disabled = !state.current;
+      const missed = await syncAll();
+      if (missed > 0) banner(`Reconnected: synced ${missed} missed message${missed === 1 ? "" : "s"}`);
+    } catch (err) {
+      setStatus("Hello refused: " + (err.code || err.message));
+    }
+  };
+}
+
+async function renew() {
+  try {
+    const r = await request("renew");
+    setStatus(`Connected as ${state.me}/${state.device}, lease until ${new Date(r.leaseUntil).toLocaleTimeString()}`);
+  } catch (err) { /* the close handler reconnects */ }
+}
+
+function banner(text) {
+  $("banner").textContent = text;
+  setTimeout(() => { if ($("banner").textContent === text) $("banner").textContent = ""; }, 6000);
+}
+
+// ---- conversations ----
+function convTitle(id) {
+  if (id.startsWith("g:")) return (state.convs.get(id) && state.convs.get(id).name) || "group " + id.slice(2, 10);
+  const [, a, b] = id.split(":");
+  return a === state.me ? b : a;
+}
+
+function directId(x, y) { return x < y ? `d:${x}:${y}` : `d:${y}:${x}`; }
+
+function conv(id) {
+  let c = state.convs.get(id);
+  if (!c) {
+    c = { id, cursor: { lastTime: 0, lastMsgId: 0 }, msgs: new Map(), unread: 0, name: null };
+    state.convs.set(id, c);
+  }
+  return c;
+}
+
+// addMessage records m in its conversation; returns true if it was new.
+function addMessage(m, how) {
+  const c = conv(m.conversation);
+  if (c.msgs.has(m.msgId)) return false;
+  // A message of ours shown as "sending" or "acked" is the same message.
+  const local = c.msgs.get("c:" + m.clientMsgId);
+  if (local && m.from === state.me) c.msgs.delete("c:" + m.clientMsgId);
+  c.msgs.set(m.msgId, { ...m, state: local ? "acked" : how });
+  if (state.current !== c.id && m.from !== state.me) c.unread++;
+  return true;
+}
+
+async function sync(id) {
+  const c = conv(id);
+  let got = 0;
+  for (;;) {
+    const r = await request("sync", { conversation: id, lastTime: c.cursor.lastTime, lastMsgId: c.cursor.lastMsgId, limit: 100 });
+    for (const m of r.messages || []) {
+      if (addMessage(m, "synced")) got++;
+      if (m.msgId > c.cursor.lastMsgId) c.cursor.lastMsgId = m.msgId;
+    }
+    if (r.next) c.cursor.lastTime = r.next.lastTime;
+    if (!r.hasMore) break;
+  }
+  render();
+  return got;
+}
+
+async function syncAll() {
+  const r = await request("conversations", { since: 0 });
+  const groups = await request("groups");
+  for (const g of groups.groups || []) conv("g:" + g.group).name = g.name;
+  let missed = 0;
+  for (const info of r.conversations || []) {
+    const c = conv(info.conversation);
+    if (info.latestMsgId > c.cursor.lastMsgId) missed += await sync(info.conversation);
+  }
+  render();
+  return missed;
+}
+
+function onPush(f) {
+  const m = f.message;
+  const c = conv(m.conversation);
+  const prev = f.prevMsgId || 0;
+  if (m.msgId <= c.cursor.lastMsgId) return; // held already
+  if (prev === c.cursor.lastMsgId) {
+    addMessage(m, "pushed");
+    c.cursor.lastMsgId = m.msgId;
+    render();
+    return;
+  }
+  // A gap: fetch what is missing, this message included.
+  sync(m.conversation).catch((err) => console.warn("sync failed", err));
+}
+
+// ---- rendering ----
+function render() {
+  const list = $("conversations");
+  list.textContent = "";
+  const convs = [...state.convs.values()].sort((a, b) => latest(b) - latest(a));
+  for (const c of convs) {
+    const li = document.createElement("li");
+    li.tabIndex = 0;
+    li.dataset.conv = c.id;
+    li.setAttribute("aria-current", String(c.id === state.current));
+    const name = document.createElement("span");
+    name.textContent = convTitle(c.id);
+    li.append(name);
+    if (c.unread > 0) {
+      const u = document.createElement("span");
+      u.className = "unread";
+      u.textContent = c.unread;
+      u.setAttribute("aria-label", `${c.unread} unread`);
+      li.append(u);
+    }
+    li.addEventListener("click", () => open(c.id));
+    li.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); open(c.id); } });
+    list.append(li);
+  }
+  const c = state.current && state.convs.get(state.current);
+  const ol = $("messages");
+  ol.textContent = "";
+  if (!c) return;
+  $("thread-title").textContent = convTitle(c.id) + (c.id.startsWith("g:") ? " (group)" : "");
+  $("add-member").hidden = !c.id.startsWith("g:");
+  const msgs = [...c.msgs.values()].sort((a, b) => (a.msgId || Infinity) - (b.msgId || Infinity));
+  for (const m of msgs) {
+    const li = document.createElement("li");
+    if (m.from === state.me) li.classList.add("mine");
+    li.dataset.msgid = m.msgId || "";
+    const body = document.createElement("div");
+    body.className = "body";
+    body.textContent = m.body;
+    const meta = document.createElement("div");
+    meta.className = "meta";
+    for (const [cls, text] of [["msgid", "msgid " + (m.msgId || "—")], ["from", m.from + "/" + m.device],
+      ["time", m.serverTime ? new Date(m.serverTime).toLocaleTimeString() : ""], ["state", m.state]]) {
+      const s = document.createElement("span");
+      s.className = cls;
+      s.textContent = text;
+      meta.append(s);
+    }
+    li.append(body, meta);
+    ol.append(li);
+  }
+  ol.scrollTop = ol.scrollHeight;
+}
+
+function latest(c) {
+  let t = 0;
+  for (const m of c.msgs.values()) t = Math.max(t, m.serverTime || 0);
+  return t;
+}
+
+async function open(id) {
+  state.current = id;
+  const c = conv(id);
+  c.unread = 0;
+  $("body").disabled = $("send").disabled = !state.ws || state.ws.readyState !== WebSocket.OPEN;
+  render();
+  try { await sync(id); } catch (err) { banner("Sync failed: " + (err.code || err.message)); }
+  $("body").focus();
+}
+
+// ---- forms ----
+$("signin").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  state.me = $("account").value.trim();
+  state.device = $("device").value.trim();
+  try {
+    if ($("token").value.trim()) {
+      state.token = $("token").value.trim();
+    } else {
+      const r = await fetch("api/token", { method: "POST", headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ account: state.me, device: state.device }) });
+      const j = await r.json();
+      if (!r.ok) throw new Error(j.error || r.statusText);
+      state.token = j.token;
+    }
+  } catch (err) {
+    setStatus("Cannot sign in: " + err.message);
+    return;
+  }
+  state.stopped = false;
+  $("signin").hidden = true;
+  $("chat").hidden = false;
+  connect();
+});
+
+$("signout").addEventListener("click", () => {
+  state.stopped = true;
+  if (state.ws) state.ws.close(1000, "signed out");
+  state.convs.clear();
+  state.current = null;
+  $("chat").hidden = true;
+  $("signin").hidden = false;
+  setStatus("Not connected");
+});
+
+$("new-direct").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const peer = $("peer").value.trim();
+  if (!peer) return;
+  $("peer").value = "";
+  open(directId(state.me, peer));
+});
+
+$("new-group").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const members = $("group-members").value.split(",").map((s) => s.trim()).filter(Boolean);
+  try {
+    const r = await request("group_create", { name: $("group-name").value.trim(), accounts: members });
+    conv("g:" + r.group.group).name = r.group.name;
+    $("group-name").value = $("group-members").value = "";
+    open("g:" + r.group.group);
+  } catch (err) { banner("Cannot create the group: " + (err.code || err.message)); }
+});
+
+$("add-member").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const id = state.current;
+  try {
+    await request("group_add", { group: id.slice(2), accounts: [$("new-member").value.trim()] });
+    $("new-member").value = "";
+    banner("Member added");
+  } catch (err) { banner("Cannot add: " + (err.code || err.message)); }
+});
+
+$("compose").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const id = state.current;
+  const text = $("body").value;
+  if (!id || !text) return;
+  $("body").value = "";
+  const c = conv(id);
+  const cid = (crypto.randomUUID ? crypto.randomUUID() : String(Date.now()) + Math.random()).replace(/-/g, "").slice(0, 32);
+  const local = { conversation: id, clientMsgId: cid, from: state.me, device: state.device, body: text, state: "sending", msgId: 0, serverTime: Date.now() };
+  c.msgs.set("c:" + cid, local);
+  render();
+  const target = id.startsWith("g:") ? { group: id.slice(2) } : { to: convTitle(id) };
+  for (let attempt = 0; attempt < 5; attempt++) {
+    try {
+      const ack = await request("send", { ...target, clientMsgId: cid, kind: "text", body: text, retry: attempt > 0 });
+      if (!c.msgs.has(ack.msgId)) {
+        c.msgs.delete("c:" + cid);
+        c.msgs.set(ack.msgId, { ...local, msgId: ack.msgId, serverTime: ack.serverTime, state: "acked" });
+      } else {
+        c.msgs.delete("c:" + cid);
+      }
+      render();
+      return;
+    } catch (err) {
+      if (err.code && !["unavailable", "rate_limited"].includes(err.code)) {
+        local.state = "failed: " + err.code;
+        render();
+        return;
+      }
+      await new Promise((r) => setTimeout(r, 500 * (attempt + 1)));
+    }
+  }
+  local.state = "failed";
+  render();
+});
+
+// ---- event stream view ----
+let events = null;
+const shown = [];
+function startEvents() {
+  if (events) return;
+  events = new EventSource("api/events");
+  events.onmessage = (e) => {
+    shown.push(JSON.parse(e.data));
+    if (shown.length > 1000) shown.shift();
+    renderEvents();
+  };
+  pollStatus();
+  setInterval(pollStatus, 2000);
+}
+
+function renderEvents() {
+  const f = $("filter").value.trim().toLowerCase();
+  const tbody = $("events").tBodies[0];
+  tbody.textContent = "";
+  let n = 0;
+  for (let i = shown.length - 1; i >= 0; i--) {
+    const e = shown[i];
+    if (f && !`${e.type} ${e.key} ${e.summary}`.toLowerCase().includes(f)) continue;
+    n++;
+    const tr = document.createElement("tr");
+    for (const v of [new Date(e.time).toLocaleTimeString(), e.type, e.partition, e.offset, e.msgId || "", e.key, e.summary]) {
+      const td = document.createElement("td");
+      td.textContent = v;
+      tr.append(td);
+    }
+    tbody.append(tr);
+  }
+  $("events-count").textContent = `${n} event${n === 1 ? "" : "s"} shown`;
+}
+$("filter").addEventListener("input", renderEvents);
+
+async function pollStatus() {
+  try {
+    const s = await (await fetch("api/status")).json();
+    $("connections").textContent = `${s.connections} open connection${s.connections === 1 ? "" : "s"}`;
+    const ul = $("online");
+    ul.textContent = "";
+    for (const u of s.online || []) { const li = document.createElement("li"); li.textContent = u; ul.append(li); }
+    const tbody = $("lag").tBodies[0];
+    tbody.textContent = "";
+    for (const l of s.lag || []) {
+      const tr = document.createElement("tr");
+      for (const v of [l.projection, l.partition, l.records]) { const td = document.createElement("td"); td.textContent = v; tr.append(td); }
+      tbody.append(tr);
+    }
+  } catch (err) { /* shown stale until the next poll */ }
+}
+
+// ---- start ----
+fetch("api/config").then((r) => r.json()).then((c) => { $("token-label").hidden = c.devTokens; }).catch(() => {});
