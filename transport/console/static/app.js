@@ -51,7 +51,7 @@ async function connect() {
     for (const t of state.timers) clearInterval(t);
     state.timers = [];
     $("body").disabled = $("send").disabled = true;
-    if (state.stopped) return;
+    if (state.stopped) { setStatus("Disconnected"); return; }
     const final = ["unauthorized", "token_expired", "logged_out", "duplicate_login", "replaced"].includes(e.reason);
     setStatus(`Disconnected (${e.code} ${e.reason || "no reason"})` + (final ? "" : ", reconnecting…"));
     if (!final) setTimeout(connect, state.reconnectDelay);
@@ -133,8 +133,7 @@ async function sync(id) {
 
 async function syncAll() {
   const r = await request("conversations", { since: 0 });
-  const groups = await request("groups");
-  for (const g of groups.groups || []) conv("g:" + g.group).name = g.name;
+  await refreshGroups();
   let missed = 0;
   for (const info of r.conversations || []) {
     const c = conv(info.conversation);
@@ -144,9 +143,17 @@ async function syncAll() {
   return missed;
 }
 
+async function refreshGroups() {
+  const groups = await request("groups");
+  for (const g of groups.groups || []) conv("g:" + g.group).name = g.name;
+  render();
+}
+
 function onPush(f) {
   const m = f.message;
+  const known = state.convs.has(m.conversation);
   const c = conv(m.conversation);
+  if (!known && m.conversation.startsWith("g:")) refreshGroups().catch(() => {}); // learn its name
   const prev = f.prevMsgId || 0;
   if (m.msgId <= c.cursor.lastMsgId) return; // held already
   if (prev === c.cursor.lastMsgId) {
@@ -371,12 +378,24 @@ async function pollStatus() {
     const ul = $("online");
     ul.textContent = "";
     for (const u of s.online || []) { const li = document.createElement("li"); li.textContent = u; ul.append(li); }
+    // One row per projection with its total, then the partitions behind.
+    const byProj = new Map();
+    for (const l of s.lag || []) {
+      const p = byProj.get(l.projection) || { total: 0, behind: [] };
+      p.total += l.records;
+      if (l.records > 0) p.behind.push(l);
+      byProj.set(l.projection, p);
+    }
     const tbody = $("lag").tBodies[0];
     tbody.textContent = "";
-    for (const l of s.lag || []) {
+    const row = (cells) => {
       const tr = document.createElement("tr");
-      for (const v of [l.projection, l.partition, l.records]) { const td = document.createElement("td"); td.textContent = v; tr.append(td); }
+      for (const v of cells) { const td = document.createElement("td"); td.textContent = v; tr.append(td); }
       tbody.append(tr);
+    };
+    for (const [name, p] of byProj) {
+      row([name.replace("parley.projection.", ""), "all", p.total]);
+      for (const l of p.behind) row(["", l.partition, l.records]);
     }
   } catch (err) { /* shown stale until the next poll */ }
 }
