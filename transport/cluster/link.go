@@ -31,14 +31,17 @@ type Forward struct {
 	Frame json.RawMessage `json:"frame,omitempty"`
 	// At is when the message was accepted, Unix milliseconds (for metrics).
 	At int64 `json:"at,omitempty"`
-	// Kick names a device to close with reason "replaced".
-	Kick domain.UniqueID `json:"kick,omitempty"`
+	// Kick names a device to close, with KickReason: "replaced" (another
+	// instance took its route) or "slow_consumer" (a push for it was lost
+	// on the way; closing it makes it resync, I5).
+	Kick       domain.UniqueID `json:"kick,omitempty"`
+	KickReason string          `json:"kickReason,omitempty"`
 }
 
 // Local is what a receiving instance does with forwards: its gateway.
 type Local interface {
 	DeliverUIDs(uids []domain.UniqueID, frame []byte, accepted time.Time)
-	Kick(uid domain.UniqueID)
+	Kick(uid domain.UniqueID, reason string)
 }
 
 // MaxBatch bounds the forwards in one link frame.
@@ -92,7 +95,7 @@ func (e *receiverEvents) OnMessage(_ *gws.Conn, m *gws.Message) {
 	}
 	for _, f := range batch {
 		if f.Kick != "" {
-			e.r.local.Kick(f.Kick)
+			e.r.local.Kick(f.Kick, f.KickReason)
 			continue
 		}
 		e.r.local.DeliverUIDs(f.UIDs, f.Frame, time.UnixMilli(f.At))
@@ -191,6 +194,52 @@ type link struct {
 	instance string
 	q        chan Forward
 	stop     chan struct{}
+
+	mu      sync.Mutex
+	dropped map[domain.UniqueID]struct{} // devices that missed a forward
+}
+
+// maxDropped bounds the devices a link remembers to close.
+const maxDropped = 100000
+
+// Drop records that a forward for uids could not be queued: once the link
+// runs again it closes those devices with slow_consumer so that they
+// resync, rather than leaving them to notice the gap at their next push,
+// which may never come (I5).
+func (l *Links) Drop(instance string, uids []domain.UniqueID) {
+	l.mu.Lock()
+	lk := l.links[instance]
+	l.mu.Unlock()
+	if lk == nil {
+		return
+	}
+	lk.mu.Lock()
+	defer lk.mu.Unlock()
+	if lk.dropped == nil {
+		lk.dropped = map[domain.UniqueID]struct{}{}
+	}
+	for _, u := range uids {
+		if len(lk.dropped) >= maxDropped {
+			return
+		}
+		lk.dropped[u] = struct{}{}
+	}
+}
+
+// takeDropped returns the kicks owed for dropped forwards, at most
+// MaxBatch, and forgets them.
+func (lk *link) takeDropped() []Forward {
+	lk.mu.Lock()
+	defer lk.mu.Unlock()
+	var out []Forward
+	for u := range lk.dropped {
+		if len(out) == MaxBatch {
+			break
+		}
+		out = append(out, Forward{Kick: u, KickReason: "slow_consumer"})
+		delete(lk.dropped, u)
+	}
+	return out
 }
 
 // run keeps one connection to the peer and writes the queue to it in
@@ -256,11 +305,17 @@ func (lk *link) run() {
 			}
 			pending = nil
 		}
-		select {
-		case <-lk.stop:
-			return
-		case f := <-lk.q:
-			batch = append(batch[:0], f)
+		if kicks := lk.takeDropped(); len(kicks) > 0 {
+			// Queue order no longer matters for these devices: they will
+			// reconnect and sync. Kicks go first.
+			batch = append(batch[:0], kicks...)
+		} else {
+			select {
+			case <-lk.stop:
+				return
+			case f := <-lk.q:
+				batch = append(batch[:0], f)
+			}
 		}
 	drain:
 		for len(batch) < MaxBatch {

@@ -63,9 +63,10 @@ func (r *Router) Deliver(p push.Push) error {
 			continue
 		}
 		if err := r.links.Send(inst, Forward{UIDs: us, Frame: frame, At: p.Message.ServerTime.UnixMilli()}); err != nil {
-			// The peer does not keep up. Its devices notice the missing push
-			// by the next push's prevMsgId and sync (I5).
-			r.log.Warn("push not forwarded", "peer", inst, "devices", len(us), "err", err)
+			// The peer does not keep up: its devices are closed as slow
+			// consumers as soon as the link can carry it, and resync (I5).
+			r.log.Warn("push not forwarded; its devices will be closed", "peer", inst, "devices", len(us), "err", err)
+			r.links.Drop(inst, us)
 		}
 	}
 	return nil
@@ -74,10 +75,10 @@ func (r *Router) Deliver(p push.Push) error {
 // Kick asks instance to close uid, whose route this instance took over.
 func (r *Router) Kick(instance string, uid domain.UniqueID) {
 	if instance == r.self && r.local != nil {
-		r.local.Kick(uid)
+		r.local.Kick(uid, "replaced")
 		return
 	}
-	if err := r.links.Send(instance, Forward{Kick: uid}); err != nil {
+	if err := r.links.Send(instance, Forward{Kick: uid, KickReason: "replaced"}); err != nil {
 		r.log.Warn("kick not forwarded", "peer", instance, "uid", uid, "err", err)
 	}
 }

@@ -46,15 +46,21 @@ func (g *Gateway) DeliverUIDs(uids []domain.UniqueID, frame []byte, accepted tim
 	g.cfg.Observer.Pushed(n, accepted)
 }
 
-// Kick closes the local connection of uid with reason replaced: another
-// instance took its route over under the replace policy.
-func (g *Gateway) Kick(uid domain.UniqueID) {
+// Kick closes the local connection of uid, for another instance: with
+// reason replaced (that instance took its route under the replace policy)
+// or slow_consumer (a push for it was lost between instances; it resyncs).
+func (g *Gateway) Kick(uid domain.UniqueID, reason string) {
 	g.mu.RLock()
 	s := g.byUID[uid]
 	g.mu.RUnlock()
-	if s != nil {
-		s.closeWith(wire.CloseReplaced, wire.ReasonReplaced, false)
+	if s == nil {
+		return
 	}
+	if reason == wire.ReasonSlowConsumer {
+		s.closeWith(wire.CloseSlowConsumer, wire.ReasonSlowConsumer, true)
+		return
+	}
+	s.closeWith(wire.CloseReplaced, wire.ReasonReplaced, false)
 }
 
 // Logout implements logout.Closer: it closes the local connections of
