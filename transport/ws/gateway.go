@@ -285,10 +285,13 @@ func (g *Gateway) Reassert(ctx context.Context) {
 	}
 	g.mu.RUnlock()
 	for _, s := range held {
-		if s.closed.Load() {
-			continue
+		if s.closed.Load() || !s.routed.Load() {
+			continue // closed, or its hello's claim is still under way
 		}
-		_, err := g.cfg.Routes.Claim(ctx, s.uid, g.cfg.Instance, false)
+		prev, err := g.cfg.Routes.Claim(ctx, s.uid, g.cfg.Instance, false)
+		if errors.Is(err, routes.ErrHeld) && g.cfg.Prober != nil && !g.cfg.Prober.Reachable(ctx, prev) {
+			_, err = g.cfg.Routes.Claim(ctx, s.uid, g.cfg.Instance, true) // held by a dead instance
+		}
 		switch {
 		case errors.Is(err, routes.ErrHeld):
 			s.closeWith(wire.CloseReplaced, wire.ReasonReplaced, false)
@@ -475,6 +478,7 @@ func (g *Gateway) register(ctx context.Context, s *session, now time.Time) (repl
 	if prev != "" && prev != g.cfg.Instance && g.cfg.Kicker != nil {
 		g.cfg.Kicker.Kick(prev, s.uid)
 	}
+	s.routed.Store(true)
 	return replaced, nil
 }
 

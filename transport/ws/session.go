@@ -32,6 +32,8 @@ type session struct {
 	lastRead   atomic.Int64 // Unix nanoseconds
 	pending    atomic.Int32 // frames queued, not yet written
 	closed     atomic.Bool
+	// routed is set once the hello's claim of the cluster route succeeded.
+	routed atomic.Bool
 }
 
 func newSession(g *Gateway, conn *gws.Conn, now time.Time) *session {
