@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"runtime/debug"
 	"strings"
 	"time"
 
@@ -205,12 +204,7 @@ func parseServe(args []string, stderr io.Writer) (node.Config, error) {
 	if *gcPercent < 10 {
 		return node.Config{}, fmt.Errorf("--gc-percent %d: want at least 10", *gcPercent)
 	}
-	if _, set := os.LookupEnv("GOGC"); !set {
-		// Collections every 4x of the live heap instead of 2x halve the
-		// p99 send latency on a busy 2-core box (docs/benchmarks.md) for a
-		// few MB more.
-		debug.SetGCPercent(*gcPercent)
-	}
+	cfg.GCPercent = *gcPercent
 	single := *pgDSN == ""
 	cfg.Console = *consoleMode == "on" || *consoleMode == "auto" && single
 	cfg.DevTokens = *devTokens == "on" || *devTokens == "auto" && single
