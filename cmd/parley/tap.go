@@ -15,6 +15,7 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/parley-chat/parley/events"
+	"github.com/parley-chat/parley/infra/kafka"
 )
 
 // tapLine is one NDJSON line of `parley tap`.
@@ -121,40 +122,26 @@ func runTap(ctx context.Context, cfg tapConfig, out io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("cannot read partitions of %s: %w", cfg.topic, err)
 	}
-	var wg sync.WaitGroup
+	from := make(map[int32]int64, len(parts))
 	for _, part := range parts {
-		start := sc.Consumer.Offsets.Initial
+		from[part] = sc.Consumer.Offsets.Initial
 		if cfg.from != "earliest" && cfg.from != "latest" {
 			at, err := time.Parse(time.RFC3339, cfg.from)
 			if err != nil {
 				return fmt.Errorf("--from %q: want earliest, latest or an RFC 3339 time", cfg.from)
 			}
-			if start, err = client.GetOffset(cfg.topic, part, at.UnixMilli()); err != nil {
+			if from[part], err = client.GetOffset(cfg.topic, part, at.UnixMilli()); err != nil {
 				return err
 			}
 		}
-		pc, err := consumer.ConsumePartition(cfg.topic, part, start)
-		if err != nil {
-			return fmt.Errorf("cannot read partition %d: %w", part, err)
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer pc.Close()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case m, ok := <-pc.Messages():
-					if !ok {
-						return
-					}
-					p.print(m)
-				}
-			}
-		}()
 	}
-	wg.Wait()
+	err = kafka.ConsumePartitions(ctx, consumer, cfg.topic, from, nil, func(m *sarama.ConsumerMessage) error {
+		p.print(m)
+		return nil
+	})
+	if err != nil && ctx.Err() == nil {
+		return err
+	}
 	return p.err
 }
 

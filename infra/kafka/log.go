@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"sync"
 	"time"
 
@@ -18,10 +17,6 @@ import (
 const (
 	// MetadataKey holds the partition key: the conversation id.
 	MetadataKey = "key"
-	// MetadataPartition and MetadataOffset are filled in by Publish with
-	// where the record landed.
-	MetadataPartition = "partition"
-	MetadataOffset    = "offset"
 )
 
 // Config configures Parley's connection to the event log.
@@ -243,25 +238,6 @@ func (l *Log) appendTo(ctx context.Context, topic string, partitions int32, id s
 	return l.publish(topic, partitions, msg)
 }
 
-// Publish implements Watermill's message.Publisher. Each message needs the
-// events.MetadataName and MetadataKey metadata; Publish records the
-// position of each in MetadataPartition and MetadataOffset.
-func (l *Log) Publish(topic string, msgs ...*message.Message) error {
-	for _, m := range msgs {
-		parts := l.cfg.Partitions
-		if topic == l.cfg.UsersTopic {
-			parts = l.cfg.UsersPartitions
-		}
-		pos, err := l.publish(topic, parts, m)
-		if err != nil {
-			return err
-		}
-		m.Metadata.Set(MetadataPartition, strconv.Itoa(int(pos.Partition)))
-		m.Metadata.Set(MetadataOffset, strconv.FormatInt(pos.Offset, 10))
-	}
-	return nil
-}
-
 func (l *Log) publish(topic string, partitions int32, m *message.Message) (events.Position, error) {
 	if err := m.Context().Err(); err != nil {
 		return events.Position{}, err
@@ -424,20 +400,29 @@ func (l *Log) ReadRange(ctx context.Context, from, to map[int32]int64, fn func(R
 		return err
 	}
 	defer consumer.Close()
+	return ConsumePartitions(ctx, consumer, l.cfg.Topic, from, to, func(m *sarama.ConsumerMessage) error { return fn(raw(m)) })
+}
+
+// ConsumePartitions reads each partition p of from, starting at from[p],
+// without a consumer group: up to (not including) to[p], or, with a nil
+// to, until ctx ends. One goroutine per partition calls fn in log order
+// within it; the first error of fn stops every partition and is returned.
+// No goroutine calls fn after it returns.
+func ConsumePartitions(ctx context.Context, consumer sarama.Consumer, topic string, from, to map[int32]int64, fn func(*sarama.ConsumerMessage) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errs := make(chan error, len(to))
+	errs := make(chan error, len(from))
 	var wg sync.WaitGroup
-	for p, end := range to {
-		start := from[p]
-		if start >= end {
+	for p, start := range from {
+		end, bounded := to[p]
+		if to != nil && (!bounded || start >= end) {
 			continue
 		}
-		pc, err := consumer.ConsumePartition(l.cfg.Topic, p, start)
+		pc, err := consumer.ConsumePartition(topic, p, start)
 		if err != nil {
 			cancel()
-			wg.Wait() // no reader may call fn after ReadRange returned
-			return fmt.Errorf("cannot read partition %d from %d: %w", p, start, err)
+			wg.Wait()
+			return fmt.Errorf("cannot read partition %d of %s from %d: %w", p, topic, start, err)
 		}
 		wg.Add(1)
 		go func() {
@@ -451,12 +436,12 @@ func (l *Log) ReadRange(ctx context.Context, from, to map[int32]int64, fn func(R
 					if !ok {
 						return
 					}
-					if err := fn(raw(m)); err != nil {
+					if err := fn(m); err != nil {
 						errs <- err
 						cancel()
 						return
 					}
-					if m.Offset+1 >= end {
+					if to != nil && m.Offset+1 >= end {
 						return
 					}
 				}
