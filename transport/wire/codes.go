@@ -90,3 +90,11 @@ const (
 	CloseLoggedOut  = 4009
 	ReasonLoggedOut = "logged_out"
 )
+
+// CloseFlood, reason "flood": the client went on sending far past its rate
+// limit (frames refused with rate_limited, or pings left unanswered, more
+// than ten times its burst in a row). Reconnect with backoff and send less.
+const (
+	CloseFlood  = 4010
+	ReasonFlood = "flood"
+)

@@ -3,6 +3,8 @@ package wire
 import (
 	"strconv"
 	"unicode/utf8"
+
+	"github.com/parley-chat/parley/domain"
 )
 
 // The two frames that carry messages — a push and a sync reply — are the
@@ -152,4 +154,64 @@ func appendString(b []byte, s string) []byte {
 	}
 	b = append(b, s[start:]...)
 	return append(b, '"')
+}
+
+// MaxMessageBytes bounds the encoding of one message object: a body of
+// domain.MaxBodyBytes that JSON escapes to six bytes a byte, plus ids and
+// times.
+const MaxMessageBytes = 6*domain.MaxBodyBytes + 4096
+
+// EncodedLen is the exact length of AppendMessage's encoding of m.
+func EncodedLen(m *Message) int {
+	const fixed = len(`{"msgId":,"messageId":,"clientMsgId":,"conversation":,"from":,"device":,"kind":,"body":,"serverTime":}`)
+	return fixed + intLen(m.MsgID) + intLen(m.ServerTime) + stringLen(m.MessageID) + stringLen(m.ClientMsgID) +
+		stringLen(m.Conversation) + stringLen(m.From) + stringLen(m.Device) + stringLen(m.Kind) + stringLen(m.Body)
+}
+
+// FitMessages is how many of msgs, from the first, fit in budget bytes of
+// encoded messages (separators included) — at least one, so that a page
+// always moves its reader on.
+func FitMessages(msgs []Message, budget int) int {
+	used := 0
+	for i := range msgs {
+		used += EncodedLen(&msgs[i]) + 1
+		if used > budget && i > 0 {
+			return i
+		}
+	}
+	return len(msgs)
+}
+
+func intLen(n int64) int {
+	var buf [20]byte
+	return len(strconv.AppendInt(buf[:0], n, 10))
+}
+
+// stringLen is the length of appendString's encoding of s.
+func stringLen(s string) int {
+	n := 2
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&':
+				n++
+			case c == '"' || c == '\\' || c == '\n' || c == '\r' || c == '\t' || c == '\b' || c == '\f':
+				n += 2
+			default:
+				n += 6
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1, r == '\u2028', r == '\u2029':
+			n += 6
+		default:
+			n += size
+		}
+		i += size
+	}
+	return n
 }

@@ -73,6 +73,9 @@ func FuzzAppendString(f *testing.F) {
 		if got := appendString(nil, s); string(got) != string(std) {
 			t.Fatalf("appendString(%q) = %s, encoding/json gives %s", s, got, std)
 		}
+		if n := stringLen(s); n != len(std) {
+			t.Fatalf("stringLen(%q) = %d, the encoding has %d bytes", s, n, len(std))
+		}
 	})
 }
 
@@ -95,4 +98,42 @@ func BenchmarkEncodeSyncReply(b *testing.B) {
 			buf = AppendMessages(buf[:0], "1", "d:alice:bob", msgs, "cache", false, next)
 		}
 	})
+}
+
+// EncodedLen is exact: a page cut by bytes relies on it.
+func TestEncodedLenIsExact(t *testing.T) {
+	for _, body := range []string{"", "hello", "\x00\x01\x1f", "<b>&amp;</b>", "héllo 中文 🎉", "line\u2028sep\u2029",
+		"bad \xff utf8", strings.Repeat("\x00", 16<<10), strings.Repeat("x", 16<<10)} {
+		m := sampleMessage(body)
+		if got, want := EncodedLen(&m), len(AppendMessage(nil, &m)); got != want {
+			t.Errorf("EncodedLen(%.20q) = %d, the encoding has %d bytes", body, got, want)
+		}
+		if n := EncodedLen(&m); n > MaxMessageBytes {
+			t.Errorf("a message of %d bytes is over MaxMessageBytes %d", n, MaxMessageBytes)
+		}
+	}
+}
+
+func TestFitMessages(t *testing.T) {
+	small, big := sampleMessage("x"), sampleMessage(strings.Repeat("\x00", 16<<10))
+	one := EncodedLen(&small) + 1
+	tests := []struct {
+		name   string
+		msgs   []Message
+		budget int
+		want   int
+	}{
+		{"none", nil, 100, 0},
+		{"all fit", []Message{small, small, small}, 3 * one, 3},
+		{"cut by bytes", []Message{small, small, small}, 2*one + 1, 2},
+		{"first always fits", []Message{big, small}, 10, 1},
+		{"big after small is cut", []Message{small, big}, 1 << 10, 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := FitMessages(tc.msgs, tc.budget); got != tc.want {
+				t.Errorf("FitMessages = %d, want %d", got, tc.want)
+			}
+		})
+	}
 }
