@@ -114,12 +114,25 @@ func (g *Group) CanRemove(by AccountID, accounts []AccountID) error {
 	return nil
 }
 
-// Add applies an accepted MembersAdded. It does not check rules: events in the
-// log are facts.
-func (g *Group) Add(accounts []AccountID) {
+// Add applies a MembersAdded from the log. It checks no rule of who may
+// add — events in the log are facts — but the size: two adds accepted at
+// the same time can each fit and together pass MaxGroupMembers, and then
+// the one later in the log changes nothing and Add reports false. Every
+// reader of the log applies the same rule, so they all agree.
+func (g *Group) Add(accounts []AccountID) bool {
+	n := len(g.members)
+	for _, a := range uniq(accounts) {
+		if !g.IsMember(a) {
+			n++
+		}
+	}
+	if n > MaxGroupMembers {
+		return false
+	}
 	for _, a := range accounts {
 		g.members[a] = struct{}{}
 	}
+	return true
 }
 
 // Remove applies an accepted MembersRemoved.

@@ -243,3 +243,28 @@ func TestGroupAddRemoveClone(t *testing.T) {
 		t.Errorf("clone lost id, name or owner")
 	}
 }
+
+// Two adds that each fit can together pass the limit; the later one in the
+// log changes nothing.
+func TestGroupAddNeverPassesTheLimit(t *testing.T) {
+	g := mustGroup(t, "owner", accounts("m", domain.MaxGroupMembers-6)...)
+	first, second := accounts("a", 4), accounts("b", 4)
+	if err := g.CanAdd("owner", first); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.CanAdd("owner", second); err != nil {
+		t.Fatal(err)
+	}
+	if !g.Add(first) {
+		t.Fatal("the first add was refused")
+	}
+	if g.Add(second) {
+		t.Fatal("the second add passed the limit")
+	}
+	if g.Size() != domain.MaxGroupMembers-1 || g.IsMember("b0000") {
+		t.Errorf("size %d after a refused add, b0000 member %v", g.Size(), g.IsMember("b0000"))
+	}
+	if !g.Add(accounts("m", 10)) {
+		t.Error("adding existing members is refused at the limit")
+	}
+}

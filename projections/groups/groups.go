@@ -68,7 +68,9 @@ func (m *Memory) change(group string, accounts []string, add bool) error {
 		return &projections.PoisonError{Err: fmt.Errorf("members changed in unknown group %q", group)}
 	}
 	if add {
-		g.Add(as)
+		if !g.Add(as) {
+			return nil // past the size limit: the log's later add loses
+		}
 	} else {
 		g.Remove(as)
 	}

@@ -443,7 +443,18 @@ func (s *Service) AddMembers(ctx context.Context, who domain.AccountID, group st
 		return nil, err
 	}
 	e := events.GroupMembersAdded{Group: string(g.ID()), By: string(who), Accounts: accountStrings(as), At: s.cfg.Now().UnixMilli()}
-	return s.appendGroupEvent(ctx, g.ID(), e)
+	after, err := s.appendGroupEvent(ctx, g.ID(), e)
+	if err != nil {
+		return nil, err
+	}
+	// A concurrent add may have filled the group first: then the log
+	// applied this one as nothing.
+	for _, a := range as {
+		if !after.IsMember(a) {
+			return nil, &domain.LimitError{Field: "group members", Limit: domain.MaxGroupMembers, Got: after.Size() + len(as)}
+		}
+	}
+	return after, nil
 }
 
 // RemoveMembers removes accounts from group g on behalf of who.
