@@ -2,12 +2,18 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/parley-chat/parley/infra/node"
 
 	"github.com/parley-chat/parley/transport/client"
 	"github.com/parley-chat/parley/transport/wire"
@@ -93,5 +99,63 @@ func TestOperationsEndpoints(t *testing.T) {
 	}
 	if !strings.Contains(after, `parley_projection_lag_records{partition="0",projection="parley.projection.store"}`) {
 		t.Error("no projection lag per partition in /metrics")
+	}
+}
+
+// mountTmpfs mounts a tmpfs of size bytes at a new directory, or skips the
+// test where this machine does not allow it (it needs root).
+func mountTmpfs(t *testing.T, size int) string {
+	t.Helper()
+	dir := t.TempDir()
+	out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+strconv.Itoa(size), "tmpfs", dir).CombinedOutput()
+	if err != nil {
+		t.Skipf("cannot mount a tmpfs here (needs root): %v %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("umount", "-l", dir).Run() })
+	return dir
+}
+
+// A log that cannot be written (its disk full) fails sends with
+// unavailable, takes /readyz to 503 with the cause, and both recover once
+// there is room again.
+func TestFullDiskFailsSendsAndReadiness(t *testing.T) {
+	disk := mountTmpfs(t, 4<<20)
+	s := startServer(t, func(c *node.Config) { c.EmbeddedBroker.DataDir = filepath.Join(disk, "log") })
+	ctx := ctxT(t)
+	alice := s.dial("alice", "phone")
+	if _, err := alice.Send(ctx, client.Target{Account: "bob"}, "first", "text", "before the disk fills"); err != nil {
+		t.Fatal(err)
+	}
+	filler := filepath.Join(disk, "filler")
+	f, err := os.Create(filler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = f.Write(make([]byte, 8<<20)) // fails when the disk is full, as meant
+	f.Close()
+	body := strings.Repeat("x", 4<<10)
+	var failed error
+	for i := 0; i < 200 && failed == nil; i++ {
+		_, failed = alice.Do(ctx, wire.Request{Type: wire.TypeSend, To: "bob", ClientMsgID: fmt.Sprint("full-", i), Body: body})
+	}
+	if client.CodeOf(failed) != wire.CodeUnavailable {
+		t.Fatalf("a send to a full disk: %v, want unavailable", failed)
+	}
+	// The client learns the code, not the broker's own words (logged).
+	if msg := failed.(*client.Error).Message; strings.Contains(strings.ToLower(msg), "kafka") || strings.Contains(msg, "storage") {
+		t.Errorf("the error text leaks the cause: %q", msg)
+	}
+	code, ready := httpGet(t, "http://"+s.n.Addr()+"/readyz")
+	if code != http.StatusServiceUnavailable || !strings.Contains(ready, `"log"`) {
+		t.Errorf("/readyz with a full disk: %d %s", code, ready)
+	}
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.Send(ctx, client.Target{Account: "bob"}, "after", "text", "room again"); err != nil {
+		t.Fatalf("a send once there is room again: %v", err)
+	}
+	if code, ready := httpGet(t, "http://"+s.n.Addr()+"/readyz"); code != http.StatusOK {
+		t.Errorf("/readyz once there is room again: %d %s", code, ready)
 	}
 }

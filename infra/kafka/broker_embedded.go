@@ -6,8 +6,10 @@
 package kafka
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"strconv"
 
@@ -24,11 +26,18 @@ type EmbeddedConfig struct {
 	// ack survives a power loss, not only a process crash. Off by default,
 	// as in Kafka: the page cache already survives a crash of the process.
 	SyncWrites bool
+	// Logger receives the broker's warnings and errors (a failed write of
+	// the log, say); its informational lines go to debug. Default
+	// slog.Default().
+	Logger *slog.Logger
 }
 
 func (c *EmbeddedConfig) setDefaults() {
 	if c.Addr == "" {
 		c.Addr = "127.0.0.1:0"
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
 	}
 }
 
@@ -71,6 +80,7 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 		kfake.Ports(port),
 		kfake.DataDir(cfg.DataDir),
 		kfake.ClusterID("parley-embedded"),
+		kfake.WithLogger(brokerLogger{cfg.Logger.With("component", "embedded-broker")}),
 	}
 	if cfg.SyncWrites {
 		opts = append(opts, kfake.SyncWrites())
@@ -80,6 +90,23 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 		return nil, fmt.Errorf("cannot start the embedded broker: %w", err)
 	}
 	return &Embedded{cluster: c}, nil
+}
+
+// brokerLogger hands the embedded broker's lines to slog.
+type brokerLogger struct{ log *slog.Logger }
+
+func (l brokerLogger) Logf(level kfake.LogLevel, format string, args ...any) {
+	lvl := slog.LevelDebug
+	switch level {
+	case kfake.LogLevelError:
+		lvl = slog.LevelError
+	case kfake.LogLevelWarn:
+		lvl = slog.LevelWarn
+	}
+	if !l.log.Enabled(context.Background(), lvl) {
+		return
+	}
+	l.log.Log(context.Background(), lvl, fmt.Sprintf(format, args...))
 }
 
 // Addrs are the broker's host:port addresses, for any Kafka client.

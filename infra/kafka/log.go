@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -47,6 +48,9 @@ type Config struct {
 	// Sarama, if set, is the base Sarama configuration for anything else;
 	// Parley overrides the settings it depends on.
 	Sarama *sarama.Config
+	// Logger receives a line when appends start failing and when they work
+	// again. Default slog.Default().
+	Logger *slog.Logger
 }
 
 func (c *Config) setDefaults() {
@@ -70,6 +74,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Epoch == 0 {
 		c.Epoch = 1
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
 	}
 }
 
@@ -130,6 +137,9 @@ type Log struct {
 
 	endsMu sync.Mutex
 	ends   map[int32]*endState
+
+	healthMu sync.Mutex
+	failing  error // of the last append, nil once one succeeds
 }
 
 // Open connects to the brokers, makes sure the topic exists with the
@@ -259,10 +269,35 @@ func (l *Log) publish(topic string, partitions int32, m *message.Message) (event
 		Partition: events.PartitionFor(key, partitions),
 	}
 	partition, offset, err := l.producer.SendMessage(pm)
+	l.noteAppend(err)
 	if err != nil {
 		return events.Position{}, fmt.Errorf("cannot append to %s: %w", topic, err)
 	}
 	return events.Position{Partition: partition, Offset: offset}, nil
+}
+
+// noteAppend records the outcome of an append, logging the moments appends
+// start failing and work again (not every failure: a full disk fails
+// every send).
+func (l *Log) noteAppend(err error) {
+	l.healthMu.Lock()
+	defer l.healthMu.Unlock()
+	switch {
+	case err != nil && l.failing == nil:
+		l.cfg.Logger.Error("cannot append to the event log; sends fail until it can", "err", err)
+	case err == nil && l.failing != nil:
+		l.cfg.Logger.Info("the event log takes appends again")
+	}
+	l.failing = err
+}
+
+// Writable is nil unless the last append failed: then it is that error.
+// Readiness reports it, so a log that cannot be written (a full disk, a
+// lost broker) takes the process out of rotation.
+func (l *Log) Writable() error {
+	l.healthMu.Lock()
+	defer l.healthMu.Unlock()
+	return l.failing
 }
 
 // EndOffset is the offset the next record of partition will get: every

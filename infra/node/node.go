@@ -233,6 +233,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if n.tokens, err = auth.NewTokens(secret); err != nil {
 		return nil, err
 	}
+	cfg.Kafka.Logger, cfg.EmbeddedBroker.Logger = n.log, n.log
 	if len(cfg.Kafka.Brokers) == 0 {
 		if n.broker, err = kafka.StartEmbedded(cfg.EmbeddedBroker); err != nil {
 			return nil, err

@@ -77,6 +77,11 @@ func (n *Node) readyz(w http.ResponseWriter, r *http.Request) {
 		ready = false
 		checks[name] = err.Error()
 	}
+	if err := n.events.Writable(); err != nil {
+		fail("log", err)
+	} else {
+		checks["log"] = "ok"
+	}
 	ends, err := n.events.EndOffsets()
 	if err != nil {
 		fail("bus", err)
