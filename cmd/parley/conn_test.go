@@ -370,7 +370,8 @@ func TestFloodIsRateLimitedWithoutLoss(t *testing.T) {
 // every message (I5).
 func TestSlowConsumerIsDisconnectedAndResyncs(t *testing.T) {
 	s := startServer(t, func(c *node.Config) {
-		c.Gateway.MaxQueuedFrames = 8
+		c.Gateway.MaxReplyBytes = 64 << 10
+		c.Gateway.MaxQueuedBytes = 400 << 10
 		c.Gateway.RatePerSecond = 100000
 		c.Gateway.RateBurst = 100000
 	})

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"sort"
 	"sync"
@@ -33,10 +34,32 @@ type Config struct {
 	Heartbeat time.Duration
 	// HelloTimeout is how long a new connection has to say hello. Default 10s.
 	HelloTimeout time.Duration
-	// MaxQueuedFrames bounds the frames waiting to be written to one
-	// connection; past it the connection is closed as a slow consumer so
-	// that it resyncs, never silently skipped (I5). Default 512.
-	MaxQueuedFrames int
+	// MaxQueuedBytes bounds the bytes waiting to be written to one
+	// connection (replies and pushes); past it the connection is closed as
+	// a slow consumer so that it resyncs, never silently skipped (I5).
+	// While half of it is queued, the connection's requests wait unread,
+	// so a client that sends faster than it reads its replies is slowed
+	// down, not closed. Default 4 MiB.
+	MaxQueuedBytes int
+	// HelloQueueBytes is MaxQueuedBytes before hello: what an
+	// unauthenticated connection may make the server hold. Default 8 KiB.
+	HelloQueueBytes int
+	// MaxQueuedBytesTotal bounds the bytes queued on every connection
+	// together; a frame past it closes its connection as a slow consumer.
+	// Default 1 GiB.
+	MaxQueuedBytesTotal int64
+	// MaxReplyBytes bounds the messages of one sync reply, encoded; a page
+	// cut by it has hasMore and a cursor after its last message. A reply
+	// holds at least one message. Default 1 MiB.
+	MaxReplyBytes int
+	// MaxConnections bounds the open connections of the gateway; an
+	// upgrade past it is refused with HTTP 503. Default 100,000.
+	MaxConnections int
+	// MaxConnectionsPerIP bounds the open connections from one source
+	// address; an upgrade past it is refused with HTTP 429. Connections
+	// of a trusted API gateway (Trusted) are not counted. 0 is no limit.
+	// Default 1,000.
+	MaxConnectionsPerIP int
 	// ReadBufferBytes is each connection's read buffer. Frames larger than
 	// it are still read whole; a smaller buffer costs a few more syscalls
 	// per large frame and saves memory on every idle connection. Default 1024:
@@ -164,8 +187,23 @@ func (c *Config) setDefaults() {
 	if c.ReadBufferBytes == 0 {
 		c.ReadBufferBytes = 1024
 	}
-	if c.MaxQueuedFrames == 0 {
-		c.MaxQueuedFrames = 512
+	if c.MaxQueuedBytes == 0 {
+		c.MaxQueuedBytes = 4 << 20
+	}
+	if c.HelloQueueBytes == 0 {
+		c.HelloQueueBytes = 8 << 10
+	}
+	if c.MaxQueuedBytesTotal == 0 {
+		c.MaxQueuedBytesTotal = 1 << 30
+	}
+	if c.MaxReplyBytes == 0 {
+		c.MaxReplyBytes = 1 << 20
+	}
+	if c.MaxConnections == 0 {
+		c.MaxConnections = 100_000
+	}
+	if c.MaxConnectionsPerIP == 0 {
+		c.MaxConnectionsPerIP = 1000
 	}
 	if c.WriteTimeout == 0 {
 		c.WriteTimeout = 10 * time.Second
@@ -200,8 +238,23 @@ func (c Config) Validate() error {
 	if c.ReadBufferBytes < 256 {
 		errs = append(errs, fmt.Errorf("ws: read buffer %d must be at least 256 bytes", c.ReadBufferBytes))
 	}
-	if c.MaxQueuedFrames < 1 {
-		errs = append(errs, fmt.Errorf("ws: max queued frames %d must be positive", c.MaxQueuedFrames))
+	if c.MaxReplyBytes < 64<<10 {
+		errs = append(errs, fmt.Errorf("ws: max reply bytes %d must be at least 64 KiB", c.MaxReplyBytes))
+	}
+	// The largest reply (a page of MaxReplyBytes plus one message of up to
+	// wire.MaxMessageBytes) must fit in an empty queue's lower half, which
+	// is when a request is read.
+	if c.MaxQueuedBytes < 2*(c.MaxReplyBytes+wire.MaxMessageBytes) {
+		errs = append(errs, fmt.Errorf("ws: max queued bytes %d must be at least twice max reply bytes plus %d", c.MaxQueuedBytes, wire.MaxMessageBytes))
+	}
+	if c.HelloQueueBytes < 1024 {
+		errs = append(errs, fmt.Errorf("ws: hello queue bytes %d must be at least 1024", c.HelloQueueBytes))
+	}
+	if c.MaxQueuedBytesTotal < int64(c.MaxQueuedBytes) {
+		errs = append(errs, fmt.Errorf("ws: max queued bytes total %d must be at least max queued bytes", c.MaxQueuedBytesTotal))
+	}
+	if c.MaxConnections < 1 || c.MaxConnectionsPerIP < 0 {
+		errs = append(errs, fmt.Errorf("ws: max connections %d must be positive and per IP %d not negative", c.MaxConnections, c.MaxConnectionsPerIP))
 	}
 	if c.Trusted.Secret != "" && len(c.Trusted.Secret) < 16 {
 		errs = append(errs, errors.New("ws: the trusted gateway secret needs at least 16 bytes"))
@@ -223,12 +276,23 @@ type Gateway struct {
 	upgrader *gws.Upgrader
 	log      *slog.Logger
 
+	// budget bounds the bytes queued on every connection together.
+	budget *Budget
+	// ctx is every connection's parent: cancelled at shutdown, it ends the
+	// waits of requests in flight.
+	ctx    context.Context
+	cancel context.CancelFunc
+
 	mu        sync.RWMutex
 	all       map[*session]struct{}
 	byUID     map[domain.UniqueID]*session
 	byAccount map[domain.AccountID]map[*session]struct{}
 	closing   bool
 	aborted   bool
+	// open counts the upgrades admitted and not yet ended, in all and per
+	// source address (trusted gateways' connections uncounted per address).
+	open   int
+	openBy map[string]int
 
 	stop     chan struct{}
 	stopOnce sync.Once
@@ -247,8 +311,11 @@ func New(cfg Config, svc *api.Service, tokens *auth.Tokens) (*Gateway, error) {
 		all:       map[*session]struct{}{},
 		byUID:     map[domain.UniqueID]*session{},
 		byAccount: map[domain.AccountID]map[*session]struct{}{},
+		openBy:    map[string]int{},
+		budget:    NewBudget(cfg.MaxQueuedBytesTotal),
 		stop:      make(chan struct{}),
 	}
+	g.ctx, g.cancel = context.WithCancel(context.Background())
 	g.upgrader = gws.NewUpgrader(&handler{g: g}, &gws.ServerOption{
 		ReadMaxPayloadSize: wire.MaxFrameBytes,
 		ReadBufferSize:     cfg.ReadBufferBytes,
@@ -340,12 +407,25 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	id, trusted, err := g.cfg.Trusted.identity(r)
 	if err != nil {
 		g.log.Warn("refused a trusted-gateway upgrade", "remote", r.RemoteAddr, "err", err)
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusUnauthorized)
-		_, _ = w.Write([]byte(`{"code":"unauthorized","error":"bad trusted gateway headers"}`))
+		refuse(w, http.StatusUnauthorized, wire.CodeUnauthorized, "bad trusted gateway headers")
 		return
 	}
-	conn, err := g.upgrader.Upgrade(w, r)
+	source := ""
+	if !trusted {
+		source = remoteIP(r)
+	}
+	if status, code, text := g.admit(source); status != 0 {
+		w.Header().Set("Retry-After", "1")
+		refuse(w, status, code, text)
+		return
+	}
+	defer func() {
+		if err != nil {
+			g.release(source)
+		}
+	}()
+	var conn *gws.Conn
+	conn, err = g.upgrader.Upgrade(w, r)
 	if err != nil {
 		g.log.Debug("upgrade refused", "remote", r.RemoteAddr, "err", err)
 		return
@@ -357,14 +437,62 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if g.closing {
 		g.mu.Unlock()
 		_ = conn.WriteClose(wire.CloseGoingAway, []byte(wire.ReasonShuttingDown))
+		g.release(source)
 		return
 	}
 	g.conns.Add(1) // under mu, so never concurrent with Shutdown's Wait at zero
 	g.mu.Unlock()
 	go func() {
 		defer g.conns.Done()
+		defer g.release(source)
 		conn.ReadLoop()
 	}()
+}
+
+// refuse answers an upgrade request that is not taken with a JSON error.
+func refuse(w http.ResponseWriter, status int, code wire.Code, text string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = fmt.Fprintf(w, `{"code":%q,"error":%q}`, code, text)
+}
+
+// admit counts a new connection from source ("" for one that is not
+// counted per address), or says why it is refused.
+func (g *Gateway) admit(source string) (status int, code wire.Code, text string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	switch {
+	case g.open >= g.cfg.MaxConnections:
+		return http.StatusServiceUnavailable, wire.CodeUnavailable, "the server is at its connection limit"
+	case source != "" && g.cfg.MaxConnectionsPerIP > 0 && g.openBy[source] >= g.cfg.MaxConnectionsPerIP:
+		return http.StatusTooManyRequests, wire.CodeRateLimited, "too many connections from this address"
+	}
+	g.open++
+	if source != "" {
+		g.openBy[source]++
+	}
+	return 0, "", ""
+}
+
+// release forgets a connection counted by admit.
+func (g *Gateway) release(source string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.open--
+	if source != "" {
+		if g.openBy[source]--; g.openBy[source] <= 0 {
+			delete(g.openBy, source)
+		}
+	}
+}
+
+// remoteIP is the source address of r without its port.
+func remoteIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
 }
 
 func (g *Gateway) isClosing() bool {
@@ -391,6 +519,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	}
 	g.mu.Unlock()
 	g.stopOnce.Do(func() { close(g.stop) })
+	g.cancel()
 	for _, s := range sessions {
 		s.closeWith(wire.CloseGoingAway, wire.ReasonShuttingDown, false)
 	}
@@ -423,8 +552,11 @@ func (g *Gateway) sweep() {
 			var expired []func()
 			for s := range g.all {
 				if code, reason := s.expiry(now); code != 0 {
-					s := s
-					expired = append(expired, func() { s.closeWith(code, reason, false) })
+					// A connection that never said hello gets no queued
+					// frame before its close: whatever it queued (pongs,
+					// errors) is what it failed to read.
+					immediate := code == wire.CloseHelloTimeout
+					expired = append(expired, func() { s.closeWith(code, reason, immediate) })
 				}
 			}
 			g.mu.RUnlock()

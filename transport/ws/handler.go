@@ -38,22 +38,31 @@ func (h *handler) OnClose(c *gws.Conn, err error) {
 	}
 }
 
+// OnPing answers a WebSocket ping with a pong through the connection's
+// bounded queue. Pings count against the rate limit like every frame: a
+// ping past it is not answered, and a ping flood closes the connection.
 func (h *handler) OnPing(c *gws.Conn, payload []byte) {
-	if s := sessionOf(c); s != nil {
-		s.lastRead.Store(time.Now().UnixNano())
+	s := sessionOf(c)
+	if s == nil || s.closed.Load() {
+		return
 	}
-	pong := append([]byte(nil), payload...) // the read buffer is reused
-	c.Async(func() {
-		// Every write sets its own deadline: the last frame's has passed.
-		_ = c.SetWriteDeadline(time.Now().Add(h.g.cfg.WriteTimeout))
-		_ = c.WritePong(pong)
-	})
+	now := time.Now()
+	s.lastRead.Store(now.UnixNano())
+	if !s.admit(now) {
+		return
+	}
+	s.waitRoom()
+	s.pong(payload) // gws allocates each control frame's payload afresh
 }
 
 func (h *handler) OnPong(c *gws.Conn, _ []byte) {
-	if s := sessionOf(c); s != nil {
-		s.lastRead.Store(time.Now().UnixNano())
+	s := sessionOf(c)
+	if s == nil || s.closed.Load() {
+		return
 	}
+	now := time.Now()
+	s.lastRead.Store(now.UnixNano())
+	s.admit(now) // unsolicited pongs count too; there is nothing to answer
 }
 
 func sessionOf(c *gws.Conn) *session {
@@ -72,18 +81,26 @@ func (h *handler) OnMessage(c *gws.Conn, m *gws.Message) {
 	}
 	now := time.Now()
 	s.lastRead.Store(now.UnixNano())
+	// Every frame counts against the rate limit, malformed ones included.
+	admitted := s.admit(now)
+	if s.closed.Load() {
+		return // flooding
+	}
+	s.waitRoom()
 	if m.Opcode != gws.OpcodeText {
 		s.fail("", wire.CodeBadFrame, "frames must be text")
 		return
 	}
-	// Every frame counts against the rate limit, malformed ones included.
-	limited := !s.limiter.AllowN(now, 1)
 	req, derr := wire.DecodeRequest(m.Bytes())
 	if derr != nil {
-		s.fail(derr.ID, derr.Code, derr.Reason)
+		code := derr.Code
+		if code == wire.CodeUnknownType && !s.helloed {
+			code = wire.CodeHelloRequired
+		}
+		s.fail(derr.ID, code, derr.Reason)
 		return
 	}
-	if limited {
+	if !admitted {
 		s.reply(wire.ServerFrame{ID: req.ID, Type: wire.TypeError, Code: string(wire.CodeRateLimited),
 			Error: "too many requests", RetryAfterMs: retryAfter(h.g.cfg.RatePerSecond)})
 		return
@@ -124,7 +141,7 @@ func (h *handler) hello(s *session, req wire.Request, now time.Time) {
 	}
 	s.account, s.device = id.Account, id.Device
 	s.uid = domain.NewUniqueID(id.Account, id.Device)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
 	defer cancel()
 	replaced, err := h.g.register(ctx, s, now)
 	switch {
@@ -140,6 +157,7 @@ func (h *handler) hello(s *session, req wire.Request, now time.Time) {
 		replaced.closeWith(wire.CloseReplaced, wire.ReasonReplaced, true)
 	}
 	s.helloed = true
+	s.out.setLimit(int64(h.g.cfg.MaxQueuedBytes))
 	s.tokenExpires = id.Expires
 	until := s.renewLease(now)
 	s.reply(wire.ServerFrame{
@@ -159,7 +177,7 @@ func (h *handler) identify(s *session, token string) (auth.Identity, error) {
 }
 
 func (h *handler) dispatch(s *session, req wire.Request, now time.Time) {
-	ctx := context.Background()
+	ctx := s.ctx
 	svc := h.g.svc
 	switch req.Type {
 	case wire.TypePing:
@@ -204,8 +222,13 @@ func (h *handler) dispatch(s *session, req wire.Request, now time.Time) {
 			h.failWith(s, req.ID, err)
 			return
 		}
-		s.write(wire.AppendMessages(nil, req.ID, req.Conversation, wire.FromMessages(res.Messages), res.Source, res.More,
-			wire.Cursor{LastTime: res.NextTime.UnixMilli(), LastMsgID: int64(res.NextMsgID)}))
+		msgs := wire.FromMessages(res.Messages)
+		more, next := res.More, res.NextMsgID
+		if n := wire.FitMessages(msgs, h.g.cfg.MaxReplyBytes); n < len(msgs) {
+			msgs, more, next = msgs[:n], true, domain.MsgID(msgs[n-1].MsgID)
+		}
+		s.write(wire.AppendMessages(nil, req.ID, req.Conversation, msgs, res.Source, more,
+			wire.Cursor{LastTime: res.NextTime.UnixMilli(), LastMsgID: int64(next)}))
 	case wire.TypeConversations:
 		list, err := svc.Conversations(ctx, s.account, time.UnixMilli(req.Since), req.Limit)
 		if err != nil {
@@ -248,10 +271,19 @@ func (h *handler) dispatch(s *session, req wire.Request, now time.Time) {
 	}
 }
 
+// failWith answers a failed request with its code. The text of an
+// unavailable or internal error is fixed: the cause (a database's or
+// broker's own message) is logged, never sent to the client.
 func (h *handler) failWith(s *session, id string, err error) {
 	code := api.Code(err)
-	if code == wire.CodeInternal {
+	switch code {
+	case wire.CodeInternal:
 		h.g.log.Error("request failed", "uid", s.uid, "id", id, "err", err)
+		s.fail(id, code, "internal error")
+	case wire.CodeUnavailable:
+		h.g.log.Warn("request unavailable", "uid", s.uid, "id", id, "err", err)
+		s.fail(id, code, "the service cannot answer now; retry")
+	default:
+		s.fail(id, code, err.Error())
 	}
-	s.fail(id, code, err.Error())
 }

@@ -1,6 +1,7 @@
 package ws
 
 import (
+	"context"
 	"encoding/json"
 	"sync/atomic"
 	"time"
@@ -17,9 +18,19 @@ import (
 type session struct {
 	g    *Gateway
 	conn *gws.Conn
+	out  *outbox
+	// ctx is cancelled when the connection closes: a request it is waiting
+	// on (a send, a lagging read model) gives up instead of holding the
+	// connection's goroutine.
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	connectedAt time.Time
-	limiter     *rate.Limiter
+	// limiter paces every frame a client sends, control frames included;
+	// flood counts the frames refused by it. A client that goes on far
+	// past its refusals is closed (CloseFlood).
+	limiter *rate.Limiter
+	flood   *rate.Limiter
 
 	helloed bool
 	account domain.AccountID
@@ -30,16 +41,43 @@ type session struct {
 
 	leaseUntil atomic.Int64 // Unix nanoseconds; 0 before hello
 	lastRead   atomic.Int64 // Unix nanoseconds
-	pending    atomic.Int32 // frames queued, not yet written
 	closed     atomic.Bool
 	// routed is set once the hello's claim of the cluster route succeeded.
 	routed atomic.Bool
 }
 
 func newSession(g *Gateway, conn *gws.Conn, now time.Time) *session {
-	s := &session{g: g, conn: conn, connectedAt: now, limiter: rate.NewLimiter(rate.Limit(g.cfg.RatePerSecond), g.cfg.RateBurst)}
+	cfg := g.cfg
+	s := &session{g: g, conn: conn, connectedAt: now,
+		limiter: rate.NewLimiter(rate.Limit(cfg.RatePerSecond), cfg.RateBurst),
+		flood:   rate.NewLimiter(rate.Limit(cfg.RatePerSecond*FloodFactor), cfg.RateBurst*FloodFactor),
+	}
+	s.ctx, s.cancel = context.WithCancel(g.ctx)
+	s.out = newOutbox(conn.NetConn(), int64(cfg.HelloQueueBytes), g.budget, cfg.WriteTimeout, func() {
+		s.closeWith(wire.CloseSlowConsumer, wire.ReasonSlowConsumer, true)
+	})
 	s.lastRead.Store(now.UnixNano())
 	return s
+}
+
+// FloodFactor is how far past its rate limit a connection may go on
+// sending before it is closed with CloseFlood: it may have this many times
+// its burst of frames refused in a burst, and this many times its rate
+// refused per second.
+const FloodFactor = 10
+
+// admit counts one frame against the rate limit. It reports whether the
+// frame may be served; a frame that may not is answered rate_limited (a
+// request) or ignored (a control frame), and a connection that floods far
+// beyond that is closed.
+func (s *session) admit(now time.Time) bool {
+	if s.limiter.AllowN(now, 1) {
+		return true
+	}
+	if !s.flood.AllowN(now, 1) {
+		s.closeWith(wire.CloseFlood, wire.ReasonFlood, true)
+	}
+	return false
 }
 
 // alive reports whether the connection has been heard from within the
@@ -92,26 +130,27 @@ func (s *session) fail(id string, code wire.Code, text string) {
 	s.reply(wire.ServerFrame{ID: id, Type: wire.TypeError, Code: string(code), Error: text})
 }
 
-// write queues an encoded frame without blocking. A connection whose queue
-// is full is closed as a slow consumer: it reconnects and syncs, so nothing
-// is lost silently (I5).
+// write queues an encoded text frame without blocking. A connection whose
+// queue is full is closed as a slow consumer: it reconnects and syncs, so
+// nothing is lost silently (I5).
 func (s *session) write(frame []byte) {
 	if s.closed.Load() {
 		return
 	}
-	if int(s.pending.Add(1)) > s.g.cfg.MaxQueuedFrames {
-		s.pending.Add(-1)
-		s.closeWith(wire.CloseSlowConsumer, wire.ReasonSlowConsumer, true)
+	s.out.push(opText, frame)
+}
+
+// pong queues the answer to a WebSocket ping.
+func (s *session) pong(payload []byte) {
+	if s.closed.Load() {
 		return
 	}
-	s.conn.Async(func() {
-		defer s.pending.Add(-1)
-		_ = s.conn.SetWriteDeadline(time.Now().Add(s.g.cfg.WriteTimeout))
-		if err := s.conn.WriteMessage(gws.OpcodeText, frame); err != nil {
-			s.closeWith(wire.CloseSlowConsumer, wire.ReasonSlowConsumer, true)
-		}
-	})
+	s.out.push(opPong, payload)
 }
+
+// waitRoom holds the reader while the connection's replies pile up
+// unread (see outbox.waitRoom).
+func (s *session) waitRoom() { s.out.waitRoom(s.ctx.Done()) }
 
 // closeWith closes the connection with a close code and reason. Unless
 // immediate, frames already queued (an error reply, say) are written first.
@@ -119,6 +158,7 @@ func (s *session) closeWith(code uint16, reason string, immediate bool) {
 	if !s.closed.CompareAndSwap(false, true) {
 		return
 	}
+	s.cancel()
 	// Not the uid: the sweeper may close a connection whose hello is
 	// writing it at this moment.
 	s.g.log.Debug("closing connection", "code", code, "reason", reason)
@@ -128,8 +168,9 @@ func (s *session) closeWith(code uint16, reason string, immediate bool) {
 		_ = s.conn.WriteClose(code, []byte(reason))
 	}
 	if immediate {
+		s.out.discard()
 		go do()
 		return
 	}
-	s.conn.Async(do)
+	s.out.closeAfter(do)
 }

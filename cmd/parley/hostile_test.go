@@ -1,0 +1,494 @@
+package main
+
+import (
+	"bufio"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/parley-chat/parley/infra/node"
+	"github.com/parley-chat/parley/transport/client"
+	"github.com/parley-chat/parley/transport/wire"
+)
+
+// rawWS is a WebSocket client written from scratch on a TCP socket, so that
+// a test can do what a hostile client does: write frames without reading,
+// pipeline, flood control frames.
+type rawWS struct {
+	net.Conn
+	br *bufio.Reader
+}
+
+// dialRaw upgrades a TCP connection to url's /ws and returns it, or the
+// HTTP status of a refused upgrade.
+func dialRaw(t *testing.T, addr string) (*rawWS, int) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	key := make([]byte, 16)
+	_, _ = rand.Read(key)
+	req := "GET /ws HTTP/1.1\r\nHost: " + addr + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: " + fmt.Sprintf("%x", key)[:22] + "==\r\n\r\n"
+	if _, err := c.Write([]byte(req)); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		return nil, resp.StatusCode
+	}
+	return &rawWS{Conn: c, br: br}, resp.StatusCode
+}
+
+// frame encodes a masked client frame.
+func frame(op byte, payload []byte) []byte {
+	b := []byte{0x80 | op}
+	switch n := len(payload); {
+	case n < 126:
+		b = append(b, 0x80|byte(n))
+	case n <= 0xFFFF:
+		b = append(b, 0x80|126)
+		b = binary.BigEndian.AppendUint16(b, uint16(n))
+	default:
+		b = append(b, 0x80|127)
+		b = binary.BigEndian.AppendUint64(b, uint64(n))
+	}
+	mask := [4]byte{1, 2, 3, 4}
+	b = append(b, mask[:]...)
+	for i, c := range payload {
+		b = append(b, c^mask[i%4])
+	}
+	return b
+}
+
+// read reads one server frame: its opcode and payload.
+func (r *rawWS) read() (byte, []byte, error) {
+	var h [2]byte
+	if _, err := ioReadFull(r.br, h[:]); err != nil {
+		return 0, nil, err
+	}
+	n := uint64(h[1] & 0x7f)
+	switch n {
+	case 126:
+		var l [2]byte
+		if _, err := ioReadFull(r.br, l[:]); err != nil {
+			return 0, nil, err
+		}
+		n = uint64(binary.BigEndian.Uint16(l[:]))
+	case 127:
+		var l [8]byte
+		if _, err := ioReadFull(r.br, l[:]); err != nil {
+			return 0, nil, err
+		}
+		n = binary.BigEndian.Uint64(l[:])
+	}
+	p := make([]byte, n)
+	_, err := ioReadFull(r.br, p)
+	return h[0] & 0x0f, p, err
+}
+
+func ioReadFull(br *bufio.Reader, p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		m, err := br.Read(p[n:])
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// readText reads frames until a text frame (skipping pongs) and decodes it;
+// a close frame gives its code.
+func (r *rawWS) readText() (wire.ServerFrame, uint16, error) {
+	for {
+		op, p, err := r.read()
+		if err != nil {
+			return wire.ServerFrame{}, 0, err
+		}
+		switch op {
+		case 0x8:
+			if len(p) >= 2 {
+				return wire.ServerFrame{}, binary.BigEndian.Uint16(p), nil
+			}
+			return wire.ServerFrame{}, 1005, nil
+		case 0x1:
+			var f wire.ServerFrame
+			err := json.Unmarshal(p, &f)
+			return f, 0, err
+		}
+	}
+}
+
+// heapWatch samples the live heap of this process (the server runs in it)
+// while an attack runs, and reports the most it grew.
+type heapWatch struct {
+	base uint64
+	peak atomic.Uint64
+	stop chan struct{}
+	done chan struct{}
+}
+
+func watchHeap() *heapWatch {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	w := &heapWatch{base: ms.HeapInuse, stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		t := time.NewTicker(50 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-w.stop:
+				return
+			case <-t.C:
+				var ms runtime.MemStats
+				runtime.ReadMemStats(&ms)
+				if ms.HeapInuse > w.peak.Load() {
+					w.peak.Store(ms.HeapInuse)
+				}
+			}
+		}
+	}()
+	return w
+}
+
+// growth stops watching and returns the peak growth in bytes.
+func (w *heapWatch) growth() int64 {
+	close(w.stop)
+	<-w.done
+	return int64(w.peak.Load()) - int64(w.base)
+}
+
+// legit checks that an ordinary client can still connect and send.
+func legit(t *testing.T, s *server, account string) {
+	t.Helper()
+	c, err := s.tryDial(account, "phone")
+	if err != nil {
+		t.Fatalf("a legitimate client cannot connect during the attack: %v", err)
+	}
+	defer c.Close()
+	if _, err := c.Send(ctxT(t), client.Target{Account: "bob"}, fmt.Sprint("legit-", time.Now().UnixNano()), "text", "still here"); err != nil {
+		t.Fatalf("a legitimate client cannot send during the attack: %v", err)
+	}
+}
+
+// Hostile clients through the real listener: each attack gets its
+// documented answer, costs the server a bounded amount of memory, and a
+// legitimate client keeps working meanwhile.
+func TestHostileClients(t *testing.T) {
+	s := startServer(t, nil)
+	ctx := ctxT(t)
+
+	t.Run("ping flood before hello, never reading", func(t *testing.T) {
+		ping := frame(0x9, []byte(strings.Repeat("p", 125)))
+		// At full speed: closed within moments (4010, unread).
+		ws, _ := dialRaw(t, s.n.Addr())
+		batch := []byte(strings.Repeat(string(ping), 64))
+		w := watchHeap()
+		var werr error
+		sent := 0
+		for end := time.Now().Add(3 * time.Second); time.Now().Before(end); sent += 64 {
+			_ = ws.SetWriteDeadline(time.Now().Add(200 * time.Millisecond))
+			if _, werr = ws.Write(batch); werr != nil {
+				if ne, ok := werr.(net.Error); ok && ne.Timeout() {
+					continue // the server stopped reading us: backpressure
+				}
+				break
+			}
+		}
+		if werr == nil {
+			t.Errorf("the flooding connection is still open after %d pings", sent)
+		}
+		// Paced just under the flood threshold (1,000 pings a second, ten
+		// times the rate), for 3 s: the server answers what the rate
+		// allows, stops reading when the unread pongs fill the small
+		// queue of a connection without hello, and holds no more.
+		paced, _ := dialRaw(t, s.n.Addr())
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tick := time.NewTicker(10 * time.Millisecond)
+			defer tick.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-tick.C:
+					_ = paced.SetWriteDeadline(time.Now().Add(5 * time.Millisecond))
+					_, _ = paced.Write([]byte(strings.Repeat(string(ping), 10)))
+				}
+			}
+		}()
+		legit(t, s, "during-ping-flood")
+		time.Sleep(3 * time.Second)
+		close(stop)
+		wg.Wait()
+		grew := w.growth()
+		t.Logf("full speed: closed after %d pings (%v); paced for 3 s; heap grew by at most %d KiB", sent, werr, grew>>10)
+		if grew > 16<<20 {
+			t.Errorf("a ping flood grew the heap by %d MiB, want under 16 MiB", grew>>20)
+		}
+	})
+
+	t.Run("unknown type before hello gets hello_required", func(t *testing.T) {
+		ws, _ := dialRaw(t, s.n.Addr())
+		if _, err := ws.Write(frame(0x1, []byte(`{"id":"1","type":"teleport"}`))); err != nil {
+			t.Fatal(err)
+		}
+		f, code, err := ws.readText()
+		if err != nil || code != 0 || f.Code != string(wire.CodeHelloRequired) || f.ID != "1" {
+			t.Fatalf("got %+v close %d err %v, want hello_required", f, code, err)
+		}
+	})
+
+	t.Run("2000 pipelined sends are each answered, never closed", func(t *testing.T) {
+		ws, _ := dialRaw(t, s.n.Addr())
+		hello := fmt.Sprintf(`{"id":"h","type":"hello","token":%q}`, s.token("burst", "phone", time.Hour))
+		if _, err := ws.Write(frame(0x1, []byte(hello))); err != nil {
+			t.Fatal(err)
+		}
+		if f, _, err := ws.readText(); err != nil || f.Type != wire.TypeWelcome {
+			t.Fatalf("hello: %+v %v", f, err)
+		}
+		const n = 2000
+		answers := make(chan wire.ServerFrame, n)
+		var closeCode atomic.Uint32
+		go func() {
+			for {
+				f, code, err := ws.readText()
+				if err != nil {
+					return
+				}
+				if code != 0 {
+					closeCode.Store(uint32(code))
+					return
+				}
+				answers <- f
+			}
+		}()
+		var buf []byte
+		for i := 0; i < n; i++ {
+			req := fmt.Sprintf(`{"id":"%d","type":"send","to":"bob","clientMsgId":"b%d","body":"burst %d"}`, i, i, i)
+			buf = append(buf, frame(0x1, []byte(req))...)
+		}
+		go func() { _, _ = ws.Write(buf) }()
+		acked, limited := 0, 0
+		timeout := time.After(60 * time.Second)
+		for acked+limited < n {
+			select {
+			case f := <-answers:
+				switch {
+				case f.Type == wire.TypeAck:
+					acked++
+				case f.Code == string(wire.CodeRateLimited):
+					limited++
+				default:
+					t.Fatalf("unexpected answer %+v", f)
+				}
+			case <-timeout:
+				t.Fatalf("%d acked, %d rate_limited, %d never answered; close code %d", acked, limited, n-acked-limited, closeCode.Load())
+			}
+		}
+		t.Logf("%d acked, %d rate_limited", acked, limited)
+		if c := closeCode.Load(); c != 0 {
+			t.Errorf("connection closed with %d", c)
+		}
+	})
+
+	t.Run("sync of huge messages is cut by bytes, not refused", func(t *testing.T) {
+		sender := s.dial("huge", "phone")
+		body := strings.Repeat("\x01", 16<<10) // JSON escapes each byte to six
+		const n = 171
+		for i := 0; i < n; i++ {
+			if _, err := sender.Send(ctx, client.Target{Account: "reader"}, fmt.Sprint("h", i), "text", body); err != nil {
+				t.Fatal(err)
+			}
+		}
+		reader := s.dial("reader", "phone")
+		var got int
+		var last int64
+		pages := 0
+		for {
+			f, err := reader.Do(ctx, wire.Request{Type: wire.TypeSync, Conversation: "d:huge:reader", LastMsgID: last, Limit: 200})
+			if err != nil {
+				t.Fatalf("sync page %d: %v", pages, err)
+			}
+			pages++
+			got += len(f.Messages)
+			for _, m := range f.Messages {
+				if m.MsgID <= last {
+					t.Fatalf("page %d repeats msgid %d", pages, m.MsgID)
+				}
+				last = m.MsgID
+			}
+			if f.Next == nil || f.Next.LastMsgID != last {
+				t.Fatalf("page %d: next %+v, last message %d", pages, f.Next, last)
+			}
+			if !f.HasMore {
+				break
+			}
+		}
+		if got != n || pages < 2 {
+			t.Errorf("synced %d of %d messages in %d pages", got, n, pages)
+		}
+		assertAlive(t, reader)
+	})
+
+	t.Run("upgrades past the per-address cap are refused", func(t *testing.T) {
+		capped := startServer(t, func(c *node.Config) { c.Gateway.MaxConnectionsPerIP = 3 })
+		for i := 0; i < 3; i++ {
+			if _, status := dialRaw(t, capped.n.Addr()); status != http.StatusSwitchingProtocols {
+				t.Fatalf("connection %d refused with %d", i, status)
+			}
+		}
+		if _, status := dialRaw(t, capped.n.Addr()); status != http.StatusTooManyRequests {
+			t.Fatalf("fourth connection from one address: %d, want 429", status)
+		}
+	})
+
+	t.Run("upgrades past the global cap are refused", func(t *testing.T) {
+		capped := startServer(t, func(c *node.Config) { c.Gateway.MaxConnections = 2 })
+		var held []*rawWS
+		for i := 0; i < 2; i++ {
+			ws, status := dialRaw(t, capped.n.Addr())
+			if status != http.StatusSwitchingProtocols {
+				t.Fatalf("connection %d refused with %d", i, status)
+			}
+			held = append(held, ws)
+		}
+		if _, status := dialRaw(t, capped.n.Addr()); status != http.StatusServiceUnavailable {
+			t.Fatalf("third connection: %d, want 503", status)
+		}
+		held[0].Close()
+		waitFor(t, func() bool { return capped.n.Gateway().Connections() == 1 })
+		if _, status := dialRaw(t, capped.n.Addr()); status != http.StatusSwitchingProtocols {
+			t.Fatalf("a freed slot is not reused: %d", status)
+		}
+	})
+}
+
+// A client that goes on sending far past rate_limited is closed with 4010.
+func TestSendFloodIsClosed(t *testing.T) {
+	s := startServer(t, func(c *node.Config) {
+		c.Gateway.RatePerSecond = 5
+		c.Gateway.RateBurst = 5
+	})
+	ws, _ := dialRaw(t, s.n.Addr())
+	hello := fmt.Sprintf(`{"id":"h","type":"hello","token":%q}`, s.token("flood", "phone", time.Hour))
+	if _, err := ws.Write(frame(0x1, []byte(hello))); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var closeCode uint16
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			_, code, err := ws.readText()
+			if err != nil {
+				return
+			}
+			if code != 0 {
+				mu.Lock()
+				closeCode = code
+				mu.Unlock()
+				return
+			}
+		}
+	}()
+	var buf []byte
+	for i := 0; i < 500; i++ {
+		buf = append(buf, frame(0x1, []byte(fmt.Sprintf(`{"id":"%d","type":"ping"}`, i)))...)
+	}
+	_, _ = ws.Write(buf)
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a flooding connection stays open")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if closeCode != wire.CloseFlood {
+		t.Fatalf("closed with %d, want %d", closeCode, wire.CloseFlood)
+	}
+	legit(t, s, "after-flood")
+}
+
+// Concurrent adds that each fit cannot grow a group past its limit: the one
+// the log orders last is answered too_large and changes nothing.
+func TestConcurrentGroupAddsStayWithinTheLimit(t *testing.T) {
+	s := startServer(t, nil)
+	ctx := ctxT(t)
+	owner := s.dial("owner", "phone")
+	var initial []string
+	for i := 0; i < 490; i++ {
+		initial = append(initial, fmt.Sprintf("m%03d", i))
+	}
+	g, err := owner.CreateGroup(ctx, "big", initial...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	added := map[string]bool{}
+	for i := 0; i < 8; i++ {
+		c := s.dial("owner", fmt.Sprint("dev", i))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			accs := []string{fmt.Sprintf("x%d-a", i), fmt.Sprintf("x%d-b", i), fmt.Sprintf("x%d-c", i), fmt.Sprintf("x%d-d", i)}
+			_, err := c.Do(ctx, wire.Request{Type: wire.TypeGroupAdd, Group: g.Group, Accounts: accs})
+			mu.Lock()
+			defer mu.Unlock()
+			switch client.CodeOf(err) {
+			case "":
+				for _, a := range accs {
+					added[a] = true
+				}
+			case wire.CodeTooLarge:
+			default:
+				t.Errorf("add %d: %v", i, err)
+			}
+		}()
+	}
+	wg.Wait()
+	f, err := owner.Do(ctx, wire.Request{Type: wire.TypeGroups})
+	if err != nil {
+		t.Fatal(err)
+	}
+	members := map[string]bool{}
+	for _, m := range f.Groups[0].Members {
+		members[m] = true
+	}
+	if len(members) > 500 {
+		t.Fatalf("the group has %d members", len(members))
+	}
+	for a := range added {
+		if !members[a] {
+			t.Errorf("%s was acknowledged as added but is not a member", a)
+		}
+	}
+	if want := 491 + len(added); len(members) != want {
+		t.Errorf("%d members, want %d (491 and %d acknowledged adds)", len(members), want, len(added))
+	}
+}

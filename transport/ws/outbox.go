@@ -1,0 +1,256 @@
+package ws
+
+import (
+	"encoding/binary"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// WebSocket opcodes of the frames the server writes itself.
+const (
+	opText = 0x1
+	opPong = 0xA
+)
+
+// Budget bounds the bytes queued on every connection of a gateway together.
+type Budget struct {
+	used  atomic.Int64
+	limit int64
+}
+
+// NewBudget returns a budget of limit bytes.
+func NewBudget(limit int64) *Budget { return &Budget{limit: limit} }
+
+// Used is the bytes queued now.
+func (b *Budget) Used() int64 { return b.used.Load() }
+
+func (b *Budget) take(n int64) bool {
+	if b.used.Add(n) > b.limit {
+		b.used.Add(-n)
+		return false
+	}
+	return true
+}
+
+func (b *Budget) give(n int64) { b.used.Add(-n) }
+
+// outbox is one connection's queue of frames to write, bounded in bytes.
+// Frames are written by one goroutine started on demand (an idle
+// connection has none), several at a time with one writev: a busy
+// connection costs one syscall per batch, not one per frame. Frames are
+// framed here rather than by gws so that a batch is one write; each
+// write holds whole frames only, so gws's own close frames, written
+// between them, never interleave with a frame.
+type outbox struct {
+	budget *Budget
+	// overflow is called, outside the lock, when a frame does not fit or a
+	// write fails: the connection is closed as a slow consumer.
+	overflow func()
+	timeout  time.Duration
+	conn     net.Conn
+
+	mu sync.Mutex
+	// limit is the most bytes the queue may hold.
+	limit    int64
+	frames   []outFrame
+	spare    []outFrame
+	queued   int64 // bytes of frames queued or being written
+	inflight int64 // bytes of frames being written
+	writing  bool
+	closed   bool
+	// then runs once every frame queued before it is written.
+	then func()
+	// room is closed, and replaced, when the queue drains to half of its
+	// limit, for a reader that waits before taking more requests.
+	room chan struct{}
+}
+
+type outFrame struct {
+	op      byte
+	payload []byte
+}
+
+func newOutbox(conn net.Conn, limit int64, budget *Budget, timeout time.Duration, overflow func()) *outbox {
+	return &outbox{budget: budget, overflow: overflow, timeout: timeout, conn: conn, limit: limit, room: make(chan struct{})}
+}
+
+// setLimit changes the queue's limit (a connection gets a larger one once
+// it has said hello).
+func (o *outbox) setLimit(limit int64) {
+	o.mu.Lock()
+	o.limit = limit
+	o.mu.Unlock()
+}
+
+// cost is what a frame counts against the limits: its payload and the
+// longest header.
+func cost(payload []byte) int64 { return int64(len(payload) + maxHeader) }
+
+// push queues one frame. A frame that would take the queue past its limit
+// (or every connection's past the shared budget) is not queued: the
+// connection is closed as a slow consumer instead, so that it resyncs;
+// nothing is skipped silently (I5). payload must not change afterwards:
+// a push shares one encoding among many connections.
+func (o *outbox) push(op byte, payload []byte) bool {
+	n := cost(payload)
+	o.mu.Lock()
+	if o.closed {
+		o.mu.Unlock()
+		return false
+	}
+	if o.queued+n > o.limit || !o.budget.take(n) {
+		o.mu.Unlock()
+		o.overflow()
+		return false
+	}
+	o.queued += n
+	o.frames = append(o.frames, outFrame{op: op, payload: payload})
+	start := !o.writing
+	o.writing = true
+	o.mu.Unlock()
+	if start {
+		go o.flush()
+	}
+	return true
+}
+
+// closeAfter runs f, on a goroutine of its own, once every frame queued
+// so far is written (at once if none is), and refuses frames from then on.
+func (o *outbox) closeAfter(f func()) {
+	o.mu.Lock()
+	o.closed = true
+	if o.writing {
+		o.then = f
+		o.mu.Unlock()
+		return
+	}
+	o.mu.Unlock()
+	go f()
+}
+
+// discard refuses frames from now on and forgets those not yet being
+// written: the connection is going away without them.
+func (o *outbox) discard() {
+	o.mu.Lock()
+	o.closed = true
+	drop := o.queued - o.inflight
+	o.queued -= drop
+	o.budget.give(drop)
+	clear(o.frames)
+	o.frames = o.frames[:0]
+	o.then = nil
+	o.mu.Unlock()
+}
+
+// waitRoom returns once the queue holds at most half of its limit, or
+// when done is closed: a connection reads no request while its replies
+// pile up unread, so a client that pipelines faster than it reads is
+// slowed down instead of disconnected.
+func (o *outbox) waitRoom(done <-chan struct{}) {
+	for {
+		o.mu.Lock()
+		if o.queued <= o.limit/2 || o.closed {
+			o.mu.Unlock()
+			return
+		}
+		room := o.room
+		o.mu.Unlock()
+		select {
+		case <-room:
+		case <-done:
+			return
+		}
+	}
+}
+
+// maxHeader is the longest header of an unmasked server frame.
+const maxHeader = 10
+
+// flush writes queued frames until the queue is empty.
+func (o *outbox) flush() {
+	var hdrs []byte
+	var bufs net.Buffers
+	for {
+		o.mu.Lock()
+		batch := o.frames
+		o.frames, o.spare = o.spare[:0], nil
+		if len(batch) == 0 {
+			o.writing = false
+			then := o.then
+			o.then = nil
+			o.mu.Unlock()
+			if then != nil {
+				then()
+			}
+			return
+		}
+		var n int64
+		for _, f := range batch {
+			n += cost(f.payload)
+		}
+		o.inflight = n
+		o.mu.Unlock()
+
+		hdrs = hdrs[:0]
+		for _, f := range batch {
+			hdrs = appendHeader(hdrs, f.op, len(f.payload))
+		}
+		bufs = bufs[:0]
+		off := 0
+		for _, f := range batch {
+			l := headerLen(len(f.payload))
+			bufs = append(bufs, hdrs[off:off+l:off+l], f.payload)
+			off += l
+		}
+		_ = o.conn.SetWriteDeadline(time.Now().Add(o.timeout))
+		_, err := bufs.WriteTo(o.conn)
+		clear(batch)
+
+		o.mu.Lock()
+		o.queued -= n
+		o.inflight = 0
+		o.budget.give(n)
+		if o.queued <= o.limit/2 {
+			close(o.room)
+			o.room = make(chan struct{})
+		}
+		o.spare = batch[:0]
+		if err != nil {
+			o.writing = false
+			o.mu.Unlock()
+			o.discard()
+			o.overflow()
+			return
+		}
+		o.mu.Unlock()
+	}
+}
+
+// headerLen is the length of the header appendHeader writes for n bytes.
+func headerLen(n int) int {
+	switch {
+	case n < 126:
+		return 2
+	case n <= 0xFFFF:
+		return 4
+	default:
+		return 10
+	}
+}
+
+// appendHeader appends the header of an unmasked final frame.
+func appendHeader(b []byte, op byte, n int) []byte {
+	b = append(b, 0x80|op)
+	switch {
+	case n < 126:
+		return append(b, byte(n))
+	case n <= 0xFFFF:
+		b = append(b, 126)
+		return binary.BigEndian.AppendUint16(b, uint16(n))
+	default:
+		b = append(b, 127)
+		return binary.BigEndian.AppendUint64(b, uint64(n))
+	}
+}
