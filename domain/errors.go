@@ -16,6 +16,10 @@ var (
 	ErrNotFound = errors.New("not found")
 	// ErrTooLarge: a body, group or request is over its limit.
 	ErrTooLarge = errors.New("over the limit")
+	// ErrConnectedElsewhere: the device (account/device) already has a
+	// live connection, held by another gateway instance (R9: one
+	// connection per device).
+	ErrConnectedElsewhere = errors.New("device connected elsewhere")
 )
 
 // InvalidError reports a field that fails validation.

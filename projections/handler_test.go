@@ -1,14 +1,10 @@
 package projections_test
 
 import (
-	"context"
 	"errors"
-	"io"
-	"log/slog"
 	"testing"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/google/uuid"
 	"github.com/parley-chat/parley/domain"
 	"github.com/parley-chat/parley/events"
@@ -74,32 +70,5 @@ func TestPoisonErrorUnwraps(t *testing.T) {
 	}
 	if got, want := err.Error(), "poison record: boom"; got != want {
 		t.Errorf("Error() = %q, want %q", got, want)
-	}
-}
-
-type countingProjection struct{ n int }
-
-func (c *countingProjection) Apply(context.Context, projections.Record) error { c.n++; return nil }
-
-// A message without a Kafka position cannot be mapped to a msgid: the
-// handler refuses it (so it is redelivered or surfaces) and advances nothing.
-func TestHandlerRefusesMessageWithoutPosition(t *testing.T) {
-	p := &countingProjection{}
-	progress := projections.NewProgress()
-	h := projections.Handler("test", p, 1, progress, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	payload, err := events.Encode(events.GroupCreated{Group: "g1", Owner: "alice"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	msg := message.NewMessage(uuid.NewString(), payload)
-	msg.Metadata.Set(events.MetadataName, events.GroupCreatedV1)
-	if err := h(msg); err == nil {
-		t.Fatalf("Handler accepted a message with no log position")
-	}
-	if p.n != 0 {
-		t.Errorf("projection applied %d times", p.n)
-	}
-	if progress.Next(0) != 0 {
-		t.Errorf("progress advanced to %d", progress.Next(0))
 	}
 }

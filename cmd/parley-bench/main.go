@@ -26,7 +26,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/parley-chat/parley/infra/node"
 	"github.com/parley-chat/parley/transport/auth"
 )
 
@@ -84,7 +83,7 @@ func run(args []string) error {
 	}
 	cfg.secret = []byte(*secret)
 	if len(cfg.secret) == 0 {
-		s, err := node.LoadOrCreateSecret(*dataDir)
+		s, err := auth.LoadOrCreateSecret(*dataDir)
 		if err != nil {
 			return err
 		}

@@ -10,9 +10,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/parley-chat/parley/cmd/parley/node"
 	"github.com/parley-chat/parley/domain"
 	"github.com/parley-chat/parley/infra/kafka"
-	"github.com/parley-chat/parley/infra/node"
 	"github.com/parley-chat/parley/infra/postgres"
 	"github.com/parley-chat/parley/infra/postgres/postgrestest"
 	"github.com/parley-chat/parley/infra/redis"

@@ -10,10 +10,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/parley-chat/parley/cmd/parley/node"
 	"github.com/parley-chat/parley/domain"
 	"github.com/parley-chat/parley/events"
 	"github.com/parley-chat/parley/infra/kafka"
-	"github.com/parley-chat/parley/infra/node"
 	"github.com/parley-chat/parley/infra/postgres"
 	"github.com/parley-chat/parley/infra/redis"
 	"github.com/parley-chat/parley/transport/auth"
@@ -233,7 +233,7 @@ func token(args []string, stdout, stderr io.Writer) error {
 	key := []byte(*secret)
 	if len(key) == 0 {
 		var err error
-		if key, err = node.LoadOrCreateSecret(*dataDir); err != nil {
+		if key, err = auth.LoadOrCreateSecret(*dataDir); err != nil {
 			return err
 		}
 	}

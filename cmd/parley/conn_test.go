@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/lxzan/gws"
-	"github.com/parley-chat/parley/infra/node"
+	"github.com/parley-chat/parley/cmd/parley/node"
 	"github.com/parley-chat/parley/transport/auth"
 	"github.com/parley-chat/parley/transport/client"
 	"github.com/parley-chat/parley/transport/wire"

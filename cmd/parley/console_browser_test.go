@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/parley-chat/parley/infra/node"
+	"github.com/parley-chat/parley/cmd/parley/node"
 )
 
 // The console in a real browser: headless Debian chromium driven by

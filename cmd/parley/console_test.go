@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/parley-chat/parley/infra/node"
+	"github.com/parley-chat/parley/cmd/parley/node"
 	"github.com/parley-chat/parley/projections/stream"
 	"github.com/parley-chat/parley/transport/client"
 	"github.com/parley-chat/parley/transport/console"

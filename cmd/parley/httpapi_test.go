@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/parley-chat/parley/infra/node"
+	"github.com/parley-chat/parley/cmd/parley/node"
 	"github.com/parley-chat/parley/transport/wire"
 )
 

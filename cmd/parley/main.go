@@ -31,10 +31,10 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/parley-chat/parley/cmd/parley/node"
 	"github.com/parley-chat/parley/domain"
 	"github.com/parley-chat/parley/events"
 	"github.com/parley-chat/parley/infra/kafka"
-	"github.com/parley-chat/parley/infra/node"
 )
 
 func main() {

@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/parley-chat/parley/infra/node"
 	"github.com/parley-chat/parley/transport/auth"
 	"github.com/parley-chat/parley/transport/wire"
 )
@@ -59,7 +58,7 @@ func TestTokenCommand(t *testing.T) {
 	if err := run([]string{"token", "--data-dir", dir, "--account", "alice", "--device", "phone"}, &out, &bytes.Buffer{}); err != nil {
 		t.Fatal(err)
 	}
-	secret, err := node.LoadOrCreateSecret(dir)
+	secret, err := auth.LoadOrCreateSecret(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

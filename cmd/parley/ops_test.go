@@ -13,7 +13,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/parley-chat/parley/infra/node"
+	"github.com/parley-chat/parley/cmd/parley/node"
 
 	"github.com/parley-chat/parley/transport/client"
 	"github.com/parley-chat/parley/transport/wire"

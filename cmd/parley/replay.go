@@ -5,21 +5,25 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"sort"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/parley-chat/parley/cmd/parley/node"
 	"github.com/parley-chat/parley/events"
 	"github.com/parley-chat/parley/infra/kafka"
 	"github.com/parley-chat/parley/infra/postgres"
 	"github.com/parley-chat/parley/infra/redis"
-	"github.com/parley-chat/parley/projections"
 	"github.com/parley-chat/parley/projections/cache"
+	"github.com/parley-chat/parley/projections/progress"
+	"github.com/parley-chat/parley/projections/runner"
 	"github.com/parley-chat/parley/projections/store"
+	goredis "github.com/redis/go-redis/v9"
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
 )
@@ -125,41 +129,36 @@ func runReplay(ctx context.Context, cfg replayConfig) (int64, error) {
 		}
 	}
 
-	var targets []projection
-	var trackers []interface {
-		projections.Tracker
-		Close() error
-	}
-	epochTag := fmt.Sprintf("@e%d", epoch)
+	var pool *pgxpool.Pool
+	var rdb *goredis.Client
 	if cfg.store {
-		pool, err := postgres.Open(ctx, cfg.postgres)
-		if err != nil {
+		if pool, err = postgres.Open(ctx, cfg.postgres); err != nil {
 			return 0, err
 		}
 		defer pool.Close()
-		pr, err := store.NewPostgresProgress(ctx, pool, store.PostgresProgressConfig{Projection: store.Name + epochTag})
-		if err != nil {
-			return 0, err
-		}
-		trackers = append(trackers, pr)
-		targets = append(targets, projection{name: store.Name, p: store.NewProjection(store.NewGroupCommit(store.NewPostgres(pool), 0))})
 	}
 	if cfg.cache {
-		rdb, err := redis.Open(ctx, cfg.redis)
-		if err != nil {
+		if rdb, err = redis.Open(ctx, cfg.redis); err != nil {
 			return 0, err
 		}
 		defer rdb.Close()
-		c, err := cache.NewRedis(rdb, cache.RedisConfig{Prefix: cfg.redis.Prefix})
-		if err != nil {
-			return 0, err
+	}
+	// The same read models, projections and progress keys as a projector.
+	durable, err := node.Durable(ctx, pool, rdb, cfg.redis.Prefix, epoch, fromLogStart)
+	if err != nil {
+		return 0, err
+	}
+	var specs []runner.Spec
+	var chosen []node.DurableModel
+	for _, d := range durable {
+		if (d.Name == store.Name && cfg.store) || (d.Name == cache.Name && cfg.cache) {
+			chosen = append(chosen, d)
+			spec := d.Spec
+			spec.Tracker = progress.NewMemory() // this run's own: replay applies every record of the range
+			specs = append(specs, spec)
+		} else {
+			_ = d.Close()
 		}
-		pr, err := cache.NewRedisProgress(rdb, cache.RedisProgressConfig{Prefix: cfg.redis.Prefix + epochTag[1:] + ":"})
-		if err != nil {
-			return 0, err
-		}
-		trackers = append(trackers, pr)
-		targets = append(targets, projection{name: cache.Name, p: cache.NewProjection(c, epoch, fromLogStart)})
 	}
 
 	var total int64
@@ -168,77 +167,42 @@ func runReplay(ctx context.Context, cfg replayConfig) (int64, error) {
 			total += end - from[p]
 		}
 	}
-	pos := make([]atomic.Int64, len(to))
-	for p := range to {
-		pos[p].Store(from[p])
+	here := specs[len(specs)-1].Tracker
+	done := func() (n int64, pos map[int32]int64) {
+		pos = map[int32]int64{}
+		for p, end := range to {
+			pos[p] = max(from[p], min(end, here.Next(p)))
+			n += pos[p] - from[p]
+		}
+		return n, pos
 	}
-	var done atomic.Int64
-	stopProgress := showProgress(cfg, total, &done, pos, to)
-	err = l.ReadRange(ctx, from, to, func(r kafka.RawRecord) error {
-		rec, err := projections.Decode(r.Name, r.Payload, events.Position{Partition: r.Partition, Offset: r.Offset}, epoch, r.Timestamp)
-		if err == nil {
-			for _, t := range targets {
-				if err := applyWithRetry(ctx, t, rec); err != nil {
-					return err
-				}
-			}
-		}
-		var poison *projections.PoisonError
-		if err != nil && !errors.Is(err, events.ErrUnknownEvent) && !errors.As(err, &poison) {
-			return err
-		}
-		pos[r.Partition].Store(r.Offset + 1)
-		done.Add(1)
-		return nil
-	})
+	stopProgress := showProgress(cfg, total, done, to)
+	r := runner.New(runner.Config{Epoch: epoch, Logger: slog.New(slog.NewTextHandler(cfg.progressOut, &slog.HandlerOptions{Level: slog.LevelWarn}))},
+		runner.Reader{Name: "replay", Topic: l.Topic(), Source: l.RangeSource(from, to), Specs: specs})
+	err = r.Run(ctx)
 	stopProgress()
+	applied, _ := done()
 	if err != nil {
-		return done.Load(), err
+		return applied, err
 	}
 	// Everything below the end is applied: say so, for readers waiting on it.
-	for _, tr := range trackers {
+	for _, d := range chosen {
 		for p, end := range to {
 			if end > 0 {
-				tr.Advance(p, end-1)
+				d.Tracker.Advance(p, end-1)
 			}
 		}
-		if err := tr.Close(); err != nil {
-			return done.Load(), err
+		if err := d.Close(); err != nil {
+			return applied, err
 		}
 	}
-	return done.Load(), nil
-}
-
-// applyWithRetry applies rec, retrying transient errors a few times.
-func applyWithRetry(ctx context.Context, t projection, rec projections.Record) error {
-	var err error
-	for attempt := 0; attempt < 5; attempt++ {
-		if err = t.p.Apply(ctx, rec); err == nil {
-			return nil
-		}
-		var poison *projections.PoisonError
-		if errors.As(err, &poison) {
-			return nil // skipped, as the projector does
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Duration(attempt+1) * 200 * time.Millisecond):
-		}
-	}
-	return fmt.Errorf("%s at %d/%d: %w", t.name, rec.Position.Partition, rec.Position.Offset, err)
-}
-
-// projection is one replay target.
-type projection struct {
-	name string
-	p    projections.Projection
+	return applied, nil
 }
 
 // showProgress draws a bar on a terminal, or writes a plain line every
 // second otherwise: events done, events per second, ETA and where each
 // partition stands. It returns the function that stops it.
-func showProgress(cfg replayConfig, total int64, done *atomic.Int64, pos []atomic.Int64, to map[int32]int64) func() {
+func showProgress(cfg replayConfig, total int64, done func() (int64, map[int32]int64), to map[int32]int64) func() {
 	stop := make(chan struct{})
 	finished := make(chan struct{})
 	started := time.Now()
@@ -249,7 +213,7 @@ func showProgress(cfg replayConfig, total int64, done *atomic.Int64, pos []atomi
 			progressbar.OptionSetPredictTime(true), progressbar.OptionThrottle(100*time.Millisecond))
 	}
 	line := func() {
-		n := done.Load()
+		n, pos := done()
 		secs := time.Since(started).Seconds()
 		rate := float64(n) / max(secs, 0.001)
 		eta := "?"
@@ -263,7 +227,7 @@ func showProgress(cfg replayConfig, total int64, done *atomic.Int64, pos []atomi
 		}
 		sort.Ints(keys)
 		for _, p := range keys {
-			parts = append(parts, fmt.Sprintf("%d:%d/%d", p, pos[p].Load(), to[int32(p)]))
+			parts = append(parts, fmt.Sprintf("%d:%d/%d", p, pos[int32(p)], to[int32(p)]))
 		}
 		pct := 100.0
 		if total > 0 {
@@ -282,7 +246,8 @@ func showProgress(cfg replayConfig, total int64, done *atomic.Int64, pos []atomi
 			select {
 			case <-stop:
 				if bar != nil {
-					_ = bar.Set64(done.Load())
+					n, _ := done()
+					_ = bar.Set64(n)
 					_ = bar.Finish()
 					fmt.Fprintln(cfg.progressOut)
 				} else {
@@ -291,7 +256,8 @@ func showProgress(cfg replayConfig, total int64, done *atomic.Int64, pos []atomi
 				return
 			case <-t.C:
 				if bar != nil {
-					_ = bar.Set64(done.Load())
+					n, _ := done()
+					_ = bar.Set64(n)
 				} else {
 					line()
 				}

@@ -4,7 +4,7 @@ import (
 	"net/http"
 	"testing"
 
-	"github.com/parley-chat/parley/infra/node"
+	"github.com/parley-chat/parley/cmd/parley/node"
 	"github.com/parley-chat/parley/transport/client"
 	"github.com/parley-chat/parley/transport/wire"
 )

@@ -416,28 +416,6 @@ func (l *Log) OffsetsAt(t time.Time) (map[int32]int64, error) {
 	return out, nil
 }
 
-// RawRecord is a record as ReadRange hands it over.
-type RawRecord struct {
-	Partition int32
-	Offset    int64
-	Name      string // the events.MetadataName header
-	Payload   []byte
-	Timestamp time.Time
-}
-
-// ReadRange reads every partition of the conversation topic from from[p]
-// up to (not including) to[p], one goroutine per partition, calling fn for
-// each record in order within its partition. It reads without a consumer
-// group, so it disturbs no one. The first error of fn stops it.
-func (l *Log) ReadRange(ctx context.Context, from, to map[int32]int64, fn func(RawRecord) error) error {
-	consumer, err := sarama.NewConsumerFromClient(l.client)
-	if err != nil {
-		return err
-	}
-	defer consumer.Close()
-	return ConsumePartitions(ctx, consumer, l.cfg.Topic, from, to, func(m *sarama.ConsumerMessage) error { return fn(raw(m)) })
-}
-
 // ConsumePartitions reads each partition p of from, starting at from[p],
 // without a consumer group: up to (not including) to[p], or, with a nil
 // to, until ctx ends. One goroutine per partition calls fn in log order

@@ -7,7 +7,6 @@ package routes
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	"github.com/parley-chat/parley/domain"
@@ -24,8 +23,10 @@ const (
 	AliveTTL = 15 * time.Second
 )
 
-// ErrHeld: a live instance other than the claimant holds the route.
-var ErrHeld = errors.New("route held by a live instance")
+// ErrHeld: a live instance other than the claimant holds the route. It is
+// domain.ErrConnectedElsewhere, so that the gateway that asked needs to
+// know no adapter.
+var ErrHeld = domain.ErrConnectedElsewhere
 
 // Table is the routing state port. Every adapter passes routestest.
 type Table interface {

@@ -22,6 +22,7 @@ type Metrics struct {
 	pushLatency prometheus.Histogram
 	pushes      prometheus.Counter
 	disconnects *prometheus.CounterVec
+	skipped     *prometheus.CounterVec
 }
 
 // latencyBuckets span 0.5 ms to 5 s.
@@ -49,8 +50,11 @@ func New() *Metrics {
 		disconnects: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "parley_disconnects_total", Help: "Connections closed by the server, by reason (slow_consumer counts pushes that could not be written).",
 		}, []string{"reason"}),
+		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "parley_projection_skipped_total", Help: "Records a projection skipped, by reason: poison (cannot be decoded or applied) or unknown_event (a newer producer's event).",
+		}, []string{"projection", "reason"}),
 	}
-	m.reg.MustRegister(m.sends, m.sendLatency, m.syncs, m.pushLatency, m.pushes, m.disconnects,
+	m.reg.MustRegister(m.sends, m.sendLatency, m.syncs, m.pushLatency, m.pushes, m.disconnects, m.skipped,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -86,3 +90,8 @@ func (m *Metrics) Pushed(n int, accepted time.Time) {
 
 // Closed implements ws.Observer.
 func (m *Metrics) Closed(reason string) { m.disconnects.WithLabelValues(reason).Inc() }
+
+// Skipped implements runner.Observer.
+func (m *Metrics) Skipped(projection, reason string) {
+	m.skipped.WithLabelValues(projection, reason).Inc()
+}

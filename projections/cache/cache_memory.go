@@ -112,3 +112,17 @@ func (c *Memory) After(_ context.Context, conv domain.ConversationID, after doma
 	}
 	return append([]domain.Message(nil), rest...), more, true, nil
 }
+
+// RunTrim trims the cache every interval until ctx ends.
+func (c *Memory) RunTrim(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			c.Trim()
+		}
+	}
+}

@@ -187,9 +187,6 @@ func TestRedisConfig(t *testing.T) {
 	if _, err := cache.NewRedis(nil, cache.RedisConfig{Retention: -time.Hour}); err == nil {
 		t.Error("negative retention accepted")
 	}
-	if _, err := cache.NewRedisProgress(nil, cache.RedisProgressConfig{PollInterval: -1}); err == nil {
-		t.Error("negative poll interval accepted")
-	}
 }
 
 // BenchmarkRedisAdd adds fresh messages to 100 conversations, one Add (one

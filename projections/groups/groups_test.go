@@ -13,6 +13,7 @@ import (
 	"github.com/parley-chat/parley/events"
 	"github.com/parley-chat/parley/projections"
 	"github.com/parley-chat/parley/projections/groups"
+	"github.com/parley-chat/parley/projections/progress"
 )
 
 func rec(e events.Event, offset int64) projections.Record {
@@ -233,7 +234,7 @@ func TestMemoryReadsReturnCopies(t *testing.T) {
 // before it in the partition is applied, then reads the members.
 func TestAtMembersAt(t *testing.T) {
 	m := groups.NewMemory()
-	progress := projections.NewProgress()
+	progress := progress.NewMemory()
 	at := groups.At{Model: m, Progress: progress}
 	apply(t, m, rec(events.GroupCreated{Group: "g1", Owner: "alice", Members: []string{"bob"}}, 0))
 	progress.Advance(0, 0)

@@ -611,8 +611,23 @@ func (i *idempotency) do(k idemKey, lookup func() (Ack, bool, error), send func(
 	}
 }
 
+// Run does the service's housekeeping until ctx ends: every 30 s it
+// forgets recent acks that the store holds.
+func (s *Service) Run(ctx context.Context) {
+	t := time.NewTicker(30 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.SweepIdempotency(time.Minute)
+		}
+	}
+}
+
 // SweepIdempotency forgets recent acks that the store holds and that are
-// older than minAge; the node runs it periodically.
+// older than minAge.
 func (s *Service) SweepIdempotency(minAge time.Duration) {
 	cutoff := time.Now().Add(-minAge)
 	s.idem.mu.Lock()

@@ -6,15 +6,22 @@ import (
 	"time"
 
 	"github.com/parley-chat/parley/domain"
-	"github.com/parley-chat/parley/infra/routes"
 	"github.com/parley-chat/parley/projections/push"
 	"github.com/parley-chat/parley/transport/wire"
 )
 
+// Routes is the global route table as the router reads it (R9).
+type Routes interface {
+	// Online lists the devices in account's online set.
+	Online(ctx context.Context, account domain.AccountID) ([]domain.UniqueID, error)
+	// Lookup returns the instance of each uid that has a route.
+	Lookup(ctx context.Context, uids []domain.UniqueID) (map[domain.UniqueID]string, error)
+}
+
 // Router is the push.Deliverer of a cluster: it resolves every recipient
 // device's instance in the route table and delivers locally or forwards.
 type Router struct {
-	routes routes.Table
+	routes Routes
 	self   string
 	local  Local // nil when this process runs no gateway
 	links  *Links
@@ -22,7 +29,7 @@ type Router struct {
 }
 
 // NewRouter returns a router for the instance self.
-func NewRouter(table routes.Table, self string, local Local, links *Links, log *slog.Logger) *Router {
+func NewRouter(table Routes, self string, local Local, links *Links, log *slog.Logger) *Router {
 	return &Router{routes: table, self: self, local: local, links: links, log: log}
 }
 

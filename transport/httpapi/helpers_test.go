@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/parley-chat/parley/cmd/parley/node"
 	"github.com/parley-chat/parley/domain"
-	"github.com/parley-chat/parley/infra/node"
 	"github.com/parley-chat/parley/transport/client"
 	"github.com/parley-chat/parley/transport/httpapi"
 	"github.com/parley-chat/parley/transport/wire"

@@ -18,7 +18,7 @@ import (
 
 	"github.com/lxzan/gws"
 	"github.com/parley-chat/parley/domain"
-	"github.com/parley-chat/parley/infra/routes"
+	"github.com/parley-chat/parley/projections/conversations"
 	"github.com/parley-chat/parley/transport/api"
 	"github.com/parley-chat/parley/transport/auth"
 	"github.com/parley-chat/parley/transport/wire"
@@ -76,9 +76,9 @@ type Config struct {
 	// Logger receives connection events. Default slog.Default().
 	Logger *slog.Logger
 
-	// Routes is the global route table of a cluster; nil keeps routes in
-	// this process only (a single node).
-	Routes routes.Table
+	// Routes is the global route table: of the cluster (Redis), or of this
+	// process alone on a single node. Required.
+	Routes Routes
 	// Instance is the ip:port at which peers reach this gateway; the value
 	// of its routes. Required with Routes.
 	Instance string
@@ -162,6 +162,19 @@ func (t TrustedHeaders) identity(r *http.Request) (auth.Identity, bool, error) {
 		return auth.Identity{}, false, err
 	}
 	return auth.Identity{Account: a, Device: d}, true, nil
+}
+
+// Routes is the global route table as the gateway uses it (R9).
+type Routes interface {
+	// Claim makes instance the route of uid unless another live instance
+	// holds it: then it returns that owner and an error wrapping
+	// domain.ErrConnectedElsewhere. force takes it regardless and returns
+	// the previous owner.
+	Claim(ctx context.Context, uid domain.UniqueID, instance string, force bool) (previous string, err error)
+	// Release removes uid's route if instance still holds it.
+	Release(ctx context.Context, uid domain.UniqueID, instance string) error
+	// Refresh extends uid's route.
+	Refresh(ctx context.Context, uid domain.UniqueID, instance string) error
 }
 
 // Prober checks that an instance is reachable.
@@ -259,8 +272,8 @@ func (c Config) Validate() error {
 	if c.Trusted.Secret != "" && len(c.Trusted.Secret) < 16 {
 		errs = append(errs, errors.New("ws: the trusted gateway secret needs at least 16 bytes"))
 	}
-	if c.Routes != nil && c.Instance == "" {
-		errs = append(errs, errors.New("ws: a gateway with a route table needs its instance address"))
+	if c.Routes == nil || c.Instance == "" {
+		errs = append(errs, errors.New("ws: a gateway needs a route table and its instance address"))
 	}
 	if c.RatePerSecond <= 0 || c.RateBurst < 1 {
 		errs = append(errs, fmt.Errorf("ws: rate %v/s burst %d must be positive", c.RatePerSecond, c.RateBurst))
@@ -268,11 +281,28 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// Service is what the gateway asks of the operations: transport/api's
+// Service, or a fake in tests.
+type Service interface {
+	Send(ctx context.Context, r api.SendRequest) (api.Ack, error)
+	Sync(ctx context.Context, who domain.AccountID, conversation string, lastTime time.Time, lastMsgID domain.MsgID, limit int) (api.SyncResult, error)
+	Conversations(ctx context.Context, who domain.AccountID, since time.Time, limit int) ([]conversations.Latest, error)
+	CreateGroup(ctx context.Context, who domain.AccountID, name string, members []string) (*domain.Group, error)
+	AddMembers(ctx context.Context, who domain.AccountID, group string, accounts []string) (*domain.Group, error)
+	RemoveMembers(ctx context.Context, who domain.AccountID, group string, accounts []string) (*domain.Group, error)
+	Groups(ctx context.Context, who domain.AccountID) ([]*domain.Group, error)
+}
+
+// Verifier checks the token of a hello or a renew.
+type Verifier interface {
+	Verify(token string) (auth.Identity, error)
+}
+
 // Gateway serves WebSocket connections.
 type Gateway struct {
 	cfg      Config
-	svc      *api.Service
-	tokens   *auth.Tokens
+	svc      Service
+	tokens   Verifier
 	upgrader *gws.Upgrader
 	log      *slog.Logger
 
@@ -301,7 +331,7 @@ type Gateway struct {
 }
 
 // New returns a gateway; it starts its sweeper at once.
-func New(cfg Config, svc *api.Service, tokens *auth.Tokens) (*Gateway, error) {
+func New(cfg Config, svc Service, tokens Verifier) (*Gateway, error) {
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -342,9 +372,6 @@ func (g *Gateway) SetCluster(k Kicker, p Prober) { g.cfg.Kicker, g.cfg.Prober = 
 // another live instance holds now means this connection was taken over: it
 // is closed with reason replaced.
 func (g *Gateway) Reassert(ctx context.Context) {
-	if g.cfg.Routes == nil {
-		return
-	}
 	g.mu.RLock()
 	held := make([]*session, 0, len(g.byUID))
 	for _, s := range g.byUID {
@@ -356,11 +383,11 @@ func (g *Gateway) Reassert(ctx context.Context) {
 			continue // closed, or its hello's claim is still under way
 		}
 		prev, err := g.cfg.Routes.Claim(ctx, s.uid, g.cfg.Instance, false)
-		if errors.Is(err, routes.ErrHeld) && g.cfg.Prober != nil && !g.cfg.Prober.Reachable(ctx, prev) {
+		if errors.Is(err, domain.ErrConnectedElsewhere) && g.cfg.Prober != nil && !g.cfg.Prober.Reachable(ctx, prev) {
 			_, err = g.cfg.Routes.Claim(ctx, s.uid, g.cfg.Instance, true) // held by a dead instance
 		}
 		switch {
-		case errors.Is(err, routes.ErrHeld):
+		case errors.Is(err, domain.ErrConnectedElsewhere):
 			s.closeWith(wire.CloseReplaced, wire.ReasonReplaced, false)
 		case err != nil:
 			g.log.Warn("cannot reassert routes", "err", err)
@@ -585,11 +612,8 @@ func (g *Gateway) register(ctx context.Context, s *session, now time.Time) (repl
 	if replaced, err = g.registerLocal(s, now); err != nil {
 		return nil, err
 	}
-	if g.cfg.Routes == nil {
-		return replaced, nil
-	}
 	prev, err := g.cfg.Routes.Claim(ctx, s.uid, g.cfg.Instance, g.cfg.ReplaceLogin)
-	if errors.Is(err, routes.ErrHeld) && g.cfg.Prober != nil && !g.cfg.Prober.Reachable(ctx, prev) {
+	if errors.Is(err, domain.ErrConnectedElsewhere) && g.cfg.Prober != nil && !g.cfg.Prober.Reachable(ctx, prev) {
 		g.log.Info("taking over a route of an unreachable instance", "uid", s.uid, "instance", prev)
 		prev, err = g.cfg.Routes.Claim(ctx, s.uid, g.cfg.Instance, true)
 	}
@@ -602,7 +626,7 @@ func (g *Gateway) register(ctx context.Context, s *session, now time.Time) (repl
 			// open unrouted, missing pushes. Close it so it resyncs.
 			replaced.closeWith(wire.CloseReplaced, wire.ReasonReplaced, true)
 		}
-		if errors.Is(err, routes.ErrHeld) {
+		if errors.Is(err, domain.ErrConnectedElsewhere) {
 			return nil, errDuplicateLogin
 		}
 		return nil, fmt.Errorf("%w: %v", api.ErrUnavailable, err)
@@ -643,7 +667,7 @@ func (g *Gateway) remove(s *session) {
 	delete(g.all, s)
 	held := g.unrouteLocked(s)
 	g.mu.Unlock()
-	if held && g.cfg.Routes != nil && !g.isAborted() {
+	if held && !g.isAborted() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		if err := g.cfg.Routes.Release(ctx, s.uid, g.cfg.Instance); err != nil {
@@ -654,9 +678,6 @@ func (g *Gateway) remove(s *session) {
 
 // refresh extends s's route in the cluster, on renew.
 func (g *Gateway) refresh(ctx context.Context, s *session) {
-	if g.cfg.Routes == nil {
-		return
-	}
 	if err := g.cfg.Routes.Refresh(ctx, s.uid, g.cfg.Instance); err != nil {
 		g.log.Warn("cannot refresh a route", "uid", s.uid, "err", err)
 	}

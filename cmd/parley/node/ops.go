@@ -7,21 +7,12 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/parley-chat/parley/projections"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
 // MaxReadyLag is the most records an in-memory read model may be behind
 // the log while /readyz still answers ready.
 const MaxReadyLag = 10000
-
-// tracked is a read model whose progress the node reports.
-type tracked struct {
-	name     string
-	progress projections.Tracker
-	// inMemory read models must keep up for the node to be ready.
-	inMemory bool
-}
 
 // lagCollector reports, at each scrape, how many records each projection
 // is behind the log, per partition.
@@ -37,14 +28,8 @@ func (c lagCollector) Collect(ch chan<- prometheus.Metric) {
 	if err != nil {
 		return
 	}
-	for _, t := range c.n.tracked {
-		for p, end := range ends {
-			lag := end - t.progress.Next(p)
-			if lag < 0 {
-				lag = 0
-			}
-			ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(lag), t.name, strconv.Itoa(int(p)))
-		}
+	for _, l := range c.n.runner.Lag(c.n.events.Topic(), ends) {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(l.Records), l.Projection, strconv.Itoa(int(l.Partition)))
 	}
 }
 
@@ -87,31 +72,30 @@ func (n *Node) readyz(w http.ResponseWriter, r *http.Request) {
 		fail("bus", err)
 	} else {
 		checks["bus"] = "ok"
-		for _, t := range n.tracked {
-			if !t.inMemory {
-				continue
+		behind := map[string]int64{}
+		for _, l := range n.runner.Lag(n.events.Topic(), ends) {
+			if l.Rebuild {
+				behind[l.Projection] += l.Records
 			}
-			var lag int64
-			for p, end := range ends {
-				lag += max(0, end-t.progress.Next(p))
-			}
+		}
+		for name, lag := range behind {
 			if lag > MaxReadyLag {
 				ready = false
-				checks[t.name] = "behind by " + strconv.FormatInt(lag, 10) + " records"
+				checks[name] = "behind by " + strconv.FormatInt(lag, 10) + " records"
 			} else {
-				checks[t.name] = "ok"
+				checks[name] = "ok"
 			}
 		}
 	}
-	if n.pool != nil {
-		if err := n.pool.Ping(ctx); err != nil {
+	if n.stores.pool != nil {
+		if err := n.stores.pool.Ping(ctx); err != nil {
 			fail("store", err)
 		} else {
 			checks["store"] = "ok"
 		}
 	}
-	if n.rdb != nil {
-		if err := n.rdb.Ping(ctx).Err(); err != nil {
+	if n.stores.rdb != nil {
+		if err := n.stores.rdb.Ping(ctx).Err(); err != nil {
 			fail("cache", err)
 		} else {
 			checks["cache"] = "ok"

@@ -1,0 +1,407 @@
+// Package node is Parley's composition root: it wires one process — the
+// event log (an embedded broker unless Kafka brokers are given), the read
+// models and the projections that feed them, the operations, the
+// WebSocket gateway and the HTTP endpoints — and runs nothing itself. The
+// work belongs to the components: projections run in projections/runner,
+// connections in transport/ws, liveness in transport/cluster. cmd/parley
+// and the end-to-end tests build the same Node.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/parley-chat/parley/infra/kafka"
+	"github.com/parley-chat/parley/infra/postgres"
+	"github.com/parley-chat/parley/infra/redis"
+	"github.com/parley-chat/parley/infra/telemetry"
+	"github.com/parley-chat/parley/projections/runner"
+	"github.com/parley-chat/parley/projections/stream"
+	"github.com/parley-chat/parley/transport/api"
+	"github.com/parley-chat/parley/transport/auth"
+	"github.com/parley-chat/parley/transport/ws"
+)
+
+// Roles says what a process does. A single node does everything.
+type Roles struct {
+	// Gateway serves clients: WebSocket, the api operations, local pushes.
+	Gateway bool
+	// Projector runs the durable projections (store, cache) and push
+	// routing, each as its own consumer group shared by every projector.
+	Projector bool
+}
+
+// Config is everything a node needs. Zero values take the embedded
+// defaults: a data directory under ./parley-data, the broker in-process on
+// a free loopback port, the gateway on 127.0.0.1:8080, read models in memory.
+type Config struct {
+	// DataDir holds the embedded broker's log and the generated token secret.
+	DataDir string
+	// Listen is the HTTP address of the gateway (WebSocket at /ws).
+	Listen string
+	// Roles of this process; zero means both.
+	Roles Roles
+	// Kafka configures the event log. With no Brokers the node runs the
+	// embedded broker.
+	Kafka kafka.Config
+	// EmbeddedBroker configures the embedded broker (its DataDir defaults
+	// to DataDir/log).
+	EmbeddedBroker kafka.EmbeddedConfig
+	// Postgres, when set, holds the message history (scale-out). Nil keeps
+	// it in memory, rebuilt from the log at start.
+	Postgres *postgres.Config
+	// Redis, when set, holds the 7-day cache and the routing state
+	// (scale-out). Nil keeps both in memory.
+	Redis *redis.Config
+	// Instance is the ip:port at which other instances reach this gateway
+	// (its routes' value). Default: the address it listens on.
+	Instance string
+	// ClusterSecret authenticates the links between instances. Required
+	// with Redis; every instance of a cluster shares it.
+	ClusterSecret []byte
+	// RouteReassert is how often a gateway writes its routes again, so that
+	// routing state lost in Redis comes back. Default 30s.
+	RouteReassert time.Duration
+	// DirectoryURL is the user service that reloads a missed online set
+	// (GET <url>/accounts/<account>/devices). Empty uses no directory.
+	DirectoryURL string
+	// TokenSecret signs client tokens. Empty: read DataDir/token.secret,
+	// creating it with a random secret on first start.
+	TokenSecret []byte
+	// Gateway and API tune the WebSocket gateway and the operations.
+	Gateway ws.Config
+	API     api.Config
+	// ServiceCredential lets services call the HTTP API on behalf of any
+	// account (Authorization: Bearer svc:<credential>); empty disables
+	// service calls. At least 16 bytes.
+	ServiceCredential string
+	// Console serves the web console at /console/ (chat playground, event
+	// stream, lag and connections; read-only but for the chat itself).
+	Console bool
+	// DevTokens lets the console mint a token for any account and device:
+	// for development only.
+	DevTokens bool
+	// GCPercent, if set, is the Go GC target applied at Start unless the
+	// GOGC environment variable is set. Collections every 4x of the live
+	// heap instead of 2x halve the p99 send latency on a busy 2-core box
+	// (docs/benchmarks.md) for a few MB more.
+	GCPercent int
+	// Pprof serves net/http/pprof under /debug/pprof/ (for profiling under
+	// load; off by default).
+	Pprof bool
+	// CatchUpTimeout bounds the rebuild of the in-memory read models at
+	// start. Default 10m.
+	CatchUpTimeout time.Duration
+	// Logger is the process logger. Default slog.Default().
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.DataDir == "" {
+		c.DataDir = "parley-data"
+	}
+	if c.Listen == "" {
+		c.Listen = "127.0.0.1:8080"
+	}
+	if c.Roles == (Roles{}) {
+		c.Roles = Roles{Gateway: true, Projector: true}
+	}
+	if c.EmbeddedBroker.DataDir == "" {
+		c.EmbeddedBroker.DataDir = filepath.Join(c.DataDir, "log")
+	}
+	if c.CatchUpTimeout == 0 {
+		c.CatchUpTimeout = 10 * time.Minute
+	}
+	if c.RouteReassert == 0 {
+		c.RouteReassert = 30 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Gateway.Logger == nil {
+		c.Gateway.Logger = c.Logger
+	}
+	if c.Kafka.Logger == nil {
+		c.Kafka.Logger = c.Logger
+	}
+	if c.EmbeddedBroker.Logger == nil {
+		c.EmbeddedBroker.Logger = c.Logger
+	}
+}
+
+// Validate reports every problem of c at once.
+func (c Config) Validate() error {
+	var errs []error
+	if (c.Postgres == nil) != (c.Redis == nil) {
+		errs = append(errs, errors.New("scale-out needs both PostgreSQL and Redis (or neither, for a single node)"))
+	}
+	if c.Redis != nil && len(c.ClusterSecret) < 16 {
+		errs = append(errs, errors.New("a cluster needs a cluster secret of at least 16 bytes"))
+	}
+	if c.Postgres == nil && c.Roles != (Roles{Gateway: true, Projector: true}) {
+		errs = append(errs, errors.New("roles can be split only in scale-out (with PostgreSQL and Redis)"))
+	}
+	if c.Postgres != nil && len(c.Kafka.Brokers) == 0 && c.Roles != (Roles{Gateway: true, Projector: true}) {
+		errs = append(errs, errors.New("split roles need a shared broker (--kafka-brokers, e.g. a `parley broker`)"))
+	}
+	return errors.Join(errs...)
+}
+
+// Node is a running Parley process.
+type Node struct {
+	cfg     Config
+	log     *slog.Logger
+	metrics *telemetry.Metrics
+	recent  *stream.Recent
+
+	broker *kafka.Embedded
+	events *kafka.Log
+	tokens *auth.Tokens
+	stores stores
+	svc    *api.Service
+	gw     *ws.Gateway
+	clu    *clusterParts // nil on a single node
+	runner *runner.Runner
+	http   *http.Server
+	ln     net.Listener
+
+	// closers run in reverse at shutdown, after every goroutine ended.
+	closers []func() error
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	aborted atomic.Bool
+
+	shutdown sync.Once
+	err      error
+}
+
+// Start builds the node, waits until its in-memory read models hold the
+// log, and starts serving. It returns once clients can connect.
+func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	n := &Node{cfg: cfg, log: cfg.Logger, metrics: telemetry.New(), recent: stream.NewRecent(500)}
+	defer func() {
+		if err != nil {
+			_ = n.Shutdown(context.Background())
+		}
+	}()
+	if _, set := os.LookupEnv("GOGC"); cfg.GCPercent > 0 && !set {
+		debug.SetGCPercent(cfg.GCPercent)
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("cannot create data dir: %w", err)
+	}
+	if err := n.openLog(); err != nil {
+		return nil, err
+	}
+	secret := cfg.TokenSecret
+	if len(secret) == 0 {
+		if secret, err = auth.LoadOrCreateSecret(cfg.DataDir); err != nil {
+			return nil, err
+		}
+	}
+	if n.tokens, err = auth.NewTokens(secret); err != nil {
+		return nil, err
+	}
+	// The listener comes first: a gateway's address is its identity in the
+	// route table. A projector listens too, for /healthz, /readyz, /metrics.
+	if n.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
+		return nil, fmt.Errorf("cannot listen on %s: %w", cfg.Listen, err)
+	}
+	if n.cfg.Instance == "" {
+		n.cfg.Instance = n.ln.Addr().String()
+	}
+	if err := n.openStores(ctx); err != nil {
+		return nil, err
+	}
+	set, err := n.readModels(ctx)
+	if err != nil {
+		return nil, err
+	}
+	apiCfg := cfg.API
+	apiCfg.Observer = n.metrics
+	n.svc = api.New(apiCfg, n.events, set.api)
+	if cfg.Roles.Gateway {
+		if err := n.startGateway(); err != nil {
+			return nil, err
+		}
+		logout, err := n.logoutReader()
+		if err != nil {
+			return nil, err
+		}
+		set.readers = append(set.readers, logout)
+	}
+	if cfg.Redis != nil {
+		if n.clu, err = n.startCluster(); err != nil {
+			return nil, err
+		}
+	}
+	if push := n.pushReader(&set); push != nil {
+		set.readers = append(set.readers, *push)
+	}
+	n.runner = runner.New(runner.Config{Epoch: n.events.Epoch(), Logger: n.log, Observer: n.metrics}, set.readers...)
+
+	runCtx, cancel := context.WithCancel(context.Background())
+	n.cancel = cancel
+	n.goOwned(func() {
+		if err := n.runner.Run(runCtx); err != nil {
+			n.log.Error("projections stopped", "err", err)
+		}
+	})
+	n.goOwned(func() { n.svc.Run(runCtx) })
+	for _, run := range set.run {
+		n.goOwned(func() { run(runCtx) })
+	}
+	if err := n.waitRebuilt(ctx); err != nil {
+		return nil, err
+	}
+	if err := n.serveHTTP(); err != nil {
+		return nil, err
+	}
+	if cfg.Roles.Gateway {
+		n.log.Info("parley serving", "ws", "ws://"+n.ln.Addr().String()+"/ws", "instance", n.cfg.Instance)
+	} else {
+		n.log.Info("parley projector running", "ops", "http://"+n.ln.Addr().String()+"/readyz")
+	}
+	return n, nil
+}
+
+// goOwned runs f on a goroutine that Shutdown waits for.
+func (n *Node) goOwned(f func()) {
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		f()
+	}()
+}
+
+// openLog starts the embedded broker unless brokers are configured, and
+// opens the event log.
+func (n *Node) openLog() error {
+	if len(n.cfg.Kafka.Brokers) == 0 {
+		b, err := kafka.StartEmbedded(n.cfg.EmbeddedBroker)
+		if err != nil {
+			return err
+		}
+		n.broker = b
+		n.cfg.Kafka.Brokers = b.Addrs()
+		n.log.Info("embedded broker listening", "addrs", n.cfg.Kafka.Brokers, "dir", n.cfg.EmbeddedBroker.DataDir)
+	}
+	l, err := kafka.Open(n.cfg.Kafka)
+	if err != nil {
+		return err
+	}
+	n.events = l
+	return nil
+}
+
+// startGateway builds the WebSocket gateway over the operations.
+func (n *Node) startGateway() error {
+	gwCfg := n.cfg.Gateway
+	gwCfg.Observer = n.metrics
+	gwCfg.Instance = n.cfg.Instance
+	gwCfg.Routes = n.stores.routes
+	gw, err := ws.New(gwCfg, n.svc, n.tokens)
+	if err != nil {
+		return err
+	}
+	n.gw = gw
+	return nil
+}
+
+// waitRebuilt waits until every in-memory read model holds the log as it
+// was when the node started.
+func (n *Node) waitRebuilt(ctx context.Context) error {
+	ends, err := n.events.EndOffsets()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.CatchUpTimeout)
+	defer cancel()
+	started := time.Now()
+	if err := n.runner.WaitRebuilt(ctx, ends); err != nil {
+		return err
+	}
+	var records int64
+	for _, e := range ends {
+		records += e
+	}
+	n.log.Info("in-memory read models rebuilt from the log", "records", records, "took", time.Since(started).Round(time.Millisecond))
+	return nil
+}
+
+// Addr is the gateway's listening address.
+func (n *Node) Addr() string { return n.ln.Addr().String() }
+
+// BrokerAddrs are the Kafka bootstrap addresses the node uses.
+func (n *Node) BrokerAddrs() []string { return n.events.Brokers() }
+
+// Tokens signs tokens with the node's secret (for tests and `parley token`).
+func (n *Node) Tokens() *auth.Tokens { return n.tokens }
+
+// Gateway is the node's WebSocket gateway.
+func (n *Node) Gateway() *ws.Gateway { return n.gw }
+
+// Service is the node's api service, the transport-independent operations
+// that the WebSocket gateway and the HTTP API share.
+func (n *Node) Service() *api.Service { return n.svc }
+
+// Abort stops the node as a crash would: connections drop without a close
+// frame, routes and the liveness key stay behind in Redis (to expire), and
+// nothing is flushed gracefully. It exists for fault tests.
+func (n *Node) Abort() {
+	n.aborted.Store(true)
+	if n.gw != nil {
+		n.gw.Abort()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = n.Shutdown(ctx)
+}
+
+// Shutdown stops accepting connections, closes every connection with
+// reason shutting_down, stops the projections and the log. Idempotent.
+func (n *Node) Shutdown(ctx context.Context) error {
+	n.shutdown.Do(func() {
+		var errs []error
+		if n.http != nil {
+			_ = n.http.Close() // hijacked WebSockets are not affected; the gateway drains them
+		} else if n.ln != nil {
+			_ = n.ln.Close()
+		}
+		if n.clu != nil {
+			n.clu.stop() // first: routes this gateway fails to release count as dead at once
+		}
+		if n.gw != nil {
+			errs = append(errs, n.gw.Shutdown(ctx))
+		}
+		if n.cancel != nil {
+			n.cancel()
+		}
+		n.wg.Wait()
+		for i := len(n.closers) - 1; i >= 0; i-- {
+			errs = append(errs, n.closers[i]())
+		}
+		if n.events != nil {
+			errs = append(errs, n.events.Close())
+		}
+		if n.broker != nil {
+			n.broker.Close()
+		}
+		n.err = errors.Join(errs...)
+	})
+	return n.err
+}

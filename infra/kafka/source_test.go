@@ -1,0 +1,76 @@
+package kafka
+
+import (
+	"testing"
+
+	"github.com/IBM/sarama"
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/parley-chat/parley/projections/runner"
+	"github.com/parley-chat/parley/projections/runner/sourcetest"
+)
+
+// kafkaLog is the contract's log on the embedded broker: records are
+// produced to exact partitions through the log's own client.
+type kafkaLog struct {
+	l *Log
+}
+
+func (k kafkaLog) Append(t *testing.T, p int32, recs ...runner.RawRecord) {
+	t.Helper()
+	producer, err := sarama.NewSyncProducerFromClient(k.l.client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer producer.Close()
+	for _, r := range recs {
+		_, _, err := producer.SendMessage(&sarama.ProducerMessage{Topic: k.l.Topic(), Partition: p,
+			Headers: []sarama.RecordHeader{{Key: []byte("event"), Value: []byte(r.Name)}}, Value: sarama.ByteEncoder(r.Payload)})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func (k kafkaLog) Range(_ *testing.T, from, to map[int32]int64) runner.Source {
+	return k.l.RangeSource(from, to)
+}
+func (k kafkaLog) Group(_ *testing.T, name string) runner.Source { return k.l.GroupSource(name) }
+
+func TestSourceContract(t *testing.T) {
+	sourcetest.Run(t, newKafkaLog)
+}
+
+// watermillLog reads through Watermill's subscriber: a consumer group
+// only (it has no bounded range).
+type watermillLog struct{ kafkaLog }
+
+func (watermillLog) Range(*testing.T, map[int32]int64, map[int32]int64) runner.Source { return nil }
+
+func (w watermillLog) Group(t *testing.T, name string) runner.Source {
+	sub, err := w.l.NewSubscriber(SubscriberConfig{Group: name}, watermill.NopLogger{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Close() })
+	return WatermillSource(sub, w.l.Topic())
+}
+
+func TestWatermillSourceContract(t *testing.T) {
+	sourcetest.Run(t, func(t *testing.T) sourcetest.Log { return watermillLog{newKafkaLog(t).(kafkaLog)} })
+}
+
+func newKafkaLog(t *testing.T) sourcetest.Log {
+	{
+		b, err := StartEmbedded(EmbeddedConfig{DataDir: t.TempDir()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(b.Close)
+		l, err := Open(Config{Brokers: b.Addrs(), Partitions: sourcetest.Partitions})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = l.Close() })
+		return kafkaLog{l}
+	}
+}
