@@ -37,18 +37,21 @@ type replayConfig struct {
 }
 
 func replay(args []string, stdout, stderr io.Writer) error {
-	f := newFlags("replay", stderr)
+	f := newFlags("replay", stdout)
 	brokers := f.string("kafka-brokers", "127.0.0.1:9092", "comma-separated Kafka brokers")
 	topic := f.string("topic", events.DefaultConversationTopic, "conversation topic")
 	partitions := f.int("partitions", events.DefaultPartitions, "partitions of the conversation topic")
 	epoch := f.int("log-epoch", 1, "log epoch of msgids")
 	which := f.string("projection", "all", "store, cache, conversations or all")
 	from := f.string("from", "earliest", "earliest, or an RFC 3339 time to replay from")
-	pgDSN := f.string("postgres-dsn", "", "PostgreSQL of the store")
+	pgDSN := f.secret("postgres-dsn", "PostgreSQL of the store (may hold a password)")
 	pgSchema := f.string("postgres-schema", "parley", "PostgreSQL schema")
 	redisAddr := f.string("redis-addr", "", "Redis of the cache")
 	redisPrefix := f.string("redis-prefix", "parley:", "prefix of Redis keys")
 	if err := f.parse(args); err != nil {
+		return err
+	}
+	if err := f.err(); err != nil {
 		return err
 	}
 	cfg := replayConfig{

@@ -43,8 +43,8 @@ type tapConfig struct {
 	duration time.Duration
 }
 
-func tap(args []string, stdout, stderr io.Writer) error {
-	f := newFlags("tap", stderr)
+func tap(args []string, stdout, _ io.Writer) error {
+	f := newFlags("tap", stdout)
 	brokers := f.string("kafka-brokers", "127.0.0.1:9092", "comma-separated Kafka brokers (the embedded broker by default)")
 	topic := f.string("topic", events.DefaultConversationTopic, "topic to read")
 	group := f.string("group", "", "consumer group, to resume where the last run stopped; empty reads without one")
@@ -55,6 +55,9 @@ func tap(args []string, stdout, stderr io.Writer) error {
 	idle := f.duration("idle-exit", 0, "stop after this long without an event; 0 never")
 	duration := f.duration("duration", 0, "stop after this long; 0 never")
 	if err := f.parse(args); err != nil {
+		return err
+	}
+	if err := f.err(); err != nil {
 		return err
 	}
 	cfg := tapConfig{brokers: strings.Split(*brokers, ","), topic: *topic, group: *group, from: *from,
