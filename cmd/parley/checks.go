@@ -5,8 +5,12 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
+	"time"
+
+	"github.com/parley-chat/parley/events"
 )
 
 // Value rules shared by several commands. Each returns a message to follow
@@ -75,6 +79,65 @@ func onlyChars(s, extra string) bool {
 // validHeaderName is RFC 9110's token, the syntax of a header field name.
 func validHeaderName(s string) bool {
 	return s != "" && onlyChars(s, "!#$%&'*+-.^_`|~")
+}
+
+// reservedGroupPrefix starts the consumer groups of Parley's own
+// projectors (store.Name "parley.projection.store", cache.Name, push.Name,
+// ...). A tool that joined one would take partitions away from the
+// projector, whose events would then never be applied.
+const reservedGroupPrefix = "parley."
+
+// checkGroup refuses Parley's own consumer groups, in any case and with
+// any spaces around, so that a near miss is not taken for a new group.
+func checkGroup(g string) error {
+	if strings.HasPrefix(strings.ToLower(strings.TrimSpace(g)), reservedGroupPrefix) {
+		return fmt.Errorf("consumer groups starting with %q are Parley's own projectors'; joining one would steal their partitions, choose another name", reservedGroupPrefix)
+	}
+	return nil
+}
+
+// eventTypes parses a comma-separated list of versioned event names; nil
+// for an empty list (every event). An unknown name is refused, not
+// silently matched against nothing.
+func eventTypes(s string) (map[string]bool, error) {
+	if s == "" {
+		return nil, nil
+	}
+	known := events.Names()
+	types := map[string]bool{}
+	var unknown []string
+	for _, t := range strings.Split(s, ",") {
+		t = strings.TrimSpace(t)
+		if !slices.Contains(known, t) {
+			u := strconv.Quote(t)
+			if slices.Contains(known, t+".v1") {
+				u += " (did you mean " + t + ".v1?)"
+			}
+			unknown = append(unknown, u)
+			continue
+		}
+		types[t] = true
+	}
+	if len(unknown) > 0 {
+		return nil, fmt.Errorf("unknown event name %s: want versioned names among %s", strings.Join(unknown, ", "), strings.Join(known, ", "))
+	}
+	return types, nil
+}
+
+// startAt parses --from: earliest, latest (if allowed) or an RFC 3339
+// time. It returns the zero time for earliest and latest.
+func startAt(s string, latest bool) (time.Time, error) {
+	if s == "earliest" || latest && s == "latest" {
+		return time.Time{}, nil
+	}
+	at, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		if latest {
+			return time.Time{}, errors.New("want earliest, latest or an RFC 3339 time such as 2026-01-02T15:04:05Z")
+		}
+		return time.Time{}, errors.New("want earliest or an RFC 3339 time such as 2026-01-02T15:04:05Z")
+	}
+	return at, nil
 }
 
 // checkURL checks an http(s) base URL without repeating it: it may carry

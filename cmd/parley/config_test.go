@@ -13,6 +13,13 @@ import (
 	"time"
 
 	"github.com/parley-chat/parley/infra/node"
+	"github.com/parley-chat/parley/projections/cache"
+	"github.com/parley-chat/parley/projections/conversations"
+	"github.com/parley-chat/parley/projections/groups"
+	"github.com/parley-chat/parley/projections/logout"
+	"github.com/parley-chat/parley/projections/push"
+	"github.com/parley-chat/parley/projections/store"
+	"github.com/parley-chat/parley/projections/stream"
 )
 
 // secretValue is what the tests give a secret. It is long enough for
@@ -122,6 +129,24 @@ func TestConfigErrors(t *testing.T) {
 		// logout.
 		{"logout without account", []string{"logout"}, nil, []string{"--account"}},
 		{"logout with no broker", []string{"logout", "--account", "alice", "--kafka-brokers", ""}, nil, []string{"--kafka-brokers"}},
+		// tap.
+		{"tap in Parley's push group", []string{"tap", "--group", push.Name}, nil, []string{`--group="parley.projection.push"`, "Parley's own"}},
+		{"tap in Parley's group by env, in capitals", []string{"tap"}, map[string]string{"PARLEY_GROUP": "PARLEY.projection.store"}, []string{"PARLEY_GROUP"}},
+		{"tap with an unversioned type", []string{"tap", "--types", "MessageSent"}, nil, []string{"--types", "did you mean MessageSent.v1", "GroupCreated.v1", "UserLoggedOut.v1"}},
+		{"tap with an empty type", []string{"tap", "--types", "MessageSent.v1,"}, nil, []string{"--types"}},
+		{"tap from a time with a group", []string{"tap", "--group", "g", "--from", time.Now().Format(time.RFC3339)}, nil, []string{"--from", "without --group"}},
+		{"tap from yesterday", []string{"tap", "--from", "yesterday"}, nil, []string{"--from", "RFC 3339"}},
+		{"tap idle exit too short", []string{"tap", "--idle-exit", "1ns"}, nil, []string{"--idle-exit"}},
+		{"tap negative max events", []string{"tap", "--max-events", "-1"}, nil, []string{"--max-events"}},
+		{"tap negative duration", []string{"tap", "--duration", "-1s"}, nil, []string{"--duration"}},
+		{"tap epoch zero", []string{"tap", "--log-epoch", "0"}, nil, []string{"--log-epoch"}},
+		// replay.
+		{"replay of conversations", []string{"replay", "--projection", "conversations"}, nil, []string{"--projection", "restart the gateways"}},
+		{"replay of an unknown projection", []string{"replay", "--projection", "stores", "--postgres-dsn", "postgres://h/db"}, nil, []string{"--projection", "store, cache or all"}},
+		{"replay from latest", []string{"replay", "--projection", "cache", "--redis-addr", "127.0.0.1:6379", "--from", "latest"}, nil, []string{"--from"}},
+		{"replay of the store without PostgreSQL", []string{"replay", "--projection", "store"}, nil, []string{"--postgres-dsn"}},
+		{"replay with an unparsable dsn", []string{"replay", "--projection", "store"}, map[string]string{"PARLEY_POSTGRES_DSN": "host=db password=" + secretValue + " port=x"}, []string{"PARLEY_POSTGRES_DSN", "cannot parse"}},
+		{"replay with zero partitions", []string{"replay", "--projection", "store", "--postgres-dsn", "postgres://h/db", "--partitions", "0"}, nil, []string{"--partitions"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -298,8 +323,8 @@ func TestHelp(t *testing.T) {
 		{"parley token -h", []string{"token", "-h"}, []string{"--ttl duration", "720h"}, false},
 		{"parley broker -h", []string{"broker", "-h"}, []string{"--log-fsync   PARLEY_LOG_FSYNC"}, false},
 		{"parley logout -h", []string{"logout", "-h"}, []string{"--reason string"}, false},
-		{"parley tap -h", []string{"tap", "-h"}, []string{"--types string   PARLEY_TYPES"}, false},
-		{"parley replay -h", []string{"replay", "-h"}, []string{"--projection string   PARLEY_PROJECTION"}, false},
+		{"parley tap -h", []string{"tap", "-h"}, []string{"MessageSent.v1, GroupCreated.v1", "Not parley.*"}, false},
+		{"parley replay -h", []string{"replay", "-h"}, []string{"store, cache or all"}, false},
 		{"help after a bad flag", []string{"serve", "--nope", "-h"}, []string{"usage: parley [serve]"}, false},
 	}
 	for _, tc := range tests {
@@ -320,6 +345,40 @@ func TestHelp(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// What replay's usage offers for --projection is exactly what it accepts.
+func TestReplayHelpMatchesProjections(t *testing.T) {
+	usage, _, _ := runCapture("replay", "-h")
+	m := regexp.MustCompile(`--projection string[^\n]*\n\s*([^\n]*)`).FindStringSubmatch(usage)
+	if m == nil {
+		t.Fatalf("no --projection in:\n%s", usage)
+	}
+	for _, p := range []string{"store", "cache", "all", "conversations", "groups", "push"} {
+		_, err := parseReplay([]string{"--projection", p, "--postgres-dsn", "postgres://h/db", "--redis-addr", "127.0.0.1:6379"}, &bytes.Buffer{})
+		if offered := regexp.MustCompile(`\b` + p + `\b`).MatchString(m[1]); offered != (err == nil) {
+			t.Errorf("--projection %s: offered %v, error %v", p, offered, err)
+		}
+	}
+}
+
+// Every consumer group of Parley's own is refused by the tap, so that it
+// cannot take partitions from a projector; other groups are accepted.
+func TestTapGroups(t *testing.T) {
+	for _, g := range []string{store.Name, cache.Name, push.Name, conversations.Name, groups.Name, stream.Name, logout.Name, "parley.anything", " Parley.projection.push"} {
+		if _, err := parseTap([]string{"--group", g}, &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "--group") {
+			t.Errorf("--group %q: %v", g, err)
+		}
+	}
+	for _, g := range []string{"analytics", "parley-analytics", "team.parley.audit"} {
+		if _, err := parseTap([]string{"--group", g}, &bytes.Buffer{}); err != nil {
+			t.Errorf("--group %q refused: %v", g, err)
+		}
+	}
+	cfg, err := parseTap([]string{"--types", "MessageSent.v1, GroupCreated.v1", "--from", "2026-01-02T15:04:05Z"}, &bytes.Buffer{})
+	if err != nil || !reflect.DeepEqual(cfg.types, map[string]bool{"MessageSent.v1": true, "GroupCreated.v1": true}) || cfg.at.IsZero() {
+		t.Errorf("types %v at %v: %v", cfg.types, cfg.at, err)
 	}
 }
 
@@ -350,6 +409,7 @@ func TestMainExitCodes(t *testing.T) {
 		{"a typo with a secret in env", []string{"serve", "--lisen", "x"}, []string{"PARLEY_TOKEN_SECRET=" + secretValue}, 2, "", "unknown flag --lisen", true},
 		{"unknown command", []string{"nope"}, nil, 2, "", `unknown command "nope"`, true},
 		{"expired token", []string{"token", "--account", "alice", "--ttl", "-5m"}, nil, 2, "", "--ttl", true},
+		{"tap in a projector's group", []string{"tap", "--group", "parley.projection.push"}, nil, 2, "", "--group", true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
