@@ -317,6 +317,7 @@ func TestHelp(t *testing.T) {
 		{"parley -h", []string{"-h"}, names, true},
 		{"parley help", []string{"help"}, names, true},
 		{"parley help help", []string{"help", "help"}, names, true},
+		{"parley help -h", []string{"help", "-h"}, names, true},
 		{"parley help serve", []string{"help", "serve"}, []string{"usage: parley [serve] [flags]", "--lease duration   PARLEY_LEASE"}, false},
 		{"parley serve --help", []string{"serve", "--help"}, []string{"--read-buffer int   PARLEY_READ_BUFFER"}, false},
 		{"parley -h after a flag", []string{"--lease", "1m", "-h"}, []string{"usage: parley [serve] [flags]"}, false},

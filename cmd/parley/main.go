@@ -29,6 +29,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -87,7 +88,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	if name == "help" {
-		if len(args) == 0 {
+		if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 			return usage(stdout)
 		}
 		name, args = args[0], []string{"-h"}
