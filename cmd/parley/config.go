@@ -88,6 +88,10 @@ func parseServe(args []string, stdout io.Writer) (node.Config, error) {
 	f.check("kafka-client-id", *clientID != "" && onlyChars(*clientID, "._-"), "want letters, digits, '.', '_' or '-'")
 	f.check("kafka-replication-factor", *replication >= 1 && *replication <= 32767, "want 1..32767")
 	f.check("kafka-tls-ca", *kafkaCA == "" || *kafkaTLS, "needs %s", f.name("kafka-tls"))
+	if *kafkaCA != "" {
+		_, err := os.Stat(*kafkaCA)
+		f.check("kafka-tls-ca", err == nil, "cannot read the file")
+	}
 	switch *saslMech {
 	case "":
 		f.check("kafka-sasl-user", *saslUser == "", "needs %s", f.name("kafka-sasl-mechanism"))

@@ -78,7 +78,8 @@ func TestConfigErrors(t *testing.T) {
 		{"lowercase SASL mechanism", []string{"serve", "--kafka-sasl-mechanism", "plain", "--kafka-sasl-user", "u"}, nil, []string{"--kafka-sasl-mechanism"}},
 		{"SASL without password", []string{"serve", "--kafka-sasl-mechanism", "PLAIN", "--kafka-sasl-user", "u"}, nil, []string{"--kafka-sasl-password", "required"}},
 		{"SASL password without mechanism", []string{"serve"}, map[string]string{"PARLEY_KAFKA_SASL_PASSWORD": secretValue}, []string{"PARLEY_KAFKA_SASL_PASSWORD", "--kafka-sasl-mechanism"}},
-		{"CA file without TLS", []string{"serve", "--kafka-tls-ca", "ca.pem"}, nil, []string{"--kafka-tls-ca", "--kafka-tls"}},
+		{"CA file without TLS", []string{"serve", "--kafka-tls-ca", os.Args[0]}, nil, []string{"--kafka-tls-ca", "needs --kafka-tls"}},
+		{"missing CA file", []string{"serve", "--kafka-tls", "--kafka-tls-ca", "ca.pem"}, nil, []string{`--kafka-tls-ca="ca.pem": cannot read`}},
 		// Addresses and names.
 		{"empty broker in the list", []string{"serve", "--kafka-brokers", "a:9092,,b:9092"}, nil, []string{"--kafka-brokers"}},
 		{"broker without a port", []string{"serve", "--kafka-brokers", "kafka1"}, nil, []string{"--kafka-brokers", "host:port"}},
