@@ -159,6 +159,8 @@ type value struct {
 	isBool bool
 }
 
+// Set parses s into the flag's variable, for the command line and the
+// environment alike.
 func (v *value) Set(s string) error {
 	if !v.o.secret {
 		v.o.raw = s
@@ -172,6 +174,7 @@ func (v *value) Set(s string) error {
 	return err
 }
 
+// String is the value for the flag package; a secret's is only "(set)".
 func (v *value) String() string {
 	if v == nil || v.str == nil { // the flag package may call it on a zero value
 		return ""
@@ -310,6 +313,7 @@ type configError struct {
 	errs []error
 }
 
+// Error lists the problems, one a line when there are several.
 func (e *configError) Error() string {
 	if len(e.errs) == 1 {
 		return fmt.Sprintf("%s: %v (see parley %s -h)", e.cmd, e.errs[0], e.cmd)
