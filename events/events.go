@@ -28,6 +28,14 @@ const (
 	GroupMembersRemovedV1 = "GroupMembersRemoved.v1"
 )
 
+// Names lists every event name this version knows, on either topic: the
+// names Decode understands. Tools that filter by name (parley tap --types)
+// check against it, so that a misspelt or unversioned name is refused
+// instead of matching nothing.
+func Names() []string {
+	return []string{MessageSentV1, GroupCreatedV1, GroupMembersAddedV1, GroupMembersRemovedV1, UserLoggedOutV1}
+}
+
 // Event is anything that goes on the conversation topic.
 type Event interface {
 	// EventName is the versioned name, for example "MessageSent.v1".

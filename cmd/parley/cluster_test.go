@@ -296,9 +296,9 @@ func TestClusterProjectorRestart(t *testing.T) {
 	if code, body := httpGet(t, "http://"+proj.n.Addr()+"/readyz"); code != 200 || !strings.Contains(body, `"store":"ok"`) || !strings.Contains(body, `"cache":"ok"`) {
 		t.Errorf("projector /readyz: %d %s", code, body)
 	}
-	got := c.waitPG(conv, 20)
+	c.waitPG(conv, 20)
 	time.Sleep(300 * time.Millisecond) // let any replayed record land, if it would
-	got = c.pgHistory(conv)
+	got := c.pgHistory(conv)
 	if len(got) != 20 {
 		t.Fatalf("PostgreSQL holds %d messages, want 20", len(got))
 	}

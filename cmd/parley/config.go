@@ -1,148 +1,126 @@
 package main
 
 import (
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/parley-chat/parley/cmd/parley/node"
-	"github.com/parley-chat/parley/domain"
 	"github.com/parley-chat/parley/events"
 	"github.com/parley-chat/parley/infra/kafka"
 	"github.com/parley-chat/parley/infra/postgres"
 	"github.com/parley-chat/parley/infra/redis"
 	"github.com/parley-chat/parley/transport/auth"
+	"github.com/parley-chat/parley/transport/httpapi"
+	"github.com/parley-chat/parley/transport/wire"
 	"github.com/parley-chat/parley/transport/ws"
 )
 
-// envFlags is a FlagSet whose flags default to PARLEY_* environment variables.
-type envFlags struct {
-	*flag.FlagSet
-	errs []error
-}
+// Lower bounds of secrets that the packages using them enforce too; the
+// flags check them first so that every problem is reported at once, named
+// by its flag.
+const (
+	minClusterSecretBytes = 16 // node.Config.Validate
+	minTrustedSecretBytes = 16 // ws.Config.Validate
+)
 
-func newFlags(name string, out io.Writer) *envFlags {
-	fs := flag.NewFlagSet("parley "+name, flag.ContinueOnError)
-	fs.SetOutput(out)
-	return &envFlags{FlagSet: fs}
-}
-
-func envName(flagName string) string {
-	return "PARLEY_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
-}
-
-func (f *envFlags) string(name, def, usage string) *string {
-	if v, ok := os.LookupEnv(envName(name)); ok {
-		def = v
-	}
-	return f.String(name, def, usage+" ("+envName(name)+")")
-}
-
-func (f *envFlags) duration(name string, def time.Duration, usage string) *time.Duration {
-	if v, ok := os.LookupEnv(envName(name)); ok {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			f.errs = append(f.errs, fmt.Errorf("%s=%q: %w", envName(name), v, err))
-		} else {
-			def = d
-		}
-	}
-	return f.Duration(name, def, usage+" ("+envName(name)+")")
-}
-
-func (f *envFlags) int(name string, def int, usage string) *int {
-	if v, ok := os.LookupEnv(envName(name)); ok {
-		var n int
-		if _, err := fmt.Sscan(v, &n); err != nil {
-			f.errs = append(f.errs, fmt.Errorf("%s=%q: not a number", envName(name), v))
-		} else {
-			def = n
-		}
-	}
-	return f.Int(name, def, usage+" ("+envName(name)+")")
-}
-
-func (f *envFlags) bool(name string, def bool, usage string) *bool {
-	if v, ok := os.LookupEnv(envName(name)); ok {
-		def = v == "1" || strings.EqualFold(v, "true")
-	}
-	return f.Bool(name, def, usage+" ("+envName(name)+")")
-}
-
-func (f *envFlags) parse(args []string) error {
-	if err := f.Parse(args); err != nil {
-		return err
-	}
-	if f.NArg() > 0 {
-		f.errs = append(f.errs, fmt.Errorf("unexpected arguments %q", f.Args()))
-	}
-	return errors.Join(f.errs...)
-}
-
-func parseServe(args []string, stderr io.Writer) (node.Config, error) {
-	f := newFlags("serve", stderr)
+// parseServe reads serve's flags and environment into a node
+// configuration, checking every value: a zero duration or count is an
+// error here, never a silent default downstream.
+func parseServe(args []string, stdout io.Writer) (node.Config, error) {
+	f := newFlags("serve", stdout)
 	dataDir := f.string("data-dir", "parley-data", "directory for the embedded log and the token secret")
-	listen := f.string("listen", "127.0.0.1:8080", "gateway HTTP address; WebSocket at /ws")
+	listen := f.string("listen", "127.0.0.1:8080", "gateway HTTP address; WebSocket at /ws; port 0 picks a free one")
 	brokers := f.string("kafka-brokers", "", "comma-separated Kafka brokers; empty runs the embedded broker")
 	clientID := f.string("kafka-client-id", "parley", "client id this process gives the brokers")
-	replication := f.int("kafka-replication-factor", 1, "replication factor of topics Parley creates")
+	replication := f.int("kafka-replication-factor", 1, "replication factor of topics Parley creates, 1..32767")
 	kafkaTLS := f.bool("kafka-tls", false, "connect to the brokers over TLS")
 	kafkaCA := f.string("kafka-tls-ca", "", "PEM file of CAs to trust for the brokers; empty uses the system pool")
 	saslMech := f.string("kafka-sasl-mechanism", "", "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; empty for none")
 	saslUser := f.string("kafka-sasl-user", "", "SASL user")
-	saslPass := f.string("kafka-sasl-password", "", "SASL password")
+	saslPass := f.secret("kafka-sasl-password", "SASL password")
 	brokerListen := f.string("broker-listen", "127.0.0.1:9092", "loopback address of the embedded broker, for taps")
 	topic := f.string("topic", events.DefaultConversationTopic, "conversation topic")
-	partitions := f.int("partitions", events.DefaultPartitions, "partitions of the conversation topic, fixed once created")
-	epoch := f.int("log-epoch", 1, "log epoch in msgid high bits (1..31); raise it when moving the log to a new cluster")
+	partitions := f.int("partitions", events.DefaultPartitions, "partitions of the conversation topic, 1..10000, fixed once created")
+	epoch := f.int("log-epoch", 1, fmt.Sprintf("log epoch in msgid high bits (1..%d); raise it when moving the log to a new cluster", events.MaxEpoch))
 	fsync := f.bool("log-fsync", false, "embedded broker: fsync every batch before acknowledging")
-	secret := f.string("token-secret", "", "HS256 token secret (at least 32 bytes); empty uses <data-dir>/token.secret")
-	lease := f.duration("lease", 10*time.Minute, "connection lease (timelife) granted at hello and renew")
-	heartbeat := f.duration("heartbeat", 60*time.Second, "longest silence before a connection is closed")
-	ratePerSec := f.int("rate-limit", 100, "requests per second allowed per connection")
-	rateBurst := f.int("rate-burst", 200, "burst of requests allowed per connection")
-	serviceCred := f.string("service-credential", "", "shared secret for services calling the HTTP API (Bearer svc:<secret>, 16+ bytes); empty disables")
-	readBuffer := f.int("read-buffer", 1024, "read buffer per connection, in bytes (smaller saves memory on idle connections)")
+	secret := f.secret("token-secret", fmt.Sprintf("HS256 token secret (at least %d bytes); empty uses <data-dir>/token.secret", auth.MinSecretBytes))
+	lease := f.duration("lease", 10*time.Minute, "connection lease (timelife) granted at hello and renew, at least 1s")
+	heartbeat := f.duration("heartbeat", 60*time.Second, "longest silence before a connection is closed, at least 1s")
+	ratePerSec := f.int("rate-limit", 100, "requests per second allowed per connection, at least 1")
+	rateBurst := f.int("rate-burst", 200, "burst of requests allowed per connection, at least 1")
+	serviceCred := f.secret("service-credential", fmt.Sprintf("shared secret for services calling the HTTP API (Bearer svc:<secret>, %d+ bytes); empty disables", httpapi.MinServiceCredentialBytes))
+	readBuffer := f.int("read-buffer", 1024, fmt.Sprintf("read buffer per connection, in bytes, 256..%d (smaller saves memory on idle connections)", wire.MaxFrameBytes))
 	consoleMode := f.string("console", "auto", "web console at /console/: on, off, or auto (on for a single node, off in scale-out)")
 	devTokens := f.string("dev-tokens", "auto", "let the console mint tokens for any account (development only): on, off, or auto (on for a single node)")
-	gcPercent := f.int("gc-percent", 400, "Go GC target percentage (GOGC); higher trades memory for latency. The GOGC environment variable, if set, wins")
+	gcPercent := f.int("gc-percent", 400, "Go GC target percentage (GOGC), at least 10; higher trades memory for latency. The GOGC environment variable, if set, wins")
 	pprofOn := f.bool("pprof", false, "serve net/http/pprof under /debug/pprof/ on the listen address")
 	level := f.string("log-level", "info", "debug, info, warn or error")
 	roles := f.string("roles", "gateway,projector", "what this process runs: gateway, projector or both (split roles need scale-out)")
-	pgDSN := f.string("postgres-dsn", "", "PostgreSQL for the message history (scale-out); empty keeps it in memory")
-	pgSchema := f.string("postgres-schema", "parley", "PostgreSQL schema of Parley's tables")
-	redisAddr := f.string("redis-addr", "", "Redis for the 7-day cache and routes (scale-out); empty keeps them in memory")
-	redisPrefix := f.string("redis-prefix", "parley:", "prefix of every Redis key")
-	instance := f.string("instance", "", "ip:port at which other instances reach this gateway; default the listen address")
-	clusterSecret := f.string("cluster-secret", "", "shared secret of the links between instances (scale-out, at least 16 bytes)")
+	pgDSN := f.secret("postgres-dsn", "PostgreSQL for the message history (scale-out; may hold a password); empty keeps it in memory")
+	pgSchema := f.string("postgres-schema", postgres.DefaultSchema, "PostgreSQL schema of Parley's tables")
+	redisAddr := f.string("redis-addr", "", "Redis host:port for the 7-day cache and routes (scale-out); empty keeps them in memory")
+	redisPrefix := f.string("redis-prefix", redis.DefaultPrefix, "prefix of every Redis key; empty means the default")
+	instance := f.string("instance", "", "host:port at which other instances reach this gateway; default the listen address")
+	clusterSecret := f.secret("cluster-secret", fmt.Sprintf("shared secret of the links between instances (scale-out, at least %d bytes)", minClusterSecretBytes))
 	loginPolicy := f.string("login-policy", "reject", "second live login of one device: reject (refuse the new) or replace (close the old)")
-	trustedSecret := f.string("trusted-gateway-secret", "", "accept identity headers from an API gateway that sends this secret (16+ bytes); empty disables")
+	trustedSecret := f.secret("trusted-gateway-secret", fmt.Sprintf("accept identity headers from an API gateway that sends this secret (%d+ bytes); empty disables", minTrustedSecretBytes))
 	trustedAccount := f.string("trusted-account-header", "X-Parley-Account", "header with the account, in trusted gateway mode")
 	trustedDevice := f.string("trusted-device-header", "X-Parley-Device", "header with the device, in trusted gateway mode")
-	directory := f.string("directory-url", "", "user service reloading missed online sets: GET <url>/accounts/<account>/devices")
+	directory := f.secret("directory-url", "user service reloading missed online sets: GET <url>/accounts/<account>/devices (may hold credentials)")
 	if err := f.parse(args); err != nil {
 		return node.Config{}, err
 	}
-	var errs []error
+
+	f.check("data-dir", *dataDir != "", "cannot be empty")
+	f.checkErr("listen", hostPort(*listen, 0))
+	var brokerAddrs []string
+	if *brokers != "" {
+		var err error
+		brokerAddrs, err = brokerList(*brokers)
+		f.checkErr("kafka-brokers", err)
+	}
+	f.check("kafka-client-id", *clientID != "" && onlyChars(*clientID, "._-"), "want letters, digits, '.', '_' or '-'")
+	f.check("kafka-replication-factor", *replication >= 1 && *replication <= 32767, "want 1..32767")
+	f.check("kafka-tls-ca", *kafkaCA == "" || *kafkaTLS, "needs %s", f.name("kafka-tls"))
+	if *kafkaCA != "" {
+		_, err := os.Stat(*kafkaCA)
+		f.check("kafka-tls-ca", err == nil, "cannot read the file")
+	}
+	switch *saslMech {
+	case "":
+		f.check("kafka-sasl-user", *saslUser == "", "needs %s", f.name("kafka-sasl-mechanism"))
+		f.check("kafka-sasl-password", *saslPass == "", "needs %s", f.name("kafka-sasl-mechanism"))
+	case "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512":
+		f.check("kafka-sasl-user", *saslUser != "", "required with %s", f.name("kafka-sasl-mechanism"))
+		f.check("kafka-sasl-password", *saslPass != "", "required with %s", f.name("kafka-sasl-mechanism"))
+	default:
+		f.check("kafka-sasl-mechanism", false, "want PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (in capitals)")
+	}
+	f.checkErr("broker-listen", checkLoopback(*brokerListen))
+	f.check("topic", validTopic(*topic), "want 1..249 letters, digits, '.', '_' or '-'")
+	f.check("partitions", *partitions >= 1 && *partitions <= 10000, "want 1..10000")
+	f.check("log-epoch", *epoch >= 1 && *epoch <= events.MaxEpoch, "want 1..%d", events.MaxEpoch)
+	f.check("token-secret", *secret == "" || len(*secret) >= auth.MinSecretBytes, "need at least %d bytes", auth.MinSecretBytes)
+	f.check("lease", *lease >= time.Second, "want at least 1s")
+	f.check("heartbeat", *heartbeat >= time.Second, "want at least 1s")
+	f.check("rate-limit", *ratePerSec >= 1, "want at least 1")
+	f.check("rate-burst", *rateBurst >= 1, "want at least 1")
+	f.check("service-credential", *serviceCred == "" || len(*serviceCred) >= httpapi.MinServiceCredentialBytes, "need at least %d bytes", httpapi.MinServiceCredentialBytes)
+	f.check("service-credential", !strings.ContainsAny(*serviceCred, " \t\r\n"), "cannot contain white space")
+	f.check("read-buffer", *readBuffer >= 256 && *readBuffer <= wire.MaxFrameBytes, "want 256..%d", wire.MaxFrameBytes)
+	f.check("console", slices.Contains([]string{"on", "off", "auto"}, *consoleMode), "want on, off or auto")
+	f.check("dev-tokens", slices.Contains([]string{"on", "off", "auto"}, *devTokens), "want on, off or auto")
+	f.check("gc-percent", *gcPercent >= 10, "want at least 10")
 	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
-		errs = append(errs, fmt.Errorf("--log-level %q: want debug, info, warn or error", *level))
-	}
-	if *epoch < 1 || *epoch > events.MaxEpoch {
-		errs = append(errs, fmt.Errorf("--log-epoch %d: want 1..%d", *epoch, events.MaxEpoch))
-	}
-	if *partitions < 1 || *partitions > 10000 {
-		errs = append(errs, fmt.Errorf("--partitions %d: want 1..10000", *partitions))
-	}
-	if *secret != "" && len(*secret) < auth.MinSecretBytes {
-		errs = append(errs, fmt.Errorf("--token-secret: need at least %d bytes", auth.MinSecretBytes))
-	}
+	f.check("log-level", slices.Contains([]string{"debug", "info", "warn", "error"}, strings.ToLower(*level)) && lvl.UnmarshalText([]byte(*level)) == nil, "want debug, info, warn or error")
 	var rl node.Roles
+	rolesOK := true
 	for _, r := range strings.Split(*roles, ",") {
 		switch strings.TrimSpace(r) {
 		case "gateway":
@@ -150,37 +128,58 @@ func parseServe(args []string, stderr io.Writer) (node.Config, error) {
 		case "projector":
 			rl.Projector = true
 		default:
-			errs = append(errs, fmt.Errorf("--roles: unknown role %q (want gateway, projector)", r))
+			rolesOK = false
 		}
 	}
-	if *loginPolicy != "reject" && *loginPolicy != "replace" {
-		errs = append(errs, fmt.Errorf("--login-policy %q: want reject or replace", *loginPolicy))
+	f.check("roles", rolesOK, "want gateway, projector or gateway,projector")
+	if *pgDSN != "" {
+		// pgx's own message quotes the DSN with the password masked on a
+		// best-effort basis only: say nothing of the value.
+		_, err := pgxpool.ParseConfig(*pgDSN)
+		f.check("postgres-dsn", err == nil, "cannot parse: want postgres://user:password@host:5432/db?... or key=value pairs")
 	}
-	if *replication < 1 || *replication > 32767 {
-		errs = append(errs, fmt.Errorf("--kafka-replication-factor %d: want 1..32767", *replication))
+	f.check("postgres-schema", postgres.ValidSchema(*pgSchema), "want lowercase letters, digits and '_', at most 63 bytes, not starting with a digit")
+	if *redisAddr != "" {
+		f.checkErr("redis-addr", hostPort(*redisAddr, 1))
 	}
-	if err := (kafka.Security{TLS: *kafkaTLS, TLSCAFile: *kafkaCA, SASLMechanism: *saslMech, SASLUser: *saslUser}).Validate(); err != nil {
-		errs = append(errs, err)
+	if *instance != "" {
+		f.checkErr("instance", hostPort(*instance, 1))
 	}
-	for name, v := range map[string]string{"--console": *consoleMode, "--dev-tokens": *devTokens} {
-		if v != "on" && v != "off" && v != "auto" {
-			errs = append(errs, fmt.Errorf("%s %q: want on, off or auto", name, v))
-		}
+	f.check("cluster-secret", *clusterSecret == "" || len(*clusterSecret) >= minClusterSecretBytes, "need at least %d bytes", minClusterSecretBytes)
+	f.check("login-policy", slices.Contains([]string{"reject", "replace"}, *loginPolicy), "want reject or replace")
+	f.check("trusted-gateway-secret", *trustedSecret == "" || len(*trustedSecret) >= minTrustedSecretBytes, "need at least %d bytes", minTrustedSecretBytes)
+	f.check("trusted-account-header", validHeaderName(*trustedAccount), "want a header name")
+	f.check("trusted-device-header", validHeaderName(*trustedDevice), "want a header name")
+	f.check("trusted-device-header", !strings.EqualFold(*trustedAccount, *trustedDevice), "cannot be the same header as %s", f.name("trusted-account-header"))
+	if *directory != "" {
+		f.checkErr("directory-url", checkURL(*directory))
 	}
+
+	scaleOut := *pgDSN != "" || *redisAddr != ""
 	if (*pgDSN == "") != (*redisAddr == "") {
-		errs = append(errs, errors.New("--postgres-dsn and --redis-addr go together: scale-out needs both"))
+		f.fail(fmt.Errorf("%s and %s go together: scale-out needs both", f.name("postgres-dsn"), f.name("redis-addr")))
 	}
-	if err := errors.Join(errs...); err != nil {
+	if scaleOut && *clusterSecret == "" {
+		f.fail(fmt.Errorf("scale-out needs %s, the same on every process", f.name("cluster-secret")))
+	}
+	if rolesOK && rl != (node.Roles{Gateway: true, Projector: true}) {
+		if !scaleOut {
+			f.fail(fmt.Errorf("%s: roles can be split only in scale-out (with --postgres-dsn and --redis-addr)", f.name("roles")))
+		}
+		if *brokers == "" {
+			f.fail(fmt.Errorf("%s: split roles need a shared broker (--kafka-brokers, e.g. a parley broker)", f.name("roles")))
+		}
+	}
+	if err := f.err(); err != nil {
 		return node.Config{}, err
 	}
+
 	cfg := node.Config{
 		DataDir: *dataDir,
 		Listen:  *listen,
 		Logger:  slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl})),
 	}
-	if *brokers != "" {
-		cfg.Kafka.Brokers = strings.Split(*brokers, ",")
-	}
+	cfg.Kafka.Brokers = brokerAddrs
 	cfg.Kafka.Topic = *topic
 	cfg.Kafka.ClientID = *clientID
 	cfg.Kafka.ReplicationFactor = int16(*replication)
@@ -191,7 +190,7 @@ func parseServe(args []string, stderr io.Writer) (node.Config, error) {
 	cfg.EmbeddedBroker.SyncWrites = *fsync
 	cfg.TokenSecret = []byte(*secret)
 	cfg.Roles = rl
-	if *pgDSN != "" {
+	if scaleOut {
 		cfg.Postgres = &postgres.Config{DSN: *pgDSN, Schema: *pgSchema}
 		cfg.Redis = &redis.Config{Addr: *redisAddr, Prefix: *redisPrefix}
 	}
@@ -201,13 +200,9 @@ func parseServe(args []string, stderr io.Writer) (node.Config, error) {
 	cfg.DirectoryURL = *directory
 	cfg.Gateway.Trusted = ws.TrustedHeaders{Secret: *trustedSecret, AccountHeader: *trustedAccount, DeviceHeader: *trustedDevice}
 	cfg.Pprof = *pprofOn
-	if *gcPercent < 10 {
-		return node.Config{}, fmt.Errorf("--gc-percent %d: want at least 10", *gcPercent)
-	}
 	cfg.GCPercent = *gcPercent
-	single := *pgDSN == ""
-	cfg.Console = *consoleMode == "on" || *consoleMode == "auto" && single
-	cfg.DevTokens = *devTokens == "on" || *devTokens == "auto" && single
+	cfg.Console = *consoleMode == "on" || *consoleMode == "auto" && !scaleOut
+	cfg.DevTokens = *devTokens == "on" || *devTokens == "auto" && !scaleOut
 	cfg.Gateway.ReadBufferBytes = *readBuffer
 	cfg.ServiceCredential = *serviceCred
 	cfg.Gateway.RatePerSecond = float64(*ratePerSec)
@@ -215,36 +210,4 @@ func parseServe(args []string, stderr io.Writer) (node.Config, error) {
 	cfg.Gateway.Lease = *lease
 	cfg.Gateway.Heartbeat = *heartbeat
 	return cfg, nil
-}
-
-func token(args []string, stdout, stderr io.Writer) error {
-	f := newFlags("token", stderr)
-	account := f.string("account", "", "account id (required)")
-	device := f.string("device", "default", "device id")
-	ttl := f.duration("ttl", 24*time.Hour, "how long the token is valid")
-	dataDir := f.string("data-dir", "parley-data", "data directory whose token.secret signs the token")
-	secret := f.string("token-secret", "", "HS256 secret; empty uses <data-dir>/token.secret")
-	if err := f.parse(args); err != nil {
-		return err
-	}
-	if _, err := domain.ParseAccountID(*account); err != nil {
-		return fmt.Errorf("--account: %w", err)
-	}
-	key := []byte(*secret)
-	if len(key) == 0 {
-		var err error
-		if key, err = auth.LoadOrCreateSecret(*dataDir); err != nil {
-			return err
-		}
-	}
-	tokens, err := auth.NewTokens(key)
-	if err != nil {
-		return err
-	}
-	t, err := tokens.Mint(domain.AccountID(*account), domain.DeviceID(*device), *ttl)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintln(stdout, t)
-	return nil
 }

@@ -115,7 +115,7 @@ func TestConsoleDefaults(t *testing.T) {
 	if err != nil || !single.Console || !single.DevTokens {
 		t.Errorf("single node: console %v dev tokens %v (%v)", single.Console, single.DevTokens, err)
 	}
-	cluster, err := parseServe([]string{"--postgres-dsn", "postgres://x", "--redis-addr", "127.0.0.1:6379"}, &bytes.Buffer{})
+	cluster, err := parseServe([]string{"--postgres-dsn", "postgres://x", "--redis-addr", "127.0.0.1:6379", "--cluster-secret", "cluster-secret-0123456789"}, &bytes.Buffer{})
 	if err != nil || cluster.Console || cluster.DevTokens {
 		t.Errorf("scale-out: console %v dev tokens %v (%v)", cluster.Console, cluster.DevTokens, err)
 	}

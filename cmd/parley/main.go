@@ -12,9 +12,13 @@
 //	                            print the event stream as NDJSON
 //	parley replay --projection store|cache|all [--from earliest|TIME]
 //	                            rebuild read models from the log
+//	parley help [command]       list the commands, or one command's flags
 //
 // Every flag can also be set by an environment variable, PARLEY_ and the
-// flag's name in capitals with '-' as '_' (--data-dir is PARLEY_DATA_DIR).
+// flag's name in capitals with '-' as '_' (--data-dir is PARLEY_DATA_DIR),
+// parsed exactly as the flag would be (flags.go). Help (-h, --help, help)
+// prints to stdout and exits 0; every error exits 2, with every problem of
+// the configuration listed at once and no secret's value in any message.
 package main
 
 import (
@@ -25,54 +29,99 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/parley-chat/parley/cmd/parley/node"
-	"github.com/parley-chat/parley/domain"
-	"github.com/parley-chat/parley/events"
-	"github.com/parley-chat/parley/infra/kafka"
 )
 
 func main() {
 	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "parley:", err)
-		}
+		fmt.Fprintln(os.Stderr, "parley:", err)
 		os.Exit(2)
 	}
 }
 
-func run(args []string, stdout, stderr io.Writer) error {
-	cmd := "serve"
-	if len(args) > 0 && args[0] != "" && args[0][0] != '-' {
-		cmd, args = args[0], args[1:]
+// command is one of parley's commands, as `parley help` lists it.
+type command struct {
+	name     string
+	synopsis string // after "parley ", in the usage
+	summary  string // one line, for `parley help` and the command's -h
+	run      func(args []string, stdout, stderr io.Writer) error
+}
+
+// commands lists every command in the order help shows them. It is a
+// function, not a variable, because the commands' usage looks itself up in
+// it: a variable would be an initialization cycle.
+func commands() []command {
+	return []command{
+		{"serve", "[serve] [flags]", "run the server (the default command): a single node, or a gateway and/or projector of a cluster", serveCmd},
+		{"token", "token --account A [flags]", "mint a development token signed with --token-secret or <data-dir>/token.secret", token},
+		{"broker", "broker [flags]", "run only the embedded Kafka-protocol broker, for several processes on one host to share", broker},
+		{"logout", "logout --account A [flags]", "publish a UserLoggedOut event, as the user service would", logoutCmd},
+		{"tap", "tap [flags]", "print the event stream as NDJSON, one event a line", tap},
+		{"replay", "replay [flags]", "rebuild the history (PostgreSQL) and/or the 7-day cache (Redis) from the log", replay},
+		{"help", "help [command]", "list the commands, or show one command's flags", nil},
 	}
-	switch cmd {
-	case "serve":
-		cfg, err := parseServe(args, stderr)
-		if err != nil {
-			return err
+}
+
+func findCommand(name string) (command, bool) {
+	for _, c := range commands() {
+		if c.name == name {
+			return c, true
 		}
-		return serve(cfg)
-	case "token":
-		return token(args, stdout, stderr)
-	case "broker":
-		return broker(args, stderr)
-	case "logout":
-		return logoutCmd(args, stdout, stderr)
-	case "tap":
-		return tap(args, stdout, stderr)
-	case "replay":
-		return replay(args, stdout, stderr)
-	case "help":
-		fmt.Fprintln(stdout, "usage: parley [serve|token|broker|logout|tap|replay] [flags]; parley <command> -h for its flags")
-		return nil
 	}
-	return fmt.Errorf("unknown command %q (want serve, token, broker, logout, tap or replay)", cmd)
+	return command{}, false
+}
+
+// run runs the command args name (serve if args start with a flag). A
+// request for help is not an error.
+func run(args []string, stdout, stderr io.Writer) error {
+	name := "serve"
+	if len(args) > 0 {
+		switch a := args[0]; {
+		case a == "-h" || a == "-help" || a == "--help":
+			return usage(stdout)
+		case a != "" && a[0] != '-':
+			name, args = a, args[1:]
+		}
+	}
+	if name == "help" {
+		if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+			return usage(stdout)
+		}
+		name, args = args[0], []string{"-h"}
+	}
+	c, ok := findCommand(name)
+	if !ok {
+		return fmt.Errorf("unknown command %q (see parley help)", name)
+	}
+	if c.run == nil { // parley help help
+		return usage(stdout)
+	}
+	if err := c.run(args, stdout, stderr); !errors.Is(err, flag.ErrHelp) {
+		return err
+	}
+	return nil
+}
+
+// usage lists every command with a line each.
+func usage(w io.Writer) error {
+	fmt.Fprint(w, "usage: parley <command> [flags]\n\nCommands:\n")
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-7s %s\n", c.name, c.summary)
+	}
+	fmt.Fprint(w, "\nparley <command> -h (or parley help <command>) lists a command's flags.\nEvery flag can also be set by an environment variable: --data-dir by\nPARLEY_DATA_DIR. A configuration error exits with status 2.\n")
+	return nil
+}
+
+func serveCmd(args []string, stdout, _ io.Writer) error {
+	cfg, err := parseServe(args, stdout)
+	if err != nil {
+		return err
+	}
+	return serve(cfg)
 }
 
 func serve(cfg node.Config) error {
@@ -87,57 +136,4 @@ func serve(cfg node.Config) error {
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	return n.Shutdown(shutdownCtx)
-}
-
-func broker(args []string, stderr io.Writer) error {
-	f := newFlags("broker", stderr)
-	dir := f.string("data-dir", "parley-data", "directory of the log (in <data-dir>/log)")
-	listen := f.string("broker-listen", "127.0.0.1:9092", "loopback address to listen on")
-	fsync := f.bool("log-fsync", false, "fsync every batch before acknowledging")
-	if err := f.parse(args); err != nil {
-		return err
-	}
-	b, err := kafka.StartEmbedded(kafka.EmbeddedConfig{DataDir: filepath.Join(*dir, "log"), Addr: *listen, SyncWrites: *fsync})
-	if err != nil {
-		return err
-	}
-	fmt.Fprintln(stderr, "parley broker listening on", b.Addrs())
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	<-ctx.Done()
-	b.Close()
-	return nil
-}
-
-func logoutCmd(args []string, stdout, stderr io.Writer) error {
-	f := newFlags("logout", stderr)
-	brokers := f.string("kafka-brokers", "127.0.0.1:9092", "comma-separated Kafka brokers (the embedded broker by default)")
-	account := f.string("account", "", "account to log out (required)")
-	device := f.string("device", "", "only this device; empty logs out every device")
-	reason := f.string("reason", "logged out", "reason, for logs")
-	if err := f.parse(args); err != nil {
-		return err
-	}
-	if _, err := domain.ParseAccountID(*account); err != nil {
-		return fmt.Errorf("--account: %w", err)
-	}
-	if *device != "" {
-		if _, err := domain.ParseDeviceID(*device); err != nil {
-			return fmt.Errorf("--device: %w", err)
-		}
-	}
-	l, err := kafka.Open(kafka.Config{Brokers: strings.Split(*brokers, ","), UsersOnly: true})
-	if err != nil {
-		return err
-	}
-	defer l.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	e := events.UserLoggedOut{Account: *account, Device: *device, Reason: *reason, At: time.Now().UnixMilli()}
-	pos, err := l.AppendUser(ctx, uuid.NewString(), e)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "published %s for %s at partition %d offset %d\n", e.EventName(), *account, pos.Partition, pos.Offset)
-	return nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -10,45 +11,16 @@ import (
 	"github.com/parley-chat/parley/transport/wire"
 )
 
-// Bad configuration is refused with a message that names the flag.
-func TestServeConfigValidation(t *testing.T) {
-	tests := []struct {
-		name string
-		args []string
-		env  map[string]string
-		want string
-	}{
-		{"zero partitions", []string{"--partitions", "0"}, nil, "--partitions 0"},
-		{"epoch out of range", []string{"--log-epoch", "32"}, nil, "--log-epoch 32"},
-		{"short secret", []string{"--token-secret", "short"}, nil, "--token-secret"},
-		{"bad log level", []string{"--log-level", "loud"}, nil, "--log-level"},
-		{"bad duration in env", nil, map[string]string{"PARLEY_LEASE": "soon"}, "PARLEY_LEASE"},
-		{"stray argument", []string{"extra"}, nil, "unexpected arguments"},
-		{"unknown flag", []string{"--nope"}, nil, "flag provided but not defined"},
+// runMainEnv makes the test binary run main instead of the tests, so that
+// TestMainExitCodes drives parley as a process: its exit code and output.
+const runMainEnv = "PARLEY_TEST_RUN_MAIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(runMainEnv) == "1" {
+		main()
+		os.Exit(0)
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			for k, v := range tc.env {
-				t.Setenv(k, v)
-			}
-			var stderr bytes.Buffer
-			_, err := parseServe(tc.args, &stderr)
-			if err == nil || !strings.Contains(err.Error()+stderr.String(), tc.want) {
-				t.Errorf("got %v (stderr %q), want an error naming %q", err, stderr.String(), tc.want)
-			}
-		})
-	}
-	t.Run("environment sets defaults, flags override", func(t *testing.T) {
-		t.Setenv("PARLEY_LISTEN", "127.0.0.1:9999")
-		t.Setenv("PARLEY_LEASE", "2m")
-		cfg, err := parseServe([]string{"--lease", "3m"}, &bytes.Buffer{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if cfg.Listen != "127.0.0.1:9999" || cfg.Gateway.Lease != 3*time.Minute {
-			t.Errorf("listen %q lease %v", cfg.Listen, cfg.Gateway.Lease)
-		}
-	})
+	os.Exit(m.Run())
 }
 
 // `parley token` mints a token that the data dir's secret verifies.

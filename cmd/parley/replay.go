@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -41,51 +40,13 @@ type replayConfig struct {
 }
 
 func replay(args []string, stdout, stderr io.Writer) error {
-	f := newFlags("replay", stderr)
-	brokers := f.string("kafka-brokers", "127.0.0.1:9092", "comma-separated Kafka brokers")
-	topic := f.string("topic", events.DefaultConversationTopic, "conversation topic")
-	partitions := f.int("partitions", events.DefaultPartitions, "partitions of the conversation topic")
-	epoch := f.int("log-epoch", 1, "log epoch of msgids")
-	which := f.string("projection", "all", "store, cache, conversations or all")
-	from := f.string("from", "earliest", "earliest, or an RFC 3339 time to replay from")
-	pgDSN := f.string("postgres-dsn", "", "PostgreSQL of the store")
-	pgSchema := f.string("postgres-schema", "parley", "PostgreSQL schema")
-	redisAddr := f.string("redis-addr", "", "Redis of the cache")
-	redisPrefix := f.string("redis-prefix", "parley:", "prefix of Redis keys")
-	if err := f.parse(args); err != nil {
+	cfg, err := parseReplay(args, stdout)
+	if err != nil {
 		return err
 	}
-	cfg := replayConfig{
-		kafka:       kafka.Config{Brokers: strings.Split(*brokers, ","), Topic: *topic, Partitions: int32(*partitions), Epoch: uint8(*epoch)},
-		postgres:    postgres.Config{DSN: *pgDSN, Schema: *pgSchema},
-		redis:       redis.Config{Addr: *redisAddr, Prefix: *redisPrefix},
-		from:        *from,
-		progressOut: stderr,
-	}
+	cfg.progressOut = stderr
 	if fd, ok := stderr.(*os.File); ok && term.IsTerminal(int(fd.Fd())) {
 		cfg.terminal = true
-	}
-	var errs []error
-	switch *which {
-	case "store":
-		cfg.store = true
-	case "cache":
-		cfg.cache = true
-	case "all":
-		cfg.store, cfg.cache = true, true
-	case "conversations":
-		return errors.New("--projection conversations: the conversation list and groups live in memory in every gateway and are rebuilt from the log at each start; restart the gateways to rebuild them")
-	default:
-		errs = append(errs, fmt.Errorf("--projection %q: want store, cache, conversations or all", *which))
-	}
-	if cfg.store && *pgDSN == "" {
-		errs = append(errs, errors.New("replaying the store needs --postgres-dsn"))
-	}
-	if cfg.cache && *redisAddr == "" {
-		errs = append(errs, errors.New("replaying the cache needs --redis-addr"))
-	}
-	if err := errors.Join(errs...); err != nil {
-		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -95,6 +56,64 @@ func replay(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "replayed %d events\n", n)
 	return nil
+}
+
+func parseReplay(args []string, stdout io.Writer) (replayConfig, error) {
+	f := newFlags("replay", stdout)
+	brokers := f.string("kafka-brokers", "127.0.0.1:9092", "comma-separated Kafka brokers")
+	topic := f.string("topic", events.DefaultConversationTopic, "conversation topic")
+	partitions := f.int("partitions", events.DefaultPartitions, "partitions of the conversation topic, 1..10000 (checked against the topic)")
+	epoch := f.int("log-epoch", 1, fmt.Sprintf("log epoch of msgids (1..%d), the servers'", events.MaxEpoch))
+	which := f.string("projection", "all", "store, cache or all")
+	from := f.string("from", "earliest", "earliest, or an RFC 3339 time to replay from")
+	pgDSN := f.secret("postgres-dsn", "PostgreSQL of the store (may hold a password); required for store and all")
+	pgSchema := f.string("postgres-schema", postgres.DefaultSchema, "PostgreSQL schema")
+	redisAddr := f.string("redis-addr", "", "Redis host:port of the cache; required for cache and all")
+	redisPrefix := f.string("redis-prefix", redis.DefaultPrefix, "prefix of Redis keys; empty means the default")
+	if err := f.parse(args); err != nil {
+		return replayConfig{}, err
+	}
+	cfg := replayConfig{
+		kafka:    kafka.Config{Topic: *topic, Partitions: int32(*partitions), Epoch: uint8(*epoch)},
+		postgres: postgres.Config{DSN: *pgDSN, Schema: *pgSchema},
+		redis:    redis.Config{Addr: *redisAddr, Prefix: *redisPrefix},
+		from:     *from,
+	}
+	var err error
+	cfg.kafka.Brokers, err = brokerList(*brokers)
+	f.checkErr("kafka-brokers", err)
+	f.check("topic", validTopic(*topic), "want 1..249 letters, digits, '.', '_' or '-'")
+	f.check("partitions", *partitions >= 1 && *partitions <= 10000, "want 1..10000")
+	f.check("log-epoch", *epoch >= 1 && *epoch <= events.MaxEpoch, "want 1..%d", events.MaxEpoch)
+	switch *which {
+	case "store":
+		cfg.store = true
+	case "cache":
+		cfg.cache = true
+	case "all":
+		cfg.store, cfg.cache = true, true
+	case "conversations", "groups":
+		f.check("projection", false, "the conversation list and groups live in memory in every gateway and are rebuilt from the log at each start; restart the gateways to rebuild them (want store, cache or all)")
+	default:
+		f.check("projection", false, "want store, cache or all")
+	}
+	_, err = startAt(*from, false)
+	f.checkErr("from", err)
+	if *pgDSN != "" {
+		_, err := pgxpool.ParseConfig(*pgDSN)
+		f.check("postgres-dsn", err == nil, "cannot parse: want postgres://user:password@host:5432/db?... or key=value pairs")
+	}
+	f.check("postgres-schema", postgres.ValidSchema(*pgSchema), "want lowercase letters, digits and '_', at most 63 bytes, not starting with a digit")
+	if *redisAddr != "" {
+		f.checkErr("redis-addr", hostPort(*redisAddr, 1))
+	}
+	if cfg.store && *pgDSN == "" {
+		f.fail(fmt.Errorf("replaying the store needs %s", f.name("postgres-dsn")))
+	}
+	if cfg.cache && *redisAddr == "" {
+		f.fail(fmt.Errorf("replaying the cache needs %s", f.name("redis-addr")))
+	}
+	return cfg, f.err()
 }
 
 // runReplay rebuilds the chosen read models from the log: it reads every

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -35,42 +34,61 @@ type tapConfig struct {
 	brokers  []string
 	topic    string
 	group    string
-	from     string
-	types    map[string]bool
+	from     string          // earliest, latest or a time
+	at       time.Time       // the time of from, zero for earliest and latest
+	types    map[string]bool // nil prints every event
 	epoch    uint8
 	max      int
 	idle     time.Duration
 	duration time.Duration
 }
 
-func tap(args []string, stdout, stderr io.Writer) error {
-	f := newFlags("tap", stderr)
-	brokers := f.string("kafka-brokers", "127.0.0.1:9092", "comma-separated Kafka brokers (the embedded broker by default)")
-	topic := f.string("topic", events.DefaultConversationTopic, "topic to read")
-	group := f.string("group", "", "consumer group, to resume where the last run stopped; empty reads without one")
-	from := f.string("from", "latest", "where to start without committed offsets: earliest, latest, or an RFC 3339 time (without --group)")
-	types := f.string("types", "", "comma-separated event names to print (e.g. MessageSent.v1); empty prints all")
-	epoch := f.int("log-epoch", 1, "log epoch, to print msgids")
-	max := f.int("max-events", 0, "stop after this many events; 0 never")
-	idle := f.duration("idle-exit", 0, "stop after this long without an event; 0 never")
-	duration := f.duration("duration", 0, "stop after this long; 0 never")
-	if err := f.parse(args); err != nil {
+// minIdleExit is the shortest --idle-exit: a shorter one would end a tap
+// between two fetches of a busy log.
+const minIdleExit = 100 * time.Millisecond
+
+func tap(args []string, stdout, _ io.Writer) error {
+	cfg, err := parseTap(args, stdout)
+	if err != nil {
 		return err
-	}
-	cfg := tapConfig{brokers: strings.Split(*brokers, ","), topic: *topic, group: *group, from: *from,
-		epoch: uint8(*epoch), max: *max, idle: *idle, duration: *duration}
-	if *types != "" {
-		cfg.types = map[string]bool{}
-		for _, t := range strings.Split(*types, ",") {
-			cfg.types[strings.TrimSpace(t)] = true
-		}
-	}
-	if cfg.group != "" && cfg.from != "earliest" && cfg.from != "latest" {
-		return errors.New("--from TIME works without --group only; a group resumes from its committed offsets")
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return runTap(ctx, cfg, stdout)
+}
+
+func parseTap(args []string, stdout io.Writer) (tapConfig, error) {
+	f := newFlags("tap", stdout)
+	brokers := f.string("kafka-brokers", "127.0.0.1:9092", "comma-separated Kafka brokers (the embedded broker by default)")
+	topic := f.string("topic", events.DefaultConversationTopic, "topic to read")
+	group := f.string("group", "", "consumer group, to resume where the last run stopped; empty reads without one. Not parley.*: those are Parley's own")
+	from := f.string("from", "latest", "where to start without committed offsets: earliest, latest, or an RFC 3339 time (without --group)")
+	types := f.string("types", "", "comma-separated versioned event names to print ("+strings.Join(events.Names(), ", ")+"); empty prints all")
+	epoch := f.int("log-epoch", 1, fmt.Sprintf("log epoch (1..%d), to print msgids", events.MaxEpoch))
+	max := f.int("max-events", 0, "stop after this many events; 0 never")
+	idle := f.duration("idle-exit", 0, "stop after this long without an event, at least "+minIdleExit.String()+"; 0 never")
+	duration := f.duration("duration", 0, "stop after this long; 0 never")
+	if err := f.parse(args); err != nil {
+		return tapConfig{}, err
+	}
+	cfg := tapConfig{topic: *topic, group: *group, from: *from, epoch: uint8(*epoch), max: *max, idle: *idle, duration: *duration}
+	var err error
+	cfg.brokers, err = brokerList(*brokers)
+	f.checkErr("kafka-brokers", err)
+	f.check("topic", validTopic(*topic), "want 1..249 letters, digits, '.', '_' or '-'")
+	f.checkErr("group", checkGroup(*group))
+	cfg.at, err = startAt(*from, true)
+	f.checkErr("from", err)
+	if err == nil && *group != "" && !cfg.at.IsZero() {
+		f.fail(fmt.Errorf("%s: a time works without %s only; a group resumes from its committed offsets", f.name("from"), f.name("group")))
+	}
+	cfg.types, err = eventTypes(*types)
+	f.checkErr("types", err)
+	f.check("log-epoch", *epoch >= 1 && *epoch <= events.MaxEpoch, "want 1..%d", events.MaxEpoch)
+	f.check("max-events", *max >= 0, "want 0 (never) or more")
+	f.check("idle-exit", *idle == 0 || *idle >= minIdleExit, "want 0 (never) or at least %v", minIdleExit)
+	f.check("duration", *duration >= 0, "want 0 (never) or more")
+	return cfg, f.err()
 }
 
 // runTap prints events until ctx ends or a stop condition of cfg is met.
@@ -125,12 +143,8 @@ func runTap(ctx context.Context, cfg tapConfig, out io.Writer) error {
 	from := make(map[int32]int64, len(parts))
 	for _, part := range parts {
 		from[part] = sc.Consumer.Offsets.Initial
-		if cfg.from != "earliest" && cfg.from != "latest" {
-			at, err := time.Parse(time.RFC3339, cfg.from)
-			if err != nil {
-				return fmt.Errorf("--from %q: want earliest, latest or an RFC 3339 time", cfg.from)
-			}
-			if from[part], err = client.GetOffset(cfg.topic, part, at.UnixMilli()); err != nil {
+		if !cfg.at.IsZero() {
+			if from[part], err = client.GetOffset(cfg.topic, part, cfg.at.UnixMilli()); err != nil {
 				return err
 			}
 		}

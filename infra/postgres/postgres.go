@@ -20,6 +20,10 @@ const DefaultSchema = "parley"
 // quoting, so one name works in search_path, DDL and log lines alike.
 var schemaPattern = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
 
+// ValidSchema reports whether name can be Config.Schema: lowercase
+// letters, digits and '_', at most 63 bytes, not starting with a digit.
+func ValidSchema(name string) bool { return schemaPattern.MatchString(name) }
+
 // Config configures the database connection.
 type Config struct {
 	// DSN is the connection string, as a URL
@@ -51,7 +55,7 @@ func (c Config) Validate() error {
 	} else if _, err := pgxpool.ParseConfig(c.DSN); err != nil {
 		errs = append(errs, fmt.Errorf("postgres: cannot parse DSN: %w", err))
 	}
-	if !schemaPattern.MatchString(c.Schema) {
+	if !ValidSchema(c.Schema) {
 		errs = append(errs, fmt.Errorf("postgres: schema %q is not a lowercase identifier of at most 63 bytes", c.Schema))
 	}
 	if c.MaxConns < 0 {
