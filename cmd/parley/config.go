@@ -54,6 +54,8 @@ func parseServe(args []string, stdout io.Writer) (node.Config, error) {
 	heartbeat := f.duration("heartbeat", 60*time.Second, "longest silence before a connection is closed, at least 1s")
 	ratePerSec := f.int("rate-limit", 100, "requests per second allowed per connection, at least 1")
 	rateBurst := f.int("rate-burst", 200, "burst of requests allowed per connection, at least 1")
+	maxConns := f.int("max-connections", 100_000, "open WebSocket connections this gateway accepts, at least 1; more are refused with HTTP 503")
+	maxConnsIP := f.int("max-connections-per-ip", 1000, "open WebSocket connections from one source address, 0 for no limit; more are refused with HTTP 429")
 	serviceCred := f.secret("service-credential", fmt.Sprintf("shared secret for services calling the HTTP API (Bearer svc:<secret>, %d+ bytes); empty disables", httpapi.MinServiceCredentialBytes))
 	readBuffer := f.int("read-buffer", 1024, fmt.Sprintf("read buffer per connection, in bytes, 256..%d (smaller saves memory on idle connections)", wire.MaxFrameBytes))
 	consoleMode := f.string("console", "auto", "web console at /console/: on, off, or auto (on for a single node, off in scale-out)")
@@ -111,6 +113,8 @@ func parseServe(args []string, stdout io.Writer) (node.Config, error) {
 	f.check("heartbeat", *heartbeat >= time.Second, "want at least 1s")
 	f.check("rate-limit", *ratePerSec >= 1, "want at least 1")
 	f.check("rate-burst", *rateBurst >= 1, "want at least 1")
+	f.check("max-connections", *maxConns >= 1, "want at least 1")
+	f.check("max-connections-per-ip", *maxConnsIP >= 0, "want 0 (no limit) or more")
 	f.check("service-credential", *serviceCred == "" || len(*serviceCred) >= httpapi.MinServiceCredentialBytes, "need at least %d bytes", httpapi.MinServiceCredentialBytes)
 	f.check("service-credential", !strings.ContainsAny(*serviceCred, " \t\r\n"), "cannot contain white space")
 	f.check("read-buffer", *readBuffer >= 256 && *readBuffer <= wire.MaxFrameBytes, "want 256..%d", wire.MaxFrameBytes)
@@ -204,6 +208,8 @@ func parseServe(args []string, stdout io.Writer) (node.Config, error) {
 	cfg.Console = *consoleMode == "on" || *consoleMode == "auto" && !scaleOut
 	cfg.DevTokens = *devTokens == "on" || *devTokens == "auto" && !scaleOut
 	cfg.Gateway.ReadBufferBytes = *readBuffer
+	cfg.Gateway.MaxConnections = *maxConns
+	cfg.Gateway.MaxConnectionsPerIP = *maxConnsIP
 	cfg.ServiceCredential = *serviceCred
 	cfg.Gateway.RatePerSecond = float64(*ratePerSec)
 	cfg.Gateway.RateBurst = *rateBurst

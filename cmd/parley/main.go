@@ -37,6 +37,10 @@ import (
 )
 
 func main() {
+	// Everything parley writes — the log, the token secret — is the
+	// operator's alone: files 0600, directories 0700, whatever a library
+	// asks for (the embedded broker asks for 0644 and 0755).
+	syscall.Umask(0o077)
 	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "parley:", err)
 		os.Exit(2)

@@ -1,9 +1,15 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
+	"io/fs"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -54,5 +60,69 @@ func TestShutdownClosesWithReason(t *testing.T) {
 	s.stop()
 	if code, reason := waitClosed(t, c, 10*time.Second); code != wire.CloseGoingAway || reason != wire.ReasonShuttingDown {
 		t.Errorf("closed with %d %q", code, reason)
+	}
+}
+
+// The real binary serves the embedded default, stops cleanly on SIGTERM,
+// and leaves a data dir that only its owner can read.
+func TestServeProcessKeepsItsDataPrivate(t *testing.T) {
+	dir := t.TempDir()
+	cmd := exec.Command(os.Args[0], "serve", "--data-dir", filepath.Join(dir, "data"), "--listen", "127.0.0.1:0", "--broker-listen", "127.0.0.1:0")
+	cmd.Env = append(os.Environ(), runMainEnv+"=1")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	serving := make(chan string, 1)
+	var logMu sync.Mutex
+	var logged strings.Builder
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			logMu.Lock()
+			logged.WriteString(sc.Text() + "\n")
+			logMu.Unlock()
+			if strings.Contains(sc.Text(), "parley serving") {
+				serving <- sc.Text()
+			}
+		}
+	}()
+	select {
+	case <-serving:
+	case <-time.After(60 * time.Second):
+		logMu.Lock()
+		defer logMu.Unlock()
+		t.Fatalf("parley did not start serving:\n%s", logged.String())
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("parley exited with %v after SIGTERM", err)
+	}
+	files := 0
+	err = filepath.WalkDir(filepath.Join(dir, "data"), func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if info.Mode().Perm()&0o077 != 0 {
+			t.Errorf("%s has mode %v: readable by others", path, info.Mode().Perm())
+		}
+		files++
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if files < 3 {
+		t.Errorf("only %d entries in the data dir", files)
 	}
 }
