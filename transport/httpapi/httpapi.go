@@ -10,7 +10,6 @@ package httpapi
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -93,10 +92,6 @@ type server struct {
 	cfg Config
 	svc *api.Service
 	log *slog.Logger
-	// svcHash is the SHA-256 of the service credential, nil when service
-	// calls are disabled. Comparing digests keeps the comparison constant
-	// time in the length of the secret as well as its content.
-	svcHash []byte
 }
 
 // New validates cfg and returns the API's handler. Every route is under
@@ -107,10 +102,6 @@ func New(cfg Config) (http.Handler, error) {
 		return nil, fmt.Errorf("cannot build http api: %w", err)
 	}
 	s := &server{cfg: cfg, svc: cfg.Service, log: cfg.Logger}
-	if cfg.ServiceCredential != "" {
-		h := sha256.Sum256([]byte(cfg.ServiceCredential))
-		s.svcHash = h[:]
-	}
 	return s.routes(), nil
 }
 
