@@ -102,6 +102,9 @@ func parseServe(args []string, stderr io.Writer) (node.Config, error) {
 	epoch := f.int("log-epoch", 1, "log epoch in msgid high bits (1..31); raise it when moving the log to a new cluster")
 	fsync := f.bool("log-fsync", false, "embedded broker: fsync every batch before acknowledging")
 	secret := f.string("token-secret", "", "HS256 token secret (at least 32 bytes); empty uses <data-dir>/token.secret")
+	issuer := f.string("token-issuer", "", "required iss of client tokens; empty accepts any")
+	audience := f.string("token-audience", "", "required aud of client tokens; empty refuses tokens that name one")
+	maxLifetime := f.duration("token-max-lifetime", auth.DefaultMaxLifetime, "longest validity of a client token (exp - iat)")
 	lease := f.duration("lease", 10*time.Minute, "connection lease (timelife) granted at hello and renew")
 	heartbeat := f.duration("heartbeat", 60*time.Second, "longest silence before a connection is closed")
 	ratePerSec := f.int("rate-limit", 100, "requests per second allowed per connection")
@@ -190,6 +193,7 @@ func parseServe(args []string, stderr io.Writer) (node.Config, error) {
 	cfg.EmbeddedBroker.Addr = *brokerListen
 	cfg.EmbeddedBroker.SyncWrites = *fsync
 	cfg.TokenSecret = []byte(*secret)
+	cfg.TokenIssuer, cfg.TokenAudience, cfg.TokenMaxLifetime = *issuer, *audience, *maxLifetime
 	cfg.Roles = rl
 	if *pgDSN != "" {
 		cfg.Postgres = &postgres.Config{DSN: *pgDSN, Schema: *pgSchema}
@@ -224,6 +228,9 @@ func token(args []string, stdout, stderr io.Writer) error {
 	ttl := f.duration("ttl", 24*time.Hour, "how long the token is valid")
 	dataDir := f.string("data-dir", "parley-data", "data directory whose token.secret signs the token")
 	secret := f.string("token-secret", "", "HS256 secret; empty uses <data-dir>/token.secret")
+	issuer := f.string("token-issuer", "", "iss of the token: the server's --token-issuer")
+	audience := f.string("token-audience", "", "aud of the token: the server's --token-audience")
+	maxLifetime := f.duration("token-max-lifetime", auth.DefaultMaxLifetime, "refuse a --ttl longer than this")
 	if err := f.parse(args); err != nil {
 		return err
 	}
@@ -237,7 +244,7 @@ func token(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	tokens, err := auth.NewTokens(key)
+	tokens, err := auth.New(auth.Config{Secret: key, Issuer: *issuer, Audience: *audience, MaxLifetime: *maxLifetime})
 	if err != nil {
 		return err
 	}

@@ -95,6 +95,13 @@ type Config struct {
 	// TokenSecret signs client tokens. Empty: read DataDir/token.secret,
 	// creating it with a random secret on first start.
 	TokenSecret []byte
+	// TokenIssuer and TokenAudience, when set, must be the "iss" and among
+	// the "aud" of every client token (and tokens minted here carry them).
+	// Empty accepts any issuer and refuses tokens that name an audience.
+	TokenIssuer, TokenAudience string
+	// TokenMaxLifetime bounds how long a client token may be valid (exp -
+	// iat). Default auth.DefaultMaxLifetime.
+	TokenMaxLifetime time.Duration
 	// Gateway and API tune the WebSocket gateway and the operations.
 	Gateway ws.Config
 	API     api.Config
@@ -230,7 +237,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if n.tokens, err = auth.NewTokens(secret); err != nil {
+	if n.tokens, err = auth.New(auth.Config{Secret: secret, Issuer: cfg.TokenIssuer, Audience: cfg.TokenAudience, MaxLifetime: cfg.TokenMaxLifetime}); err != nil {
 		return nil, err
 	}
 	if len(cfg.Kafka.Brokers) == 0 {
