@@ -3,6 +3,7 @@ package httpapi
 import (
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/http"
 
 	"github.com/parley-chat/parley/transport/api"
@@ -51,16 +52,31 @@ func statusOf(c wire.Code) int {
 	return http.StatusInternalServerError
 }
 
+// fixedText is the only text a client gets for the codes whose cause is
+// the server's own: the error of a failed PostgreSQL, Redis or Kafka call
+// names hosts, users and tables, and is of no use to the client anyway.
+// The cause goes to the log.
+var fixedText = map[wire.Code]string{
+	wire.CodeUnavailable: "temporarily unavailable; retry",
+	wire.CodeInternal:    "internal error",
+}
+
 // fail answers err: an apiError as it is, anything else through api.Code.
+// Errors of the domain keep their text: it describes the client's own
+// input.
 func (s *server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var ae *apiError
 	if !errors.As(err, &ae) {
 		code := api.Code(err)
 		ae = &apiError{Status: statusOf(code), Code: code, Message: err.Error()}
-	}
-	if ae.Code == wire.CodeInternal {
-		s.log.Error("http api request failed", "method", r.Method, "path", r.URL.Path, "err", err)
-		ae = &apiError{Status: ae.Status, Code: ae.Code, Message: "internal error"}
+		if text, ok := fixedText[code]; ok {
+			level := slog.LevelWarn
+			if code == wire.CodeInternal {
+				level = slog.LevelError
+			}
+			s.log.Log(r.Context(), level, "http api request failed", "method", r.Method, "path", r.URL.Path, "code", code, "err", err)
+			ae.Message = text
+		}
 	}
 	writeError(w, ae)
 }
