@@ -5,6 +5,8 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strconv"
+	"time"
 
 	"github.com/parley-chat/parley/transport/api"
 	"github.com/parley-chat/parley/transport/wire"
@@ -17,6 +19,8 @@ type apiError struct {
 	Status  int
 	Code    wire.Code
 	Message string
+	// RetryAfter, for rate_limited, is how long until a retry may pass.
+	RetryAfter time.Duration
 }
 
 func (e *apiError) Error() string { return string(e.Code) + ": " + e.Message }
@@ -29,6 +33,8 @@ func invalid(msg string) *apiError {
 type errorReply struct {
 	Code  wire.Code `json:"code"`
 	Error string    `json:"error"`
+	// RetryAfterMs is set for rate_limited only, as on the socket.
+	RetryAfterMs int64 `json:"retryAfterMs,omitempty"`
 }
 
 // statusOf is the HTTP status of a wire code.
@@ -85,7 +91,12 @@ func writeError(w http.ResponseWriter, e *apiError) {
 	if e.Status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="parley"`)
 	}
-	writeJSON(w, e.Status, errorReply{Code: e.Code, Error: e.Message})
+	reply := errorReply{Code: e.Code, Error: e.Message}
+	if e.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.FormatInt(retryAfterSeconds(e.RetryAfter), 10))
+		reply.RetryAfterMs = max(1, e.RetryAfter.Milliseconds())
+	}
+	writeJSON(w, e.Status, reply)
 }
 
 // writeJSON answers v with status. The body is encoded before the header

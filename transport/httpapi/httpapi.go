@@ -17,6 +17,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/parley-chat/parley/domain"
 	"github.com/parley-chat/parley/transport/api"
@@ -53,9 +54,12 @@ type Config struct {
 	// MaxBodyBytes bounds a request body; a larger one is answered 413
 	// too_large. Default wire.MaxFrameBytes, the socket's frame limit.
 	MaxBodyBytes int64
+	// RateLimit bounds the requests per account and per client address.
+	RateLimit RateLimit
 }
 
 func (c *Config) setDefaults() {
+	c.RateLimit.setDefaults()
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -84,6 +88,7 @@ func (c Config) Validate() error {
 	if c.MaxBodyBytes < 0 {
 		errs = append(errs, fmt.Errorf("max body bytes cannot be negative, got %d", c.MaxBodyBytes))
 	}
+	errs = append(errs, c.RateLimit.validate()...)
 	return errors.Join(errs...)
 }
 
@@ -92,6 +97,9 @@ type server struct {
 	cfg Config
 	svc *api.Service
 	log *slog.Logger
+	// byAccount and byAddress are the rate limits' buckets; nil when that
+	// limit is off.
+	byAccount, byAddress *limiters
 }
 
 // New validates cfg and returns the API's handler. Every route is under
@@ -101,7 +109,10 @@ func New(cfg Config) (http.Handler, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("cannot build http api: %w", err)
 	}
-	s := &server{cfg: cfg, svc: cfg.Service, log: cfg.Logger}
+	rl := cfg.RateLimit
+	s := &server{cfg: cfg, svc: cfg.Service, log: cfg.Logger,
+		byAccount: newLimiters(rl.PerAccount, rl.AccountBurst, rl.MaxKeys),
+		byAddress: newLimiters(rl.PerIP, rl.IPBurst, rl.MaxKeys)}
 	return s.routes(), nil
 }
 
@@ -149,13 +160,18 @@ func (s *server) routes() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &apiError{Status: http.StatusNotFound, Code: wire.CodeNotFound, Message: "no such endpoint"})
 	})
-	return s.recoverer(mux)
+	return s.recoverer(s.limitAddress(mux))
 }
 
 // authenticated resolves the caller, runs h and answers its error.
 func (s *server) authenticated(h endpoint) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, err := s.authenticate(r)
+		if err == nil && !c.service {
+			if wait := s.byAccount.take(string(c.account), time.Now()); wait > 0 {
+				err = rateLimited(wait)
+			}
+		}
 		if err == nil {
 			err = h(w, r, c)
 		}
