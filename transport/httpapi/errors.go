@@ -107,10 +107,14 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 		status = http.StatusInternalServerError
 		b, _ = json.Marshal(errorReply{Code: wire.CodeInternal, Error: "cannot encode the reply"})
 	}
+	b = append(b, '\n')
 	h := w.Header()
+	// The length up front lets a client (or proxy) see how much is coming
+	// and refuse it; without it a reply over 2 KiB goes out chunked.
+	h.Set("Content-Length", strconv.Itoa(len(b)))
 	h.Set("Content-Type", "application/json; charset=utf-8")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
-	_, _ = w.Write(append(b, '\n'))
+	_, _ = w.Write(b)
 }

@@ -56,7 +56,15 @@ type Config struct {
 	MaxBodyBytes int64
 	// RateLimit bounds the requests per account and per client address.
 	RateLimit RateLimit
+	// SyncPageBytes bounds the encoded messages of one sync page: a page
+	// holds fewer than the limit asked for (with hasMore) rather than more
+	// bytes, but always at least one message. Default DefaultSyncPageBytes.
+	SyncPageBytes int
 }
+
+// DefaultSyncPageBytes is the default byte budget of a sync page: 1 MiB,
+// ten of the largest messages (16 KiB that JSON escapes to 96 KiB).
+const DefaultSyncPageBytes = 1 << 20
 
 func (c *Config) setDefaults() {
 	c.RateLimit.setDefaults()
@@ -65,6 +73,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = wire.MaxFrameBytes
+	}
+	if c.SyncPageBytes == 0 {
+		c.SyncPageBytes = DefaultSyncPageBytes
 	}
 }
 
@@ -87,6 +98,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxBodyBytes < 0 {
 		errs = append(errs, fmt.Errorf("max body bytes cannot be negative, got %d", c.MaxBodyBytes))
+	}
+	if c.SyncPageBytes < 0 {
+		errs = append(errs, fmt.Errorf("sync page bytes cannot be negative, got %d", c.SyncPageBytes))
 	}
 	errs = append(errs, c.RateLimit.validate()...)
 	return errors.Join(errs...)
