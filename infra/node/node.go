@@ -66,6 +66,8 @@ type Config struct {
 	DataDir string
 	// Listen is the HTTP address of the gateway (WebSocket at /ws).
 	Listen string
+	// HTTP bounds the HTTP server on Listen: timeouts and header size.
+	HTTP HTTPServer
 	// Roles of this process; zero means both.
 	Roles Roles
 	// Kafka configures the event log. With no Brokers the node runs the
@@ -137,6 +139,7 @@ func (c *Config) setDefaults() {
 	if c.Listen == "" {
 		c.Listen = "127.0.0.1:8080"
 	}
+	c.HTTP.setDefaults()
 	if c.Roles == (Roles{}) {
 		c.Roles = Roles{Gateway: true, Projector: true}
 	}
@@ -169,6 +172,7 @@ func (c Config) Validate() error {
 	if c.Postgres != nil && len(c.Kafka.Brokers) == 0 && c.Roles != (Roles{Gateway: true, Projector: true}) {
 		errs = append(errs, errors.New("split roles need a shared broker (--kafka-brokers, e.g. a `parley broker`)"))
 	}
+	errs = append(errs, c.HTTP.validate()...)
 	return errors.Join(errs...)
 }
 
@@ -385,7 +389,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 			mux.Handle(cluster.Path, cluster.NewReceiver(cfg.ClusterSecret, n.gw, n.log))
 		}
 	}
-	n.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	n.http = cfg.HTTP.server(mux)
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()

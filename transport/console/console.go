@@ -8,10 +8,10 @@ import (
 	"embed"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"io/fs"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/parley-chat/parley/domain"
@@ -115,47 +115,69 @@ func (cfg Config) token(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"token": tok})
 }
 
+// eventWriteTimeout bounds each write of the event stream: a viewer that
+// stops reading is dropped after it instead of holding the stream.
+const eventWriteTimeout = 10 * time.Second
+
+// keepAliveEvery is how often an idle event stream gets a comment line, so
+// that proxies and the browser keep it open.
+const keepAliveEvery = 15 * time.Second
+
 // events streams the recent events and then the live ones as server-sent
 // events, one JSON event per message, until the client goes away.
 func (cfg Config) events(w http.ResponseWriter, r *http.Request) {
-	flusher, ok := w.(http.Flusher)
-	if !ok {
-		fail(w, http.StatusInternalServerError, "internal", "streaming unsupported")
+	// The server's timeouts are for requests that end: its read deadline
+	// would cancel this request's context when it passes (the server reads
+	// in the background to notice a closed connection), and its write
+	// deadline would cut the stream. The stream lifts the first and moves
+	// the second forward before every write.
+	rc := http.NewResponseController(w)
+	if err := rc.SetReadDeadline(time.Time{}); err != nil && !errors.Is(err, http.ErrNotSupported) {
 		return
+	}
+	write := func(s string) bool {
+		if err := rc.SetWriteDeadline(time.Now().Add(eventWriteTimeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+			return false
+		}
+		if _, err := io.WriteString(w, s); err != nil {
+			return false
+		}
+		return rc.Flush() == nil
+	}
+	var buf strings.Builder
+	appendEvent := func(e stream.Event) {
+		b, _ := json.Marshal(e)
+		buf.WriteString("data: ")
+		buf.Write(b)
+		buf.WriteString("\n\n")
 	}
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-store")
 	recent, live, stop := cfg.Stream.Watch()
 	defer stop()
-	send := func(e stream.Event) bool {
-		b, _ := json.Marshal(e)
-		if _, err := fmt.Fprintf(w, "data: %s\n\n", b); err != nil {
-			return false
-		}
-		return true
-	}
+	buf.WriteString(": parley events\n\n")
 	for _, e := range recent {
-		if !send(e) {
-			return
-		}
+		appendEvent(e)
 	}
-	flusher.Flush()
-	keepAlive := time.NewTicker(15 * time.Second)
+	if !write(buf.String()) {
+		return
+	}
+	keepAlive := time.NewTicker(keepAliveEvery)
 	defer keepAlive.Stop()
 	for {
 		select {
 		case <-r.Context().Done():
 			return
 		case e := <-live:
-			if !send(e) {
+			buf.Reset()
+			appendEvent(e)
+			if !write(buf.String()) {
 				return
 			}
-			flusher.Flush()
 		case <-keepAlive.C:
-			if _, err := io.WriteString(w, ": keep-alive\n\n"); err != nil {
+			if !write(": keep-alive\n\n") {
 				return
 			}
-			flusher.Flush()
 		}
 	}
 }
