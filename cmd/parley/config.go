@@ -17,6 +17,7 @@ import (
 	"github.com/parley-chat/parley/infra/postgres"
 	"github.com/parley-chat/parley/infra/redis"
 	"github.com/parley-chat/parley/transport/auth"
+	"github.com/parley-chat/parley/transport/console"
 	"github.com/parley-chat/parley/transport/ws"
 )
 
@@ -112,7 +113,8 @@ func parseServe(args []string, stderr io.Writer) (node.Config, error) {
 	serviceCred := f.string("service-credential", "", "shared secret for services calling the HTTP API (Bearer svc:<secret>, 16+ bytes); empty disables")
 	readBuffer := f.int("read-buffer", 1024, "read buffer per connection, in bytes (smaller saves memory on idle connections)")
 	consoleMode := f.string("console", "auto", "web console at /console/: on, off, or auto (on for a single node, off in scale-out)")
-	devTokens := f.string("dev-tokens", "auto", "let the console mint tokens for any account (development only): on, off, or auto (on for a single node)")
+	devTokens := f.string("dev-tokens", "auto", "let the console mint tokens for any account (development only): on, off, or auto (on for a single node on a loopback --listen)")
+	devTokensUnsafe := f.bool("dev-tokens-unsafe", false, "allow --dev-tokens on with a --listen that is not loopback (anyone who reaches it can sign in as anyone)")
 	gcPercent := f.int("gc-percent", 400, "Go GC target percentage (GOGC); higher trades memory for latency. The GOGC environment variable, if set, wins")
 	pprofOn := f.bool("pprof", false, "serve net/http/pprof under /debug/pprof/ on the listen address")
 	level := f.string("log-level", "info", "debug, info, warn or error")
@@ -211,7 +213,8 @@ func parseServe(args []string, stderr io.Writer) (node.Config, error) {
 	cfg.GCPercent = *gcPercent
 	single := *pgDSN == ""
 	cfg.Console = *consoleMode == "on" || *consoleMode == "auto" && single
-	cfg.DevTokens = *devTokens == "on" || *devTokens == "auto" && single
+	cfg.DevTokens = *devTokens == "on" || *devTokens == "auto" && single && console.IsLoopback(*listen)
+	cfg.DevTokensUnsafe = *devTokensUnsafe
 	cfg.Gateway.ReadBufferBytes = *readBuffer
 	cfg.ServiceCredential = *serviceCred
 	cfg.Gateway.RatePerSecond = float64(*ratePerSec)

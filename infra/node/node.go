@@ -114,9 +114,15 @@ type Config struct {
 	// Console serves the web console at /console/ (chat playground, event
 	// stream, lag and connections; read-only but for the chat itself).
 	Console bool
-	// DevTokens lets the console mint a token for any account and device:
-	// for development only.
+	// DevTokens lets the console mint a token for any account and device,
+	// and show its status and event stream without a credential, to local
+	// requests only (console.Config.Local): for development only. It needs
+	// a loopback Listen unless DevTokensUnsafe is set.
 	DevTokens bool
+	// DevTokensUnsafe acknowledges development tokens on a listener that is
+	// not loopback: anyone who reaches it can then mint a token for any
+	// account by sending a loopback Host (the Host and Origin checks stay).
+	DevTokensUnsafe bool
 	// GCPercent, if set, is the Go GC target applied at Start unless the
 	// GOGC environment variable is set. Collections every 4x of the live
 	// heap instead of 2x halve the p99 send latency on a busy 2-core box
@@ -173,6 +179,9 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("split roles need a shared broker (--kafka-brokers, e.g. a `parley broker`)"))
 	}
 	errs = append(errs, c.HTTP.validate()...)
+	if c.Console && c.DevTokens && !c.DevTokensUnsafe && !console.IsLoopback(c.Listen) {
+		errs = append(errs, fmt.Errorf("development tokens let anyone who reaches %s sign in as any account: listen on a loopback address, turn them off (--dev-tokens off), or acknowledge it (--dev-tokens-unsafe)", c.Listen))
+	}
 	return errors.Join(errs...)
 }
 
@@ -374,9 +383,13 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		}
 		mux.Handle("/api/", h)
 		if cfg.Console {
-			cc := console.Config{Stream: n.recent, Status: n.consoleStatus}
+			cc := console.Config{Stream: n.recent, Status: n.consoleStatus, AnyListener: cfg.DevTokensUnsafe,
+				ServiceCredential: cfg.ServiceCredential, Logger: n.log}
 			if cfg.DevTokens {
 				cc.DevTokens = n.tokens
+				n.log.Warn("development tokens are on: the console mints a token for any account to a request from this machine "+
+					"(loopback Host, the console's own Origin); turn them off with --dev-tokens off outside development",
+					"listen", n.ln.Addr().String(), "unsafe", cfg.DevTokensUnsafe)
 			}
 			ch, err := console.New(cc)
 			if err != nil {
