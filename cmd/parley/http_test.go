@@ -32,7 +32,7 @@ func TestHTTPTimeouts(t *testing.T) {
 	addr := s.n.Addr()
 
 	t.Run("idle keep-alive connections are closed", func(t *testing.T) {
-		c := dialRaw(t, addr)
+		c := dialTCP(t, addr)
 		r := bufio.NewReader(c)
 		if _, err := io.WriteString(c, "GET /healthz HTTP/1.1\r\nHost: "+addr+"\r\n\r\n"); err != nil {
 			t.Fatal(err)
@@ -53,7 +53,7 @@ func TestHTTPTimeouts(t *testing.T) {
 	})
 
 	t.Run("a body that never comes", func(t *testing.T) {
-		c := dialRaw(t, addr)
+		c := dialTCP(t, addr)
 		if _, err := io.WriteString(c, "POST /api/v1/messages HTTP/1.1\r\nHost: "+addr+"\r\nAuthorization: Bearer "+s.token("alice", "web", time.Hour)+
 			"\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"to\":"); err != nil {
 			t.Fatal(err)
@@ -132,8 +132,8 @@ func TestHTTPTimeouts(t *testing.T) {
 	})
 }
 
-// dialRaw opens a TCP connection to addr, closed with the test.
-func dialRaw(t *testing.T, addr string) net.Conn {
+// dialTCP opens a TCP connection to addr, closed with the test.
+func dialTCP(t *testing.T, addr string) net.Conn {
 	t.Helper()
 	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {

@@ -63,7 +63,7 @@ func statusOf(c wire.Code) int {
 // names hosts, users and tables, and is of no use to the client anyway.
 // The cause goes to the log.
 var fixedText = map[wire.Code]string{
-	wire.CodeUnavailable: "temporarily unavailable; retry",
+	wire.CodeUnavailable: "the service cannot answer now; retry",
 	wire.CodeInternal:    "internal error",
 }
 

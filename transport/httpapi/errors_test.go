@@ -190,7 +190,7 @@ func TestInfrastructureErrorsAreNotShown(t *testing.T) {
 		wantCode   wire.Code
 		wantText   string
 	}{
-		{"unavailable", fmt.Errorf("%w: %s", api.ErrUnavailable, cause), 503, wire.CodeUnavailable, "temporarily unavailable; retry"},
+		{"unavailable", fmt.Errorf("%w: %s", api.ErrUnavailable, cause), 503, wire.CodeUnavailable, "the service cannot answer now; retry"},
 		{"internal", errors.New(cause), 500, wire.CodeInternal, "internal error"},
 	}
 	for _, tc := range tests {
