@@ -16,6 +16,7 @@ import (
 	"github.com/parley-chat/parley/infra/postgres"
 	"github.com/parley-chat/parley/infra/redis"
 	"github.com/parley-chat/parley/transport/auth"
+	"github.com/parley-chat/parley/transport/console"
 	"github.com/parley-chat/parley/transport/httpapi"
 	"github.com/parley-chat/parley/transport/wire"
 	"github.com/parley-chat/parley/transport/ws"
@@ -50,6 +51,9 @@ func parseServe(args []string, stdout io.Writer) (node.Config, error) {
 	epoch := f.int("log-epoch", 1, fmt.Sprintf("log epoch in msgid high bits (1..%d); raise it when moving the log to a new cluster", events.MaxEpoch))
 	fsync := f.bool("log-fsync", false, "embedded broker: fsync every batch before acknowledging")
 	secret := f.secret("token-secret", fmt.Sprintf("HS256 token secret (at least %d bytes); empty uses <data-dir>/token.secret", auth.MinSecretBytes))
+	issuer := f.string("token-issuer", "", "required iss of client tokens; empty accepts any")
+	audience := f.string("token-audience", "", "required aud of client tokens; empty refuses tokens that name one")
+	maxLifetime := f.duration("token-max-lifetime", auth.DefaultMaxLifetime, "longest validity of a client token (exp - iat), at least 1m")
 	lease := f.duration("lease", 10*time.Minute, "connection lease (timelife) granted at hello and renew, at least 1s")
 	heartbeat := f.duration("heartbeat", 60*time.Second, "longest silence before a connection is closed, at least 1s")
 	ratePerSec := f.int("rate-limit", 100, "requests per second allowed per connection, at least 1")
@@ -59,7 +63,8 @@ func parseServe(args []string, stdout io.Writer) (node.Config, error) {
 	serviceCred := f.secret("service-credential", fmt.Sprintf("shared secret for services calling the HTTP API (Bearer svc:<secret>, %d+ bytes); empty disables", httpapi.MinServiceCredentialBytes))
 	readBuffer := f.int("read-buffer", 1024, fmt.Sprintf("read buffer per connection, in bytes, 256..%d (smaller saves memory on idle connections)", wire.MaxFrameBytes))
 	consoleMode := f.string("console", "auto", "web console at /console/: on, off, or auto (on for a single node, off in scale-out)")
-	devTokens := f.string("dev-tokens", "auto", "let the console mint tokens for any account (development only): on, off, or auto (on for a single node)")
+	devTokens := f.string("dev-tokens", "auto", "let the console mint tokens for any account (development only): on, off, or auto (on for a single node on a loopback --listen)")
+	devTokensUnsafe := f.bool("dev-tokens-unsafe", false, "allow --dev-tokens on with a --listen that is not loopback (anyone who reaches it can sign in as anyone)")
 	gcPercent := f.int("gc-percent", 400, "Go GC target percentage (GOGC), at least 10; higher trades memory for latency. The GOGC environment variable, if set, wins")
 	pprofOn := f.bool("pprof", false, "serve net/http/pprof under /debug/pprof/ on the listen address")
 	level := f.string("log-level", "info", "debug, info, warn or error")
@@ -110,6 +115,7 @@ func parseServe(args []string, stdout io.Writer) (node.Config, error) {
 	f.check("log-epoch", *epoch >= 1 && *epoch <= events.MaxEpoch, "want 1..%d", events.MaxEpoch)
 	f.check("token-secret", *secret == "" || len(*secret) >= auth.MinSecretBytes, "need at least %d bytes", auth.MinSecretBytes)
 	f.check("lease", *lease >= time.Second, "want at least 1s")
+	f.check("token-max-lifetime", *maxLifetime >= time.Minute, "want at least 1m")
 	f.check("heartbeat", *heartbeat >= time.Second, "want at least 1s")
 	f.check("rate-limit", *ratePerSec >= 1, "want at least 1")
 	f.check("rate-burst", *rateBurst >= 1, "want at least 1")
@@ -193,6 +199,7 @@ func parseServe(args []string, stdout io.Writer) (node.Config, error) {
 	cfg.EmbeddedBroker.Addr = *brokerListen
 	cfg.EmbeddedBroker.SyncWrites = *fsync
 	cfg.TokenSecret = []byte(*secret)
+	cfg.TokenIssuer, cfg.TokenAudience, cfg.TokenMaxLifetime = *issuer, *audience, *maxLifetime
 	cfg.Roles = rl
 	if scaleOut {
 		cfg.Postgres = &postgres.Config{DSN: *pgDSN, Schema: *pgSchema}
@@ -206,7 +213,8 @@ func parseServe(args []string, stdout io.Writer) (node.Config, error) {
 	cfg.Pprof = *pprofOn
 	cfg.GCPercent = *gcPercent
 	cfg.Console = *consoleMode == "on" || *consoleMode == "auto" && !scaleOut
-	cfg.DevTokens = *devTokens == "on" || *devTokens == "auto" && !scaleOut
+	cfg.DevTokens = *devTokens == "on" || *devTokens == "auto" && !scaleOut && console.IsLoopback(*listen)
+	cfg.DevTokensUnsafe = *devTokensUnsafe
 	cfg.Gateway.ReadBufferBytes = *readBuffer
 	cfg.Gateway.MaxConnections = *maxConns
 	cfg.Gateway.MaxConnectionsPerIP = *maxConnsIP

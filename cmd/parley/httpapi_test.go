@@ -1,13 +1,20 @@
 package main
 
 import (
+	"bufio"
+	"context"
 	"encoding/json"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/parley-chat/parley/cmd/parley/node"
+	"github.com/parley-chat/parley/domain"
+	"github.com/parley-chat/parley/transport/httpapi"
 	"github.com/parley-chat/parley/transport/wire"
 )
 
@@ -51,3 +58,77 @@ func TestHTTPAPIIsServed(t *testing.T) {
 }
 
 func jsonString(v any) string { b, _ := json.Marshal(v); return string(b) }
+
+// Clients that ask for a huge sync page and never read the answer hold at
+// most one page each: the reply says how long it is up front, that length
+// is bounded by the page's byte budget, and a client that reads is served
+// meanwhile.
+func TestHTTPSyncRepliesAreBounded(t *testing.T) {
+	s := startServer(t, nil)
+	base := "http://" + s.n.Addr() + "/api/v1"
+	alice, bob := s.token("alice", "web", time.Hour), s.token("bob", "web", time.Hour)
+	huge := strings.Repeat(`\u0000`, domain.MaxBodyBytes) // 96 KiB of JSON per message
+	for i := range 40 {
+		req, _ := http.NewRequest(http.MethodPost, base+"/messages", strings.NewReader(fmt.Sprintf(`{"to":"bob","clientMsgId":"h%d","body":"%s"}`, i, huge)))
+		req.Header.Set("Authorization", "Bearer "+alice)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("send %d: %d", i, resp.StatusCode)
+		}
+	}
+	// Uncut, the page of 40 messages would be about 3.9 MB.
+	const maxReply = httpapi.DefaultSyncPageBytes + 100<<10
+	syncReq := "GET /api/v1/conversations/d:alice:bob/messages?limit=200 HTTP/1.1\r\nHost: " + s.n.Addr() +
+		"\r\nAuthorization: Bearer " + bob + "\r\n\r\n"
+
+	const idle = 20
+	conns := make([]net.Conn, idle)
+	for i := range conns {
+		c, err := net.Dial("tcp", s.n.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		if _, err := io.WriteString(c, syncReq); err != nil {
+			t.Fatal(err)
+		}
+		conns[i] = c
+	}
+
+	// A client that reads gets its page at once.
+	req, _ := http.NewRequest(http.MethodGet, base+"/conversations/d:alice:bob/messages?limit=200", nil)
+	req.Header.Set("Authorization", "Bearer "+bob)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := http.DefaultClient.Do(req.WithContext(ctx))
+	if err != nil {
+		t.Fatalf("a reading client is not served while %d don't read: %v", idle, err)
+	}
+	var page struct {
+		Messages []wire.Message `json:"messages"`
+		HasMore  bool           `json:"hasMore"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&page)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != 200 || len(page.Messages) == 0 || len(page.Messages) >= 40 || !page.HasMore {
+		t.Fatalf("reading client: %d, %d messages, hasMore %v, %v", resp.StatusCode, len(page.Messages), page.HasMore, err)
+	}
+
+	// Each idle client's answer is announced as one bounded page.
+	for i, c := range conns {
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		r, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("idle client %d: %v", i, err)
+		}
+		r.Body.Close()
+		if r.StatusCode != 200 || r.ContentLength <= 0 || r.ContentLength > maxReply {
+			t.Errorf("idle client %d: status %d, Content-Length %d, want at most %d", i, r.StatusCode, r.ContentLength, maxReply)
+		}
+	}
+}

@@ -51,6 +51,9 @@ func TestTokenCommand(t *testing.T) {
 	if err := run([]string{"token", "--data-dir", dir, "--account", "bad/id"}, &out, &bytes.Buffer{}); err == nil {
 		t.Error("token for an invalid account was minted")
 	}
+	if err := run([]string{"token", "--data-dir", dir, "--account", "alice", "--ttl", "800h"}, &out, &bytes.Buffer{}); err == nil {
+		t.Error("a token valid for longer than the maximum lifetime was minted")
+	}
 }
 
 // Shutdown closes every connection with 1001 shutting_down.

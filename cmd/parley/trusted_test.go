@@ -38,6 +38,8 @@ func TestTrustedGatewayMode(t *testing.T) {
 	}
 	for name, h := range map[string]func(*client.Config){
 		"wrong secret":      headers("not-the-secret-at-all", "mallory", "web"),
+		"secret's prefix":   headers(secret[:len(secret)-1], "mallory", "web"),
+		"secret and more":   headers(secret+"x", "mallory", "web"),
 		"malformed account": headers(secret, "bad/account", "web"),
 	} {
 		if _, err := s.tryDial("x", "y", h); err == nil {

@@ -10,6 +10,7 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/ThreeDotsLabs/watermill"
 	wkafka "github.com/ThreeDotsLabs/watermill-kafka/v3/pkg/kafka"
+	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/parley-chat/parley/events"
 	"github.com/parley-chat/parley/projections/runner"
 )
@@ -237,22 +238,30 @@ func partitionBatches(ctx context.Context, pc sarama.PartitionConsumer, p int32,
 // WatermillSource reads topic with a Watermill subscriber, one record at a
 // time per partition, acknowledging it once the handler succeeded: the
 // source for readers whose records are rare and cheap (logouts), where
-// batching buys nothing.
-func WatermillSource(sub *wkafka.Subscriber, topic string) runner.Source {
-	return &watermillSource{sub: sub, topic: topic}
+// batching buys nothing. It subscribes at once, so a subscriber that
+// starts from the newest records starts from those of this moment, not of
+// whenever Consume runs. The subscription ends with ctx or when Consume
+// returns: the source is consumed once.
+func WatermillSource(ctx context.Context, sub *wkafka.Subscriber, topic string) (runner.Source, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	msgs, err := sub.Subscribe(ctx, topic)
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("cannot subscribe to %s: %w", topic, err)
+	}
+	return &watermillSource{msgs: msgs, topic: topic, end: cancel}, nil
 }
 
 type watermillSource struct {
-	sub   *wkafka.Subscriber
+	msgs  <-chan *message.Message
 	topic string
+	end   context.CancelFunc
 }
 
 // Consume implements runner.Source.
 func (s *watermillSource) Consume(ctx context.Context, h runner.Handler) error {
-	msgs, err := s.sub.Subscribe(ctx, s.topic)
-	if err != nil {
-		return fmt.Errorf("cannot subscribe to %s: %w", s.topic, err)
-	}
+	defer s.end()
+	msgs := s.msgs
 	for {
 		select {
 		case <-ctx.Done():

@@ -52,7 +52,11 @@ func (w watermillLog) Group(t *testing.T, name string) runner.Source {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = sub.Close() })
-	return WatermillSource(sub, w.l.Topic())
+	src, err := WatermillSource(t.Context(), sub, w.l.Topic())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return src
 }
 
 func TestWatermillSourceContract(t *testing.T) {

@@ -1,40 +1,22 @@
 package auth
 
 import (
-	"crypto/rand"
-	"encoding/hex"
-	"errors"
-	"fmt"
-	"os"
-	"path/filepath"
-	"strings"
+	"crypto/sha256"
+	"crypto/subtle"
 )
 
-// SecretFile is the token secret's file name inside a data dir.
-const SecretFile = "token.secret"
-
-// LoadOrCreateSecret reads dataDir/token.secret, creating it with a random
-// secret on first use, so that `parley token` mints tokens the server
-// accepts without any setup.
-func LoadOrCreateSecret(dataDir string) ([]byte, error) {
-	path := filepath.Join(dataDir, SecretFile)
-	b, err := os.ReadFile(path)
-	if err == nil {
-		return []byte(strings.TrimSpace(string(b))), nil
+// SecretEqual reports whether got is the shared secret want, in time that
+// depends on neither's content nor length: both sides are hashed with
+// SHA-256 first, because subtle.ConstantTimeCompare returns at once when
+// the lengths differ and so tells a prober the secret's length. An empty
+// want never matches, so an unset secret cannot be met by an empty header.
+//
+// Every shared secret Parley checks (the service credential, the cluster
+// link secret, the trusted gateway secret) goes through here.
+func SecretEqual(got, want []byte) bool {
+	if len(want) == 0 {
+		return false
 	}
-	if !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("cannot read token secret: %w", err)
-	}
-	if err := os.MkdirAll(dataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("cannot create data dir: %w", err)
-	}
-	raw := make([]byte, 32)
-	if _, err := rand.Read(raw); err != nil {
-		return nil, err
-	}
-	secret := hex.EncodeToString(raw)
-	if err := os.WriteFile(path, []byte(secret+"\n"), 0o600); err != nil {
-		return nil, fmt.Errorf("cannot write token secret: %w", err)
-	}
-	return []byte(secret), nil
+	g, w := sha256.Sum256(got), sha256.Sum256(want)
+	return subtle.ConstantTimeCompare(g[:], w[:]) == 1
 }

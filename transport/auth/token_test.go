@@ -3,6 +3,7 @@ package auth_test
 import (
 	"encoding/base64"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -181,6 +182,31 @@ func TestVerifyRejects(t *testing.T) {
 		{"subject not an account id", sign(t, jwt.SigningMethodHS256, secret, valid("alice:bob", "phone", now.Add(time.Hour))), auth.ErrBadToken},
 		{"no device", sign(t, jwt.SigningMethodHS256, secret, valid("alice", "", now.Add(time.Hour))), auth.ErrBadToken},
 		{"device not a device id", sign(t, jwt.SigningMethodHS256, secret, valid("alice", "ph/one", now.Add(time.Hour))), auth.ErrBadToken},
+
+		// Lifetimes and dates.
+		{"valid for 100 years", sign(t, jwt.SigningMethodHS256, secret, valid("alice", "phone", now.AddDate(100, 0, 0))), auth.ErrBadToken},
+		{"valid for 100 years, no iat", sign(t, jwt.SigningMethodHS256, secret, testClaims{Device: "phone", RegisteredClaims: jwt.RegisteredClaims{
+			Subject: "alice", ExpiresAt: jwt.NewNumericDate(now.AddDate(100, 0, 0))}}), auth.ErrBadToken},
+		{"one second over the maximum lifetime", sign(t, jwt.SigningMethodHS256, secret, testClaims{Device: "phone", RegisteredClaims: jwt.RegisteredClaims{
+			Subject: "alice", IssuedAt: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(auth.DefaultMaxLifetime + time.Second))}}), auth.ErrBadToken},
+		{"issued long ago, expiring soon", sign(t, jwt.SigningMethodHS256, secret, testClaims{Device: "phone", RegisteredClaims: jwt.RegisteredClaims{
+			Subject: "alice", IssuedAt: jwt.NewNumericDate(now.AddDate(0, 0, -40)), ExpiresAt: jwt.NewNumericDate(now.Add(time.Hour))}}), auth.ErrBadToken},
+		{"issued in the future", sign(t, jwt.SigningMethodHS256, secret, testClaims{Device: "phone", RegisteredClaims: jwt.RegisteredClaims{
+			Subject: "alice", IssuedAt: jwt.NewNumericDate(now.Add(time.Minute)), ExpiresAt: jwt.NewNumericDate(now.Add(time.Hour))}}), auth.ErrBadToken},
+		{"issued in the future and expired", sign(t, jwt.SigningMethodHS256, secret, testClaims{Device: "phone", RegisteredClaims: jwt.RegisteredClaims{
+			Subject: "alice", IssuedAt: jwt.NewNumericDate(now.Add(time.Minute)), ExpiresAt: jwt.NewNumericDate(now.Add(-time.Minute))}}), auth.ErrBadToken},
+		{"exp as a string", sign(t, jwt.SigningMethodHS256, secret, jwt.MapClaims{"sub": "alice", "dev": "phone", "exp": strconv.FormatInt(now.Add(time.Hour).Unix(), 10)}), auth.ErrBadToken},
+		{"expired exp as a string", sign(t, jwt.SigningMethodHS256, secret, jwt.MapClaims{"sub": "alice", "dev": "phone", "exp": strconv.FormatInt(now.Add(-time.Hour).Unix(), 10)}), auth.ErrBadToken},
+		{"iat as a string", sign(t, jwt.SigningMethodHS256, secret, jwt.MapClaims{"sub": "alice", "dev": "phone", "iat": strconv.FormatInt(now.Unix(), 10), "exp": now.Add(time.Hour).Unix()}), auth.ErrBadToken},
+		{"nbf as a string", sign(t, jwt.SigningMethodHS256, secret, jwt.MapClaims{"sub": "alice", "dev": "phone", "nbf": strconv.FormatInt(now.Unix(), 10), "exp": now.Add(time.Hour).Unix()}), auth.ErrBadToken},
+		{"exp null", sign(t, jwt.SigningMethodHS256, secret, jwt.MapClaims{"sub": "alice", "dev": "phone", "exp": nil}), auth.ErrBadToken},
+		{"exp a boolean", sign(t, jwt.SigningMethodHS256, secret, jwt.MapClaims{"sub": "alice", "dev": "phone", "exp": true}), auth.ErrBadToken},
+		{"exp past the year 9999", sign(t, jwt.SigningMethodHS256, secret, jwt.MapClaims{"sub": "alice", "dev": "phone", "exp": 1e300}), auth.ErrBadToken},
+		{"exp before 1970", sign(t, jwt.SigningMethodHS256, secret, jwt.MapClaims{"sub": "alice", "dev": "phone", "exp": -1}), auth.ErrBadToken},
+
+		// Issuer and audience, with a verifier that sets neither.
+		{"an audience this server doesn't have", sign(t, jwt.SigningMethodHS256, secret, testClaims{Device: "phone", RegisteredClaims: jwt.RegisteredClaims{
+			Subject: "alice", Audience: jwt.ClaimStrings{"billing"}, IssuedAt: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(time.Hour))}}), auth.ErrBadToken},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -214,5 +240,108 @@ func TestVerifyLeeway(t *testing.T) {
 		Subject: "alice", ExpiresAt: jwt.NewNumericDate(time.Now().Add(-2 * time.Second))}})
 	if _, err := tk.Verify(tok); err != nil {
 		t.Errorf("a token 2s past exp is refused despite the 5s leeway: %v", err)
+	}
+}
+
+// An iat a little ahead of the server's clock is skew, not forgery.
+func TestVerifyLeewayOnIssuedAt(t *testing.T) {
+	tk := newTokens(t, secret)
+	now := time.Now()
+	tok := sign(t, jwt.SigningMethodHS256, secret, testClaims{Device: "phone", RegisteredClaims: jwt.RegisteredClaims{
+		Subject: "alice", IssuedAt: jwt.NewNumericDate(now.Add(3 * time.Second)), ExpiresAt: jwt.NewNumericDate(now.Add(time.Hour))}})
+	if _, err := tk.Verify(tok); err != nil {
+		t.Errorf("a token issued 3s ahead is refused despite the 5s leeway: %v", err)
+	}
+}
+
+// With an issuer and an audience configured, tokens must carry both, and
+// Mint writes them.
+func TestVerifyIssuerAndAudience(t *testing.T) {
+	tk, err := auth.New(auth.Config{Secret: secret, Issuer: "https://users.example", Audience: "parley"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	claims := func(iss string, aud ...string) testClaims {
+		return testClaims{Device: "phone", RegisteredClaims: jwt.RegisteredClaims{Subject: "alice", Issuer: iss, Audience: aud,
+			IssuedAt: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(time.Hour))}}
+	}
+	tests := []struct {
+		name  string
+		token string
+		want  error
+	}{
+		{"both right", sign(t, jwt.SigningMethodHS256, secret, claims("https://users.example", "parley")), nil},
+		{"one of several audiences", sign(t, jwt.SigningMethodHS256, secret, claims("https://users.example", "billing", "parley")), nil},
+		{"no issuer", sign(t, jwt.SigningMethodHS256, secret, claims("", "parley")), auth.ErrBadToken},
+		{"foreign issuer", sign(t, jwt.SigningMethodHS256, secret, claims("https://evil.example", "parley")), auth.ErrBadToken},
+		{"no audience", sign(t, jwt.SigningMethodHS256, secret, claims("https://users.example")), auth.ErrBadToken},
+		{"foreign audience", sign(t, jwt.SigningMethodHS256, secret, claims("https://users.example", "billing")), auth.ErrBadToken},
+		{"minted without them", mustMint(t, newTokens(t, secret), time.Hour), auth.ErrBadToken},
+		{"minted with them", mustMint(t, tk, time.Hour), nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := tk.Verify(tt.token)
+			if (tt.want == nil && err != nil) || (tt.want != nil && !errors.Is(err, tt.want)) {
+				t.Fatalf("Verify: %v, want %v", err, tt.want)
+			}
+		})
+	}
+}
+
+func mustMint(t *testing.T, tk *auth.Tokens, ttl time.Duration) string {
+	t.Helper()
+	tok, err := tk.Mint("alice", "phone", ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// The maximum lifetime bounds what Mint issues as well as what Verify
+// accepts.
+func TestMaxLifetime(t *testing.T) {
+	tk, err := auth.New(auth.Config{Secret: secret, MaxLifetime: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tk.Mint("alice", "phone", time.Hour+time.Second); err == nil {
+		t.Error("Mint made a token valid for longer than the maximum lifetime")
+	}
+	if _, err := tk.Verify(mustMint(t, tk, time.Hour)); err != nil {
+		t.Errorf("a token of exactly the maximum lifetime: %v", err)
+	}
+	if _, err := tk.Verify(mustMint(t, newTokens(t, secret), 2*time.Hour)); !errors.Is(err, auth.ErrBadToken) {
+		t.Errorf("a 2h token against a 1h maximum: %v, want ErrBadToken", err)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	tests := []struct {
+		name    string
+		cfg     auth.Config
+		wantErr []string
+	}{
+		{"complete", auth.Config{Secret: secret, Issuer: "i", Audience: "a", MaxLifetime: time.Hour}, nil},
+		{"defaults", auth.Config{Secret: secret}, nil},
+		{"short secret", auth.Config{Secret: secret[:10]}, []string{"need at least 32"}},
+		{"negative lifetime and short secret", auth.Config{Secret: nil, MaxLifetime: -time.Second}, []string{"need at least 32", "cannot be negative"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := auth.New(tt.cfg)
+			if len(tt.wantErr) == 0 {
+				if err != nil {
+					t.Fatalf("New: %v", err)
+				}
+				return
+			}
+			for _, w := range tt.wantErr {
+				if err == nil || !strings.Contains(err.Error(), w) {
+					t.Errorf("New: %v, want an error with %q", err, w)
+				}
+			}
+		})
 	}
 }

@@ -6,7 +6,6 @@ package cluster
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/lxzan/gws"
 	"github.com/parley-chat/parley/domain"
+	"github.com/parley-chat/parley/transport/auth"
 )
 
 // Path is where every gateway accepts links from its peers.
@@ -64,7 +64,7 @@ func NewReceiver(secret []byte, local Local, log *slog.Logger) *Receiver {
 		Authorize: func(req *http.Request, _ gws.SessionStorage) bool {
 			got := []byte(req.Header.Get("Authorization"))
 			want := []byte("Bearer " + string(r.secret))
-			return len(r.secret) > 0 && subtle.ConstantTimeCompare(got, want) == 1
+			return len(r.secret) > 0 && auth.SecretEqual(got, want)
 		},
 		Recovery: gws.Recovery,
 	})

@@ -1,8 +1,6 @@
 package httpapi
 
 import (
-	"crypto/sha256"
-	"crypto/subtle"
 	"errors"
 	"net/http"
 	"strings"
@@ -56,14 +54,11 @@ func (s *server) authenticate(r *http.Request) (caller, error) {
 	return caller{account: id.Account, device: id.Device}, nil
 }
 
-// isServiceCredential compares in constant time. Comparing digests hides
-// the secret's length too, which subtle.ConstantTimeCompare alone leaks.
+// isServiceCredential compares in constant time, hiding the secret's
+// length too. With no credential configured nothing matches: service calls
+// are disabled.
 func (s *server) isServiceCredential(secret string) bool {
-	if s.svcHash == nil {
-		return false // service calls are disabled
-	}
-	got := sha256.Sum256([]byte(secret))
-	return subtle.ConstantTimeCompare(got[:], s.svcHash) == 1
+	return auth.SecretEqual([]byte(secret), []byte(s.cfg.ServiceCredential))
 }
 
 func unauthorized(msg string) *apiError {

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"unicode/utf8"
 
 	"github.com/parley-chat/parley/transport/wire"
 )
@@ -35,8 +36,14 @@ func (s *server) decodeBody(w http.ResponseWriter, r *http.Request, dst any) err
 	return decodeJSON(b, dst)
 }
 
-// decodeJSON parses one JSON object into dst.
+// decodeJSON parses one JSON object into dst. The body must be valid
+// UTF-8 (RFC 8259 8.1): encoding/json would silently replace bad bytes
+// with U+FFFD, storing a message its sender never wrote, where the socket
+// closes such a frame with 1007.
 func decodeJSON(b []byte, dst any) error {
+	if !utf8.Valid(b) {
+		return &apiError{Status: http.StatusBadRequest, Code: wire.CodeBadFrame, Message: "the body is not valid UTF-8"}
+	}
 	trimmed := bytes.TrimSpace(b)
 	if len(trimmed) == 0 || trimmed[0] != '{' {
 		return &apiError{Status: http.StatusBadRequest, Code: wire.CodeBadFrame, Message: "the body must be one JSON object"}

@@ -1,13 +1,19 @@
 package httpapi_test
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/parley-chat/parley/domain"
+	"github.com/parley-chat/parley/transport/api"
 	"github.com/parley-chat/parley/transport/auth"
 	"github.com/parley-chat/parley/transport/httpapi"
 	"github.com/parley-chat/parley/transport/wire"
@@ -48,6 +54,8 @@ func TestBadInput(t *testing.T) {
 		{name: "JSON null", req: req{Method: post, Path: send, Auth: alice, Body: `null`}, wantStatus: 400, wantCode: wire.CodeBadFrame},
 		{name: "empty body", req: req{Method: post, Path: send, Auth: alice, ContentType: "application/json"}, wantStatus: 400, wantCode: wire.CodeBadFrame},
 		{name: "trailing data", req: req{Method: post, Path: send, Auth: alice, Body: `{"to":"bob","clientMsgId":"t","body":"x"} {}`}, wantStatus: 400, wantCode: wire.CodeBadFrame},
+		{name: "invalid UTF-8 in the message body", req: req{Method: post, Path: send, Auth: alice, Body: "{\"to\":\"bob\",\"clientMsgId\":\"t\",\"body\":\"caf\xe9\"}"}, wantStatus: 400, wantCode: wire.CodeBadFrame},
+		{name: "invalid UTF-8 in a group name", req: req{Method: post, Path: "/api/v1/groups", Auth: alice, Body: "{\"name\":\"\xff\xfe\"}"}, wantStatus: 400, wantCode: wire.CodeBadFrame},
 		{name: "field of the wrong type", req: req{Method: post, Path: send, Auth: alice, Body: `{"to":5,"clientMsgId":"t"}`}, wantStatus: 400, wantCode: wire.CodeBadFrame},
 		{name: "wrong type in a group body", req: req{Method: post, Path: members, Auth: alice, Body: `{"accounts":"carol"}`}, wantStatus: 400, wantCode: wire.CodeBadFrame},
 		{name: "text/plain", req: req{Method: post, Path: send, Auth: alice, Body: `{"to":"bob","clientMsgId":"t"}`, ContentType: "text/plain"}, wantStatus: 415, wantCode: wire.CodeInvalidArgument},
@@ -162,4 +170,47 @@ func TestServiceCallsDisabled(t *testing.T) {
 	}
 	// Users still work.
 	e.send(e.user("alice", "phone"), `{"to":"bob","clientMsgId":"c","body":"x"}`)
+}
+
+// TestInfrastructureErrorsAreNotShown: the text of a PostgreSQL or Redis
+// error never reaches the client; the code does, with a fixed text, and
+// the cause goes to the log.
+func TestInfrastructureErrorsAreNotShown(t *testing.T) {
+	const cause = "dial tcp 10.1.2.3:6379: connect: connection refused (user=parley)"
+	var failWith error
+	var logged bytes.Buffer
+	e := newEnv(t, func(c *httpapi.Config) {
+		c.Online = func(context.Context, domain.AccountID) ([]domain.DeviceID, error) { return nil, failWith }
+		c.Logger = slog.New(slog.NewTextHandler(&logged, nil))
+	})
+	tests := []struct {
+		name       string
+		err        error
+		wantStatus int
+		wantCode   wire.Code
+		wantText   string
+	}{
+		{"unavailable", fmt.Errorf("%w: %s", api.ErrUnavailable, cause), 503, wire.CodeUnavailable, "the service cannot answer now; retry"},
+		{"internal", errors.New(cause), 500, wire.CodeInternal, "internal error"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			failWith = tc.err
+			logged.Reset()
+			r := e.do(req{Method: http.MethodGet, Path: "/api/v1/accounts/alice/online", Auth: service()})
+			var body errorBody
+			if err := json.Unmarshal(r.Body, &body); err != nil {
+				t.Fatal(err)
+			}
+			if r.Status != tc.wantStatus || body.Code != string(tc.wantCode) || body.Error != tc.wantText {
+				t.Errorf("got %d %s, want %d %s %q", r.Status, r.Body, tc.wantStatus, tc.wantCode, tc.wantText)
+			}
+			if strings.Contains(string(r.Body), "10.1.2.3") {
+				t.Errorf("the answer shows the cause: %s", r.Body)
+			}
+			if !strings.Contains(logged.String(), "10.1.2.3") {
+				t.Errorf("the cause is not logged: %q", logged.String())
+			}
+		})
+	}
 }

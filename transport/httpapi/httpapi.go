@@ -10,7 +10,6 @@ package httpapi
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,6 +17,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/parley-chat/parley/domain"
 	"github.com/parley-chat/parley/transport/api"
@@ -54,14 +54,28 @@ type Config struct {
 	// MaxBodyBytes bounds a request body; a larger one is answered 413
 	// too_large. Default wire.MaxFrameBytes, the socket's frame limit.
 	MaxBodyBytes int64
+	// RateLimit bounds the requests per account and per client address.
+	RateLimit RateLimit
+	// SyncPageBytes bounds the encoded messages of one sync page: a page
+	// holds fewer than the limit asked for (with hasMore) rather than more
+	// bytes, but always at least one message. Default DefaultSyncPageBytes.
+	SyncPageBytes int
 }
 
+// DefaultSyncPageBytes is the default byte budget of a sync page: 1 MiB,
+// ten of the largest messages (16 KiB that JSON escapes to 96 KiB).
+const DefaultSyncPageBytes = 1 << 20
+
 func (c *Config) setDefaults() {
+	c.RateLimit.setDefaults()
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = wire.MaxFrameBytes
+	}
+	if c.SyncPageBytes == 0 {
+		c.SyncPageBytes = DefaultSyncPageBytes
 	}
 }
 
@@ -85,6 +99,10 @@ func (c Config) Validate() error {
 	if c.MaxBodyBytes < 0 {
 		errs = append(errs, fmt.Errorf("max body bytes cannot be negative, got %d", c.MaxBodyBytes))
 	}
+	if c.SyncPageBytes < 0 {
+		errs = append(errs, fmt.Errorf("sync page bytes cannot be negative, got %d", c.SyncPageBytes))
+	}
+	errs = append(errs, c.RateLimit.validate()...)
 	return errors.Join(errs...)
 }
 
@@ -93,10 +111,9 @@ type server struct {
 	cfg Config
 	svc *api.Service
 	log *slog.Logger
-	// svcHash is the SHA-256 of the service credential, nil when service
-	// calls are disabled. Comparing digests keeps the comparison constant
-	// time in the length of the secret as well as its content.
-	svcHash []byte
+	// byAccount and byAddress are the rate limits' buckets; nil when that
+	// limit is off.
+	byAccount, byAddress *limiters
 }
 
 // New validates cfg and returns the API's handler. Every route is under
@@ -106,11 +123,10 @@ func New(cfg Config) (http.Handler, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("cannot build http api: %w", err)
 	}
-	s := &server{cfg: cfg, svc: cfg.Service, log: cfg.Logger}
-	if cfg.ServiceCredential != "" {
-		h := sha256.Sum256([]byte(cfg.ServiceCredential))
-		s.svcHash = h[:]
-	}
+	rl := cfg.RateLimit
+	s := &server{cfg: cfg, svc: cfg.Service, log: cfg.Logger,
+		byAccount: newLimiters(rl.PerAccount, rl.AccountBurst, rl.MaxKeys),
+		byAddress: newLimiters(rl.PerIP, rl.IPBurst, rl.MaxKeys)}
 	return s.routes(), nil
 }
 
@@ -158,13 +174,18 @@ func (s *server) routes() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &apiError{Status: http.StatusNotFound, Code: wire.CodeNotFound, Message: "no such endpoint"})
 	})
-	return s.recoverer(mux)
+	return s.recoverer(s.limitAddress(mux))
 }
 
 // authenticated resolves the caller, runs h and answers its error.
 func (s *server) authenticated(h endpoint) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, err := s.authenticate(r)
+		if err == nil && !c.service {
+			if wait := s.byAccount.take(string(c.account), time.Now()); wait > 0 {
+				err = rateLimited(wait)
+			}
+		}
 		if err == nil {
 			err = h(w, r, c)
 		}

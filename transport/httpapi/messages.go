@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"encoding/json"
 	"math"
 	"net/http"
 	"net/url"
@@ -81,13 +82,36 @@ func sender(c caller, from *senderBody) (domain.Sender, error) {
 }
 
 // messagesReply is the socket's messages reply without the envelope; every
-// field is always present.
+// field is always present. Messages is the JSON array of the page, encoded
+// by pageOf.
 type messagesReply struct {
-	Conversation string         `json:"conversation"`
-	Messages     []wire.Message `json:"messages"`
-	Source       string         `json:"source"`
-	HasMore      bool           `json:"hasMore"`
-	Next         wire.Cursor    `json:"next"`
+	Conversation string          `json:"conversation"`
+	Messages     json.RawMessage `json:"messages"`
+	Source       string          `json:"source"`
+	HasMore      bool            `json:"hasMore"`
+	Next         wire.Cursor     `json:"next"`
+}
+
+// pageOf encodes msgs as a JSON array of at most budget bytes, or of the
+// first message alone if that is larger, so that a page always makes
+// progress. It returns how many messages the array holds.
+func pageOf(msgs []wire.Message, budget int) (json.RawMessage, int) {
+	b := make([]byte, 0, min(budget, 64<<10))
+	b = append(b, '[')
+	n := 0
+	for i := range msgs {
+		start := len(b)
+		if n > 0 {
+			b = append(b, ',')
+		}
+		b = wire.AppendMessage(b, &msgs[i])
+		if n > 0 && len(b)+1 > budget {
+			b = b[:start]
+			break
+		}
+		n++
+	}
+	return append(b, ']'), n
 }
 
 func (s *server) sync(w http.ResponseWriter, r *http.Request, c caller) error {
@@ -117,8 +141,18 @@ func (s *server) sync(w http.ResponseWriter, r *http.Request, c caller) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, messagesReply{Conversation: conv, Messages: wire.FromMessages(res.Messages),
-		Source: res.Source, HasMore: res.More, Next: wire.Cursor{LastTime: res.NextTime.UnixMilli(), LastMsgID: int64(res.NextMsgID)}})
+	// Up to 200 messages of 16 KiB, each character of which may take 6
+	// bytes in JSON, make a 20 MB reply, held while a client doesn't read
+	// it. The page is cut to SyncPageBytes; the cursor then points at the
+	// last message sent, so the next page starts right after it.
+	msgs := wire.FromMessages(res.Messages)
+	page, n := pageOf(msgs, s.cfg.SyncPageBytes)
+	next := wire.Cursor{LastTime: res.NextTime.UnixMilli(), LastMsgID: int64(res.NextMsgID)}
+	if n < len(msgs) {
+		next.LastMsgID = msgs[n-1].MsgID
+	}
+	writeJSON(w, http.StatusOK, messagesReply{Conversation: conv, Messages: page,
+		Source: res.Source, HasMore: res.More || n < len(msgs), Next: next})
 	return nil
 }
 

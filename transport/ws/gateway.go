@@ -6,7 +6,6 @@ package ws
 
 import (
 	"context"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -150,7 +149,7 @@ func (t TrustedHeaders) identity(r *http.Request) (auth.Identity, bool, error) {
 	if got == "" {
 		return auth.Identity{}, false, nil
 	}
-	if subtle.ConstantTimeCompare([]byte(got), []byte(t.Secret)) != 1 {
+	if !auth.SecretEqual([]byte(got), []byte(t.Secret)) {
 		return auth.Identity{}, false, errors.New("wrong gateway secret")
 	}
 	a, err := domain.ParseAccountID(r.Header.Get(t.AccountHeader))

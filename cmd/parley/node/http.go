@@ -4,7 +4,6 @@ import (
 	"errors"
 	"net/http"
 	"net/http/pprof"
-	"time"
 
 	"github.com/parley-chat/parley/transport/cluster"
 	"github.com/parley-chat/parley/transport/console"
@@ -36,9 +35,13 @@ func (n *Node) serveHTTP() error {
 		}
 		mux.Handle("/api/", h)
 		if n.cfg.Console {
-			cc := console.Config{Stream: n.recent, Status: n.consoleStatus}
+			cc := console.Config{Stream: n.recent, Status: n.consoleStatus, AnyListener: n.cfg.DevTokensUnsafe,
+				ServiceCredential: n.cfg.ServiceCredential, Logger: n.log}
 			if n.cfg.DevTokens {
 				cc.DevTokens = n.tokens
+				n.log.Warn("development tokens are on: the console mints a token for any account to a request from this machine "+
+					"(loopback Host, the console's own Origin); turn them off with --dev-tokens off outside development",
+					"listen", n.ln.Addr().String(), "unsafe", n.cfg.DevTokensUnsafe)
 			}
 			ch, err := console.New(cc)
 			if err != nil {
@@ -51,7 +54,7 @@ func (n *Node) serveHTTP() error {
 			mux.Handle(cluster.Path, cluster.NewReceiver(n.cfg.ClusterSecret, n.gw, n.log))
 		}
 	}
-	n.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	n.http = n.cfg.HTTP.server(mux)
 	n.goOwned(func() {
 		if err := n.http.Serve(n.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			n.log.Error("http server stopped", "err", err)

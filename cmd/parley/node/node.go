@@ -29,6 +29,7 @@ import (
 	"github.com/parley-chat/parley/projections/stream"
 	"github.com/parley-chat/parley/transport/api"
 	"github.com/parley-chat/parley/transport/auth"
+	"github.com/parley-chat/parley/transport/console"
 	"github.com/parley-chat/parley/transport/ws"
 )
 
@@ -49,6 +50,8 @@ type Config struct {
 	DataDir string
 	// Listen is the HTTP address of the gateway (WebSocket at /ws).
 	Listen string
+	// HTTP bounds the HTTP server on Listen: timeouts and header size.
+	HTTP HTTPServer
 	// Roles of this process; zero means both.
 	Roles Roles
 	// Kafka configures the event log. With no Brokers the node runs the
@@ -78,6 +81,13 @@ type Config struct {
 	// TokenSecret signs client tokens. Empty: read DataDir/token.secret,
 	// creating it with a random secret on first start.
 	TokenSecret []byte
+	// TokenIssuer and TokenAudience, when set, must be the "iss" and among
+	// the "aud" of every client token (and tokens minted here carry them).
+	// Empty accepts any issuer and refuses tokens that name an audience.
+	TokenIssuer, TokenAudience string
+	// TokenMaxLifetime bounds how long a client token may be valid (exp -
+	// iat). Default auth.DefaultMaxLifetime.
+	TokenMaxLifetime time.Duration
 	// Gateway and API tune the WebSocket gateway and the operations.
 	Gateway ws.Config
 	API     api.Config
@@ -88,9 +98,15 @@ type Config struct {
 	// Console serves the web console at /console/ (chat playground, event
 	// stream, lag and connections; read-only but for the chat itself).
 	Console bool
-	// DevTokens lets the console mint a token for any account and device:
-	// for development only.
+	// DevTokens lets the console mint a token for any account and device,
+	// and show its status and event stream without a credential, to local
+	// requests only (console.Config.Local): for development only. It needs
+	// a loopback Listen unless DevTokensUnsafe is set.
 	DevTokens bool
+	// DevTokensUnsafe acknowledges development tokens on a listener that is
+	// not loopback: anyone who reaches it can then mint a token for any
+	// account by sending a loopback Host (the Host and Origin checks stay).
+	DevTokensUnsafe bool
 	// GCPercent, if set, is the Go GC target applied at Start unless the
 	// GOGC environment variable is set. Collections every 4x of the live
 	// heap instead of 2x halve the p99 send latency on a busy 2-core box
@@ -113,6 +129,7 @@ func (c *Config) setDefaults() {
 	if c.Listen == "" {
 		c.Listen = "127.0.0.1:8080"
 	}
+	c.HTTP.setDefaults()
 	if c.Roles == (Roles{}) {
 		c.Roles = Roles{Gateway: true, Projector: true}
 	}
@@ -154,6 +171,10 @@ func (c Config) Validate() error {
 	if c.Postgres != nil && len(c.Kafka.Brokers) == 0 && c.Roles != (Roles{Gateway: true, Projector: true}) {
 		errs = append(errs, errors.New("split roles need a shared broker (--kafka-brokers, e.g. a `parley broker`)"))
 	}
+	errs = append(errs, c.HTTP.validate()...)
+	if c.Console && c.DevTokens && !c.DevTokensUnsafe && !console.IsLoopback(c.Listen) {
+		errs = append(errs, fmt.Errorf("development tokens let anyone who reaches %s sign in as any account: listen on a loopback address, turn them off (--dev-tokens off), or acknowledge it (--dev-tokens-unsafe)", c.Listen))
+	}
 	return errors.Join(errs...)
 }
 
@@ -193,6 +214,9 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger, metrics: telemetry.New(), recent: stream.NewRecent(500)}
+	// Everything the node starts runs until Shutdown cancels runCtx.
+	runCtx, cancel := context.WithCancel(context.Background())
+	n.cancel = cancel
 	defer func() {
 		if err != nil {
 			_ = n.Shutdown(context.Background())
@@ -213,7 +237,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 			return nil, err
 		}
 	}
-	if n.tokens, err = auth.NewTokens(secret); err != nil {
+	if n.tokens, err = auth.New(auth.Config{Secret: secret, Issuer: cfg.TokenIssuer, Audience: cfg.TokenAudience, MaxLifetime: cfg.TokenMaxLifetime}); err != nil {
 		return nil, err
 	}
 	// The listener comes first: a gateway's address is its identity in the
@@ -238,7 +262,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		if err := n.startGateway(); err != nil {
 			return nil, err
 		}
-		logout, err := n.logoutReader()
+		logout, err := n.logoutReader(runCtx)
 		if err != nil {
 			return nil, err
 		}
@@ -254,8 +278,6 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	n.runner = runner.New(runner.Config{Epoch: n.events.Epoch(), Logger: n.log, Observer: n.metrics}, set.readers...)
 
-	runCtx, cancel := context.WithCancel(context.Background())
-	n.cancel = cancel
 	n.goOwned(func() {
 		if err := n.runner.Run(runCtx); err != nil {
 			n.log.Error("projections stopped", "err", err)

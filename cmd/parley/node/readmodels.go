@@ -204,12 +204,16 @@ func (n *Node) pushReader(set *readModelSet) *runner.Reader {
 // logoutReader is the gateway's reader of the users topic: every gateway
 // reads every logout, without a consumer group, from the end of the topic
 // at start (its connections are all newer).
-func (n *Node) logoutReader() (runner.Reader, error) {
+func (n *Node) logoutReader(ctx context.Context) (runner.Reader, error) {
 	sub, err := n.events.NewSubscriber(kafka.SubscriberConfig{FromNewest: true}, kafka.NewWatermillLogger(n.log))
 	if err != nil {
 		return runner.Reader{}, err
 	}
 	n.closers = append(n.closers, sub.Close)
-	return runner.Reader{Name: logout.Name, Topic: n.events.UsersTopic(), Source: kafka.WatermillSource(sub, n.events.UsersTopic()),
+	src, err := kafka.WatermillSource(ctx, sub, n.events.UsersTopic())
+	if err != nil {
+		return runner.Reader{}, err
+	}
+	return runner.Reader{Name: logout.Name, Topic: n.events.UsersTopic(), Source: src,
 		Specs: []runner.Spec{{Name: logout.Name, Projection: logout.NewProjection(n.gw), Tracker: progress.NewMemory()}}}, nil
 }

@@ -336,19 +336,75 @@ $("compose").addEventListener("submit", async (e) => {
 });
 
 // ---- event stream view ----
-let events = null;
+// Outside local development the status and the event stream need the
+// service credential as a bearer header, which EventSource cannot send:
+// the stream is read with fetch, in both cases.
+const consoleConfig = { devTokens: false, credential: false };
+let credential = "";
+let events = null; // the AbortController of the running stream
 const shown = [];
-function startEvents() {
-  if (events) return;
-  events = new EventSource("api/events");
-  events.onmessage = (e) => {
-    shown.push(JSON.parse(e.data));
-    if (shown.length > 1000) shown.shift();
-    renderEvents();
-  };
-  pollStatus();
-  setInterval(pollStatus, 2000);
+
+function authHeaders() {
+  return credential ? { Authorization: "Bearer svc:" + credential } : {};
 }
+
+let polling = false;
+async function startEvents() {
+  await configLoaded;
+  if (events) return;
+  $("credential-label").hidden = !consoleConfig.credential;
+  if (consoleConfig.credential && !credential) {
+    $("events-count").textContent = "The event stream needs the service credential (--service-credential).";
+    return;
+  }
+  events = new AbortController();
+  readEvents(events.signal);
+  if (!polling) {
+    polling = true;
+    pollStatus();
+    setInterval(pollStatus, 2000);
+  }
+}
+
+// readEvents reads server-sent events until aborted, reconnecting after a
+// drop as EventSource would.
+async function readEvents(signal) {
+  while (!signal.aborted) {
+    try {
+      const r = await fetch("api/events", { headers: authHeaders(), signal });
+      if (!r.ok) throw new Error(r.status === 401 ? "wrong service credential" : r.statusText);
+      const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buf = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buf += value;
+        let end;
+        while ((end = buf.indexOf("\n\n")) >= 0) {
+          for (const line of buf.slice(0, end).split("\n")) {
+            if (!line.startsWith("data: ")) continue;
+            shown.push(JSON.parse(line.slice(6)));
+            if (shown.length > 1000) shown.shift();
+          }
+          buf = buf.slice(end + 2);
+          renderEvents();
+        }
+      }
+    } catch (err) {
+      if (signal.aborted) return;
+      $("events-count").textContent = "Event stream: " + err.message + ", retrying…";
+    }
+    await new Promise((r) => setTimeout(r, 2000));
+  }
+}
+
+$("credential").addEventListener("change", () => {
+  credential = $("credential").value.trim();
+  if (events) events.abort();
+  events = null;
+  shown.length = 0;
+  startEvents();
+});
 
 function renderEvents() {
   const f = $("filter").value.trim().toLowerCase();
@@ -373,7 +429,9 @@ $("filter").addEventListener("input", renderEvents);
 
 async function pollStatus() {
   try {
-    const s = await (await fetch("api/status")).json();
+    const r = await fetch("api/status", { headers: authHeaders() });
+    if (!r.ok) return;
+    const s = await r.json();
     $("connections").textContent = `${s.connections} open connection${s.connections === 1 ? "" : "s"}`;
     const ul = $("online");
     ul.textContent = "";
@@ -401,4 +459,7 @@ async function pollStatus() {
 }
 
 // ---- start ----
-fetch("api/config").then((r) => r.json()).then((c) => { $("token-label").hidden = c.devTokens; }).catch(() => {});
+const configLoaded = fetch("api/config").then((r) => r.json()).then((c) => {
+  Object.assign(consoleConfig, c);
+  $("token-label").hidden = c.devTokens;
+}).catch(() => {});
