@@ -92,26 +92,16 @@ type messagesReply struct {
 	Next         wire.Cursor     `json:"next"`
 }
 
-// pageOf encodes msgs as a JSON array of at most budget bytes, or of the
-// first message alone if that is larger, so that a page always makes
-// progress. It returns how many messages the array holds.
-func pageOf(msgs []wire.Message, budget int) (json.RawMessage, int) {
-	b := make([]byte, 0, min(budget, 64<<10))
-	b = append(b, '[')
-	n := 0
+// arrayOf encodes msgs as a JSON array.
+func arrayOf(msgs []wire.Message) json.RawMessage {
+	b := []byte{'['}
 	for i := range msgs {
-		start := len(b)
-		if n > 0 {
+		if i > 0 {
 			b = append(b, ',')
 		}
 		b = wire.AppendMessage(b, &msgs[i])
-		if n > 0 && len(b)+1 > budget {
-			b = b[:start]
-			break
-		}
-		n++
 	}
-	return append(b, ']'), n
+	return append(b, ']')
 }
 
 func (s *server) sync(w http.ResponseWriter, r *http.Request, c caller) error {
@@ -145,14 +135,9 @@ func (s *server) sync(w http.ResponseWriter, r *http.Request, c caller) error {
 	// bytes in JSON, make a 20 MB reply, held while a client doesn't read
 	// it. The page is cut to SyncPageBytes; the cursor then points at the
 	// last message sent, so the next page starts right after it.
-	msgs := wire.FromMessages(res.Messages)
-	page, n := pageOf(msgs, s.cfg.SyncPageBytes)
-	next := wire.Cursor{LastTime: res.NextTime.UnixMilli(), LastMsgID: int64(res.NextMsgID)}
-	if n < len(msgs) {
-		next.LastMsgID = msgs[n-1].MsgID
-	}
-	writeJSON(w, http.StatusOK, messagesReply{Conversation: conv, Messages: page,
-		Source: res.Source, HasMore: res.More || n < len(msgs), Next: next})
+	msgs, more, next := wire.CutPage(wire.FromMessages(res.Messages), s.cfg.SyncPageBytes, res.More, int64(res.NextMsgID))
+	writeJSON(w, http.StatusOK, messagesReply{Conversation: conv, Messages: arrayOf(msgs),
+		Source: res.Source, HasMore: more, Next: wire.Cursor{LastTime: res.NextTime.UnixMilli(), LastMsgID: next}})
 	return nil
 }
 

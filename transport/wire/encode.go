@@ -168,6 +168,18 @@ func EncodedLen(m *Message) int {
 		stringLen(m.Conversation) + stringLen(m.From) + stringLen(m.Device) + stringLen(m.Kind) + stringLen(m.Body)
 }
 
+// CutPage cuts a page of a sync to budget bytes of encoded messages (see
+// FitMessages): a cut page has more messages after it, and its cursor is
+// its last message, so the next page starts right after it. more and next
+// are the page's own before the cut.
+func CutPage(msgs []Message, budget int, more bool, next int64) ([]Message, bool, int64) {
+	n := FitMessages(msgs, budget)
+	if n == len(msgs) {
+		return msgs, more, next
+	}
+	return msgs[:n], true, msgs[n-1].MsgID
+}
+
 // FitMessages is how many of msgs, from the first, fit in budget bytes of
 // encoded messages (separators included) — at least one, so that a page
 // always moves its reader on.

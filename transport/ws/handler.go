@@ -222,13 +222,9 @@ func (h *handler) dispatch(s *session, req wire.Request, now time.Time) {
 			h.failWith(s, req.ID, err)
 			return
 		}
-		msgs := wire.FromMessages(res.Messages)
-		more, next := res.More, res.NextMsgID
-		if n := wire.FitMessages(msgs, h.g.cfg.MaxReplyBytes); n < len(msgs) {
-			msgs, more, next = msgs[:n], true, domain.MsgID(msgs[n-1].MsgID)
-		}
+		msgs, more, next := wire.CutPage(wire.FromMessages(res.Messages), h.g.cfg.MaxReplyBytes, res.More, int64(res.NextMsgID))
 		s.write(wire.AppendMessages(nil, req.ID, req.Conversation, msgs, res.Source, more,
-			wire.Cursor{LastTime: res.NextTime.UnixMilli(), LastMsgID: int64(next)}))
+			wire.Cursor{LastTime: res.NextTime.UnixMilli(), LastMsgID: next}))
 	case wire.TypeConversations:
 		list, err := svc.Conversations(ctx, s.account, time.UnixMilli(req.Since), req.Limit)
 		if err != nil {
