@@ -10,12 +10,13 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
-	"github.com/parley-chat/parley/cmd/parley/node"
 	"github.com/parley-chat/parley/domain"
-	"github.com/parley-chat/parley/transport/client"
+	"github.com/parley-chat/parley/transport/api/apitest"
+	"github.com/parley-chat/parley/transport/auth"
 	"github.com/parley-chat/parley/transport/httpapi"
 	"github.com/parley-chat/parley/transport/wire"
 )
@@ -33,53 +34,56 @@ func testLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
-// startNode starts a single node in-process, as cmd/parley's harness does:
-// an embedded broker and the gateway on random loopback ports, over a
-// fresh data dir.
-func startNode(tb testing.TB) *node.Node {
-	tb.Helper()
-	cfg := node.Config{
-		DataDir:     tb.TempDir(),
-		Listen:      "127.0.0.1:0",
-		TokenSecret: testSecret,
-		Logger:      testLogger(),
-	}
-	cfg.EmbeddedBroker.Addr = "127.0.0.1:0"
-	cfg.Kafka.Partitions = 4
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	n, err := node.Start(ctx, cfg)
-	if err != nil {
-		tb.Fatalf("cannot start node: %v", err)
-	}
-	tb.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		if err := n.Shutdown(ctx); err != nil {
-			tb.Errorf("shutdown: %v", err)
-		}
-	})
-	return n
+// backend is what the API serves: the operations over a log and read
+// models in memory (transport/api/apitest), the token verifier, and a list
+// of the devices online.
+type backend struct {
+	api    *apitest.Env
+	tokens *auth.Tokens
+
+	mu     sync.Mutex
+	online map[domain.AccountID][]domain.DeviceID
 }
 
-// apiConfig is the API over n with a service credential and the gateway's
-// online devices.
-func apiConfig(n *node.Node) httpapi.Config {
+func startNode(tb testing.TB) *backend {
+	tb.Helper()
+	tokens, err := auth.New(auth.Config{Secret: testSecret})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return &backend{api: apitest.New(tb), tokens: tokens, online: map[domain.AccountID][]domain.DeviceID{}}
+}
+
+// connect lists a device as online, as a gateway would.
+func (b *backend) connect(account, device string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.online[domain.AccountID(account)] = append(b.online[domain.AccountID(account)], domain.DeviceID(device))
+}
+
+// Tokens is the verifier (and signer) of the backend's tokens.
+func (b *backend) Tokens() *auth.Tokens { return b.tokens }
+
+// apiConfig is the API over b with a service credential and b's online
+// devices.
+func apiConfig(b *backend) httpapi.Config {
 	return httpapi.Config{
-		Service:           n.Service(),
-		Tokens:            n.Tokens(),
+		Service:           b.api.Service,
+		Tokens:            b.tokens,
 		ServiceCredential: serviceCredential,
 		Online: func(_ context.Context, a domain.AccountID) ([]domain.DeviceID, error) {
-			return n.Gateway().Online(a), nil
+			b.mu.Lock()
+			defer b.mu.Unlock()
+			return append([]domain.DeviceID(nil), b.online[a]...), nil
 		},
 		Logger: testLogger(),
 	}
 }
 
-// env is a node with the HTTP API served on a loopback listener.
+// env is a backend with the HTTP API served on a loopback listener.
 type env struct {
 	t   testing.TB
-	n   *node.Node
+	n   *backend
 	srv *httptest.Server
 }
 
@@ -275,16 +279,3 @@ func (e *env) history(auth, conv, query string) []wire.Message {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
-
-// dial connects account/device to the node's WebSocket gateway.
-func (e *env) dial(account, device string) *client.Client {
-	e.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	c, err := client.Dial(ctx, client.Config{URL: "ws://" + e.n.Addr() + "/ws", Token: e.mint(account, device, time.Hour)})
-	if err != nil {
-		e.t.Fatalf("dial %s/%s: %v", account, device, err)
-	}
-	e.t.Cleanup(c.Close)
-	return c
-}

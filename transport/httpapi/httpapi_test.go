@@ -113,18 +113,18 @@ func TestSendAsUser(t *testing.T) {
 
 func TestSendAsService(t *testing.T) {
 	e := newEnv(t, nil)
-	bob := e.dial("bob", "phone")
 
 	a := e.send(service(), `{"from":{"account":"system","device":"notices"},"to":"bob","clientMsgId":"n-1","kind":"notice","body":"welcome"}`)
 	if a.Conversation != "d:bob:system" || a.Duplicate {
 		t.Fatalf("ack %+v", a)
 	}
-	// The message is the same event as one sent on a socket: bob's online
-	// device gets it pushed.
+	// The message is the same event as one sent on a socket: it is pushed
+	// to bob's online devices.
 	select {
-	case f := <-bob.Pushes():
-		if f.Message == nil || f.Message.MsgID != a.MsgID || f.Message.From != "system" || f.Message.Device != "notices" || f.Message.Kind != "notice" {
-			t.Fatalf("push %+v", f)
+	case p := <-e.n.api.Pushes:
+		m := p.Message
+		if int64(m.MsgID) != a.MsgID || m.Sender.Account != "system" || m.Sender.Device != "notices" || m.Kind != "notice" || !slices.Contains(p.Recipients, "bob") {
+			t.Fatalf("push %+v", p)
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("no push")
@@ -381,8 +381,8 @@ func TestGroups(t *testing.T) {
 
 func TestOnline(t *testing.T) {
 	e := newEnv(t, nil)
-	e.dial("alice", "phone")
-	e.dial("alice", "laptop")
+	e.n.connect("alice", "phone")
+	e.n.connect("alice", "laptop")
 	tests := []struct {
 		name        string
 		auth        string

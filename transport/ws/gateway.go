@@ -64,6 +64,10 @@ type Config struct {
 	// per large frame and saves memory on every idle connection. Default 1024:
 	// 17.6 KiB → 12.5 KiB per idle connection (docs/benchmarks.md).
 	ReadBufferBytes int
+	// MaxPendingRequests bounds the requests of one connection waiting for
+	// their turn (a send, a sync, ...; pings and renewals are answered at
+	// once). More get rate_limited. Default 64.
+	MaxPendingRequests int
 	// WriteTimeout bounds one frame's write. Default 10s.
 	WriteTimeout time.Duration
 	// RatePerSecond and RateBurst limit requests per connection. Defaults 100 and 200.
@@ -220,6 +224,9 @@ func (c *Config) setDefaults() {
 	if c.WriteTimeout == 0 {
 		c.WriteTimeout = 10 * time.Second
 	}
+	if c.MaxPendingRequests == 0 {
+		c.MaxPendingRequests = 64
+	}
 	if c.RatePerSecond == 0 {
 		c.RatePerSecond = 100
 	}
@@ -264,6 +271,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxQueuedBytesTotal < int64(c.MaxQueuedBytes) {
 		errs = append(errs, fmt.Errorf("ws: max queued bytes total %d must be at least max queued bytes", c.MaxQueuedBytesTotal))
+	}
+	if c.MaxPendingRequests < 1 {
+		errs = append(errs, fmt.Errorf("ws: max pending requests %d must be positive", c.MaxPendingRequests))
 	}
 	if c.MaxConnections < 1 || c.MaxConnectionsPerIP < 0 {
 		errs = append(errs, fmt.Errorf("ws: max connections %d must be positive and per IP %d not negative", c.MaxConnections, c.MaxConnectionsPerIP))
@@ -318,15 +328,23 @@ type Gateway struct {
 	byAccount map[domain.AccountID]map[*session]struct{}
 	closing   bool
 	aborted   bool
+	// workersDone is set once Shutdown waits for the workers: none starts
+	// after.
+	workersDone bool
 	// open counts the upgrades admitted and not yet ended, in all and per
 	// source address (trusted gateways' connections uncounted per address).
 	open   int
 	openBy map[string]int
 
+	handler *handler
+
 	stop     chan struct{}
 	stopOnce sync.Once
 	sweeper  sync.WaitGroup
 	conns    sync.WaitGroup
+	// workers counts the connections' request workers; Shutdown waits for
+	// them, so that no request outlives the gateway.
+	workers sync.WaitGroup
 }
 
 // New returns a gateway; it starts its sweeper at once.
@@ -345,7 +363,8 @@ func New(cfg Config, svc Service, tokens Verifier) (*Gateway, error) {
 		stop:      make(chan struct{}),
 	}
 	g.ctx, g.cancel = context.WithCancel(context.Background())
-	g.upgrader = gws.NewUpgrader(&handler{g: g}, &gws.ServerOption{
+	g.handler = &handler{g: g}
+	g.upgrader = gws.NewUpgrader(g.handler, &gws.ServerOption{
 		ReadMaxPayloadSize: wire.MaxFrameBytes,
 		ReadBufferSize:     cfg.ReadBufferBytes,
 		CheckUtf8Enabled:   true,
@@ -521,6 +540,18 @@ func remoteIP(r *http.Request) string {
 	return host
 }
 
+// startWorker counts a connection's new request worker, unless the
+// gateway is past waiting for them.
+func (g *Gateway) startWorker() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.workersDone {
+		return false
+	}
+	g.workers.Add(1)
+	return true
+}
+
 func (g *Gateway) isClosing() bool {
 	g.mu.RLock()
 	defer g.mu.RUnlock()
@@ -552,6 +583,10 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() {
 		g.conns.Wait()
+		g.mu.Lock()
+		g.workersDone = true // under mu, so never concurrent with startWorker's Add
+		g.mu.Unlock()
+		g.workers.Wait()
 		g.sweeper.Wait()
 		close(done)
 	}()

@@ -34,6 +34,8 @@ func (h *handler) OnOpen(c *gws.Conn) {
 func (h *handler) OnClose(c *gws.Conn, err error) {
 	if s := sessionOf(c); s != nil {
 		s.closed.Store(true)
+		s.cancel() // a request in flight gives up: nobody waits for its reply
+		s.out.discard()
 		h.g.remove(s)
 	}
 }
@@ -113,7 +115,49 @@ func (h *handler) OnMessage(c *gws.Conn, m *gws.Message) {
 		s.fail(req.ID, wire.CodeHelloRequired, "say hello with a token first")
 		return
 	}
-	h.dispatch(s, req, now)
+	// Pings and renewals are answered at once, on the read goroutine: they
+	// keep the connection alive and must not wait behind a slow request.
+	// Every other request waits its turn on the connection's worker, so
+	// that the reader goes on reading: a close, a ping, a renew are seen
+	// while a send waits on the log.
+	switch req.Type {
+	case wire.TypePing:
+		s.reply(wire.ServerFrame{ID: req.ID, Type: wire.TypePong, ServerTime: now.UnixMilli()})
+	case wire.TypeRenew:
+		h.renew(s, req, now)
+	default:
+		if !s.enqueue(req) {
+			s.reply(wire.ServerFrame{ID: req.ID, Type: wire.TypeError, Code: string(wire.CodeRateLimited),
+				Error: "too many requests waiting on this connection", RetryAfterMs: retryAfter(h.g.cfg.RatePerSecond)})
+		}
+	}
+}
+
+// renew extends the lease, optionally with a fresh token for the same
+// device.
+func (h *handler) renew(s *session, req wire.Request, now time.Time) {
+	if req.Token != "" {
+		id, err := h.g.tokens.Verify(req.Token)
+		if err != nil || id.Account != s.account || id.Device != s.device {
+			code := wire.CodeUnauthorized
+			if errors.Is(err, auth.ErrTokenExpired) {
+				code = wire.CodeTokenExpired
+			}
+			s.fail(req.ID, code, "the renew token is not valid for this connection")
+			return
+		}
+		s.tokenExpires = id.Expires
+	}
+	if !s.tokenExpires.IsZero() && !s.tokenExpires.After(now) {
+		s.fail(req.ID, wire.CodeTokenExpired, "the token of this connection has expired: renew with a fresh token or reconnect")
+		return
+	}
+	until := s.renewLease(now)
+	ctx, cancel := context.WithTimeout(s.ctx, 2*time.Second)
+	h.g.refresh(ctx, s)
+	cancel()
+	s.reply(wire.ServerFrame{ID: req.ID, Type: wire.TypeRenewed, LeaseMs: h.g.cfg.Lease.Milliseconds(),
+		LeaseUntil: until.UnixMilli(), ServerTime: now.UnixMilli()})
 }
 
 func retryAfter(perSecond float64) int64 {
@@ -176,33 +220,12 @@ func (h *handler) identify(s *session, token string) (auth.Identity, error) {
 	return h.g.tokens.Verify(token)
 }
 
-func (h *handler) dispatch(s *session, req wire.Request, now time.Time) {
+// dispatch runs one queued request on the connection's worker.
+func (h *handler) dispatch(s *session, req wire.Request) {
 	ctx := s.ctx
+	now := time.Now()
 	svc := h.g.svc
 	switch req.Type {
-	case wire.TypePing:
-		s.reply(wire.ServerFrame{ID: req.ID, Type: wire.TypePong, ServerTime: now.UnixMilli()})
-	case wire.TypeRenew:
-		if req.Token != "" {
-			id, err := h.g.tokens.Verify(req.Token)
-			if err != nil || id.Account != s.account || id.Device != s.device {
-				code := wire.CodeUnauthorized
-				if errors.Is(err, auth.ErrTokenExpired) {
-					code = wire.CodeTokenExpired
-				}
-				s.fail(req.ID, code, "the renew token is not valid for this connection")
-				return
-			}
-			s.tokenExpires = id.Expires
-		}
-		if !s.tokenExpires.IsZero() && !s.tokenExpires.After(now) {
-			s.fail(req.ID, wire.CodeTokenExpired, "the token of this connection has expired: renew with a fresh token or reconnect")
-			return
-		}
-		until := s.renewLease(now)
-		h.g.refresh(ctx, s)
-		s.reply(wire.ServerFrame{ID: req.ID, Type: wire.TypeRenewed, LeaseMs: h.g.cfg.Lease.Milliseconds(),
-			LeaseUntil: until.UnixMilli(), ServerTime: now.UnixMilli()})
 	case wire.TypeSend:
 		ack, err := svc.Send(ctx, api.SendRequest{From: domain.Sender{Account: s.account, Device: s.device},
 			To: api.Target{Account: req.To, Group: req.Group}, ClientMsgID: req.ClientMsgID, Kind: req.Kind, Body: req.Body, Retry: req.Retry})

@@ -3,6 +3,7 @@ package ws
 import (
 	"context"
 	"encoding/json"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -38,6 +39,13 @@ type session struct {
 	uid     domain.UniqueID
 	// tokenExpires is the expiry of the token of the hello or last renew.
 	tokenExpires time.Time
+
+	// queue holds the requests waiting for the connection's worker, which
+	// runs them one at a time, in order, on a goroutine of its own while
+	// there are any.
+	queueMu sync.Mutex
+	queue   []wire.Request
+	working bool
 
 	leaseUntil atomic.Int64 // Unix nanoseconds; 0 before hello
 	lastRead   atomic.Int64 // Unix nanoseconds
@@ -146,6 +154,42 @@ func (s *session) pong(payload []byte) {
 		return
 	}
 	s.out.push(opPong, payload)
+}
+
+// enqueue hands req to the connection's worker, starting it if it is idle.
+// It reports false, queueing nothing, when MaxPendingRequests wait already.
+func (s *session) enqueue(req wire.Request) bool {
+	s.queueMu.Lock()
+	if len(s.queue) >= s.g.cfg.MaxPendingRequests {
+		s.queueMu.Unlock()
+		return false
+	}
+	s.queue = append(s.queue, req)
+	start := !s.working
+	s.working = true
+	s.queueMu.Unlock()
+	if start && s.g.startWorker() {
+		go s.work()
+	}
+	return true
+}
+
+// work runs queued requests until none is left or the connection closes.
+func (s *session) work() {
+	defer s.g.workers.Done()
+	for {
+		s.queueMu.Lock()
+		if len(s.queue) == 0 || s.closed.Load() {
+			s.queue, s.working = nil, false
+			s.queueMu.Unlock()
+			return
+		}
+		req := s.queue[0]
+		s.queue[0] = wire.Request{}
+		s.queue = s.queue[1:]
+		s.queueMu.Unlock()
+		s.g.handler.dispatch(s, req)
+	}
 }
 
 // waitRoom holds the reader while the connection's replies pile up

@@ -1,0 +1,269 @@
+package api_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/parley-chat/parley/domain"
+	"github.com/parley-chat/parley/projections/cache"
+	"github.com/parley-chat/parley/projections/store"
+	"github.com/parley-chat/parley/transport/api"
+	"github.com/parley-chat/parley/transport/api/apitest"
+	"github.com/parley-chat/parley/transport/wire"
+)
+
+var (
+	alicePhone  = domain.Sender{Account: "alice", Device: "phone"}
+	aliceLaptop = domain.Sender{Account: "alice", Device: "laptop"}
+)
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func send(t *testing.T, e *apitest.Env, from domain.Sender, to api.Target, id, body string) api.Ack {
+	t.Helper()
+	ack, err := e.Service.Send(ctxT(t), api.SendRequest{From: from, To: to, ClientMsgID: id, Body: body})
+	if err != nil {
+		t.Fatalf("send %s: %v", id, err)
+	}
+	return ack
+}
+
+func history(t *testing.T, e *apitest.Env, who domain.AccountID, conv string) []domain.Message {
+	t.Helper()
+	var out []domain.Message
+	var last domain.MsgID
+	for {
+		res, err := e.Service.Sync(ctxT(t), who, conv, time.Time{}, last, 200)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, res.Messages...)
+		last = res.NextMsgID
+		if !res.More {
+			return out
+		}
+	}
+}
+
+func TestSendAcksPushesAndStores(t *testing.T) {
+	e := apitest.New(t)
+	ack := send(t, e, alicePhone, api.Target{Account: "bob"}, "c1", "hi bob")
+	if ack.Conversation.String() != "d:alice:bob" || ack.MsgID == 0 || ack.Duplicate {
+		t.Fatalf("ack %+v", ack)
+	}
+	select {
+	case p := <-e.Pushes:
+		if p.Message.MsgID != ack.MsgID || p.Message.Body != "hi bob" || len(p.Recipients) != 2 {
+			t.Fatalf("push %+v", p)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no push")
+	}
+	if got := history(t, e, "bob", "d:alice:bob"); len(got) != 1 || got[0].MsgID != ack.MsgID {
+		t.Fatalf("history %+v", got)
+	}
+}
+
+// A used client message id gives the original ack, whatever the request
+// now says and whichever device of the account asks: from the in-process
+// record while it is recent, and from the store once that is forgotten.
+func TestClientMsgIDMakesOneMessage(t *testing.T) {
+	e := apitest.New(t)
+	first := send(t, e, alicePhone, api.Target{Account: "bob"}, "c1", "hi")
+	tests := []struct {
+		name  string
+		sweep bool
+		req   api.SendRequest
+	}{
+		{"plain resend", false, api.SendRequest{From: alicePhone, To: api.Target{Account: "bob"}, ClientMsgID: "c1", Body: "hi"}},
+		{"retry to another recipient", false, api.SendRequest{From: alicePhone, To: api.Target{Account: "carol"}, ClientMsgID: "c1", Body: "other", Retry: true}},
+		{"from another device", false, api.SendRequest{From: aliceLaptop, To: api.Target{Account: "bob"}, ClientMsgID: "c1", Body: "hi"}},
+		{"found in the store after the recent record is forgotten", true, api.SendRequest{From: aliceLaptop, To: api.Target{Account: "alice"}, ClientMsgID: "c1", Body: "x"}},
+		{"retry found in the store", true, api.SendRequest{From: alicePhone, To: api.Target{Account: "bob"}, ClientMsgID: "c1", Body: "hi", Retry: true}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.sweep {
+				// Wait until the store holds the message, then forget the
+				// in-process record as housekeeping would.
+				ends, _ := e.Log.EndOffsets()
+				if err := e.StoreProgress.WaitForAll(ctxT(t), ends); err != nil {
+					t.Fatal(err)
+				}
+				e.Service.SweepIdempotency(0)
+			}
+			ack, err := e.Service.Send(ctxT(t), tc.req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ack.MsgID != first.MsgID || ack.MessageID != first.MessageID || ack.Conversation != first.Conversation || !ack.Duplicate {
+				t.Fatalf("ack %+v, want the original %+v as a duplicate", ack, first)
+			}
+		})
+	}
+	if got := history(t, e, "bob", "d:alice:bob"); len(got) != 1 {
+		t.Fatalf("%d messages in the history, want 1", len(got))
+	}
+	for _, conv := range []string{"d:alice:carol", "d:alice:alice"} {
+		if got := history(t, e, "alice", conv); len(got) != 0 {
+			t.Errorf("%s has %d messages", conv, len(got))
+		}
+	}
+}
+
+// A log that refuses appends fails the send as unavailable, with nothing
+// stored; the same client message id goes through once the log is back.
+func TestUnwritableLogIsUnavailable(t *testing.T) {
+	e := apitest.New(t)
+	e.Log.Fail(errors.New("disk full"))
+	_, err := e.Service.Send(ctxT(t), api.SendRequest{From: alicePhone, To: api.Target{Account: "bob"}, ClientMsgID: "c1", Body: "x"})
+	if api.Code(err) != wire.CodeUnavailable {
+		t.Fatalf("send to a failing log: %v, want unavailable", err)
+	}
+	e.Log.Fail(nil)
+	if ack := send(t, e, alicePhone, api.Target{Account: "bob"}, "c1", "x"); ack.Duplicate {
+		t.Fatalf("the retry is a duplicate of a send that never landed: %+v", ack)
+	}
+}
+
+// The cache answers a recent cursor when it covers the range; the store
+// answers an old or absent one, and any range the cache cannot vouch for.
+func TestSyncSources(t *testing.T) {
+	tests := []struct {
+		name     string
+		opts     []apitest.Option
+		lastTime time.Duration // before now; 0: none
+		want     string
+	}{
+		{"no lastTime reads the store", nil, 0, api.SourceStore},
+		{"a recent lastTime reads the cache", nil, time.Hour, api.SourceCache},
+		{"a lastTime of a week ago reads the store", nil, cache.Retention, api.SourceStore},
+		{"a cache that is behind is not asked", []apitest.Option{apitest.Without(cache.Name)}, time.Hour, api.SourceStore},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := apitest.New(t, tc.opts...)
+			ack := send(t, e, alicePhone, api.Target{Account: "bob"}, "c1", "x")
+			var lt time.Time
+			if tc.lastTime > 0 {
+				lt = time.Now().Add(-tc.lastTime)
+			}
+			res, err := e.Service.Sync(ctxT(t), "bob", "d:alice:bob", lt, 0, 10)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Source != tc.want || len(res.Messages) != 1 || res.Messages[0].MsgID != ack.MsgID {
+				t.Fatalf("source %s with %d messages, want %s with the message", res.Source, len(res.Messages), tc.want)
+			}
+		})
+	}
+}
+
+// A store that does not catch up makes a sync unavailable after the read
+// timeout, and a caller that gives up earlier is let go at once.
+func TestLaggingStore(t *testing.T) {
+	e := apitest.New(t, apitest.Without(store.Name), apitest.WithConfig(api.Config{ReadTimeout: 100 * time.Millisecond}))
+	send(t, e, alicePhone, api.Target{Account: "bob"}, "c1", "x")
+	_, err := e.Service.Sync(ctxT(t), "bob", "d:alice:bob", time.Time{}, 0, 10)
+	if api.Code(err) != wire.CodeUnavailable {
+		t.Fatalf("sync of a lagging store: %v, want unavailable", err)
+	}
+	e2 := apitest.New(t, apitest.Without(store.Name))
+	send(t, e2, alicePhone, api.Target{Account: "bob"}, "c1", "x")
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err = e2.Service.Sync(ctx, "bob", "d:alice:bob", time.Time{}, 0, 10)
+	if err == nil || time.Since(start) > 2*time.Second {
+		t.Fatalf("a cancelled sync returned %v after %v", err, time.Since(start))
+	}
+}
+
+func TestSyncPaging(t *testing.T) {
+	e := apitest.New(t)
+	for i := 0; i < 7; i++ {
+		send(t, e, alicePhone, api.Target{Account: "bob"}, fmt.Sprint("c", i), fmt.Sprint(i))
+	}
+	var last domain.MsgID
+	pages := 0
+	var got []string
+	for {
+		res, err := e.Service.Sync(ctxT(t), "alice", "d:alice:bob", time.Time{}, last, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pages++
+		for _, m := range res.Messages {
+			got = append(got, m.Body)
+		}
+		last = res.NextMsgID
+		if !res.More {
+			break
+		}
+	}
+	if pages != 3 || fmt.Sprint(got) != "[0 1 2 3 4 5 6]" {
+		t.Fatalf("%d pages: %v", pages, got)
+	}
+}
+
+func TestGroupRules(t *testing.T) {
+	e := apitest.New(t)
+	ctx := ctxT(t)
+	g, err := e.Service.CreateGroup(ctx, "alice", "team", []string{"bob"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gid := string(g.ID())
+	tests := []struct {
+		name string
+		do   func() error
+		want wire.Code
+	}{
+		{"a member sends", func() error {
+			_, err := e.Service.Send(ctx, api.SendRequest{From: domain.Sender{Account: "bob", Device: "d"}, To: api.Target{Group: gid}, ClientMsgID: "g1"})
+			return err
+		}, ""},
+		{"a non-member cannot send", func() error {
+			_, err := e.Service.Send(ctx, api.SendRequest{From: domain.Sender{Account: "mallory", Device: "d"}, To: api.Target{Group: gid}, ClientMsgID: "g2"})
+			return err
+		}, wire.CodeNotMember},
+		{"no such group", func() error {
+			_, err := e.Service.Send(ctx, api.SendRequest{From: alicePhone, To: api.Target{Group: "nogroup"}, ClientMsgID: "g3"})
+			return err
+		}, wire.CodeNotFound},
+		{"a non-member cannot sync", func() error {
+			_, err := e.Service.Sync(ctx, "mallory", "g:"+gid, time.Time{}, 0, 10)
+			return err
+		}, wire.CodeNotMember},
+		{"a member may not remove the owner", func() error {
+			_, err := e.Service.RemoveMembers(ctx, "bob", gid, []string{"alice"})
+			return err
+		}, wire.CodeForbidden},
+		{"a member leaves", func() error {
+			_, err := e.Service.RemoveMembers(ctx, "bob", gid, []string{"bob"})
+			return err
+		}, ""},
+		{"the one who left cannot send", func() error {
+			_, err := e.Service.Send(ctx, api.SendRequest{From: domain.Sender{Account: "bob", Device: "d"}, To: api.Target{Group: gid}, ClientMsgID: "g4"})
+			return err
+		}, wire.CodeNotMember},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := api.Code(tc.do()); got != tc.want {
+				t.Fatalf("code %q, want %q", got, tc.want)
+			}
+		})
+	}
+	list, err := e.Service.Conversations(ctx, "alice", time.Time{}, 0)
+	if err != nil || len(list) != 1 || list[0].Conversation.String() != "g:"+gid {
+		t.Fatalf("alice's conversations: %+v %v", list, err)
+	}
+}

@@ -1,0 +1,140 @@
+package api
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/google/uuid"
+	"github.com/parley-chat/parley/domain"
+	"github.com/parley-chat/parley/events"
+)
+
+// CreateGroup creates a group owned by who with the given members.
+func (s *Service) CreateGroup(ctx context.Context, who domain.AccountID, name string, members []string) (*domain.Group, error) {
+	accounts, err := parseAccounts(members)
+	if err != nil {
+		return nil, err
+	}
+	id := domain.GroupID("g" + strings.ReplaceAll(uuid.NewString(), "-", ""))
+	g, err := domain.NewGroup(id, name, who, accounts)
+	if err != nil {
+		return nil, err
+	}
+	e := events.GroupCreated{Group: string(id), Name: name, Owner: string(who), Members: accountStrings(g.Members()), At: s.cfg.Now().UnixMilli()}
+	return s.appendGroupEvent(ctx, id, e)
+}
+
+// AddMembers adds accounts to group g on behalf of who.
+func (s *Service) AddMembers(ctx context.Context, who domain.AccountID, group string, accounts []string) (*domain.Group, error) {
+	g, as, err := s.groupChange(ctx, who, group, accounts)
+	if err != nil {
+		return nil, err
+	}
+	if err := g.CanAdd(who, as); err != nil {
+		return nil, err
+	}
+	e := events.GroupMembersAdded{Group: string(g.ID()), By: string(who), Accounts: accountStrings(as), At: s.cfg.Now().UnixMilli()}
+	after, err := s.appendGroupEvent(ctx, g.ID(), e)
+	if err != nil {
+		return nil, err
+	}
+	// A concurrent add may have filled the group first: then the log
+	// applied this one as nothing.
+	for _, a := range as {
+		if !after.IsMember(a) {
+			return nil, &domain.LimitError{Field: "group members", Limit: domain.MaxGroupMembers, Got: after.Size() + len(as)}
+		}
+	}
+	return after, nil
+}
+
+// RemoveMembers removes accounts from group g on behalf of who.
+func (s *Service) RemoveMembers(ctx context.Context, who domain.AccountID, group string, accounts []string) (*domain.Group, error) {
+	g, as, err := s.groupChange(ctx, who, group, accounts)
+	if err != nil {
+		return nil, err
+	}
+	if err := g.CanRemove(who, as); err != nil {
+		return nil, err
+	}
+	e := events.GroupMembersRemoved{Group: string(g.ID()), By: string(who), Accounts: accountStrings(as), At: s.cfg.Now().UnixMilli()}
+	return s.appendGroupEvent(ctx, g.ID(), e)
+}
+
+func (s *Service) groupChange(ctx context.Context, who domain.AccountID, group string, accounts []string) (*domain.Group, []domain.AccountID, error) {
+	id, err := domain.ParseGroupID(group)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(accounts) == 0 {
+		return nil, nil, &domain.InvalidError{Field: "accounts", Reason: "is empty"}
+	}
+	as, err := parseAccounts(accounts)
+	if err != nil {
+		return nil, nil, err
+	}
+	g, ok := s.rm.Groups.Group(id)
+	if !ok {
+		// Another instance may have created it a moment ago.
+		if err := s.catchUp(ctx, s.rm.GroupsProgress, domain.GroupConversation(id)); err != nil {
+			return nil, nil, err
+		}
+		if g, ok = s.rm.Groups.Group(id); !ok {
+			return nil, nil, fmt.Errorf("group %s: %w", id, domain.ErrNotFound)
+		}
+	}
+	return g, as, nil
+}
+
+// appendGroupEvent appends e and waits until the groups model applied it, so
+// that the caller's next request already sees the change.
+func (s *Service) appendGroupEvent(ctx context.Context, id domain.GroupID, e events.Event) (*domain.Group, error) {
+	pos, err := s.log.Append(ctx, uuid.NewString(), e)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.ReadTimeout)
+	defer cancel()
+	if err := s.rm.GroupsProgress.WaitFor(ctx, pos.Partition, pos.Offset+1); err != nil {
+		return nil, fmt.Errorf("group change is in the log but not applied yet: %w: %v", ErrUnavailable, err)
+	}
+	g, ok := s.rm.Groups.Group(id)
+	if !ok {
+		return nil, fmt.Errorf("group %s vanished: %w", id, ErrUnavailable)
+	}
+	return g, nil
+}
+
+// Groups lists the groups who belongs to, once the groups model has
+// applied everything acknowledged before the call.
+func (s *Service) Groups(ctx context.Context, who domain.AccountID) ([]*domain.Group, error) {
+	ends, err := s.log.EndOffsets()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.ReadTimeout)
+	defer cancel()
+	if err := s.rm.GroupsProgress.WaitForAll(ctx, ends); err != nil {
+		return nil, fmt.Errorf("groups are behind the log: %w: %v", ErrUnavailable, err)
+	}
+	return s.rm.Groups.GroupsOf(who), nil
+}
+
+func parseAccounts(in []string) ([]domain.AccountID, error) {
+	if len(in) > domain.MaxGroupMembers {
+		return nil, &domain.LimitError{Field: "accounts in one request", Limit: domain.MaxGroupMembers, Got: len(in)}
+	}
+	return events.Accounts(in)
+}
+
+func accountStrings(in []domain.AccountID) []string {
+	out := make([]string, len(in))
+	for i, a := range in {
+		out[i] = string(a)
+	}
+	return out
+}
+
+// idempotency makes sends with one client message id produce one message:
+// concurrent retries wait for the first, later ones find its ack in recent

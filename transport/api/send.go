@@ -1,0 +1,137 @@
+package api
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/parley-chat/parley/domain"
+	"github.com/parley-chat/parley/events"
+)
+
+// Target is whom a message goes to: exactly one of Account and Group.
+type Target struct {
+	Account string
+	Group   string
+}
+
+// Ack is the answer to an accepted send.
+type Ack struct {
+	MsgID        domain.MsgID
+	MessageID    uuid.UUID
+	Conversation domain.ConversationID
+	ServerTime   time.Time
+	// Duplicate is true when the client message id was seen before and this
+	// is the original ack.
+	Duplicate bool
+}
+
+// SendRequest is a message a client asks to send.
+type SendRequest struct {
+	From        domain.Sender
+	To          Target
+	ClientMsgID string
+	Kind        string
+	Body        string
+	// Retry marks a repeat of an attempt whose ack was lost: the lookup of
+	// the client message id then waits until the store holds everything
+	// already in the log, so a record that landed despite the lost ack is
+	// found and not appended again.
+	Retry bool
+}
+
+// Send accepts a message: validate, authorize, append MessageSent keyed by
+// the conversation, and answer with the msgid the log assigned. A retry with
+// the same client message id returns the original ack and appends nothing (I4).
+func (s *Service) Send(ctx context.Context, r SendRequest) (ack Ack, err error) {
+	started := time.Now()
+	defer func() {
+		result := "accepted"
+		switch {
+		case err != nil:
+			result = string(Code(err))
+		case ack.Duplicate:
+			result = "duplicate"
+		}
+		s.cfg.Observer.SendDone(result, time.Since(started))
+	}()
+	conv, err := s.resolve(r.From.Account, r.To)
+	if err != nil {
+		return Ack{}, err
+	}
+	d, err := domain.NewDraft(r.From, conv, r.ClientMsgID, r.Kind, r.Body)
+	if err != nil {
+		return Ack{}, err
+	}
+	if conv.Kind() == domain.KindGroup {
+		if err := s.authorizeGroup(ctx, conv, r.From.Account); err != nil {
+			return Ack{}, err
+		}
+	}
+	key := idemKey{r.From.Account, r.ClientMsgID}
+	return s.idem.do(key, func() (Ack, bool, error) {
+		if r.Retry {
+			if err := s.catchUp(ctx, s.rm.StoreProgress, conv); err != nil {
+				return Ack{}, false, err
+			}
+		}
+		if m, ok, err := s.rm.Store.ByClientMsgID(ctx, r.From.Account, r.ClientMsgID); err != nil {
+			return Ack{}, false, fmt.Errorf("cannot check client message id: %w: %v", ErrUnavailable, err)
+		} else if ok {
+			return Ack{MsgID: m.MsgID, MessageID: m.ID, Conversation: m.Conversation, ServerTime: m.ServerTime}, true, nil
+		}
+		return Ack{}, false, nil
+	}, func() (Ack, events.Position, error) {
+		id, err := uuid.NewV7()
+		if err != nil {
+			return Ack{}, events.Position{}, err
+		}
+		now := s.cfg.Now()
+		pos, err := s.log.Append(ctx, id.String(), events.NewMessageSent(id.String(), d, now))
+		if err != nil {
+			return Ack{}, events.Position{}, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+		msgid, err := events.MsgID(s.log.Epoch(), pos.Offset)
+		if err != nil {
+			return Ack{}, events.Position{}, err
+		}
+		return Ack{MsgID: msgid, MessageID: id, Conversation: conv, ServerTime: time.UnixMilli(now.UnixMilli())}, pos, nil
+	})
+}
+
+// catchUp waits until t has applied everything in conv's partition that is
+// in the log now.
+func (s *Service) catchUp(ctx context.Context, t Progress, conv domain.ConversationID) error {
+	part := events.PartitionFor(conv.String(), s.log.Partitions())
+	end, err := s.log.EndOffset(part)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.ReadTimeout)
+	defer cancel()
+	if err := t.WaitFor(ctx, part, end); err != nil {
+		return fmt.Errorf("read model is behind the log: %w: %v", ErrUnavailable, err)
+	}
+	return nil
+}
+
+func (s *Service) resolve(me domain.AccountID, to Target) (domain.ConversationID, error) {
+	switch {
+	case to.Account != "" && to.Group != "":
+		return domain.ConversationID{}, &domain.InvalidError{Field: "to", Reason: "names both an account and a group"}
+	case to.Account != "":
+		peer, err := domain.ParseAccountID(to.Account)
+		if err != nil {
+			return domain.ConversationID{}, err
+		}
+		return domain.DirectConversation(me, peer), nil
+	case to.Group != "":
+		g, err := domain.ParseGroupID(to.Group)
+		if err != nil {
+			return domain.ConversationID{}, err
+		}
+		return domain.GroupConversation(g), nil
+	}
+	return domain.ConversationID{}, &domain.InvalidError{Field: "to", Reason: "names no account or group"}
+}

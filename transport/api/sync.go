@@ -1,0 +1,112 @@
+package api
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/parley-chat/parley/domain"
+	"github.com/parley-chat/parley/events"
+)
+
+// SyncResult is one page of a conversation after a cursor.
+type SyncResult struct {
+	Messages []domain.Message
+	// Source is "cache" or "store": which read model answered.
+	Source string
+	// More is true when messages after the page remain.
+	More bool
+	// NextTime and NextMsgID are the cursor to continue from.
+	NextTime  time.Time
+	NextMsgID domain.MsgID
+}
+
+// Sources of a sync.
+const (
+	SourceCache = "cache"
+	SourceStore = "store"
+)
+
+// Sync returns messages of conversation after lastMsgID (R6). When lastTime
+// is within the cache window and the cache holds the whole range, the cache
+// answers; otherwise the store does — never both in one read. Either is read
+// only after it has applied every record acknowledged before the call.
+func (s *Service) Sync(ctx context.Context, who domain.AccountID, conversation string, lastTime time.Time, lastMsgID domain.MsgID, limit int) (res SyncResult, err error) {
+	defer func() {
+		if err != nil {
+			s.cfg.Observer.SyncDone(string(Code(err)))
+		} else {
+			s.cfg.Observer.SyncDone(res.Source)
+		}
+	}()
+	return s.sync(ctx, who, conversation, lastTime, lastMsgID, limit)
+}
+
+func (s *Service) sync(ctx context.Context, who domain.AccountID, conversation string, lastTime time.Time, lastMsgID domain.MsgID, limit int) (SyncResult, error) {
+	conv, err := domain.ParseConversationID(conversation)
+	if err != nil {
+		return SyncResult{}, err
+	}
+	if err := s.authorizeRead(ctx, who, conv); err != nil {
+		return SyncResult{}, err
+	}
+	if lastMsgID < 0 {
+		return SyncResult{}, &domain.InvalidError{Field: "lastMsgId", Reason: "is negative"}
+	}
+	switch {
+	case limit < 0:
+		return SyncResult{}, &domain.InvalidError{Field: "limit", Reason: "is negative"}
+	case limit == 0:
+		limit = s.cfg.DefaultLimit
+	case limit > s.cfg.MaxLimit:
+		limit = s.cfg.MaxLimit
+	}
+	part := events.PartitionFor(conv.String(), s.log.Partitions())
+	end, err := s.log.EndOffset(part)
+	if err != nil {
+		return SyncResult{}, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.ReadTimeout)
+	defer cancel()
+	now := s.cfg.Now()
+	res := SyncResult{NextTime: now, NextMsgID: lastMsgID}
+	if !lastTime.IsZero() && now.Sub(lastTime) < s.cfg.CacheWindow {
+		// A cache that cannot show it has applied everything acknowledged
+		// before this call (lagging, or flushed and not yet refilled) must
+		// not answer: the store does (I3).
+		if msgs, more, ok := s.fromCache(ctx, conv, part, end, lastMsgID, limit); ok {
+			res.Messages, res.More, res.Source = msgs, more, SourceCache
+			return res.withCursor(), nil
+		}
+	}
+	if err := s.rm.StoreProgress.WaitFor(ctx, part, end); err != nil {
+		return SyncResult{}, fmt.Errorf("store is behind the log: %w: %v", ErrUnavailable, err)
+	}
+	msgs, more, err := s.rm.Store.After(ctx, conv, lastMsgID, limit)
+	if err != nil {
+		return SyncResult{}, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	res.Messages, res.More, res.Source = msgs, more, SourceStore
+	return res.withCursor(), nil
+}
+
+// fromCache reads the cache if it has caught up with end and covers the range.
+func (s *Service) fromCache(ctx context.Context, conv domain.ConversationID, part int32, end int64, after domain.MsgID, limit int) ([]domain.Message, bool, bool) {
+	wctx, cancel := context.WithTimeout(ctx, s.cfg.CacheWait)
+	defer cancel()
+	if err := s.rm.CacheProgress.WaitFor(wctx, part, end); err != nil {
+		return nil, false, false
+	}
+	msgs, more, covered, err := s.rm.Cache.After(ctx, conv, after, limit)
+	if err != nil || !covered {
+		return nil, false, false
+	}
+	return msgs, more, true
+}
+
+func (r SyncResult) withCursor() SyncResult {
+	if n := len(r.Messages); n > 0 {
+		r.NextMsgID = r.Messages[n-1].MsgID
+	}
+	return r
+}
