@@ -3,9 +3,11 @@ package main
 import (
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/parley-chat/parley/cmd/parley/node"
 	"github.com/parley-chat/parley/transport/client"
 	"github.com/parley-chat/parley/transport/wire"
 )
@@ -337,4 +339,72 @@ func TestRestartKeepsEverything(t *testing.T) {
 		t.Errorf("retry across restart: %+v %v", dup, err)
 	}
 	assertLog(t, "group at the end", history(t, bob, conv), append(want, "after restart"))
+}
+
+// A used client message id is found in the history once the process's
+// record of recent acks has forgotten it: the resend, to another
+// recipient, gets the original ack and sends nothing.
+func TestUsedClientMsgIDIsFoundInTheStore(t *testing.T) {
+	s := startServer(t, nil)
+	ctx := ctxT(t)
+	alice := s.dial("alice", "phone")
+	first, err := alice.Send(ctx, client.Target{Account: "bob"}, "once", "", "only once")
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertLog(t, "before", history(t, alice, "d:alice:bob"), []string{"only once"}) // the store holds it now
+	s.n.Service().SweepIdempotency(0)
+	again, err := alice.Do(ctx, wire.Request{Type: wire.TypeSend, To: "carol", ClientMsgID: "once", Body: "a second message"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.MsgID != first.MsgID || !again.Duplicate || again.Conversation != "d:alice:bob" {
+		t.Fatalf("resend got %+v, want the original ack %+v", again, first)
+	}
+	assertLog(t, "carol's side", history(t, alice, "d:alice:carol"), nil)
+}
+
+// The cache answers only ranges it holds whole (I3): messages older than
+// its retention were never cached, so a sync from before them is answered
+// by the store — all of them — even with a recent lastTime, while a sync
+// after them may come from the cache.
+func TestCacheNeverAnswersARangeItDoesNotHold(t *testing.T) {
+	var offset atomic.Int64 // how far the server's clock is behind
+	s := startServer(t, func(c *node.Config) {
+		c.API.Now = func() time.Time { return time.Now().Add(-time.Duration(offset.Load())) }
+	})
+	ctx := ctxT(t)
+	alice := s.dial("alice", "phone")
+	offset.Store(int64(8 * 24 * time.Hour))
+	var lastOld int64
+	for i := 0; i < 3; i++ {
+		ack, err := alice.Send(ctx, client.Target{Account: "bob"}, fmt.Sprint("old", i), "", fmt.Sprint("old-", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		lastOld = ack.MsgID
+	}
+	offset.Store(0)
+	for i := 0; i < 2; i++ {
+		if _, err := alice.Send(ctx, client.Target{Account: "bob"}, fmt.Sprint("new", i), "", fmt.Sprint("new-", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	recent := time.Now().Add(-time.Hour).UnixMilli()
+	f, err := alice.Sync(ctx, "d:alice:bob", wire.Cursor{LastTime: recent}, 50)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Source != "store" {
+		t.Errorf("a range the cache does not hold was answered by %q", f.Source)
+	}
+	assertLog(t, "from the start", f.Messages, []string{"old-0", "old-1", "old-2", "new-0", "new-1"})
+	f, err = alice.Sync(ctx, "d:alice:bob", wire.Cursor{LastTime: recent, LastMsgID: lastOld}, 50)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Source != "cache" {
+		t.Errorf("a range the cache holds was answered by %q", f.Source)
+	}
+	assertLog(t, "after the old ones", f.Messages, []string{"new-0", "new-1"})
 }

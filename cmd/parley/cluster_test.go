@@ -462,3 +462,75 @@ func TestClusterReplay(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// assertPushChain checks that a device's pushes of conv came in msgid order,
+// each carrying the msgid of the one before as prevMsgId (the first may
+// carry 0 or an earlier one), and returns how many there were.
+func assertPushChain(t *testing.T, who string, pushes []wire.ServerFrame, conv string) int {
+	t.Helper()
+	var prev int64
+	n := 0
+	for _, p := range pushes {
+		if p.Message == nil || p.Message.Conversation != conv {
+			continue
+		}
+		if n > 0 {
+			if p.Message.MsgID <= prev {
+				t.Errorf("%s: push %d has msgid %d after %d: out of order", who, n, p.Message.MsgID, prev)
+			}
+			if p.PrevMsgID != prev {
+				t.Errorf("%s: push %d (msgid %d) has prevMsgId %d, want %d", who, n, p.Message.MsgID, p.PrevMsgID, prev)
+			}
+		}
+		prev = p.Message.MsgID
+		n++
+	}
+	return n
+}
+
+// Pushes that cross gateways keep the conversation's order and chain:
+// each one's prevMsgId is the msgid of the push before it, so a device
+// that missed nothing sees no gap (I2, I5).
+func TestClusterPushOrderAndChain(t *testing.T) {
+	c := startCluster(t)
+	gw1, gw2 := c.instance(gatewayOnly), c.instance(gatewayOnly)
+	c.instance(projectorOnly)
+	ctx := ctxT(t)
+	alice := gw1.device("alice", "phone")
+	bob := gw2.device("bob", "phone")
+	carol := gw2.device("carol", "phone")
+	const n = 60
+	for i := 0; i < n; i++ {
+		if _, err := alice.c.Send(ctx, client.Target{Account: "bob"}, fmt.Sprint("o", i), "", fmt.Sprint(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := assertPushChain(t, "bob", bob.waitPushes(t, n), "d:alice:bob"); got != n {
+		t.Errorf("bob got %d pushes, want %d", got, n)
+	}
+	g, err := alice.c.CreateGroup(ctx, "chain", "bob", "carol")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < n; i++ {
+		if _, err := alice.c.Send(ctx, client.Target{Group: g.Group}, fmt.Sprint("go", i), "", fmt.Sprint(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, d := range map[string]*device{"bob": bob, "carol": carol} {
+		waitFor(t, func() bool { return countConv(d.received(), "g:"+g.Group) >= n })
+		if got := assertPushChain(t, name, d.received(), "g:"+g.Group); got != n {
+			t.Errorf("%s got %d group pushes, want %d", name, got, n)
+		}
+	}
+}
+
+func countConv(pushes []wire.ServerFrame, conv string) int {
+	n := 0
+	for _, p := range pushes {
+		if p.Message != nil && p.Message.Conversation == conv {
+			n++
+		}
+	}
+	return n
+}
