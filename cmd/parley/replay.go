@@ -129,24 +129,11 @@ func runReplay(ctx context.Context, cfg replayConfig) (int64, error) {
 	}
 	defer l.Close()
 	epoch := l.Epoch()
-	to, err := l.EndOffsets()
-	if err != nil {
-		return 0, err
-	}
-	from, err := l.StartOffsets()
+	from, to, err := replayRange(l, cfg.from)
 	if err != nil {
 		return 0, err
 	}
 	fromLogStart := cfg.from == "earliest"
-	if !fromLogStart {
-		at, err := time.Parse(time.RFC3339, cfg.from)
-		if err != nil {
-			return 0, fmt.Errorf("--from %q: want earliest or an RFC 3339 time", cfg.from)
-		}
-		if from, err = l.OffsetsAt(at); err != nil {
-			return 0, err
-		}
-	}
 
 	var pool *pgxpool.Pool
 	var rdb *goredis.Client
@@ -216,6 +203,25 @@ func runReplay(ctx context.Context, cfg replayConfig) (int64, error) {
 		}
 	}
 	return applied, nil
+}
+
+// replayRange is the range of the log to replay: from the start of the
+// retained log or from the records at or after a time, to the end as it is
+// now.
+func replayRange(l *kafka.Log, since string) (from, to map[int32]int64, err error) {
+	if to, err = l.EndOffsets(); err != nil {
+		return nil, nil, err
+	}
+	if since == "earliest" {
+		from, err = l.StartOffsets()
+		return from, to, err
+	}
+	at, err := time.Parse(time.RFC3339, since)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--from %q: want earliest or an RFC 3339 time", since)
+	}
+	from, err = l.OffsetsAt(at)
+	return from, to, err
 }
 
 // showProgress draws a bar on a terminal, or writes a plain line every

@@ -422,6 +422,32 @@ func (l *Log) OffsetsAt(t time.Time) (map[int32]int64, error) {
 // within it; the first error of fn stops every partition and is returned.
 // No goroutine calls fn after it returns.
 func ConsumePartitions(ctx context.Context, consumer sarama.Consumer, topic string, from, to map[int32]int64, fn func(*sarama.ConsumerMessage) error) error {
+	return eachPartition(ctx, consumer, topic, from, to, func(ctx context.Context, pc sarama.PartitionConsumer, _ int32, end int64, bounded bool) error {
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case m, ok := <-pc.Messages():
+				if !ok {
+					return nil
+				}
+				if err := fn(m); err != nil {
+					return err
+				}
+				if bounded && m.Offset+1 >= end {
+					return nil
+				}
+			}
+		}
+	})
+}
+
+// eachPartition runs read on a goroutine for each partition of from that
+// has records to read (from[p] below to[p], or any with a nil to), with
+// the partition's consumer and end. The first error stops them all and is
+// returned; otherwise, following (nil to) until ctx ends, ctx's error.
+func eachPartition(ctx context.Context, consumer sarama.Consumer, topic string, from, to map[int32]int64,
+	read func(ctx context.Context, pc sarama.PartitionConsumer, p int32, end int64, bounded bool) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	errs := make(chan error, len(from))
@@ -441,23 +467,9 @@ func ConsumePartitions(ctx context.Context, consumer sarama.Consumer, topic stri
 		go func() {
 			defer wg.Done()
 			defer pc.Close()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case m, ok := <-pc.Messages():
-					if !ok {
-						return
-					}
-					if err := fn(m); err != nil {
-						errs <- err
-						cancel()
-						return
-					}
-					if to != nil && m.Offset+1 >= end {
-						return
-					}
-				}
+			if err := read(ctx, pc, p, end, to != nil); err != nil {
+				errs <- err
+				cancel()
 			}
 		}()
 	}
@@ -466,6 +478,9 @@ func ConsumePartitions(ctx context.Context, consumer sarama.Consumer, topic stri
 	case err := <-errs:
 		return err
 	default:
+		if to != nil {
+			return nil
+		}
 		return ctx.Err()
 	}
 }

@@ -159,46 +159,9 @@ func (s *rangeSource) Consume(ctx context.Context, h runner.Handler) error {
 // consumeBatches is ConsumePartitions in batches: the records waiting in a
 // partition go to h together.
 func consumeBatches(ctx context.Context, consumer sarama.Consumer, topic string, from, to map[int32]int64, h runner.Handler) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	errs := make(chan error, len(from))
-	done := make(chan struct{})
-	n := 0
-	for p, start := range from {
-		end, bounded := to[p]
-		if to != nil && (!bounded || start >= end) {
-			continue
-		}
-		pc, err := consumer.ConsumePartition(topic, p, start)
-		if err != nil {
-			cancel()
-			for ; n > 0; n-- {
-				<-done
-			}
-			return fmt.Errorf("cannot read partition %d of %s from %d: %w", p, topic, start, err)
-		}
-		n++
-		go func() {
-			defer func() { done <- struct{}{} }()
-			defer pc.Close()
-			if err := partitionBatches(ctx, pc, p, end, to != nil, h); err != nil {
-				errs <- err
-				cancel()
-			}
-		}()
-	}
-	for ; n > 0; n-- {
-		<-done
-	}
-	select {
-	case err := <-errs:
-		return err
-	default:
-		if to == nil {
-			return ctx.Err()
-		}
-		return nil
-	}
+	return eachPartition(ctx, consumer, topic, from, to, func(ctx context.Context, pc sarama.PartitionConsumer, p int32, end int64, bounded bool) error {
+		return partitionBatches(ctx, pc, p, end, bounded, h)
+	})
 }
 
 func partitionBatches(ctx context.Context, pc sarama.PartitionConsumer, p int32, end int64, bounded bool, h runner.Handler) error {

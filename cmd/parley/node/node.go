@@ -222,31 +222,8 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 			_ = n.Shutdown(context.Background())
 		}
 	}()
-	if _, set := os.LookupEnv("GOGC"); cfg.GCPercent > 0 && !set {
-		debug.SetGCPercent(cfg.GCPercent)
-	}
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("cannot create data dir: %w", err)
-	}
-	if err := n.openLog(); err != nil {
+	if err := n.prepare(); err != nil {
 		return nil, err
-	}
-	secret := cfg.TokenSecret
-	if len(secret) == 0 {
-		if secret, err = auth.LoadOrCreateSecret(cfg.DataDir); err != nil {
-			return nil, err
-		}
-	}
-	if n.tokens, err = auth.New(auth.Config{Secret: secret, Issuer: cfg.TokenIssuer, Audience: cfg.TokenAudience, MaxLifetime: cfg.TokenMaxLifetime}); err != nil {
-		return nil, err
-	}
-	// The listener comes first: a gateway's address is its identity in the
-	// route table. A projector listens too, for /healthz, /readyz, /metrics.
-	if n.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
-		return nil, fmt.Errorf("cannot listen on %s: %w", cfg.Listen, err)
-	}
-	if n.cfg.Instance == "" {
-		n.cfg.Instance = n.ln.Addr().String()
 	}
 	if err := n.openStores(ctx); err != nil {
 		return nil, err
@@ -276,17 +253,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if push := n.pushReader(&set); push != nil {
 		set.readers = append(set.readers, *push)
 	}
-	n.runner = runner.New(runner.Config{Epoch: n.events.Epoch(), Logger: n.log, Observer: n.metrics}, set.readers...)
-
-	n.goOwned(func() {
-		if err := n.runner.Run(runCtx); err != nil {
-			n.log.Error("projections stopped", "err", err)
-		}
-	})
-	n.goOwned(func() { n.svc.Run(runCtx) })
-	for _, run := range set.run {
-		n.goOwned(func() { run(runCtx) })
-	}
+	n.run(runCtx, set)
 	if err := n.waitRebuilt(ctx); err != nil {
 		return nil, err
 	}
@@ -299,6 +266,56 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		n.log.Info("parley projector running", "ops", "http://"+n.ln.Addr().String()+"/readyz")
 	}
 	return n, nil
+}
+
+// prepare sets up the process: its GC target, the data dir, the event log,
+// the token verifier, and the listener — which comes before the rest: a
+// gateway's address is its identity in the route table. A projector
+// listens too, for /healthz, /readyz and /metrics.
+func (n *Node) prepare() error {
+	cfg := n.cfg
+	if _, set := os.LookupEnv("GOGC"); cfg.GCPercent > 0 && !set {
+		debug.SetGCPercent(cfg.GCPercent)
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("cannot create data dir: %w", err)
+	}
+	if err := n.openLog(); err != nil {
+		return err
+	}
+	secret := cfg.TokenSecret
+	if len(secret) == 0 {
+		var err error
+		if secret, err = auth.LoadOrCreateSecret(cfg.DataDir); err != nil {
+			return err
+		}
+	}
+	var err error
+	if n.tokens, err = auth.New(auth.Config{Secret: secret, Issuer: cfg.TokenIssuer, Audience: cfg.TokenAudience, MaxLifetime: cfg.TokenMaxLifetime}); err != nil {
+		return err
+	}
+	if n.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
+		return fmt.Errorf("cannot listen on %s: %w", cfg.Listen, err)
+	}
+	if n.cfg.Instance == "" {
+		n.cfg.Instance = n.ln.Addr().String()
+	}
+	return nil
+}
+
+// run starts the projections and the background work of the read models
+// and the service, until ctx ends.
+func (n *Node) run(ctx context.Context, set readModelSet) {
+	n.runner = runner.New(runner.Config{Epoch: n.events.Epoch(), Logger: n.log, Observer: n.metrics}, set.readers...)
+	n.goOwned(func() {
+		if err := n.runner.Run(ctx); err != nil {
+			n.log.Error("projections stopped", "err", err)
+		}
+	})
+	n.goOwned(func() { n.svc.Run(ctx) })
+	for _, run := range set.run {
+		n.goOwned(func() { run(ctx) })
+	}
 }
 
 // goOwned runs f on a goroutine that Shutdown waits for.
