@@ -35,11 +35,20 @@ type Cache interface {
 	After(ctx context.Context, conv domain.ConversationID, after domain.MsgID, limit int) (msgs []domain.Message, more, covered bool, err error)
 }
 
+// Prev tells a conversation's latest msgid before the batch being applied
+// (from the conversation index); ok is false when the conversation had no
+// message before.
+type Prev func(ctx context.Context, c domain.ConversationID) (id domain.MsgID, ok bool, err error)
+
 // Projection feeds MessageSent records into a Cache.
 type Projection struct {
 	cache        Cache
 	epoch        uint8
 	fromLogStart bool
+	// prev, when set, vouches for more than a message's own msgid when the
+	// cache first meets a conversation: everything after the message
+	// before it (see WithPrev).
+	prev Prev
 
 	mu        sync.Mutex
 	firstSeen map[int32]int64
@@ -53,13 +62,51 @@ func NewProjection(c Cache, epoch uint8, fromLogStart bool) *Projection {
 	return &Projection{cache: c, epoch: epoch, fromLogStart: fromLogStart, firstSeen: map[int32]int64{}}
 }
 
+// WithPrev makes the projection ask prev, when it meets a conversation
+// for the first time, for the msgid of the message before: the cache then
+// holds every message after that one (none lies between), so a client
+// whose cursor is there is answered by the cache. prev must tell the state
+// before the record: the conversation index, applied after the cache in
+// the same reader. A conversation without a message before is covered
+// from its start.
+func (p *Projection) WithPrev(prev Prev) *Projection {
+	p.prev = prev
+	return p
+}
+
 // Apply implements projections.Projection.
 func (p *Projection) Apply(ctx context.Context, r projections.Record) error {
 	m, ok, err := r.Message()
 	if !ok || err != nil {
 		return err
 	}
-	return p.cache.Add(ctx, m, p.floor(r))
+	floor, err := p.floorOf(ctx, r, m.Conversation)
+	if err != nil {
+		return err
+	}
+	return p.cache.Add(ctx, m, floor)
+}
+
+// floorOf is floor, improved by prev when it is set.
+func (p *Projection) floorOf(ctx context.Context, r projections.Record, c domain.ConversationID) (domain.MsgID, error) {
+	if p.prev == nil {
+		return p.floor(r), nil
+	}
+	if h, ok := p.cache.(interface {
+		Holds(domain.ConversationID) bool
+	}); ok && h.Holds(c) {
+		return r.MsgID - 1, nil // the cache ignores a floor for a conversation it holds
+	}
+	prev, ok, err := p.prev(ctx, c)
+	switch {
+	case err != nil:
+		return 0, err
+	case !ok:
+		return 0, nil
+	case prev < r.MsgID:
+		return prev, nil
+	}
+	return r.MsgID - 1, nil // the index is ahead of this record
 }
 
 // floor is what the projection can vouch for a conversation it meets for
@@ -98,12 +145,22 @@ type batchAdder interface {
 // when the cache can, else one Add per message.
 func (p *Projection) ApplyBatch(ctx context.Context, recs []projections.Record) error {
 	var adds []Addition
+	seen := map[domain.ConversationID]bool{}
 	for _, r := range recs {
 		m, ok, err := r.Message()
 		if err != nil || !ok {
 			continue // poison is skipped; other events are not cached
 		}
-		adds = append(adds, Addition{Message: m, Floor: p.floor(r)})
+		floor := p.floor(r)
+		if p.prev != nil && !seen[m.Conversation] {
+			// Only a conversation's first message in the batch needs the
+			// index: the cache holds the rest after it.
+			if floor, err = p.floorOf(ctx, r, m.Conversation); err != nil {
+				return err
+			}
+		}
+		seen[m.Conversation] = true
+		adds = append(adds, Addition{Message: m, Floor: floor})
 	}
 	if b, ok := p.cache.(batchAdder); ok {
 		return b.AddBatch(ctx, adds)

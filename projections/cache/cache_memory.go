@@ -4,34 +4,75 @@ import (
 	"context"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/parley-chat/parley/domain"
 )
 
-// Memory is an in-memory Cache, rebuilt from the log at every start.
+// Memory is an in-memory Cache, bounded in bytes: the 7-day cache of a
+// single node, in front of its embedded store. Past its budget it forgets
+// whole conversations, least recently used first (approximately: the
+// oldest of a few sampled), coverage marker included, so that a forgotten
+// conversation reads as not covered and sync asks the store.
 type Memory struct {
 	retention time.Duration
 	now       func() time.Time
+	// maxBytes bounds the messages held, by their estimated size; 0 is
+	// no bound.
+	maxBytes int64
 
 	mu    sync.RWMutex
 	convs map[domain.ConversationID]*entry
+	bytes int64
 }
 
 type entry struct {
 	coveredAfter domain.MsgID
 	msgs         []domain.Message // msgid order, all newer than the retention
+	bytes        int64
+	used         atomic.Int64 // Unix nanoseconds of the last Add or After
 }
 
-// NewMemory returns an empty cache keeping messages for retention.
+// sizeOf estimates what a cached message costs in memory.
+func sizeOf(m *domain.Message) int64 {
+	return int64(160 + len(m.ClientMsgID) + len(m.Sender.Account) + len(m.Sender.Device) + len(m.Kind) + len(m.Body))
+}
+
+// NewMemory returns an empty cache keeping messages for retention, with no
+// bound on its size.
 func NewMemory(retention time.Duration) *Memory {
 	return NewMemoryWithClock(retention, time.Now)
+}
+
+// NewBoundedMemory returns an empty cache keeping messages for retention,
+// within about maxBytes.
+func NewBoundedMemory(retention time.Duration, maxBytes int64) *Memory {
+	m := NewMemoryWithClock(retention, time.Now)
+	m.maxBytes = maxBytes
+	return m
 }
 
 // NewMemoryWithClock is NewMemory with now as the clock that decides what is
 // older than the retention, for tests.
 func NewMemoryWithClock(retention time.Duration, now func() time.Time) *Memory {
 	return &Memory{retention: retention, now: now, convs: map[domain.ConversationID]*entry{}}
+}
+
+// Holds reports whether the cache holds conversation c (and so ignores a
+// floor given with its next message).
+func (c *Memory) Holds(conv domain.ConversationID) bool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	_, ok := c.convs[conv]
+	return ok
+}
+
+// Bytes is the estimated size of the messages held.
+func (c *Memory) Bytes() int64 {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.bytes
 }
 
 // Add implements Cache.
@@ -47,9 +88,12 @@ func (c *Memory) Add(_ context.Context, m domain.Message, floor domain.MsgID) er
 		e = &entry{coveredAfter: floor}
 		c.convs[m.Conversation] = e
 	}
+	e.used.Store(time.Now().UnixNano())
 	if m.MsgID <= e.coveredAfter {
 		return nil
 	}
+	before := e.bytes
+	defer func() { c.bytes += e.bytes - before; c.evictLocked(e) }()
 	if m.ServerTime.Before(cutoff) {
 		// Too old to keep: the cache no longer vouches for it or anything before.
 		e.trimThrough(m.MsgID)
@@ -62,13 +106,43 @@ func (c *Memory) Add(_ context.Context, m domain.Message, floor domain.MsgID) er
 	e.msgs = append(e.msgs, domain.Message{})
 	copy(e.msgs[i+1:], e.msgs[i:])
 	e.msgs[i] = m
+	e.bytes += sizeOf(&m)
 	e.trimBefore(cutoff)
 	return nil
+}
+
+// evictLocked forgets conversations other than keep, least recently used
+// of a few sampled first, until the cache is within its budget.
+func (c *Memory) evictLocked(keep *entry) {
+	for c.maxBytes > 0 && c.bytes > c.maxBytes && len(c.convs) > 1 {
+		var victim domain.ConversationID
+		var oldest *entry
+		n := 0
+		for id, e := range c.convs { // map order is random: a sample
+			if e == keep {
+				continue
+			}
+			if oldest == nil || e.used.Load() < oldest.used.Load() {
+				victim, oldest = id, e
+			}
+			if n++; n == 5 {
+				break
+			}
+		}
+		if oldest == nil {
+			return
+		}
+		c.bytes -= oldest.bytes
+		delete(c.convs, victim)
+	}
 }
 
 // trimThrough forgets every message up to and including id.
 func (e *entry) trimThrough(id domain.MsgID) {
 	i := sort.Search(len(e.msgs), func(i int) bool { return e.msgs[i].MsgID > id })
+	for j := range e.msgs[:i] {
+		e.bytes -= sizeOf(&e.msgs[j])
+	}
 	e.msgs = append(e.msgs[:0:0], e.msgs[i:]...)
 	if id > e.coveredAfter {
 		e.coveredAfter = id
@@ -92,7 +166,9 @@ func (c *Memory) Trim() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, e := range c.convs {
+		before := e.bytes
 		e.trimBefore(cutoff)
+		c.bytes += e.bytes - before
 	}
 }
 
@@ -104,6 +180,7 @@ func (c *Memory) After(_ context.Context, conv domain.ConversationID, after doma
 	if e == nil || after < e.coveredAfter {
 		return nil, false, false, nil
 	}
+	e.used.Store(time.Now().UnixNano())
 	i := sort.Search(len(e.msgs), func(i int) bool { return e.msgs[i].MsgID > after })
 	rest := e.msgs[i:]
 	more := len(rest) > limit

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -280,5 +281,42 @@ func TestMemoryConcurrent(t *testing.T) {
 	ms, _, covered, _ := c.After(ctx, ab, 0, 1000)
 	if !covered || len(ms) != 400 {
 		t.Errorf("covered %v with %d messages, want true with 400", covered, len(ms))
+	}
+}
+
+// A bounded cache forgets whole conversations past its budget, and a
+// forgotten conversation reads as not covered: sync asks the store.
+func TestBoundedMemoryForgetsWholeConversations(t *testing.T) {
+	c := NewBoundedMemory(Retention, 64<<10)
+	ctx := context.Background()
+	body := strings.Repeat("x", 1000)
+	for i := 0; i < 200; i++ {
+		conv := domain.DirectConversation("alice", domain.AccountID(fmt.Sprint("peer", i)))
+		for j := 1; j <= 3; j++ {
+			m := domain.Message{ID: uuid.New(), MsgID: domain.MsgID(i*10 + j), Conversation: conv, Body: body, ServerTime: time.Now()}
+			if err := c.Add(ctx, m, m.MsgID-1); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if b := c.Bytes(); b > 64<<10+4<<10 {
+		t.Fatalf("the cache holds %d bytes, over its budget", b)
+	}
+	covered := 0
+	for i := 0; i < 200; i++ {
+		conv := domain.DirectConversation("alice", domain.AccountID(fmt.Sprint("peer", i)))
+		msgs, _, ok, err := c.After(ctx, conv, domain.MsgID(i*10), 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok {
+			covered++
+			if len(msgs) != 3 {
+				t.Fatalf("a covered conversation has %d of its 3 messages", len(msgs))
+			}
+		}
+	}
+	if covered == 0 || covered == 200 {
+		t.Fatalf("%d of 200 conversations covered", covered)
 	}
 }

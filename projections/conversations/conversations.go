@@ -1,12 +1,13 @@
-// Package conversations is the conversation list read model: for each
-// conversation its latest msgid and time, and for each account its direct
-// conversations, so a returning client learns what to sync.
+// Package conversations is the conversation index: for each conversation
+// its latest msgid and time, and for each account its direct
+// conversations, so that a returning client learns what to sync. It lives
+// in memory (tests), in the embedded store (a single node) or in
+// PostgreSQL (scale-out); every adapter passes conversationstest.
 package conversations
 
 import (
 	"context"
 	"sort"
-	"sync"
 	"time"
 
 	"github.com/parley-chat/parley/domain"
@@ -23,70 +24,61 @@ type Latest struct {
 	Time         time.Time
 }
 
-// Memory keeps the list in memory, rebuilt from the log at start.
-type Memory struct {
-	mu       sync.RWMutex
-	latest   map[domain.ConversationID]Latest
-	directOf map[domain.AccountID]map[domain.ConversationID]struct{}
+// Index is the read side of the conversation index.
+type Index interface {
+	// List returns the conversations of account — its direct ones and
+	// those of groups — whose latest message is newer than since, newest
+	// first (ties by conversation id), at most limit.
+	List(ctx context.Context, account domain.AccountID, groups []domain.GroupID, since time.Time, limit int) ([]Latest, error)
 }
 
-// NewMemory returns an empty model.
-func NewMemory() *Memory {
-	return &Memory{latest: map[domain.ConversationID]Latest{}, directOf: map[domain.AccountID]map[domain.ConversationID]struct{}{}}
-}
-
-// Apply implements projections.Projection; replays change nothing because
-// only a newer msgid moves a conversation's latest.
-func (m *Memory) Apply(_ context.Context, r projections.Record) error {
-	msg, ok, err := r.Message()
-	if !ok || err != nil {
-		return err
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if cur, ok := m.latest[msg.Conversation]; ok && cur.MsgID >= msg.MsgID {
-		return nil
-	}
-	m.latest[msg.Conversation] = Latest{Conversation: msg.Conversation, MsgID: msg.MsgID, Time: msg.ServerTime}
-	if msg.Conversation.Kind() == domain.KindDirect {
-		a, b := msg.Conversation.Accounts()
-		for _, acc := range []domain.AccountID{a, b} {
-			set := m.directOf[acc]
-			if set == nil {
-				set = map[domain.ConversationID]struct{}{}
-				m.directOf[acc] = set
-			}
-			set[msg.Conversation] = struct{}{}
+// latestOf reduces a batch to each conversation's newest message: only a
+// newer msgid moves a conversation's latest, so the order in which batches
+// are applied, and applying one twice, changes nothing (I4). Poison
+// messages are skipped.
+func latestOf(recs []projections.Record) []Latest {
+	byConv := map[domain.ConversationID]Latest{}
+	for _, m := range projections.Messages(recs, nil) {
+		if cur, ok := byConv[m.Conversation]; !ok || m.MsgID > cur.MsgID {
+			byConv[m.Conversation] = Latest{Conversation: m.Conversation, MsgID: m.MsgID, Time: m.ServerTime}
 		}
 	}
-	return nil
-}
-
-// List returns the conversations of account (its direct ones and those of
-// groups) whose latest message is newer than since, newest first, at most limit.
-func (m *Memory) List(account domain.AccountID, groups []domain.GroupID, since time.Time, limit int) []Latest {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	var out []Latest
-	add := func(c domain.ConversationID) {
-		if l, ok := m.latest[c]; ok && l.Time.After(since) {
-			out = append(out, l)
-		}
-	}
-	for c := range m.directOf[account] {
-		add(c)
-	}
-	for _, g := range groups {
-		add(domain.GroupConversation(g))
-	}
-	sort.Slice(out, func(i, j int) bool {
-		if !out[i].Time.Equal(out[j].Time) {
-			return out[i].Time.After(out[j].Time)
-		}
-		return out[i].Conversation.String() < out[j].Conversation.String()
-	})
-	if len(out) > limit {
-		out = out[:limit]
+	out := make([]Latest, 0, len(byConv))
+	for _, l := range byConv {
+		out = append(out, l)
 	}
 	return out
+}
+
+// participants are the accounts whose index lists a direct conversation.
+func participants(c domain.ConversationID) []domain.AccountID {
+	if c.Kind() != domain.KindDirect {
+		return nil
+	}
+	a, b := c.Accounts()
+	if a == b {
+		return []domain.AccountID{a}
+	}
+	return []domain.AccountID{a, b}
+}
+
+// newestFirst orders a list and cuts it to limit: newest first, ties by
+// conversation id, the same order for every adapter.
+func newestFirst(out []Latest, since time.Time, limit int) []Latest {
+	kept := out[:0]
+	for _, l := range out {
+		if l.Time.After(since) {
+			kept = append(kept, l)
+		}
+	}
+	sort.Slice(kept, func(i, j int) bool {
+		if !kept[i].Time.Equal(kept[j].Time) {
+			return kept[i].Time.After(kept[j].Time)
+		}
+		return kept[i].Conversation.String() < kept[j].Conversation.String()
+	})
+	if len(kept) > limit {
+		kept = kept[:limit]
+	}
+	return kept
 }

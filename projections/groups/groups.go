@@ -1,12 +1,13 @@
 // Package groups is the group membership read model: which groups exist,
-// who owns them and who belongs to them. The gateway authorizes group sends
-// and syncs with it and push fans group messages out with it.
+// who owns them and who belongs to them. The operations authorize group
+// sends and syncs with it and push fans group messages out with it. It
+// lives in memory (tests), in the embedded store (a single node) or in
+// PostgreSQL (scale-out); every adapter passes groupstest.
 package groups
 
 import (
 	"context"
 	"fmt"
-	"sync"
 
 	"github.com/parley-chat/parley/domain"
 	"github.com/parley-chat/parley/events"
@@ -16,140 +17,86 @@ import (
 // Name is the projection's stable name.
 const Name = "parley.projection.groups"
 
-// Memory holds every group in memory, rebuilt from the log at start.
-type Memory struct {
-	mu        sync.RWMutex
-	groups    map[domain.GroupID]*domain.Group
-	byAccount map[domain.AccountID]map[domain.GroupID]struct{}
+// Model is the read side of the groups read model.
+type Model interface {
+	// Group returns a copy of group g; ok is false when there is none.
+	Group(ctx context.Context, g domain.GroupID) (grp *domain.Group, ok bool, err error)
+	// IsMember reports whether g exists and whether a belongs to it.
+	IsMember(ctx context.Context, g domain.GroupID, a domain.AccountID) (exists, member bool, err error)
+	// GroupsOf lists copies of the groups a belongs to.
+	GroupsOf(ctx context.Context, a domain.AccountID) ([]*domain.Group, error)
 }
 
-// NewMemory returns an empty model.
-func NewMemory() *Memory {
-	return &Memory{groups: map[domain.GroupID]*domain.Group{}, byAccount: map[domain.AccountID]map[domain.GroupID]struct{}{}}
+// change is one group event as the adapters apply it. Group events are
+// facts: they are applied without the rules of who may change a group,
+// and as set operations they are idempotent. One rule is applied, by
+// every adapter alike: an add that would take a group past
+// domain.MaxGroupMembers changes nothing (two adds accepted at the same
+// time can each fit and together pass it; the later one in the log loses).
+type change struct {
+	group domain.GroupID
+	// created is the new group of a GroupCreated.
+	created *domain.Group
+	// add is true for GroupMembersAdded, false for GroupMembersRemoved.
+	add      bool
+	accounts []domain.AccountID
 }
 
-// Apply implements projections.Projection. Group events are facts: they are
-// applied without checking rules, and as set operations they are idempotent.
-func (m *Memory) Apply(_ context.Context, r projections.Record) error {
+// changeOf reads the change a record makes; ok is false for records that
+// are not group events. A group event that fails validation is poison.
+func changeOf(r projections.Record) (c change, ok bool, err error) {
 	switch e := r.Event.(type) {
 	case events.GroupCreated:
 		members, err := events.Accounts(e.Members)
 		if err != nil {
-			return &projections.PoisonError{Err: err}
+			return change{}, true, &projections.PoisonError{Err: err}
 		}
 		g, err := domain.NewGroup(domain.GroupID(e.Group), e.Name, domain.AccountID(e.Owner), members)
 		if err != nil {
-			return &projections.PoisonError{Err: err}
+			return change{}, true, &projections.PoisonError{Err: err}
 		}
-		m.mu.Lock()
-		defer m.mu.Unlock()
-		if _, exists := m.groups[g.ID()]; exists {
-			return nil
-		}
-		m.groups[g.ID()] = g
-		m.index(g.ID(), g.Members(), true)
+		return change{group: g.ID(), created: g}, true, nil
 	case events.GroupMembersAdded:
-		return m.change(e.Group, e.Accounts, true)
+		return accountsChange(e.Group, e.Accounts, true)
 	case events.GroupMembersRemoved:
-		return m.change(e.Group, e.Accounts, false)
+		return accountsChange(e.Group, e.Accounts, false)
 	}
-	return nil
+	return change{}, false, nil
 }
 
-func (m *Memory) change(group string, accounts []string, add bool) error {
+func accountsChange(group string, accounts []string, add bool) (change, bool, error) {
+	id, err := domain.ParseGroupID(group)
+	if err != nil {
+		return change{}, true, &projections.PoisonError{Err: err}
+	}
 	as, err := events.Accounts(accounts)
 	if err != nil {
-		return &projections.PoisonError{Err: err}
+		return change{}, true, &projections.PoisonError{Err: err}
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	g := m.groups[domain.GroupID(group)]
-	if g == nil {
-		return &projections.PoisonError{Err: fmt.Errorf("members changed in unknown group %q", group)}
-	}
-	if add {
-		if !g.Add(as) {
-			return nil // past the size limit: the log's later add loses
-		}
-	} else {
-		g.Remove(as)
-	}
-	m.index(g.ID(), as, add)
-	return nil
+	return change{group: id, add: add, accounts: as}, true, nil
 }
 
-func (m *Memory) index(g domain.GroupID, accounts []domain.AccountID, add bool) {
-	for _, a := range accounts {
-		set := m.byAccount[a]
-		if add {
-			if set == nil {
-				set = map[domain.GroupID]struct{}{}
-				m.byAccount[a] = set
+// changesOf reads the changes of a batch, skipping (and reporting through
+// skip) poison ones.
+func changesOf(recs []projections.Record, skip func(projections.Record, error)) []change {
+	var out []change
+	for _, r := range recs {
+		c, ok, err := changeOf(r)
+		if err != nil {
+			if skip != nil {
+				skip(r, err)
 			}
-			set[g] = struct{}{}
-		} else if set != nil {
-			delete(set, g)
+			continue
 		}
-	}
-}
-
-// Group returns a copy of group g.
-func (m *Memory) Group(g domain.GroupID) (*domain.Group, bool) {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	grp := m.groups[g]
-	if grp == nil {
-		return nil, false
-	}
-	return grp.Clone(), true
-}
-
-// IsMember reports whether a belongs to g, without copying the group.
-func (m *Memory) IsMember(g domain.GroupID, a domain.AccountID) (exists, member bool) {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	grp := m.groups[g]
-	if grp == nil {
-		return false, false
-	}
-	return true, grp.IsMember(a)
-}
-
-// Members lists g's members.
-func (m *Memory) Members(g domain.GroupID) []domain.AccountID {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	grp := m.groups[g]
-	if grp == nil {
-		return nil
-	}
-	return grp.Members()
-}
-
-// GroupsOf lists the groups a belongs to, as copies.
-func (m *Memory) GroupsOf(a domain.AccountID) []*domain.Group {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	out := make([]*domain.Group, 0, len(m.byAccount[a]))
-	for g := range m.byAccount[a] {
-		out = append(out, m.groups[g].Clone())
+		if ok {
+			out = append(out, c)
+		}
 	}
 	return out
 }
 
-// At resolves a group's members as of a position in the log, waiting until
-// the model has applied every record before it. Group events and the
-// group's messages share a partition, so a message reaches exactly the
-// members it was sent to.
-type At struct {
-	Model    *Memory
-	Progress projections.Tracker
-}
-
-// MembersAt implements push.Members.
-func (a At) MembersAt(ctx context.Context, g domain.GroupID, r projections.Record) ([]domain.AccountID, error) {
-	if err := a.Progress.WaitFor(ctx, r.Position.Partition, r.Position.Offset); err != nil {
-		return nil, err
-	}
-	return a.Model.Members(g), nil
+// unknownGroup is the poison error of a change to a group that does not
+// exist (its GroupCreated is not in this log, say).
+func unknownGroup(g domain.GroupID) error {
+	return &projections.PoisonError{Err: fmt.Errorf("members changed in unknown group %q", g)}
 }

@@ -35,6 +35,17 @@ type Backend interface {
 	Save(ctx context.Context, next map[int32]int64) (map[int32]int64, error)
 }
 
+// Committed is backend for a read model that writes its progress in the
+// same transaction as its data: it is read as usual, and Save has nothing
+// left to do.
+func Committed(backend Backend) Backend { return committed{backend} }
+
+type committed struct{ Backend }
+
+func (committed) Save(_ context.Context, next map[int32]int64) (map[int32]int64, error) {
+	return next, nil
+}
+
 // ErrClosed is returned by a wait on a closed Tracker.
 var ErrClosed = errors.New("progress tracker is closed")
 

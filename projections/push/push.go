@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/parley-chat/parley/domain"
+	"github.com/parley-chat/parley/events"
 	"github.com/parley-chat/parley/projections"
 )
 
@@ -38,6 +39,9 @@ type Deliverer interface {
 // Members resolves a group's members as of a position in the log.
 type Members interface {
 	MembersAt(ctx context.Context, g domain.GroupID, pos projections.Record) ([]domain.AccountID, error)
+	// Changed tells that a group event of g passed in the log: members
+	// read before it are stale.
+	Changed(g domain.GroupID)
 }
 
 // MaxTracked bounds the conversations whose last msgid the projection
@@ -46,10 +50,17 @@ type Members interface {
 // with a sync, so nothing is lost.
 const MaxTracked = 1 << 20
 
+// Prev tells a conversation's latest msgid before the batch being applied
+// (from the conversation index); ok is false when it had none.
+type Prev func(ctx context.Context, c domain.ConversationID) (id domain.MsgID, ok bool, err error)
+
 // Projection fans messages out to devices.
 type Projection struct {
 	out     Deliverer
 	members Members
+	// prev, when set, tells the previous msgid of a conversation the
+	// projection does not remember (after a start, or past MaxTracked).
+	prev Prev
 
 	mu   sync.Mutex
 	last map[domain.ConversationID]domain.MsgID
@@ -60,18 +71,43 @@ func NewProjection(out Deliverer, members Members) *Projection {
 	return &Projection{out: out, members: members, last: map[domain.ConversationID]domain.MsgID{}}
 }
 
+// WithPrev makes the projection ask prev for the previous msgid of a
+// conversation it does not remember, so that its first push after a start
+// still chains (prevMsgId) instead of saying "unknown". prev must tell the
+// state before the record: the conversation index, applied after push in
+// the same reader.
+func (p *Projection) WithPrev(prev Prev) *Projection {
+	p.prev = prev
+	return p
+}
+
 // Apply implements projections.Projection. A record seen again (a retry or
 // a replay) is not pushed twice in one run.
 func (p *Projection) Apply(ctx context.Context, r projections.Record) error {
+	switch e := r.Event.(type) {
+	case events.GroupCreated:
+		p.members.Changed(domain.GroupID(e.Group))
+	case events.GroupMembersAdded:
+		p.members.Changed(domain.GroupID(e.Group))
+	case events.GroupMembersRemoved:
+		p.members.Changed(domain.GroupID(e.Group))
+	}
 	m, ok, err := r.Message()
 	if !ok || err != nil {
 		return err
 	}
 	p.mu.Lock()
-	prev := p.last[m.Conversation]
+	prev, known := p.last[m.Conversation]
 	p.mu.Unlock()
 	if m.MsgID <= prev {
 		return nil
+	}
+	if !known && p.prev != nil {
+		if id, ok, err := p.prev(ctx, m.Conversation); err != nil {
+			return fmt.Errorf("cannot read the previous message of %s: %w", m.Conversation, err)
+		} else if ok && id < m.MsgID {
+			prev = id
+		}
 	}
 	var recipients []domain.AccountID
 	switch m.Conversation.Kind() {

@@ -56,6 +56,8 @@ func (m *members) MembersAt(_ context.Context, g domain.GroupID, r projections.R
 	return append([]domain.AccountID(nil), m.groups[g]...), nil
 }
 
+func (m *members) Changed(domain.GroupID) {}
+
 func (m *members) setErr(err error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

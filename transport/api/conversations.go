@@ -30,9 +30,17 @@ func (s *Service) Conversations(ctx context.Context, who domain.AccountID, since
 	if err := s.rm.ConversationsProgress.WaitForAll(ctx, ends); err != nil {
 		return nil, fmt.Errorf("conversation list is behind the log: %w: %v", ErrUnavailable, err)
 	}
-	var gs []domain.GroupID
-	for _, g := range s.rm.Groups.GroupsOf(who) {
-		gs = append(gs, g.ID())
+	groups, err := s.rm.Groups.GroupsOf(ctx, who)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read the groups of %s: %w: %v", who, ErrUnavailable, err)
 	}
-	return s.rm.Conversations.List(who, gs, since, limit), nil
+	gs := make([]domain.GroupID, len(groups))
+	for i, g := range groups {
+		gs[i] = g.ID()
+	}
+	list, err := s.rm.Conversations.List(ctx, who, gs, since, limit)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read the conversations of %s: %w: %v", who, ErrUnavailable, err)
+	}
+	return list, nil
 }

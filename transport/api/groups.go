@@ -74,15 +74,18 @@ func (s *Service) groupChange(ctx context.Context, who domain.AccountID, group s
 	if err != nil {
 		return nil, nil, err
 	}
-	g, ok := s.rm.Groups.Group(id)
+	// Read fresh after catching up: another instance may have created
+	// the group or changed it a moment ago, and the rules are checked
+	// against what the group is now.
+	if err := s.catchUp(ctx, s.rm.GroupsProgress, domain.GroupConversation(id)); err != nil {
+		return nil, nil, err
+	}
+	g, ok, err := s.freshGroup(ctx, id)
+	if err != nil {
+		return nil, nil, err
+	}
 	if !ok {
-		// Another instance may have created it a moment ago.
-		if err := s.catchUp(ctx, s.rm.GroupsProgress, domain.GroupConversation(id)); err != nil {
-			return nil, nil, err
-		}
-		if g, ok = s.rm.Groups.Group(id); !ok {
-			return nil, nil, fmt.Errorf("group %s: %w", id, domain.ErrNotFound)
-		}
+		return nil, nil, fmt.Errorf("group %s: %w", id, domain.ErrNotFound)
 	}
 	return g, as, nil
 }
@@ -99,7 +102,10 @@ func (s *Service) appendGroupEvent(ctx context.Context, id domain.GroupID, e eve
 	if err := s.rm.GroupsProgress.WaitFor(ctx, pos.Partition, pos.Offset+1); err != nil {
 		return nil, fmt.Errorf("group change is in the log but not applied yet: %w: %v", ErrUnavailable, err)
 	}
-	g, ok := s.rm.Groups.Group(id)
+	g, ok, err := s.freshGroup(ctx, id)
+	if err != nil {
+		return nil, err
+	}
 	if !ok {
 		return nil, fmt.Errorf("group %s vanished: %w", id, ErrUnavailable)
 	}
@@ -118,7 +124,11 @@ func (s *Service) Groups(ctx context.Context, who domain.AccountID) ([]*domain.G
 	if err := s.rm.GroupsProgress.WaitForAll(ctx, ends); err != nil {
 		return nil, fmt.Errorf("groups are behind the log: %w: %v", ErrUnavailable, err)
 	}
-	return s.rm.Groups.GroupsOf(who), nil
+	gs, err := s.rm.Groups.GroupsOf(ctx, who)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read the groups of %s: %w: %v", who, ErrUnavailable, err)
+	}
+	return gs, nil
 }
 
 func parseAccounts(in []string) ([]domain.AccountID, error) {

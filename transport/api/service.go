@@ -34,16 +34,23 @@ type Log interface {
 // Progress tells how far a read model has applied the log.
 type Progress = projections.Tracker
 
-// Groups is the membership read model.
+// Groups is the membership read model (projections/groups, or a cache in
+// front of it). A model that caches also implements Refresher, and a
+// refusal is checked again, fresh, before it is answered.
 type Groups interface {
-	Group(g domain.GroupID) (*domain.Group, bool)
-	IsMember(g domain.GroupID, a domain.AccountID) (exists, member bool)
-	GroupsOf(a domain.AccountID) []*domain.Group
+	Group(ctx context.Context, g domain.GroupID) (*domain.Group, bool, error)
+	IsMember(ctx context.Context, g domain.GroupID, a domain.AccountID) (exists, member bool, err error)
+	GroupsOf(ctx context.Context, a domain.AccountID) ([]*domain.Group, error)
 }
 
-// Conversations is the conversation list read model.
+// Refresher reads a group past a cache (and caches what it read).
+type Refresher interface {
+	Refresh(ctx context.Context, g domain.GroupID) (*domain.Group, bool, error)
+}
+
+// Conversations is the conversation index.
 type Conversations interface {
-	List(account domain.AccountID, groups []domain.GroupID, since time.Time, limit int) []conversations.Latest
+	List(ctx context.Context, account domain.AccountID, groups []domain.GroupID, since time.Time, limit int) ([]conversations.Latest, error)
 }
 
 // ReadModels are the read models with their progress.

@@ -115,9 +115,12 @@ type Config struct {
 	// Pprof serves net/http/pprof under /debug/pprof/ (for profiling under
 	// load; off by default).
 	Pprof bool
-	// CatchUpTimeout bounds the rebuild of the in-memory read models at
-	// start. Default 10m.
+	// CatchUpTimeout bounds how long a single node takes at start to apply
+	// the log's tail after what its store holds. Default 10m.
 	CatchUpTimeout time.Duration
+	// CacheBytes bounds a single node's 7-day cache in memory (in front of
+	// its embedded store). Default 64 MiB.
+	CacheBytes int64
 	// Logger is the process logger. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -138,6 +141,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.CatchUpTimeout == 0 {
 		c.CatchUpTimeout = 10 * time.Minute
+	}
+	if c.CacheBytes == 0 {
+		c.CacheBytes = 64 << 20
 	}
 	if c.RouteReassert == 0 {
 		c.RouteReassert = 30 * time.Second
@@ -252,6 +258,9 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	if push := n.pushReader(&set); push != nil {
 		set.readers = append(set.readers, *push)
+	}
+	if err := n.finishReaders(&set); err != nil {
+		return nil, err
 	}
 	n.run(runCtx, set)
 	if err := n.waitRebuilt(ctx); err != nil {
@@ -378,7 +387,7 @@ func (n *Node) waitRebuilt(ctx context.Context) error {
 	for _, e := range ends {
 		records += e
 	}
-	n.log.Info("in-memory read models rebuilt from the log", "records", records, "took", time.Since(started).Round(time.Millisecond))
+	n.log.Info("read models hold the log", "records", records, "took", time.Since(started).Round(time.Millisecond))
 	return nil
 }
 

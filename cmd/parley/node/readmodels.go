@@ -3,10 +3,13 @@ package node
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/parley-chat/parley/infra/kafka"
+	parleypebble "github.com/parley-chat/parley/infra/pebble"
 	"github.com/parley-chat/parley/infra/postgres"
 	"github.com/parley-chat/parley/infra/redis"
 	"github.com/parley-chat/parley/infra/routes"
@@ -23,19 +26,27 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 )
 
-// stores are the services a scale-out process keeps state in, and the
-// route table (in Redis, or in this process on a single node).
+// stores are where a process keeps state: the embedded store of a single
+// node, or PostgreSQL and Redis in scale-out; and the route table (in
+// Redis, or in this process on a single node).
 type stores struct {
-	pool   *pgxpool.Pool
-	rdb    *goredis.Client
-	prefix string
-	routes routes.Table
+	embedded *pebble.DB
+	pool     *pgxpool.Pool
+	rdb      *goredis.Client
+	prefix   string
+	routes   routes.Table
 }
 
-// openStores connects to PostgreSQL and Redis in scale-out; a single node
-// keeps its routes in memory.
+// openStores opens the embedded store of a single node, or connects to
+// PostgreSQL and Redis in scale-out.
 func (n *Node) openStores(ctx context.Context) error {
 	if n.cfg.Postgres == nil {
+		db, err := parleypebble.Open(parleypebble.Config{Dir: filepath.Join(n.cfg.DataDir, "store"), Logger: n.log})
+		if err != nil {
+			return err
+		}
+		n.stores.embedded = db
+		n.closers = append(n.closers, db.Close)
 		n.stores.routes = routes.NewMemory()
 		return nil
 	}
@@ -66,63 +77,203 @@ func (n *Node) openStores(ctx context.Context) error {
 // the readers of the projections this process runs, and the background
 // work the models own.
 type readModelSet struct {
-	api     api.ReadModels
-	groups  *groups.Memory
+	api api.ReadModels
+	// members resolves a group's members for push, as of a message.
+	members *groups.At
+	// prev is a conversation's latest msgid in the single node's index.
+	prev    push.Prev
 	readers []runner.Reader
 	run     []func(context.Context)
+	// ends are the log's end offsets when the process started.
+	ends map[int32]int64
+	// embedded are the single node's durable specs, groups first;
+	// memory are the specs of in-memory read models that start at the
+	// log's end (push, the embedded cache, the console's stream).
+	// finishReaders puts them in readers.
+	embedded, memory []runner.Spec
 }
 
-// readModels builds the read models of this process. Groups, the
-// conversation list and the console's event stream are in memory in every
-// process, rebuilt from the log at start by one shared reader; the store
-// and the cache are in memory too on a single node (in that reader), and
-// in PostgreSQL and Redis in scale-out, fed by their own consumer groups
-// on projectors.
+// ProgressName is the name under which a projection's progress is kept in
+// a log epoch: offsets restart at zero in a new epoch, and an old epoch's
+// high offsets must not vouch for the new log.
+func ProgressName(projection string, epoch uint8) string {
+	return fmt.Sprintf("%s@e%d", projection, epoch)
+}
+
+// groupCacheTTL is how long a gateway trusts a group it read: a removal
+// made on another gateway reaches it within this time (its own changes at
+// once). groupCacheMembers bounds the members cached in all.
+const (
+	groupCacheTTL     = 2 * time.Second
+	groupCacheMembers = 200_000
+)
+
+// readModels builds the read models of this process. Every read model is
+// durable — in the embedded store on a single node, in PostgreSQL and
+// Redis in scale-out — and no process rebuilds one from the start of the
+// log: a single node reads the log's tail after what its store holds, a
+// projector resumes its consumer groups. Only push, the console's event
+// stream and the single node's cache live in memory, from the log's end at
+// start.
 func (n *Node) readModels(ctx context.Context) (readModelSet, error) {
-	var set readModelSet
-	set.groups = groups.NewMemory()
-	convs := conversations.NewMemory()
-	set.api = api.ReadModels{
-		Groups: set.groups, GroupsProgress: progress.NewMemory(),
-		Conversations: convs, ConversationsProgress: progress.NewMemory(),
-	}
-	memory := []runner.Spec{
-		{Name: groups.Name, Projection: set.groups, Tracker: set.api.GroupsProgress, Rebuild: true},
-		{Name: conversations.Name, Projection: convs, Tracker: set.api.ConversationsProgress, Rebuild: true},
-		{Name: stream.Name, Projection: n.recent, Tracker: progress.NewMemory(), Rebuild: true},
-	}
 	if n.cfg.Postgres == nil {
-		mem := cache.NewMemory(cache.Retention)
-		set.api.Store, set.api.StoreProgress = store.NewMemory(), progress.NewMemory()
-		set.api.Cache, set.api.CacheProgress = mem, progress.NewMemory()
-		memory = append(memory,
-			runner.Spec{Name: store.Name, Projection: store.NewProjection(set.api.Store), Tracker: set.api.StoreProgress, Rebuild: true},
-			runner.Spec{Name: cache.Name, Projection: cache.NewProjection(mem, n.events.Epoch(), true), Tracker: set.api.CacheProgress, Rebuild: true})
-		set.run = append(set.run, func(ctx context.Context) { mem.RunTrim(ctx, 30*time.Second) })
+		return n.embeddedReadModels(ctx)
 	}
-	start, err := n.events.StartOffsets()
-	if err != nil {
+	return n.scaleOutReadModels(ctx)
+}
+
+// embeddedReadModels are a single node's: the history, groups and the
+// conversation index in the embedded store, each committing its progress
+// with its data, fed — with the in-memory models after them — by one reader
+// of the log from the oldest of their progress.
+func (n *Node) embeddedReadModels(ctx context.Context) (readModelSet, error) {
+	db, epoch := n.stores.embedded, n.events.Epoch()
+	var set readModelSet
+	durable := func(name string) (*progress.Tracker, error) {
+		tr, err := progress.New(ctx, progress.NewPebble(db, ProgressName(name, epoch)), progress.Config{Name: name})
+		if err == nil {
+			n.closers = append(n.closers, tr.Close) // before the store closes: closers run in reverse
+		}
+		return tr, err
+	}
+	gm := groups.NewPebble(db, ProgressName(groups.Name, epoch))
+	st := store.NewPebble(db, ProgressName(store.Name, epoch))
+	convs := conversations.NewPebble(db, ProgressName(conversations.Name, epoch))
+	gcache := groups.NewCache(gm, groupCacheTTL, groupCacheMembers)
+	gm.OnChange = gcache.Forget
+	var err error
+	set.api = api.ReadModels{Store: st, Groups: gcache, Conversations: convs}
+	if set.api.GroupsProgress, err = durable(groups.Name); err != nil {
 		return set, err
 	}
-	set.readers = append(set.readers, runner.Reader{Name: "parley.projections.memory", Topic: n.events.Topic(),
-		Source: n.events.RangeSource(start, nil), Specs: memory})
-	if n.cfg.Postgres == nil {
-		return set, nil
+	if set.api.StoreProgress, err = durable(store.Name); err != nil {
+		return set, err
 	}
+	if set.api.ConversationsProgress, err = durable(conversations.Name); err != nil {
+		return set, err
+	}
+	mem := cache.NewBoundedMemory(cache.Retention, n.cfg.CacheBytes)
+	set.api.Cache = mem
+	set.run = append(set.run, func(ctx context.Context) { mem.RunTrim(ctx, 30*time.Second) })
+	set.members = &groups.At{Model: gm, Progress: set.api.GroupsProgress}
+	set.prev = convs.LatestOf
+	if set.ends, err = n.events.EndOffsets(); err != nil {
+		return set, err
+	}
+	set.api.CacheProgress = fromEnd(set.ends)
+	set.memory = []runner.Spec{
+		{Name: cache.Name, Projection: cache.NewProjection(mem, epoch, false).WithPrev(convs.LatestOf), Tracker: set.api.CacheProgress},
+		{Name: stream.Name, Projection: n.recent, Tracker: fromEnd(set.ends)},
+	}
+	set.embedded = []runner.Spec{
+		{Name: groups.Name, Projection: gm, Tracker: set.api.GroupsProgress, Rebuild: true},
+		{Name: store.Name, Projection: st, Tracker: set.api.StoreProgress, Rebuild: true},
+		{Name: conversations.Name, Projection: convs, Tracker: set.api.ConversationsProgress, Rebuild: true},
+	}
+	return set, nil
+}
+
+// finishReaders adds the readers of the single node's models, or of the
+// console's stream in scale-out. A single node reads the log once: groups
+// first (push reads them), then push, so that it waits for no disk write,
+// then the cache, the history, the conversation index and the stream.
+func (n *Node) finishReaders(set *readModelSet) error {
+	if len(set.embedded) > 0 {
+		from, err := n.readFrom(set.embedded)
+		if err != nil {
+			return err
+		}
+		specs := append([]runner.Spec{set.embedded[0]}, set.memory...)
+		specs = append(specs, set.embedded[1:]...)
+		set.readers = append(set.readers, runner.Reader{Name: "parley.projections.embedded", Topic: n.events.Topic(),
+			Source: n.events.RangeSource(from, nil), Specs: specs})
+		return nil
+	}
+	if len(set.memory) > 0 {
+		from := map[int32]int64{}
+		for p := int32(0); p < n.events.Partitions(); p++ {
+			from[p] = set.ends[p]
+		}
+		set.readers = append(set.readers, runner.Reader{Name: "parley.projections.memory", Topic: n.events.Topic(),
+			Source: n.events.RangeSource(from, nil), Specs: set.memory})
+	}
+	return nil
+}
+
+// fromEnd is the tracker of an in-memory model that starts at the log's
+// end: every record before ends counts as applied.
+func fromEnd(ends map[int32]int64) *progress.Tracker {
+	t := progress.NewMemory()
+	for p, end := range ends {
+		if end > 0 {
+			t.Advance(p, end-1)
+		}
+	}
+	return t
+}
+
+// readFrom is where one reader of specs starts in each partition: at the
+// oldest of their progress, or at the log's start if the log no longer
+// holds that — then records the read models never applied are gone, and
+// the node says so.
+func (n *Node) readFrom(specs []runner.Spec) (map[int32]int64, error) {
+	start, err := n.events.StartOffsets()
+	if err != nil {
+		return nil, err
+	}
+	from := map[int32]int64{}
+	for p := int32(0); p < n.events.Partitions(); p++ {
+		next := int64(-1)
+		for _, s := range specs {
+			if v := s.Tracker.Next(p); next < 0 || v < next {
+				next = v
+			}
+		}
+		if next < start[p] {
+			n.log.Error("the log no longer holds records the read models have not applied: they are skipped",
+				"partition", p, "applied_up_to", next, "log_starts_at", start[p])
+			next = start[p]
+		}
+		from[p] = next
+	}
+	return from, nil
+}
+
+// scaleOutReadModels are those of a scale-out process: the history,
+// groups and the conversation index in PostgreSQL and the cache in Redis,
+// each fed on projectors by a consumer group of its own; gateways read
+// them, and their progress, in PostgreSQL and Redis.
+func (n *Node) scaleOutReadModels(ctx context.Context) (readModelSet, error) {
+	var set readModelSet
 	durable, err := Durable(ctx, n.stores.pool, n.stores.rdb, n.stores.prefix, n.events.Epoch(), false)
 	if err != nil {
 		return set, err
 	}
+	var gm *groups.Postgres
 	for _, d := range durable {
 		n.closers = append(n.closers, d.Close)
-	}
-	set.api.Store, set.api.StoreProgress = durable[0].model.(store.Store), durable[0].Tracker
-	set.api.Cache, set.api.CacheProgress = durable[1].model.(cache.Cache), durable[1].Tracker
-	if n.cfg.Roles.Projector {
-		for _, d := range durable {
+		switch m := d.model.(type) {
+		case store.Store:
+			set.api.Store, set.api.StoreProgress = m, d.Tracker
+		case cache.Cache:
+			set.api.Cache, set.api.CacheProgress = m, d.Tracker
+		case *groups.Postgres:
+			gm, set.api.GroupsProgress = m, d.Tracker
+		case conversations.Index:
+			set.api.Conversations, set.api.ConversationsProgress = m, d.Tracker
+		}
+		if n.cfg.Roles.Projector {
 			set.readers = append(set.readers, runner.Reader{Name: d.Name, Topic: n.events.Topic(),
 				Source: n.events.GroupSource(d.Name), Specs: []runner.Spec{d.Spec}})
 		}
+	}
+	set.api.Groups = groups.NewCache(gm, groupCacheTTL, groupCacheMembers)
+	set.members = &groups.At{Model: gm, Progress: set.api.GroupsProgress}
+	if n.cfg.Console {
+		if set.ends, err = n.events.EndOffsets(); err != nil {
+			return set, err
+		}
+		set.memory = []runner.Spec{{Name: stream.Name, Projection: n.recent, Tracker: fromEnd(set.ends)}}
 	}
 	return set, nil
 }
@@ -136,13 +287,13 @@ type DurableModel struct {
 	Close func() error
 }
 
-// Durable opens the durable read models of scale-out — the store in
-// PostgreSQL (with a pool) and the cache in Redis (with a client) — with
-// their progress, kept per log epoch: offsets restart at zero in a new
-// epoch, and an old epoch's high offsets must not vouch for the new log.
-// The projector and `parley replay` build them here, so that both write
-// the same progress. fromLogStart says the cache projection reads from the
-// start of the log in this run (see cache.NewProjection).
+// Durable opens the durable read models of scale-out — the history,
+// groups and the conversation index in PostgreSQL (with a pool), the cache
+// in Redis (with a client) — with their progress, named per log epoch
+// (ProgressName). The projector and `parley replay` build them here, so
+// that both write the same progress. fromLogStart says the cache
+// projection reads from the start of the log in this run (see
+// cache.NewProjection).
 func Durable(ctx context.Context, pool *pgxpool.Pool, rdb *goredis.Client, prefix string, epoch uint8, fromLogStart bool) (_ []DurableModel, err error) {
 	var out []DurableModel
 	defer func() {
@@ -152,43 +303,63 @@ func Durable(ctx context.Context, pool *pgxpool.Pool, rdb *goredis.Client, prefi
 			}
 		}
 	}()
-	if pool != nil {
-		tr, err := progress.New(ctx, progress.NewPostgres(pool, fmt.Sprintf("%s@e%d", store.Name, epoch)),
-			progress.Config{Name: store.Name, FlushInterval: 5 * time.Millisecond})
+	add := func(name string, backend progress.Backend, cfg progress.Config, model any, projection func() runner.Spec) error {
+		cfg.Name = name
+		tr, err := progress.New(ctx, backend, cfg)
 		if err != nil {
-			return nil, err
+			return err
 		}
+		spec := projection()
+		spec.Name, spec.Tracker = name, tr
+		out = append(out, DurableModel{Spec: spec, model: model, Close: tr.Close})
+		return nil
+	}
+	if pool != nil {
 		// Partitions apply one batch at a time each; group commit lets
 		// their concurrent writes share one round trip and commit (about
 		// twice the throughput, see BenchmarkProjectionWrites).
 		st := store.NewGroupCommit(store.NewPostgres(pool), 0)
-		out = append(out, DurableModel{Spec: runner.Spec{Name: store.Name, Projection: store.NewProjection(st), Tracker: tr}, model: st, Close: tr.Close})
+		gm := groups.NewPostgres(pool, ProgressName(groups.Name, epoch))
+		convs := conversations.NewPostgres(pool, ProgressName(conversations.Name, epoch))
+		for _, m := range []struct {
+			name       string
+			backend    progress.Backend
+			model      any
+			projection runner.Spec
+		}{
+			{store.Name, progress.NewPostgres(pool, ProgressName(store.Name, epoch)), st, runner.Spec{Projection: store.NewProjection(st)}},
+			// These two write their progress in their own transactions.
+			{groups.Name, progress.Committed(progress.NewPostgres(pool, ProgressName(groups.Name, epoch))), gm, runner.Spec{Projection: gm}},
+			{conversations.Name, progress.Committed(progress.NewPostgres(pool, ProgressName(conversations.Name, epoch))), convs, runner.Spec{Projection: convs}},
+		} {
+			if err := add(m.name, m.backend, progress.Config{FlushInterval: 5 * time.Millisecond}, m.model, func() runner.Spec { return m.projection }); err != nil {
+				return nil, err
+			}
+		}
 	}
 	if rdb != nil {
 		c, err := cache.NewRedis(rdb, cache.RedisConfig{Prefix: prefix})
 		if err != nil {
 			return nil, err
 		}
-		tr, err := progress.New(ctx, progress.NewRedis(rdb, fmt.Sprintf("%se%d:progress:cache", prefix, epoch)),
-			progress.Config{Name: cache.Name, Rewrite: true})
-		if err != nil {
+		backend := progress.NewRedis(rdb, fmt.Sprintf("%se%d:progress:cache", prefix, epoch))
+		if err := add(cache.Name, backend, progress.Config{Rewrite: true}, c, func() runner.Spec {
+			return runner.Spec{Projection: cache.NewProjection(c, epoch, fromLogStart)}
+		}); err != nil {
 			return nil, err
 		}
-		out = append(out, DurableModel{Spec: runner.Spec{Name: cache.Name, Projection: cache.NewProjection(c, epoch, fromLogStart), Tracker: tr}, model: c, Close: tr.Close})
 	}
 	return out, nil
 }
 
 // pushReader is the push projection of this process, if it runs one: a
-// single node pushes to its own gateway from the shared in-memory reader;
-// in scale-out the projectors route every push through the route table,
-// as one consumer group.
+// single node pushes to its own gateway, from its one reader; in
+// scale-out the projectors route every push through the route table, as
+// one consumer group.
 func (n *Node) pushReader(set *readModelSet) *runner.Reader {
-	members := groups.At{Model: set.groups, Progress: set.api.GroupsProgress}
 	if n.cfg.Redis == nil {
-		// After the models it reads, in the shared reader.
-		mem := &set.readers[0]
-		mem.Specs = append(mem.Specs, runner.Spec{Name: push.Name, Projection: push.NewProjection(n.gw, members), Tracker: progress.NewMemory(), Rebuild: true})
+		pp := push.NewProjection(n.gw, set.members).WithPrev(set.prev)
+		set.memory = append([]runner.Spec{{Name: push.Name, Projection: pp, Tracker: fromEnd(set.ends)}}, set.memory...)
 		return nil
 	}
 	if !n.cfg.Roles.Projector {
@@ -198,7 +369,7 @@ func (n *Node) pushReader(set *readModelSet) *runner.Reader {
 	// group that started at the end would skip the records appended while
 	// it joined. Devices ignore pushes of messages they hold.
 	return &runner.Reader{Name: push.Name, Topic: n.events.Topic(), Source: n.events.GroupSource(push.Name),
-		Specs: []runner.Spec{{Name: push.Name, Projection: push.NewProjection(n.clu.router, members), Tracker: progress.NewMemory()}}}
+		Specs: []runner.Spec{{Name: push.Name, Projection: push.NewProjection(n.clu.router, set.members), Tracker: progress.NewMemory()}}}
 }
 
 // logoutReader is the gateway's reader of the users topic: every gateway

@@ -172,7 +172,7 @@ func New(t testing.TB, opts ...Option) *Env {
 		{Name: conversations.Name, Projection: c, Tracker: rm.ConversationsProgress},
 		{Name: store.Name, Projection: store.NewProjection(st), Tracker: rm.StoreProgress},
 		{Name: cache.Name, Projection: cache.NewProjection(ch, 1, true), Tracker: rm.CacheProgress},
-		{Name: push.Name, Projection: push.NewProjection(pushes(env.Pushes), groups.At{Model: g, Progress: rm.GroupsProgress}), Tracker: progress.NewMemory()},
+		{Name: push.Name, Projection: push.NewProjection(pushes(env.Pushes), &groups.At{Model: g, Progress: rm.GroupsProgress}), Tracker: progress.NewMemory()},
 	}
 	var running []runner.Spec
 	for _, s := range specs {

@@ -1,0 +1,77 @@
+// Package pebble opens the embedded store of a single node: one Pebble
+// database under the data directory that holds every durable read model
+// (history, groups, the conversation index) with their progress, so that a
+// start reads only the log's tail and memory does not grow with history.
+package pebble
+
+import (
+	"fmt"
+	"log/slog"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+// Config tunes the store.
+type Config struct {
+	// Dir is the database's directory. Required.
+	Dir string
+	// CacheBytes is the block cache: what reads keep in memory. Default 32 MiB.
+	CacheBytes int64
+	// MemTableBytes is one memtable's size; two may exist at a time.
+	// Default 8 MiB.
+	MemTableBytes uint64
+	// Logger receives Pebble's own messages. Default slog.Default().
+	Logger *slog.Logger
+	// InMemory keeps the store in memory only, for tests; Dir is ignored.
+	InMemory bool
+}
+
+func (c *Config) setDefaults() {
+	if c.CacheBytes == 0 {
+		c.CacheBytes = 32 << 20
+	}
+	if c.MemTableBytes == 0 {
+		c.MemTableBytes = 8 << 20
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Open opens (creating it if need be) the store in cfg.Dir.
+func Open(cfg Config) (*pebble.DB, error) {
+	cfg.setDefaults()
+	if cfg.Dir == "" && !cfg.InMemory {
+		return nil, fmt.Errorf("cannot open the embedded store: no directory")
+	}
+	cache := pebble.NewCache(cfg.CacheBytes)
+	defer cache.Unref()
+	var fs vfs.FS
+	if cfg.InMemory {
+		fs, cfg.Dir = vfs.NewMem(), ""
+	}
+	db, err := pebble.Open(cfg.Dir, &pebble.Options{
+		FS:                 fs,
+		Cache:              cache,
+		MemTableSize:       cfg.MemTableBytes,
+		Logger:             logger{cfg.Logger.With("component", "embedded-store")},
+		MaxOpenFiles:       1000,
+		BytesPerSync:       1 << 20,
+		FormatMajorVersion: pebble.FormatNewest,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cannot open the embedded store in %s: %w", cfg.Dir, err)
+	}
+	return db, nil
+}
+
+// logger hands Pebble's messages to slog: its informational lines as debug.
+type logger struct{ log *slog.Logger }
+
+func (l logger) Infof(format string, args ...any)  { l.log.Debug(fmt.Sprintf(format, args...)) }
+func (l logger) Errorf(format string, args ...any) { l.log.Error(fmt.Sprintf(format, args...)) }
+func (l logger) Fatalf(format string, args ...any) {
+	l.log.Error(fmt.Sprintf(format, args...))
+	panic(fmt.Sprintf(format, args...))
+}
