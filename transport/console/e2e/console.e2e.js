@@ -2,8 +2,10 @@
 // TestConsoleInBrowser: node console.e2e.js <base URL> <artifacts dir>.
 // Two pages as two accounts chat both ways and in a group; one page goes
 // offline while the other sends, comes back and shows every missed message
-// exactly once in msgid order; the event view shows the exchange.
-// Screenshots of both views go to the artifacts dir.
+// exactly once in msgid order; the event view shows the exchange, with
+// nothing cut at 1280 px and every field of every event at phone width.
+// Screenshots of both views go to the artifacts dir (the README's
+// docs/console-*.png are copies of them).
 const { chromium } = require("playwright-core");
 const path = require("path");
 
@@ -15,7 +17,7 @@ function check(cond, what) {
 }
 
 async function signIn(browser, account, errors) {
-  const ctx = await browser.newContext({ viewport: { width: 1100, height: 760 } });
+  const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 } });
   const page = await ctx.newPage();
   page.setDefaultTimeout(timeout);
   page.on("console", (m) => { if (m.type() === "error") errors.push(`${account}: ${m.text()}`); });
@@ -41,6 +43,30 @@ async function bodies(page) {
 
 async function msgids(page) {
   return page.$$eval("#messages li", (els) => els.map((e) => Number(e.dataset.msgid)));
+}
+
+// cutEventFields lists every field of the shown events that is not wholly
+// visible: cut (its text wider than its box), with no box, or sticking out
+// of the viewport or the table's box sideways. The table box must not
+// scroll sideways either. Empty means every field can be read.
+async function cutEventFields(page) {
+  return page.evaluate(() => {
+    const cut = [];
+    const wrap = document.querySelector(".table-wrap");
+    if (wrap.scrollWidth > wrap.clientWidth) cut.push(`the table scrolls sideways: ${wrap.scrollWidth} > ${wrap.clientWidth}`);
+    const box = wrap.getBoundingClientRect();
+    const left = Math.max(0, box.left) - 1, right = Math.min(innerWidth, box.right) + 1;
+    document.querySelectorAll("#events tbody tr").forEach((tr, row) => {
+      for (const td of tr.cells) {
+        const r = td.getBoundingClientRect();
+        const what = `row ${row} ${td.className} ${JSON.stringify(td.textContent)}`;
+        if (r.width === 0 || r.height === 0 || getComputedStyle(td).visibility !== "visible") cut.push(what + " has no box");
+        else if (td.scrollWidth > td.clientWidth) cut.push(`${what} is cut: ${td.scrollWidth} > ${td.clientWidth}`);
+        else if (r.left < left || r.right > right) cut.push(`${what} is outside [${left}, ${right}]: [${r.left}, ${r.right}]`);
+      }
+    });
+    return cut;
+  });
 }
 
 async function openConversation(page, titleText) {
@@ -81,6 +107,13 @@ async function openConversation(page, titleText) {
     await send(bob, "noon works");
     await alice.waitForSelector('#messages li:has-text("noon works")');
 
+    // A group whose long name makes a long event summary, to wrap.
+    const longName = "Quarterly planning offsite for the platform, messaging and operations teams";
+    await alice.fill("#group-name", longName);
+    await alice.fill("#group-members", "carol");
+    await alice.click("#new-group button");
+    await alice.waitForFunction((n) => document.getElementById("thread-title").textContent.startsWith(n), longName);
+
     // bob goes offline; alice sends three; bob comes back and resyncs.
     await openConversation(bob, "alice");
     await bob.evaluate(() => { state.stopped = true; state.ws.close(1000, "offline"); });
@@ -99,15 +132,41 @@ async function openConversation(page, titleText) {
 
     // The event view shows the exchange.
     await bob.click("#tab-events");
-    await bob.waitForFunction(() => document.querySelectorAll("#events tbody tr").length >= 8);
+    await bob.waitForFunction(() => document.querySelectorAll("#events tbody tr").length >= 9);
     const types = await bob.$$eval("#events tbody tr td:nth-child(2)", (els) => els.map((e) => e.textContent));
     check(types.filter((t) => t === "MessageSent.v1").length === 7, "7 MessageSent.v1 rows, got " + JSON.stringify(types));
-    check(types.includes("GroupCreated.v1"), "a GroupCreated.v1 row");
+    check(types.filter((t) => t === "GroupCreated.v1").length === 2, "2 GroupCreated.v1 rows, got " + JSON.stringify(types));
     await bob.fill("#filter", "GroupCreated");
-    await bob.waitForFunction(() => document.querySelectorAll("#events tbody tr").length === 1);
+    await bob.waitForFunction(() => document.querySelectorAll("#events tbody tr").length === 2);
     await bob.fill("#filter", "");
     await bob.waitForSelector("#lag tbody tr");
+
+    // At 1280 px nothing is cut: the "What" column (the summary) included,
+    // the long one wrapped in full.
+    const longSummary = "alice created " + longName;
+    const whats = await bob.$$eval("#events tbody td.what", (els) => els.map((e) => e.textContent));
+    check(whats.includes(longSummary), `a "What" cell reads ${JSON.stringify(longSummary)}, got ${JSON.stringify(whats)}`);
+    let cut = await cutEventFields(bob);
+    check(cut.length === 0, "at 1280x800 every event field is visible, but: " + cut.join("; "));
+    await bob.locator("#filter").blur();
     await bob.screenshot({ path: path.join(artifacts, "console-events.png") });
+
+    // At phone width each event is a card with every field, labelled.
+    await bob.setViewportSize({ width: 390, height: 844 });
+    cut = await cutEventFields(bob);
+    check(cut.length === 0, "at 390x844 every event field is visible, but: " + cut.join("; "));
+    const wantLabels = ["Time", "Type", "Partition", "Offset", "msgid", "Key", "What"];
+    const labels = await bob.$$eval("#events tbody tr:first-child td", (tds) => tds.map((td) => getComputedStyle(td, "::before").content));
+    check(labels.length === wantLabels.length && labels.every((l, i) => l.startsWith(JSON.stringify(wantLabels[i]))),
+      `at 390x844 an event card labels its fields ${JSON.stringify(wantLabels)}, got ${JSON.stringify(labels)}`);
+    await bob.screenshot({ path: path.join(artifacts, "console-events-phone.png"), fullPage: true });
+    // And at the widths around the layout's breakpoints (style.css).
+    for (const width of [320, 700, 900, 901, 1000, 1220, 1221, 1600]) {
+      await bob.setViewportSize({ width, height: 800 });
+      cut = await cutEventFields(bob);
+      check(cut.length === 0, `at ${width} px every event field is visible, but: ` + cut.join("; "));
+    }
+    await bob.setViewportSize({ width: 1280, height: 800 });
 
     // Phone width stays usable.
     await alice.setViewportSize({ width: 390, height: 800 });

@@ -406,9 +406,16 @@ $("credential").addEventListener("change", () => {
   startEvents();
 });
 
+// The columns of the event table. On a narrow screen each row becomes a
+// card whose cells show their column's name (data-label, see style.css);
+// the explicit ARIA roles keep the table semantics that some browsers drop
+// once a table is no longer displayed as one.
+const eventColumns = ["time", "type", "partition", "offset", "msgid", "key", "what"];
+
 function renderEvents() {
   const f = $("filter").value.trim().toLowerCase();
   const tbody = $("events").tBodies[0];
+  const labels = [...$("events").tHead.rows[0].cells].map((th) => th.textContent);
   tbody.textContent = "";
   let n = 0;
   for (let i = shown.length - 1; i >= 0; i--) {
@@ -416,11 +423,16 @@ function renderEvents() {
     if (f && !`${e.type} ${e.key} ${e.summary}`.toLowerCase().includes(f)) continue;
     n++;
     const tr = document.createElement("tr");
-    for (const v of [new Date(e.time).toLocaleTimeString(), e.type, e.partition, e.offset, e.msgId || "", e.key, e.summary]) {
+    tr.setAttribute("role", "row");
+    const values = [new Date(e.time).toLocaleTimeString(), e.type, e.partition, e.offset, e.msgId || "—", e.key, e.summary];
+    values.forEach((v, col) => {
       const td = document.createElement("td");
+      td.setAttribute("role", "cell");
+      td.className = eventColumns[col];
+      td.dataset.label = labels[col];
       td.textContent = v;
       tr.append(td);
-    }
+    });
     tbody.append(tr);
   }
   $("events-count").textContent = `${n} event${n === 1 ? "" : "s"} shown`;
