@@ -1,8 +1,10 @@
 // Browser test of the Parley console, driven by cmd/parley's
 // TestConsoleInBrowser: node console.e2e.js <base URL> <artifacts dir>.
-// Two pages as two accounts chat both ways and in a group; one page goes
-// offline while the other sends, comes back and shows every missed message
-// exactly once in msgid order; the event view shows the exchange, with
+// Two pages as two accounts chat both ways and in a group; a third account
+// signs in for the first time to a waiting message without being told it
+// reconnected; one page's network fails while the other sends, and the page
+// reconnects by itself, shows every missed message exactly once in msgid
+// order and says how many it missed; the event view shows the exchange, with
 // nothing cut at 1280 px and every field of every event at phone width.
 // Screenshots of both views go to the artifacts dir (the README's
 // docs/console-*.png are copies of them).
@@ -16,19 +18,53 @@ function check(cond, what) {
   if (!cond) throw new Error("check failed: " + what);
 }
 
-async function signIn(browser, account, errors) {
+// openConsole opens the console in a browser context of its own, noting
+// console errors and any request outside Parley in errors. With net, the
+// page's WebSockets go through it (see network).
+async function openConsole(browser, name, errors, net) {
   const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 } });
   const page = await ctx.newPage();
   page.setDefaultTimeout(timeout);
-  page.on("console", (m) => { if (m.type() === "error") errors.push(`${account}: ${m.text()}`); });
-  page.on("pageerror", (e) => errors.push(`${account}: ${e.message}`));
-  page.on("request", (r) => { if (!r.url().startsWith(base) && !r.url().startsWith("ws://") && !r.url().startsWith("data:")) errors.push(`${account}: external request ${r.url()}`); });
+  page.on("console", (m) => { if (m.type() === "error") errors.push(`${name}: ${m.text()}`); });
+  page.on("pageerror", (e) => errors.push(`${name}: ${e.message}`));
+  page.on("request", (r) => { if (!r.url().startsWith(base) && !r.url().startsWith("ws://") && !r.url().startsWith("data:")) errors.push(`${name}: external request ${r.url()}`); });
+  if (net) await page.routeWebSocket(/\/ws$/, (ws) => net.route(ws));
   await page.goto(base + "/console/");
+  return page;
+}
+
+// signIn signs page in as account and waits for the first sync, which
+// loads the history: that is no reconnect, so no "Reconnected" banner.
+async function signIn(page, account) {
   await page.fill("#account", account);
   await page.click("#signin-button");
-  await page.waitForFunction(() => document.getElementById("conn-status").textContent.startsWith("Connected"));
+  await page.waitForFunction(() => document.getElementById("conn-status").textContent.startsWith("Connected") && state.syncs > 0);
   check(await page.isHidden("#signin"), "sign-in form hidden after sign-in");
-  return page;
+  const b = await page.textContent("#banner");
+  check(b === "", `${account}'s first sign-in shows no banner, got ${JSON.stringify(b)}`);
+}
+
+// network stands for the network under a page's WebSockets: down() cuts
+// the open ones as a failing network would, from outside the page, and
+// refuses new ones until up(). The page's own reconnect logic does the rest.
+function network() {
+  const open = new Set();
+  let up = true;
+  return {
+    route(ws) {
+      if (!up) { ws.close({ code: 1001, reason: "network down" }).catch(() => {}); return; }
+      open.add({ page: ws, server: ws.connectToServer() });
+    },
+    async down() {
+      up = false;
+      for (const c of open) {
+        await c.page.close({ code: 1001, reason: "network down" }).catch(() => {});
+        await c.server.close().catch(() => {});
+      }
+      open.clear();
+    },
+    up() { up = true; },
+  };
 }
 
 async function send(page, text) {
@@ -82,8 +118,11 @@ async function openConversation(page, titleText) {
   });
   const errors = [];
   try {
-    const alice = await signIn(browser, "alice", errors);
-    const bob = await signIn(browser, "bob", errors);
+    const alice = await openConsole(browser, "alice", errors);
+    await signIn(alice, "alice");
+    const bobNet = network();
+    const bob = await openConsole(browser, "bob", errors, bobNet);
+    await signIn(bob, "bob");
 
     // 1:1, both ways.
     await alice.fill("#peer", "bob");
@@ -114,14 +153,27 @@ async function openConversation(page, titleText) {
     await alice.click("#new-group button");
     await alice.waitForFunction((n) => document.getElementById("thread-title").textContent.startsWith(n), longName);
 
-    // bob goes offline; alice sends three; bob comes back and resyncs.
+    // carol signs in for the first time, with a message and a group waiting:
+    // her first sync loads them, and that is no reconnect (signIn checks).
+    await alice.fill("#peer", "carol");
+    await alice.click("#new-direct button");
+    await send(alice, "welcome carol");
+    const carol = await openConsole(browser, "carol", errors);
+    await signIn(carol, "carol");
+    await carol.waitForSelector('#conversations li:has-text("alice") .unread');
+    await carol.waitForSelector(`#conversations li:has-text("${longName}")`);
+
+    // bob's network fails; alice sends three; bob's page reconnects by
+    // itself and syncs exactly the three it missed, which the banner counts.
     await openConversation(bob, "alice");
-    await bob.evaluate(() => { state.stopped = true; state.ws.close(1000, "offline"); });
-    await bob.waitForFunction(() => document.getElementById("conn-status").textContent.startsWith("Disconnected"));
+    await bobNet.down();
+    await bob.waitForFunction(() => document.getElementById("conn-status").textContent.includes("reconnecting"));
     await openConversation(alice, "bob");
     for (const t of ["missed one", "missed two", "missed three"]) await send(alice, t);
-    await bob.evaluate(() => { state.stopped = false; connect(); });
-    await bob.waitForSelector('#banner:has-text("synced")');
+    bobNet.up();
+    await bob.waitForSelector('#banner:has-text("Reconnected")', { timeout: 30000 });
+    const reconnected = await bob.textContent("#banner");
+    check(reconnected === "Reconnected: synced 3 missed messages", `bob's banner after the reconnect is ${JSON.stringify(reconnected)}`);
     await bob.waitForSelector('#messages li:has-text("missed three")');
     const got = await bodies(bob);
     const want = ["hello bob", "hi alice", "missed one", "missed two", "missed three"];
@@ -132,9 +184,9 @@ async function openConversation(page, titleText) {
 
     // The event view shows the exchange.
     await bob.click("#tab-events");
-    await bob.waitForFunction(() => document.querySelectorAll("#events tbody tr").length >= 9);
+    await bob.waitForFunction(() => document.querySelectorAll("#events tbody tr").length >= 10);
     const types = await bob.$$eval("#events tbody tr td:nth-child(2)", (els) => els.map((e) => e.textContent));
-    check(types.filter((t) => t === "MessageSent.v1").length === 7, "7 MessageSent.v1 rows, got " + JSON.stringify(types));
+    check(types.filter((t) => t === "MessageSent.v1").length === 8, "8 MessageSent.v1 rows, got " + JSON.stringify(types));
     check(types.filter((t) => t === "GroupCreated.v1").length === 2, "2 GroupCreated.v1 rows, got " + JSON.stringify(types));
     await bob.fill("#filter", "GroupCreated");
     await bob.waitForFunction(() => document.querySelectorAll("#events tbody tr").length === 2);

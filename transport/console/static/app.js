@@ -6,7 +6,10 @@ const $ = (id) => document.getElementById(id);
 const state = {
   me: null, device: null, token: null, ws: null, nextId: 1, pending: new Map(),
   convs: new Map(), // id -> {id, title, cursor:{lastTime,lastMsgId}, msgs: Map(msgId|cid -> msg), unread, group}
-  current: null, reconnectDelay: 500, stopped: false, timers: [],
+  current: null, reconnectDelay: 500, reconnectTimer: null, stopped: false, timers: [],
+  // syncs counts the connections of this sign-in that said hello and
+  // synced: after the first, a connection is a reconnect.
+  syncs: 0,
 };
 
 // ---- tabs ----
@@ -40,24 +43,37 @@ function onFrame(f) {
 
 function setStatus(text) { $("conn-status").textContent = text; }
 
+// stopConnectionWork fails the requests waiting for an answer and stops
+// the heartbeat and lease timers of the current connection.
+function stopConnectionWork() {
+  for (const p of state.pending.values()) p.reject(new Error("connection closed"));
+  state.pending.clear();
+  for (const t of state.timers) clearInterval(t);
+  state.timers = [];
+  $("body").disabled = $("send").disabled = true;
+}
+
 async function connect() {
   const url = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws";
   const ws = new WebSocket(url);
   state.ws = ws;
-  ws.onmessage = (e) => { try { onFrame(JSON.parse(e.data)); } catch (err) { console.warn(err); } };
+  // A socket replaced by a new sign-in may still be closing: what it says
+  // or does no longer concerns the page, and it must not reconnect.
+  ws.onmessage = (e) => {
+    if (state.ws !== ws) return;
+    try { onFrame(JSON.parse(e.data)); } catch (err) { console.warn(err); }
+  };
   ws.onclose = (e) => {
-    for (const p of state.pending.values()) p.reject(new Error("connection closed"));
-    state.pending.clear();
-    for (const t of state.timers) clearInterval(t);
-    state.timers = [];
-    $("body").disabled = $("send").disabled = true;
+    if (state.ws !== ws) return;
+    stopConnectionWork();
     if (state.stopped) { setStatus("Disconnected"); return; }
     const final = ["unauthorized", "token_expired", "logged_out", "duplicate_login", "replaced"].includes(e.reason);
     setStatus(`Disconnected (${e.code} ${e.reason || "no reason"})` + (final ? "" : ", reconnecting…"));
-    if (!final) setTimeout(connect, state.reconnectDelay);
+    if (!final) state.reconnectTimer = setTimeout(connect, state.reconnectDelay);
     state.reconnectDelay = Math.min(state.reconnectDelay * 2, 8000);
   };
   ws.onopen = async () => {
+    if (state.ws !== ws) return;
     try {
       const w = await request("hello", { token: state.token });
       state.reconnectDelay = 500;
@@ -65,8 +81,11 @@ async function connect() {
       state.timers.push(setInterval(() => request("ping").catch(() => {}), Math.max(1000, w.heartbeatMs / 3)));
       state.timers.push(setInterval(renew, Math.max(1000, (w.leaseMs * 2) / 3)));
       $("body").disabled = $("send").disabled = !state.current;
+      // The first sync of a sign-in loads the history: nothing was missed.
+      const reconnect = state.syncs > 0;
       const missed = await syncAll();
-      if (missed > 0) banner(`Reconnected: synced ${missed} missed message${missed === 1 ? "" : "s"}`);
+      if (reconnect && missed > 0) banner(`Reconnected: synced ${missed} missed message${missed === 1 ? "" : "s"}`);
+      state.syncs++;
     } catch (err) {
       setStatus("Hello refused: " + (err.code || err.message));
     }
@@ -103,16 +122,17 @@ function conv(id) {
   return c;
 }
 
-// addMessage records m in its conversation; returns true if it was new.
+// addMessage records m in its conversation; returns true if it was not on
+// screen yet (a message of ours shown while it was being sent was).
 function addMessage(m, how) {
   const c = conv(m.conversation);
   if (c.msgs.has(m.msgId)) return false;
-  // A message of ours shown as "sending" or "acked" is the same message.
-  const local = c.msgs.get("c:" + m.clientMsgId);
-  if (local && m.from === state.me) c.msgs.delete("c:" + m.clientMsgId);
+  // A message of ours shown as "sending" is the same message.
+  const local = m.from === state.me && c.msgs.get("c:" + m.clientMsgId);
+  if (local) c.msgs.delete("c:" + m.clientMsgId);
   c.msgs.set(m.msgId, { ...m, state: local ? "acked" : how });
   if (state.current !== c.id && m.from !== state.me) c.unread++;
-  return true;
+  return !local;
 }
 
 async function sync(id) {
@@ -255,6 +275,7 @@ $("signin").addEventListener("submit", async (e) => {
     return;
   }
   state.stopped = false;
+  state.syncs = 0;
   $("signin").hidden = true;
   $("chat").hidden = false;
   connect();
@@ -262,6 +283,8 @@ $("signin").addEventListener("submit", async (e) => {
 
 $("signout").addEventListener("click", () => {
   state.stopped = true;
+  clearTimeout(state.reconnectTimer);
+  stopConnectionWork();
   if (state.ws) state.ws.close(1000, "signed out");
   state.convs.clear();
   state.current = null;
