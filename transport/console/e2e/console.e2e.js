@@ -2,7 +2,8 @@
 // TestConsoleInBrowser: node console.e2e.js <base URL> <artifacts dir>.
 // Two pages as two accounts chat both ways and in a group; a third account
 // signs in for the first time to a waiting message without being told it
-// reconnected; one page's network fails while the other sends, and the page
+// reconnected, after mistyping her name (each bad id is explained beside
+// its field, by the page or by the server); one page's network fails while the other sends, and the page
 // reconnects by itself, shows every missed message exactly once in msgid
 // order and says how many it missed; the event view shows the exchange, with
 // nothing cut at 1280 px and every field of every event at phone width.
@@ -42,6 +43,30 @@ async function signIn(page, account) {
   check(await page.isHidden("#signin"), "sign-in form hidden after sign-in");
   const b = await page.textContent("#banner");
   check(b === "", `${account}'s first sign-in shows no banner, got ${JSON.stringify(b)}`);
+}
+
+// fieldError checks that the sign-in form refused the id in field (account
+// or device) with an error that contains want and says what is allowed,
+// shown beside the field, bound to it (aria-describedby, aria-invalid)
+// and focused, and returns its text.
+async function fieldError(page, field, want) {
+  await page.waitForSelector(`#${field}-error:has-text(${JSON.stringify(want)})`);
+  const got = await page.evaluate((field) => {
+    const input = document.getElementById(field), p = document.getElementById(field + "-error");
+    const i = input.getBoundingClientRect(), e = p.getBoundingClientRect();
+    return {
+      text: p.textContent, visible: !p.hidden && e.width > 0 && e.height > 0,
+      beside: e.top >= i.bottom - 1 && e.top - i.bottom < 24 && Math.abs(e.left - i.left) < 24,
+      invalid: input.getAttribute("aria-invalid"), describedBy: (input.getAttribute("aria-describedby") || "").split(" "),
+      focused: document.activeElement === input, signInShown: !document.getElementById("signin").hidden,
+    };
+  }, field);
+  const where = `${field} error ${JSON.stringify(got)}`;
+  check(got.visible && got.beside, where + ": shown just under its field");
+  check(got.text.includes("Allowed: 1 to 64 characters, using unaccented letters, digits, dots (.), underscores (_), @ and hyphens (-)."), where + ": says what is allowed");
+  check(got.invalid === "true" && got.describedBy.includes(field + "-error"), where + ": bound to the field (aria-invalid, aria-describedby)");
+  check(got.signInShown, where + ": the sign-in form stays");
+  return got;
 }
 
 // network stands for the network under a page's WebSockets: down() cuts
@@ -159,7 +184,46 @@ async function openConversation(page, titleText) {
     await alice.click("#new-direct button");
     await send(alice, "welcome carol");
     const carol = await openConsole(browser, "carol", errors);
+
+    // Before that, carol mistypes. Each bad id is explained beside its
+    // field; the first one gets the focus. Keyboard only: Enter submits.
+    await carol.fill("#account", "carol smith");
+    await carol.fill("#device", "web/2");
+    await carol.press("#device", "Enter");
+    check((await fieldError(carol, "account", "An account name cannot contain a space.")).focused, "the account field has the focus");
+    await fieldError(carol, "device", "A device name cannot contain “/”.");
+    await carol.fill("#device", "web");
+    check(await carol.isHidden("#device-error") && (await carol.getAttribute("#device", "aria-invalid")) === null,
+      "a fixed device clears its error");
+    for (const [account, want] of [["carol/home", "An account name cannot contain “/”."],
+      ["c".repeat(65), "An account name can have at most 64 characters; this one has 65."], ["", "Enter an account name."]]) {
+      await carol.fill("#account", account);
+      await carol.press("#account", "Enter");
+      check((await fieldError(carol, "account", want)).focused, `the account field has the focus after ${JSON.stringify(account)}`);
+    }
+    // The server's refusal is shown the same way: a page whose own check
+    // lets the name through (no pattern) gets the server's invalid_argument.
+    const pattern = await carol.getAttribute("#account", "pattern");
+    await carol.evaluate(() => document.getElementById("account").removeAttribute("pattern"));
+    await carol.fill("#account", "carol smith");
+    const before = errors.length;
+    const [answer] = await Promise.all([
+      carol.waitForResponse((r) => r.url().endsWith("/console/api/token")),
+      carol.waitForEvent("console", (m) => m.type() === "error"),
+      carol.press("#account", "Enter"),
+    ]);
+    const refused = await answer.json();
+    check(answer.status() === 400 && refused.code === "invalid_argument" && refused.field === "account",
+      `the server refuses "carol smith": ${answer.status()} ${JSON.stringify(refused)}`);
+    check((await fieldError(carol, "account", "The server refused it: invalid account:")).focused, "the account field has the focus after the server's refusal");
+    await carol.screenshot({ path: path.join(artifacts, "console-signin-error.png") });
+    // Chromium logs any 4xx answer as an error; this one was asked for.
+    const logged = errors.splice(before);
+    check(JSON.stringify(logged) === JSON.stringify(["carol: Failed to load resource: the server responded with a status of 400 (Bad Request)"]),
+      "the refusal is the only error logged: " + JSON.stringify(logged));
+    await carol.evaluate((p) => document.getElementById("account").setAttribute("pattern", p), pattern);
     await signIn(carol, "carol");
+    check(await carol.isHidden("#account-error"), "no account error once signed in");
     await carol.waitForSelector('#conversations li:has-text("alice") .unread');
     await carol.waitForSelector(`#conversations li:has-text("${longName}")`);
 

@@ -255,11 +255,67 @@ async function open(id) {
   $("body").focus();
 }
 
-// ---- forms ----
+// ---- sign-in ----
+// An account or a device id is 1 to 64 bytes of [A-Za-z0-9._@-]
+// (domain/ids.go). The inputs' required and pattern attributes state that
+// rule for the browser; idError explains a breach of it to people, beside
+// the field, as it does the server's refusal.
+const idRule = "Allowed: 1 to 64 characters, using unaccented letters, digits, dots (.), underscores (_), @ and hyphens (-).";
+const idFields = { account: "An account name", device: "A device name" };
+
+function describeChar(ch) {
+  if (ch === " ") return "a space";
+  if (/\s/u.test(ch)) return "a blank (U+" + ch.codePointAt(0).toString(16).toUpperCase().padStart(4, "0") + ")";
+  return `“${ch}”`;
+}
+
+// idError is what is wrong with the id in input, or "" if the browser
+// takes it.
+function idError(input) {
+  if (input.checkValidity()) return "";
+  const noun = idFields[input.id], v = input.value;
+  if (v === "") return `Enter ${noun.toLowerCase()}. ${idRule}`;
+  const bad = v.match(/[^A-Za-z0-9._@-]/u);
+  if (bad) return `${noun} cannot contain ${describeChar(bad[0])}. ${idRule}`;
+  const n = new TextEncoder().encode(v).length;
+  if (n > 64) return `${noun} can have at most 64 characters; this one has ${n}. ${idRule}`;
+  return idRule;
+}
+
+// setFieldError shows text beside input, as its description, or clears it.
+function setFieldError(input, text) {
+  const p = $(input.id + "-error");
+  p.textContent = text;
+  p.hidden = !text;
+  if (text) {
+    input.setAttribute("aria-invalid", "true");
+    input.setAttribute("aria-describedby", p.id);
+  } else {
+    input.removeAttribute("aria-invalid");
+    input.removeAttribute("aria-describedby");
+  }
+}
+
+for (const id of Object.keys(idFields)) {
+  // Once an error shows, it follows the typing, and goes when it is fixed.
+  $(id).addEventListener("input", () => {
+    if ($(id).getAttribute("aria-invalid") === "true") setFieldError($(id), idError($(id)));
+  });
+}
+
 $("signin").addEventListener("submit", async (e) => {
   e.preventDefault();
-  state.me = $("account").value.trim();
-  state.device = $("device").value.trim();
+  let first = null;
+  for (const id of Object.keys(idFields)) {
+    const input = $(id);
+    input.value = input.value.trim();
+    const err = idError(input);
+    setFieldError(input, err);
+    if (err && !first) first = input;
+  }
+  if (first) { first.focus(); return; }
+  state.me = $("account").value;
+  state.device = $("device").value;
   try {
     if ($("token").value.trim()) {
       state.token = $("token").value.trim();
@@ -267,10 +323,15 @@ $("signin").addEventListener("submit", async (e) => {
       const r = await fetch("api/token", { method: "POST", headers: { "Content-Type": "application/json" },
         body: JSON.stringify({ account: state.me, device: state.device }) });
       const j = await r.json();
-      if (!r.ok) throw new Error(j.error || r.statusText);
+      if (!r.ok) throw Object.assign(new Error(j.error || r.statusText), { code: j.code, field: j.field });
       state.token = j.token;
     }
   } catch (err) {
+    if (err.code === "invalid_argument" && Object.hasOwn(idFields, err.field)) {
+      setFieldError($(err.field), `The server refused it: ${err.message}. ${idRule}`);
+      $(err.field).focus();
+      return;
+    }
     setStatus("Cannot sign in: " + err.message);
     return;
   }
@@ -293,6 +354,7 @@ $("signout").addEventListener("click", () => {
   setStatus("Not connected");
 });
 
+// ---- chat forms ----
 $("new-direct").addEventListener("submit", (e) => {
   e.preventDefault();
   const peer = $("peer").value.trim();
