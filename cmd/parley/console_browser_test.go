@@ -13,9 +13,12 @@ import (
 
 // The console in a real browser: headless Debian chromium driven by
 // playwright-core (transport/console/e2e/console.e2e.js): two pages chat
-// both ways and in a group, one goes offline and comes back with every
-// missed message once, in msgid order, and the event view shows the
-// exchange. Screenshots go to test-artifacts/console/. .ci/run installs
+// both ways and in a group; a first sign-in is not taken for a reconnect;
+// a page whose network fails reconnects by itself with every missed message
+// once, in msgid order, and counts them; the event view shows the exchange
+// with nothing cut, at 1280 px and as cards at phone width. Screenshots go
+// to test-artifacts/console/ (the README's docs/console-*.png are copies of
+// console-chat.png and console-events.png). .ci/run installs
 // chromium and playwright-core; elsewhere the test is skipped when they
 // are missing, and fails under CI=true.
 func TestConsoleInBrowser(t *testing.T) {

@@ -126,8 +126,17 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
+// errorReply is the body of every error answer, as in the HTTP API.
+type errorReply struct {
+	Code string `json:"code"`
+	// Field names the request field an invalid_argument is about, when it
+	// is about one, so that a form can show the error beside it.
+	Field string `json:"field,omitempty"`
+	Error string `json:"error"`
+}
+
 func fail(w http.ResponseWriter, status int, code, text string) {
-	writeJSON(w, status, map[string]string{"code": code, "error": text})
+	writeJSON(w, status, errorReply{Code: code, Error: text})
 }
 
 // IsLoopback reports whether hostport ("host:port", "[::1]:port" or a bare
@@ -242,7 +251,12 @@ func (c Config) token(w http.ResponseWriter, r *http.Request) {
 		_, err = domain.ParseDeviceID(req.Device)
 	}
 	if err != nil {
-		fail(w, http.StatusBadRequest, "invalid_argument", err.Error())
+		reply := errorReply{Code: "invalid_argument", Error: err.Error()}
+		var invalid *domain.InvalidError
+		if errors.As(err, &invalid) {
+			reply.Field = invalid.Field
+		}
+		writeJSON(w, http.StatusBadRequest, reply)
 		return
 	}
 	tok, err := c.DevTokens.Mint(a, domain.DeviceID(req.Device), c.DevTokenTTL)

@@ -1,6 +1,7 @@
 package console_test
 
 import (
+	"encoding/json"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -82,6 +83,41 @@ func TestDevTokensNeedALoopbackConnection(t *testing.T) {
 			req.Host = "localhost:" + port
 			if got := status(t, req); got != tc.wantStatus {
 				t.Errorf("status: %d, want %d", got, tc.wantStatus)
+			}
+		})
+	}
+}
+
+// A bad account or device id is answered invalid_argument with the field
+// it is about, so that the sign-in form can show the error beside it.
+func TestTokenNamesTheInvalidField(t *testing.T) {
+	base := "http://" + serveOn(t, "127.0.0.1:0", false) + "/console/api/token"
+	for _, tc := range []struct {
+		name      string
+		body      string
+		wantCode  string
+		wantField string
+	}{
+		{"account with a space", `{"account":"bob smith","device":"web"}`, "invalid_argument", "account"},
+		{"account with a slash", `{"account":"a/b","device":"web"}`, "invalid_argument", "account"},
+		{"account of 65 bytes", `{"account":"` + strings.Repeat("a", 65) + `","device":"web"}`, "invalid_argument", "account"},
+		{"empty account", `{"account":"","device":"web"}`, "invalid_argument", "account"},
+		{"device with a colon", `{"account":"bob","device":"web:1"}`, "invalid_argument", "device"},
+		{"no device", `{"account":"bob"}`, "invalid_argument", "device"},
+		{"not JSON", `{`, "bad_frame", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, err := http.Post(base, "application/json", strings.NewReader(tc.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var got map[string]string
+			if err := json.NewDecoder(resp.Body).Decode(&got); err != nil {
+				t.Fatal(err)
+			}
+			if resp.StatusCode != http.StatusBadRequest || got["code"] != tc.wantCode || got["field"] != tc.wantField || got["error"] == "" {
+				t.Errorf("got %d %v, want 400 with code %q and field %q", resp.StatusCode, got, tc.wantCode, tc.wantField)
 			}
 		})
 	}

@@ -6,7 +6,10 @@ const $ = (id) => document.getElementById(id);
 const state = {
   me: null, device: null, token: null, ws: null, nextId: 1, pending: new Map(),
   convs: new Map(), // id -> {id, title, cursor:{lastTime,lastMsgId}, msgs: Map(msgId|cid -> msg), unread, group}
-  current: null, reconnectDelay: 500, stopped: false, timers: [],
+  current: null, reconnectDelay: 500, reconnectTimer: null, stopped: false, timers: [],
+  // syncs counts the connections of this sign-in that said hello and
+  // synced: after the first, a connection is a reconnect.
+  syncs: 0,
 };
 
 // ---- tabs ----
@@ -40,24 +43,37 @@ function onFrame(f) {
 
 function setStatus(text) { $("conn-status").textContent = text; }
 
+// stopConnectionWork fails the requests waiting for an answer and stops
+// the heartbeat and lease timers of the current connection.
+function stopConnectionWork() {
+  for (const p of state.pending.values()) p.reject(new Error("connection closed"));
+  state.pending.clear();
+  for (const t of state.timers) clearInterval(t);
+  state.timers = [];
+  $("body").disabled = $("send").disabled = true;
+}
+
 async function connect() {
   const url = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws";
   const ws = new WebSocket(url);
   state.ws = ws;
-  ws.onmessage = (e) => { try { onFrame(JSON.parse(e.data)); } catch (err) { console.warn(err); } };
+  // A socket replaced by a new sign-in may still be closing: what it says
+  // or does no longer concerns the page, and it must not reconnect.
+  ws.onmessage = (e) => {
+    if (state.ws !== ws) return;
+    try { onFrame(JSON.parse(e.data)); } catch (err) { console.warn(err); }
+  };
   ws.onclose = (e) => {
-    for (const p of state.pending.values()) p.reject(new Error("connection closed"));
-    state.pending.clear();
-    for (const t of state.timers) clearInterval(t);
-    state.timers = [];
-    $("body").disabled = $("send").disabled = true;
+    if (state.ws !== ws) return;
+    stopConnectionWork();
     if (state.stopped) { setStatus("Disconnected"); return; }
     const final = ["unauthorized", "token_expired", "logged_out", "duplicate_login", "replaced"].includes(e.reason);
     setStatus(`Disconnected (${e.code} ${e.reason || "no reason"})` + (final ? "" : ", reconnecting…"));
-    if (!final) setTimeout(connect, state.reconnectDelay);
+    if (!final) state.reconnectTimer = setTimeout(connect, state.reconnectDelay);
     state.reconnectDelay = Math.min(state.reconnectDelay * 2, 8000);
   };
   ws.onopen = async () => {
+    if (state.ws !== ws) return;
     try {
       const w = await request("hello", { token: state.token });
       state.reconnectDelay = 500;
@@ -65,8 +81,11 @@ async function connect() {
       state.timers.push(setInterval(() => request("ping").catch(() => {}), Math.max(1000, w.heartbeatMs / 3)));
       state.timers.push(setInterval(renew, Math.max(1000, (w.leaseMs * 2) / 3)));
       $("body").disabled = $("send").disabled = !state.current;
+      // The first sync of a sign-in loads the history: nothing was missed.
+      const reconnect = state.syncs > 0;
       const missed = await syncAll();
-      if (missed > 0) banner(`Reconnected: synced ${missed} missed message${missed === 1 ? "" : "s"}`);
+      if (reconnect && missed > 0) banner(`Reconnected: synced ${missed} missed message${missed === 1 ? "" : "s"}`);
+      state.syncs++;
     } catch (err) {
       setStatus("Hello refused: " + (err.code || err.message));
     }
@@ -103,16 +122,17 @@ function conv(id) {
   return c;
 }
 
-// addMessage records m in its conversation; returns true if it was new.
+// addMessage records m in its conversation; returns true if it was not on
+// screen yet (a message of ours shown while it was being sent was).
 function addMessage(m, how) {
   const c = conv(m.conversation);
   if (c.msgs.has(m.msgId)) return false;
-  // A message of ours shown as "sending" or "acked" is the same message.
-  const local = c.msgs.get("c:" + m.clientMsgId);
-  if (local && m.from === state.me) c.msgs.delete("c:" + m.clientMsgId);
+  // A message of ours shown as "sending" is the same message.
+  const local = m.from === state.me && c.msgs.get("c:" + m.clientMsgId);
+  if (local) c.msgs.delete("c:" + m.clientMsgId);
   c.msgs.set(m.msgId, { ...m, state: local ? "acked" : how });
   if (state.current !== c.id && m.from !== state.me) c.unread++;
-  return true;
+  return !local;
 }
 
 async function sync(id) {
@@ -235,11 +255,67 @@ async function open(id) {
   $("body").focus();
 }
 
-// ---- forms ----
+// ---- sign-in ----
+// An account or a device id is 1 to 64 bytes of [A-Za-z0-9._@-]
+// (domain/ids.go). The inputs' required and pattern attributes state that
+// rule for the browser; idError explains a breach of it to people, beside
+// the field, as it does the server's refusal.
+const idRule = "Allowed: 1 to 64 characters, using unaccented letters, digits, dots (.), underscores (_), @ and hyphens (-).";
+const idFields = { account: "An account name", device: "A device name" };
+
+function describeChar(ch) {
+  if (ch === " ") return "a space";
+  if (/\s/u.test(ch)) return "a blank (U+" + ch.codePointAt(0).toString(16).toUpperCase().padStart(4, "0") + ")";
+  return `“${ch}”`;
+}
+
+// idError is what is wrong with the id in input, or "" if the browser
+// takes it.
+function idError(input) {
+  if (input.checkValidity()) return "";
+  const noun = idFields[input.id], v = input.value;
+  if (v === "") return `Enter ${noun.toLowerCase()}. ${idRule}`;
+  const bad = v.match(/[^A-Za-z0-9._@-]/u);
+  if (bad) return `${noun} cannot contain ${describeChar(bad[0])}. ${idRule}`;
+  const n = new TextEncoder().encode(v).length;
+  if (n > 64) return `${noun} can have at most 64 characters; this one has ${n}. ${idRule}`;
+  return idRule;
+}
+
+// setFieldError shows text beside input, as its description, or clears it.
+function setFieldError(input, text) {
+  const p = $(input.id + "-error");
+  p.textContent = text;
+  p.hidden = !text;
+  if (text) {
+    input.setAttribute("aria-invalid", "true");
+    input.setAttribute("aria-describedby", p.id);
+  } else {
+    input.removeAttribute("aria-invalid");
+    input.removeAttribute("aria-describedby");
+  }
+}
+
+for (const id of Object.keys(idFields)) {
+  // Once an error shows, it follows the typing, and goes when it is fixed.
+  $(id).addEventListener("input", () => {
+    if ($(id).getAttribute("aria-invalid") === "true") setFieldError($(id), idError($(id)));
+  });
+}
+
 $("signin").addEventListener("submit", async (e) => {
   e.preventDefault();
-  state.me = $("account").value.trim();
-  state.device = $("device").value.trim();
+  let first = null;
+  for (const id of Object.keys(idFields)) {
+    const input = $(id);
+    input.value = input.value.trim();
+    const err = idError(input);
+    setFieldError(input, err);
+    if (err && !first) first = input;
+  }
+  if (first) { first.focus(); return; }
+  state.me = $("account").value;
+  state.device = $("device").value;
   try {
     if ($("token").value.trim()) {
       state.token = $("token").value.trim();
@@ -247,14 +323,20 @@ $("signin").addEventListener("submit", async (e) => {
       const r = await fetch("api/token", { method: "POST", headers: { "Content-Type": "application/json" },
         body: JSON.stringify({ account: state.me, device: state.device }) });
       const j = await r.json();
-      if (!r.ok) throw new Error(j.error || r.statusText);
+      if (!r.ok) throw Object.assign(new Error(j.error || r.statusText), { code: j.code, field: j.field });
       state.token = j.token;
     }
   } catch (err) {
+    if (err.code === "invalid_argument" && Object.hasOwn(idFields, err.field)) {
+      setFieldError($(err.field), `The server refused it: ${err.message}. ${idRule}`);
+      $(err.field).focus();
+      return;
+    }
     setStatus("Cannot sign in: " + err.message);
     return;
   }
   state.stopped = false;
+  state.syncs = 0;
   $("signin").hidden = true;
   $("chat").hidden = false;
   connect();
@@ -262,6 +344,8 @@ $("signin").addEventListener("submit", async (e) => {
 
 $("signout").addEventListener("click", () => {
   state.stopped = true;
+  clearTimeout(state.reconnectTimer);
+  stopConnectionWork();
   if (state.ws) state.ws.close(1000, "signed out");
   state.convs.clear();
   state.current = null;
@@ -270,6 +354,7 @@ $("signout").addEventListener("click", () => {
   setStatus("Not connected");
 });
 
+// ---- chat forms ----
 $("new-direct").addEventListener("submit", (e) => {
   e.preventDefault();
   const peer = $("peer").value.trim();
@@ -406,9 +491,16 @@ $("credential").addEventListener("change", () => {
   startEvents();
 });
 
+// The columns of the event table. On a narrow screen each row becomes a
+// card whose cells show their column's name (data-label, see style.css);
+// the explicit ARIA roles keep the table semantics that some browsers drop
+// once a table is no longer displayed as one.
+const eventColumns = ["time", "type", "partition", "offset", "msgid", "key", "what"];
+
 function renderEvents() {
   const f = $("filter").value.trim().toLowerCase();
   const tbody = $("events").tBodies[0];
+  const labels = [...$("events").tHead.rows[0].cells].map((th) => th.textContent);
   tbody.textContent = "";
   let n = 0;
   for (let i = shown.length - 1; i >= 0; i--) {
@@ -416,11 +508,16 @@ function renderEvents() {
     if (f && !`${e.type} ${e.key} ${e.summary}`.toLowerCase().includes(f)) continue;
     n++;
     const tr = document.createElement("tr");
-    for (const v of [new Date(e.time).toLocaleTimeString(), e.type, e.partition, e.offset, e.msgId || "", e.key, e.summary]) {
+    tr.setAttribute("role", "row");
+    const values = [new Date(e.time).toLocaleTimeString(), e.type, e.partition, e.offset, e.msgId || "—", e.key, e.summary];
+    values.forEach((v, col) => {
       const td = document.createElement("td");
+      td.setAttribute("role", "cell");
+      td.className = eventColumns[col];
+      td.dataset.label = labels[col];
       td.textContent = v;
       tr.append(td);
-    }
+    });
     tbody.append(tr);
   }
   $("events-count").textContent = `${n} event${n === 1 ? "" : "s"} shown`;
