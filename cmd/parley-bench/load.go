@@ -195,15 +195,36 @@ func (l *load) connect(ctx context.Context, prefix string, n int) error {
 	}
 	wg.Wait()
 	close(errs)
-	for err := range errs {
+	if err := firstError(errs); err != nil {
+		// Close every device that did connect, once, so that a failed
+		// start leaves no connections behind on the server.
 		for _, d := range l.devices {
 			if d.c != nil {
 				d.c.Close()
 			}
 		}
-		return err
+		return fmt.Errorf("cannot connect: %w", err)
 	}
 	return nil
+}
+
+// firstError drains a closed channel of errors into one error: the first,
+// and how many more there were, since thousands of connections tend to
+// fail alike. It returns nil when the channel held none.
+func firstError(errs <-chan error) error {
+	var first error
+	more := 0
+	for err := range errs {
+		if first == nil {
+			first = err
+		} else {
+			more++
+		}
+	}
+	if first != nil && more > 0 {
+		return fmt.Errorf("%w (and %d more errors)", first, more)
+	}
+	return first
 }
 
 // body carries the send time so the receiver can measure send → push.
@@ -468,7 +489,7 @@ func (l *load) prefill(ctx context.Context) ([]syncTarget, error) {
 	}
 	wg.Wait()
 	close(errs)
-	for err := range errs {
+	if err := firstError(errs); err != nil {
 		return nil, fmt.Errorf("cannot prefill: %w", err)
 	}
 	// Drop the prefill's pushes from the books: the storm measures syncs.
