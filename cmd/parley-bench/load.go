@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -21,21 +22,24 @@ import (
 // itself cannot keep the rate and counts what it skips.
 const maxInFlight = 50000
 
+// sendTimeout bounds one send's or sync's wait for its reply. A send
+// without an ack by then is unacked: the server may still have accepted
+// it, so its pushes are counted apart, never as lost or as errors.
+const sendTimeout = 30 * time.Second
+
 // device is one connection of the generator.
 type device struct {
 	account string
 	c       *client.Client
 
-	mu   sync.Mutex
-	last map[string]int64              // conversation → last pushed msgid
-	got  map[string]map[int64]struct{} // conversation → pushed msgids
+	mu      sync.Mutex
+	threads map[string]*thread // conversation → its pushes and acks, see verify.go
 }
 
 // load is one generator process's run.
 type load struct {
 	cfg     config
 	devices []*device
-	byAcc   map[string]*device
 
 	ackMu    sync.Mutex
 	ackHist  *hdrhistogram.Histogram
@@ -43,24 +47,20 @@ type load struct {
 	syncHist *hdrhistogram.Histogram
 
 	mu      sync.Mutex
-	acked   map[string][]ackedMsg // conversation → acknowledged messages
-	failed  map[string]bool       // client message ids whose send failed
-	errs    map[string]int
-	members map[string][]*device // conversation → recipient devices
+	errs    map[string]int // sends or syncs that failed, by reason
 	sources map[string]int
 
-	sent, ackN, pushN, syncN, skipped, inflight atomic.Int64
-	dup, ooo, unacked                           atomic.Int64
-}
+	// verifying is set while sends are checked against pushes; the sync
+	// scenario's prefill is not.
+	verifying atomic.Bool
+	track     tracker
 
-type ackedMsg struct {
-	msgid  int64
-	sender *device
+	sent, ackN, unacked, pushN, syncN, skipped, inflight atomic.Int64
 }
 
 func runLoad(ctx context.Context, cfg config) (*Report, error) {
-	l := &load{cfg: cfg, byAcc: map[string]*device{}, ackHist: newHist(), pushHist: newHist(), syncHist: newHist(),
-		acked: map[string][]ackedMsg{}, failed: map[string]bool{}, errs: map[string]int{}, members: map[string][]*device{}, sources: map[string]int{}}
+	l := &load{cfg: cfg, ackHist: newHist(), pushHist: newHist(), syncHist: newHist(),
+		errs: map[string]int{}, sources: map[string]int{}}
 	n := cfg.Conns / cfg.Procs
 	rate := cfg.Rate / float64(cfg.Procs)
 	prefix := cfg.Prefix
@@ -97,14 +97,10 @@ func runLoad(ctx context.Context, cfg config) (*Report, error) {
 		rep.Elapsed = time.Since(rep.Started).Seconds()
 		return rep, nil
 	case "direct":
-		for i, d := range l.devices {
-			peer := l.devices[(i+1)%n]
-			l.members[domain.DirectConversation(domain.AccountID(d.account), domain.AccountID(peer.account)).String()] = []*device{d, peer}
-		}
 		next = func(i int64) func(context.Context) {
 			d := l.devices[int(i)%n]
 			peer := l.devices[(int(i)+1)%n]
-			return func(ctx context.Context) { l.send(ctx, d, client.Target{Account: peer.account}, i) }
+			return func(ctx context.Context) { l.send(ctx, d, client.Target{Account: peer.account}, []*device{peer}, i) }
 		}
 	case "group":
 		groups, err := l.makeGroups(ctx)
@@ -114,7 +110,7 @@ func runLoad(ctx context.Context, cfg config) (*Report, error) {
 		next = func(i int64) func(context.Context) {
 			g := groups[int(i)%len(groups)]
 			d := g.members[int(i/int64(len(groups)))%len(g.members)]
-			return func(ctx context.Context) { l.send(ctx, d, client.Target{Group: g.id}, i) }
+			return func(ctx context.Context) { l.send(ctx, d, client.Target{Group: g.id}, g.members, i) }
 		}
 	case "sync":
 		cursors, err := l.prefill(ctx)
@@ -125,11 +121,11 @@ func runLoad(ctx context.Context, cfg config) (*Report, error) {
 			k := int(i) % n
 			return func(ctx context.Context) { l.sync(ctx, l.devices[k], cursors[k]) }
 		}
-		l.members = map[string][]*device{} // the storm expects no pushes
 	}
 
 	started := time.Now()
 	stopProgress := l.progress(started)
+	l.verifying.Store(cfg.Scenario != "sync") // the storm expects no pushes
 	l.drive(ctx, rate, next)
 	sendElapsed := time.Since(started)
 	if cfg.Scenario != "sync" {
@@ -139,6 +135,9 @@ func runLoad(ctx context.Context, cfg config) (*Report, error) {
 
 	rep.Elapsed = sendElapsed.Seconds()
 	rep.Sent, rep.Acked, rep.Pushes, rep.Syncs, rep.Backlog = l.sent.Load(), l.ackN.Load(), l.pushN.Load(), l.syncN.Load(), l.skipped.Load()
+	if cfg.Scenario != "sync" {
+		rep.Unacked = l.unacked.Load()
+	}
 	rep.AckRate = float64(rep.Acked) / rep.Elapsed
 	rep.PushRate = float64(rep.Pushes) / rep.Elapsed
 	rep.SyncRate = float64(rep.Syncs) / rep.Elapsed
@@ -147,7 +146,10 @@ func runLoad(ctx context.Context, cfg config) (*Report, error) {
 	if len(l.sources) > 0 {
 		rep.Sources = l.sources
 	}
-	rep.Verify = l.verify()
+	if cfg.Scenario != "sync" {
+		rep.Verify = l.track.result(l.devices)
+		rep.Verify.Closed = l.closedByServer()
+	}
 	return rep, nil
 }
 
@@ -173,9 +175,8 @@ func (l *load) connect(ctx context.Context, prefix string, n int) error {
 		if err != nil {
 			return err
 		}
-		d := &device{account: account, last: map[string]int64{}, got: map[string]map[int64]struct{}{}}
+		d := &device{account: account}
 		l.devices[i] = d
-		l.byAcc[account] = d
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
@@ -184,7 +185,7 @@ func (l *load) connect(ctx context.Context, prefix string, n int) error {
 			cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 			defer cancel()
 			ip := net.IPv4(127, 0, 0, byte(1+i%l.cfg.Sources))
-			c, err := client.Dial(cctx, client.Config{URL: l.cfg.URL, Token: tok, LocalAddr: ip, RequestTimeout: 30 * time.Second})
+			c, err := client.Dial(cctx, client.Config{URL: l.cfg.URL, Token: tok, LocalAddr: ip, RequestTimeout: sendTimeout})
 			if err != nil {
 				errs <- fmt.Errorf("device %d: %w", i, err)
 				return
@@ -245,26 +246,43 @@ func sentAt(body string) (time.Time, bool) {
 	return time.Unix(0, ns), err == nil
 }
 
-func (l *load) send(ctx context.Context, d *device, to client.Target, i int64) {
+// send sends one message from d, once: a send refused (rate_limited,
+// unavailable) or unanswered is counted as unacked by its reason, not
+// retried, so that the offered rate stays what was asked for. members are
+// the conversation's devices; every one but d is owed a push once acked.
+func (l *load) send(ctx context.Context, d *device, to client.Target, members []*device, i int64) {
 	start := time.Now()
 	cid := fmt.Sprintf("%s-%d", l.cfg.Prefix, i)
 	f, err := d.c.Do(ctx, wire.Request{Type: wire.TypeSend, To: to.Account, Group: to.Group, ClientMsgID: cid, Body: l.body(start)})
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	if err != nil {
-		code := string(client.CodeOf(err))
-		if code == "" {
-			code = "transport"
-		}
-		l.errs[code]++
-		l.failed[cid] = true
+		l.unacked.Add(1)
+		l.mu.Lock()
+		l.errs[reason(err)]++
+		l.mu.Unlock()
 		return
 	}
 	l.ackN.Add(1)
 	l.ackMu.Lock()
 	_ = l.ackHist.RecordValue(time.Since(start).Microseconds())
 	l.ackMu.Unlock()
-	l.acked[f.Conversation] = append(l.acked[f.Conversation], ackedMsg{msgid: f.MsgID, sender: d})
+	l.track.acked(f.Conversation, f.MsgID, d, members)
+}
+
+// reason names why a request got no answer: the server's error code, or
+// what happened on the generator's side.
+func reason(err error) string {
+	if code := client.CodeOf(err); code != "" {
+		return string(code)
+	}
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return "timeout"
+	case errors.Is(err, context.Canceled):
+		return "canceled"
+	case errors.Is(err, client.ErrClosed):
+		return "closed"
+	}
+	return "transport"
 }
 
 func (l *load) readPushes(d *device) {
@@ -280,29 +298,16 @@ func (l *load) readPushes(d *device) {
 			_ = l.pushHist.RecordValue(now.Sub(at).Microseconds())
 			l.ackMu.Unlock()
 		}
-		d.mu.Lock()
-		set := d.got[m.Conversation]
-		if set == nil {
-			set = map[int64]struct{}{}
-			d.got[m.Conversation] = set
+		if l.verifying.Load() {
+			l.track.pushed(d, m.Conversation, m.MsgID, now)
 		}
-		if _, dup := set[m.MsgID]; dup {
-			l.dup.Add(1)
-		} else if m.MsgID < d.last[m.Conversation] {
-			l.ooo.Add(1)
-		}
-		set[m.MsgID] = struct{}{}
-		if m.MsgID > d.last[m.Conversation] {
-			d.last[m.Conversation] = m.MsgID
-		}
-		d.mu.Unlock()
 	}
 }
 
 // drive fires next(i) at rate per second, open loop: the schedule does not
 // wait for acks. It returns when the duration is over and every send ended.
-func (l *load) drive(ctx context.Context, rate float64, next func(int64) func(context.Context)) {
-	ctx, cancel := context.WithTimeout(ctx, l.cfg.Duration)
+func (l *load) drive(parent context.Context, rate float64, next func(int64) func(context.Context)) {
+	ctx, cancel := context.WithTimeout(parent, l.cfg.Duration)
 	defer cancel()
 	var wg sync.WaitGroup
 	start := time.Now()
@@ -330,7 +335,9 @@ func (l *load) drive(ctx context.Context, rate float64, next func(int64) func(co
 				go func() {
 					defer wg.Done()
 					defer l.inflight.Add(-1)
-					rctx, rcancel := context.WithTimeout(context.Background(), 30*time.Second)
+					// A send outlives the schedule, so that the last ones
+					// get their ack, but not an interrupt.
+					rctx, rcancel := context.WithTimeout(parent, sendTimeout)
 					defer rcancel()
 					fn(rctx)
 				}()
@@ -339,73 +346,39 @@ func (l *load) drive(ctx context.Context, rate float64, next func(int64) func(co
 	}
 }
 
-// drain waits until every expected push arrived, or the drain time passed.
+// drain waits until every acked message was pushed to every recipient, or
+// the drain time passed.
 func (l *load) drain(ctx context.Context) {
 	deadline := time.Now().Add(l.cfg.Drain)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
-		if l.pushN.Load() >= l.expected() {
+		if l.track.awaiting.Load() == 0 {
 			return
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 }
 
-func (l *load) expected() int64 {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var n int64
-	for conv, msgs := range l.acked {
-		members := l.members[conv]
-		for _, m := range msgs {
-			for _, r := range members {
-				if r != m.sender {
-					n++
-				}
-			}
-		}
-	}
-	return n
-}
-
-// verify compares what every device got pushed with what was acknowledged.
-func (l *load) verify() Verify {
-	v := Verify{Duplicated: l.dup.Load(), OutOfOrder: l.ooo.Load(), Expected: l.expected()}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	known := map[string]map[int64]bool{}
-	for conv, msgs := range l.acked {
-		set := map[int64]bool{}
-		for _, m := range msgs {
-			set[m.msgid] = true
-			for _, r := range l.members[conv] {
-				if r == m.sender {
-					continue
-				}
-				r.mu.Lock()
-				_, ok := r.got[conv][m.msgid]
-				r.mu.Unlock()
-				if !ok {
-					v.Lost++
-				}
-			}
-		}
-		known[conv] = set
-	}
+// closedByServer counts, by close code and reason, the devices whose
+// connection ended before the generator closed it: their missing pushes
+// show up as lost.
+func (l *load) closedByServer() map[string]int {
+	out := map[string]int{}
 	for _, d := range l.devices {
-		d.mu.Lock()
-		for conv, got := range d.got {
-			for id := range got {
-				if !known[conv][id] {
-					v.Unacked++
-				}
-			}
+		select {
+		case <-d.c.Done():
+			code, text := d.c.CloseReason()
+			out[fmt.Sprintf("%d %s", code, text)]++
+		default:
 		}
-		d.mu.Unlock()
 	}
-	return v
+	if len(out) == 0 {
+		return nil
+	}
+	return out
 }
 
-// progress prints a line a second until stopped.
+// progress prints a line a second until stopped, and every ten seconds
+// lets the tracker forget pushes whose ack can no longer come.
 func (l *load) progress(started time.Time) func() {
 	stop := make(chan struct{})
 	done := make(chan struct{})
@@ -413,11 +386,15 @@ func (l *load) progress(started time.Time) func() {
 		defer close(done)
 		t := time.NewTicker(time.Second)
 		defer t.Stop()
+		ticks := 0
 		for {
 			select {
 			case <-stop:
 				return
-			case <-t.C:
+			case now := <-t.C:
+				if ticks++; ticks%10 == 0 {
+					l.track.expire(l.devices, now)
+				}
 				l.ackMu.Lock()
 				p99 := float64(l.ackHist.ValueAtQuantile(99)) / 1000
 				pp99 := float64(l.pushHist.ValueAtQuantile(99)) / 1000
@@ -451,7 +428,6 @@ func (l *load) makeGroups(ctx context.Context) ([]group, error) {
 			return nil, fmt.Errorf("cannot create a group: %w", err)
 		}
 		out = append(out, group{id: g.Group, members: members})
-		l.members["g:"+g.Group] = members
 	}
 	l.logf("created %d groups of %d", len(out), size)
 	return out, nil
@@ -498,11 +474,6 @@ func (l *load) prefill(ctx context.Context) ([]syncTarget, error) {
 	l.ackMu.Lock()
 	l.pushHist.Reset()
 	l.ackMu.Unlock()
-	for _, d := range l.devices {
-		d.mu.Lock()
-		d.got, d.last = map[string]map[int64]struct{}{}, map[string]int64{}
-		d.mu.Unlock()
-	}
 	l.logf("prefilled %d conversations with 60 messages", n)
 	return cursors, nil
 }
@@ -513,7 +484,7 @@ func (l *load) sync(ctx context.Context, d *device, t syncTarget) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if err != nil {
-		l.errs[string(client.CodeOf(err))+"(sync)"]++
+		l.errs[reason(err)+"(sync)"]++
 		return
 	}
 	l.syncN.Add(1)

@@ -113,6 +113,7 @@ func run(args []string) error {
 		return err
 	}
 	rep.AckHist, rep.PushHist, rep.SyncHist = nil, nil, nil // for children only
+	rep.Summary = rep.summary()
 	out, _ := json.MarshalIndent(rep, "", "  ")
 	fmt.Println(string(out))
 	if *report != "" {
@@ -120,8 +121,11 @@ func run(args []string) error {
 			return err
 		}
 	}
-	if rep.Verify.Lost > 0 || rep.Verify.Duplicated > 0 || rep.Verify.OutOfOrder > 0 {
-		return fmt.Errorf("verification failed: %+v", rep.Verify)
+	// The summary goes to stderr too, where it is not lost in the JSON.
+	fmt.Fprintln(os.Stderr, "parley-bench:", rep.Summary)
+	if rep.Verify.failed() {
+		return fmt.Errorf("verification failed: %d acked messages lost, %d pushes duplicated, %d out of order",
+			rep.Verify.Lost, rep.Verify.Duplicated, rep.Verify.OutOfOrder)
 	}
 	return nil
 }

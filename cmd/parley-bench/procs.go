@@ -75,6 +75,7 @@ func merge(cfg config, rs []*Report) *Report {
 		out.Elapsed = max(out.Elapsed, r.Elapsed)
 		out.Sent += r.Sent
 		out.Acked += r.Acked
+		out.Unacked += r.Unacked
 		out.Pushes += r.Pushes
 		out.Syncs += r.Syncs
 		out.Backlog += r.Backlog
@@ -88,7 +89,13 @@ func merge(cfg config, rs []*Report) *Report {
 		out.Verify.Lost += r.Verify.Lost
 		out.Verify.Duplicated += r.Verify.Duplicated
 		out.Verify.OutOfOrder += r.Verify.OutOfOrder
-		out.Verify.Unacked += r.Verify.Unacked
+		out.Verify.UnackedPushes += r.Verify.UnackedPushes
+		for k, v := range r.Verify.Closed {
+			if out.Verify.Closed == nil {
+				out.Verify.Closed = map[string]int{}
+			}
+			out.Verify.Closed[k] += v
+		}
 		for _, pair := range []struct {
 			into *hdrhistogram.Histogram
 			from *hdrhistogram.Snapshot
