@@ -4,10 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -40,6 +39,7 @@ type device struct {
 type load struct {
 	cfg     config
 	devices []*device
+	bodies  []string // texts the bodies cycle through, see body.go
 
 	ackMu    sync.Mutex
 	ackHist  *hdrhistogram.Histogram
@@ -59,7 +59,7 @@ type load struct {
 }
 
 func runLoad(ctx context.Context, cfg config) (*Report, error) {
-	l := &load{cfg: cfg, ackHist: newHist(), pushHist: newHist(), syncHist: newHist(),
+	l := &load{cfg: cfg, bodies: newBodies(cfg.BodyBytes), ackHist: newHist(), pushHist: newHist(), syncHist: newHist(),
 		errs: map[string]int{}, sources: map[string]int{}}
 	n := cfg.Conns / cfg.Procs
 	rate := cfg.Rate / float64(cfg.Procs)
@@ -98,8 +98,7 @@ func runLoad(ctx context.Context, cfg config) (*Report, error) {
 		return rep, nil
 	case "direct":
 		next = func(i int64) func(context.Context) {
-			d := l.devices[int(i)%n]
-			peer := l.devices[(int(i)+1)%n]
+			d, peer := l.pair(i)
 			return func(ctx context.Context) { l.send(ctx, d, client.Target{Account: peer.account}, []*device{peer}, i) }
 		}
 	case "group":
@@ -228,24 +227,6 @@ func firstError(errs <-chan error) error {
 	return first
 }
 
-// body carries the send time so the receiver can measure send → push.
-func (l *load) body(sent time.Time) string {
-	b := strconv.FormatInt(sent.UnixNano(), 10) + "|"
-	if pad := l.cfg.BodyBytes - len(b); pad > 0 {
-		b += strings.Repeat("x", pad)
-	}
-	return b
-}
-
-func sentAt(body string) (time.Time, bool) {
-	s, _, ok := strings.Cut(body, "|")
-	if !ok {
-		return time.Time{}, false
-	}
-	ns, err := strconv.ParseInt(s, 10, 64)
-	return time.Unix(0, ns), err == nil
-}
-
 // send sends one message from d, once: a send refused (rate_limited,
 // unavailable) or unanswered is counted as unacked by its reason, not
 // retried, so that the offered rate stays what was asked for. members are
@@ -253,7 +234,7 @@ func sentAt(body string) (time.Time, bool) {
 func (l *load) send(ctx context.Context, d *device, to client.Target, members []*device, i int64) {
 	start := time.Now()
 	cid := fmt.Sprintf("%s-%d", l.cfg.Prefix, i)
-	f, err := d.c.Do(ctx, wire.Request{Type: wire.TypeSend, To: to.Account, Group: to.Group, ClientMsgID: cid, Body: l.body(start)})
+	f, err := d.c.Do(ctx, wire.Request{Type: wire.TypeSend, To: to.Account, Group: to.Group, ClientMsgID: cid, Body: l.body(start, i)})
 	if err != nil {
 		l.unacked.Add(1)
 		l.mu.Lock()
@@ -266,6 +247,24 @@ func (l *load) send(ctx context.Context, d *device, to client.Target, members []
 	_ = l.ackHist.RecordValue(time.Since(start).Microseconds())
 	l.ackMu.Unlock()
 	l.track.acked(f.Conversation, f.MsgID, d, members)
+}
+
+// pair picks the sender and the recipient of the direct scenario's i-th
+// message. With --peers random, the default, both are uniform: any device
+// to any other, so conversations are many and each is touched now and
+// then, as with people. With --peers ring, device i sends to device i+1:
+// few conversations, each always hot, as the first runs measured.
+func (l *load) pair(i int64) (from, to *device) {
+	n := len(l.devices)
+	if l.cfg.Peers == "ring" {
+		return l.devices[int(i)%n], l.devices[(int(i)+1)%n]
+	}
+	a := rand.IntN(n)
+	b := rand.IntN(n - 1)
+	if b >= a {
+		b++
+	}
+	return l.devices[a], l.devices[b]
 }
 
 // reason names why a request got no answer: the server's error code, or
@@ -452,7 +451,7 @@ func (l *load) prefill(ctx context.Context) ([]syncTarget, error) {
 			defer wg.Done()
 			peer := l.devices[(i+1)%n]
 			for k := 0; k < 60; k++ {
-				ack, err := d.c.Send(ctx, client.Target{Account: peer.account}, fmt.Sprintf("%s-pre-%d-%d", l.cfg.Prefix, i, k), "", l.body(time.Now()))
+				ack, err := d.c.Send(ctx, client.Target{Account: peer.account}, fmt.Sprintf("%s-pre-%d-%d", l.cfg.Prefix, i, k), "", l.body(time.Now(), int64(k)))
 				if err != nil {
 					errs <- err
 					return

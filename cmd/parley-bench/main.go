@@ -6,9 +6,11 @@
 //
 //	parley-bench --scenario direct --conns 200 --rate 5000 --duration 60s --data-dir parley-data
 //
-// Scenarios: direct (1:1 in a ring), group (groups of --group-size, every
-// member sends), sync (a storm of 50-message syncs answered by the cache),
-// idle (hold connections; report server memory per connection). Past the
+// Scenarios: direct (1:1, each message from a random device to a random
+// other one, or in a ring with --peers ring), group (groups of
+// --group-size, every member sends), sync (a storm of 50-message syncs
+// answered by the cache), idle (hold connections; report server memory
+// per connection). Past the
 // per-process open-files limit, --procs runs several generator processes
 // and merges their reports. Only loopback targets are accepted.
 package main
@@ -26,6 +28,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/parley-chat/parley/domain"
 	"github.com/parley-chat/parley/transport/auth"
 )
 
@@ -33,6 +36,7 @@ type config struct {
 	URL        string        `json:"url"`
 	MetricsURL string        `json:"metricsUrl,omitempty"`
 	Scenario   string        `json:"scenario"`
+	Peers      string        `json:"peers,omitempty"`
 	Conns      int           `json:"conns"`
 	Rate       float64       `json:"rate"`
 	Duration   time.Duration `json:"duration"`
@@ -61,11 +65,12 @@ func run(args []string) error {
 	fs.StringVar(&cfg.URL, "url", "ws://127.0.0.1:8080/ws", "gateway WebSocket URL (loopback only)")
 	fs.StringVar(&cfg.MetricsURL, "metrics-url", "http://127.0.0.1:8080/metrics", "server /metrics, for memory per connection; empty skips")
 	fs.StringVar(&cfg.Scenario, "scenario", "direct", "direct, group, sync or idle")
+	fs.StringVar(&cfg.Peers, "peers", "random", "direct: random (any device to any other) or ring (device i to i+1, as the first runs)")
 	fs.IntVar(&cfg.Conns, "conns", 100, "connections (devices)")
 	fs.Float64Var(&cfg.Rate, "rate", 1000, "messages (or syncs) per second, open loop, over all connections")
 	fs.DurationVar(&cfg.Duration, "duration", 30*time.Second, "how long to send")
 	fs.IntVar(&cfg.GroupSize, "group-size", 50, "members per group (group scenario)")
-	fs.IntVar(&cfg.BodyBytes, "body-bytes", 64, "message body size (at least 20: the send time is in it)")
+	fs.IntVar(&cfg.BodyBytes, "body-bytes", 100, "message body size in bytes, 20..16384 (the send time takes 20, chat-like text the rest)")
 	fs.IntVar(&cfg.Sources, "sources", 4, "spread connections over 127.0.0.1..127.0.0.N")
 	fs.IntVar(&cfg.Procs, "procs", 1, "generator processes (each holds conns/procs connections)")
 	fs.DurationVar(&cfg.Drain, "drain", 10*time.Second, "how long to wait for the last pushes")
@@ -154,8 +159,13 @@ func (c *config) validate() error {
 	if c.Scenario == "group" && (c.GroupSize < 2 || c.GroupSize > c.Conns/c.Procs) {
 		errs = append(errs, fmt.Errorf("--group-size %d must be within 2..conns per process", c.GroupSize))
 	}
-	if c.BodyBytes < 20 {
-		errs = append(errs, errors.New("--body-bytes must be at least 20"))
+	if c.BodyBytes < timePrefixLen || c.BodyBytes > domain.MaxBodyBytes {
+		errs = append(errs, fmt.Errorf("--body-bytes must be within %d..%d", timePrefixLen, domain.MaxBodyBytes))
+	}
+	switch c.Peers {
+	case "random", "ring":
+	default:
+		errs = append(errs, fmt.Errorf("--peers %q: want random or ring", c.Peers))
 	}
 	return errors.Join(errs...)
 }
