@@ -41,10 +41,10 @@ type load struct {
 	devices []*device
 	bodies  []string // texts the bodies cycle through, see body.go
 
-	ackMu    sync.Mutex
-	ackHist  *hdrhistogram.Histogram
-	pushHist *hdrhistogram.Histogram
-	syncHist *hdrhistogram.Histogram
+	// Latencies of the whole run, and of the current interval.
+	histMu                      sync.Mutex
+	ackHist, pushHist, syncHist *hdrhistogram.Histogram
+	ackCur, pushCur, syncCur    *hdrhistogram.Histogram
 
 	mu      sync.Mutex
 	errs    map[string]int // sends or syncs that failed, by reason
@@ -59,14 +59,17 @@ type load struct {
 }
 
 func runLoad(ctx context.Context, cfg config) (*Report, error) {
-	l := &load{cfg: cfg, bodies: newBodies(cfg.BodyBytes), ackHist: newHist(), pushHist: newHist(), syncHist: newHist(),
-		errs: map[string]int{}, sources: map[string]int{}}
+	l := &load{cfg: cfg, bodies: newBodies(cfg.BodyBytes), errs: map[string]int{}, sources: map[string]int{},
+		ackHist: newHist(), pushHist: newHist(), syncHist: newHist(), ackCur: newHist(), pushCur: newHist(), syncCur: newHist()}
 	n := cfg.Conns / cfg.Procs
 	rate := cfg.Rate / float64(cfg.Procs)
 	prefix := cfg.Prefix
 	if cfg.child > 0 {
 		prefix = fmt.Sprintf("%s-p%d", prefix, cfg.child)
 	}
+	// One process reads the server's metrics and fetches its profile: the
+	// only one, or the first child.
+	top := cfg.child <= 1
 	rep := &Report{Config: cfg, Started: time.Now(), Errors: l.errs}
 	rep.Memory.BeforeBytes = serverRSS(cfg.MetricsURL)
 	if err := l.connect(ctx, prefix, n); err != nil {
@@ -85,17 +88,6 @@ func runLoad(ctx context.Context, cfg config) (*Report, error) {
 
 	var next func(i int64) func(context.Context)
 	switch cfg.Scenario {
-	case "idle":
-		select {
-		case <-ctx.Done():
-		case <-time.After(cfg.Duration):
-		}
-		rep.Memory.AfterBytes = serverRSS(cfg.MetricsURL)
-		if rep.Memory.BeforeBytes > 0 && rep.Memory.AfterBytes > 0 {
-			rep.Memory.PerConnBytes = (rep.Memory.AfterBytes - rep.Memory.BeforeBytes) / float64(n)
-		}
-		rep.Elapsed = time.Since(rep.Started).Seconds()
-		return rep, nil
 	case "direct":
 		next = func(i int64) func(context.Context) {
 			d, peer := l.pair(i)
@@ -122,34 +114,62 @@ func runLoad(ctx context.Context, cfg config) (*Report, error) {
 		}
 	}
 
+	// The measured window: from here to the last send's end.
 	started := time.Now()
+	w := l.watch(ctx, started, top)
 	stopProgress := l.progress(started)
-	l.verifying.Store(cfg.Scenario != "sync") // the storm expects no pushes
-	l.drive(ctx, rate, next)
-	sendElapsed := time.Since(started)
-	if cfg.Scenario != "sync" {
+	l.verifying.Store(cfg.Scenario == "direct" || cfg.Scenario == "group")
+	if cfg.Scenario == "idle" {
+		select {
+		case <-ctx.Done():
+		case <-time.After(cfg.Duration):
+		}
+	} else {
+		l.drive(ctx, rate, next)
+	}
+	w.stop(time.Now())
+	if l.verifying.Load() {
 		l.drain(ctx)
 	}
 	stopProgress()
 
-	rep.Elapsed = sendElapsed.Seconds()
+	rep.Elapsed = w.ended.Sub(started).Seconds()
 	rep.Sent, rep.Acked, rep.Pushes, rep.Syncs, rep.Backlog = l.sent.Load(), l.ackN.Load(), l.pushN.Load(), l.syncN.Load(), l.skipped.Load()
-	if cfg.Scenario != "sync" {
-		rep.Unacked = l.unacked.Load()
-	}
+	rep.Unacked = l.unacked.Load()
 	rep.AckRate = float64(rep.Acked) / rep.Elapsed
 	rep.PushRate = float64(rep.Pushes) / rep.Elapsed
 	rep.SyncRate = float64(rep.Syncs) / rep.Elapsed
 	rep.SendToAck, rep.SendToPush, rep.SyncLat = summarize(l.ackHist), summarize(l.pushHist), summarize(l.syncHist)
-	rep.AckHist, rep.PushHist, rep.SyncHist = l.ackHist.Export(), l.pushHist.Export(), l.syncHist.Export()
+	if cfg.child > 0 {
+		rep.AckHist, rep.PushHist, rep.SyncHist = l.ackHist.Export(), l.pushHist.Export(), l.syncHist.Export()
+	}
 	if len(l.sources) > 0 {
 		rep.Sources = l.sources
 	}
-	if cfg.Scenario != "sync" {
+	if err := w.report(rep); err != nil {
+		return nil, err
+	}
+	if l.verifying.Load() {
 		rep.Verify = l.track.result(l.devices)
-		rep.Verify.Closed = l.closedByServer()
+	}
+	rep.Verify.Closed = l.closedByServer()
+	if cfg.Scenario == "idle" {
+		rep.Memory.AfterBytes = serverRSS(cfg.MetricsURL)
+		if rep.Memory.BeforeBytes > 0 && rep.Memory.AfterBytes > 0 {
+			rep.Memory.PerConnBytes = (rep.Memory.AfterBytes - rep.Memory.BeforeBytes) / float64(n)
+		}
 	}
 	return rep, nil
+}
+
+// record adds one latency to the run's histogram and to the current
+// interval's (which intervals.close swaps, hence the pointer).
+func (l *load) record(all *hdrhistogram.Histogram, cur **hdrhistogram.Histogram, d time.Duration) {
+	us := min(max(d.Microseconds(), 1), histMax) // out of range is dropped, not clamped, by RecordValue
+	l.histMu.Lock()
+	_ = all.RecordValue(us)
+	_ = (*cur).RecordValue(us)
+	l.histMu.Unlock()
 }
 
 func (l *load) logf(format string, args ...any) {
@@ -243,9 +263,7 @@ func (l *load) send(ctx context.Context, d *device, to client.Target, members []
 		return
 	}
 	l.ackN.Add(1)
-	l.ackMu.Lock()
-	_ = l.ackHist.RecordValue(time.Since(start).Microseconds())
-	l.ackMu.Unlock()
+	l.record(l.ackHist, &l.ackCur, time.Since(start))
 	l.track.acked(f.Conversation, f.MsgID, d, members)
 }
 
@@ -293,9 +311,7 @@ func (l *load) readPushes(d *device) {
 		now := time.Now()
 		l.pushN.Add(1)
 		if at, ok := sentAt(m.Body); ok {
-			l.ackMu.Lock()
-			_ = l.pushHist.RecordValue(now.Sub(at).Microseconds())
-			l.ackMu.Unlock()
+			l.record(l.pushHist, &l.pushCur, now.Sub(at))
 		}
 		if l.verifying.Load() {
 			l.track.pushed(d, m.Conversation, m.MsgID, now)
@@ -394,10 +410,10 @@ func (l *load) progress(started time.Time) func() {
 				if ticks++; ticks%10 == 0 {
 					l.track.expire(l.devices, now)
 				}
-				l.ackMu.Lock()
+				l.histMu.Lock()
 				p99 := float64(l.ackHist.ValueAtQuantile(99)) / 1000
 				pp99 := float64(l.pushHist.ValueAtQuantile(99)) / 1000
-				l.ackMu.Unlock()
+				l.histMu.Unlock()
 				l.logf("%4.0fs sent %d acked %d pushes %d syncs %d in-flight %d skipped %d | ack p99 %.1fms push p99 %.1fms",
 					time.Since(started).Seconds(), l.sent.Load(), l.ackN.Load(), l.pushN.Load(), l.syncN.Load(), l.inflight.Load(), l.skipped.Load(), p99, pp99)
 			}
@@ -470,9 +486,10 @@ func (l *load) prefill(ctx context.Context) ([]syncTarget, error) {
 	// Drop the prefill's pushes from the books: the storm measures syncs.
 	time.Sleep(time.Second)
 	l.pushN.Store(0)
-	l.ackMu.Lock()
+	l.histMu.Lock()
 	l.pushHist.Reset()
-	l.ackMu.Unlock()
+	l.pushCur.Reset()
+	l.histMu.Unlock()
 	l.logf("prefilled %d conversations with 60 messages", n)
 	return cursors, nil
 }
@@ -491,7 +508,5 @@ func (l *load) sync(ctx context.Context, d *device, t syncTarget) {
 	if len(f.Messages) != 50 {
 		l.errs["short_sync"]++
 	}
-	l.ackMu.Lock()
-	_ = l.syncHist.RecordValue(time.Since(start).Microseconds())
-	l.ackMu.Unlock()
+	l.record(l.syncHist, &l.syncCur, time.Since(start))
 }

@@ -46,6 +46,10 @@ type config struct {
 	Procs      int           `json:"procs"`
 	Drain      time.Duration `json:"drain"`
 	Prefix     string        `json:"prefix"`
+	Interval   time.Duration `json:"interval,omitempty"`
+
+	ServerProfile     time.Duration `json:"serverProfile,omitempty"`
+	ServerProfileFile string        `json:"serverProfileFile,omitempty"`
 
 	secret   []byte
 	child    int // >0: this process is child number child-1
@@ -63,7 +67,7 @@ func run(args []string) error {
 	var cfg config
 	fs := flag.NewFlagSet("parley-bench", flag.ContinueOnError)
 	fs.StringVar(&cfg.URL, "url", "ws://127.0.0.1:8080/ws", "gateway WebSocket URL (loopback only)")
-	fs.StringVar(&cfg.MetricsURL, "metrics-url", "http://127.0.0.1:8080/metrics", "server /metrics, for memory per connection; empty skips")
+	fs.StringVar(&cfg.MetricsURL, "metrics-url", "http://127.0.0.1:8080/metrics", "server /metrics, for its CPU and memory (loopback only); empty skips")
 	fs.StringVar(&cfg.Scenario, "scenario", "direct", "direct, group, sync or idle")
 	fs.StringVar(&cfg.Peers, "peers", "random", "direct: random (any device to any other) or ring (device i to i+1, as the first runs)")
 	fs.IntVar(&cfg.Conns, "conns", 100, "connections (devices)")
@@ -75,6 +79,9 @@ func run(args []string) error {
 	fs.IntVar(&cfg.Procs, "procs", 1, "generator processes (each holds conns/procs connections)")
 	fs.DurationVar(&cfg.Drain, "drain", 10*time.Second, "how long to wait for the last pushes")
 	fs.StringVar(&cfg.Prefix, "prefix", "", "account prefix (default: a random one per run)")
+	fs.DurationVar(&cfg.Interval, "interval", 10*time.Second, "report throughput, p99 and server CPU per interval of this length; 0 for none")
+	fs.DurationVar(&cfg.ServerProfile, "server-profile", 0, "fetch a CPU profile this long (whole seconds, at most 50s) from the server's /debug/pprof/profile in the middle of the run; the server needs --pprof")
+	fs.StringVar(&cfg.ServerProfileFile, "server-profile-file", "parley-server.cpu.pprof", "where --server-profile saves the profile")
 	fs.BoolVar(&cfg.progress, "progress", true, "print progress every second on stderr")
 	secret := fs.String("token-secret", "", "the server's token secret")
 	dataDir := fs.String("data-dir", "parley-data", "the server's data dir, to read its token secret when --token-secret is empty")
@@ -128,9 +135,18 @@ func run(args []string) error {
 	}
 	// The summary goes to stderr too, where it is not lost in the JSON.
 	fmt.Fprintln(os.Stderr, "parley-bench:", rep.Summary)
+	if rep.Server.Error != "" {
+		fmt.Fprintln(os.Stderr, "parley-bench: server CPU and memory:", rep.Server.Error)
+	}
 	if rep.Verify.failed() {
 		return fmt.Errorf("verification failed: %d acked messages lost, %d pushes duplicated, %d out of order",
 			rep.Verify.Lost, rep.Verify.Duplicated, rep.Verify.OutOfOrder)
+	}
+	if rep.Profile != nil && rep.Profile.Error != "" {
+		return fmt.Errorf("no server profile: %s", rep.Profile.Error)
+	}
+	if rep.Profile != nil {
+		fmt.Fprintf(os.Stderr, "parley-bench: server CPU profile of %ds saved to %s\n", rep.Profile.Seconds, rep.Profile.File)
 	}
 	return nil
 }
@@ -158,6 +174,19 @@ func (c *config) validate() error {
 	}
 	if c.Scenario == "group" && (c.GroupSize < 2 || c.GroupSize > c.Conns/c.Procs) {
 		errs = append(errs, fmt.Errorf("--group-size %d must be within 2..conns per process", c.GroupSize))
+	}
+	if c.Interval != 0 && c.Interval < time.Second {
+		errs = append(errs, errors.New("--interval must be 0 or at least 1s"))
+	}
+	if p := c.ServerProfile; p != 0 {
+		// pprof takes whole seconds, and the server's HTTP write timeout
+		// (60 s) must leave room for the reply.
+		if p < time.Second || p > 50*time.Second || p%time.Second != 0 || p > c.Duration {
+			errs = append(errs, errors.New("--server-profile must be whole seconds, 1s..50s, and no longer than --duration"))
+		}
+		if c.ServerProfileFile == "" {
+			errs = append(errs, errors.New("--server-profile needs --server-profile-file"))
+		}
 	}
 	if c.BodyBytes < timePrefixLen || c.BodyBytes > domain.MaxBodyBytes {
 		errs = append(errs, fmt.Errorf("--body-bytes must be within %d..%d", timePrefixLen, domain.MaxBodyBytes))

@@ -61,14 +61,19 @@ func runProcs(ctx context.Context, cfg config, args []string) (*Report, error) {
 			return nil, err
 		}
 	}
-	out := merge(cfg, reports)
+	out, err := merge(cfg, reports)
+	if err != nil {
+		return nil, err
+	}
 	if cfg.Scenario == "idle" {
 		out.Memory = mem
 	}
 	return out, nil
 }
 
-func merge(cfg config, rs []*Report) *Report {
+// merge adds up the children's reports. The server's CPU, memory and
+// profile are the first child's, the one that read them.
+func merge(cfg config, rs []*Report) (*Report, error) {
 	out := &Report{Config: cfg, Started: rs[0].Started, Errors: map[string]int{}, Sources: map[string]int{}}
 	ack, push, syn := newHist(), newHist(), newHist()
 	for _, r := range rs {
@@ -110,5 +115,8 @@ func merge(cfg config, rs []*Report) *Report {
 	out.PushRate = float64(out.Pushes) / out.Elapsed
 	out.SyncRate = float64(out.Syncs) / out.Elapsed
 	out.SendToAck, out.SendToPush, out.SyncLat = summarize(ack), summarize(push), summarize(syn)
-	return out
+	out.Server, out.Profile = rs[0].Server, rs[0].Profile
+	var err error
+	out.Intervals, err = mergeIntervals(rs)
+	return out, err
 }

@@ -1,11 +1,9 @@
 package main
 
 import (
-	"bufio"
+	"context"
 	"fmt"
-	"net/http"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -40,6 +38,14 @@ type Report struct {
 	SyncLat    Latency `json:"syncMs"`
 
 	Verify Verify `json:"verify"`
+	// Server is the server's CPU and memory over the measured window.
+	Server ServerStats `json:"server"`
+	// Intervals cut the measured window into slices (--interval).
+	Intervals []Interval `json:"intervals,omitempty"`
+	// Profile is the CPU profile fetched with --server-profile.
+	Profile *ProfileResult `json:"serverProfile,omitempty"`
+	// Memory is the server's memory per connection, from before and
+	// after connecting (and, for idle, after the hold).
 	Memory Memory `json:"serverMemory"`
 
 	// Histograms travel from child processes to the parent.
@@ -88,6 +94,9 @@ func (r *Report) summary() string {
 		b.WriteString("idle: no messages sent")
 	case r.Config.Scenario == "sync":
 		fmt.Fprintf(&b, "%d syncs answered", r.Syncs)
+		if len(r.Errors) > 0 {
+			fmt.Fprintf(&b, "; FAILED or short: %s", reasons(r.Errors))
+		}
 	case r.Verify.failed():
 		fmt.Fprintf(&b, "FAILED: %d acked messages lost, %d pushes duplicated, %d out of order",
 			r.Verify.Lost, r.Verify.Duplicated, r.Verify.OutOfOrder)
@@ -121,7 +130,12 @@ type Memory struct {
 	PerConnBytes float64 `json:"perConnectionBytes,omitempty"`
 }
 
-func newHist() *hdrhistogram.Histogram { return hdrhistogram.New(1, 60_000_000, 3) } // 1 µs .. 60 s
+// histMax is the longest latency a histogram holds, in microseconds: an
+// hour, far past any timeout, so that a backlog's latencies are recorded
+// rather than dropped.
+const histMax = int64(time.Hour / time.Microsecond)
+
+func newHist() *hdrhistogram.Histogram { return hdrhistogram.New(1, histMax, 3) }
 
 func summarize(h *hdrhistogram.Histogram) Latency {
 	ms := func(v int64) float64 { return float64(v) / 1000 }
@@ -129,24 +143,14 @@ func summarize(h *hdrhistogram.Histogram) Latency {
 		P999: ms(h.ValueAtQuantile(99.9)), Max: ms(h.Max())}
 }
 
-// serverRSS reads process_resident_memory_bytes from the server's /metrics.
+// serverRSS reads the server's resident memory, 0 when it cannot.
 func serverRSS(metricsURL string) float64 {
 	if metricsURL == "" {
 		return 0
 	}
-	c := http.Client{Timeout: 5 * time.Second}
-	resp, err := c.Get(metricsURL)
+	_, rss, err := readProcessMetrics(context.Background(), metricsURL)
 	if err != nil {
 		return 0
 	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "process_resident_memory_bytes "); ok {
-			f, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			return f
-		}
-	}
-	return 0
+	return rss
 }
