@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"runtime/metrics"
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
@@ -33,6 +34,11 @@ type Interval struct {
 	// resident memory at the interval's end, when its /metrics was read.
 	ServerCPUPercent *float64 `json:"serverCpuPercent,omitempty"`
 	ServerRSSBytes   *float64 `json:"serverRssBytes,omitempty"`
+	// GeneratorHeapBytes is the generator's own live heap as of its last
+	// garbage collection before the interval's end (summed over --procs):
+	// it should level off however long the run, or the generator's
+	// bookkeeping is what drifts.
+	GeneratorHeapBytes uint64 `json:"generatorHeapBytes,omitempty"`
 
 	// The interval's histograms travel from child processes to the
 	// parent, compressed (HdrHistogram's V2 encoding, in base64).
@@ -116,7 +122,8 @@ func (iv *intervals) row(from, to time.Time, a, b counts, hists [3]*hdrhistogram
 		Unacked: b.unacked - a.unacked, PushesPerSecond: rate(b.pushes - a.pushes),
 		SyncsPerSecond: rate(b.syncs - a.syncs),
 		AckP99:         p99(ack), PushP99: p99(push), SyncP99: p99(syn),
-		from: from, to: to,
+		GeneratorHeapBytes: heapBytes(),
+		from:               from, to: to,
 	}
 	if iv.l.cfg.child > 0 {
 		var errs [3]error
@@ -150,6 +157,18 @@ func addServer(rows []Interval, s *sampler) {
 		st := s.stats(rows[i].from, rows[i].to)
 		rows[i].ServerCPUPercent, rows[i].ServerRSSBytes = st.CPUPercent, st.RSSEndBytes
 	}
+}
+
+// heapBytes is this process's heap that the last garbage collection found
+// live, read without stopping the world; 0 (left out of the report) if
+// the runtime does not say.
+func heapBytes() uint64 {
+	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return s[0].Value.Uint64()
 }
 
 func p99(h *hdrhistogram.Histogram) float64 { return float64(h.ValueAtQuantile(99)) / 1000 }
@@ -187,6 +206,7 @@ func mergeIntervals(rs []*Report) ([]Interval, error) {
 			o.Unacked += row.Unacked
 			o.PushesPerSecond += row.PushesPerSecond
 			o.SyncsPerSecond += row.SyncsPerSecond
+			o.GeneratorHeapBytes += row.GeneratorHeapBytes
 			for _, p := range []struct {
 				into *hdrhistogram.Histogram
 				from string
