@@ -2,11 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,52 +21,55 @@ import (
 // itself cannot keep the rate and counts what it skips.
 const maxInFlight = 50000
 
+// sendTimeout bounds one send's or sync's wait for its reply. A send
+// without an ack by then is unacked: the server may still have accepted
+// it, so its pushes are counted apart, never as lost or as errors.
+const sendTimeout = 30 * time.Second
+
 // device is one connection of the generator.
 type device struct {
 	account string
 	c       *client.Client
 
-	mu   sync.Mutex
-	last map[string]int64              // conversation → last pushed msgid
-	got  map[string]map[int64]struct{} // conversation → pushed msgids
+	mu      sync.Mutex
+	threads map[string]*thread // conversation → its pushes and acks, see verify.go
 }
 
 // load is one generator process's run.
 type load struct {
 	cfg     config
 	devices []*device
-	byAcc   map[string]*device
+	bodies  []string // texts the bodies cycle through, see body.go
 
-	ackMu    sync.Mutex
-	ackHist  *hdrhistogram.Histogram
-	pushHist *hdrhistogram.Histogram
-	syncHist *hdrhistogram.Histogram
+	// Latencies of the whole run, and of the current interval.
+	histMu                      sync.Mutex
+	ackHist, pushHist, syncHist *hdrhistogram.Histogram
+	ackCur, pushCur, syncCur    *hdrhistogram.Histogram
 
 	mu      sync.Mutex
-	acked   map[string][]ackedMsg // conversation → acknowledged messages
-	failed  map[string]bool       // client message ids whose send failed
-	errs    map[string]int
-	members map[string][]*device // conversation → recipient devices
+	errs    map[string]int // sends or syncs that failed, by reason
 	sources map[string]int
 
-	sent, ackN, pushN, syncN, skipped, inflight atomic.Int64
-	dup, ooo, unacked                           atomic.Int64
-}
+	// verifying is set while sends are checked against pushes; the sync
+	// scenario's prefill is not.
+	verifying atomic.Bool
+	track     tracker
 
-type ackedMsg struct {
-	msgid  int64
-	sender *device
+	sent, ackN, unacked, pushN, syncN, skipped, inflight atomic.Int64
 }
 
 func runLoad(ctx context.Context, cfg config) (*Report, error) {
-	l := &load{cfg: cfg, byAcc: map[string]*device{}, ackHist: newHist(), pushHist: newHist(), syncHist: newHist(),
-		acked: map[string][]ackedMsg{}, failed: map[string]bool{}, errs: map[string]int{}, members: map[string][]*device{}, sources: map[string]int{}}
+	l := &load{cfg: cfg, bodies: newBodies(cfg.BodyBytes), errs: map[string]int{}, sources: map[string]int{},
+		ackHist: newHist(), pushHist: newHist(), syncHist: newHist(), ackCur: newHist(), pushCur: newHist(), syncCur: newHist()}
 	n := cfg.Conns / cfg.Procs
 	rate := cfg.Rate / float64(cfg.Procs)
 	prefix := cfg.Prefix
 	if cfg.child > 0 {
 		prefix = fmt.Sprintf("%s-p%d", prefix, cfg.child)
 	}
+	// One process reads the server's metrics and fetches its profile: the
+	// only one, or the first child.
+	top := cfg.child <= 1
 	rep := &Report{Config: cfg, Started: time.Now(), Errors: l.errs}
 	rep.Memory.BeforeBytes = serverRSS(cfg.MetricsURL)
 	if err := l.connect(ctx, prefix, n); err != nil {
@@ -85,26 +88,10 @@ func runLoad(ctx context.Context, cfg config) (*Report, error) {
 
 	var next func(i int64) func(context.Context)
 	switch cfg.Scenario {
-	case "idle":
-		select {
-		case <-ctx.Done():
-		case <-time.After(cfg.Duration):
-		}
-		rep.Memory.AfterBytes = serverRSS(cfg.MetricsURL)
-		if rep.Memory.BeforeBytes > 0 && rep.Memory.AfterBytes > 0 {
-			rep.Memory.PerConnBytes = (rep.Memory.AfterBytes - rep.Memory.BeforeBytes) / float64(n)
-		}
-		rep.Elapsed = time.Since(rep.Started).Seconds()
-		return rep, nil
 	case "direct":
-		for i, d := range l.devices {
-			peer := l.devices[(i+1)%n]
-			l.members[domain.DirectConversation(domain.AccountID(d.account), domain.AccountID(peer.account)).String()] = []*device{d, peer}
-		}
 		next = func(i int64) func(context.Context) {
-			d := l.devices[int(i)%n]
-			peer := l.devices[(int(i)+1)%n]
-			return func(ctx context.Context) { l.send(ctx, d, client.Target{Account: peer.account}, i) }
+			d, peer := l.pair(i)
+			return func(ctx context.Context) { l.send(ctx, d, client.Target{Account: peer.account}, []*device{peer}, i) }
 		}
 	case "group":
 		groups, err := l.makeGroups(ctx)
@@ -114,7 +101,7 @@ func runLoad(ctx context.Context, cfg config) (*Report, error) {
 		next = func(i int64) func(context.Context) {
 			g := groups[int(i)%len(groups)]
 			d := g.members[int(i/int64(len(groups)))%len(g.members)]
-			return func(ctx context.Context) { l.send(ctx, d, client.Target{Group: g.id}, i) }
+			return func(ctx context.Context) { l.send(ctx, d, client.Target{Group: g.id}, g.members, i) }
 		}
 	case "sync":
 		cursors, err := l.prefill(ctx)
@@ -125,30 +112,64 @@ func runLoad(ctx context.Context, cfg config) (*Report, error) {
 			k := int(i) % n
 			return func(ctx context.Context) { l.sync(ctx, l.devices[k], cursors[k]) }
 		}
-		l.members = map[string][]*device{} // the storm expects no pushes
 	}
 
+	// The measured window: from here to the last send's end.
 	started := time.Now()
+	w := l.watch(ctx, started, top)
 	stopProgress := l.progress(started)
-	l.drive(ctx, rate, next)
-	sendElapsed := time.Since(started)
-	if cfg.Scenario != "sync" {
+	l.verifying.Store(cfg.Scenario == "direct" || cfg.Scenario == "group")
+	if cfg.Scenario == "idle" {
+		select {
+		case <-ctx.Done():
+		case <-time.After(cfg.Duration):
+		}
+	} else {
+		l.drive(ctx, rate, next)
+	}
+	w.stop(time.Now())
+	if l.verifying.Load() {
 		l.drain(ctx)
 	}
 	stopProgress()
 
-	rep.Elapsed = sendElapsed.Seconds()
+	rep.Elapsed = w.ended.Sub(started).Seconds()
 	rep.Sent, rep.Acked, rep.Pushes, rep.Syncs, rep.Backlog = l.sent.Load(), l.ackN.Load(), l.pushN.Load(), l.syncN.Load(), l.skipped.Load()
+	rep.Unacked = l.unacked.Load()
 	rep.AckRate = float64(rep.Acked) / rep.Elapsed
 	rep.PushRate = float64(rep.Pushes) / rep.Elapsed
 	rep.SyncRate = float64(rep.Syncs) / rep.Elapsed
 	rep.SendToAck, rep.SendToPush, rep.SyncLat = summarize(l.ackHist), summarize(l.pushHist), summarize(l.syncHist)
-	rep.AckHist, rep.PushHist, rep.SyncHist = l.ackHist.Export(), l.pushHist.Export(), l.syncHist.Export()
+	if cfg.child > 0 {
+		rep.AckHist, rep.PushHist, rep.SyncHist = l.ackHist.Export(), l.pushHist.Export(), l.syncHist.Export()
+	}
 	if len(l.sources) > 0 {
 		rep.Sources = l.sources
 	}
-	rep.Verify = l.verify()
+	if err := w.report(rep); err != nil {
+		return nil, err
+	}
+	if l.verifying.Load() {
+		rep.Verify = l.track.result(l.devices)
+	}
+	rep.Verify.Closed = l.closedByServer()
+	if cfg.Scenario == "idle" {
+		rep.Memory.AfterBytes = serverRSS(cfg.MetricsURL)
+		if rep.Memory.BeforeBytes > 0 && rep.Memory.AfterBytes > 0 {
+			rep.Memory.PerConnBytes = (rep.Memory.AfterBytes - rep.Memory.BeforeBytes) / float64(n)
+		}
+	}
 	return rep, nil
+}
+
+// record adds one latency to the run's histogram and to the current
+// interval's (which intervals.close swaps, hence the pointer).
+func (l *load) record(all *hdrhistogram.Histogram, cur **hdrhistogram.Histogram, d time.Duration) {
+	us := min(max(d.Microseconds(), 1), histMax) // out of range is dropped, not clamped, by RecordValue
+	l.histMu.Lock()
+	_ = all.RecordValue(us)
+	_ = (*cur).RecordValue(us)
+	l.histMu.Unlock()
 }
 
 func (l *load) logf(format string, args ...any) {
@@ -173,9 +194,8 @@ func (l *load) connect(ctx context.Context, prefix string, n int) error {
 		if err != nil {
 			return err
 		}
-		d := &device{account: account, last: map[string]int64{}, got: map[string]map[int64]struct{}{}}
+		d := &device{account: account}
 		l.devices[i] = d
-		l.byAcc[account] = d
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
@@ -184,7 +204,7 @@ func (l *load) connect(ctx context.Context, prefix string, n int) error {
 			cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 			defer cancel()
 			ip := net.IPv4(127, 0, 0, byte(1+i%l.cfg.Sources))
-			c, err := client.Dial(cctx, client.Config{URL: l.cfg.URL, Token: tok, LocalAddr: ip, RequestTimeout: 30 * time.Second})
+			c, err := client.Dial(cctx, client.Config{URL: l.cfg.URL, Token: tok, LocalAddr: ip, RequestTimeout: sendTimeout})
 			if err != nil {
 				errs <- fmt.Errorf("device %d: %w", i, err)
 				return
@@ -195,55 +215,91 @@ func (l *load) connect(ctx context.Context, prefix string, n int) error {
 	}
 	wg.Wait()
 	close(errs)
-	for err := range errs {
+	if err := firstError(errs); err != nil {
+		// Close every device that did connect, once, so that a failed
+		// start leaves no connections behind on the server.
 		for _, d := range l.devices {
 			if d.c != nil {
 				d.c.Close()
 			}
 		}
-		return err
+		return fmt.Errorf("cannot connect: %w", err)
 	}
 	return nil
 }
 
-// body carries the send time so the receiver can measure send → push.
-func (l *load) body(sent time.Time) string {
-	b := strconv.FormatInt(sent.UnixNano(), 10) + "|"
-	if pad := l.cfg.BodyBytes - len(b); pad > 0 {
-		b += strings.Repeat("x", pad)
+// firstError drains a closed channel of errors into one error: the first,
+// and how many more there were, since thousands of connections tend to
+// fail alike. It returns nil when the channel held none.
+func firstError(errs <-chan error) error {
+	var first error
+	more := 0
+	for err := range errs {
+		if first == nil {
+			first = err
+		} else {
+			more++
+		}
 	}
-	return b
+	if first != nil && more > 0 {
+		return fmt.Errorf("%w (and %d more errors)", first, more)
+	}
+	return first
 }
 
-func sentAt(body string) (time.Time, bool) {
-	s, _, ok := strings.Cut(body, "|")
-	if !ok {
-		return time.Time{}, false
-	}
-	ns, err := strconv.ParseInt(s, 10, 64)
-	return time.Unix(0, ns), err == nil
-}
-
-func (l *load) send(ctx context.Context, d *device, to client.Target, i int64) {
+// send sends one message from d, once: a send refused (rate_limited,
+// unavailable) or unanswered is counted as unacked by its reason, not
+// retried, so that the offered rate stays what was asked for. members are
+// the conversation's devices; every one but d is owed a push once acked.
+func (l *load) send(ctx context.Context, d *device, to client.Target, members []*device, i int64) {
 	start := time.Now()
 	cid := fmt.Sprintf("%s-%d", l.cfg.Prefix, i)
-	f, err := d.c.Do(ctx, wire.Request{Type: wire.TypeSend, To: to.Account, Group: to.Group, ClientMsgID: cid, Body: l.body(start)})
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	f, err := d.c.Do(ctx, wire.Request{Type: wire.TypeSend, To: to.Account, Group: to.Group, ClientMsgID: cid, Body: l.body(start, i)})
 	if err != nil {
-		code := string(client.CodeOf(err))
-		if code == "" {
-			code = "transport"
-		}
-		l.errs[code]++
-		l.failed[cid] = true
+		l.unacked.Add(1)
+		l.mu.Lock()
+		l.errs[reason(err)]++
+		l.mu.Unlock()
 		return
 	}
 	l.ackN.Add(1)
-	l.ackMu.Lock()
-	_ = l.ackHist.RecordValue(time.Since(start).Microseconds())
-	l.ackMu.Unlock()
-	l.acked[f.Conversation] = append(l.acked[f.Conversation], ackedMsg{msgid: f.MsgID, sender: d})
+	l.record(l.ackHist, &l.ackCur, time.Since(start))
+	l.track.acked(f.Conversation, f.MsgID, d, members)
+}
+
+// pair picks the sender and the recipient of the direct scenario's i-th
+// message. With --peers random, the default, both are uniform: any device
+// to any other, so conversations are many and each is touched now and
+// then, as with people. With --peers ring, device i sends to device i+1:
+// few conversations, each always hot, as the first runs measured.
+func (l *load) pair(i int64) (from, to *device) {
+	n := len(l.devices)
+	if l.cfg.Peers == "ring" {
+		return l.devices[int(i)%n], l.devices[(int(i)+1)%n]
+	}
+	a := rand.IntN(n)
+	b := rand.IntN(n - 1)
+	if b >= a {
+		b++
+	}
+	return l.devices[a], l.devices[b]
+}
+
+// reason names why a request got no answer: the server's error code, or
+// what happened on the generator's side.
+func reason(err error) string {
+	if code := client.CodeOf(err); code != "" {
+		return string(code)
+	}
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return "timeout"
+	case errors.Is(err, context.Canceled):
+		return "canceled"
+	case errors.Is(err, client.ErrClosed):
+		return "closed"
+	}
+	return "transport"
 }
 
 func (l *load) readPushes(d *device) {
@@ -255,33 +311,18 @@ func (l *load) readPushes(d *device) {
 		now := time.Now()
 		l.pushN.Add(1)
 		if at, ok := sentAt(m.Body); ok {
-			l.ackMu.Lock()
-			_ = l.pushHist.RecordValue(now.Sub(at).Microseconds())
-			l.ackMu.Unlock()
+			l.record(l.pushHist, &l.pushCur, now.Sub(at))
 		}
-		d.mu.Lock()
-		set := d.got[m.Conversation]
-		if set == nil {
-			set = map[int64]struct{}{}
-			d.got[m.Conversation] = set
+		if l.verifying.Load() {
+			l.track.pushed(d, m.Conversation, m.MsgID, now)
 		}
-		if _, dup := set[m.MsgID]; dup {
-			l.dup.Add(1)
-		} else if m.MsgID < d.last[m.Conversation] {
-			l.ooo.Add(1)
-		}
-		set[m.MsgID] = struct{}{}
-		if m.MsgID > d.last[m.Conversation] {
-			d.last[m.Conversation] = m.MsgID
-		}
-		d.mu.Unlock()
 	}
 }
 
 // drive fires next(i) at rate per second, open loop: the schedule does not
 // wait for acks. It returns when the duration is over and every send ended.
-func (l *load) drive(ctx context.Context, rate float64, next func(int64) func(context.Context)) {
-	ctx, cancel := context.WithTimeout(ctx, l.cfg.Duration)
+func (l *load) drive(parent context.Context, rate float64, next func(int64) func(context.Context)) {
+	ctx, cancel := context.WithTimeout(parent, l.cfg.Duration)
 	defer cancel()
 	var wg sync.WaitGroup
 	start := time.Now()
@@ -309,7 +350,9 @@ func (l *load) drive(ctx context.Context, rate float64, next func(int64) func(co
 				go func() {
 					defer wg.Done()
 					defer l.inflight.Add(-1)
-					rctx, rcancel := context.WithTimeout(context.Background(), 30*time.Second)
+					// A send outlives the schedule, so that the last ones
+					// get their ack, but not an interrupt.
+					rctx, rcancel := context.WithTimeout(parent, sendTimeout)
 					defer rcancel()
 					fn(rctx)
 				}()
@@ -318,73 +361,39 @@ func (l *load) drive(ctx context.Context, rate float64, next func(int64) func(co
 	}
 }
 
-// drain waits until every expected push arrived, or the drain time passed.
+// drain waits until every acked message was pushed to every recipient, or
+// the drain time passed.
 func (l *load) drain(ctx context.Context) {
 	deadline := time.Now().Add(l.cfg.Drain)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
-		if l.pushN.Load() >= l.expected() {
+		if l.track.awaiting.Load() == 0 {
 			return
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 }
 
-func (l *load) expected() int64 {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var n int64
-	for conv, msgs := range l.acked {
-		members := l.members[conv]
-		for _, m := range msgs {
-			for _, r := range members {
-				if r != m.sender {
-					n++
-				}
-			}
-		}
-	}
-	return n
-}
-
-// verify compares what every device got pushed with what was acknowledged.
-func (l *load) verify() Verify {
-	v := Verify{Duplicated: l.dup.Load(), OutOfOrder: l.ooo.Load(), Expected: l.expected()}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	known := map[string]map[int64]bool{}
-	for conv, msgs := range l.acked {
-		set := map[int64]bool{}
-		for _, m := range msgs {
-			set[m.msgid] = true
-			for _, r := range l.members[conv] {
-				if r == m.sender {
-					continue
-				}
-				r.mu.Lock()
-				_, ok := r.got[conv][m.msgid]
-				r.mu.Unlock()
-				if !ok {
-					v.Lost++
-				}
-			}
-		}
-		known[conv] = set
-	}
+// closedByServer counts, by close code and reason, the devices whose
+// connection ended before the generator closed it: their missing pushes
+// show up as lost.
+func (l *load) closedByServer() map[string]int {
+	out := map[string]int{}
 	for _, d := range l.devices {
-		d.mu.Lock()
-		for conv, got := range d.got {
-			for id := range got {
-				if !known[conv][id] {
-					v.Unacked++
-				}
-			}
+		select {
+		case <-d.c.Done():
+			code, text := d.c.CloseReason()
+			out[fmt.Sprintf("%d %s", code, text)]++
+		default:
 		}
-		d.mu.Unlock()
 	}
-	return v
+	if len(out) == 0 {
+		return nil
+	}
+	return out
 }
 
-// progress prints a line a second until stopped.
+// progress prints a line a second until stopped, and every ten seconds
+// lets the tracker forget pushes whose ack can no longer come.
 func (l *load) progress(started time.Time) func() {
 	stop := make(chan struct{})
 	done := make(chan struct{})
@@ -392,15 +401,19 @@ func (l *load) progress(started time.Time) func() {
 		defer close(done)
 		t := time.NewTicker(time.Second)
 		defer t.Stop()
+		ticks := 0
 		for {
 			select {
 			case <-stop:
 				return
-			case <-t.C:
-				l.ackMu.Lock()
+			case now := <-t.C:
+				if ticks++; ticks%10 == 0 {
+					l.track.expire(l.devices, now)
+				}
+				l.histMu.Lock()
 				p99 := float64(l.ackHist.ValueAtQuantile(99)) / 1000
 				pp99 := float64(l.pushHist.ValueAtQuantile(99)) / 1000
-				l.ackMu.Unlock()
+				l.histMu.Unlock()
 				l.logf("%4.0fs sent %d acked %d pushes %d syncs %d in-flight %d skipped %d | ack p99 %.1fms push p99 %.1fms",
 					time.Since(started).Seconds(), l.sent.Load(), l.ackN.Load(), l.pushN.Load(), l.syncN.Load(), l.inflight.Load(), l.skipped.Load(), p99, pp99)
 			}
@@ -430,7 +443,6 @@ func (l *load) makeGroups(ctx context.Context) ([]group, error) {
 			return nil, fmt.Errorf("cannot create a group: %w", err)
 		}
 		out = append(out, group{id: g.Group, members: members})
-		l.members["g:"+g.Group] = members
 	}
 	l.logf("created %d groups of %d", len(out), size)
 	return out, nil
@@ -455,7 +467,7 @@ func (l *load) prefill(ctx context.Context) ([]syncTarget, error) {
 			defer wg.Done()
 			peer := l.devices[(i+1)%n]
 			for k := 0; k < 60; k++ {
-				ack, err := d.c.Send(ctx, client.Target{Account: peer.account}, fmt.Sprintf("%s-pre-%d-%d", l.cfg.Prefix, i, k), "", l.body(time.Now()))
+				ack, err := d.c.Send(ctx, client.Target{Account: peer.account}, fmt.Sprintf("%s-pre-%d-%d", l.cfg.Prefix, i, k), "", l.body(time.Now(), int64(k)))
 				if err != nil {
 					errs <- err
 					return
@@ -468,20 +480,16 @@ func (l *load) prefill(ctx context.Context) ([]syncTarget, error) {
 	}
 	wg.Wait()
 	close(errs)
-	for err := range errs {
+	if err := firstError(errs); err != nil {
 		return nil, fmt.Errorf("cannot prefill: %w", err)
 	}
 	// Drop the prefill's pushes from the books: the storm measures syncs.
 	time.Sleep(time.Second)
 	l.pushN.Store(0)
-	l.ackMu.Lock()
+	l.histMu.Lock()
 	l.pushHist.Reset()
-	l.ackMu.Unlock()
-	for _, d := range l.devices {
-		d.mu.Lock()
-		d.got, d.last = map[string]map[int64]struct{}{}, map[string]int64{}
-		d.mu.Unlock()
-	}
+	l.pushCur.Reset()
+	l.histMu.Unlock()
 	l.logf("prefilled %d conversations with 60 messages", n)
 	return cursors, nil
 }
@@ -492,7 +500,7 @@ func (l *load) sync(ctx context.Context, d *device, t syncTarget) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if err != nil {
-		l.errs[string(client.CodeOf(err))+"(sync)"]++
+		l.errs[reason(err)+"(sync)"]++
 		return
 	}
 	l.syncN.Add(1)
@@ -500,7 +508,5 @@ func (l *load) sync(ctx context.Context, d *device, t syncTarget) {
 	if len(f.Messages) != 50 {
 		l.errs["short_sync"]++
 	}
-	l.ackMu.Lock()
-	_ = l.syncHist.RecordValue(time.Since(start).Microseconds())
-	l.ackMu.Unlock()
+	l.record(l.syncHist, &l.syncCur, time.Since(start))
 }

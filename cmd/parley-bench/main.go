@@ -6,9 +6,11 @@
 //
 //	parley-bench --scenario direct --conns 200 --rate 5000 --duration 60s --data-dir parley-data
 //
-// Scenarios: direct (1:1 in a ring), group (groups of --group-size, every
-// member sends), sync (a storm of 50-message syncs answered by the cache),
-// idle (hold connections; report server memory per connection). Past the
+// Scenarios: direct (1:1, each message from a random device to a random
+// other one, or in a ring with --peers ring), group (groups of
+// --group-size, every member sends), sync (a storm of 50-message syncs
+// answered by the cache), idle (hold connections; report server memory
+// per connection). Past the
 // per-process open-files limit, --procs runs several generator processes
 // and merges their reports. Only loopback targets are accepted.
 package main
@@ -26,6 +28,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/parley-chat/parley/domain"
 	"github.com/parley-chat/parley/transport/auth"
 )
 
@@ -33,6 +36,7 @@ type config struct {
 	URL        string        `json:"url"`
 	MetricsURL string        `json:"metricsUrl,omitempty"`
 	Scenario   string        `json:"scenario"`
+	Peers      string        `json:"peers,omitempty"`
 	Conns      int           `json:"conns"`
 	Rate       float64       `json:"rate"`
 	Duration   time.Duration `json:"duration"`
@@ -42,6 +46,10 @@ type config struct {
 	Procs      int           `json:"procs"`
 	Drain      time.Duration `json:"drain"`
 	Prefix     string        `json:"prefix"`
+	Interval   time.Duration `json:"interval,omitempty"`
+
+	ServerProfile     time.Duration `json:"serverProfile,omitempty"`
+	ServerProfileFile string        `json:"serverProfileFile,omitempty"`
 
 	secret   []byte
 	child    int // >0: this process is child number child-1
@@ -59,17 +67,21 @@ func run(args []string) error {
 	var cfg config
 	fs := flag.NewFlagSet("parley-bench", flag.ContinueOnError)
 	fs.StringVar(&cfg.URL, "url", "ws://127.0.0.1:8080/ws", "gateway WebSocket URL (loopback only)")
-	fs.StringVar(&cfg.MetricsURL, "metrics-url", "http://127.0.0.1:8080/metrics", "server /metrics, for memory per connection; empty skips")
+	fs.StringVar(&cfg.MetricsURL, "metrics-url", "http://127.0.0.1:8080/metrics", "server /metrics, for its CPU and memory (loopback only); empty skips")
 	fs.StringVar(&cfg.Scenario, "scenario", "direct", "direct, group, sync or idle")
+	fs.StringVar(&cfg.Peers, "peers", "random", "direct: random (any device to any other) or ring (device i to i+1, as the first runs)")
 	fs.IntVar(&cfg.Conns, "conns", 100, "connections (devices)")
 	fs.Float64Var(&cfg.Rate, "rate", 1000, "messages (or syncs) per second, open loop, over all connections")
 	fs.DurationVar(&cfg.Duration, "duration", 30*time.Second, "how long to send")
 	fs.IntVar(&cfg.GroupSize, "group-size", 50, "members per group (group scenario)")
-	fs.IntVar(&cfg.BodyBytes, "body-bytes", 64, "message body size (at least 20: the send time is in it)")
+	fs.IntVar(&cfg.BodyBytes, "body-bytes", 100, "message body size in bytes, 20..16384 (the send time takes 20, chat-like text the rest)")
 	fs.IntVar(&cfg.Sources, "sources", 4, "spread connections over 127.0.0.1..127.0.0.N")
 	fs.IntVar(&cfg.Procs, "procs", 1, "generator processes (each holds conns/procs connections)")
 	fs.DurationVar(&cfg.Drain, "drain", 10*time.Second, "how long to wait for the last pushes")
 	fs.StringVar(&cfg.Prefix, "prefix", "", "account prefix (default: a random one per run)")
+	fs.DurationVar(&cfg.Interval, "interval", 10*time.Second, "report throughput, p99 and server CPU per interval of this length; 0 for none")
+	fs.DurationVar(&cfg.ServerProfile, "server-profile", 0, "fetch a CPU profile this long (whole seconds, at most 50s) from the server's /debug/pprof/profile in the middle of the run; the server needs --pprof")
+	fs.StringVar(&cfg.ServerProfileFile, "server-profile-file", "parley-server.cpu.pprof", "where --server-profile saves the profile")
 	fs.BoolVar(&cfg.progress, "progress", true, "print progress every second on stderr")
 	secret := fs.String("token-secret", "", "the server's token secret")
 	dataDir := fs.String("data-dir", "parley-data", "the server's data dir, to read its token secret when --token-secret is empty")
@@ -113,6 +125,7 @@ func run(args []string) error {
 		return err
 	}
 	rep.AckHist, rep.PushHist, rep.SyncHist = nil, nil, nil // for children only
+	rep.Summary = rep.summary()
 	out, _ := json.MarshalIndent(rep, "", "  ")
 	fmt.Println(string(out))
 	if *report != "" {
@@ -120,8 +133,20 @@ func run(args []string) error {
 			return err
 		}
 	}
-	if rep.Verify.Lost > 0 || rep.Verify.Duplicated > 0 || rep.Verify.OutOfOrder > 0 {
-		return fmt.Errorf("verification failed: %+v", rep.Verify)
+	// The summary goes to stderr too, where it is not lost in the JSON.
+	fmt.Fprintln(os.Stderr, "parley-bench:", rep.Summary)
+	if rep.Server.Error != "" {
+		fmt.Fprintln(os.Stderr, "parley-bench: server CPU and memory:", rep.Server.Error)
+	}
+	if rep.Verify.failed() {
+		return fmt.Errorf("verification failed: %d acked messages lost, %d pushes duplicated, %d out of order",
+			rep.Verify.Lost, rep.Verify.Duplicated, rep.Verify.OutOfOrder)
+	}
+	if rep.Profile != nil && rep.Profile.Error != "" {
+		return fmt.Errorf("no server profile: %s", rep.Profile.Error)
+	}
+	if rep.Profile != nil {
+		fmt.Fprintf(os.Stderr, "parley-bench: server CPU profile of %ds saved to %s\n", rep.Profile.Seconds, rep.Profile.File)
 	}
 	return nil
 }
@@ -150,8 +175,26 @@ func (c *config) validate() error {
 	if c.Scenario == "group" && (c.GroupSize < 2 || c.GroupSize > c.Conns/c.Procs) {
 		errs = append(errs, fmt.Errorf("--group-size %d must be within 2..conns per process", c.GroupSize))
 	}
-	if c.BodyBytes < 20 {
-		errs = append(errs, errors.New("--body-bytes must be at least 20"))
+	if c.Interval != 0 && c.Interval < time.Second {
+		errs = append(errs, errors.New("--interval must be 0 or at least 1s"))
+	}
+	if p := c.ServerProfile; p != 0 {
+		// pprof takes whole seconds, and the server's HTTP write timeout
+		// (60 s) must leave room for the reply.
+		if p < time.Second || p > 50*time.Second || p%time.Second != 0 || p > c.Duration {
+			errs = append(errs, errors.New("--server-profile must be whole seconds, 1s..50s, and no longer than --duration"))
+		}
+		if c.ServerProfileFile == "" {
+			errs = append(errs, errors.New("--server-profile needs --server-profile-file"))
+		}
+	}
+	if c.BodyBytes < timePrefixLen || c.BodyBytes > domain.MaxBodyBytes {
+		errs = append(errs, fmt.Errorf("--body-bytes must be within %d..%d", timePrefixLen, domain.MaxBodyBytes))
+	}
+	switch c.Peers {
+	case "random", "ring":
+	default:
+		errs = append(errs, fmt.Errorf("--peers %q: want random or ring", c.Peers))
 	}
 	return errors.Join(errs...)
 }

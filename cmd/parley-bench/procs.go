@@ -61,20 +61,26 @@ func runProcs(ctx context.Context, cfg config, args []string) (*Report, error) {
 			return nil, err
 		}
 	}
-	out := merge(cfg, reports)
+	out, err := merge(cfg, reports)
+	if err != nil {
+		return nil, err
+	}
 	if cfg.Scenario == "idle" {
 		out.Memory = mem
 	}
 	return out, nil
 }
 
-func merge(cfg config, rs []*Report) *Report {
+// merge adds up the children's reports. The server's CPU, memory and
+// profile are the first child's, the one that read them.
+func merge(cfg config, rs []*Report) (*Report, error) {
 	out := &Report{Config: cfg, Started: rs[0].Started, Errors: map[string]int{}, Sources: map[string]int{}}
 	ack, push, syn := newHist(), newHist(), newHist()
 	for _, r := range rs {
 		out.Elapsed = max(out.Elapsed, r.Elapsed)
 		out.Sent += r.Sent
 		out.Acked += r.Acked
+		out.Unacked += r.Unacked
 		out.Pushes += r.Pushes
 		out.Syncs += r.Syncs
 		out.Backlog += r.Backlog
@@ -88,7 +94,13 @@ func merge(cfg config, rs []*Report) *Report {
 		out.Verify.Lost += r.Verify.Lost
 		out.Verify.Duplicated += r.Verify.Duplicated
 		out.Verify.OutOfOrder += r.Verify.OutOfOrder
-		out.Verify.Unacked += r.Verify.Unacked
+		out.Verify.UnackedPushes += r.Verify.UnackedPushes
+		for k, v := range r.Verify.Closed {
+			if out.Verify.Closed == nil {
+				out.Verify.Closed = map[string]int{}
+			}
+			out.Verify.Closed[k] += v
+		}
 		for _, pair := range []struct {
 			into *hdrhistogram.Histogram
 			from *hdrhistogram.Snapshot
@@ -103,5 +115,8 @@ func merge(cfg config, rs []*Report) *Report {
 	out.PushRate = float64(out.Pushes) / out.Elapsed
 	out.SyncRate = float64(out.Syncs) / out.Elapsed
 	out.SendToAck, out.SendToPush, out.SyncLat = summarize(ack), summarize(push), summarize(syn)
-	return out
+	out.Server, out.Profile = rs[0].Server, rs[0].Profile
+	var err error
+	out.Intervals, err = mergeIntervals(rs)
+	return out, err
 }

@@ -436,7 +436,8 @@ func Run(t *testing.T, newCache NewCache) {
 			},
 		}, {
 			name: "an epoch-1 cursor against a conversation covered from epoch 2",
-			adds: []add{{id: 2<<48 | 0, floor: 2<<48 - 1}},
+			// Epoch 2's first msgid (offset 0), covered from the end of epoch 1.
+			adds: []add{{id: 2 << 48, floor: 2<<48 - 1}},
 			reads: []read{
 				{after: id(500)},
 				{after: 2<<48 - 1, want: []domain.MsgID{2 << 48}, wantCovered: true},

@@ -1,0 +1,271 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// The generator reads the server's own account of its CPU and memory from
+// its Prometheus /metrics: process_cpu_seconds_total and
+// process_resident_memory_bytes, from the Go process collector. Only the
+// server's numbers are there; the generator, sharing the machine, is not.
+
+// ServerStats is the server's CPU and resident memory over the measured
+// window. Numbers that could not be read are absent, with Error saying why.
+type ServerStats struct {
+	// MetricsURL is where they were read.
+	MetricsURL string `json:"metricsUrl,omitempty"`
+	// Error says why some or all numbers are missing.
+	Error string `json:"error,omitempty"`
+	// WindowSeconds is the time between the first and last successful
+	// reads within the measured window: the span CPUPercent covers.
+	WindowSeconds float64 `json:"windowSeconds,omitempty"`
+	// Samples and FailedSamples count the reads of /metrics in the window
+	// (one a second, and one at each end).
+	Samples       int `json:"samples,omitempty"`
+	FailedSamples int `json:"failedSamples,omitempty"`
+	// CPUPercent is the server's CPU time over the window's wall time, in
+	// percent of one core: 150 is one and a half cores busy.
+	CPUPercent *float64 `json:"cpuPercent,omitempty"`
+	// RSS is the server's resident memory at the first and last reads,
+	// and the largest read.
+	RSSStartBytes *float64 `json:"rssStartBytes,omitempty"`
+	RSSEndBytes   *float64 `json:"rssEndBytes,omitempty"`
+	RSSPeakBytes  *float64 `json:"rssPeakBytes,omitempty"`
+}
+
+// sample is one read of the server's /metrics.
+type sample struct {
+	at  time.Time
+	cpu float64 // process_cpu_seconds_total
+	rss float64 // process_resident_memory_bytes
+	err error
+}
+
+// metricsClient reads /metrics; a read that takes longer than a sampling
+// period is a failed read, not a late one.
+var metricsClient = &http.Client{Timeout: 2 * time.Second}
+
+// scrape reads the server's CPU seconds and resident memory.
+func scrape(ctx context.Context, metricsURL string) sample {
+	s := sample{at: time.Now()}
+	s.cpu, s.rss, s.err = readProcessMetrics(ctx, metricsURL)
+	return s
+}
+
+func readProcessMetrics(ctx context.Context, metricsURL string) (cpu, rss float64, err error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, metricsURL, nil)
+	if err != nil {
+		return 0, 0, err
+	}
+	resp, err := metricsClient.Do(req)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, 0, fmt.Errorf("%s: %s", metricsURL, resp.Status)
+	}
+	return parseProcessMetrics(resp.Body)
+}
+
+// parseProcessMetrics finds the two process metrics in Prometheus text.
+func parseProcessMetrics(r io.Reader) (cpu, rss float64, err error) {
+	var haveCPU, haveRSS bool
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() && !(haveCPU && haveRSS) {
+		f := strings.Fields(sc.Text())
+		if len(f) < 2 {
+			continue
+		}
+		var dst *float64
+		switch f[0] {
+		case "process_cpu_seconds_total":
+			dst, haveCPU = &cpu, true
+		case "process_resident_memory_bytes":
+			dst, haveRSS = &rss, true
+		default:
+			continue
+		}
+		if *dst, err = strconv.ParseFloat(f[1], 64); err != nil {
+			return 0, 0, fmt.Errorf("cannot parse %s: %w", f[0], err)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return 0, 0, err
+	}
+	if !haveCPU || !haveRSS {
+		return 0, 0, errors.New("no process_cpu_seconds_total or process_resident_memory_bytes (is the Go process collector registered?)")
+	}
+	return cpu, rss, nil
+}
+
+// sampler reads the server's metrics once a second. It keeps every
+// sample: 24 bytes of numbers a second, a few KiB for a long run.
+type sampler struct {
+	url string
+
+	mu      sync.Mutex
+	samples []sample
+}
+
+// take reads the metrics now and keeps the result.
+func (s *sampler) take(ctx context.Context) {
+	x := scrape(ctx, s.url)
+	if x.err != nil && ctx.Err() != nil {
+		return // interrupted, not a failed read
+	}
+	s.mu.Lock()
+	s.samples = append(s.samples, x)
+	s.mu.Unlock()
+}
+
+// run takes a sample a second until ctx ends.
+func (s *sampler) run(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.take(ctx)
+		}
+	}
+}
+
+// stats summarizes the samples taken from from to to.
+func (s *sampler) stats(from, to time.Time) ServerStats {
+	out := ServerStats{MetricsURL: s.url}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var ok []sample
+	var lastErr error
+	for _, x := range s.samples {
+		if x.at.Before(from) || x.at.After(to) {
+			continue
+		}
+		if x.err != nil {
+			out.FailedSamples++
+			lastErr = x.err
+			continue
+		}
+		ok = append(ok, x)
+	}
+	out.Samples = len(ok) + out.FailedSamples
+	if lastErr != nil {
+		out.Error = fmt.Sprintf("%d of %d reads of /metrics failed, the last with: %v", out.FailedSamples, out.Samples, lastErr)
+	}
+	if len(ok) == 0 {
+		if out.Error == "" {
+			out.Error = "no read of /metrics in the window"
+		}
+		return out
+	}
+	first, last := ok[0], ok[len(ok)-1]
+	peak := first.rss
+	for _, x := range ok {
+		peak = max(peak, x.rss)
+	}
+	out.RSSStartBytes, out.RSSEndBytes, out.RSSPeakBytes = &first.rss, &last.rss, &peak
+	if wall := last.at.Sub(first.at).Seconds(); wall > 0 {
+		out.WindowSeconds = wall
+		cpu := (last.cpu - first.cpu) / wall * 100
+		out.CPUPercent = &cpu
+	}
+	return out
+}
+
+// noServerStats is the report when the metrics were not read at all.
+func noServerStats(why string) ServerStats { return ServerStats{Error: why} }
+
+// ProfileResult is what --server-profile fetched.
+type ProfileResult struct {
+	// URL the profile was fetched from.
+	URL string `json:"url"`
+	// File it was written to.
+	File string `json:"file"`
+	// Seconds the server profiled for.
+	Seconds int `json:"seconds"`
+	// StartedAtSecond is when the profile began, in seconds into the
+	// measured window.
+	StartedAtSecond float64 `json:"startedAtSecond"`
+	// Bytes written to File.
+	Bytes int `json:"bytes,omitempty"`
+	// Error says why there is no profile.
+	Error string `json:"error,omitempty"`
+}
+
+// profileURL is the server's CPU profile endpoint, on the same address as
+// --metrics-url (the process whose CPU is reported), or as --url without
+// metrics.
+func (c *config) profileURL() string {
+	host := ""
+	if m, err := url.Parse(c.MetricsURL); c.MetricsURL != "" && err == nil {
+		host = m.Host
+	} else if u, err := url.Parse(c.URL); err == nil {
+		host = u.Host
+	}
+	return fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", host, int(c.ServerProfile/time.Second))
+}
+
+// profile waits until the profile is centred in the measured window, then
+// fetches it into the file. The server must run with --pprof.
+func (c *config) profile(ctx context.Context, started time.Time) ProfileResult {
+	delay := (c.Duration - c.ServerProfile) / 2
+	res := ProfileResult{URL: c.profileURL(), File: c.ServerProfileFile, Seconds: int(c.ServerProfile / time.Second)}
+	select {
+	case <-ctx.Done():
+		res.Error = "interrupted before the profile started"
+		return res
+	case <-time.After(time.Until(started.Add(delay))):
+	}
+	res.StartedAtSecond = time.Since(started).Seconds()
+	n, err := fetchProfile(ctx, res.URL, c.ServerProfile, c.ServerProfileFile)
+	res.Bytes = n
+	if err != nil {
+		res.Error = err.Error()
+	}
+	return res
+}
+
+func fetchProfile(ctx context.Context, profileURL string, d time.Duration, file string) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, d+30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, profileURL, nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("cannot fetch the profile: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
+	if err != nil {
+		return 0, fmt.Errorf("cannot read the profile: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("cannot fetch the profile: %s: %.200s (is the server running with --pprof?)", resp.Status, strings.TrimSpace(string(body)))
+	}
+	// A profile is gzipped protobuf. Without --pprof the path may still
+	// answer 200, with the console's page.
+	if len(body) < 2 || body[0] != 0x1f || body[1] != 0x8b {
+		return 0, fmt.Errorf("cannot fetch the profile: %s did not answer with a profile (is the server running with --pprof?)", profileURL)
+	}
+	if err := os.WriteFile(file, body, 0o644); err != nil {
+		return 0, fmt.Errorf("cannot save the profile: %w", err)
+	}
+	return len(body), nil
+}

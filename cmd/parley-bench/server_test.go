@@ -1,0 +1,114 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestParseProcessMetrics(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		text     string
+		cpu, rss float64
+		err      string
+	}{
+		{name: "go collector", text: "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.\n" +
+			"# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total 12.5\n" +
+			"process_resident_memory_bytes 2.5214976e+07\nprocess_virtual_memory_bytes 1.2e+09\n",
+			cpu: 12.5, rss: 25214976},
+		{name: "no process collector", text: "go_goroutines 12\n", err: "no process_cpu_seconds_total"},
+		{name: "only cpu", text: "process_cpu_seconds_total 1\n", err: "no process_cpu_seconds_total"},
+		{name: "garbage value", text: "process_cpu_seconds_total x\nprocess_resident_memory_bytes 1\n", err: "cannot parse"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cpu, rss, err := parseProcessMetrics(strings.NewReader(tc.text))
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("err %v, want %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil || cpu != tc.cpu || rss != tc.rss {
+				t.Fatalf("got %v %v %v, want %v %v", cpu, rss, err, tc.cpu, tc.rss)
+			}
+		})
+	}
+}
+
+func TestSamplerStats(t *testing.T) {
+	t0 := time.Unix(1795714619, 0)
+	s := &sampler{url: "http://127.0.0.1:1/metrics", samples: []sample{
+		{at: t0.Add(-time.Second), cpu: 0, rss: 999e6}, // before the window
+		{at: t0, cpu: 10, rss: 100e6},
+		{at: t0.Add(time.Second), err: fmt.Errorf("connection refused")},
+		{at: t0.Add(2 * time.Second), cpu: 11, rss: 300e6},
+		{at: t0.Add(4 * time.Second), cpu: 13, rss: 200e6},
+	}}
+	st := s.stats(t0, t0.Add(4*time.Second))
+	if st.CPUPercent == nil || *st.CPUPercent != 75 {
+		t.Errorf("cpu %v, want 75 (3 CPU seconds in 4)", st.CPUPercent)
+	}
+	if *st.RSSStartBytes != 100e6 || *st.RSSEndBytes != 200e6 || *st.RSSPeakBytes != 300e6 {
+		t.Errorf("rss %v %v %v", *st.RSSStartBytes, *st.RSSEndBytes, *st.RSSPeakBytes)
+	}
+	if st.Samples != 4 || st.FailedSamples != 1 || !strings.Contains(st.Error, "1 of 4 reads") {
+		t.Errorf("samples %d failed %d error %q", st.Samples, st.FailedSamples, st.Error)
+	}
+	if st.WindowSeconds != 4 {
+		t.Errorf("window %v", st.WindowSeconds)
+	}
+}
+
+// An unreachable server gives no numbers and says why.
+func TestSamplerUnreachable(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	url := srv.URL + "/metrics"
+	srv.Close()
+	s := &sampler{url: url}
+	from := time.Now()
+	s.take(context.Background())
+	s.take(context.Background())
+	st := s.stats(from, time.Now())
+	if st.CPUPercent != nil || st.RSSStartBytes != nil || st.RSSPeakBytes != nil {
+		t.Errorf("numbers from an unreachable server: %+v", st)
+	}
+	if !strings.Contains(st.Error, "2 of 2 reads of /metrics failed") {
+		t.Errorf("error %q", st.Error)
+	}
+}
+
+func TestFetchProfile(t *testing.T) {
+	var seconds atomic.Value
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/profile", func(w http.ResponseWriter, r *http.Request) {
+		seconds.Store(r.URL.Query().Get("seconds"))
+		_, _ = w.Write([]byte{0x1f, 0x8b, 8, 0})
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("<html>console</html>")) })
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+
+	cfg := config{URL: "ws://" + host + "/ws", MetricsURL: srv.URL + "/metrics", Duration: 3 * time.Second,
+		ServerProfile: time.Second, ServerProfileFile: t.TempDir() + "/cpu.pprof"}
+	start := time.Now()
+	res := cfg.profile(context.Background(), start)
+	if res.Error != "" || res.Bytes != 4 || seconds.Load() != "1" {
+		t.Fatalf("got %+v, seconds=%v", res, seconds.Load())
+	}
+	if res.StartedAtSecond < 0.9 {
+		t.Errorf("started %.2fs into a 3s window, want it centred (1s)", res.StartedAtSecond)
+	}
+
+	// Without --pprof the console answers the path with a page.
+	if _, err := fetchProfile(context.Background(), srv.URL+"/debug/pprof/nothing", time.Second, cfg.ServerProfileFile); err == nil ||
+		!strings.Contains(err.Error(), "--pprof") {
+		t.Errorf("a page instead of a profile: %v", err)
+	}
+}

@@ -1,0 +1,172 @@
+package main
+
+import (
+	"sync/atomic"
+	"time"
+)
+
+// The generator checks every push against the acks without remembering
+// every message: per device and conversation it keeps the last msgid
+// pushed and two small sets, of messages acked but not yet pushed there
+// and of messages pushed there before their sender's ack came back. A
+// message leaves both sets as soon as its ack and its push have met, so
+// the memory follows what is in flight (and what failed verification),
+// not the length of the run; what stays for the whole run is one entry
+// per device and conversation.
+//
+// Pushes of one conversation reach a device in log order, and msgids
+// increase along the log, so a push at or below the conversation's last
+// msgid on that device breaks the order: it is out of order when it is
+// the first push of an acked message still awaited there, and a duplicate
+// otherwise.
+
+// earlyExpiry is how long a push waits for its sender's ack. A send's ack
+// arrives within sendTimeout of the send, and the push comes after the
+// send, so past twice that no ack will come: the push was of a send that
+// got no ack.
+const earlyExpiry = 2 * sendTimeout
+
+// thread is one device's view of one conversation.
+type thread struct {
+	last     int64              // highest msgid pushed to the device
+	awaiting map[int64]struct{} // acked, not yet pushed to the device
+	early    map[int64]early    // pushed before the sender's ack came back
+}
+
+type early struct {
+	at     int64 // receive time, Unix nanoseconds
+	behind bool  // it came at or below last and was counted as a duplicate
+}
+
+// tracker is the verification state of one generator process. Each
+// device's threads are guarded by the device's mutex.
+type tracker struct {
+	expected   atomic.Int64 // acked messages × their recipients
+	awaiting   atomic.Int64 // entries in every thread's awaiting set
+	duplicated atomic.Int64
+	outOfOrder atomic.Int64
+	// unackedPushes counts pushes whose ack never came, as they expire
+	// from the early sets; the rest are counted at the end.
+	unackedPushes atomic.Int64
+}
+
+func (d *device) thread(conv string) *thread {
+	t := d.threads[conv]
+	if t == nil {
+		if d.threads == nil {
+			d.threads = map[string]*thread{}
+		}
+		t = &thread{}
+		d.threads[conv] = t
+	}
+	return t
+}
+
+// acked records a sender's ack: every recipient other than the sender is
+// now owed a push of msgid in conv.
+func (tr *tracker) acked(conv string, msgid int64, sender *device, recipients []*device) {
+	for _, r := range recipients {
+		if r == sender {
+			continue
+		}
+		tr.expected.Add(1)
+		r.mu.Lock()
+		t := r.thread(conv)
+		if e, ok := t.early[msgid]; ok {
+			// The push was first; the two meet here.
+			delete(t.early, msgid)
+			if e.behind {
+				// It was the message's first push after all, only late.
+				tr.duplicated.Add(-1)
+				tr.outOfOrder.Add(1)
+			}
+		} else {
+			if t.awaiting == nil {
+				t.awaiting = map[int64]struct{}{}
+			}
+			t.awaiting[msgid] = struct{}{}
+			tr.awaiting.Add(1)
+		}
+		r.mu.Unlock()
+	}
+}
+
+// pushed records a push of msgid in conv to d, received at now.
+func (tr *tracker) pushed(d *device, conv string, msgid int64, now time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	t := d.thread(conv)
+	_, awaited := t.awaiting[msgid]
+	if awaited {
+		delete(t.awaiting, msgid)
+		tr.awaiting.Add(-1)
+	}
+	switch {
+	case msgid > t.last:
+		t.last = msgid
+		if !awaited {
+			t.addEarly(msgid, early{at: now.UnixNano()})
+		}
+	case awaited:
+		tr.outOfOrder.Add(1)
+	default:
+		tr.duplicated.Add(1)
+		if _, ok := t.early[msgid]; !ok && msgid != t.last {
+			// Either pushed here before, or a late first push whose ack
+			// has not come back yet: acked decides.
+			t.addEarly(msgid, early{at: now.UnixNano(), behind: true})
+		}
+	}
+}
+
+func (t *thread) addEarly(msgid int64, e early) {
+	if t.early == nil {
+		t.early = map[int64]early{}
+	}
+	t.early[msgid] = e
+}
+
+// expire drops the early pushes older than earlyExpiry, counting those not
+// already counted as duplicates as pushes of unacked sends.
+func (tr *tracker) expire(devices []*device, now time.Time) {
+	cutoff := now.Add(-earlyExpiry).UnixNano()
+	for _, d := range devices {
+		d.mu.Lock()
+		for _, t := range d.threads {
+			for id, e := range t.early {
+				if e.at < cutoff {
+					delete(t.early, id)
+					if !e.behind {
+						tr.unackedPushes.Add(1)
+					}
+				}
+			}
+		}
+		d.mu.Unlock()
+	}
+}
+
+// result is the verification once every send has ended and the drain is
+// over: what is still awaited is lost, and every early push left was of a
+// send that got no ack.
+func (tr *tracker) result(devices []*device) Verify {
+	v := Verify{
+		Expected:      tr.expected.Load(),
+		Lost:          tr.awaiting.Load(),
+		Duplicated:    tr.duplicated.Load(),
+		OutOfOrder:    tr.outOfOrder.Load(),
+		UnackedPushes: tr.unackedPushes.Load(),
+	}
+	for _, d := range devices {
+		d.mu.Lock()
+		for _, t := range d.threads {
+			for _, e := range t.early {
+				if !e.behind {
+					v.UnackedPushes++
+				}
+			}
+		}
+		d.mu.Unlock()
+	}
+	return v
+}

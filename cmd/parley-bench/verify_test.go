@@ -1,0 +1,87 @@
+package main
+
+import (
+	"reflect"
+	"testing"
+	"time"
+)
+
+func TestTracker(t *testing.T) {
+	type step struct {
+		ack   bool // an ack of msgid by a; otherwise a push of msgid to b
+		msgid int64
+	}
+	ack := func(id int64) step { return step{ack: true, msgid: id} }
+	push := func(id int64) step { return step{msgid: id} }
+	for _, tc := range []struct {
+		name  string
+		steps []step
+		want  Verify
+	}{
+		{"ack then push", []step{ack(1), push(1)}, Verify{Expected: 1}},
+		{"push then ack", []step{push(1), ack(1)}, Verify{Expected: 1}},
+		{"acked, never pushed", []step{ack(1), ack(2), push(2)}, Verify{Expected: 2, Lost: 1}},
+		{"pushed twice in a row", []step{ack(1), push(1), push(1)}, Verify{Expected: 1, Duplicated: 1}},
+		{"pushed again later", []step{ack(1), push(1), ack(2), push(2), push(1)}, Verify{Expected: 2, Duplicated: 1}},
+		{"pushed twice before its ack", []step{push(1), push(1), ack(1)}, Verify{Expected: 1, Duplicated: 1}},
+		{"out of order after the acks", []step{ack(1), ack(2), push(2), push(1)}, Verify{Expected: 2, OutOfOrder: 1}},
+		{"out of order before the acks", []step{push(2), push(1), ack(1), ack(2)}, Verify{Expected: 2, OutOfOrder: 1}},
+		{"an old push again, then a later ack", []step{ack(1), push(1), push(3), push(1), ack(3)}, Verify{Expected: 2, Duplicated: 1}},
+		{"a push of a send with no ack", []step{push(1), ack(2), push(2)}, Verify{Expected: 1, UnackedPushes: 1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var tr tracker
+			a, b := &device{account: "a"}, &device{account: "b"}
+			for _, s := range tc.steps {
+				if s.ack {
+					tr.acked("d:a:b", s.msgid, a, []*device{a, b})
+				} else {
+					tr.pushed(b, "d:a:b", s.msgid, time.Now())
+				}
+			}
+			if got := tr.result([]*device{a, b}); !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("got %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+// The tracker forgets what has been verified: its memory follows the
+// messages in flight, not the length of the run.
+func TestTrackerForgetsWhatMet(t *testing.T) {
+	var tr tracker
+	a, b := &device{account: "a"}, &device{account: "b"}
+	for id := int64(1); id <= 10000; id++ {
+		if id%2 == 0 {
+			tr.acked("d:a:b", id, a, []*device{a, b})
+			tr.pushed(b, "d:a:b", id, time.Now())
+		} else {
+			tr.pushed(b, "d:a:b", id, time.Now())
+			tr.acked("d:a:b", id, a, []*device{a, b})
+		}
+	}
+	th := b.threads["d:a:b"]
+	if len(th.awaiting) != 0 || len(th.early) != 0 || len(a.threads) != 0 {
+		t.Errorf("after 10,000 verified messages: %d awaiting, %d early, %d threads of the sender",
+			len(th.awaiting), len(th.early), len(a.threads))
+	}
+	if got := tr.result([]*device{a, b}); !reflect.DeepEqual(got, Verify{Expected: 10000}) {
+		t.Errorf("got %+v", got)
+	}
+}
+
+// A push whose ack cannot come any more is counted once, when it expires.
+func TestTrackerExpiresEarlyPushes(t *testing.T) {
+	var tr tracker
+	b := &device{account: "b"}
+	start := time.Now()
+	tr.pushed(b, "d:a:b", 1, start)
+	tr.pushed(b, "d:a:b", 2, start.Add(earlyExpiry))
+	tr.expire([]*device{b}, start.Add(earlyExpiry+time.Second))
+	if n := len(b.threads["d:a:b"].early); n != 1 {
+		t.Errorf("%d early pushes left, want 1", n)
+	}
+	if got := tr.result([]*device{b}); got.UnackedPushes != 2 {
+		t.Errorf("pushes of unacked sends: %d, want 2", got.UnackedPushes)
+	}
+}
