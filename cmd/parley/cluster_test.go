@@ -431,6 +431,23 @@ func TestClusterReplay(t *testing.T) {
 		if !strings.Contains(errOut.String(), "events/s") || !strings.Contains(out.String(), "replayed") {
 			t.Errorf("replay printed no progress: %q %q", errOut.String(), out.String())
 		}
+		if !strings.Contains(out.String(), "source: the log from its first record") {
+			t.Errorf("replay did not say it had the whole history: %q", out.String())
+		}
+	}
+	// tables reads groups, members and the conversation index as text.
+	tables := func(pool *pgxpool.Pool) string {
+		t.Helper()
+		var out string
+		err := pool.QueryRow(ctx, `SELECT
+  (SELECT string_agg(group_id || ' ' || name || ' ' || owner || ' ' || members, ';' ORDER BY group_id) FROM groups) || '|' ||
+  (SELECT string_agg(group_id || ' ' || account, ';' ORDER BY group_id, account) FROM group_members) || '|' ||
+  (SELECT string_agg(conversation || ' ' || latest_msg_id, ';' ORDER BY conversation) FROM conversations) || '|' ||
+  (SELECT string_agg(account || ' ' || conversation, ';' ORDER BY account, conversation) FROM account_conversations)`).Scan(&out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
 	}
 	compare := func(when string) {
 		t.Helper()
@@ -451,6 +468,9 @@ func TestClusterReplay(t *testing.T) {
 		var rows int
 		if err := pool.QueryRow(ctx, "SELECT (SELECT count(*) FROM direct_messages) + (SELECT count(*) FROM group_messages)").Scan(&rows); err != nil || rows != 30 {
 			t.Errorf("%s: %d rows, %v; want 30", when, rows, err)
+		}
+		if got, want := tables(pool), tables(c.pool); got != want {
+			t.Errorf("%s: rebuilt groups and index differ:\n got %s\nwant %s", when, got, want)
 		}
 	}
 	replayInto()

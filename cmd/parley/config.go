@@ -50,6 +50,8 @@ func parseServe(args []string, stdout io.Writer) (node.Config, error) {
 	partitions := f.int("partitions", events.DefaultPartitions, "partitions of the conversation topic, 1..10000, fixed once created")
 	epoch := f.int("log-epoch", 1, fmt.Sprintf("log epoch in msgid high bits (1..%d); raise it when moving the log to a new cluster", events.MaxEpoch))
 	fsync := f.bool("log-fsync", false, "embedded broker: fsync every batch before acknowledging")
+	retention := f.duration("log-retention", 0, "how long the conversation topic keeps a record; 0 keeps records forever")
+	cacheBytes := f.int("cache-bytes", 64<<20, "single node: bytes of messages the in-memory 7-day cache holds, at least 1 MiB")
 	secret := f.secret("token-secret", fmt.Sprintf("HS256 token secret (at least %d bytes); empty uses <data-dir>/token.secret", auth.MinSecretBytes))
 	issuer := f.string("token-issuer", "", "required iss of client tokens; empty accepts any")
 	audience := f.string("token-audience", "", "required aud of client tokens; empty refuses tokens that name one")
@@ -113,6 +115,8 @@ func parseServe(args []string, stdout io.Writer) (node.Config, error) {
 	f.check("topic", validTopic(*topic), "want 1..249 letters, digits, '.', '_' or '-'")
 	f.check("partitions", *partitions >= 1 && *partitions <= 10000, "want 1..10000")
 	f.check("log-epoch", *epoch >= 1 && *epoch <= events.MaxEpoch, "want 1..%d", events.MaxEpoch)
+	f.check("log-retention", *retention == 0 || *retention >= time.Minute, "want 0 (forever) or at least 1m")
+	f.check("cache-bytes", *cacheBytes >= 1<<20, "want at least 1048576 (1 MiB)")
 	f.check("token-secret", *secret == "" || len(*secret) >= auth.MinSecretBytes, "need at least %d bytes", auth.MinSecretBytes)
 	f.check("lease", *lease >= time.Second, "want at least 1s")
 	f.check("token-max-lifetime", *maxLifetime >= time.Minute, "want at least 1m")
@@ -198,6 +202,8 @@ func parseServe(args []string, stdout io.Writer) (node.Config, error) {
 	cfg.Kafka.Epoch = uint8(*epoch)
 	cfg.EmbeddedBroker.Addr = *brokerListen
 	cfg.EmbeddedBroker.SyncWrites = *fsync
+	cfg.Kafka.Retention = *retention
+	cfg.CacheBytes = int64(*cacheBytes)
 	cfg.TokenSecret = []byte(*secret)
 	cfg.TokenIssuer, cfg.TokenAudience, cfg.TokenMaxLifetime = *issuer, *audience, *maxLifetime
 	cfg.Roles = rl

@@ -142,8 +142,9 @@ func TestConfigErrors(t *testing.T) {
 		{"tap negative duration", []string{"tap", "--duration", "-1s"}, nil, []string{"--duration"}},
 		{"tap epoch zero", []string{"tap", "--log-epoch", "0"}, nil, []string{"--log-epoch"}},
 		// replay.
-		{"replay of conversations", []string{"replay", "--projection", "conversations"}, nil, []string{"--projection", "restart the gateways"}},
-		{"replay of an unknown projection", []string{"replay", "--projection", "stores", "--postgres-dsn", "postgres://h/db"}, nil, []string{"--projection", "store, cache or all"}},
+		{"replay of conversations without PostgreSQL", []string{"replay", "--projection", "conversations"}, nil, []string{"--postgres-dsn"}},
+		{"replay of push, not a read model", []string{"replay", "--projection", "push", "--postgres-dsn", "postgres://h/db"}, nil, []string{"--projection", "store, cache, groups, conversations or all"}},
+		{"replay of an unknown projection", []string{"replay", "--projection", "stores", "--postgres-dsn", "postgres://h/db"}, nil, []string{"--projection", "store, cache, groups, conversations or all"}},
 		{"replay from latest", []string{"replay", "--projection", "cache", "--redis-addr", "127.0.0.1:6379", "--from", "latest"}, nil, []string{"--from"}},
 		{"replay of the store without PostgreSQL", []string{"replay", "--projection", "store"}, nil, []string{"--postgres-dsn"}},
 		{"replay with an unparsable dsn", []string{"replay", "--projection", "store"}, map[string]string{"PARLEY_POSTGRES_DSN": "host=db password=" + secretValue + " port=x"}, []string{"PARLEY_POSTGRES_DSN", "cannot parse"}},

@@ -19,6 +19,8 @@ import (
 	"github.com/parley-chat/parley/infra/postgres"
 	"github.com/parley-chat/parley/infra/redis"
 	"github.com/parley-chat/parley/projections/cache"
+	"github.com/parley-chat/parley/projections/conversations"
+	"github.com/parley-chat/parley/projections/groups"
 	"github.com/parley-chat/parley/projections/progress"
 	"github.com/parley-chat/parley/projections/runner"
 	"github.com/parley-chat/parley/projections/store"
@@ -29,11 +31,11 @@ import (
 
 // replayConfig is what `parley replay` was asked for.
 type replayConfig struct {
-	kafka       kafka.Config
-	postgres    postgres.Config
-	redis       redis.Config
-	store       bool
-	cache       bool
+	kafka    kafka.Config
+	postgres postgres.Config
+	redis    redis.Config
+	// projections are the names of the read models to rebuild.
+	projections map[string]bool
 	from        string
 	progressOut io.Writer
 	terminal    bool
@@ -50,11 +52,17 @@ func replay(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	n, err := runReplay(ctx, cfg)
+	n, complete, err := runReplay(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "replayed %d events\n", n)
+	if complete {
+		fmt.Fprintln(stdout, "source: the log from its first record: the read models hold the whole history")
+	} else {
+		fmt.Fprintln(stdout, "source: the log from where it starts now (a later epoch, a trimmed log, or --from); "+
+			"what the read models held before that stays, and was not rebuilt")
+	}
 	return nil
 }
 
@@ -64,7 +72,7 @@ func parseReplay(args []string, stdout io.Writer) (replayConfig, error) {
 	topic := f.string("topic", events.DefaultConversationTopic, "conversation topic")
 	partitions := f.int("partitions", events.DefaultPartitions, "partitions of the conversation topic, 1..10000 (checked against the topic)")
 	epoch := f.int("log-epoch", 1, fmt.Sprintf("log epoch of msgids (1..%d), the servers'", events.MaxEpoch))
-	which := f.string("projection", "all", "store, cache or all")
+	which := f.string("projection", "all", "store, cache, groups, conversations or all")
 	from := f.string("from", "earliest", "earliest, or an RFC 3339 time to replay from")
 	pgDSN := f.secret("postgres-dsn", "PostgreSQL of the store (may hold a password); required for store and all")
 	pgSchema := f.string("postgres-schema", postgres.DefaultSchema, "PostgreSQL schema")
@@ -85,18 +93,19 @@ func parseReplay(args []string, stdout io.Writer) (replayConfig, error) {
 	f.check("topic", validTopic(*topic), "want 1..249 letters, digits, '.', '_' or '-'")
 	f.check("partitions", *partitions >= 1 && *partitions <= 10000, "want 1..10000")
 	f.check("log-epoch", *epoch >= 1 && *epoch <= events.MaxEpoch, "want 1..%d", events.MaxEpoch)
-	switch *which {
-	case "store":
-		cfg.store = true
-	case "cache":
-		cfg.cache = true
-	case "all":
-		cfg.store, cfg.cache = true, true
-	case "conversations", "groups":
-		f.check("projection", false, "the conversation list and groups live in memory in every gateway and are rebuilt from the log at each start; restart the gateways to rebuild them (want store, cache or all)")
+	names := map[string]string{"store": store.Name, "cache": cache.Name, "groups": groups.Name, "conversations": conversations.Name}
+	cfg.projections = map[string]bool{}
+	switch name, ok := names[*which]; {
+	case ok:
+		cfg.projections[name] = true
+	case *which == "all":
+		for _, n := range names {
+			cfg.projections[n] = true
+		}
 	default:
-		f.check("projection", false, "want store, cache or all")
+		f.check("projection", false, "want store, cache, groups, conversations or all")
 	}
+	needsPG := cfg.projections[store.Name] || cfg.projections[groups.Name] || cfg.projections[conversations.Name]
 	_, err = startAt(*from, false)
 	f.checkErr("from", err)
 	if *pgDSN != "" {
@@ -107,10 +116,10 @@ func parseReplay(args []string, stdout io.Writer) (replayConfig, error) {
 	if *redisAddr != "" {
 		f.checkErr("redis-addr", hostPort(*redisAddr, 1))
 	}
-	if cfg.store && *pgDSN == "" {
-		f.fail(fmt.Errorf("replaying the store needs %s", f.name("postgres-dsn")))
+	if needsPG && *pgDSN == "" {
+		f.fail(fmt.Errorf("replaying the store, groups or the conversation index needs %s", f.name("postgres-dsn")))
 	}
-	if cfg.cache && *redisAddr == "" {
+	if cfg.projections[cache.Name] && *redisAddr == "" {
 		f.fail(fmt.Errorf("replaying the cache needs %s", f.name("redis-addr")))
 	}
 	return cfg, f.err()
@@ -121,43 +130,48 @@ func parseReplay(args []string, stdout io.Writer) (replayConfig, error) {
 // applies each record with the same idempotent projection code the
 // projector runs, then records the progress it made. The cluster may keep
 // serving meanwhile: writes that race with the live projector are
-// idempotent.
-func runReplay(ctx context.Context, cfg replayConfig) (int64, error) {
+// idempotent. complete says the range was the whole history: the first
+// epoch's log from its first record.
+func runReplay(ctx context.Context, cfg replayConfig) (applied int64, complete bool, err error) {
 	l, err := kafka.Open(cfg.kafka)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	defer l.Close()
 	epoch := l.Epoch()
 	from, to, err := replayRange(l, cfg.from)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	fromLogStart := cfg.from == "earliest"
+	complete = fromLogStart && epoch == 1
+	for _, off := range from {
+		complete = complete && off == 0
+	}
 
 	var pool *pgxpool.Pool
 	var rdb *goredis.Client
-	if cfg.store {
+	if cfg.projections[store.Name] || cfg.projections[groups.Name] || cfg.projections[conversations.Name] {
 		if pool, err = postgres.Open(ctx, cfg.postgres); err != nil {
-			return 0, err
+			return 0, false, err
 		}
 		defer pool.Close()
 	}
-	if cfg.cache {
+	if cfg.projections[cache.Name] {
 		if rdb, err = redis.Open(ctx, cfg.redis); err != nil {
-			return 0, err
+			return 0, false, err
 		}
 		defer rdb.Close()
 	}
 	// The same read models, projections and progress keys as a projector.
 	durable, err := node.Durable(ctx, pool, rdb, cfg.redis.Prefix, epoch, fromLogStart)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	var specs []runner.Spec
 	var chosen []node.DurableModel
 	for _, d := range durable {
-		if (d.Name == store.Name && cfg.store) || (d.Name == cache.Name && cfg.cache) {
+		if cfg.projections[d.Name] {
 			chosen = append(chosen, d)
 			spec := d.Spec
 			spec.Tracker = progress.NewMemory() // this run's own: replay applies every record of the range
@@ -187,9 +201,9 @@ func runReplay(ctx context.Context, cfg replayConfig) (int64, error) {
 		runner.Reader{Name: "replay", Topic: l.Topic(), Source: l.RangeSource(from, to), Specs: specs})
 	err = r.Run(ctx)
 	stopProgress()
-	applied, _ := done()
+	applied, _ = done()
 	if err != nil {
-		return applied, err
+		return applied, complete, err
 	}
 	// Everything below the end is applied: say so, for readers waiting on it.
 	for _, d := range chosen {
@@ -199,10 +213,10 @@ func runReplay(ctx context.Context, cfg replayConfig) (int64, error) {
 			}
 		}
 		if err := d.Close(); err != nil {
-			return applied, err
+			return applied, complete, err
 		}
 	}
-	return applied, nil
+	return applied, complete, nil
 }
 
 // replayRange is the range of the log to replay: from the start of the

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
 )
@@ -26,6 +27,9 @@ type EmbeddedConfig struct {
 	// ack survives a power loss, not only a process crash. Off by default,
 	// as in Kafka: the page cache already survives a crash of the process.
 	SyncWrites bool
+	// RetentionCheck is how often the broker drops records past their
+	// topic's retention. Default 1m.
+	RetentionCheck time.Duration
 	// Logger receives the broker's warnings and errors (a failed write of
 	// the log, say); its informational lines go to debug. Default
 	// slog.Default().
@@ -38,6 +42,9 @@ func (c *EmbeddedConfig) setDefaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.RetentionCheck == 0 {
+		c.RetentionCheck = time.Minute
 	}
 }
 
@@ -81,6 +88,7 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 		kfake.DataDir(cfg.DataDir),
 		kfake.ClusterID("parley-embedded"),
 		kfake.WithLogger(brokerLogger{cfg.Logger.With("component", "embedded-broker")}),
+		kfake.BrokerConfigs(map[string]string{"log.cleaner.backoff.ms": strconv.FormatInt(cfg.RetentionCheck.Milliseconds(), 10)}),
 	}
 	if cfg.SyncWrites {
 		opts = append(opts, kfake.SyncWrites())

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"time"
 
@@ -51,6 +52,18 @@ type Config struct {
 	// Logger receives a line when appends start failing and when they work
 	// again. Default slog.Default().
 	Logger *slog.Logger
+	// Retention is how long the conversation topic keeps a record; 0
+	// keeps records forever. Every read model is durable, so the log need
+	// not keep what they all applied: a finite retention bounds the log's
+	// size, at the price that a projector more than Retention behind, or a
+	// replay, finds records gone. Parley creates the topic with it and sets
+	// it on an existing topic.
+	Retention time.Duration
+	// OwnRetention sets the retention on an existing topic even to keep
+	// records forever: the embedded broker is Parley's own. On a cluster
+	// of someone else's, a finite retention set outside Parley is kept
+	// and warned about.
+	OwnRetention bool
 }
 
 func (c *Config) setDefaults() {
@@ -162,7 +175,11 @@ func Open(cfg Config) (*Log, error) {
 		delete(topics, cfg.Topic)
 	}
 	for topic, parts := range topics {
-		if err := ensureTopic(client, topic, parts, cfg.ReplicationFactor); err != nil {
+		retention := time.Duration(0)
+		if topic == cfg.Topic {
+			retention = cfg.Retention
+		}
+		if err := ensureTopic(client, topic, parts, cfg.ReplicationFactor, retention, cfg.OwnRetention, cfg.Logger); err != nil {
 			_ = client.Close()
 			return nil, err
 		}
@@ -175,10 +192,20 @@ func Open(cfg Config) (*Log, error) {
 	return &Log{cfg: cfg, client: client, producer: producer, ends: map[int32]*endState{}}, nil
 }
 
-// ensureTopic creates topic with partitions, or checks that the existing
-// one has exactly that many: a different count would move conversations to
-// other partitions and break their order.
-func ensureTopic(client sarama.Client, topic string, partitions int32, rf int16) error {
+// retentionMs is a retention as Kafka's retention.ms: -1 for forever.
+func retentionMs(d time.Duration) string {
+	if d <= 0 {
+		return "-1"
+	}
+	return strconv.FormatInt(d.Milliseconds(), 10)
+}
+
+// ensureTopic creates topic with partitions and retention, or checks that
+// the existing one has exactly that many partitions — a different count
+// would move conversations to other partitions and break their order — and
+// sets its retention: to a finite one when asked; a finite one found where
+// none was asked is kept, loudly (someone chose it outside Parley).
+func ensureTopic(client sarama.Client, topic string, partitions int32, rf int16, retention time.Duration, own bool, log *slog.Logger) error {
 	admin, err := sarama.NewClusterAdminFromClient(client)
 	if err != nil {
 		return fmt.Errorf("cannot open kafka admin: %w", err)
@@ -188,13 +215,15 @@ func ensureTopic(client sarama.Client, topic string, partitions int32, rf int16)
 	if err != nil {
 		return fmt.Errorf("cannot list kafka topics: %w", err)
 	}
+	want := retentionMs(retention)
 	if d, ok := topics[topic]; ok {
 		if d.NumPartitions != partitions {
 			return fmt.Errorf("topic %s has %d partitions, configured %d: the partition count is fixed once the topic exists", topic, d.NumPartitions, partitions)
 		}
-		return nil
+		return checkRetention(admin, topic, want, retention, own, log)
 	}
-	err = admin.CreateTopic(topic, &sarama.TopicDetail{NumPartitions: partitions, ReplicationFactor: rf}, false)
+	err = admin.CreateTopic(topic, &sarama.TopicDetail{NumPartitions: partitions, ReplicationFactor: rf,
+		ConfigEntries: map[string]*string{"retention.ms": &want}}, false)
 	if err != nil && !errors.Is(err, sarama.ErrTopicAlreadyExists) {
 		return fmt.Errorf("cannot create topic %s: %w", topic, err)
 	}
@@ -208,6 +237,34 @@ func ensureTopic(client sarama.Client, topic string, partitions int32, rf int16)
 		time.Sleep(50 * time.Millisecond)
 	}
 	return fmt.Errorf("topic %s did not appear after creation", topic)
+}
+
+// checkRetention sets or reports an existing topic's retention.ms.
+func checkRetention(admin sarama.ClusterAdmin, topic, want string, retention time.Duration, own bool, log *slog.Logger) error {
+	entries, err := admin.DescribeConfig(sarama.ConfigResource{Type: sarama.TopicResource, Name: topic, ConfigNames: []string{"retention.ms"}})
+	if err != nil {
+		return fmt.Errorf("cannot read the configuration of topic %s: %w", topic, err)
+	}
+	have := "-1"
+	for _, e := range entries {
+		if e.Name == "retention.ms" {
+			have = e.Value
+		}
+	}
+	switch {
+	case have == want:
+		return nil
+	case retention > 0 || own:
+		if err := admin.AlterConfig(sarama.TopicResource, topic, map[string]*string{"retention.ms": &want}, false); err != nil {
+			return fmt.Errorf("cannot set the retention of topic %s: %w", topic, err)
+		}
+		log.Info("log retention set", "topic", topic, "retention", retention)
+	case have != "-1":
+		ms, _ := strconv.ParseInt(have, 10, 64)
+		log.Warn("the log keeps records for a limited time, set outside Parley: a projector further behind than that, or a replay, finds records gone",
+			"topic", topic, "retention", time.Duration(ms)*time.Millisecond)
+	}
+	return nil
 }
 
 // Topic is the conversation topic's name.

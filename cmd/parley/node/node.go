@@ -346,6 +346,7 @@ func (n *Node) openLog() error {
 		}
 		n.broker = b
 		n.cfg.Kafka.Brokers = b.Addrs()
+		n.cfg.Kafka.OwnRetention = true
 		n.log.Info("embedded broker listening", "addrs", n.cfg.Kafka.Brokers, "dir", n.cfg.EmbeddedBroker.DataDir)
 	}
 	l, err := kafka.Open(n.cfg.Kafka)
