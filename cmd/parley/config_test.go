@@ -327,7 +327,7 @@ func TestHelp(t *testing.T) {
 		{"parley broker -h", []string{"broker", "-h"}, []string{"--log-fsync   PARLEY_LOG_FSYNC"}, false},
 		{"parley logout -h", []string{"logout", "-h"}, []string{"--reason string"}, false},
 		{"parley tap -h", []string{"tap", "-h"}, []string{"MessageSent.v1, GroupCreated.v1", "Not parley.*"}, false},
-		{"parley replay -h", []string{"replay", "-h"}, []string{"store, cache or all"}, false},
+		{"parley replay -h", []string{"replay", "-h"}, []string{"store, cache, groups, conversations or all"}, false},
 		{"help after a bad flag", []string{"serve", "--nope", "-h"}, []string{"usage: parley [serve]"}, false},
 	}
 	for _, tc := range tests {

@@ -74,7 +74,7 @@ func parseReplay(args []string, stdout io.Writer) (replayConfig, error) {
 	epoch := f.int("log-epoch", 1, fmt.Sprintf("log epoch of msgids (1..%d), the servers'", events.MaxEpoch))
 	which := f.string("projection", "all", "store, cache, groups, conversations or all")
 	from := f.string("from", "earliest", "earliest, or an RFC 3339 time to replay from")
-	pgDSN := f.secret("postgres-dsn", "PostgreSQL of the store (may hold a password); required for store and all")
+	pgDSN := f.secret("postgres-dsn", "PostgreSQL of the store, groups and index (may hold a password); required for store, groups, conversations and all")
 	pgSchema := f.string("postgres-schema", postgres.DefaultSchema, "PostgreSQL schema")
 	redisAddr := f.string("redis-addr", "", "Redis host:port of the cache; required for cache and all")
 	redisPrefix := f.string("redis-prefix", redis.DefaultPrefix, "prefix of Redis keys; empty means the default")
