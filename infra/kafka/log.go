@@ -241,14 +241,19 @@ func ensureTopic(client sarama.Client, topic string, partitions int32, rf int16,
 
 // checkRetention sets or reports an existing topic's retention.ms.
 func checkRetention(admin sarama.ClusterAdmin, topic, want string, retention time.Duration, own bool, log *slog.Logger) error {
-	entries, err := admin.DescribeConfig(sarama.ConfigResource{Type: sarama.TopicResource, Name: topic, ConfigNames: []string{"retention.ms"}})
+	results, err := admin.DescribeConfigs([]*sarama.ConfigResource{{Type: sarama.TopicResource, Name: topic, ConfigNames: []string{"retention.ms"}}}, sarama.DescribeConfigsOptions{})
+	if err == nil && len(results) == 1 && results[0].ErrorCode != sarama.ErrNoError {
+		err = results[0].ErrorCode
+	}
 	if err != nil {
 		return fmt.Errorf("cannot read the configuration of topic %s: %w", topic, err)
 	}
 	have := "-1"
-	for _, e := range entries {
-		if e.Name == "retention.ms" {
-			have = e.Value
+	for _, r := range results {
+		for _, e := range r.Configs {
+			if e.Name == "retention.ms" {
+				have = e.Value
+			}
 		}
 	}
 	switch {

@@ -36,7 +36,7 @@ type entry struct {
 
 // sizeOf estimates what a cached message costs in memory.
 func sizeOf(m *domain.Message) int64 {
-	return int64(160 + len(m.ClientMsgID) + len(m.Sender.Account) + len(m.Sender.Device) + len(m.Kind) + len(m.Body))
+	return int64(320 + len(m.ClientMsgID) + len(m.Sender.Account) + len(m.Sender.Device) + len(m.Kind) + len(m.Body))
 }
 
 // NewMemory returns an empty cache keeping messages for retention, with no

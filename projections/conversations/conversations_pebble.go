@@ -10,6 +10,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/parley-chat/parley/domain"
 	"github.com/parley-chat/parley/projections"
+	"github.com/parley-chat/parley/projections/internal/pebblekv"
 	"github.com/parley-chat/parley/projections/progress"
 )
 
@@ -50,16 +51,18 @@ func decodeLatest(c domain.ConversationID, v []byte) (Latest, error) {
 func (p *Pebble) ApplyBatch(_ context.Context, recs []projections.Record) error {
 	b := p.db.NewBatch()
 	defer b.Close()
+	look, err := pebblekv.NewLookup(p.db)
+	if err != nil {
+		return err
+	}
+	defer look.Close()
 	for _, l := range latestOf(recs) {
-		v, closer, err := p.db.Get(latestKey(l.Conversation))
-		switch {
-		case errors.Is(err, pebble.ErrNotFound):
-		case err != nil:
+		v, ok, err := look.Get(latestKey(l.Conversation))
+		if err != nil {
 			return err
-		default:
-			cur, derr := decodeLatest(l.Conversation, v)
-			_ = closer.Close()
-			if derr == nil && cur.MsgID >= l.MsgID {
+		}
+		if ok {
+			if cur, err := decodeLatest(l.Conversation, v); err == nil && cur.MsgID >= l.MsgID {
 				continue
 			}
 		}
@@ -87,9 +90,7 @@ func (p *Pebble) List(_ context.Context, account domain.AccountID, groups []doma
 	snap := p.db.NewSnapshot()
 	defer snap.Close()
 	prefix := "ca/" + string(account) + "/"
-	upper := []byte(prefix)
-	upper[len(upper)-1]++
-	it, err := snap.NewIter(&pebble.IterOptions{LowerBound: []byte(prefix), UpperBound: upper})
+	it, err := pebblekv.Prefix(snap, []byte(prefix))
 	if err != nil {
 		return nil, err
 	}
@@ -133,14 +134,10 @@ func (p *Pebble) Apply(ctx context.Context, r projections.Record) error {
 // LatestOf is conversation c's latest message in the index; ok is false
 // when it has none.
 func (p *Pebble) LatestOf(_ context.Context, c domain.ConversationID) (domain.MsgID, bool, error) {
-	v, closer, err := p.db.Get(latestKey(c))
-	if errors.Is(err, pebble.ErrNotFound) {
-		return 0, false, nil
-	}
-	if err != nil {
+	v, ok, err := pebblekv.Get(p.db, latestKey(c))
+	if err != nil || !ok {
 		return 0, false, err
 	}
-	defer closer.Close()
 	l, err := decodeLatest(c, v)
 	return l.MsgID, err == nil, err
 }

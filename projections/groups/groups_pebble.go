@@ -9,6 +9,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/parley-chat/parley/domain"
 	"github.com/parley-chat/parley/projections"
+	"github.com/parley-chat/parley/projections/internal/pebblekv"
 	"github.com/parley-chat/parley/projections/progress"
 )
 
@@ -100,10 +101,21 @@ func get(r pebble.Reader, key []byte) (val []byte, ok bool, err error) {
 // ApplyBatch implements projections.Batcher: the batch's group changes and
 // the progress through its last record commit together.
 func (p *Pebble) ApplyBatch(_ context.Context, recs []projections.Record) error {
+	last := recs[len(recs)-1].Position
+	changes := changesOf(recs, nil)
+	if len(changes) == 0 { // most batches: messages only, progress only
+		b := p.db.NewBatch()
+		defer b.Close()
+		if err := progress.PebbleSet(p.db, b, p.progress, last.Partition, last.Offset+1); err != nil {
+			return err
+		}
+		return b.Commit(pebble.NoSync)
+	}
+	// An indexed batch: a change reads what the changes before it wrote.
 	b := p.db.NewIndexedBatch()
 	defer b.Close()
 	changed := map[domain.GroupID]struct{}{}
-	for _, c := range changesOf(recs, nil) {
+	for _, c := range changes {
 		did, err := p.apply(b, c)
 		if err != nil {
 			var poison *projections.PoisonError
@@ -116,7 +128,6 @@ func (p *Pebble) ApplyBatch(_ context.Context, recs []projections.Record) error 
 			changed[c.group] = struct{}{}
 		}
 	}
-	last := recs[len(recs)-1].Position
 	if err := progress.PebbleSet(b, b, p.progress, last.Partition, last.Offset+1); err != nil {
 		return err
 	}
@@ -211,9 +222,7 @@ func (p *Pebble) setMember(b *pebble.Batch, g domain.GroupID, a domain.AccountID
 
 // prefixIter iterates the keys under prefix.
 func prefixIter(r pebble.Reader, prefix string) (*pebble.Iterator, error) {
-	upper := []byte(prefix)
-	upper[len(upper)-1]++
-	return r.NewIter(&pebble.IterOptions{LowerBound: []byte(prefix), UpperBound: upper})
+	return pebblekv.Prefix(r, []byte(prefix))
 }
 
 // Group implements Model.
@@ -252,11 +261,16 @@ func (p *Pebble) group(r pebble.Reader, g domain.GroupID) (*domain.Group, bool, 
 
 // IsMember implements Model.
 func (p *Pebble) IsMember(_ context.Context, g domain.GroupID, a domain.AccountID) (bool, bool, error) {
-	_, exists, err := get(p.db, groupKey(g))
+	look, err := pebblekv.NewLookup(p.db)
+	if err != nil {
+		return false, false, err
+	}
+	defer look.Close()
+	exists, err := look.Has(groupKey(g))
 	if err != nil || !exists {
 		return false, false, err
 	}
-	_, member, err := get(p.db, memberKey(g, a))
+	member, err := look.Has(memberKey(g, a))
 	return true, member, err
 }
 

@@ -3,9 +3,9 @@ package progress
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/parley-chat/parley/projections/internal/pebblekv"
 )
 
 // Pebble reads the progress that a read model kept in an embedded Pebble
@@ -30,8 +30,7 @@ func pebbleKey(name string, partition int32) []byte {
 // Load implements Backend.
 func (p *Pebble) Load(context.Context) (map[int32]int64, error) {
 	prefix := pebblePrefix(p.name)
-	upper := append(append([]byte(nil), prefix[:len(prefix)-1]...), '/'+1)
-	it, err := p.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: upper})
+	it, err := pebblekv.Prefix(p.db, prefix)
 	if err != nil {
 		return nil, err
 	}
@@ -58,17 +57,12 @@ func (p *Pebble) Save(ctx context.Context, next map[int32]int64) (map[int32]int6
 // data, so both commit together.
 func PebbleSet(db pebble.Reader, b *pebble.Batch, name string, partition int32, next int64) error {
 	key := pebbleKey(name, partition)
-	v, closer, err := db.Get(key)
-	switch {
-	case errors.Is(err, pebble.ErrNotFound):
-	case err != nil:
+	v, ok, err := pebblekv.Get(db, key)
+	if err != nil {
 		return err
-	default:
-		cur := int64(binary.BigEndian.Uint64(v))
-		_ = closer.Close()
-		if cur >= next {
-			return nil
-		}
+	}
+	if ok && len(v) == 8 && int64(binary.BigEndian.Uint64(v)) >= next {
+		return nil
 	}
 	return b.Set(key, binary.BigEndian.AppendUint64(nil, uint64(next)), nil)
 }

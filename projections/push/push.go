@@ -75,10 +75,21 @@ func NewProjection(out Deliverer, members Members) *Projection {
 // conversation it does not remember, so that its first push after a start
 // still chains (prevMsgId) instead of saying "unknown". prev must tell the
 // state before the record: the conversation index, applied after push in
-// the same reader.
+// the same reader. With prev the projection remembers only the last
+// PrevTracked conversations: prev answers for the others.
 func (p *Projection) WithPrev(prev Prev) *Projection {
 	p.prev = prev
 	return p
+}
+
+// PrevTracked bounds the conversations remembered when prev is set.
+const PrevTracked = 1 << 16
+
+func (p *Projection) maxTracked() int {
+	if p.prev != nil {
+		return PrevTracked
+	}
+	return MaxTracked
 }
 
 // Apply implements projections.Projection. A record seen again (a retry or
@@ -127,7 +138,7 @@ func (p *Projection) Apply(ctx context.Context, r projections.Record) error {
 		return fmt.Errorf("cannot deliver %s: %w", m.Conversation, err)
 	}
 	p.mu.Lock()
-	if _, known := p.last[m.Conversation]; !known && len(p.last) >= MaxTracked {
+	if _, known := p.last[m.Conversation]; !known && len(p.last) >= p.maxTracked() {
 		p.last = map[domain.ConversationID]domain.MsgID{}
 	}
 	p.last[m.Conversation] = m.MsgID

@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/parley-chat/parley/domain"
 	"github.com/parley-chat/parley/projections"
+	"github.com/parley-chat/parley/projections/internal/pebblekv"
 	"github.com/parley-chat/parley/projections/progress"
 )
 
@@ -98,60 +99,71 @@ func decodeMessage(c domain.ConversationID, id domain.MsgID, v []byte) (domain.M
 	return m, nil
 }
 
-func exists(r pebble.Reader, key []byte) (bool, error) {
-	_, closer, err := r.Get(key)
-	if errors.Is(err, pebble.ErrNotFound) {
-		return false, nil
-	}
+// save writes msgs into b: a message whose msgid or message id is taken
+// is skipped; a client message id is kept by the first message that uses
+// it. fromLog says msgs come from the log past the store's own progress:
+// a msgid is an offset of the log, never applied before, so only the
+// message id and the client message id need checking.
+func (s *Pebble) save(b *pebble.Batch, msgs []domain.Message, fromLog bool) error {
+	look, err := pebblekv.NewLookup(s.db)
 	if err != nil {
-		return false, err
+		return err
 	}
-	return true, closer.Close()
-}
-
-// save writes msgs into b (an indexed batch, so that a message sees those
-// before it in the same call): a message whose msgid or message id is
-// taken is skipped; a client message id is kept by the first message that
-// uses it.
-func (s *Pebble) save(b *pebble.Batch, msgs []domain.Message) error {
+	defer look.Close()
+	// Keys this call wrote: the lookup sees the store as it was.
+	wrote := make(map[string]bool, 2*len(msgs))
+	taken := func(k []byte) (bool, error) {
+		if wrote[string(k)] {
+			return true, nil
+		}
+		return look.Has(k)
+	}
 	for _, m := range msgs {
-		key := messageKey(m.Conversation, m.MsgID)
-		for _, k := range [][]byte{key, idKey(m.ID)} {
-			taken, err := exists(b, k)
-			if err != nil {
+		key, id := messageKey(m.Conversation, m.MsgID), idKey(m.ID)
+		keys := [][]byte{key, id}
+		if fromLog {
+			keys = keys[1:]
+		}
+		skip := false
+		for _, k := range keys {
+			if skip, err = taken(k); err != nil {
 				return err
 			}
-			if taken {
-				goto next
+			if skip {
+				break
 			}
 		}
+		if skip {
+			continue
+		}
+		at := pointer(m.Conversation, m.MsgID)
 		if err := b.Set(key, encodeMessage(m), nil); err != nil {
 			return err
 		}
-		if err := b.Set(idKey(m.ID), pointer(m.Conversation, m.MsgID), nil); err != nil {
+		if err := b.Set(id, at, nil); err != nil {
 			return err
 		}
-		if ck := clientIndexKey(m.Sender.Account, m.ClientMsgID); true {
-			taken, err := exists(b, ck)
-			if err != nil {
+		wrote[string(key)], wrote[string(id)] = true, true
+		ck := clientIndexKey(m.Sender.Account, m.ClientMsgID)
+		used, err := taken(ck)
+		if err != nil {
+			return err
+		}
+		if !used {
+			if err := b.Set(ck, at, nil); err != nil {
 				return err
 			}
-			if !taken {
-				if err := b.Set(ck, pointer(m.Conversation, m.MsgID), nil); err != nil {
-					return err
-				}
-			}
+			wrote[string(ck)] = true
 		}
-	next:
 	}
 	return nil
 }
 
 // Save implements Store.
 func (s *Pebble) Save(_ context.Context, msgs ...domain.Message) error {
-	b := s.db.NewIndexedBatch()
+	b := s.db.NewBatch()
 	defer b.Close()
-	if err := s.save(b, msgs); err != nil {
+	if err := s.save(b, msgs, false); err != nil {
 		return err
 	}
 	return b.Commit(pebble.NoSync)
@@ -162,13 +174,13 @@ func (s *Pebble) Save(_ context.Context, msgs ...domain.Message) error {
 // the record of truth, and after a crash of the machine the store resumes
 // from what its own progress says it holds.
 func (s *Pebble) ApplyBatch(_ context.Context, recs []projections.Record) error {
-	b := s.db.NewIndexedBatch()
+	b := s.db.NewBatch()
 	defer b.Close()
-	if err := s.save(b, projections.Messages(recs, nil)); err != nil {
+	if err := s.save(b, projections.Messages(recs, nil), true); err != nil {
 		return err
 	}
 	last := recs[len(recs)-1].Position
-	if err := progress.PebbleSet(b, b, s.progress, last.Partition, last.Offset+1); err != nil {
+	if err := progress.PebbleSet(s.db, b, s.progress, last.Partition, last.Offset+1); err != nil {
 		return err
 	}
 	if err := b.Commit(pebble.NoSync); err != nil {
@@ -204,23 +216,23 @@ func (s *Pebble) After(_ context.Context, conv domain.ConversationID, after doma
 
 // ByClientMsgID implements Store.
 func (s *Pebble) ByClientMsgID(_ context.Context, account domain.AccountID, clientMsgID string) (domain.Message, bool, error) {
-	v, closer, err := s.db.Get(clientIndexKey(account, clientMsgID))
-	if errors.Is(err, pebble.ErrNotFound) {
-		return domain.Message{}, false, nil
-	}
+	look, err := pebblekv.NewLookup(s.db)
 	if err != nil {
 		return domain.Message{}, false, err
 	}
-	conv, id, perr := readPointer(v)
-	_ = closer.Close()
-	if perr != nil {
-		return domain.Message{}, false, perr
+	defer look.Close()
+	v, ok, err := look.Get(clientIndexKey(account, clientMsgID))
+	if err != nil || !ok {
+		return domain.Message{}, false, err
 	}
-	raw, closer, err := s.db.Get(messageKey(conv, id))
+	conv, id, err := readPointer(v)
 	if err != nil {
-		return domain.Message{}, false, fmt.Errorf("cannot read message %s/%d: %w", conv, id, err)
+		return domain.Message{}, false, err
 	}
-	defer closer.Close()
+	raw, ok, err := look.Get(messageKey(conv, id))
+	if err != nil || !ok {
+		return domain.Message{}, false, fmt.Errorf("cannot read message %s/%d: %v", conv, id, err)
+	}
 	m, err := decodeMessage(conv, id, raw)
 	return m, err == nil, err
 }

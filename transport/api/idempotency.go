@@ -74,17 +74,18 @@ func (i *idempotency) do(k idemKey, lookup func() (Ack, bool, error), send func(
 	}
 }
 
-// Run does the service's housekeeping until ctx ends: every 30 s it
-// forgets recent acks that the store holds.
+// Run does the service's housekeeping until ctx ends: every 5 s it
+// forgets recent acks older than 5 s that the store holds (it answers for
+// them from then on), so that memory holds seconds of acks, not minutes.
 func (s *Service) Run(ctx context.Context) {
-	t := time.NewTicker(30 * time.Second)
+	t := time.NewTicker(5 * time.Second)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			s.SweepIdempotency(time.Minute)
+			s.SweepIdempotency(5 * time.Second)
 		}
 	}
 }

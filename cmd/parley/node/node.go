@@ -112,6 +112,11 @@ type Config struct {
 	// heap instead of 2x halve the p99 send latency on a busy 2-core box
 	// (docs/benchmarks.md) for a few MB more.
 	GCPercent int
+	// MemoryLimit, if set, is the Go runtime's soft memory limit (as
+	// GOMEMLIMIT), applied at Start unless GOMEMLIMIT is set: with a high
+	// GCPercent the heap may otherwise grow to several times what is live.
+	// The embedded store's cache and memtables are outside it.
+	MemoryLimit int64
 	// Pprof serves net/http/pprof under /debug/pprof/ (for profiling under
 	// load; off by default).
 	Pprof bool
@@ -119,7 +124,7 @@ type Config struct {
 	// the log's tail after what its store holds. Default 10m.
 	CatchUpTimeout time.Duration
 	// CacheBytes bounds a single node's 7-day cache in memory (in front of
-	// its embedded store). Default 64 MiB.
+	// its embedded store). Default 32 MiB.
 	CacheBytes int64
 	// Logger is the process logger. Default slog.Default().
 	Logger *slog.Logger
@@ -143,7 +148,7 @@ func (c *Config) setDefaults() {
 		c.CatchUpTimeout = 10 * time.Minute
 	}
 	if c.CacheBytes == 0 {
-		c.CacheBytes = 64 << 20
+		c.CacheBytes = 32 << 20
 	}
 	if c.RouteReassert == 0 {
 		c.RouteReassert = 30 * time.Second
@@ -285,6 +290,9 @@ func (n *Node) prepare() error {
 	cfg := n.cfg
 	if _, set := os.LookupEnv("GOGC"); cfg.GCPercent > 0 && !set {
 		debug.SetGCPercent(cfg.GCPercent)
+	}
+	if _, set := os.LookupEnv("GOMEMLIMIT"); cfg.MemoryLimit > 0 && !set {
+		debug.SetMemoryLimit(cfg.MemoryLimit)
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("cannot create data dir: %w", err)
