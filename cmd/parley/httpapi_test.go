@@ -87,6 +87,7 @@ func TestHTTPSyncRepliesAreBounded(t *testing.T) {
 		"\r\nAuthorization: Bearer " + bob + "\r\n\r\n"
 
 	const idle = 20
+	watch := watchHeap()
 	conns := make([]net.Conn, idle)
 	for i := range conns {
 		c, err := net.Dial("tcp", s.n.Addr())
@@ -117,6 +118,16 @@ func TestHTTPSyncRepliesAreBounded(t *testing.T) {
 	resp.Body.Close()
 	if err != nil || resp.StatusCode != 200 || len(page.Messages) == 0 || len(page.Messages) >= 40 || !page.HasMore {
 		t.Fatalf("reading client: %d, %d messages, hasMore %v, %v", resp.StatusCode, len(page.Messages), page.HasMore, err)
+	}
+
+	legit(t, s, "during-idle-http")
+	// Held replies cost about a page each (plus its encoding), not the
+	// 78 MB the uncut pages would.
+	time.Sleep(500 * time.Millisecond)
+	if grew := watch.growth(); grew > 3*idle*maxReply {
+		t.Errorf("%d non-reading clients grew the heap by %d MiB, want under %d MiB", idle, grew>>20, 3*idle*maxReply>>20)
+	} else {
+		t.Logf("%d non-reading clients grew the heap by %d KiB", idle, grew>>10)
 	}
 
 	// Each idle client's answer is announced as one bounded page.
