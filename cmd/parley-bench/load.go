@@ -103,6 +103,8 @@ func runLoad(ctx context.Context, cfg config) (*Report, error) {
 			d := g.members[int(i/int64(len(groups)))%len(g.members)]
 			return func(ctx context.Context) { l.send(ctx, d, client.Target{Group: g.id}, g.members, i) }
 		}
+	case "fill":
+		next = l.fillNext(prefix)
 	case "sync":
 		cursors, err := l.prefill(ctx)
 		if err != nil {
@@ -132,7 +134,6 @@ func runLoad(ctx context.Context, cfg config) (*Report, error) {
 		l.drain(ctx)
 	}
 	stopProgress()
-
 	rep.Elapsed = w.ended.Sub(started).Seconds()
 	rep.Sent, rep.Acked, rep.Pushes, rep.Syncs, rep.Backlog = l.sent.Load(), l.ackN.Load(), l.pushN.Load(), l.syncN.Load(), l.skipped.Load()
 	rep.Unacked = l.unacked.Load()
@@ -140,6 +141,9 @@ func runLoad(ctx context.Context, cfg config) (*Report, error) {
 	rep.PushRate = float64(rep.Pushes) / rep.Elapsed
 	rep.SyncRate = float64(rep.Syncs) / rep.Elapsed
 	rep.SendToAck, rep.SendToPush, rep.SyncLat = summarize(l.ackHist), summarize(l.pushHist), summarize(l.syncHist)
+	if cfg.Scenario == "fill" {
+		l.settle(ctx, started, rep)
+	}
 	if cfg.child > 0 {
 		rep.AckHist, rep.PushHist, rep.SyncHist = l.ackHist.Export(), l.pushHist.Export(), l.syncHist.Export()
 	}

@@ -10,7 +10,8 @@
 // other one, or in a ring with --peers ring), group (groups of
 // --group-size, every member sends), sync (a storm of 50-message syncs
 // answered by the cache), idle (hold connections; report server memory
-// per connection). Past the
+// per connection), fill (write history to accounts that never connect
+// and report how fast it was fully projected). Past the
 // per-process open-files limit, --procs runs several generator processes
 // and merges their reports. Only loopback targets are accepted.
 package main
@@ -48,6 +49,9 @@ type config struct {
 	Prefix     string        `json:"prefix"`
 	Interval   time.Duration `json:"interval,omitempty"`
 
+	OfflinePeers int           `json:"offlinePeers,omitempty"`
+	Settle       time.Duration `json:"settle,omitempty"`
+
 	ServerProfile     time.Duration `json:"serverProfile,omitempty"`
 	ServerProfileFile string        `json:"serverProfileFile,omitempty"`
 
@@ -68,12 +72,14 @@ func run(args []string) error {
 	fs := flag.NewFlagSet("parley-bench", flag.ContinueOnError)
 	fs.StringVar(&cfg.URL, "url", "ws://127.0.0.1:8080/ws", "gateway WebSocket URL (loopback only)")
 	fs.StringVar(&cfg.MetricsURL, "metrics-url", "http://127.0.0.1:8080/metrics", "server /metrics, for its CPU and memory (loopback only); empty skips")
-	fs.StringVar(&cfg.Scenario, "scenario", "direct", "direct, group, sync or idle")
+	fs.StringVar(&cfg.Scenario, "scenario", "direct", "direct, group, sync, idle or fill")
 	fs.StringVar(&cfg.Peers, "peers", "random", "direct: random (any device to any other) or ring (device i to i+1, as the first runs)")
 	fs.IntVar(&cfg.Conns, "conns", 100, "connections (devices)")
 	fs.Float64Var(&cfg.Rate, "rate", 1000, "messages (or syncs) per second, open loop, over all connections")
 	fs.DurationVar(&cfg.Duration, "duration", 30*time.Second, "how long to send")
 	fs.IntVar(&cfg.GroupSize, "group-size", 50, "members per group (group scenario)")
+	fs.IntVar(&cfg.OfflinePeers, "offline-peers", 2000, "fill: accounts, never connected, that the messages go to")
+	fs.DurationVar(&cfg.Settle, "settle", 10*time.Minute, "fill: how long to wait after the last ack for the server's projections to catch up")
 	fs.IntVar(&cfg.BodyBytes, "body-bytes", 100, "message body size in bytes, 20..16384 (the send time takes 20, chat-like text the rest)")
 	fs.IntVar(&cfg.Sources, "sources", 4, "spread connections over 127.0.0.1..127.0.0.N")
 	fs.IntVar(&cfg.Procs, "procs", 1, "generator processes (each holds conns/procs connections)")
@@ -165,15 +171,18 @@ func (c *config) validate() error {
 		}
 	}
 	switch c.Scenario {
-	case "direct", "group", "sync", "idle":
+	case "direct", "group", "sync", "idle", "fill":
 	default:
-		errs = append(errs, fmt.Errorf("--scenario %q: want direct, group, sync or idle", c.Scenario))
+		errs = append(errs, fmt.Errorf("--scenario %q: want direct, group, sync, idle or fill", c.Scenario))
 	}
 	if c.Conns < 2 || c.Rate <= 0 || c.Duration <= 0 || c.Procs < 1 || c.Sources < 1 || c.Sources > 250 {
 		errs = append(errs, errors.New("--conns >= 2, --rate > 0, --duration > 0, --procs >= 1, --sources 1..250"))
 	}
 	if c.Scenario == "group" && (c.GroupSize < 2 || c.GroupSize > c.Conns/c.Procs) {
 		errs = append(errs, fmt.Errorf("--group-size %d must be within 2..conns per process", c.GroupSize))
+	}
+	if c.Scenario == "fill" && (c.OfflinePeers < 1 || c.Settle <= 0 || c.Procs != 1) {
+		errs = append(errs, errors.New("fill: --offline-peers >= 1, --settle > 0 and --procs 1"))
 	}
 	if c.Interval != 0 && c.Interval < time.Second {
 		errs = append(errs, errors.New("--interval must be 0 or at least 1s"))

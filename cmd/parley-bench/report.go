@@ -44,6 +44,9 @@ type Report struct {
 	Intervals []Interval `json:"intervals,omitempty"`
 	// Profile is the CPU profile fetched with --server-profile.
 	Profile *ProfileResult `json:"serverProfile,omitempty"`
+	// Fill is the fill scenario's time until the server's projections
+	// caught up.
+	Fill *Fill `json:"fill,omitempty"`
 	// Memory is the server's memory per connection, from before and
 	// after connecting (and, for idle, after the hold).
 	Memory Memory `json:"serverMemory"`
@@ -92,6 +95,13 @@ func (r *Report) summary() string {
 	switch {
 	case r.Config.Scenario == "idle":
 		b.WriteString("idle: no messages sent")
+	case r.Config.Scenario == "fill" && r.Fill != nil:
+		fmt.Fprintf(&b, "%d messages acked", r.Acked)
+		if r.Fill.Settled {
+			fmt.Fprintf(&b, " and fully projected after %.1fs: %.0f/s", r.Fill.SettledSeconds, r.Fill.ProcessedPerSecond)
+		} else {
+			fmt.Fprintf(&b, "; projections NOT caught up after %.1fs %s", r.Fill.SettledSeconds, r.Fill.Error)
+		}
 	case r.Config.Scenario == "sync":
 		fmt.Fprintf(&b, "%d syncs answered", r.Syncs)
 		if len(r.Errors) > 0 {

@@ -112,3 +112,23 @@ func TestFetchProfile(t *testing.T) {
 		t.Errorf("a page instead of a profile: %v", err)
 	}
 }
+
+func TestParseLag(t *testing.T) {
+	text := `# HELP parley_projection_lag_records Records of the log a projection has not applied yet, per partition.
+# TYPE parley_projection_lag_records gauge
+parley_projection_lag_records{partition="0",projection="parley.projection.store"} 12
+parley_projection_lag_records{partition="1",projection="parley.projection.store"} 3
+parley_projection_lag_records{partition="0",projection="parley.projection.push"} 0
+process_cpu_seconds_total 1.5
+`
+	lag, err := parseLag(strings.NewReader(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lag["parley.projection.store"] != 15 || lag["parley.projection.push"] != 0 || len(lag) != 2 {
+		t.Fatalf("lag %v", lag)
+	}
+	if _, err := parseLag(strings.NewReader("process_cpu_seconds_total 1.5\n")); err == nil {
+		t.Fatal("metrics without lag: want an error")
+	}
+}

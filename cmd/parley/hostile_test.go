@@ -170,6 +170,15 @@ func watchHeap() *heapWatch {
 	return w
 }
 
+// liveHeap is the heap in use after a collection: what is held, not
+// garbage.
+func liveHeap() int64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return int64(ms.HeapAlloc)
+}
+
 // growth stops watching and returns the peak growth in bytes.
 func (w *heapWatch) growth() int64 {
 	close(w.stop)

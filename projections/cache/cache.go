@@ -35,10 +35,10 @@ type Cache interface {
 	After(ctx context.Context, conv domain.ConversationID, after domain.MsgID, limit int) (msgs []domain.Message, more, covered bool, err error)
 }
 
-// Prev tells a conversation's latest msgid before the batch being applied
-// (from the conversation index); ok is false when the conversation had no
-// message before.
-type Prev func(ctx context.Context, c domain.ConversationID) (id domain.MsgID, ok bool, err error)
+// Prev tells the msgid of the message before r's in conversation c, 0 when
+// there is none (conversations.Predecessors.Before); known is false when
+// it cannot be told.
+type Prev func(ctx context.Context, r projections.Record, c domain.ConversationID) (id domain.MsgID, known bool, err error)
 
 // Projection feeds MessageSent records into a Cache.
 type Projection struct {
@@ -65,10 +65,8 @@ func NewProjection(c Cache, epoch uint8, fromLogStart bool) *Projection {
 // WithPrev makes the projection ask prev, when it meets a conversation
 // for the first time, for the msgid of the message before: the cache then
 // holds every message after that one (none lies between), so a client
-// whose cursor is there is answered by the cache. prev must tell the state
-// before the record: the conversation index, applied after the cache in
-// the same reader. A conversation without a message before is covered
-// from its start.
+// whose cursor is there is answered by the cache. A conversation without
+// a message before is covered from its start.
 func (p *Projection) WithPrev(prev Prev) *Projection {
 	p.prev = prev
 	return p
@@ -97,16 +95,14 @@ func (p *Projection) floorOf(ctx context.Context, r projections.Record, c domain
 	}); ok && h.Holds(c) {
 		return r.MsgID - 1, nil // the cache ignores a floor for a conversation it holds
 	}
-	prev, ok, err := p.prev(ctx, c)
+	prev, known, err := p.prev(ctx, r, c)
 	switch {
 	case err != nil:
 		return 0, err
-	case !ok:
-		return 0, nil
-	case prev < r.MsgID:
-		return prev, nil
+	case known && prev < r.MsgID:
+		return prev, nil // 0: the conversation starts here
 	}
-	return r.MsgID - 1, nil // the index is ahead of this record
+	return r.MsgID - 1, nil
 }
 
 // floor is what the projection can vouch for a conversation it meets for

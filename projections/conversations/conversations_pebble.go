@@ -20,8 +20,8 @@ import (
 //	cl/<conversation>           latest msgid and time (8 + 8 bytes)
 //	ca/<account>/<conversation> a direct conversation of the account
 type Pebble struct {
-	db       *pebble.DB
-	progress string
+	db    *pebble.DB
+	marks *progress.PebbleMarks
 }
 
 var _ Index = (*Pebble)(nil)
@@ -29,7 +29,7 @@ var _ Index = (*Pebble)(nil)
 // NewPebble returns the index of db; progressName is the name under which
 // the projection's progress is kept.
 func NewPebble(db *pebble.DB, progressName string) *Pebble {
-	return &Pebble{db: db, progress: progressName}
+	return &Pebble{db: db, marks: progress.NewPebbleMarks(db, progressName)}
 }
 
 func latestKey(c domain.ConversationID) []byte { return []byte("cl/" + c.String()) }
@@ -69,6 +69,9 @@ func (p *Pebble) ApplyBatch(_ context.Context, recs []projections.Record) error 
 		if err := b.Set(latestKey(l.Conversation), encodeLatest(l), nil); err != nil {
 			return err
 		}
+		if ok {
+			continue // the accounts' entries came with the first message
+		}
 		for _, a := range participants(l.Conversation) {
 			if err := b.Set([]byte("ca/"+string(a)+"/"+l.Conversation.String()), nil, nil); err != nil {
 				return err
@@ -76,10 +79,7 @@ func (p *Pebble) ApplyBatch(_ context.Context, recs []projections.Record) error 
 		}
 	}
 	last := recs[len(recs)-1].Position
-	if err := progress.PebbleSet(p.db, b, p.progress, last.Partition, last.Offset+1); err != nil {
-		return err
-	}
-	if err := b.Commit(pebble.NoSync); err != nil {
+	if err := p.marks.Commit(b, last.Partition, last.Offset+1); err != nil {
 		return fmt.Errorf("cannot write the conversation index: %w", err)
 	}
 	return nil

@@ -22,8 +22,8 @@ import (
 //
 // Ids never hold '/', so the separators are unambiguous.
 type Pebble struct {
-	db       *pebble.DB
-	progress string
+	db    *pebble.DB
+	marks *progress.PebbleMarks
 	// OnChange, if set, is called after a batch commits, with each group
 	// it changed (to forget cached copies).
 	OnChange func(domain.GroupID)
@@ -34,7 +34,7 @@ var _ Model = (*Pebble)(nil)
 // NewPebble returns the groups of db; progressName is the name under
 // which the projection's progress is kept (see progress.NewPebble).
 func NewPebble(db *pebble.DB, progressName string) *Pebble {
-	return &Pebble{db: db, progress: progressName}
+	return &Pebble{db: db, marks: progress.NewPebbleMarks(db, progressName)}
 }
 
 func groupKey(g domain.GroupID) []byte { return []byte("g/" + string(g)) }
@@ -106,10 +106,7 @@ func (p *Pebble) ApplyBatch(_ context.Context, recs []projections.Record) error 
 	if len(changes) == 0 { // most batches: messages only, progress only
 		b := p.db.NewBatch()
 		defer b.Close()
-		if err := progress.PebbleSet(p.db, b, p.progress, last.Partition, last.Offset+1); err != nil {
-			return err
-		}
-		return b.Commit(pebble.NoSync)
+		return p.marks.Commit(b, last.Partition, last.Offset+1)
 	}
 	// An indexed batch: a change reads what the changes before it wrote.
 	b := p.db.NewIndexedBatch()
@@ -128,10 +125,7 @@ func (p *Pebble) ApplyBatch(_ context.Context, recs []projections.Record) error 
 			changed[c.group] = struct{}{}
 		}
 	}
-	if err := progress.PebbleSet(b, b, p.progress, last.Partition, last.Offset+1); err != nil {
-		return err
-	}
-	if err := b.Commit(pebble.NoSync); err != nil {
+	if err := p.marks.Commit(b, last.Partition, last.Offset+1); err != nil {
 		return fmt.Errorf("cannot write groups: %w", err)
 	}
 	if p.OnChange != nil {

@@ -3,13 +3,14 @@ package progress
 import (
 	"context"
 	"encoding/binary"
+	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/parley-chat/parley/projections/internal/pebblekv"
 )
 
 // Pebble reads the progress that a read model kept in an embedded Pebble
-// store commits in the same batch as its data (PebbleSet): Save has
+// store commits in the same batch as its data (PebbleMarks): Save has
 // nothing left to do, and a restart resumes exactly after what the data
 // holds.
 type Pebble struct {
@@ -46,23 +47,69 @@ func (p *Pebble) Load(context.Context) (map[int32]int64, error) {
 	return out, it.Error()
 }
 
-// Save implements Backend: the data committed it already (PebbleSet).
+// Save implements Backend: the data committed it already (PebbleMarks).
 func (p *Pebble) Save(ctx context.Context, next map[int32]int64) (map[int32]int64, error) {
 	return committed{}.Save(ctx, next)
 }
 
-// PebbleSet writes, into b, that the read model called name has applied
-// partition up to (not including) next, unless db already says further:
-// progress never moves backwards. Call it in the batch that writes the
-// data, so both commit together.
-func PebbleSet(db pebble.Reader, b *pebble.Batch, name string, partition int32, next int64) error {
-	key := pebbleKey(name, partition)
-	v, ok, err := pebblekv.Get(db, key)
+// PebbleMarks commits a read model's progress in the batches that write
+// its data, so both commit together. Progress never moves backwards. It
+// reads each partition's stored progress once and remembers what it
+// committed since, so that a batch costs no read: one PebbleMarks per
+// read model, the only writer of its progress.
+type PebbleMarks struct {
+	db   *pebble.DB
+	name string
+
+	mu    sync.Mutex
+	known map[int32]int64 // partition → stored next offset
+}
+
+// NewPebbleMarks returns the marks of the read model called name in db.
+func NewPebbleMarks(db *pebble.DB, name string) *PebbleMarks {
+	return &PebbleMarks{db: db, name: name, known: map[int32]int64{}}
+}
+
+// Name is the read model's name, under which its progress is kept.
+func (m *PebbleMarks) Name() string { return m.name }
+
+// Commit writes into b that the read model has applied partition up to
+// (not including) next, unless it is already further, and commits b
+// without a sync (the log is the record of truth: after a crash the read
+// model resumes from what it holds).
+func (m *PebbleMarks) Commit(b *pebble.Batch, partition int32, next int64) error {
+	stored, err := m.stored(partition)
 	if err != nil {
 		return err
 	}
-	if ok && len(v) == 8 && int64(binary.BigEndian.Uint64(v)) >= next {
-		return nil
+	if next > stored {
+		if err := b.Set(pebbleKey(m.name, partition), binary.BigEndian.AppendUint64(nil, uint64(next)), nil); err != nil {
+			return err
+		}
 	}
-	return b.Set(key, binary.BigEndian.AppendUint64(nil, uint64(next)), nil)
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	m.known[partition] = max(m.known[partition], next)
+	m.mu.Unlock()
+	return nil
+}
+
+func (m *PebbleMarks) stored(partition int32) (int64, error) {
+	m.mu.Lock()
+	next, ok := m.known[partition]
+	m.mu.Unlock()
+	if ok {
+		return next, nil
+	}
+	v, found, err := pebblekv.Get(m.db, pebbleKey(m.name, partition))
+	if err != nil || !found || len(v) != 8 {
+		return 0, err
+	}
+	next = int64(binary.BigEndian.Uint64(v))
+	m.mu.Lock()
+	m.known[partition] = max(m.known[partition], next)
+	m.mu.Unlock()
+	return next, nil
 }

@@ -50,9 +50,10 @@ type Members interface {
 // with a sync, so nothing is lost.
 const MaxTracked = 1 << 20
 
-// Prev tells a conversation's latest msgid before the batch being applied
-// (from the conversation index); ok is false when it had none.
-type Prev func(ctx context.Context, c domain.ConversationID) (id domain.MsgID, ok bool, err error)
+// Prev tells the msgid of the message before r's in conversation c, 0 when
+// there is none (conversations.Predecessors.Before); known is false when
+// it cannot be told.
+type Prev func(ctx context.Context, r projections.Record, c domain.ConversationID) (id domain.MsgID, known bool, err error)
 
 // Projection fans messages out to devices.
 type Projection struct {
@@ -73,9 +74,7 @@ func NewProjection(out Deliverer, members Members) *Projection {
 
 // WithPrev makes the projection ask prev for the previous msgid of a
 // conversation it does not remember, so that its first push after a start
-// still chains (prevMsgId) instead of saying "unknown". prev must tell the
-// state before the record: the conversation index, applied after push in
-// the same reader. With prev the projection remembers only the last
+// still chains (prevMsgId) instead of saying "unknown". With prev the projection remembers only the last
 // PrevTracked conversations: prev answers for the others.
 func (p *Projection) WithPrev(prev Prev) *Projection {
 	p.prev = prev
@@ -114,9 +113,9 @@ func (p *Projection) Apply(ctx context.Context, r projections.Record) error {
 		return nil
 	}
 	if !known && p.prev != nil {
-		if id, ok, err := p.prev(ctx, m.Conversation); err != nil {
+		if id, known, err := p.prev(ctx, r, m.Conversation); err != nil {
 			return fmt.Errorf("cannot read the previous message of %s: %w", m.Conversation, err)
-		} else if ok && id < m.MsgID {
+		} else if known && id < m.MsgID {
 			prev = id
 		}
 	}

@@ -25,8 +25,8 @@ import (
 // Ids never hold '/', so the separators are unambiguous, and a
 // conversation's messages sort by msgid.
 type Pebble struct {
-	db       *pebble.DB
-	progress string
+	db    *pebble.DB
+	marks *progress.PebbleMarks
 }
 
 var _ Store = (*Pebble)(nil)
@@ -35,7 +35,7 @@ var _ Store = (*Pebble)(nil)
 // which the projection's progress is kept (ApplyBatch commits it with the
 // messages).
 func NewPebble(db *pebble.DB, progressName string) *Pebble {
-	return &Pebble{db: db, progress: progressName}
+	return &Pebble{db: db, marks: progress.NewPebbleMarks(db, progressName)}
 }
 
 func convPrefix(c domain.ConversationID) []byte { return []byte("m/" + c.String() + "/") }
@@ -180,10 +180,7 @@ func (s *Pebble) ApplyBatch(_ context.Context, recs []projections.Record) error 
 		return err
 	}
 	last := recs[len(recs)-1].Position
-	if err := progress.PebbleSet(s.db, b, s.progress, last.Partition, last.Offset+1); err != nil {
-		return err
-	}
-	if err := b.Commit(pebble.NoSync); err != nil {
+	if err := s.marks.Commit(b, last.Partition, last.Offset+1); err != nil {
 		return fmt.Errorf("cannot write the history: %w", err)
 	}
 	return nil

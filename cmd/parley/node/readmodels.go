@@ -80,8 +80,10 @@ type readModelSet struct {
 	api api.ReadModels
 	// members resolves a group's members for push, as of a message.
 	members *groups.At
-	// prev is a conversation's latest msgid in the single node's index.
+	// prev tells, on a single node, the message before each message; first
+	// works it out, ahead of every other spec of the node's one reader.
 	prev    push.Prev
+	first   runner.Spec
 	readers []runner.Reader
 	run     []func(context.Context)
 	// ends are the log's end offsets when the process started.
@@ -106,6 +108,10 @@ func ProgressName(projection string, epoch uint8) string {
 const (
 	groupCacheTTL     = 2 * time.Second
 	groupCacheMembers = 200_000
+	// predecessorsRemembered: conversations whose latest msgid the single
+	// node's reader remembers, between 1× and 2× this (about 100 bytes
+	// each); it asks the index about the others.
+	predecessorsRemembered = 1 << 16
 )
 
 // readModels builds the read models of this process. Every read model is
@@ -156,15 +162,18 @@ func (n *Node) embeddedReadModels(ctx context.Context) (readModelSet, error) {
 	set.api.Cache = mem
 	set.run = append(set.run, func(ctx context.Context) { mem.RunTrim(ctx, 30*time.Second) })
 	set.members = &groups.At{Model: gm, Progress: set.api.GroupsProgress}
-	set.prev = convs.LatestOf
+	preds := conversations.NewPredecessors(convs.LatestOf, predecessorsRemembered)
+	set.prev = preds.Before
 	if set.ends, err = n.events.EndOffsets(); err != nil {
 		return set, err
 	}
 	set.api.CacheProgress = fromEnd(set.ends)
 	set.memory = []runner.Spec{
-		{Name: cache.Name, Projection: cache.NewProjection(mem, epoch, false).WithPrev(convs.LatestOf), Tracker: set.api.CacheProgress},
+		{Name: cache.Name, Projection: cache.NewProjection(mem, epoch, false).WithPrev(preds.Before), Tracker: set.api.CacheProgress},
 		{Name: stream.Name, Projection: n.recent, Tracker: fromEnd(set.ends)},
 	}
+	// Every record the reader reads, from the oldest progress on.
+	set.first = runner.Spec{Name: conversations.PredecessorsName, Projection: preds, Tracker: progress.NewMemory()}
 	set.embedded = []runner.Spec{
 		{Name: groups.Name, Projection: gm, Tracker: set.api.GroupsProgress, Rebuild: true},
 		{Name: store.Name, Projection: st, Tracker: set.api.StoreProgress, Rebuild: true},
@@ -174,8 +183,8 @@ func (n *Node) embeddedReadModels(ctx context.Context) (readModelSet, error) {
 }
 
 // finishReaders adds the readers of the single node's models, or of the
-// console's stream in scale-out. A single node reads the log once: groups
-// first (push reads them), then push, so that it waits for no disk write,
+// console's stream in scale-out. A single node reads the log once: the
+// messages' predecessors first, groups (push reads them), then push, so that it waits for no disk write,
 // then the cache, the history, the conversation index and the stream.
 func (n *Node) finishReaders(set *readModelSet) error {
 	if len(set.embedded) > 0 {
@@ -183,7 +192,7 @@ func (n *Node) finishReaders(set *readModelSet) error {
 		if err != nil {
 			return err
 		}
-		specs := append([]runner.Spec{set.embedded[0]}, set.memory...)
+		specs := append([]runner.Spec{set.first, set.embedded[0]}, set.memory...)
 		specs = append(specs, set.embedded[1:]...)
 		set.readers = append(set.readers, runner.Reader{Name: "parley.projections.embedded", Topic: n.events.Topic(),
 			Source: n.events.RangeSource(from, nil), Specs: specs})
