@@ -86,34 +86,9 @@ func runLoad(ctx context.Context, cfg config) (*Report, error) {
 	}
 	l.logf("connected %d devices", n)
 
-	var next func(i int64) func(context.Context)
-	switch cfg.Scenario {
-	case "direct":
-		next = func(i int64) func(context.Context) {
-			d, peer := l.pair(i)
-			return func(ctx context.Context) { l.send(ctx, d, client.Target{Account: peer.account}, []*device{peer}, i) }
-		}
-	case "group":
-		groups, err := l.makeGroups(ctx)
-		if err != nil {
-			return nil, err
-		}
-		next = func(i int64) func(context.Context) {
-			g := groups[int(i)%len(groups)]
-			d := g.members[int(i/int64(len(groups)))%len(g.members)]
-			return func(ctx context.Context) { l.send(ctx, d, client.Target{Group: g.id}, g.members, i) }
-		}
-	case "fill":
-		next = l.fillNext(prefix)
-	case "sync":
-		cursors, err := l.prefill(ctx)
-		if err != nil {
-			return nil, err
-		}
-		next = func(i int64) func(context.Context) {
-			k := int(i) % n
-			return func(ctx context.Context) { l.sync(ctx, l.devices[k], cursors[k]) }
-		}
+	next, err := l.schedule(ctx, prefix)
+	if err != nil {
+		return nil, err
 	}
 
 	// The measured window: from here to the last send's end.
@@ -164,6 +139,40 @@ func runLoad(ctx context.Context, cfg config) (*Report, error) {
 		}
 	}
 	return rep, nil
+}
+
+// schedule prepares the scenario (groups, prefilled conversations) and
+// returns what the i-th request of the run does; nil for idle.
+func (l *load) schedule(ctx context.Context, prefix string) (next func(i int64) func(context.Context), err error) {
+	switch l.cfg.Scenario {
+	case "direct":
+		next = func(i int64) func(context.Context) {
+			d, peer := l.pair(i)
+			return func(ctx context.Context) { l.send(ctx, d, client.Target{Account: peer.account}, []*device{peer}, i) }
+		}
+	case "group":
+		groups, err := l.makeGroups(ctx)
+		if err != nil {
+			return nil, err
+		}
+		next = func(i int64) func(context.Context) {
+			g := groups[int(i)%len(groups)]
+			d := g.members[int(i/int64(len(groups)))%len(g.members)]
+			return func(ctx context.Context) { l.send(ctx, d, client.Target{Group: g.id}, g.members, i) }
+		}
+	case "fill":
+		next = l.fillNext(prefix)
+	case "sync":
+		cursors, err := l.prefill(ctx)
+		if err != nil {
+			return nil, err
+		}
+		next = func(i int64) func(context.Context) {
+			k := int(i) % len(l.devices)
+			return func(ctx context.Context) { l.sync(ctx, l.devices[k], cursors[k]) }
+		}
+	}
+	return next, nil
 }
 
 // record adds one latency to the run's histogram and to the current
