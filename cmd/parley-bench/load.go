@@ -486,7 +486,7 @@ func (l *load) prefill(ctx context.Context) ([]syncTarget, error) {
 					return
 				}
 				if k == 9 {
-					cursors[i] = syncTarget{conv: ack.Conversation, cur: wire.Cursor{LastTime: time.Now().Add(-time.Minute).UnixMilli(), LastMsgID: ack.MsgID}}
+					cursors[i] = syncTarget{conv: ack.Conversation, cur: wire.Cursor{LastTime: l.cfg.syncLastTime().UnixMilli(), LastMsgID: ack.MsgID}}
 				}
 			}
 		}()

@@ -49,6 +49,7 @@ type config struct {
 	Prefix     string        `json:"prefix"`
 	Interval   time.Duration `json:"interval,omitempty"`
 
+	SyncFrom     string        `json:"syncFrom,omitempty"`
 	OfflinePeers int           `json:"offlinePeers,omitempty"`
 	Settle       time.Duration `json:"settle,omitempty"`
 
@@ -78,6 +79,7 @@ func run(args []string) error {
 	fs.Float64Var(&cfg.Rate, "rate", 1000, "messages (or syncs) per second, open loop, over all connections")
 	fs.DurationVar(&cfg.Duration, "duration", 30*time.Second, "how long to send")
 	fs.IntVar(&cfg.GroupSize, "group-size", 50, "members per group (group scenario)")
+	fs.StringVar(&cfg.SyncFrom, "sync-from", "cache", "sync: cache (a lastTime a minute ago, which the cache answers) or store (eight days ago: the history answers)")
 	fs.IntVar(&cfg.OfflinePeers, "offline-peers", 2000, "fill: accounts, never connected, that the messages go to")
 	fs.DurationVar(&cfg.Settle, "settle", 10*time.Minute, "fill: how long to wait after the last ack for the server's projections to catch up")
 	fs.IntVar(&cfg.BodyBytes, "body-bytes", 100, "message body size in bytes, 20..16384 (the send time takes 20, chat-like text the rest)")
@@ -184,6 +186,9 @@ func (c *config) validate() error {
 	if c.Scenario == "fill" && (c.OfflinePeers < 1 || c.Settle <= 0 || c.Procs != 1) {
 		errs = append(errs, errors.New("fill: --offline-peers >= 1, --settle > 0 and --procs 1"))
 	}
+	if c.SyncFrom != "cache" && c.SyncFrom != "store" {
+		errs = append(errs, fmt.Errorf("--sync-from %q: want cache or store", c.SyncFrom))
+	}
 	if c.Interval != 0 && c.Interval < time.Second {
 		errs = append(errs, errors.New("--interval must be 0 or at least 1s"))
 	}
@@ -214,6 +219,15 @@ func loopback(host string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// syncLastTime is the lastTime of the sync scenario's cursors: the server
+// answers from the cache when it is within 7 days, else from the history.
+func (c *config) syncLastTime() time.Time {
+	if c.SyncFrom == "store" {
+		return time.Now().Add(-8 * 24 * time.Hour)
+	}
+	return time.Now().Add(-time.Minute)
 }
 
 // tokens mints the devices' tokens locally with the server's secret.
