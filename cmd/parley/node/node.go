@@ -397,6 +397,10 @@ func (n *Node) waitRebuilt(ctx context.Context) error {
 		records += e
 	}
 	n.log.Info("read models hold the log", "records", records, "took", time.Since(started).Round(time.Millisecond))
+	// Reading the log's files and its tail at start leaves garbage the size
+	// of the log behind; give it back now rather than whenever the heap
+	// next nears its limit.
+	debug.FreeOSMemory()
 	return nil
 }
 
