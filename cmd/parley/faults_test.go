@@ -3,10 +3,13 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/parley-chat/parley/cmd/parley/node"
+	"github.com/parley-chat/parley/infra/faultnet"
 	"github.com/parley-chat/parley/transport/client"
 	"github.com/parley-chat/parley/transport/wire"
 )
@@ -143,4 +146,59 @@ func TestFaultSendOnSlowBroker(t *testing.T) {
 	t.Logf("ack latency of %d concurrent sends on a broker path of 1s each way: at most %v", n, worst.Round(time.Millisecond))
 	p.broker.Heal()
 	c.assertOnce("d:alice:bob", want...)
+}
+
+// Finding 2: /readyz answers within its budget whatever is cut — the
+// broker (whose offset lookup used to hang) or Redis (which used to take
+// 5 s) — with each check's own result, and each change of a check is
+// logged once, however often it is probed, and exported as a gauge.
+func TestFaultReadinessAnswers(t *testing.T) {
+	c := startCluster(t)
+	logs := &lockedBuffer{}
+	gw, p := c.faultyInstance(node.Roles{Gateway: true, Projector: true}, func(cfg *node.Config) {
+		cfg.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	})
+	readyz := func() (int, string, time.Duration) {
+		t.Helper()
+		start := time.Now()
+		code, body := httpGet(t, "http://"+gw.n.Addr()+"/readyz")
+		return code, body, time.Since(start)
+	}
+	if code, body, _ := readyz(); code != 200 {
+		t.Fatalf("/readyz before any fault: %d %s", code, body)
+	}
+	budget := node.ReadyCheckTimeout + 500*time.Millisecond
+	for _, cut := range []struct {
+		name   string
+		path   *faultnet.Proxy
+		failed string
+	}{{"broker", p.broker, `"bus":"cannot read the end`}, {"redis", p.redis, `"cache":"context deadline exceeded"`}} {
+		cut.path.Cut()
+		for i := range 3 {
+			code, body, took := readyz()
+			if code != 503 || !strings.Contains(body, cut.failed) || !strings.Contains(body, `"store":"ok"`) {
+				t.Errorf("%s cut, probe %d: %d %s", cut.name, i, code, body)
+			}
+			if took > budget {
+				t.Errorf("%s cut, probe %d: /readyz took %v, want at most %v", cut.name, i, took, budget)
+			}
+			if i == 0 {
+				t.Logf("/readyz with the %s path cut answered in %v", cut.name, took.Round(time.Millisecond))
+			}
+		}
+		_, metrics := httpGet(t, "http://"+gw.n.Addr()+"/metrics")
+		check := map[string]string{"broker": "bus", "redis": "cache"}[cut.name]
+		if v := metric(t, metrics, `parley_ready_check{check="`+check+`"}`); v != 0 {
+			t.Errorf("%s cut: parley_ready_check of %s is %v, want 0", cut.name, check, v)
+		}
+		cut.path.Heal()
+		waitFor(t, func() bool { code, _, _ := readyz(); return code == 200 })
+		readyz()
+		if n := strings.Count(logs.String(), `readiness check fails" check=`+check); n != 1 {
+			t.Errorf("%s cut: the failure of %s was logged %d times, want once", cut.name, check, n)
+		}
+		if n := strings.Count(logs.String(), `readiness check passes again" check=`+check); n != 1 {
+			t.Errorf("%s cut: the recovery of %s was logged %d times, want once", cut.name, check, n)
+		}
+	}
 }
