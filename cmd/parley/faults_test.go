@@ -202,3 +202,49 @@ func TestFaultReadinessAnswers(t *testing.T) {
 		}
 	}
 }
+
+// Finding 3: pushes forwarded to a gateway whose link then breaks — cut,
+// the forwards held in the socket, then the connection dropped — are not
+// lost silently: the devices they were for are closed with 4005
+// slow_consumer once the link carries again, and a device that syncs then
+// has every message. The pushes it got before are gap-free.
+func TestFaultBrokenLinkClosesDevices(t *testing.T) {
+	c := startCluster(t)
+	gw, p := c.faultyInstance(gatewayOnly)
+	c.instance(projectorOnly)
+	ctx := ctxT(t)
+	alice := gw.dial("alice", "phone")
+	bob := gw.device("bob", "phone")
+	if _, err := alice.Send(ctx, client.Target{Account: "bob"}, "m0", "", "m0"); err != nil {
+		t.Fatal(err)
+	}
+	bob.waitPushes(t, 1)
+
+	p.peers.Cut()
+	want := []string{"m0"}
+	for i := 1; i <= 5; i++ {
+		body := fmt.Sprint("m", i)
+		want = append(want, body)
+		if _, err := alice.Send(ctx, client.Target{Account: "bob"}, body, "", body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.waitPG("d:alice:bob", len(want))
+	time.Sleep(500 * time.Millisecond) // the forwards are written into the cut link
+	p.peers.Reset()
+	p.peers.Heal()
+	broke := time.Now()
+	code, reason := waitClosed(t, bob.c, 20*time.Second)
+	if code != wire.CloseSlowConsumer || reason != wire.ReasonSlowConsumer {
+		t.Fatalf("bob closed with %d %q, want 4005 slow_consumer", code, reason)
+	}
+	t.Logf("device closed %v after its gateway's link broke", time.Since(broke).Round(time.Millisecond))
+	assertPushChain(t, "bob before the close", bob.received(), "d:alice:bob")
+
+	back := gw.device("bob", "phone")
+	if err := back.inbox.SyncAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	assertLog(t, "bob after resync", back.inbox.Messages("d:alice:bob"), want)
+	c.assertOnce("d:alice:bob", want...)
+}
