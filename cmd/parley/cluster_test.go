@@ -4,14 +4,17 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/IBM/sarama"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/parley-chat/parley/cmd/parley/node"
 	"github.com/parley-chat/parley/domain"
+	"github.com/parley-chat/parley/infra/faultnet"
 	"github.com/parley-chat/parley/infra/kafka"
 	"github.com/parley-chat/parley/infra/postgres"
 	"github.com/parley-chat/parley/infra/postgres/postgrestest"
@@ -69,6 +72,53 @@ func (c *testCluster) instance(roles node.Roles, mod ...func(*node.Config)) *ser
 			m(cfg)
 		}
 	})
+}
+
+// paths are the network paths of one instance that fault tests cut, slow
+// and heal: its connections to the broker and to Redis, and its peers'
+// connections to it (its address in the route table is this proxy's).
+type paths struct {
+	broker, redis, peers *faultnet.Proxy
+}
+
+// faultyInstance is instance with every path of it through a proxy of
+// its own.
+func (c *testCluster) faultyInstance(roles node.Roles, mod ...func(*node.Config)) (*server, *paths) {
+	c.t.Helper()
+	p := &paths{broker: c.proxy(c.brokers[0]), redis: c.proxy(redistest.Addr()), peers: c.proxy("")}
+	s := c.instance(roles, append([]func(*node.Config){func(cfg *node.Config) {
+		cfg.Kafka.Sarama = viaProxy(p.broker.Addr())
+		cfg.Redis.Addr = p.redis.Addr()
+		cfg.Instance = p.peers.Addr()
+	}}, mod...)...)
+	p.peers.SetTarget(s.n.Addr())
+	return s, p
+}
+
+func (c *testCluster) proxy(target string) *faultnet.Proxy {
+	c.t.Helper()
+	p, err := faultnet.Listen(target)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(p.Close)
+	return p
+}
+
+// viaProxy is a Sarama configuration whose every connection, whatever
+// broker address the metadata names, goes through the proxy at addr (the
+// cluster has one broker).
+func viaProxy(addr string) *sarama.Config {
+	sc := sarama.NewConfig()
+	sc.Net.Proxy.Enable = true
+	sc.Net.Proxy.Dialer = proxyDialer(addr)
+	return sc
+}
+
+type proxyDialer string
+
+func (d proxyDialer) Dial(network, _ string) (net.Conn, error) {
+	return net.DialTimeout(network, string(d), 5*time.Second)
 }
 
 var (

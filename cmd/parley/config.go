@@ -59,6 +59,7 @@ func parseServe(args []string, stdout io.Writer) (node.Config, error) {
 	maxLifetime := f.duration("token-max-lifetime", auth.DefaultMaxLifetime, "longest validity of a client token (exp - iat), at least 1m")
 	lease := f.duration("lease", 10*time.Minute, "connection lease (timelife) granted at hello and renew, at least 1s")
 	heartbeat := f.duration("heartbeat", 60*time.Second, "longest silence before a connection is closed, at least 1s")
+	sendTimeout := f.duration("send-timeout", 5*time.Second, "longest a send waits for the event log before it is answered unavailable, 100ms..1m")
 	ratePerSec := f.int("rate-limit", 100, "requests per second allowed per connection, at least 1")
 	rateBurst := f.int("rate-burst", 200, "burst of requests allowed per connection, at least 1")
 	maxConns := f.int("max-connections", 100_000, "open WebSocket connections this gateway accepts, at least 1; more are refused with HTTP 503")
@@ -123,6 +124,7 @@ func parseServe(args []string, stdout io.Writer) (node.Config, error) {
 	f.check("lease", *lease >= time.Second, "want at least 1s")
 	f.check("token-max-lifetime", *maxLifetime >= time.Minute, "want at least 1m")
 	f.check("heartbeat", *heartbeat >= time.Second, "want at least 1s")
+	f.check("send-timeout", *sendTimeout >= 100*time.Millisecond && *sendTimeout <= time.Minute, "want 100ms..1m")
 	f.check("rate-limit", *ratePerSec >= 1, "want at least 1")
 	f.check("rate-burst", *rateBurst >= 1, "want at least 1")
 	f.check("max-connections", *maxConns >= 1, "want at least 1")
@@ -232,5 +234,6 @@ func parseServe(args []string, stdout io.Writer) (node.Config, error) {
 	cfg.Gateway.RateBurst = *rateBurst
 	cfg.Gateway.Lease = *lease
 	cfg.Gateway.Heartbeat = *heartbeat
+	cfg.API.SendTimeout = *sendTimeout
 	return cfg, nil
 }

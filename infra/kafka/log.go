@@ -330,12 +330,34 @@ func (l *Log) publish(topic string, partitions int32, m *message.Message) (event
 		Headers:   headers,
 		Partition: events.PartitionFor(key, partitions),
 	}
-	partition, offset, err := l.producer.SendMessage(pm)
-	l.noteAppend(err)
-	if err != nil {
-		return events.Position{}, fmt.Errorf("cannot append to %s: %w", topic, err)
+	// Sarama's SendMessage takes no context: it retries for as long as its
+	// own network timeouts allow, far past what a client waits. Wait for
+	// it under the caller's context instead; an append given up on here
+	// may still land, which a retry with the same client message id finds
+	// (I4).
+	type result struct {
+		pos events.Position
+		err error
 	}
-	return events.Position{Partition: partition, Offset: offset}, nil
+	done := make(chan result, 1)
+	go func() {
+		partition, offset, err := l.producer.SendMessage(pm)
+		l.noteAppend(err)
+		done <- result{events.Position{Partition: partition, Offset: offset}, err}
+	}()
+	select {
+	case r := <-done:
+		if r.err != nil {
+			return events.Position{}, fmt.Errorf("cannot append to %s: %w", topic, r.err)
+		}
+		return r.pos, nil
+	case <-m.Context().Done():
+		err := m.Context().Err()
+		if errors.Is(err, context.DeadlineExceeded) {
+			l.noteAppend(fmt.Errorf("an append took longer than its deadline: %w", err))
+		}
+		return events.Position{}, fmt.Errorf("cannot append to %s in time: %w", topic, err)
+	}
 }
 
 // noteAppend records the outcome of an append, logging the moments appends
@@ -369,6 +391,12 @@ func (l *Log) Writable() error {
 // acknowledged just before the call), so every sync needs no round trip of
 // its own.
 func (l *Log) EndOffset(partition int32) (int64, error) {
+	return l.endOffset(context.Background(), partition)
+}
+
+// endOffset is EndOffset that gives up when ctx ends: the broker's answer
+// (Sarama's lookup takes no context) then goes to the other waiters only.
+func (l *Log) endOffset(ctx context.Context, partition int32) (int64, error) {
 	ch := make(chan endResult, 1)
 	l.endsMu.Lock()
 	st := l.ends[partition]
@@ -382,8 +410,12 @@ func (l *Log) EndOffset(partition int32) (int64, error) {
 		go l.readEnds(partition, st)
 	}
 	l.endsMu.Unlock()
-	r := <-ch
-	return r.off, r.err
+	select {
+	case r := <-ch:
+		return r.off, r.err
+	case <-ctx.Done():
+		return 0, fmt.Errorf("cannot read the end of partition %d in time: %w", partition, ctx.Err())
+	}
 }
 
 type endState struct {
@@ -421,13 +453,19 @@ func (l *Log) readEnds(partition int32, st *endState) {
 
 // EndOffsets is EndOffset for every partition, asked in parallel.
 func (l *Log) EndOffsets() (map[int32]int64, error) {
+	return l.EndOffsetsContext(context.Background())
+}
+
+// EndOffsetsContext is EndOffsets that gives up when ctx ends, for
+// callers that must answer in time whatever the broker does (readiness).
+func (l *Log) EndOffsetsContext(ctx context.Context) (map[int32]int64, error) {
 	res := make([]endResult, l.cfg.Partitions)
 	var wg sync.WaitGroup
 	for p := int32(0); p < l.cfg.Partitions; p++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			res[p].off, res[p].err = l.EndOffset(p)
+			res[p].off, res[p].err = l.endOffset(ctx, p)
 		}()
 	}
 	wg.Wait()

@@ -82,6 +82,10 @@ func Open(ctx context.Context, cfg Config) (*goredis.Client, error) {
 		Password: cfg.Password,
 		DB:       cfg.DB,
 		PoolSize: cfg.PoolSize,
+		// Every caller's deadline bounds its command, not only go-redis's
+		// own 3 s read timeout: readiness and a hello must answer in
+		// time while Redis is unreachable.
+		ContextTimeoutEnabled: true,
 	})
 	if err := client.Ping(ctx).Err(); err != nil {
 		_ = client.Close()

@@ -88,7 +88,9 @@ func (s *Service) Send(ctx context.Context, r SendRequest) (ack Ack, err error) 
 			return Ack{}, events.Position{}, err
 		}
 		now := s.cfg.Now()
-		pos, err := s.log.Append(ctx, id.String(), events.NewMessageSent(id.String(), d, now))
+		actx, cancel := context.WithTimeout(ctx, s.cfg.SendTimeout)
+		pos, err := s.log.Append(actx, id.String(), events.NewMessageSent(id.String(), d, now))
+		cancel()
 		if err != nil {
 			return Ack{}, events.Position{}, fmt.Errorf("%w: %v", ErrUnavailable, err)
 		}

@@ -70,6 +70,10 @@ type Config struct {
 	// ReadTimeout bounds how long a read waits for a lagging read model
 	// before it answers unavailable. Default 5s.
 	ReadTimeout time.Duration
+	// SendTimeout bounds how long a send waits for the log to take its
+	// message; past it the send answers unavailable and the client retries
+	// with the same client message id. Default 5s.
+	SendTimeout time.Duration
 	// CacheWait bounds how long a sync waits for the cache to catch up with
 	// the log before it reads the store instead. Default 200ms.
 	CacheWait time.Duration
@@ -100,6 +104,9 @@ func (noObserver) SyncDone(string)                {}
 func (c *Config) setDefaults() {
 	if c.ReadTimeout == 0 {
 		c.ReadTimeout = 5 * time.Second
+	}
+	if c.SendTimeout == 0 {
+		c.SendTimeout = 5 * time.Second
 	}
 	if c.CacheWait == 0 {
 		c.CacheWait = 200 * time.Millisecond

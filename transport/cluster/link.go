@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lxzan/gws"
@@ -86,19 +87,38 @@ type receiverEvents struct {
 	r *Receiver
 }
 
-func (e *receiverEvents) OnMessage(_ *gws.Conn, m *gws.Message) {
+// envelope is one frame of a link from sender to receiver: a batch of
+// forwards and its sequence number on the link (1, 2, ... for the life of
+// the sending process, across reconnects).
+type envelope struct {
+	Seq uint64    `json:"seq"`
+	Fwd []Forward `json:"fwd"`
+}
+
+// ackFrame is the receiver's answer: every batch up to Ack was handed to
+// the local gateway.
+type ackFrame struct {
+	Ack uint64 `json:"ack"`
+}
+
+func (e *receiverEvents) OnMessage(c *gws.Conn, m *gws.Message) {
 	defer m.Close()
-	var batch []Forward
-	if err := json.Unmarshal(m.Bytes(), &batch); err != nil {
+	var env envelope
+	if err := json.Unmarshal(m.Bytes(), &env); err != nil || env.Seq == 0 {
 		e.r.log.Error("bad frame on a cluster link", "err", err)
 		return
 	}
-	for _, f := range batch {
+	for _, f := range env.Fwd {
 		if f.Kick != "" {
 			e.r.local.Kick(f.Kick, f.KickReason)
 			continue
 		}
 		e.r.local.DeliverUIDs(f.UIDs, f.Frame, time.UnixMilli(f.At))
+	}
+	b, _ := json.Marshal(ackFrame{Ack: env.Seq})
+	_ = c.SetWriteDeadline(time.Now().Add(AckTimeout))
+	if err := c.WriteMessage(gws.OpcodeText, b); err != nil {
+		e.r.log.Warn("cannot acknowledge forwards on a cluster link", "err", err)
 	}
 }
 
@@ -195,8 +215,89 @@ type link struct {
 	q        chan Forward
 	stop     chan struct{}
 
+	// seq numbers the batches sent on the link; acked is the highest the
+	// peer acknowledged (written by the connection's read goroutine).
+	seq   uint64
+	acked atomic.Uint64
+
 	mu      sync.Mutex
 	dropped map[domain.UniqueID]struct{} // devices that missed a forward
+	// unacked are the batches written and not yet acknowledged, oldest
+	// first; unackedN counts their forwards.
+	unacked  []sentBatch
+	unackedN int
+}
+
+// sentBatch is a batch on its way: the devices it carried and when it was
+// written.
+type sentBatch struct {
+	seq  uint64
+	n    int // forwards
+	uids []domain.UniqueID
+	at   time.Time
+}
+
+// AckTimeout is how long a written batch may go unacknowledged before the
+// link counts as broken: its connection is closed, and the devices of
+// every unacknowledged forward are closed with slow_consumer once the
+// link carries again, so that they resync (I5).
+const AckTimeout = 3 * time.Second
+
+// sent records batch seq as written.
+func (lk *link) sent(seq uint64, batch []Forward, now time.Time) {
+	var uids []domain.UniqueID
+	for _, f := range batch {
+		if f.Kick != "" {
+			uids = append(uids, f.Kick)
+			continue
+		}
+		uids = append(uids, f.UIDs...)
+	}
+	lk.mu.Lock()
+	defer lk.mu.Unlock()
+	lk.unacked = append(lk.unacked, sentBatch{seq: seq, n: len(batch), uids: uids, at: now})
+	lk.unackedN += len(batch)
+}
+
+// settle forgets the batches the peer acknowledged and reports whether the
+// oldest one left is overdue and how many forwards are on their way.
+func (lk *link) settle(now time.Time) (overdue bool, inFlight int) {
+	acked := lk.acked.Load()
+	lk.mu.Lock()
+	defer lk.mu.Unlock()
+	i := 0
+	for i < len(lk.unacked) && lk.unacked[i].seq <= acked {
+		i++
+	}
+	if i > 0 {
+		lk.unacked = append(lk.unacked[:0], lk.unacked[i:]...)
+		lk.unackedN = 0
+		for _, b := range lk.unacked {
+			lk.unackedN += b.n
+		}
+	}
+	return len(lk.unacked) > 0 && now.Sub(lk.unacked[0].at) > AckTimeout, lk.unackedN
+}
+
+// broke moves the devices of every unacknowledged batch to the kicks owed
+// (they may or may not have got their pushes) and reports how many.
+func (lk *link) broke() int {
+	lk.mu.Lock()
+	defer lk.mu.Unlock()
+	if lk.dropped == nil {
+		lk.dropped = map[domain.UniqueID]struct{}{}
+	}
+	n := 0
+	for _, b := range lk.unacked {
+		for _, u := range b.uids {
+			if len(lk.dropped) < maxDropped {
+				lk.dropped[u] = struct{}{}
+				n++
+			}
+		}
+	}
+	lk.unacked, lk.unackedN = nil, 0
+	return n
 }
 
 // maxDropped bounds the devices a link remembers to close.
@@ -243,7 +344,13 @@ func (lk *link) takeDropped() []Forward {
 }
 
 // run keeps one connection to the peer and writes the queue to it in
-// batches: whatever is queued when a write starts goes in one frame.
+// batches: whatever is queued when a write starts goes in one frame. Each
+// batch carries a sequence number and is remembered until the peer
+// acknowledges it. A connection that ends, fails a write or leaves a batch
+// unacknowledged for AckTimeout is closed; the devices of its
+// unacknowledged batches are then closed with slow_consumer, first thing
+// on the next connection, so a forward lost in a broken socket is never
+// lost silently, and no later push reaches such a device before its close.
 func (lk *link) run() {
 	defer lk.parent.wg.Done()
 	backoff := 50 * time.Millisecond
@@ -253,21 +360,33 @@ func (lk *link) run() {
 			_ = conn.WriteClose(1000, nil)
 		}
 	}()
+	tick := time.NewTicker(AckTimeout / 4)
+	defer tick.Stop()
 	batch := make([]Forward, 0, MaxBatch)
 	var dead chan struct{} // closed when the current connection ends
-	var pending []byte     // a batch whose write failed, sent again once
 	failures := 0
+	breakConn := func(why string, err error) {
+		_ = conn.NetConn().Close()
+		conn = nil
+		if n := lk.broke(); n > 0 {
+			lk.parent.log.Warn("cluster link broke; devices with unacknowledged forwards will be closed", "peer", lk.instance, "why", why, "devices", n, "err", err)
+		}
+	}
 	for {
 		if conn != nil {
+			overdue, _ := lk.settle(time.Now())
 			select {
 			case <-dead: // the peer went away: reconnect before writing
-				conn = nil
+				breakConn("closed", nil)
 			default:
+				if overdue {
+					breakConn("no acknowledgement within "+AckTimeout.String(), nil)
+				}
 			}
 		}
 		if conn == nil {
 			d := make(chan struct{})
-			c, _, err := gws.NewClient(&linkEvents{dead: d}, &gws.ClientOption{
+			c, _, err := gws.NewClient(&linkEvents{dead: d, lk: lk}, &gws.ClientOption{
 				Addr:             "ws://" + lk.instance + Path,
 				RequestHeader:    http.Header{"Authorization": {"Bearer " + string(lk.parent.secret)}},
 				HandshakeTimeout: 2 * time.Second,
@@ -294,25 +413,31 @@ func (lk *link) run() {
 			}
 			failures = 0
 			conn, dead, backoff = c, d, 50*time.Millisecond
-			go c.ReadLoop() // answers pings, notices the close
-		}
-		if pending != nil {
-			if err := lk.write(conn, pending); err != nil {
-				lk.parent.log.Warn("cluster link broke again; forwards lost", "peer", lk.instance, "err", err)
-				_ = conn.NetConn().Close()
-				conn, pending = nil, nil
-				continue
-			}
-			pending = nil
+			go c.ReadLoop() // reads acknowledgements, answers pings, notices the close
 		}
 		if kicks := lk.takeDropped(); len(kicks) > 0 {
 			// Queue order no longer matters for these devices: they will
 			// reconnect and sync. Kicks go first.
 			batch = append(batch[:0], kicks...)
 		} else {
+			if _, inFlight := lk.settle(time.Now()); inFlight >= lk.parent.queueLen {
+				// As many forwards on their way as the queue holds: wait
+				// for acknowledgements; the queue fills meanwhile.
+				select {
+				case <-lk.stop:
+					return
+				case <-dead:
+				case <-tick.C:
+				}
+				continue
+			}
 			select {
 			case <-lk.stop:
 				return
+			case <-dead:
+				continue
+			case <-tick.C:
+				continue
 			case f := <-lk.q:
 				batch = append(batch[:0], f)
 			}
@@ -326,17 +451,15 @@ func (lk *link) run() {
 				break drain
 			}
 		}
-		b, err := json.Marshal(batch)
+		lk.seq++
+		b, err := json.Marshal(envelope{Seq: lk.seq, Fwd: batch})
 		if err != nil {
 			lk.parent.log.Error("cannot encode forwards", "err", err)
 			continue
 		}
+		lk.sent(lk.seq, batch, time.Now())
 		if err := lk.write(conn, b); err != nil {
-			// Reconnect and send this batch once more: devices ignore a
-			// push of a msgid they hold, so a double delivery is harmless.
-			lk.parent.log.Warn("cluster link broke; resending", "peer", lk.instance, "forwards", len(batch), "err", err)
-			_ = conn.NetConn().Close()
-			conn, pending = nil, b
+			breakConn("write failed", err)
 		}
 	}
 }
@@ -346,10 +469,26 @@ func (lk *link) write(conn *gws.Conn, b []byte) error {
 	return conn.WriteMessage(gws.OpcodeText, b)
 }
 
-// linkEvents notices that the peer closed the link.
+// linkEvents reads the peer's acknowledgements and notices that it closed
+// the link.
 type linkEvents struct {
 	gws.BuiltinEventHandler
 	dead chan struct{}
+	lk   *link
 }
 
 func (e *linkEvents) OnClose(*gws.Conn, error) { close(e.dead) }
+
+func (e *linkEvents) OnMessage(_ *gws.Conn, m *gws.Message) {
+	defer m.Close()
+	var a ackFrame
+	if err := json.Unmarshal(m.Bytes(), &a); err != nil {
+		return
+	}
+	for {
+		cur := e.lk.acked.Load()
+		if a.Ack <= cur || e.lk.acked.CompareAndSwap(cur, a.Ack) {
+			return
+		}
+	}
+}

@@ -116,3 +116,55 @@ func TestLinkDeliversQueuedAndKicksDropped(t *testing.T) {
 		t.Errorf("a receiver with another secret got %v", frames)
 	}
 }
+
+// Every batch is acknowledged by the receiver, so nothing stays in flight
+// on a healthy link; batches written into a connection that then breaks
+// are not resent blindly but close their devices with slow_consumer on the
+// next connection, before anything else is delivered.
+func TestLinkAcknowledgesAndKicksUnacknowledged(t *testing.T) {
+	secret := []byte("cluster-secret-for-tests")
+	got := &local{}
+	addr := freeAddr(t)
+	serve(t, addr, NewReceiver(secret, got, quiet))
+	links := NewLinks(secret, 0, quiet)
+	defer links.Close()
+	frame := json.RawMessage(`{"type":"message"}`)
+	for i := 0; i < 10; i++ {
+		if err := links.Send(addr, Forward{UIDs: []domain.UniqueID{"alice/phone"}, Frame: frame}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	links.mu.Lock()
+	lk := links.links[addr]
+	links.mu.Unlock()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		frames, _ := got.snapshot()
+		_, inFlight := lk.settle(time.Now())
+		if len(frames) == 10 && inFlight == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d frames delivered, %d forwards unacknowledged", len(frames), inFlight)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	// A batch written but never acknowledged (as if lost in a broken
+	// socket) makes the link break and its device be kicked.
+	lk.sent(1000, []Forward{{UIDs: []domain.UniqueID{"bob/phone"}, Frame: frame}}, time.Now().Add(-2*AckTimeout))
+	if err := links.Send(addr, Forward{UIDs: []domain.UniqueID{"carol/phone"}, Frame: frame}); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		_, kicks := got.snapshot()
+		if kicks["bob/phone"] == "slow_consumer" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("kicks %v, want bob/phone closed as a slow consumer", kicks)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

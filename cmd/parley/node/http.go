@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"net/http/pprof"
@@ -66,7 +67,9 @@ func (n *Node) serveHTTP() error {
 // consoleStatus is what the console's status panel shows.
 func (n *Node) consoleStatus() console.Status {
 	st := console.Status{Connections: n.gw.Connections(), Online: n.gw.OnlineUIDs()}
-	ends, err := n.events.EndOffsets()
+	ctx, cancel := context.WithTimeout(context.Background(), ReadyCheckTimeout)
+	defer cancel()
+	ends, err := n.events.EndOffsetsContext(ctx)
 	if err != nil {
 		return st
 	}

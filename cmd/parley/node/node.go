@@ -194,7 +194,9 @@ type Node struct {
 	cfg     Config
 	log     *slog.Logger
 	metrics *telemetry.Metrics
-	recent  *stream.Recent
+	// ready keeps the readiness checks' last results.
+	ready  *readiness
+	recent *stream.Recent
 
 	broker *kafka.Embedded
 	events *kafka.Log

@@ -3,8 +3,11 @@ package node
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"log/slog"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,7 +27,9 @@ type lagCollector struct {
 func (c lagCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 
 func (c lagCollector) Collect(ch chan<- prometheus.Metric) {
-	ends, err := c.n.events.EndOffsets()
+	ctx, cancel := context.WithTimeout(context.Background(), ReadyCheckTimeout)
+	defer cancel()
+	ends, err := c.n.events.EndOffsetsContext(ctx) // a scrape must not hang on a lost broker
 	if err != nil {
 		return
 	}
@@ -35,6 +40,8 @@ func (c lagCollector) Collect(ch chan<- prometheus.Metric) {
 
 // registerMetrics adds the node's own gauges to its registry.
 func (n *Node) registerMetrics() {
+	n.ready = newReadiness(n.log)
+	n.metrics.Register(n.ready.gauge)
 	n.metrics.Register(lagCollector{n: n, desc: prometheus.NewDesc("parley_projection_lag_records",
 		"Records of the log a projection has not applied yet, per partition.", []string{"projection", "partition"}, nil)})
 	if n.gw != nil {
@@ -50,28 +57,88 @@ func (n *Node) healthz(w http.ResponseWriter, _ *http.Request) {
 	_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
 }
 
-// readyz answers 200 when the bus, the store and the cache answer and the
-// in-memory read models are within MaxReadyLag of the log; 503 otherwise,
-// with every check's result.
+// ReadyCheckTimeout bounds each readiness check. The checks run side by
+// side, each with its own deadline, so /readyz answers within about this
+// long whatever is down, and a slow store fails only the store's check.
+const ReadyCheckTimeout = time.Second
+
+// readiness remembers the last result of each check, so that a change is
+// logged once (not at every probe) and exported as a gauge.
+type readiness struct {
+	log   *slog.Logger
+	gauge *prometheus.GaugeVec
+
+	mu   sync.Mutex
+	last map[string]bool // check → passed
+}
+
+func newReadiness(log *slog.Logger) *readiness {
+	return &readiness{log: log, last: map[string]bool{},
+		gauge: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "parley_ready_check",
+			Help: "Result of each readiness check at the last /readyz: 1 passes, 0 fails.",
+		}, []string{"check"})}
+}
+
+// note records a check's result; err is nil when it passed.
+func (r *readiness) note(check string, err error) {
+	ok := err == nil
+	r.mu.Lock()
+	prev, seen := r.last[check]
+	r.last[check] = ok
+	r.mu.Unlock()
+	v := 0.0
+	if ok {
+		v = 1
+	}
+	r.gauge.WithLabelValues(check).Set(v)
+	switch {
+	case !ok && (!seen || prev):
+		r.log.Warn("readiness check fails", "check", check, "err", err)
+	case ok && seen && !prev:
+		r.log.Info("readiness check passes again", "check", check)
+	}
+}
+
+// readyz answers 200 when the log takes appends, the bus, the store and
+// the cache answer, and the in-memory read models are within MaxReadyLag
+// of the log; 503 otherwise, with every check's result. Each check has
+// ReadyCheckTimeout of its own.
 func (n *Node) readyz(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-	defer cancel()
-	checks := map[string]string{}
-	ready := true
-	fail := func(name string, err error) {
-		ready = false
-		checks[name] = err.Error()
+	var ends map[int32]int64
+	checks := map[string]func(ctx context.Context) error{
+		"log": func(context.Context) error { return n.events.Writable() },
+		"bus": func(ctx context.Context) (err error) {
+			ends, err = n.events.EndOffsetsContext(ctx)
+			return err
+		},
 	}
-	if err := n.events.Writable(); err != nil {
-		fail("log", err)
-	} else {
-		checks["log"] = "ok"
+	if n.stores.pool != nil {
+		checks["store"] = func(ctx context.Context) error { return n.stores.pool.Ping(ctx) }
 	}
-	ends, err := n.events.EndOffsets()
-	if err != nil {
-		fail("bus", err)
-	} else {
-		checks["bus"] = "ok"
+	if n.stores.rdb != nil {
+		checks["cache"] = func(ctx context.Context) error { return n.stores.rdb.Ping(ctx).Err() }
+	}
+	results := make(map[string]error, len(checks))
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for name, check := range checks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(r.Context(), ReadyCheckTimeout)
+			defer cancel()
+			err := check(ctx)
+			if err == nil && ctx.Err() != nil {
+				err = ctx.Err()
+			}
+			mu.Lock()
+			results[name] = err
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if results["bus"] == nil {
 		behind := map[string]int64{}
 		for _, l := range n.runner.Lag(n.events.Topic(), ends) {
 			if l.Rebuild {
@@ -79,30 +146,24 @@ func (n *Node) readyz(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		for name, lag := range behind {
+			results[name] = nil
 			if lag > MaxReadyLag {
-				ready = false
-				checks[name] = "behind by " + strconv.FormatInt(lag, 10) + " records"
-			} else {
-				checks[name] = "ok"
+				results[name] = errors.New("behind by " + strconv.FormatInt(lag, 10) + " records")
 			}
 		}
 	}
-	if n.stores.pool != nil {
-		if err := n.stores.pool.Ping(ctx); err != nil {
-			fail("store", err)
-		} else {
-			checks["store"] = "ok"
-		}
-	}
-	if n.stores.rdb != nil {
-		if err := n.stores.rdb.Ping(ctx).Err(); err != nil {
-			fail("cache", err)
-		} else {
-			checks["cache"] = "ok"
+	out := make(map[string]string, len(results))
+	ready := true
+	for name, err := range results {
+		n.ready.note(name, err)
+		out[name] = "ok"
+		if err != nil {
+			ready = false
+			out[name] = err.Error()
 		}
 	}
 	status := http.StatusOK
-	body := map[string]any{"status": "ready", "checks": checks}
+	body := map[string]any{"status": "ready", "checks": out}
 	if !ready {
 		status = http.StatusServiceUnavailable
 		body["status"] = "not ready"

@@ -1,0 +1,250 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/parley-chat/parley/cmd/parley/node"
+	"github.com/parley-chat/parley/infra/faultnet"
+	"github.com/parley-chat/parley/transport/client"
+	"github.com/parley-chat/parley/transport/wire"
+)
+
+// Fault tests: real processes' network paths (gateway to broker, to
+// Redis, to its peers) go through faultnet proxies that cut, slow and
+// heal them while clients are connected. Each checks what a client sees
+// and that every acked message is in PostgreSQL exactly once.
+
+// sendOnce asks for one send, with no retry by the client, and returns
+// the reply and how long it took.
+func sendOnce(ctx context.Context, c *client.Client, to, clientMsgID, body string) (wire.ServerFrame, time.Duration, error) {
+	start := time.Now()
+	f, err := c.Do(ctx, wire.Request{Type: wire.TypeSend, To: to, ClientMsgID: clientMsgID, Body: body})
+	return f, time.Since(start), err
+}
+
+// assertOnce checks that PostgreSQL holds every body of want in conv
+// exactly once, and nothing else.
+func (c *testCluster) assertOnce(conv string, want ...string) {
+	c.t.Helper()
+	c.waitPG(conv, len(want))
+	time.Sleep(300 * time.Millisecond) // let a late duplicate land, if one would
+	got := c.pgHistory(conv)
+	seen := map[string]int{}
+	for _, m := range got {
+		seen[m.Body]++
+	}
+	for _, w := range want {
+		if seen[w] != 1 {
+			c.t.Errorf("PostgreSQL holds %q %d times, want once", w, seen[w])
+		}
+	}
+	if len(got) != len(want) {
+		c.t.Errorf("PostgreSQL holds %d messages of %s, want %d: %q", len(got), conv, len(want), bodies(got))
+	}
+}
+
+// Finding 1: with its broker path cut, a gateway answers a send
+// unavailable within --send-timeout; pings and renewals on the same
+// connection are answered at once meanwhile; once the path heals, the
+// client's retry with the same clientMsgId is acked and the message is in
+// PostgreSQL exactly once.
+func TestFaultSendFailsFastOnCutBroker(t *testing.T) {
+	c := startCluster(t)
+	const timeout = 2 * time.Second
+	gw, p := c.faultyInstance(gatewayOnly, func(cfg *node.Config) { cfg.API.SendTimeout = timeout })
+	c.instance(projectorOnly)
+	ctx := ctxT(t)
+	alice := gw.dial("alice", "phone")
+	if _, err := alice.Send(ctx, client.Target{Account: "bob"}, "before", "", "before"); err != nil {
+		t.Fatal(err)
+	}
+
+	p.broker.Cut()
+	type reply struct {
+		err  error
+		took time.Duration
+	}
+	sent := make(chan reply, 1)
+	go func() {
+		_, took, err := sendOnce(ctx, alice, "bob", "during", "during")
+		sent <- reply{err, took}
+	}()
+	time.Sleep(200 * time.Millisecond) // the send is waiting on the log
+	start := time.Now()
+	if _, err := alice.Do(ctx, wire.Request{Type: wire.TypePing}); err != nil {
+		t.Fatalf("ping behind a stuck send: %v", err)
+	}
+	if _, err := alice.Renew(ctx); err != nil {
+		t.Fatalf("renew behind a stuck send: %v", err)
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("ping and renew behind a stuck send took %v", took)
+	}
+	r := <-sent
+	if client.CodeOf(r.err) != wire.CodeUnavailable {
+		t.Fatalf("send on a cut broker path: %v, want unavailable", r.err)
+	}
+	if r.took < timeout || r.took > timeout+time.Second {
+		t.Errorf("send answered unavailable after %v, want about %v", r.took, timeout)
+	}
+	t.Logf("time to unavailable on a cut broker path: %v (--send-timeout %v)", r.took.Round(time.Millisecond), timeout)
+
+	p.broker.Heal()
+	if _, err := alice.Resend(ctx, client.Target{Account: "bob"}, "during", "", "during"); err != nil {
+		t.Fatalf("retry after the heal: %v", err)
+	}
+	if _, err := alice.Send(ctx, client.Target{Account: "bob"}, "after", "", "after"); err != nil {
+		t.Fatal(err)
+	}
+	c.assertOnce("d:alice:bob", "before", "during", "after")
+}
+
+// A slow broker path (1 s each way) still acks sends within the send
+// timeout, concurrent sends batched together; the test reports the ack
+// latency.
+func TestFaultSendOnSlowBroker(t *testing.T) {
+	c := startCluster(t)
+	gw, p := c.faultyInstance(gatewayOnly)
+	c.instance(projectorOnly)
+	ctx := ctxT(t)
+	alice := gw.dial("alice", "phone")
+	if _, err := alice.Send(ctx, client.Target{Account: "bob"}, "warm", "", "warm"); err != nil {
+		t.Fatal(err)
+	}
+	p.broker.Delay(time.Second)
+	const n = 5
+	type reply struct {
+		err  error
+		took time.Duration
+	}
+	replies := make(chan reply, n)
+	devices := make([]*client.Client, n)
+	for i := range devices {
+		devices[i] = gw.dial("alice", fmt.Sprint("d", i))
+	}
+	want := []string{"warm"}
+	for i, d := range devices {
+		want = append(want, fmt.Sprint("slow-", i))
+		go func() {
+			_, took, err := sendOnce(ctx, d, "bob", fmt.Sprint("slow-", i), fmt.Sprint("slow-", i))
+			replies <- reply{err, took}
+		}()
+	}
+	var worst time.Duration
+	for range n {
+		r := <-replies
+		if r.err != nil {
+			t.Errorf("send on a 1s path: %v", r.err)
+		}
+		worst = max(worst, r.took)
+	}
+	t.Logf("ack latency of %d concurrent sends on a broker path of 1s each way: at most %v", n, worst.Round(time.Millisecond))
+	p.broker.Heal()
+	c.assertOnce("d:alice:bob", want...)
+}
+
+// Finding 2: /readyz answers within its budget whatever is cut — the
+// broker (whose offset lookup used to hang) or Redis (which used to take
+// 5 s) — with each check's own result, and each change of a check is
+// logged once, however often it is probed, and exported as a gauge.
+func TestFaultReadinessAnswers(t *testing.T) {
+	c := startCluster(t)
+	logs := &lockedBuffer{}
+	gw, p := c.faultyInstance(node.Roles{Gateway: true, Projector: true}, func(cfg *node.Config) {
+		cfg.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	})
+	readyz := func() (int, string, time.Duration) {
+		t.Helper()
+		start := time.Now()
+		code, body := httpGet(t, "http://"+gw.n.Addr()+"/readyz")
+		return code, body, time.Since(start)
+	}
+	if code, body, _ := readyz(); code != 200 {
+		t.Fatalf("/readyz before any fault: %d %s", code, body)
+	}
+	budget := node.ReadyCheckTimeout + 500*time.Millisecond
+	for _, cut := range []struct {
+		name   string
+		path   *faultnet.Proxy
+		failed string
+	}{{"broker", p.broker, `"bus":"cannot read the end`}, {"redis", p.redis, `"cache":"context deadline exceeded"`}} {
+		cut.path.Cut()
+		for i := range 3 {
+			code, body, took := readyz()
+			if code != 503 || !strings.Contains(body, cut.failed) || !strings.Contains(body, `"store":"ok"`) {
+				t.Errorf("%s cut, probe %d: %d %s", cut.name, i, code, body)
+			}
+			if took > budget {
+				t.Errorf("%s cut, probe %d: /readyz took %v, want at most %v", cut.name, i, took, budget)
+			}
+			if i == 0 {
+				t.Logf("/readyz with the %s path cut answered in %v", cut.name, took.Round(time.Millisecond))
+			}
+		}
+		_, metrics := httpGet(t, "http://"+gw.n.Addr()+"/metrics")
+		check := map[string]string{"broker": "bus", "redis": "cache"}[cut.name]
+		if v := metric(t, metrics, `parley_ready_check{check="`+check+`"}`); v != 0 {
+			t.Errorf("%s cut: parley_ready_check of %s is %v, want 0", cut.name, check, v)
+		}
+		cut.path.Heal()
+		waitFor(t, func() bool { code, _, _ := readyz(); return code == 200 })
+		readyz()
+		if n := strings.Count(logs.String(), `readiness check fails" check=`+check); n != 1 {
+			t.Errorf("%s cut: the failure of %s was logged %d times, want once", cut.name, check, n)
+		}
+		if n := strings.Count(logs.String(), `readiness check passes again" check=`+check); n != 1 {
+			t.Errorf("%s cut: the recovery of %s was logged %d times, want once", cut.name, check, n)
+		}
+	}
+}
+
+// Finding 3: pushes forwarded to a gateway whose link then breaks — cut,
+// the forwards held in the socket, then the connection dropped — are not
+// lost silently: the devices they were for are closed with 4005
+// slow_consumer once the link carries again, and a device that syncs then
+// has every message. The pushes it got before are gap-free.
+func TestFaultBrokenLinkClosesDevices(t *testing.T) {
+	c := startCluster(t)
+	gw, p := c.faultyInstance(gatewayOnly)
+	c.instance(projectorOnly)
+	ctx := ctxT(t)
+	alice := gw.dial("alice", "phone")
+	bob := gw.device("bob", "phone")
+	if _, err := alice.Send(ctx, client.Target{Account: "bob"}, "m0", "", "m0"); err != nil {
+		t.Fatal(err)
+	}
+	bob.waitPushes(t, 1)
+
+	p.peers.Cut()
+	want := []string{"m0"}
+	for i := 1; i <= 5; i++ {
+		body := fmt.Sprint("m", i)
+		want = append(want, body)
+		if _, err := alice.Send(ctx, client.Target{Account: "bob"}, body, "", body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.waitPG("d:alice:bob", len(want))
+	time.Sleep(500 * time.Millisecond) // the forwards are written into the cut link
+	p.peers.Reset()
+	p.peers.Heal()
+	broke := time.Now()
+	code, reason := waitClosed(t, bob.c, 20*time.Second)
+	if code != wire.CloseSlowConsumer || reason != wire.ReasonSlowConsumer {
+		t.Fatalf("bob closed with %d %q, want 4005 slow_consumer", code, reason)
+	}
+	t.Logf("device closed %v after its gateway's link broke", time.Since(broke).Round(time.Millisecond))
+	assertPushChain(t, "bob before the close", bob.received(), "d:alice:bob")
+
+	back := gw.device("bob", "phone")
+	if err := back.inbox.SyncAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	assertLog(t, "bob after resync", back.inbox.Messages("d:alice:bob"), want)
+	c.assertOnce("d:alice:bob", want...)
+}
