@@ -118,6 +118,80 @@ func TestClientMsgIDMakesOneMessage(t *testing.T) {
 	}
 }
 
+// With the store not applying anything, every resend of a used client
+// message id — with and without retry, to another recipient, from another
+// device — gets the original ack from the reservation, and nothing else
+// reaches the log.
+func TestClientMsgIDHoldsWhileTheStoreLags(t *testing.T) {
+	e := apitest.New(t, apitest.Without(store.Name))
+	first := send(t, e, alicePhone, api.Target{Account: "bob"}, "c1", "hi")
+	ends, _ := e.Log.EndOffsets()
+	for _, retry := range []bool{false, true} {
+		for _, to := range []string{"bob", "carol", "alice"} {
+			for _, from := range []domain.Sender{alicePhone, aliceLaptop} {
+				ack, err := e.Service.Send(ctxT(t), api.SendRequest{From: from, To: api.Target{Account: to}, ClientMsgID: "c1", Body: "again", Retry: retry})
+				if err != nil {
+					t.Fatalf("resend retry=%v to %s from %s: %v", retry, to, from.Device, err)
+				}
+				if ack.MsgID != first.MsgID || ack.MessageID != first.MessageID || ack.Conversation != first.Conversation || !ack.ServerTime.Equal(first.ServerTime) || !ack.Duplicate {
+					t.Fatalf("resend retry=%v to %s from %s: %+v, want the original %+v", retry, to, from.Device, ack, first)
+				}
+			}
+		}
+	}
+	if after, _ := e.Log.EndOffsets(); fmt.Sprint(after) != fmt.Sprint(ends) {
+		t.Fatalf("resends appended: ends %v, then %v", ends, after)
+	}
+}
+
+// A resend while the first attempt is still appending waits for it and gets
+// its ack; past the read timeout it is unavailable, and a later resend
+// still gets the one message.
+func TestResendWaitsForTheAttemptUnderWay(t *testing.T) {
+	e := apitest.New(t, apitest.WithConfig(api.Config{ReadTimeout: 300 * time.Millisecond}))
+	release := e.Log.Hold()
+	defer release()
+	type result struct {
+		ack api.Ack
+		err error
+	}
+	firstDone := make(chan result, 1)
+	go func() {
+		ack, err := e.Service.Send(ctxT(t), api.SendRequest{From: alicePhone, To: api.Target{Account: "bob"}, ClientMsgID: "c1", Body: "hi"})
+		firstDone <- result{ack, err}
+	}()
+	time.Sleep(50 * time.Millisecond) // the first attempt holds the reservation
+	_, err := e.Service.Send(ctxT(t), api.SendRequest{From: aliceLaptop, To: api.Target{Account: "carol"}, ClientMsgID: "c1", Body: "x", Retry: true})
+	if api.Code(err) != wire.CodeUnavailable {
+		t.Fatalf("resend while the first attempt is held past the bound: %v, want unavailable", err)
+	}
+	waiting := make(chan result, 1)
+	go func() {
+		ack, err := e.Service.Send(ctxT(t), api.SendRequest{From: alicePhone, To: api.Target{Account: "bob"}, ClientMsgID: "c1", Body: "hi"})
+		waiting <- result{ack, err}
+	}()
+	time.Sleep(50 * time.Millisecond)
+	release()
+	first := <-firstDone
+	if first.err != nil || first.ack.Duplicate {
+		t.Fatalf("first attempt: %+v %v", first.ack, first.err)
+	}
+	for name, r := range map[string]result{"waiting resend": <-waiting, "later retry": func() result {
+		ack, err := e.Service.Send(ctxT(t), api.SendRequest{From: aliceLaptop, To: api.Target{Account: "carol"}, ClientMsgID: "c1", Body: "x", Retry: true})
+		return result{ack, err}
+	}()} {
+		if r.err != nil || r.ack.MsgID != first.ack.MsgID || r.ack.MessageID != first.ack.MessageID || !r.ack.Duplicate {
+			t.Errorf("%s: %+v %v, want the original %+v", name, r.ack, r.err, first.ack)
+		}
+	}
+	if got := history(t, e, "bob", "d:alice:bob"); len(got) != 1 {
+		t.Fatalf("%d messages in the history, want 1", len(got))
+	}
+	if got := history(t, e, "carol", "d:alice:carol"); len(got) != 0 {
+		t.Fatalf("%d messages to carol, want none", len(got))
+	}
+}
+
 // A log that refuses appends fails the send as unavailable, with nothing
 // stored; the same client message id goes through once the log is back.
 func TestUnwritableLogIsUnavailable(t *testing.T) {

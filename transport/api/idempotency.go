@@ -2,81 +2,186 @@ package api
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sync"
 	"time"
 
 	"github.com/parley-chat/parley/domain"
 	"github.com/parley-chat/parley/events"
+	"github.com/parley-chat/parley/infra/idempotency"
 )
 
-// (until the store holds the message) or in the store.
-type idempotency struct {
-	mu       sync.Mutex
-	inflight map[idemKey]*call
-	recent   map[idemKey]recent
+// Reservations is the idempotency port: (account, clientMsgId) is reserved
+// before the append, so that a resend finds the first attempt however far
+// the store lags (infra/idempotency).
+type Reservations = idempotency.Reservations
+
+// reservationLease is how long an attempt holds its reservation without
+// renewing it; the attempt renews it every third of that while it runs, so
+// only an attempt whose process died loses it.
+const reservationLease = 10 * time.Second
+
+// finished is an ack this process completed, kept until the store holds it
+// and its reservation can be forgotten.
+type finished struct {
+	key  idempotency.Key
+	pos  events.Position
+	held bool // the store held it already
+	at   time.Time
 }
 
-type idemKey struct {
-	account domain.AccountID
-	id      string
+// forgetting is the list of reservations to forget once the store holds
+// their messages.
+type forgetting struct {
+	mu   sync.Mutex
+	list []finished
 }
 
-type call struct {
-	done chan struct{}
-	ack  Ack
-	err  error
+func (f *forgetting) add(x finished) {
+	f.mu.Lock()
+	f.list = append(f.list, x)
+	f.mu.Unlock()
 }
 
-type recent struct {
-	ack Ack
-	pos events.Position
-	at  time.Time
-}
-
-func (i *idempotency) do(k idemKey, lookup func() (Ack, bool, error), send func() (Ack, events.Position, error)) (Ack, error) {
+// once answers a send exactly once per (account, clientMsgId): with the
+// original ack if an attempt finished, after waiting (at most ReadTimeout)
+// for an attempt under way, or by making this the attempt: look the id up
+// in the store (after the store holds every partition an earlier attempt
+// may have reached) and append only if it is not there.
+func (s *Service) once(ctx context.Context, r SendRequest, conv domain.ConversationID, send func() (Ack, events.Position, error)) (Ack, error) {
+	key := idempotency.Key{Account: r.From.Account, ClientMsgID: r.ClientMsgID}
+	part := events.PartitionFor(conv.String(), s.log.Partitions())
+	deadline := time.Now().Add(s.cfg.ReadTimeout)
+	pause := 2 * time.Millisecond
 	for {
-		i.mu.Lock()
-		if c, ok := i.inflight[k]; ok {
-			i.mu.Unlock()
-			<-c.done
-			if c.err == nil {
-				ack := c.ack
-				ack.Duplicate = true
-				return ack, nil
-			}
-			continue // the first attempt failed; this one tries again
+		e, err := s.cfg.Reservations.Reserve(ctx, key, part, reservationLease, s.cfg.ReservationTTL)
+		if err != nil {
+			return Ack{}, fmt.Errorf("%w: %v", ErrUnavailable, err)
 		}
-		if r, ok := i.recent[k]; ok {
-			i.mu.Unlock()
-			ack := r.ack
-			ack.Duplicate = true
-			return ack, nil
+		switch e.State {
+		case idempotency.Done:
+			return Ack{MsgID: e.Ack.MsgID, MessageID: e.Ack.MessageID, Conversation: e.Ack.Conversation, ServerTime: e.Ack.ServerTime, Duplicate: true}, nil
+		case idempotency.Reserved:
+			return s.attempt(ctx, r, key, e, send)
 		}
-		c := &call{done: make(chan struct{})}
-		i.inflight[k] = c
-		i.mu.Unlock()
-
-		ack, found, err := lookup()
-		var pos events.Position
-		if err == nil && !found {
-			ack, pos, err = send()
+		if time.Now().After(deadline) {
+			return Ack{}, fmt.Errorf("the first attempt of this client message id is still under way: %w", ErrUnavailable)
 		}
-		ack.Duplicate = found
-		c.ack, c.err = ack, err
-		i.mu.Lock()
-		delete(i.inflight, k)
-		if err == nil && !found {
-			i.recent[k] = recent{ack: ack, pos: pos, at: time.Now()}
+		select {
+		case <-ctx.Done():
+			return Ack{}, fmt.Errorf("%w: %v", ErrUnavailable, ctx.Err())
+		case <-time.After(pause):
 		}
-		i.mu.Unlock()
-		close(c.done)
-		return ack, err
+		pause = min(2*pause, 50*time.Millisecond)
 	}
 }
 
+// attempt runs the send that holds the reservation e of key.
+func (s *Service) attempt(ctx context.Context, r SendRequest, key idempotency.Key, e idempotency.Entry, send func() (Ack, events.Position, error)) (Ack, error) {
+	stop := s.renew(key, e.Token)
+	defer stop()
+	// The reservation's end is written even if the client went away.
+	endCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ReadTimeout)
+	defer cancel()
+	abandon := func(err error) (Ack, error) {
+		if aerr := s.cfg.Reservations.Abandon(endCtx, key, e.Token); aerr != nil && !errors.Is(aerr, idempotency.ErrNotOwner) {
+			s.cfg.Logger.Warn("cannot abandon a client message id's reservation; it lapses after its lease", "err", aerr)
+		}
+		return Ack{}, err
+	}
+	earlier := e.Earlier
+	if r.Retry && len(earlier) == 0 {
+		// A retry that finds no reservation: it expired, was forgotten, or
+		// was lost with Redis. The first attempt, if it landed, may be in
+		// any partition, so the store must hold them all.
+		earlier = nil
+		for p := int32(0); p < s.log.Partitions(); p++ {
+			earlier = append(earlier, p)
+		}
+	}
+	if err := s.catchUpPartitions(ctx, s.rm.StoreProgress, earlier); err != nil {
+		return abandon(err)
+	}
+	m, found, err := s.rm.Store.ByClientMsgID(ctx, r.From.Account, r.ClientMsgID)
+	if err != nil {
+		return abandon(fmt.Errorf("cannot check client message id: %w: %v", ErrUnavailable, err))
+	}
+	var ack Ack
+	var pos events.Position
+	if found {
+		ack = Ack{MsgID: m.MsgID, MessageID: m.ID, Conversation: m.Conversation, ServerTime: m.ServerTime, Duplicate: true}
+	} else if ack, pos, err = send(); err != nil {
+		// The record may have landed even so: the next attempt takes over
+		// and waits for the store to hold this partition first.
+		return abandon(err)
+	}
+	rec := idempotency.Ack{MsgID: ack.MsgID, MessageID: ack.MessageID, Conversation: ack.Conversation, ServerTime: ack.ServerTime}
+	if err := s.cfg.Reservations.Complete(endCtx, key, e.Token, rec, s.cfg.ReservationTTL); err != nil {
+		// The message is in the log; a later resend takes the lapsed
+		// reservation over and finds it in the store.
+		s.cfg.Logger.Warn("cannot record the ack of a client message id", "err", err)
+		return ack, nil
+	}
+	s.forget.add(finished{key: key, pos: pos, held: found, at: time.Now()})
+	return ack, nil
+}
+
+// renew extends the reservation's lease every third of it while the
+// attempt runs; the returned func stops it.
+func (s *Service) renew(key idempotency.Key, token string) (stop func()) {
+	var mu sync.Mutex
+	stopped := false
+	var t *time.Timer
+	tick := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), reservationLease/3)
+		err := s.cfg.Reservations.Extend(ctx, key, token, reservationLease)
+		cancel()
+		mu.Lock()
+		defer mu.Unlock()
+		if stopped {
+			return
+		}
+		if err != nil {
+			s.cfg.Logger.Warn("cannot renew a client message id's reservation", "err", err)
+		}
+		t.Reset(reservationLease / 3)
+	}
+	mu.Lock()
+	t = time.AfterFunc(reservationLease/3, tick)
+	mu.Unlock()
+	return func() {
+		mu.Lock()
+		stopped = true
+		t.Stop()
+		mu.Unlock()
+	}
+}
+
+// catchUpPartitions waits until t has applied everything in parts that is
+// in the log now.
+func (s *Service) catchUpPartitions(ctx context.Context, t Progress, parts []int32) error {
+	if len(parts) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.ReadTimeout)
+	defer cancel()
+	for _, p := range parts {
+		end, err := s.log.EndOffset(p)
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+		if err := t.WaitFor(ctx, p, end); err != nil {
+			return fmt.Errorf("read model is behind the log: %w: %v", ErrUnavailable, err)
+		}
+	}
+	return nil
+}
+
 // Run does the service's housekeeping until ctx ends: every 5 s it
-// forgets recent acks older than 5 s that the store holds (it answers for
-// them from then on), so that memory holds seconds of acks, not minutes.
+// forgets the reservations of acks older than 5 s that the store holds
+// (it answers for them from then on), so that the reservations hold
+// seconds of acks, not a TTL's worth.
 func (s *Service) Run(ctx context.Context) {
 	t := time.NewTicker(5 * time.Second)
 	defer t.Stop()
@@ -90,15 +195,30 @@ func (s *Service) Run(ctx context.Context) {
 	}
 }
 
-// SweepIdempotency forgets recent acks that the store holds and that are
-// older than minAge.
+// SweepIdempotency forgets the reservations this process completed that
+// are older than minAge and whose messages the store holds.
 func (s *Service) SweepIdempotency(minAge time.Duration) {
 	cutoff := time.Now().Add(-minAge)
-	s.idem.mu.Lock()
-	defer s.idem.mu.Unlock()
-	for k, r := range s.idem.recent {
-		if r.at.Before(cutoff) && s.rm.StoreProgress.Next(r.pos.Partition) > r.pos.Offset {
-			delete(s.idem.recent, k)
+	s.forget.mu.Lock()
+	var due []idempotency.Key
+	keep := s.forget.list[:0]
+	for _, f := range s.forget.list {
+		if !f.at.After(cutoff) && (f.held || s.rm.StoreProgress.Next(f.pos.Partition) > f.pos.Offset) {
+			due = append(due, f.key)
+		} else {
+			keep = append(keep, f)
+		}
+	}
+	clear(s.forget.list[len(keep):])
+	s.forget.list = keep
+	s.forget.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ReadTimeout)
+	defer cancel()
+	for _, k := range due {
+		if err := s.cfg.Reservations.Forget(ctx, k); err != nil {
+			// It expires after its TTL instead.
+			s.cfg.Logger.Warn("cannot forget a client message id's reservation", "err", err)
+			return
 		}
 	}
 }

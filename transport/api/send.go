@@ -34,10 +34,11 @@ type SendRequest struct {
 	ClientMsgID string
 	Kind        string
 	Body        string
-	// Retry marks a repeat of an attempt whose ack was lost: the lookup of
-	// the client message id then waits until the store holds everything
-	// already in the log, so a record that landed despite the lost ack is
-	// found and not appended again.
+	// Retry marks a repeat of an attempt whose ack was lost: when no
+	// reservation of the client message id is found (it expired or was
+	// lost), the lookup in the store first waits until the store holds
+	// everything already in the log, so a record that landed despite the
+	// lost ack is found and not appended again.
 	Retry bool
 }
 
@@ -69,20 +70,7 @@ func (s *Service) Send(ctx context.Context, r SendRequest) (ack Ack, err error) 
 			return Ack{}, err
 		}
 	}
-	key := idemKey{r.From.Account, r.ClientMsgID}
-	return s.idem.do(key, func() (Ack, bool, error) {
-		if r.Retry {
-			if err := s.catchUp(ctx, s.rm.StoreProgress, conv); err != nil {
-				return Ack{}, false, err
-			}
-		}
-		if m, ok, err := s.rm.Store.ByClientMsgID(ctx, r.From.Account, r.ClientMsgID); err != nil {
-			return Ack{}, false, fmt.Errorf("cannot check client message id: %w: %v", ErrUnavailable, err)
-		} else if ok {
-			return Ack{MsgID: m.MsgID, MessageID: m.ID, Conversation: m.Conversation, ServerTime: m.ServerTime}, true, nil
-		}
-		return Ack{}, false, nil
-	}, func() (Ack, events.Position, error) {
+	return s.once(ctx, r, conv, func() (Ack, events.Position, error) {
 		id, err := uuid.NewV7()
 		if err != nil {
 			return Ack{}, events.Position{}, err
@@ -105,17 +93,7 @@ func (s *Service) Send(ctx context.Context, r SendRequest) (ack Ack, err error) 
 // catchUp waits until t has applied everything in conv's partition that is
 // in the log now.
 func (s *Service) catchUp(ctx context.Context, t Progress, conv domain.ConversationID) error {
-	part := events.PartitionFor(conv.String(), s.log.Partitions())
-	end, err := s.log.EndOffset(part)
-	if err != nil {
-		return fmt.Errorf("%w: %v", ErrUnavailable, err)
-	}
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.ReadTimeout)
-	defer cancel()
-	if err := t.WaitFor(ctx, part, end); err != nil {
-		return fmt.Errorf("read model is behind the log: %w: %v", ErrUnavailable, err)
-	}
-	return nil
+	return s.catchUpPartitions(ctx, t, []int32{events.PartitionFor(conv.String(), s.log.Partitions())})
 }
 
 func (s *Service) resolve(me domain.AccountID, to Target) (domain.ConversationID, error) {

@@ -8,10 +8,12 @@ package api
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"time"
 
 	"github.com/parley-chat/parley/domain"
 	"github.com/parley-chat/parley/events"
+	"github.com/parley-chat/parley/infra/idempotency"
 	"github.com/parley-chat/parley/projections"
 	"github.com/parley-chat/parley/projections/cache"
 	"github.com/parley-chat/parley/projections/conversations"
@@ -86,7 +88,21 @@ type Config struct {
 	Now func() time.Time
 	// Observer receives what metrics need; nil observes nothing.
 	Observer Observer
+	// Reservations hold each (account, clientMsgId) from before its append
+	// until the store holds the message: in memory for a single node, in
+	// Redis for a cluster. Default: in memory.
+	Reservations Reservations
+	// ReservationTTL is how long a reservation lives when nobody forgets
+	// it (the process that completed it died before the store held the
+	// message). Default DefaultReservationTTL.
+	ReservationTTL time.Duration
+	// Logger receives what the client is not told. Default slog.Default().
+	Logger *slog.Logger
 }
+
+// DefaultReservationTTL is how long a client message id's reservation
+// lives at most (docs/protocol.md, Idempotent retry).
+const DefaultReservationTTL = 24 * time.Hour
 
 // Observer is told the outcome of sends and syncs.
 type Observer interface {
@@ -126,18 +142,27 @@ func (c *Config) setDefaults() {
 	if c.Observer == nil {
 		c.Observer = noObserver{}
 	}
+	if c.Reservations == nil {
+		c.Reservations = idempotency.NewMemory(nil)
+	}
+	if c.ReservationTTL == 0 {
+		c.ReservationTTL = DefaultReservationTTL
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
 }
 
 // Service implements the operations.
 type Service struct {
-	cfg  Config
-	log  Log
-	rm   ReadModels
-	idem idempotency
+	cfg    Config
+	log    Log
+	rm     ReadModels
+	forget forgetting
 }
 
 // New returns a service over log and the read models.
 func New(cfg Config, log Log, rm ReadModels) *Service {
 	cfg.setDefaults()
-	return &Service{cfg: cfg, log: log, rm: rm, idem: idempotency{inflight: map[idemKey]*call{}, recent: map[idemKey]recent{}}}
+	return &Service{cfg: cfg, log: log, rm: rm}
 }

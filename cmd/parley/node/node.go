@@ -21,6 +21,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/parley-chat/parley/infra/idempotency"
 	"github.com/parley-chat/parley/infra/kafka"
 	"github.com/parley-chat/parley/infra/postgres"
 	"github.com/parley-chat/parley/infra/redis"
@@ -247,6 +248,10 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	apiCfg := cfg.API
 	apiCfg.Observer = n.metrics
+	apiCfg.Logger = n.log
+	if n.stores.rdb != nil {
+		apiCfg.Reservations = idempotency.NewRedis(n.stores.rdb, n.stores.prefix)
+	}
 	n.svc = api.New(apiCfg, n.events, set.api)
 	if cfg.Roles.Gateway {
 		if err := n.startGateway(); err != nil {
