@@ -98,6 +98,9 @@ type Projection struct {
 	// read is the highest receipt pushed per reader and conversation, so
 	// that concurrent reads of two devices never push a cursor back.
 	read map[readKey]domain.MsgID
+	// receiptMembers is the largest group whose members get each other's
+	// receipts.
+	receiptMembers int
 }
 
 type readKey struct {
@@ -107,7 +110,17 @@ type readKey struct {
 
 // NewProjection returns the push projection.
 func NewProjection(out Deliverer, members Members) *Projection {
-	return &Projection{out: out, members: members, last: map[domain.ConversationID]domain.MsgID{}, read: map[readKey]domain.MsgID{}}
+	return &Projection{out: out, members: members, last: map[domain.ConversationID]domain.MsgID{}, read: map[readKey]domain.MsgID{},
+		receiptMembers: domain.MaxReceiptMembers}
+}
+
+// WithReceiptMembers changes the largest group whose members get each
+// other's receipts from domain.MaxReceiptMembers to n: for benchmarks that
+// compare the cost of receipts in large groups. A server keeps the default,
+// which docs/protocol.md promises.
+func (p *Projection) WithReceiptMembers(n int) *Projection {
+	p.receiptMembers = n
+	return p
 }
 
 // WithPrev makes the projection ask prev for the previous msgid of a
@@ -211,7 +224,7 @@ func (p *Projection) receipt(ctx context.Context, r projections.Record, rd conve
 		if err != nil {
 			return fmt.Errorf("cannot resolve members of %s: %w", rd.Conversation, err)
 		}
-		if len(members) <= domain.MaxReceiptMembers {
+		if len(members) <= p.receiptMembers {
 			recipients = append(recipients, slices.DeleteFunc(slices.Clone(members), func(m domain.AccountID) bool { return m == rd.Account })...)
 		}
 	}
