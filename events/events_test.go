@@ -31,6 +31,7 @@ func sampleEvents() []struct {
 		{events.GroupCreatedV1, events.GroupCreated{Group: "g1", Name: "friends", Owner: "alice", Members: []string{"alice", "bob"}, At: 42}, "g:g1"},
 		{events.GroupMembersAddedV1, events.GroupMembersAdded{Group: "g1", By: "alice", Accounts: []string{"carol"}, At: 43}, "g:g1"},
 		{events.GroupMembersRemovedV1, events.GroupMembersRemoved{Group: "g1", By: "bob", Accounts: []string{"bob"}, At: 44}, "g:g1"},
+		{events.ConversationReadV1, events.ConversationRead{Conversation: "g:g1", Account: "bob", Device: "tablet", MsgID: 281474976710700, At: 46}, "g:g1"},
 	}
 }
 
@@ -96,6 +97,7 @@ func TestEncodeFieldNames(t *testing.T) {
 		{"GroupCreated", events.GroupCreated{}, []string{"at", "group", "members", "name", "owner"}},
 		{"GroupMembersAdded", events.GroupMembersAdded{}, []string{"accounts", "at", "by", "group"}},
 		{"GroupMembersRemoved", events.GroupMembersRemoved{}, []string{"accounts", "at", "by", "group"}},
+		{"ConversationRead", events.ConversationRead{}, []string{"account", "at", "conversation", "device", "msgId"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -11,17 +11,21 @@ import (
 	"time"
 
 	"github.com/parley-chat/parley/domain"
-	"github.com/parley-chat/parley/projections"
 )
 
 // Name is the projection's stable name.
 const Name = "parley.projection.conversations"
 
-// Latest is a conversation's newest message.
+// Latest is a conversation's newest message and, in a list, the listing
+// account's place in it.
 type Latest struct {
 	Conversation domain.ConversationID
 	MsgID        domain.MsgID
 	Time         time.Time
+	// ReadMsgID is the account's read cursor, 0 when it has read nothing.
+	ReadMsgID domain.MsgID
+	// Unread counts the messages after ReadMsgID the account did not send.
+	Unread int64
 }
 
 // Index is the read side of the conversation index.
@@ -30,24 +34,7 @@ type Index interface {
 	// those of groups — whose latest message is newer than since, newest
 	// first (ties by conversation id), at most limit.
 	List(ctx context.Context, account domain.AccountID, groups []domain.GroupID, since time.Time, limit int) ([]Latest, error)
-}
-
-// latestOf reduces a batch to each conversation's newest message: only a
-// newer msgid moves a conversation's latest, so the order in which batches
-// are applied, and applying one twice, changes nothing (I4). Poison
-// messages are skipped.
-func latestOf(recs []projections.Record) []Latest {
-	byConv := map[domain.ConversationID]Latest{}
-	for _, m := range projections.Messages(recs, nil) {
-		if cur, ok := byConv[m.Conversation]; !ok || m.MsgID > cur.MsgID {
-			byConv[m.Conversation] = Latest{Conversation: m.Conversation, MsgID: m.MsgID, Time: m.ServerTime}
-		}
-	}
-	out := make([]Latest, 0, len(byConv))
-	for _, l := range byConv {
-		out = append(out, l)
-	}
-	return out
+	Reads
 }
 
 // participants are the accounts whose index lists a direct conversation.

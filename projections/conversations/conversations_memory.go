@@ -2,6 +2,7 @@ package conversations
 
 import (
 	"context"
+	"sort"
 	"sync"
 	"time"
 
@@ -13,53 +14,136 @@ import (
 // whose index must outlive the log (see Pebble, Postgres).
 type Memory struct {
 	mu       sync.RWMutex
-	latest   map[domain.ConversationID]Latest
+	convs    map[domain.ConversationID]convState
 	directOf map[domain.AccountID]map[domain.ConversationID]struct{}
+	cursors  map[cursorKey]cursor
+	// msgs and own are each conversation's messages, and each sender's in
+	// it, in msgid order, for reads up to an older msgid.
+	msgs map[domain.ConversationID][]counted
+	own  map[cursorKey][]counted
 }
 
 var _ Index = (*Memory)(nil)
 
 // NewMemory returns an empty index.
 func NewMemory() *Memory {
-	return &Memory{latest: map[domain.ConversationID]Latest{}, directOf: map[domain.AccountID]map[domain.ConversationID]struct{}{}}
+	return &Memory{convs: map[domain.ConversationID]convState{}, directOf: map[domain.AccountID]map[domain.ConversationID]struct{}{},
+		cursors: map[cursorKey]cursor{}, msgs: map[domain.ConversationID][]counted{}, own: map[cursorKey][]counted{}}
 }
 
-// Apply implements projections.Projection. A MessageSent that fails
-// validation is poison.
-func (m *Memory) Apply(_ context.Context, r projections.Record) error {
-	msg, ok, err := r.Message()
-	if !ok || err != nil {
-		return err
+// memoryBacking reads the maps; the caller holds the lock.
+type memoryBacking struct{ m *Memory }
+
+func (b memoryBacking) conv(c domain.ConversationID) (convState, bool, error) {
+	s, ok := b.m.convs[c]
+	return s, ok, nil
+}
+
+func (b memoryBacking) cursor(c domain.ConversationID, a domain.AccountID) (cursor, bool, error) {
+	s, ok := b.m.cursors[cursorKey{c, a}]
+	return s, ok, nil
+}
+
+func (b memoryBacking) seqAt(c domain.ConversationID, at domain.MsgID) (int64, error) {
+	return lastAtOrBefore(b.m.msgs[c], at, func(x counted) int64 { return x.Seq }), nil
+}
+
+func (b memoryBacking) sentAt(c domain.ConversationID, a domain.AccountID, at domain.MsgID) (int64, error) {
+	return lastAtOrBefore(b.m.own[cursorKey{c, a}], at, func(x counted) int64 { return x.SenderSeq }), nil
+}
+
+func lastAtOrBefore(xs []counted, at domain.MsgID, f func(counted) int64) int64 {
+	i := sort.Search(len(xs), func(i int) bool { return xs[i].MsgID > at })
+	if i == 0 {
+		return 0
 	}
+	return f(xs[i-1])
+}
+
+// ApplyBatch implements projections.Batcher. A record that fails
+// validation is skipped.
+func (m *Memory) ApplyBatch(_ context.Context, recs []projections.Record) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if cur, ok := m.latest[msg.Conversation]; ok && cur.MsgID >= msg.MsgID {
-		return nil
+	t := newTally(memoryBacking{m})
+	if err := t.apply(recs); err != nil {
+		return err
 	}
-	m.latest[msg.Conversation] = Latest{Conversation: msg.Conversation, MsgID: msg.MsgID, Time: msg.ServerTime}
-	for _, a := range participants(msg.Conversation) {
-		set := m.directOf[a]
-		if set == nil {
-			set = map[domain.ConversationID]struct{}{}
-			m.directOf[a] = set
+	for _, c := range t.dirtyConvs {
+		m.convs[c] = *t.convs[c]
+		if !t.fresh[c] {
+			continue
 		}
-		set[msg.Conversation] = struct{}{}
+		for _, a := range participants(c) {
+			set := m.directOf[a]
+			if set == nil {
+				set = map[domain.ConversationID]struct{}{}
+				m.directOf[a] = set
+			}
+			set[c] = struct{}{}
+		}
+	}
+	for _, k := range t.dirtyCursors {
+		m.cursors[k] = *t.cursors[k]
+	}
+	for _, a := range t.added {
+		m.msgs[a.Conversation] = append(m.msgs[a.Conversation], a)
+		k := cursorKey{a.Conversation, a.Sender}
+		m.own[k] = append(m.own[k], a)
 	}
 	return nil
+}
+
+// Apply implements projections.Projection: a batch of one. A MessageSent
+// that fails validation is poison.
+func (m *Memory) Apply(ctx context.Context, r projections.Record) error {
+	if _, ok, err := r.Message(); ok && err != nil {
+		return err
+	}
+	if _, ok, err := ReadOf(r); ok && err != nil {
+		return err
+	}
+	return m.ApplyBatch(ctx, []projections.Record{r})
 }
 
 // List implements Index.
 func (m *Memory) List(_ context.Context, account domain.AccountID, groups []domain.GroupID, since time.Time, limit int) ([]Latest, error) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	var out []Latest
+	var convs []domain.ConversationID
 	for c := range m.directOf[account] {
-		out = append(out, m.latest[c])
+		convs = append(convs, c)
 	}
 	for _, g := range groups {
-		if l, ok := m.latest[domain.GroupConversation(g)]; ok {
-			out = append(out, l)
+		convs = append(convs, domain.GroupConversation(g))
+	}
+	var out []Latest
+	for _, c := range convs {
+		s, ok := m.convs[c]
+		if !ok {
+			continue
 		}
+		cur := m.cursors[cursorKey{c, account}]
+		out = append(out, Latest{Conversation: c, MsgID: s.Latest, Time: s.Time, ReadMsgID: cur.ReadMsgID, Unread: cur.unread(s.Count)})
 	}
 	return newestFirst(out, since, limit), nil
+}
+
+// ReadState implements Reads.
+func (m *Memory) ReadState(_ context.Context, c domain.ConversationID, account domain.AccountID) (ReadState, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	s, cur := m.convs[c], m.cursors[cursorKey{c, account}]
+	return ReadState{Latest: s.Latest, ReadMsgID: cur.ReadMsgID, Unread: cur.unread(s.Count)}, nil
+}
+
+// ReadMsgIDs implements Reads.
+func (m *Memory) ReadMsgIDs(_ context.Context, c domain.ConversationID, accounts []domain.AccountID) ([]domain.MsgID, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	out := make([]domain.MsgID, len(accounts))
+	for i, a := range accounts {
+		out[i] = m.cursors[cursorKey{c, a}].ReadMsgID
+	}
+	return out, nil
 }

@@ -17,8 +17,14 @@ import (
 // Pebble keeps the index in the embedded store, with the projection's
 // progress committed in the same batch. Keys:
 //
-//	cl/<conversation>           latest msgid and time (8 + 8 bytes)
-//	ca/<account>/<conversation> a direct conversation of the account
+//	cl/<conversation>                       latest msgid, time, message count (8 + 8 + 8 bytes)
+//	ca/<account>/<conversation>             a direct conversation of the account
+//	cr/<conversation>/<account>             the account's cursor (see reads.go; 4 × 8 bytes)
+//	cm/<conversation>/<msgid>               the message's place in the conversation (8 bytes)
+//	cs/<conversation>/<account>/<msgid>     the message's place among its sender's (8 bytes)
+//
+// msgids in keys are 8 bytes big-endian, so that they sort. An entry of cl/
+// written before counts existed has 16 bytes and counts from zero.
 type Pebble struct {
 	db    *pebble.DB
 	marks *progress.PebbleMarks
@@ -34,48 +40,141 @@ func NewPebble(db *pebble.DB, progressName string) *Pebble {
 
 func latestKey(c domain.ConversationID) []byte { return []byte("cl/" + c.String()) }
 
-func encodeLatest(l Latest) []byte {
-	b := binary.BigEndian.AppendUint64(nil, uint64(l.MsgID))
-	return binary.BigEndian.AppendUint64(b, uint64(l.Time.UnixMilli()))
+func cursorKeyOf(c domain.ConversationID, a domain.AccountID) []byte {
+	return []byte("cr/" + c.String() + "/" + string(a))
 }
 
-func decodeLatest(c domain.ConversationID, v []byte) (Latest, error) {
-	if len(v) != 16 {
-		return Latest{}, errors.New("corrupt conversation index entry")
+func seqPrefix(c domain.ConversationID) []byte { return []byte("cm/" + c.String() + "/") }
+
+func sentPrefix(c domain.ConversationID, a domain.AccountID) []byte {
+	return []byte("cs/" + c.String() + "/" + string(a) + "/")
+}
+
+func withMsgID(prefix []byte, id domain.MsgID) []byte {
+	return binary.BigEndian.AppendUint64(append([]byte(nil), prefix...), uint64(id))
+}
+
+func encodeConv(s convState) []byte {
+	b := binary.BigEndian.AppendUint64(nil, uint64(s.Latest))
+	b = binary.BigEndian.AppendUint64(b, uint64(s.Time.UnixMilli()))
+	return binary.BigEndian.AppendUint64(b, uint64(s.Count))
+}
+
+func decodeConv(v []byte) (convState, error) {
+	if len(v) != 16 && len(v) != 24 {
+		return convState{}, errors.New("corrupt conversation index entry")
 	}
-	return Latest{Conversation: c, MsgID: domain.MsgID(binary.BigEndian.Uint64(v)),
-		Time: time.UnixMilli(int64(binary.BigEndian.Uint64(v[8:])))}, nil
+	s := convState{Latest: domain.MsgID(binary.BigEndian.Uint64(v)), Time: time.UnixMilli(int64(binary.BigEndian.Uint64(v[8:])))}
+	if len(v) == 24 {
+		s.Count = int64(binary.BigEndian.Uint64(v[16:]))
+	}
+	return s, nil
+}
+
+func encodeCursor(c cursor) []byte {
+	b := binary.BigEndian.AppendUint64(nil, uint64(c.ReadMsgID))
+	b = binary.BigEndian.AppendUint64(b, uint64(c.ReadSeq))
+	b = binary.BigEndian.AppendUint64(b, uint64(c.Sent))
+	return binary.BigEndian.AppendUint64(b, uint64(c.SentAtRead))
+}
+
+func decodeCursor(v []byte) (cursor, error) {
+	if len(v) != 32 {
+		return cursor{}, errors.New("corrupt read cursor")
+	}
+	u := func(i int) uint64 { return binary.BigEndian.Uint64(v[8*i:]) }
+	return cursor{ReadMsgID: domain.MsgID(u(0)), ReadSeq: int64(u(1)), Sent: int64(u(2)), SentAtRead: int64(u(3))}, nil
+}
+
+// pebbleBacking reads the store as it was before the batch.
+type pebbleBacking struct {
+	r    pebble.Reader
+	look *pebblekv.Lookup
+}
+
+func (b pebbleBacking) conv(c domain.ConversationID) (convState, bool, error) {
+	v, ok, err := b.look.Get(latestKey(c))
+	if err != nil || !ok {
+		return convState{}, false, err
+	}
+	s, err := decodeConv(v)
+	return s, err == nil, err
+}
+
+func (b pebbleBacking) cursor(c domain.ConversationID, a domain.AccountID) (cursor, bool, error) {
+	v, ok, err := b.look.Get(cursorKeyOf(c, a))
+	if err != nil || !ok {
+		return cursor{}, false, err
+	}
+	s, err := decodeCursor(v)
+	return s, err == nil, err
+}
+
+func (b pebbleBacking) seqAt(c domain.ConversationID, at domain.MsgID) (int64, error) {
+	return lastUnder(b.r, seqPrefix(c), at)
+}
+
+func (b pebbleBacking) sentAt(c domain.ConversationID, a domain.AccountID, at domain.MsgID) (int64, error) {
+	return lastUnder(b.r, sentPrefix(c, a), at)
+}
+
+// lastUnder is the value of the last key under prefix whose msgid is at
+// most at, 0 when there is none: one seek.
+func lastUnder(r pebble.Reader, prefix []byte, at domain.MsgID) (int64, error) {
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: withMsgID(prefix, at+1)})
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	if it.Last() {
+		if v := it.Value(); len(v) == 8 {
+			n = int64(binary.BigEndian.Uint64(v))
+		} else {
+			err = errors.New("corrupt message count")
+		}
+	}
+	return n, errors.Join(err, it.Error(), it.Close())
 }
 
 // ApplyBatch implements projections.Batcher.
 func (p *Pebble) ApplyBatch(_ context.Context, recs []projections.Record) error {
 	b := p.db.NewBatch()
 	defer b.Close()
-	look, err := pebblekv.NewLookup(p.db)
+	snap := p.db.NewSnapshot()
+	defer snap.Close()
+	look, err := pebblekv.NewLookup(snap)
 	if err != nil {
 		return err
 	}
 	defer look.Close()
-	for _, l := range latestOf(recs) {
-		v, ok, err := look.Get(latestKey(l.Conversation))
-		if err != nil {
+	t := newTally(pebbleBacking{r: snap, look: look})
+	if err := t.apply(recs); err != nil {
+		return err
+	}
+	for _, c := range t.dirtyConvs {
+		if err := b.Set(latestKey(c), encodeConv(*t.convs[c]), nil); err != nil {
 			return err
 		}
-		if ok {
-			if cur, err := decodeLatest(l.Conversation, v); err == nil && cur.MsgID >= l.MsgID {
-				continue
-			}
-		}
-		if err := b.Set(latestKey(l.Conversation), encodeLatest(l), nil); err != nil {
-			return err
-		}
-		if ok {
+		if !t.fresh[c] {
 			continue // the accounts' entries came with the first message
 		}
-		for _, a := range participants(l.Conversation) {
-			if err := b.Set([]byte("ca/"+string(a)+"/"+l.Conversation.String()), nil, nil); err != nil {
+		for _, a := range participants(c) {
+			if err := b.Set([]byte("ca/"+string(a)+"/"+c.String()), nil, nil); err != nil {
 				return err
 			}
+		}
+	}
+	for _, k := range t.dirtyCursors {
+		if err := b.Set(cursorKeyOf(k.c, k.a), encodeCursor(*t.cursors[k]), nil); err != nil {
+			return err
+		}
+	}
+	for _, a := range t.added {
+		if err := b.Set(withMsgID(seqPrefix(a.Conversation), a.MsgID), binary.BigEndian.AppendUint64(nil, uint64(a.Seq)), nil); err != nil {
+			return err
+		}
+		if err := b.Set(withMsgID(sentPrefix(a.Conversation, a.Sender), a.MsgID), binary.BigEndian.AppendUint64(nil, uint64(a.SenderSeq)), nil); err != nil {
+			return err
 		}
 	}
 	last := recs[len(recs)-1].Position
@@ -116,12 +215,16 @@ func (p *Pebble) List(_ context.Context, account domain.AccountID, groups []doma
 		if err != nil {
 			return nil, err
 		}
-		l, err := decodeLatest(c, v)
+		st, err := decodeConv(v)
 		_ = closer.Close()
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, l)
+		cur, err := readCursor(snap, c, account)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, Latest{Conversation: c, MsgID: st.Latest, Time: st.Time, ReadMsgID: cur.ReadMsgID, Unread: cur.unread(st.Count)})
 	}
 	return newestFirst(out, since, limit), nil
 }
@@ -138,6 +241,62 @@ func (p *Pebble) LatestOf(_ context.Context, c domain.ConversationID) (domain.Ms
 	if err != nil || !ok {
 		return 0, false, err
 	}
-	l, err := decodeLatest(c, v)
-	return l.MsgID, err == nil, err
+	st, err := decodeConv(v)
+	return st.Latest, err == nil, err
+}
+
+func readCursor(r pebble.Reader, c domain.ConversationID, a domain.AccountID) (cursor, error) {
+	v, ok, err := pebblekv.Get(r, cursorKeyOf(c, a))
+	if err != nil || !ok {
+		return cursor{}, err
+	}
+	return decodeCursor(v)
+}
+
+// ReadState implements Reads.
+func (p *Pebble) ReadState(_ context.Context, c domain.ConversationID, account domain.AccountID) (ReadState, error) {
+	snap := p.db.NewSnapshot()
+	defer snap.Close()
+	var st convState
+	v, ok, err := pebblekv.Get(snap, latestKey(c))
+	if err != nil {
+		return ReadState{}, err
+	}
+	if ok {
+		if st, err = decodeConv(v); err != nil {
+			return ReadState{}, err
+		}
+	}
+	cur, err := readCursor(snap, c, account)
+	if err != nil {
+		return ReadState{}, err
+	}
+	return ReadState{Latest: st.Latest, ReadMsgID: cur.ReadMsgID, Unread: cur.unread(st.Count)}, nil
+}
+
+// ReadMsgIDs implements Reads.
+func (p *Pebble) ReadMsgIDs(_ context.Context, c domain.ConversationID, accounts []domain.AccountID) ([]domain.MsgID, error) {
+	snap := p.db.NewSnapshot()
+	defer snap.Close()
+	look, err := pebblekv.NewLookup(snap)
+	if err != nil {
+		return nil, err
+	}
+	defer look.Close()
+	out := make([]domain.MsgID, len(accounts))
+	for i, a := range accounts {
+		v, ok, err := look.Get(cursorKeyOf(c, a))
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			continue
+		}
+		cur, err := decodeCursor(v)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = cur.ReadMsgID
+	}
+	return out, nil
 }

@@ -2,6 +2,7 @@ package conversations
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -11,9 +12,10 @@ import (
 	"github.com/parley-chat/parley/projections"
 )
 
-// Postgres keeps the index in the conversations and account_conversations
-// tables (see infra/postgres's migrations), with the projection's progress
-// written in the same transaction.
+// Postgres keeps the index in the conversations, account_conversations,
+// conversation_reads and conversation_messages tables (see infra/postgres's
+// migrations), with the projection's progress written in the same
+// transaction.
 type Postgres struct {
 	pool     *pgxpool.Pool
 	progress string
@@ -27,40 +29,128 @@ func NewPostgres(pool *pgxpool.Pool, progressName string) *Postgres {
 	return &Postgres{pool: pool, progress: progressName}
 }
 
-// ApplyBatch implements projections.Batcher: one statement for the
-// batch's conversations (GREATEST keeps the newest), one for the direct
-// ones' accounts, one for progress.
-func (p *Postgres) ApplyBatch(ctx context.Context, recs []projections.Record) error {
-	ls := latestOf(recs)
-	convs := make([]string, len(ls))
-	ids := make([]int64, len(ls))
-	times := make([]time.Time, len(ls))
-	var accounts, accountConvs []string
-	for i, l := range ls {
-		convs[i], ids[i], times[i] = l.Conversation.String(), int64(l.MsgID), l.Time
-		for _, a := range participants(l.Conversation) {
-			accounts = append(accounts, string(a))
-			accountConvs = append(accountConvs, l.Conversation.String())
-		}
+// postgresBacking holds the rows a batch touches, read (and locked) in two
+// statements; only a read up to an older msgid asks for more.
+type postgresBacking struct {
+	ctx     context.Context
+	tx      pgx.Tx
+	convs   map[domain.ConversationID]convState
+	cursors map[cursorKey]cursor
+}
+
+func (b *postgresBacking) conv(c domain.ConversationID) (convState, bool, error) {
+	s, ok := b.convs[c]
+	return s, ok, nil
+}
+
+func (b *postgresBacking) cursor(c domain.ConversationID, a domain.AccountID) (cursor, bool, error) {
+	s, ok := b.cursors[cursorKey{c, a}]
+	return s, ok, nil
+}
+
+func (b *postgresBacking) seqAt(c domain.ConversationID, at domain.MsgID) (int64, error) {
+	var n int64
+	err := b.tx.QueryRow(b.ctx, `
+SELECT seq FROM conversation_messages WHERE conversation = $1 AND msg_id <= $2 ORDER BY msg_id DESC LIMIT 1`,
+		c.String(), int64(at)).Scan(&n)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, nil
 	}
+	return n, err
+}
+
+func (b *postgresBacking) sentAt(c domain.ConversationID, a domain.AccountID, at domain.MsgID) (int64, error) {
+	var n int64
+	err := b.tx.QueryRow(b.ctx, `
+SELECT sender_seq FROM conversation_messages WHERE conversation = $1 AND sender = $2 AND msg_id <= $3 ORDER BY msg_id DESC LIMIT 1`,
+		c.String(), string(a), int64(at)).Scan(&n)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, nil
+	}
+	return n, err
+}
+
+// load reads the rows of convs and keys, locking them: a partition has
+// one writer, but during a rebalance two may overlap for a moment.
+func (b *postgresBacking) load(convs []domain.ConversationID, keys []cursorKey) error {
+	cs := make([]string, len(convs))
+	for i, c := range convs {
+		cs[i] = c.String()
+	}
+	rows, err := b.tx.Query(b.ctx, `
+SELECT conversation, latest_msg_id, latest_time, message_count FROM conversations
+WHERE conversation = ANY($1::text[]) ORDER BY conversation FOR UPDATE`, cs)
+	if err != nil {
+		return err
+	}
+	for rows.Next() {
+		var conv string
+		var id int64
+		var s convState
+		if err := rows.Scan(&conv, &id, &s.Time, &s.Count); err != nil {
+			rows.Close()
+			return err
+		}
+		c, err := domain.ParseConversationID(conv)
+		if err != nil {
+			rows.Close()
+			return err
+		}
+		s.Latest = domain.MsgID(id)
+		b.convs[c] = s
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	kc, ka := make([]string, len(keys)), make([]string, len(keys))
+	for i, k := range keys {
+		kc[i], ka[i] = k.c.String(), string(k.a)
+	}
+	rows, err = b.tx.Query(b.ctx, `
+SELECT r.conversation, r.account, r.read_msg_id, r.read_seq, r.sent, r.sent_at_read
+FROM conversation_reads r JOIN unnest($1::text[], $2::text[]) AS k(conversation, account)
+  ON r.conversation = k.conversation AND r.account = k.account
+ORDER BY 1, 2 FOR UPDATE OF r`, kc, ka)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var conv, account string
+		var id int64
+		var s cursor
+		if err := rows.Scan(&conv, &account, &id, &s.ReadSeq, &s.Sent, &s.SentAtRead); err != nil {
+			return err
+		}
+		c, err := domain.ParseConversationID(conv)
+		if err != nil {
+			return err
+		}
+		s.ReadMsgID = domain.MsgID(id)
+		b.cursors[cursorKey{c, domain.AccountID(account)}] = s
+	}
+	return rows.Err()
+}
+
+// ApplyBatch implements projections.Batcher: two reads for the rows the
+// batch touches, then one statement per table for what changed, and one
+// for progress.
+func (p *Postgres) ApplyBatch(ctx context.Context, recs []projections.Record) error {
 	last := recs[len(recs)-1].Position
 	return pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
-		if len(ls) > 0 {
-			if _, err := tx.Exec(ctx, `
-INSERT INTO conversations (conversation, latest_msg_id, latest_time)
-SELECT * FROM unnest($1::text[], $2::bigint[], $3::timestamptz[]) ORDER BY 1
-ON CONFLICT (conversation) DO UPDATE
-SET latest_msg_id = EXCLUDED.latest_msg_id, latest_time = EXCLUDED.latest_time
-WHERE conversations.latest_msg_id < EXCLUDED.latest_msg_id`, convs, ids, times); err != nil {
-				return fmt.Errorf("cannot write the conversation index: %w", err)
+		convs, keys := keysOf(recs)
+		b := &postgresBacking{ctx: ctx, tx: tx, convs: map[domain.ConversationID]convState{}, cursors: map[cursorKey]cursor{}}
+		if len(convs) > 0 {
+			if err := b.load(convs, keys); err != nil {
+				return fmt.Errorf("cannot read the conversation index: %w", err)
 			}
 		}
-		if len(accounts) > 0 {
-			if _, err := tx.Exec(ctx, `
-INSERT INTO account_conversations (account, conversation)
-SELECT * FROM unnest($1::text[], $2::text[]) ORDER BY 1, 2 ON CONFLICT DO NOTHING`, accounts, accountConvs); err != nil {
-				return fmt.Errorf("cannot write the conversation index: %w", err)
-			}
+		t := newTally(b)
+		if err := t.apply(recs); err != nil {
+			return err
+		}
+		if err := writeTally(ctx, tx, t); err != nil {
+			return fmt.Errorf("cannot write the conversation index: %w", err)
 		}
 		_, err := tx.Exec(ctx, `
 INSERT INTO projection_progress (projection, partition, next_offset) VALUES ($1, $2, $3)
@@ -71,6 +161,69 @@ SET next_offset = GREATEST(projection_progress.next_offset, EXCLUDED.next_offset
 	})
 }
 
+func writeTally(ctx context.Context, tx pgx.Tx, t *tally) error {
+	if n := len(t.dirtyConvs); n > 0 {
+		convs, ids, times, counts := make([]string, n), make([]int64, n), make([]time.Time, n), make([]int64, n)
+		var accounts, accountConvs []string
+		for i, c := range t.dirtyConvs {
+			s := t.convs[c]
+			convs[i], ids[i], times[i], counts[i] = c.String(), int64(s.Latest), s.Time, s.Count
+			if !t.fresh[c] {
+				continue // the accounts' rows came with the first message
+			}
+			for _, a := range participants(c) {
+				accounts = append(accounts, string(a))
+				accountConvs = append(accountConvs, c.String())
+			}
+		}
+		if _, err := tx.Exec(ctx, `
+INSERT INTO conversations (conversation, latest_msg_id, latest_time, message_count)
+SELECT * FROM unnest($1::text[], $2::bigint[], $3::timestamptz[], $4::bigint[])
+ON CONFLICT (conversation) DO UPDATE
+SET latest_msg_id = EXCLUDED.latest_msg_id, latest_time = EXCLUDED.latest_time, message_count = EXCLUDED.message_count
+WHERE conversations.latest_msg_id < EXCLUDED.latest_msg_id`, convs, ids, times, counts); err != nil {
+			return err
+		}
+		if len(accounts) > 0 {
+			if _, err := tx.Exec(ctx, `
+INSERT INTO account_conversations (account, conversation)
+SELECT * FROM unnest($1::text[], $2::text[]) ORDER BY 1, 2 ON CONFLICT DO NOTHING`, accounts, accountConvs); err != nil {
+				return err
+			}
+		}
+	}
+	if n := len(t.dirtyCursors); n > 0 {
+		convs, accounts := make([]string, n), make([]string, n)
+		ids, seqs, sent, sentAt := make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
+		for i, k := range t.dirtyCursors {
+			s := t.cursors[k]
+			convs[i], accounts[i] = k.c.String(), string(k.a)
+			ids[i], seqs[i], sent[i], sentAt[i] = int64(s.ReadMsgID), s.ReadSeq, s.Sent, s.SentAtRead
+		}
+		if _, err := tx.Exec(ctx, `
+INSERT INTO conversation_reads (conversation, account, read_msg_id, read_seq, sent, sent_at_read)
+SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[])
+ON CONFLICT (conversation, account) DO UPDATE
+SET read_msg_id = EXCLUDED.read_msg_id, read_seq = EXCLUDED.read_seq, sent = EXCLUDED.sent, sent_at_read = EXCLUDED.sent_at_read`,
+			convs, accounts, ids, seqs, sent, sentAt); err != nil {
+			return err
+		}
+	}
+	if n := len(t.added); n > 0 {
+		convs, ids, seqs, senders, senderSeqs := make([]string, n), make([]int64, n), make([]int64, n), make([]string, n), make([]int64, n)
+		for i, a := range t.added {
+			convs[i], ids[i], seqs[i], senders[i], senderSeqs[i] = a.Conversation.String(), int64(a.MsgID), a.Seq, string(a.Sender), a.SenderSeq
+		}
+		if _, err := tx.Exec(ctx, `
+INSERT INTO conversation_messages (conversation, msg_id, seq, sender, sender_seq)
+SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::bigint[]) ON CONFLICT DO NOTHING`,
+			convs, ids, seqs, senders, senderSeqs); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // List implements Index.
 func (p *Postgres) List(ctx context.Context, account domain.AccountID, groups []domain.GroupID, since time.Time, limit int) ([]Latest, error) {
 	gconvs := make([]string, len(groups))
@@ -78,7 +231,9 @@ func (p *Postgres) List(ctx context.Context, account domain.AccountID, groups []
 		gconvs[i] = domain.GroupConversation(g).String()
 	}
 	rows, err := p.pool.Query(ctx, `
-SELECT c.conversation, c.latest_msg_id, c.latest_time FROM conversations c
+SELECT c.conversation, c.latest_msg_id, c.latest_time, c.message_count,
+       coalesce(r.read_msg_id, 0), coalesce(r.read_seq, 0), coalesce(r.sent, 0), coalesce(r.sent_at_read, 0)
+FROM conversations c LEFT JOIN conversation_reads r ON r.conversation = c.conversation AND r.account = $1
 WHERE (c.conversation IN (SELECT conversation FROM account_conversations WHERE account = $1) OR c.conversation = ANY($2::text[]))
   AND c.latest_time > $3
 ORDER BY c.latest_time DESC, c.conversation COLLATE "C" LIMIT $4`, string(account), gconvs, since, limit)
@@ -90,18 +245,68 @@ ORDER BY c.latest_time DESC, c.conversation COLLATE "C" LIMIT $4`, string(accoun
 	for rows.Next() {
 		var conv string
 		var l Latest
-		var at time.Time
-		var id int64
-		if err := rows.Scan(&conv, &id, &at); err != nil {
+		var id, count, readID int64
+		var cur cursor
+		if err := rows.Scan(&conv, &id, &l.Time, &count, &readID, &cur.ReadSeq, &cur.Sent, &cur.SentAtRead); err != nil {
 			return nil, err
 		}
 		if l.Conversation, err = domain.ParseConversationID(conv); err != nil {
 			return nil, err
 		}
-		l.MsgID, l.Time = domain.MsgID(id), at
+		cur.ReadMsgID = domain.MsgID(readID)
+		l.MsgID, l.ReadMsgID, l.Unread = domain.MsgID(id), cur.ReadMsgID, cur.unread(count)
 		out = append(out, l)
 	}
 	return out, rows.Err()
+}
+
+// ReadState implements Reads.
+func (p *Postgres) ReadState(ctx context.Context, c domain.ConversationID, account domain.AccountID) (ReadState, error) {
+	var latest, count, readID int64
+	var cur cursor
+	err := p.pool.QueryRow(ctx, `
+SELECT coalesce(c.latest_msg_id, 0), coalesce(c.message_count, 0),
+       coalesce(r.read_msg_id, 0), coalesce(r.read_seq, 0), coalesce(r.sent, 0), coalesce(r.sent_at_read, 0)
+FROM (SELECT $1::text AS conversation) k
+LEFT JOIN conversations c ON c.conversation = k.conversation
+LEFT JOIN conversation_reads r ON r.conversation = k.conversation AND r.account = $2`, c.String(), string(account)).
+		Scan(&latest, &count, &readID, &cur.ReadSeq, &cur.Sent, &cur.SentAtRead)
+	if err != nil {
+		return ReadState{}, fmt.Errorf("cannot read the cursor of %s in %s: %w", account, c, err)
+	}
+	cur.ReadMsgID = domain.MsgID(readID)
+	return ReadState{Latest: domain.MsgID(latest), ReadMsgID: cur.ReadMsgID, Unread: cur.unread(count)}, nil
+}
+
+// ReadMsgIDs implements Reads.
+func (p *Postgres) ReadMsgIDs(ctx context.Context, c domain.ConversationID, accounts []domain.AccountID) ([]domain.MsgID, error) {
+	as := make([]string, len(accounts))
+	for i, a := range accounts {
+		as[i] = string(a)
+	}
+	rows, err := p.pool.Query(ctx, `
+SELECT account, read_msg_id FROM conversation_reads WHERE conversation = $1 AND account = ANY($2::text[])`, c.String(), as)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read the cursors of %s: %w", c, err)
+	}
+	defer rows.Close()
+	by := map[string]int64{}
+	for rows.Next() {
+		var a string
+		var id int64
+		if err := rows.Scan(&a, &id); err != nil {
+			return nil, err
+		}
+		by[a] = id
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	out := make([]domain.MsgID, len(accounts))
+	for i, a := range as {
+		out[i] = domain.MsgID(by[a])
+	}
+	return out, nil
 }
 
 // Apply implements projections.Projection: a batch of one.

@@ -11,21 +11,27 @@ import (
 )
 
 func TestMemoryContract(t *testing.T) {
-	conversationstest.Run(t, func(*testing.T) conversations.Index { return conversations.NewMemory() })
+	open := func(*testing.T) conversations.Index { return conversations.NewMemory() }
+	conversationstest.Run(t, open)
+	conversationstest.RunReads(t, open)
 }
 
 func TestPebbleContract(t *testing.T) {
-	conversationstest.Run(t, func(t *testing.T) conversations.Index {
+	open := func(t *testing.T) conversations.Index {
 		return conversations.NewPebble(pebbletest.Open(t), conversations.Name)
-	})
+	}
+	conversationstest.Run(t, open)
+	conversationstest.RunReads(t, open)
 }
 
 func TestPostgresContract(t *testing.T) {
 	pool := postgrestest.Open(t)
-	conversationstest.Run(t, func(t *testing.T) conversations.Index {
-		if _, err := pool.Exec(context.Background(), `TRUNCATE conversations, account_conversations`); err != nil {
+	open := func(t *testing.T) conversations.Index {
+		if _, err := pool.Exec(context.Background(), `TRUNCATE conversations, account_conversations, conversation_reads, conversation_messages`); err != nil {
 			t.Fatal(err)
 		}
 		return conversations.NewPostgres(pool, conversations.Name)
-	})
+	}
+	conversationstest.Run(t, open)
+	conversationstest.RunReads(t, open)
 }

@@ -7,24 +7,54 @@ package push
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
+	"time"
 
 	"github.com/parley-chat/parley/domain"
 	"github.com/parley-chat/parley/events"
 	"github.com/parley-chat/parley/projections"
+	"github.com/parley-chat/parley/projections/conversations"
 )
 
 // Name is the projection's stable name.
 const Name = "parley.projection.push"
 
-// Push is one message to deliver.
+// Push is one message, or one read receipt, to deliver.
 type Push struct {
+	// Message is the message; zero when Receipt is set.
 	Message domain.Message
 	// Prev is the conversation's previous msgid, 0 when unknown.
 	Prev domain.MsgID
+	// Receipt, when set, makes this a read receipt instead of a message.
+	Receipt *Receipt
 	// Recipients are the accounts whose online devices get the push. The
-	// device that sent the message is skipped: it has the ack.
+	// device that sent the message (or read) is skipped: it has the reply.
 	Recipients []domain.AccountID
+}
+
+// Receipt is an account's read cursor moving in a conversation.
+type Receipt struct {
+	Conversation domain.ConversationID
+	Reader       domain.Sender
+	MsgID        domain.MsgID
+	At           time.Time
+}
+
+// Origin is the device the push came from, which does not get it.
+func (p Push) Origin() domain.Sender {
+	if p.Receipt != nil {
+		return p.Receipt.Reader
+	}
+	return p.Message.Sender
+}
+
+// At is when the server accepted what is pushed.
+func (p Push) At() time.Time {
+	if p.Receipt != nil {
+		return p.Receipt.At
+	}
+	return p.Message.ServerTime
 }
 
 // Deliverer writes pushes to the devices' connections, locally or through
@@ -65,11 +95,32 @@ type Projection struct {
 
 	mu   sync.Mutex
 	last map[domain.ConversationID]domain.MsgID
+	// read is the highest receipt pushed per reader and conversation, so
+	// that concurrent reads of two devices never push a cursor back.
+	read map[readKey]domain.MsgID
+	// receiptMembers is the largest group whose members get each other's
+	// receipts.
+	receiptMembers int
+}
+
+type readKey struct {
+	c domain.ConversationID
+	a domain.AccountID
 }
 
 // NewProjection returns the push projection.
 func NewProjection(out Deliverer, members Members) *Projection {
-	return &Projection{out: out, members: members, last: map[domain.ConversationID]domain.MsgID{}}
+	return &Projection{out: out, members: members, last: map[domain.ConversationID]domain.MsgID{}, read: map[readKey]domain.MsgID{},
+		receiptMembers: domain.MaxReceiptMembers}
+}
+
+// WithReceiptMembers changes the largest group whose members get each
+// other's receipts from domain.MaxReceiptMembers to n: for benchmarks that
+// compare the cost of receipts in large groups. A server keeps the default,
+// which docs/protocol.md promises.
+func (p *Projection) WithReceiptMembers(n int) *Projection {
+	p.receiptMembers = n
+	return p
 }
 
 // WithPrev makes the projection ask prev for the previous msgid of a
@@ -101,6 +152,12 @@ func (p *Projection) Apply(ctx context.Context, r projections.Record) error {
 		p.members.Changed(domain.GroupID(e.Group))
 	case events.GroupMembersRemoved:
 		p.members.Changed(domain.GroupID(e.Group))
+	}
+	if rd, ok, err := conversations.ReadOf(r); ok {
+		if err != nil {
+			return err
+		}
+		return p.receipt(ctx, r, rd)
 	}
 	m, ok, err := r.Message()
 	if !ok || err != nil {
@@ -141,6 +198,45 @@ func (p *Projection) Apply(ctx context.Context, r projections.Record) error {
 		p.last = map[domain.ConversationID]domain.MsgID{}
 	}
 	p.last[m.Conversation] = m.MsgID
+	p.mu.Unlock()
+	return nil
+}
+
+// receipt pushes a read to the reader's other devices and, in a direct
+// conversation or a group of at most domain.MaxReceiptMembers, to the
+// other participants' devices.
+func (p *Projection) receipt(ctx context.Context, r projections.Record, rd conversations.Read) error {
+	k := readKey{rd.Conversation, rd.Account}
+	p.mu.Lock()
+	top := p.read[k]
+	p.mu.Unlock()
+	if rd.MsgID <= top {
+		return nil
+	}
+	recipients := []domain.AccountID{rd.Account}
+	switch rd.Conversation.Kind() {
+	case domain.KindDirect:
+		if peer := rd.Conversation.Peer(rd.Account); peer != rd.Account {
+			recipients = append(recipients, peer)
+		}
+	case domain.KindGroup:
+		members, err := p.members.MembersAt(ctx, rd.Conversation.Group(), r)
+		if err != nil {
+			return fmt.Errorf("cannot resolve members of %s: %w", rd.Conversation, err)
+		}
+		if len(members) <= p.receiptMembers {
+			recipients = append(recipients, slices.DeleteFunc(slices.Clone(members), func(m domain.AccountID) bool { return m == rd.Account })...)
+		}
+	}
+	rc := &Receipt{Conversation: rd.Conversation, Reader: domain.Sender{Account: rd.Account, Device: rd.Device}, MsgID: rd.MsgID, At: rd.At}
+	if err := p.out.Deliver(Push{Receipt: rc, Recipients: recipients}); err != nil {
+		return fmt.Errorf("cannot deliver a receipt in %s: %w", rd.Conversation, err)
+	}
+	p.mu.Lock()
+	if _, known := p.read[k]; !known && len(p.read) >= p.maxTracked() {
+		p.read = map[readKey]domain.MsgID{}
+	}
+	p.read[k] = max(p.read[k], rd.MsgID)
 	p.mu.Unlock()
 	return nil
 }

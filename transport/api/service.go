@@ -50,9 +50,10 @@ type Refresher interface {
 	Refresh(ctx context.Context, g domain.GroupID) (*domain.Group, bool, error)
 }
 
-// Conversations is the conversation index.
+// Conversations is the conversation index, read cursors included.
 type Conversations interface {
 	List(ctx context.Context, account domain.AccountID, groups []domain.GroupID, since time.Time, limit int) ([]conversations.Latest, error)
+	conversations.Reads
 }
 
 // ReadModels are the read models with their progress.

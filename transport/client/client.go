@@ -346,12 +346,26 @@ func (c *Client) Groups(ctx context.Context) ([]wire.GroupInfo, error) {
 	return f.Groups, err
 }
 
+// Read marks conversation read up to msgID, inclusive; the reply
+// (read_state) carries the cursor and the unread count after it.
+func (c *Client) Read(ctx context.Context, conversation string, msgID int64) (wire.ServerFrame, error) {
+	return c.Do(ctx, wire.Request{Type: wire.TypeRead, Conversation: conversation, MsgID: msgID})
+}
+
+// Readers asks how many of the other participants of conversation have
+// read msgID (reader_count; Accounts names them in small conversations).
+func (c *Client) Readers(ctx context.Context, conversation string, msgID int64) (wire.ServerFrame, error) {
+	return c.Do(ctx, wire.Request{Type: wire.TypeReaders, Conversation: conversation, MsgID: msgID})
+}
+
 // Renew extends the lease.
 func (c *Client) Renew(ctx context.Context) (wire.ServerFrame, error) {
 	return c.Do(ctx, wire.Request{Type: wire.TypeRenew})
 }
 
-// Pushes delivers pushed messages in the order the server wrote them. It is
+// Pushes delivers every frame without an id — messages ("message"), read
+// receipts ("read") — in the order the server wrote them. Switch on Type;
+// Inbox.HandlePush takes them all and keeps what it knows. It is
 // fed from an unbounded queue so that a slow reader never stalls replies.
 // It is closed after the connection closes and the queue drains.
 func (c *Client) Pushes() <-chan wire.ServerFrame { return c.pushes }
@@ -446,7 +460,7 @@ func (e *events) OnMessage(_ *gws.Conn, m *gws.Message) {
 	if err := json.Unmarshal(m.Bytes(), &f); err != nil {
 		return
 	}
-	if f.Type == wire.TypePush {
+	if f.ID == "" && f.Type != wire.TypeError {
 		e.c.pushMu.Lock()
 		e.c.pushQ = append(e.c.pushQ, f)
 		e.c.pushCond.Signal()

@@ -144,6 +144,8 @@ func (s *server) routes() http.Handler {
 		{http.MethodPost, "/messages", s.send},
 		{http.MethodGet, "/conversations", s.conversations},
 		{http.MethodGet, "/conversations/{conversation}/messages", s.sync},
+		{http.MethodPost, "/conversations/{conversation}/read", s.read},
+		{http.MethodGet, "/conversations/{conversation}/readers", s.readers},
 		{http.MethodGet, "/groups", s.groups},
 		{http.MethodPost, "/groups", s.createGroup},
 		{http.MethodPost, "/groups/{group}/members", s.addMembers},

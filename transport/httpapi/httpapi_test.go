@@ -271,8 +271,9 @@ func TestConversations(t *testing.T) {
 		{name: "user", auth: alice, want: want},
 		{name: "service as alice", auth: service(), query: "?as=alice", want: want},
 		{name: "bob sees alice as peer", auth: e.user("bob", "phone"),
-			want: []wire.ConversationInfo{{Conversation: "d:alice:bob", Kind: "direct", Peer: "alice", LatestMsgID: d.MsgID, LatestTime: d.ServerTime}}},
-		{name: "carol sees the group", auth: e.user("carol", "phone"), want: want[:1]},
+			want: []wire.ConversationInfo{{Conversation: "d:alice:bob", Kind: "direct", Peer: "alice", LatestMsgID: d.MsgID, LatestTime: d.ServerTime, Unread: 1}}},
+		{name: "carol sees the group, unread", auth: e.user("carol", "phone"),
+			want: []wire.ConversationInfo{{Conversation: "g:" + g.Group, Kind: "group", Group: g.Group, LatestMsgID: ga.MsgID, LatestTime: ga.ServerTime, Unread: 1}}},
 		{name: "since the future", auth: alice, query: fmt.Sprintf("?since=%d", time.Now().Add(time.Hour).UnixMilli()), want: []wire.ConversationInfo{}},
 		{name: "limit", auth: alice, query: "?limit=1", want: nil},
 	}

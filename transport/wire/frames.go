@@ -23,6 +23,9 @@ const (
 	TypeGroupAdd      = "group_add"
 	TypeGroupRemove   = "group_remove"
 	TypeGroups        = "groups"
+	// TypeRead, TypeReaders: see reads.go.
+	TypeRead    = "read"
+	TypeReaders = "readers"
 )
 
 // Server frame types.
@@ -75,6 +78,9 @@ type Request struct {
 	// group_create (Name, Accounts), group_add and group_remove (Group, Accounts)
 	Name     string   `json:"name,omitempty"`
 	Accounts []string `json:"accounts,omitempty"`
+
+	// read, readers (Conversation too): the msgid read up to, inclusive.
+	MsgID int64 `json:"msgId,omitempty"`
 }
 
 // Message is an accepted message as clients see it.
@@ -109,6 +115,10 @@ type ConversationInfo struct {
 	Group       string `json:"group,omitempty"`
 	LatestMsgID int64  `json:"latestMsgId"`
 	LatestTime  int64  `json:"latestTime"`
+	// ReadMsgID is the listing account's read cursor (absent: nothing read).
+	ReadMsgID int64 `json:"readMsgId,omitempty"`
+	// Unread counts the messages after ReadMsgID the account did not send.
+	Unread int64 `json:"unread,omitempty"`
 }
 
 // GroupInfo describes a group.
@@ -161,4 +171,13 @@ type ServerFrame struct {
 	// group, group_list
 	Group  *GroupInfo  `json:"group,omitempty"`
 	Groups []GroupInfo `json:"groups,omitempty"`
+
+	// read_state, read (push), reader_count: see reads.go. MsgID and
+	// Conversation too.
+	Account   string   `json:"account,omitempty"`
+	ReadMsgID int64    `json:"readMsgId,omitempty"`
+	Unread    int64    `json:"unread,omitempty"`
+	Count     int      `json:"count,omitempty"`
+	Of        int      `json:"of,omitempty"`
+	Accounts  []string `json:"accounts,omitempty"`
 }

@@ -12,9 +12,8 @@ import (
 // Deliver implements push.Deliverer: the frame is encoded once and queued on
 // every local connection of every recipient, except the sending device.
 func (g *Gateway) Deliver(p push.Push) error {
-	msg := wire.FromMessage(p.Message)
-	frame := wire.AppendPush(nil, &msg, int64(p.Prev))
-	sender := p.Message.Sender
+	frame := PushFrame(p)
+	sender := p.Origin()
 	n := 0
 	g.mu.RLock()
 	for _, a := range p.Recipients {
@@ -27,8 +26,17 @@ func (g *Gateway) Deliver(p push.Push) error {
 		}
 	}
 	g.mu.RUnlock()
-	g.cfg.Observer.Pushed(n, p.Message.ServerTime)
+	g.cfg.Observer.Pushed(n, p.At())
 	return nil
+}
+
+// PushFrame encodes a push: a message, or a read receipt.
+func PushFrame(p push.Push) []byte {
+	if r := p.Receipt; r != nil {
+		return wire.AppendReadPush(nil, r.Conversation.String(), string(r.Reader.Account), int64(r.MsgID))
+	}
+	msg := wire.FromMessage(p.Message)
+	return wire.AppendPush(nil, &msg, int64(p.Prev))
 }
 
 // DeliverUIDs writes an encoded push to the local connections of uids; a

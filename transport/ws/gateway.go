@@ -300,6 +300,8 @@ type Service interface {
 	AddMembers(ctx context.Context, who domain.AccountID, group string, accounts []string) (*domain.Group, error)
 	RemoveMembers(ctx context.Context, who domain.AccountID, group string, accounts []string) (*domain.Group, error)
 	Groups(ctx context.Context, who domain.AccountID) ([]*domain.Group, error)
+	Read(ctx context.Context, who domain.Sender, conversation string, msgID domain.MsgID) (conversations.ReadState, error)
+	Readers(ctx context.Context, who domain.AccountID, conversation string, msgID domain.MsgID) (api.Readers, error)
 }
 
 // Verifier checks the token of a hello or a renew.

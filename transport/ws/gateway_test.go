@@ -51,6 +51,12 @@ func (f *fakeService) RemoveMembers(context.Context, domain.AccountID, string, [
 func (f *fakeService) Groups(context.Context, domain.AccountID) ([]*domain.Group, error) {
 	return nil, nil
 }
+func (f *fakeService) Read(context.Context, domain.Sender, string, domain.MsgID) (conversations.ReadState, error) {
+	return conversations.ReadState{}, nil
+}
+func (f *fakeService) Readers(context.Context, domain.AccountID, string, domain.MsgID) (api.Readers, error) {
+	return api.Readers{}, nil
+}
 
 // fakeRoutes is a route table of one instance.
 type fakeRoutes struct {

@@ -257,6 +257,7 @@ func (h *handler) dispatch(s *session, req wire.Request) {
 		out := make([]wire.ConversationInfo, len(list))
 		for i, l := range list {
 			out[i] = wire.FromConversation(l.Conversation, l.MsgID, l.Time, s.account)
+			out[i].ReadMsgID, out[i].Unread = int64(l.ReadMsgID), l.Unread
 		}
 		s.reply(wire.ServerFrame{ID: req.ID, Type: wire.TypeConversationList, Conversations: out, ServerTime: now.UnixMilli()})
 	case wire.TypeGroupCreate, wire.TypeGroupAdd, wire.TypeGroupRemove:
@@ -287,6 +288,25 @@ func (h *handler) dispatch(s *session, req wire.Request) {
 			out[i] = wire.FromGroup(g)
 		}
 		s.reply(wire.ServerFrame{ID: req.ID, Type: wire.TypeGroupList, Groups: out})
+	case wire.TypeRead:
+		st, err := svc.Read(ctx, domain.Sender{Account: s.account, Device: s.device}, req.Conversation, domain.MsgID(req.MsgID))
+		if err != nil {
+			h.failWith(s, req.ID, err)
+			return
+		}
+		s.reply(wire.ServerFrame{ID: req.ID, Type: wire.TypeReadState, Conversation: req.Conversation, ReadMsgID: int64(st.ReadMsgID), Unread: st.Unread})
+	case wire.TypeReaders:
+		rs, err := svc.Readers(ctx, s.account, req.Conversation, domain.MsgID(req.MsgID))
+		if err != nil {
+			h.failWith(s, req.ID, err)
+			return
+		}
+		accounts := make([]string, len(rs.Accounts))
+		for i, a := range rs.Accounts {
+			accounts[i] = string(a)
+		}
+		s.reply(wire.ServerFrame{ID: req.ID, Type: wire.TypeReaderCount, Conversation: req.Conversation, MsgID: req.MsgID,
+			Count: rs.Count, Of: rs.Of, Accounts: accounts})
 	}
 }
 

@@ -6,6 +6,8 @@ package conversationstest
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -212,6 +214,218 @@ func Run(t *testing.T, open Open) {
 		_ = apply(t, m, 3, projections.Record{Event: events.GroupCreated{Group: "team", Owner: "alice"}}, bad, sent("g:team", 11, 2))
 		if got := list(t, m, "alice", []domain.GroupID{"team"}, time.Time{}, 10); !sameList(got, []conversations.Latest{latest("g:team", 11, 2)}) {
 			t.Errorf("List = %v, want only g:team", got)
+		}
+	})
+}
+
+// read is a ConversationRead record: account read conv up to msgid.
+func read(conv, account string, msgid domain.MsgID) projections.Record {
+	offsets++
+	return projections.Record{
+		Event:    events.ConversationRead{Conversation: conv, Account: account, Device: "phone", MsgID: int64(msgid), At: t0.UnixMilli()},
+		Position: events.Position{Offset: offsets},
+	}
+}
+
+// sentBy is a MessageSent record in conv at msgid from account.
+func sentBy(conv, from string, msgid domain.MsgID) projections.Record {
+	r := sent(conv, msgid, 1)
+	e := r.Event.(events.MessageSent)
+	e.SenderAccount = from
+	r.Event = e
+	return r
+}
+
+// model is the definition of cursors and unread counts, by scanning: what
+// every index must agree with without scanning.
+type model struct {
+	msgs    map[string][]projections.Record
+	cursors map[[2]string]domain.MsgID
+}
+
+func newModel(log []projections.Record) *model {
+	m := &model{msgs: map[string][]projections.Record{}, cursors: map[[2]string]domain.MsgID{}}
+	latest := map[string]domain.MsgID{}
+	for _, r := range log {
+		switch e := r.Event.(type) {
+		case events.MessageSent:
+			if r.MsgID > latest[e.Conversation] {
+				latest[e.Conversation] = r.MsgID
+				m.msgs[e.Conversation] = append(m.msgs[e.Conversation], r)
+			}
+		case events.ConversationRead:
+			k := [2]string{e.Conversation, e.Account}
+			if at := min(domain.MsgID(e.MsgID), latest[e.Conversation]); at > m.cursors[k] {
+				m.cursors[k] = at
+			}
+		}
+	}
+	return m
+}
+
+func (m *model) state(conv, account string) conversations.ReadState {
+	s := conversations.ReadState{ReadMsgID: m.cursors[[2]string{conv, account}]}
+	for _, r := range m.msgs[conv] {
+		s.Latest = r.MsgID
+		if r.MsgID > s.ReadMsgID && r.Event.(events.MessageSent).SenderAccount != account {
+			s.Unread++
+		}
+	}
+	return s
+}
+
+func readState(t *testing.T, idx conversations.Index, conv, account string) conversations.ReadState {
+	t.Helper()
+	c, err := domain.ParseConversationID(conv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := idx.ReadState(context.Background(), c, domain.AccountID(account))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// RunReads runs the contract of read cursors and unread counts.
+func RunReads(t *testing.T, open Open) {
+	dm, grp := "d:alice:bob", "g:team"
+	accounts := []string{"alice", "bob", "carol"}
+	check := func(t *testing.T, idx conversations.Index, log []projections.Record) {
+		t.Helper()
+		want := newModel(log)
+		for _, conv := range []string{dm, grp} {
+			for _, a := range accounts {
+				if conv == dm && a == "carol" {
+					continue
+				}
+				if got, w := readState(t, idx, conv, a), want.state(conv, a); got != w {
+					t.Errorf("ReadState(%s, %s) = %+v, want %+v", conv, a, got, w)
+				}
+			}
+		}
+		for _, a := range []string{"alice", "bob"} {
+			for _, l := range list(t, idx, domain.AccountID(a), []domain.GroupID{"team"}, time.Time{}, 10) {
+				w := want.state(l.Conversation.String(), a)
+				if l.ReadMsgID != w.ReadMsgID || l.Unread != w.Unread {
+					t.Errorf("List(%s) entry %s: read %d unread %d, want read %d unread %d", a, l.Conversation, l.ReadMsgID, l.Unread, w.ReadMsgID, w.Unread)
+				}
+			}
+		}
+		c, _ := domain.ParseConversationID(grp)
+		ids, err := idx.ReadMsgIDs(context.Background(), c, []domain.AccountID{"alice", "bob", "carol", "nobody"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, a := range []string{"alice", "bob", "carol", "nobody"} {
+			if w := want.cursors[[2]string{grp, a}]; ids[i] != w {
+				t.Errorf("ReadMsgIDs(%s)[%s] = %d, want %d", grp, a, ids[i], w)
+			}
+		}
+	}
+
+	named := []struct {
+		name string
+		log  []projections.Record
+	}{
+		{"nothing read: every message of the others is unread", []projections.Record{
+			sentBy(dm, "alice", 10), sentBy(dm, "bob", 11), sentBy(dm, "alice", 12),
+			sentBy(grp, "alice", 20), sentBy(grp, "bob", 21), sentBy(grp, "carol", 22),
+		}},
+		{"read up to the newest", []projections.Record{
+			sentBy(dm, "alice", 10), sentBy(dm, "alice", 12), read(dm, "bob", 12), sentBy(dm, "alice", 13),
+		}},
+		{"read up to an older message", []projections.Record{
+			sentBy(grp, "alice", 20), sentBy(grp, "bob", 21), sentBy(grp, "alice", 22), sentBy(grp, "bob", 23), sentBy(grp, "carol", 24),
+			read(grp, "bob", 22), read(grp, "carol", 21),
+		}},
+		{"read up to a msgid between messages", []projections.Record{
+			sentBy(grp, "alice", 20), sentBy(grp, "bob", 30), sentBy(grp, "alice", 40), read(grp, "carol", 35), read(grp, "bob", 25),
+		}},
+		{"a cursor never moves back", []projections.Record{
+			sentBy(dm, "alice", 10), sentBy(dm, "alice", 12), sentBy(dm, "alice", 14), read(dm, "bob", 14), read(dm, "bob", 10), read(dm, "bob", 12),
+		}},
+		{"a read past the newest stops at the newest", []projections.Record{
+			sentBy(dm, "alice", 10), read(dm, "bob", 99), sentBy(dm, "alice", 50), sentBy(dm, "alice", 60),
+		}},
+		{"a read of a conversation without messages is nothing", []projections.Record{
+			read(grp, "bob", 5), sentBy(grp, "alice", 20),
+		}},
+		{"own messages after the cursor are not unread", []projections.Record{
+			sentBy(grp, "alice", 20), read(grp, "bob", 20), sentBy(grp, "bob", 21), sentBy(grp, "bob", 22), sentBy(grp, "alice", 23), sentBy(grp, "bob", 24),
+			read(grp, "alice", 22),
+		}},
+	}
+	for _, tt := range named {
+		for _, batch := range []int{1, 3, 100} {
+			t.Run(fmt.Sprintf("%s/batch %d", tt.name, batch), func(t *testing.T) {
+				idx := open(t)
+				if err := apply(t, idx, batch, tt.log...); err != nil {
+					t.Fatal(err)
+				}
+				check(t, idx, tt.log)
+			})
+		}
+	}
+
+	t.Run("replaying the log changes nothing", func(t *testing.T) {
+		log := named[2].log
+		idx := open(t)
+		if err := apply(t, idx, 2, log...); err != nil {
+			t.Fatal(err)
+		}
+		if err := apply(t, idx, 100, log...); err != nil {
+			t.Fatal(err)
+		}
+		if err := apply(t, idx, 1, log[3:]...); err != nil {
+			t.Fatal(err)
+		}
+		check(t, idx, log)
+	})
+
+	t.Run("random traffic, split in random batches", func(t *testing.T) {
+		rng := rand.New(rand.NewPCG(1, uint64(len(accounts))))
+		for round := range 4 {
+			var log []projections.Record
+			next := map[string]domain.MsgID{dm: 100, grp: 100}
+			for range 150 {
+				conv := dm
+				if rng.IntN(2) == 0 {
+					conv = grp
+				}
+				who := accounts[rng.IntN(2)]
+				if conv == grp {
+					who = accounts[rng.IntN(3)]
+				}
+				if rng.IntN(3) == 0 {
+					log = append(log, read(conv, who, next[conv]-domain.MsgID(rng.IntN(40))))
+					continue
+				}
+				next[conv] += domain.MsgID(1 + rng.IntN(3))
+				log = append(log, sentBy(conv, who, next[conv]))
+			}
+			idx := open(t)
+			for rest := log; len(rest) > 0; {
+				n := min(1+rng.IntN(20), len(rest))
+				if err := apply(t, idx, n, rest[:n]...); err != nil {
+					t.Fatal(err)
+				}
+				rest = rest[n:]
+			}
+			t.Run(fmt.Sprint("round ", round), func(t *testing.T) { check(t, idx, log) })
+		}
+	})
+
+	t.Run("a bad read is skipped", func(t *testing.T) {
+		idx := open(t)
+		bad := read(dm, "bob", 10)
+		e := bad.Event.(events.ConversationRead)
+		e.Account = "bo/b"
+		bad.Event = e
+		zero := read(dm, "bob", 0)
+		_ = apply(t, idx, 3, sentBy(dm, "alice", 10), bad, zero)
+		if got := readState(t, idx, dm, "bob"); got != (conversations.ReadState{Latest: 10, Unread: 1}) {
+			t.Errorf("ReadState = %+v, want nothing read", got)
 		}
 	})
 }
