@@ -20,6 +20,7 @@ import (
 	"github.com/parley-chat/parley/infra/postgres/postgrestest"
 	"github.com/parley-chat/parley/infra/redis"
 	"github.com/parley-chat/parley/infra/redis/redistest"
+	"github.com/parley-chat/parley/infra/routes"
 	"github.com/parley-chat/parley/projections/store"
 	"github.com/parley-chat/parley/transport/client"
 	"github.com/parley-chat/parley/transport/wire"
@@ -287,8 +288,9 @@ func TestClusterSurvivesRedisFlush(t *testing.T) {
 }
 
 // A gateway instance dies without a word: its clients reconnect to the
-// other instance and log in at once — no lockout by the dead instance's
-// routes — and sync what they missed.
+// other instance and log in once the dead instance's liveness lapses (at
+// most routes.AliveTTL: before that it might be alive behind a partition,
+// and a device must not be live twice), and sync what they missed.
 func TestClusterGatewayCrash(t *testing.T) {
 	c := startCluster(t)
 	gw1 := c.instance(gatewayOnly)
@@ -311,6 +313,21 @@ func TestClusterGatewayCrash(t *testing.T) {
 		}
 	}
 	started := time.Now()
+	waitFor(t, func() bool {
+		c, err := gw2.tryDial("alice", "phone")
+		if err != nil {
+			if client.CodeOf(err) != wire.CodeDuplicateLogin {
+				t.Fatalf("hello after the crash: %v, want an ack or duplicate_login", err)
+			}
+			time.Sleep(500 * time.Millisecond)
+			return false
+		}
+		c.Close()
+		return true
+	})
+	if took := time.Since(started); took > routes.AliveTTL+time.Second {
+		t.Errorf("logged in again after %v, want within the liveness TTL %v", took, routes.AliveTTL)
+	}
 	back := gw2.device("alice", "phone")
 	t.Logf("logged in again on the other instance after %v", time.Since(started))
 	if err := back.inbox.SyncAll(ctx); err != nil {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/parley-chat/parley/cmd/parley/node"
 	"github.com/parley-chat/parley/infra/faultnet"
+	"github.com/parley-chat/parley/infra/routes"
 	"github.com/parley-chat/parley/transport/client"
 	"github.com/parley-chat/parley/transport/wire"
 )
@@ -247,4 +248,65 @@ func TestFaultBrokenLinkClosesDevices(t *testing.T) {
 	}
 	assertLog(t, "bob after resync", back.inbox.Messages("d:alice:bob"), want)
 	c.assertOnce("d:alice:bob", want...)
+}
+
+// Finding 5: a gateway cut off from Redis closes its own connections with
+// 4011 route_lost before its liveness lapses, so when the device says
+// hello on another gateway (once the lapse lets the route go, under the
+// default reject policy) it has one live connection, and the heal closes
+// nothing.
+func TestFaultRedisCutFencesGateway(t *testing.T) {
+	c := startCluster(t)
+	gw1, p := c.faultyInstance(gatewayOnly)
+	gw2 := c.instance(gatewayOnly)
+	alice := gw1.dial("alice", "phone")
+
+	p.redis.Cut()
+	cut := time.Now()
+	code, reason := waitClosed(t, alice, 20*time.Second)
+	if code != wire.CloseRouteLost || reason != wire.ReasonRouteLost {
+		t.Fatalf("alice on the cut gateway closed with %d %q, want 4011 route_lost", code, reason)
+	}
+	fenced := time.Since(cut)
+	if fenced >= routes.AliveTTL {
+		t.Errorf("closed %v after the cut, not before the liveness key lapses (%v)", fenced, routes.AliveTTL)
+	}
+	var back *client.Client
+	waitFor(t, func() bool {
+		var err error
+		back, err = gw2.tryDial("alice", "phone")
+		return err == nil
+	})
+	t.Cleanup(back.Close)
+	t.Logf("Redis cut: device closed by its gateway after %v, served again on another gateway after %v",
+		fenced.Round(100*time.Millisecond), time.Since(cut).Round(100*time.Millisecond))
+
+	p.redis.Heal()
+	time.Sleep(time.Second) // several reasserts of gw1
+	assertAlive(t, back)
+}
+
+// Finding 4: with the path between two gateways cut, a hello on the second
+// for a device live on the first is refused duplicate_login — the first
+// still beats its liveness and may serve the device — and the live
+// connection stays, whatever the second can or cannot reach.
+func TestFaultLinkCutKeepsOneLogin(t *testing.T) {
+	c := startCluster(t)
+	gw1, p := c.faultyInstance(gatewayOnly)
+	gw2 := c.instance(gatewayOnly)
+	c.instance(projectorOnly)
+	alice := gw1.device("alice", "phone")
+	p.peers.Cut()
+	_, err := gw2.tryDial("alice", "phone")
+	if client.CodeOf(err) != wire.CodeDuplicateLogin {
+		t.Fatalf("hello on the other gateway during the cut: %v, want duplicate_login", err)
+	}
+	p.peers.Heal()
+	time.Sleep(time.Second) // several reasserts of both gateways
+	assertAlive(t, alice.c)
+	bob := gw2.dial("bob", "phone")
+	if _, err := bob.Send(ctxT(t), client.Target{Account: "alice"}, "after", "", "after the heal"); err != nil {
+		t.Fatal(err)
+	}
+	alice.waitPushes(t, 1)
 }

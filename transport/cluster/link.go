@@ -5,11 +5,9 @@
 package cluster
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
-	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -167,18 +165,6 @@ func (l *Links) Send(instance string, f Forward) error {
 	default:
 		return ErrQueueFull
 	}
-}
-
-// Reachable implements ws.Prober: whether instance accepts a TCP connection.
-func (l *Links) Reachable(ctx context.Context, instance string) bool {
-	ctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
-	defer cancel()
-	c, err := (&net.Dialer{}).DialContext(ctx, "tcp", instance)
-	if err != nil {
-		return false
-	}
-	_ = c.Close()
-	return true
 }
 
 // maxDialFailures is how many dials in a row (about a minute) a link tries

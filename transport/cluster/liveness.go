@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"log/slog"
+	"sync/atomic"
 	"time"
 )
 
@@ -14,9 +15,11 @@ type Liveness interface {
 	Forget(ctx context.Context, instance string) error
 }
 
-// Reasserter writes the routes of a gateway's connections again.
+// Reasserter writes the routes of a gateway's connections again, and
+// closes them all when the gateway's liveness lapses.
 type Reasserter interface {
 	Reassert(ctx context.Context)
+	Fence() int
 }
 
 // KeepAlive beats instance's liveness every beat until ctx ends, and
@@ -25,14 +28,52 @@ type Reasserter interface {
 // forgets the instance, so that its routes can be taken over at once —
 // unless crashed reports true (a fault test's abort leaves them to
 // expire).
+//
+// A gateway that cannot beat for 2.5 beats (its liveness key, set for
+// three, is about to lapse and another gateway may then take its devices
+// over) closes every connection with route_lost: fencing, so that a device
+// never has two live connections.
 func KeepAlive(ctx context.Context, table Liveness, instance string, gw Reasserter, beat, reassert time.Duration, crashed func() bool, log *slog.Logger) {
+	var lastOK atomic.Int64 // Unix nanoseconds of the start of the last beat that worked
+	lastOK.Store(time.Now().UnixNano())
 	beatOnce := func() {
-		bctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		bctx, cancel := context.WithTimeout(context.Background(), min(2*time.Second, beat))
 		defer cancel()
+		started := time.Now()
 		if err := table.Beat(bctx, instance); err != nil {
 			log.Warn("cannot beat liveness", "err", err)
+			return
 		}
+		lastOK.Store(started.UnixNano()) // the key lives from when it was set, at the latest
 	}
+	// The fence is watched on a goroutine of its own, more often than
+	// beats, so that the connections close before the key lapses, not at
+	// the next beat nor after a reassert stuck on the unreachable table.
+	watched := make(chan struct{})
+	defer func() { <-watched }()
+	go func() {
+		defer close(watched)
+		t := time.NewTicker(beat / 5)
+		defer t.Stop()
+		fenced := false
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			last := time.Unix(0, lastOK.Load())
+			switch lapsing := time.Since(last) > beat*5/2; {
+			case lapsing && !fenced:
+				fenced = true
+				n := gw.Fence()
+				log.Error("liveness lapsing: closed every connection so that no device is served twice", "connections", n, "lastBeat", last)
+			case !lapsing && fenced:
+				fenced = false
+				log.Info("liveness beats again")
+			}
+		}
+	}()
 	bt := time.NewTicker(beat)
 	defer bt.Stop()
 	again := time.NewTicker(reassert)

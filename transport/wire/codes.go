@@ -98,3 +98,12 @@ const (
 	CloseFlood  = 4010
 	ReasonFlood = "flood"
 )
+
+// CloseRouteLost, reason "route_lost": this gateway could not renew its
+// liveness in the route table (Redis) for long enough that another gateway
+// may take its devices over; it closes them itself so that a device never
+// has two live connections. Reconnect with backoff, say hello, sync.
+const (
+	CloseRouteLost  = 4011
+	ReasonRouteLost = "route_lost"
+)

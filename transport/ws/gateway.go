@@ -100,10 +100,6 @@ type Config struct {
 	Trusted TrustedHeaders
 	// Observer receives what metrics need; nil observes nothing.
 	Observer Observer
-	// Prober tells whether another instance answers at all. A route held by
-	// an instance that does not is taken over at once, without waiting for
-	// its liveness key to expire: a crashed instance locks nobody out.
-	Prober Prober
 }
 
 // Observer is told about pushes and server-side closes.
@@ -178,11 +174,6 @@ type Routes interface {
 	Release(ctx context.Context, uid domain.UniqueID, instance string) error
 	// Refresh extends uid's route.
 	Refresh(ctx context.Context, uid domain.UniqueID, instance string) error
-}
-
-// Prober checks that an instance is reachable.
-type Prober interface {
-	Reachable(ctx context.Context, instance string) bool
 }
 
 // Kicker closes a device's connection on the instance that holds it.
@@ -385,7 +376,7 @@ func New(cfg Config, svc Service, tokens Verifier) (*Gateway, error) {
 
 // SetCluster sets how the gateway reaches other instances; call it before
 // serving.
-func (g *Gateway) SetCluster(k Kicker, p Prober) { g.cfg.Kicker, g.cfg.Prober = k, p }
+func (g *Gateway) SetCluster(k Kicker) { g.cfg.Kicker = k }
 
 // Reassert writes the route of every connection here again, so that routing
 // state lost in Redis (a flush, an eviction) comes back. A route that
@@ -402,10 +393,7 @@ func (g *Gateway) Reassert(ctx context.Context) {
 		if s.closed.Load() || !s.routed.Load() {
 			continue // closed, or its hello's claim is still under way
 		}
-		prev, err := g.cfg.Routes.Claim(ctx, s.uid, g.cfg.Instance, false)
-		if errors.Is(err, domain.ErrConnectedElsewhere) && g.cfg.Prober != nil && !g.cfg.Prober.Reachable(ctx, prev) {
-			_, err = g.cfg.Routes.Claim(ctx, s.uid, g.cfg.Instance, true) // held by a dead instance
-		}
+		_, err := g.cfg.Routes.Claim(ctx, s.uid, g.cfg.Instance, false)
 		switch {
 		case errors.Is(err, domain.ErrConnectedElsewhere):
 			s.closeWith(wire.CloseReplaced, wire.ReasonReplaced, false)
@@ -425,6 +413,24 @@ func (g *Gateway) Reassert(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// Fence closes every connection with reason route_lost: the gateway could
+// not renew its liveness, so another gateway may take its devices over,
+// and a device must not stay live here meanwhile. New hellos are not
+// refused: they claim their route, which works again once the route table
+// answers.
+func (g *Gateway) Fence() int {
+	g.mu.RLock()
+	sessions := make([]*session, 0, len(g.all))
+	for s := range g.all {
+		sessions = append(sessions, s)
+	}
+	g.mu.RUnlock()
+	for _, s := range sessions {
+		s.closeWith(wire.CloseRouteLost, wire.ReasonRouteLost, false)
+	}
+	return len(sessions)
 }
 
 // Abort drops every connection without a close frame and leaves the routes
@@ -648,11 +654,13 @@ func (g *Gateway) register(ctx context.Context, s *session, now time.Time) (repl
 	if replaced, err = g.registerLocal(s, now); err != nil {
 		return nil, err
 	}
+	// A route held by another instance whose liveness has not lapsed is
+	// not taken (under the reject policy), even if that instance cannot be
+	// reached from here: it may still serve the device, and it closes its
+	// connections itself before its liveness lapses (KeepAlive's fence).
+	// So a device never has two live connections; after a crash, its
+	// route is free once the liveness lapses (routes.AliveTTL).
 	prev, err := g.cfg.Routes.Claim(ctx, s.uid, g.cfg.Instance, g.cfg.ReplaceLogin)
-	if errors.Is(err, domain.ErrConnectedElsewhere) && g.cfg.Prober != nil && !g.cfg.Prober.Reachable(ctx, prev) {
-		g.log.Info("taking over a route of an unreachable instance", "uid", s.uid, "instance", prev)
-		prev, err = g.cfg.Routes.Claim(ctx, s.uid, g.cfg.Instance, true)
-	}
 	if err != nil {
 		g.mu.Lock()
 		g.unrouteLocked(s)

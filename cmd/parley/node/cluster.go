@@ -33,7 +33,7 @@ func (n *Node) startCluster() (*clusterParts, error) {
 		close(c.done)
 		return c, nil
 	}
-	n.gw.SetCluster(c.router, c.links)
+	n.gw.SetCluster(c.router)
 	ctx, cancel := context.WithCancel(context.Background())
 	c.cancel = cancel
 	go func() {
