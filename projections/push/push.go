@@ -1,6 +1,6 @@
 // Package push is the push projection: it delivers each accepted message to
-// every online device of every recipient, including the sender's other
-// devices (R2). Pushes of one conversation leave in log order, each with
+// every online device of every recipient, the sending device included
+// (R2). Pushes of one conversation leave in log order, each with
 // the conversation's previous msgid so that a device notices a gap (I5).
 package push
 
@@ -22,8 +22,8 @@ type Push struct {
 	Message domain.Message
 	// Prev is the conversation's previous msgid, 0 when unknown.
 	Prev domain.MsgID
-	// Recipients are the accounts whose online devices get the push. The
-	// device that sent the message is skipped: it has the ack.
+	// Recipients are the accounts whose online devices get the push, the
+	// sending device too (its prevMsgId chains its cursor like any push).
 	Recipients []domain.AccountID
 }
 

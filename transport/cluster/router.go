@@ -40,18 +40,13 @@ func (r *Router) Deliver(p push.Push) error {
 	frame := wire.AppendPush(nil, &msg, int64(p.Prev))
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	sender := domain.NewUniqueID(p.Message.Sender.Account, p.Message.Sender.Device)
 	var uids []domain.UniqueID
 	for _, a := range p.Recipients {
 		online, err := r.routes.Online(ctx, a)
 		if err != nil {
 			return err
 		}
-		for _, u := range online {
-			if u != sender {
-				uids = append(uids, u)
-			}
-		}
+		uids = append(uids, online...)
 	}
 	if len(uids) == 0 {
 		return nil

@@ -10,18 +10,15 @@ import (
 )
 
 // Deliver implements push.Deliverer: the frame is encoded once and queued on
-// every local connection of every recipient, except the sending device.
+// every local connection of every recipient, the sending device too: its
+// cursor moves on with its own messages like with everyone else's.
 func (g *Gateway) Deliver(p push.Push) error {
 	msg := wire.FromMessage(p.Message)
 	frame := wire.AppendPush(nil, &msg, int64(p.Prev))
-	sender := p.Message.Sender
 	n := 0
 	g.mu.RLock()
 	for _, a := range p.Recipients {
 		for s := range g.byAccount[a] {
-			if s.account == sender.Account && s.device == sender.Device {
-				continue
-			}
 			s.write(frame)
 			n++
 		}
