@@ -326,9 +326,16 @@ func (l *load) readPushes(d *device) {
 		if at, ok := sentAt(m.Body); ok {
 			l.record(l.pushHist, &l.pushCur, now.Sub(at))
 		}
-		if l.verifying.Load() {
-			l.track.pushed(d, m.Conversation, m.MsgID, now)
+		if !l.verifying.Load() {
+			continue
 		}
+		if m.From == d.account {
+			// The push of its own send: not owed (the ack was the
+			// answer), but it moves the device's cursor on.
+			l.track.own(d, m.Conversation, m.MsgID, f.PrevMsgID)
+			continue
+		}
+		l.track.pushed(d, m.Conversation, m.MsgID, f.PrevMsgID, now)
 	}
 }
 

@@ -95,6 +95,7 @@ func merge(cfg config, rs []*Report) (*Report, error) {
 		out.Verify.Duplicated += r.Verify.Duplicated
 		out.Verify.OutOfOrder += r.Verify.OutOfOrder
 		out.Verify.UnackedPushes += r.Verify.UnackedPushes
+		out.Verify.Gaps += r.Verify.Gaps
 		for k, v := range r.Verify.Closed {
 			if out.Verify.Closed == nil {
 				out.Verify.Closed = map[string]int{}

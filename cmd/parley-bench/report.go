@@ -80,6 +80,10 @@ type Verify struct {
 	// UnackedPushes: pushes of messages whose send got no ack (the server
 	// accepted them after the generator gave up waiting, say).
 	UnackedPushes int64 `json:"pushesOfUnackedSends"`
+	// Gaps: pushes whose prevMsgId was not the last msgid pushed to that
+	// device in the conversation, where a client syncs. A device gets the
+	// push of its own sends, so they cause none.
+	Gaps int64 `json:"gapSyncs"`
 	// Closed counts, by close code and reason, the recipient connections
 	// the server closed during the run; pushes they missed count as lost.
 	Closed map[string]int `json:"connectionsClosedByServer,omitempty"`

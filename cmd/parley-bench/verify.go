@@ -48,6 +48,9 @@ type tracker struct {
 	// unackedPushes counts pushes whose ack never came, as they expire
 	// from the early sets; the rest are counted at the end.
 	unackedPushes atomic.Int64
+	// gaps counts pushes whose prevMsgId is not the last msgid pushed to
+	// the device in the conversation: a client syncs at each.
+	gaps atomic.Int64
 }
 
 func (d *device) thread(conv string) *thread {
@@ -91,11 +94,30 @@ func (tr *tracker) acked(conv string, msgid int64, sender *device, recipients []
 	}
 }
 
-// pushed records a push of msgid in conv to d, received at now.
-func (tr *tracker) pushed(d *device, conv string, msgid int64, now time.Time) {
+// gap counts a push that does not follow the last one pushed to the
+// device: a client would sync there. The first push of a conversation to
+// a device is not counted (what came before the run is not tracked).
+func (tr *tracker) gap(t *thread, msgid, prev int64) {
+	if t.last != 0 && msgid > t.last && prev != t.last {
+		tr.gaps.Add(1)
+	}
+}
+
+// own records the push of d's own send of msgid in conv.
+func (tr *tracker) own(d *device, conv string, msgid, prev int64) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	t := d.thread(conv)
+	tr.gap(t, msgid, prev)
+	t.last = max(t.last, msgid)
+}
+
+// pushed records a push of msgid (after prev) in conv to d, received at now.
+func (tr *tracker) pushed(d *device, conv string, msgid, prev int64, now time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	t := d.thread(conv)
+	tr.gap(t, msgid, prev)
 	_, awaited := t.awaiting[msgid]
 	if awaited {
 		delete(t.awaiting, msgid)
@@ -156,6 +178,7 @@ func (tr *tracker) result(devices []*device) Verify {
 		Duplicated:    tr.duplicated.Load(),
 		OutOfOrder:    tr.outOfOrder.Load(),
 		UnackedPushes: tr.unackedPushes.Load(),
+		Gaps:          tr.gaps.Load(),
 	}
 	for _, d := range devices {
 		d.mu.Lock()

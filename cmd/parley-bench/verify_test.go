@@ -26,7 +26,7 @@ func TestTracker(t *testing.T) {
 		{"pushed twice before its ack", []step{push(1), push(1), ack(1)}, Verify{Expected: 1, Duplicated: 1}},
 		{"out of order after the acks", []step{ack(1), ack(2), push(2), push(1)}, Verify{Expected: 2, OutOfOrder: 1}},
 		{"out of order before the acks", []step{push(2), push(1), ack(1), ack(2)}, Verify{Expected: 2, OutOfOrder: 1}},
-		{"an old push again, then a later ack", []step{ack(1), push(1), push(3), push(1), ack(3)}, Verify{Expected: 2, Duplicated: 1}},
+		{"an old push again, then a later ack", []step{ack(1), push(1), push(3), push(1), ack(3)}, Verify{Expected: 2, Duplicated: 1, Gaps: 1}},
 		{"a push of a send with no ack", []step{push(1), ack(2), push(2)}, Verify{Expected: 1, UnackedPushes: 1}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -36,13 +36,31 @@ func TestTracker(t *testing.T) {
 				if s.ack {
 					tr.acked("d:a:b", s.msgid, a, []*device{a, b})
 				} else {
-					tr.pushed(b, "d:a:b", s.msgid, time.Now())
+					tr.pushed(b, "d:a:b", s.msgid, s.msgid-1, time.Now())
 				}
 			}
 			if got := tr.result([]*device{a, b}); !reflect.DeepEqual(got, tc.want) {
 				t.Errorf("got %+v, want %+v", got, tc.want)
 			}
 		})
+	}
+}
+
+// A push that does not follow the last one on the device is a gap; the
+// push of the device's own send moves it on like any other.
+func TestTrackerCountsGaps(t *testing.T) {
+	var tr tracker
+	a, b := &device{account: "a"}, &device{account: "b"}
+	tr.pushed(a, "d:a:b", 1, 0, time.Now()) // b's message
+	tr.own(a, "d:a:b", 2, 1)                // a's own
+	tr.pushed(a, "d:a:b", 3, 2, time.Now()) // b's: follows a's own push
+	if got := tr.gaps.Load(); got != 0 {
+		t.Fatalf("%d gaps with every push chained, want 0", got)
+	}
+	// Without the push of a's own message 4, b's 5 shows a gap.
+	tr.pushed(a, "d:a:b", 5, 4, time.Now())
+	if got := tr.result([]*device{a, b}).Gaps; got != 1 {
+		t.Fatalf("%d gaps after a missing push, want 1", got)
 	}
 }
 
@@ -54,9 +72,9 @@ func TestTrackerForgetsWhatMet(t *testing.T) {
 	for id := int64(1); id <= 10000; id++ {
 		if id%2 == 0 {
 			tr.acked("d:a:b", id, a, []*device{a, b})
-			tr.pushed(b, "d:a:b", id, time.Now())
+			tr.pushed(b, "d:a:b", id, id-1, time.Now())
 		} else {
-			tr.pushed(b, "d:a:b", id, time.Now())
+			tr.pushed(b, "d:a:b", id, id-1, time.Now())
 			tr.acked("d:a:b", id, a, []*device{a, b})
 		}
 	}
@@ -75,8 +93,8 @@ func TestTrackerExpiresEarlyPushes(t *testing.T) {
 	var tr tracker
 	b := &device{account: "b"}
 	start := time.Now()
-	tr.pushed(b, "d:a:b", 1, start)
-	tr.pushed(b, "d:a:b", 2, start.Add(earlyExpiry))
+	tr.pushed(b, "d:a:b", 1, 0, start)
+	tr.pushed(b, "d:a:b", 2, 1, start.Add(earlyExpiry))
 	tr.expire([]*device{b}, start.Add(earlyExpiry+time.Second))
 	if n := len(b.threads["d:a:b"].early); n != 1 {
 		t.Errorf("%d early pushes left, want 1", n)

@@ -172,8 +172,8 @@ func (d *device) waitPushes(t *testing.T, n int) []wire.ServerFrame {
 	return nil
 }
 
-// finalLog is the device's log of conv once it is settled: a device gets no
-// push of its own sends, so like a real client it syncs once at the end.
+// finalLog is the device's log of conv once it is settled: a sync at the
+// end, as a client after reconnecting, must change nothing.
 func (d *device) finalLog(t *testing.T, conv string, n int) []wire.Message {
 	t.Helper()
 	if err := d.inbox.Sync(ctxT(t), conv); err != nil {

@@ -63,7 +63,8 @@ func TestOperationsEndpoints(t *testing.T) {
 	}
 
 	_, before := httpGet(t, base+"/metrics")
-	alice := s.dial("alice", "phone")
+	aliceDev := s.device("alice", "phone")
+	alice := aliceDev.c
 	bob := s.device("bob", "phone")
 	ctx := ctxT(t)
 	for i := 0; i < 3; i++ {
@@ -75,6 +76,7 @@ func TestOperationsEndpoints(t *testing.T) {
 		t.Fatal(err)
 	}
 	bob.waitPushes(t, 3)
+	aliceDev.waitPushes(t, 3) // her own sends, pushed to her too
 	if _, err := alice.Sync(ctx, "d:alice:bob", wire.Cursor{}, 10); err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +88,7 @@ func TestOperationsEndpoints(t *testing.T) {
 		{`parley_sends_total{result="accepted"}`, 3},
 		{`parley_sends_total{result="not_found"}`, 1},
 		{`parley_syncs_total{source="store"}`, 1},
-		{`parley_pushes_total`, 3},
+		{`parley_pushes_total`, 6},
 		{`parley_push_seconds_count`, 3},
 		{`parley_send_accept_seconds_count`, 3},
 	} {

@@ -1,6 +1,6 @@
 // Package push is the push projection: it delivers each accepted message to
-// every online device of every recipient, including the sender's other
-// devices (R2). Pushes of one conversation leave in log order, each with
+// every online device of every recipient, the sending device included
+// (R2). Pushes of one conversation leave in log order, each with
 // the conversation's previous msgid so that a device notices a gap (I5).
 package push
 
@@ -28,8 +28,9 @@ type Push struct {
 	Prev domain.MsgID
 	// Receipt, when set, makes this a read receipt instead of a message.
 	Receipt *Receipt
-	// Recipients are the accounts whose online devices get the push. The
-	// device that sent the message (or read) is skipped: it has the reply.
+	// Recipients are the accounts whose online devices get the push: a
+	// message's sending device too (its prevMsgId chains its cursor like
+	// any push); a receipt's reading device not (it has the reply).
 	Recipients []domain.AccountID
 }
 

@@ -13,7 +13,8 @@ import (
 // per conversation in msgid order, with the cursor to sync from. A push
 // whose prevMsgId is not the last msgid held reveals a gap, and the inbox
 // syncs it; a message it already holds is ignored, so a device never shows
-// one twice. Feed it every push; call SyncAll after (re)connecting.
+// one twice. Feed it every push — the device's own sends come back as
+// pushes too, so they need no sync; call SyncAll after (re)connecting.
 type Inbox struct {
 	mu    sync.Mutex
 	c     *Client

@@ -40,7 +40,7 @@ func (r *Router) Deliver(p push.Push) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	origin := p.Origin()
-	sender := domain.NewUniqueID(origin.Account, origin.Device)
+	skip, skipping := domain.NewUniqueID(origin.Account, origin.Device), p.Receipt != nil
 	var uids []domain.UniqueID
 	for _, a := range p.Recipients {
 		online, err := r.routes.Online(ctx, a)
@@ -48,7 +48,9 @@ func (r *Router) Deliver(p push.Push) error {
 			return err
 		}
 		for _, u := range online {
-			if u != sender {
+			// A message goes to its sending device too; a read receipt
+			// skips the device that read.
+			if !skipping || u != skip {
 				uids = append(uids, u)
 			}
 		}

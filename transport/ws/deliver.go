@@ -10,15 +10,18 @@ import (
 )
 
 // Deliver implements push.Deliverer: the frame is encoded once and queued on
-// every local connection of every recipient, except the sending device.
+// every local connection of every recipient, the sending device too: its
+// cursor moves on with its own messages like with everyone else's.
 func (g *Gateway) Deliver(p push.Push) error {
 	frame := PushFrame(p)
-	sender := p.Origin()
+	// A message goes to its sending device too (its cursor moves on with
+	// it); a read receipt skips the device that read (it has the reply).
+	skip, skipping := p.Origin(), p.Receipt != nil
 	n := 0
 	g.mu.RLock()
 	for _, a := range p.Recipients {
 		for s := range g.byAccount[a] {
-			if s.account == sender.Account && s.device == sender.Device {
+			if skipping && s.account == skip.Account && s.device == skip.Device {
 				continue
 			}
 			s.write(frame)
