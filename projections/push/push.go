@@ -28,6 +28,9 @@ type Push struct {
 	Prev domain.MsgID
 	// Receipt, when set, makes this a read receipt instead of a message.
 	Receipt *Receipt
+	// Typing, when set, makes this a typing signal: not from the log, sent
+	// by the gateway that took the request.
+	Typing *Typing
 	// Recipients are the accounts whose online devices get the push. The
 	// device that sent the message (or read) is skipped: it has the reply.
 	Recipients []domain.AccountID
@@ -41,10 +44,20 @@ type Receipt struct {
 	At           time.Time
 }
 
+// Typing is an account typing in a conversation.
+type Typing struct {
+	Conversation domain.ConversationID
+	From         domain.Sender
+	At           time.Time
+}
+
 // Origin is the device the push came from, which does not get it.
 func (p Push) Origin() domain.Sender {
 	if p.Receipt != nil {
 		return p.Receipt.Reader
+	}
+	if p.Typing != nil {
+		return p.Typing.From
 	}
 	return p.Message.Sender
 }
@@ -53,6 +66,9 @@ func (p Push) Origin() domain.Sender {
 func (p Push) At() time.Time {
 	if p.Receipt != nil {
 		return p.Receipt.At
+	}
+	if p.Typing != nil {
+		return p.Typing.At
 	}
 	return p.Message.ServerTime
 }

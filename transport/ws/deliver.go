@@ -35,6 +35,9 @@ func PushFrame(p push.Push) []byte {
 	if r := p.Receipt; r != nil {
 		return wire.AppendReadPush(nil, r.Conversation.String(), string(r.Reader.Account), int64(r.MsgID))
 	}
+	if t := p.Typing; t != nil {
+		return wire.AppendTypingPush(nil, t.Conversation.String(), string(t.From.Account))
+	}
 	msg := wire.FromMessage(p.Message)
 	return wire.AppendPush(nil, &msg, int64(p.Prev))
 }
