@@ -126,6 +126,7 @@ func readScenario(t *testing.T, a, b *server) {
 	waitReceipt(t, "alice's phone", alicePhone, direct, "bob", dm[4])
 	waitReceipt(t, "alice's laptop", aliceLaptop, direct, "bob", dm[4])
 	wantUnread(t, "bob's tablet", bobTablet.c, direct, 0, dm[4])
+	waitFor(t, func() bool { return aliceLaptop.inbox.ReadBy(direct, "bob") == dm[4] }) // the Go client's read ticks
 	rs, err := alicePhone.c.Readers(ctx, direct, dm[3])
 	if err != nil {
 		t.Fatal(err)
@@ -183,6 +184,7 @@ func readScenario(t *testing.T, a, b *server) {
 	wg.Wait()
 	wantUnread(t, "alice", alicePhone.c, conv, 0, gm[5])
 	waitReceipt(t, "carol", carol, conv, "alice", gm[5])
+	waitFor(t, func() bool { return carol.inbox.ReadBy(conv, "alice") == gm[5] })
 	top := int64(0)
 	for _, f := range readPushes(carol, conv) {
 		if f.Account != "alice" {

@@ -28,9 +28,12 @@ type Push struct {
 	Prev domain.MsgID
 	// Receipt, when set, makes this a read receipt instead of a message.
 	Receipt *Receipt
+	// Typing, when set, makes this a typing signal: not from the log, sent
+	// by the gateway that took the request.
+	Typing *Typing
 	// Recipients are the accounts whose online devices get the push: a
 	// message's sending device too (its prevMsgId chains its cursor like
-	// any push); a receipt's reading device not (it has the reply).
+	// any push); see SkipsOrigin.
 	Recipients []domain.AccountID
 }
 
@@ -42,18 +45,37 @@ type Receipt struct {
 	At           time.Time
 }
 
+// Typing is an account typing in a conversation.
+type Typing struct {
+	Conversation domain.ConversationID
+	From         domain.Sender
+	At           time.Time
+}
+
 // Origin is the device the push came from, which does not get it.
 func (p Push) Origin() domain.Sender {
 	if p.Receipt != nil {
 		return p.Receipt.Reader
 	}
+	if p.Typing != nil {
+		return p.Typing.From
+	}
 	return p.Message.Sender
 }
+
+// SkipsOrigin reports whether the device of Origin does not get the push:
+// a read receipt or a typing signal skips the device it came from (it has
+// the reply); a message goes to its sending device too, so that its
+// cursor moves on with its own messages.
+func (p Push) SkipsOrigin() bool { return p.Receipt != nil || p.Typing != nil }
 
 // At is when the server accepted what is pushed.
 func (p Push) At() time.Time {
 	if p.Receipt != nil {
 		return p.Receipt.At
+	}
+	if p.Typing != nil {
+		return p.Typing.At
 	}
 	return p.Message.ServerTime
 }

@@ -358,13 +358,21 @@ func (c *Client) Readers(ctx context.Context, conversation string, msgID int64) 
 	return c.Do(ctx, wire.Request{Type: wire.TypeReaders, Conversation: conversation, MsgID: msgID})
 }
 
+// Typing tells the other participants of conversation that this account
+// is typing. Send it at most once per second (every few seconds while the
+// user types is plenty); a faster one is refused with rate_limited.
+func (c *Client) Typing(ctx context.Context, conversation string) error {
+	_, err := c.Do(ctx, wire.Request{Type: wire.TypeTyping, Conversation: conversation})
+	return err
+}
+
 // Renew extends the lease.
 func (c *Client) Renew(ctx context.Context) (wire.ServerFrame, error) {
 	return c.Do(ctx, wire.Request{Type: wire.TypeRenew})
 }
 
 // Pushes delivers every frame without an id — messages ("message"), read
-// receipts ("read") — in the order the server wrote them. Switch on Type;
+// receipts ("read"), typing signals ("typing") — in the order the server wrote them. Switch on Type;
 // Inbox.HandlePush takes them all and keeps what it knows. It is
 // fed from an unbounded queue so that a slow reader never stalls replies.
 // It is closed after the connection closes and the queue drains.

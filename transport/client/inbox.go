@@ -27,6 +27,8 @@ type Inbox struct {
 type thread struct {
 	cursor wire.Cursor
 	msgs   []wire.Message
+	// read is the highest read receipt seen per account.
+	read map[string]int64
 }
 
 // NewInbox returns an empty inbox reading through c.
@@ -50,6 +52,16 @@ func (in *Inbox) thread(conv string) *thread {
 
 // HandlePush applies a pushed message, syncing first if it reveals a gap.
 func (in *Inbox) HandlePush(ctx context.Context, f wire.ServerFrame) error {
+	if f.Type == wire.TypeReadPush {
+		in.mu.Lock()
+		t := in.thread(f.Conversation)
+		if t.read == nil {
+			t.read = map[string]int64{}
+		}
+		t.read[f.Account] = max(t.read[f.Account], f.MsgID)
+		in.mu.Unlock()
+		return nil
+	}
 	if f.Message == nil {
 		return nil
 	}
@@ -153,4 +165,16 @@ func (in *Inbox) Cursor(conv string) wire.Cursor {
 		return t.cursor
 	}
 	return wire.Cursor{}
+}
+
+// ReadBy is the highest msgid account has read in conv, as far as the read
+// receipts pushed to this device tell (0: none seen). Receipts may come
+// out of order after a reconnect; the inbox keeps the highest.
+func (in *Inbox) ReadBy(conv, account string) int64 {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if t := in.convs[conv]; t != nil {
+		return t.read[account]
+	}
+	return 0
 }

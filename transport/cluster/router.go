@@ -40,7 +40,7 @@ func (r *Router) Deliver(p push.Push) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	origin := p.Origin()
-	skip, skipping := domain.NewUniqueID(origin.Account, origin.Device), p.Receipt != nil
+	skip, skipping := domain.NewUniqueID(origin.Account, origin.Device), p.SkipsOrigin()
 	var uids []domain.UniqueID
 	for _, a := range p.Recipients {
 		online, err := r.routes.Online(ctx, a)

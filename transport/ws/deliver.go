@@ -16,7 +16,7 @@ func (g *Gateway) Deliver(p push.Push) error {
 	frame := PushFrame(p)
 	// A message goes to its sending device too (its cursor moves on with
 	// it); a read receipt skips the device that read (it has the reply).
-	skip, skipping := p.Origin(), p.Receipt != nil
+	skip, skipping := p.Origin(), p.SkipsOrigin()
 	n := 0
 	g.mu.RLock()
 	for _, a := range p.Recipients {
@@ -37,6 +37,9 @@ func (g *Gateway) Deliver(p push.Push) error {
 func PushFrame(p push.Push) []byte {
 	if r := p.Receipt; r != nil {
 		return wire.AppendReadPush(nil, r.Conversation.String(), string(r.Reader.Account), int64(r.MsgID))
+	}
+	if t := p.Typing; t != nil {
+		return wire.AppendTypingPush(nil, t.Conversation.String(), string(t.From.Account))
 	}
 	msg := wire.FromMessage(p.Message)
 	return wire.AppendPush(nil, &msg, int64(p.Prev))

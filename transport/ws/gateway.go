@@ -18,6 +18,7 @@ import (
 	"github.com/lxzan/gws"
 	"github.com/parley-chat/parley/domain"
 	"github.com/parley-chat/parley/projections/conversations"
+	"github.com/parley-chat/parley/projections/push"
 	"github.com/parley-chat/parley/transport/api"
 	"github.com/parley-chat/parley/transport/auth"
 	"github.com/parley-chat/parley/transport/wire"
@@ -293,6 +294,7 @@ type Service interface {
 	Groups(ctx context.Context, who domain.AccountID) ([]*domain.Group, error)
 	Read(ctx context.Context, who domain.Sender, conversation string, msgID domain.MsgID) (conversations.ReadState, error)
 	Readers(ctx context.Context, who domain.AccountID, conversation string, msgID domain.MsgID) (api.Readers, error)
+	Typing(ctx context.Context, who domain.AccountID, conversation string) (domain.ConversationID, []domain.AccountID, error)
 }
 
 // Verifier checks the token of a hello or a renew.
@@ -310,6 +312,10 @@ type Gateway struct {
 
 	// budget bounds the bytes queued on every connection together.
 	budget *Budget
+	// fanout delivers typing signals (nil: this gateway); typing
+	// throttles them.
+	fanout push.Deliverer
+	typing typingThrottle
 	// ctx is every connection's parent: cancelled at shutdown, it ends the
 	// waits of requests in flight.
 	ctx    context.Context

@@ -54,6 +54,9 @@ func (f *fakeService) Groups(context.Context, domain.AccountID) ([]*domain.Group
 func (f *fakeService) Read(context.Context, domain.Sender, string, domain.MsgID) (conversations.ReadState, error) {
 	return conversations.ReadState{}, nil
 }
+func (f *fakeService) Typing(context.Context, domain.AccountID, string) (domain.ConversationID, []domain.AccountID, error) {
+	return domain.ConversationID{}, nil, nil
+}
 func (f *fakeService) Readers(context.Context, domain.AccountID, string, domain.MsgID) (api.Readers, error) {
 	return api.Readers{}, nil
 }

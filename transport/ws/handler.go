@@ -295,6 +295,8 @@ func (h *handler) dispatch(s *session, req wire.Request) {
 			return
 		}
 		s.reply(wire.ServerFrame{ID: req.ID, Type: wire.TypeReadState, Conversation: req.Conversation, ReadMsgID: int64(st.ReadMsgID), Unread: st.Unread})
+	case wire.TypeTyping:
+		h.typing(s, req, now)
 	case wire.TypeReaders:
 		rs, err := svc.Readers(ctx, s.account, req.Conversation, domain.MsgID(req.MsgID))
 		if err != nil {

@@ -34,6 +34,7 @@ func (n *Node) startCluster() (*clusterParts, error) {
 		return c, nil
 	}
 	n.gw.SetCluster(c.router)
+	n.gw.SetFanout(c.router)
 	ctx, cancel := context.WithCancel(context.Background())
 	c.cancel = cancel
 	go func() {

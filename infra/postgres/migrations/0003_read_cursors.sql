@@ -3,8 +3,9 @@
 -- message: a conversation keeps its message count, an (account,
 -- conversation) its cursor, and each message its place in the conversation
 -- and among its sender's, so that a read up to an older msgid is two index
--- seeks. Conversations indexed before this migration count from zero; a
--- replay of the conversation index rebuilds exact counts.
+-- seeks. Conversations indexed before this migration count their messages
+-- from here on (older ones are not counted as unread); rebuilding the
+-- index from the log into empty tables counts them all.
 
 ALTER TABLE conversations ADD COLUMN message_count bigint NOT NULL DEFAULT 0;
 
