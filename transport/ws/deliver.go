@@ -15,7 +15,7 @@ import (
 func (g *Gateway) Deliver(p push.Push) error {
 	frame := PushFrame(p)
 	// A message goes to its sending device too (its cursor moves on with
-	// it); a read receipt skips the device that read (it has the reply).
+	// it); a receipt or a typing signal skips its own device (SkipsOrigin).
 	skip, skipping := p.Origin(), p.SkipsOrigin()
 	n := 0
 	g.mu.RLock()
