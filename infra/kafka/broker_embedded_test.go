@@ -35,16 +35,7 @@ func TestFailedFsyncFailsTheAppend(t *testing.T) {
 		return nil
 	}
 	start := func() (*Embedded, *Log) {
-		b, err := StartEmbedded(EmbeddedConfig{DataDir: dir, SyncWrites: true, SyncFault: fault})
-		if err != nil {
-			t.Fatal(err)
-		}
-		l, err := Open(Config{Brokers: b.Addrs(), Partitions: 1})
-		if err != nil {
-			b.Close()
-			t.Fatal(err)
-		}
-		return b, l
+		return startLogWith(t, EmbeddedConfig{DataDir: dir, SyncWrites: true, SyncFault: fault}, Config{Partitions: 1})
 	}
 	b, l := start()
 	ctx := context.Background()
@@ -106,16 +97,8 @@ func TestFailedFsyncFailsTheAppend(t *testing.T) {
 func TestTrimmedPartitionKeepsItsEnd(t *testing.T) {
 	dir := t.TempDir()
 	start := func() (*Embedded, *Log) {
-		b, err := StartEmbedded(EmbeddedConfig{DataDir: dir, RetentionCheck: 50 * time.Millisecond})
-		if err != nil {
-			t.Fatal(err)
-		}
-		l, err := Open(Config{Brokers: b.Addrs(), Partitions: 1, Retention: 200 * time.Millisecond, OwnRetention: true})
-		if err != nil {
-			b.Close()
-			t.Fatal(err)
-		}
-		return b, l
+		return startLogWith(t, EmbeddedConfig{DataDir: dir, RetentionCheck: 50 * time.Millisecond},
+			Config{Partitions: 1, Retention: 200 * time.Millisecond, OwnRetention: true})
 	}
 	b, l := start()
 	ctx := context.Background()
