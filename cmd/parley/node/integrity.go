@@ -39,8 +39,9 @@ type LogLossError struct {
 	Topic  string
 	Epoch  uint8
 	Losses []LogLoss
-	// Embedded says the log is this node's own, which `parley log repair`
-	// can move to a new epoch.
+	// Embedded says the log and the read models are a single node's own
+	// (embedded broker and store), which `parley log repair` can move to
+	// a new epoch.
 	Embedded bool
 }
 
@@ -79,7 +80,7 @@ func (n *Node) checkLog(ends map[int32]int64, held ...interface{ Next(partition 
 	if len(losses) == 0 {
 		return nil
 	}
-	err := &LogLossError{Topic: n.events.Topic(), Epoch: n.events.Epoch(), Losses: losses, Embedded: n.broker != nil}
+	err := &LogLossError{Topic: n.events.Topic(), Epoch: n.events.Epoch(), Losses: losses, Embedded: n.broker != nil && n.stores.embedded != nil}
 	if !n.cfg.AcceptLogLoss {
 		return err
 	}
@@ -210,8 +211,8 @@ type RepairReport struct {
 // msgid is above every msgid of the old one, so none is ever reused.
 func RepairLog(ctx context.Context, cfg Config) (RepairReport, error) {
 	cfg.setDefaults()
-	if len(cfg.Kafka.Brokers) > 0 {
-		return RepairReport{}, errors.New("log repair is for the embedded log; a Kafka cluster moves to a new log epoch (docs/operations.md#log-epoch)")
+	if len(cfg.Kafka.Brokers) > 0 || cfg.Postgres != nil {
+		return RepairReport{}, errors.New("log repair is for a single node's embedded log and store; a log on Kafka, or read models in PostgreSQL, move to a new log epoch (docs/operations.md#log-epoch)")
 	}
 	cfg.AcceptLogLoss = true
 	cfg.Listen = "127.0.0.1:0"
