@@ -72,6 +72,17 @@ func TestEmbeddedLogLossIsRefusedThenRepaired(t *testing.T) {
 	peers := []string{"bob", "carol", "dave", "erin", "frank", "grace"}
 	alice := s.dial("alice", "phone")
 	top := sendMany(t, alice, peers, 40)
+	// The store holds every message before the stop, so that what the
+	// damaged log loses is only the log's: the history must keep it all.
+	waitFor(t, func() bool {
+		_, body := httpGet(t, "http://"+s.n.Addr()+"/metrics")
+		for _, line := range strings.Split(body, "\n") {
+			if strings.HasPrefix(line, "parley_projection_lag_records{") && strings.Contains(line, `projection="parley.projection.store"`) && !strings.HasSuffix(line, " 0") {
+				return false
+			}
+		}
+		return strings.Contains(body, `projection="parley.projection.store"`)
+	})
 	s.stop()
 
 	segs := segments(t, s.dir)
