@@ -47,6 +47,17 @@ func startServer(t *testing.T, mod func(*node.Config)) *server {
 
 func (s *server) start() {
 	s.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	n, err := node.Start(ctx, s.config())
+	if err != nil {
+		s.t.Fatalf("cannot start node: %v", err)
+	}
+	s.n = n
+}
+
+// config is the node configuration start uses.
+func (s *server) config() node.Config {
 	cfg := node.Config{
 		DataDir:     s.dir,
 		Listen:      "127.0.0.1:0",
@@ -58,13 +69,7 @@ func (s *server) start() {
 	if s.mod != nil {
 		s.mod(&cfg)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	n, err := node.Start(ctx, cfg)
-	if err != nil {
-		s.t.Fatalf("cannot start node: %v", err)
-	}
-	s.n = n
+	return cfg
 }
 
 func (s *server) stop() {

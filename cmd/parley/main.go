@@ -12,6 +12,8 @@
 //	                            print the event stream as NDJSON
 //	parley replay --projection store|cache|all [--from earliest|TIME]
 //	                            rebuild read models from the log
+//	parley log repair [flags]
+//	                            accept that the embedded log lost records
 //	parley help [command]       list the commands, or one command's flags
 //
 // Every flag can also be set by an environment variable, PARLEY_ and the
@@ -66,6 +68,7 @@ func commands() []command {
 		{"logout", "logout --account A [flags]", "publish a UserLoggedOut event, as the user service would", logoutCmd},
 		{"tap", "tap [flags]", "print the event stream as NDJSON, one event a line", tap},
 		{"replay", "replay [flags]", "rebuild the history (PostgreSQL) and/or the 7-day cache (Redis) from the log", replay},
+		{"log", "log repair [flags]", "accept that the embedded log lost records: keep what it holds, move to the next log epoch", logCmd},
 		{"help", "help [command]", "list the commands, or show one command's flags", nil},
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/parley-chat/parley/cmd/parley/node"
@@ -159,5 +161,47 @@ func TestFullDiskFailsSendsAndReadiness(t *testing.T) {
 	}
 	if code, ready := httpGet(t, "http://"+s.n.Addr()+"/readyz"); code != http.StatusOK {
 		t.Errorf("/readyz once there is room again: %d %s", code, ready)
+	}
+}
+
+// With --log-fsync, a failed fsync of the log fails the send with
+// unavailable — the client holds no ack for a message that may not be on
+// disk — and takes /readyz to 503; both recover with the disk.
+func TestFailedFsyncFailsSendsAndReadiness(t *testing.T) {
+	var failing atomic.Bool
+	s := startServer(t, func(c *node.Config) {
+		c.EmbeddedBroker.SyncWrites = true
+		c.EmbeddedBroker.SyncFault = func(path string) error {
+			if failing.Load() && strings.HasSuffix(path, ".dat") {
+				return errors.New("injected: input/output error")
+			}
+			return nil
+		}
+	})
+	ctx := ctxT(t)
+	alice := s.dial("alice", "phone")
+	if _, err := alice.Send(ctx, client.Target{Account: "bob"}, "first", "text", "synced"); err != nil {
+		t.Fatal(err)
+	}
+	failing.Store(true)
+	_, err := alice.Send(ctx, client.Target{Account: "bob"}, "lost", "text", "not synced")
+	if client.CodeOf(err) != wire.CodeUnavailable {
+		t.Fatalf("a send whose fsync failed: %v, want unavailable", err)
+	}
+	if code, ready := httpGet(t, "http://"+s.n.Addr()+"/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(ready, `"log"`) {
+		t.Errorf("/readyz after a failed fsync: %d %s", code, ready)
+	}
+	failing.Store(false)
+	var ack wire.ServerFrame
+	waitFor(t, func() bool {
+		ack, err = alice.Send(ctx, client.Target{Account: "bob"}, "after", "text", "synced again")
+		return err == nil
+	})
+	if code, ready := httpGet(t, "http://"+s.n.Addr()+"/readyz"); code != http.StatusOK {
+		t.Errorf("/readyz once the disk syncs again: %d %s", code, ready)
+	}
+	got := history(t, alice, "d:alice:bob")
+	if len(got) != 2 || got[0].Body != "synced" || got[1].Body != "synced again" || got[1].MsgID != ack.MsgID {
+		t.Errorf("history after a failed fsync: %+v, want the two synced messages", got)
 	}
 }

@@ -23,10 +23,16 @@ type EmbeddedConfig struct {
 	DataDir string
 	// Addr is the loopback host:port to listen on; port 0 picks a free one.
 	Addr string
-	// SyncWrites fsyncs every produced batch before acknowledging it, so an
-	// ack survives a power loss, not only a process crash. Off by default,
-	// as in Kafka: the page cache already survives a crash of the process.
+	// SyncWrites fsyncs every produced batch, and the directories of new
+	// files, before acknowledging it, so an ack survives a power loss, not
+	// only a process crash; a failed fsync fails the append. Off by
+	// default, as in Kafka: the page cache already survives a crash of the
+	// process.
 	SyncWrites bool
+	// SyncFault, if set, is called before every fsync of the log's files
+	// and directories, and an error it returns fails that fsync: for tests
+	// of a failing disk.
+	SyncFault func(path string) error
 	// RetentionCheck is how often the broker drops records past their
 	// topic's retention. Default 1m.
 	RetentionCheck time.Duration
@@ -92,6 +98,9 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 	}
 	if cfg.SyncWrites {
 		opts = append(opts, kfake.SyncWrites())
+	}
+	if cfg.SyncFault != nil {
+		opts = append(opts, kfake.SyncFault(cfg.SyncFault))
 	}
 	c, err := kfake.NewCluster(opts...)
 	if err != nil {

@@ -153,7 +153,19 @@ type Log struct {
 
 	healthMu sync.Mutex
 	failing  error // of the last append, nil once one succeeds
+
+	acked Advancer // hears of every acknowledged append to Topic; may be nil
 }
+
+// Advancer hears that the record at offset of partition is acknowledged
+// (a progress tracker).
+type Advancer interface {
+	Advance(partition int32, offset int64)
+}
+
+// TrackAppends makes a hear of every record of the conversation topic the
+// log acknowledges, from the next append on. Call it before appending.
+func (l *Log) TrackAppends(a Advancer) { l.acked = a }
 
 // Open connects to the brokers, makes sure the topic exists with the
 // configured partition count, and starts the producer.
@@ -192,6 +204,13 @@ func Open(cfg Config) (*Log, error) {
 	return &Log{cfg: cfg, client: client, producer: producer, ends: map[int32]*endState{}}, nil
 }
 
+// EmbeddedSegmentBytes is the segment size of a topic with a finite
+// retention on the embedded broker: retention frees disk a whole segment
+// at a time, and the broker's default segment (100 MiB) would keep up to
+// that much past the retention per partition. Topics kept forever keep
+// the default: every segment is a file the broker may hold open.
+const EmbeddedSegmentBytes = 16 << 20
+
 // retentionMs is a retention as Kafka's retention.ms: -1 for forever.
 func retentionMs(d time.Duration) string {
 	if d <= 0 {
@@ -223,7 +242,7 @@ func ensureTopic(client sarama.Client, topic string, partitions int32, rf int16,
 		return checkRetention(admin, topic, want, retention, own, log)
 	}
 	err = admin.CreateTopic(topic, &sarama.TopicDetail{NumPartitions: partitions, ReplicationFactor: rf,
-		ConfigEntries: map[string]*string{"retention.ms": &want}}, false)
+		ConfigEntries: topicConfig(want, retention, own)}, false)
 	if err != nil && !errors.Is(err, sarama.ErrTopicAlreadyExists) {
 		return fmt.Errorf("cannot create topic %s: %w", topic, err)
 	}
@@ -239,28 +258,45 @@ func ensureTopic(client sarama.Client, topic string, partitions int32, rf int16,
 	return fmt.Errorf("topic %s did not appear after creation", topic)
 }
 
-// checkRetention sets or reports an existing topic's retention.ms.
+// topicConfig is the configuration Parley gives a topic it owns or
+// creates: its retention, and on the embedded broker with a finite
+// retention, EmbeddedSegmentBytes.
+func topicConfig(retentionMs string, retention time.Duration, own bool) map[string]*string {
+	cfg := map[string]*string{"retention.ms": &retentionMs}
+	if own && retention > 0 {
+		seg := strconv.Itoa(EmbeddedSegmentBytes)
+		cfg["segment.bytes"] = &seg
+	}
+	return cfg
+}
+
+// checkRetention sets or reports an existing topic's retention.ms (and
+// segment.bytes, see topicConfig).
 func checkRetention(admin sarama.ClusterAdmin, topic, want string, retention time.Duration, own bool, log *slog.Logger) error {
-	results, err := admin.DescribeConfigs([]*sarama.ConfigResource{{Type: sarama.TopicResource, Name: topic, ConfigNames: []string{"retention.ms"}}}, sarama.DescribeConfigsOptions{})
+	results, err := admin.DescribeConfigs([]*sarama.ConfigResource{{Type: sarama.TopicResource, Name: topic, ConfigNames: []string{"retention.ms", "segment.bytes"}}}, sarama.DescribeConfigsOptions{})
 	if err == nil && len(results) == 1 && results[0].ErrorCode != sarama.ErrNoError {
 		err = results[0].ErrorCode
 	}
 	if err != nil {
 		return fmt.Errorf("cannot read the configuration of topic %s: %w", topic, err)
 	}
-	have := "-1"
+	have, segment := "-1", ""
 	for _, r := range results {
 		for _, e := range r.Configs {
-			if e.Name == "retention.ms" {
+			switch e.Name {
+			case "retention.ms":
 				have = e.Value
+			case "segment.bytes":
+				segment = e.Value
 			}
 		}
 	}
+	wantSegment := topicConfig(want, retention, own)["segment.bytes"]
 	switch {
-	case have == want:
+	case have == want && (wantSegment == nil || *wantSegment == segment):
 		return nil
 	case retention > 0 || own:
-		if err := admin.AlterConfig(sarama.TopicResource, topic, map[string]*string{"retention.ms": &want}, false); err != nil {
+		if err := admin.AlterConfig(sarama.TopicResource, topic, topicConfig(want, retention, own), false); err != nil {
 			return fmt.Errorf("cannot set the retention of topic %s: %w", topic, err)
 		}
 		log.Info("log retention set", "topic", topic, "retention", retention)
@@ -295,7 +331,11 @@ func (l *Log) AppendUser(ctx context.Context, id string, e events.Event) (events
 // Append writes e under id (the Watermill message UUID) and returns where it
 // landed. When it returns nil the record is in the log.
 func (l *Log) Append(ctx context.Context, id string, e events.Event) (events.Position, error) {
-	return l.appendTo(ctx, l.cfg.Topic, l.cfg.Partitions, id, e)
+	pos, err := l.appendTo(ctx, l.cfg.Topic, l.cfg.Partitions, id, e)
+	if err == nil && l.acked != nil {
+		l.acked.Advance(pos.Partition, pos.Offset)
+	}
+	return pos, err
 }
 
 func (l *Log) appendTo(ctx context.Context, topic string, partitions int32, id string, e events.Event) (events.Position, error) {

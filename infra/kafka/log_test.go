@@ -15,11 +15,19 @@ import (
 
 func startLog(t testing.TB, dir string) (*Embedded, *Log) {
 	t.Helper()
-	b, err := StartEmbedded(EmbeddedConfig{DataDir: dir})
+	return startLogWith(t, EmbeddedConfig{DataDir: dir}, Config{Partitions: 4})
+}
+
+// startLogWith starts an embedded broker with ecfg and opens the log on
+// it with cfg (its brokers filled in).
+func startLogWith(t testing.TB, ecfg EmbeddedConfig, cfg Config) (*Embedded, *Log) {
+	t.Helper()
+	b, err := StartEmbedded(ecfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := Open(Config{Brokers: b.Addrs(), Partitions: 4})
+	cfg.Brokers = b.Addrs()
+	l, err := Open(cfg)
 	if err != nil {
 		b.Close()
 		t.Fatal(err)

@@ -113,3 +113,35 @@ func (m *PebbleMarks) stored(partition int32) (int64, error) {
 	m.mu.Unlock()
 	return next, nil
 }
+
+// PebbleSaved keeps progress in an embedded Pebble store for a tracker
+// that has no data to commit it with (what the log acknowledged, say):
+// Save writes it, never backwards.
+type PebbleSaved struct {
+	*Pebble
+	marks *PebbleMarks
+}
+
+// NewPebbleSaved returns the saving backend of the progress called name.
+func NewPebbleSaved(db *pebble.DB, name string) *PebbleSaved {
+	return &PebbleSaved{Pebble: NewPebble(db, name), marks: NewPebbleMarks(db, name)}
+}
+
+// Save implements Backend.
+func (p *PebbleSaved) Save(_ context.Context, next map[int32]int64) (map[int32]int64, error) {
+	out := make(map[int32]int64, len(next))
+	for partition, n := range next {
+		b := p.db.NewBatch()
+		err := p.marks.Commit(b, partition, n)
+		_ = b.Close()
+		if err != nil {
+			return nil, err
+		}
+		stored, err := p.marks.stored(partition)
+		if err != nil {
+			return nil, err
+		}
+		out[partition] = stored
+	}
+	return out, nil
+}

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/parley-chat/parley/infra/pebble/pebbletest"
 	"github.com/parley-chat/parley/infra/postgres"
 	"github.com/parley-chat/parley/infra/postgres/postgrestest"
 	"github.com/parley-chat/parley/infra/redis/redistest"
@@ -14,6 +15,11 @@ import (
 
 func TestMemoryContract(t *testing.T) {
 	progresstest.Run(t, func(*testing.T, string) progress.Backend { return nil })
+}
+
+func TestPebbleSavedContract(t *testing.T) {
+	db := pebbletest.Open(t)
+	progresstest.Run(t, func(_ *testing.T, name string) progress.Backend { return progress.NewPebbleSaved(db, name) })
 }
 
 func TestPostgresContract(t *testing.T) {

@@ -127,6 +127,10 @@ type Config struct {
 	// CacheBytes bounds a single node's 7-day cache in memory (in front of
 	// its embedded store). Default 32 MiB.
 	CacheBytes int64
+	// AcceptLogLoss starts on a log that ends below what Parley
+	// acknowledged or applied, logging the loss instead of refusing
+	// (LogLossError): for RepairLog only, which then moves to a new epoch.
+	AcceptLogLoss bool
 	// Logger is the process logger. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -215,6 +219,9 @@ type Node struct {
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	aborted atomic.Bool
+
+	// lost is what the log had lost at start, with AcceptLogLoss.
+	lost *LogLossError
 
 	shutdown sync.Once
 	err      error
@@ -355,6 +362,9 @@ func (n *Node) goOwned(f func()) {
 // opens the event log.
 func (n *Node) openLog() error {
 	if len(n.cfg.Kafka.Brokers) == 0 {
+		if err := n.embeddedEpoch(); err != nil {
+			return err
+		}
 		b, err := kafka.StartEmbedded(n.cfg.EmbeddedBroker)
 		if err != nil {
 			return err

@@ -164,7 +164,14 @@ func (n *Node) embeddedReadModels(ctx context.Context) (readModelSet, error) {
 	set.members = &groups.At{Model: gm, Progress: set.api.GroupsProgress}
 	preds := conversations.NewPredecessors(convs.LatestOf, predecessorsRemembered)
 	set.prev = preds.Before
+	acked, err := n.ackedTracker(ctx, db)
+	if err != nil {
+		return set, err
+	}
 	if set.ends, err = n.events.EndOffsets(); err != nil {
+		return set, err
+	}
+	if err := n.checkLog(set.ends, acked, set.api.GroupsProgress, set.api.StoreProgress, set.api.ConversationsProgress); err != nil {
 		return set, err
 	}
 	set.api.CacheProgress = fromEnd(set.ends)
@@ -188,7 +195,7 @@ func (n *Node) embeddedReadModels(ctx context.Context) (readModelSet, error) {
 // then the cache, the history, the conversation index and the stream.
 func (n *Node) finishReaders(set *readModelSet) error {
 	if len(set.embedded) > 0 {
-		from, err := n.readFrom(set.embedded)
+		from, err := n.readFrom(set.embedded, set.ends)
 		if err != nil {
 			return err
 		}
@@ -224,8 +231,9 @@ func fromEnd(ends map[int32]int64) *progress.Tracker {
 // readFrom is where one reader of specs starts in each partition: at the
 // oldest of their progress, or at the log's start if the log no longer
 // holds that — then records the read models never applied are gone, and
-// the node says so.
-func (n *Node) readFrom(specs []runner.Spec) (map[int32]int64, error) {
+// the node says so — and never after the log's end at start (a repair
+// starts on a log shorter than the progress).
+func (n *Node) readFrom(specs []runner.Spec, ends map[int32]int64) (map[int32]int64, error) {
 	start, err := n.events.StartOffsets()
 	if err != nil {
 		return nil, err
@@ -238,6 +246,7 @@ func (n *Node) readFrom(specs []runner.Spec) (map[int32]int64, error) {
 				next = v
 			}
 		}
+		next = min(next, ends[p])
 		if next < start[p] {
 			n.log.Error("the log no longer holds records the read models have not applied: they are skipped",
 				"partition", p, "applied_up_to", next, "log_starts_at", start[p])
@@ -278,10 +287,20 @@ func (n *Node) scaleOutReadModels(ctx context.Context) (readModelSet, error) {
 	}
 	set.api.Groups = groups.NewCache(gm, groupCacheTTL, groupCacheMembers)
 	set.members = &groups.At{Model: gm, Progress: set.api.GroupsProgress}
+	if set.ends, err = n.events.EndOffsets(); err != nil {
+		return set, err
+	}
+	var held []interface{ Next(partition int32) int64 }
+	for _, d := range durable {
+		held = append(held, d.Tracker)
+	}
+	if err := n.checkLog(set.ends, held...); err != nil {
+		return set, err
+	}
+	if err := n.checkStart(durable); err != nil {
+		return set, err
+	}
 	if n.cfg.Console {
-		if set.ends, err = n.events.EndOffsets(); err != nil {
-			return set, err
-		}
 		set.memory = []runner.Spec{{Name: stream.Name, Projection: n.recent, Tracker: fromEnd(set.ends)}}
 	}
 	return set, nil
