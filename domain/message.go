@@ -89,4 +89,15 @@ type Message struct {
 	Kind         string
 	Body         string
 	ServerTime   time.Time
+	// EditedAt is when the sender last edited the message; zero if never.
+	// Body is then the latest body.
+	EditedAt time.Time
+	// Deleted marks a tombstone: the message was deleted for everyone.
+	// Body is empty; the ids, sender, kind and time remain so that cursors
+	// and gap detection stay exact.
+	Deleted bool
+	// Revision is the log position (as a msgid of the same partition) of
+	// the last edit applied; a change at or below it is applied already,
+	// so that applying part of the log again changes nothing (I4).
+	Revision MsgID
 }

@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/parley-chat/parley/domain"
 	"github.com/parley-chat/parley/events"
@@ -17,14 +18,34 @@ import (
 // Name is the projection's stable name.
 const Name = "parley.projection.push"
 
-// Push is one message to deliver.
+// Push is one message to deliver, or one change to a message.
 type Push struct {
+	// Message is the message, unless Change is set.
 	Message domain.Message
+	// Change is an edit or a deletion to deliver instead of a message.
+	Change *domain.Amendment
 	// Prev is the conversation's previous msgid, 0 when unknown.
 	Prev domain.MsgID
 	// Recipients are the accounts whose online devices get the push. The
 	// device that sent the message is skipped: it has the ack.
 	Recipients []domain.AccountID
+}
+
+// Sender is the device that sent the message or made the change: it is
+// not pushed to.
+func (p Push) Sender() domain.Sender {
+	if p.Change != nil {
+		return p.Change.By
+	}
+	return p.Message.Sender
+}
+
+// At is when the server accepted the message or the change.
+func (p Push) At() time.Time {
+	if p.Change != nil {
+		return p.Change.At
+	}
+	return p.Message.ServerTime
 }
 
 // Deliverer writes pushes to the devices' connections, locally or through
@@ -102,6 +123,12 @@ func (p *Projection) Apply(ctx context.Context, r projections.Record) error {
 	case events.GroupMembersRemoved:
 		p.members.Changed(domain.GroupID(e.Group))
 	}
+	if a, ok, err := r.Amendment(); ok {
+		if err != nil {
+			return err
+		}
+		return p.deliverChange(ctx, r, a)
+	}
 	m, ok, err := r.Message()
 	if !ok || err != nil {
 		return err
@@ -119,19 +146,9 @@ func (p *Projection) Apply(ctx context.Context, r projections.Record) error {
 			prev = id
 		}
 	}
-	var recipients []domain.AccountID
-	switch m.Conversation.Kind() {
-	case domain.KindDirect:
-		a, b := m.Conversation.Accounts()
-		recipients = []domain.AccountID{a}
-		if b != a {
-			recipients = append(recipients, b)
-		}
-	case domain.KindGroup:
-		recipients, err = p.members.MembersAt(ctx, m.Conversation.Group(), r)
-		if err != nil {
-			return fmt.Errorf("cannot resolve members of %s: %w", m.Conversation, err)
-		}
+	recipients, err := p.recipients(ctx, r, m.Conversation)
+	if err != nil {
+		return err
 	}
 	if err := p.out.Deliver(Push{Message: m, Prev: prev, Recipients: recipients}); err != nil {
 		return fmt.Errorf("cannot deliver %s: %w", m.Conversation, err)
@@ -142,5 +159,39 @@ func (p *Projection) Apply(ctx context.Context, r projections.Record) error {
 	}
 	p.last[m.Conversation] = m.MsgID
 	p.mu.Unlock()
+	return nil
+}
+
+// recipients are the accounts of conv as of r: both of a direct
+// conversation, a group's members.
+func (p *Projection) recipients(ctx context.Context, r projections.Record, conv domain.ConversationID) ([]domain.AccountID, error) {
+	switch conv.Kind() {
+	case domain.KindDirect:
+		a, b := conv.Accounts()
+		if b != a {
+			return []domain.AccountID{a, b}, nil
+		}
+		return []domain.AccountID{a}, nil
+	case domain.KindGroup:
+		members, err := p.members.MembersAt(ctx, conv.Group(), r)
+		if err != nil {
+			return nil, fmt.Errorf("cannot resolve members of %s: %w", conv, err)
+		}
+		return members, nil
+	}
+	return nil, nil
+}
+
+// deliverChange pushes an edit or a deletion to the conversation's
+// devices. It carries no prevMsgId: a change takes no place among the
+// messages. Pushed again after a retry, it changes nothing on a device.
+func (p *Projection) deliverChange(ctx context.Context, r projections.Record, a domain.Amendment) error {
+	recipients, err := p.recipients(ctx, r, a.Conversation)
+	if err != nil {
+		return err
+	}
+	if err := p.out.Deliver(Push{Change: &a, Recipients: recipients}); err != nil {
+		return fmt.Errorf("cannot deliver a change of %s: %w", a.Conversation, err)
+	}
 	return nil
 }

@@ -446,7 +446,7 @@ func (e *events) OnMessage(_ *gws.Conn, m *gws.Message) {
 	if err := json.Unmarshal(m.Bytes(), &f); err != nil {
 		return
 	}
-	if f.Type == wire.TypePush {
+	if isPush(f.Type) {
 		e.c.pushMu.Lock()
 		e.c.pushQ = append(e.c.pushQ, f)
 		e.c.pushCond.Signal()

@@ -47,8 +47,15 @@ func (in *Inbox) thread(conv string) *thread {
 	return t
 }
 
-// HandlePush applies a pushed message, syncing first if it reveals a gap.
+// HandlePush applies a pushed message, syncing first if it reveals a gap,
+// or a pushed edit or deletion of a message it holds.
 func (in *Inbox) HandlePush(ctx context.Context, f wire.ServerFrame) error {
+	if f.Type == wire.TypeEdited || f.Type == wire.TypeDeleted {
+		in.mu.Lock()
+		in.thread(f.Conversation).applyChange(f)
+		in.mu.Unlock()
+		return nil
+	}
 	if f.Message == nil {
 		return nil
 	}

@@ -36,11 +36,10 @@ func NewRouter(table Routes, self string, local Local, links *Links, log *slog.L
 // Deliver implements push.Deliverer. A route-table error fails the push so
 // that the projection retries the record: a push is never skipped silently.
 func (r *Router) Deliver(p push.Push) error {
-	msg := wire.FromMessage(p.Message)
-	frame := wire.AppendPush(nil, &msg, int64(p.Prev))
+	frame := wire.PushFrame(&p.Message, p.Prev, p.Change)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	sender := domain.NewUniqueID(p.Message.Sender.Account, p.Message.Sender.Device)
+	sender := domain.NewUniqueID(p.Sender().Account, p.Sender().Device)
 	var uids []domain.UniqueID
 	for _, a := range p.Recipients {
 		online, err := r.routes.Online(ctx, a)
@@ -66,10 +65,10 @@ func (r *Router) Deliver(p push.Push) error {
 	}
 	for inst, us := range byOwner {
 		if inst == r.self && r.local != nil {
-			r.local.DeliverUIDs(us, frame, p.Message.ServerTime)
+			r.local.DeliverUIDs(us, frame, p.At())
 			continue
 		}
-		if err := r.links.Send(inst, Forward{UIDs: us, Frame: frame, At: p.Message.ServerTime.UnixMilli()}); err != nil {
+		if err := r.links.Send(inst, Forward{UIDs: us, Frame: frame, At: p.At().UnixMilli()}); err != nil {
 			// The peer does not keep up: its devices are closed as slow
 			// consumers as soon as the link can carry it, and resync (I5).
 			r.log.Warn("push not forwarded; its devices will be closed", "peer", inst, "devices", len(us), "err", err)

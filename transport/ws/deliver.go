@@ -12,9 +12,8 @@ import (
 // Deliver implements push.Deliverer: the frame is encoded once and queued on
 // every local connection of every recipient, except the sending device.
 func (g *Gateway) Deliver(p push.Push) error {
-	msg := wire.FromMessage(p.Message)
-	frame := wire.AppendPush(nil, &msg, int64(p.Prev))
-	sender := p.Message.Sender
+	frame := wire.PushFrame(&p.Message, p.Prev, p.Change)
+	sender := p.Sender()
 	n := 0
 	g.mu.RLock()
 	for _, a := range p.Recipients {
@@ -27,7 +26,7 @@ func (g *Gateway) Deliver(p push.Push) error {
 		}
 	}
 	g.mu.RUnlock()
-	g.cfg.Observer.Pushed(n, p.Message.ServerTime)
+	g.cfg.Observer.Pushed(n, p.At())
 	return nil
 }
 

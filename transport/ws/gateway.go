@@ -300,6 +300,8 @@ type Service interface {
 	AddMembers(ctx context.Context, who domain.AccountID, group string, accounts []string) (*domain.Group, error)
 	RemoveMembers(ctx context.Context, who domain.AccountID, group string, accounts []string) (*domain.Group, error)
 	Groups(ctx context.Context, who domain.AccountID) ([]*domain.Group, error)
+	Edit(ctx context.Context, r api.EditRequest) (api.Ack, error)
+	Delete(ctx context.Context, by domain.Sender, conversation string, id domain.MsgID) (api.Ack, error)
 }
 
 // Verifier checks the token of a hello or a renew.

@@ -51,6 +51,10 @@ func (f *fakeService) RemoveMembers(context.Context, domain.AccountID, string, [
 func (f *fakeService) Groups(context.Context, domain.AccountID) ([]*domain.Group, error) {
 	return nil, nil
 }
+func (f *fakeService) Edit(context.Context, api.EditRequest) (api.Ack, error) { return api.Ack{}, nil }
+func (f *fakeService) Delete(context.Context, domain.Sender, string, domain.MsgID) (api.Ack, error) {
+	return api.Ack{}, nil
+}
 
 // fakeRoutes is a route table of one instance.
 type fakeRoutes struct {

@@ -1,0 +1,65 @@
+package wire
+
+import (
+	"strconv"
+
+	"github.com/parley-chat/parley/domain"
+)
+
+// Message lifecycle: requests, pushes and codes (docs/protocol.md, "Edit
+// and delete"). Kept apart from frames.go so that the lifecycle reads as
+// one piece.
+const (
+	// TypeEdit replaces the body of one of your messages; the reply is an ack.
+	TypeEdit = "edit"
+	// TypeDelete deletes one of your messages for everyone; the reply is an ack.
+	TypeDelete = "delete"
+	// TypeEdited is pushed when a message's body was edited; it has no id.
+	TypeEdited = "edited"
+	// TypeDeleted is pushed when a message was deleted for everyone.
+	TypeDeleted = "deleted"
+)
+
+// CodeTooLate: the message's edit window has passed.
+const CodeTooLate Code = "too_late"
+
+func init() {
+	knownTypes[TypeEdit] = true
+	knownTypes[TypeDelete] = true
+}
+
+// AppendChange appends the push of an edit or a deletion: an edit carries
+// the new body and editedAt, a deletion deletedAt.
+func AppendChange(b []byte, a *domain.Amendment) []byte {
+	b = grow(b, 128+len(a.Body)+len(a.Body)/8)
+	if a.Delete {
+		b = append(b, `{"type":"deleted","conversation":`...)
+	} else {
+		b = append(b, `{"type":"edited","conversation":`...)
+	}
+	b = appendString(b, a.Conversation.String())
+	b = append(b, `,"msgId":`...)
+	b = strconv.AppendInt(b, int64(a.MsgID), 10)
+	if a.Delete {
+		b = append(b, `,"deletedAt":`...)
+		b = strconv.AppendInt(b, a.At.UnixMilli(), 10)
+		return append(b, '}')
+	}
+	if a.Body != "" {
+		b = append(b, `,"body":`...)
+		b = appendString(b, a.Body)
+	}
+	b = append(b, `,"editedAt":`...)
+	b = strconv.AppendInt(b, a.At.UnixMilli(), 10)
+	return append(b, '}')
+}
+
+// PushFrame encodes a push: of m with its predecessor prev, or of change
+// when it is set.
+func PushFrame(m *domain.Message, prev domain.MsgID, change *domain.Amendment) []byte {
+	if change != nil {
+		return AppendChange(nil, change)
+	}
+	msg := FromMessage(*m)
+	return AppendPush(nil, &msg, int64(prev))
+}
