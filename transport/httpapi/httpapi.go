@@ -144,6 +144,8 @@ func (s *server) routes() http.Handler {
 		{http.MethodPost, "/messages", s.send},
 		{http.MethodGet, "/conversations", s.conversations},
 		{http.MethodGet, "/conversations/{conversation}/messages", s.sync},
+		{http.MethodPatch, "/conversations/{conversation}/messages/{msgId}", s.edit},
+		{http.MethodDelete, "/conversations/{conversation}/messages/{msgId}", s.deleteMessage},
 		{http.MethodGet, "/groups", s.groups},
 		{http.MethodPost, "/groups", s.createGroup},
 		{http.MethodPost, "/groups/{group}/members", s.addMembers},
