@@ -81,7 +81,7 @@ func editAndDelete(t *testing.T, alice *client.Client) (wire.ServerFrame, wire.S
 		t.Errorf("delete ack = %+v, %v", del, err)
 	}
 	again, err := alice.Delete(ctx, conv, acks[1].MsgID)
-	if err != nil || !again.Duplicate {
+	if err != nil || !again.Duplicate || again.ServerTime != 0 || again.MsgID != acks[1].MsgID {
 		t.Errorf("second delete = %+v, %v; want a duplicate ack", again, err)
 	}
 	return acks[0], acks[1]
@@ -236,6 +236,22 @@ func TestClusterEditDeleteAndReplay(t *testing.T) {
 		t.Errorf("bob's changes = %+v", ch)
 	}
 	checkLifecycle(t, "bob's inbox", bob.waitInbox(t, conv, 3), first.MsgID, second.MsgID)
+	// In a group, every member's device on the other gateway gets the change.
+	ctx := ctxT(t)
+	g, err := alice.c.CreateGroup(ctx, "lifecycle", "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gm, err := alice.c.Send(ctx, client.Target{Group: g.Group}, "g1", "", "to the group")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.c.Edit(ctx, gm.Conversation, gm.MsgID, "ge1", "to the group, edited"); err != nil {
+		t.Fatal(err)
+	}
+	if ch := bob.waitChanges(t, 3); ch[2].Type != wire.TypeEdited || ch[2].Conversation != gm.Conversation || ch[2].Body != "to the group, edited" {
+		t.Errorf("bob's group change = %+v", ch[2])
+	}
 	tablet := gw2.dial("bob", "tablet")
 	checkLifecycle(t, "sync on the other gateway", history(t, tablet, conv), first.MsgID, second.MsgID)
 	waitFor(t, func() bool { h := c.pgHistory(conv); return len(h) == 3 && h[1].Deleted })
@@ -246,7 +262,6 @@ func TestClusterEditDeleteAndReplay(t *testing.T) {
 
 	emptyPG := postgrestest.Config(t)
 	_, emptyPrefix := redistest.Client(t)
-	ctx := ctxT(t)
 	pool, err := postgres.Open(ctx, emptyPG)
 	if err != nil {
 		t.Fatal(err)

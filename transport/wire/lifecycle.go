@@ -2,6 +2,7 @@ package wire
 
 import (
 	"strconv"
+	"time"
 
 	"github.com/parley-chat/parley/domain"
 )
@@ -62,4 +63,14 @@ func PushFrame(m *domain.Message, prev domain.MsgID, change *domain.Amendment) [
 	}
 	msg := FromMessage(*m)
 	return AppendPush(nil, &msg, int64(prev))
+}
+
+// FromAck is the ack frame of a send, an edit or a deletion; a zero time
+// (the ack of a repeated deletion) is left out.
+func FromAck(id string, msgID domain.MsgID, messageID string, conv domain.ConversationID, at time.Time, duplicate bool) ServerFrame {
+	f := ServerFrame{ID: id, Type: TypeAck, MsgID: int64(msgID), MessageID: messageID, Conversation: conv.String(), Duplicate: duplicate}
+	if !at.IsZero() {
+		f.ServerTime = at.UnixMilli()
+	}
+	return f
 }

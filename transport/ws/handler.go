@@ -233,8 +233,7 @@ func (h *handler) dispatch(s *session, req wire.Request) {
 			h.failWith(s, req.ID, err)
 			return
 		}
-		s.reply(wire.ServerFrame{ID: req.ID, Type: wire.TypeAck, MsgID: int64(ack.MsgID), MessageID: ack.MessageID.String(),
-			Conversation: ack.Conversation.String(), ServerTime: ack.ServerTime.UnixMilli(), Duplicate: ack.Duplicate})
+		s.reply(wire.FromAck(req.ID, ack.MsgID, ack.MessageID.String(), ack.Conversation, ack.ServerTime, ack.Duplicate))
 	case wire.TypeEdit, wire.TypeDelete:
 		by := domain.Sender{Account: s.account, Device: s.device}
 		var ack api.Ack
@@ -249,8 +248,7 @@ func (h *handler) dispatch(s *session, req wire.Request) {
 			h.failWith(s, req.ID, err)
 			return
 		}
-		s.reply(wire.ServerFrame{ID: req.ID, Type: wire.TypeAck, MsgID: int64(ack.MsgID), MessageID: ack.MessageID.String(),
-			Conversation: ack.Conversation.String(), ServerTime: ack.ServerTime.UnixMilli(), Duplicate: ack.Duplicate})
+		s.reply(wire.FromAck(req.ID, ack.MsgID, ack.MessageID.String(), ack.Conversation, ack.ServerTime, ack.Duplicate))
 	case wire.TypeSync:
 		var lastTime time.Time
 		if req.LastTime > 0 {
