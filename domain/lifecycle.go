@@ -3,7 +3,6 @@ package domain
 import (
 	"fmt"
 	"time"
-	"unicode/utf8"
 )
 
 // DefaultEditWindow is how long after sending the sender may edit a
@@ -58,11 +57,8 @@ func NewEdit(by Sender, conv ConversationID, id MsgID, clientMsgID, body string)
 	if err := checkID("clientMsgId", clientMsgID); err != nil {
 		return Amendment{}, err
 	}
-	if len(body) > MaxBodyBytes {
-		return Amendment{}, &LimitError{Field: "body bytes", Limit: MaxBodyBytes, Got: len(body)}
-	}
-	if !utf8.ValidString(body) {
-		return Amendment{}, &InvalidError{Field: "body", Reason: "is not valid UTF-8"}
+	if err := checkBody(body); err != nil {
+		return Amendment{}, err
 	}
 	return Amendment{Conversation: conv, MsgID: id, By: by, Body: body, ClientMsgID: clientMsgID}, nil
 }

@@ -161,17 +161,24 @@ func (s *Postgres) Save(ctx context.Context, msgs ...domain.Message) error {
 	return nil
 }
 
+// The columns every read selects, in the order of messageRow.fields: a
+// direct conversation's accounts, or a group's id, then the message.
+const (
+	directColumns  = `account_a, account_b, '', ` + messageColumns
+	groupColumns   = `'', '', group_id, ` + messageColumns
+	messageColumns = `msg_id, message_id, client_msg_id, sender_account, sender_device, kind, body, server_time,
+    edited_at, deleted, revision`
+)
+
 const (
 	afterDirectSQL = `
-SELECT account_a, account_b, '', msg_id, message_id, client_msg_id, sender_account, sender_device, kind, body, server_time,
-    edited_at, deleted, revision
+SELECT ` + directColumns + `
 FROM direct_messages
 WHERE account_a = $1 AND account_b = $2 AND msg_id > $3
 ORDER BY msg_id
 LIMIT $4`
 	afterGroupSQL = `
-SELECT '', '', group_id, msg_id, message_id, client_msg_id, sender_account, sender_device, kind, body, server_time,
-    edited_at, deleted, revision
+SELECT ` + groupColumns + `
 FROM group_messages
 WHERE group_id = $1 AND msg_id > $2
 ORDER BY msg_id
@@ -316,13 +323,11 @@ func (s *Postgres) Amend(ctx context.Context, changes ...domain.Amendment) error
 
 const (
 	messageDirectSQL = `
-SELECT account_a, account_b, '', msg_id, message_id, client_msg_id, sender_account, sender_device, kind, body, server_time,
-    edited_at, deleted, revision
+SELECT ` + directColumns + `
 FROM direct_messages
 WHERE account_a = $1 AND account_b = $2 AND msg_id = $3`
 	messageGroupSQL = `
-SELECT '', '', group_id, msg_id, message_id, client_msg_id, sender_account, sender_device, kind, body, server_time,
-    edited_at, deleted, revision
+SELECT ` + groupColumns + `
 FROM group_messages
 WHERE group_id = $1 AND msg_id = $2`
 )

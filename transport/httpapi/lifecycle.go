@@ -31,16 +31,23 @@ func msgIDOf(r *http.Request) (domain.MsgID, error) {
 	return domain.MsgID(id), nil
 }
 
+// change is who changes which message: the caller as a sender (a
+// service names it in from) and the path's {msgId}.
+func change(r *http.Request, c caller, from *senderBody) (domain.Sender, domain.MsgID, error) {
+	by, err := sender(c, from)
+	if err != nil {
+		return domain.Sender{}, 0, err
+	}
+	id, err := msgIDOf(r)
+	return by, id, err
+}
+
 func (s *server) edit(w http.ResponseWriter, r *http.Request, c caller) error {
 	var b editBody
 	if err := s.decodeBody(w, r, &b); err != nil {
 		return err
 	}
-	by, err := sender(c, b.From)
-	if err != nil {
-		return err
-	}
-	id, err := msgIDOf(r)
+	by, id, err := change(r, c, b.From)
 	if err != nil {
 		return err
 	}
@@ -60,11 +67,7 @@ func (s *server) deleteMessage(w http.ResponseWriter, r *http.Request, c caller)
 			return err
 		}
 	}
-	by, err := sender(c, b.From)
-	if err != nil {
-		return err
-	}
-	id, err := msgIDOf(r)
+	by, id, err := change(r, c, b.From)
 	if err != nil {
 		return err
 	}
