@@ -16,6 +16,8 @@ var (
 	ErrNotFound = errors.New("not found")
 	// ErrTooLarge: a body, group or request is over its limit.
 	ErrTooLarge = errors.New("over the limit")
+	// ErrTooLate: the message's edit window has passed.
+	ErrTooLate = errors.New("the edit window has passed")
 	// ErrConnectedElsewhere: the device (account/device) already has a
 	// live connection, held by another gateway instance (R9: one
 	// connection per device).

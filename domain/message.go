@@ -56,13 +56,22 @@ func NewDraft(sender Sender, conv ConversationID, clientMsgID, kind, body string
 	if err := checkKind(kind); err != nil {
 		return Draft{}, err
 	}
-	if len(body) > MaxBodyBytes {
-		return Draft{}, &LimitError{Field: "body bytes", Limit: MaxBodyBytes, Got: len(body)}
-	}
-	if !utf8.ValidString(body) {
-		return Draft{}, &InvalidError{Field: "body", Reason: "is not valid UTF-8"}
+	if err := checkBody(body); err != nil {
+		return Draft{}, err
 	}
 	return Draft{ClientMsgID: clientMsgID, Sender: sender, Conversation: conv, Kind: kind, Body: body}, nil
+}
+
+// checkBody checks a message body, sent or edited: within MaxBodyBytes,
+// valid UTF-8.
+func checkBody(body string) error {
+	if len(body) > MaxBodyBytes {
+		return &LimitError{Field: "body bytes", Limit: MaxBodyBytes, Got: len(body)}
+	}
+	if !utf8.ValidString(body) {
+		return &InvalidError{Field: "body", Reason: "is not valid UTF-8"}
+	}
+	return nil
 }
 
 func checkKind(kind string) error {
@@ -89,4 +98,15 @@ type Message struct {
 	Kind         string
 	Body         string
 	ServerTime   time.Time
+	// EditedAt is when the sender last edited the message; zero if never.
+	// Body is then the latest body.
+	EditedAt time.Time
+	// Deleted marks a tombstone: the message was deleted for everyone.
+	// Body is empty; the ids, sender, kind and time remain so that cursors
+	// and gap detection stay exact.
+	Deleted bool
+	// Revision is the log position (as a msgid of the same partition) of
+	// the last edit applied; a change at or below it is applied already,
+	// so that applying part of the log again changes nothing (I4).
+	Revision MsgID
 }

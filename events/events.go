@@ -33,7 +33,8 @@ const (
 // check against it, so that a misspelt or unversioned name is refused
 // instead of matching nothing.
 func Names() []string {
-	return []string{MessageSentV1, GroupCreatedV1, GroupMembersAddedV1, GroupMembersRemovedV1, UserLoggedOutV1, ConversationReadV1}
+	return []string{MessageSentV1, GroupCreatedV1, GroupMembersAddedV1, GroupMembersRemovedV1, UserLoggedOutV1,
+		ConversationReadV1, MessageEditedV1, MessageDeletedV1}
 }
 
 // Event is anything that goes on the conversation topic.
@@ -143,6 +144,10 @@ func Decode(name string, payload []byte) (Event, error) {
 		return decodeAs[UserLoggedOut](name, payload)
 	case ConversationReadV1:
 		return decodeAs[ConversationRead](name, payload)
+	case MessageEditedV1:
+		return decodeAs[MessageEdited](name, payload)
+	case MessageDeletedV1:
+		return decodeAs[MessageDeleted](name, payload)
 	}
 	return nil, fmt.Errorf("%w %q", ErrUnknownEvent, name)
 }

@@ -32,6 +32,10 @@ func sampleEvents() []struct {
 		{events.GroupMembersAddedV1, events.GroupMembersAdded{Group: "g1", By: "alice", Accounts: []string{"carol"}, At: 43}, "g:g1"},
 		{events.GroupMembersRemovedV1, events.GroupMembersRemoved{Group: "g1", By: "bob", Accounts: []string{"bob"}, At: 44}, "g:g1"},
 		{events.ConversationReadV1, events.ConversationRead{Conversation: "g:g1", Account: "bob", Device: "tablet", MsgID: 281474976710700, At: 46}, "g:g1"},
+		{events.MessageEditedV1, events.MessageEdited{Conversation: "d:alice:bob", MsgID: 1<<48 + 1, Account: "alice", Device: "phone",
+			ClientMsgID: "e1", Body: "edited \"there\"", EditedAt: 1700000000200}, "d:alice:bob"},
+		{events.MessageDeletedV1, events.MessageDeleted{Conversation: "g:g1", MsgID: 1<<48 + 2, Account: "bob", Device: "web",
+			DeletedAt: 1700000000300}, "g:g1"},
 	}
 }
 
@@ -98,6 +102,8 @@ func TestEncodeFieldNames(t *testing.T) {
 		{"GroupMembersAdded", events.GroupMembersAdded{}, []string{"accounts", "at", "by", "group"}},
 		{"GroupMembersRemoved", events.GroupMembersRemoved{}, []string{"accounts", "at", "by", "group"}},
 		{"ConversationRead", events.ConversationRead{}, []string{"account", "at", "conversation", "device", "msgId"}},
+		{"MessageEdited", events.MessageEdited{}, []string{"account", "body", "clientMsgId", "conversation", "device", "editedAt", "msgId"}},
+		{"MessageDeleted", events.MessageDeleted{}, []string{"account", "conversation", "deletedAt", "device", "msgId"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

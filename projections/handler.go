@@ -66,6 +66,24 @@ func (r Record) Message() (m domain.Message, ok bool, err error) {
 	return m, true, nil
 }
 
+// Amendment maps a MessageEdited or MessageDeleted record to its domain
+// change, with the record's position as its revision; any other event
+// gives ok false. One that fails validation is poison.
+func (r Record) Amendment() (a domain.Amendment, ok bool, err error) {
+	switch e := r.Event.(type) {
+	case events.MessageEdited:
+		a, err = e.Amendment(r.MsgID)
+	case events.MessageDeleted:
+		a, err = e.Amendment(r.MsgID)
+	default:
+		return domain.Amendment{}, false, nil
+	}
+	if err != nil {
+		return domain.Amendment{}, true, &PoisonError{Err: err}
+	}
+	return a, true, nil
+}
+
 // Batcher is a projection that can apply many records of one partition at
 // once (one write for all of them). Records come in log order; a poison
 // record inside the batch is skipped by the batcher, like the handler skips
@@ -91,4 +109,53 @@ func Messages(recs []Record, skip func(Record, error)) []domain.Message {
 		}
 	}
 	return out
+}
+
+// Runs splits recs, in log order, into runs of messages and runs of
+// changes, skipping other events and poison records, and hands each run
+// to its function in turn: a read model that writes messages and changes
+// apart applies them in the log's order.
+func Runs(recs []Record, saveMsgs func([]domain.Message) error, amend func([]domain.Amendment) error) error {
+	var msgs []domain.Message
+	var changes []domain.Amendment
+	flush := func() error {
+		if len(msgs) > 0 {
+			if err := saveMsgs(msgs); err != nil {
+				return err
+			}
+			msgs = nil
+		}
+		if len(changes) > 0 {
+			if err := amend(changes); err != nil {
+				return err
+			}
+			changes = nil
+		}
+		return nil
+	}
+	for _, r := range recs {
+		if a, ok, err := r.Amendment(); ok {
+			if err != nil {
+				continue
+			}
+			if len(msgs) > 0 {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+			changes = append(changes, a)
+			continue
+		}
+		m, ok, err := r.Message()
+		if err != nil || !ok {
+			continue
+		}
+		if len(changes) > 0 {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+		msgs = append(msgs, m)
+	}
+	return flush()
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/parley-chat/parley/cmd/parley/node"
+	"github.com/parley-chat/parley/domain"
 	"github.com/parley-chat/parley/events"
 	"github.com/parley-chat/parley/infra/kafka"
 	"github.com/parley-chat/parley/infra/postgres"
@@ -51,6 +52,7 @@ func parseServe(args []string, stdout io.Writer) (node.Config, error) {
 	epoch := f.int("log-epoch", 1, fmt.Sprintf("log epoch in msgid high bits (1..%d); raise it when moving the log to a new cluster", events.MaxEpoch))
 	fsync := f.bool("log-fsync", false, "embedded broker: fsync every batch before acknowledging")
 	retention := f.duration("log-retention", 0, "how long the conversation topic keeps a record; 0 keeps records forever")
+	editWindow := f.duration("edit-window", domain.DefaultEditWindow, "how long after sending a message its sender may edit it, at least 1s")
 	cacheBytes := f.int("cache-bytes", 32<<20, "single node: bytes of messages the in-memory 7-day cache holds, at least 1 MiB")
 	memLimit := f.int("memory-limit", 256<<20, "Go's soft memory limit in bytes (GOMEMLIMIT), 0 for none; the GOMEMLIMIT environment variable, if set, wins")
 	secret := f.secret("token-secret", fmt.Sprintf("HS256 token secret (at least %d bytes); empty uses <data-dir>/token.secret", auth.MinSecretBytes))
@@ -118,6 +120,7 @@ func parseServe(args []string, stdout io.Writer) (node.Config, error) {
 	f.check("partitions", *partitions >= 1 && *partitions <= 10000, "want 1..10000")
 	f.check("log-epoch", *epoch >= 1 && *epoch <= events.MaxEpoch, "want 1..%d", events.MaxEpoch)
 	f.check("log-retention", *retention == 0 || *retention >= time.Minute, "want 0 (forever) or at least 1m")
+	f.check("edit-window", *editWindow >= time.Second, "want at least 1s")
 	f.check("cache-bytes", *cacheBytes >= 1<<20, "want at least 1048576 (1 MiB)")
 	f.check("memory-limit", *memLimit == 0 || *memLimit >= 64<<20, "want 0 (none) or at least 67108864 (64 MiB)")
 	f.check("token-secret", *secret == "" || len(*secret) >= auth.MinSecretBytes, "need at least %d bytes", auth.MinSecretBytes)
@@ -208,6 +211,7 @@ func parseServe(args []string, stdout io.Writer) (node.Config, error) {
 	cfg.EmbeddedBroker.SyncWrites = *fsync
 	cfg.Kafka.Retention = *retention
 	cfg.CacheBytes = int64(*cacheBytes)
+	cfg.API.EditWindow = *editWindow
 	cfg.MemoryLimit = int64(*memLimit)
 	cfg.TokenSecret = []byte(*secret)
 	cfg.TokenIssuer, cfg.TokenAudience, cfg.TokenMaxLifetime = *issuer, *audience, *maxLifetime

@@ -33,6 +33,11 @@ type Cache interface {
 	// order, and whether more follow — if the cache holds that whole range.
 	// covered is false when it does not; the caller must then ask the store.
 	After(ctx context.Context, conv domain.ConversationID, after domain.MsgID, limit int) (msgs []domain.Message, more, covered bool, err error)
+	// Amend applies an edit or a deletion (domain.Amendment.Apply) to the
+	// message it names, if the cache holds it: the latest body, or a
+	// tombstone without body. A message the cache does not hold is not
+	// added; one below the coverage marker is never read from the cache.
+	Amend(ctx context.Context, a domain.Amendment) error
 }
 
 // Prev tells the msgid of the message before r's in conversation c, 0 when
@@ -74,6 +79,12 @@ func (p *Projection) WithPrev(prev Prev) *Projection {
 
 // Apply implements projections.Projection.
 func (p *Projection) Apply(ctx context.Context, r projections.Record) error {
+	if a, ok, err := r.Amendment(); ok {
+		if err != nil {
+			return err
+		}
+		return p.cache.Amend(ctx, a)
+	}
 	m, ok, err := r.Message()
 	if !ok || err != nil {
 		return err
@@ -137,12 +148,26 @@ type batchAdder interface {
 	AddBatch(ctx context.Context, batch []Addition) error
 }
 
-// ApplyBatch implements projections.Batcher: one round trip for the batch
-// when the cache can, else one Add per message.
+// ApplyBatch implements projections.Batcher: one round trip for the
+// batch's messages when the cache can, else one Add per message; a change
+// applies after the messages before it.
 func (p *Projection) ApplyBatch(ctx context.Context, recs []projections.Record) error {
 	var adds []Addition
 	seen := map[domain.ConversationID]bool{}
 	for _, r := range recs {
+		if a, ok, err := r.Amendment(); ok {
+			if err != nil {
+				continue // poison is skipped
+			}
+			if err := p.add(ctx, adds); err != nil {
+				return err
+			}
+			adds = nil
+			if err := p.cache.Amend(ctx, a); err != nil {
+				return err
+			}
+			continue
+		}
 		m, ok, err := r.Message()
 		if err != nil || !ok {
 			continue // poison is skipped; other events are not cached
@@ -157,6 +182,14 @@ func (p *Projection) ApplyBatch(ctx context.Context, recs []projections.Record) 
 		}
 		seen[m.Conversation] = true
 		adds = append(adds, Addition{Message: m, Floor: floor})
+	}
+	return p.add(ctx, adds)
+}
+
+// add caches adds, in one round trip when the cache can.
+func (p *Projection) add(ctx context.Context, adds []Addition) error {
+	if len(adds) == 0 {
+		return nil
 	}
 	if b, ok := p.cache.(batchAdder); ok {
 		return b.AddBatch(ctx, adds)

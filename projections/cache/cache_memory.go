@@ -203,3 +203,27 @@ func (c *Memory) RunTrim(ctx context.Context, every time.Duration) {
 		}
 	}
 }
+
+// Amend implements Cache.
+func (c *Memory) Amend(_ context.Context, a domain.Amendment) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.convs[a.Conversation]
+	if e == nil || a.MsgID <= e.coveredAfter {
+		return nil
+	}
+	i := sort.Search(len(e.msgs), func(i int) bool { return e.msgs[i].MsgID >= a.MsgID })
+	if i == len(e.msgs) || e.msgs[i].MsgID != a.MsgID {
+		return nil
+	}
+	m, ok := a.Apply(e.msgs[i])
+	if !ok {
+		return nil
+	}
+	delta := sizeOf(&m) - sizeOf(&e.msgs[i])
+	e.msgs[i] = m
+	e.bytes += delta
+	c.bytes += delta
+	c.evictLocked(e)
+	return nil
+}

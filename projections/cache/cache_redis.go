@@ -300,6 +300,11 @@ type redisRow struct {
 	Device      string    `json:"d"`
 	Kind        string    `json:"k"`
 	Body        string    `json:"b"`
+	// Set only once the message changed: when it was last edited (Unix
+	// ms), whether it is a tombstone, the revision of its last change.
+	EditedAt int64        `json:"e,omitempty"`
+	Deleted  bool         `json:"x,omitempty"`
+	Revision domain.MsgID `json:"r,omitempty"`
 }
 
 // encodeMember is the deterministic member of m:
@@ -308,11 +313,15 @@ type redisRow struct {
 // the same member, and the script refuses a second member for a msgid in
 // any case.
 func encodeMember(m domain.Message) (string, error) {
-	row, err := json.Marshal(redisRow{
+	r := redisRow{
 		ID: m.ID, ClientMsgID: m.ClientMsgID,
 		Account: string(m.Sender.Account), Device: string(m.Sender.Device),
-		Kind: m.Kind, Body: m.Body,
-	})
+		Kind: m.Kind, Body: m.Body, Deleted: m.Deleted, Revision: m.Revision,
+	}
+	if !m.EditedAt.IsZero() {
+		r.EditedAt = m.EditedAt.UnixMilli()
+	}
+	row, err := json.Marshal(r)
 	if err != nil {
 		return "", fmt.Errorf("cannot encode message %d for the cache: %w", m.MsgID, err)
 	}
@@ -353,9 +362,72 @@ func decodeMember(s string, conv domain.ConversationID) (domain.Message, error) 
 	if err := json.Unmarshal([]byte(rowJSON), &row); err != nil {
 		return bad("row", err)
 	}
-	return domain.Message{
+	m := domain.Message{
 		ID: row.ID, MsgID: domain.MsgID(msgid), ClientMsgID: row.ClientMsgID,
 		Sender:       domain.Sender{Account: domain.AccountID(row.Account), Device: domain.DeviceID(row.Device)},
 		Conversation: conv, Kind: row.Kind, Body: row.Body, ServerTime: time.UnixMilli(at),
-	}, nil
+		Deleted: row.Deleted, Revision: row.Revision,
+	}
+	if row.EditedAt != 0 {
+		m.EditedAt = time.UnixMilli(row.EditedAt)
+	}
+	return m, nil
+}
+
+// readScript returns the member of one msgid, if the conversation is
+// covered there.
+//
+//	KEYS[1]  the conversation's key
+//	ARGV[1]  msgid
+var readScript = redis.NewScript(`
+local covered = redis.call('ZSCORE', KEYS[1], '#')
+if not covered or tonumber(ARGV[1]) <= tonumber(covered) then
+  return false
+end
+return redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], ARGV[1], 'LIMIT', 0, 1)
+`)
+
+// replaceScript swaps a message's member for its changed form, if the
+// member is still there (an add that trimmed it meanwhile wins).
+//
+//	KEYS[1]  the conversation's key
+//	ARGV[1]  msgid
+//	ARGV[2]  the member read
+//	ARGV[3]  the changed member
+var replaceScript = redis.NewScript(`
+if redis.call('ZREM', KEYS[1], ARGV[2]) == 1 then
+  redis.call('ZADD', KEYS[1], ARGV[1], ARGV[3])
+  return 1
+end
+return 0
+`)
+
+// Amend implements Cache: read the message's member, change it, and swap
+// it in if it is still the same. Changes are rare; two round trips keep
+// the message's encoding in Go, in one place.
+func (c *Redis) Amend(ctx context.Context, a domain.Amendment) error {
+	key := c.key(a.Conversation)
+	members, err := readScript.Run(ctx, c.client, []string{key}, int64(a.MsgID)).StringSlice()
+	if errors.Is(err, redis.Nil) || (err == nil && len(members) == 0) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("cannot read message %d of %s from the cache: %w", a.MsgID, a.Conversation, err)
+	}
+	m, err := decodeMember(members[0], a.Conversation)
+	if err != nil {
+		return err
+	}
+	changed, ok := a.Apply(m)
+	if !ok {
+		return nil
+	}
+	member, err := encodeMember(changed)
+	if err != nil {
+		return err
+	}
+	if err := replaceScript.Run(ctx, c.client, []string{key}, int64(a.MsgID), members[0], member).Err(); err != nil {
+		return fmt.Errorf("cannot change message %d of %s in the cache: %w", a.MsgID, a.Conversation, err)
+	}
+	return nil
 }

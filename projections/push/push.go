@@ -20,10 +20,13 @@ import (
 // Name is the projection's stable name.
 const Name = "parley.projection.push"
 
-// Push is one message, or one read receipt, to deliver.
+// Push is one thing to deliver: a message, a change to a message (an edit
+// or a deletion), a read receipt or a typing signal.
 type Push struct {
-	// Message is the message; zero when Receipt is set.
+	// Message is the message; zero when Change, Receipt or Typing is set.
 	Message domain.Message
+	// Change is an edit or a deletion to deliver instead of a message.
+	Change *domain.Amendment
 	// Prev is the conversation's previous msgid, 0 when unknown.
 	Prev domain.MsgID
 	// Receipt, when set, makes this a read receipt instead of a message.
@@ -52,8 +55,12 @@ type Typing struct {
 	At           time.Time
 }
 
-// Origin is the device the push came from, which does not get it.
+// Origin is the device the push came from: the message's sender, the
+// device that made the change, read or typed.
 func (p Push) Origin() domain.Sender {
+	if p.Change != nil {
+		return p.Change.By
+	}
 	if p.Receipt != nil {
 		return p.Receipt.Reader
 	}
@@ -64,13 +71,16 @@ func (p Push) Origin() domain.Sender {
 }
 
 // SkipsOrigin reports whether the device of Origin does not get the push:
-// a read receipt or a typing signal skips the device it came from (it has
-// the reply); a message goes to its sending device too, so that its
-// cursor moves on with its own messages.
-func (p Push) SkipsOrigin() bool { return p.Receipt != nil || p.Typing != nil }
+// a change, a read receipt or a typing signal skips the device it came
+// from (it has the reply); a message goes to its sending device too, so
+// that its cursor moves on with its own messages.
+func (p Push) SkipsOrigin() bool { return p.Change != nil || p.Receipt != nil || p.Typing != nil }
 
 // At is when the server accepted what is pushed.
 func (p Push) At() time.Time {
+	if p.Change != nil {
+		return p.Change.At
+	}
 	if p.Receipt != nil {
 		return p.Receipt.At
 	}
@@ -182,6 +192,12 @@ func (p *Projection) Apply(ctx context.Context, r projections.Record) error {
 		}
 		return p.receipt(ctx, r, rd)
 	}
+	if a, ok, err := r.Amendment(); ok {
+		if err != nil {
+			return err
+		}
+		return p.deliverChange(ctx, r, a)
+	}
 	m, ok, err := r.Message()
 	if !ok || err != nil {
 		return err
@@ -199,19 +215,9 @@ func (p *Projection) Apply(ctx context.Context, r projections.Record) error {
 			prev = id
 		}
 	}
-	var recipients []domain.AccountID
-	switch m.Conversation.Kind() {
-	case domain.KindDirect:
-		a, b := m.Conversation.Accounts()
-		recipients = []domain.AccountID{a}
-		if b != a {
-			recipients = append(recipients, b)
-		}
-	case domain.KindGroup:
-		recipients, err = p.members.MembersAt(ctx, m.Conversation.Group(), r)
-		if err != nil {
-			return fmt.Errorf("cannot resolve members of %s: %w", m.Conversation, err)
-		}
+	recipients, err := p.recipients(ctx, r, m.Conversation)
+	if err != nil {
+		return err
 	}
 	if err := p.out.Deliver(Push{Message: m, Prev: prev, Recipients: recipients}); err != nil {
 		return fmt.Errorf("cannot deliver %s: %w", m.Conversation, err)
@@ -261,5 +267,39 @@ func (p *Projection) receipt(ctx context.Context, r projections.Record, rd conve
 	}
 	p.read[k] = max(p.read[k], rd.MsgID)
 	p.mu.Unlock()
+	return nil
+}
+
+// recipients are the accounts of conv as of r: both of a direct
+// conversation, a group's members.
+func (p *Projection) recipients(ctx context.Context, r projections.Record, conv domain.ConversationID) ([]domain.AccountID, error) {
+	switch conv.Kind() {
+	case domain.KindDirect:
+		a, b := conv.Accounts()
+		if b != a {
+			return []domain.AccountID{a, b}, nil
+		}
+		return []domain.AccountID{a}, nil
+	case domain.KindGroup:
+		members, err := p.members.MembersAt(ctx, conv.Group(), r)
+		if err != nil {
+			return nil, fmt.Errorf("cannot resolve members of %s: %w", conv, err)
+		}
+		return members, nil
+	}
+	return nil, nil
+}
+
+// deliverChange pushes an edit or a deletion to the conversation's
+// devices. It carries no prevMsgId: a change takes no place among the
+// messages. Pushed again after a retry, it changes nothing on a device.
+func (p *Projection) deliverChange(ctx context.Context, r projections.Record, a domain.Amendment) error {
+	recipients, err := p.recipients(ctx, r, a.Conversation)
+	if err != nil {
+		return err
+	}
+	if err := p.out.Deliver(Push{Change: &a, Recipients: recipients}); err != nil {
+		return fmt.Errorf("cannot deliver a change of %s: %w", a.Conversation, err)
+	}
 	return nil
 }

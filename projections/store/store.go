@@ -22,8 +22,18 @@ type Store interface {
 	// After returns up to limit messages of conv with msgid > after in msgid
 	// order, and whether more follow.
 	After(ctx context.Context, conv domain.ConversationID, after domain.MsgID, limit int) ([]domain.Message, bool, error)
-	// ByClientMsgID finds the message account sent with clientMsgID.
+	// ByClientMsgID finds the message account sent with clientMsgID, or
+	// edited with it (an edit's client message id names the message it
+	// edited), as the store holds it now.
 	ByClientMsgID(ctx context.Context, account domain.AccountID, clientMsgID string) (domain.Message, bool, error)
+	// Amend applies edits and deletions, in order, to the messages they
+	// name (domain.Amendment.Apply): the latest body and its time, or a
+	// tombstone without body. A change to a message the store does not hold,
+	// or one already applied, changes nothing. An edit's client message id
+	// is recorded like a send's, unless the account used it already.
+	Amend(ctx context.Context, changes ...domain.Amendment) error
+	// Message returns the message at msgid id of conv.
+	Message(ctx context.Context, conv domain.ConversationID, id domain.MsgID) (domain.Message, bool, error)
 }
 
 // Projection writes MessageSent records into a Store.
@@ -34,6 +44,12 @@ func NewProjection(s Store) *Projection { return &Projection{store: s} }
 
 // Apply implements projections.Projection.
 func (p *Projection) Apply(ctx context.Context, r projections.Record) error {
+	if a, ok, err := r.Amendment(); ok {
+		if err != nil {
+			return err
+		}
+		return p.store.Amend(ctx, a)
+	}
 	m, ok, err := r.Message()
 	if !ok || err != nil {
 		return err
@@ -41,11 +57,13 @@ func (p *Projection) Apply(ctx context.Context, r projections.Record) error {
 	return p.store.Save(ctx, m)
 }
 
-// ApplyBatch implements projections.Batcher: one Save for the batch.
+// ApplyBatch implements projections.Batcher: one Save for each run of
+// messages, one Amend for each run of changes between them, in log order
+// (a change follows the message it names).
 func (p *Projection) ApplyBatch(ctx context.Context, recs []projections.Record) error {
-	msgs := projections.Messages(recs, nil)
-	if len(msgs) == 0 {
-		return nil
-	}
-	return p.store.Save(ctx, msgs...)
+	return projections.Runs(recs, func(msgs []domain.Message) error {
+		return p.store.Save(ctx, msgs...)
+	}, func(changes []domain.Amendment) error {
+		return p.store.Amend(ctx, changes...)
+	})
 }

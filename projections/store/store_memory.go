@@ -15,7 +15,13 @@ type Memory struct {
 	mu       sync.RWMutex
 	convs    map[domain.ConversationID][]domain.Message
 	byID     map[uuid.UUID]struct{}
-	byClient map[clientKey]domain.Message
+	byClient map[clientKey]pointerTo
+}
+
+// pointerTo is where a message is.
+type pointerTo struct {
+	conv domain.ConversationID
+	id   domain.MsgID
 }
 
 type clientKey struct {
@@ -28,7 +34,7 @@ func NewMemory() *Memory {
 	return &Memory{
 		convs:    map[domain.ConversationID][]domain.Message{},
 		byID:     map[uuid.UUID]struct{}{},
-		byClient: map[clientKey]domain.Message{},
+		byClient: map[clientKey]pointerTo{},
 	}
 }
 
@@ -56,7 +62,7 @@ func (s *Memory) Save(_ context.Context, msgs ...domain.Message) error {
 		s.byID[m.ID] = struct{}{}
 		k := clientKey{m.Sender.Account, m.ClientMsgID}
 		if _, ok := s.byClient[k]; !ok {
-			s.byClient[k] = m
+			s.byClient[k] = pointerTo{m.Conversation, m.MsgID}
 		}
 	}
 	return nil
@@ -84,6 +90,52 @@ func page(list []domain.Message, after domain.MsgID, limit int) ([]domain.Messag
 func (s *Memory) ByClientMsgID(_ context.Context, account domain.AccountID, clientMsgID string) (domain.Message, bool, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	m, ok := s.byClient[clientKey{account, clientMsgID}]
+	p, ok := s.byClient[clientKey{account, clientMsgID}]
+	if !ok {
+		return domain.Message{}, false, nil
+	}
+	m, ok := s.messageLocked(p.conv, p.id)
 	return m, ok, nil
+}
+
+func (s *Memory) messageLocked(conv domain.ConversationID, id domain.MsgID) (domain.Message, bool) {
+	list := s.convs[conv]
+	i := sort.Search(len(list), func(i int) bool { return list[i].MsgID >= id })
+	if i < len(list) && list[i].MsgID == id {
+		return list[i], true
+	}
+	return domain.Message{}, false
+}
+
+// Message implements Store.
+func (s *Memory) Message(_ context.Context, conv domain.ConversationID, id domain.MsgID) (domain.Message, bool, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	m, ok := s.messageLocked(conv, id)
+	return m, ok, nil
+}
+
+// Amend implements Store.
+func (s *Memory) Amend(_ context.Context, changes ...domain.Amendment) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, a := range changes {
+		list := s.convs[a.Conversation]
+		i := sort.Search(len(list), func(i int) bool { return list[i].MsgID >= a.MsgID })
+		if i == len(list) || list[i].MsgID != a.MsgID {
+			continue
+		}
+		m, ok := a.Apply(list[i])
+		if !ok {
+			continue
+		}
+		list[i] = m
+		if !a.Delete {
+			k := clientKey{a.By.Account, a.ClientMsgID}
+			if _, used := s.byClient[k]; !used {
+				s.byClient[k] = pointerTo{a.Conversation, a.MsgID}
+			}
+		}
+	}
+	return nil
 }

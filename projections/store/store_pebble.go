@@ -63,23 +63,47 @@ func readPointer(v []byte) (domain.ConversationID, domain.MsgID, error) {
 	return c, domain.MsgID(binary.BigEndian.Uint64(v[len(v)-8:])), err
 }
 
-// messageFormat leads every stored message, so that the layout can grow.
-const messageFormat = 1
+// Formats of a stored message: the first byte, so that the layout can
+// grow. messageFormat is a message as sent; changedFormat adds, after the
+// same fields, the time of the last edit (8 bytes, Unix ms, 0 if none), a
+// deleted flag (1 byte) and the revision (8 bytes).
+const (
+	messageFormat = 1
+	changedFormat = 2
+)
 
 func encodeMessage(m domain.Message) []byte {
 	b := make([]byte, 0, 64+len(m.ClientMsgID)+len(m.Body))
-	b = append(b, messageFormat)
+	format := byte(messageFormat)
+	changed := !m.EditedAt.IsZero() || m.Deleted || m.Revision != 0
+	if changed {
+		format = changedFormat
+	}
+	b = append(b, format)
 	b = append(b, m.ID[:]...)
 	b = binary.BigEndian.AppendUint64(b, uint64(m.ServerTime.UnixMilli()))
 	for _, s := range []string{m.ClientMsgID, string(m.Sender.Account), string(m.Sender.Device), m.Kind, m.Body} {
 		b = binary.AppendUvarint(b, uint64(len(s)))
 		b = append(b, s...)
 	}
+	if changed {
+		var edited int64
+		if !m.EditedAt.IsZero() {
+			edited = m.EditedAt.UnixMilli()
+		}
+		b = binary.BigEndian.AppendUint64(b, uint64(edited))
+		deleted := byte(0)
+		if m.Deleted {
+			deleted = 1
+		}
+		b = append(b, deleted)
+		b = binary.BigEndian.AppendUint64(b, uint64(m.Revision))
+	}
 	return b
 }
 
 func decodeMessage(c domain.ConversationID, id domain.MsgID, v []byte) (domain.Message, error) {
-	if len(v) < 25 || v[0] != messageFormat {
+	if len(v) < 25 || (v[0] != messageFormat && v[0] != changedFormat) {
 		return domain.Message{}, fmt.Errorf("corrupt message %s/%d", c, id)
 	}
 	m := domain.Message{Conversation: c, MsgID: id}
@@ -96,28 +120,69 @@ func decodeMessage(c domain.ConversationID, id domain.MsgID, v []byte) (domain.M
 		rest = rest[k+int(n):]
 	}
 	m.ClientMsgID, m.Sender.Account, m.Sender.Device, m.Kind, m.Body = fields[0], domain.AccountID(fields[1]), domain.DeviceID(fields[2]), fields[3], fields[4]
+	if v[0] == changedFormat {
+		if len(rest) != 17 {
+			return domain.Message{}, fmt.Errorf("corrupt message %s/%d", c, id)
+		}
+		if edited := int64(binary.BigEndian.Uint64(rest)); edited != 0 {
+			m.EditedAt = time.UnixMilli(edited)
+		}
+		m.Deleted = rest[8] == 1
+		m.Revision = domain.MsgID(binary.BigEndian.Uint64(rest[9:]))
+	}
 	return m, nil
 }
 
-// save writes msgs into b: a message whose msgid or message id is taken
-// is skipped; a client message id is kept by the first message that uses
+// write is one batch being written, with what it wrote so far: the
+// lookup sees the store as it was before the batch.
+type write struct {
+	b     *pebble.Batch
+	look  *pebblekv.Lookup
+	wrote map[string]bool
+	// msgs are the messages this batch wrote, by key, so that a change
+	// later in the batch finds them.
+	msgs map[string]domain.Message
+}
+
+func (s *Pebble) newWrite(b *pebble.Batch) (*write, error) {
+	look, err := pebblekv.NewLookup(s.db)
+	if err != nil {
+		return nil, err
+	}
+	return &write{b: b, look: look, wrote: map[string]bool{}, msgs: map[string]domain.Message{}}, nil
+}
+
+func (w *write) close() { _ = w.look.Close() }
+
+func (w *write) taken(k []byte) (bool, error) {
+	if w.wrote[string(k)] {
+		return true, nil
+	}
+	return w.look.Has(k)
+}
+
+func (w *write) set(k, v []byte) error {
+	w.wrote[string(k)] = true
+	return w.b.Set(k, v, nil)
+}
+
+// claim records that account used clientMsgID for the message at, unless
+// it was used before.
+func (w *write) claim(a domain.AccountID, clientMsgID string, at []byte) error {
+	ck := clientIndexKey(a, clientMsgID)
+	used, err := w.taken(ck)
+	if err != nil || used {
+		return err
+	}
+	return w.set(ck, at)
+}
+
+// save writes msgs: a message whose msgid or message id is taken is
+// skipped; a client message id is kept by the first message that uses
 // it. fromLog says msgs come from the log past the store's own progress:
 // a msgid is an offset of the log, never applied before, so only the
 // message id and the client message id need checking.
-func (s *Pebble) save(b *pebble.Batch, msgs []domain.Message, fromLog bool) error {
-	look, err := pebblekv.NewLookup(s.db)
-	if err != nil {
-		return err
-	}
-	defer look.Close()
-	// Keys this call wrote: the lookup sees the store as it was.
-	wrote := make(map[string]bool, 2*len(msgs))
-	taken := func(k []byte) (bool, error) {
-		if wrote[string(k)] {
-			return true, nil
-		}
-		return look.Has(k)
-	}
+func (w *write) save(msgs []domain.Message, fromLog bool) error {
 	for _, m := range msgs {
 		key, id := messageKey(m.Conversation, m.MsgID), idKey(m.ID)
 		keys := [][]byte{key, id}
@@ -125,8 +190,9 @@ func (s *Pebble) save(b *pebble.Batch, msgs []domain.Message, fromLog bool) erro
 			keys = keys[1:]
 		}
 		skip := false
+		var err error
 		for _, k := range keys {
-			if skip, err = taken(k); err != nil {
+			if skip, err = w.taken(k); err != nil {
 				return err
 			}
 			if skip {
@@ -137,23 +203,49 @@ func (s *Pebble) save(b *pebble.Batch, msgs []domain.Message, fromLog bool) erro
 			continue
 		}
 		at := pointer(m.Conversation, m.MsgID)
-		if err := b.Set(key, encodeMessage(m), nil); err != nil {
+		if err := w.set(key, encodeMessage(m)); err != nil {
 			return err
 		}
-		if err := b.Set(id, at, nil); err != nil {
+		w.msgs[string(key)] = m
+		if err := w.set(id, at); err != nil {
 			return err
 		}
-		wrote[string(key)], wrote[string(id)] = true, true
-		ck := clientIndexKey(m.Sender.Account, m.ClientMsgID)
-		used, err := taken(ck)
-		if err != nil {
+		if err := w.claim(m.Sender.Account, m.ClientMsgID, at); err != nil {
 			return err
 		}
-		if !used {
-			if err := b.Set(ck, at, nil); err != nil {
+	}
+	return nil
+}
+
+// amend applies changes to the messages they name, as this batch left them.
+func (w *write) amend(changes []domain.Amendment) error {
+	for _, a := range changes {
+		key := messageKey(a.Conversation, a.MsgID)
+		m, ok := w.msgs[string(key)]
+		if !ok {
+			raw, found, err := w.look.Get(key)
+			if err != nil {
 				return err
 			}
-			wrote[string(ck)] = true
+			if !found {
+				continue
+			}
+			if m, err = decodeMessage(a.Conversation, a.MsgID, raw); err != nil {
+				return err
+			}
+		}
+		m, ok = a.Apply(m)
+		if !ok {
+			continue
+		}
+		if err := w.set(key, encodeMessage(m)); err != nil {
+			return err
+		}
+		w.msgs[string(key)] = m
+		if !a.Delete {
+			if err := w.claim(a.By.Account, a.ClientMsgID, pointer(a.Conversation, a.MsgID)); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -161,22 +253,42 @@ func (s *Pebble) save(b *pebble.Batch, msgs []domain.Message, fromLog bool) erro
 
 // Save implements Store.
 func (s *Pebble) Save(_ context.Context, msgs ...domain.Message) error {
+	return s.commit(func(w *write) error { return w.save(msgs, false) })
+}
+
+// Amend implements Store.
+func (s *Pebble) Amend(_ context.Context, changes ...domain.Amendment) error {
+	return s.commit(func(w *write) error { return w.amend(changes) })
+}
+
+func (s *Pebble) commit(f func(*write) error) error {
 	b := s.db.NewBatch()
 	defer b.Close()
-	if err := s.save(b, msgs, false); err != nil {
+	w, err := s.newWrite(b)
+	if err != nil {
+		return err
+	}
+	defer w.close()
+	if err := f(w); err != nil {
 		return err
 	}
 	return b.Commit(pebble.NoSync)
 }
 
-// ApplyBatch implements projections.Batcher: the batch's messages and the
-// progress through its last record commit together. No fsync: the log is
-// the record of truth, and after a crash of the machine the store resumes
-// from what its own progress says it holds.
+// ApplyBatch implements projections.Batcher: the batch's messages and
+// changes, in log order, and the progress through its last record commit
+// together. No fsync: the log is the record of truth, and after a crash of
+// the machine the store resumes from what its own progress says it holds.
 func (s *Pebble) ApplyBatch(_ context.Context, recs []projections.Record) error {
 	b := s.db.NewBatch()
 	defer b.Close()
-	if err := s.save(b, projections.Messages(recs, nil), true); err != nil {
+	w, err := s.newWrite(b)
+	if err != nil {
+		return err
+	}
+	defer w.close()
+	err = projections.Runs(recs, func(msgs []domain.Message) error { return w.save(msgs, true) }, w.amend)
+	if err != nil {
 		return err
 	}
 	last := recs[len(recs)-1].Position
@@ -184,6 +296,16 @@ func (s *Pebble) ApplyBatch(_ context.Context, recs []projections.Record) error 
 		return fmt.Errorf("cannot write the history: %w", err)
 	}
 	return nil
+}
+
+// Message implements Store.
+func (s *Pebble) Message(_ context.Context, conv domain.ConversationID, id domain.MsgID) (domain.Message, bool, error) {
+	raw, ok, err := pebblekv.Get(s.db, messageKey(conv, id))
+	if err != nil || !ok {
+		return domain.Message{}, false, err
+	}
+	m, err := decodeMessage(conv, id, raw)
+	return m, err == nil, err
 }
 
 // After implements Store.

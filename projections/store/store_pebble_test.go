@@ -89,3 +89,48 @@ func BenchmarkPebbleApplyBatch(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(offset), "ns/msg")
 }
+
+// One batch of the log holds messages and the changes that follow them:
+// the embedded history and the projection over any store apply them in
+// the log's order, so each change finds its message.
+func TestBatchesApplyChangesInLogOrder(t *testing.T) {
+	at := func(off int64) events.Position { return events.Position{Partition: 1, Offset: off} }
+	sent := func(cid, body string) events.MessageSent {
+		return events.MessageSent{MessageID: uuid.NewString(), ClientMsgID: cid, Conversation: "d:alice:bob",
+			SenderAccount: "alice", SenderDevice: "phone", Kind: "text", Body: body, ServerTime: time.Now().UnixMilli()}
+	}
+	recs := []projections.Record{
+		{Event: sent("c1", "one"), Position: at(1), MsgID: 1<<48 | 1},
+		{Event: events.MessageEdited{Conversation: "d:alice:bob", MsgID: 1<<48 | 1, Account: "alice", Device: "phone",
+			ClientMsgID: "e1", Body: "one, edited", EditedAt: time.Now().UnixMilli()}, Position: at(2), MsgID: 1<<48 | 2},
+		{Event: sent("c2", "two"), Position: at(3), MsgID: 1<<48 | 3},
+		{Event: events.MessageDeleted{Conversation: "d:alice:bob", MsgID: 1<<48 | 3, Account: "alice", Device: "phone",
+			DeletedAt: time.Now().UnixMilli()}, Position: at(4), MsgID: 1<<48 | 4},
+		{Event: events.MessageEdited{Conversation: "d:alice:bob", MsgID: 1<<48 | 3, Account: "alice", Device: "phone",
+			ClientMsgID: "e2", Body: "two, back", EditedAt: time.Now().UnixMilli()}, Position: at(5), MsgID: 1<<48 | 5},
+	}
+	mem := store.NewMemory()
+	pb := store.NewPebble(pebbletest.Open(t), "store@e1")
+	for name, tc := range map[string]struct {
+		apply projections.Batcher
+		s     store.Store
+	}{"pebble": {pb, pb}, "projection over memory": {store.NewProjection(mem), mem}} {
+		t.Run(name, func(t *testing.T) {
+			for range 2 { // a batch applied again changes nothing
+				if err := tc.apply.ApplyBatch(context.Background(), recs); err != nil {
+					t.Fatal(err)
+				}
+			}
+			msgs, _, err := tc.s.After(context.Background(), domain.DirectConversation("alice", "bob"), 0, 10)
+			if err != nil || len(msgs) != 2 {
+				t.Fatalf("After = %+v, %v", msgs, err)
+			}
+			if m := msgs[0]; m.Body != "one, edited" || m.EditedAt.IsZero() || m.Deleted || m.Revision != 1<<48|2 {
+				t.Errorf("edited message = %+v", m)
+			}
+			if m := msgs[1]; m.Body != "" || !m.Deleted || !m.EditedAt.IsZero() || m.Revision != 1<<48|4 {
+				t.Errorf("deleted message = %+v", m)
+			}
+		})
+	}
+}

@@ -37,6 +37,9 @@ type messageRow struct {
 	Kind               string
 	Body               []byte
 	ServerTime         time.Time
+	EditedAt           pgtype.Timestamptz
+	Deleted            bool
+	Revision           int64
 }
 
 func toRow(m domain.Message) (messageRow, error) {
@@ -62,11 +65,16 @@ func (r messageRow) message() domain.Message {
 	if r.GroupID == "" {
 		conv = domain.DirectConversation(domain.AccountID(r.AccountA), domain.AccountID(r.AccountB))
 	}
-	return domain.Message{
+	m := domain.Message{
 		ID: r.MessageID, MsgID: domain.MsgID(r.MsgID), ClientMsgID: r.ClientMsgID,
 		Sender:       domain.Sender{Account: domain.AccountID(r.SenderAccount), Device: domain.DeviceID(r.SenderDevice)},
 		Conversation: conv, Kind: r.Kind, Body: string(r.Body), ServerTime: r.ServerTime,
+		Deleted: r.Deleted, Revision: domain.MsgID(r.Revision),
 	}
+	if r.EditedAt.Valid {
+		m.EditedAt = r.EditedAt.Time
+	}
+	return m
 }
 
 // saveSQL stores a batch in one statement and one round trip: the rows
@@ -153,15 +161,24 @@ func (s *Postgres) Save(ctx context.Context, msgs ...domain.Message) error {
 	return nil
 }
 
+// The columns every read selects, in the order of messageRow.fields: a
+// direct conversation's accounts, or a group's id, then the message.
+const (
+	directColumns  = `account_a, account_b, '', ` + messageColumns
+	groupColumns   = `'', '', group_id, ` + messageColumns
+	messageColumns = `msg_id, message_id, client_msg_id, sender_account, sender_device, kind, body, server_time,
+    edited_at, deleted, revision`
+)
+
 const (
 	afterDirectSQL = `
-SELECT account_a, account_b, '', msg_id, message_id, client_msg_id, sender_account, sender_device, kind, body, server_time
+SELECT ` + directColumns + `
 FROM direct_messages
 WHERE account_a = $1 AND account_b = $2 AND msg_id > $3
 ORDER BY msg_id
 LIMIT $4`
 	afterGroupSQL = `
-SELECT '', '', group_id, msg_id, message_id, client_msg_id, sender_account, sender_device, kind, body, server_time
+SELECT ` + groupColumns + `
 FROM group_messages
 WHERE group_id = $1 AND msg_id > $2
 ORDER BY msg_id
@@ -209,21 +226,21 @@ func (s *Postgres) After(ctx context.Context, conv domain.ConversationID, after 
 // fields are the scan targets of r, in the column order of the queries.
 func (r *messageRow) fields() []any {
 	return []any{&r.AccountA, &r.AccountB, &r.GroupID, &r.MsgID, &r.MessageID, &r.ClientMsgID,
-		&r.SenderAccount, &r.SenderDevice, &r.Kind, &r.Body, &r.ServerTime}
+		&r.SenderAccount, &r.SenderDevice, &r.Kind, &r.Body, &r.ServerTime, &r.EditedAt, &r.Deleted, &r.Revision}
 }
 
 // byClientSQL follows client_msg_ids to the message through the message_id
 // unique index of whichever table holds it.
 const byClientSQL = `
 SELECT m.account_a, m.account_b, m.group_id, m.msg_id, m.message_id, m.client_msg_id,
-    m.sender_account, m.sender_device, m.kind, m.body, m.server_time
+    m.sender_account, m.sender_device, m.kind, m.body, m.server_time, m.edited_at, m.deleted, m.revision
 FROM client_msg_ids c CROSS JOIN LATERAL (
     SELECT account_a, account_b, '' AS group_id, msg_id, message_id, client_msg_id,
-        sender_account, sender_device, kind, body, server_time
+        sender_account, sender_device, kind, body, server_time, edited_at, deleted, revision
     FROM direct_messages d WHERE d.message_id = c.message_id
     UNION ALL
     SELECT '', '', group_id, msg_id, message_id, client_msg_id,
-        sender_account, sender_device, kind, body, server_time
+        sender_account, sender_device, kind, body, server_time, edited_at, deleted, revision
     FROM group_messages g WHERE g.message_id = c.message_id
 ) m
 WHERE c.sender_account = $1 AND c.client_msg_id = $2`
@@ -237,6 +254,103 @@ func (s *Postgres) ByClientMsgID(ctx context.Context, account domain.AccountID, 
 		return domain.Message{}, false, nil
 	case err != nil:
 		return domain.Message{}, false, fmt.Errorf("cannot look up client message id of %s: %w", account, err)
+	}
+	return r.message(), true, nil
+}
+
+// Statements of Amend. A change applies only to a message that is not a
+// tombstone and has not seen it (revision below the change's); an edit
+// that applied claims its client message id, unless the account used it.
+const (
+	editDirectSQL = `
+WITH changed AS (
+    UPDATE direct_messages SET body = $4, edited_at = $5, revision = $6
+    WHERE account_a = $1 AND account_b = $2 AND msg_id = $3 AND NOT deleted AND revision < $6
+    RETURNING message_id
+)
+INSERT INTO client_msg_ids (sender_account, client_msg_id, conversation, msg_id, message_id)
+SELECT $7, $8, $9, $3, message_id FROM changed
+ON CONFLICT DO NOTHING`
+	editGroupSQL = `
+WITH changed AS (
+    UPDATE group_messages SET body = $3, edited_at = $4, revision = $5
+    WHERE group_id = $1 AND msg_id = $2 AND NOT deleted AND revision < $5
+    RETURNING message_id
+)
+INSERT INTO client_msg_ids (sender_account, client_msg_id, conversation, msg_id, message_id)
+SELECT $6, $7, $8, $2, message_id FROM changed
+ON CONFLICT DO NOTHING`
+	deleteDirectSQL = `
+UPDATE direct_messages SET body = '', edited_at = NULL, deleted = true, revision = $4
+WHERE account_a = $1 AND account_b = $2 AND msg_id = $3 AND NOT deleted AND revision < $4`
+	deleteGroupSQL = `
+UPDATE group_messages SET body = '', edited_at = NULL, deleted = true, revision = $3
+WHERE group_id = $1 AND msg_id = $2 AND NOT deleted AND revision < $3`
+)
+
+// Amend implements Store: the changes in order, in one transaction and one
+// round trip.
+func (s *Postgres) Amend(ctx context.Context, changes ...domain.Amendment) error {
+	if len(changes) == 0 {
+		return nil
+	}
+	b := &pgx.Batch{}
+	for _, a := range changes {
+		conv, id, rev := a.Conversation.String(), int64(a.MsgID), int64(a.Revision)
+		switch k := a.Conversation.Kind(); {
+		case k == domain.KindDirect && a.Delete:
+			x, y := a.Conversation.Accounts()
+			b.Queue(deleteDirectSQL, string(x), string(y), id, rev)
+		case k == domain.KindDirect:
+			x, y := a.Conversation.Accounts()
+			b.Queue(editDirectSQL, string(x), string(y), id, []byte(a.Body), a.At, rev, string(a.By.Account), a.ClientMsgID, conv)
+		case k == domain.KindGroup && a.Delete:
+			b.Queue(deleteGroupSQL, string(a.Conversation.Group()), id, rev)
+		case k == domain.KindGroup:
+			b.Queue(editGroupSQL, string(a.Conversation.Group()), id, []byte(a.Body), a.At, rev, string(a.By.Account), a.ClientMsgID, conv)
+		default:
+			return fmt.Errorf("cannot change message %d: it names no conversation", a.MsgID)
+		}
+	}
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		return tx.SendBatch(ctx, b).Close()
+	})
+	if err != nil {
+		return fmt.Errorf("cannot apply %d changes: %w", len(changes), err)
+	}
+	return nil
+}
+
+const (
+	messageDirectSQL = `
+SELECT ` + directColumns + `
+FROM direct_messages
+WHERE account_a = $1 AND account_b = $2 AND msg_id = $3`
+	messageGroupSQL = `
+SELECT ` + groupColumns + `
+FROM group_messages
+WHERE group_id = $1 AND msg_id = $2`
+)
+
+// Message implements Store.
+func (s *Postgres) Message(ctx context.Context, conv domain.ConversationID, id domain.MsgID) (domain.Message, bool, error) {
+	var row pgx.Row
+	switch conv.Kind() {
+	case domain.KindDirect:
+		a, b := conv.Accounts()
+		row = s.pool.QueryRow(ctx, messageDirectSQL, string(a), string(b), int64(id))
+	case domain.KindGroup:
+		row = s.pool.QueryRow(ctx, messageGroupSQL, string(conv.Group()), int64(id))
+	default:
+		return domain.Message{}, false, errors.New("cannot read a message: no conversation given")
+	}
+	var r messageRow
+	err := row.Scan(r.fields()...)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return domain.Message{}, false, nil
+	case err != nil:
+		return domain.Message{}, false, fmt.Errorf("cannot read message %d of %s: %w", id, conv, err)
 	}
 	return r.message(), true, nil
 }

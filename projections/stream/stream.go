@@ -56,6 +56,12 @@ func (r *Recent) Apply(_ context.Context, rec projections.Record) error {
 		e.Summary = v.By + " added members"
 	case events.GroupMembersRemoved:
 		e.Summary = v.By + " removed members"
+	case events.MessageEdited:
+		e.MsgID = v.MsgID
+		e.Summary = v.Account + "/" + v.Device + " edited a message"
+	case events.MessageDeleted:
+		e.MsgID = v.MsgID
+		e.Summary = v.Account + "/" + v.Device + " deleted a message"
 	}
 	if e.Time <= 0 {
 		e.Time = time.Now().UnixMilli()

@@ -22,6 +22,8 @@ func Code(err error) wire.Code {
 		return wire.CodeNotMember
 	case errors.Is(err, domain.ErrForbidden):
 		return wire.CodeForbidden
+	case errors.Is(err, domain.ErrTooLate):
+		return wire.CodeTooLate
 	case errors.Is(err, domain.ErrNotFound):
 		return wire.CodeNotFound
 	case errors.Is(err, ErrUnavailable):

@@ -49,8 +49,8 @@ func (f *forgetting) add(x finished) {
 // for an attempt under way, or by making this the attempt: look the id up
 // in the store (after the store holds every partition an earlier attempt
 // may have reached) and append only if it is not there.
-func (s *Service) once(ctx context.Context, r SendRequest, conv domain.ConversationID, send func() (Ack, events.Position, error)) (Ack, error) {
-	key := idempotency.Key{Account: r.From.Account, ClientMsgID: r.ClientMsgID}
+func (s *Service) once(ctx context.Context, c claim, conv domain.ConversationID, send func() (Ack, events.Position, error)) (Ack, error) {
+	key := c.key
 	part := events.PartitionFor(conv.String(), s.log.Partitions())
 	deadline := time.Now().Add(s.cfg.ReadTimeout)
 	pause := 2 * time.Millisecond
@@ -63,7 +63,7 @@ func (s *Service) once(ctx context.Context, r SendRequest, conv domain.Conversat
 		case idempotency.Done:
 			return Ack{MsgID: e.Ack.MsgID, MessageID: e.Ack.MessageID, Conversation: e.Ack.Conversation, ServerTime: e.Ack.ServerTime, Duplicate: true}, nil
 		case idempotency.Reserved:
-			return s.attempt(ctx, r, key, e, send)
+			return s.attempt(ctx, c, e, send)
 		}
 		if time.Now().After(deadline) {
 			return Ack{}, fmt.Errorf("the first attempt of this client message id is still under way: %w", ErrUnavailable)
@@ -77,8 +77,35 @@ func (s *Service) once(ctx context.Context, r SendRequest, conv domain.Conversat
 	}
 }
 
-// attempt runs the send that holds the reservation e of key.
-func (s *Service) attempt(ctx context.Context, r SendRequest, key idempotency.Key, e idempotency.Entry, send func() (Ack, events.Position, error)) (Ack, error) {
+// claim is a request made at most once per key: a send, or an edit.
+type claim struct {
+	key idempotency.Key
+	// retry is set when the client says it repeats an attempt.
+	retry bool
+	// lookup finds the request's result in the store, once the store
+	// holds every partition an earlier attempt may have reached.
+	lookup func(ctx context.Context) (Ack, bool, error)
+}
+
+// sendClaim is the claim of a send: its client message id, found in the
+// store as the message it made.
+func (s *Service) sendClaim(r SendRequest) claim {
+	return claim{
+		key:   idempotency.Key{Account: r.From.Account, ClientMsgID: r.ClientMsgID},
+		retry: r.Retry,
+		lookup: func(ctx context.Context) (Ack, bool, error) {
+			m, found, err := s.rm.Store.ByClientMsgID(ctx, r.From.Account, r.ClientMsgID)
+			if err != nil || !found {
+				return Ack{}, false, err
+			}
+			return Ack{MsgID: m.MsgID, MessageID: m.ID, Conversation: m.Conversation, ServerTime: m.ServerTime, Duplicate: true}, true, nil
+		},
+	}
+}
+
+// attempt runs the request that holds the reservation e of c's key.
+func (s *Service) attempt(ctx context.Context, c claim, e idempotency.Entry, send func() (Ack, events.Position, error)) (Ack, error) {
+	key := c.key
 	stop := s.renew(key, e.Token)
 	defer stop()
 	// The reservation's end is written even if the client went away.
@@ -91,7 +118,7 @@ func (s *Service) attempt(ctx context.Context, r SendRequest, key idempotency.Ke
 		return Ack{}, err
 	}
 	earlier := e.Earlier
-	if r.Retry && len(earlier) == 0 {
+	if c.retry && len(earlier) == 0 {
 		// A retry that finds no reservation: it expired, was forgotten, or
 		// was lost with Redis. The first attempt, if it landed, may be in
 		// any partition, so the store must hold them all.
@@ -103,15 +130,19 @@ func (s *Service) attempt(ctx context.Context, r SendRequest, key idempotency.Ke
 	if err := s.catchUpPartitions(ctx, s.rm.StoreProgress, earlier); err != nil {
 		return abandon(err)
 	}
-	m, found, err := s.rm.Store.ByClientMsgID(ctx, r.From.Account, r.ClientMsgID)
+	ack, found, err := c.lookup(ctx)
 	if err != nil {
+		var invalid *domain.InvalidError
+		if errors.As(err, &invalid) {
+			return abandon(err)
+		}
 		return abandon(fmt.Errorf("cannot check client message id: %w: %v", ErrUnavailable, err))
 	}
-	var ack Ack
 	var pos events.Position
-	if found {
-		ack = Ack{MsgID: m.MsgID, MessageID: m.ID, Conversation: m.Conversation, ServerTime: m.ServerTime, Duplicate: true}
-	} else if ack, pos, err = send(); err != nil {
+	if !found {
+		ack, pos, err = send()
+	}
+	if err != nil {
 		// The record may have landed even so: the next attempt takes over
 		// and waits for the store to hold this partition first.
 		return abandon(err)

@@ -70,7 +70,7 @@ func (s *Service) Send(ctx context.Context, r SendRequest) (ack Ack, err error) 
 			return Ack{}, err
 		}
 	}
-	return s.once(ctx, r, conv, func() (Ack, events.Position, error) {
+	return s.once(ctx, s.sendClaim(r), conv, func() (Ack, events.Position, error) {
 		id, err := uuid.NewV7()
 		if err != nil {
 			return Ack{}, events.Position{}, err

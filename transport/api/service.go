@@ -83,6 +83,9 @@ type Config struct {
 	// CacheWindow is how recent lastTime must be for sync to try the cache
 	// (R6). Default cache.Retention, 7 days.
 	CacheWindow time.Duration
+	// EditWindow is how long after sending a message its sender may edit
+	// it. Default domain.DefaultEditWindow, 48 hours.
+	EditWindow time.Duration
 	// DefaultLimit and MaxLimit bound a sync page. Defaults 50 and 200.
 	DefaultLimit, MaxLimit int
 	// Now is the clock; time.Now by default.
@@ -130,6 +133,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.CacheWindow == 0 {
 		c.CacheWindow = cache.Retention
+	}
+	if c.EditWindow == 0 {
+		c.EditWindow = domain.DefaultEditWindow
 	}
 	if c.DefaultLimit == 0 {
 		c.DefaultLimit = 50

@@ -50,7 +50,8 @@ func (in *Inbox) thread(conv string) *thread {
 	return t
 }
 
-// HandlePush applies a pushed message, syncing first if it reveals a gap.
+// HandlePush applies a pushed message, syncing first if it reveals a gap,
+// or a pushed edit or deletion of a message it holds.
 func (in *Inbox) HandlePush(ctx context.Context, f wire.ServerFrame) error {
 	if f.Type == wire.TypeReadPush {
 		in.mu.Lock()
@@ -59,6 +60,12 @@ func (in *Inbox) HandlePush(ctx context.Context, f wire.ServerFrame) error {
 			t.read = map[string]int64{}
 		}
 		t.read[f.Account] = max(t.read[f.Account], f.MsgID)
+		in.mu.Unlock()
+		return nil
+	}
+	if f.Type == wire.TypeEdited || f.Type == wire.TypeDeleted {
+		in.mu.Lock()
+		in.thread(f.Conversation).applyChange(f)
 		in.mu.Unlock()
 		return nil
 	}

@@ -48,8 +48,8 @@ func (r *Router) Deliver(p push.Push) error {
 			return err
 		}
 		for _, u := range online {
-			// A message goes to its sending device too; a receipt or
-			// a typing signal skips its own device (SkipsOrigin).
+			// A message goes to its sending device too; a change, a
+			// receipt or a typing signal skips its own device.
 			if !skipping || u != skip {
 				uids = append(uids, u)
 			}

@@ -50,6 +50,8 @@ func statusOf(c wire.Code) int {
 		return http.StatusNotFound
 	case wire.CodeTooLarge:
 		return http.StatusRequestEntityTooLarge
+	case wire.CodeTooLate:
+		return http.StatusConflict
 	case wire.CodeRateLimited:
 		return http.StatusTooManyRequests
 	case wire.CodeUnavailable:

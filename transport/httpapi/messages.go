@@ -53,8 +53,7 @@ func (s *server) send(w http.ResponseWriter, r *http.Request, c caller) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, ackReply{MsgID: int64(ack.MsgID), MessageID: ack.MessageID.String(),
-		Conversation: ack.Conversation.String(), ServerTime: ack.ServerTime.UnixMilli(), Duplicate: ack.Duplicate})
+	writeAck(w, ack)
 	return nil
 }
 

@@ -81,12 +81,19 @@ func AppendMessage(b []byte, m *Message) []byte {
 	b = appendString(b, m.Body)
 	b = append(b, `,"serverTime":`...)
 	b = strconv.AppendInt(b, m.ServerTime, 10)
+	if m.EditedAt != 0 {
+		b = append(b, `,"editedAt":`...)
+		b = strconv.AppendInt(b, m.EditedAt, 10)
+	}
+	if m.Deleted {
+		b = append(b, `,"deleted":true`...)
+	}
 	return append(b, '}')
 }
 
 // sizeOf estimates m's encoding, so that one allocation holds a frame.
 func sizeOf(m *Message) int {
-	return 160 + len(m.MessageID) + len(m.ClientMsgID) + len(m.Conversation) + len(m.From) + len(m.Device) + len(m.Kind) + len(m.Body) + len(m.Body)/8
+	return 200 + len(m.MessageID) + len(m.ClientMsgID) + len(m.Conversation) + len(m.From) + len(m.Device) + len(m.Kind) + len(m.Body) + len(m.Body)/8
 }
 
 // grow makes room for n more bytes in one allocation.
@@ -164,8 +171,15 @@ const MaxMessageBytes = 6*domain.MaxBodyBytes + 4096
 // EncodedLen is the exact length of AppendMessage's encoding of m.
 func EncodedLen(m *Message) int {
 	const fixed = len(`{"msgId":,"messageId":,"clientMsgId":,"conversation":,"from":,"device":,"kind":,"body":,"serverTime":}`)
-	return fixed + intLen(m.MsgID) + intLen(m.ServerTime) + stringLen(m.MessageID) + stringLen(m.ClientMsgID) +
+	n := fixed + intLen(m.MsgID) + intLen(m.ServerTime) + stringLen(m.MessageID) + stringLen(m.ClientMsgID) +
 		stringLen(m.Conversation) + stringLen(m.From) + stringLen(m.Device) + stringLen(m.Kind) + stringLen(m.Body)
+	if m.EditedAt != 0 {
+		n += len(`,"editedAt":`) + intLen(m.EditedAt)
+	}
+	if m.Deleted {
+		n += len(`,"deleted":true`)
+	}
+	return n
 }
 
 // CutPage cuts a page of a sync to budget bytes of encoded messages (see

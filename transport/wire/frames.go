@@ -66,8 +66,10 @@ type Request struct {
 	// client message id up, so the retry can never make a second message.
 	Retry bool `json:"retry,omitempty"`
 
-	// sync
+	// sync; edit and delete (Conversation, MsgID; an edit also ClientMsgID,
+	// Body); read and readers (Conversation, MsgID: read up to, inclusive)
 	Conversation string `json:"conversation,omitempty"`
+	MsgID        int64  `json:"msgId,omitempty"`
 	LastTime     int64  `json:"lastTime,omitempty"`
 	LastMsgID    int64  `json:"lastMsgId,omitempty"`
 	Limit        int    `json:"limit,omitempty"`
@@ -78,9 +80,6 @@ type Request struct {
 	// group_create (Name, Accounts), group_add and group_remove (Group, Accounts)
 	Name     string   `json:"name,omitempty"`
 	Accounts []string `json:"accounts,omitempty"`
-
-	// read, readers (Conversation too): the msgid read up to, inclusive.
-	MsgID int64 `json:"msgId,omitempty"`
 }
 
 // Message is an accepted message as clients see it.
@@ -95,6 +94,11 @@ type Message struct {
 	Body         string `json:"body"`
 	// ServerTime is Unix milliseconds.
 	ServerTime int64 `json:"serverTime"`
+	// EditedAt is when the body was last edited (Unix ms), absent if never.
+	EditedAt int64 `json:"editedAt,omitempty"`
+	// Deleted marks a tombstone: the message was deleted for everyone and
+	// has no body.
+	Deleted bool `json:"deleted,omitempty"`
 }
 
 // Cursor is where a client stands in one conversation: the time of its last
@@ -158,6 +162,12 @@ type ServerFrame struct {
 	// the server knows it, 0 where it does not.
 	PrevMsgID int64    `json:"prevMsgId,omitempty"`
 	Message   *Message `json:"message,omitempty"`
+
+	// edited, deleted (pushes; Conversation and MsgID too): the message's
+	// new body and when it was edited, or when it was deleted.
+	Body      string `json:"body,omitempty"`
+	EditedAt  int64  `json:"editedAt,omitempty"`
+	DeletedAt int64  `json:"deletedAt,omitempty"`
 
 	// messages (sync)
 	Messages []Message `json:"messages,omitempty"`

@@ -8,7 +8,7 @@ import (
 
 // FromMessage maps a domain message to its wire form.
 func FromMessage(m domain.Message) Message {
-	return Message{
+	out := Message{
 		MsgID:        int64(m.MsgID),
 		MessageID:    m.ID.String(),
 		ClientMsgID:  m.ClientMsgID,
@@ -18,7 +18,12 @@ func FromMessage(m domain.Message) Message {
 		Kind:         m.Kind,
 		Body:         m.Body,
 		ServerTime:   m.ServerTime.UnixMilli(),
+		Deleted:      m.Deleted,
 	}
+	if !m.EditedAt.IsZero() {
+		out.EditedAt = m.EditedAt.UnixMilli()
+	}
+	return out
 }
 
 // FromMessages maps a page of messages.

@@ -15,7 +15,8 @@ import (
 func (g *Gateway) Deliver(p push.Push) error {
 	frame := PushFrame(p)
 	// A message goes to its sending device too (its cursor moves on with
-	// it); a receipt or a typing signal skips its own device (SkipsOrigin).
+	// it); a change, a receipt or a typing signal skips its own device
+	// (SkipsOrigin).
 	skip, skipping := p.Origin(), p.SkipsOrigin()
 	n := 0
 	g.mu.RLock()
@@ -33,8 +34,12 @@ func (g *Gateway) Deliver(p push.Push) error {
 	return nil
 }
 
-// PushFrame encodes a push: a message, or a read receipt.
+// PushFrame encodes a push: a message, a change to one, a read receipt or
+// a typing signal.
 func PushFrame(p push.Push) []byte {
+	if c := p.Change; c != nil {
+		return wire.AppendChange(nil, c)
+	}
 	if r := p.Receipt; r != nil {
 		return wire.AppendReadPush(nil, r.Conversation.String(), string(r.Reader.Account), int64(r.MsgID))
 	}

@@ -295,6 +295,8 @@ type Service interface {
 	Read(ctx context.Context, who domain.Sender, conversation string, msgID domain.MsgID) (conversations.ReadState, error)
 	Readers(ctx context.Context, who domain.AccountID, conversation string, msgID domain.MsgID) (api.Readers, error)
 	Typing(ctx context.Context, who domain.AccountID, conversation string) (domain.ConversationID, []domain.AccountID, error)
+	Edit(ctx context.Context, r api.EditRequest) (api.Ack, error)
+	Delete(ctx context.Context, by domain.Sender, conversation string, id domain.MsgID) (api.Ack, error)
 }
 
 // Verifier checks the token of a hello or a renew.

@@ -60,6 +60,10 @@ func (f *fakeService) Typing(context.Context, domain.AccountID, string) (domain.
 func (f *fakeService) Readers(context.Context, domain.AccountID, string, domain.MsgID) (api.Readers, error) {
 	return api.Readers{}, nil
 }
+func (f *fakeService) Edit(context.Context, api.EditRequest) (api.Ack, error) { return api.Ack{}, nil }
+func (f *fakeService) Delete(context.Context, domain.Sender, string, domain.MsgID) (api.Ack, error) {
+	return api.Ack{}, nil
+}
 
 // fakeRoutes is a route table of one instance.
 type fakeRoutes struct {

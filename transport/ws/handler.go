@@ -233,8 +233,22 @@ func (h *handler) dispatch(s *session, req wire.Request) {
 			h.failWith(s, req.ID, err)
 			return
 		}
-		s.reply(wire.ServerFrame{ID: req.ID, Type: wire.TypeAck, MsgID: int64(ack.MsgID), MessageID: ack.MessageID.String(),
-			Conversation: ack.Conversation.String(), ServerTime: ack.ServerTime.UnixMilli(), Duplicate: ack.Duplicate})
+		s.reply(wire.FromAck(req.ID, ack.MsgID, ack.MessageID.String(), ack.Conversation, ack.ServerTime, ack.Duplicate))
+	case wire.TypeEdit, wire.TypeDelete:
+		by := domain.Sender{Account: s.account, Device: s.device}
+		var ack api.Ack
+		var err error
+		if req.Type == wire.TypeEdit {
+			ack, err = svc.Edit(ctx, api.EditRequest{By: by, Conversation: req.Conversation, MsgID: domain.MsgID(req.MsgID),
+				ClientMsgID: req.ClientMsgID, Body: req.Body})
+		} else {
+			ack, err = svc.Delete(ctx, by, req.Conversation, domain.MsgID(req.MsgID))
+		}
+		if err != nil {
+			h.failWith(s, req.ID, err)
+			return
+		}
+		s.reply(wire.FromAck(req.ID, ack.MsgID, ack.MessageID.String(), ack.Conversation, ack.ServerTime, ack.Duplicate))
 	case wire.TypeSync:
 		var lastTime time.Time
 		if req.LastTime > 0 {

@@ -175,7 +175,11 @@ func sameMessage(t *testing.T, got, want domain.Message) {
 	if !got.ServerTime.Equal(want.ServerTime) {
 		t.Errorf("message %d: server time %v, want %v", want.MsgID, got.ServerTime, want.ServerTime)
 	}
+	if !got.EditedAt.Equal(want.EditedAt) {
+		t.Errorf("message %d: edited at %v, want %v", want.MsgID, got.EditedAt, want.EditedAt)
+	}
 	got.ServerTime, want.ServerTime = time.Time{}, time.Time{}
+	got.EditedAt, want.EditedAt = time.Time{}, time.Time{}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("message %d:\n got %+v\nwant %+v", want.MsgID, got, want)
 	}
@@ -572,4 +576,6 @@ func Run(t *testing.T, newCache NewCache) {
 			}
 		}
 	})
+
+	t.Run("lifecycle", func(t *testing.T) { runLifecycle(t, newCache) })
 }

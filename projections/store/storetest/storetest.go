@@ -39,6 +39,10 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"ByClientMsgID", testByClientMsgID},
 		{"ByClientMsgIDSkippedMessageClaimsNothing", testByClientMsgIDSkipped},
 		{"Concurrent", testConcurrent},
+		{"EditKeepsTheLatestBody", testEdit},
+		{"DeleteLeavesATombstone", testDelete},
+		{"AmendWhatIsNotHeld", testAmendUnknown},
+		{"AmendInOneCallWithItsMessage", testAmendAfterSaveInBatches},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.run(t, newStore(t)) })
@@ -68,6 +72,9 @@ func IDs(ms []domain.Message) []domain.MsgID {
 // readings are not part of a message.
 func normal(m domain.Message) domain.Message {
 	m.ServerTime = m.ServerTime.UTC()
+	if !m.EditedAt.IsZero() {
+		m.EditedAt = m.EditedAt.UTC()
+	}
 	return m
 }
 

@@ -35,6 +35,7 @@ function request(type, fields = {}) {
 
 function onFrame(f) {
   if (f.type === "message") { onPush(f); return; }
+  if (f.type === "edited" || f.type === "deleted") { onChange(f); return; }
   const p = state.pending.get(f.id);
   if (!p) return;
   state.pending.delete(f.id);
@@ -186,6 +187,36 @@ function onPush(f) {
   sync(m.conversation).catch((err) => console.warn("sync failed", err));
 }
 
+// onChange applies a pushed edit or deletion to a message on screen; one
+// not held yet comes in its latest form with the sync that brings it.
+function onChange(f) {
+  const c = state.convs.get(f.conversation);
+  const m = c && c.msgs.get(f.msgId);
+  if (!m || m.deleted) return;
+  if (f.type === "deleted") Object.assign(m, { body: "", editedAt: 0, deleted: true });
+  else Object.assign(m, { body: f.body || "", editedAt: f.editedAt });
+  render();
+}
+
+async function editMessage(m) {
+  const text = window.prompt("Edit message", m.body);
+  if (text === null || text === m.body) return;
+  try {
+    const ack = await request("edit", { conversation: m.conversation, msgId: m.msgId, clientMsgId: "e" + Date.now().toString(36) + Math.random().toString(36).slice(2, 8), body: text });
+    Object.assign(m, { body: text, editedAt: ack.serverTime });
+    render();
+  } catch (err) { banner("Edit refused: " + (err.code || err.message)); }
+}
+
+async function deleteMessage(m) {
+  if (!window.confirm("Delete this message for everyone?")) return;
+  try {
+    await request("delete", { conversation: m.conversation, msgId: m.msgId });
+    Object.assign(m, { body: "", editedAt: 0, deleted: true });
+    render();
+  } catch (err) { banner("Delete refused: " + (err.code || err.message)); }
+}
+
 // ---- rendering ----
 function render() {
   const list = $("conversations");
@@ -223,15 +254,28 @@ function render() {
     li.dataset.msgid = m.msgId || "";
     const body = document.createElement("div");
     body.className = "body";
-    body.textContent = m.body;
+    body.textContent = m.deleted ? "message deleted" : m.body;
+    if (m.deleted) li.classList.add("deleted");
     const meta = document.createElement("div");
     meta.className = "meta";
-    for (const [cls, text] of [["msgid", "msgid " + (m.msgId || "—")], ["from", m.from + "/" + m.device],
-      ["time", m.serverTime ? new Date(m.serverTime).toLocaleTimeString() : ""], ["state", m.state]]) {
+    const spans = [["msgid", "msgid " + (m.msgId || "—")], ["from", m.from + "/" + m.device],
+      ["time", m.serverTime ? new Date(m.serverTime).toLocaleTimeString() : ""], ["state", m.state]];
+    if (m.editedAt) spans.push(["edited", "edited " + new Date(m.editedAt).toLocaleTimeString()]);
+    for (const [cls, text] of spans) {
       const s = document.createElement("span");
       s.className = cls;
       s.textContent = text;
       meta.append(s);
+    }
+    if (m.from === state.me && m.msgId && !m.deleted) {
+      for (const [label, act] of [["edit", editMessage], ["delete", deleteMessage]]) {
+        const b = document.createElement("button");
+        b.type = "button";
+        b.className = "msg-action";
+        b.textContent = label;
+        b.addEventListener("click", () => act(m));
+        meta.append(b);
+      }
     }
     li.append(body, meta);
     ol.append(li);

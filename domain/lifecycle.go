@@ -1,0 +1,109 @@
+package domain
+
+import (
+	"fmt"
+	"time"
+)
+
+// DefaultEditWindow is how long after sending the sender may edit a
+// message, unless configured otherwise.
+const DefaultEditWindow = 48 * time.Hour
+
+// Amendment is a change to an accepted message: an edit of its body or its
+// deletion for everyone. It is applied in log order to every read model
+// that holds the message.
+type Amendment struct {
+	Conversation ConversationID
+	// MsgID names the message changed.
+	MsgID MsgID
+	// By is the account and device that made the change.
+	By Sender
+	// Delete says the message is deleted for everyone; otherwise Body
+	// replaces its body.
+	Delete bool
+	Body   string
+	// ClientMsgID is the edit's idempotency key (an edit only).
+	ClientMsgID string
+	// At is when the server accepted the change.
+	At time.Time
+	// Revision is the change's own log position, as a msgid of the
+	// conversation's partition: it orders the changes of a message.
+	Revision MsgID
+}
+
+// Apply returns m with a applied: an edit replaces the body of a message
+// that is not deleted; a deletion leaves a tombstone without body. A change
+// at or below m's revision, or to a tombstone, is applied already (or
+// moot) and changes nothing. ok is false when nothing changed.
+func (a Amendment) Apply(m Message) (out Message, ok bool) {
+	if m.Deleted || (a.Revision != 0 && a.Revision <= m.Revision) {
+		return m, false
+	}
+	if a.Delete {
+		m.Deleted, m.Body, m.EditedAt = true, "", time.Time{}
+	} else {
+		m.Body, m.EditedAt = a.Body, a.At
+	}
+	m.Revision = a.Revision
+	return m, true
+}
+
+// NewEdit validates an edit request: the new body is within the limits
+// of a message's. Who may edit is CheckEdit's question.
+func NewEdit(by Sender, conv ConversationID, id MsgID, clientMsgID, body string) (Amendment, error) {
+	if err := checkChange(by, conv, id); err != nil {
+		return Amendment{}, err
+	}
+	if err := checkID("clientMsgId", clientMsgID); err != nil {
+		return Amendment{}, err
+	}
+	if err := checkBody(body); err != nil {
+		return Amendment{}, err
+	}
+	return Amendment{Conversation: conv, MsgID: id, By: by, Body: body, ClientMsgID: clientMsgID}, nil
+}
+
+// NewDelete validates a delete-for-everyone request.
+func NewDelete(by Sender, conv ConversationID, id MsgID) (Amendment, error) {
+	if err := checkChange(by, conv, id); err != nil {
+		return Amendment{}, err
+	}
+	return Amendment{Conversation: conv, MsgID: id, By: by, Delete: true}, nil
+}
+
+func checkChange(by Sender, conv ConversationID, id MsgID) error {
+	if _, err := ParseAccountID(string(by.Account)); err != nil {
+		return err
+	}
+	if _, err := ParseDeviceID(string(by.Device)); err != nil {
+		return err
+	}
+	if conv.IsZero() {
+		return &InvalidError{Field: "conversation", Reason: "is missing"}
+	}
+	if id <= 0 {
+		return &InvalidError{Field: "msgId", Reason: "must be a positive msgid"}
+	}
+	return nil
+}
+
+// Check tells whether a may be made to m (the message it names, as the
+// history holds it) at now: only the sender's account changes a message
+// (groups have no admins yet, so neither owner nor members may delete
+// another's message); a tombstone is gone for edits; an edit must come
+// within window of the message's server time. A deletion has no window.
+func (a Amendment) Check(m Message, now time.Time, window time.Duration) error {
+	if m.Sender.Account != a.By.Account {
+		return fmt.Errorf("message %d was sent by another account: %w", m.MsgID, ErrForbidden)
+	}
+	if a.Delete {
+		return nil
+	}
+	if m.Deleted {
+		return fmt.Errorf("message %d was deleted: %w", m.MsgID, ErrNotFound)
+	}
+	if now.Sub(m.ServerTime) > window {
+		return fmt.Errorf("message %d was sent more than %v ago: %w", m.MsgID, window, ErrTooLate)
+	}
+	return nil
+}

@@ -1,0 +1,94 @@
+package events
+
+import (
+	"time"
+
+	"github.com/parley-chat/parley/domain"
+)
+
+// Versioned names of the message lifecycle events.
+const (
+	MessageEditedV1  = "MessageEdited.v1"
+	MessageDeletedV1 = "MessageDeleted.v1"
+)
+
+// MessageEdited v1: the sender replaced the body of one of its messages.
+// It is keyed by the conversation, so it follows the message in the log.
+type MessageEdited struct {
+	// Conversation and MsgID name the message edited.
+	Conversation string `json:"conversation"`
+	MsgID        int64  `json:"msgId"`
+	// Account and Device made the edit (the message's sender account).
+	Account string `json:"account"`
+	Device  string `json:"device"`
+	// ClientMsgID is the edit's idempotency key.
+	ClientMsgID string `json:"clientMsgId"`
+	// Body is the new body.
+	Body string `json:"body"`
+	// EditedAt is when the server accepted the edit, Unix milliseconds.
+	EditedAt int64 `json:"editedAt"`
+}
+
+// EventName implements Event.
+func (MessageEdited) EventName() string { return MessageEditedV1 }
+
+// Key implements Event.
+func (e MessageEdited) Key() string { return e.Conversation }
+
+// MessageDeleted v1: the sender deleted one of its messages for everyone.
+type MessageDeleted struct {
+	Conversation string `json:"conversation"`
+	MsgID        int64  `json:"msgId"`
+	Account      string `json:"account"`
+	Device       string `json:"device"`
+	// DeletedAt is when the server accepted the deletion, Unix milliseconds.
+	DeletedAt int64 `json:"deletedAt"`
+}
+
+// EventName implements Event.
+func (MessageDeleted) EventName() string { return MessageDeletedV1 }
+
+// Key implements Event.
+func (e MessageDeleted) Key() string { return e.Conversation }
+
+// NewAmendmentEvent maps an accepted change to its event.
+func NewAmendmentEvent(a domain.Amendment, at time.Time) Event {
+	if a.Delete {
+		return MessageDeleted{Conversation: a.Conversation.String(), MsgID: int64(a.MsgID),
+			Account: string(a.By.Account), Device: string(a.By.Device), DeletedAt: at.UnixMilli()}
+	}
+	return MessageEdited{Conversation: a.Conversation.String(), MsgID: int64(a.MsgID),
+		Account: string(a.By.Account), Device: string(a.By.Device), ClientMsgID: a.ClientMsgID,
+		Body: a.Body, EditedAt: at.UnixMilli()}
+}
+
+// Amendment maps an edit back to the domain change, validating what came
+// off the log; revision is the record's own position as a msgid.
+func (e MessageEdited) Amendment(revision domain.MsgID) (domain.Amendment, error) {
+	conv, err := domain.ParseConversationID(e.Conversation)
+	if err != nil {
+		return domain.Amendment{}, err
+	}
+	a, err := domain.NewEdit(domain.Sender{Account: domain.AccountID(e.Account), Device: domain.DeviceID(e.Device)},
+		conv, domain.MsgID(e.MsgID), e.ClientMsgID, e.Body)
+	if err != nil {
+		return domain.Amendment{}, err
+	}
+	a.At, a.Revision = time.UnixMilli(e.EditedAt), revision
+	return a, nil
+}
+
+// Amendment maps a deletion back to the domain change.
+func (e MessageDeleted) Amendment(revision domain.MsgID) (domain.Amendment, error) {
+	conv, err := domain.ParseConversationID(e.Conversation)
+	if err != nil {
+		return domain.Amendment{}, err
+	}
+	a, err := domain.NewDelete(domain.Sender{Account: domain.AccountID(e.Account), Device: domain.DeviceID(e.Device)},
+		conv, domain.MsgID(e.MsgID))
+	if err != nil {
+		return domain.Amendment{}, err
+	}
+	a.At, a.Revision = time.UnixMilli(e.DeletedAt), revision
+	return a, nil
+}

@@ -1,0 +1,110 @@
+package api
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/parley-chat/parley/domain"
+	"github.com/parley-chat/parley/events"
+	"github.com/parley-chat/parley/infra/idempotency"
+)
+
+// EditRequest asks to replace the body of one of the sender's messages.
+type EditRequest struct {
+	By           domain.Sender
+	Conversation string
+	MsgID        domain.MsgID
+	// ClientMsgID is the edit's idempotency key. Sends and edits share an
+	// account's client message ids: a key names one request.
+	ClientMsgID string
+	Body        string
+}
+
+// Edit appends MessageEdited for a message of the sender's own, sent
+// within the edit window, and answers with an ack naming the message and
+// the time of the edit. A retry with the same client message id returns
+// the first ack (Duplicate) and appends nothing (I4).
+func (s *Service) Edit(ctx context.Context, r EditRequest) (Ack, error) {
+	conv, err := domain.ParseConversationID(r.Conversation)
+	if err != nil {
+		return Ack{}, err
+	}
+	a, err := domain.NewEdit(r.By, conv, r.MsgID, r.ClientMsgID, r.Body)
+	if err != nil {
+		return Ack{}, err
+	}
+	if err := s.authorizeRead(ctx, r.By.Account, conv); err != nil {
+		return Ack{}, err
+	}
+	// An edit's reservation is kept apart from sends' ('/' is never in an
+	// id): a send's key reused for an edit must reach the store's check
+	// below, not be answered with the send's ack.
+	c := claim{
+		key: idempotency.Key{Account: r.By.Account, ClientMsgID: "edit/" + r.ClientMsgID},
+		lookup: func(ctx context.Context) (Ack, bool, error) {
+			m, ok, err := s.rm.Store.ByClientMsgID(ctx, r.By.Account, r.ClientMsgID)
+			switch {
+			case err != nil || !ok:
+				return Ack{}, false, err
+			case m.Conversation != conv || m.MsgID != r.MsgID:
+				return Ack{}, false, &domain.InvalidError{Field: "clientMsgId", Reason: "names another request of yours"}
+			}
+			return Ack{MsgID: m.MsgID, MessageID: m.ID, Conversation: conv, ServerTime: m.EditedAt, Duplicate: true}, true, nil
+		},
+	}
+	return s.once(ctx, c, conv, func() (Ack, events.Position, error) {
+		if err := s.catchUp(ctx, s.rm.StoreProgress, conv); err != nil {
+			return Ack{}, events.Position{}, err
+		}
+		return s.change(ctx, a)
+	})
+}
+
+// Delete appends MessageDeleted for a message of the sender's own: every
+// read model then keeps a tombstone without its body. Deleting a
+// tombstone again is answered with a Duplicate ack and appends nothing.
+// Groups have no admins: only the sender deletes a message.
+func (s *Service) Delete(ctx context.Context, by domain.Sender, conversation string, id domain.MsgID) (Ack, error) {
+	conv, err := domain.ParseConversationID(conversation)
+	if err != nil {
+		return Ack{}, err
+	}
+	a, err := domain.NewDelete(by, conv, id)
+	if err != nil {
+		return Ack{}, err
+	}
+	if err := s.authorizeRead(ctx, by.Account, conv); err != nil {
+		return Ack{}, err
+	}
+	if err := s.catchUp(ctx, s.rm.StoreProgress, conv); err != nil {
+		return Ack{}, err
+	}
+	ack, _, err := s.change(ctx, a)
+	return ack, err
+}
+
+// change checks a against the message it names, as the history holds it
+// once it has applied the log so far, and appends it.
+func (s *Service) change(ctx context.Context, a domain.Amendment) (Ack, events.Position, error) {
+	m, ok, err := s.rm.Store.Message(ctx, a.Conversation, a.MsgID)
+	if err != nil {
+		return Ack{}, events.Position{}, fmt.Errorf("cannot read message %d: %w: %v", a.MsgID, ErrUnavailable, err)
+	}
+	if !ok {
+		return Ack{}, events.Position{}, fmt.Errorf("message %d of %s: %w", a.MsgID, a.Conversation, domain.ErrNotFound)
+	}
+	now := s.cfg.Now()
+	if err := a.Check(m, now, s.cfg.EditWindow); err != nil {
+		return Ack{}, events.Position{}, err
+	}
+	if a.Delete && m.Deleted {
+		return Ack{MsgID: m.MsgID, MessageID: m.ID, Conversation: a.Conversation, Duplicate: true}, events.Position{}, nil
+	}
+	pos, err := s.log.Append(ctx, uuid.NewString(), events.NewAmendmentEvent(a, now))
+	if err != nil {
+		return Ack{}, events.Position{}, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	return Ack{MsgID: m.MsgID, MessageID: m.ID, Conversation: a.Conversation, ServerTime: time.UnixMilli(now.UnixMilli())}, pos, nil
+}
