@@ -18,11 +18,6 @@ func (c *Client) Delete(ctx context.Context, conversation string, msgID int64) (
 	return c.send(ctx, wire.Request{Type: wire.TypeDelete, Conversation: conversation, MsgID: msgID})
 }
 
-// isPush tells the frames the server pushes, which have no id.
-func isPush(typ string) bool {
-	return typ == wire.TypePush || typ == wire.TypeEdited || typ == wire.TypeDeleted
-}
-
 // applyChange applies a pushed edit or deletion to a message the inbox
 // holds; one it does not hold arrives in its latest form by sync.
 func (t *thread) applyChange(f wire.ServerFrame) {
