@@ -134,7 +134,11 @@ type device struct {
 
 func (s *server) device(account, name string, opts ...func(*client.Config)) *device {
 	s.t.Helper()
-	c := s.dial(account, name, opts...)
+	return newDevice(s.dial(account, name, opts...))
+}
+
+// newDevice feeds the pushes of a connected client to an inbox.
+func newDevice(c *client.Client) *device {
 	d := &device{c: c, inbox: client.NewInbox(c), done: make(chan struct{})}
 	go func() {
 		defer close(d.done)
