@@ -326,7 +326,8 @@ func TestHostileClients(t *testing.T) {
 	})
 
 	t.Run("sync of huge messages is cut by bytes, not refused", func(t *testing.T) {
-		// A deadline of its own: the attacks before it take seconds.
+		// A time budget of its own: the sender also gets, and decodes, the
+		// push of each of its 171 huge messages.
 		ctx := ctxT(t)
 		sender := s.dial("huge", "phone")
 		body := strings.Repeat("\x01", 16<<10) // JSON escapes each byte to six
