@@ -78,9 +78,10 @@ type Reservations interface {
 	// Abandon ends the attempt token on k without an ack: the next Reserve
 	// takes k over at once.
 	Abandon(ctx context.Context, k Key, token string) error
-	// Forget drops k's finished reservation, once the record of truth holds
-	// its message. A reservation still pending is kept.
-	Forget(ctx context.Context, k Key) error
+	// Forget drops the finished reservations of keys, once the record of
+	// truth holds their messages, in as few round trips as it can. A
+	// reservation still pending is kept.
+	Forget(ctx context.Context, keys ...Key) error
 }
 
 func newToken() string { return uuid.NewString() }

@@ -132,11 +132,13 @@ func (m *Memory) Abandon(_ context.Context, k Key, token string) error {
 }
 
 // Forget implements Reservations.
-func (m *Memory) Forget(_ context.Context, k Key) error {
+func (m *Memory) Forget(_ context.Context, keys ...Key) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if e := m.entries[k]; e != nil && e.done {
-		delete(m.entries, k)
+	for _, k := range keys {
+		if e := m.entries[k]; e != nil && e.done {
+			delete(m.entries, k)
+		}
 	}
 	return nil
 }

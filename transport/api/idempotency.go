@@ -245,11 +245,11 @@ func (s *Service) SweepIdempotency(minAge time.Duration) {
 	s.forget.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ReadTimeout)
 	defer cancel()
-	for _, k := range due {
-		if err := s.cfg.Reservations.Forget(ctx, k); err != nil {
-			// It expires after its TTL instead.
-			s.cfg.Logger.Warn("cannot forget a client message id's reservation", "err", err)
-			return
-		}
+	if len(due) == 0 {
+		return
+	}
+	if err := s.cfg.Reservations.Forget(ctx, due...); err != nil {
+		// They expire after their TTL instead.
+		s.cfg.Logger.Warn("cannot forget client message ids' reservations", "keys", len(due), "err", err)
 	}
 }

@@ -5,6 +5,7 @@ package idempotencytest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -143,6 +144,32 @@ func Run(t *testing.T, newRes func(t *testing.T) idempotency.Reservations) {
 		}
 		if got := reserve(t, r, k, 1, long, long); got.State != idempotency.Reserved {
 			t.Fatalf("after forget: %+v, want reserved", got)
+		}
+	})
+	t.Run("forget drops many finished reservations in one call", func(t *testing.T) {
+		r := newRes(t)
+		keys := make([]idempotency.Key, 600) // more than one Redis pipeline
+		for i := range keys {
+			keys[i] = idempotency.Key{Account: k.Account, ClientMsgID: fmt.Sprint("many-", i)}
+			e := reserve(t, r, keys[i], 1, long, long)
+			if i%100 == 99 {
+				continue // this one stays pending
+			}
+			if err := r.Complete(ctx, keys[i], e.Token, ack, long); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := r.Forget(ctx, keys...); err != nil {
+			t.Fatal(err)
+		}
+		for i, key := range keys {
+			want := idempotency.Reserved
+			if i%100 == 99 {
+				want = idempotency.Pending
+			}
+			if got := reserve(t, r, key, 1, long, long); got.State != want {
+				t.Fatalf("key %d after forgetting many: %+v, want state %v", i, got, want)
+			}
 		}
 	})
 	t.Run("of many concurrent reserves exactly one holds the key", func(t *testing.T) {
