@@ -1,9 +1,12 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -309,4 +312,66 @@ func TestFaultLinkCutKeepsOneLogin(t *testing.T) {
 		t.Fatal(err)
 	}
 	alice.waitPushes(t, 1)
+}
+
+// Finding 6: a gateway whose broker connections are all closed by the
+// other side (a proxy or broker restarted) reconnects, and the sockets it
+// does not close at once do not pile up. Sarama keeps each client's first
+// (seed) broker connection idle after the first metadata request and
+// never reads it, so a broker's close leaves it in CLOSE_WAIT until the
+// process stops: at most one per Kafka client of the process (the log,
+// the logout reader), whatever the number of faults.
+func TestFaultBrokerResetsLeaveNoSocketPile(t *testing.T) {
+	c := startCluster(t)
+	gw, p := c.faultyInstance(gatewayOnly)
+	c.instance(projectorOnly)
+	ctx := ctxT(t)
+	alice := gw.dial("alice", "phone")
+	port := portOf(t, p.broker.Addr())
+	const clients = 2
+	for r := range 5 {
+		body := fmt.Sprint("after-reset-", r)
+		if _, err := alice.Send(ctx, client.Target{Account: "bob"}, body, "", body); err != nil {
+			t.Fatalf("send after reset %d: %v", r, err)
+		}
+		if n := closeWaitTo(t, port); n > clients {
+			t.Fatalf("after %d resets of the broker path, %d sockets to it in CLOSE_WAIT, want at most %d", r, n, clients)
+		}
+		p.broker.Reset()
+	}
+}
+
+func portOf(t *testing.T, addr string) int {
+	t.Helper()
+	port, err := strconv.Atoi(addr[strings.LastIndexByte(addr, ':')+1:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return port
+}
+
+// closeWaitTo counts this process's TCP sockets to port that the peer
+// closed and this side has not (CLOSE_WAIT, state 08 in /proc/net/tcp).
+func closeWaitTo(t *testing.T, port int) (n int) {
+	t.Helper()
+	for _, f := range []string{"/proc/self/net/tcp", "/proc/self/net/tcp6"} {
+		fh, err := os.Open(f)
+		if err != nil {
+			continue
+		}
+		sc := bufio.NewScanner(fh)
+		for sc.Scan() {
+			fs := strings.Fields(sc.Text())
+			if len(fs) < 4 || fs[3] != "08" {
+				continue
+			}
+			remote := fs[2]
+			p, err := strconv.ParseInt(remote[strings.LastIndexByte(remote, ':')+1:], 16, 32)
+			if err == nil && int(p) == port {
+				n++
+			}
+		}
+		_ = fh.Close()
+	}
+	return n
 }
