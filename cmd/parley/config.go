@@ -233,6 +233,9 @@ func parseServe(args []string, stdout io.Writer) (node.Config, error) {
 	cfg.Gateway.ReadBufferBytes = *readBuffer
 	cfg.Gateway.MaxConnections = *maxConns
 	cfg.Gateway.MaxConnectionsPerIP = *maxConnsIP
+	if *maxConnsIP == 0 {
+		cfg.Gateway.MaxConnectionsPerIP = ws.NoLimit // the gateway's zero is its default
+	}
 	cfg.ServiceCredential = *serviceCred
 	cfg.Gateway.RatePerSecond = float64(*ratePerSec)
 	cfg.Gateway.RateBurst = *rateBurst

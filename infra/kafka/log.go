@@ -12,7 +12,16 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/parley-chat/parley/events"
+	"github.com/rcrowley/go-metrics"
 )
+
+func init() {
+	// Sarama keeps go-metrics meters and histograms per broker and topic
+	// and updates them on every request and record; Parley never reads
+	// them (its own metrics are in /metrics). Nil metrics turn them off
+	// for every Sarama client of the process.
+	metrics.UseNilMetrics = true
+}
 
 // Metadata keys that Parley's publisher reads from a Watermill message (and
 // writes as record headers) besides events.MetadataName.

@@ -24,6 +24,9 @@ import (
 	"github.com/parley-chat/parley/transport/wire"
 )
 
+// NoLimit, as a Config bound, turns the bound off.
+const NoLimit = -1
+
 // Config tunes the gateway. Every field has a default.
 type Config struct {
 	// Lease is how long a connection may live after hello or its last renew
@@ -57,8 +60,8 @@ type Config struct {
 	MaxConnections int
 	// MaxConnectionsPerIP bounds the open connections from one source
 	// address; an upgrade past it is refused with HTTP 429. Connections
-	// of a trusted API gateway (Trusted) are not counted. 0 is no limit.
-	// Default 1,000.
+	// of a trusted API gateway (Trusted) are not counted. Default 1,000;
+	// NoLimit (or any negative value) for no limit.
 	MaxConnectionsPerIP int
 	// ReadBufferBytes is each connection's read buffer. Frames larger than
 	// it are still read whole; a smaller buffer costs a few more syscalls
@@ -267,8 +270,8 @@ func (c Config) Validate() error {
 	if c.MaxPendingRequests < 1 {
 		errs = append(errs, fmt.Errorf("ws: max pending requests %d must be positive", c.MaxPendingRequests))
 	}
-	if c.MaxConnections < 1 || c.MaxConnectionsPerIP < 0 {
-		errs = append(errs, fmt.Errorf("ws: max connections %d must be positive and per IP %d not negative", c.MaxConnections, c.MaxConnectionsPerIP))
+	if c.MaxConnections < 1 {
+		errs = append(errs, fmt.Errorf("ws: max connections %d must be positive", c.MaxConnections))
 	}
 	if c.Trusted.Secret != "" && len(c.Trusted.Secret) < 16 {
 		errs = append(errs, errors.New("ws: the trusted gateway secret needs at least 16 bytes"))

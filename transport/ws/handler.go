@@ -97,7 +97,7 @@ func (h *handler) OnMessage(c *gws.Conn, m *gws.Message) {
 	req, derr := wire.DecodeRequest(m.Bytes())
 	if derr != nil {
 		code := derr.Code
-		if code == wire.CodeUnknownType && !s.helloed {
+		if code == wire.CodeUnknownType && !s.welcomed() {
 			code = wire.CodeHelloRequired
 		}
 		s.fail(derr.ID, code, derr.Reason)
@@ -108,11 +108,20 @@ func (h *handler) OnMessage(c *gws.Conn, m *gws.Message) {
 			Error: "too many requests", RetryAfterMs: retryAfter(h.g.cfg.RatePerSecond)})
 		return
 	}
-	if req.Type == wire.TypeHello {
-		h.hello(s, req, now)
+	// A hello is said on the worker, not here: verifying the token and
+	// claiming the route need a deep stack, and the read goroutine of an
+	// idle connection keeps the stack it once grew. Whatever follows a
+	// pending hello waits behind it, in order, and is served as after a
+	// hello that ran here would be.
+	greeting := s.greeting.Load()
+	if req.Type == wire.TypeHello && greeting == greetNone {
+		s.greeting.Store(greetPending)
+	}
+	if req.Type == wire.TypeHello || greeting == greetPending {
+		h.enqueue(s, req)
 		return
 	}
-	if !s.helloed {
+	if greeting == greetNone {
 		s.fail(req.ID, wire.CodeHelloRequired, "say hello with a token first")
 		return
 	}
@@ -123,15 +132,25 @@ func (h *handler) OnMessage(c *gws.Conn, m *gws.Message) {
 	// while a send waits on the log.
 	switch req.Type {
 	case wire.TypePing:
-		s.reply(wire.ServerFrame{ID: req.ID, Type: wire.TypePong, ServerTime: now.UnixMilli()})
+		h.ping(s, req, now)
 	case wire.TypeRenew:
 		h.renew(s, req, now)
 	default:
-		if !s.enqueue(req) {
-			s.reply(wire.ServerFrame{ID: req.ID, Type: wire.TypeError, Code: string(wire.CodeRateLimited),
-				Error: "too many requests waiting on this connection", RetryAfterMs: retryAfter(h.g.cfg.RatePerSecond)})
-		}
+		h.enqueue(s, req)
 	}
+}
+
+// enqueue hands req to the connection's worker, or answers rate_limited
+// when too many requests wait already.
+func (h *handler) enqueue(s *session, req wire.Request) {
+	if !s.enqueue(req) {
+		s.reply(wire.ServerFrame{ID: req.ID, Type: wire.TypeError, Code: string(wire.CodeRateLimited),
+			Error: "too many requests waiting on this connection", RetryAfterMs: retryAfter(h.g.cfg.RatePerSecond)})
+	}
+}
+
+func (h *handler) ping(s *session, req wire.Request, now time.Time) {
+	s.reply(wire.ServerFrame{ID: req.ID, Type: wire.TypePong, ServerTime: now.UnixMilli()})
 }
 
 // renew extends the lease, optionally with a fresh token for the same
@@ -169,11 +188,22 @@ func retryAfter(perSecond float64) int64 {
 	return ms
 }
 
+// hello runs on the connection's worker. A hello that fails leaves the
+// connection without one, so that the client may say hello again.
 func (h *handler) hello(s *session, req wire.Request, now time.Time) {
-	if s.helloed {
+	if s.welcomed() {
 		s.fail(req.ID, wire.CodeHelloRepeated, "this connection already said hello")
 		return
 	}
+	s.greeting.Store(greetPending)
+	if !h.welcome(s, req, now) {
+		s.greeting.Store(greetNone)
+	}
+}
+
+// welcome identifies the device, claims its route and answers welcome; it
+// reports false, having answered the error, when it cannot.
+func (h *handler) welcome(s *session, req wire.Request, now time.Time) bool {
 	id, err := h.identify(s, req.Token)
 	if err != nil {
 		code := wire.CodeUnauthorized
@@ -182,7 +212,7 @@ func (h *handler) hello(s *session, req wire.Request, now time.Time) {
 		}
 		s.fail(req.ID, code, err.Error())
 		s.closeWith(wire.CloseUnauthorized, string(code), false)
-		return
+		return false
 	}
 	s.account, s.device = id.Account, id.Device
 	s.uid = domain.NewUniqueID(id.Account, id.Device)
@@ -193,15 +223,15 @@ func (h *handler) hello(s *session, req wire.Request, now time.Time) {
 	case errors.Is(err, errDuplicateLogin):
 		s.fail(req.ID, wire.CodeDuplicateLogin, "this device is already connected")
 		s.closeWith(wire.CloseDuplicateLogin, string(wire.CodeDuplicateLogin), false)
-		return
+		return false
 	case err != nil:
 		h.failWith(s, req.ID, err) // unavailable: the client may say hello again
-		return
+		return false
 	}
 	if replaced != nil {
 		replaced.closeWith(wire.CloseReplaced, wire.ReasonReplaced, true)
 	}
-	s.helloed = true
+	s.greeting.Store(greetDone)
 	s.out.setLimit(int64(h.g.cfg.MaxQueuedBytes))
 	s.tokenExpires = id.Expires
 	until := s.renewLease(now)
@@ -210,6 +240,7 @@ func (h *handler) hello(s *session, req wire.Request, now time.Time) {
 		LeaseMs: h.g.cfg.Lease.Milliseconds(), LeaseUntil: until.UnixMilli(),
 		HeartbeatMs: h.g.cfg.Heartbeat.Milliseconds(), ServerTime: now.UnixMilli(),
 	})
+	return true
 }
 
 // identify is the identity of a hello: the one a trusted API gateway put in
@@ -223,7 +254,21 @@ func (h *handler) identify(s *session, token string) (auth.Identity, error) {
 
 // dispatch runs one queued request on the connection's worker.
 func (h *handler) dispatch(s *session, req wire.Request) {
+	if req.Type == wire.TypeHello {
+		h.hello(s, req, time.Now())
+		return
+	}
+	if !s.welcomed() { // it waited behind a hello that failed
+		s.fail(req.ID, wire.CodeHelloRequired, "say hello with a token first")
+		return
+	}
 	switch req.Type {
+	case wire.TypePing:
+		h.ping(s, req, time.Now())
+		return
+	case wire.TypeRenew:
+		h.renew(s, req, time.Now())
+		return
 	case wire.TypeTyping:
 		h.typing(s, req, time.Now())
 		return

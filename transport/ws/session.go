@@ -33,10 +33,13 @@ type session struct {
 	limiter *rate.Limiter
 	flood   *rate.Limiter
 
-	helloed bool
-	account domain.AccountID
-	device  domain.DeviceID
-	uid     domain.UniqueID
+	// greeting is where the connection is with its hello (greetNone,
+	// greetPending, greetDone). The worker says hello; the read goroutine
+	// only reads the state, to route the frames that follow.
+	greeting atomic.Int32
+	account  domain.AccountID
+	device   domain.DeviceID
+	uid      domain.UniqueID
 	// tokenExpires is the expiry of the token of the hello or last renew.
 	tokenExpires time.Time
 
@@ -67,6 +70,16 @@ func newSession(g *Gateway, conn *gws.Conn, now time.Time) *session {
 	s.lastRead.Store(now.UnixNano())
 	return s
 }
+
+// The states of a connection's hello.
+const (
+	greetNone    int32 = iota // no hello yet, or the last one failed
+	greetPending              // a hello waits on the worker
+	greetDone                 // welcomed
+)
+
+// welcomed reports whether the connection's hello succeeded.
+func (s *session) welcomed() bool { return s.greeting.Load() == greetDone }
 
 // FloodFactor is how far past its rate limit a connection may go on
 // sending before it is closed with CloseFlood: it may have this many times
