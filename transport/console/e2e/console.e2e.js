@@ -7,6 +7,11 @@
 // reconnects by itself, shows every missed message exactly once in msgid
 // order and says how many it missed; the event view shows the exchange, with
 // nothing cut at 1280 px and every field of every event at phone width.
+// Then the read state and the signals: an unread badge comes and goes when
+// the conversation is opened, the sender sees read ticks (by push, and in a
+// group from readers), typing shows and a message ends it, edits and
+// tombstones arrive by push and by sync, a read on one device clears the
+// badge on the other, and a presence push shows as a dot.
 // Screenshots of both views go to the artifacts dir (the README's
 // docs/console-*.png are copies of them).
 const { chromium } = require("playwright-core");
@@ -297,6 +302,7 @@ async function openConversation(page, titleText) {
     const longSummary = "alice created " + longName;
     const whats = await bob.$$eval("#events tbody td.what", (els) => els.map((e) => e.textContent));
     check(whats.includes(longSummary), `a "What" cell reads ${JSON.stringify(longSummary)}, got ${JSON.stringify(whats)}`);
+    check(whats.includes("bob/web read"), `bob's reads are listed, got ${JSON.stringify(whats)}`);
     let cut = await cutEventFields(bob);
     check(cut.length === 0, "at 1280x800 every event field is visible, but: " + cut.join("; "));
     await bob.locator("#filter").blur();
@@ -390,6 +396,11 @@ async function openConversation(page, titleText) {
       "the tablet's sync shows no deleted or replaced body");
     await badge(carol, "alice").waitFor({ state: "detached" });
     await message(alice, "the room is 4C").locator('.tick:text("read")').waitFor();
+
+    // In a group the tick counts the readers: bob read "noon?" long ago,
+    // and alice's page learns it when she opens the group (readers).
+    await openConversation(alice, "lunch");
+    await message(alice, "noon?").locator('.tick:text("read by 1 of 1")').waitFor();
 
     // Phone width stays usable.
     await alice.setViewportSize({ width: 390, height: 800 });
