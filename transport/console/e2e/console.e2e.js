@@ -359,6 +359,19 @@ async function openConversation(page, titleText) {
     await editOrDelete(alice, "wrong chat", "delete", undefined);
     await bob.waitForSelector(`#messages li.deleted[data-msgid="${wrongId}"] .body:text("message deleted")`);
     check(await alice.locator(`#messages li.deleted[data-msgid="${wrongId}"] button`).count() === 0, "a tombstone has no edit or delete buttons");
+
+    // Changes made while bob's page is away show once it is back: it reads
+    // its open conversation again (a sync after the cursor would not tell).
+    await bobNet.down();
+    await bob.waitForFunction(() => document.getElementById("conn-status").textContent.includes("reconnecting"));
+    await editOrDelete(alice, "see you at one", "edit", "see you at two");
+    await message(alice, "see you at two").waitFor();
+    const missedTwo = await message(alice, "missed two").getAttribute("data-msgid");
+    await editOrDelete(alice, "missed two", "delete", undefined);
+    await alice.waitForSelector(`#messages li.deleted[data-msgid="${missedTwo}"]`);
+    bobNet.up();
+    await message(bob, "see you at two").locator(".edited").waitFor({ timeout: 30000 });
+    await bob.waitForSelector(`#messages li.deleted[data-msgid="${missedTwo}"] .body:text("message deleted")`);
     await bob.screenshot({ path: path.join(artifacts, "console-chat.png") });
 
     // Presence is not in the protocol yet (issue #15): bob's page asked

@@ -23,6 +23,9 @@ const typingShowMs = 5000, typingRepeatMs = 3000;
 // How many of your latest messages of a conversation the console asks
 // readers about when it opens the conversation (see seedReaders).
 const readersAsked = 20;
+// How many of the latest messages of a conversation the console reads
+// again, for the changes made while it was away (see refresh).
+const refreshed = 200;
 
 // ---- tabs ----
 for (const [tab, view] of [["tab-chat", "view-chat"], ["tab-events", "view-events"]]) {
@@ -112,9 +115,10 @@ async function connect() {
       const missed = await syncAll();
       if (reconnect && missed > 0) banner(`Reconnected: synced ${missed} missed message${missed === 1 ? "" : "s"}`);
       state.syncs++;
-      // Receipts sent while this page was away are not replayed.
+      // Receipts, edits and deletions pushed while this page was away are
+      // not replayed.
       const open = state.current && state.convs.get(state.current);
-      if (open) seedReaders(open).catch((err) => console.warn("readers failed", err));
+      if (open) catchUp(open);
     } catch (err) {
       setStatus("Hello refused: " + (err.code || err.message));
     }
@@ -155,6 +159,7 @@ function conv(id) {
       readCounts: new Map(), // msgId -> {count, of}: readers of a group too large to name them
       readersOf: 0, // how many other participants readers counted
       readersConnection: 0, // the connection readers was last asked on
+      fresh: 0, // the connection on which the latest messages were read in their latest form
       typing: new Map(), // account -> until when it shows as typing (ms)
       typingSent: 0, // when this page last sent typing here (ms)
       typingRetry: 0, // the timer of a typing the server found too soon
@@ -191,6 +196,8 @@ function addMessage(m, how) {
 
 async function sync(id) {
   const c = conv(id);
+  // From the beginning, the sync brings every message in its latest form.
+  if (c.cursor.lastMsgId === 0) c.fresh = state.connection;
   let got = 0;
   for (;;) {
     const r = await request("sync", { conversation: id, lastTime: c.cursor.lastTime, lastMsgId: c.cursor.lastMsgId, limit: 100 });
@@ -206,13 +213,40 @@ async function sync(id) {
   return got;
 }
 
+// refresh re-reads the latest refreshed messages that c holds, once per
+// connection, for the edits and deletions made while this page was away:
+// a sync after the cursor does not tell of them (docs/protocol.md, "Edit
+// and delete").
+async function refresh(c) {
+  if (c.fresh === state.connection) return;
+  c.fresh = state.connection;
+  const held = [...c.msgs.values()].filter((m) => m.msgId && m.msgId <= c.cursor.lastMsgId).sort((a, b) => a.msgId - b.msgId);
+  let after = held.length > refreshed ? held[held.length - refreshed - 1].msgId : 0;
+  while (held.length > 0 && after < c.cursor.lastMsgId) {
+    const r = await request("sync", { conversation: c.id, lastMsgId: after, limit: refreshed });
+    for (const m of r.messages || []) {
+      const had = c.msgs.get(m.msgId);
+      if (had) Object.assign(had, { body: m.body || "", editedAt: m.editedAt || 0, deleted: m.deleted === true });
+    }
+    if (!r.hasMore || !r.next || r.next.lastMsgId <= after) break;
+    after = r.next.lastMsgId;
+  }
+  render();
+}
+
+// syncAll syncs every conversation of the list that holds more than this
+// page, and returns how many messages that brought. Presence is asked for
+// once, when every conversation is known.
 async function syncAll() {
   state.listing = true;
+  let missed;
   try {
-    return await listAndSync();
+    missed = await listAndSync();
   } finally {
     state.listing = false;
   }
+  presence.watch();
+  return missed;
 }
 
 async function listAndSync() {
@@ -227,8 +261,6 @@ async function listAndSync() {
     c.listed = { latestMsgId: info.latestMsgId, unread: info.unread || 0 };
     if (info.latestMsgId > c.cursor.lastMsgId) missed += await sync(info.conversation);
   }
-  state.listing = false;
-  presence.watch();
   render();
   return missed;
 }
@@ -322,6 +354,13 @@ async function seedReaders(c) {
     if ((r.count || 0) >= (r.of || 0)) break;
   }
   render();
+}
+
+// catchUp learns, once per connection, what c's pushes would have told
+// this page while it was away or before it opened c.
+function catchUp(c) {
+  refresh(c).catch((err) => console.warn("refresh failed", err));
+  seedReaders(c).catch((err) => console.warn("readers failed", err));
 }
 
 // readMark is what an own message m of c shows of its readers: "read" in a
@@ -556,7 +595,7 @@ async function open(id) {
   $("body").disabled = $("send").disabled = !state.ws || state.ws.readyState !== WebSocket.OPEN;
   render();
   try { await sync(id); } catch (err) { banner("Sync failed: " + (err.code || err.message)); }
-  seedReaders(c).catch((err) => console.warn("readers failed", err));
+  catchUp(c);
   $("body").focus();
 }
 
