@@ -16,7 +16,10 @@ import (
 // both ways and in a group; a first sign-in is not taken for a reconnect;
 // a page whose network fails reconnects by itself with every missed message
 // once, in msgid order, and counts them; the event view shows the exchange
-// with nothing cut, at 1280 px and as cards at phone width. Screenshots go
+// with nothing cut, at 1280 px and as cards at phone width; unread badges
+// come and go, read ticks, typing, edits and tombstones (by push and by
+// sync) show, a read on one device clears the badge on another, and a
+// presence push shows as a dot. Screenshots go
 // to test-artifacts/console/ (the README's docs/console-*.png are copies of
 // console-chat.png and console-events.png). .ci/run installs
 // chromium and playwright-core; elsewhere the test is skipped when they

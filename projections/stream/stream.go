@@ -62,6 +62,9 @@ func (r *Recent) Apply(_ context.Context, rec projections.Record) error {
 	case events.MessageDeleted:
 		e.MsgID = v.MsgID
 		e.Summary = v.Account + "/" + v.Device + " deleted a message"
+	case events.ConversationRead:
+		e.MsgID = v.MsgID // read up to it
+		e.Summary = v.Account + "/" + v.Device + " read"
 	}
 	if e.Time <= 0 {
 		e.Time = time.Now().UnixMilli()

@@ -5,12 +5,27 @@
 const $ = (id) => document.getElementById(id);
 const state = {
   me: null, device: null, token: null, ws: null, nextId: 1, pending: new Map(),
-  convs: new Map(), // id -> {id, title, cursor:{lastTime,lastMsgId}, msgs: Map(msgId|cid -> msg), unread, group}
+  convs: new Map(), // id -> conversation, see conv()
   current: null, reconnectDelay: 500, reconnectTimer: null, stopped: false, timers: [],
   // syncs counts the connections of this sign-in that said hello and
   // synced: after the first, a connection is a reconnect.
   syncs: 0,
+  // connection counts the connections that said hello: what a conversation
+  // learnt from readers holds for the connection it was asked on.
+  connection: 0,
+  listing: false, // a conversation list and its syncs are under way
 };
+
+// How long an incoming typing signal shows, and how often the console
+// repeats its own while the user types (docs/protocol.md, "Typing": show
+// it for 5 s; repeat every 3 s or so; the server takes one a second).
+const typingShowMs = 5000, typingRepeatMs = 3000;
+// How many of your latest messages of a conversation the console asks
+// readers about when it opens the conversation (see seedReaders).
+const readersAsked = 20;
+// How many of the latest messages of a conversation the console reads
+// again, for the changes made while it was away (see refresh).
+const refreshed = 200;
 
 // ---- tabs ----
 for (const [tab, view] of [["tab-chat", "view-chat"], ["tab-events", "view-events"]]) {
@@ -33,13 +48,24 @@ function request(type, fields = {}) {
   });
 }
 
+// Pushes carry no id; one of a type this page does not know is ignored,
+// as the protocol asks: newer servers may send more.
+const pushes = new Map([
+  ["message", (f) => onPush(f)], ["edited", (f) => onChange(f)], ["deleted", (f) => onChange(f)],
+  ["read", (f) => onRead(f)], ["typing", (f) => onTyping(f)], ["presence", (f) => presence.onPush(f)],
+]);
+
 function onFrame(f) {
-  if (f.type === "message") { onPush(f); return; }
-  if (f.type === "edited" || f.type === "deleted") { onChange(f); return; }
+  if (f.id === undefined) {
+    const push = pushes.get(f.type);
+    if (push) push(f);
+    else if (f.type === "error") console.warn("the server refused a frame:", f.code, f.error);
+    return;
+  }
   const p = state.pending.get(f.id);
   if (!p) return;
   state.pending.delete(f.id);
-  if (f.type === "error") p.reject(Object.assign(new Error(f.error), { code: f.code })); else p.resolve(f);
+  if (f.type === "error") p.reject(Object.assign(new Error(f.error), { code: f.code, retryAfterMs: f.retryAfterMs })); else p.resolve(f);
 }
 
 function setStatus(text) { $("conn-status").textContent = text; }
@@ -51,6 +77,7 @@ function stopConnectionWork() {
   state.pending.clear();
   for (const t of state.timers) clearInterval(t);
   state.timers = [];
+  presence.reset();
   $("body").disabled = $("send").disabled = true;
 }
 
@@ -77,6 +104,7 @@ async function connect() {
     if (state.ws !== ws) return;
     try {
       const w = await request("hello", { token: state.token });
+      state.connection++;
       state.reconnectDelay = 500;
       setStatus(`Connected as ${w.uniqueId}, lease until ${new Date(w.leaseUntil).toLocaleTimeString()}`);
       state.timers.push(setInterval(() => request("ping").catch(() => {}), Math.max(1000, w.heartbeatMs / 3)));
@@ -87,6 +115,10 @@ async function connect() {
       const missed = await syncAll();
       if (reconnect && missed > 0) banner(`Reconnected: synced ${missed} missed message${missed === 1 ? "" : "s"}`);
       state.syncs++;
+      // Receipts, edits and deletions pushed while this page was away are
+      // not replayed.
+      const open = state.current && state.convs.get(state.current);
+      if (open) catchUp(open);
     } catch (err) {
       setStatus("Hello refused: " + (err.code || err.message));
     }
@@ -117,10 +149,36 @@ function directId(x, y) { return x < y ? `d:${x}:${y}` : `d:${y}:${x}`; }
 function conv(id) {
   let c = state.convs.get(id);
   if (!c) {
-    c = { id, cursor: { lastTime: 0, lastMsgId: 0 }, msgs: new Map(), unread: 0, name: null };
+    c = {
+      id, cursor: { lastTime: 0, lastMsgId: 0 }, msgs: new Map(), // msgId (or "c:" + clientMsgId while sending) -> message
+      name: null, members: null, // a group's, from groups
+      readMsgId: 0, // this account's read cursor
+      listed: { latestMsgId: 0, unread: 0 }, // what the last conversation list said
+      reading: 0, // the msgId of a read under way
+      readBy: new Map(), // another account -> the highest msgId it has read (receipts, readers)
+      readCounts: new Map(), // msgId -> {count, of}: readers of a group too large to name them
+      readersOf: 0, // how many other participants readers counted
+      readersConnection: 0, // the connection readers was last asked on
+      fresh: 0, // the connection on which the latest messages were read in their latest form
+      typing: new Map(), // account -> until when it shows as typing (ms)
+      typingSent: 0, // when this page last sent typing here (ms)
+      typingRetry: 0, // the timer of a typing the server found too soon
+    };
     state.convs.set(id, c);
+    if (id.startsWith("d:")) queueMicrotask(() => presence.watch());
   }
   return c;
+}
+
+// unreadCount is the badge of c: the messages after this account's read
+// cursor that others sent, tombstones included, as the server counts
+// them. The console holds every message of a conversation it has synced;
+// until then the conversation list's count stands.
+function unreadCount(c) {
+  if (c.cursor.lastMsgId < c.listed.latestMsgId) return c.readMsgId >= c.listed.latestMsgId ? 0 : c.listed.unread;
+  let n = 0;
+  for (const m of c.msgs.values()) if (m.msgId > c.readMsgId && m.from !== state.me) n++;
+  return n;
 }
 
 // addMessage records m in its conversation; returns true if it was not on
@@ -132,12 +190,14 @@ function addMessage(m, how) {
   const local = m.from === state.me && c.msgs.get("c:" + m.clientMsgId);
   if (local) c.msgs.delete("c:" + m.clientMsgId);
   c.msgs.set(m.msgId, { ...m, state: local ? "acked" : how });
-  if (state.current !== c.id && m.from !== state.me) c.unread++;
+  c.typing.delete(m.from); // a message ends its sender's typing
   return !local;
 }
 
 async function sync(id) {
   const c = conv(id);
+  // From the beginning, the sync brings every message in its latest form.
+  if (c.cursor.lastMsgId === 0) c.fresh = state.connection;
   let got = 0;
   for (;;) {
     const r = await request("sync", { conversation: id, lastTime: c.cursor.lastTime, lastMsgId: c.cursor.lastMsgId, limit: 100 });
@@ -149,15 +209,56 @@ async function sync(id) {
     if (!r.hasMore) break;
   }
   render();
+  markRead(c);
   return got;
 }
 
+// refresh re-reads the latest refreshed messages that c holds, once per
+// connection, for the edits and deletions made while this page was away:
+// a sync after the cursor does not tell of them (docs/protocol.md, "Edit
+// and delete").
+async function refresh(c) {
+  if (c.fresh === state.connection) return;
+  c.fresh = state.connection;
+  const held = [...c.msgs.values()].filter((m) => m.msgId && m.msgId <= c.cursor.lastMsgId).sort((a, b) => a.msgId - b.msgId);
+  let after = held.length > refreshed ? held[held.length - refreshed - 1].msgId : 0;
+  while (held.length > 0 && after < c.cursor.lastMsgId) {
+    const r = await request("sync", { conversation: c.id, lastMsgId: after, limit: refreshed });
+    for (const m of r.messages || []) {
+      const had = c.msgs.get(m.msgId);
+      if (had) Object.assign(had, { body: m.body || "", editedAt: m.editedAt || 0, deleted: m.deleted === true });
+    }
+    if (!r.hasMore || !r.next || r.next.lastMsgId <= after) break;
+    after = r.next.lastMsgId;
+  }
+  render();
+}
+
+// syncAll syncs every conversation of the list that holds more than this
+// page, and returns how many messages that brought. Presence is asked for
+// once, when every conversation is known.
 async function syncAll() {
+  state.listing = true;
+  let missed;
+  try {
+    missed = await listAndSync();
+  } finally {
+    state.listing = false;
+  }
+  presence.watch();
+  return missed;
+}
+
+async function listAndSync() {
   const r = await request("conversations", { since: 0 });
   await refreshGroups();
   let missed = 0;
   for (const info of r.conversations || []) {
     const c = conv(info.conversation);
+    // Read pushes sent while this page was away are not replayed: the
+    // list has the cursor.
+    c.readMsgId = Math.max(c.readMsgId, info.readMsgId || 0);
+    c.listed = { latestMsgId: info.latestMsgId, unread: info.unread || 0 };
     if (info.latestMsgId > c.cursor.lastMsgId) missed += await sync(info.conversation);
   }
   render();
@@ -166,7 +267,7 @@ async function syncAll() {
 
 async function refreshGroups() {
   const groups = await request("groups");
-  for (const g of groups.groups || []) conv("g:" + g.group).name = g.name;
+  for (const g of groups.groups || []) Object.assign(conv("g:" + g.group), { name: g.name, members: g.members });
   render();
 }
 
@@ -181,6 +282,7 @@ function onPush(f) {
     addMessage(m, "pushed");
     c.cursor.lastMsgId = m.msgId;
     render();
+    markRead(c);
     return;
   }
   // A gap: fetch what is missing, this message included.
@@ -197,6 +299,191 @@ function onChange(f) {
   else Object.assign(m, { body: f.body || "", editedAt: f.editedAt });
   render();
 }
+
+// ---- read state, receipts, typing ----
+// markRead moves this account's read cursor over what the open
+// conversation shows, when it holds a message of someone else's that is
+// unread: the server then clears the badge on the account's other devices
+// and sends the others a receipt. A page in the background reads nothing.
+async function markRead(c) {
+  if (state.current !== c.id || document.visibilityState !== "visible") return;
+  const upTo = c.cursor.lastMsgId;
+  if (upTo <= Math.max(c.readMsgId, c.reading) || unreadCount(c) === 0) return;
+  c.reading = upTo;
+  try {
+    const r = await request("read", { conversation: c.id, msgId: upTo });
+    c.readMsgId = Math.max(c.readMsgId, r.readMsgId || 0);
+  } catch (err) {
+    console.warn("read failed", err); // the next view of the conversation tries again
+  } finally {
+    c.reading = 0;
+  }
+  render();
+}
+
+// onRead applies a read push: this account's cursor moved on another of its
+// devices (the badge follows), or a receipt of another participant.
+function onRead(f) {
+  const c = state.convs.get(f.conversation);
+  if (!c || !f.msgId) return;
+  if (f.account === state.me) c.readMsgId = Math.max(c.readMsgId, f.msgId);
+  else noteReader(c, f.account, f.msgId);
+  render();
+}
+
+// noteReader keeps the highest msgId account is known to have read: a
+// cursor never moves back, but an older receipt may come after a newer.
+function noteReader(c, account, msgId) {
+  c.readBy.set(account, Math.max(c.readBy.get(account) || 0, msgId));
+}
+
+// seedReaders asks readers about this account's latest messages in c, once
+// per connection, newest first, and stops at one every other participant
+// has read: cursors only move forward, so they have read all before it
+// too. Receipts come by push only while connected; this is what happened
+// before.
+async function seedReaders(c) {
+  if (c.readersConnection === state.connection || c.id === directId(state.me, state.me)) return;
+  c.readersConnection = state.connection;
+  const mine = [...c.msgs.values()].filter((m) => m.from === state.me && m.msgId).sort((a, b) => b.msgId - a.msgId);
+  for (const m of mine.slice(0, readersAsked)) {
+    const r = await request("readers", { conversation: c.id, msgId: m.msgId });
+    c.readersOf = r.of || 0;
+    if (r.accounts) for (const a of r.accounts) noteReader(c, a, m.msgId);
+    else c.readCounts.set(m.msgId, { count: r.count || 0, of: r.of || 0 });
+    if ((r.count || 0) >= (r.of || 0)) break;
+  }
+  render();
+}
+
+// catchUp learns, once per connection, what c's pushes would have told
+// this page while it was away or before it opened c.
+function catchUp(c) {
+  refresh(c).catch((err) => console.warn("refresh failed", err));
+  seedReaders(c).catch((err) => console.warn("readers failed", err));
+}
+
+// readMark is what an own message m of c shows of its readers: "read" in a
+// direct conversation, "read by k of n" in a group; "" before anyone has.
+function readMark(c, m) {
+  if (c.id.startsWith("d:")) {
+    const peer = convTitle(c.id);
+    return peer !== state.me && (c.readBy.get(peer) || 0) >= m.msgId ? "read" : "";
+  }
+  let k = 0;
+  for (const upTo of c.readBy.values()) if (upTo >= m.msgId) k++;
+  const counted = c.readCounts.get(m.msgId);
+  if (counted) k = Math.max(k, counted.count);
+  const of = c.readersOf || (c.members ? c.members.length - 1 : 0);
+  return k > 0 ? `read by ${k} of ${Math.max(of, k)}` : "";
+}
+
+// onTyping shows account as typing in the conversation for typingShowMs
+// after its latest signal, or until its message arrives.
+function onTyping(f) {
+  const c = state.convs.get(f.conversation);
+  if (!c || !f.account || f.account === state.me) return;
+  c.typing.set(f.account, Date.now() + typingShowMs);
+  render();
+  setTimeout(render, typingShowMs + 50);
+}
+
+// typers lists who is typing in c now, dropping those whose signal ended.
+function typers(c) {
+  const now = Date.now();
+  for (const [a, until] of c.typing) if (until <= now) c.typing.delete(a);
+  return [...c.typing.keys()].sort();
+}
+
+function typingText(names) {
+  if (names.length === 0) return "";
+  if (names.length === 1) return `${names[0]} is typing…`;
+  if (names.length === 2) return `${names[0]} and ${names[1]} are typing…`;
+  return `${names.length} people are typing…`;
+}
+
+// While the user types, the others see it: one typing signal every
+// typingRepeatMs at most, which keeps their indicator on. A send ends the
+// signal (the message hides the indicator), so the next keystroke starts a
+// new one at once; one the server finds too soon after the last (it takes
+// one a second) is sent again when it says, if the user is still typing.
+function sendTyping() {
+  const c = state.current && state.convs.get(state.current);
+  if (!c || !$("body").value || c.typingRetry || Date.now() - c.typingSent < typingRepeatMs) return;
+  c.typingSent = Date.now();
+  request("typing", { conversation: c.id }).catch((err) => {
+    if (err.code !== "rate_limited") { console.warn("typing failed", err); return; }
+    c.typingSent = 0;
+    c.typingRetry = setTimeout(() => { c.typingRetry = 0; sendTyping(); }, err.retryAfterMs || 1000);
+  });
+}
+$("body").addEventListener("input", sendTyping);
+
+document.addEventListener("visibilitychange", () => {
+  const c = state.current && state.convs.get(state.current);
+  if (c) markRead(c);
+});
+
+// ---- presence ----
+// Presence (issue #15) is not in docs/protocol.md yet. What this assumes,
+// all of it here: a request {"type":"presence","accounts":[…]} subscribes
+// this connection to those accounts, replacing or adding to what it asked
+// before (it always sends the whole list, which suits either); the reply,
+// of whatever type, lists their states as objects {account, online,
+// lastSeen} in an array field; pushes {"type":"presence","account",
+// "online","lastSeen"} follow. A server without presence answers
+// unknown_type, and the console shows no dots.
+const presence = {
+  maxAccounts: 100, // the peers of the most recent direct conversations
+  known: new Map(), // account -> {online, lastSeen}
+  asked: null, // the accounts asked about on this connection, joined
+  supported: true,
+
+  reset() {
+    this.known.clear();
+    this.asked = null;
+    this.supported = true;
+  },
+
+  // watch subscribes to the peers of this page's direct conversations.
+  async watch() {
+    // syncAll asks once it has learnt every conversation.
+    if (!this.supported || state.listing || !state.ws || state.ws.readyState !== WebSocket.OPEN) return;
+    const peers = [...state.convs.values()].filter((c) => c.id.startsWith("d:")).sort((a, b) => latest(b) - latest(a))
+      .map((c) => convTitle(c.id)).filter((a) => a !== state.me).slice(0, this.maxAccounts).sort();
+    const key = peers.join(",");
+    if (peers.length === 0 || key === this.asked) return;
+    this.asked = key;
+    try {
+      const r = await request("presence", { accounts: peers });
+      for (const v of Object.values(r)) {
+        if (Array.isArray(v)) for (const p of v) if (p && typeof p.account === "string") this.onPush(p);
+      }
+    } catch (err) {
+      if (err.code === "unknown_type") this.supported = false;
+      else console.warn("presence failed", err);
+    }
+  },
+
+  onPush(f) {
+    if (typeof f.account !== "string") return;
+    this.known.set(f.account, { online: f.online === true, lastSeen: f.lastSeen || 0 });
+    render();
+  },
+
+  // dot is the presence mark of account, or null while it is unknown.
+  dot(account) {
+    const p = this.known.get(account);
+    if (!p) return null;
+    const s = document.createElement("span");
+    s.className = "presence " + (p.online ? "online" : "offline");
+    const text = p.online ? "online" : "offline" + (p.lastSeen ? ", last seen " + new Date(p.lastSeen).toLocaleString() : "");
+    s.title = text;
+    s.setAttribute("role", "img");
+    s.setAttribute("aria-label", text);
+    return s;
+  },
+};
 
 async function editMessage(m) {
   const text = window.prompt("Edit message", m.body);
@@ -228,13 +515,23 @@ function render() {
     li.dataset.conv = c.id;
     li.setAttribute("aria-current", String(c.id === state.current));
     const name = document.createElement("span");
-    name.textContent = convTitle(c.id);
+    name.className = "name";
+    const dot = c.id.startsWith("d:") && presence.dot(convTitle(c.id));
+    if (dot) name.append(dot);
+    name.append(convTitle(c.id));
     li.append(name);
-    if (c.unread > 0) {
+    if (typers(c).length > 0) {
+      const t = document.createElement("span");
+      t.className = "typing";
+      t.textContent = "typing…";
+      li.append(t);
+    }
+    const unread = unreadCount(c);
+    if (unread > 0) {
       const u = document.createElement("span");
       u.className = "unread";
-      u.textContent = c.unread;
-      u.setAttribute("aria-label", `${c.unread} unread`);
+      u.textContent = unread;
+      u.setAttribute("aria-label", `${unread} unread`);
       li.append(u);
     }
     li.addEventListener("click", () => open(c.id));
@@ -244,6 +541,7 @@ function render() {
   const c = state.current && state.convs.get(state.current);
   const ol = $("messages");
   ol.textContent = "";
+  $("typing").textContent = c ? typingText(typers(c)) : "";
   if (!c) return;
   $("thread-title").textContent = convTitle(c.id) + (c.id.startsWith("g:") ? " (group)" : "");
   $("add-member").hidden = !c.id.startsWith("g:");
@@ -261,6 +559,8 @@ function render() {
     const spans = [["msgid", "msgid " + (m.msgId || "—")], ["from", m.from + "/" + m.device],
       ["time", m.serverTime ? new Date(m.serverTime).toLocaleTimeString() : ""], ["state", m.state]];
     if (m.editedAt) spans.push(["edited", "edited " + new Date(m.editedAt).toLocaleTimeString()]);
+    const seen = m.from === state.me && m.msgId ? readMark(c, m) : "";
+    if (seen) spans.push(["tick", "✓✓ " + seen]);
     for (const [cls, text] of spans) {
       const s = document.createElement("span");
       s.className = cls;
@@ -292,10 +592,10 @@ function latest(c) {
 async function open(id) {
   state.current = id;
   const c = conv(id);
-  c.unread = 0;
   $("body").disabled = $("send").disabled = !state.ws || state.ws.readyState !== WebSocket.OPEN;
   render();
   try { await sync(id); } catch (err) { banner("Sync failed: " + (err.code || err.message)); }
+  catchUp(c);
   $("body").focus();
 }
 
@@ -412,7 +712,7 @@ $("new-group").addEventListener("submit", async (e) => {
   const members = $("group-members").value.split(",").map((s) => s.trim()).filter(Boolean);
   try {
     const r = await request("group_create", { name: $("group-name").value.trim(), accounts: members });
-    conv("g:" + r.group.group).name = r.group.name;
+    Object.assign(conv("g:" + r.group.group), { name: r.group.name, members: r.group.members });
     $("group-name").value = $("group-members").value = "";
     open("g:" + r.group.group);
   } catch (err) { banner("Cannot create the group: " + (err.code || err.message)); }
@@ -422,7 +722,8 @@ $("add-member").addEventListener("submit", async (e) => {
   e.preventDefault();
   const id = state.current;
   try {
-    await request("group_add", { group: id.slice(2), accounts: [$("new-member").value.trim()] });
+    const r = await request("group_add", { group: id.slice(2), accounts: [$("new-member").value.trim()] });
+    conv(id).members = r.group.members;
     $("new-member").value = "";
     banner("Member added");
   } catch (err) { banner("Cannot add: " + (err.code || err.message)); }
@@ -435,6 +736,7 @@ $("compose").addEventListener("submit", async (e) => {
   if (!id || !text) return;
   $("body").value = "";
   const c = conv(id);
+  c.typingSent = 0;
   const cid = (crypto.randomUUID ? crypto.randomUUID() : String(Date.now()) + Math.random()).replace(/-/g, "").slice(0, 32);
   const local = { conversation: id, clientMsgId: cid, from: state.me, device: state.device, body: text, state: "sending", msgId: 0, serverTime: Date.now() };
   c.msgs.set("c:" + cid, local);
