@@ -101,6 +101,14 @@ type Config struct {
 	Trusted TrustedHeaders
 	// Observer receives what metrics need; nil observes nothing.
 	Observer Observer
+
+	// Presence answers presence requests. Default: Routes, if it can.
+	Presence PresenceSource
+	// MaxPresenceWatches bounds the presence subscriptions of every
+	// connection together (each connection has at most
+	// wire.MaxPresenceAccounts); a request past it is answered
+	// unavailable. About 200 bytes each. Default 1,000,000.
+	MaxPresenceWatches int
 }
 
 // Observer is told about pushes and server-side closes.
@@ -232,6 +240,12 @@ func (c *Config) setDefaults() {
 		c.Logger = slog.Default()
 	}
 	c.Trusted.setDefaults()
+	if c.Presence == nil {
+		c.Presence, _ = c.Routes.(PresenceSource)
+	}
+	if c.MaxPresenceWatches == 0 {
+		c.MaxPresenceWatches = 1_000_000
+	}
 	if c.Observer == nil {
 		c.Observer = noObserver{}
 	}
@@ -276,6 +290,9 @@ func (c Config) Validate() error {
 	if c.Routes == nil || c.Instance == "" {
 		errs = append(errs, errors.New("ws: a gateway needs a route table and its instance address"))
 	}
+	if c.MaxPresenceWatches < 0 {
+		errs = append(errs, fmt.Errorf("ws: max presence watches %d must not be negative", c.MaxPresenceWatches))
+	}
 	if c.RatePerSecond <= 0 || c.RateBurst < 1 {
 		errs = append(errs, fmt.Errorf("ws: rate %v/s burst %d must be positive", c.RatePerSecond, c.RateBurst))
 	}
@@ -318,6 +335,8 @@ type Gateway struct {
 	// throttles them.
 	fanout push.Deliverer
 	typing typingThrottle
+	// presence is who watches whose presence here.
+	presence presenceHub
 	// ctx is every connection's parent: cancelled at shutdown, it ends the
 	// waits of requests in flight.
 	ctx    context.Context
@@ -719,6 +738,7 @@ func (g *Gateway) remove(s *session) {
 	delete(g.all, s)
 	held := g.unrouteLocked(s)
 	g.mu.Unlock()
+	g.presence.drop(s)
 	if held && !g.isAborted() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
