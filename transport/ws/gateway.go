@@ -107,7 +107,9 @@ type Config struct {
 	// MaxPresenceWatches bounds the presence subscriptions of every
 	// connection together (each connection has at most
 	// wire.MaxPresenceAccounts); a request past it is answered
-	// unavailable. About 200 bytes each. Default 1,000,000.
+	// unavailable. Each takes about 70 bytes with 16-byte account ids,
+	// 120 with 64-byte ones (BenchmarkPresenceSubscriptions), so the
+	// default bounds them to about 70–120 MB. Default 1,000,000.
 	MaxPresenceWatches int
 }
 
