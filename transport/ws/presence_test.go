@@ -9,8 +9,8 @@ import (
 
 	"github.com/parley-chat/parley/domain"
 	"github.com/parley-chat/parley/transport/client"
-	"github.com/parley-chat/parley/transport/ws"
 	"github.com/parley-chat/parley/transport/wire"
+	"github.com/parley-chat/parley/transport/ws"
 )
 
 // midChange is a presence source that, while it reads, sees each account
