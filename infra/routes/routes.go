@@ -64,8 +64,11 @@ type Table interface {
 	// made by any instance sharing the table, in the order they were made,
 	// until ctx ends. It returns once the watch is in place (a change made
 	// after it returns reaches f) with wait, which blocks until the watch
-	// has ended after ctx. f must not block.
-	WatchPresence(ctx context.Context, f func(domain.Presence)) (wait func(), err error)
+	// has ended after ctx. f must not block. When the watch may have
+	// missed changes (its connection to the table broke and was made
+	// again), it calls resync, on a goroutine of its own, so that the
+	// watcher reads again what it cares about.
+	WatchPresence(ctx context.Context, f func(domain.Presence), resync func()) (wait func(), err error)
 	// Reap releases the routes of every instance whose liveness lapsed
 	// after it beat at least once (it crashed, or lost the table), as of
 	// its last beat: an account that had no other device turns offline

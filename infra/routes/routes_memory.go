@@ -247,8 +247,9 @@ func (m *Memory) Presence(_ context.Context, accounts []domain.AccountID) ([]dom
 	return out, nil
 }
 
-// WatchPresence implements Table.
-func (m *Memory) WatchPresence(ctx context.Context, f func(domain.Presence)) (func(), error) {
+// WatchPresence implements Table. In one process nothing is missed, so
+// resync is never called.
+func (m *Memory) WatchPresence(ctx context.Context, f func(domain.Presence), _ func()) (func(), error) {
 	m.watchMu.Lock()
 	id := m.nextW
 	m.nextW++

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/parley-chat/parley/domain"
@@ -291,18 +292,20 @@ func parseChange(payload string) (domain.Presence, bool) {
 
 // WatchPresence implements Table with a subscription to the presence
 // channel. Redis does not keep what a subscriber misses while its
-// connection is down: go-redis subscribes again, and the changes in
-// between are lost to this watcher.
-func (r *Redis) WatchPresence(ctx context.Context, f func(domain.Presence)) (func(), error) {
+// connection is down: go-redis subscribes again, and the confirmation of
+// that new subscription calls resync.
+func (r *Redis) WatchPresence(ctx context.Context, f func(domain.Presence), resync func()) (func(), error) {
 	ps := r.rdb.Subscribe(ctx, r.prefix+"presence")
 	if _, err := ps.Receive(ctx); err != nil {
 		_ = ps.Close()
 		return nil, fmt.Errorf("cannot watch presence: %w", err)
 	}
+	var resyncs sync.WaitGroup
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		ch := ps.Channel()
+		defer resyncs.Wait()
+		ch := ps.ChannelWithSubscriptions()
 		for {
 			select {
 			case <-ctx.Done():
@@ -312,8 +315,18 @@ func (r *Redis) WatchPresence(ctx context.Context, f func(domain.Presence)) (fun
 				if !ok {
 					return
 				}
-				if p, ok := parseChange(m.Payload); ok {
-					f(p)
+				switch m := m.(type) {
+				case *goredis.Message:
+					if p, ok := parseChange(m.Payload); ok {
+						f(p)
+					}
+				case *goredis.Subscription:
+					// Only a new connection subscribes again: the first
+					// confirmation was read above.
+					if m.Kind == "subscribe" && resync != nil {
+						resyncs.Add(1)
+						go func() { defer resyncs.Done(); resync() }()
+					}
 				}
 			}
 		}

@@ -24,6 +24,12 @@ type presenceHub struct {
 	mu       sync.Mutex
 	watchers map[domain.AccountID]map[*session]struct{}
 	total    int
+	// resyncing is set while PresenceResync reads every watched account:
+	// changes meanwhile wait in resyncHeld (the latest per account) and
+	// are pushed after what it read, for the reason of sessionPresence's
+	// holding.
+	resyncing  bool
+	resyncHeld map[domain.AccountID]domain.Presence
 }
 
 // sessionPresence is a connection's part of the hub, guarded by the hub's
@@ -122,6 +128,16 @@ func (g *Gateway) PresenceChanged(p domain.Presence) {
 	h := &g.presence
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.resyncing {
+		if len(h.watchers[p.Account]) > 0 {
+			h.resyncHeld[p.Account] = p
+		}
+		return
+	}
+	h.deliverLocked(p)
+}
+
+func (h *presenceHub) deliverLocked(p domain.Presence) {
 	set := h.watchers[p.Account]
 	if len(set) == 0 {
 		return
@@ -137,6 +153,47 @@ func (g *Gateway) PresenceChanged(p domain.Presence) {
 		}
 		s.write(frame)
 	}
+}
+
+// PresenceResync reads the presence of every account watched here again
+// and pushes it to the watchers, for when the route table says changes
+// may have been missed (see routes.Table.WatchPresence). A watcher may
+// get a state it already has.
+func (g *Gateway) PresenceResync(ctx context.Context) {
+	h := &g.presence
+	h.mu.Lock()
+	if h.resyncing || g.cfg.Presence == nil {
+		h.mu.Unlock()
+		return
+	}
+	h.resyncing, h.resyncHeld = true, map[domain.AccountID]domain.Presence{}
+	accounts := make([]domain.AccountID, 0, len(h.watchers))
+	for a := range h.watchers {
+		accounts = append(accounts, a)
+	}
+	h.mu.Unlock()
+	var states []domain.Presence
+	for len(accounts) > 0 {
+		n := min(len(accounts), wire.MaxPresenceAccounts)
+		got, err := g.cfg.Presence.Presence(ctx, accounts[:n])
+		if err != nil {
+			g.log.Warn("cannot read presence again; watchers keep what they have", "err", err)
+			break
+		}
+		states = append(states, got...)
+		accounts = accounts[n:]
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, p := range states {
+		if _, newer := h.resyncHeld[p.Account]; !newer {
+			h.deliverLocked(p)
+		}
+	}
+	for _, p := range h.resyncHeld {
+		h.deliverLocked(p)
+	}
+	h.resyncing, h.resyncHeld = false, nil
 }
 
 func lastSeenMs(p domain.Presence) int64 {

@@ -137,3 +137,67 @@ func TestPresenceRateCostAndNoSource(t *testing.T) {
 		t.Errorf("without a presence source: %v, want unavailable", err)
 	}
 }
+
+// A resync pushes every watched account's state again, and a change that
+// arrives while it reads goes out after what it read.
+func TestPresenceResync(t *testing.T) {
+	src := &switchable{}
+	g := newGateway(t, &fakeService{}, func(c *ws.Config) { c.Presence = src })
+	src.mid.gw = g.gw
+	var mu sync.Mutex
+	var seen []wire.PresenceInfo
+	c := g.dial("carol", "phone", func(cfg *client.Config) {
+		cfg.OnPresence = func(p wire.PresenceInfo) { mu.Lock(); seen = append(seen, p); mu.Unlock() }
+	})
+	if _, err := c.Presence(ctxT(t), "alice"); err != nil {
+		t.Fatal(err)
+	}
+	waitSeen := func(n int) []wire.PresenceInfo {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			mu.Lock()
+			got := append([]wire.PresenceInfo(nil), seen...)
+			mu.Unlock()
+			if len(got) >= n {
+				return got
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%+v, want %d", got, n)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	g.gw.PresenceResync(ctxT(t))
+	if got := waitSeen(2); got[1] != (wire.PresenceInfo{Account: "alice"}) {
+		t.Fatalf("after a resync %+v, want alice's state pushed again", got)
+	}
+	// A change that comes while the resync reads is newer than what it
+	// read: it is pushed, and the older read state is not.
+	src.set(true)
+	g.gw.PresenceResync(ctxT(t))
+	waitSeen(3)
+	time.Sleep(200 * time.Millisecond)
+	if got := waitSeen(3); len(got) != 3 || !got[2].Online {
+		t.Fatalf("after a resync with a change during it: %+v, want the change (online) last", got)
+	}
+}
+
+// switchable answers like stillSource until set, then like midChange.
+type switchable struct {
+	mu  sync.Mutex
+	on  bool
+	mid midChange
+}
+
+func (s *switchable) set(on bool) { s.mu.Lock(); s.on = on; s.mu.Unlock() }
+
+func (s *switchable) Presence(ctx context.Context, accounts []domain.AccountID) ([]domain.Presence, error) {
+	s.mu.Lock()
+	on := s.mid.gw != nil && s.on
+	s.mu.Unlock()
+	if on {
+		return s.mid.Presence(ctx, accounts)
+	}
+	return stillSource{}.Presence(ctx, accounts)
+}

@@ -394,7 +394,7 @@ func (n *Node) startGateway(ctx context.Context) error {
 		return err
 	}
 	n.gw = gw
-	wait, err := n.stores.routes.WatchPresence(ctx, gw.PresenceChanged)
+	wait, err := n.stores.routes.WatchPresence(ctx, gw.PresenceChanged, func() { gw.PresenceResync(ctx) })
 	if err != nil {
 		return err
 	}

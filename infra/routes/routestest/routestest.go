@@ -123,7 +123,7 @@ func runPresence(t *testing.T, newTable func(t *testing.T) routes.Table) {
 	defer cancel()
 	tb := newTable(t)
 	changes := make(chan domain.Presence, 64)
-	wait, err := tb.WatchPresence(ctx, func(p domain.Presence) { changes <- p })
+	wait, err := tb.WatchPresence(ctx, func(p domain.Presence) { changes <- p }, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
