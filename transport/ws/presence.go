@@ -226,8 +226,9 @@ func presenceAccounts(list []string) ([]domain.AccountID, error) {
 
 // presence answers a presence request: it replaces the connection's
 // subscriptions with the accounts asked (none: unsubscribed) and answers
-// with their current state. A request that fails leaves the connection
-// subscribed to nothing.
+// with their current state. A request refused for its input or its rate
+// leaves the earlier subscriptions; one that fails after (unavailable)
+// leaves none.
 func (h *handler) presence(s *session, req wire.Request, now time.Time) {
 	accounts, err := presenceAccounts(req.Accounts)
 	if err != nil {
