@@ -3,6 +3,11 @@
 // liveness of instances. Gateways claim routes at hello and release them at
 // close; the push projection reads them to find each device's instance. The
 // in-memory adapter serves one process; the Redis adapter a cluster.
+//
+// Presence is derived from the same routes, in the same atomic steps: an
+// account turns online when a claim gives it its first routed device, and
+// offline when a release (or the reaping of a dead instance) takes its last
+// one, so that every instance sees one order of changes.
 package routes
 
 import (
@@ -51,6 +56,30 @@ type Table interface {
 	Alive(ctx context.Context, instance string) (bool, error)
 	// Forget marks instance dead at once, when it shuts down cleanly.
 	Forget(ctx context.Context, instance string) error
+
+	// Presence returns the presence of each account, in order. An account
+	// never seen is offline with a zero LastSeen.
+	Presence(ctx context.Context, accounts []domain.AccountID) ([]domain.Presence, error)
+	// WatchPresence calls f with every change of any account's presence,
+	// made by any instance sharing the table, in the order they were made,
+	// until ctx ends. It returns once the watch is in place (a change made
+	// after it returns reaches f) with wait, which blocks until the watch
+	// has ended after ctx. f must not block. When the watch may have
+	// missed changes (its connection to the table broke and was made
+	// again), it calls resync, on a goroutine of its own, so that the
+	// watcher reads again what it cares about.
+	WatchPresence(ctx context.Context, f func(domain.Presence), resync func()) (wait func(), err error)
+	// Reap releases the routes of every instance whose liveness lapsed
+	// after it beat at least once (it crashed, or lost the table), as of
+	// its last beat: an account that had no other device turns offline
+	// with LastSeen at that beat. It returns how many routes it released.
+	// Every gateway calls it every beat; concurrent calls are safe.
+	Reap(ctx context.Context) (int, error)
+	// Forsake releases every route instance still holds, as of its last
+	// beat, alive or not: a gateway calls it for itself at start, before
+	// it serves, for the routes a previous run at the same address left
+	// behind.
+	Forsake(ctx context.Context, instance string) (int, error)
 }
 
 // Directory is the user service's view of an account's devices, used to

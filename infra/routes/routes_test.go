@@ -5,8 +5,12 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/parley-chat/parley/domain"
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/parley-chat/parley/infra/redis/redistest"
 	"github.com/parley-chat/parley/infra/routes"
@@ -84,5 +88,61 @@ func TestHTTPDirectoryRejectsBadAnswers(t *testing.T) {
 	}
 	if _, err := routes.NewHTTPDirectory("ftp://x"); err == nil {
 		t.Error("non-http directory url accepted")
+	}
+}
+
+// A watcher whose subscription connection breaks is told to read again
+// (Redis keeps nothing for a subscriber that is away), and hears the
+// changes made after the new subscription.
+func TestRedisWatchResyncsAfterABrokenSubscription(t *testing.T) {
+	rdb, prefix := redistest.Client(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// A client of its own, named, so that this test kills its own
+	// subscription and no other on the shared server.
+	name := strings.ReplaceAll(prefix, ":", "-") + "watch"
+	own := goredis.NewClient(&goredis.Options{Addr: redistest.Addr(), ClientName: name})
+	defer own.Close()
+	changes := make(chan domain.Presence, 16)
+	resyncs := make(chan struct{}, 16)
+	wait, err := routes.NewRedis(own, prefix, nil).WatchPresence(ctx, func(p domain.Presence) { changes <- p },
+		func() { resyncs <- struct{}{} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cancel(); wait() }()
+	list, err := rdb.ClientList(ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	killed := 0
+	for _, line := range strings.Split(list, "\n") {
+		if strings.Contains(line, " name="+name+" ") {
+			id := strings.TrimPrefix(strings.Fields(line)[0], "id=")
+			if err := rdb.Do(ctx, "CLIENT", "KILL", "ID", id).Err(); err != nil {
+				t.Fatal(err)
+			}
+			killed++
+		}
+	}
+	if killed == 0 {
+		t.Fatalf("no connection named %s in CLIENT LIST", name)
+	}
+	select {
+	case <-resyncs:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no resync after the subscription broke")
+	}
+	tb := routes.NewRedis(rdb, prefix, nil)
+	if _, err := tb.Claim(ctx, "alice/phone", "a:1", false); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case p := <-changes:
+		if p.Account != "alice" || !p.Online {
+			t.Errorf("change after the new subscription: %+v", p)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no change heard on the new subscription")
 	}
 }

@@ -64,6 +64,11 @@ type Config struct {
 	// LocalAddr, if set, is the local IP to connect from (a load generator
 	// spreads connections over 127.0.0.x to get past one address's ports).
 	LocalAddr net.IP
+	// OnPresence, if set, is called with every account's state in a
+	// presence reply and with every presence push for a watched account,
+	// in the order the server wrote them, on the connection's read
+	// goroutine: it must not block.
+	OnPresence func(wire.PresenceInfo)
 }
 
 func (c *Config) setDefaults() {
@@ -84,6 +89,8 @@ type Client struct {
 	nextID  atomic.Uint64
 	mu      sync.Mutex
 	pending map[string]chan wire.ServerFrame
+
+	presence presenceBook
 
 	pushMu   sync.Mutex
 	pushCond *sync.Cond
@@ -372,7 +379,8 @@ func (c *Client) Renew(ctx context.Context) (wire.ServerFrame, error) {
 }
 
 // Pushes delivers every frame without an id — messages ("message"), read
-// receipts ("read"), typing signals ("typing") — in the order the server wrote them. Switch on Type;
+// receipts ("read"), typing signals ("typing"), presence changes
+// ("presence") — in the order the server wrote them. Switch on Type;
 // Inbox.HandlePush takes them all and keeps what it knows. It is
 // fed from an unbounded queue so that a slow reader never stalls replies.
 // It is closed after the connection closes and the queue drains.
@@ -467,6 +475,9 @@ func (e *events) OnMessage(_ *gws.Conn, m *gws.Message) {
 	var f wire.ServerFrame
 	if err := json.Unmarshal(m.Bytes(), &f); err != nil {
 		return
+	}
+	if f.Type == wire.TypePresenceState || f.Type == wire.TypePresencePush {
+		e.c.presence.apply(f, e.c.cfg.OnPresence)
 	}
 	if f.ID == "" && f.Type != wire.TypeError {
 		e.c.pushMu.Lock()

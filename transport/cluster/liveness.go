@@ -98,3 +98,34 @@ func KeepAlive(ctx context.Context, table Liveness, instance string, gw Reassert
 		}
 	}
 }
+
+// Reaper releases the routes of dead instances (the route table).
+type Reaper interface {
+	Reap(ctx context.Context) (int, error)
+}
+
+// ReapDead asks table every interval, until ctx ends, to release the
+// routes of every instance whose liveness lapsed: a crashed gateway's
+// accounts turn offline within routes.AliveTTL plus interval of its last
+// beat, with that beat as their LastSeen. Every gateway runs it; the table
+// makes concurrent reaps safe.
+func ReapDead(ctx context.Context, table Reaper, interval time.Duration, log *slog.Logger) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		n, err := table.Reap(rctx)
+		cancel()
+		switch {
+		case err != nil:
+			log.Warn("cannot reap dead instances", "err", err)
+		case n > 0:
+			log.Info("released the routes of dead instances", "routes", n)
+		}
+	}
+}

@@ -48,6 +48,9 @@ type Config struct {
 	// answers the online endpoint with 501. An error that wraps
 	// api.ErrUnavailable answers 503, any other 500.
 	Online func(ctx context.Context, account domain.AccountID) ([]domain.DeviceID, error)
+	// Presence reads accounts' presence (the route table), added to the
+	// online reply. Nil leaves it out.
+	Presence func(ctx context.Context, accounts []domain.AccountID) ([]domain.Presence, error)
 	// Logger receives internal errors and recovered panics. Default
 	// slog.Default().
 	Logger *slog.Logger

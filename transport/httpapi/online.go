@@ -1,17 +1,24 @@
 package httpapi
 
 import (
+	"fmt"
 	"net/http"
 	"slices"
 
 	"github.com/parley-chat/parley/domain"
+	"github.com/parley-chat/parley/transport/api"
 	"github.com/parley-chat/parley/transport/wire"
 )
 
-// onlineReply lists the connected devices of an account.
+// onlineReply lists the connected devices of an account, and its
+// presence where the server keeps it.
 type onlineReply struct {
 	Account string   `json:"account"`
 	Devices []string `json:"devices"`
+	// Online and LastSeen (Unix ms, only when offline and known) are the
+	// account's presence, as presence requests on the WebSocket see it.
+	Online   *bool `json:"online,omitempty"`
+	LastSeen int64 `json:"lastSeen,omitempty"`
 }
 
 func (s *server) online(w http.ResponseWriter, r *http.Request, c caller) error {
@@ -34,6 +41,20 @@ func (s *server) online(w http.ResponseWriter, r *http.Request, c caller) error 
 		out = append(out, string(d))
 	}
 	slices.Sort(out)
-	writeJSON(w, http.StatusOK, onlineReply{Account: string(account), Devices: slices.Compact(out)})
+	reply := onlineReply{Account: string(account), Devices: slices.Compact(out)}
+	if s.cfg.Presence != nil {
+		ps, err := s.cfg.Presence(r.Context(), []domain.AccountID{account})
+		if err != nil {
+			return fmt.Errorf("%w: %v", api.ErrUnavailable, err)
+		}
+		if len(ps) == 1 {
+			on := ps[0].Online
+			reply.Online = &on
+			if !on && !ps[0].LastSeen.IsZero() {
+				reply.LastSeen = ps[0].LastSeen.UnixMilli()
+			}
+		}
+	}
+	writeJSON(w, http.StatusOK, reply)
 	return nil
 }

@@ -19,7 +19,7 @@ func (e *DecodeError) Error() string { return string(e.Code) + ": " + e.Reason }
 var knownTypes = map[string]bool{
 	TypeHello: true, TypeRenew: true, TypePing: true, TypeSend: true, TypeSync: true,
 	TypeConversations: true, TypeGroupCreate: true, TypeGroupAdd: true, TypeGroupRemove: true,
-	TypeGroups: true, TypeRead: true, TypeReaders: true, TypeTyping: true,
+	TypeGroups: true, TypeRead: true, TypeReaders: true, TypeTyping: true, TypePresence: true,
 }
 
 // DecodeRequest parses one client frame. It checks the envelope (a JSON

@@ -77,7 +77,8 @@ type Request struct {
 	// conversations
 	Since int64 `json:"since,omitempty"`
 
-	// group_create (Name, Accounts), group_add and group_remove (Group, Accounts)
+	// group_create (Name, Accounts), group_add and group_remove (Group,
+	// Accounts), presence (Accounts)
 	Name     string   `json:"name,omitempty"`
 	Accounts []string `json:"accounts,omitempty"`
 }
@@ -190,4 +191,9 @@ type ServerFrame struct {
 	Count     int      `json:"count,omitempty"`
 	Of        int      `json:"of,omitempty"`
 	Accounts  []string `json:"accounts,omitempty"`
+
+	// presence_state; presence (push: Account too): see presence.go.
+	Presence []PresenceInfo `json:"presence,omitempty"`
+	Online   bool           `json:"online,omitempty"`
+	LastSeen int64          `json:"lastSeen,omitempty"`
 }

@@ -104,6 +104,16 @@ type Config struct {
 	Trusted TrustedHeaders
 	// Observer receives what metrics need; nil observes nothing.
 	Observer Observer
+
+	// Presence answers presence requests. Default: Routes, if it can.
+	Presence PresenceSource
+	// MaxPresenceWatches bounds the presence subscriptions of every
+	// connection together (each connection has at most
+	// wire.MaxPresenceAccounts); a request past it is answered
+	// unavailable. Each takes about 70 bytes with 16-byte account ids,
+	// 120 with 64-byte ones (BenchmarkPresenceSubscriptions), so the
+	// default bounds them to about 70–120 MB. Default 1,000,000.
+	MaxPresenceWatches int
 }
 
 // Observer is told about pushes and server-side closes.
@@ -235,6 +245,12 @@ func (c *Config) setDefaults() {
 		c.Logger = slog.Default()
 	}
 	c.Trusted.setDefaults()
+	if c.Presence == nil {
+		c.Presence, _ = c.Routes.(PresenceSource)
+	}
+	if c.MaxPresenceWatches == 0 {
+		c.MaxPresenceWatches = 1_000_000
+	}
 	if c.Observer == nil {
 		c.Observer = noObserver{}
 	}
@@ -279,6 +295,9 @@ func (c Config) Validate() error {
 	if c.Routes == nil || c.Instance == "" {
 		errs = append(errs, errors.New("ws: a gateway needs a route table and its instance address"))
 	}
+	if c.MaxPresenceWatches < 0 {
+		errs = append(errs, fmt.Errorf("ws: max presence watches %d must not be negative", c.MaxPresenceWatches))
+	}
 	if c.RatePerSecond <= 0 || c.RateBurst < 1 {
 		errs = append(errs, fmt.Errorf("ws: rate %v/s burst %d must be positive", c.RatePerSecond, c.RateBurst))
 	}
@@ -321,6 +340,8 @@ type Gateway struct {
 	// throttles them.
 	fanout push.Deliverer
 	typing typingThrottle
+	// presence is who watches whose presence here.
+	presence presenceHub
 	// ctx is every connection's parent: cancelled at shutdown, it ends the
 	// waits of requests in flight.
 	ctx    context.Context
@@ -722,6 +743,7 @@ func (g *Gateway) remove(s *session) {
 	delete(g.all, s)
 	held := g.unrouteLocked(s)
 	g.mu.Unlock()
+	g.presence.drop(s)
 	if held && !g.isAborted() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()

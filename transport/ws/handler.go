@@ -272,6 +272,9 @@ func (h *handler) dispatch(s *session, req wire.Request) {
 	case wire.TypeTyping:
 		h.typing(s, req, time.Now())
 		return
+	case wire.TypePresence:
+		h.presence(s, req, time.Now())
+		return
 	case wire.TypeSync:
 		h.sync(s, req)
 		return

@@ -55,6 +55,10 @@ type session struct {
 	closed     atomic.Bool
 	// routed is set once the hello's claim of the cluster route succeeded.
 	routed atomic.Bool
+
+	// presence is the connection's presence subscriptions, guarded by the
+	// gateway's presence hub.
+	presence sessionPresence
 }
 
 func newSession(g *Gateway, conn *gws.Conn, now time.Time) *session {

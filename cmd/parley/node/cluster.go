@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/parley-chat/parley/domain"
 	"github.com/parley-chat/parley/infra/routes"
@@ -35,11 +36,30 @@ func (n *Node) startCluster() (*clusterParts, error) {
 	}
 	n.gw.SetCluster(c.router)
 	n.gw.SetFanout(c.router)
+	// Routes a previous run at this address left behind (it crashed) are
+	// not this run's: release them before serving, so that their accounts
+	// turn offline as of that run's last beat.
+	fctx, fcancel := context.WithTimeout(context.Background(), 30*time.Second)
+	released, err := n.stores.routes.Forsake(fctx, n.cfg.Instance)
+	fcancel()
+	if err != nil {
+		return nil, err
+	}
+	if released > 0 {
+		n.log.Info("released the routes a previous run left behind", "routes", released)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c.cancel = cancel
+	beat := routes.AliveTTL / 3
+	reaped := make(chan struct{})
+	go func() {
+		defer close(reaped)
+		cluster.ReapDead(ctx, n.stores.routes, beat, n.log)
+	}()
 	go func() {
 		defer close(c.done)
-		cluster.KeepAlive(ctx, n.stores.routes, n.cfg.Instance, n.gw, routes.AliveTTL/3, n.cfg.RouteReassert, n.aborted.Load, n.log)
+		defer func() { <-reaped }()
+		cluster.KeepAlive(ctx, n.stores.routes, n.cfg.Instance, n.gw, beat, n.cfg.RouteReassert, n.aborted.Load, n.log)
 	}()
 	return c, nil
 }

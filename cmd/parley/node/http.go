@@ -30,7 +30,7 @@ func (n *Node) serveHTTP() error {
 	if n.gw != nil {
 		mux.Handle("/ws", n.gw)
 		h, err := httpapi.New(httpapi.Config{Service: n.svc, Tokens: n.tokens, ServiceCredential: n.cfg.ServiceCredential,
-			Online: n.online, Logger: n.log})
+			Online: n.online, Presence: n.stores.routes.Presence, Logger: n.log})
 		if err != nil {
 			return err
 		}

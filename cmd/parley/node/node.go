@@ -261,7 +261,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	n.svc = api.New(apiCfg, n.events, set.api)
 	if cfg.Roles.Gateway {
-		if err := n.startGateway(); err != nil {
+		if err := n.startGateway(runCtx); err != nil {
 			return nil, err
 		}
 		logout, err := n.logoutReader(runCtx)
@@ -382,8 +382,9 @@ func (n *Node) openLog() error {
 	return nil
 }
 
-// startGateway builds the WebSocket gateway over the operations.
-func (n *Node) startGateway() error {
+// startGateway builds the WebSocket gateway over the operations, and has
+// the route table tell it of every presence change until ctx ends.
+func (n *Node) startGateway(ctx context.Context) error {
 	gwCfg := n.cfg.Gateway
 	gwCfg.Observer = n.metrics
 	gwCfg.Instance = n.cfg.Instance
@@ -393,6 +394,11 @@ func (n *Node) startGateway() error {
 		return err
 	}
 	n.gw = gw
+	wait, err := n.stores.routes.WatchPresence(ctx, gw.PresenceChanged, func() { gw.PresenceResync(ctx) })
+	if err != nil {
+		return err
+	}
+	n.goOwned(wait)
 	return nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"sort"
 	"testing"
+	"time"
 
 	"github.com/parley-chat/parley/domain"
 	"github.com/parley-chat/parley/infra/routes"
@@ -100,6 +101,7 @@ func Run(t *testing.T, newTable func(t *testing.T) routes.Table) {
 			t.Errorf("route after refresh: %v", got)
 		}
 	})
+	t.Run("presence", func(t *testing.T) { runPresence(t, newTable) })
 	t.Run("liveness", func(t *testing.T) {
 		tb := newTable(t)
 		if alive, err := tb.Alive(ctx, "n:1"); err != nil || alive {
@@ -110,6 +112,123 @@ func Run(t *testing.T, newTable func(t *testing.T) routes.Table) {
 			t.Fatalf("beaten instance not alive: %v %v", alive, err)
 		}
 	})
+}
+
+// presence: an account turns online with its first routed device and
+// offline with its last, by a release (LastSeen then) or by the reaping of
+// a dead instance (LastSeen its last beat); watchers see every change once,
+// in order.
+func runPresence(t *testing.T, newTable func(t *testing.T) routes.Table) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	tb := newTable(t)
+	changes := make(chan domain.Presence, 64)
+	wait, err := tb.WatchPresence(ctx, func(p domain.Presence) { changes <- p }, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cancel(); wait() }()
+	next := func(what string) domain.Presence {
+		t.Helper()
+		select {
+		case p := <-changes:
+			return p
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s: no presence change", what)
+			return domain.Presence{}
+		}
+	}
+	none := func(what string) {
+		t.Helper()
+		select {
+		case p := <-changes:
+			t.Fatalf("%s: unexpected change %+v", what, p)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	ms := func() time.Time { return time.Now().Truncate(time.Millisecond) }
+	state := func(a domain.AccountID) domain.Presence {
+		t.Helper()
+		got, err := tb.Presence(ctx, []domain.AccountID{a})
+		if err != nil || len(got) != 1 || got[0].Account != a {
+			t.Fatalf("presence of %s: %v %v", a, got, err)
+		}
+		return got[0]
+	}
+	if p := state("alice"); p.Online || !p.LastSeen.IsZero() {
+		t.Errorf("never seen: %+v, want offline without lastSeen", p)
+	}
+	mustBeat(t, tb, "a:1")
+	mustBeat(t, tb, "b:1")
+	phone, laptop := domain.NewUniqueID("alice", "phone"), domain.NewUniqueID("alice", "laptop")
+	if _, err := tb.Claim(ctx, phone, "a:1", false); err != nil {
+		t.Fatal(err)
+	}
+	if p := next("first device"); p.Account != "alice" || !p.Online {
+		t.Fatalf("first device: %+v", p)
+	}
+	if _, err := tb.Claim(ctx, laptop, "b:1", false); err != nil {
+		t.Fatal(err)
+	}
+	_ = tb.Release(ctx, phone, "a:1")
+	none("second device, then the first one leaves")
+	if p := state("alice"); !p.Online {
+		t.Errorf("with one device left: %+v", p)
+	}
+	before := ms()
+	_ = tb.Release(ctx, laptop, "b:1")
+	p := next("last device leaves")
+	if p.Online || p.LastSeen.Before(before) || p.LastSeen.After(time.Now()) {
+		t.Fatalf("last device leaves: %+v, want offline seen since %v", p, before)
+	}
+	if got := state("alice"); got.Online || !got.LastSeen.Equal(p.LastSeen) {
+		t.Errorf("state %+v, change %+v", got, p)
+	}
+
+	// a:1 dies: its devices are released as of its last beat; b:1's stay.
+	if _, err := tb.Claim(ctx, phone, "a:1", false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tb.Claim(ctx, domain.NewUniqueID("bob", "phone"), "b:1", false); err != nil {
+		t.Fatal(err)
+	}
+	next("alice back")
+	next("bob arrives")
+	beat := ms()
+	mustBeat(t, tb, "a:1")
+	if n, err := tb.Reap(ctx); err != nil || n != 0 {
+		t.Fatalf("reap with every instance alive: %d %v", n, err)
+	}
+	none("reap with every instance alive")
+	time.Sleep(20 * time.Millisecond)
+	if err := tb.Forget(ctx, "a:1"); err != nil { // as if its liveness lapsed
+		t.Fatal(err)
+	}
+	if n, err := tb.Reap(ctx); err != nil || n != 1 {
+		t.Fatalf("reap of a dead instance: %d %v, want 1 route", n, err)
+	}
+	p = next("reaped")
+	if p.Account != "alice" || p.Online || p.LastSeen.Before(beat) || !p.LastSeen.Before(ms()) {
+		t.Fatalf("reaped: %+v, want alice offline at the last beat %v", p, beat)
+	}
+	if got, _ := tb.Lookup(ctx, []domain.UniqueID{phone}); len(got) != 0 {
+		t.Errorf("a reaped route is still found: %v", got)
+	}
+	assertOnline(t, tb, "alice")
+	if n, err := tb.Reap(ctx); err != nil || n != 0 {
+		t.Errorf("second reap: %d %v", n, err)
+	}
+	if p := state("bob"); !p.Online {
+		t.Errorf("bob on a live instance: %+v", p)
+	}
+	// A restarted instance forsakes what its previous run left behind.
+	if n, err := tb.Forsake(ctx, "b:1"); err != nil || n != 1 {
+		t.Fatalf("forsake: %d %v", n, err)
+	}
+	if p := next("forsaken"); p.Account != "bob" || p.Online {
+		t.Fatalf("forsaken: %+v", p)
+	}
+	none("after the forsaking")
 }
 
 func mustBeat(t *testing.T, tb routes.Table, instance string) {

@@ -1,0 +1,268 @@
+package ws
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/parley-chat/parley/domain"
+	"github.com/parley-chat/parley/transport/api"
+	"github.com/parley-chat/parley/transport/wire"
+)
+
+// PresenceSource reads accounts' presence: the route table, which also
+// tells the gateway of every change (Gateway.PresenceChanged).
+type PresenceSource interface {
+	Presence(ctx context.Context, accounts []domain.AccountID) ([]domain.Presence, error)
+}
+
+// presenceHub is who watches whom on this gateway: a change of an
+// account is encoded once and queued on the connections that asked for
+// it, and on no other.
+type presenceHub struct {
+	mu       sync.Mutex
+	watchers map[domain.AccountID]map[*session]struct{}
+	total    int
+	// resyncing is set while PresenceResync reads every watched account:
+	// changes meanwhile wait in resyncHeld (the latest per account) and
+	// are pushed after what it read, for the reason of sessionPresence's
+	// holding.
+	resyncing  bool
+	resyncHeld map[domain.AccountID]domain.Presence
+}
+
+// sessionPresence is a connection's part of the hub, guarded by the hub's
+// mu.
+type sessionPresence struct {
+	watching []domain.AccountID
+	// holding is set while a presence request reads the current state:
+	// changes meanwhile wait in held (the latest per account) and are
+	// written after the reply, so that the client never applies a reply
+	// older than a push it has already seen.
+	holding bool
+	held    map[domain.AccountID][]byte
+}
+
+var errPresenceFull = fmt.Errorf("%w: this gateway holds as many presence subscriptions as it may", api.ErrUnavailable)
+
+// replace makes accounts s's subscriptions, holding their changes until
+// release.
+func (h *presenceHub) replace(s *session, accounts []domain.AccountID, limit int) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	sp := &s.presence
+	if s.closed.Load() {
+		// Closing: remove has dropped it, or will; adding it now would
+		// outlive the connection.
+		return nil
+	}
+	if len(accounts) > len(sp.watching) && h.total-len(sp.watching)+len(accounts) > limit {
+		return errPresenceFull
+	}
+	h.dropLocked(s)
+	if h.watchers == nil {
+		h.watchers = map[domain.AccountID]map[*session]struct{}{}
+	}
+	for _, a := range accounts {
+		set := h.watchers[a]
+		if set == nil {
+			set = map[*session]struct{}{}
+			h.watchers[a] = set
+		}
+		set[s] = struct{}{}
+	}
+	sp.watching = accounts
+	h.total += len(accounts)
+	sp.holding = len(accounts) > 0
+	return nil
+}
+
+// release writes the changes held for s during its request, after its
+// reply.
+func (h *presenceHub) release(s *session) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	sp := &s.presence
+	for _, a := range sp.watching {
+		if f, ok := sp.held[a]; ok {
+			s.write(f)
+		}
+	}
+	sp.holding, sp.held = false, nil
+}
+
+// drop forgets s's subscriptions, when it closes.
+func (h *presenceHub) drop(s *session) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.dropLocked(s)
+}
+
+func (h *presenceHub) dropLocked(s *session) {
+	sp := &s.presence
+	for _, a := range sp.watching {
+		if set := h.watchers[a]; set != nil {
+			delete(set, s)
+			if len(set) == 0 {
+				delete(h.watchers, a)
+			}
+		}
+	}
+	h.total -= len(sp.watching)
+	sp.watching, sp.holding, sp.held = nil, false, nil
+}
+
+// Watching is how many presence subscriptions the gateway holds.
+func (g *Gateway) Watching() int {
+	g.presence.mu.Lock()
+	defer g.presence.mu.Unlock()
+	return g.presence.total
+}
+
+// PresenceChanged pushes a change of p.Account's presence to the
+// connections here that subscribed to it. The route table calls it for
+// every change, made by any gateway; its cost is one encoding and one
+// queued frame per subscribed connection.
+func (g *Gateway) PresenceChanged(p domain.Presence) {
+	h := &g.presence
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.resyncing {
+		if len(h.watchers[p.Account]) > 0 {
+			h.resyncHeld[p.Account] = p
+		}
+		return
+	}
+	h.deliverLocked(p)
+}
+
+func (h *presenceHub) deliverLocked(p domain.Presence) {
+	set := h.watchers[p.Account]
+	if len(set) == 0 {
+		return
+	}
+	frame := wire.AppendPresencePush(nil, string(p.Account), p.Online, lastSeenMs(p))
+	for s := range set {
+		if s.presence.holding {
+			if s.presence.held == nil {
+				s.presence.held = map[domain.AccountID][]byte{}
+			}
+			s.presence.held[p.Account] = frame
+			continue
+		}
+		s.write(frame)
+	}
+}
+
+// PresenceResync reads the presence of every account watched here again
+// and pushes it to the watchers, for when the route table says changes
+// may have been missed (see routes.Table.WatchPresence). A watcher may
+// get a state it already has.
+func (g *Gateway) PresenceResync(ctx context.Context) {
+	h := &g.presence
+	h.mu.Lock()
+	if h.resyncing || g.cfg.Presence == nil {
+		h.mu.Unlock()
+		return
+	}
+	h.resyncing, h.resyncHeld = true, map[domain.AccountID]domain.Presence{}
+	accounts := make([]domain.AccountID, 0, len(h.watchers))
+	for a := range h.watchers {
+		accounts = append(accounts, a)
+	}
+	h.mu.Unlock()
+	var states []domain.Presence
+	for len(accounts) > 0 {
+		n := min(len(accounts), wire.MaxPresenceAccounts)
+		got, err := g.cfg.Presence.Presence(ctx, accounts[:n])
+		if err != nil {
+			g.log.Warn("cannot read presence again; watchers keep what they have", "err", err)
+			break
+		}
+		states = append(states, got...)
+		accounts = accounts[n:]
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, p := range states {
+		if _, newer := h.resyncHeld[p.Account]; !newer {
+			h.deliverLocked(p)
+		}
+	}
+	for _, p := range h.resyncHeld {
+		h.deliverLocked(p)
+	}
+	h.resyncing, h.resyncHeld = false, nil
+}
+
+func lastSeenMs(p domain.Presence) int64 {
+	if p.Online || p.LastSeen.IsZero() {
+		return 0
+	}
+	return p.LastSeen.UnixMilli()
+}
+
+// presenceAccounts checks a presence request's list: at most
+// MaxPresenceAccounts valid account ids; duplicates are left out.
+func presenceAccounts(list []string) ([]domain.AccountID, error) {
+	if len(list) > wire.MaxPresenceAccounts {
+		return nil, &domain.LimitError{Field: "accounts", Limit: wire.MaxPresenceAccounts, Got: len(list)}
+	}
+	out := make([]domain.AccountID, 0, len(list))
+	seen := make(map[domain.AccountID]bool, len(list))
+	for _, s := range list {
+		a, err := domain.ParseAccountID(s)
+		if err != nil {
+			return nil, err
+		}
+		if !seen[a] {
+			seen[a] = true
+			out = append(out, a)
+		}
+	}
+	return out, nil
+}
+
+// presence answers a presence request: it replaces the connection's
+// subscriptions with the accounts asked (none: unsubscribed) and answers
+// with their current state. A request refused for its input or its rate
+// leaves the earlier subscriptions; one that fails after (unavailable)
+// leaves none.
+func (h *handler) presence(s *session, req wire.Request, now time.Time) {
+	accounts, err := presenceAccounts(req.Accounts)
+	if err != nil {
+		h.failWith(s, req.ID, err)
+		return
+	}
+	// The frame took one token; a long list takes more, one per
+	// PresenceAccountsPerToken accounts.
+	if extra := (len(accounts)+wire.PresenceAccountsPerToken-1)/wire.PresenceAccountsPerToken - 1; extra > 0 && !s.limiter.AllowN(now, extra) {
+		s.reply(wire.ServerFrame{ID: req.ID, Type: wire.TypeError, Code: string(wire.CodeRateLimited),
+			Error: "too many presence lookups", RetryAfterMs: retryAfter(h.g.cfg.RatePerSecond / float64(extra+1))})
+		return
+	}
+	src := h.g.cfg.Presence
+	if src == nil {
+		h.failWith(s, req.ID, fmt.Errorf("%w: this gateway has no presence source", api.ErrUnavailable))
+		return
+	}
+	hub := &h.g.presence
+	if err := hub.replace(s, accounts, h.g.cfg.MaxPresenceWatches); err != nil {
+		hub.drop(s)
+		h.failWith(s, req.ID, err)
+		return
+	}
+	states, err := src.Presence(s.ctx, accounts)
+	if err != nil {
+		hub.drop(s)
+		h.failWith(s, req.ID, fmt.Errorf("%w: %v", api.ErrUnavailable, err))
+		return
+	}
+	out := make([]wire.PresenceInfo, len(states))
+	for i, p := range states {
+		out[i] = wire.PresenceInfo{Account: string(p.Account), Online: p.Online, LastSeen: lastSeenMs(p)}
+	}
+	s.reply(wire.ServerFrame{ID: req.ID, Type: wire.TypePresenceState, Presence: out})
+	hub.release(s)
+}
