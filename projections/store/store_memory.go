@@ -16,6 +16,7 @@ type Memory struct {
 	convs    map[domain.ConversationID][]domain.Message
 	byID     map[uuid.UUID]struct{}
 	byClient map[clientKey]pointerTo
+	floors   map[domain.ConversationID]domain.MsgID
 }
 
 // pointerTo is where a message is.
@@ -35,6 +36,7 @@ func NewMemory() *Memory {
 		convs:    map[domain.ConversationID][]domain.Message{},
 		byID:     map[uuid.UUID]struct{}{},
 		byClient: map[clientKey]pointerTo{},
+		floors:   map[domain.ConversationID]domain.MsgID{},
 	}
 }
 
@@ -43,7 +45,7 @@ func (s *Memory) Save(_ context.Context, msgs ...domain.Message) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, m := range msgs {
-		if _, dup := s.byID[m.ID]; dup {
+		if _, dup := s.byID[m.ID]; dup || m.MsgID <= s.floors[m.Conversation] {
 			continue
 		}
 		list := s.convs[m.Conversation]
