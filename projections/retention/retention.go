@@ -118,6 +118,9 @@ func New(s Store, c Cache, cfg Config) (*Job, error) {
 	return &Job{cfg: cfg, store: s, cache: c}, nil
 }
 
+// Interval is the time between runs.
+func (j *Job) Interval() time.Duration { return j.cfg.Interval }
+
 // Run runs the job at once and then Interval after each run ends, until
 // ctx ends. With Keep 0 it returns at once.
 func (j *Job) Run(ctx context.Context) {
