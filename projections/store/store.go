@@ -1,5 +1,7 @@
 // Package store is the durable message history projection: every accepted
-// message, forever (R5). Sync reads it when the cache cannot answer.
+// message, forever (R5) or, with a history retention, until the retention
+// job removes it (Expired, Remove), leaving a floor per conversation. Sync
+// reads it when the cache cannot answer.
 package store
 
 import (
