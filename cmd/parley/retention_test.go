@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/parley-chat/parley/cmd/parley/node"
 	"github.com/parley-chat/parley/infra/postgres"
 	"github.com/parley-chat/parley/infra/postgres/postgrestest"
@@ -254,13 +255,7 @@ func TestClusterRetention(t *testing.T) {
 	// what the retention removes. Its clock is the real one, so the
 	// retention is shorter than the test: every message is old, and
 	// none may remain.
-	emptyPG := postgrestest.Config(t)
-	_, emptyPrefix := redistest.Client(t)
-	pool, err := postgres.Open(context.Background(), emptyPG)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
+	emptyPG, emptyPrefix, pool := emptySchema(t)
 	if h := (&testCluster{t: t, pool: pool}).pgHistory(direct); len(h) != 0 {
 		t.Fatalf("the empty schema holds %d messages", len(h))
 	}
@@ -269,13 +264,7 @@ func TestClusterRetention(t *testing.T) {
 		t.Fatalf("a replay without --retention holds %d messages, want all 5: the log still has them", len(h))
 	}
 
-	otherPG := postgrestest.Config(t)
-	_, otherPrefix := redistest.Client(t)
-	otherPool, err := postgres.Open(context.Background(), otherPG)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer otherPool.Close()
+	otherPG, otherPrefix, otherPool := emptySchema(t)
 	rebuilt := &testCluster{t: t, pool: otherPool}
 	cfg, err := parseReplay([]string{"--kafka-brokers", strings.Join(c.brokers, ","), "--partitions", "4",
 		"--projection", "all", "--postgres-dsn", otherPG.DSN, "--postgres-schema", otherPG.Schema,
@@ -299,4 +288,18 @@ func TestClusterRetention(t *testing.T) {
 	if err := otherPool.QueryRow(context.Background(), `SELECT gone_through FROM history_floors WHERE conversation = $1`, direct).Scan(&gone); err != nil || gone != old[2].MsgID {
 		t.Errorf("the rebuilt floor of %s = %d (%v), want %d", direct, gone, err, old[2].MsgID)
 	}
+}
+
+// emptySchema is a new PostgreSQL schema and Redis prefix, with a pool on
+// the schema.
+func emptySchema(t *testing.T) (postgres.Config, string, *pgxpool.Pool) {
+	t.Helper()
+	pg := postgrestest.Config(t)
+	_, prefix := redistest.Client(t)
+	pool, err := postgres.Open(context.Background(), pg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return pg, prefix, pool
 }

@@ -34,7 +34,7 @@ func (s *Memory) Remove(_ context.Context, floors ...Floor) (int, error) {
 	defer s.mu.Unlock()
 	removed := 0
 	for _, f := range floors {
-		if f.Through > s.floors[f.Conversation] {
+		if cur, ok := s.floors[f.Conversation]; !ok || f.Through > cur {
 			s.floors[f.Conversation] = f.Through
 		}
 		list := s.convs[f.Conversation]

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -31,22 +32,38 @@ func floorOf(get func([]byte) ([]byte, bool, error), c domain.ConversationID) (d
 	if err != nil || !ok {
 		return 0, err
 	}
-	if len(v) != 8 {
-		return 0, fmt.Errorf("corrupt history floor of %s", c)
-	}
-	return domain.MsgID(binary.BigEndian.Uint64(v)), nil
+	return decodeFloor(c, v)
 }
 
-// floor is c's floor as this batch sees it (a batch writes none).
+// noFloor is the floor of a conversation that lost nothing: below every
+// msgid, 0 included.
+const noFloor = domain.MsgID(math.MinInt64)
+
+// floor is c's floor as this batch sees it (a batch writes none), noFloor
+// when it has none.
 func (w *write) floor(c domain.ConversationID) (domain.MsgID, error) {
 	if f, ok := w.floors[c]; ok {
 		return f, nil
 	}
-	f, err := floorOf(w.look.Get, c)
-	if err == nil {
-		w.floors[c] = f
+	v, ok, err := w.look.Get(floorKey(c))
+	if err != nil {
+		return 0, err
 	}
-	return f, err
+	f := noFloor
+	if ok {
+		if f, err = decodeFloor(c, v); err != nil {
+			return 0, err
+		}
+	}
+	w.floors[c] = f
+	return f, nil
+}
+
+func decodeFloor(c domain.ConversationID, v []byte) (domain.MsgID, error) {
+	if len(v) != 8 {
+		return 0, fmt.Errorf("corrupt history floor of %s", c)
+	}
+	return domain.MsgID(binary.BigEndian.Uint64(v)), nil
 }
 
 // GoneThrough implements Store.
@@ -127,9 +144,15 @@ func (s *Pebble) Remove(_ context.Context, floors ...Floor) (int, error) {
 	defer b.Close()
 	removed := 0
 	for _, f := range floors {
-		old, err := floorOf(func(k []byte) ([]byte, bool, error) { return pebblekv.Get(s.db, k) }, f.Conversation)
+		v, had, err := pebblekv.Get(s.db, floorKey(f.Conversation))
 		if err != nil {
 			return 0, err
+		}
+		old := noFloor
+		if had {
+			if old, err = decodeFloor(f.Conversation, v); err != nil {
+				return 0, err
+			}
 		}
 		if f.Through > old {
 			if err := b.Set(floorKey(f.Conversation), binary.BigEndian.AppendUint64(nil, uint64(f.Through)), nil); err != nil {

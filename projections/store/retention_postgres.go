@@ -33,21 +33,16 @@ WHERE group_id = $1 ORDER BY msg_id LIMIT $2`
 INSERT INTO history_floors (conversation, gone_through) VALUES ($1, $2)
 ON CONFLICT (conversation) DO UPDATE
 SET gone_through = GREATEST(history_floors.gone_through, EXCLUDED.gone_through), updated_at = now()`
-	// The client message id of a removed message goes with it (matched on
-	// its primary key, and only where it still names the message).
 	removeDirectSQL = `
 WITH gone AS (
-    DELETE FROM direct_messages WHERE account_a = $1 AND account_b = $2 AND msg_id <= $3
-    RETURNING sender_account, client_msg_id, message_id
-), ids AS (
-    DELETE FROM client_msg_ids c USING gone
-    WHERE c.sender_account = gone.sender_account AND c.client_msg_id = gone.client_msg_id
-      AND c.message_id = gone.message_id
-)
-SELECT count(*) FROM gone`
+    DELETE FROM direct_messages WHERE account_a = $1 AND account_b = $2 AND msg_id <= $3` + removeTail
 	removeGroupSQL = `
 WITH gone AS (
-    DELETE FROM group_messages WHERE group_id = $1 AND msg_id <= $2
+    DELETE FROM group_messages WHERE group_id = $1 AND msg_id <= $2` + removeTail
+	// removeTail ends both removals: the client message id of a removed
+	// message goes with it (matched on its primary key, and only where it
+	// still names the message), and the count is of messages removed.
+	removeTail = `
     RETURNING sender_account, client_msg_id, message_id
 ), ids AS (
     DELETE FROM client_msg_ids c USING gone

@@ -45,8 +45,11 @@ func (s *Memory) Save(_ context.Context, msgs ...domain.Message) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, m := range msgs {
-		if _, dup := s.byID[m.ID]; dup || m.MsgID <= s.floors[m.Conversation] {
+		if _, dup := s.byID[m.ID]; dup {
 			continue
+		}
+		if floor, ok := s.floors[m.Conversation]; ok && m.MsgID <= floor {
+			continue // removed by the retention: a replay does not bring it back
 		}
 		list := s.convs[m.Conversation]
 		i := sort.Search(len(list), func(i int) bool { return list[i].MsgID >= m.MsgID })
