@@ -201,6 +201,15 @@ func TestRetentionRemovesOldHistory(t *testing.T) {
 	bob = s.dial("bob", "phone")
 	checkGone(t, bob, direct, old[:3], append(young[:2:2], later))
 	checkGone(t, bob, gconv, old[3:], young[2:])
+
+	// The Go client's inbox moves past the gone range and says so.
+	tablet := newDevice(s.dial("bob", "tablet"))
+	if err := tablet.inbox.Sync(ctxT(t), direct); err != nil {
+		t.Fatal(err)
+	}
+	if got := bodies(tablet.inbox.Messages(direct)); fmt.Sprint(got) != "[new 0 new 1 later]" || tablet.inbox.GoneThrough(direct) != old[2].MsgID {
+		t.Errorf("the inbox holds %v and says gone through %d; want the 3 kept and %d", got, tablet.inbox.GoneThrough(direct), old[2].MsgID)
+	}
 }
 
 // Scale-out: the projector's job removes the old messages from PostgreSQL
