@@ -16,6 +16,7 @@ import (
 	"github.com/parley-chat/parley/infra/kafka"
 	"github.com/parley-chat/parley/infra/postgres"
 	"github.com/parley-chat/parley/infra/redis"
+	"github.com/parley-chat/parley/projections/retention"
 	"github.com/parley-chat/parley/transport/auth"
 	"github.com/parley-chat/parley/transport/console"
 	"github.com/parley-chat/parley/transport/httpapi"
@@ -51,7 +52,10 @@ func parseServe(args []string, stdout io.Writer) (node.Config, error) {
 	partitions := f.int("partitions", events.DefaultPartitions, "partitions of the conversation topic, 1..10000, fixed once created")
 	epoch := f.int("log-epoch", 1, fmt.Sprintf("log epoch in msgid high bits (1..%d); raise it when moving the log to a new cluster", events.MaxEpoch))
 	fsync := f.bool("log-fsync", false, "embedded broker: fsync every batch before acknowledging")
-	retention := f.duration("log-retention", 0, "how long the conversation topic keeps a record; 0 keeps records forever")
+	logRetention := f.duration("log-retention", 0, "how long the conversation topic keeps a record; 0 keeps records forever")
+	history := f.duration("retention", 0, "how long message history is kept: older messages are removed from the store and the cache; 0 keeps it forever")
+	historyEvery := f.duration("retention-interval", retention.DefaultInterval, "time between runs of the history retention job, at least 1s")
+	historyBatch := f.int("retention-batch", retention.DefaultBatch, fmt.Sprintf("messages one step of the history retention job reads and removes in one short write, 1..%d", retention.MaxBatch))
 	editWindow := f.duration("edit-window", domain.DefaultEditWindow, "how long after sending a message its sender may edit it, at least 1s")
 	cacheBytes := f.int("cache-bytes", 32<<20, "single node: bytes of messages the in-memory 7-day cache holds, at least 1 MiB")
 	memLimit := f.int("memory-limit", 256<<20, "Go's soft memory limit in bytes (GOMEMLIMIT), 0 for none; the GOMEMLIMIT environment variable, if set, wins")
@@ -119,7 +123,10 @@ func parseServe(args []string, stdout io.Writer) (node.Config, error) {
 	f.check("topic", validTopic(*topic), "want 1..249 letters, digits, '.', '_' or '-'")
 	f.check("partitions", *partitions >= 1 && *partitions <= 10000, "want 1..10000")
 	f.check("log-epoch", *epoch >= 1 && *epoch <= events.MaxEpoch, "want 1..%d", events.MaxEpoch)
-	f.check("log-retention", *retention == 0 || *retention >= time.Minute, "want 0 (forever) or at least 1m")
+	f.check("log-retention", *logRetention == 0 || *logRetention >= time.Minute, "want 0 (forever) or at least 1m")
+	f.check("retention", *history == 0 || *history >= time.Minute, "want 0 (forever) or at least 1m")
+	f.check("retention-interval", *historyEvery >= time.Second, "want at least 1s")
+	f.check("retention-batch", *historyBatch >= 1 && *historyBatch <= retention.MaxBatch, "want 1..%d", retention.MaxBatch)
 	f.check("edit-window", *editWindow >= time.Second, "want at least 1s")
 	f.check("cache-bytes", *cacheBytes >= 1<<20, "want at least 1048576 (1 MiB)")
 	f.check("memory-limit", *memLimit == 0 || *memLimit >= 64<<20, "want 0 (none) or at least 67108864 (64 MiB)")
@@ -209,7 +216,8 @@ func parseServe(args []string, stdout io.Writer) (node.Config, error) {
 	cfg.Kafka.Epoch = uint8(*epoch)
 	cfg.EmbeddedBroker.Addr = *brokerListen
 	cfg.EmbeddedBroker.SyncWrites = *fsync
-	cfg.Kafka.Retention = *retention
+	cfg.Kafka.Retention = *logRetention
+	cfg.Retention = retention.Config{Keep: *history, Interval: *historyEvery, Batch: *historyBatch}
 	cfg.CacheBytes = int64(*cacheBytes)
 	cfg.API.EditWindow = *editWindow
 	cfg.MemoryLimit = int64(*memLimit)

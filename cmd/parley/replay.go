@@ -22,6 +22,7 @@ import (
 	"github.com/parley-chat/parley/projections/conversations"
 	"github.com/parley-chat/parley/projections/groups"
 	"github.com/parley-chat/parley/projections/progress"
+	"github.com/parley-chat/parley/projections/retention"
 	"github.com/parley-chat/parley/projections/runner"
 	"github.com/parley-chat/parley/projections/store"
 	goredis "github.com/redis/go-redis/v9"
@@ -39,6 +40,12 @@ type replayConfig struct {
 	from        string
 	progressOut io.Writer
 	terminal    bool
+	// keep is the history retention (--retention) the servers run with:
+	// the replayed cache keeps no longer, and the history loses again,
+	// before the replay ends, what the retention removes.
+	keep time.Duration
+	// now is the retention's clock: time.Now unless a test sets it.
+	now func() time.Time
 }
 
 func replay(args []string, stdout, stderr io.Writer) error {
@@ -78,6 +85,7 @@ func parseReplay(args []string, stdout io.Writer) (replayConfig, error) {
 	pgSchema := f.string("postgres-schema", postgres.DefaultSchema, "PostgreSQL schema")
 	redisAddr := f.string("redis-addr", "", "Redis host:port of the cache; required for cache and all")
 	redisPrefix := f.string("redis-prefix", redis.DefaultPrefix, "prefix of Redis keys; empty means the default")
+	keep := f.duration("retention", 0, "the servers' history retention: what it removes is removed again from the replayed store and cache; 0 keeps everything")
 	if err := f.parse(args); err != nil {
 		return replayConfig{}, err
 	}
@@ -86,7 +94,9 @@ func parseReplay(args []string, stdout io.Writer) (replayConfig, error) {
 		postgres: postgres.Config{DSN: *pgDSN, Schema: *pgSchema},
 		redis:    redis.Config{Addr: *redisAddr, Prefix: *redisPrefix},
 		from:     *from,
+		keep:     *keep,
 	}
+	f.check("retention", *keep == 0 || *keep >= time.Minute, "want 0 (forever) or at least 1m")
 	var err error
 	cfg.kafka.Brokers, err = brokerList(*brokers)
 	f.checkErr("kafka-brokers", err)
@@ -164,7 +174,7 @@ func runReplay(ctx context.Context, cfg replayConfig) (applied int64, complete b
 		defer rdb.Close()
 	}
 	// The same read models, projections and progress keys as a projector.
-	durable, err := node.Durable(ctx, pool, rdb, cfg.redis.Prefix, epoch, fromLogStart)
+	durable, err := node.Durable(ctx, pool, rdb, cfg.redis.Prefix, epoch, fromLogStart, cfg.keep)
 	if err != nil {
 		return 0, false, err
 	}
@@ -216,7 +226,40 @@ func runReplay(ctx context.Context, cfg replayConfig) (applied int64, complete b
 			return applied, complete, err
 		}
 	}
-	return applied, complete, nil
+	return applied, complete, removeExpired(ctx, cfg, chosen)
+}
+
+// removeExpired runs the history retention once over the replayed store
+// (and cache): a replay into a store without floors (a new schema) holds
+// again what the retention had removed, until this run. A store that kept
+// its floors skipped those messages already.
+func removeExpired(ctx context.Context, cfg replayConfig, chosen []node.DurableModel) error {
+	if cfg.keep == 0 {
+		return nil
+	}
+	var st store.Store
+	var c retention.Cache
+	for _, d := range chosen {
+		switch m := d.Model().(type) {
+		case store.Store:
+			st = m
+		case cache.Cache:
+			c = m
+		}
+	}
+	if st == nil {
+		return nil // the cache alone keeps to the retention by itself
+	}
+	job, err := retention.New(st, c, retention.Config{Keep: cfg.keep, Now: cfg.now})
+	if err != nil {
+		return err
+	}
+	removed, _, err := job.RunOnce(ctx)
+	if err != nil {
+		return fmt.Errorf("cannot remove the history older than the retention: %w", err)
+	}
+	fmt.Fprintf(cfg.progressOut, "replay: removed %d messages older than the retention (%v)\n", removed, cfg.keep)
+	return nil
 }
 
 // replayRange is the range of the log to replay: from the start of the

@@ -23,6 +23,10 @@ type Metrics struct {
 	pushes      prometheus.Counter
 	disconnects *prometheus.CounterVec
 	skipped     *prometheus.CounterVec
+	// retention: the history retention job's work.
+	retentionRemoved *prometheus.CounterVec
+	retentionRuns    *prometheus.CounterVec
+	retentionLastRun prometheus.Gauge
 }
 
 // latencyBuckets span 0.5 ms to 5 s.
@@ -53,8 +57,18 @@ func New() *Metrics {
 		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "parley_projection_skipped_total", Help: "Records a projection skipped, by reason: poison (cannot be decoded or applied) or unknown_event (a newer producer's event).",
 		}, []string{"projection", "reason"}),
+		retentionRemoved: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "parley_retention_removed_messages_total", Help: "Messages the history retention (--retention) removed, by read model: store or cache.",
+		}, []string{"read_model"}),
+		retentionRuns: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "parley_retention_runs_total", Help: "Runs of the history retention job, by result: ok or error.",
+		}, []string{"result"}),
+		retentionLastRun: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "parley_retention_last_success_timestamp_seconds", Help: "When the last run of the history retention job that succeeded ended (Unix seconds); 0 before the first.",
+		}),
 	}
 	m.reg.MustRegister(m.sends, m.sendLatency, m.syncs, m.pushLatency, m.pushes, m.disconnects, m.skipped,
+		m.retentionRemoved, m.retentionRuns, m.retentionLastRun,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -94,4 +108,16 @@ func (m *Metrics) Closed(reason string) { m.disconnects.WithLabelValues(reason).
 // Skipped implements runner.Observer.
 func (m *Metrics) Skipped(projection, reason string) {
 	m.skipped.WithLabelValues(projection, reason).Inc()
+}
+
+// RetentionRun implements retention.Observer.
+func (m *Metrics) RetentionRun(end time.Time, fromStore, fromCache int, err error) {
+	m.retentionRemoved.WithLabelValues("store").Add(float64(fromStore))
+	m.retentionRemoved.WithLabelValues("cache").Add(float64(fromCache))
+	if err != nil {
+		m.retentionRuns.WithLabelValues("error").Inc()
+		return
+	}
+	m.retentionRuns.WithLabelValues("ok").Inc()
+	m.retentionLastRun.Set(float64(end.UnixNano()) / 1e9)
 }

@@ -38,6 +38,13 @@ type Cache interface {
 	// tombstone without body. A message the cache does not hold is not
 	// added; one below the coverage marker is never read from the cache.
 	Amend(ctx context.Context, a domain.Amendment) error
+	// Forget removes conv's messages at or below through — the history
+	// retention removed them from the store — and moves its coverage
+	// marker up to through, so that the cache never answers for a range
+	// that reaches below what the store still holds. A conversation the
+	// cache does not hold stays unknown. It returns how many messages it
+	// removed.
+	Forget(ctx context.Context, conv domain.ConversationID, through domain.MsgID) (int, error)
 }
 
 // Prev tells the msgid of the message before r's in conversation c, 0 when

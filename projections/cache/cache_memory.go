@@ -204,6 +204,20 @@ func (c *Memory) RunTrim(ctx context.Context, every time.Duration) {
 	}
 }
 
+// Forget implements Cache.
+func (c *Memory) Forget(_ context.Context, conv domain.ConversationID, through domain.MsgID) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.convs[conv]
+	if e == nil || through <= e.coveredAfter {
+		return 0, nil
+	}
+	held, before := len(e.msgs), e.bytes
+	e.trimThrough(through)
+	c.bytes += e.bytes - before
+	return held - len(e.msgs), nil
+}
+
 // Amend implements Cache.
 func (c *Memory) Amend(_ context.Context, a domain.Amendment) error {
 	c.mu.Lock()

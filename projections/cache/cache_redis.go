@@ -402,6 +402,33 @@ end
 return 0
 `)
 
+// forgetScript removes a conversation's members up to a msgid and moves
+// its marker there, if the key has a marker below it.
+//
+//	KEYS[1]  the conversation's key
+//	ARGV[1]  through
+//
+// It returns how many messages it removed. The marker is the lowest
+// member, so the range removes it too and the count includes it.
+var forgetScript = redis.NewScript(`
+local covered = redis.call('ZSCORE', KEYS[1], '#')
+if not covered or tonumber(ARGV[1]) <= tonumber(covered) then
+  return 0
+end
+local n = redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+redis.call('ZADD', KEYS[1], ARGV[1], '#')
+return n - 1
+`)
+
+// Forget implements Cache.
+func (c *Redis) Forget(ctx context.Context, conv domain.ConversationID, through domain.MsgID) (int, error) {
+	n, err := forgetScript.Run(ctx, c.client, []string{c.key(conv)}, int64(through)).Int()
+	if err != nil {
+		return 0, fmt.Errorf("cannot forget %s through %d in the cache: %w", conv, through, err)
+	}
+	return n, nil
+}
+
 // Amend implements Cache: read the message's member, change it, and swap
 // it in if it is still the same. Changes are rare; two round trips keep
 // the message's encoding in Go, in one place.

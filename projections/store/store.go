@@ -1,9 +1,12 @@
 // Package store is the durable message history projection: every accepted
-// message, forever (R5). Sync reads it when the cache cannot answer.
+// message, forever (R5) or, with a history retention, until the retention
+// job removes it (Expired, Remove), leaving a floor per conversation. Sync
+// reads it when the cache cannot answer.
 package store
 
 import (
 	"context"
+	"time"
 
 	"github.com/parley-chat/parley/domain"
 	"github.com/parley-chat/parley/projections"
@@ -17,7 +20,8 @@ const Name = "parley.projection.store"
 // suite in storetest.
 type Store interface {
 	// Save stores messages. A message already stored (same conversation and
-	// msgid, or same message id) is skipped, so saving is idempotent.
+	// msgid, or same message id) is skipped, so saving is idempotent; so is
+	// a message at or below its conversation's floor (see Remove).
 	Save(ctx context.Context, msgs ...domain.Message) error
 	// After returns up to limit messages of conv with msgid > after in msgid
 	// order, and whether more follow.
@@ -34,6 +38,22 @@ type Store interface {
 	Amend(ctx context.Context, changes ...domain.Amendment) error
 	// Message returns the message at msgid id of conv.
 	Message(ctx context.Context, conv domain.ConversationID, id domain.MsgID) (domain.Message, bool, error)
+
+	// Expired finds the history that the retention removes at cutoff,
+	// reading at most about max messages: conversations whose oldest held
+	// messages were sent before cutoff, each with the floor that removes
+	// the run of them (at most max messages each). It changes nothing.
+	Expired(ctx context.Context, cutoff time.Time, max int) ([]Floor, error)
+	// Remove raises each conversation's floor to Through (a floor never
+	// falls) and removes its messages at or below it, with the client
+	// message ids they were sent with, in one short write. It returns how
+	// many messages it removed. Save skips a message at or below its
+	// conversation's floor, so that a replay of the log does not bring a
+	// removed message back.
+	Remove(ctx context.Context, floors ...Floor) (int, error)
+	// GoneThrough is conv's floor: the last msgid the retention removed,
+	// 0 when nothing is gone.
+	GoneThrough(ctx context.Context, conv domain.ConversationID) (domain.MsgID, error)
 }
 
 // Projection writes MessageSent records into a Store.

@@ -16,6 +16,7 @@ type Memory struct {
 	convs    map[domain.ConversationID][]domain.Message
 	byID     map[uuid.UUID]struct{}
 	byClient map[clientKey]pointerTo
+	floors   map[domain.ConversationID]domain.MsgID
 }
 
 // pointerTo is where a message is.
@@ -35,6 +36,7 @@ func NewMemory() *Memory {
 		convs:    map[domain.ConversationID][]domain.Message{},
 		byID:     map[uuid.UUID]struct{}{},
 		byClient: map[clientKey]pointerTo{},
+		floors:   map[domain.ConversationID]domain.MsgID{},
 	}
 }
 
@@ -45,6 +47,9 @@ func (s *Memory) Save(_ context.Context, msgs ...domain.Message) error {
 	for _, m := range msgs {
 		if _, dup := s.byID[m.ID]; dup {
 			continue
+		}
+		if floor, ok := s.floors[m.Conversation]; ok && m.MsgID <= floor {
+			continue // removed by the retention: a replay does not bring it back
 		}
 		list := s.convs[m.Conversation]
 		i := sort.Search(len(list), func(i int) bool { return list[i].MsgID >= m.MsgID })

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -21,12 +22,18 @@ import (
 //	m/<conversation>/<msgid, 8 bytes big-endian>  the message
 //	mi/<message id, 16 bytes>                     its conversation and msgid
 //	mc/<account>/<client message id>              the same, for idempotency
+//	mf/<conversation>                             its floor (retention_pebble.go)
 //
 // Ids never hold '/', so the separators are unambiguous, and a
 // conversation's messages sort by msgid.
 type Pebble struct {
 	db    *pebble.DB
 	marks *progress.PebbleMarks
+
+	// expireMu guards expireFrom, the message key where the next Expired
+	// goes on.
+	expireMu   sync.Mutex
+	expireFrom []byte
 }
 
 var _ Store = (*Pebble)(nil)
@@ -142,6 +149,8 @@ type write struct {
 	// msgs are the messages this batch wrote, by key, so that a change
 	// later in the batch finds them.
 	msgs map[string]domain.Message
+	// floors are the floors read so far (Save skips what is below).
+	floors map[domain.ConversationID]domain.MsgID
 }
 
 func (s *Pebble) newWrite(b *pebble.Batch) (*write, error) {
@@ -149,7 +158,8 @@ func (s *Pebble) newWrite(b *pebble.Batch) (*write, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &write{b: b, look: look, wrote: map[string]bool{}, msgs: map[string]domain.Message{}}, nil
+	return &write{b: b, look: look, wrote: map[string]bool{}, msgs: map[string]domain.Message{},
+		floors: map[domain.ConversationID]domain.MsgID{}}, nil
 }
 
 func (w *write) close() { _ = w.look.Close() }
@@ -201,6 +211,11 @@ func (w *write) save(msgs []domain.Message, fromLog bool) error {
 		}
 		if skip {
 			continue
+		}
+		if floor, err := w.floor(m.Conversation); err != nil {
+			return err
+		} else if m.MsgID <= floor {
+			continue // removed by the retention: a replay does not bring it back
 		}
 		at := pointer(m.Conversation, m.MsgID)
 		if err := w.set(key, encodeMessage(m)); err != nil {

@@ -82,7 +82,9 @@ func (r messageRow) message() domain.Message {
 // caller's order, and the client message id of each row actually inserted
 // is recorded. ON CONFLICT DO NOTHING without a target skips a row that
 // collides on any unique key — (conversation, msg_id) or message_id — and
-// a client message id already taken keeps its first message.
+// a client message id already taken keeps its first message. A row at or
+// below its conversation's floor (history_floors) was removed by the
+// retention and is not stored again.
 const saveSQL = `
 WITH input AS (
     SELECT * FROM unnest(
@@ -95,7 +97,9 @@ WITH input AS (
         sender_account, sender_device, kind, body, server_time)
     SELECT account_a, account_b, msg_id, message_id, client_msg_id,
         sender_account, sender_device, kind, body, server_time
-    FROM input WHERE group_id = '' ORDER BY ord
+    FROM input WHERE group_id = '' AND NOT EXISTS (
+        SELECT 1 FROM history_floors f WHERE f.conversation = input.conversation AND f.gone_through >= input.msg_id)
+    ORDER BY ord
     ON CONFLICT DO NOTHING
     RETURNING message_id, msg_id
 ), grp AS (
@@ -103,7 +107,9 @@ WITH input AS (
         sender_account, sender_device, kind, body, server_time)
     SELECT group_id, msg_id, message_id, client_msg_id,
         sender_account, sender_device, kind, body, server_time
-    FROM input WHERE group_id <> '' ORDER BY ord
+    FROM input WHERE group_id <> '' AND NOT EXISTS (
+        SELECT 1 FROM history_floors f WHERE f.conversation = input.conversation AND f.gone_through >= input.msg_id)
+    ORDER BY ord
     ON CONFLICT DO NOTHING
     RETURNING message_id, msg_id
 )

@@ -341,3 +341,47 @@ func TestGroupRules(t *testing.T) {
 		t.Fatalf("alice's conversations: %+v %v", list, err)
 	}
 }
+
+// A sync from a cursor below what the history retention removed says up
+// to where the history is gone, and pages on from there; from the floor
+// on it says nothing.
+func TestSyncReportsWhatTheRetentionRemoved(t *testing.T) {
+	e := apitest.New(t)
+	var acks []api.Ack
+	for i := range 5 {
+		acks = append(acks, send(t, e, alicePhone, api.Target{Account: "bob"}, fmt.Sprint("c", i), "x"))
+	}
+	conv := domain.DirectConversation("alice", "bob")
+	// A sync waits for the store to hold every message; then remove.
+	if res, err := e.Service.Sync(ctxT(t), "bob", conv.String(), time.Time{}, 0, 10); err != nil || len(res.Messages) != 5 {
+		t.Fatalf("sync before the retention: %d messages, %v", len(res.Messages), err)
+	}
+	floor := acks[2].MsgID
+	if _, err := e.Store.Remove(ctxT(t), store.Floor{Conversation: conv, Through: floor}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name  string
+		after domain.MsgID
+		gone  domain.MsgID
+	}{
+		{"from the start", 0, floor},
+		{"from inside the gone range", acks[1].MsgID, floor},
+		{"from the floor", floor, 0},
+		{"from after the floor", acks[3].MsgID, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res, err := e.Service.Sync(ctxT(t), "bob", conv.String(), time.Time{}, tc.after, 10)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.GoneThrough != tc.gone || len(res.Messages) == 0 || res.Messages[0].MsgID <= max(tc.after, floor) {
+				t.Errorf("goneThrough %d, first of %d messages %v; want goneThrough %d and messages after %d",
+					res.GoneThrough, len(res.Messages), res.Messages, tc.gone, max(tc.after, floor))
+			}
+			if res.NextMsgID != acks[4].MsgID {
+				t.Errorf("next msgid %d, want %d", res.NextMsgID, acks[4].MsgID)
+			}
+		})
+	}
+}

@@ -16,6 +16,11 @@ type SyncResult struct {
 	Source string
 	// More is true when messages after the page remain.
 	More bool
+	// GoneThrough, when not 0, is the last msgid of the conversation that
+	// the history retention removed, and it is above the cursor asked
+	// for: the messages after that cursor up to and including it are gone
+	// for good, and Messages starts after them.
+	GoneThrough domain.MsgID
 	// NextTime and NextMsgID are the cursor to continue from.
 	NextTime  time.Time
 	NextMsgID domain.MsgID
@@ -31,6 +36,10 @@ const (
 // is within the cache window and the cache holds the whole range, the cache
 // answers; otherwise the store does — never both in one read. Either is read
 // only after it has applied every record acknowledged before the call.
+// When the history retention removed messages after lastMsgID, the result
+// says up to where (GoneThrough). Only the store can say so: the cache
+// forgets what the retention removes before the store does, and never
+// answers for a cursor below what it forgot.
 func (s *Service) Sync(ctx context.Context, who domain.AccountID, conversation string, lastTime time.Time, lastMsgID domain.MsgID, limit int) (res SyncResult, err error) {
 	defer func() {
 		if err != nil {
@@ -85,6 +94,19 @@ func (s *Service) sync(ctx context.Context, who domain.AccountID, conversation s
 	msgs, more, err := s.rm.Store.After(ctx, conv, lastMsgID, limit)
 	if err != nil {
 		return SyncResult{}, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	// The floor is read after the page: a Remove between the two raises
+	// the floor over messages the page still holds (they are dropped
+	// here), never over a gap that the floor read would not cover.
+	gone, err := s.rm.Store.GoneThrough(ctx, conv)
+	if err != nil {
+		return SyncResult{}, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	if gone > lastMsgID {
+		res.GoneThrough, res.NextMsgID = gone, gone
+		for len(msgs) > 0 && msgs[0].MsgID <= gone {
+			msgs = msgs[1:]
+		}
 	}
 	res.Messages, res.More, res.Source = msgs, more, SourceStore
 	return res.withCursor(), nil

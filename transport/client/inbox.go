@@ -29,6 +29,9 @@ type thread struct {
 	msgs   []wire.Message
 	// read is the highest read receipt seen per account.
 	read map[string]int64
+	// gone is the last msgid the server's history retention removed, as
+	// the last sync that reached below it said (0: none known).
+	gone int64
 }
 
 // NewInbox returns an empty inbox reading through c.
@@ -105,6 +108,11 @@ func (in *Inbox) Sync(ctx context.Context, conv string) error {
 		in.mu.Lock()
 		in.Syncs++
 		t := in.thread(conv)
+		if f.GoneThrough > t.cursor.LastMsgID {
+			// Those messages are gone for good: move past them, or an empty
+			// page with more after it would be asked for again and again.
+			t.cursor.LastMsgID, t.gone = f.GoneThrough, f.GoneThrough
+		}
 		for _, m := range f.Messages {
 			if m.MsgID > t.cursor.LastMsgID {
 				t.msgs = append(t.msgs, m)
@@ -149,6 +157,15 @@ func (in *Inbox) SyncAll(ctx context.Context) error {
 	}
 	in.mu.Unlock()
 	return nil
+}
+
+// GoneThrough is the last msgid of conv that the server's history
+// retention removed before this inbox could read it, 0 if none: the
+// messages the inbox holds below it, if any, the server no longer has.
+func (in *Inbox) GoneThrough(conv string) int64 {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.thread(conv).gone
 }
 
 // Messages returns a copy of a conversation's messages in msgid order.

@@ -81,14 +81,17 @@ func sender(c caller, from *senderBody) (domain.Sender, error) {
 }
 
 // messagesReply is the socket's messages reply without the envelope; every
-// field is always present. Messages is the JSON array of the page, encoded
+// field but goneThrough is always present. Messages is the JSON array of the page, encoded
 // by pageOf.
 type messagesReply struct {
 	Conversation string          `json:"conversation"`
 	Messages     json.RawMessage `json:"messages"`
 	Source       string          `json:"source"`
 	HasMore      bool            `json:"hasMore"`
-	Next         wire.Cursor     `json:"next"`
+	// GoneThrough is the last msgid the history retention removed after
+	// the request's cursor, present only when there is one.
+	GoneThrough int64       `json:"goneThrough,omitempty"`
+	Next        wire.Cursor `json:"next"`
 }
 
 // arrayOf encodes msgs as a JSON array.
@@ -136,7 +139,7 @@ func (s *server) sync(w http.ResponseWriter, r *http.Request, c caller) error {
 	// last message sent, so the next page starts right after it.
 	msgs, more, next := wire.CutPage(wire.FromMessages(res.Messages), s.cfg.SyncPageBytes, res.More, int64(res.NextMsgID))
 	writeJSON(w, http.StatusOK, messagesReply{Conversation: conv, Messages: arrayOf(msgs),
-		Source: res.Source, HasMore: more, Next: wire.Cursor{LastTime: res.NextTime.UnixMilli(), LastMsgID: next}})
+		Source: res.Source, HasMore: more, GoneThrough: int64(res.GoneThrough), Next: wire.Cursor{LastTime: res.NextTime.UnixMilli(), LastMsgID: next}})
 	return nil
 }
 

@@ -26,8 +26,10 @@ func AppendPush(b []byte, m *Message, prev int64) []byte {
 	return append(b, '}')
 }
 
-// AppendMessages appends a sync reply ("messages") with its cursor.
-func AppendMessages(b []byte, id, conversation string, msgs []Message, source string, hasMore bool, next Cursor) []byte {
+// AppendMessages appends a sync reply ("messages") with its cursor, and
+// goneThrough when the history retention removed messages after the
+// request's cursor (0: nothing gone).
+func AppendMessages(b []byte, id, conversation string, msgs []Message, source string, hasMore bool, goneThrough int64, next Cursor) []byte {
 	n := 160 + len(id) + len(conversation)
 	for i := range msgs {
 		n += sizeOf(&msgs[i])
@@ -53,6 +55,10 @@ func AppendMessages(b []byte, id, conversation string, msgs []Message, source st
 	}
 	if hasMore {
 		b = append(b, `,"hasMore":true`...)
+	}
+	if goneThrough != 0 {
+		b = append(b, `,"goneThrough":`...)
+		b = strconv.AppendInt(b, goneThrough, 10)
 	}
 	b = append(b, `,"next":{"lastTime":`...)
 	b = strconv.AppendInt(b, next.LastTime, 10)

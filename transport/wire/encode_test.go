@@ -56,11 +56,12 @@ func TestAppendPushAndMessagesMatchEncodingJSON(t *testing.T) {
 		msgs    []Message
 		source  string
 		hasMore bool
-	}{{msgs, "cache", true}, {nil, "store", false}, {msgs[:1], "store", false}} {
+		gone    int64
+	}{{msgs, "cache", true, 0}, {nil, "store", false, 0}, {msgs[:1], "store", false, 0}, {msgs, "store", true, 1<<48 + 5}, {nil, "store", false, 3}} {
 		next := Cursor{LastTime: 1795714619001, LastMsgID: 7}
-		got := AppendMessages(nil, "id-\"1\"", "d:alice:bob", tc.msgs, tc.source, tc.hasMore, next)
+		got := AppendMessages(nil, "id-\"1\"", "d:alice:bob", tc.msgs, tc.source, tc.hasMore, tc.gone, next)
 		checkSame(t, got, ServerFrame{ID: "id-\"1\"", Type: TypeMessages, Conversation: "d:alice:bob", Messages: tc.msgs,
-			Source: tc.source, HasMore: tc.hasMore, Next: &next})
+			Source: tc.source, HasMore: tc.hasMore, GoneThrough: tc.gone, Next: &next})
 	}
 }
 
@@ -95,7 +96,7 @@ func BenchmarkEncodeSyncReply(b *testing.B) {
 		b.ReportAllocs()
 		var buf []byte
 		for i := 0; i < b.N; i++ {
-			buf = AppendMessages(buf[:0], "1", "d:alice:bob", msgs, "cache", false, next)
+			buf = AppendMessages(buf[:0], "1", "d:alice:bob", msgs, "cache", false, 0, next)
 		}
 	})
 }

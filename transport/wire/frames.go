@@ -170,11 +170,14 @@ type ServerFrame struct {
 	EditedAt  int64  `json:"editedAt,omitempty"`
 	DeletedAt int64  `json:"deletedAt,omitempty"`
 
-	// messages (sync)
-	Messages []Message `json:"messages,omitempty"`
-	Source   string    `json:"source,omitempty"`
-	HasMore  bool      `json:"hasMore,omitempty"`
-	Next     *Cursor   `json:"next,omitempty"`
+	// messages (sync). GoneThrough, when set, is the last msgid that the
+	// history retention removed: the messages after the request's
+	// lastMsgId up to and including it are gone for good.
+	Messages    []Message `json:"messages,omitempty"`
+	Source      string    `json:"source,omitempty"`
+	HasMore     bool      `json:"hasMore,omitempty"`
+	GoneThrough int64     `json:"goneThrough,omitempty"`
+	Next        *Cursor   `json:"next,omitempty"`
 
 	// conversation_list
 	Conversations []ConversationInfo `json:"conversations,omitempty"`

@@ -375,7 +375,7 @@ func (h *handler) sync(s *session, req wire.Request) {
 		return
 	}
 	msgs, more, next := wire.CutPage(wire.FromMessages(res.Messages), h.g.cfg.MaxReplyBytes, res.More, int64(res.NextMsgID))
-	s.write(wire.AppendMessages(nil, req.ID, req.Conversation, msgs, res.Source, more,
+	s.write(wire.AppendMessages(nil, req.ID, req.Conversation, msgs, res.Source, more, int64(res.GoneThrough),
 		wire.Cursor{LastTime: res.NextTime.UnixMilli(), LastMsgID: next}))
 }
 

@@ -26,6 +26,7 @@ import (
 	"github.com/parley-chat/parley/infra/postgres"
 	"github.com/parley-chat/parley/infra/redis"
 	"github.com/parley-chat/parley/infra/telemetry"
+	"github.com/parley-chat/parley/projections/retention"
 	"github.com/parley-chat/parley/projections/runner"
 	"github.com/parley-chat/parley/projections/stream"
 	"github.com/parley-chat/parley/transport/api"
@@ -124,6 +125,11 @@ type Config struct {
 	// CatchUpTimeout bounds how long a single node takes at start to apply
 	// the log's tail after what its store holds. Default 10m.
 	CatchUpTimeout time.Duration
+	// Retention configures the history retention: how long messages are
+	// kept (Keep, 0 forever) and its job, which runs on a single node and
+	// on every projector. The cache keeps no longer than Keep either.
+	// Observer and Logger are the node's.
+	Retention retention.Config
 	// CacheBytes bounds a single node's 7-day cache in memory (in front of
 	// its embedded store). Default 32 MiB.
 	CacheBytes int64
@@ -251,6 +257,9 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	set, err := n.readModels(ctx)
 	if err != nil {
+		return nil, err
+	}
+	if err := n.retentionJob(&set); err != nil {
 		return nil, err
 	}
 	apiCfg := cfg.API

@@ -158,7 +158,7 @@ func (n *Node) embeddedReadModels(ctx context.Context) (readModelSet, error) {
 	if set.api.ConversationsProgress, err = durable(conversations.Name); err != nil {
 		return set, err
 	}
-	mem := cache.NewBoundedMemory(cache.Retention, n.cfg.CacheBytes)
+	mem := cache.NewBoundedMemory(CacheRetention(n.cfg.Retention.Keep), n.cfg.CacheBytes)
 	set.api.Cache = mem
 	set.run = append(set.run, func(ctx context.Context) { mem.RunTrim(ctx, 30*time.Second) })
 	set.members = &groups.At{Model: gm, Progress: set.api.GroupsProgress}
@@ -263,7 +263,7 @@ func (n *Node) readFrom(specs []runner.Spec, ends map[int32]int64) (map[int32]in
 // them, and their progress, in PostgreSQL and Redis.
 func (n *Node) scaleOutReadModels(ctx context.Context) (readModelSet, error) {
 	var set readModelSet
-	durable, err := Durable(ctx, n.stores.pool, n.stores.rdb, n.stores.prefix, n.events.Epoch(), false)
+	durable, err := Durable(ctx, n.stores.pool, n.stores.rdb, n.stores.prefix, n.events.Epoch(), false, n.cfg.Retention.Keep)
 	if err != nil {
 		return set, err
 	}
@@ -315,14 +315,18 @@ type DurableModel struct {
 	Close func() error
 }
 
+// Model is the read model itself (a store.Store, a cache.Cache, ...).
+func (d DurableModel) Model() any { return d.model }
+
 // Durable opens the durable read models of scale-out — the history,
 // groups and the conversation index in PostgreSQL (with a pool), the cache
 // in Redis (with a client) — with their progress, named per log epoch
 // (ProgressName). The projector and `parley replay` build them here, so
 // that both write the same progress. fromLogStart says the cache
 // projection reads from the start of the log in this run (see
-// cache.NewProjection).
-func Durable(ctx context.Context, pool *pgxpool.Pool, rdb *goredis.Client, prefix string, epoch uint8, fromLogStart bool) (_ []DurableModel, err error) {
+// cache.NewProjection). keep is the history retention (0: forever),
+// which the cache keeps to as well (CacheRetention).
+func Durable(ctx context.Context, pool *pgxpool.Pool, rdb *goredis.Client, prefix string, epoch uint8, fromLogStart bool, keep time.Duration) (_ []DurableModel, err error) {
 	var out []DurableModel
 	defer func() {
 		if err != nil {
@@ -366,7 +370,7 @@ func Durable(ctx context.Context, pool *pgxpool.Pool, rdb *goredis.Client, prefi
 		}
 	}
 	if rdb != nil {
-		c, err := cache.NewRedis(rdb, cache.RedisConfig{Prefix: prefix})
+		c, err := cache.NewRedis(rdb, cache.RedisConfig{Prefix: prefix, Retention: CacheRetention(keep)})
 		if err != nil {
 			return nil, err
 		}

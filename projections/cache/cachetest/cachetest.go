@@ -187,6 +187,7 @@ func sameMessage(t *testing.T, got, want domain.Message) {
 
 // Run runs the contract against the adapter that newCache makes.
 func Run(t *testing.T, newCache NewCache) {
+	t.Run("forget what the retention removed", func(t *testing.T) { testForget(t, newCache) })
 	t.Run("unknown conversation is not covered", func(t *testing.T) {
 		runScenarios(t, newCache, []scenario{{
 			name:  "empty cache",
@@ -578,4 +579,46 @@ func Run(t *testing.T, newCache NewCache) {
 	})
 
 	t.Run("lifecycle", func(t *testing.T) { runLifecycle(t, newCache) })
+}
+
+// forget is Forget that must succeed and remove want messages.
+func forget(t *testing.T, c cache.Cache, conv domain.ConversationID, through domain.MsgID, want int) {
+	t.Helper()
+	n, err := c.Forget(t.Context(), conv, through)
+	if err != nil {
+		t.Fatalf("Forget(%s, %d): %v", conv, through, err)
+	}
+	if n != want {
+		t.Errorf("Forget(%s, %d) removed %d, want %d", conv, through, n, want)
+	}
+}
+
+// testForget: what the history retention removed leaves the cache too,
+// and the cache no longer answers for a range that reaches below it.
+func testForget(t *testing.T, newCache NewCache) {
+	clk := &Clock{now: t0}
+	c := newCache(t, clk.Now)
+	apply(t, c, clk, []add{{id: id(10), floor: id(5)}, {id: id(20)}, {id: id(30)}, {conv: g1, id: id(7), floor: 0}})
+	forget(t, c, ab, id(20), 2)
+	for _, r := range []read{
+		{after: id(5)},
+		{after: id(19)},
+		{after: id(20), want: []domain.MsgID{id(30)}, wantCovered: true},
+		{conv: g1, after: 0, want: []domain.MsgID{id(7)}, wantCovered: true},
+	} {
+		check(t, c, r)
+	}
+	forget(t, c, ab, id(15), 0) // below the marker: nothing
+	forget(t, c, ab, id(20), 0) // again: nothing
+	forget(t, c, ac, id(50), 0) // unknown: stays unknown
+	check(t, c, read{conv: ac, after: id(50)})
+	// A replay adds the removed messages again: they stay out.
+	apply(t, c, clk, []add{{id: id(10)}, {id: id(20)}})
+	check(t, c, read{after: id(20), want: []domain.MsgID{id(30)}, wantCovered: true})
+	check(t, c, read{after: id(9)})
+	// Everything forgotten: covered after the last, empty.
+	forget(t, c, ab, id(40), 1)
+	check(t, c, read{after: id(40), wantCovered: true})
+	apply(t, c, clk, []add{{id: id(41)}})
+	check(t, c, read{after: id(40), want: []domain.MsgID{id(41)}, wantCovered: true})
 }

@@ -43,6 +43,9 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"DeleteLeavesATombstone", testDelete},
 		{"AmendWhatIsNotHeld", testAmendUnknown},
 		{"AmendInOneCallWithItsMessage", testAmendAfterSaveInBatches},
+		{"RetentionRemovesTheOldRun", testRetentionRemovesTheOldRun},
+		{"RetentionKeepsASuffix", testRetentionKeepsASuffix},
+		{"RetentionIsBounded", testRetentionIsBounded},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.run(t, newStore(t)) })
