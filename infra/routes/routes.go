@@ -54,7 +54,10 @@ type Table interface {
 	Beat(ctx context.Context, instance string) error
 	// Alive reports whether instance beat within AliveTTL.
 	Alive(ctx context.Context, instance string) (bool, error)
-	// Forget marks instance dead at once, when it shuts down cleanly.
+	// Forget marks instance dead at once, when it shuts down cleanly, and
+	// now as the last time it was known alive: the routes it then fails
+	// to release (or that a reap takes while it closes its connections)
+	// are released as of its shutdown, not of its last beat.
 	Forget(ctx context.Context, instance string) error
 
 	// Presence returns the presence of each account, in order. An account

@@ -227,9 +227,13 @@ func (m *Memory) Alive(_ context.Context, instance string) (bool, error) {
 
 // Forget implements Table.
 func (m *Memory) Forget(_ context.Context, instance string) error {
+	now := m.now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	delete(m.alive, instance)
+	if _, ok := m.lastBeat[instance]; ok {
+		m.lastBeat[instance] = now
+	}
 	return nil
 }
 

@@ -234,9 +234,15 @@ func (r *Redis) Alive(ctx context.Context, instance string) (bool, error) {
 	return n == 1, nil
 }
 
-// Forget removes instance's liveness key, when it shuts down cleanly.
+// Forget implements Table.
 func (r *Redis) Forget(ctx context.Context, instance string) error {
-	return r.rdb.Del(ctx, r.aliveKey(instance)).Err()
+	pipe := r.rdb.TxPipeline()
+	pipe.Del(ctx, r.aliveKey(instance))
+	pipe.ZAddXX(ctx, r.instancesKey(), goredis.Z{Score: float64(time.Now().UnixMilli()), Member: instance})
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("cannot forget %s: %w", instance, err)
+	}
+	return nil
 }
 
 func nowMs() string { return strconv.FormatInt(time.Now().UnixMilli(), 10) }
