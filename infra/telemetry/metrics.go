@@ -23,6 +23,8 @@ type Metrics struct {
 	pushes      prometheus.Counter
 	disconnects *prometheus.CounterVec
 	skipped     *prometheus.CounterVec
+	notified    *prometheus.CounterVec
+	retried     *prometheus.CounterVec
 }
 
 // latencyBuckets span 0.5 ms to 5 s.
@@ -53,8 +55,14 @@ func New() *Metrics {
 		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "parley_projection_skipped_total", Help: "Records a projection skipped, by reason: poison (cannot be decoded or applied) or unknown_event (a newer producer's event).",
 		}, []string{"projection", "reason"}),
+		notified: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "parley_notifications_total", Help: "Offline notifications by outcome: sent (the webhook took them), dropped (the webhook refused them with a 4xx), online or muted (recipients not notified).",
+		}, []string{"outcome"}),
+		retried: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "parley_notify_webhook_retries_total", Help: "Notification webhook requests sent again, by reason: network, or the HTTP status (429, 5xx).",
+		}, []string{"reason"}),
 	}
-	m.reg.MustRegister(m.sends, m.sendLatency, m.syncs, m.pushLatency, m.pushes, m.disconnects, m.skipped,
+	m.reg.MustRegister(m.sends, m.sendLatency, m.syncs, m.pushLatency, m.pushes, m.disconnects, m.skipped, m.notified, m.retried,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -95,3 +103,13 @@ func (m *Metrics) Closed(reason string) { m.disconnects.WithLabelValues(reason).
 func (m *Metrics) Skipped(projection, reason string) {
 	m.skipped.WithLabelValues(projection, reason).Inc()
 }
+
+// Notified implements notify.Observer.
+func (m *Metrics) Notified(outcome string, n int) {
+	if n > 0 {
+		m.notified.WithLabelValues(outcome).Add(float64(n))
+	}
+}
+
+// Retried implements notify.WebhookObserver.
+func (m *Metrics) Retried(reason string) { m.retried.WithLabelValues(reason).Inc() }

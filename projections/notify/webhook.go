@@ -163,8 +163,9 @@ func (c *WebhookConfig) setDefaults() {
 // the preview by PreviewRunes.
 const maxNotificationBytes = 2 << 10
 
-// Validate reports every problem of c at once.
+// Validate reports every problem of c, with its defaults, at once.
 func (c WebhookConfig) Validate() error {
+	c.setDefaults()
 	var errs []error
 	if u, err := url.Parse(c.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		errs = append(errs, fmt.Errorf("the notification webhook %q is not an http(s) URL", c.URL))
