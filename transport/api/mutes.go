@@ -94,7 +94,6 @@ func (s *Service) withMutes(ctx context.Context, who domain.AccountID, list []Co
 	return list, nil
 }
 
-
 // UnixMilli is t in Unix milliseconds, 0 for the zero time (a mute
 // without end).
 func UnixMilli(t time.Time) int64 {
