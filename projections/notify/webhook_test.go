@@ -180,3 +180,21 @@ func TestVerifyRefusesTamperingAndOldTimestamps(t *testing.T) {
 		})
 	}
 }
+
+// The signature of the example in docs/notifications.md, which
+// examples/notify-receiver checks too: a receiver written from the docs
+// verifies what Parley signs.
+func TestSignMatchesTheDocumentedExample(t *testing.T) {
+	got := notify.Sign([]byte(DocSecret), DocTimestamp, []byte(DocBody))
+	if got != DocSignature {
+		t.Fatalf("Sign: %s, want the documented %s", got, DocSignature)
+	}
+}
+
+// The example of docs/notifications.md.
+const (
+	DocSecret    = "0123456789abcdef-change-me"
+	DocTimestamp = 1795968627
+	DocBody      = `{"notifications":[{"id":"d53a3ead0dae3b2a599f83d7e95128cc","account":"bob","conversation":"d:alice:bob","msgId":281474976710656,"sender":"alice","time":1795968627122,"kind":"text","preview":"hi bob","unread":1}]}`
+	DocSignature = "v1=6e742d0d616f8def7e4ad972969e059b51724b31d79bfdd8792b731a4ce70747"
+)
