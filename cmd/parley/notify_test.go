@@ -364,3 +364,84 @@ func waitMetric(t *testing.T, s *server, series string, min float64) {
 	}
 	t.Fatalf("%s never reached %v", series, min)
 }
+
+// In scale-out the projectors notify, reading presence from Redis and
+// mutes from PostgreSQL, and a projector that restarts resumes where it
+// stopped.
+func TestClusterNotify(t *testing.T) {
+	c := startCluster(t)
+	hook := startWebhook(t)
+	gw := c.instance(gatewayOnly)
+	proj := c.instance(projectorOnly, withNotify(hook))
+	alice := gw.dial("alice", "phone")
+	carol := gw.device("carol", "phone")
+	g, err := alice.CreateGroup(ctxT(t), "scaled", "bob", "carol")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gconv := domain.GroupConversation(domain.GroupID(g.Group))
+	first := sendTo(t, alice, client.Target{Group: g.Group}, "c1", "to everyone")
+	hook.waitFor(t, notify.NotificationID(gconv, domain.MsgID(first.MsgID), "bob"))
+	carol.waitInbox(t, gconv.String(), 1)
+	if got := hook.accounts(); len(got) != 1 || got[0] != "bob" {
+		t.Fatalf("notified %v, want only the offline bob", got)
+	}
+
+	// Muted through a gateway, honoured by the projector.
+	req, _ := http.NewRequest(http.MethodPut, "http://"+gw.n.Addr()+"/api/v1/conversations/"+gconv.String()+"/mute", strings.NewReader(`{}`))
+	req.Header.Set("Authorization", "Bearer "+gw.token("bob", "phone", time.Hour))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("mute: %d", resp.StatusCode)
+	}
+	muted := sendTo(t, alice, client.Target{Group: g.Group}, "c2", "bob muted this")
+	waitMetric(t, proj, `parley_notifications_total{outcome="muted"}`, 1)
+
+	// Sent while the only projector is down: notified once it is back.
+	proj.stop()
+	conv := domain.DirectConversation("alice", "bob")
+	down := sendTo(t, alice, client.Target{Account: "bob"}, "c3", "while the projector is down")
+	proj.start()
+	hook.waitFor(t, notify.NotificationID(conv, domain.MsgID(down.MsgID), "bob"))
+	hook.mu.Lock()
+	defer hook.mu.Unlock()
+	if n := hook.accepted[notify.NotificationID(gconv, domain.MsgID(muted.MsgID), "bob")]; n != 0 {
+		t.Errorf("the muted group's message was notified %d times", n)
+	}
+	for id, n := range hook.accepted {
+		if n != 1 {
+			t.Errorf("notification %s accepted %d times, want once", id, n)
+		}
+	}
+}
+
+// A single node whose webhook fails keeps what it has not notified across
+// a restart, and notifies it then.
+func TestNotifyResumesAfterRestart(t *testing.T) {
+	hook := startWebhook(t)
+	for range 10_000 {
+		hook.script = append(hook.script, http.StatusServiceUnavailable)
+	}
+	s := startServer(t, withNotify(hook))
+	alice := s.dial("alice", "phone")
+	ack := sendTo(t, alice, client.Target{Account: "bob"}, "r1", "before the restart")
+	waitMetric(t, s, `parley_notify_webhook_retries_total{reason="503"}`, 1)
+	alice.Close()
+	s.stop()
+	hook.mu.Lock()
+	hook.script = nil
+	hook.mu.Unlock()
+	s.start()
+	id := notify.NotificationID(domain.DirectConversation("alice", "bob"), domain.MsgID(ack.MsgID), "bob")
+	hook.waitFor(t, id)
+	hook.mu.Lock()
+	defer hook.mu.Unlock()
+	if hook.accepted[id] != 1 {
+		t.Errorf("accepted %d times, want once", hook.accepted[id])
+	}
+}

@@ -2,12 +2,17 @@ package node
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/parley-chat/parley/projections/notify"
 	"github.com/parley-chat/parley/projections/progress"
 	"github.com/parley-chat/parley/projections/runner"
 )
+
+// notifyStarted is the progress entry, beside the partitions', that marks
+// that notifications started: no partition has this number.
+const notifyStarted int32 = -1
 
 // notifyReader adds the notify projection, when a webhook is configured
 // and this process projects: on a reader of its own, so that a webhook
@@ -38,16 +43,23 @@ func (n *Node) notifyReader(ctx context.Context, set *readModelSet) error {
 	if err != nil {
 		return err
 	}
+	if _, started := stored[notifyStarted]; !started {
+		// The first start: the log's end, and the mark that says so, in
+		// one write, so that a later start never takes the end again
+		// (a partition with nothing notified yet has no progress).
+		first := map[int32]int64{notifyStarted: 1}
+		for p, end := range set.ends {
+			first[p] = end
+		}
+		if _, err := backend.Save(ctx, first); err != nil {
+			return fmt.Errorf("cannot record where notifications start: %w", err)
+		}
+	}
 	tr, err := progress.New(ctx, backend, progress.Config{Name: notify.Name, FlushInterval: 10 * time.Millisecond, Logger: n.log})
 	if err != nil {
 		return err
 	}
 	n.closers = append(n.closers, tr.Close)
-	for p, end := range set.ends {
-		if _, ok := stored[p]; !ok && end > 0 {
-			tr.Advance(p, end-1)
-		}
-	}
 	proj := notify.NewProjection(notify.Config{
 		Members: set.members, Presence: presence, Mutes: set.api.Mutes,
 		Unread: set.api.Conversations, UnreadProgress: set.api.ConversationsProgress,
