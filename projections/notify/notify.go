@@ -216,11 +216,26 @@ func (p *Projection) ApplyBatch(ctx context.Context, recs []projections.Record) 
 			return err
 		}
 		out = append(out, ns...)
+		if len(out) >= maxHeld {
+			if err := p.deliver(ctx, out); err != nil {
+				return err
+			}
+			out = out[:0]
+		}
 	}
-	if len(out) == 0 {
+	return p.deliver(ctx, out)
+}
+
+// maxHeld bounds the notifications a batch holds before it hands them
+// over: a batch of 500 records to 500-member groups would otherwise make
+// a quarter of a million at once.
+const maxHeld = 256
+
+func (p *Projection) deliver(ctx context.Context, ns []Notification) error {
+	if len(ns) == 0 {
 		return nil
 	}
-	if err := p.cfg.Out.Deliver(ctx, out); err != nil {
+	if err := p.cfg.Out.Deliver(ctx, ns); err != nil {
 		return fmt.Errorf("cannot deliver notifications: %w", err)
 	}
 	return nil
