@@ -25,7 +25,7 @@ var notifySecret = []byte("notify-secret-for-tests-0123456789")
 // verifies every request's signature and timestamp, answers from a
 // script, and keeps what it accepted.
 type webhook struct {
-	t   *testing.T
+	t   testing.TB
 	srv *httptest.Server
 
 	mu sync.Mutex
@@ -44,7 +44,7 @@ type webhook struct {
 	order    []string
 }
 
-func startWebhook(t *testing.T, script ...int) *webhook {
+func startWebhook(t testing.TB, script ...int) *webhook {
 	w := &webhook{t: t, script: script, accepted: map[string]int{}, got: map[string]notify.Notification{}}
 	w.srv = httptest.NewServer(w)
 	t.Cleanup(w.srv.Close)
