@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/parley-chat/parley/projections/groups"
 	"github.com/parley-chat/parley/projections/notify"
 	"github.com/parley-chat/parley/projections/progress"
 	"github.com/parley-chat/parley/projections/runner"
@@ -60,8 +61,11 @@ func (n *Node) notifyReader(ctx context.Context, set *readModelSet) error {
 		return err
 	}
 	n.closers = append(n.closers, tr.Close)
+	// Its own view of the groups: its reader is at another place in the
+	// log than push's, and a shared cache would mix the two.
+	members := &groups.At{Model: set.members.Model, Progress: set.members.Progress}
 	proj := notify.NewProjection(notify.Config{
-		Members: set.members, Presence: presence, Mutes: set.api.Mutes,
+		Members: members, Presence: presence, Mutes: set.api.Mutes,
 		Unread: set.api.Conversations, UnreadProgress: set.api.ConversationsProgress,
 		Out: hook, Observer: n.metrics,
 	})
