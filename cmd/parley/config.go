@@ -16,6 +16,7 @@ import (
 	"github.com/parley-chat/parley/infra/kafka"
 	"github.com/parley-chat/parley/infra/postgres"
 	"github.com/parley-chat/parley/infra/redis"
+	"github.com/parley-chat/parley/projections/notify"
 	"github.com/parley-chat/parley/projections/retention"
 	"github.com/parley-chat/parley/transport/auth"
 	"github.com/parley-chat/parley/transport/console"
@@ -29,6 +30,7 @@ import (
 // by its flag.
 const (
 	minClusterSecretBytes = 16 // node.Config.Validate
+	minNotifySecretBytes  = 16 // notify.WebhookConfig.Validate
 	minTrustedSecretBytes = 16 // ws.Config.Validate
 )
 
@@ -89,6 +91,8 @@ func parseServe(args []string, stdout io.Writer) (node.Config, error) {
 	trustedSecret := f.secret("trusted-gateway-secret", fmt.Sprintf("accept identity headers from an API gateway that sends this secret (%d+ bytes); empty disables", minTrustedSecretBytes))
 	trustedAccount := f.string("trusted-account-header", "X-Parley-Account", "header with the account, in trusted gateway mode")
 	trustedDevice := f.string("trusted-device-header", "X-Parley-Device", "header with the device, in trusted gateway mode")
+	notifyURL := f.secret("notify-url", "webhook that receives offline notifications (docs/notifications.md; may hold credentials); empty turns them off")
+	notifySecret := f.secret("notify-secret", fmt.Sprintf("shared secret that signs the notification webhook's requests (%d+ bytes); required with --notify-url", minNotifySecretBytes))
 	directory := f.secret("directory-url", "user service reloading missed online sets: GET <url>/accounts/<account>/devices (may hold credentials)")
 	if err := f.parse(args); err != nil {
 		return node.Config{}, err
@@ -183,6 +187,13 @@ func parseServe(args []string, stdout io.Writer) (node.Config, error) {
 		f.checkErr("directory-url", checkURL(*directory))
 	}
 
+	if *notifyURL != "" {
+		f.checkErr("notify-url", checkURL(*notifyURL))
+		f.check("notify-secret", len(*notifySecret) >= minNotifySecretBytes, "need at least %d bytes with %s", minNotifySecretBytes, f.name("notify-url"))
+	} else {
+		f.check("notify-secret", *notifySecret == "", "needs %s", f.name("notify-url"))
+	}
+
 	scaleOut := *pgDSN != "" || *redisAddr != ""
 	if (*pgDSN == "") != (*redisAddr == "") {
 		f.fail(fmt.Errorf("%s and %s go together: scale-out needs both", f.name("postgres-dsn"), f.name("redis-addr")))
@@ -232,6 +243,7 @@ func parseServe(args []string, stdout io.Writer) (node.Config, error) {
 	cfg.ClusterSecret = []byte(*clusterSecret)
 	cfg.Gateway.ReplaceLogin = *loginPolicy == "replace"
 	cfg.DirectoryURL = *directory
+	cfg.Notify = notify.WebhookConfig{URL: *notifyURL, Secret: []byte(*notifySecret)}
 	cfg.Gateway.Trusted = ws.TrustedHeaders{Secret: *trustedSecret, AccountHeader: *trustedAccount, DeviceHeader: *trustedDevice}
 	cfg.Pprof = *pprofOn
 	cfg.GCPercent = *gcPercent

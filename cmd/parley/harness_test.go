@@ -24,7 +24,7 @@ var testSecret = []byte("parley-test-secret-0123456789abcdef")
 // port and an embedded broker on a random port, over a data dir that
 // outlives restarts within one test.
 type server struct {
-	t   *testing.T
+	t   testing.TB
 	dir string
 	mod func(*node.Config)
 	n   *node.Node
@@ -37,7 +37,7 @@ func testLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
-func startServer(t *testing.T, mod func(*node.Config)) *server {
+func startServer(t testing.TB, mod func(*node.Config)) *server {
 	t.Helper()
 	s := &server{t: t, dir: t.TempDir(), mod: mod}
 	s.start()
@@ -208,7 +208,7 @@ func (d *device) waitInbox(t *testing.T, conv string, n int) []wire.Message {
 	return nil
 }
 
-func ctxT(t *testing.T) context.Context {
+func ctxT(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
 	return ctx

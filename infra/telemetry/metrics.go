@@ -27,6 +27,8 @@ type Metrics struct {
 	retentionRemoved *prometheus.CounterVec
 	retentionRuns    *prometheus.CounterVec
 	retentionLastRun prometheus.Gauge
+	notified         *prometheus.CounterVec
+	retried          *prometheus.CounterVec
 }
 
 // latencyBuckets span 0.5 ms to 5 s.
@@ -66,8 +68,14 @@ func New() *Metrics {
 		retentionLastRun: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "parley_retention_last_success_timestamp_seconds", Help: "When the last run of the history retention job that succeeded ended (Unix seconds); 0 before the first.",
 		}),
+		notified: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "parley_notifications_total", Help: "Offline notifications by outcome: sent (the webhook took them), dropped (the webhook refused them with a 4xx), online or muted (recipients not notified).",
+		}, []string{"outcome"}),
+		retried: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "parley_notify_webhook_retries_total", Help: "Notification webhook requests sent again, by reason: network, or the HTTP status (429, 5xx).",
+		}, []string{"reason"}),
 	}
-	m.reg.MustRegister(m.sends, m.sendLatency, m.syncs, m.pushLatency, m.pushes, m.disconnects, m.skipped,
+	m.reg.MustRegister(m.sends, m.sendLatency, m.syncs, m.pushLatency, m.pushes, m.disconnects, m.skipped, m.notified, m.retried,
 		m.retentionRemoved, m.retentionRuns, m.retentionLastRun,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -121,3 +129,13 @@ func (m *Metrics) RetentionRun(end time.Time, fromStore, fromCache int, err erro
 	m.retentionRuns.WithLabelValues("ok").Inc()
 	m.retentionLastRun.Set(float64(end.UnixNano()) / 1e9)
 }
+
+// Notified implements notify.Observer.
+func (m *Metrics) Notified(outcome string, n int) {
+	if n > 0 {
+		m.notified.WithLabelValues(outcome).Add(float64(n))
+	}
+}
+
+// Retried implements notify.WebhookObserver.
+func (m *Metrics) Retried(reason string) { m.retried.WithLabelValues(reason).Inc() }

@@ -12,9 +12,17 @@ import (
 // MaxConversations bounds one conversation list.
 const MaxConversations = 1000
 
+// Conversation is one entry of an account's conversation list: the
+// index's entry, and the account's mute of it.
+type Conversation struct {
+	conversations.Latest
+	Mute MuteState
+}
+
 // Conversations lists who's conversations that changed after since, newest
-// first, once the list has applied everything acknowledged before the call.
-func (s *Service) Conversations(ctx context.Context, who domain.AccountID, since time.Time, limit int) ([]conversations.Latest, error) {
+// first, once the list has applied everything acknowledged before the call,
+// each with who's mute of it.
+func (s *Service) Conversations(ctx context.Context, who domain.AccountID, since time.Time, limit int) ([]Conversation, error) {
 	if limit <= 0 || limit > MaxConversations {
 		limit = MaxConversations
 	}
@@ -42,5 +50,9 @@ func (s *Service) Conversations(ctx context.Context, who domain.AccountID, since
 	if err != nil {
 		return nil, fmt.Errorf("cannot read the conversations of %s: %w: %v", who, ErrUnavailable, err)
 	}
-	return list, nil
+	out := make([]Conversation, len(list))
+	for i, l := range list {
+		out[i].Latest = l
+	}
+	return s.withMutes(ctx, who, out)
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/parley-chat/parley/projections"
 	"github.com/parley-chat/parley/projections/cache"
 	"github.com/parley-chat/parley/projections/conversations"
+	"github.com/parley-chat/parley/projections/notify"
 	"github.com/parley-chat/parley/projections/store"
 )
 
@@ -66,6 +67,8 @@ type ReadModels struct {
 	GroupsProgress        Progress
 	Conversations         Conversations
 	ConversationsProgress Progress
+	// Mutes are the conversations each account muted for notifications.
+	Mutes notify.Mutes
 }
 
 // Config tunes the service.
@@ -171,5 +174,8 @@ type Service struct {
 // New returns a service over log and the read models.
 func New(cfg Config, log Log, rm ReadModels) *Service {
 	cfg.setDefaults()
+	if rm.Mutes == nil {
+		rm.Mutes = notify.NewMemoryMutes()
+	}
 	return &Service{cfg: cfg, log: log, rm: rm}
 }

@@ -365,6 +365,18 @@ func (c *Client) Readers(ctx context.Context, conversation string, msgID int64) 
 	return c.Do(ctx, wire.Request{Type: wire.TypeReaders, Conversation: conversation, MsgID: msgID})
 }
 
+// Mute mutes the offline notifications of conversation until untilMs
+// (Unix ms; 0 for no end, a time passed unmutes); the reply is
+// mute_state.
+func (c *Client) Mute(ctx context.Context, conversation string, untilMs int64) (wire.ServerFrame, error) {
+	return c.Do(ctx, wire.Request{Type: wire.TypeMute, Conversation: conversation, Until: untilMs})
+}
+
+// Unmute ends the mute of conversation; the reply is mute_state.
+func (c *Client) Unmute(ctx context.Context, conversation string) (wire.ServerFrame, error) {
+	return c.Do(ctx, wire.Request{Type: wire.TypeUnmute, Conversation: conversation})
+}
+
 // Typing tells the other participants of conversation that this account
 // is typing. Send it at most once per second (every few seconds while the
 // user types is plenty); a faster one is refused with rate_limited.

@@ -149,6 +149,8 @@ func (s *server) routes() http.Handler {
 		{http.MethodGet, "/conversations/{conversation}/messages", s.sync},
 		{http.MethodPost, "/conversations/{conversation}/read", s.read},
 		{http.MethodGet, "/conversations/{conversation}/readers", s.readers},
+		{http.MethodPut, "/conversations/{conversation}/mute", s.mute},
+		{http.MethodDelete, "/conversations/{conversation}/mute", s.unmute},
 		{http.MethodPatch, "/conversations/{conversation}/messages/{msgId}", s.edit},
 		{http.MethodDelete, "/conversations/{conversation}/messages/{msgId}", s.deleteMessage},
 		{http.MethodGet, "/groups", s.groups},

@@ -183,6 +183,7 @@ func (s *server) conversations(w http.ResponseWriter, r *http.Request, c caller)
 	for i, l := range list {
 		out[i] = wire.FromConversation(l.Conversation, l.MsgID, l.Time, who)
 		out[i].ReadMsgID, out[i].Unread = int64(l.ReadMsgID), l.Unread
+		out[i].Muted, out[i].MutedUntil = l.Mute.Muted, api.UnixMilli(l.Mute.Until)
 	}
 	writeJSON(w, http.StatusOK, conversationsReply{Conversations: out, ServerTime: now.UnixMilli()})
 	return nil

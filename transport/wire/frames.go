@@ -77,6 +77,9 @@ type Request struct {
 	// conversations
 	Since int64 `json:"since,omitempty"`
 
+	// mute (Conversation too): Unix ms; 0 or absent for no end
+	Until int64 `json:"until,omitempty"`
+
 	// group_create (Name, Accounts), group_add and group_remove (Group,
 	// Accounts), presence (Accounts)
 	Name     string   `json:"name,omitempty"`
@@ -124,6 +127,10 @@ type ConversationInfo struct {
 	ReadMsgID int64 `json:"readMsgId,omitempty"`
 	// Unread counts the messages after ReadMsgID the account did not send.
 	Unread int64 `json:"unread,omitempty"`
+	// Muted and MutedUntil are the listing account's mute of the
+	// conversation (absent: not muted).
+	Muted      bool  `json:"muted,omitempty"`
+	MutedUntil int64 `json:"mutedUntil,omitempty"`
 }
 
 // GroupInfo describes a group.
@@ -199,4 +206,6 @@ type ServerFrame struct {
 	Presence []PresenceInfo `json:"presence,omitempty"`
 	Online   bool           `json:"online,omitempty"`
 	LastSeen int64          `json:"lastSeen,omitempty"`
+	// mute_state (Conversation too)
+	*Mute
 }

@@ -309,7 +309,7 @@ func (c Config) Validate() error {
 type Service interface {
 	Send(ctx context.Context, r api.SendRequest) (api.Ack, error)
 	Sync(ctx context.Context, who domain.AccountID, conversation string, lastTime time.Time, lastMsgID domain.MsgID, limit int) (api.SyncResult, error)
-	Conversations(ctx context.Context, who domain.AccountID, since time.Time, limit int) ([]conversations.Latest, error)
+	Conversations(ctx context.Context, who domain.AccountID, since time.Time, limit int) ([]api.Conversation, error)
 	CreateGroup(ctx context.Context, who domain.AccountID, name string, members []string) (*domain.Group, error)
 	AddMembers(ctx context.Context, who domain.AccountID, group string, accounts []string) (*domain.Group, error)
 	RemoveMembers(ctx context.Context, who domain.AccountID, group string, accounts []string) (*domain.Group, error)
@@ -319,6 +319,8 @@ type Service interface {
 	Typing(ctx context.Context, who domain.AccountID, conversation string) (domain.ConversationID, []domain.AccountID, error)
 	Edit(ctx context.Context, r api.EditRequest) (api.Ack, error)
 	Delete(ctx context.Context, by domain.Sender, conversation string, id domain.MsgID) (api.Ack, error)
+	Mute(ctx context.Context, who domain.AccountID, conversation string, untilMs int64) (api.MuteState, error)
+	Unmute(ctx context.Context, who domain.AccountID, conversation string) (api.MuteState, error)
 }
 
 // Verifier checks the token of a hello or a renew.

@@ -36,7 +36,7 @@ func (f *fakeService) Send(ctx context.Context, r api.SendRequest) (api.Ack, err
 func (f *fakeService) Sync(context.Context, domain.AccountID, string, time.Time, domain.MsgID, int) (api.SyncResult, error) {
 	return api.SyncResult{Source: api.SourceStore, NextTime: time.Now()}, nil
 }
-func (f *fakeService) Conversations(context.Context, domain.AccountID, time.Time, int) ([]conversations.Latest, error) {
+func (f *fakeService) Conversations(context.Context, domain.AccountID, time.Time, int) ([]api.Conversation, error) {
 	return nil, nil
 }
 func (f *fakeService) CreateGroup(context.Context, domain.AccountID, string, []string) (*domain.Group, error) {
@@ -61,6 +61,12 @@ func (f *fakeService) Readers(context.Context, domain.AccountID, string, domain.
 	return api.Readers{}, nil
 }
 func (f *fakeService) Edit(context.Context, api.EditRequest) (api.Ack, error) { return api.Ack{}, nil }
+func (f *fakeService) Mute(context.Context, domain.AccountID, string, int64) (api.MuteState, error) {
+	return api.MuteState{}, nil
+}
+func (f *fakeService) Unmute(context.Context, domain.AccountID, string) (api.MuteState, error) {
+	return api.MuteState{}, nil
+}
 func (f *fakeService) Delete(context.Context, domain.Sender, string, domain.MsgID) (api.Ack, error) {
 	return api.Ack{}, nil
 }

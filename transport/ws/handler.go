@@ -324,6 +324,10 @@ func (h *handler) answer(s *session, req wire.Request) (wire.ServerFrame, error)
 			return wire.ServerFrame{}, err
 		}
 		return wire.ServerFrame{ID: req.ID, Type: wire.TypeReadState, Conversation: req.Conversation, ReadMsgID: int64(st.ReadMsgID), Unread: st.Unread}, nil
+	case wire.TypeMute:
+		return muteFrame(req.ID, req.Conversation)(svc.Mute(ctx, s.account, req.Conversation, req.Until))
+	case wire.TypeUnmute:
+		return muteFrame(req.ID, req.Conversation)(svc.Unmute(ctx, s.account, req.Conversation))
 	case wire.TypeReaders:
 		rs, err := svc.Readers(ctx, s.account, req.Conversation, domain.MsgID(req.MsgID))
 		if err != nil {
@@ -348,6 +352,16 @@ func ackFrame(id string) func(api.Ack, error) (wire.ServerFrame, error) {
 			return wire.ServerFrame{}, err
 		}
 		return wire.FromAck(id, ack.MsgID, ack.MessageID.String(), ack.Conversation, ack.ServerTime, ack.Duplicate), nil
+	}
+}
+
+// muteFrame turns the result of a mute or an unmute into its reply.
+func muteFrame(id, conversation string) func(api.MuteState, error) (wire.ServerFrame, error) {
+	return func(m api.MuteState, err error) (wire.ServerFrame, error) {
+		if err != nil {
+			return wire.ServerFrame{}, err
+		}
+		return wire.ServerFrame{ID: id, Type: wire.TypeMuteState, Conversation: conversation, Mute: wire.FromMute(m.Muted, api.UnixMilli(m.Until))}, nil
 	}
 }
 
@@ -390,6 +404,7 @@ func (h *handler) conversations(s *session, req wire.Request) (wire.ServerFrame,
 	for i, l := range list {
 		out[i] = wire.FromConversation(l.Conversation, l.MsgID, l.Time, s.account)
 		out[i].ReadMsgID, out[i].Unread = int64(l.ReadMsgID), l.Unread
+		out[i].Muted, out[i].MutedUntil = l.Mute.Muted, api.UnixMilli(l.Mute.Until)
 	}
 	return wire.ServerFrame{ID: req.ID, Type: wire.TypeConversationList, Conversations: out, ServerTime: time.Now().UnixMilli()}, nil
 }

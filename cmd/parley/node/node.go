@@ -26,6 +26,7 @@ import (
 	"github.com/parley-chat/parley/infra/postgres"
 	"github.com/parley-chat/parley/infra/redis"
 	"github.com/parley-chat/parley/infra/telemetry"
+	"github.com/parley-chat/parley/projections/notify"
 	"github.com/parley-chat/parley/projections/retention"
 	"github.com/parley-chat/parley/projections/runner"
 	"github.com/parley-chat/parley/projections/stream"
@@ -137,6 +138,9 @@ type Config struct {
 	// acknowledged or applied, logging the loss instead of refusing
 	// (LogLossError): for RepairLog only, which then moves to a new epoch.
 	AcceptLogLoss bool
+	// Notify, when its URL is set, sends offline notifications to that
+	// webhook (docs/notifications.md), from the projector.
+	Notify notify.WebhookConfig
 	// Logger is the process logger. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -194,6 +198,9 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("split roles need a shared broker (--kafka-brokers, e.g. a `parley broker`)"))
 	}
 	errs = append(errs, c.HTTP.validate()...)
+	if c.Notify.URL != "" {
+		errs = append(errs, c.Notify.Validate())
+	}
 	if c.Console && c.DevTokens && !c.DevTokensUnsafe && !console.IsLoopback(c.Listen) {
 		errs = append(errs, fmt.Errorf("development tokens let anyone who reaches %s sign in as any account: listen on a loopback address, turn them off (--dev-tokens off), or acknowledge it (--dev-tokens-unsafe)", c.Listen))
 	}
@@ -286,6 +293,9 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	if push := n.pushReader(&set); push != nil {
 		set.readers = append(set.readers, *push)
+	}
+	if err := n.notifyReader(ctx, &set); err != nil {
+		return nil, err
 	}
 	if err := n.finishReaders(&set); err != nil {
 		return nil, err

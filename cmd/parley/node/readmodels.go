@@ -17,6 +17,7 @@ import (
 	"github.com/parley-chat/parley/projections/conversations"
 	"github.com/parley-chat/parley/projections/groups"
 	"github.com/parley-chat/parley/projections/logout"
+	"github.com/parley-chat/parley/projections/notify"
 	"github.com/parley-chat/parley/projections/progress"
 	"github.com/parley-chat/parley/projections/push"
 	"github.com/parley-chat/parley/projections/runner"
@@ -148,7 +149,7 @@ func (n *Node) embeddedReadModels(ctx context.Context) (readModelSet, error) {
 	gcache := groups.NewCache(gm, groupCacheTTL, groupCacheMembers)
 	gm.OnChange = gcache.Forget
 	var err error
-	set.api = api.ReadModels{Store: st, Groups: gcache, Conversations: convs}
+	set.api = api.ReadModels{Store: st, Groups: gcache, Conversations: convs, Mutes: notify.NewPebbleMutes(db)}
 	if set.api.GroupsProgress, err = durable(groups.Name); err != nil {
 		return set, err
 	}
@@ -286,6 +287,7 @@ func (n *Node) scaleOutReadModels(ctx context.Context) (readModelSet, error) {
 		}
 	}
 	set.api.Groups = groups.NewCache(gm, groupCacheTTL, groupCacheMembers)
+	set.api.Mutes = notify.NewPostgresMutes(n.stores.pool)
 	set.members = &groups.At{Model: gm, Progress: set.api.GroupsProgress}
 	if set.ends, err = n.events.EndOffsets(); err != nil {
 		return set, err
