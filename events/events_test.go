@@ -189,7 +189,7 @@ func TestNewMessageSentAndBack(t *testing.T) {
 		MessageID: id.String(), ClientMsgID: "c-9", Conversation: "d:alice:bob", SenderAccount: "bob", SenderDevice: "web",
 		Kind: "text", Body: "hello", ServerTime: 1700000000456,
 	}
-	if e != want {
+	if !reflect.DeepEqual(e, want) {
 		t.Fatalf("NewMessageSent = %+v, want %+v", e, want)
 	}
 	m, err := e.Message(77)
