@@ -38,6 +38,10 @@ type Cache interface {
 	// tombstone without body. A message the cache does not hold is not
 	// added; one below the coverage marker is never read from the cache.
 	Amend(ctx context.Context, a domain.Amendment) error
+	// Erase turns every cached message e covers (domain.Erasure.Apply) in
+	// the conversations in accepts into a tombstone; in is a hint, as for
+	// store.Store.Erase. Erasing again changes nothing.
+	Erase(ctx context.Context, e domain.Erasure, in func(domain.ConversationID) bool) error
 }
 
 // Prev tells the msgid of the message before r's in conversation c, 0 when
@@ -79,6 +83,12 @@ func (p *Projection) WithPrev(prev Prev) *Projection {
 
 // Apply implements projections.Projection.
 func (p *Projection) Apply(ctx context.Context, r projections.Record) error {
+	if e, in, ok, err := r.Erasure(); ok {
+		if err != nil {
+			return err
+		}
+		return p.cache.Erase(ctx, e, in)
+	}
 	if a, ok, err := r.Amendment(); ok {
 		if err != nil {
 			return err
@@ -155,6 +165,19 @@ func (p *Projection) ApplyBatch(ctx context.Context, recs []projections.Record) 
 	var adds []Addition
 	seen := map[domain.ConversationID]bool{}
 	for _, r := range recs {
+		if e, in, ok, err := r.Erasure(); ok {
+			if err != nil {
+				continue // poison is skipped
+			}
+			if err := p.add(ctx, adds); err != nil {
+				return err
+			}
+			adds = nil
+			if err := p.cache.Erase(ctx, e, in); err != nil {
+				return err
+			}
+			continue
+		}
 		if a, ok, err := r.Amendment(); ok {
 			if err != nil {
 				continue // poison is skipped

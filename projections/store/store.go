@@ -34,6 +34,11 @@ type Store interface {
 	Amend(ctx context.Context, changes ...domain.Amendment) error
 	// Message returns the message at msgid id of conv.
 	Message(ctx context.Context, conv domain.ConversationID, id domain.MsgID) (domain.Message, bool, error)
+	// Erase turns every message e covers (domain.Erasure.Apply) in the
+	// conversations in accepts into a tombstone. in is a hint that spares
+	// work: an adapter may tombstone e's messages in other conversations
+	// too. Erasing again changes nothing.
+	Erase(ctx context.Context, e domain.Erasure, in func(domain.ConversationID) bool) error
 }
 
 // Projection writes MessageSent records into a Store.
@@ -44,6 +49,12 @@ func NewProjection(s Store) *Projection { return &Projection{store: s} }
 
 // Apply implements projections.Projection.
 func (p *Projection) Apply(ctx context.Context, r projections.Record) error {
+	if e, in, ok, err := r.Erasure(); ok {
+		if err != nil {
+			return err
+		}
+		return p.store.Erase(ctx, e, in)
+	}
 	if a, ok, err := r.Amendment(); ok {
 		if err != nil {
 			return err
@@ -65,5 +76,7 @@ func (p *Projection) ApplyBatch(ctx context.Context, recs []projections.Record) 
 		return p.store.Save(ctx, msgs...)
 	}, func(changes []domain.Amendment) error {
 		return p.store.Amend(ctx, changes...)
+	}, func(e domain.Erasure, in func(domain.ConversationID) bool) error {
+		return p.store.Erase(ctx, e, in)
 	})
 }
