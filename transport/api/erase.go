@@ -54,7 +54,9 @@ func (s *Service) append(ctx context.Context, id string, e events.Event) (events
 // so that every read model drops those bodies, its read cursors and its
 // group memberships, and waits for this service's read models to apply
 // it. An account that has no key, no conversation and no group is
-// unknown: domain.ErrNotFound, and nothing is appended. Erasing an erased
+// unknown: domain.ErrNotFound, and nothing is appended. The memberships
+// are removed by a GroupMembersRemoved for each of its groups, appended
+// before the erasure. Erasing an erased
 // account appends the records again and changes nothing.
 func (s *Service) Erase(ctx context.Context, account string) (Erasure, error) {
 	a, err := domain.ParseAccountID(account)
@@ -64,9 +66,15 @@ func (s *Service) Erase(ctx context.Context, account string) (Erasure, error) {
 	if s.cfg.Keys == nil {
 		return Erasure{}, fmt.Errorf("%w: %w", ErrUnavailable, ErrNoKeys)
 	}
-	known, err := s.known(ctx, a)
+	groups, err := s.rm.Groups.GroupsOf(ctx, a)
 	if err != nil {
-		return Erasure{}, err
+		return Erasure{}, fmt.Errorf("cannot read the groups of %s: %w: %v", a, ErrUnavailable, err)
+	}
+	known := len(groups) > 0
+	if !known {
+		if known, err = s.hasConversations(ctx, a); err != nil {
+			return Erasure{}, err
+		}
 	}
 	ids, err := s.cfg.Keys.Destroy(ctx, string(a))
 	if err != nil {
@@ -76,6 +84,14 @@ func (s *Service) Erase(ctx context.Context, account string) (Erasure, error) {
 		return Erasure{}, fmt.Errorf("account %s: %w", a, domain.ErrNotFound)
 	}
 	at := time.UnixMilli(s.cfg.Now().UnixMilli())
+	// Memberships go as the account leaving each group: the event every
+	// read model (and push, and a replay) already applies.
+	for _, g := range groups {
+		left := events.GroupMembersRemoved{Group: string(g.ID()), By: string(a), Accounts: []string{string(a)}, At: at.UnixMilli()}
+		if _, err := s.log.Append(ctx, uuid.NewString(), left); err != nil {
+			return Erasure{}, fmt.Errorf("%w: the keys are destroyed, but not every membership is removed; erase again: %v", ErrUnavailable, err)
+		}
+	}
 	e := events.AccountErased{Account: string(a), Keys: ids, ErasedAt: at.UnixMilli(), Partitions: s.log.Partitions()}
 	if e.Keys == nil {
 		e.Keys = []string{}
@@ -103,15 +119,9 @@ func (s *Service) Erase(ctx context.Context, account string) (Erasure, error) {
 	return Erasure{Account: a, Keys: e.Keys, ErasedAt: at, Records: len(positions), Applied: applied}, nil
 }
 
-// known tells whether any read model knows a: a group or a conversation.
-func (s *Service) known(ctx context.Context, a domain.AccountID) (bool, error) {
-	gs, err := s.rm.Groups.GroupsOf(ctx, a)
-	if err != nil {
-		return false, fmt.Errorf("cannot read the groups of %s: %w: %v", a, ErrUnavailable, err)
-	}
-	if len(gs) > 0 {
-		return true, nil
-	}
+// hasConversations tells whether the conversation index lists any
+// conversation of a.
+func (s *Service) hasConversations(ctx context.Context, a domain.AccountID) (bool, error) {
 	convs, err := s.rm.Conversations.List(ctx, a, nil, time.Time{}, 1)
 	if err != nil {
 		return false, fmt.Errorf("cannot read the conversations of %s: %w: %v", a, ErrUnavailable, err)
