@@ -578,4 +578,5 @@ func Run(t *testing.T, newCache NewCache) {
 	})
 
 	t.Run("lifecycle", func(t *testing.T) { runLifecycle(t, newCache) })
+	t.Run("erasure", func(t *testing.T) { runErase(t, newCache) })
 }
