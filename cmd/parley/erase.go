@@ -54,9 +54,12 @@ func eraseCmd(args []string, stdout, _ io.Writer) error {
 		return fmt.Errorf("cannot read the answer of %s: %w", *server, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		var e struct{ Code, Message string }
+		var e struct {
+			Code  string `json:"code"`
+			Error string `json:"error"`
+		}
 		_ = json.Unmarshal(body, &e)
-		return fmt.Errorf("cannot erase %s: %s %s: %s", *account, resp.Status, e.Code, e.Message)
+		return fmt.Errorf("cannot erase %s: %s %s: %s", *account, resp.Status, e.Code, e.Error)
 	}
 	var r struct {
 		KeysDestroyed []string `json:"keysDestroyed"`
