@@ -181,6 +181,16 @@ func runReplay(ctx context.Context, cfg replayConfig) (applied int64, complete b
 		}
 		defer keyPool.Close()
 	}
+	// Keys looked for in the wrong schema would rebuild every sealed body
+	// as erased: refuse a key schema that holds no key at all.
+	var haveKeys bool
+	if err := keyPool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM data_keys)`).Scan(&haveKeys); err != nil {
+		return 0, false, fmt.Errorf("cannot read the data keys in schema %s: %w", cfg.keySchema, err)
+	}
+	if !haveKeys {
+		return 0, false, fmt.Errorf("schema %s holds no data keys, so every sealed body would be rebuilt as erased: "+
+			"pass --key-schema with the schema of the cluster that wrote the log", cfg.keySchema)
+	}
 	ring, err := keys.NewRing(keys.NewPostgres(keyPool), keys.Config{})
 	if err != nil {
 		return 0, false, err

@@ -153,14 +153,18 @@ func (p *Postgres) applyBatch(ctx context.Context, recs []projections.Record) er
 		if err := writeTally(ctx, tx, t); err != nil {
 			return fmt.Errorf("cannot write the conversation index: %w", err)
 		}
-		_, err := tx.Exec(ctx, `
-INSERT INTO projection_progress (projection, partition, next_offset) VALUES ($1, $2, $3)
-ON CONFLICT (projection, partition) DO UPDATE
-SET next_offset = GREATEST(projection_progress.next_offset, EXCLUDED.next_offset), updated_at = now()`,
+		_, err := tx.Exec(ctx, saveProgressSQL,
 			p.progress, last.Partition, last.Offset+1)
 		return err
 	})
 }
+
+// saveProgressSQL records the index's progress in the transaction that
+// wrote what it covers; it never moves back.
+const saveProgressSQL = `
+INSERT INTO projection_progress (projection, partition, next_offset) VALUES ($1, $2, $3)
+ON CONFLICT (projection, partition) DO UPDATE
+SET next_offset = GREATEST(projection_progress.next_offset, EXCLUDED.next_offset), updated_at = now()`
 
 func writeTally(ctx context.Context, tx pgx.Tx, t *tally) error {
 	if n := len(t.dirtyConvs); n > 0 {
@@ -328,10 +332,7 @@ func (p *Postgres) erase(ctx context.Context, a domain.AccountID, _ func(domain.
 		if _, err := tx.Exec(ctx, `DELETE FROM conversation_reads WHERE account = $1`, string(a)); err != nil {
 			return err
 		}
-		_, err := tx.Exec(ctx, `
-INSERT INTO projection_progress (projection, partition, next_offset) VALUES ($1, $2, $3)
-ON CONFLICT (projection, partition) DO UPDATE
-SET next_offset = GREATEST(projection_progress.next_offset, EXCLUDED.next_offset), updated_at = now()`,
+		_, err := tx.Exec(ctx, saveProgressSQL,
 			p.progress, pos.Partition, pos.Offset+1)
 		return err
 	})
