@@ -264,6 +264,8 @@ func TestEraseAccount(t *testing.T) {
 	bob, carol = s.dial("bob", "phone"), s.dial("carol", "phone")
 	store, _ := syncBoth(t, bob, corpus.direct)
 	checkErased(t, "bob after a restart", store, beforeDirect)
+	store, _ = syncBoth(t, carol, corpus.group)
+	checkErased(t, "carol after a restart", store, beforeGroup)
 
 	// Alice may use Parley again: a new key, readable.
 	alice = s.dial("alice", "phone")
