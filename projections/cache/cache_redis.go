@@ -437,7 +437,7 @@ func (c *Redis) Amend(ctx context.Context, a domain.Amendment) error {
 // tombstone. Erasures are rare; the scan is of the 7-day cache only.
 func (c *Redis) Erase(ctx context.Context, e domain.Erasure, in func(domain.ConversationID) bool) error {
 	prefix := c.cfg.Prefix + convKeyPart
-	iter := c.client.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+	iter := c.client.Scan(ctx, 0, globEscape(prefix)+"*", 1000).Iterator()
 	for iter.Next(ctx) {
 		key := iter.Val()
 		conv, err := domain.ParseConversationID(strings.TrimPrefix(key, prefix))
@@ -474,4 +474,17 @@ func (c *Redis) Erase(ctx context.Context, e domain.Erasure, in func(domain.Conv
 		return fmt.Errorf("cannot scan the cache: %w", err)
 	}
 	return nil
+}
+
+// globEscape quotes the characters SCAN's MATCH pattern treats specially,
+// so that a prefix is matched literally.
+func globEscape(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if strings.ContainsRune(`*?[]\`, r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
