@@ -56,7 +56,7 @@ type messageSent struct {
 	Conversation  string `json:"conversation"` // "d:<a>:<b>" or "g:<group>"
 	SenderAccount string `json:"senderAccount"`
 	SenderDevice  string `json:"senderDevice"`
-	Kind          string `json:"kind"` // the application's message kind, e.g. "text"
+	Kind          string `json:"kind"`       // the application's message kind, e.g. "text"
 	Body          string `json:"body"`       // only in records written before bodies were sealed
 	ServerTime    int64  `json:"serverTime"` // Unix milliseconds
 	// BodyKey and SealedBody hold the body since bodies are sealed under
