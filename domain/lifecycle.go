@@ -107,3 +107,22 @@ func (a Amendment) Check(m Message, now time.Time, window time.Duration) error {
 	}
 	return nil
 }
+
+// Erasure is an account's erasure: every body the account sent at or
+// before At is gone, from every read model, for good.
+type Erasure struct {
+	Account AccountID
+	At      time.Time
+}
+
+// Apply returns m as a tombstone if e covers it: sent by e's account at or
+// before e.At, and not a tombstone already. ok is false when nothing
+// changed. The tombstone is a deletion's (body empty, deleted): ids,
+// sender, kind and time remain so that cursors stay exact.
+func (e Erasure) Apply(m Message) (out Message, ok bool) {
+	if m.Deleted || m.Sender.Account != e.Account || m.ServerTime.After(e.At) {
+		return m, false
+	}
+	m.Deleted, m.Body, m.EditedAt = true, "", time.Time{}
+	return m, true
+}

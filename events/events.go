@@ -34,7 +34,7 @@ const (
 // instead of matching nothing.
 func Names() []string {
 	return []string{MessageSentV1, GroupCreatedV1, GroupMembersAddedV1, GroupMembersRemovedV1, UserLoggedOutV1,
-		ConversationReadV1, MessageEditedV1, MessageDeletedV1}
+		ConversationReadV1, MessageEditedV1, MessageDeletedV1, AccountErasedV1}
 }
 
 // Event is anything that goes on the conversation topic.
@@ -64,10 +64,21 @@ type MessageSent struct {
 	SenderDevice  string `json:"senderDevice"`
 	// Kind is the application's message kind ("text" by default).
 	Kind string `json:"kind"`
-	// Body is the message content.
-	Body string `json:"body"`
+	// Body is the message content. Empty on the log once sealed: the
+	// content is then in SealedBody, and Open puts it back here.
+	Body string `json:"body,omitempty"`
 	// ServerTime is when the gateway accepted it, Unix milliseconds.
 	ServerTime int64 `json:"serverTime"`
+	// BodyKey names the sender's data key that sealed the body (see
+	// Seal); empty for a body in plaintext (records written before bodies
+	// were sealed).
+	BodyKey string `json:"bodyKey,omitempty"`
+	// SealedBody is the body sealed with AES-256-GCM: nonce, ciphertext
+	// and tag (base64 in JSON).
+	SealedBody []byte `json:"sealedBody,omitempty"`
+	// Erased is set by Open when BodyKey is destroyed: the body is gone
+	// for good and the message reads as a tombstone. Never on the log.
+	Erased bool `json:"-"`
 }
 
 // EventName implements Event.
@@ -148,6 +159,8 @@ func Decode(name string, payload []byte) (Event, error) {
 		return decodeAs[MessageEdited](name, payload)
 	case MessageDeletedV1:
 		return decodeAs[MessageDeleted](name, payload)
+	case AccountErasedV1:
+		return decodeAs[AccountErased](name, payload)
 	}
 	return nil, fmt.Errorf("%w %q", ErrUnknownEvent, name)
 }
@@ -185,14 +198,19 @@ func (e MessageSent) Message(msgid domain.MsgID) (domain.Message, error) {
 	if err != nil {
 		return domain.Message{}, &domain.InvalidError{Field: "messageId", Reason: err.Error()}
 	}
+	if e.BodyKey != "" && !e.Erased && e.SealedBody != nil {
+		return domain.Message{}, fmt.Errorf("cannot read message %s: its body is sealed; open it first", e.MessageID)
+	}
 	sender := domain.Sender{Account: domain.AccountID(e.SenderAccount), Device: domain.DeviceID(e.SenderDevice)}
 	d, err := domain.NewDraft(sender, conv, e.ClientMsgID, e.Kind, e.Body)
 	if err != nil {
 		return domain.Message{}, err
 	}
+	// An erased body reads like a deletion for everyone: a tombstone that
+	// keeps the ids, sender, kind and time, so cursors stay exact.
 	return domain.Message{
 		ID: id, MsgID: msgid, ClientMsgID: d.ClientMsgID, Sender: d.Sender, Conversation: conv,
-		Kind: d.Kind, Body: d.Body, ServerTime: time.UnixMilli(e.ServerTime),
+		Kind: d.Kind, Body: d.Body, ServerTime: time.UnixMilli(e.ServerTime), Deleted: e.Erased,
 	}, nil
 }
 

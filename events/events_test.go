@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -36,6 +37,11 @@ func sampleEvents() []struct {
 			ClientMsgID: "e1", Body: "edited \"there\"", EditedAt: 1700000000200}, "d:alice:bob"},
 		{events.MessageDeletedV1, events.MessageDeleted{Conversation: "g:g1", MsgID: 1<<48 + 2, Account: "bob", Device: "web",
 			DeletedAt: 1700000000300}, "g:g1"},
+		{events.AccountErasedV1, events.AccountErased{Account: "alice", Keys: []string{"66f6c77af18091b495e75edb9f5058ad"},
+			ErasedAt: 1700000000400, Partitions: 16}, "a:alice"},
+		{events.MessageSentV1, events.MessageSent{MessageID: "0190f3c2-8d7e-7000-8000-000000000000", ClientMsgID: "c2",
+			Conversation: "d:alice:bob", SenderAccount: "alice", SenderDevice: "phone", Kind: "text", ServerTime: 1700000000500,
+			BodyKey: "66f6c77af18091b495e75edb9f5058ad", SealedBody: []byte("nonce-ciphertext-and-tag")}, "d:alice:bob"},
 	}
 }
 
@@ -79,7 +85,9 @@ func TestNames(t *testing.T) {
 		if _, err := events.Decode(e.EventName(), b); err != nil {
 			t.Errorf("Decode(%s): %v", e.EventName(), err)
 		}
-		want = append(want, e.EventName())
+		if !slices.Contains(want, e.EventName()) { // a sealed and a plaintext MessageSent
+			want = append(want, e.EventName())
+		}
 	}
 	got := events.Names()
 	sort.Strings(got)
@@ -97,12 +105,17 @@ func TestEncodeFieldNames(t *testing.T) {
 		event events.Event
 		want  []string
 	}{
-		{"MessageSent", events.MessageSent{}, []string{"body", "clientMsgId", "conversation", "kind", "messageId", "senderAccount", "senderDevice", "serverTime"}},
+		// A body is in plaintext in records written before bodies were
+		// sealed, sealed (bodyKey, sealedBody) since; never both.
+		{"MessageSent", events.MessageSent{Body: "hi"}, []string{"body", "clientMsgId", "conversation", "kind", "messageId", "senderAccount", "senderDevice", "serverTime"}},
+		{"MessageSent sealed", events.MessageSent{BodyKey: "k", SealedBody: []byte{1}}, []string{"bodyKey", "clientMsgId", "conversation", "kind", "messageId", "sealedBody", "senderAccount", "senderDevice", "serverTime"}},
 		{"GroupCreated", events.GroupCreated{}, []string{"at", "group", "members", "name", "owner"}},
 		{"GroupMembersAdded", events.GroupMembersAdded{}, []string{"accounts", "at", "by", "group"}},
 		{"GroupMembersRemoved", events.GroupMembersRemoved{}, []string{"accounts", "at", "by", "group"}},
 		{"ConversationRead", events.ConversationRead{}, []string{"account", "at", "conversation", "device", "msgId"}},
-		{"MessageEdited", events.MessageEdited{}, []string{"account", "body", "clientMsgId", "conversation", "device", "editedAt", "msgId"}},
+		{"MessageEdited", events.MessageEdited{Body: "hi"}, []string{"account", "body", "clientMsgId", "conversation", "device", "editedAt", "msgId"}},
+		{"MessageEdited sealed", events.MessageEdited{BodyKey: "k", SealedBody: []byte{1}}, []string{"account", "bodyKey", "clientMsgId", "conversation", "device", "editedAt", "msgId", "sealedBody"}},
+		{"AccountErased", events.AccountErased{}, []string{"account", "erasedAt", "keys", "partitions"}},
 		{"MessageDeleted", events.MessageDeleted{}, []string{"account", "conversation", "deletedAt", "device", "msgId"}},
 	}
 	for _, tt := range tests {
@@ -189,7 +202,7 @@ func TestNewMessageSentAndBack(t *testing.T) {
 		MessageID: id.String(), ClientMsgID: "c-9", Conversation: "d:alice:bob", SenderAccount: "bob", SenderDevice: "web",
 		Kind: "text", Body: "hello", ServerTime: 1700000000456,
 	}
-	if e != want {
+	if !reflect.DeepEqual(e, want) {
 		t.Fatalf("NewMessageSent = %+v, want %+v", e, want)
 	}
 	m, err := e.Message(77)

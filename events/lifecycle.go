@@ -1,6 +1,7 @@
 package events
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/parley-chat/parley/domain"
@@ -23,10 +24,15 @@ type MessageEdited struct {
 	Device  string `json:"device"`
 	// ClientMsgID is the edit's idempotency key.
 	ClientMsgID string `json:"clientMsgId"`
-	// Body is the new body.
-	Body string `json:"body"`
+	// Body is the new body; empty on the log once sealed (see
+	// MessageSent's Body).
+	Body string `json:"body,omitempty"`
 	// EditedAt is when the server accepted the edit, Unix milliseconds.
 	EditedAt int64 `json:"editedAt"`
+	// BodyKey, SealedBody and Erased are MessageSent's.
+	BodyKey    string `json:"bodyKey,omitempty"`
+	SealedBody []byte `json:"sealedBody,omitempty"`
+	Erased     bool   `json:"-"`
 }
 
 // EventName implements Event.
@@ -63,11 +69,20 @@ func NewAmendmentEvent(a domain.Amendment, at time.Time) Event {
 }
 
 // Amendment maps an edit back to the domain change, validating what came
-// off the log; revision is the record's own position as a msgid.
+// off the log; revision is the record's own position as a msgid. An edit
+// whose body is erased becomes a deletion: the body it would set is gone,
+// and the one it replaced was the same account's.
 func (e MessageEdited) Amendment(revision domain.MsgID) (domain.Amendment, error) {
 	conv, err := domain.ParseConversationID(e.Conversation)
 	if err != nil {
 		return domain.Amendment{}, err
+	}
+	if e.Erased {
+		return MessageDeleted{Conversation: e.Conversation, MsgID: e.MsgID, Account: e.Account, Device: e.Device,
+			DeletedAt: e.EditedAt}.Amendment(revision)
+	}
+	if e.BodyKey != "" && e.SealedBody != nil {
+		return domain.Amendment{}, fmt.Errorf("cannot read the edit of message %d: its body is sealed; open it first", e.MsgID)
 	}
 	a, err := domain.NewEdit(domain.Sender{Account: domain.AccountID(e.Account), Device: domain.DeviceID(e.Device)},
 		conv, domain.MsgID(e.MsgID), e.ClientMsgID, e.Body)

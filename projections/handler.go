@@ -84,6 +84,25 @@ func (r Record) Amendment() (a domain.Amendment, ok bool, err error) {
 	return a, true, nil
 }
 
+// Erasure maps an AccountErased record to the domain erasure and the
+// filter of the conversations its sweep must cover: those of the record's
+// own partition (the account's messages in other partitions are swept by
+// the records there, each after its partition's earlier messages). Any
+// other event gives ok false; an invalid one is poison.
+func (r Record) Erasure() (e domain.Erasure, in func(domain.ConversationID) bool, ok bool, err error) {
+	v, ok := r.Event.(events.AccountErased)
+	if !ok {
+		return domain.Erasure{}, nil, false, nil
+	}
+	a, err := domain.ParseAccountID(v.Account)
+	if err != nil {
+		return domain.Erasure{}, nil, true, &PoisonError{Err: err}
+	}
+	part, n := r.Position.Partition, v.Partitions
+	in = func(c domain.ConversationID) bool { return n < 1 || events.PartitionFor(c.String(), n) == part }
+	return domain.Erasure{Account: a, At: time.UnixMilli(v.ErasedAt)}, in, true, nil
+}
+
 // Batcher is a projection that can apply many records of one partition at
 // once (one write for all of them). Records come in log order; a poison
 // record inside the batch is skipped by the batcher, like the handler skips
@@ -114,8 +133,10 @@ func Messages(recs []Record, skip func(Record, error)) []domain.Message {
 // Runs splits recs, in log order, into runs of messages and runs of
 // changes, skipping other events and poison records, and hands each run
 // to its function in turn: a read model that writes messages and changes
-// apart applies them in the log's order.
-func Runs(recs []Record, saveMsgs func([]domain.Message) error, amend func([]domain.Amendment) error) error {
+// apart applies them in the log's order. An erasure goes to erase, after
+// everything before it.
+func Runs(recs []Record, saveMsgs func([]domain.Message) error, amend func([]domain.Amendment) error,
+	erase func(domain.Erasure, func(domain.ConversationID) bool) error) error {
 	var msgs []domain.Message
 	var changes []domain.Amendment
 	flush := func() error {
@@ -134,6 +155,18 @@ func Runs(recs []Record, saveMsgs func([]domain.Message) error, amend func([]dom
 		return nil
 	}
 	for _, r := range recs {
+		if e, in, ok, err := r.Erasure(); ok {
+			if err != nil {
+				continue
+			}
+			if err := flush(); err != nil {
+				return err
+			}
+			if err := erase(e, in); err != nil {
+				return err
+			}
+			continue
+		}
 		if a, ok, err := r.Amendment(); ok {
 			if err != nil {
 				continue

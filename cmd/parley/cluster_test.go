@@ -493,7 +493,7 @@ func TestClusterReplay(t *testing.T) {
 		t.Helper()
 		var out, errOut bytes.Buffer
 		err := run([]string{"replay", "--kafka-brokers", strings.Join(c.brokers, ","), "--partitions", "4",
-			"--projection", "all", "--postgres-dsn", emptyPG.DSN, "--postgres-schema", emptyPG.Schema,
+			"--projection", "all", "--postgres-dsn", emptyPG.DSN, "--postgres-schema", emptyPG.Schema, "--key-schema", c.pg.Schema,
 			"--redis-addr", redistest.Addr(), "--redis-prefix", emptyPrefix}, &out, &errOut)
 		if err != nil {
 			t.Fatalf("replay: %v\n%s", err, errOut.String())

@@ -147,7 +147,7 @@ func TestConfigErrors(t *testing.T) {
 		{"replay of conversations without PostgreSQL", []string{"replay", "--projection", "conversations"}, nil, []string{"--postgres-dsn"}},
 		{"replay of push, not a read model", []string{"replay", "--projection", "push", "--postgres-dsn", "postgres://h/db"}, nil, []string{"--projection", "store, cache, groups, conversations or all"}},
 		{"replay of an unknown projection", []string{"replay", "--projection", "stores", "--postgres-dsn", "postgres://h/db"}, nil, []string{"--projection", "store, cache, groups, conversations or all"}},
-		{"replay from latest", []string{"replay", "--projection", "cache", "--redis-addr", "127.0.0.1:6379", "--from", "latest"}, nil, []string{"--from"}},
+		{"replay from latest", []string{"replay", "--projection", "cache", "--redis-addr", "127.0.0.1:6379", "--postgres-dsn", "postgres://h/db", "--from", "latest"}, nil, []string{"--from"}},
 		{"replay of the store without PostgreSQL", []string{"replay", "--projection", "store"}, nil, []string{"--postgres-dsn"}},
 		{"replay with an unparsable dsn", []string{"replay", "--projection", "store"}, map[string]string{"PARLEY_POSTGRES_DSN": "host=db password=" + secretValue + " port=x"}, []string{"PARLEY_POSTGRES_DSN", "cannot parse"}},
 		{"replay with zero partitions", []string{"replay", "--projection", "store", "--postgres-dsn", "postgres://h/db", "--partitions", "0"}, nil, []string{"--partitions"}},

@@ -271,7 +271,7 @@ func TestClusterEditDeleteAndReplay(t *testing.T) {
 	for round := range 2 {
 		var out, errOut bytes.Buffer
 		err := run([]string{"replay", "--kafka-brokers", strings.Join(c.brokers, ","), "--partitions", "4",
-			"--projection", "all", "--postgres-dsn", emptyPG.DSN, "--postgres-schema", emptyPG.Schema,
+			"--projection", "all", "--postgres-dsn", emptyPG.DSN, "--postgres-schema", emptyPG.Schema, "--key-schema", c.pg.Schema,
 			"--redis-addr", redistest.Addr(), "--redis-prefix", emptyPrefix}, &out, &errOut)
 		if err != nil {
 			t.Fatalf("replay %d: %v\n%s", round, err, errOut.String())

@@ -10,6 +10,8 @@
 //	                            as the user service would
 //	parley tap [--group G] [--from earliest|latest|TIME] [--types ...]
 //	                            print the event stream as NDJSON
+//	parley erase --account A --service-credential S [--url U]
+//	                            erase an account through a gateway's HTTP API
 //	parley replay --projection store|cache|all [--from earliest|TIME]
 //	                            rebuild read models from the log
 //	parley log repair [flags]
@@ -67,6 +69,7 @@ func commands() []command {
 		{"broker", "broker [flags]", "run only the embedded Kafka-protocol broker, for several processes on one host to share", broker},
 		{"logout", "logout --account A [flags]", "publish a UserLoggedOut event, as the user service would", logoutCmd},
 		{"tap", "tap [flags]", "print the event stream as NDJSON, one event a line", tap},
+		{"erase", "erase --account A [flags]", "erase an account: destroy its data keys and drop its bodies, cursors and memberships from every read model", eraseCmd},
 		{"replay", "replay [flags]", "rebuild the history (PostgreSQL) and/or the 7-day cache (Redis) from the log", replay},
 		{"log", "log repair [flags]", "accept that the embedded log lost records: keep what it holds, move to the next log epoch", logCmd},
 		{"help", "help [command]", "list the commands, or show one command's flags", nil},

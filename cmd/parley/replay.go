@@ -16,6 +16,7 @@ import (
 	"github.com/parley-chat/parley/cmd/parley/node"
 	"github.com/parley-chat/parley/events"
 	"github.com/parley-chat/parley/infra/kafka"
+	"github.com/parley-chat/parley/infra/keys"
 	"github.com/parley-chat/parley/infra/postgres"
 	"github.com/parley-chat/parley/infra/redis"
 	"github.com/parley-chat/parley/projections/cache"
@@ -37,6 +38,9 @@ type replayConfig struct {
 	redis    redis.Config
 	// projections are the names of the read models to rebuild.
 	projections map[string]bool
+	// keySchema is the schema of the data keys that open the log's sealed
+	// bodies: the cluster's, not the one rebuilt (which may be empty).
+	keySchema   string
 	from        string
 	progressOut io.Writer
 	terminal    bool
@@ -86,15 +90,20 @@ func parseReplay(args []string, stdout io.Writer) (replayConfig, error) {
 	redisAddr := f.string("redis-addr", "", "Redis host:port of the cache; required for cache and all")
 	redisPrefix := f.string("redis-prefix", redis.DefaultPrefix, "prefix of Redis keys; empty means the default")
 	keep := f.duration("retention", 0, "the servers' history retention: what it removes is removed again from the replayed store and cache; 0 keeps everything")
+	keySchema := f.string("key-schema", "", "PostgreSQL schema of the cluster's data keys, which open the log's sealed bodies; empty means --postgres-schema")
 	if err := f.parse(args); err != nil {
 		return replayConfig{}, err
 	}
 	cfg := replayConfig{
-		kafka:    kafka.Config{Topic: *topic, Partitions: int32(*partitions), Epoch: uint8(*epoch)},
-		postgres: postgres.Config{DSN: *pgDSN, Schema: *pgSchema},
-		redis:    redis.Config{Addr: *redisAddr, Prefix: *redisPrefix},
-		from:     *from,
-		keep:     *keep,
+		kafka:     kafka.Config{Topic: *topic, Partitions: int32(*partitions), Epoch: uint8(*epoch)},
+		postgres:  postgres.Config{DSN: *pgDSN, Schema: *pgSchema},
+		redis:     redis.Config{Addr: *redisAddr, Prefix: *redisPrefix},
+		from:      *from,
+		keep:      *keep,
+		keySchema: *keySchema,
+	}
+	if cfg.keySchema == "" {
+		cfg.keySchema = *pgSchema
 	}
 	f.check("retention", *keep == 0 || *keep >= time.Minute, "want 0 (forever) or at least 1m")
 	var err error
@@ -126,8 +135,11 @@ func parseReplay(args []string, stdout io.Writer) (replayConfig, error) {
 	if *redisAddr != "" {
 		f.checkErr("redis-addr", hostPort(*redisAddr, 1))
 	}
+	f.check("key-schema", postgres.ValidSchema(cfg.keySchema), "want lowercase letters, digits and '_', at most 63 bytes, not starting with a digit")
 	if needsPG && *pgDSN == "" {
 		f.fail(fmt.Errorf("replaying the store, groups or the conversation index needs %s", f.name("postgres-dsn")))
+	} else if *pgDSN == "" {
+		f.fail(fmt.Errorf("replaying needs %s: the data keys that open the log's bodies are there", f.name("postgres-dsn")))
 	}
 	if cfg.projections[cache.Name] && *redisAddr == "" {
 		f.fail(fmt.Errorf("replaying the cache needs %s", f.name("redis-addr")))
@@ -166,6 +178,32 @@ func runReplay(ctx context.Context, cfg replayConfig) (applied int64, complete b
 			return 0, false, err
 		}
 		defer pool.Close()
+	}
+	// The keys are read where the cluster keeps them: a body whose key is
+	// destroyed is rebuilt as a tombstone, so an erasure survives a replay
+	// into empty tables.
+	keyPool := pool
+	if pool == nil || cfg.keySchema != cfg.postgres.Schema {
+		kc := cfg.postgres
+		kc.Schema = cfg.keySchema
+		if keyPool, err = postgres.Open(ctx, kc); err != nil {
+			return 0, false, err
+		}
+		defer keyPool.Close()
+	}
+	// Keys looked for in the wrong schema would rebuild every sealed body
+	// as erased: refuse a key schema that holds no key at all.
+	var haveKeys bool
+	if err := keyPool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM data_keys)`).Scan(&haveKeys); err != nil {
+		return 0, false, fmt.Errorf("cannot read the data keys in schema %s: %w", cfg.keySchema, err)
+	}
+	if !haveKeys {
+		return 0, false, fmt.Errorf("schema %s holds no data keys, so every sealed body would be rebuilt as erased: "+
+			"pass --key-schema with the schema of the cluster that wrote the log", cfg.keySchema)
+	}
+	ring, err := keys.NewRing(keys.NewPostgres(keyPool), keys.Config{})
+	if err != nil {
+		return 0, false, err
 	}
 	if cfg.projections[cache.Name] {
 		if rdb, err = redis.Open(ctx, cfg.redis); err != nil {
@@ -207,7 +245,7 @@ func runReplay(ctx context.Context, cfg replayConfig) (applied int64, complete b
 		return n, pos
 	}
 	stopProgress := showProgress(cfg, total, done, to)
-	r := runner.New(runner.Config{Epoch: epoch, Logger: slog.New(slog.NewTextHandler(cfg.progressOut, &slog.HandlerOptions{Level: slog.LevelWarn}))},
+	r := runner.New(runner.Config{Epoch: epoch, Keys: ring, Logger: slog.New(slog.NewTextHandler(cfg.progressOut, &slog.HandlerOptions{Level: slog.LevelWarn}))},
 		runner.Reader{Name: "replay", Topic: l.Topic(), Source: l.RangeSource(from, to), Specs: specs})
 	err = r.Run(ctx)
 	stopProgress()

@@ -56,9 +56,14 @@ type messageSent struct {
 	Conversation  string `json:"conversation"` // "d:<a>:<b>" or "g:<group>"
 	SenderAccount string `json:"senderAccount"`
 	SenderDevice  string `json:"senderDevice"`
-	Kind          string `json:"kind"` // the application's message kind, e.g. "text"
-	Body          string `json:"body"`
+	Kind          string `json:"kind"`       // the application's message kind, e.g. "text"
+	Body          string `json:"body"`       // only in records written before bodies were sealed
 	ServerTime    int64  `json:"serverTime"` // Unix milliseconds
+	// BodyKey and SealedBody hold the body since bodies are sealed under
+	// the sender's data key (docs/events.md, "Sealed bodies"): a consumer
+	// outside Parley cannot open them.
+	BodyKey    string `json:"bodyKey"`
+	SealedBody []byte `json:"sealedBody"`
 }
 
 // Conversation kinds, from the conversation id's prefix. These are what the

@@ -347,19 +347,52 @@ func (l *Log) Append(ctx context.Context, id string, e events.Event) (events.Pos
 	return pos, err
 }
 
+// AppendEvery writes e once to every partition of the conversation topic
+// (an event that concerns every conversation, AccountErased), each record
+// under id and the partition's number, and returns where each landed, by
+// partition. When it returns nil every record is in the log; on an error
+// some may be, and the caller appends them all again (they are alike and
+// applying one twice changes nothing).
+func (l *Log) AppendEvery(ctx context.Context, id string, e events.Event) ([]events.Position, error) {
+	out := make([]events.Position, 0, l.cfg.Partitions)
+	for p := range l.cfg.Partitions {
+		msg, err := newMessage(ctx, fmt.Sprintf("%s-%d", id, p), e)
+		if err != nil {
+			return nil, err
+		}
+		pos, err := l.publish(l.cfg.Topic, p, msg)
+		if err != nil {
+			return nil, err
+		}
+		if l.acked != nil {
+			l.acked.Advance(pos.Partition, pos.Offset)
+		}
+		out = append(out, pos)
+	}
+	return out, nil
+}
+
 func (l *Log) appendTo(ctx context.Context, topic string, partitions int32, id string, e events.Event) (events.Position, error) {
-	payload, err := events.Encode(e)
+	msg, err := newMessage(ctx, id, e)
 	if err != nil {
 		return events.Position{}, err
+	}
+	return l.publish(topic, events.PartitionFor(e.Key(), partitions), msg)
+}
+
+func newMessage(ctx context.Context, id string, e events.Event) (*message.Message, error) {
+	payload, err := events.Encode(e)
+	if err != nil {
+		return nil, err
 	}
 	msg := message.NewMessage(id, payload)
 	msg.Metadata.Set(events.MetadataName, e.EventName())
 	msg.Metadata.Set(MetadataKey, e.Key())
 	msg.SetContext(ctx)
-	return l.publish(topic, partitions, msg)
+	return msg, nil
 }
 
-func (l *Log) publish(topic string, partitions int32, m *message.Message) (events.Position, error) {
+func (l *Log) publish(topic string, partition int32, m *message.Message) (events.Position, error) {
 	if err := m.Context().Err(); err != nil {
 		return events.Position{}, err
 	}
@@ -377,7 +410,7 @@ func (l *Log) publish(topic string, partitions int32, m *message.Message) (event
 		Key:       sarama.StringEncoder(key),
 		Value:     sarama.ByteEncoder(m.Payload),
 		Headers:   headers,
-		Partition: events.PartitionFor(key, partitions),
+		Partition: partition,
 	}
 	// Sarama's SendMessage takes no context: it retries for as long as its
 	// own network timeouts allow, far past what a client waits. Wait for

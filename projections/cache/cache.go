@@ -45,6 +45,10 @@ type Cache interface {
 	// cache does not hold stays unknown. It returns how many messages it
 	// removed.
 	Forget(ctx context.Context, conv domain.ConversationID, through domain.MsgID) (int, error)
+	// Erase turns every cached message e covers (domain.Erasure.Apply) in
+	// the conversations in accepts into a tombstone; in is a hint, as for
+	// store.Store.Erase. Erasing again changes nothing.
+	Erase(ctx context.Context, e domain.Erasure, in func(domain.ConversationID) bool) error
 }
 
 // Prev tells the msgid of the message before r's in conversation c, 0 when
@@ -86,6 +90,12 @@ func (p *Projection) WithPrev(prev Prev) *Projection {
 
 // Apply implements projections.Projection.
 func (p *Projection) Apply(ctx context.Context, r projections.Record) error {
+	if e, in, ok, err := r.Erasure(); ok {
+		if err != nil {
+			return err
+		}
+		return p.cache.Erase(ctx, e, in)
+	}
 	if a, ok, err := r.Amendment(); ok {
 		if err != nil {
 			return err
@@ -162,6 +172,19 @@ func (p *Projection) ApplyBatch(ctx context.Context, recs []projections.Record) 
 	var adds []Addition
 	seen := map[domain.ConversationID]bool{}
 	for _, r := range recs {
+		if e, in, ok, err := r.Erasure(); ok {
+			if err != nil {
+				continue // poison is skipped
+			}
+			if err := p.add(ctx, adds); err != nil {
+				return err
+			}
+			adds = nil
+			if err := p.cache.Erase(ctx, e, in); err != nil {
+				return err
+			}
+			continue
+		}
 		if a, ok, err := r.Amendment(); ok {
 			if err != nil {
 				continue // poison is skipped

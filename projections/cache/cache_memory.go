@@ -241,3 +241,25 @@ func (c *Memory) Amend(_ context.Context, a domain.Amendment) error {
 	c.evictLocked(e)
 	return nil
 }
+
+// Erase implements Cache.
+func (c *Memory) Erase(_ context.Context, er domain.Erasure, in func(domain.ConversationID) bool) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for conv, e := range c.convs {
+		if !in(conv) {
+			continue
+		}
+		for i := range e.msgs {
+			m, ok := er.Apply(e.msgs[i])
+			if !ok {
+				continue
+			}
+			delta := sizeOf(&m) - sizeOf(&e.msgs[i])
+			e.msgs[i] = m
+			e.bytes += delta
+			c.bytes += delta
+		}
+	}
+	return nil
+}

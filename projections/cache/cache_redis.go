@@ -458,3 +458,60 @@ func (c *Redis) Amend(ctx context.Context, a domain.Amendment) error {
 	}
 	return nil
 }
+
+// Erase implements Cache: it scans the cache's conversation keys, and
+// reads those in accepts whole, swapping each member e covers for its
+// tombstone. Erasures are rare; the scan is of the 7-day cache only.
+func (c *Redis) Erase(ctx context.Context, e domain.Erasure, in func(domain.ConversationID) bool) error {
+	prefix := c.cfg.Prefix + convKeyPart
+	iter := c.client.Scan(ctx, 0, globEscape(prefix)+"*", 1000).Iterator()
+	for iter.Next(ctx) {
+		key := iter.Val()
+		conv, err := domain.ParseConversationID(strings.TrimPrefix(key, prefix))
+		if err != nil || !in(conv) {
+			continue // not a conversation's key, or another partition's
+		}
+		members, err := c.client.ZRangeWithScores(ctx, key, 0, -1).Result()
+		if err != nil {
+			return fmt.Errorf("cannot read %s from the cache: %w", conv, err)
+		}
+		for _, z := range members {
+			member, _ := z.Member.(string)
+			if member == marker {
+				continue
+			}
+			m, err := decodeMember(member, conv)
+			if err != nil {
+				return err
+			}
+			changed, ok := e.Apply(m)
+			if !ok {
+				continue
+			}
+			tomb, err := encodeMember(changed)
+			if err != nil {
+				return err
+			}
+			if err := replaceScript.Run(ctx, c.client, []string{key}, int64(m.MsgID), member, tomb).Err(); err != nil {
+				return fmt.Errorf("cannot erase message %d of %s in the cache: %w", m.MsgID, conv, err)
+			}
+		}
+	}
+	if err := iter.Err(); err != nil {
+		return fmt.Errorf("cannot scan the cache: %w", err)
+	}
+	return nil
+}
+
+// globEscape quotes the characters SCAN's MATCH pattern treats specially,
+// so that a prefix is matched literally.
+func globEscape(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if strings.ContainsRune(`*?[]\`, r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}

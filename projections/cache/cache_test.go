@@ -165,3 +165,15 @@ func TestProjectionFloorAfterEpochMove(t *testing.T) {
 	// The new epoch's range itself is covered.
 	check(t, c, domain.GroupConversation("x"), read{after: first - 1, want: []domain.MsgID{first}, wantCovered: true})
 }
+
+func TestGlobEscape(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"parley:", "parley:"},
+		{"a*b?c[d]e\\f", `a\*b\?c\[d\]e\\f`},
+		{"", ""},
+	} {
+		if got := globEscape(tc.in); got != tc.want {
+			t.Errorf("globEscape(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}

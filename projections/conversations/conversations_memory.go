@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/parley-chat/parley/domain"
+	"github.com/parley-chat/parley/events"
 	"github.com/parley-chat/parley/projections"
 )
 
@@ -62,7 +63,7 @@ func lastAtOrBefore(xs []counted, at domain.MsgID, f func(counted) int64) int64 
 
 // ApplyBatch implements projections.Batcher. A record that fails
 // validation is skipped.
-func (m *Memory) ApplyBatch(_ context.Context, recs []projections.Record) error {
+func (m *Memory) applyBatch(_ context.Context, recs []projections.Record) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	t := newTally(memoryBacking{m})
@@ -146,4 +147,22 @@ func (m *Memory) ReadMsgIDs(_ context.Context, c domain.ConversationID, accounts
 		out[i] = m.cursors[cursorKey{c, a}].ReadMsgID
 	}
 	return out, nil
+}
+
+// ApplyBatch implements projections.Batcher: the records between
+// erasures as one batch each, and each erasure after the records before
+// it.
+func (m *Memory) ApplyBatch(ctx context.Context, recs []projections.Record) error {
+	return eraseRuns(ctx, recs, m.applyBatch, m.erase)
+}
+
+func (m *Memory) erase(_ context.Context, a domain.AccountID, in func(domain.ConversationID) bool, _ events.Position) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for k := range m.cursors {
+		if k.a == a && in(k.c) {
+			delete(m.cursors, k)
+		}
+	}
+	return nil
 }

@@ -5,10 +5,12 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/parley-chat/parley/domain"
+	"github.com/parley-chat/parley/events"
 	"github.com/parley-chat/parley/projections"
 	"github.com/parley-chat/parley/projections/internal/pebblekv"
 	"github.com/parley-chat/parley/projections/progress"
@@ -137,7 +139,7 @@ func lastUnder(r pebble.Reader, prefix []byte, at domain.MsgID) (int64, error) {
 }
 
 // ApplyBatch implements projections.Batcher.
-func (p *Pebble) ApplyBatch(_ context.Context, recs []projections.Record) error {
+func (p *Pebble) applyBatch(_ context.Context, recs []projections.Record) error {
 	b := p.db.NewBatch()
 	defer b.Close()
 	snap := p.db.NewSnapshot()
@@ -299,4 +301,41 @@ func (p *Pebble) ReadMsgIDs(_ context.Context, c domain.ConversationID, accounts
 		out[i] = cur.ReadMsgID
 	}
 	return out, nil
+}
+
+// ApplyBatch implements projections.Batcher: the records between
+// erasures as one batch each, and each erasure after the records before
+// it.
+func (p *Pebble) ApplyBatch(ctx context.Context, recs []projections.Record) error {
+	return eraseRuns(ctx, recs, p.applyBatch, p.erase)
+}
+
+// erase deletes a's cursors: a walk of every cursor key ("cr/<conv>/<account>"),
+// which erasures, being rare, can afford.
+func (p *Pebble) erase(_ context.Context, a domain.AccountID, in func(domain.ConversationID) bool, pos events.Position) error {
+	it, err := pebblekv.Prefix(p.db, []byte("cr/"))
+	if err != nil {
+		return err
+	}
+	b := p.db.NewBatch()
+	defer b.Close()
+	suffix := "/" + string(a)
+	for it.First(); it.Valid(); it.Next() {
+		k := string(it.Key())
+		if !strings.HasSuffix(k, suffix) {
+			continue
+		}
+		c, err := domain.ParseConversationID(strings.TrimSuffix(strings.TrimPrefix(k, "cr/"), suffix))
+		if err != nil || !in(c) {
+			continue
+		}
+		if err := b.Delete([]byte(k), nil); err != nil {
+			_ = it.Close()
+			return err
+		}
+	}
+	if err := errors.Join(it.Error(), it.Close()); err != nil {
+		return err
+	}
+	return p.marks.Commit(b, pos.Partition, pos.Offset+1)
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/parley-chat/parley/domain"
+	"github.com/parley-chat/parley/events"
 	"github.com/parley-chat/parley/projections"
 )
 
@@ -135,7 +136,7 @@ ORDER BY 1, 2 FOR UPDATE OF r`, kc, ka)
 // ApplyBatch implements projections.Batcher: two reads for the rows the
 // batch touches, then one statement per table for what changed, and one
 // for progress.
-func (p *Postgres) ApplyBatch(ctx context.Context, recs []projections.Record) error {
+func (p *Postgres) applyBatch(ctx context.Context, recs []projections.Record) error {
 	last := recs[len(recs)-1].Position
 	return pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
 		convs, keys := keysOf(recs)
@@ -152,14 +153,18 @@ func (p *Postgres) ApplyBatch(ctx context.Context, recs []projections.Record) er
 		if err := writeTally(ctx, tx, t); err != nil {
 			return fmt.Errorf("cannot write the conversation index: %w", err)
 		}
-		_, err := tx.Exec(ctx, `
-INSERT INTO projection_progress (projection, partition, next_offset) VALUES ($1, $2, $3)
-ON CONFLICT (projection, partition) DO UPDATE
-SET next_offset = GREATEST(projection_progress.next_offset, EXCLUDED.next_offset), updated_at = now()`,
+		_, err := tx.Exec(ctx, saveProgressSQL,
 			p.progress, last.Partition, last.Offset+1)
 		return err
 	})
 }
+
+// saveProgressSQL records the index's progress in the transaction that
+// wrote what it covers; it never moves back.
+const saveProgressSQL = `
+INSERT INTO projection_progress (projection, partition, next_offset) VALUES ($1, $2, $3)
+ON CONFLICT (projection, partition) DO UPDATE
+SET next_offset = GREATEST(projection_progress.next_offset, EXCLUDED.next_offset), updated_at = now()`
 
 func writeTally(ctx context.Context, tx pgx.Tx, t *tally) error {
 	if n := len(t.dirtyConvs); n > 0 {
@@ -312,4 +317,27 @@ SELECT account, read_msg_id FROM conversation_reads WHERE conversation = $1 AND 
 // Apply implements projections.Projection: a batch of one.
 func (p *Postgres) Apply(ctx context.Context, r projections.Record) error {
 	return p.ApplyBatch(ctx, []projections.Record{r})
+}
+
+// ApplyBatch implements projections.Batcher: the records between
+// erasures as one batch each, and each erasure after the records before
+// it.
+func (p *Postgres) ApplyBatch(ctx context.Context, recs []projections.Record) error {
+	return eraseRuns(ctx, recs, p.applyBatch, p.erase)
+}
+
+// erase deletes a's cursors; in cannot be told in SQL and is not used.
+func (p *Postgres) erase(ctx context.Context, a domain.AccountID, _ func(domain.ConversationID) bool, pos events.Position) error {
+	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `DELETE FROM conversation_reads WHERE account = $1`, string(a)); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, saveProgressSQL,
+			p.progress, pos.Partition, pos.Offset+1)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("cannot erase the read cursors of %s: %w", a, err)
+	}
+	return nil
 }

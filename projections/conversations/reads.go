@@ -315,3 +315,32 @@ func keysOf(recs []projections.Record) ([]domain.ConversationID, []cursorKey) {
 	}
 	return convs, keys
 }
+
+// eraseRuns hands apply the records of recs between erasures (AccountErased
+// records), and erase each erasure, in log order: an erasure removes the
+// account's read cursors in the conversations in accepts (the others'
+// cursors and counts stay exact: they do not depend on the account's),
+// and records the progress through its position, as apply does.
+func eraseRuns(ctx context.Context, recs []projections.Record, apply func(context.Context, []projections.Record) error,
+	erase func(context.Context, domain.AccountID, func(domain.ConversationID) bool, events.Position) error) error {
+	start := 0
+	for i, r := range recs {
+		e, in, ok, err := r.Erasure()
+		if !ok || err != nil {
+			continue // poison is skipped like any other
+		}
+		if i > start {
+			if err := apply(ctx, recs[start:i]); err != nil {
+				return err
+			}
+		}
+		if err := erase(ctx, e.Account, in, r.Position); err != nil {
+			return err
+		}
+		start = i + 1
+	}
+	if start < len(recs) {
+		return apply(ctx, recs[start:])
+	}
+	return nil
+}

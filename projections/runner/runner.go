@@ -98,6 +98,11 @@ type Config struct {
 	// MinBackoff and MaxBackoff bound the pause before a failed batch is
 	// tried again. Defaults 100ms and 5s.
 	MinBackoff, MaxBackoff time.Duration
+	// Keys opens sealed bodies (events.Open) before any projection sees
+	// them: the one place the log's bodies are decrypted. A body whose
+	// key is destroyed reaches the projections erased. Nil opens nothing:
+	// a sealed record is then poison.
+	Keys events.Keys
 }
 
 func (c *Config) setDefaults() {
@@ -158,11 +163,14 @@ func (r *Runner) handler(rd Reader) Handler {
 		if len(b.Records) == 0 {
 			return nil
 		}
-		recs := r.decode(rd, b)
+		decoded := r.decode(rd, b)
 		last := b.Records[len(b.Records)-1].Offset
 		backoff := r.cfg.MinBackoff
 		for {
-			err := r.apply(ctx, rd, b.Partition, recs, last)
+			recs, err := r.open(ctx, rd, b.Partition, decoded)
+			if err == nil {
+				err = r.apply(ctx, rd, b.Partition, recs, last)
+			}
 			if err == nil {
 				return nil
 			}
@@ -195,6 +203,41 @@ func (r *Runner) decode(rd Reader, b Batch) []projections.Record {
 		recs = append(recs, rec)
 	}
 	return recs
+}
+
+// forgetter is a key cache that drops an erased account's keys.
+type forgetter interface{ Forget(account string) }
+
+// open opens the sealed bodies of recs, in log order. A record that does
+// not open under its key is poison and skipped; a key store that cannot
+// answer fails the batch, which is tried again. An AccountErased record
+// drops the account's keys from the cache before the records after it
+// are opened, so that nothing after an erasure opens with a key this
+// process still held.
+func (r *Runner) open(ctx context.Context, rd Reader, partition int32, recs []projections.Record) ([]projections.Record, error) {
+	out := make([]projections.Record, 0, len(recs))
+	for _, rec := range recs {
+		switch e := rec.Event.(type) {
+		case events.AccountErased:
+			if f, ok := r.cfg.Keys.(forgetter); ok {
+				f.Forget(e.Account)
+			}
+		case events.MessageSent, events.MessageEdited:
+			opened, err := events.Open(ctx, r.cfg.Keys, rec.Event)
+			if errors.Is(err, events.ErrTampered) || (err != nil && r.cfg.Keys == nil) {
+				for _, s := range rd.Specs {
+					r.skip(s.Name, partition, rec.Position.Offset, &projections.PoisonError{Err: err})
+				}
+				continue
+			}
+			if err != nil {
+				return nil, err
+			}
+			rec.Event = opened
+		}
+		out = append(out, rec)
+	}
+	return out, nil
 }
 
 func (r *Runner) skip(projection string, partition int32, offset int64, err error) {

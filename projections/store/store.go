@@ -54,6 +54,11 @@ type Store interface {
 	// GoneThrough is conv's floor: the last msgid the retention removed,
 	// 0 when nothing is gone.
 	GoneThrough(ctx context.Context, conv domain.ConversationID) (domain.MsgID, error)
+	// Erase turns every message e covers (domain.Erasure.Apply) in the
+	// conversations in accepts into a tombstone. in is a hint that spares
+	// work: an adapter may tombstone e's messages in other conversations
+	// too. Erasing again changes nothing.
+	Erase(ctx context.Context, e domain.Erasure, in func(domain.ConversationID) bool) error
 }
 
 // Projection writes MessageSent records into a Store.
@@ -64,6 +69,12 @@ func NewProjection(s Store) *Projection { return &Projection{store: s} }
 
 // Apply implements projections.Projection.
 func (p *Projection) Apply(ctx context.Context, r projections.Record) error {
+	if e, in, ok, err := r.Erasure(); ok {
+		if err != nil {
+			return err
+		}
+		return p.store.Erase(ctx, e, in)
+	}
 	if a, ok, err := r.Amendment(); ok {
 		if err != nil {
 			return err
@@ -85,5 +96,7 @@ func (p *Projection) ApplyBatch(ctx context.Context, recs []projections.Record) 
 		return p.store.Save(ctx, msgs...)
 	}, func(changes []domain.Amendment) error {
 		return p.store.Amend(ctx, changes...)
+	}, func(e domain.Erasure, in func(domain.ConversationID) bool) error {
+		return p.store.Erase(ctx, e, in)
 	})
 }

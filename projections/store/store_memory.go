@@ -144,3 +144,20 @@ func (s *Memory) Amend(_ context.Context, changes ...domain.Amendment) error {
 	}
 	return nil
 }
+
+// Erase implements Store.
+func (s *Memory) Erase(_ context.Context, e domain.Erasure, in func(domain.ConversationID) bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c, list := range s.convs {
+		if !in(c) {
+			continue
+		}
+		for i, m := range list {
+			if m, ok := e.Apply(m); ok {
+				list[i] = m
+			}
+		}
+	}
+	return nil
+}

@@ -143,6 +143,7 @@ func decodeMessage(c domain.ConversationID, id domain.MsgID, v []byte) (domain.M
 // write is one batch being written, with what it wrote so far: the
 // lookup sees the store as it was before the batch.
 type write struct {
+	db    *pebble.DB
 	b     *pebble.Batch
 	look  *pebblekv.Lookup
 	wrote map[string]bool
@@ -158,7 +159,7 @@ func (s *Pebble) newWrite(b *pebble.Batch) (*write, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &write{b: b, look: look, wrote: map[string]bool{}, msgs: map[string]domain.Message{},
+	return &write{db: s.db, b: b, look: look, wrote: map[string]bool{}, msgs: map[string]domain.Message{},
 		floors: map[domain.ConversationID]domain.MsgID{}}, nil
 }
 
@@ -266,6 +267,74 @@ func (w *write) amend(changes []domain.Amendment) error {
 	return nil
 }
 
+// erase tombstones the messages e covers in the conversations in accepts,
+// as this batch left them. It walks the history's keys, skipping each
+// conversation in accepts not with one seek, and decodes only the
+// messages of those it does: an erasure reads the keys of the whole
+// history, once per partition.
+func (w *write) erase(e domain.Erasure, in func(domain.ConversationID) bool) error {
+	it, err := pebblekv.Prefix(w.db, []byte("m/"))
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for ok := it.First(); ok; {
+		k := it.Key()
+		if len(k) < len("m/")+1+8 {
+			return fmt.Errorf("corrupt history key %q", k)
+		}
+		c, err := domain.ParseConversationID(string(k[2 : len(k)-9]))
+		if err != nil {
+			return fmt.Errorf("corrupt history key %q: %w", k, err)
+		}
+		if !in(c) {
+			// msgids are positive, so no key of c sorts after prefix+0xff.
+			ok = it.SeekGE(append(convPrefix(c), 0xff))
+			continue
+		}
+		id := domain.MsgID(binary.BigEndian.Uint64(k[len(k)-8:]))
+		m, found := w.msgs[string(k)]
+		if !found {
+			v, err := it.ValueAndErr()
+			if err != nil {
+				return err
+			}
+			if m, err = decodeMessage(c, id, v); err != nil {
+				return err
+			}
+		}
+		if m, changed := e.Apply(m); changed {
+			key := append([]byte(nil), k...)
+			if err := w.set(key, encodeMessage(m)); err != nil {
+				return err
+			}
+			w.msgs[string(key)] = m
+		}
+		ok = it.Next()
+	}
+	if err := it.Error(); err != nil {
+		return err
+	}
+	// Messages this batch wrote are not in the snapshot being walked.
+	for k, m := range w.msgs {
+		if !in(m.Conversation) {
+			continue
+		}
+		if m, changed := e.Apply(m); changed {
+			if err := w.set([]byte(k), encodeMessage(m)); err != nil {
+				return err
+			}
+			w.msgs[k] = m
+		}
+	}
+	return nil
+}
+
+// Erase implements Store.
+func (s *Pebble) Erase(_ context.Context, e domain.Erasure, in func(domain.ConversationID) bool) error {
+	return s.commit(func(w *write) error { return w.erase(e, in) })
+}
+
 // Save implements Store.
 func (s *Pebble) Save(_ context.Context, msgs ...domain.Message) error {
 	return s.commit(func(w *write) error { return w.save(msgs, false) })
@@ -302,7 +371,7 @@ func (s *Pebble) ApplyBatch(_ context.Context, recs []projections.Record) error 
 		return err
 	}
 	defer w.close()
-	err = projections.Runs(recs, func(msgs []domain.Message) error { return w.save(msgs, true) }, w.amend)
+	err = projections.Runs(recs, func(msgs []domain.Message) error { return w.save(msgs, true) }, w.amend, w.erase)
 	if err != nil {
 		return err
 	}

@@ -360,3 +360,30 @@ func (s *Postgres) Message(ctx context.Context, conv domain.ConversationID, id d
 	}
 	return r.message(), true, nil
 }
+
+// eraseSQL tombstones an account's messages. No index leads to a sender's
+// messages (one would cost every send a write): an erasure scans both
+// history tables, once per partition of the log, the later scans finding
+// nothing left to change. in cannot be told in SQL, so it is not used.
+const (
+	eraseDirectSQL = `
+UPDATE direct_messages SET body = '', edited_at = NULL, deleted = true
+WHERE sender_account = $1 AND server_time <= $2 AND NOT deleted`
+	eraseGroupSQL = `
+UPDATE group_messages SET body = '', edited_at = NULL, deleted = true
+WHERE sender_account = $1 AND server_time <= $2 AND NOT deleted`
+)
+
+// Erase implements Store.
+func (s *Postgres) Erase(ctx context.Context, e domain.Erasure, _ func(domain.ConversationID) bool) error {
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		b := &pgx.Batch{}
+		b.Queue(eraseDirectSQL, string(e.Account), e.At)
+		b.Queue(eraseGroupSQL, string(e.Account), e.At)
+		return tx.SendBatch(ctx, b).Close()
+	})
+	if err != nil {
+		return fmt.Errorf("cannot erase the messages of %s: %w", e.Account, err)
+	}
+	return nil
+}

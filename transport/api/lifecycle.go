@@ -102,7 +102,7 @@ func (s *Service) change(ctx context.Context, a domain.Amendment) (Ack, events.P
 	if a.Delete && m.Deleted {
 		return Ack{MsgID: m.MsgID, MessageID: m.ID, Conversation: a.Conversation, Duplicate: true}, events.Position{}, nil
 	}
-	pos, err := s.log.Append(ctx, uuid.NewString(), events.NewAmendmentEvent(a, now))
+	pos, err := s.append(ctx, uuid.NewString(), events.NewAmendmentEvent(a, now))
 	if err != nil {
 		return Ack{}, events.Position{}, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}

@@ -77,7 +77,7 @@ func (s *Service) Send(ctx context.Context, r SendRequest) (ack Ack, err error) 
 		}
 		now := s.cfg.Now()
 		actx, cancel := context.WithTimeout(ctx, s.cfg.SendTimeout)
-		pos, err := s.log.Append(actx, id.String(), events.NewMessageSent(id.String(), d, now))
+		pos, err := s.append(actx, id.String(), events.NewMessageSent(id.String(), d, now))
 		cancel()
 		if err != nil {
 			return Ack{}, events.Position{}, fmt.Errorf("%w: %v", ErrUnavailable, err)

@@ -28,6 +28,8 @@ var ErrUnavailable = errors.New("unavailable")
 // Log is the event log as the service needs it.
 type Log interface {
 	Append(ctx context.Context, id string, e events.Event) (events.Position, error)
+	// AppendEvery appends e to every partition, returning each position.
+	AppendEvery(ctx context.Context, id string, e events.Event) ([]events.Position, error)
 	EndOffset(partition int32) (int64, error)
 	EndOffsets() (map[int32]int64, error)
 	Partitions() int32
@@ -105,6 +107,18 @@ type Config struct {
 	ReservationTTL time.Duration
 	// Logger receives what the client is not told. Default slog.Default().
 	Logger *slog.Logger
+	// Keys seals the bodies of sends and edits under their sender's data
+	// key before they go on the log (events.Seal), and destroys an
+	// account's keys when it is erased. Nil puts bodies on the log in
+	// plaintext and cannot erase.
+	Keys Keys
+}
+
+// Keys are the data keys of crypto-shredding (infra/keys.Ring).
+type Keys interface {
+	events.Keys
+	// Destroy destroys every key of account and returns their ids.
+	Destroy(ctx context.Context, account string) ([]string, error)
 }
 
 // DefaultReservationTTL is how long a client message id's reservation

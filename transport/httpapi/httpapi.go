@@ -160,6 +160,7 @@ func (s *server) routes() http.Handler {
 		// For clients and proxies that drop the body of a DELETE.
 		{http.MethodPost, "/groups/{group}/members:remove", s.removeMembers},
 		{http.MethodGet, "/accounts/{account}/online", s.online},
+		{http.MethodPost, "/accounts/{account}/erase", s.erase},
 	}
 	mux := http.NewServeMux()
 	allowed := map[string][]string{}

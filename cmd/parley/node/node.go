@@ -23,6 +23,7 @@ import (
 
 	"github.com/parley-chat/parley/infra/idempotency"
 	"github.com/parley-chat/parley/infra/kafka"
+	"github.com/parley-chat/parley/infra/keys"
 	"github.com/parley-chat/parley/infra/postgres"
 	"github.com/parley-chat/parley/infra/redis"
 	"github.com/parley-chat/parley/infra/telemetry"
@@ -221,6 +222,9 @@ type Node struct {
 	tokens *auth.Tokens
 	stores stores
 	svc    *api.Service
+	// keys seal the bodies of sends and edits and open them for the
+	// projections (crypto-shredding); the key store is the read models' own.
+	keys   *keys.Ring
 	gw     *ws.Gateway
 	clu    *clusterParts // nil on a single node
 	runner *runner.Runner
@@ -272,6 +276,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	apiCfg := cfg.API
 	apiCfg.Observer = n.metrics
 	apiCfg.Logger = n.log
+	apiCfg.Keys = n.keys
 	if n.stores.rdb != nil {
 		apiCfg.Reservations = idempotency.NewRedis(n.stores.rdb, n.stores.prefix)
 	}
@@ -356,7 +361,7 @@ func (n *Node) prepare() error {
 // run starts the projections and the background work of the read models
 // and the service, until ctx ends.
 func (n *Node) run(ctx context.Context, set readModelSet) {
-	n.runner = runner.New(runner.Config{Epoch: n.events.Epoch(), Logger: n.log, Observer: n.metrics}, set.readers...)
+	n.runner = runner.New(runner.Config{Epoch: n.events.Epoch(), Logger: n.log, Observer: n.metrics, Keys: n.keys}, set.readers...)
 	n.goOwned(func() {
 		if err := n.runner.Run(ctx); err != nil {
 			n.log.Error("projections stopped", "err", err)

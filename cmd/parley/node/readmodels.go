@@ -9,6 +9,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/parley-chat/parley/infra/kafka"
+	"github.com/parley-chat/parley/infra/keys"
 	parleypebble "github.com/parley-chat/parley/infra/pebble"
 	"github.com/parley-chat/parley/infra/postgres"
 	"github.com/parley-chat/parley/infra/redis"
@@ -49,13 +50,17 @@ func (n *Node) openStores(ctx context.Context) error {
 		n.stores.embedded = db
 		n.closers = append(n.closers, db.Close)
 		n.stores.routes = routes.NewMemory()
-		return nil
+		n.keys, err = keys.NewRing(keys.NewPebble(db), keys.Config{})
+		return err
 	}
 	var err error
 	if n.stores.pool, err = postgres.Open(ctx, *n.cfg.Postgres); err != nil {
 		return err
 	}
 	n.closers = append(n.closers, func() error { n.stores.pool.Close(); return nil })
+	if n.keys, err = keys.NewRing(keys.NewPostgres(n.stores.pool), keys.Config{}); err != nil {
+		return err
+	}
 	if n.stores.rdb, err = redis.Open(ctx, *n.cfg.Redis); err != nil {
 		return err
 	}

@@ -579,6 +579,7 @@ func Run(t *testing.T, newCache NewCache) {
 	})
 
 	t.Run("lifecycle", func(t *testing.T) { runLifecycle(t, newCache) })
+	t.Run("erasure", func(t *testing.T) { runErase(t, newCache) })
 }
 
 // forget is Forget that must succeed and remove want messages.

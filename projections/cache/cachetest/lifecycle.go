@@ -89,3 +89,34 @@ func runLifecycle(t *testing.T, newCache NewCache) {
 		check(t, c, read{conv: g1, after: 0, wantCovered: false})
 	})
 }
+
+// runErase: an erasure tombstones the cached messages of the account up
+// to its time, in the conversations it names; doing it again changes
+// nothing.
+func runErase(t *testing.T, newCache NewCache) {
+	clk := &Clock{now: t0}
+	c := newCache(t, clk.Now)
+	a1, a2 := msgAt(ab, id(10), t0.Add(-2*time.Hour)), msgAt(ab, id(12), t0.Add(-time.Minute))
+	b1 := msgAt(ab, id(11), t0.Add(-2*time.Hour))
+	b1.Sender = domain.Sender{Account: "bob", Device: "web"}
+	for _, m := range []domain.Message{a1, b1, a2} {
+		if err := c.Add(t.Context(), m, id(9)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e := domain.Erasure{Account: a1.Sender.Account, At: t0.Add(-time.Hour)}
+	for round := range 2 {
+		if err := c.Erase(t.Context(), e, func(conv domain.ConversationID) bool { return conv == ab }); err != nil {
+			t.Fatal(err)
+		}
+		ms, _, covered, err := c.After(t.Context(), ab, id(9), 10)
+		if err != nil || !covered || len(ms) != 3 {
+			t.Fatalf("round %d: After = %v covered %v err %v", round, msgIDs(ms), covered, err)
+		}
+		tomb := a1
+		tomb.Body, tomb.Deleted = "", true
+		sameMessage(t, ms[0], tomb)
+		sameMessage(t, ms[1], b1)
+		sameMessage(t, ms[2], a2) // sent after the erasure's time
+	}
+}

@@ -46,6 +46,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"RetentionRemovesTheOldRun", testRetentionRemovesTheOldRun},
 		{"RetentionKeepsASuffix", testRetentionKeepsASuffix},
 		{"RetentionIsBounded", testRetentionIsBounded},
+		{"EraseLeavesTombstones", testErase},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.run(t, newStore(t)) })
@@ -472,5 +473,49 @@ func testConcurrent(t *testing.T, s store.Store) {
 	}
 	if got, _ := after(t, s, g1, 0, 1000); !sameMessages(got, shared) {
 		t.Errorf("shared messages stored as %v, want each once", IDs(got))
+	}
+}
+
+// testErase: an erasure tombstones the account's messages up to its time
+// in the conversations it names, and nothing else; doing it again changes
+// nothing.
+func testErase(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	ab, ac := domain.DirectConversation("alice", "bob"), domain.DirectConversation("alice", "carol")
+	bobs := Msg(ab, 2)
+	bobs.Sender = domain.Sender{Account: "bob", Device: "web"}
+	later := Msg(ab, 100) // sent after the erasure
+	save(t, s, Msg(ab, 1), bobs, Msg(ab, 3), later, Msg(ac, 1))
+	e := domain.Erasure{Account: "alice", At: time.UnixMilli(50_000)}
+	onlyAB := func(c domain.ConversationID) bool { return c == ab }
+	for round := range 2 {
+		if err := s.Erase(ctx, e, onlyAB); err != nil {
+			t.Fatal(err)
+		}
+		got, _ := after(t, s, ab, 0, 10)
+		if len(got) != 4 {
+			t.Fatalf("round %d: %d messages, want 4", round, len(got))
+		}
+		for _, m := range got {
+			erased := m.Sender.Account == "alice" && m.MsgID != 100
+			if erased && (!m.Deleted || m.Body != "") {
+				t.Errorf("round %d: alice's message %d = %+v, want a tombstone", round, m.MsgID, m)
+			}
+			if !erased && (m.Deleted || m.Body != fmt.Sprint("body ", m.MsgID)) {
+				t.Errorf("round %d: message %d of %s = %+v, want it untouched", round, m.MsgID, m.Sender.Account, m)
+			}
+			if erased && (m.ID == uuid.Nil || m.ClientMsgID == "" || m.ServerTime.IsZero()) {
+				t.Errorf("round %d: the tombstone lost its ids or time: %+v", round, m)
+			}
+		}
+	}
+	if err := s.Erase(ctx, e, func(domain.ConversationID) bool { return true }); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := after(t, s, ac, 0, 10); len(got) != 1 || !got[0].Deleted || got[0].Body != "" {
+		t.Errorf("after erasing everywhere, %s holds %+v", ac, got)
+	}
+	if m, ok, err := s.ByClientMsgID(ctx, "alice", "c1"); err != nil || !ok || !m.Deleted {
+		t.Errorf("ByClientMsgID after the erasure = %+v, %v, %v; want the tombstone", m, ok, err)
 	}
 }

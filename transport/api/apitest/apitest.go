@@ -41,6 +41,23 @@ var _ api.Log = (*Log)(nil)
 
 // Append implements api.Log.
 func (l *Log) Append(ctx context.Context, _ string, e events.Event) (events.Position, error) {
+	return l.appendAt(ctx, events.PartitionFor(e.Key(), Partitions), e)
+}
+
+// AppendEvery implements api.Log.
+func (l *Log) AppendEvery(ctx context.Context, _ string, e events.Event) ([]events.Position, error) {
+	out := make([]events.Position, 0, Partitions)
+	for p := range int32(Partitions) {
+		pos, err := l.appendAt(ctx, p, e)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, pos)
+	}
+	return out, nil
+}
+
+func (l *Log) appendAt(ctx context.Context, p int32, e events.Event) (events.Position, error) {
 	l.mu.Lock()
 	failing, hold := l.failing, l.hold
 	l.mu.Unlock()
@@ -58,7 +75,6 @@ func (l *Log) Append(ctx context.Context, _ string, e events.Event) (events.Posi
 	if err != nil {
 		return events.Position{}, err
 	}
-	p := events.PartitionFor(e.Key(), Partitions)
 	// Memory gives the next offset of the partition; the lock keeps the
 	// read of the end and the append together.
 	l.mu.Lock()
