@@ -247,7 +247,7 @@ func TestClusterRetention(t *testing.T) {
 		t.Helper()
 		var out, errOut bytes.Buffer
 		args := append([]string{"replay", "--kafka-brokers", strings.Join(c.brokers, ","), "--partitions", "4",
-			"--projection", "all", "--postgres-dsn", pg.DSN, "--postgres-schema", pg.Schema,
+			"--projection", "all", "--postgres-dsn", pg.DSN, "--postgres-schema", pg.Schema, "--key-schema", c.pg.Schema,
 			"--redis-addr", redistest.Addr(), "--redis-prefix", prefix}, extra...)
 		if err := run(args, &out, &errOut); err != nil {
 			t.Fatalf("replay: %v\n%s", err, errOut.String())
@@ -276,7 +276,7 @@ func TestClusterRetention(t *testing.T) {
 	otherPG, otherPrefix, otherPool := emptySchema(t)
 	rebuilt := &testCluster{t: t, pool: otherPool}
 	cfg, err := parseReplay([]string{"--kafka-brokers", strings.Join(c.brokers, ","), "--partitions", "4",
-		"--projection", "all", "--postgres-dsn", otherPG.DSN, "--postgres-schema", otherPG.Schema,
+		"--projection", "all", "--postgres-dsn", otherPG.DSN, "--postgres-schema", otherPG.Schema, "--key-schema", c.pg.Schema,
 		"--redis-addr", redistest.Addr(), "--redis-prefix", otherPrefix, "--retention", retentionKeep.String()}, &bytes.Buffer{})
 	if err != nil {
 		t.Fatal(err)
