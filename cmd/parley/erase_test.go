@@ -14,7 +14,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/parley-chat/parley/cmd/parley/node"
+	"github.com/parley-chat/parley/events"
+	"github.com/parley-chat/parley/infra/kafka"
 	"github.com/parley-chat/parley/infra/postgres"
 	"github.com/parley-chat/parley/infra/postgres/postgrestest"
 	"github.com/parley-chat/parley/infra/redis/redistest"
@@ -317,6 +320,19 @@ func TestClusterEraseAndReplay(t *testing.T) {
 	}
 	defer pool.Close()
 	var out, errOut bytes.Buffer
+	// Without --key-schema the keys are looked for in the new, empty
+	// schema: the replay ends at the first sealed body instead of
+	// rebuilding every body as erased.
+	err = run([]string{"replay", "--kafka-brokers", strings.Join(c.brokers, ","), "--partitions", "4",
+		"--projection", "store", "--postgres-dsn", emptyPG.DSN, "--postgres-schema", emptyPG.Schema}, &out, &errOut)
+	if err == nil || !strings.Contains(err.Error(), "holds no data keys") {
+		t.Fatalf("a replay with no keys in its key schema: %v, want holds no data keys\n%s", err, errOut.String())
+	}
+	if h := (&testCluster{t: t, pool: pool}).pgHistory(corpus.direct); len(h) != 0 {
+		t.Fatalf("the refused replay stored %d messages of the direct conversation", len(h))
+	}
+	out.Reset()
+	errOut.Reset()
 	err = run([]string{"replay", "--kafka-brokers", strings.Join(c.brokers, ","), "--partitions", "4",
 		"--projection", "all", "--postgres-dsn", emptyPG.DSN, "--postgres-schema", emptyPG.Schema, "--key-schema", c.pg.Schema,
 		"--redis-addr", redistest.Addr(), "--redis-prefix", emptyPrefix}, &out, &errOut)
@@ -334,5 +350,31 @@ func TestClusterEraseAndReplay(t *testing.T) {
 	if members := strings.Join(cacheMembers(t, c.rdb, emptyPrefix, corpus.direct), "\n"); strings.Contains(members, "SECRET-A") ||
 		!strings.Contains(members, "bob keeps this") {
 		t.Errorf("the rebuilt cache: %s", members)
+	}
+}
+
+// A log written before bodies were sealed asks for no key: it replays
+// into a schema that holds none.
+func TestReplayOfPlaintextLogNeedsNoKeys(t *testing.T) {
+	c := startCluster(t)
+	l, err := kafka.Open(kafka.Config{Brokers: c.brokers, Topic: "plain.conversations.v1", UsersTopic: "plain.users.v1", Partitions: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if _, err := l.Append(ctxT(t), fmt.Sprint("m", i), events.MessageSent{MessageID: uuid.NewString(), ClientMsgID: fmt.Sprint("c", i),
+			Conversation: "d:alice:bob", SenderAccount: "alice", SenderDevice: "phone", Kind: "text",
+			Body: fmt.Sprint("plaintext ", i), ServerTime: time.Now().UnixMilli()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = l.Close()
+	var out, errOut bytes.Buffer
+	if err := run([]string{"replay", "--kafka-brokers", strings.Join(c.brokers, ","), "--partitions", "4", "--topic", "plain.conversations.v1",
+		"--projection", "store", "--postgres-dsn", c.pg.DSN, "--postgres-schema", c.pg.Schema}, &out, &errOut); err != nil {
+		t.Fatalf("replay of a plaintext log with no data keys: %v\n%s", err, errOut.String())
+	}
+	if got := bodies(c.pgHistory("d:alice:bob")); fmt.Sprint(got) != "[plaintext 0 plaintext 1 plaintext 2]" {
+		t.Errorf("replayed history %v", got)
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -9,6 +10,7 @@ import (
 	"os/signal"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -191,20 +193,17 @@ func runReplay(ctx context.Context, cfg replayConfig) (applied int64, complete b
 		}
 		defer keyPool.Close()
 	}
-	// Keys looked for in the wrong schema would rebuild every sealed body
-	// as erased: refuse a key schema that holds no key at all.
-	var haveKeys bool
-	if err := keyPool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM data_keys)`).Scan(&haveKeys); err != nil {
-		return 0, false, fmt.Errorf("cannot read the data keys in schema %s: %w", cfg.keySchema, err)
-	}
-	if !haveKeys {
-		return 0, false, fmt.Errorf("schema %s holds no data keys, so every sealed body would be rebuilt as erased: "+
-			"pass --key-schema with the schema of the cluster that wrote the log", cfg.keySchema)
-	}
 	ring, err := keys.NewRing(keys.NewPostgres(keyPool), keys.Config{})
 	if err != nil {
 		return 0, false, err
 	}
+	ctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	guard := &keyGuard{Ring: ring, schema: cfg.keySchema, stop: stop, anyKey: func(ctx context.Context) (bool, error) {
+		var have bool
+		err := keyPool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM data_keys)`).Scan(&have)
+		return have, err
+	}}
 	if cfg.projections[cache.Name] {
 		if rdb, err = redis.Open(ctx, cfg.redis); err != nil {
 			return 0, false, err
@@ -245,11 +244,14 @@ func runReplay(ctx context.Context, cfg replayConfig) (applied int64, complete b
 		return n, pos
 	}
 	stopProgress := showProgress(cfg, total, done, to)
-	r := runner.New(runner.Config{Epoch: epoch, Keys: ring, Logger: slog.New(slog.NewTextHandler(cfg.progressOut, &slog.HandlerOptions{Level: slog.LevelWarn}))},
+	r := runner.New(runner.Config{Epoch: epoch, Keys: guard, Logger: slog.New(slog.NewTextHandler(cfg.progressOut, &slog.HandlerOptions{Level: slog.LevelWarn}))},
 		runner.Reader{Name: "replay", Topic: l.Topic(), Source: l.RangeSource(from, to), Specs: specs})
 	err = r.Run(ctx)
 	stopProgress()
 	applied, _ = done()
+	if cause := context.Cause(ctx); errors.Is(cause, errNoKeys) {
+		return applied, complete, cause
+	}
 	if err != nil {
 		return applied, complete, err
 	}
@@ -265,6 +267,49 @@ func runReplay(ctx context.Context, cfg replayConfig) (applied int64, complete b
 		}
 	}
 	return applied, complete, removeExpired(ctx, cfg, chosen)
+}
+
+// errNoKeys ends a replay whose key schema holds no data key at all.
+var errNoKeys = errors.New("holds no data keys")
+
+// keyGuard is the replay's key store. A body whose key is not there is
+// rebuilt as a tombstone (its account was erased) — unless the key schema
+// holds no key at all: then --key-schema names the wrong schema, and every
+// sealed body would be rebuilt as erased, so the replay ends instead. A
+// log written before bodies were sealed asks for no key and replays with
+// an empty key schema.
+type keyGuard struct {
+	*keys.Ring
+	schema string
+	stop   context.CancelCauseFunc
+	anyKey func(context.Context) (bool, error)
+
+	mu   sync.Mutex
+	seen bool // a key exists in the schema
+}
+
+// Key implements events.Keys.
+func (g *keyGuard) Key(ctx context.Context, id string) (events.DataKey, error) {
+	k, err := g.Ring.Key(ctx, id)
+	if !errors.Is(err, events.ErrKeyDestroyed) {
+		return k, err
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.seen {
+		have, qerr := g.anyKey(ctx)
+		if qerr != nil {
+			return events.DataKey{}, fmt.Errorf("cannot read the data keys in schema %s: %w", g.schema, qerr)
+		}
+		if !have {
+			cause := fmt.Errorf("schema %s %w, so every sealed body would be rebuilt as erased: "+
+				"pass --key-schema with the schema of the cluster that wrote the log", g.schema, errNoKeys)
+			g.stop(cause)
+			return events.DataKey{}, cause
+		}
+		g.seen = true
+	}
+	return k, err
 }
 
 // removeExpired runs the history retention once over the replayed store
