@@ -191,9 +191,15 @@ ORDER BY msg_id
 LIMIT $3`
 )
 
-// After implements Store. It reads one row past limit to learn whether
-// more follow.
+// After implements Store.
 func (s *Postgres) After(ctx context.Context, conv domain.ConversationID, after domain.MsgID, limit int) ([]domain.Message, bool, error) {
+	return s.page(ctx, conv, afterDirectSQL, afterGroupSQL, after, limit)
+}
+
+// page runs one of the paged reads (After, Changes) of conv with after and
+// limit as its parameters. It reads one row past limit to learn whether
+// more follow.
+func (s *Postgres) page(ctx context.Context, conv domain.ConversationID, directSQL, groupSQL string, after domain.MsgID, limit int) ([]domain.Message, bool, error) {
 	if limit < 0 {
 		return nil, false, fmt.Errorf("cannot read %s: limit %d is negative", conv, limit)
 	}
@@ -204,9 +210,9 @@ func (s *Postgres) After(ctx context.Context, conv domain.ConversationID, after 
 	switch conv.Kind() {
 	case domain.KindDirect:
 		a, b := conv.Accounts()
-		rows, err = s.pool.Query(ctx, afterDirectSQL, string(a), string(b), int64(after), limit+1)
+		rows, err = s.pool.Query(ctx, directSQL, string(a), string(b), int64(after), limit+1)
 	case domain.KindGroup:
-		rows, err = s.pool.Query(ctx, afterGroupSQL, string(conv.Group()), int64(after), limit+1)
+		rows, err = s.pool.Query(ctx, groupSQL, string(conv.Group()), int64(after), limit+1)
 	default:
 		return nil, false, errors.New("cannot read messages: no conversation given")
 	}
@@ -447,40 +453,7 @@ ORDER BY revision, msg_id
 LIMIT $3`
 )
 
-// Changes implements Store. It reads one row past limit to learn whether
-// more follow.
+// Changes implements Store.
 func (s *Postgres) Changes(ctx context.Context, conv domain.ConversationID, after domain.MsgID, limit int) ([]domain.Message, bool, error) {
-	if limit < 0 {
-		return nil, false, fmt.Errorf("cannot read the changes of %s: limit %d is negative", conv, limit)
-	}
-	var (
-		rows pgx.Rows
-		err  error
-	)
-	switch conv.Kind() {
-	case domain.KindDirect:
-		a, b := conv.Accounts()
-		rows, err = s.pool.Query(ctx, changesDirectSQL, string(a), string(b), int64(after), limit+1)
-	case domain.KindGroup:
-		rows, err = s.pool.Query(ctx, changesGroupSQL, string(conv.Group()), int64(after), limit+1)
-	default:
-		return nil, false, errors.New("cannot read changes: no conversation given")
-	}
-	if err != nil {
-		return nil, false, fmt.Errorf("cannot read the changes of %s: %w", conv, err)
-	}
-	var msgs []domain.Message
-	var r messageRow
-	_, err = pgx.ForEachRow(rows, r.fields(), func() error {
-		msgs = append(msgs, r.message())
-		return nil
-	})
-	if err != nil {
-		return nil, false, fmt.Errorf("cannot read the changes of %s: %w", conv, err)
-	}
-	more := len(msgs) > limit
-	if more {
-		msgs = msgs[:limit]
-	}
-	return msgs, more, nil
+	return s.page(ctx, conv, changesDirectSQL, changesGroupSQL, after, limit)
 }

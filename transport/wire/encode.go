@@ -43,16 +43,7 @@ func AppendMessages(b []byte, id, conversation string, msgs []Message, source st
 	b = appendString(b, id)
 	b = append(b, `,"type":"messages","conversation":`...)
 	b = appendString(b, conversation)
-	if len(msgs) > 0 {
-		b = append(b, `,"messages":[`...)
-		for i := range msgs {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = AppendMessage(b, &msgs[i])
-		}
-		b = append(b, ']')
-	}
+	b = appendList(b, `,"messages":`, msgs)
 	if source != "" {
 		b = append(b, `,"source":`...)
 		b = appendString(b, source)
@@ -64,16 +55,7 @@ func AppendMessages(b []byte, id, conversation string, msgs []Message, source st
 		b = append(b, `,"goneThrough":`...)
 		b = strconv.AppendInt(b, goneThrough, 10)
 	}
-	if len(changes) > 0 {
-		b = append(b, `,"changes":[`...)
-		for i := range changes {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = AppendMessage(b, &changes[i])
-		}
-		b = append(b, ']')
-	}
+	b = appendList(b, `,"changes":`, changes)
 	if changesMore {
 		b = append(b, `,"changesMore":true`...)
 	}
@@ -82,6 +64,23 @@ func AppendMessages(b []byte, id, conversation string, msgs []Message, source st
 	b = append(b, `,"lastMsgId":`...)
 	b = strconv.AppendInt(b, next.LastMsgID, 10)
 	return append(b, "}}"...)
+}
+
+// appendList appends field and msgs as a JSON array, nothing when msgs is
+// empty (the field is omitted).
+func appendList(b []byte, field string, msgs []Message) []byte {
+	if len(msgs) == 0 {
+		return b
+	}
+	b = append(b, field...)
+	b = append(b, '[')
+	for i := range msgs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = AppendMessage(b, &msgs[i])
+	}
+	return append(b, ']')
 }
 
 // AppendMessage appends m as a JSON object.
