@@ -113,6 +113,10 @@ func (a Amendment) Check(m Message, now time.Time, window time.Duration) error {
 type Erasure struct {
 	Account AccountID
 	At      time.Time
+	// Revision is the erasure record's log position, as a msgid of the
+	// partition whose conversations it sweeps: a tombstone it leaves is a
+	// change like a deletion, that sync reports to a device that missed it.
+	Revision MsgID
 }
 
 // Apply returns m as a tombstone if e covers it: sent by e's account at or
@@ -124,5 +128,8 @@ func (e Erasure) Apply(m Message) (out Message, ok bool) {
 		return m, false
 	}
 	m.Deleted, m.Body, m.EditedAt = true, "", time.Time{}
+	if e.Revision > m.Revision {
+		m.Revision = e.Revision
+	}
 	return m, true
 }

@@ -100,7 +100,7 @@ func (r Record) Erasure() (e domain.Erasure, in func(domain.ConversationID) bool
 	}
 	part, n := r.Position.Partition, v.Partitions
 	in = func(c domain.ConversationID) bool { return n < 1 || events.PartitionFor(c.String(), n) == part }
-	return domain.Erasure{Account: a, At: time.UnixMilli(v.ErasedAt)}, in, true, nil
+	return domain.Erasure{Account: a, At: time.UnixMilli(v.ErasedAt), Revision: r.MsgID}, in, true, nil
 }
 
 // Batcher is a projection that can apply many records of one partition at

@@ -95,6 +95,34 @@ func checkErased(t *testing.T, who string, got, before []wire.Message) {
 	}
 }
 
+// checkErasedChanges syncs conv with changes from the last msgid of
+// before, as a device offline during the erasure: the changes are alice's
+// messages, as tombstones, and no one else's.
+func checkErasedChanges(t *testing.T, who string, c *client.Client, conv string, before []wire.Message) {
+	t.Helper()
+	f, err := c.SyncChanges(ctxT(t), conv, wire.Cursor{LastMsgID: before[len(before)-1].MsgID}, 200)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []int64
+	for _, m := range before {
+		if m.From == "alice" {
+			want = append(want, m.MsgID)
+		}
+	}
+	var got []int64
+	for _, m := range f.Changes {
+		got = append(got, m.MsgID)
+		if !m.Deleted || m.Body != "" || m.From != "alice" {
+			t.Errorf("%s: change %+v, want alice's tombstone", who, m)
+		}
+	}
+	// One erasure changes them all at its revision: in msgid order.
+	if fmt.Sprint(got) != fmt.Sprint(want) || f.ChangesMore {
+		t.Errorf("%s: changes %v (more %v), want alice's messages %v", who, got, f.ChangesMore, want)
+	}
+}
+
 // syncBoth reads conv from the store (from the start) and from the 7-day
 // cache (a recent lastTime).
 func syncBoth(t *testing.T, c *client.Client, conv string) (fromStore, fromCache []wire.Message) {
@@ -233,6 +261,7 @@ func TestEraseAccount(t *testing.T) {
 			store, cache := syncBoth(t, c.cl, c.conv)
 			checkErased(t, fmt.Sprintf("%s, store, round %d", c.who, round), store, c.was)
 			checkErased(t, fmt.Sprintf("%s, cache, round %d", c.who, round), cache, c.was)
+			checkErasedChanges(t, fmt.Sprintf("%s, changes, round %d", c.who, round), c.cl, c.conv, c.was)
 		}
 	}
 
@@ -269,6 +298,7 @@ func TestEraseAccount(t *testing.T) {
 	checkErased(t, "bob after a restart", store, beforeDirect)
 	store, _ = syncBoth(t, carol, corpus.group)
 	checkErased(t, "carol after a restart", store, beforeGroup)
+	checkErasedChanges(t, "carol's changes after a restart", carol, corpus.group, beforeGroup)
 
 	// Alice may use Parley again: a new key, readable.
 	alice = s.dial("alice", "phone")
@@ -302,6 +332,7 @@ func TestClusterEraseAndReplay(t *testing.T) {
 	checkErased(t, "store through the other gateway", store, beforeDirect)
 	checkErased(t, "cache through the other gateway", cache, beforeDirect)
 	checkErased(t, "PostgreSQL", c.pgHistory(corpus.direct), beforeDirect)
+	checkErasedChanges(t, "changes through the other gateway", bob, corpus.direct, beforeDirect)
 	if members := strings.Join(cacheMembers(t, c.rdb, c.prefix, corpus.direct), "\n"); strings.Contains(members, "SECRET-A") {
 		t.Errorf("Redis holds alice's body: %s", members)
 	}

@@ -198,6 +198,11 @@ func (s *Pebble) removeThrough(b *pebble.Batch, conv domain.ConversationID, thro
 				return 0, err
 			}
 		}
+		if m.Revision > 0 {
+			if err := b.Delete(changeKey(conv, m.Revision, id), nil); err != nil {
+				return 0, err
+			}
+		}
 		if err := b.Delete(idKey(m.ID), nil); err != nil {
 			return 0, err
 		}

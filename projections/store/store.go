@@ -36,6 +36,14 @@ type Store interface {
 	// or one already applied, changes nothing. An edit's client message id
 	// is recorded like a send's, unless the account used it already.
 	Amend(ctx context.Context, changes ...domain.Amendment) error
+	// Changes returns the latest form of up to limit messages of conv that
+	// were changed (edited, deleted, erased) after they were sent: those
+	// with msgid <= after and revision > after, in revision order (then
+	// msgid order, for the messages one erasure changed), and
+	// whether more follow. A device whose last msgid is after missed
+	// exactly these changes (a change to a later message is later in the
+	// log than that message, which the device does not hold).
+	Changes(ctx context.Context, conv domain.ConversationID, after domain.MsgID, limit int) ([]domain.Message, bool, error)
 	// Message returns the message at msgid id of conv.
 	Message(ctx context.Context, conv domain.ConversationID, id domain.MsgID) (domain.Message, bool, error)
 
@@ -55,9 +63,9 @@ type Store interface {
 	// 0 when nothing is gone.
 	GoneThrough(ctx context.Context, conv domain.ConversationID) (domain.MsgID, error)
 	// Erase turns every message e covers (domain.Erasure.Apply) in the
-	// conversations in accepts into a tombstone. in is a hint that spares
-	// work: an adapter may tombstone e's messages in other conversations
-	// too. Erasing again changes nothing.
+	// conversations in accepts into a tombstone, at e's revision (a
+	// position of the partition of those conversations, so no other
+	// conversation is touched). Erasing again changes nothing.
 	Erase(ctx context.Context, e domain.Erasure, in func(domain.ConversationID) bool) error
 }
 

@@ -91,6 +91,27 @@ func page(list []domain.Message, after domain.MsgID, limit int) ([]domain.Messag
 	return append([]domain.Message(nil), rest...), more, nil
 }
 
+// Changes implements Store. It walks conv's messages up to after: the
+// embedded store is small enough, and changes are rare.
+func (s *Memory) Changes(_ context.Context, conv domain.ConversationID, after domain.MsgID, limit int) ([]domain.Message, bool, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []domain.Message
+	for _, m := range s.convs[conv] {
+		if m.MsgID > after {
+			break
+		}
+		if m.Revision > after {
+			out = append(out, m)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Revision < out[j].Revision })
+	if len(out) > limit {
+		return out[:limit], true, nil
+	}
+	return out, false, nil
+}
+
 // ByClientMsgID implements Store.
 func (s *Memory) ByClientMsgID(_ context.Context, account domain.AccountID, clientMsgID string) (domain.Message, bool, error) {
 	s.mu.RLock()

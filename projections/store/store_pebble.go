@@ -23,6 +23,7 @@ import (
 //	mi/<message id, 16 bytes>                     its conversation and msgid
 //	mc/<account>/<client message id>              the same, for idempotency
 //	mf/<conversation>                             its floor (retention_pebble.go)
+//	mr/<conversation>/<revision><msgid>           a changed message (Changes)
 //
 // Ids never hold '/', so the separators are unambiguous, and a
 // conversation's messages sort by msgid.
@@ -50,6 +51,15 @@ func convPrefix(c domain.ConversationID) []byte { return []byte("m/" + c.String(
 func messageKey(c domain.ConversationID, id domain.MsgID) []byte {
 	return binary.BigEndian.AppendUint64(convPrefix(c), uint64(id))
 }
+
+// changeKey indexes a changed message by its revision, so that Changes
+// reads the changes after a msgid with one range scan. A message has one
+// such key, for its latest revision.
+func changeKey(c domain.ConversationID, rev, id domain.MsgID) []byte {
+	return binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(changesPrefix(c), uint64(rev)), uint64(id))
+}
+
+func changesPrefix(c domain.ConversationID) []byte { return []byte("mr/" + c.String() + "/") }
 
 func idKey(id uuid.UUID) []byte { return append([]byte("mi/"), id[:]...) }
 
@@ -188,6 +198,27 @@ func (w *write) claim(a domain.AccountID, clientMsgID string, at []byte) error {
 	return w.set(ck, at)
 }
 
+// put writes m, which was old, at key, and moves its change index key
+// to m's revision.
+func (w *write) put(key []byte, old, m domain.Message) error {
+	if err := w.set(key, encodeMessage(m)); err != nil {
+		return err
+	}
+	w.msgs[string(key)] = m
+	if old.Revision == m.Revision {
+		return nil
+	}
+	if old.Revision > 0 {
+		if err := w.b.Delete(changeKey(m.Conversation, old.Revision, m.MsgID), nil); err != nil {
+			return err
+		}
+	}
+	if m.Revision > 0 {
+		return w.set(changeKey(m.Conversation, m.Revision, m.MsgID), nil)
+	}
+	return nil
+}
+
 // save writes msgs: a message whose msgid or message id is taken is
 // skipped; a client message id is kept by the first message that uses
 // it. fromLog says msgs come from the log past the store's own progress:
@@ -219,10 +250,9 @@ func (w *write) save(msgs []domain.Message, fromLog bool) error {
 			continue // removed by the retention: a replay does not bring it back
 		}
 		at := pointer(m.Conversation, m.MsgID)
-		if err := w.set(key, encodeMessage(m)); err != nil {
+		if err := w.put(key, domain.Message{}, m); err != nil {
 			return err
 		}
-		w.msgs[string(key)] = m
 		if err := w.set(id, at); err != nil {
 			return err
 		}
@@ -250,14 +280,13 @@ func (w *write) amend(changes []domain.Amendment) error {
 				return err
 			}
 		}
-		m, ok = a.Apply(m)
+		changed, ok := a.Apply(m)
 		if !ok {
 			continue
 		}
-		if err := w.set(key, encodeMessage(m)); err != nil {
+		if err := w.put(key, m, changed); err != nil {
 			return err
 		}
-		w.msgs[string(key)] = m
 		if !a.Delete {
 			if err := w.claim(a.By.Account, a.ClientMsgID, pointer(a.Conversation, a.MsgID)); err != nil {
 				return err
@@ -303,12 +332,10 @@ func (w *write) erase(e domain.Erasure, in func(domain.ConversationID) bool) err
 				return err
 			}
 		}
-		if m, changed := e.Apply(m); changed {
-			key := append([]byte(nil), k...)
-			if err := w.set(key, encodeMessage(m)); err != nil {
+		if erased, changed := e.Apply(m); changed {
+			if err := w.put(append([]byte(nil), k...), m, erased); err != nil {
 				return err
 			}
-			w.msgs[string(key)] = m
 		}
 		ok = it.Next()
 	}
@@ -320,11 +347,10 @@ func (w *write) erase(e domain.Erasure, in func(domain.ConversationID) bool) err
 		if !in(m.Conversation) {
 			continue
 		}
-		if m, changed := e.Apply(m); changed {
-			if err := w.set([]byte(k), encodeMessage(m)); err != nil {
+		if erased, changed := e.Apply(m); changed {
+			if err := w.put([]byte(k), m, erased); err != nil {
 				return err
 			}
-			w.msgs[k] = m
 		}
 	}
 	return nil
@@ -409,6 +435,51 @@ func (s *Pebble) After(_ context.Context, conv domain.ConversationID, after doma
 		}
 		k := it.Key()
 		m, err := decodeMessage(conv, domain.MsgID(binary.BigEndian.Uint64(k[len(k)-8:])), it.Value())
+		if err != nil {
+			return nil, false, err
+		}
+		out = append(out, m)
+	}
+	return out, false, it.Error()
+}
+
+// Changes implements Store: a range scan of conv's change index from
+// revision after+1, skipping the changes to messages after after.
+func (s *Pebble) Changes(_ context.Context, conv domain.ConversationID, after domain.MsgID, limit int) ([]domain.Message, bool, error) {
+	prefix := changesPrefix(conv)
+	upper := append([]byte(nil), prefix...)
+	upper[len(upper)-1]++
+	look, err := pebblekv.NewLookup(s.db)
+	if err != nil {
+		return nil, false, err
+	}
+	defer look.Close()
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: changeKey(conv, after+1, 0), UpperBound: upper})
+	if err != nil {
+		return nil, false, err
+	}
+	defer it.Close()
+	var out []domain.Message
+	for it.First(); it.Valid(); it.Next() {
+		k := it.Key()
+		if len(k) != len(prefix)+16 {
+			return nil, false, fmt.Errorf("corrupt change key %q", k)
+		}
+		id := domain.MsgID(binary.BigEndian.Uint64(k[len(k)-8:]))
+		if id > after {
+			continue
+		}
+		if len(out) == limit {
+			return out, true, nil
+		}
+		raw, ok, err := look.Get(messageKey(conv, id))
+		if err != nil {
+			return nil, false, err
+		}
+		if !ok {
+			continue
+		}
+		m, err := decodeMessage(conv, id, raw)
 		if err != nil {
 			return nil, false, err
 		}

@@ -134,3 +134,44 @@ func TestBatchesApplyChangesInLogOrder(t *testing.T) {
 		})
 	}
 }
+
+// A message has one change index key, at its latest revision, and the
+// retention removes it with the message: the index does not grow with
+// changes nor outlive the history.
+func TestPebbleChangeIndexFollowsTheMessage(t *testing.T) {
+	db := pebbletest.Open(t)
+	s := store.NewPebble(db, store.Name)
+	ctx := context.Background()
+	conv := domain.DirectConversation("alice", "bob")
+	m1, m2 := storetest.Msg(conv, 1), storetest.Msg(conv, 2)
+	if err := s.Save(ctx, m1, m2); err != nil {
+		t.Fatal(err)
+	}
+	changeKeys := func() int {
+		it, err := db.NewIter(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer it.Close()
+		n := 0
+		for it.SeekGE([]byte("mr/")); it.Valid() && strings.HasPrefix(string(it.Key()), "mr/"); it.Next() {
+			n++
+		}
+		return n
+	}
+	if err := s.Amend(ctx, storetest.Edit(m1, 3, "e3", "x"), storetest.Edit(m1, 4, "e4", "y"), storetest.Edit(m2, 5, "e5", "z")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Erase(ctx, domain.Erasure{Account: "alice", At: time.UnixMilli(10_000), Revision: 6}, func(domain.ConversationID) bool { return true }); err != nil {
+		t.Fatal(err)
+	}
+	if n := changeKeys(); n != 2 {
+		t.Errorf("%d change keys after five changes to two messages, want 2", n)
+	}
+	if _, err := s.Remove(ctx, store.Floor{Conversation: conv, Through: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if n := changeKeys(); n != 1 {
+		t.Errorf("%d change keys after the retention removed one message, want 1", n)
+	}
+}

@@ -191,9 +191,15 @@ ORDER BY msg_id
 LIMIT $3`
 )
 
-// After implements Store. It reads one row past limit to learn whether
-// more follow.
+// After implements Store.
 func (s *Postgres) After(ctx context.Context, conv domain.ConversationID, after domain.MsgID, limit int) ([]domain.Message, bool, error) {
+	return s.page(ctx, conv, afterDirectSQL, afterGroupSQL, after, limit)
+}
+
+// page runs one of the paged reads (After, Changes) of conv with after and
+// limit as its parameters. It reads one row past limit to learn whether
+// more follow.
+func (s *Postgres) page(ctx context.Context, conv domain.ConversationID, directSQL, groupSQL string, after domain.MsgID, limit int) ([]domain.Message, bool, error) {
 	if limit < 0 {
 		return nil, false, fmt.Errorf("cannot read %s: limit %d is negative", conv, limit)
 	}
@@ -204,9 +210,9 @@ func (s *Postgres) After(ctx context.Context, conv domain.ConversationID, after 
 	switch conv.Kind() {
 	case domain.KindDirect:
 		a, b := conv.Accounts()
-		rows, err = s.pool.Query(ctx, afterDirectSQL, string(a), string(b), int64(after), limit+1)
+		rows, err = s.pool.Query(ctx, directSQL, string(a), string(b), int64(after), limit+1)
 	case domain.KindGroup:
-		rows, err = s.pool.Query(ctx, afterGroupSQL, string(conv.Group()), int64(after), limit+1)
+		rows, err = s.pool.Query(ctx, groupSQL, string(conv.Group()), int64(after), limit+1)
 	default:
 		return nil, false, errors.New("cannot read messages: no conversation given")
 	}
@@ -361,29 +367,93 @@ func (s *Postgres) Message(ctx context.Context, conv domain.ConversationID, id d
 	return r.message(), true, nil
 }
 
-// eraseSQL tombstones an account's messages. No index leads to a sender's
-// messages (one would cost every send a write): an erasure scans both
-// history tables, once per partition of the log, the later scans finding
-// nothing left to change. in cannot be told in SQL, so it is not used.
+// The erasure reads the account's messages that it covers, keeps those of
+// the conversations its record sweeps (the revision it sets is a position
+// of that record's partition, comparable only with the msgids there), and
+// tombstones them by primary key. No index leads to a sender's messages
+// (one would cost every send a write): an erasure scans both history
+// tables, once per partition of the log.
 const (
+	erasableDirectSQL = `
+SELECT account_a, account_b, msg_id FROM direct_messages
+WHERE sender_account = $1 AND server_time <= $2 AND NOT deleted`
+	erasableGroupSQL = `
+SELECT group_id, msg_id FROM group_messages
+WHERE sender_account = $1 AND server_time <= $2 AND NOT deleted`
 	eraseDirectSQL = `
-UPDATE direct_messages SET body = '', edited_at = NULL, deleted = true
-WHERE sender_account = $1 AND server_time <= $2 AND NOT deleted`
+UPDATE direct_messages d SET body = '', edited_at = NULL, deleted = true, revision = GREATEST(d.revision, $4)
+FROM unnest($1::text[], $2::text[], $3::bigint[]) AS u(a, b, id)
+WHERE d.account_a = u.a AND d.account_b = u.b AND d.msg_id = u.id AND NOT d.deleted`
 	eraseGroupSQL = `
-UPDATE group_messages SET body = '', edited_at = NULL, deleted = true
-WHERE sender_account = $1 AND server_time <= $2 AND NOT deleted`
+UPDATE group_messages g SET body = '', edited_at = NULL, deleted = true, revision = GREATEST(g.revision, $3)
+FROM unnest($1::text[], $2::bigint[]) AS u(g, id)
+WHERE g.group_id = u.g AND g.msg_id = u.id AND NOT g.deleted`
 )
 
 // Erase implements Store.
-func (s *Postgres) Erase(ctx context.Context, e domain.Erasure, _ func(domain.ConversationID) bool) error {
+func (s *Postgres) Erase(ctx context.Context, e domain.Erasure, in func(domain.ConversationID) bool) error {
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		b := &pgx.Batch{}
-		b.Queue(eraseDirectSQL, string(e.Account), e.At)
-		b.Queue(eraseGroupSQL, string(e.Account), e.At)
-		return tx.SendBatch(ctx, b).Close()
+		var (
+			as, bs, gs []string
+			dids, gids []int64
+			a, b, g    string
+			id         int64
+		)
+		rows, err := tx.Query(ctx, erasableDirectSQL, string(e.Account), e.At)
+		if err != nil {
+			return err
+		}
+		_, err = pgx.ForEachRow(rows, []any{&a, &b, &id}, func() error {
+			if in(domain.DirectConversation(domain.AccountID(a), domain.AccountID(b))) {
+				as, bs, dids = append(as, a), append(bs, b), append(dids, id)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		rows, err = tx.Query(ctx, erasableGroupSQL, string(e.Account), e.At)
+		if err != nil {
+			return err
+		}
+		_, err = pgx.ForEachRow(rows, []any{&g, &id}, func() error {
+			if in(domain.GroupConversation(domain.GroupID(g))) {
+				gs, gids = append(gs, g), append(gids, id)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		batch := &pgx.Batch{}
+		batch.Queue(eraseDirectSQL, as, bs, dids, int64(e.Revision))
+		batch.Queue(eraseGroupSQL, gs, gids, int64(e.Revision))
+		return tx.SendBatch(ctx, batch).Close()
 	})
 	if err != nil {
 		return fmt.Errorf("cannot erase the messages of %s: %w", e.Account, err)
 	}
 	return nil
+}
+
+// changesSQL reads a conversation's changed messages through the partial
+// indexes of migration 0008; "revision > 0" lets the planner use them.
+const (
+	changesDirectSQL = `
+SELECT ` + directColumns + `
+FROM direct_messages
+WHERE account_a = $1 AND account_b = $2 AND revision > 0 AND revision > $3 AND msg_id <= $3
+ORDER BY revision, msg_id
+LIMIT $4`
+	changesGroupSQL = `
+SELECT ` + groupColumns + `
+FROM group_messages
+WHERE group_id = $1 AND revision > 0 AND revision > $2 AND msg_id <= $2
+ORDER BY revision, msg_id
+LIMIT $3`
+)
+
+// Changes implements Store.
+func (s *Postgres) Changes(ctx context.Context, conv domain.ConversationID, after domain.MsgID, limit int) ([]domain.Message, bool, error) {
+	return s.page(ctx, conv, changesDirectSQL, changesGroupSQL, after, limit)
 }

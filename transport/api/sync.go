@@ -21,10 +21,21 @@ type SyncResult struct {
 	// for: the messages after that cursor up to and including it are gone
 	// for good, and Messages starts after them.
 	GoneThrough domain.MsgID
+	// Changes, asked for with changes, are the latest forms of the
+	// messages at or below the cursor asked for that were changed (edited,
+	// deleted, erased) after it, by revision: what a device that held them
+	// missed. At most MaxChanges; ChangesMore says more were changed, and
+	// the device should read the conversation again from its start.
+	Changes     []domain.Message
+	ChangesMore bool
 	// NextTime and NextMsgID are the cursor to continue from.
 	NextTime  time.Time
 	NextMsgID domain.MsgID
 }
+
+// MaxChanges bounds the changes of one sync: a device that missed more
+// re-reads the conversation, which pages.
+const MaxChanges = 100
 
 // Sources of a sync.
 const (
@@ -39,8 +50,11 @@ const (
 // When the history retention removed messages after lastMsgID, the result
 // says up to where (GoneThrough). Only the store can say so: the cache
 // forgets what the retention removes before the store does, and never
-// answers for a cursor below what it forgot.
-func (s *Service) Sync(ctx context.Context, who domain.AccountID, conversation string, lastTime time.Time, lastMsgID domain.MsgID, limit int) (res SyncResult, err error) {
+// answers for a cursor below what it forgot. With changes, the result also
+// holds the changes a device at lastMsgID missed (SyncResult.Changes),
+// always read from the store, once it has applied every record
+// acknowledged before the call: one indexed store query more.
+func (s *Service) Sync(ctx context.Context, who domain.AccountID, conversation string, lastTime time.Time, lastMsgID domain.MsgID, limit int, changes bool) (res SyncResult, err error) {
 	defer func() {
 		if err != nil {
 			s.cfg.Observer.SyncDone(string(Code(err)))
@@ -48,10 +62,10 @@ func (s *Service) Sync(ctx context.Context, who domain.AccountID, conversation s
 			s.cfg.Observer.SyncDone(res.Source)
 		}
 	}()
-	return s.sync(ctx, who, conversation, lastTime, lastMsgID, limit)
+	return s.sync(ctx, who, conversation, lastTime, lastMsgID, limit, changes)
 }
 
-func (s *Service) sync(ctx context.Context, who domain.AccountID, conversation string, lastTime time.Time, lastMsgID domain.MsgID, limit int) (SyncResult, error) {
+func (s *Service) sync(ctx context.Context, who domain.AccountID, conversation string, lastTime time.Time, lastMsgID domain.MsgID, limit int, changes bool) (SyncResult, error) {
 	conv, err := domain.ParseConversationID(conversation)
 	if err != nil {
 		return SyncResult{}, err
@@ -79,6 +93,14 @@ func (s *Service) sync(ctx context.Context, who domain.AccountID, conversation s
 	defer cancel()
 	now := s.cfg.Now()
 	res := SyncResult{NextTime: now, NextMsgID: lastMsgID}
+	if changes && lastMsgID > 0 {
+		if err := s.rm.StoreProgress.WaitFor(ctx, part, end); err != nil {
+			return SyncResult{}, fmt.Errorf("store is behind the log: %w: %v", ErrUnavailable, err)
+		}
+		if res.Changes, res.ChangesMore, err = s.rm.Store.Changes(ctx, conv, lastMsgID, MaxChanges); err != nil {
+			return SyncResult{}, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+	}
 	if !lastTime.IsZero() && now.Sub(lastTime) < s.cfg.CacheWindow {
 		// A cache that cannot show it has applied everything acknowledged
 		// before this call (lagging, or flushed and not yet refilled) must

@@ -318,6 +318,14 @@ func (c *Client) Sync(ctx context.Context, conversation string, cur wire.Cursor,
 	return c.Do(ctx, wire.Request{Type: wire.TypeSync, Conversation: conversation, LastTime: cur.LastTime, LastMsgID: cur.LastMsgID, Limit: limit})
 }
 
+// SyncChanges reads one page of conversation after cursor, with the
+// changes (Changes, ChangesMore) to the messages at or below it that a
+// device at cursor missed.
+func (c *Client) SyncChanges(ctx context.Context, conversation string, cur wire.Cursor, limit int) (wire.ServerFrame, error) {
+	return c.Do(ctx, wire.Request{Type: wire.TypeSync, Conversation: conversation, LastTime: cur.LastTime, LastMsgID: cur.LastMsgID,
+		Limit: limit, Changes: true})
+}
+
 // Conversations lists conversations changed after since (Unix ms).
 func (c *Client) Conversations(ctx context.Context, since int64) ([]wire.ConversationInfo, error) {
 	f, err := c.Do(ctx, wire.Request{Type: wire.TypeConversations, Since: since})

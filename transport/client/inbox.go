@@ -14,7 +14,9 @@ import (
 // whose prevMsgId is not the last msgid held reveals a gap, and the inbox
 // syncs it; a message it already holds is ignored, so a device never shows
 // one twice. Feed it every push — the device's own sends come back as
-// pushes too, so they need no sync; call SyncAll after (re)connecting.
+// pushes too, so they need no sync; call SyncAll after (re)connecting. Its
+// syncs ask for the changes (edits, deletions, erasures) made while the
+// device was away to the messages it holds, and apply them.
 type Inbox struct {
 	mu    sync.Mutex
 	c     *Client
@@ -94,20 +96,30 @@ func (in *Inbox) HandlePush(ctx context.Context, f wire.ServerFrame) error {
 	return in.Sync(ctx, m.Conversation)
 }
 
-// Sync reads conversation from the inbox's cursor until nothing remains.
+// Sync reads conversation from the inbox's cursor until nothing remains,
+// with the changes to the messages it holds; when the server has more
+// changes than one reply lists, it re-reads what it holds.
 func (in *Inbox) Sync(ctx context.Context, conv string) error {
 	for {
 		in.mu.Lock()
 		c := in.c
 		cur := in.thread(conv).cursor
 		in.mu.Unlock()
-		f, err := c.Sync(ctx, conv, cur, 0)
+		f, err := c.SyncChanges(ctx, conv, cur, 0)
 		if err != nil {
 			return fmt.Errorf("cannot sync %s: %w", conv, err)
+		}
+		if f.ChangesMore {
+			if err := in.reread(ctx, conv, cur.LastMsgID); err != nil {
+				return err
+			}
 		}
 		in.mu.Lock()
 		in.Syncs++
 		t := in.thread(conv)
+		for _, m := range f.Changes {
+			t.replace(m)
+		}
 		if f.GoneThrough > t.cursor.LastMsgID {
 			// Those messages are gone for good: move past them, or an empty
 			// page with more after it would be asked for again and again.
@@ -129,8 +141,39 @@ func (in *Inbox) Sync(ctx context.Context, conv string) error {
 	}
 }
 
+// reread reads conv again from its start through msgid through, putting
+// each message's latest form in place of the one held.
+func (in *Inbox) reread(ctx context.Context, conv string, through int64) error {
+	var cur wire.Cursor
+	for cur.LastMsgID < through {
+		in.mu.Lock()
+		c := in.c
+		in.mu.Unlock()
+		f, err := c.Sync(ctx, conv, cur, 0)
+		if err != nil {
+			return fmt.Errorf("cannot re-read %s: %w", conv, err)
+		}
+		in.mu.Lock()
+		in.Syncs++
+		t := in.thread(conv)
+		for _, m := range f.Messages {
+			if m.MsgID <= through {
+				t.replace(m)
+			}
+		}
+		in.mu.Unlock()
+		if !f.HasMore || f.Next == nil {
+			return nil
+		}
+		cur = *f.Next
+	}
+	return nil
+}
+
 // SyncAll asks which conversations changed since the last SyncAll and syncs
-// each of them.
+// each of them, and every other conversation it holds for the changes to
+// its messages (the conversation list does not show edits and deletions):
+// one sync each.
 func (in *Inbox) SyncAll(ctx context.Context) error {
 	in.mu.Lock()
 	c, since := in.c, in.since
@@ -139,14 +182,22 @@ func (in *Inbox) SyncAll(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	todo := map[string]bool{}
+	in.mu.Lock()
 	for _, conv := range f.Conversations {
-		in.mu.Lock()
-		held := in.thread(conv.Conversation).cursor.LastMsgID
-		in.mu.Unlock()
-		if conv.LatestMsgID > held {
-			if err := in.Sync(ctx, conv.Conversation); err != nil {
-				return err
-			}
+		if conv.LatestMsgID > in.thread(conv.Conversation).cursor.LastMsgID {
+			todo[conv.Conversation] = true
+		}
+	}
+	for conv, t := range in.convs {
+		if t.cursor.LastMsgID > 0 {
+			todo[conv] = true
+		}
+	}
+	in.mu.Unlock()
+	for conv := range todo {
+		if err := in.Sync(ctx, conv); err != nil {
+			return err
 		}
 	}
 	in.mu.Lock()

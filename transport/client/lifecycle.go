@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"sort"
 
 	"github.com/parley-chat/parley/transport/wire"
 )
@@ -32,5 +33,15 @@ func (t *thread) applyChange(f wire.ServerFrame) {
 			m.Body, m.EditedAt = f.Body, f.EditedAt
 		}
 		return
+	}
+}
+
+// replace puts a message's latest form, from a sync's changes or a
+// re-read, in place of the one held; one not held is not added (the inbox
+// holds a conversation's messages up to its cursor, without holes).
+func (t *thread) replace(m wire.Message) {
+	i := sort.Search(len(t.msgs), func(i int) bool { return t.msgs[i].MsgID >= m.MsgID })
+	if i < len(t.msgs) && t.msgs[i].MsgID == m.MsgID {
+		t.msgs[i] = m
 	}
 }

@@ -55,6 +55,19 @@ func decodeJSON(b []byte, dst any) error {
 }
 
 // queryInt reads an optional integer query parameter; absent is 0.
+// queryBool reads a flag: "true" or "false", absent for false. Nothing
+// else is taken, so that a typo does not silently read as false.
+func queryBool(q url.Values, name string) (bool, error) {
+	switch v := q.Get(name); v {
+	case "", "false":
+		return false, nil
+	case "true":
+		return true, nil
+	default:
+		return false, invalid(fmt.Sprintf("%s must be true or false, got %.40q", name, v))
+	}
+}
+
 func queryInt(q url.Values, name string) (int64, error) {
 	v := q.Get(name)
 	if v == "" {

@@ -81,7 +81,7 @@ func sender(c caller, from *senderBody) (domain.Sender, error) {
 }
 
 // messagesReply is the socket's messages reply without the envelope; every
-// field but goneThrough is always present. Messages is the JSON array of the page, encoded
+// field but goneThrough, changes and changesMore is always present. Messages is the JSON array of the page, encoded
 // by pageOf.
 type messagesReply struct {
 	Conversation string          `json:"conversation"`
@@ -92,6 +92,10 @@ type messagesReply struct {
 	// the request's cursor, present only when there is one.
 	GoneThrough int64       `json:"goneThrough,omitempty"`
 	Next        wire.Cursor `json:"next"`
+	// Changes (asked for with changes=true) and ChangesMore are the
+	// socket's: present only when there are changes, or more of them.
+	Changes     json.RawMessage `json:"changes,omitempty"`
+	ChangesMore bool            `json:"changesMore,omitempty"`
 }
 
 // arrayOf encodes msgs as a JSON array.
@@ -124,22 +128,36 @@ func (s *server) sync(w http.ResponseWriter, r *http.Request, c caller) error {
 	if err != nil {
 		return err
 	}
+	withChanges, err := queryBool(q, "changes")
+	if err != nil {
+		return err
+	}
 	var lastTime time.Time
 	if lastTimeMs > 0 {
 		lastTime = time.UnixMilli(lastTimeMs)
 	}
 	conv := r.PathValue("conversation")
-	res, err := s.svc.Sync(r.Context(), who, conv, lastTime, domain.MsgID(lastMsgID), limit)
+	res, err := s.svc.Sync(r.Context(), who, conv, lastTime, domain.MsgID(lastMsgID), limit, withChanges)
 	if err != nil {
 		return err
+	}
+	// The changes take at most half of the page's bytes (wire.CutChanges).
+	budget := s.cfg.SyncPageBytes
+	var changes json.RawMessage
+	changesMore := res.ChangesMore
+	if len(res.Changes) > 0 {
+		var cut []wire.Message
+		cut, changesMore, budget = wire.CutChanges(wire.FromMessages(res.Changes), budget, changesMore)
+		changes = arrayOf(cut)
 	}
 	// Up to 200 messages of 16 KiB, each character of which may take 6
 	// bytes in JSON, make a 20 MB reply, held while a client doesn't read
 	// it. The page is cut to SyncPageBytes; the cursor then points at the
 	// last message sent, so the next page starts right after it.
-	msgs, more, next := wire.CutPage(wire.FromMessages(res.Messages), s.cfg.SyncPageBytes, res.More, int64(res.NextMsgID))
+	msgs, more, next := wire.CutPage(wire.FromMessages(res.Messages), budget, res.More, int64(res.NextMsgID))
 	writeJSON(w, http.StatusOK, messagesReply{Conversation: conv, Messages: arrayOf(msgs),
-		Source: res.Source, HasMore: more, GoneThrough: int64(res.GoneThrough), Next: wire.Cursor{LastTime: res.NextTime.UnixMilli(), LastMsgID: next}})
+		Source: res.Source, HasMore: more, GoneThrough: int64(res.GoneThrough), Next: wire.Cursor{LastTime: res.NextTime.UnixMilli(), LastMsgID: next},
+		Changes: changes, ChangesMore: changesMore})
 	return nil
 }
 

@@ -63,6 +63,9 @@ func FuzzDecodeRequest(f *testing.F) {
 		`{"id":"1","type":"send","body":"` + strings.Repeat(`\"`, 100) + `"}`,
 		`{"id":"1","type":"sync","lastMsgId":1e400}`,
 		`{"id":"1","type":"sync","limit":-9223372036854775809}`,
+		`{"id":"1","type":"sync","lastMsgId":5,"changes":true}`,
+		`{"id":"1","type":"sync","changes":"true"}`,
+		`{"id":"1","type":"sync","changes":1}`,
 		"\x00",
 		"\xef\xbb\xbf{\"id\":\"1\",\"type\":\"ping\"}", // BOM
 	}

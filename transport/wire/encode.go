@@ -26,29 +26,24 @@ func AppendPush(b []byte, m *Message, prev int64) []byte {
 	return append(b, '}')
 }
 
-// AppendMessages appends a sync reply ("messages") with its cursor, and
+// AppendMessages appends a sync reply ("messages") with its cursor,
 // goneThrough when the history retention removed messages after the
-// request's cursor (0: nothing gone).
-func AppendMessages(b []byte, id, conversation string, msgs []Message, source string, hasMore bool, goneThrough int64, next Cursor) []byte {
-	n := 160 + len(id) + len(conversation)
+// request's cursor (0: nothing gone), and the changes the sync asked for.
+func AppendMessages(b []byte, id, conversation string, msgs []Message, source string, hasMore bool, goneThrough int64, next Cursor,
+	changes []Message, changesMore bool) []byte {
+	n := 200 + len(id) + len(conversation)
 	for i := range msgs {
 		n += sizeOf(&msgs[i])
+	}
+	for i := range changes {
+		n += sizeOf(&changes[i])
 	}
 	b = grow(b, n)
 	b = append(b, `{"id":`...)
 	b = appendString(b, id)
 	b = append(b, `,"type":"messages","conversation":`...)
 	b = appendString(b, conversation)
-	if len(msgs) > 0 {
-		b = append(b, `,"messages":[`...)
-		for i := range msgs {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = AppendMessage(b, &msgs[i])
-		}
-		b = append(b, ']')
-	}
+	b = appendList(b, `,"messages":`, msgs)
 	if source != "" {
 		b = append(b, `,"source":`...)
 		b = appendString(b, source)
@@ -60,11 +55,32 @@ func AppendMessages(b []byte, id, conversation string, msgs []Message, source st
 		b = append(b, `,"goneThrough":`...)
 		b = strconv.AppendInt(b, goneThrough, 10)
 	}
+	b = appendList(b, `,"changes":`, changes)
+	if changesMore {
+		b = append(b, `,"changesMore":true`...)
+	}
 	b = append(b, `,"next":{"lastTime":`...)
 	b = strconv.AppendInt(b, next.LastTime, 10)
 	b = append(b, `,"lastMsgId":`...)
 	b = strconv.AppendInt(b, next.LastMsgID, 10)
 	return append(b, "}}"...)
+}
+
+// appendList appends field and msgs as a JSON array, nothing when msgs is
+// empty (the field is omitted).
+func appendList(b []byte, field string, msgs []Message) []byte {
+	if len(msgs) == 0 {
+		return b
+	}
+	b = append(b, field...)
+	b = append(b, '[')
+	for i := range msgs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = AppendMessage(b, &msgs[i])
+	}
+	return append(b, ']')
 }
 
 // AppendMessage appends m as a JSON object.
@@ -198,6 +214,22 @@ func CutPage(msgs []Message, budget int, more bool, next int64) ([]Message, bool
 		return msgs, more, next
 	}
 	return msgs[:n], true, msgs[n-1].MsgID
+}
+
+// CutChanges cuts the changes of a sync to half of budget bytes of encoded
+// messages (at least one), so that the page of messages keeps the other
+// half; a cut list has more after it. rest is what is left of budget for
+// the page.
+func CutChanges(changes []Message, budget int, more bool) (cut []Message, cutMore bool, rest int) {
+	n := FitMessages(changes, budget/2)
+	if n < len(changes) {
+		changes, more = changes[:n], true
+	}
+	used := 0
+	for i := range changes {
+		used += EncodedLen(&changes[i]) + 1
+	}
+	return changes, more, budget - used
 }
 
 // FitMessages is how many of msgs, from the first, fit in budget bytes of

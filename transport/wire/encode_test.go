@@ -52,16 +52,24 @@ func TestAppendPushAndMessagesMatchEncodingJSON(t *testing.T) {
 		}
 	}
 	msgs := []Message{sampleMessage("a"), sampleMessage("b <c>")}
+	changed := sampleMessage("")
+	changed.Deleted = true
+	edited := sampleMessage("edited \"body\"")
+	edited.EditedAt = 1795714619002
 	for _, tc := range []struct {
-		msgs    []Message
-		source  string
-		hasMore bool
-		gone    int64
-	}{{msgs, "cache", true, 0}, {nil, "store", false, 0}, {msgs[:1], "store", false, 0}, {msgs, "store", true, 1<<48 + 5}, {nil, "store", false, 3}} {
+		msgs        []Message
+		source      string
+		hasMore     bool
+		gone        int64
+		changes     []Message
+		changesMore bool
+	}{{msgs, "cache", true, 0, nil, false}, {nil, "store", false, 0, nil, false}, {msgs[:1], "store", false, 0, nil, false},
+		{msgs, "store", true, 1<<48 + 5, nil, false}, {nil, "store", false, 3, nil, false},
+		{msgs, "cache", false, 0, []Message{changed, edited}, false}, {nil, "store", false, 0, []Message{edited}, true}} {
 		next := Cursor{LastTime: 1795714619001, LastMsgID: 7}
-		got := AppendMessages(nil, "id-\"1\"", "d:alice:bob", tc.msgs, tc.source, tc.hasMore, tc.gone, next)
+		got := AppendMessages(nil, "id-\"1\"", "d:alice:bob", tc.msgs, tc.source, tc.hasMore, tc.gone, next, tc.changes, tc.changesMore)
 		checkSame(t, got, ServerFrame{ID: "id-\"1\"", Type: TypeMessages, Conversation: "d:alice:bob", Messages: tc.msgs,
-			Source: tc.source, HasMore: tc.hasMore, GoneThrough: tc.gone, Next: &next})
+			Source: tc.source, HasMore: tc.hasMore, GoneThrough: tc.gone, Next: &next, Changes: tc.changes, ChangesMore: tc.changesMore})
 	}
 }
 
@@ -96,7 +104,7 @@ func BenchmarkEncodeSyncReply(b *testing.B) {
 		b.ReportAllocs()
 		var buf []byte
 		for i := 0; i < b.N; i++ {
-			buf = AppendMessages(buf[:0], "1", "d:alice:bob", msgs, "cache", false, 0, next)
+			buf = AppendMessages(buf[:0], "1", "d:alice:bob", msgs, "cache", false, 0, next, nil, false)
 		}
 	})
 }
@@ -134,6 +142,35 @@ func TestFitMessages(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := FitMessages(tc.msgs, tc.budget); got != tc.want {
 				t.Errorf("FitMessages = %d, want %d", got, tc.want)
+			}
+		})
+	}
+}
+
+// The changes of a sync take at most half of the reply's budget (at least
+// one change), and the page gets the rest.
+func TestCutChanges(t *testing.T) {
+	big := sampleMessage(strings.Repeat("x", 10<<10))
+	one := EncodedLen(&big) + 1
+	list := []Message{big, big, big, big, big}
+	tests := []struct {
+		name     string
+		changes  []Message
+		budget   int
+		more     bool
+		wantN    int
+		wantMore bool
+	}{
+		{"all fit in half", list[:2], 4 * one, false, 2, false},
+		{"cut to half", list, 4 * one, false, 2, true},
+		{"more stays more", list[:1], 4 * one, true, 1, true},
+		{"one even when over half", list, one, false, 1, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, more, rest := CutChanges(tt.changes, tt.budget, tt.more)
+			if len(got) != tt.wantN || more != tt.wantMore || rest != tt.budget-tt.wantN*one {
+				t.Errorf("CutChanges = %d changes, %v, rest %d; want %d, %v, rest %d", len(got), more, rest, tt.wantN, tt.wantMore, tt.budget-tt.wantN*one)
 			}
 		})
 	}

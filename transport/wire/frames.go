@@ -73,6 +73,9 @@ type Request struct {
 	LastTime     int64  `json:"lastTime,omitempty"`
 	LastMsgID    int64  `json:"lastMsgId,omitempty"`
 	Limit        int    `json:"limit,omitempty"`
+	// Changes (sync) asks for the changes to messages at or below
+	// LastMsgID that the client missed (see ServerFrame.Changes).
+	Changes bool `json:"changes,omitempty"`
 
 	// conversations
 	Since int64 `json:"since,omitempty"`
@@ -185,6 +188,11 @@ type ServerFrame struct {
 	HasMore     bool      `json:"hasMore,omitempty"`
 	GoneThrough int64     `json:"goneThrough,omitempty"`
 	Next        *Cursor   `json:"next,omitempty"`
+	// Changes, when the sync asked for them, are the latest forms of the
+	// messages at or below the request's lastMsgId changed after it, in
+	// the order of the changes; ChangesMore says they are not all there.
+	Changes     []Message `json:"changes,omitempty"`
+	ChangesMore bool      `json:"changesMore,omitempty"`
 
 	// conversation_list
 	Conversations []ConversationInfo `json:"conversations,omitempty"`

@@ -308,7 +308,7 @@ func (c Config) Validate() error {
 // Service, or a fake in tests.
 type Service interface {
 	Send(ctx context.Context, r api.SendRequest) (api.Ack, error)
-	Sync(ctx context.Context, who domain.AccountID, conversation string, lastTime time.Time, lastMsgID domain.MsgID, limit int) (api.SyncResult, error)
+	Sync(ctx context.Context, who domain.AccountID, conversation string, lastTime time.Time, lastMsgID domain.MsgID, limit int, changes bool) (api.SyncResult, error)
 	Conversations(ctx context.Context, who domain.AccountID, since time.Time, limit int) ([]api.Conversation, error)
 	CreateGroup(ctx context.Context, who domain.AccountID, name string, members []string) (*domain.Group, error)
 	AddMembers(ctx context.Context, who domain.AccountID, group string, accounts []string) (*domain.Group, error)

@@ -33,7 +33,7 @@ func (f *fakeService) Send(ctx context.Context, r api.SendRequest) (api.Ack, err
 	}
 	return api.Ack{MsgID: 1 << 48, Conversation: domain.DirectConversation(r.From.Account, domain.AccountID(r.To.Account)), ServerTime: time.Now()}, nil
 }
-func (f *fakeService) Sync(context.Context, domain.AccountID, string, time.Time, domain.MsgID, int) (api.SyncResult, error) {
+func (f *fakeService) Sync(context.Context, domain.AccountID, string, time.Time, domain.MsgID, int, bool) (api.SyncResult, error) {
 	return api.SyncResult{Source: api.SourceStore, NextTime: time.Now()}, nil
 }
 func (f *fakeService) Conversations(context.Context, domain.AccountID, time.Time, int) ([]api.Conversation, error) {

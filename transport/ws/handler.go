@@ -383,14 +383,20 @@ func (h *handler) sync(s *session, req wire.Request) {
 	if req.LastTime > 0 {
 		lastTime = time.UnixMilli(req.LastTime)
 	}
-	res, err := h.g.svc.Sync(s.ctx, s.account, req.Conversation, lastTime, domain.MsgID(req.LastMsgID), req.Limit)
+	res, err := h.g.svc.Sync(s.ctx, s.account, req.Conversation, lastTime, domain.MsgID(req.LastMsgID), req.Limit, req.Changes)
 	if err != nil {
 		h.failWith(s, req.ID, err)
 		return
 	}
-	msgs, more, next := wire.CutPage(wire.FromMessages(res.Messages), h.g.cfg.MaxReplyBytes, res.More, int64(res.NextMsgID))
+	budget := h.g.cfg.MaxReplyBytes
+	var changes []wire.Message
+	changesMore := res.ChangesMore
+	if len(res.Changes) > 0 {
+		changes, changesMore, budget = wire.CutChanges(wire.FromMessages(res.Changes), budget, changesMore)
+	}
+	msgs, more, next := wire.CutPage(wire.FromMessages(res.Messages), budget, res.More, int64(res.NextMsgID))
 	s.write(wire.AppendMessages(nil, req.ID, req.Conversation, msgs, res.Source, more, int64(res.GoneThrough),
-		wire.Cursor{LastTime: res.NextTime.UnixMilli(), LastMsgID: next}))
+		wire.Cursor{LastTime: res.NextTime.UnixMilli(), LastMsgID: next}, changes, changesMore))
 }
 
 // conversations answers the account's conversation list, with its read

@@ -47,6 +47,8 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"RetentionKeepsASuffix", testRetentionKeepsASuffix},
 		{"RetentionIsBounded", testRetentionIsBounded},
 		{"EraseLeavesTombstones", testErase},
+		{"ChangesAfterACursor", testChanges},
+		{"ChangesOfAnErasure", testChangesOfAnErasure},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.run(t, newStore(t)) })
