@@ -23,10 +23,6 @@ const typingShowMs = 5000, typingRepeatMs = 3000;
 // How many of your latest messages of a conversation the console asks
 // readers about when it opens the conversation (see seedReaders).
 const readersAsked = 20;
-// How many of the latest messages of a conversation the console reads
-// again, for the changes made while it was away (see refresh).
-const refreshed = 200;
-
 // ---- tabs ----
 for (const [tab, view] of [["tab-chat", "view-chat"], ["tab-events", "view-events"]]) {
   $(tab).addEventListener("click", () => {
@@ -213,25 +209,36 @@ async function sync(id) {
   return got;
 }
 
-// refresh re-reads the latest refreshed messages that c holds, once per
-// connection, for the edits and deletions made while this page was away:
-// a sync after the cursor does not tell of them (docs/protocol.md, "Edit
-// and delete").
+// refresh asks, once per connection, for the edits, deletions and
+// erasures of messages c holds that were made while this page was away: a
+// sync after the cursor with "changes" lists them (docs/protocol.md,
+// "Changes you missed"); when there are more than one reply holds, the
+// whole conversation is read again.
 async function refresh(c) {
   if (c.fresh === state.connection) return;
   c.fresh = state.connection;
-  const held = [...c.msgs.values()].filter((m) => m.msgId && m.msgId <= c.cursor.lastMsgId).sort((a, b) => a.msgId - b.msgId);
-  let after = held.length > refreshed ? held[held.length - refreshed - 1].msgId : 0;
-  while (held.length > 0 && after < c.cursor.lastMsgId) {
-    const r = await request("sync", { conversation: c.id, lastMsgId: after, limit: refreshed });
-    for (const m of r.messages || []) {
-      const had = c.msgs.get(m.msgId);
-      if (had) Object.assign(had, { body: m.body || "", editedAt: m.editedAt || 0, deleted: m.deleted === true });
-    }
+  if (c.cursor.lastMsgId === 0) return;
+  const r = await request("sync", { conversation: c.id, lastTime: c.cursor.lastTime, lastMsgId: c.cursor.lastMsgId, limit: 1, changes: true });
+  for (const m of r.changes || []) applyChange(c, m);
+  if (r.changesMore) await reread(c);
+  render();
+}
+
+// applyChange puts the latest form of a message c holds in its place.
+function applyChange(c, m) {
+  const had = c.msgs.get(m.msgId);
+  if (had) Object.assign(had, { body: m.body || "", editedAt: m.editedAt || 0, deleted: m.deleted === true });
+}
+
+// reread reads every message c holds again, in its latest form.
+async function reread(c) {
+  let after = 0;
+  while (after < c.cursor.lastMsgId) {
+    const r = await request("sync", { conversation: c.id, lastMsgId: after, limit: 100 });
+    for (const m of r.messages || []) if (m.msgId <= c.cursor.lastMsgId) applyChange(c, m);
     if (!r.hasMore || !r.next || r.next.lastMsgId <= after) break;
     after = r.next.lastMsgId;
   }
-  render();
 }
 
 // syncAll syncs every conversation of the list that holds more than this
