@@ -42,6 +42,9 @@ const noFloor = domain.MsgID(math.MinInt64)
 // floor is c's floor as this batch sees it (a batch writes none), noFloor
 // when it has none.
 func (w *write) floor(c domain.ConversationID) (domain.MsgID, error) {
+	if !w.floored {
+		return noFloor, nil
+	}
 	if f, ok := w.floors[c]; ok {
 		return f, nil
 	}
@@ -165,6 +168,12 @@ func (s *Pebble) Remove(_ context.Context, floors ...Floor) (int, error) {
 		}
 		removed += n
 	}
+	// Saves from now on look floors up; a batch that began before, as
+	// with any Save racing a Remove, may store what the next run removes.
+	if _, err := s.anyFloor(); err != nil {
+		return 0, err
+	}
+	s.floored.Store(true)
 	if err := b.Commit(pebble.NoSync); err != nil {
 		return 0, fmt.Errorf("cannot remove old history: %w", err)
 	}

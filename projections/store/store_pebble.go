@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -35,6 +36,14 @@ type Pebble struct {
 	// goes on.
 	expireMu   sync.Mutex
 	expireFrom []byte
+
+	// floored is whether the store holds a history floor: until the
+	// retention first removes something it holds none, and a batch need
+	// not look one up for every conversation it saves to. Read once from
+	// the store, then set by Remove.
+	floorOnce sync.Once
+	floorErr  error
+	floored   atomic.Bool
 }
 
 var _ Store = (*Pebble)(nil)
@@ -160,17 +169,39 @@ type write struct {
 	// msgs are the messages this batch wrote, by key, so that a change
 	// later in the batch finds them.
 	msgs map[string]domain.Message
-	// floors are the floors read so far (Save skips what is below).
-	floors map[domain.ConversationID]domain.MsgID
+	// floors are the floors read so far (Save skips what is below);
+	// floored is false when the store held none as the batch began.
+	floors  map[domain.ConversationID]domain.MsgID
+	floored bool
 }
 
 func (s *Pebble) newWrite(b *pebble.Batch) (*write, error) {
+	floored, err := s.anyFloor()
+	if err != nil {
+		return nil, err
+	}
 	look, err := pebblekv.NewLookup(s.db)
 	if err != nil {
 		return nil, err
 	}
 	return &write{db: s.db, b: b, look: look, wrote: map[string]bool{}, msgs: map[string]domain.Message{},
-		floors: map[domain.ConversationID]domain.MsgID{}}, nil
+		floors: map[domain.ConversationID]domain.MsgID{}, floored: floored}, nil
+}
+
+// anyFloor reports whether the store holds a history floor.
+func (s *Pebble) anyFloor() (bool, error) {
+	s.floorOnce.Do(func() {
+		it, err := pebblekv.Prefix(s.db, []byte("mf/"))
+		if err != nil {
+			s.floorErr = err
+			return
+		}
+		if it.First() {
+			s.floored.Store(true)
+		}
+		s.floorErr = errors.Join(it.Error(), it.Close())
+	})
+	return s.floored.Load(), s.floorErr
 }
 
 func (w *write) close() { _ = w.look.Close() }
