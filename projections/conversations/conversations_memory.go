@@ -67,6 +67,7 @@ func (m *Memory) applyBatch(_ context.Context, recs []projections.Record) error 
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	t := newTally(memoryBacking{m})
+	defer t.release()
 	if err := t.apply(recs); err != nil {
 		return err
 	}

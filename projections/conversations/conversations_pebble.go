@@ -150,6 +150,7 @@ func (p *Pebble) applyBatch(_ context.Context, recs []projections.Record) error 
 	}
 	defer look.Close()
 	t := newTally(pebbleBacking{r: snap, look: look})
+	defer t.release()
 	if err := t.apply(recs); err != nil {
 		return err
 	}

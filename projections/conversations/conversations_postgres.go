@@ -147,6 +147,7 @@ func (p *Postgres) applyBatch(ctx context.Context, recs []projections.Record) er
 			}
 		}
 		t := newTally(b)
+		defer t.release()
 		if err := t.apply(recs); err != nil {
 			return err
 		}

@@ -61,8 +61,15 @@ func (p *Predecessors) ApplyBatch(ctx context.Context, recs []projections.Record
 	p.mu.Lock()
 	answers := p.batch[part]
 	p.mu.Unlock()
-	if answers == nil || !answersFor(answers, recs) {
+	switch {
+	case answers == nil:
 		answers = make(map[convMsg]answer, len(recs))
+	case !answersFor(answers, recs):
+		// The partition's previous batch is through every projection of
+		// the reader: its answers are not asked for again.
+		p.mu.Lock()
+		clear(answers)
+		p.mu.Unlock()
 	}
 	// Kept even when a lookup fails, so that a retry keeps what was found.
 	defer func() {

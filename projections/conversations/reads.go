@@ -3,6 +3,7 @@ package conversations
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/parley-chat/parley/domain"
@@ -144,9 +145,36 @@ type tally struct {
 	added []counted
 }
 
-func newTally(b backing) *tally {
-	return &tally{b: b, convs: map[domain.ConversationID]*convState{}, fresh: map[domain.ConversationID]bool{},
+// tallies keeps tallies between batches: a batch is often a message or
+// two, and making a tally's maps anew for each was most of what the
+// index allocated.
+var tallies = sync.Pool{New: func() any {
+	return &tally{convs: map[domain.ConversationID]*convState{}, fresh: map[domain.ConversationID]bool{},
 		cursors: map[cursorKey]*cursor{}, isDirtyConv: map[domain.ConversationID]bool{}, isDirtyCur: map[cursorKey]bool{}}
+}}
+
+// newTally returns an empty tally over b; release it once its writes are
+// made.
+func newTally(b backing) *tally {
+	t := tallies.Get().(*tally)
+	t.b = b
+	return t
+}
+
+// release empties t and keeps it for another batch: nothing of it may be
+// used afterwards.
+func (t *tally) release() {
+	t.b = nil
+	clear(t.convs)
+	clear(t.fresh)
+	clear(t.cursors)
+	clear(t.isDirtyConv)
+	clear(t.isDirtyCur)
+	clear(t.dirtyConvs)
+	clear(t.dirtyCursors)
+	clear(t.added)
+	t.dirtyConvs, t.dirtyCursors, t.added = t.dirtyConvs[:0], t.dirtyCursors[:0], t.added[:0]
+	tallies.Put(t)
 }
 
 func (t *tally) conv(c domain.ConversationID) (*convState, error) {

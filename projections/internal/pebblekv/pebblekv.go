@@ -19,10 +19,14 @@ type Lookup struct {
 	it *pebble.Iterator
 }
 
+// lookupOptions are every Lookup's: shared, since the iterator copies
+// them, rather than made (and allocated) for each.
+var lookupOptions = pebble.IterOptions{UseL6Filters: true}
+
 // NewLookup returns a Lookup over r (a DB or a snapshot). It sees r as it
 // is when created.
 func NewLookup(r pebble.Reader) (*Lookup, error) {
-	it, err := r.NewIter(&pebble.IterOptions{UseL6Filters: true})
+	it, err := r.NewIter(&lookupOptions)
 	if err != nil {
 		return nil, err
 	}
