@@ -184,9 +184,17 @@ func (s *Pebble) newWrite(b *pebble.Batch) (*write, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &write{db: s.db, b: b, look: look, wrote: map[string]bool{}, msgs: map[string]domain.Message{},
-		floors: map[domain.ConversationID]domain.MsgID{}, floored: floored}, nil
+	w := writes.Get().(*write)
+	w.db, w.b, w.look, w.floored = s.db, b, look, floored
+	return w, nil
 }
+
+// writes keeps writes between batches: a single node's batch is often a
+// message or two, and making a write's maps anew for each was a good part
+// of what the history allocated.
+var writes = sync.Pool{New: func() any {
+	return &write{wrote: map[string]bool{}, msgs: map[string]domain.Message{}, floors: map[domain.ConversationID]domain.MsgID{}}
+}}
 
 // anyFloor reports whether the store holds a history floor.
 func (s *Pebble) anyFloor() (bool, error) {
@@ -204,7 +212,15 @@ func (s *Pebble) anyFloor() (bool, error) {
 	return s.floored.Load(), s.floorErr
 }
 
-func (w *write) close() { _ = w.look.Close() }
+// close releases w, which may not be used afterwards.
+func (w *write) close() {
+	_ = w.look.Close()
+	clear(w.wrote)
+	clear(w.msgs)
+	clear(w.floors)
+	w.db, w.b, w.look = nil, nil, nil
+	writes.Put(w)
+}
 
 func (w *write) taken(k []byte) (bool, error) {
 	if w.wrote[string(k)] {
