@@ -189,14 +189,21 @@ func (t *tally) conv(c domain.ConversationID) (*convState, error) {
 	return &s, nil
 }
 
+// cursor is a's cursor in c. A conversation the index did not hold before
+// the batch has no cursors there either (a cursor is written only with
+// its conversation's state, which is never removed), so a new
+// conversation's first message costs no lookup of its sender's cursor.
 func (t *tally) cursor(c domain.ConversationID, a domain.AccountID) (*cursor, error) {
 	k := cursorKey{c, a}
 	if s, ok := t.cursors[k]; ok {
 		return s, nil
 	}
-	s, _, err := t.b.cursor(c, a)
-	if err != nil {
-		return nil, err
+	var s cursor
+	if !t.fresh[c] {
+		var err error
+		if s, _, err = t.b.cursor(c, a); err != nil {
+			return nil, err
+		}
 	}
 	t.cursors[k] = &s
 	return &s, nil
