@@ -43,3 +43,26 @@ func BenchmarkEncodePush(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkEncodeAck compares encoding/json with AppendAck, what every
+// send is answered with.
+func BenchmarkEncodeAck(b *testing.B) {
+	f := ServerFrame{ID: "42", Type: TypeAck, MsgID: 1<<48 + 12345, MessageID: "0190f3c2-8d7e-7000-8000-000000000000",
+		Conversation: "d:alice:bob", ServerTime: 1795714619000}
+	b.Run("encoding/json", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := json.Marshal(f); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("append", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if frame := AppendAck(nil, &f); len(frame) == 0 {
+				b.Fatal("empty")
+			}
+		}
+	})
+}

@@ -56,11 +56,46 @@ func AppendChange(b []byte, a *domain.Amendment) []byte {
 }
 
 // FromAck is the ack frame of a send, an edit or a deletion; a zero time
-// (the ack of a repeated deletion) is left out.
+// (the ack of a repeated deletion) is left out. AppendAck encodes it: a
+// field added here must be added there.
 func FromAck(id string, msgID domain.MsgID, messageID string, conv domain.ConversationID, at time.Time, duplicate bool) ServerFrame {
 	f := ServerFrame{ID: id, Type: TypeAck, MsgID: int64(msgID), MessageID: messageID, Conversation: conv.String(), Duplicate: duplicate}
 	if !at.IsZero() {
 		f.ServerTime = at.UnixMilli()
 	}
 	return f
+}
+
+// AppendAck appends f, an ack frame made by FromAck, as encoding/json
+// encodes it: what every send is answered with, without reflection.
+func AppendAck(b []byte, f *ServerFrame) []byte {
+	b = grow(b, 120+len(f.ID)+len(f.MessageID)+len(f.Conversation))
+	b = append(b, '{')
+	if f.ID != "" {
+		b = append(b, `"id":`...)
+		b = appendString(b, f.ID)
+		b = append(b, ',')
+	}
+	b = append(b, `"type":`...)
+	b = appendString(b, f.Type)
+	if f.ServerTime != 0 {
+		b = append(b, `,"serverTime":`...)
+		b = strconv.AppendInt(b, f.ServerTime, 10)
+	}
+	if f.MsgID != 0 {
+		b = append(b, `,"msgId":`...)
+		b = strconv.AppendInt(b, f.MsgID, 10)
+	}
+	if f.MessageID != "" {
+		b = append(b, `,"messageId":`...)
+		b = appendString(b, f.MessageID)
+	}
+	if f.Conversation != "" {
+		b = append(b, `,"conversation":`...)
+		b = appendString(b, f.Conversation)
+	}
+	if f.Duplicate {
+		b = append(b, `,"duplicate":true`...)
+	}
+	return append(b, '}')
 }

@@ -55,3 +55,40 @@ func TestLifecycleRequestsAreKnown(t *testing.T) {
 		}
 	}
 }
+
+// An ack encodes as encoding/json encodes the same frame, byte for byte.
+func TestAppendAckMatchesEncodingJSON(t *testing.T) {
+	conv := domain.DirectConversation("alice", "bob")
+	at := time.UnixMilli(1795714619500)
+	for _, f := range []ServerFrame{
+		FromAck("42", 1<<48+7, "0190f3c2-8d7e-7000-8000-000000000000", conv, at, false),
+		FromAck("", 1<<48+7, "0190f3c2-8d7e-7000-8000-000000000000", conv, at, true),
+		FromAck("q\"<&>\u2028", 3, "m", domain.ConversationID{}, time.Time{}, true),
+		FromAck("7", 0, "", conv, at, false),
+	} {
+		std, err := json.Marshal(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := AppendAck(nil, &f); string(got) != string(std) {
+			t.Errorf("AppendAck = %s\nencoding/json gives %s", got, std)
+		}
+	}
+}
+
+// FuzzAppendAck: for any id, message id and conversation text, the ack
+// encodes as encoding/json encodes it.
+func FuzzAppendAck(f *testing.F) {
+	f.Add("42", "0190f3c2-8d7e-7000-8000-000000000000", int64(1<<48+7), int64(1795714619500), false)
+	f.Add("", "\xff<", int64(0), int64(-1), true)
+	f.Fuzz(func(t *testing.T, id, messageID string, msgID, serverTime int64, duplicate bool) {
+		fr := ServerFrame{ID: id, Type: TypeAck, MsgID: msgID, MessageID: messageID, Conversation: "d:alice:bob", ServerTime: serverTime, Duplicate: duplicate}
+		std, err := json.Marshal(fr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := AppendAck(nil, &fr); string(got) != string(std) {
+			t.Fatalf("AppendAck = %s\nencoding/json gives %s", got, std)
+		}
+	})
+}

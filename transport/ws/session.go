@@ -142,6 +142,10 @@ func (s *session) renewLease(now time.Time) time.Time {
 
 // reply encodes f and queues it.
 func (s *session) reply(f wire.ServerFrame) {
+	if f.Type == wire.TypeAck { // every send's answer: encoded without reflection
+		s.write(wire.AppendAck(nil, &f))
+		return
+	}
 	b, err := json.Marshal(f)
 	if err != nil {
 		s.g.log.Error("cannot encode a frame", "type", f.Type, "err", err)
