@@ -62,8 +62,8 @@ type outbox struct {
 	closed   bool
 	// then runs once every frame queued before it is written.
 	then func()
-	// room is closed, and replaced, when the queue drains to half of its
-	// limit, for a reader that waits before taking more requests.
+	// room, made by a reader that waits before taking more requests, is
+	// closed when the queue drains to half of its limit.
 	room chan struct{}
 }
 
@@ -73,7 +73,7 @@ type outFrame struct {
 }
 
 func newOutbox(conn net.Conn, limit int64, budget *Budget, timeout time.Duration, overflow func()) *outbox {
-	return &outbox{budget: budget, overflow: overflow, timeout: timeout, conn: conn, limit: limit, room: make(chan struct{})}
+	return &outbox{budget: budget, overflow: overflow, timeout: timeout, conn: conn, limit: limit}
 }
 
 // setLimit changes the queue's limit (a connection gets a larger one once
@@ -155,6 +155,9 @@ func (o *outbox) waitRoom(done <-chan struct{}) {
 			o.mu.Unlock()
 			return
 		}
+		if o.room == nil {
+			o.room = make(chan struct{})
+		}
 		room := o.room
 		o.mu.Unlock()
 		select {
@@ -168,10 +171,22 @@ func (o *outbox) waitRoom(done <-chan struct{}) {
 // maxHeader is the longest header of an unmasked server frame.
 const maxHeader = 10
 
+// scratch is a flush's headers and write vector, kept between flushes:
+// most flushes write a frame or two to a connection that was idle.
+type scratch struct {
+	hdrs []byte
+	bufs net.Buffers
+}
+
+var scratches = sync.Pool{New: func() any { return new(scratch) }}
+
 // flush writes queued frames until the queue is empty.
 func (o *outbox) flush() {
-	var hdrs []byte
-	var bufs net.Buffers
+	sc := scratches.Get().(*scratch)
+	defer func() {
+		clear(sc.bufs[:cap(sc.bufs)])
+		scratches.Put(sc)
+	}()
 	for {
 		o.mu.Lock()
 		batch := o.frames
@@ -193,17 +208,18 @@ func (o *outbox) flush() {
 		o.inflight = n
 		o.mu.Unlock()
 
-		hdrs = hdrs[:0]
+		hdrs := sc.hdrs[:0]
 		for _, f := range batch {
 			hdrs = appendHeader(hdrs, f.op, len(f.payload))
 		}
-		bufs = bufs[:0]
+		bufs := sc.bufs[:0]
 		off := 0
 		for _, f := range batch {
 			l := headerLen(len(f.payload))
 			bufs = append(bufs, hdrs[off:off+l:off+l], f.payload)
 			off += l
 		}
+		sc.hdrs, sc.bufs = hdrs, bufs // WriteTo consumes bufs, not sc.bufs
 		_ = o.conn.SetWriteDeadline(time.Now().Add(o.timeout))
 		_, err := bufs.WriteTo(o.conn)
 		clear(batch)
@@ -212,9 +228,9 @@ func (o *outbox) flush() {
 		o.queued -= n
 		o.inflight = 0
 		o.budget.give(n)
-		if o.queued <= o.limit/2 {
+		if o.room != nil && o.queued <= o.limit/2 {
 			close(o.room)
-			o.room = make(chan struct{})
+			o.room = nil
 		}
 		o.spare = batch[:0]
 		if err != nil {
