@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/IBM/sarama"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/parley-chat/parley/cmd/parley/node"
 	"github.com/parley-chat/parley/domain"
@@ -88,7 +87,7 @@ func (c *testCluster) faultyInstance(roles node.Roles, mod ...func(*node.Config)
 	c.t.Helper()
 	p := &paths{broker: c.proxy(c.brokers[0]), redis: c.proxy(redistest.Addr()), peers: c.proxy("")}
 	s := c.instance(roles, append([]func(*node.Config){func(cfg *node.Config) {
-		cfg.Kafka.Sarama = viaProxy(p.broker.Addr())
+		cfg.Kafka.Dial = viaProxy(p.broker.Addr())
 		cfg.Redis.Addr = p.redis.Addr()
 		cfg.Instance = p.peers.Addr()
 	}}, mod...)...)
@@ -106,20 +105,13 @@ func (c *testCluster) proxy(target string) *faultnet.Proxy {
 	return p
 }
 
-// viaProxy is a Sarama configuration whose every connection, whatever
-// broker address the metadata names, goes through the proxy at addr (the
-// cluster has one broker).
-func viaProxy(addr string) *sarama.Config {
-	sc := sarama.NewConfig()
-	sc.Net.Proxy.Enable = true
-	sc.Net.Proxy.Dialer = proxyDialer(addr)
-	return sc
-}
-
-type proxyDialer string
-
-func (d proxyDialer) Dial(network, _ string) (net.Conn, error) {
-	return net.DialTimeout(network, string(d), 5*time.Second)
+// viaProxy dials the proxy at addr for every connection, whatever
+// broker address the metadata names (the cluster has one broker).
+func viaProxy(addr string) func(ctx context.Context, network, _ string) (net.Conn, error) {
+	return func(ctx context.Context, network, _ string) (net.Conn, error) {
+		d := net.Dialer{Timeout: 5 * time.Second}
+		return d.DialContext(ctx, network, addr)
+	}
 }
 
 var (

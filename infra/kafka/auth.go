@@ -1,15 +1,20 @@
 package kafka
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/sha512"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 
 	"github.com/IBM/sarama"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	kscram "github.com/twmb/franz-go/pkg/sasl/scram"
 	"github.com/xdg-go/scram"
 )
 
@@ -44,21 +49,33 @@ func (s Security) Validate() error {
 	return errors.Join(errs...)
 }
 
+// tlsConfig is the TLS configuration to the brokers, nil without TLS.
+func (s Security) tlsConfig() (*tls.Config, error) {
+	if !s.TLS {
+		return nil, nil
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: s.TLSInsecureSkipVerify} //nolint:gosec // opt-in, for tests
+	if s.TLSCAFile != "" {
+		pem, err := os.ReadFile(s.TLSCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("cannot read the Kafka CA file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("no certificate in %s", s.TLSCAFile)
+		}
+		tc.RootCAs = pool
+	}
+	return tc, nil
+}
+
 // apply sets s on a Sarama configuration.
 func (s Security) apply(sc *sarama.Config) error {
-	if s.TLS {
-		tc := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: s.TLSInsecureSkipVerify} //nolint:gosec // opt-in, for tests
-		if s.TLSCAFile != "" {
-			pem, err := os.ReadFile(s.TLSCAFile)
-			if err != nil {
-				return fmt.Errorf("cannot read the Kafka CA file: %w", err)
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return fmt.Errorf("no certificate in %s", s.TLSCAFile)
-			}
-			tc.RootCAs = pool
-		}
+	tc, err := s.tlsConfig()
+	if err != nil {
+		return err
+	}
+	if tc != nil {
 		sc.Net.TLS.Enable, sc.Net.TLS.Config = true, tc
 	}
 	if s.SASLMechanism == "" {
@@ -77,6 +94,48 @@ func (s Security) apply(sc *sarama.Config) error {
 		sc.Net.SASL.SCRAMClientGeneratorFunc = func() sarama.SCRAMClient { return &scramClient{hash: scram.HashGeneratorFcn(sha512.New)} }
 	}
 	return nil
+}
+
+// kgoOpts are s as franz-go client options (the producer's), with dial,
+// if set, opening the connections (TLS over them if enabled).
+func (s Security) kgoOpts(dial func(ctx context.Context, network, addr string) (net.Conn, error)) ([]kgo.Opt, error) {
+	tc, err := s.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
+	var opts []kgo.Opt
+	switch {
+	case dial != nil && tc != nil:
+		opts = append(opts, kgo.Dialer(func(ctx context.Context, network, addr string) (net.Conn, error) {
+			conn, err := dial(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			cfg := tc.Clone()
+			if cfg.ServerName == "" {
+				cfg.ServerName, _, _ = net.SplitHostPort(addr)
+			}
+			tconn := tls.Client(conn, cfg)
+			if err := tconn.HandshakeContext(ctx); err != nil {
+				_ = conn.Close()
+				return nil, err
+			}
+			return tconn, nil
+		}))
+	case dial != nil:
+		opts = append(opts, kgo.Dialer(dial))
+	case tc != nil:
+		opts = append(opts, kgo.DialTLSConfig(tc))
+	}
+	switch s.SASLMechanism {
+	case "PLAIN":
+		opts = append(opts, kgo.SASL(plain.Auth{User: s.SASLUser, Pass: s.SASLPassword}.AsMechanism()))
+	case "SCRAM-SHA-256":
+		opts = append(opts, kgo.SASL(kscram.Auth{User: s.SASLUser, Pass: s.SASLPassword}.AsSha256Mechanism()))
+	case "SCRAM-SHA-512":
+		opts = append(opts, kgo.SASL(kscram.Auth{User: s.SASLUser, Pass: s.SASLPassword}.AsSha512Mechanism()))
+	}
+	return opts, nil
 }
 
 // scramClient adapts xdg-go/scram to Sarama's SCRAMClient.

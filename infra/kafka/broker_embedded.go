@@ -1,8 +1,8 @@
 // Package kafka is Parley's event log on the Kafka protocol: the embedded
 // broker (franz-go's kfake) for single-node deployments and tests, the
-// publisher that returns each record's position, and Watermill subscribers.
-// The same Sarama and watermill-kafka code runs against the embedded broker
-// and against a real Kafka cluster.
+// publisher that returns each record's position (a franz-go producer), and
+// Watermill subscribers (Sarama). The same code runs against the embedded
+// broker and against a real Kafka cluster.
 package kafka
 
 import (

@@ -193,10 +193,15 @@ func TestEmbeddedRetentionSetsSmallSegments(t *testing.T) {
 
 func topicConfigs(t *testing.T, l *Log, names ...string) map[string]string {
 	t.Helper()
-	admin, err := sarama.NewClusterAdminFromClient(l.client)
+	sc, err := l.cfg.saramaConfig()
 	if err != nil {
 		t.Fatal(err)
 	}
+	admin, err := sarama.NewClusterAdmin(l.Brokers(), sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
 	results, err := admin.DescribeConfigs([]*sarama.ConfigResource{{Type: sarama.TopicResource, Name: l.Topic(), ConfigNames: names}}, sarama.DescribeConfigsOptions{})
 	if err != nil {
 		t.Fatal(err)

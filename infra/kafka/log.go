@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strconv"
 	"sync"
 	"time"
@@ -13,6 +14,9 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/parley-chat/parley/events"
 	"github.com/rcrowley/go-metrics"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 func init() {
@@ -55,9 +59,10 @@ type Config struct {
 	UsersOnly bool
 	// Security is TLS and SASL to external brokers.
 	Security Security
-	// Sarama, if set, is the base Sarama configuration for anything else;
-	// Parley overrides the settings it depends on.
-	Sarama *sarama.Config
+	// Dial, if set, opens every connection to the brokers, whatever
+	// address the metadata names (tests route them through a fault
+	// proxy). TLS, if enabled, runs over the connection it returns.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// Logger receives a line when appends start failing and when they work
 	// again. Default slog.Default().
 	Logger *slog.Logger
@@ -68,6 +73,13 @@ type Config struct {
 	// replay, finds records gone. Parley creates the topic with it and sets
 	// it on an existing topic.
 	Retention time.Duration
+	// AppendTimeout is how long an append may wait to be sent before it
+	// fails, as when the brokers cannot be reached: a bound on what the
+	// producer buffers, and on how late a record given up on by its
+	// caller can still land. An append already sent waits for the
+	// broker's answer instead: the idempotent producer cannot tell
+	// whether it landed. Default 10s.
+	AppendTimeout time.Duration
 	// OwnRetention sets the retention on an existing topic even to keep
 	// records forever: the embedded broker is Parley's own. On a cluster
 	// of someone else's, a finite retention set outside Parley is kept
@@ -100,6 +112,9 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.AppendTimeout == 0 {
+		c.AppendTimeout = 10 * time.Second
+	}
 }
 
 // Validate reports every problem of c at once.
@@ -117,6 +132,9 @@ func (c Config) Validate() error {
 	if err := c.Security.Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	if c.AppendTimeout < 0 {
+		errs = append(errs, fmt.Errorf("kafka: append timeout %v must be positive", c.AppendTimeout))
+	}
 	if c.ReplicationFactor < 1 {
 		errs = append(errs, fmt.Errorf("kafka: replication factor %d must be positive", c.ReplicationFactor))
 	}
@@ -125,37 +143,85 @@ func (c Config) Validate() error {
 
 func (c Config) saramaConfig() (*sarama.Config, error) {
 	sc := sarama.NewConfig()
-	if c.Sarama != nil {
-		copied := *c.Sarama
-		sc = &copied
-	}
+	c.applyDial(sc)
 	if err := c.Security.apply(sc); err != nil {
 		return nil, err
 	}
 	sc.ClientID = c.ClientID
 	sc.Version = sarama.V2_8_0_0
-	// An ack means the record is in the log: all in-sync replicas have it,
-	// and an idempotent producer never writes a retried batch twice.
-	sc.Producer.Idempotent = true
-	sc.Net.MaxOpenRequests = 1
-	sc.Producer.RequiredAcks = sarama.WaitForAll
-	sc.Producer.Return.Successes = true
-	sc.Producer.Return.Errors = true
-	sc.Producer.Retry.Max = 10
-	sc.Producer.Retry.Backoff = 50 * time.Millisecond
-	// Parley places each record itself (events.PartitionFor), so a reader
-	// can tell a conversation's partition without asking the broker.
-	sc.Producer.Partitioner = sarama.NewManualPartitioner
 	sc.Metadata.AllowAutoTopicCreation = false
 	return sc, nil
+}
+
+// applyDial makes Sarama open its connections with c.Dial, if set.
+func (c Config) applyDial(sc *sarama.Config) {
+	if c.Dial != nil {
+		sc.Net.Proxy.Enable, sc.Net.Proxy.Dialer = true, dialFunc(c.Dial)
+	}
+}
+
+// dialFunc is a Config.Dial as Sarama's proxy dialer.
+type dialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
+
+func (d dialFunc) Dial(network, addr string) (net.Conn, error) {
+	return d(context.Background(), network, addr)
+}
+
+// producerOpts configure the franz-go client that appends: an ack means
+// the record is in the log (all in-sync replicas have it), and the
+// idempotent producer never writes a retried batch twice.
+func (c Config) producerOpts() ([]kgo.Opt, error) {
+	sec, err := c.Security.kgoOpts(c.Dial)
+	if err != nil {
+		return nil, err
+	}
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(c.Brokers...),
+		kgo.ClientID(c.ClientID),
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		// Parley places each record itself (events.PartitionFor), so a
+		// reader can tell a conversation's partition without asking the
+		// broker.
+		kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		// Records as Sarama wrote them: uncompressed.
+		kgo.ProducerBatchCompression(kgo.NoCompression()),
+		// No linger: the one produce request in flight per broker (the
+		// idempotent producer allows no more) is what batches concurrent
+		// appends; a linger only adds to every ack (1 ms made two
+		// senders 8x slower in BenchmarkAppend, docs/benchmarks.md).
+		kgo.ProducerLinger(0),
+		// A retriable error (a full disk, a moved leader) fails the
+		// append after ten tries 50 ms apart; brokers that cannot be
+		// reached fail it after AppendTimeout (connection errors do not
+		// count as tries).
+		kgo.RecordRetries(10),
+		kgo.RetryBackoffFn(func(int) time.Duration { return 50 * time.Millisecond }),
+		kgo.RecordDeliveryTimeout(c.AppendTimeout),
+		// A failed request waits for fresh metadata; franz-go's default
+		// 5 s between metadata requests would hold appends that long
+		// after the broker is lost, and again after it is back.
+		kgo.MetadataMinAge(250 * time.Millisecond),
+		// Fail an append whose request is under way once AppendTimeout
+		// is over too, as Sarama did: left alone, franz-go waits for
+		// such a record's answer as long as the broker is gone, and
+		// every later append to its partition waits behind it. Such an
+		// append may have landed; a retry with the same client message
+		// id finds it (I4).
+		kgo.AllowIdempotentProduceCancellation(),
+		// Bounded in bytes, not only in records (50,000 by default): an
+		// append past the bound fails at once (kgo.ErrMaxBuffered).
+		kgo.MaxBufferedBytes(64 << 20),
+		// Parley's metrics are its own (/metrics); no pushes to the broker.
+		kgo.DisableClientMetrics(),
+	}
+	return append(opts, sec...), nil
 }
 
 // Log appends events to the conversation topic and reports positions.
 // It is safe for concurrent use; concurrent appends are batched together.
 type Log struct {
-	cfg      Config
-	client   sarama.Client
-	producer sarama.SyncProducer
+	cfg    Config
+	client *kgo.Client // appends and offsets
 
 	endsMu sync.Mutex
 	ends   map[int32]*endState
@@ -183,14 +249,34 @@ func Open(cfg Config) (*Log, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	sc, err := cfg.saramaConfig()
+	if err := ensureTopics(cfg); err != nil {
+		return nil, err
+	}
+	opts, err := cfg.producerOpts()
 	if err != nil {
 		return nil, err
 	}
+	client, err := kgo.NewClient(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("cannot start the kafka producer: %w", err)
+	}
+	return &Log{cfg: cfg, client: client, ends: map[int32]*endState{}}, nil
+}
+
+// ensureTopics creates the topics of cfg, or checks them (ensureTopic),
+// with a Sarama client of its own: closed before the log runs, it leaves
+// no idle connection behind (one that a broker's close would leave in
+// CLOSE_WAIT).
+func ensureTopics(cfg Config) error {
+	sc, err := cfg.saramaConfig()
+	if err != nil {
+		return err
+	}
 	client, err := sarama.NewClient(cfg.Brokers, sc)
 	if err != nil {
-		return nil, fmt.Errorf("cannot connect to kafka %v: %w", cfg.Brokers, err)
+		return fmt.Errorf("cannot connect to kafka %v: %w", cfg.Brokers, err)
 	}
+	defer client.Close()
 	topics := map[string]int32{cfg.Topic: cfg.Partitions, cfg.UsersTopic: cfg.UsersPartitions}
 	if cfg.UsersOnly {
 		delete(topics, cfg.Topic)
@@ -201,16 +287,10 @@ func Open(cfg Config) (*Log, error) {
 			retention = cfg.Retention
 		}
 		if err := ensureTopic(client, topic, parts, cfg.ReplicationFactor, retention, cfg.OwnRetention, cfg.Logger); err != nil {
-			_ = client.Close()
-			return nil, err
+			return err
 		}
 	}
-	producer, err := sarama.NewSyncProducerFromClient(client)
-	if err != nil {
-		_ = client.Close()
-		return nil, fmt.Errorf("cannot start the kafka producer: %w", err)
-	}
-	return &Log{cfg: cfg, client: client, producer: producer, ends: map[int32]*endState{}}, nil
+	return nil
 }
 
 // EmbeddedSegmentBytes is the segment size of a topic with a finite
@@ -400,33 +480,32 @@ func (l *Log) publish(topic string, partition int32, m *message.Message) (events
 	if key == "" {
 		return events.Position{}, errors.New("cannot publish a message without a partition key")
 	}
-	headers := make([]sarama.RecordHeader, 0, len(m.Metadata)+1)
-	headers = append(headers, sarama.RecordHeader{Key: []byte(uuidHeader), Value: []byte(m.UUID)})
+	headers := make([]kgo.RecordHeader, 0, len(m.Metadata)+1)
+	headers = append(headers, kgo.RecordHeader{Key: uuidHeader, Value: []byte(m.UUID)})
 	for k, v := range m.Metadata {
-		headers = append(headers, sarama.RecordHeader{Key: []byte(k), Value: []byte(v)})
+		headers = append(headers, kgo.RecordHeader{Key: k, Value: []byte(v)})
 	}
-	pm := &sarama.ProducerMessage{
+	rec := &kgo.Record{
 		Topic:     topic,
-		Key:       sarama.StringEncoder(key),
-		Value:     sarama.ByteEncoder(m.Payload),
-		Headers:   headers,
 		Partition: partition,
+		Key:       []byte(key),
+		Value:     m.Payload,
+		Headers:   headers,
 	}
-	// Sarama's SendMessage takes no context: it retries for as long as its
-	// own network timeouts allow, far past what a client waits. Wait for
-	// it under the caller's context instead; an append given up on here
-	// may still land, which a retry with the same client message id finds
-	// (I4).
 	type result struct {
 		pos events.Position
 		err error
 	}
 	done := make(chan result, 1)
-	go func() {
-		partition, offset, err := l.producer.SendMessage(pm)
+	// Not the caller's context: franz-go fails every buffered record of
+	// the partition when the first one's context ends, which would fail
+	// other callers' appends with this one's. The caller waits under
+	// its context below instead; an append given up on here may still
+	// land, which a retry with the same client message id finds (I4).
+	l.client.TryProduce(context.Background(), rec, func(r *kgo.Record, err error) {
 		l.noteAppend(err)
-		done <- result{events.Position{Partition: partition, Offset: offset}, err}
-	}()
+		done <- result{events.Position{Partition: r.Partition, Offset: r.Offset}, err}
+	})
 	select {
 	case r := <-done:
 		if r.err != nil {
@@ -523,7 +602,7 @@ func (l *Log) readEnds(partition int32, st *endState) {
 			return
 		}
 		l.endsMu.Unlock()
-		off, err := l.client.GetOffset(l.cfg.Topic, partition, sarama.OffsetNewest)
+		off, err := l.listOffset(partition, offsetEnd)
 		if err != nil {
 			err = fmt.Errorf("cannot read the end of partition %d: %w", partition, err)
 		}
@@ -561,16 +640,52 @@ func (l *Log) EndOffsetsContext(ctx context.Context) (map[int32]int64, error) {
 	return out, nil
 }
 
-// Close stops the producer and the client.
+// Close waits for the appends under way (at most AppendTimeout), then
+// stops the client.
 func (l *Log) Close() error {
-	return errors.Join(l.producer.Close(), l.client.Close())
+	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.AppendTimeout)
+	defer cancel()
+	_ = l.client.Flush(ctx) // what is left fails with ErrClientClosed
+	l.client.Close()
+	return nil
+}
+
+// Timestamps of a ListOffsets request that ask for the end of a
+// partition and for its first offset still in the log.
+const (
+	offsetEnd   = -1
+	offsetStart = -2
+)
+
+// listOffset asks the leader of partition of the conversation topic for
+// the offset at timestamp (ms): the first record at or after it, -1 if
+// there is none, or offsetEnd or offsetStart.
+func (l *Log) listOffset(partition int32, timestamp int64) (int64, error) {
+	rp := kmsg.NewListOffsetsRequestTopicPartition()
+	rp.Partition, rp.Timestamp = partition, timestamp
+	rt := kmsg.NewListOffsetsRequestTopic()
+	rt.Topic, rt.Partitions = l.cfg.Topic, []kmsg.ListOffsetsRequestTopicPartition{rp}
+	req := kmsg.NewPtrListOffsetsRequest()
+	req.Topics = []kmsg.ListOffsetsRequestTopic{rt}
+	resp, err := req.RequestWith(context.Background(), l.client)
+	if err != nil {
+		return 0, err
+	}
+	for _, t := range resp.Topics {
+		for _, p := range t.Partitions {
+			if p.Partition == partition {
+				return p.Offset, kerr.ErrorForCode(p.ErrorCode)
+			}
+		}
+	}
+	return 0, fmt.Errorf("no offset of partition %d in the broker's answer", partition)
 }
 
 // StartOffsets are the first offsets still in the log, per partition.
 func (l *Log) StartOffsets() (map[int32]int64, error) {
 	out := make(map[int32]int64, l.cfg.Partitions)
 	for p := int32(0); p < l.cfg.Partitions; p++ {
-		off, err := l.client.GetOffset(l.cfg.Topic, p, sarama.OffsetOldest)
+		off, err := l.listOffset(p, offsetStart)
 		if err != nil {
 			return nil, fmt.Errorf("cannot read the start of partition %d: %w", p, err)
 		}
@@ -584,7 +699,7 @@ func (l *Log) StartOffsets() (map[int32]int64, error) {
 func (l *Log) OffsetsAt(t time.Time) (map[int32]int64, error) {
 	out := make(map[int32]int64, l.cfg.Partitions)
 	for p := int32(0); p < l.cfg.Partitions; p++ {
-		off, err := l.client.GetOffset(l.cfg.Topic, p, t.UnixMilli())
+		off, err := l.listOffset(p, t.UnixMilli())
 		if err != nil {
 			return nil, fmt.Errorf("cannot find time %v in partition %d: %w", t, p, err)
 		}

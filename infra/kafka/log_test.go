@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/IBM/sarama"
 	"github.com/ThreeDotsLabs/watermill"
 	wkafka "github.com/ThreeDotsLabs/watermill-kafka/v3/pkg/kafka"
 	"github.com/google/uuid"
@@ -130,4 +131,89 @@ func TestEndOffsetSeesEveryEarlierAck(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+}
+
+// With the broker gone, an append fails by itself (after AppendTimeout)
+// — the caller's context need not end — and the log reports itself
+// unwritable; once the broker is back on the same address, appends work
+// and the log is writable again.
+func TestAppendFailsWhileTheBrokerIsDown(t *testing.T) {
+	dir := t.TempDir()
+	b, l := startLogWith(t, EmbeddedConfig{DataDir: dir}, Config{Partitions: 4, AppendTimeout: time.Second})
+	defer l.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := l.Append(ctx, uuid.NewString(), sent("d:alice:bob", 0)); err != nil {
+		t.Fatal(err)
+	}
+	addr := b.Addrs()[0]
+	b.Close()
+	_, err := l.Append(ctx, uuid.NewString(), sent("d:alice:bob", 1))
+	if err == nil || ctx.Err() != nil {
+		t.Fatalf("an append with the broker down: %v (context: %v), want its own error", err, ctx.Err())
+	}
+	if l.Writable() == nil {
+		t.Error("the log reports itself writable with the broker down")
+	}
+	b, err = StartEmbedded(EmbeddedConfig{DataDir: dir, Addr: addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	for i := 0; ; i++ {
+		if _, err = l.Append(ctx, uuid.NewString(), sent("d:alice:bob", 2)); err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("appends fail after the broker came back: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err := l.Writable(); err != nil {
+		t.Errorf("the log is not writable again after an append succeeded: %v", err)
+	}
+}
+
+// A record is what Sarama consumers and Watermill subscribers read: the
+// conversation as key, the encoded event as value, and the message UUID,
+// the event name and the key as headers, nothing else.
+func TestRecordFormat(t *testing.T) {
+	b, l := startLog(t, t.TempDir())
+	defer b.Close()
+	defer l.Close()
+	e, id := sent("d:alice:bob", 0), uuid.NewString()
+	pos, err := l.Append(context.Background(), id, e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, err := l.cfg.saramaConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	consumer, err := sarama.NewConsumer(l.Brokers(), sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer consumer.Close()
+	var got *sarama.ConsumerMessage
+	err = ConsumePartitions(context.Background(), consumer, l.Topic(), map[int32]int64{pos.Partition: pos.Offset}, map[int32]int64{pos.Partition: pos.Offset + 1},
+		func(m *sarama.ConsumerMessage) error { got = m; return nil })
+	if err != nil || got == nil {
+		t.Fatalf("cannot read the record back: %v", err)
+	}
+	payload, err := events.Encode(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got.Key) != e.Key() || string(got.Value) != string(payload) {
+		t.Errorf("record key %q value %s, want %q %s", got.Key, got.Value, e.Key(), payload)
+	}
+	headers := map[string]string{}
+	for _, h := range got.Headers {
+		headers[string(h.Key)] = string(h.Value)
+	}
+	want := map[string]string{uuidHeader: id, events.MetadataName: e.EventName(), MetadataKey: e.Key()}
+	if fmt.Sprint(headers) != fmt.Sprint(want) || len(got.Headers) != len(want) {
+		t.Errorf("record headers %v, want %v", headers, want)
+	}
 }

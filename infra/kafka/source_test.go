@@ -1,12 +1,13 @@
 package kafka
 
 import (
+	"context"
 	"testing"
 
-	"github.com/IBM/sarama"
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/parley-chat/parley/projections/runner"
 	"github.com/parley-chat/parley/projections/runner/sourcetest"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // kafkaLog is the contract's log on the embedded broker: records are
@@ -17,15 +18,10 @@ type kafkaLog struct {
 
 func (k kafkaLog) Append(t *testing.T, p int32, recs ...runner.RawRecord) {
 	t.Helper()
-	producer, err := sarama.NewSyncProducerFromClient(k.l.client)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer producer.Close()
 	for _, r := range recs {
-		_, _, err := producer.SendMessage(&sarama.ProducerMessage{Topic: k.l.Topic(), Partition: p,
-			Headers: []sarama.RecordHeader{{Key: []byte("event"), Value: []byte(r.Name)}}, Value: sarama.ByteEncoder(r.Payload)})
-		if err != nil {
+		rec := &kgo.Record{Topic: k.l.Topic(), Partition: p,
+			Headers: []kgo.RecordHeader{{Key: "event", Value: []byte(r.Name)}}, Value: r.Payload}
+		if err := k.l.client.ProduceSync(context.Background(), rec).FirstErr(); err != nil {
 			t.Fatal(err)
 		}
 	}

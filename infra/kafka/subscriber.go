@@ -28,11 +28,7 @@ type SubscriberConfig struct {
 // (wkafka.MessagePartitionFromCtx, wkafka.MessagePartitionOffsetFromCtx).
 func (l *Log) NewSubscriber(sc SubscriberConfig, logger watermill.LoggerAdapter) (*wkafka.Subscriber, error) {
 	cfg := wkafka.DefaultSaramaSubscriberConfig()
-	if l.cfg.Sarama != nil {
-		copied := *l.cfg.Sarama
-		cfg = &copied
-		cfg.Consumer.Return.Errors = true
-	}
+	l.cfg.applyDial(cfg)
 	if err := l.cfg.Security.apply(cfg); err != nil {
 		return nil, err
 	}
