@@ -9,7 +9,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/parley-chat/parley/domain"
-	"github.com/parley-chat/parley/infra/coalesce"
+	parleyredis "github.com/parley-chat/parley/infra/redis"
 	goredis "github.com/redis/go-redis/v9"
 )
 
@@ -20,7 +20,7 @@ import (
 // clocks need not agree), p the partitions attempts appended to, a the ack.
 //
 // Every send makes two calls (Reserve, then Complete), so the calls of
-// concurrent sends share pipelines (infra/coalesce): under load one round
+// concurrent sends share pipelines (infra/redis.Pipeline): under load one round
 // trip carries many of them instead of each waiting for a pooled
 // connection of its own. Each call is still one script, atomic on its
 // own; a pipeline only saves round trips, it orders nothing and joins no
@@ -28,30 +28,20 @@ import (
 type Redis struct {
 	rdb    goredis.UniversalClient
 	prefix string
-	pipe   *coalesce.Coalescer[goredis.Cmder, struct{}]
+	pipe   *parleyredis.Pipeline
 }
 
 // pipelineRuns is how many pipelines of reservation calls may be in
-// flight at once; each holds one connection of the client's pool.
+// flight at once.
 const pipelineRuns = 4
 
 // NewRedis returns the adapter over rdb with keys under prefix.
 func NewRedis(rdb goredis.UniversalClient, prefix string) *Redis {
-	r := &Redis{rdb: rdb, prefix: prefix}
-	r.pipe = coalesce.New(coalesce.Config{MaxRuns: pipelineRuns}, r.pipeline)
-	return r
+	return &Redis{rdb: rdb, prefix: prefix, pipe: parleyredis.NewPipeline(rdb, pipelineRuns)}
 }
 
-// pipeline sends cmds in one pipeline; each command carries its own
-// answer or error.
-func (r *Redis) pipeline(ctx context.Context, cmds []goredis.Cmder) ([]struct{}, error) {
-	_, _ = r.rdb.Pipelined(ctx, func(p goredis.Pipeliner) error {
-		for _, c := range cmds {
-			_ = p.Process(ctx, c)
-		}
-		return nil
-	})
-	return make([]struct{}, len(cmds)), nil
+func (r *Redis) key(k Key) string {
+	return r.prefix + "idem:" + string(k.Account) + ":" + k.ClientMsgID
 }
 
 // script is a Lua script run by its SHA1, and by its text when Redis does
@@ -82,14 +72,8 @@ func (r *Redis) do(ctx context.Context, verb, script string, keys []string, args
 	}
 	all = append(all, args...)
 	cmd := goredis.NewCmd(ctx, all...)
-	if _, err := r.pipe.Do(ctx, cmd); err != nil {
-		cmd.SetErr(err)
-	}
+	r.pipe.Do(ctx, cmd)
 	return cmd
-}
-
-func (r *Redis) key(k Key) string {
-	return r.prefix + "idem:" + string(k.Account) + ":" + k.ClientMsgID
 }
 
 // reserveScript: ARGV token, partition, lease ms, ttl ms. Returns
