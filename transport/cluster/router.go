@@ -2,7 +2,9 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/parley-chat/parley/domain"
@@ -41,12 +43,12 @@ func (r *Router) Deliver(p push.Push) error {
 	defer cancel()
 	origin := p.Origin()
 	skip, skipping := domain.NewUniqueID(origin.Account, origin.Device), p.SkipsOrigin()
+	sets, err := r.online(ctx, p.Recipients)
+	if err != nil {
+		return err
+	}
 	var uids []domain.UniqueID
-	for _, a := range p.Recipients {
-		online, err := r.routes.Online(ctx, a)
-		if err != nil {
-			return err
-		}
+	for _, online := range sets {
 		for _, u := range online {
 			// A message goes to its sending device too; a change, a
 			// receipt or a typing signal skips its own device.
@@ -79,6 +81,36 @@ func (r *Router) Deliver(p push.Push) error {
 		}
 	}
 	return nil
+}
+
+// onlineLookups is how many recipients' online sets one push reads at
+// once.
+const onlineLookups = 8
+
+// online reads the online set of every account, at most onlineLookups at
+// once: one after the other, a 1:1 message waited for two round trips
+// before it could look the devices' routes up, and a group message for
+// one per member — on a loaded machine each round trip to Redis costs
+// milliseconds, and pushes fell seconds behind.
+func (r *Router) online(ctx context.Context, accounts []domain.AccountID) ([][]domain.UniqueID, error) {
+	sets := make([][]domain.UniqueID, len(accounts))
+	if len(accounts) == 1 {
+		var err error
+		sets[0], err = r.routes.Online(ctx, accounts[0])
+		return sets, err
+	}
+	errs := make([]error, len(accounts))
+	var wg sync.WaitGroup
+	turn := make(chan struct{}, onlineLookups)
+	for i, a := range accounts {
+		turn <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-turn }()
+			sets[i], errs[i] = r.routes.Online(ctx, a)
+		})
+	}
+	wg.Wait()
+	return sets, errors.Join(errs...)
 }
 
 // Kick asks instance to close uid, whose route this instance took over.
