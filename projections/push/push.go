@@ -115,10 +115,15 @@ type resolvedKey struct{}
 // Prepare implements projections.Preparer: when the Deliverer is a
 // Resolver, the recipients of every direct message of recs are looked up
 // once for the batch, instead of in round trips of their own before each
-// push. A device that connects while the batch is delivered may miss a
-// push meant for it, as it could between its own look-up and its push
-// before: its next push's prevMsgId shows the gap, and a connecting
-// device syncs anyway (docs/protocol.md).
+// push. That keeps the promise of docs/protocol.md ("while a device is
+// connected, the server pushes every new message"): every record of recs
+// was appended before the batch was read, so before Resolve; a device
+// whose hello completed before a message was accepted is in what Resolve
+// reads, with its current route. A device that says hello while the batch
+// is delivered misses only the pushes of messages accepted before its
+// hello — the sync it makes after the hello returns those (it waits for
+// the history to hold everything in the log), and before this change it
+// could miss them the same way between a push's look-up and its delivery.
 func (p *Projection) Prepare(ctx context.Context, recs []projections.Record) context.Context {
 	res, ok := p.out.(Resolver)
 	if !ok {
