@@ -111,6 +111,15 @@ type Batcher interface {
 	ApplyBatch(ctx context.Context, recs []Record) error
 }
 
+// Preparer is a projection that applies records one by one but can look
+// up, in one go, what a batch of one partition's records will need. The
+// runner calls Prepare before it applies recs and applies them under the
+// context it returns. A failed preparation returns ctx as it was: each
+// record then looks up its own.
+type Preparer interface {
+	Prepare(ctx context.Context, recs []Record) context.Context
+}
+
 // Messages maps the MessageSent records of recs to domain messages,
 // skipping other events and poison records (reported through skip).
 func Messages(recs []Record, skip func(Record, error)) []domain.Message {

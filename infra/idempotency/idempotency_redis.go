@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/parley-chat/parley/domain"
+	parleyredis "github.com/parley-chat/parley/infra/redis"
 	goredis "github.com/redis/go-redis/v9"
 )
 
@@ -17,23 +18,67 @@ import (
 // never contain ':'): s is "p" (pending) or "d" (done), t the attempt's
 // token, u its lease end (Redis server time, in ms, so that gateways'
 // clocks need not agree), p the partitions attempts appended to, a the ack.
+//
+// Every send makes two calls (Reserve, then Complete), so the calls of
+// concurrent sends share pipelines (infra/redis.Pipeline): under load one round
+// trip carries many of them instead of each waiting for a pooled
+// connection of its own. Each call is still one script, atomic on its
+// own; a pipeline only saves round trips, it orders nothing and joins no
+// two calls into one transaction.
 type Redis struct {
 	rdb    goredis.UniversalClient
 	prefix string
+	pipe   *parleyredis.Pipeline
 }
+
+// pipelineRuns is how many pipelines of reservation calls may be in
+// flight at once.
+const pipelineRuns = 4
 
 // NewRedis returns the adapter over rdb with keys under prefix.
 func NewRedis(rdb goredis.UniversalClient, prefix string) *Redis {
-	return &Redis{rdb: rdb, prefix: prefix}
+	return &Redis{rdb: rdb, prefix: prefix, pipe: parleyredis.NewPipeline(rdb, pipelineRuns)}
 }
 
 func (r *Redis) key(k Key) string {
 	return r.prefix + "idem:" + string(k.Account) + ":" + k.ClientMsgID
 }
 
+// script is a Lua script run by its SHA1, and by its text when Redis does
+// not know it yet (after a restart or SCRIPT FLUSH).
+type script struct {
+	src, sha string
+}
+
+func newScript(src string) script {
+	return script{src: src, sha: goredis.NewScript(src).Hash()}
+}
+
+// run runs s on keys with args in a shared pipeline.
+func (r *Redis) run(ctx context.Context, s script, keys []string, args ...any) *goredis.Cmd {
+	cmd := r.do(ctx, "evalsha", s.sha, keys, args)
+	if err := cmd.Err(); err != nil && goredis.HasErrorPrefix(err, "NOSCRIPT") {
+		// Not run: Redis refused it before running anything.
+		cmd = r.do(ctx, "eval", s.src, keys, args)
+	}
+	return cmd
+}
+
+func (r *Redis) do(ctx context.Context, verb, script string, keys []string, args []any) *goredis.Cmd {
+	all := make([]any, 0, 3+len(keys)+len(args))
+	all = append(all, verb, script, len(keys))
+	for _, k := range keys {
+		all = append(all, k)
+	}
+	all = append(all, args...)
+	cmd := goredis.NewCmd(ctx, all...)
+	r.pipe.Do(ctx, cmd)
+	return cmd
+}
+
 // reserveScript: ARGV token, partition, lease ms, ttl ms. Returns
 // {"done", ack}, {"pending"} or {"reserved", earlier partitions}.
-var reserveScript = goredis.NewScript(`
+var reserveScript = newScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local e = redis.call('HMGET', KEYS[1], 's', 'u', 'p', 'a')
@@ -52,7 +97,7 @@ return {'reserved', earlier}
 // Reserve implements Reservations.
 func (r *Redis) Reserve(ctx context.Context, k Key, partition int32, lease, ttl time.Duration) (Entry, error) {
 	token := newToken()
-	res, err := reserveScript.Run(ctx, r.rdb, []string{r.key(k)}, token, partition, lease.Milliseconds(), ttl.Milliseconds()).StringSlice()
+	res, err := r.run(ctx, reserveScript, []string{r.key(k)}, token, partition, lease.Milliseconds(), ttl.Milliseconds()).StringSlice()
 	if err != nil {
 		return Entry{}, fmt.Errorf("cannot reserve a client message id: %w", err)
 	}
@@ -78,7 +123,7 @@ func (r *Redis) Reserve(ctx context.Context, k Key, partition int32, lease, ttl 
 // ownedScript runs ARGV[2] on a pending reservation held by ARGV[1]:
 // "extend" (ARGV[3] lease ms), "complete" (ARGV[3] ack, ARGV[4] ttl ms) or
 // "abandon". Returns 1, or 0 when the token does not hold the key.
-var ownedScript = goredis.NewScript(`
+var ownedScript = newScript(`
 local e = redis.call('HMGET', KEYS[1], 's', 't')
 if e[1] ~= 'p' or e[2] ~= ARGV[1] then return 0 end
 local op = ARGV[2]
@@ -98,7 +143,7 @@ return 1
 `)
 
 func (r *Redis) owned(ctx context.Context, k Key, token string, args ...any) error {
-	n, err := ownedScript.Run(ctx, r.rdb, []string{r.key(k)}, append([]any{token}, args...)...).Int()
+	n, err := r.run(ctx, ownedScript, []string{r.key(k)}, append([]any{token}, args...)...).Int()
 	if err != nil {
 		return fmt.Errorf("cannot update a client message id's reservation: %w", err)
 	}

@@ -192,3 +192,34 @@ func TestOpenHonoursCancellation(t *testing.T) {
 		t.Fatal("Open with a cancelled context succeeded")
 	}
 }
+
+// The pool's size is Config.MaxConns, else the DSN's pool_max_conns, else
+// DefaultMaxConns — not pgxpool's default of 4 on a small machine.
+func TestPoolSize(t *testing.T) {
+	base := postgrestest.Config(t)
+	sep := " " // key=value pairs
+	switch {
+	case strings.Contains(base.DSN, "?"):
+		sep = "&"
+	case strings.Contains(base.DSN, "://"):
+		sep = "?"
+	}
+	tests := []struct {
+		name     string
+		dsn      string
+		maxConns int32
+		want     int32
+	}{
+		{"default", base.DSN, 0, postgres.DefaultMaxConns},
+		{"from the DSN", base.DSN + sep + "pool_max_conns=3", 0, 3},
+		{"from the config", base.DSN + sep + "pool_max_conns=3", 5, 5},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			pool := open(t, postgres.Config{DSN: tc.dsn, Schema: base.Schema, MaxConns: tc.maxConns})
+			if got := pool.Config().MaxConns; got != tc.want {
+				t.Errorf("MaxConns = %d, want %d", got, tc.want)
+			}
+		})
+	}
+}

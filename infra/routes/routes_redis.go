@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/parley-chat/parley/domain"
+	parleyredis "github.com/parley-chat/parley/infra/redis"
 	goredis "github.com/redis/go-redis/v9"
 )
 
@@ -25,14 +26,21 @@ type Redis struct {
 	rdb    goredis.UniversalClient
 	prefix string
 	dir    Directory
+	// reads carries Online's and Lookup's reads: every push makes them,
+	// one after the other, from each partition's projector at once, so
+	// they share round trips.
+	reads *parleyredis.Pipeline
 }
+
+// readRuns is how many pipelines of route reads may be in flight at once.
+const readRuns = 4
 
 // NewRedis returns a table on rdb under prefix; dir reloads missed online sets.
 func NewRedis(rdb goredis.UniversalClient, prefix string, dir Directory) *Redis {
 	if dir == nil {
 		dir = NoDirectory{}
 	}
-	return &Redis{rdb: rdb, prefix: prefix, dir: dir}
+	return &Redis{rdb: rdb, prefix: prefix, dir: dir, reads: parleyredis.NewPipeline(rdb, readRuns)}
 }
 
 func (r *Redis) routeKey(uid domain.UniqueID) string { return r.prefix + "route:" + string(uid) }
@@ -160,7 +168,9 @@ func (r *Redis) Refresh(ctx context.Context, uid domain.UniqueID, instance strin
 
 // Online implements Table.
 func (r *Redis) Online(ctx context.Context, account domain.AccountID) ([]domain.UniqueID, error) {
-	members, err := r.rdb.SMembers(ctx, r.onlineKey(account)).Result()
+	cmd := goredis.NewStringSliceCmd(ctx, "smembers", r.onlineKey(account))
+	r.reads.Do(ctx, cmd)
+	members, err := cmd.Result()
 	if err != nil {
 		return nil, fmt.Errorf("cannot read online set of %s: %w", account, err)
 	}
@@ -196,11 +206,14 @@ func (r *Redis) Lookup(ctx context.Context, uids []domain.UniqueID) (map[domain.
 	if len(uids) == 0 {
 		return map[domain.UniqueID]string{}, nil
 	}
-	keys := make([]string, len(uids))
+	args := make([]any, 1+len(uids))
+	args[0] = "mget"
 	for i, u := range uids {
-		keys[i] = r.routeKey(u)
+		args[1+i] = r.routeKey(u)
 	}
-	vals, err := r.rdb.MGet(ctx, keys...).Result()
+	cmd := goredis.NewSliceCmd(ctx, args...)
+	r.reads.Do(ctx, cmd)
+	vals, err := cmd.Result()
 	if err != nil {
 		return nil, fmt.Errorf("cannot look routes up: %w", err)
 	}

@@ -99,6 +99,69 @@ type Deliverer interface {
 	Deliver(p Push) error
 }
 
+// Resolver is a Deliverer that can look up at once where the pushes to
+// many accounts go (in a cluster: their online devices and the instances
+// that hold them), for the pushes of a batch of records.
+type Resolver interface {
+	Deliverer
+	// Resolve returns a Deliverer that delivers the pushes to accounts as
+	// they were when Resolve looked them up; pushes to other accounts it
+	// delivers as the Resolver does.
+	Resolve(ctx context.Context, accounts []domain.AccountID) (Deliverer, error)
+}
+
+type resolvedKey struct{}
+
+// Prepare implements projections.Preparer: when the Deliverer is a
+// Resolver, the recipients of every direct message of recs are looked up
+// once for the batch, instead of in round trips of their own before each
+// push. That keeps the promise of docs/protocol.md ("while a device is
+// connected, the server pushes every new message"): every record of recs
+// was appended before the batch was read, so before Resolve; a device
+// whose hello completed before a message was accepted is in what Resolve
+// reads, with its current route. A device that says hello while the batch
+// is delivered misses only the pushes of messages accepted before its
+// hello — the sync it makes after the hello returns those (it waits for
+// the history to hold everything in the log), and before this change it
+// could miss them the same way between a push's look-up and its delivery.
+func (p *Projection) Prepare(ctx context.Context, recs []projections.Record) context.Context {
+	res, ok := p.out.(Resolver)
+	if !ok {
+		return ctx
+	}
+	seen := map[domain.AccountID]bool{}
+	var accounts []domain.AccountID
+	for _, r := range recs {
+		m, ok, err := r.Message()
+		if !ok || err != nil || m.Conversation.Kind() != domain.KindDirect {
+			continue
+		}
+		a, b := m.Conversation.Accounts()
+		for _, x := range []domain.AccountID{a, b} {
+			if !seen[x] {
+				seen[x] = true
+				accounts = append(accounts, x)
+			}
+		}
+	}
+	if len(accounts) == 0 {
+		return ctx
+	}
+	d, err := res.Resolve(ctx, accounts)
+	if err != nil {
+		return ctx
+	}
+	return context.WithValue(ctx, resolvedKey{}, d)
+}
+
+// deliverer is the Deliverer for a record applied under ctx.
+func (p *Projection) deliverer(ctx context.Context) Deliverer {
+	if d, ok := ctx.Value(resolvedKey{}).(Deliverer); ok {
+		return d
+	}
+	return p.out
+}
+
 // Members resolves a group's members as of a position in the log.
 type Members interface {
 	MembersAt(ctx context.Context, g domain.GroupID, pos projections.Record) ([]domain.AccountID, error)
@@ -219,7 +282,7 @@ func (p *Projection) Apply(ctx context.Context, r projections.Record) error {
 	if err != nil {
 		return err
 	}
-	if err := p.out.Deliver(Push{Message: m, Prev: prev, Recipients: recipients}); err != nil {
+	if err := p.deliverer(ctx).Deliver(Push{Message: m, Prev: prev, Recipients: recipients}); err != nil {
 		return fmt.Errorf("cannot deliver %s: %w", m.Conversation, err)
 	}
 	p.mu.Lock()

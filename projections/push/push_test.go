@@ -266,3 +266,56 @@ func TestProjectionPoisonIsNotPushed(t *testing.T) {
 		t.Errorf("pushes = %+v, want one with prev 0", got)
 	}
 }
+
+// resolver is a Resolver whose resolved deliverer records, apart from the
+// recorder, which pushes went through it.
+type resolver struct {
+	recorder
+	mu       sync.Mutex
+	resolved [][]domain.AccountID
+	through  recorder
+}
+
+func (r *resolver) Resolve(_ context.Context, accounts []domain.AccountID) (push.Deliverer, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.resolved = append(r.resolved, accounts)
+	return &r.through, nil
+}
+
+// Prepared for a batch, the pushes of its direct messages go out, in log
+// order, through what the Resolver looked up once for all their accounts;
+// the others go out as before.
+func TestProjectionPreparesABatch(t *testing.T) {
+	out := &resolver{}
+	dir := &members{groups: map[domain.GroupID][]domain.AccountID{"team": {"alice", "bob"}}}
+	p := push.NewProjection(out, dir)
+	recs := []projections.Record{
+		sent("d:alice:bob", "alice", 1),
+		sent("g:team", "bob", 2),
+		sent("d:bob:carol", "carol", 3),
+		{Event: events.MessageSent{Conversation: "not a conversation"}, Position: events.Position{Offset: 4}},
+	}
+	ctx := p.Prepare(context.Background(), recs)
+	for _, r := range recs {
+		_ = p.Apply(ctx, r) // the poison record fails alone
+	}
+	if want := [][]domain.AccountID{{"alice", "bob", "carol"}}; !reflect.DeepEqual(out.resolved, want) {
+		t.Errorf("resolved %v, want %v", out.resolved, want)
+	}
+	var got []string
+	for _, ps := range out.through.all() {
+		got = append(got, ps.Message.Conversation.String())
+	}
+	if want := []string{"d:alice:bob", "g:team", "d:bob:carol"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("pushed through the resolved deliverer: %v, want %v", got, want)
+	}
+	// Without a preparation, every push goes out as before.
+	p2 := push.NewProjection(out, dir)
+	if err := p2.Apply(context.Background(), sent("d:alice:bob", "alice", 5)); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(out.all()); n != 1 {
+		t.Errorf("%d pushes through the deliverer itself, want 1", n)
+	}
+}

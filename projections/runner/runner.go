@@ -282,6 +282,9 @@ func (r *Runner) applySpec(ctx context.Context, s Spec, recs []projections.Recor
 	if b, ok := s.Projection.(projections.Batcher); ok {
 		return b.ApplyBatch(ctx, recs)
 	}
+	if p, ok := s.Projection.(projections.Preparer); ok && len(recs) > 1 {
+		ctx = p.Prepare(ctx, recs)
+	}
 	for _, rec := range recs {
 		err := s.Projection.Apply(ctx, rec)
 		var poison *projections.PoisonError

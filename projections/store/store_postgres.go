@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/parley-chat/parley/domain"
+	"github.com/parley-chat/parley/infra/coalesce"
 )
 
 // Postgres is the durable Store of a scaled-out deployment (R5): the tables
@@ -19,10 +20,32 @@ import (
 // (its search_path names the schema). ServerTime is kept to the microsecond.
 type Postgres struct {
 	pool *pgxpool.Pool
+	// byClient answers the lookups of concurrent sends in one query: every
+	// send looks its client message id up before it appends, and one
+	// connection each would queue them behind the projections' writes.
+	byClient *coalesce.Coalescer[pgClientKey, pgClientHit]
 }
 
+// pgClientKey is a client message id of an account; pgClientHit what the
+// store holds under it.
+type (
+	pgClientKey struct{ account, clientMsgID string }
+	pgClientHit struct {
+		msg   domain.Message
+		found bool
+	}
+)
+
+// lookupRuns is how many lookup queries may be in flight at once, each
+// on a connection of the pool it shares with the projections.
+const lookupRuns = 2
+
 // NewPostgres returns a Store on pool, which must come from postgres.Open.
-func NewPostgres(pool *pgxpool.Pool) *Postgres { return &Postgres{pool: pool} }
+func NewPostgres(pool *pgxpool.Pool) *Postgres {
+	s := &Postgres{pool: pool}
+	s.byClient = coalesce.New(coalesce.Config{MaxRuns: lookupRuns}, s.byClientMsgIDs)
+	return s
+}
 
 // messageRow is a message as the tables hold it: a conversation is either
 // an account pair or a group id, never both ("" for the absent one).
@@ -257,17 +280,77 @@ FROM client_msg_ids c CROSS JOIN LATERAL (
 ) m
 WHERE c.sender_account = $1 AND c.client_msg_id = $2`
 
-// ByClientMsgID implements Store.
+// byClientsSQL is byClientSQL for many keys at once: the keys come as two
+// arrays, and each row names the key it answers.
+const byClientsSQL = `
+SELECT c.sender_account, c.client_msg_id,
+    m.account_a, m.account_b, m.group_id, m.msg_id, m.message_id, m.client_msg_id,
+    m.sender_account, m.sender_device, m.kind, m.body, m.server_time, m.edited_at, m.deleted, m.revision
+FROM unnest($1::text[], $2::text[]) AS k(account, client_msg_id)
+JOIN client_msg_ids c ON c.sender_account = k.account AND c.client_msg_id = k.client_msg_id
+CROSS JOIN LATERAL (
+    SELECT account_a, account_b, '' AS group_id, msg_id, message_id, client_msg_id,
+        sender_account, sender_device, kind, body, server_time, edited_at, deleted, revision
+    FROM direct_messages d WHERE d.message_id = c.message_id
+    UNION ALL
+    SELECT '', '', group_id, msg_id, message_id, client_msg_id,
+        sender_account, sender_device, kind, body, server_time, edited_at, deleted, revision
+    FROM group_messages g WHERE g.message_id = c.message_id
+) m`
+
+// ByClientMsgID implements Store. Concurrent lookups share one query.
 func (s *Postgres) ByClientMsgID(ctx context.Context, account domain.AccountID, clientMsgID string) (domain.Message, bool, error) {
-	var r messageRow
-	err := s.pool.QueryRow(ctx, byClientSQL, string(account), clientMsgID).Scan(r.fields()...)
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		return domain.Message{}, false, nil
-	case err != nil:
+	hit, err := s.byClient.Do(ctx, pgClientKey{account: string(account), clientMsgID: clientMsgID})
+	if err != nil {
 		return domain.Message{}, false, fmt.Errorf("cannot look up client message id of %s: %w", account, err)
 	}
-	return r.message(), true, nil
+	return hit.msg, hit.found, nil
+}
+
+// byClientMsgIDs looks keys up in one query: byClientSQL's for one key,
+// byClientsSQL's for more.
+func (s *Postgres) byClientMsgIDs(ctx context.Context, keys []pgClientKey) ([]pgClientHit, error) {
+	hits := make([]pgClientHit, len(keys))
+	if len(keys) == 1 {
+		var r messageRow
+		err := s.pool.QueryRow(ctx, byClientSQL, keys[0].account, keys[0].clientMsgID).Scan(r.fields()...)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			return hits, nil
+		case err != nil:
+			return nil, err
+		}
+		hits[0] = pgClientHit{msg: r.message(), found: true}
+		return hits, nil
+	}
+	accounts := make([]string, len(keys))
+	ids := make([]string, len(keys))
+	for i, k := range keys {
+		accounts[i], ids[i] = k.account, k.clientMsgID
+	}
+	rows, err := s.pool.Query(ctx, byClientsSQL, accounts, ids)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	found := make(map[pgClientKey]domain.Message, len(keys))
+	for rows.Next() {
+		var k pgClientKey
+		var r messageRow
+		if err := rows.Scan(append([]any{&k.account, &k.clientMsgID}, r.fields()...)...); err != nil {
+			return nil, err
+		}
+		found[k] = r.message()
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	for i, k := range keys {
+		if m, ok := found[k]; ok {
+			hits[i] = pgClientHit{msg: m, found: true}
+		}
+	}
+	return hits, nil
 }
 
 // Statements of Amend. A change applies only to a message that is not a

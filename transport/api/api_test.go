@@ -74,8 +74,19 @@ func TestSendAcksPushesAndStores(t *testing.T) {
 // A used client message id gives the original ack, whatever the request
 // now says and whichever device of the account asks: from the in-process
 // record while it is recent, and from the store once that is forgotten.
+// With CompleteAfterAck the ack goes out before the reservation is
+// completed: a resend right after it must wait for the completion, and
+// get the same.
 func TestClientMsgIDMakesOneMessage(t *testing.T) {
-	e := apitest.New(t)
+	for _, afterAck := range []bool{false, true} {
+		t.Run(fmt.Sprintf("complete after ack %v", afterAck), func(t *testing.T) {
+			testClientMsgIDMakesOneMessage(t, afterAck)
+		})
+	}
+}
+
+func testClientMsgIDMakesOneMessage(t *testing.T, afterAck bool) {
+	e := apitest.New(t, apitest.WithConfig(api.Config{CompleteAfterAck: afterAck}))
 	first := send(t, e, alicePhone, api.Target{Account: "bob"}, "c1", "hi")
 	tests := []struct {
 		name  string
@@ -97,6 +108,7 @@ func TestClientMsgIDMakesOneMessage(t *testing.T) {
 				if err := e.StoreProgress.WaitForAll(ctxT(t), ends); err != nil {
 					t.Fatal(err)
 				}
+				e.Service.WaitForCompletions()
 				e.Service.SweepIdempotency(0)
 			}
 			ack, err := e.Service.Send(ctxT(t), tc.req)
@@ -123,7 +135,15 @@ func TestClientMsgIDMakesOneMessage(t *testing.T) {
 // device — gets the original ack from the reservation, and nothing else
 // reaches the log.
 func TestClientMsgIDHoldsWhileTheStoreLags(t *testing.T) {
-	e := apitest.New(t, apitest.Without(store.Name))
+	for _, afterAck := range []bool{false, true} {
+		t.Run(fmt.Sprintf("complete after ack %v", afterAck), func(t *testing.T) {
+			testClientMsgIDHoldsWhileTheStoreLags(t, afterAck)
+		})
+	}
+}
+
+func testClientMsgIDHoldsWhileTheStoreLags(t *testing.T, afterAck bool) {
+	e := apitest.New(t, apitest.Without(store.Name), apitest.WithConfig(api.Config{CompleteAfterAck: afterAck}))
 	first := send(t, e, alicePhone, api.Target{Account: "bob"}, "c1", "hi")
 	ends, _ := e.Log.EndOffsets()
 	for _, retry := range []bool{false, true} {

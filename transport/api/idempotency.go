@@ -107,11 +107,11 @@ func (s *Service) sendClaim(r SendRequest) claim {
 func (s *Service) attempt(ctx context.Context, c claim, e idempotency.Entry, send func() (Ack, events.Position, error)) (Ack, error) {
 	key := c.key
 	stop := s.renew(key, e.Token)
-	defer stop()
 	// The reservation's end is written even if the client went away.
 	endCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ReadTimeout)
-	defer cancel()
 	abandon := func(err error) (Ack, error) {
+		defer stop()
+		defer cancel()
 		if aerr := s.cfg.Reservations.Abandon(endCtx, key, e.Token); aerr != nil && !errors.Is(aerr, idempotency.ErrNotOwner) {
 			s.cfg.Logger.Warn("cannot abandon a client message id's reservation; it lapses after its lease", "err", aerr)
 		}
@@ -147,15 +147,76 @@ func (s *Service) attempt(ctx context.Context, c claim, e idempotency.Entry, sen
 		// and waits for the store to hold this partition first.
 		return abandon(err)
 	}
-	rec := idempotency.Ack{MsgID: ack.MsgID, MessageID: ack.MessageID, Conversation: ack.Conversation, ServerTime: ack.ServerTime}
-	if err := s.cfg.Reservations.Complete(endCtx, key, e.Token, rec, s.cfg.ReservationTTL); err != nil {
-		// The message is in the log; a later resend takes the lapsed
-		// reservation over and finds it in the store.
-		s.cfg.Logger.Warn("cannot record the ack of a client message id", "err", err)
+	complete := func() {
+		defer stop()
+		defer cancel()
+		rec := idempotency.Ack{MsgID: ack.MsgID, MessageID: ack.MessageID, Conversation: ack.Conversation, ServerTime: ack.ServerTime}
+		if err := s.cfg.Reservations.Complete(endCtx, key, e.Token, rec, s.cfg.ReservationTTL); err != nil {
+			// The message is in the log; a later resend takes the lapsed
+			// reservation over and finds it in the store.
+			s.cfg.Logger.Warn("cannot record the ack of a client message id", "err", err)
+			return
+		}
+		s.forget.add(finished{key: key, pos: pos, held: found, at: time.Now()})
+	}
+	if !s.cfg.CompleteAfterAck {
+		complete()
 		return ack, nil
 	}
-	s.forget.add(finished{key: key, pos: pos, held: found, at: time.Now()})
+	// The ack goes out before the completion is written. That changes
+	// when a resend sees the ack, never what it gets: the completion only
+	// turns the pending reservation into a done one. Until it lands, the
+	// reservation stays pending under this attempt's lease (renewed until
+	// complete returns), so a resend through any gateway waits for it, as
+	// for any attempt under way, and then gets this ack. If it never lands
+	// (Redis fails, or this process dies), the lease lapses and the next
+	// resend takes the reservation over with this partition among its
+	// earlier ones: it waits until the store holds the partition and
+	// finds the message there — the path a failed Complete took before.
+	s.completing.Go(complete)
 	return ack, nil
+}
+
+// tracker counts goroutines so that their owner can wait for them. Unlike
+// a sync.WaitGroup it may start one while another caller waits.
+type tracker struct {
+	mu   sync.Mutex
+	n    int
+	idle chan struct{} // closed when n drops to 0; nil while n is 0
+}
+
+// Go runs f in a goroutine that Wait waits for.
+func (t *tracker) Go(f func()) {
+	t.mu.Lock()
+	if t.n == 0 {
+		t.idle = make(chan struct{})
+	}
+	t.n++
+	t.mu.Unlock()
+	go func() {
+		defer t.done()
+		f()
+	}()
+}
+
+func (t *tracker) done() {
+	t.mu.Lock()
+	t.n--
+	if t.n == 0 {
+		close(t.idle)
+		t.idle = nil
+	}
+	t.mu.Unlock()
+}
+
+// Wait returns once no goroutine started by Go runs.
+func (t *tracker) Wait() {
+	t.mu.Lock()
+	idle := t.idle
+	t.mu.Unlock()
+	if idle != nil {
+		<-idle
+	}
 }
 
 // renew extends the reservation's lease every third of it while the
@@ -212,13 +273,16 @@ func (s *Service) catchUpPartitions(ctx context.Context, t Progress, parts []int
 // Run does the service's housekeeping until ctx ends: every 5 s it
 // forgets the reservations of acks older than 5 s that the store holds
 // (it answers for them from then on), so that the reservations hold
-// seconds of acks, not a TTL's worth.
+// seconds of acks, not a TTL's worth. When ctx ends it waits for the
+// completions still being written after their acks (each ends within
+// ReadTimeout).
 func (s *Service) Run(ctx context.Context) {
 	t := time.NewTicker(5 * time.Second)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
+			s.completing.Wait()
 			return
 		case <-t.C:
 			s.SweepIdempotency(5 * time.Second)

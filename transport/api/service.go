@@ -105,6 +105,13 @@ type Config struct {
 	// it (the process that completed it died before the store held the
 	// message). Default DefaultReservationTTL.
 	ReservationTTL time.Duration
+	// CompleteAfterAck answers a send before its reservation's completion
+	// is written, which then happens in the background: one round trip
+	// less per send when Reservations are remote (Redis). Until it lands,
+	// a resend finds the attempt under way and waits for it; if it never
+	// lands, the reservation lapses and a resend finds the message in the
+	// store (transport/api/idempotency.go explains why this is safe).
+	CompleteAfterAck bool
 	// Logger receives what the client is not told. Default slog.Default().
 	Logger *slog.Logger
 	// Keys seals the bodies of sends and edits under their sender's data
@@ -183,6 +190,8 @@ type Service struct {
 	log    Log
 	rm     ReadModels
 	forget forgetting
+	// completing counts the completions written after their acks.
+	completing tracker
 }
 
 // New returns a service over log and the read models.

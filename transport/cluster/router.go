@@ -2,7 +2,10 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"log/slog"
+	"maps"
+	"sync"
 	"time"
 
 	"github.com/parley-chat/parley/domain"
@@ -35,32 +38,95 @@ func NewRouter(table Routes, self string, local Local, links *Links, log *slog.L
 
 // Deliver implements push.Deliverer. A route-table error fails the push so
 // that the projection retries the record: a push is never skipped silently.
-func (r *Router) Deliver(p push.Push) error {
+func (r *Router) Deliver(p push.Push) error { return r.deliver(p, nil) }
+
+// Resolve implements push.Resolver: the online sets of accounts and the
+// routes of their devices, read in two round trips for a whole batch.
+func (r *Router) Resolve(ctx context.Context, accounts []domain.AccountID) (push.Deliverer, error) {
+	sets, err := r.online(ctx, accounts)
+	if err != nil {
+		return nil, err
+	}
+	res := &resolved{r: r, online: make(map[domain.AccountID][]domain.UniqueID, len(accounts))}
+	var uids []domain.UniqueID
+	for i, a := range accounts {
+		res.online[a] = sets[i]
+		uids = append(uids, sets[i]...)
+	}
+	if res.owners, err = r.routes.Lookup(ctx, uids); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// resolved delivers with the online sets and routes Resolve read; the
+// accounts it did not read it reads as Deliver does.
+type resolved struct {
+	r      *Router
+	online map[domain.AccountID][]domain.UniqueID
+	owners map[domain.UniqueID]string // the routes of every device in online
+}
+
+// Deliver implements push.Deliverer.
+func (res *resolved) Deliver(p push.Push) error { return res.r.deliver(p, res) }
+
+// deliver pushes p to the devices of its recipients, with what res read
+// when it is not nil.
+func (r *Router) deliver(p push.Push, res *resolved) error {
 	frame := ws.PushFrame(p)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	origin := p.Origin()
 	skip, skipping := domain.NewUniqueID(origin.Account, origin.Device), p.SkipsOrigin()
-	var uids []domain.UniqueID
-	for _, a := range p.Recipients {
-		online, err := r.routes.Online(ctx, a)
+	sets := make([][]domain.UniqueID, len(p.Recipients))
+	fresh := make([]bool, len(p.Recipients)) // read here, not by Resolve
+	var ask []domain.AccountID
+	var at []int
+	for i, a := range p.Recipients {
+		if res != nil {
+			if set, ok := res.online[a]; ok {
+				sets[i] = set
+				continue
+			}
+		}
+		ask = append(ask, a)
+		at = append(at, i)
+		fresh[i] = true
+	}
+	if len(ask) > 0 {
+		read, err := r.online(ctx, ask)
 		if err != nil {
 			return err
 		}
+		for j, i := range at {
+			sets[i] = read[j]
+		}
+	}
+	owners := map[domain.UniqueID]string{}
+	var unresolved []domain.UniqueID
+	for i, online := range sets {
 		for _, u := range online {
 			// A message goes to its sending device too; a change, a
 			// receipt or a typing signal skips its own device.
-			if !skipping || u != skip {
-				uids = append(uids, u)
+			if skipping && u == skip {
+				continue
+			}
+			if fresh[i] {
+				unresolved = append(unresolved, u)
+			} else if inst, ok := res.owners[u]; ok {
+				owners[u] = inst
 			}
 		}
 	}
-	if len(uids) == 0 {
-		return nil
+	if len(unresolved) > 0 {
+		read, err := r.routes.Lookup(ctx, unresolved)
+		if err != nil {
+			return err
+		}
+		maps.Copy(owners, read)
 	}
-	owners, err := r.routes.Lookup(ctx, uids)
-	if err != nil {
-		return err
+	if len(owners) == 0 {
+		return nil
 	}
 	byOwner := map[string][]domain.UniqueID{}
 	for u, inst := range owners {
@@ -79,6 +145,36 @@ func (r *Router) Deliver(p push.Push) error {
 		}
 	}
 	return nil
+}
+
+// onlineLookups is how many recipients' online sets one push reads at
+// once.
+const onlineLookups = 8
+
+// online reads the online set of every account, at most onlineLookups at
+// once: one after the other, a 1:1 message waited for two round trips
+// before it could look the devices' routes up, and a group message for
+// one per member — on a loaded machine each round trip to Redis costs
+// milliseconds, and pushes fell seconds behind.
+func (r *Router) online(ctx context.Context, accounts []domain.AccountID) ([][]domain.UniqueID, error) {
+	sets := make([][]domain.UniqueID, len(accounts))
+	if len(accounts) == 1 {
+		var err error
+		sets[0], err = r.routes.Online(ctx, accounts[0])
+		return sets, err
+	}
+	errs := make([]error, len(accounts))
+	var wg sync.WaitGroup
+	turn := make(chan struct{}, onlineLookups)
+	for i, a := range accounts {
+		turn <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-turn }()
+			sets[i], errs[i] = r.routes.Online(ctx, a)
+		})
+	}
+	wg.Wait()
+	return sets, errors.Join(errs...)
 }
 
 // Kick asks instance to close uid, whose route this instance took over.

@@ -231,10 +231,12 @@ func (h *handler) welcome(s *session, req wire.Request, now time.Time) bool {
 	if replaced != nil {
 		replaced.closeWith(wire.CloseReplaced, wire.ReasonReplaced, true)
 	}
-	s.greeting.Store(greetDone)
-	s.out.setLimit(int64(h.g.cfg.MaxQueuedBytes))
+	// The token's expiry is written before the hello counts as done: from
+	// then on the read goroutine answers renewals and reads it.
 	s.tokenExpires = id.Expires
 	until := s.renewLease(now)
+	s.greeting.Store(greetDone)
+	s.out.setLimit(int64(h.g.cfg.MaxQueuedBytes))
 	s.reply(wire.ServerFrame{
 		ID: req.ID, Type: wire.TypeWelcome, UniqueID: string(s.uid),
 		LeaseMs: h.g.cfg.Lease.Milliseconds(), LeaseUntil: until.UnixMilli(),

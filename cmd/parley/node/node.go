@@ -279,6 +279,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	apiCfg.Keys = n.keys
 	if n.stores.rdb != nil {
 		apiCfg.Reservations = idempotency.NewRedis(n.stores.rdb, n.stores.prefix)
+		apiCfg.CompleteAfterAck = true
 	}
 	n.svc = api.New(apiCfg, n.events, set.api)
 	if cfg.Roles.Gateway {

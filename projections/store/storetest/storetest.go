@@ -415,6 +415,33 @@ func testByClientMsgID(t *testing.T, s store.Store) {
 			}
 		})
 	}
+	// Concurrent lookups, found and not, of the same and other keys, may
+	// be answered together (a send looks its key up on every attempt):
+	// each caller still gets the answer to its own key.
+	t.Run("all at once", func(t *testing.T) {
+		var wg sync.WaitGroup
+		errs := make(chan string, 20*len(tests))
+		for range 20 {
+			for _, tt := range tests {
+				wg.Go(func() {
+					m, ok, err := s.ByClientMsgID(context.Background(), tt.account, tt.key)
+					switch {
+					case err != nil:
+						errs <- fmt.Sprintf("%s: %v", tt.name, err)
+					case ok != (tt.want != nil):
+						errs <- fmt.Sprintf("%s: ok = %v", tt.name, ok)
+					case ok && normal(m) != normal(*tt.want):
+						errs <- fmt.Sprintf("%s: %+v, want %+v", tt.name, m, *tt.want)
+					}
+				})
+			}
+		}
+		wg.Wait()
+		close(errs)
+		for e := range errs {
+			t.Error(e)
+		}
+	})
 }
 
 // A message skipped as a duplicate does not take its client message id:

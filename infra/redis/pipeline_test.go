@@ -1,0 +1,60 @@
+package redis_test
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"testing"
+
+	parleyredis "github.com/parley-chat/parley/infra/redis"
+	"github.com/parley-chat/parley/infra/redis/redistest"
+	goredis "github.com/redis/go-redis/v9"
+)
+
+// Concurrent commands sent through one Pipeline each get their own
+// answer, and an error of one command stays its own.
+func TestPipelineAnswersEveryCommand(t *testing.T) {
+	client, prefix := redistest.Client(t)
+	p := parleyredis.NewPipeline(client, 2)
+	ctx := context.Background()
+	const n = 300
+	got := make([]int64, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			cmd := goredis.NewIntCmd(ctx, "incr", prefix+"counter")
+			p.Do(ctx, cmd)
+			got[i], errs[i] = cmd.Result()
+		})
+	}
+	// A command Redis refuses fails alone, in the same pipelines.
+	bad := goredis.NewIntCmd(ctx, "incr", prefix+"not-a-number")
+	if err := client.Set(ctx, prefix+"not-a-number", "x", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Go(func() { p.Do(ctx, bad) })
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("incr %d: %v", i, err)
+		}
+	}
+	if bad.Err() == nil {
+		t.Fatal("incr of a string: no error")
+	}
+	slices.Sort(got)
+	for i, v := range got {
+		if v != int64(i+1) {
+			t.Fatalf("answers %v, want 1..%d each once", got, n)
+		}
+	}
+	// A caller that has given up gets its context's error.
+	done, cancel := context.WithCancel(ctx)
+	cancel()
+	cmd := goredis.NewIntCmd(done, "incr", prefix+"counter")
+	p.Do(done, cmd)
+	if cmd.Err() == nil {
+		t.Fatalf("a cancelled command answered %d", cmd.Val())
+	}
+}
