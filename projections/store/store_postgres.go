@@ -264,30 +264,9 @@ func (r *messageRow) fields() []any {
 		&r.SenderAccount, &r.SenderDevice, &r.Kind, &r.Body, &r.ServerTime, &r.EditedAt, &r.Deleted, &r.Revision}
 }
 
-// byClientSQL follows client_msg_ids to the message through the message_id
-// unique index of whichever table holds it.
-const byClientSQL = `
-SELECT m.account_a, m.account_b, m.group_id, m.msg_id, m.message_id, m.client_msg_id,
-    m.sender_account, m.sender_device, m.kind, m.body, m.server_time, m.edited_at, m.deleted, m.revision
-FROM client_msg_ids c CROSS JOIN LATERAL (
-    SELECT account_a, account_b, '' AS group_id, msg_id, message_id, client_msg_id,
-        sender_account, sender_device, kind, body, server_time, edited_at, deleted, revision
-    FROM direct_messages d WHERE d.message_id = c.message_id
-    UNION ALL
-    SELECT '', '', group_id, msg_id, message_id, client_msg_id,
-        sender_account, sender_device, kind, body, server_time, edited_at, deleted, revision
-    FROM group_messages g WHERE g.message_id = c.message_id
-) m
-WHERE c.sender_account = $1 AND c.client_msg_id = $2`
-
-// byClientsSQL is byClientSQL for many keys at once: the keys come as two
-// arrays, and each row names the key it answers.
-const byClientsSQL = `
-SELECT c.sender_account, c.client_msg_id,
-    m.account_a, m.account_b, m.group_id, m.msg_id, m.message_id, m.client_msg_id,
-    m.sender_account, m.sender_device, m.kind, m.body, m.server_time, m.edited_at, m.deleted, m.revision
-FROM unnest($1::text[], $2::text[]) AS k(account, client_msg_id)
-JOIN client_msg_ids c ON c.sender_account = k.account AND c.client_msg_id = k.client_msg_id
+// messageOfClientID follows the client_msg_ids row c to its message, m,
+// through the message_id unique index of whichever table holds it.
+const messageOfClientID = `
 CROSS JOIN LATERAL (
     SELECT account_a, account_b, '' AS group_id, msg_id, message_id, client_msg_id,
         sender_account, sender_device, kind, body, server_time, edited_at, deleted, revision
@@ -297,6 +276,22 @@ CROSS JOIN LATERAL (
         sender_account, sender_device, kind, body, server_time, edited_at, deleted, revision
     FROM group_messages g WHERE g.message_id = c.message_id
 ) m`
+
+// byClientSQL finds the message of one client message id.
+const byClientSQL = `
+SELECT m.account_a, m.account_b, m.group_id, m.msg_id, m.message_id, m.client_msg_id,
+    m.sender_account, m.sender_device, m.kind, m.body, m.server_time, m.edited_at, m.deleted, m.revision
+FROM client_msg_ids c` + messageOfClientID + `
+WHERE c.sender_account = $1 AND c.client_msg_id = $2`
+
+// byClientsSQL is byClientSQL for many keys at once: the keys come as two
+// arrays, and each row names the key it answers.
+const byClientsSQL = `
+SELECT c.sender_account, c.client_msg_id,
+    m.account_a, m.account_b, m.group_id, m.msg_id, m.message_id, m.client_msg_id,
+    m.sender_account, m.sender_device, m.kind, m.body, m.server_time, m.edited_at, m.deleted, m.revision
+FROM unnest($1::text[], $2::text[]) AS k(account, client_msg_id)
+JOIN client_msg_ids c ON c.sender_account = k.account AND c.client_msg_id = k.client_msg_id` + messageOfClientID
 
 // ByClientMsgID implements Store. Concurrent lookups share one query.
 func (s *Postgres) ByClientMsgID(ctx context.Context, account domain.AccountID, clientMsgID string) (domain.Message, bool, error) {
