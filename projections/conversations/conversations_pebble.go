@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -30,14 +31,28 @@ import (
 type Pebble struct {
 	db    *pebble.DB
 	marks *progress.PebbleMarks
+
+	mu sync.Mutex
+	// primed are conversations' states that LatestPrimed read and no
+	// batch of the index has read since.
+	primed map[domain.ConversationID]primedConv
 }
+
+type primedConv struct {
+	s     convState
+	found bool
+}
+
+// maxPrimed bounds primed (about 100 bytes each): past it, it is emptied,
+// which costs only the reads it would have saved.
+const maxPrimed = 1 << 16
 
 var _ Index = (*Pebble)(nil)
 
 // NewPebble returns the index of db; progressName is the name under which
 // the projection's progress is kept.
 func NewPebble(db *pebble.DB, progressName string) *Pebble {
-	return &Pebble{db: db, marks: progress.NewPebbleMarks(db, progressName)}
+	return &Pebble{db: db, marks: progress.NewPebbleMarks(db, progressName), primed: map[domain.ConversationID]primedConv{}}
 }
 
 func latestKey(c domain.ConversationID) []byte { return []byte("cl/" + c.String()) }
@@ -90,11 +105,15 @@ func decodeCursor(v []byte) (cursor, error) {
 
 // pebbleBacking reads the store as it was before the batch.
 type pebbleBacking struct {
+	p    *Pebble
 	r    pebble.Reader
 	look *pebblekv.Lookup
 }
 
 func (b pebbleBacking) conv(c domain.ConversationID) (convState, bool, error) {
+	if pc, ok := b.p.takePrimed(c); ok {
+		return pc.s, pc.found, nil
+	}
 	v, ok, err := b.look.Get(latestKey(c))
 	if err != nil || !ok {
 		return convState{}, false, err
@@ -149,7 +168,7 @@ func (p *Pebble) applyBatch(_ context.Context, recs []projections.Record) error 
 		return err
 	}
 	defer look.Close()
-	t := newTally(pebbleBacking{r: snap, look: look})
+	t := newTally(pebbleBacking{p: p, r: snap, look: look})
 	defer t.release()
 	if err := t.apply(recs); err != nil {
 		return err
@@ -235,6 +254,45 @@ func (p *Pebble) List(_ context.Context, account domain.AccountID, groups []doma
 // Apply implements projections.Projection: a batch of one.
 func (p *Pebble) Apply(ctx context.Context, r projections.Record) error {
 	return p.ApplyBatch(ctx, []projections.Record{r})
+}
+
+// LatestPrimed is LatestOf for the reader that applies this index: the
+// state it reads is kept for the index's next batch of c, which so reads
+// it once rather than twice (the predecessors, earlier in the reader, ask
+// about every conversation they do not remember). What is kept stays
+// true until that batch: c's state changes only when the index applies a
+// batch of c's partition, that batch takes what was kept, and batches of
+// one partition come one after another through the whole reader. Only
+// the reader's own specs may call it.
+func (p *Pebble) LatestPrimed(_ context.Context, c domain.ConversationID) (domain.MsgID, bool, error) {
+	v, ok, err := pebblekv.Get(p.db, latestKey(c))
+	if err != nil {
+		return 0, false, err
+	}
+	var st convState
+	if ok {
+		if st, err = decodeConv(v); err != nil {
+			return 0, false, err
+		}
+	}
+	p.mu.Lock()
+	if len(p.primed) >= maxPrimed {
+		clear(p.primed)
+	}
+	p.primed[c] = primedConv{s: st, found: ok}
+	p.mu.Unlock()
+	return st.Latest, ok, nil
+}
+
+// takePrimed returns and forgets what LatestPrimed kept of c.
+func (p *Pebble) takePrimed(c domain.ConversationID) (primedConv, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	pc, ok := p.primed[c]
+	if ok {
+		delete(p.primed, c)
+	}
+	return pc, ok
 }
 
 // LatestOf is conversation c's latest message in the index; ok is false

@@ -48,7 +48,7 @@ func BenchmarkEmbeddedReader(b *testing.B) {
 			defer db.Close()
 			convs := conversations.NewPebble(db, conversations.Name)
 			specs := []runner.Spec{
-				{Name: conversations.PredecessorsName, Projection: conversations.NewPredecessors(convs.LatestOf, 1<<16), Tracker: progress.NewMemory()},
+				{Name: conversations.PredecessorsName, Projection: conversations.NewPredecessors(convs.LatestPrimed, 1<<16), Tracker: progress.NewMemory()},
 				{Name: groups.Name, Projection: groups.NewPebble(db, groups.Name), Tracker: progress.NewMemory()},
 				{Name: store.Name, Projection: store.NewPebble(db, store.Name), Tracker: progress.NewMemory()},
 				{Name: conversations.Name, Projection: convs, Tracker: progress.NewMemory()},

@@ -168,7 +168,7 @@ func (n *Node) embeddedReadModels(ctx context.Context) (readModelSet, error) {
 	set.api.Cache = mem
 	set.run = append(set.run, func(ctx context.Context) { mem.RunTrim(ctx, 30*time.Second) })
 	set.members = &groups.At{Model: gm, Progress: set.api.GroupsProgress}
-	preds := conversations.NewPredecessors(convs.LatestOf, predecessorsRemembered)
+	preds := conversations.NewPredecessors(convs.LatestPrimed, predecessorsRemembered)
 	set.prev = preds.Before
 	acked, err := n.ackedTracker(ctx, db)
 	if err != nil {
