@@ -231,17 +231,19 @@ func (h *handler) welcome(s *session, req wire.Request, now time.Time) bool {
 	if replaced != nil {
 		replaced.closeWith(wire.CloseReplaced, wire.ReasonReplaced, true)
 	}
-	// The token's expiry is written before the hello counts as done: from
-	// then on the read goroutine answers renewals and reads it.
+	// The hello counts as done only once its welcome is queued and the
+	// token's expiry written: from then on the read goroutine answers
+	// pings and renewals itself (reading the expiry), and their replies
+	// must come after the welcome.
 	s.tokenExpires = id.Expires
 	until := s.renewLease(now)
-	s.greeting.Store(greetDone)
 	s.out.setLimit(int64(h.g.cfg.MaxQueuedBytes))
 	s.reply(wire.ServerFrame{
 		ID: req.ID, Type: wire.TypeWelcome, UniqueID: string(s.uid),
 		LeaseMs: h.g.cfg.Lease.Milliseconds(), LeaseUntil: until.UnixMilli(),
 		HeartbeatMs: h.g.cfg.Heartbeat.Milliseconds(), ServerTime: now.UnixMilli(),
 	})
+	s.greeting.Store(greetDone)
 	return true
 }
 
