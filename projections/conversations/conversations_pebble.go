@@ -265,15 +265,9 @@ func (p *Pebble) Apply(ctx context.Context, r projections.Record) error {
 // one partition come one after another through the whole reader. Only
 // the reader's own specs may call it.
 func (p *Pebble) LatestPrimed(_ context.Context, c domain.ConversationID) (domain.MsgID, bool, error) {
-	v, ok, err := pebblekv.Get(p.db, latestKey(c))
+	st, ok, err := readConv(p.db, c)
 	if err != nil {
 		return 0, false, err
-	}
-	var st convState
-	if ok {
-		if st, err = decodeConv(v); err != nil {
-			return 0, false, err
-		}
 	}
 	p.mu.Lock()
 	if len(p.primed) >= maxPrimed {
@@ -298,12 +292,20 @@ func (p *Pebble) takePrimed(c domain.ConversationID) (primedConv, bool) {
 // LatestOf is conversation c's latest message in the index; ok is false
 // when it has none.
 func (p *Pebble) LatestOf(_ context.Context, c domain.ConversationID) (domain.MsgID, bool, error) {
-	v, ok, err := pebblekv.Get(p.db, latestKey(c))
+	st, ok, err := readConv(p.db, c)
+	return st.Latest, ok, err
+}
+
+// readConv is c's state in r; ok is false when the index has none.
+func readConv(r pebble.Reader, c domain.ConversationID) (st convState, ok bool, err error) {
+	v, ok, err := pebblekv.Get(r, latestKey(c))
 	if err != nil || !ok {
-		return 0, false, err
+		return convState{}, false, err
 	}
-	st, err := decodeConv(v)
-	return st.Latest, err == nil, err
+	if st, err = decodeConv(v); err != nil {
+		return convState{}, false, err
+	}
+	return st, true, nil
 }
 
 func readCursor(r pebble.Reader, c domain.ConversationID, a domain.AccountID) (cursor, error) {
@@ -318,15 +320,9 @@ func readCursor(r pebble.Reader, c domain.ConversationID, a domain.AccountID) (c
 func (p *Pebble) ReadState(_ context.Context, c domain.ConversationID, account domain.AccountID) (ReadState, error) {
 	snap := p.db.NewSnapshot()
 	defer snap.Close()
-	var st convState
-	v, ok, err := pebblekv.Get(snap, latestKey(c))
+	st, _, err := readConv(snap, c)
 	if err != nil {
 		return ReadState{}, err
-	}
-	if ok {
-		if st, err = decodeConv(v); err != nil {
-			return ReadState{}, err
-		}
 	}
 	cur, err := readCursor(snap, c, account)
 	if err != nil {

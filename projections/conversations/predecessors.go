@@ -60,17 +60,15 @@ func (p *Predecessors) ApplyBatch(ctx context.Context, recs []projections.Record
 	part := recs[0].Position.Partition
 	p.mu.Lock()
 	answers := p.batch[part]
-	p.mu.Unlock()
 	switch {
 	case answers == nil:
 		answers = make(map[convMsg]answer, len(recs))
 	case !answersFor(answers, recs):
 		// The partition's previous batch is through every projection of
 		// the reader: its answers are not asked for again.
-		p.mu.Lock()
 		clear(answers)
-		p.mu.Unlock()
 	}
+	p.mu.Unlock()
 	// Kept even when a lookup fails, so that a retry keeps what was found.
 	defer func() {
 		p.mu.Lock()
