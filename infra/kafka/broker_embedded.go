@@ -2,7 +2,9 @@
 // broker (franz-go's kfake) for single-node deployments and tests, the
 // publisher that returns each record's position (a franz-go producer), and
 // Watermill subscribers (Sarama). The same code runs against the embedded
-// broker and against a real Kafka cluster.
+// broker and against a real Kafka cluster; only the single node's own
+// reader takes a shortcut, reading the embedded broker in process
+// (Embedded.RangeSource).
 package kafka
 
 import (

@@ -14,6 +14,7 @@ import (
 // produced to exact partitions through the log's own client.
 type kafkaLog struct {
 	l *Log
+	b *Embedded
 }
 
 func (k kafkaLog) Append(t *testing.T, p int32, recs ...runner.RawRecord) {
@@ -34,6 +35,19 @@ func (k kafkaLog) Group(_ *testing.T, name string) runner.Source { return k.l.Gr
 
 func TestSourceContract(t *testing.T) {
 	sourcetest.Run(t, newKafkaLog)
+}
+
+// embeddedLog reads the embedded broker in process: a range only (the
+// single node's reader has no consumer group).
+type embeddedLog struct{ kafkaLog }
+
+func (e embeddedLog) Range(_ *testing.T, from, to map[int32]int64) runner.Source {
+	return e.b.RangeSource(e.l.Topic(), from, to)
+}
+func (embeddedLog) Group(*testing.T, string) runner.Source { return nil }
+
+func TestEmbeddedSourceContract(t *testing.T) {
+	sourcetest.Run(t, func(t *testing.T) sourcetest.Log { return embeddedLog{newKafkaLog(t).(kafkaLog)} })
 }
 
 // watermillLog reads through Watermill's subscriber: a consumer group
@@ -71,6 +85,6 @@ func newKafkaLog(t *testing.T) sourcetest.Log {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = l.Close() })
-		return kafkaLog{l}
+		return kafkaLog{l: l, b: b}
 	}
 }

@@ -76,7 +76,7 @@ func (n *Node) notifyReader(ctx context.Context, set *readModelSet) error {
 		if err != nil {
 			return err
 		}
-		src = n.events.RangeSource(from, nil)
+		src = n.followFrom(from)
 	} else {
 		// Records below the tracker (applied by another projector, or
 		// before the first start) are skipped by the runner.

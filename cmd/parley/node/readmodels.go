@@ -208,7 +208,7 @@ func (n *Node) finishReaders(set *readModelSet) error {
 		specs := append([]runner.Spec{set.first, set.embedded[0]}, set.memory...)
 		specs = append(specs, set.embedded[1:]...)
 		set.readers = append(set.readers, runner.Reader{Name: "parley.projections.embedded", Topic: n.events.Topic(),
-			Source: n.events.RangeSource(from, nil), Specs: specs})
+			Source: n.followFrom(from), Specs: specs})
 		return nil
 	}
 	if len(set.memory) > 0 {
@@ -217,9 +217,19 @@ func (n *Node) finishReaders(set *readModelSet) error {
 			from[p] = set.ends[p]
 		}
 		set.readers = append(set.readers, runner.Reader{Name: "parley.projections.memory", Topic: n.events.Topic(),
-			Source: n.events.RangeSource(from, nil), Specs: set.memory})
+			Source: n.followFrom(from), Specs: set.memory})
 	}
 	return nil
+}
+
+// followFrom reads the conversation topic from from on, following it: in
+// process when this node runs the embedded broker (no loopback fetches,
+// see kafka.Embedded.RangeSource), over the Kafka protocol otherwise.
+func (n *Node) followFrom(from map[int32]int64) runner.Source {
+	if n.broker != nil {
+		return n.broker.RangeSource(n.events.Topic(), from, nil)
+	}
+	return n.events.RangeSource(from, nil)
 }
 
 // fromEnd is the tracker of an in-memory model that starts at the log's

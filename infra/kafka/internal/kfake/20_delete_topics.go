@@ -144,6 +144,7 @@ func (c *Cluster) deleteTopic(topic string, id uuid) {
 		for watch := range pd.watch {
 			watch.deleted()
 		}
+		pd.notifyAppended() // [parley]
 	}
 	// Close active segment files before removing partition directories.
 	for p, pd := range t {

@@ -127,6 +127,7 @@ type (
 
 		watch      map[*watchFetch]struct{}
 		shareWatch map[*watchShareFetch]struct{}
+		appended   chan struct{} // [parley] closed on the next append, for in-process readers at the end
 
 		createdAt time.Time
 		// rolledAt is when the log last became empty (creation, or the
@@ -329,6 +330,7 @@ func (c *Cluster) pushBatch(pd *partData, nbytes int, b kmsg.RecordBatch, inTx b
 	for w := range pd.shareWatch {
 		w.fire()
 	}
+	pd.notifyAppended() // [parley]
 	return firstOffset
 }
 
