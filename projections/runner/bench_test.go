@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -85,29 +84,18 @@ func BenchmarkEmbeddedReader(b *testing.B) {
 					sent++
 				}
 				b.StartTimer()
-				before := cpuTime(b)
+				before := sourcetest.CPUTime(b)
 				wctx, wcancel := context.WithTimeout(ctx, time.Minute)
 				err := last.WaitForAll(wctx, log.Ends())
 				wcancel()
 				if err != nil {
 					b.Fatal(err)
 				}
-				cpu += cpuTime(b) - before
+				cpu += sourcetest.CPUTime(b) - before
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(sent), "ns/msg")
 			b.ReportMetric(float64(cpu.Nanoseconds())/float64(sent), "cpu-ns/msg")
 
 		})
 	}
-}
-
-// cpuTime is the CPU time the process has used, in user and system mode:
-// unlike the wall clock, it does not count time spent waiting for a core
-// that other work holds.
-func cpuTime(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
