@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
-	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/parley-chat/parley/events"
 	"github.com/rcrowley/go-metrics"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -27,8 +26,9 @@ func init() {
 	metrics.UseNilMetrics = true
 }
 
-// Metadata keys that Parley's publisher reads from a Watermill message (and
-// writes as record headers) besides events.MetadataName.
+// Record headers that Parley's publisher writes besides events.MetadataName
+// and the Watermill message UUID; a Watermill subscriber reads each as the
+// message's metadata.
 const (
 	// MetadataKey holds the partition key: the conversation id.
 	MetadataKey = "key"
@@ -436,11 +436,11 @@ func (l *Log) Append(ctx context.Context, id string, e events.Event) (events.Pos
 func (l *Log) AppendEvery(ctx context.Context, id string, e events.Event) ([]events.Position, error) {
 	out := make([]events.Position, 0, l.cfg.Partitions)
 	for p := range l.cfg.Partitions {
-		msg, err := newMessage(ctx, fmt.Sprintf("%s-%d", id, p), e)
+		rec, err := newRecord(l.cfg.Topic, p, fmt.Sprintf("%s-%d", id, p), e)
 		if err != nil {
 			return nil, err
 		}
-		pos, err := l.publish(l.cfg.Topic, p, msg)
+		pos, err := l.publish(ctx, rec)
 		if err != nil {
 			return nil, err
 		}
@@ -453,44 +453,41 @@ func (l *Log) AppendEvery(ctx context.Context, id string, e events.Event) ([]eve
 }
 
 func (l *Log) appendTo(ctx context.Context, topic string, partitions int32, id string, e events.Event) (events.Position, error) {
-	msg, err := newMessage(ctx, id, e)
+	rec, err := newRecord(topic, events.PartitionFor(e.Key(), partitions), id, e)
 	if err != nil {
 		return events.Position{}, err
 	}
-	return l.publish(topic, events.PartitionFor(e.Key(), partitions), msg)
+	return l.publish(ctx, rec)
 }
 
-func newMessage(ctx context.Context, id string, e events.Event) (*message.Message, error) {
+// newRecord is e as a record of topic's partition, with the headers a
+// Watermill subscriber reads: the message UUID (id), the event name and
+// the partition key (the conversation id).
+func newRecord(topic string, partition int32, id string, e events.Event) (*kgo.Record, error) {
 	payload, err := events.Encode(e)
 	if err != nil {
 		return nil, err
 	}
-	msg := message.NewMessage(id, payload)
-	msg.Metadata.Set(events.MetadataName, e.EventName())
-	msg.Metadata.Set(MetadataKey, e.Key())
-	msg.SetContext(ctx)
-	return msg, nil
-}
-
-func (l *Log) publish(topic string, partition int32, m *message.Message) (events.Position, error) {
-	if err := m.Context().Err(); err != nil {
-		return events.Position{}, err
-	}
-	key := m.Metadata.Get(MetadataKey)
+	key := e.Key()
 	if key == "" {
-		return events.Position{}, errors.New("cannot publish a message without a partition key")
+		return nil, errors.New("cannot publish a message without a partition key")
 	}
-	headers := make([]kgo.RecordHeader, 0, len(m.Metadata)+1)
-	headers = append(headers, kgo.RecordHeader{Key: uuidHeader, Value: []byte(m.UUID)})
-	for k, v := range m.Metadata {
-		headers = append(headers, kgo.RecordHeader{Key: k, Value: []byte(v)})
-	}
-	rec := &kgo.Record{
+	return &kgo.Record{
 		Topic:     topic,
 		Partition: partition,
 		Key:       []byte(key),
-		Value:     m.Payload,
-		Headers:   headers,
+		Value:     payload,
+		Headers: []kgo.RecordHeader{
+			{Key: uuidHeader, Value: []byte(id)},
+			{Key: events.MetadataName, Value: []byte(e.EventName())},
+			{Key: MetadataKey, Value: []byte(key)},
+		},
+	}, nil
+}
+
+func (l *Log) publish(ctx context.Context, rec *kgo.Record) (events.Position, error) {
+	if err := ctx.Err(); err != nil {
+		return events.Position{}, err
 	}
 	type result struct {
 		pos events.Position
@@ -509,15 +506,15 @@ func (l *Log) publish(topic string, partition int32, m *message.Message) (events
 	select {
 	case r := <-done:
 		if r.err != nil {
-			return events.Position{}, fmt.Errorf("cannot append to %s: %w", topic, r.err)
+			return events.Position{}, fmt.Errorf("cannot append to %s: %w", rec.Topic, r.err)
 		}
 		return r.pos, nil
-	case <-m.Context().Done():
-		err := m.Context().Err()
+	case <-ctx.Done():
+		err := ctx.Err()
 		if errors.Is(err, context.DeadlineExceeded) {
 			l.noteAppend(fmt.Errorf("an append took longer than its deadline: %w", err))
 		}
-		return events.Position{}, fmt.Errorf("cannot append to %s in time: %w", topic, err)
+		return events.Position{}, fmt.Errorf("cannot append to %s in time: %w", rec.Topic, err)
 	}
 }
 
