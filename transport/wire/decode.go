@@ -31,8 +31,11 @@ func DecodeRequest(frame []byte) (Request, *DecodeError) {
 	if len(trimmed) == 0 || trimmed[0] != '{' {
 		return Request{}, &DecodeError{Code: CodeBadFrame, Reason: "a frame must be one JSON object"}
 	}
-	if err := json.Unmarshal(trimmed, &r); err != nil {
-		return Request{}, &DecodeError{Code: CodeBadFrame, ID: salvageID(trimmed), Reason: "cannot parse JSON: " + err.Error()}
+	if !decodeFast(trimmed, &r) {
+		r = Request{}
+		if err := json.Unmarshal(trimmed, &r); err != nil {
+			return Request{}, &DecodeError{Code: CodeBadFrame, ID: salvageID(trimmed), Reason: "cannot parse JSON: " + err.Error()}
+		}
 	}
 	if r.ID == "" {
 		return Request{}, &DecodeError{Code: CodeInvalidArgument, Reason: "id is required"}

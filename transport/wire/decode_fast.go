@@ -1,0 +1,248 @@
+package wire
+
+import "unicode/utf8"
+
+// decodeFast reads frame into r when it has the plain shape clients send:
+// one object whose keys are Request's, spelled exactly, each at most once,
+// whose strings hold no escape, whose numbers are integers, and whose
+// accounts are an array of such strings. It reports false for anything
+// else, and encoding/json decodes the frame instead, with its
+// case-insensitive keys, escapes, nulls, ignored fields and errors: the
+// Request is the same either way (FuzzDecodeFast checks it), only cheaper
+// for the common frame. r must be zero; on false it is left part-filled.
+func decodeFast(frame []byte, r *Request) bool {
+	d := fastDecoder{b: frame}
+	if !d.byte('{') {
+		return false
+	}
+	var seen uint32
+	if d.skipSpace(); d.peek() == '}' {
+		d.i++
+		return d.end()
+	}
+	for {
+		key, ok := d.rawString()
+		if !ok || !d.byte(':') {
+			return false
+		}
+		d.skipSpace()
+		bit, ok := d.field(key, r)
+		if !ok || seen&bit != 0 {
+			return false
+		}
+		seen |= bit
+		d.skipSpace()
+		switch d.peek() {
+		case ',':
+			d.i++
+			d.skipSpace()
+		case '}':
+			d.i++
+			return d.end()
+		default:
+			return false
+		}
+	}
+}
+
+type fastDecoder struct {
+	b []byte
+	i int
+}
+
+// field reads the value of key into r, reporting the key's bit.
+func (d *fastDecoder) field(key []byte, r *Request) (uint32, bool) {
+	switch string(key) {
+	case "id":
+		return 1 << 0, d.str(&r.ID)
+	case "type":
+		return 1 << 1, d.str(&r.Type)
+	case "token":
+		return 1 << 2, d.str(&r.Token)
+	case "to":
+		return 1 << 3, d.str(&r.To)
+	case "group":
+		return 1 << 4, d.str(&r.Group)
+	case "clientMsgId":
+		return 1 << 5, d.str(&r.ClientMsgID)
+	case "kind":
+		return 1 << 6, d.str(&r.Kind)
+	case "body":
+		return 1 << 7, d.str(&r.Body)
+	case "retry":
+		return 1 << 8, d.boolean(&r.Retry)
+	case "conversation":
+		return 1 << 9, d.str(&r.Conversation)
+	case "msgId":
+		return 1 << 10, d.int(&r.MsgID)
+	case "lastTime":
+		return 1 << 11, d.int(&r.LastTime)
+	case "lastMsgId":
+		return 1 << 12, d.int(&r.LastMsgID)
+	case "limit":
+		var n int64
+		ok := d.int(&n)
+		r.Limit = int(n)
+		return 1 << 13, ok && int64(r.Limit) == n
+	case "changes":
+		return 1 << 14, d.boolean(&r.Changes)
+	case "since":
+		return 1 << 15, d.int(&r.Since)
+	case "until":
+		return 1 << 16, d.int(&r.Until)
+	case "name":
+		return 1 << 17, d.str(&r.Name)
+	case "accounts":
+		return 1 << 18, d.strings(&r.Accounts)
+	}
+	return 0, false
+}
+
+func (d *fastDecoder) peek() byte {
+	if d.i < len(d.b) {
+		return d.b[d.i]
+	}
+	return 0
+}
+
+// skipSpace skips JSON's whitespace (not Unicode's).
+func (d *fastDecoder) skipSpace() {
+	for d.i < len(d.b) {
+		switch d.b[d.i] {
+		case ' ', '\t', '\n', '\r':
+			d.i++
+		default:
+			return
+		}
+	}
+}
+
+// byte skips whitespace and then c.
+func (d *fastDecoder) byte(c byte) bool {
+	d.skipSpace()
+	if d.peek() != c {
+		return false
+	}
+	d.i++
+	return true
+}
+
+// end reports whether only whitespace is left.
+func (d *fastDecoder) end() bool {
+	d.skipSpace()
+	return d.i == len(d.b)
+}
+
+// rawString reads a string without escapes or control characters, in
+// valid UTF-8, returning its bytes (not a copy).
+func (d *fastDecoder) rawString() ([]byte, bool) {
+	if d.peek() != '"' {
+		return nil, false
+	}
+	start := d.i + 1
+	ascii := true
+	for j := start; j < len(d.b); j++ {
+		c := d.b[j]
+		switch {
+		case c == '"':
+			s := d.b[start:j]
+			if !ascii && !utf8.Valid(s) {
+				return nil, false // encoding/json replaces invalid bytes
+			}
+			d.i = j + 1
+			return s, true
+		case c == '\\' || c < 0x20:
+			return nil, false
+		case c >= utf8.RuneSelf:
+			ascii = false
+		}
+	}
+	return nil, false
+}
+
+func (d *fastDecoder) str(dst *string) bool {
+	s, ok := d.rawString()
+	if ok {
+		*dst = string(s)
+	}
+	return ok
+}
+
+func (d *fastDecoder) boolean(dst *bool) bool {
+	switch {
+	case len(d.b)-d.i >= 4 && string(d.b[d.i:d.i+4]) == "true":
+		*dst, d.i = true, d.i+4
+	case len(d.b)-d.i >= 5 && string(d.b[d.i:d.i+5]) == "false":
+		*dst, d.i = false, d.i+5
+	default:
+		return false
+	}
+	return true
+}
+
+// int reads an integer in JSON's grammar (no leading zeros, no fraction or
+// exponent) that fits an int64.
+func (d *fastDecoder) int(dst *int64) bool {
+	neg := d.peek() == '-'
+	if neg {
+		d.i++
+	}
+	digits := d.i
+	var v uint64
+	for ; d.i < len(d.b) && d.b[d.i] >= '0' && d.b[d.i] <= '9'; d.i++ {
+		if v > (1<<63)/10 {
+			return false
+		}
+		v = v*10 + uint64(d.b[d.i]-'0')
+	}
+	switch n := d.i - digits; {
+	case n == 0, n > 1 && d.b[digits] == '0':
+		return false
+	}
+	if c := d.peek(); c == '.' || c == 'e' || c == 'E' {
+		return false
+	}
+	switch {
+	case neg && v <= 1<<63:
+		*dst = -int64(v-1) - 1 // -(1<<63) included
+	case !neg && v < 1<<63:
+		*dst = int64(v)
+	default:
+		return false
+	}
+	return true
+}
+
+// strings reads an array of plain strings; an empty array is an empty,
+// not a nil, slice, as encoding/json makes it.
+func (d *fastDecoder) strings(dst *[]string) bool {
+	if d.peek() != '[' {
+		return false
+	}
+	d.i++
+	out := []string{}
+	if d.skipSpace(); d.peek() == ']' {
+		d.i++
+		*dst = out
+		return true
+	}
+	for {
+		s, ok := d.rawString()
+		if !ok {
+			return false
+		}
+		out = append(out, string(s))
+		d.skipSpace()
+		switch d.peek() {
+		case ',':
+			d.i++
+			d.skipSpace()
+		case ']':
+			d.i++
+			*dst = out
+			return true
+		default:
+			return false
+		}
+	}
+}

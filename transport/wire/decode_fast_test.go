@@ -1,0 +1,78 @@
+package wire
+
+import (
+	"encoding/json"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// FuzzDecodeFast holds the fast decoder to encoding/json: whatever frame
+// it accepts, encoding/json accepts too and reads as the same Request.
+func FuzzDecodeFast(f *testing.F) {
+	for _, s := range []string{
+		`{"id":"1","type":"ping"}`,
+		string(sendFrame),
+		`{"id":"s","type":"send","group":"g1","clientMsgId":"c1","body":"é😀 hi","retry":true}`,
+		`{"id":"y","type":"sync","conversation":"d:a:b","lastTime":1700000000000,"lastMsgId":281474976710656,"limit":50,"changes":false}`,
+		`{"id":"c","type":"conversations","since":-0}`,
+		`{"id":"m","type":"mute","conversation":"d:a:b","until":-9223372036854775808}`,
+		`{"id":"m","type":"mute","until":9223372036854775807}`,
+		`{"id":"m","type":"mute","until":9223372036854775808}`,
+		`{"id":"g","type":"group_create","name":"n","accounts":["a","b"]}`,
+		` { "id" : "g" , "type":"group_add" ,"accounts": [ ] } `,
+		`{"id":"1","id":"2"}`,
+		`{"ID":"1","type":"ping"}`,
+		`{"id":"a\"b"}`,
+		`{"id":null}`,
+		`{"limit":1.5}`,
+		`{"limit":01}`,
+		`{"retry":truex}`,
+		`{}`,
+		`{"id":"` + strings.Repeat("x", 70) + `"}`,
+		"{\"body\":\"\xff\"}",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, frame []byte) {
+		var fast Request
+		if !decodeFast(frame, &fast) {
+			return
+		}
+		var slow Request
+		if err := json.Unmarshal(frame, &slow); err != nil {
+			t.Fatalf("the fast decoder took %q, which encoding/json refuses: %v", frame, err)
+		}
+		if !reflect.DeepEqual(fast, slow) {
+			t.Fatalf("%q: fast %+v, encoding/json %+v", frame, fast, slow)
+		}
+	})
+}
+
+// The common frames take the fast path; the others still decode, through
+// encoding/json.
+func TestDecodeFastTakesPlainFrames(t *testing.T) {
+	for _, s := range []string{
+		string(sendFrame),
+		`{"id":"y","type":"sync","conversation":"d:a:b","lastTime":1,"lastMsgId":2,"limit":3}`,
+		`{"id":"g","type":"group_create","name":"n","accounts":["a","b"]}`,
+	} {
+		var r Request
+		if !decodeFast([]byte(s), &r) {
+			t.Errorf("%s: not taken by the fast path", s)
+		}
+	}
+	for _, s := range []string{
+		`{"id":"1","type":"send","body":"line\nbreak"}`,
+		`{"ID":"1","TYPE":"ping"}`,
+		`{"id":"1","type":"ping","extra":{"x":1}}`,
+	} {
+		var r Request
+		if decodeFast([]byte(s), &r) {
+			t.Errorf("%s: taken by the fast path", s)
+		}
+		if _, err := DecodeRequest([]byte(s)); err != nil {
+			t.Errorf("%s: %v", s, err)
+		}
+	}
+}
