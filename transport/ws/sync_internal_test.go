@@ -1,6 +1,7 @@
 package ws
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"testing"
@@ -40,4 +41,60 @@ func BenchmarkSyncReply(b *testing.B) {
 			b.Fatalf("reply of %d bytes", len(reply))
 		}
 	}
+}
+
+// A sync answered from the cache is made of the encodings the cache keeps,
+// and its reply is byte for byte the one encoding its messages gives —
+// whole or cut to a budget, after edits and deletions — and carries the
+// messages the store answers with.
+func TestSyncReplyFromCachedEncodings(t *testing.T) {
+	e := apitest.New(t)
+	ctx := t.Context()
+	alice := domain.Sender{Account: "alice", Device: "phone"}
+	var ids []domain.MsgID
+	for i := range 30 {
+		ack, err := e.Service.Send(ctx, api.SendRequest{From: alice, To: api.Target{Account: "bob"}, ClientMsgID: fmt.Sprintf("c-%d", i),
+			Body: fmt.Sprintf("%d <\"hi\"> & \u2028 héllo %s", i, bytes.Repeat([]byte("x"), i*40))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, ack.MsgID)
+	}
+	req := wire.Request{ID: "9", Type: wire.TypeSync, Conversation: "d:alice:bob"}
+	check := func(t *testing.T) {
+		t.Helper()
+		for _, budget := range []int{1 << 20, 8 << 10, 100} {
+			for _, after := range []domain.MsgID{0, ids[10]} {
+				res, err := e.Service.Sync(ctx, "bob", req.Conversation, time.Now().Add(-time.Minute), after, 50, false)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if res.Source != api.SourceCache || len(res.Encoded) != len(res.Messages) || len(res.Messages) == 0 {
+					t.Fatalf("%d messages and %d encodings from %s", len(res.Messages), len(res.Encoded), res.Source)
+				}
+				got := appendSyncReply(nil, req, res, budget)
+				res.Encoded = nil
+				if want := appendSyncReply(nil, req, res, budget); !bytes.Equal(got, want) {
+					t.Fatalf("budget %d: reply from the cached encodings\n%s\nencoding the messages gives\n%s", budget, got, want)
+				}
+				store, err := e.Service.Sync(ctx, "bob", req.Conversation, time.Time{}, after, 50, false)
+				if err != nil {
+					t.Fatal(err)
+				}
+				store.Source, store.NextTime = res.Source, res.NextTime
+				if want := appendSyncReply(nil, req, store, budget); !bytes.Equal(got, want) {
+					t.Fatalf("budget %d: reply from the cache\n%s\nfrom the store\n%s", budget, got, want)
+				}
+			}
+		}
+	}
+	t.Run("sent", check)
+	if _, err := e.Service.Edit(ctx, api.EditRequest{By: alice, Conversation: req.Conversation, MsgID: ids[12], ClientMsgID: "e-1", Body: "edited <now>"}); err != nil {
+		t.Fatal(err)
+	}
+	t.Run("edited", check)
+	if _, err := e.Service.Delete(ctx, alice, req.Conversation, ids[13]); err != nil {
+		t.Fatal(err)
+	}
+	t.Run("deleted", check)
 }
