@@ -18,9 +18,12 @@ import (
 type Memory struct {
 	retention time.Duration
 	now       func() time.Time
-	// maxBytes bounds the messages held, by their estimated size; 0 is
-	// no bound.
+	// maxBytes bounds the messages held, by their estimated size (their
+	// encodings included); 0 is no bound.
 	maxBytes int64
+	// encode, when set, is the encoding each message is kept with (see
+	// KeepEncoded).
+	encode func(*domain.Message) []byte
 
 	mu    sync.RWMutex
 	convs map[domain.ConversationID]*entry
@@ -29,14 +32,25 @@ type Memory struct {
 
 type entry struct {
 	coveredAfter domain.MsgID
-	msgs         []domain.Message // msgid order, all newer than the retention
+	msgs         []held // msgid order, all newer than the retention
 	bytes        int64
 	used         atomic.Int64 // Unix nanoseconds of the last Add or After
 }
 
-// sizeOf estimates what a cached message costs in memory.
-func sizeOf(m *domain.Message) int64 {
-	return int64(320 + len(m.ClientMsgID) + len(m.Sender.Account) + len(m.Sender.Device) + len(m.Kind) + len(m.Body))
+// held is a cached message with its encoding.
+type held struct {
+	domain.Message
+	// encoded is the encoding of Message when the cache keeps one, else
+	// nil. It is never changed in place: a change of the message replaces
+	// it, so that a slice handed out by AfterEncoded stays what it was.
+	encoded []byte
+}
+
+// sizeOf estimates what a cached message costs in memory, its encoding
+// included.
+func sizeOf(h *held) int64 {
+	m := &h.Message
+	return int64(320 + len(m.ClientMsgID) + len(m.Sender.Account) + len(m.Sender.Device) + len(m.Kind) + len(m.Body) + cap(h.encoded))
 }
 
 // NewMemory returns an empty cache keeping messages for retention, with no
@@ -59,6 +73,25 @@ func NewMemoryWithClock(retention time.Duration, now func() time.Time) *Memory {
 	return &Memory{retention: retention, now: now, convs: map[domain.ConversationID]*entry{}}
 }
 
+// KeepEncoded makes the cache keep each message with encode's encoding of
+// it, made when the message is added and again when an amendment or an
+// erasure changes it, and hand both out with AfterEncoded: a sync reply
+// then appends the encodings instead of encoding each message again. The
+// encodings count against the cache's byte bound. Call it before the
+// cache is used.
+func (c *Memory) KeepEncoded(encode func(*domain.Message) []byte) *Memory {
+	c.encode = encode
+	return c
+}
+
+// encoded is m's encoding, nil when the cache keeps none.
+func (c *Memory) encoded(m *domain.Message) []byte {
+	if c.encode == nil {
+		return nil
+	}
+	return c.encode(m)
+}
+
 // Holds reports whether the cache holds conversation c (and so ignores a
 // floor given with its next message).
 func (c *Memory) Holds(conv domain.ConversationID) bool {
@@ -78,6 +111,10 @@ func (c *Memory) Bytes() int64 {
 // Add implements Cache.
 func (c *Memory) Add(_ context.Context, m domain.Message, floor domain.MsgID) error {
 	cutoff := c.now().Add(-c.retention)
+	var enc []byte
+	if !m.ServerTime.Before(cutoff) {
+		enc = c.encoded(&m) // outside the lock, which sync readers wait for
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e := c.convs[m.Conversation]
@@ -103,10 +140,10 @@ func (c *Memory) Add(_ context.Context, m domain.Message, floor domain.MsgID) er
 	if i < len(e.msgs) && e.msgs[i].MsgID == m.MsgID {
 		return nil
 	}
-	e.msgs = append(e.msgs, domain.Message{})
+	e.msgs = append(e.msgs, held{})
 	copy(e.msgs[i+1:], e.msgs[i:])
-	e.msgs[i] = m
-	e.bytes += sizeOf(&m)
+	e.msgs[i] = held{Message: m, encoded: enc}
+	e.bytes += sizeOf(&e.msgs[i])
 	e.trimBefore(cutoff)
 	return nil
 }
@@ -174,11 +211,24 @@ func (c *Memory) Trim() {
 
 // After implements Cache.
 func (c *Memory) After(_ context.Context, conv domain.ConversationID, after domain.MsgID, limit int) ([]domain.Message, bool, bool, error) {
+	msgs, _, more, covered := c.after(conv, after, limit, false)
+	return msgs, more, covered, nil
+}
+
+// AfterEncoded is After with the encoding of each message it returns
+// (see KeepEncoded), in the same order; encs is nil when the cache keeps
+// none. The caller must not change the encodings: they are the cache's.
+func (c *Memory) AfterEncoded(_ context.Context, conv domain.ConversationID, after domain.MsgID, limit int) (msgs []domain.Message, encs [][]byte, more, covered bool, err error) {
+	msgs, encs, more, covered = c.after(conv, after, limit, c.encode != nil)
+	return msgs, encs, more, covered, nil
+}
+
+func (c *Memory) after(conv domain.ConversationID, after domain.MsgID, limit int, withEncoded bool) ([]domain.Message, [][]byte, bool, bool) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	e := c.convs[conv]
 	if e == nil || after < e.coveredAfter {
-		return nil, false, false, nil
+		return nil, nil, false, false
 	}
 	e.used.Store(time.Now().UnixNano())
 	i := sort.Search(len(e.msgs), func(i int) bool { return e.msgs[i].MsgID > after })
@@ -187,7 +237,20 @@ func (c *Memory) After(_ context.Context, conv domain.ConversationID, after doma
 	if more {
 		rest = rest[:limit]
 	}
-	return append([]domain.Message(nil), rest...), more, true, nil
+	msgs := make([]domain.Message, len(rest))
+	for i := range rest {
+		msgs[i] = rest[i].Message
+	}
+	if !withEncoded {
+		return msgs, nil, more, true
+	}
+	encs := make([][]byte, len(rest))
+	for i := range rest {
+		if encs[i] = rest[i].encoded; encs[i] == nil {
+			return msgs, nil, more, true // not kept (cannot happen once KeepEncoded is set before use)
+		}
+	}
+	return msgs, encs, more, true
 }
 
 // RunTrim trims the cache every interval until ctx ends.
@@ -230,12 +293,13 @@ func (c *Memory) Amend(_ context.Context, a domain.Amendment) error {
 	if i == len(e.msgs) || e.msgs[i].MsgID != a.MsgID {
 		return nil
 	}
-	m, ok := a.Apply(e.msgs[i])
+	m, ok := a.Apply(e.msgs[i].Message)
 	if !ok {
 		return nil
 	}
-	delta := sizeOf(&m) - sizeOf(&e.msgs[i])
-	e.msgs[i] = m
+	h := held{Message: m, encoded: c.encoded(&m)}
+	delta := sizeOf(&h) - sizeOf(&e.msgs[i])
+	e.msgs[i] = h
 	e.bytes += delta
 	c.bytes += delta
 	c.evictLocked(e)
@@ -251,12 +315,13 @@ func (c *Memory) Erase(_ context.Context, er domain.Erasure, in func(domain.Conv
 			continue
 		}
 		for i := range e.msgs {
-			m, ok := er.Apply(e.msgs[i])
+			m, ok := er.Apply(e.msgs[i].Message)
 			if !ok {
 				continue
 			}
-			delta := sizeOf(&m) - sizeOf(&e.msgs[i])
-			e.msgs[i] = m
+			h := held{Message: m, encoded: c.encoded(&m)}
+			delta := sizeOf(&h) - sizeOf(&e.msgs[i])
+			e.msgs[i] = h
 			e.bytes += delta
 			c.bytes += delta
 		}

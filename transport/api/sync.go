@@ -12,6 +12,11 @@ import (
 // SyncResult is one page of a conversation after a cursor.
 type SyncResult struct {
 	Messages []domain.Message
+	// Encoded, when not nil, holds the wire encoding of each of Messages
+	// (wire.EncodeMessage), in the same order, as the cache keeps them: a
+	// transport that sends that encoding appends these instead of
+	// encoding the messages again. They are the cache's: read only.
+	Encoded [][]byte
 	// Source is "cache" or "store": which read model answered.
 	Source string
 	// More is true when messages after the page remain.
@@ -105,8 +110,8 @@ func (s *Service) sync(ctx context.Context, who domain.AccountID, conversation s
 		// A cache that cannot show it has applied everything acknowledged
 		// before this call (lagging, or flushed and not yet refilled) must
 		// not answer: the store does (I3).
-		if msgs, more, ok := s.fromCache(ctx, conv, part, end, lastMsgID, limit); ok {
-			res.Messages, res.More, res.Source = msgs, more, SourceCache
+		if msgs, encs, more, ok := s.fromCache(ctx, conv, part, end, lastMsgID, limit); ok {
+			res.Messages, res.Encoded, res.More, res.Source = msgs, encs, more, SourceCache
 			return res.withCursor(), nil
 		}
 	}
@@ -134,18 +139,35 @@ func (s *Service) sync(ctx context.Context, who domain.AccountID, conversation s
 	return res.withCursor(), nil
 }
 
-// fromCache reads the cache if it has caught up with end and covers the range.
-func (s *Service) fromCache(ctx context.Context, conv domain.ConversationID, part int32, end int64, after domain.MsgID, limit int) ([]domain.Message, bool, bool) {
+// encodedCache is a cache that keeps each message's wire encoding
+// (cache.Memory.KeepEncoded).
+type encodedCache interface {
+	AfterEncoded(ctx context.Context, conv domain.ConversationID, after domain.MsgID, limit int) (msgs []domain.Message, encs [][]byte, more, covered bool, err error)
+}
+
+// fromCache reads the cache if it has caught up with end and covers the
+// range, with the messages' encodings when it keeps them.
+func (s *Service) fromCache(ctx context.Context, conv domain.ConversationID, part int32, end int64, after domain.MsgID, limit int) ([]domain.Message, [][]byte, bool, bool) {
 	wctx, cancel := context.WithTimeout(ctx, s.cfg.CacheWait)
 	defer cancel()
 	if err := s.rm.CacheProgress.WaitFor(wctx, part, end); err != nil {
-		return nil, false, false
+		return nil, nil, false, false
 	}
-	msgs, more, covered, err := s.rm.Cache.After(ctx, conv, after, limit)
+	var (
+		msgs          []domain.Message
+		encs          [][]byte
+		more, covered bool
+		err           error
+	)
+	if ec, ok := s.rm.Cache.(encodedCache); ok {
+		msgs, encs, more, covered, err = ec.AfterEncoded(ctx, conv, after, limit)
+	} else {
+		msgs, more, covered, err = s.rm.Cache.After(ctx, conv, after, limit)
+	}
 	if err != nil || !covered {
-		return nil, false, false
+		return nil, nil, false, false
 	}
-	return msgs, more, true
+	return msgs, encs, more, true
 }
 
 func (r SyncResult) withCursor() SyncResult {

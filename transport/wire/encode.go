@@ -31,9 +31,28 @@ func AppendPush(b []byte, m *Message, prev int64) []byte {
 // request's cursor (0: nothing gone), and the changes the sync asked for.
 func AppendMessages(b []byte, id, conversation string, msgs []Message, source string, hasMore bool, goneThrough int64, next Cursor,
 	changes []Message, changesMore bool) []byte {
+	return appendMessagesFrame(b, id, conversation, msgs, nil, source, hasMore, goneThrough, next, changes, changesMore)
+}
+
+// AppendEncodedMessages is AppendMessages for a page whose messages are
+// already encoded, each as AppendMessage encodes it (EncodeMessage): the
+// encodings are appended as they are, so the frame is byte for byte the
+// one AppendMessages makes of the same messages.
+func AppendEncodedMessages(b []byte, id, conversation string, encoded [][]byte, source string, hasMore bool, goneThrough int64, next Cursor,
+	changes []Message, changesMore bool) []byte {
+	return appendMessagesFrame(b, id, conversation, nil, encoded, source, hasMore, goneThrough, next, changes, changesMore)
+}
+
+// appendMessagesFrame appends a sync reply whose page is msgs, or encoded
+// when msgs is empty.
+func appendMessagesFrame(b []byte, id, conversation string, msgs []Message, encoded [][]byte, source string, hasMore bool, goneThrough int64, next Cursor,
+	changes []Message, changesMore bool) []byte {
 	n := 200 + len(id) + len(conversation)
 	for i := range msgs {
 		n += sizeOf(&msgs[i])
+	}
+	for _, e := range encoded {
+		n += len(e) + 1
 	}
 	for i := range changes {
 		n += sizeOf(&changes[i])
@@ -43,7 +62,18 @@ func AppendMessages(b []byte, id, conversation string, msgs []Message, source st
 	b = appendString(b, id)
 	b = append(b, `,"type":"messages","conversation":`...)
 	b = appendString(b, conversation)
-	b = appendList(b, `,"messages":`, msgs)
+	if len(msgs) > 0 {
+		b = appendList(b, `,"messages":`, msgs)
+	} else if len(encoded) > 0 {
+		b = append(b, `,"messages":[`...)
+		for i, e := range encoded {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, e...)
+		}
+		b = append(b, ']')
+	}
 	if source != "" {
 		b = append(b, `,"source":`...)
 		b = appendString(b, source)
@@ -230,6 +260,29 @@ func CutChanges(changes []Message, budget int, more bool) (cut []Message, cutMor
 		used += EncodedLen(&changes[i]) + 1
 	}
 	return changes, more, budget - used
+}
+
+// CutEncodedPage is CutPage for a page of encoded messages (see
+// AppendEncodedMessages); msgID tells the msgid of the page's i-th
+// message, the cursor of a cut page.
+func CutEncodedPage(encoded [][]byte, msgID func(i int) int64, budget int, more bool, next int64) ([][]byte, bool, int64) {
+	n := FitEncoded(encoded, budget)
+	if n == len(encoded) {
+		return encoded, more, next
+	}
+	return encoded[:n], true, msgID(n - 1)
+}
+
+// FitEncoded is FitMessages for encoded messages.
+func FitEncoded(encoded [][]byte, budget int) int {
+	used := 0
+	for i, e := range encoded {
+		used += len(e) + 1
+		if used > budget && i > 0 {
+			return i
+		}
+	}
+	return len(encoded)
 }
 
 // FitMessages is how many of msgs, from the first, fit in budget bytes of

@@ -26,6 +26,14 @@ func FromMessage(m domain.Message) Message {
 	return out
 }
 
+// EncodeMessage is AppendMessage's encoding of m, in a slice of exactly its
+// length: the form a cache keeps to answer syncs with (see
+// AppendEncodedMessages).
+func EncodeMessage(m *domain.Message) []byte {
+	w := FromMessage(*m)
+	return AppendMessage(make([]byte, 0, EncodedLen(&w)), &w)
+}
+
 // FromMessages maps a page of messages.
 func FromMessages(ms []domain.Message) []Message {
 	out := make([]Message, len(ms))

@@ -392,15 +392,27 @@ func (h *handler) sync(s *session, req wire.Request) {
 		h.failWith(s, req.ID, err)
 		return
 	}
-	budget := h.g.cfg.MaxReplyBytes
+	s.write(appendSyncReply(nil, req, res, h.g.cfg.MaxReplyBytes))
+}
+
+// appendSyncReply appends the reply to the sync req that res answers, its
+// messages cut to budget bytes. A page the cache answered with its
+// messages' encodings is made of them, byte for byte what encoding the
+// messages gives.
+func appendSyncReply(b []byte, req wire.Request, res api.SyncResult, budget int) []byte {
 	var changes []wire.Message
 	changesMore := res.ChangesMore
 	if len(res.Changes) > 0 {
 		changes, changesMore, budget = wire.CutChanges(wire.FromMessages(res.Changes), budget, changesMore)
 	}
+	if res.Encoded != nil && len(res.Encoded) == len(res.Messages) {
+		encs, more, next := wire.CutEncodedPage(res.Encoded, func(i int) int64 { return int64(res.Messages[i].MsgID) }, budget, res.More, int64(res.NextMsgID))
+		return wire.AppendEncodedMessages(b, req.ID, req.Conversation, encs, res.Source, more, int64(res.GoneThrough),
+			wire.Cursor{LastTime: res.NextTime.UnixMilli(), LastMsgID: next}, changes, changesMore)
+	}
 	msgs, more, next := wire.CutPage(wire.FromMessages(res.Messages), budget, res.More, int64(res.NextMsgID))
-	s.write(wire.AppendMessages(nil, req.ID, req.Conversation, msgs, res.Source, more, int64(res.GoneThrough),
-		wire.Cursor{LastTime: res.NextTime.UnixMilli(), LastMsgID: next}, changes, changesMore))
+	return wire.AppendMessages(b, req.ID, req.Conversation, msgs, res.Source, more, int64(res.GoneThrough),
+		wire.Cursor{LastTime: res.NextTime.UnixMilli(), LastMsgID: next}, changes, changesMore)
 }
 
 // conversations answers the account's conversation list, with its read

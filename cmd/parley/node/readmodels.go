@@ -25,6 +25,7 @@ import (
 	"github.com/parley-chat/parley/projections/store"
 	"github.com/parley-chat/parley/projections/stream"
 	"github.com/parley-chat/parley/transport/api"
+	"github.com/parley-chat/parley/transport/wire"
 	goredis "github.com/redis/go-redis/v9"
 )
 
@@ -164,7 +165,9 @@ func (n *Node) embeddedReadModels(ctx context.Context) (readModelSet, error) {
 	if set.api.ConversationsProgress, err = durable(conversations.Name); err != nil {
 		return set, err
 	}
-	mem := cache.NewBoundedMemory(CacheRetention(n.cfg.Retention.Keep), n.cfg.CacheBytes)
+	// The cache keeps each message as a sync reply carries it, so that a
+	// reply from the cache appends encodings instead of encoding.
+	mem := cache.NewBoundedMemory(CacheRetention(n.cfg.Retention.Keep), n.cfg.CacheBytes).KeepEncoded(wire.EncodeMessage)
 	set.api.Cache = mem
 	set.run = append(set.run, func(ctx context.Context) { mem.RunTrim(ctx, 30*time.Second) })
 	set.members = &groups.At{Model: gm, Progress: set.api.GroupsProgress}

@@ -23,6 +23,7 @@ import (
 	"github.com/parley-chat/parley/projections/runner/sourcetest"
 	"github.com/parley-chat/parley/projections/store"
 	"github.com/parley-chat/parley/transport/api"
+	"github.com/parley-chat/parley/transport/wire"
 )
 
 // Partitions is the log's partition count.
@@ -175,7 +176,7 @@ func New(t testing.TB, opts ...Option) *Env {
 	mem.MaxBatch = 100
 	log := &Log{mem: mem}
 	g, c := groups.NewMemory(), conversations.NewMemory()
-	st, ch := store.NewMemory(), cache.NewMemory(cache.Retention)
+	st, ch := store.NewMemory(), cache.NewMemory(cache.Retention).KeepEncoded(wire.EncodeMessage) // as a single node's
 	rm := api.ReadModels{
 		Store: st, StoreProgress: progress.NewMemory(),
 		Cache: ch, CacheProgress: progress.NewMemory(),
