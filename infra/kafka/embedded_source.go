@@ -83,15 +83,6 @@ func (s *embeddedSource) partition(ctx context.Context, p int32, next, end int64
 		case err != nil:
 			return fmt.Errorf("cannot read partition %d of %s at %d: %w", p, s.topic, next, err)
 		}
-		if len(r.Batches) == 0 {
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-s.c.Done():
-			case <-r.Appended:
-			}
-			continue
-		}
 		if all, next, err = d.decode(all[:0], r.Batches, next, end); err != nil {
 			return fmt.Errorf("cannot read partition %d of %s at %d: %w", p, s.topic, next, err)
 		}
@@ -104,6 +95,16 @@ func (s *embeddedSource) partition(ctx context.Context, p int32, next, end int64
 		}
 		if ctx.Err() != nil {
 			return nil
+		}
+		if r.Appended != nil && (end < 0 || next < end) {
+			// The read reached the partition's end: wait for the next
+			// append (at once if one came while the batch was applied).
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-s.c.Done():
+			case <-r.Appended:
+			}
 		}
 	}
 	return nil

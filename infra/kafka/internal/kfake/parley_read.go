@@ -33,9 +33,11 @@ type PartitionRead struct {
 	HighWatermark int64
 	// LogStartOffset is the partition's first offset still held.
 	LogStartOffset int64
-	// Appended, set when Batches is empty, is closed once a record is
-	// appended to the partition after this read, or its topic is
-	// deleted. Done tells of the cluster closing.
+	// Appended, set when the read reached the high watermark (Batches
+	// empty, or ending there), is closed once a record is appended to
+	// the partition after this read, or its topic is deleted: a reader
+	// at the end waits on it rather than reading again. Done tells of
+	// the cluster closing.
 	Appended <-chan struct{}
 }
 
@@ -54,18 +56,20 @@ func (c *Cluster) ReadPartition(topic string, partition int32, offset int64, max
 		}
 		r.HighWatermark, r.LogStartOffset = pd.highWatermark, pd.logStartOffset
 		segIdx, metaIdx, found, atEnd := pd.searchOffset(offset)
-		if atEnd {
-			if pd.appended == nil {
-				pd.appended = make(chan struct{})
-			}
-			r.Appended = pd.appended
-			return
-		}
-		if !found {
+		if !found && !atEnd {
 			err = ErrOffsetOutOfRange
 			return
 		}
-		r.Batches, err = c.readBatchesInto(pd, segIdx, metaIdx, maxBytes, r.Batches)
+		if !atEnd {
+			var end int64
+			if r.Batches, end, err = c.readBatchesInto(pd, segIdx, metaIdx, maxBytes, r.Batches); err != nil || end < pd.highWatermark {
+				return
+			}
+		}
+		if pd.appended == nil {
+			pd.appended = make(chan struct{})
+		}
+		r.Appended = pd.appended
 	})
 	if !ran {
 		return PartitionRead{}, ErrClosed
@@ -78,8 +82,8 @@ func (c *Cluster) Done() <-chan struct{} { return c.die }
 
 // readBatchesInto appends the batches from segment segIdx's batch metaIdx
 // on to dst, up to maxBytes (at least one), reading each segment's run of
-// adjacent batches with one read.
-func (c *Cluster) readBatchesInto(pd *partData, segIdx, metaIdx, maxBytes int, dst []byte) ([]byte, error) {
+// adjacent batches with one read; end is the offset after the last batch.
+func (c *Cluster) readBatchesInto(pd *partData, segIdx, metaIdx, maxBytes int, dst []byte) (_ []byte, end int64, _ error) {
 	var total int
 	for si := segIdx; si < len(pd.segments); si++ {
 		seg := &pd.segments[si]
@@ -111,14 +115,14 @@ func (c *Cluster) readBatchesInto(pd *partData, segIdx, metaIdx, maxBytes int, d
 		for i := start; i < len(seg.index); i++ {
 			m := &seg.index[i]
 			if total > 0 && total+int(m.nbytes) > maxBytes {
-				return dst, flush()
+				return dst, end, flush()
 			}
 			if m.segPos < 0 {
-				return dst, errors.New("kfake: a batch was not persisted")
+				return dst, end, errors.New("kfake: a batch was not persisted")
 			}
 			if from >= 0 && m.segPos != from+n {
 				if err := flush(); err != nil {
-					return dst, err
+					return dst, end, err
 				}
 			}
 			if from < 0 {
@@ -126,12 +130,13 @@ func (c *Cluster) readBatchesInto(pd *partData, segIdx, metaIdx, maxBytes int, d
 			}
 			n += int64(m.nbytes)
 			total += int(m.nbytes)
+			end = m.firstOffset + int64(m.lastOffsetDelta) + 1
 		}
 		if err := flush(); err != nil {
-			return dst, err
+			return dst, end, err
 		}
 	}
-	return dst, nil
+	return dst, end, nil
 }
 
 // tryAdmin runs fn in the cluster's goroutine and waits for it, like
