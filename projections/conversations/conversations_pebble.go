@@ -103,18 +103,53 @@ func decodeCursor(v []byte) (cursor, error) {
 	return cursor{ReadMsgID: domain.MsgID(u(0)), ReadSeq: int64(u(1)), Sent: int64(u(2)), SentAtRead: int64(u(3))}, nil
 }
 
-// pebbleBacking reads the store as it was before the batch.
+// pebbleBacking reads the store as it was before the batch. It opens its
+// snapshot at the first read, not with the batch: most batches of a
+// single node read nothing (a new conversation's state comes primed and
+// has no cursors to read), and the snapshot and its iterator were a good
+// part of such a batch's cost. Opened later, it still sees the index as it
+// was before the batch: only this batch writes the keys of its
+// partition's conversations, and it commits after its last read.
 type pebbleBacking struct {
 	p    *Pebble
-	r    pebble.Reader
+	snap *pebble.Snapshot
 	look *pebblekv.Lookup
 }
 
-func (b pebbleBacking) conv(c domain.ConversationID) (convState, bool, error) {
+// open opens the snapshot and its lookup, once.
+func (b *pebbleBacking) open() error {
+	if b.look != nil {
+		return nil
+	}
+	snap := b.p.db.NewSnapshot()
+	look, err := pebblekv.NewLookup(snap)
+	if err != nil {
+		return errors.Join(err, snap.Close())
+	}
+	b.snap, b.look = snap, look
+	return nil
+}
+
+// close releases what open opened.
+func (b *pebbleBacking) close() {
+	if b.look != nil {
+		_ = b.look.Close()
+		_ = b.snap.Close()
+	}
+}
+
+func (b *pebbleBacking) get(key []byte) ([]byte, bool, error) {
+	if err := b.open(); err != nil {
+		return nil, false, err
+	}
+	return b.look.Get(key)
+}
+
+func (b *pebbleBacking) conv(c domain.ConversationID) (convState, bool, error) {
 	if pc, ok := b.p.takePrimed(c); ok {
 		return pc.s, pc.found, nil
 	}
-	v, ok, err := b.look.Get(latestKey(c))
+	v, ok, err := b.get(latestKey(c))
 	if err != nil || !ok {
 		return convState{}, false, err
 	}
@@ -122,8 +157,8 @@ func (b pebbleBacking) conv(c domain.ConversationID) (convState, bool, error) {
 	return s, err == nil, err
 }
 
-func (b pebbleBacking) cursor(c domain.ConversationID, a domain.AccountID) (cursor, bool, error) {
-	v, ok, err := b.look.Get(cursorKeyOf(c, a))
+func (b *pebbleBacking) cursor(c domain.ConversationID, a domain.AccountID) (cursor, bool, error) {
+	v, ok, err := b.get(cursorKeyOf(c, a))
 	if err != nil || !ok {
 		return cursor{}, false, err
 	}
@@ -131,12 +166,18 @@ func (b pebbleBacking) cursor(c domain.ConversationID, a domain.AccountID) (curs
 	return s, err == nil, err
 }
 
-func (b pebbleBacking) seqAt(c domain.ConversationID, at domain.MsgID) (int64, error) {
-	return lastUnder(b.r, seqPrefix(c), at)
+func (b *pebbleBacking) seqAt(c domain.ConversationID, at domain.MsgID) (int64, error) {
+	if err := b.open(); err != nil {
+		return 0, err
+	}
+	return lastUnder(b.snap, seqPrefix(c), at)
 }
 
-func (b pebbleBacking) sentAt(c domain.ConversationID, a domain.AccountID, at domain.MsgID) (int64, error) {
-	return lastUnder(b.r, sentPrefix(c, a), at)
+func (b *pebbleBacking) sentAt(c domain.ConversationID, a domain.AccountID, at domain.MsgID) (int64, error) {
+	if err := b.open(); err != nil {
+		return 0, err
+	}
+	return lastUnder(b.snap, sentPrefix(c, a), at)
 }
 
 // lastUnder is the value of the last key under prefix whose msgid is at
@@ -161,14 +202,9 @@ func lastUnder(r pebble.Reader, prefix []byte, at domain.MsgID) (int64, error) {
 func (p *Pebble) applyBatch(_ context.Context, recs []projections.Record) error {
 	b := p.db.NewBatch()
 	defer b.Close()
-	snap := p.db.NewSnapshot()
-	defer snap.Close()
-	look, err := pebblekv.NewLookup(snap)
-	if err != nil {
-		return err
-	}
-	defer look.Close()
-	t := newTally(pebbleBacking{p: p, r: snap, look: look})
+	back := &pebbleBacking{p: p}
+	defer back.close()
+	t := newTally(back)
 	defer t.release()
 	if err := t.apply(recs); err != nil {
 		return err
