@@ -36,6 +36,16 @@ type Pebble struct {
 	// primed are conversations' states that LatestPrimed read and no
 	// batch of the index has read since.
 	primed map[domain.ConversationID]primedConv
+	// heldConvs and heldCursors are states and cursors as they are in the
+	// store: what the index's batches last read or wrote of them. A batch
+	// reads them here instead of in the store: a conversation people talk
+	// in costs no lookup of its state nor of its sender's cursor. They stay
+	// true because only this index writes these keys, a batch puts what it
+	// wrote only once it is committed, and batches of one conversation (of
+	// one partition) come one after another; an erasure, which deletes
+	// cursors, forgets every held cursor.
+	heldConvs   map[domain.ConversationID]convState
+	heldCursors map[cursorKey]cursor
 }
 
 type primedConv struct {
@@ -47,12 +57,17 @@ type primedConv struct {
 // which costs only the reads it would have saved.
 const maxPrimed = 1 << 16
 
+// maxHeld bounds heldConvs and heldCursors (about 100 and 130 bytes an
+// entry) like maxPrimed bounds primed: about 7 MiB for both at most.
+const maxHeld = 1 << 15
+
 var _ Index = (*Pebble)(nil)
 
 // NewPebble returns the index of db; progressName is the name under which
 // the projection's progress is kept.
 func NewPebble(db *pebble.DB, progressName string) *Pebble {
-	return &Pebble{db: db, marks: progress.NewPebbleMarks(db, progressName), primed: map[domain.ConversationID]primedConv{}}
+	return &Pebble{db: db, marks: progress.NewPebbleMarks(db, progressName), primed: map[domain.ConversationID]primedConv{},
+		heldConvs: map[domain.ConversationID]convState{}, heldCursors: map[cursorKey]cursor{}}
 }
 
 func latestKey(c domain.ConversationID) []byte { return []byte("cl/" + c.String()) }
@@ -103,40 +118,163 @@ func decodeCursor(v []byte) (cursor, error) {
 	return cursor{ReadMsgID: domain.MsgID(u(0)), ReadSeq: int64(u(1)), Sent: int64(u(2)), SentAtRead: int64(u(3))}, nil
 }
 
-// pebbleBacking reads the store as it was before the batch.
+// pebbleBacking reads the store as it was before the batch. It opens its
+// snapshot at the first read, not with the batch: most batches of a
+// single node read nothing (a new conversation's state comes primed and
+// has no cursors to read), and the snapshot and its iterator were a good
+// part of such a batch's cost. Opened later, it still sees the index as it
+// was before the batch: only this batch writes the keys of its
+// partition's conversations, and it commits after its last read.
 type pebbleBacking struct {
 	p    *Pebble
-	r    pebble.Reader
+	snap *pebble.Snapshot
 	look *pebblekv.Lookup
 }
 
-func (b pebbleBacking) conv(c domain.ConversationID) (convState, bool, error) {
+// open opens the snapshot and its lookup, once.
+func (b *pebbleBacking) open() error {
+	if b.look != nil {
+		return nil
+	}
+	snap := b.p.db.NewSnapshot()
+	look, err := pebblekv.NewLookup(snap)
+	if err != nil {
+		return errors.Join(err, snap.Close())
+	}
+	b.snap, b.look = snap, look
+	return nil
+}
+
+// close releases what open opened.
+func (b *pebbleBacking) close() {
+	if b.look != nil {
+		_ = b.look.Close()
+		_ = b.snap.Close()
+	}
+}
+
+func (b *pebbleBacking) get(key []byte) ([]byte, bool, error) {
+	if err := b.open(); err != nil {
+		return nil, false, err
+	}
+	return b.look.Get(key)
+}
+
+func (b *pebbleBacking) conv(c domain.ConversationID) (convState, bool, error) {
 	if pc, ok := b.p.takePrimed(c); ok {
 		return pc.s, pc.found, nil
 	}
-	v, ok, err := b.look.Get(latestKey(c))
+	if s, ok := b.p.heldConv(c); ok {
+		return s, true, nil
+	}
+	v, ok, err := b.get(latestKey(c))
 	if err != nil || !ok {
 		return convState{}, false, err
 	}
 	s, err := decodeConv(v)
-	return s, err == nil, err
+	if err != nil {
+		return convState{}, false, err
+	}
+	b.p.holdConv(c, s)
+	return s, true, nil
 }
 
-func (b pebbleBacking) cursor(c domain.ConversationID, a domain.AccountID) (cursor, bool, error) {
-	v, ok, err := b.look.Get(cursorKeyOf(c, a))
+func (b *pebbleBacking) cursor(c domain.ConversationID, a domain.AccountID) (cursor, bool, error) {
+	k := cursorKey{c, a}
+	if s, ok := b.p.heldCursor(k); ok {
+		return s, true, nil
+	}
+	v, ok, err := b.get(cursorKeyOf(c, a))
 	if err != nil || !ok {
 		return cursor{}, false, err
 	}
 	s, err := decodeCursor(v)
-	return s, err == nil, err
+	if err != nil {
+		return cursor{}, false, err
+	}
+	b.p.holdCursor(k, s)
+	return s, true, nil
 }
 
-func (b pebbleBacking) seqAt(c domain.ConversationID, at domain.MsgID) (int64, error) {
-	return lastUnder(b.r, seqPrefix(c), at)
+func (p *Pebble) heldConv(c domain.ConversationID) (convState, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s, ok := p.heldConvs[c]
+	return s, ok
 }
 
-func (b pebbleBacking) sentAt(c domain.ConversationID, a domain.AccountID, at domain.MsgID) (int64, error) {
-	return lastUnder(b.r, sentPrefix(c, a), at)
+func (p *Pebble) heldCursor(k cursorKey) (cursor, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s, ok := p.heldCursors[k]
+	return s, ok
+}
+
+// holdConv keeps c's state s, as the store holds it now.
+func (p *Pebble) holdConv(c domain.ConversationID, s convState) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.holdConvLocked(c, s)
+}
+
+// holdCursor keeps cursor s of k, as the store holds it now.
+func (p *Pebble) holdCursor(k cursorKey, s cursor) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.holdCursorLocked(k, s)
+}
+
+// hold keeps what t wrote, once it is committed.
+func (p *Pebble) hold(t *tally) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range t.dirtyConvs {
+		p.holdConvLocked(c, *t.convs[c])
+	}
+	for _, k := range t.dirtyCursors {
+		p.holdCursorLocked(k, *t.cursors[k])
+	}
+}
+
+func (p *Pebble) holdConvLocked(c domain.ConversationID, s convState) {
+	if _, ok := p.heldConvs[c]; !ok && len(p.heldConvs) >= maxHeld {
+		clear(p.heldConvs)
+	}
+	p.heldConvs[c] = s
+}
+
+func (p *Pebble) holdCursorLocked(k cursorKey, s cursor) {
+	if _, ok := p.heldCursors[k]; !ok && len(p.heldCursors) >= maxHeld {
+		clear(p.heldCursors)
+	}
+	p.heldCursors[k] = s
+}
+
+// forget drops what is held of cs and ks: a batch that wrote them failed,
+// and the store may or may not hold what it wrote.
+func (p *Pebble) forget(cs []domain.ConversationID, ks []cursorKey) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range cs {
+		delete(p.heldConvs, c)
+	}
+	for _, k := range ks {
+		delete(p.heldCursors, k)
+	}
+}
+
+func (b *pebbleBacking) seqAt(c domain.ConversationID, at domain.MsgID) (int64, error) {
+	if err := b.open(); err != nil {
+		return 0, err
+	}
+	return lastUnder(b.snap, seqPrefix(c), at)
+}
+
+func (b *pebbleBacking) sentAt(c domain.ConversationID, a domain.AccountID, at domain.MsgID) (int64, error) {
+	if err := b.open(); err != nil {
+		return 0, err
+	}
+	return lastUnder(b.snap, sentPrefix(c, a), at)
 }
 
 // lastUnder is the value of the last key under prefix whose msgid is at
@@ -157,22 +295,28 @@ func lastUnder(r pebble.Reader, prefix []byte, at domain.MsgID) (int64, error) {
 	return n, errors.Join(err, it.Error(), it.Close())
 }
 
-// ApplyBatch implements projections.Batcher.
+// applyBatch applies recs, which hold no erasure, in one batch, and holds
+// what it wrote once it is committed.
 func (p *Pebble) applyBatch(_ context.Context, recs []projections.Record) error {
-	b := p.db.NewBatch()
-	defer b.Close()
-	snap := p.db.NewSnapshot()
-	defer snap.Close()
-	look, err := pebblekv.NewLookup(snap)
-	if err != nil {
-		return err
-	}
-	defer look.Close()
-	t := newTally(pebbleBacking{p: p, r: snap, look: look})
+	back := &pebbleBacking{p: p}
+	defer back.close()
+	t := newTally(back)
 	defer t.release()
 	if err := t.apply(recs); err != nil {
 		return err
 	}
+	if err := p.write(t, recs); err != nil {
+		p.forget(t.dirtyConvs, t.dirtyCursors)
+		return err
+	}
+	p.hold(t)
+	return nil
+}
+
+// write commits what t changed, with the progress through recs.
+func (p *Pebble) write(t *tally, recs []projections.Record) error {
+	b := p.db.NewBatch()
+	defer b.Close()
 	for _, c := range t.dirtyConvs {
 		if err := b.Set(latestKey(c), encodeConv(*t.convs[c]), nil); err != nil {
 			return err
@@ -265,6 +409,9 @@ func (p *Pebble) Apply(ctx context.Context, r projections.Record) error {
 // one partition come one after another through the whole reader. Only
 // the reader's own specs may call it.
 func (p *Pebble) LatestPrimed(_ context.Context, c domain.ConversationID) (domain.MsgID, bool, error) {
+	if st, ok := p.heldConv(c); ok {
+		return st.Latest, true, nil // the batch reads it where it was found
+	}
 	st, ok, err := readConv(p.db, c)
 	if err != nil {
 		return 0, false, err
@@ -392,5 +539,12 @@ func (p *Pebble) erase(_ context.Context, a domain.AccountID, in func(domain.Con
 	if err := errors.Join(it.Error(), it.Close()); err != nil {
 		return err
 	}
+	// Held cursors of a may be deleted now, or not if the commit fails:
+	// forgotten either way.
+	defer func() {
+		p.mu.Lock()
+		clear(p.heldCursors)
+		p.mu.Unlock()
+	}()
 	return p.marks.Commit(b, pos.Partition, pos.Offset+1)
 }

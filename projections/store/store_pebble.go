@@ -176,12 +176,16 @@ type write struct {
 }
 
 func (s *Pebble) newWrite(b *pebble.Batch) (*write, error) {
-	floored, err := s.anyFloor()
+	// The lookup comes first: a Remove that committed before it was made
+	// marked the store floored before committing, so the lookup never sees
+	// a claim removed while floored says no floor (see fresh).
+	look, err := pebblekv.NewLookup(s.db)
 	if err != nil {
 		return nil, err
 	}
-	look, err := pebblekv.NewLookup(s.db)
+	floored, err := s.anyFloor()
 	if err != nil {
+		_ = look.Close()
 		return nil, err
 	}
 	w := writes.Get().(*write)
@@ -268,27 +272,16 @@ func (w *write) put(key []byte, old, m domain.Message) error {
 
 // save writes msgs: a message whose msgid or message id is taken is
 // skipped; a client message id is kept by the first message that uses
-// it. fromLog says msgs come from the log past the store's own progress:
-// a msgid is an offset of the log, never applied before, so only the
-// message id and the client message id need checking.
+// it.
 func (w *write) save(msgs []domain.Message, fromLog bool) error {
 	for _, m := range msgs {
 		key, id := messageKey(m.Conversation, m.MsgID), idKey(m.ID)
-		keys := [][]byte{key, id}
-		if fromLog {
-			keys = keys[1:]
+		ck := clientIndexKey(m.Sender.Account, m.ClientMsgID)
+		ok, claimed, err := w.fresh(m, key, id, ck, fromLog)
+		if err != nil {
+			return err
 		}
-		skip := false
-		var err error
-		for _, k := range keys {
-			if skip, err = w.taken(k); err != nil {
-				return err
-			}
-			if skip {
-				break
-			}
-		}
-		if skip {
+		if !ok {
 			continue
 		}
 		if floor, err := w.floor(m.Conversation); err != nil {
@@ -303,11 +296,48 @@ func (w *write) save(msgs []domain.Message, fromLog bool) error {
 		if err := w.set(id, at); err != nil {
 			return err
 		}
-		if err := w.claim(m.Sender.Account, m.ClientMsgID, at); err != nil {
-			return err
+		if !claimed {
+			if err := w.set(ck, at); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
+}
+
+// fresh reports whether m, at key with its message id's key id and its
+// client message id's key ck, is new to the store, and whether ck is
+// claimed already.
+//
+// fromLog says m comes from the log past the store's own progress: its
+// msgid is an offset of the log, never applied before, so only the
+// message id and the client message id need checking, and while the
+// store holds no floor one lookup, of ck, answers both. A message id is
+// minted for one send, so every record of it in the log has the same
+// account and client message id; every message saved claims its client
+// message id unless it is claimed already, and only the retention removes
+// a claim (Remove). So with no floor, an unclaimed ck means an untaken
+// message id. Otherwise — ck claimed (a retry, or another message with
+// the same client message id), a store with a floor, or a Save, whose
+// messages may be anything — the message id, and for a Save the msgid,
+// are looked up too.
+func (w *write) fresh(m domain.Message, key, id, ck []byte, fromLog bool) (ok, claimed bool, err error) {
+	if claimed, err = w.taken(ck); err != nil {
+		return false, false, err
+	}
+	if fromLog && !claimed && !w.floored {
+		return true, false, nil
+	}
+	keys := [][]byte{key, id}
+	if fromLog {
+		keys = keys[1:]
+	}
+	for _, k := range keys {
+		if taken, err := w.taken(k); err != nil || taken {
+			return false, claimed, err
+		}
+	}
+	return true, claimed, nil
 }
 
 // amend applies changes to the messages they name, as this batch left them.

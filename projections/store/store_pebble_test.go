@@ -175,3 +175,103 @@ func TestPebbleChangeIndexFollowsTheMessage(t *testing.T) {
 		t.Errorf("%d change keys after the retention removed one message, want 1", n)
 	}
 }
+
+// A record of the log seen again at a later offset (an append retried)
+// is skipped, and a client message id stays with the first message that
+// used it: the embedded history, which most often answers both with one
+// lookup of the client message id, stores what the projection over the
+// memory store stores, with or without a retention floor in the store.
+func TestPebbleLogDuplicates(t *testing.T) {
+	ab, ac := domain.DirectConversation("alice", "bob"), domain.DirectConversation("alice", "carol")
+	x, y, z := uuid.NewString(), uuid.NewString(), uuid.NewString()
+	sent := func(id, cid string, c domain.ConversationID) events.MessageSent {
+		return events.MessageSent{MessageID: id, ClientMsgID: cid, Conversation: c.String(), SenderAccount: "alice",
+			SenderDevice: "phone", Kind: "text", Body: "body of " + id, ServerTime: 1000}
+	}
+	edit := func(c domain.ConversationID, off int64, cid string) events.MessageEdited {
+		return events.MessageEdited{Conversation: c.String(), MsgID: 1<<48 | off, Account: "alice", Device: "phone",
+			ClientMsgID: cid, Body: "edited", EditedAt: 2000}
+	}
+	// step is a batch of events at the next offsets, then floors to remove.
+	type step struct {
+		events []events.Event
+		remove []store.Floor
+	}
+	tests := []struct {
+		name  string
+		steps []step
+		want  map[domain.ConversationID][]int64 // offsets held
+		// claims are the offsets that client message ids name.
+		claims map[string]int64
+	}{
+		{"appended twice", []step{{events: []events.Event{sent(x, "c1", ab)}}, {events: []events.Event{sent(x, "c1", ab)}}},
+			map[domain.ConversationID][]int64{ab: {1}}, map[string]int64{"c1": 1}},
+		{"twice in one batch", []step{{events: []events.Event{sent(x, "c1", ab), sent(x, "c1", ab)}}},
+			map[domain.ConversationID][]int64{ab: {1}}, map[string]int64{"c1": 1}},
+		{"a new message id with a used client message id, appended twice", []step{
+			{events: []events.Event{sent(x, "c1", ab)}}, {events: []events.Event{sent(y, "c1", ab)}}, {events: []events.Event{sent(y, "c1", ab)}}},
+			map[domain.ConversationID][]int64{ab: {1, 2}}, map[string]int64{"c1": 1}},
+		{"a send with an edit's client message id, appended twice", []step{
+			{events: []events.Event{sent(x, "c1", ab), edit(ab, 1, "c2")}}, {events: []events.Event{sent(y, "c2", ac)}},
+			{events: []events.Event{sent(y, "c2", ac), sent(z, "c3", ac)}}},
+			map[domain.ConversationID][]int64{ab: {1}, ac: {3, 5}}, map[string]int64{"c1": 1, "c2": 1, "c3": 5}},
+		{"appended twice in a store with a floor", []step{
+			{events: []events.Event{sent(x, "c1", ab)}, remove: []store.Floor{{Conversation: ab, Through: 1<<48 | 1}}},
+			{events: []events.Event{sent(y, "c2", ac)}}, {events: []events.Event{sent(y, "c2", ac)}}},
+			map[domain.ConversationID][]int64{ab: {}, ac: {2}}, map[string]int64{"c1": 0, "c2": 2}},
+		{"appended again after the retention removed the claim's holder", []step{
+			{events: []events.Event{sent(x, "c1", ab), sent(y, "c1", ac)}, remove: []store.Floor{{Conversation: ab, Through: 1<<48 | 1}}},
+			{events: []events.Event{sent(y, "c1", ac)}}},
+			map[domain.ConversationID][]int64{ab: {}, ac: {2}}, map[string]int64{"c1": 0}},
+	}
+	ctx := context.Background()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			mem := store.NewMemory()
+			pb := store.NewPebble(pebbletest.Open(t), store.Name)
+			for name, tc := range map[string]struct {
+				apply projections.Batcher
+				s     store.Store
+			}{"pebble": {pb, pb}, "projection over memory": {store.NewProjection(mem), mem}} {
+				var off int64
+				for _, st := range tt.steps {
+					var recs []projections.Record
+					for _, e := range st.events {
+						off++
+						recs = append(recs, projections.Record{Event: e, Position: events.Position{Partition: 1, Offset: off}, MsgID: domain.MsgID(1<<48 | off)})
+					}
+					if err := tc.apply.ApplyBatch(ctx, recs); err != nil {
+						t.Fatalf("%s: %v", name, err)
+					}
+					if len(st.remove) > 0 {
+						if _, err := tc.s.Remove(ctx, st.remove...); err != nil {
+							t.Fatalf("%s: Remove: %v", name, err)
+						}
+					}
+				}
+				for c, want := range tt.want {
+					msgs, _, err := tc.s.After(ctx, c, 0, 10)
+					if err != nil {
+						t.Fatal(err)
+					}
+					got := []int64{}
+					for _, m := range msgs {
+						got = append(got, int64(m.MsgID)&(1<<48-1))
+					}
+					if fmt.Sprint(got) != fmt.Sprint(want) {
+						t.Errorf("%s: %s holds offsets %v, want %v", name, c, got, want)
+					}
+				}
+				for cid, want := range tt.claims {
+					m, ok, err := tc.s.ByClientMsgID(ctx, "alice", cid)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if got := int64(m.MsgID) & (1<<48 - 1); ok != (want != 0) || got != want {
+						t.Errorf("%s: ByClientMsgID(%s) = offset %d, %v; want %d", name, cid, got, ok, want)
+					}
+				}
+			}
+		})
+	}
+}

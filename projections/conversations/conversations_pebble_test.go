@@ -1,0 +1,135 @@
+package conversations_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/google/uuid"
+	"github.com/parley-chat/parley/domain"
+	"github.com/parley-chat/parley/events"
+	parleypebble "github.com/parley-chat/parley/infra/pebble"
+	"github.com/parley-chat/parley/infra/pebble/pebbletest"
+	"github.com/parley-chat/parley/projections"
+	"github.com/parley-chat/parley/projections/conversations"
+)
+
+// BenchmarkPebbleApplyBatch applies the index as a single node's reader
+// does: one message a batch, with its conversation's state primed first,
+// as the predecessors do, to a store on disk. accounts=2000 sends between
+// two of 2,000 accounts at random, so that most conversations are new (as
+// in BenchmarkEmbeddedReader); accounts=100 among 100, so that the same
+// 4,950 conversations come again and again (as with parley-bench's 100
+// connections).
+func BenchmarkPebbleApplyBatch(b *testing.B) {
+	for _, accounts := range []int{2000, 100} {
+		b.Run(fmt.Sprintf("accounts=%d", accounts), func(b *testing.B) {
+			db, err := parleypebble.Open(parleypebble.Config{Dir: b.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer db.Close()
+			ix := conversations.NewPebble(db, conversations.Name)
+			ctx := context.Background()
+			rng := rand.New(rand.NewPCG(1, 2))
+			var offset int64
+			b.ReportAllocs()
+			for b.Loop() {
+				i, j := rng.IntN(accounts), rng.IntN(accounts-1)
+				if j >= i {
+					j++
+				}
+				from, to := fmt.Sprintf("u%d", i), fmt.Sprintf("u%d", j)
+				c := domain.DirectConversation(domain.AccountID(from), domain.AccountID(to))
+				if _, _, err := ix.LatestPrimed(ctx, c); err != nil {
+					b.Fatal(err)
+				}
+				offset++
+				rec := projections.Record{Event: events.MessageSent{MessageID: uuid.NewString(), ClientMsgID: uuid.NewString(),
+					Conversation: c.String(), SenderAccount: from, SenderDevice: "d", Kind: "text", Body: "hi", ServerTime: 1},
+					Position: events.Position{Partition: 0, Offset: offset}, MsgID: domain.MsgID(1<<48 | offset)}
+				if err := ix.ApplyBatch(ctx, []projections.Record{rec}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// The embedded index holds the states and cursors its batches wrote and
+// reads them there: counts and cursors stay what the memory index says,
+// batch after batch of the same conversations, through a read that moves a
+// cursor back to an older message's count and an erasure that deletes one.
+func TestPebbleHeldStatesStayTrue(t *testing.T) {
+	ctx := context.Background()
+	ab := "d:alice:bob"
+	var off int64
+	at := func() (events.Position, domain.MsgID) {
+		off++
+		return events.Position{Partition: 0, Offset: off}, domain.MsgID(1<<48 | off)
+	}
+	send := func(from string) projections.Record {
+		pos, id := at()
+		return projections.Record{Event: events.MessageSent{MessageID: uuid.NewString(), ClientMsgID: uuid.NewString(),
+			Conversation: ab, SenderAccount: from, SenderDevice: "d", Kind: "text", Body: "hi", ServerTime: off},
+			Position: pos, MsgID: id}
+	}
+	read := func(who string, upTo int64) projections.Record {
+		pos, id := at()
+		return projections.Record{Event: events.ConversationRead{Conversation: ab, Account: who, Device: "d",
+			MsgID: 1<<48 | upTo, At: off}, Position: pos, MsgID: id}
+	}
+	erase := func(who string) projections.Record {
+		pos, id := at()
+		return projections.Record{Event: events.AccountErased{Account: who, ErasedAt: off, Partitions: 1}, Position: pos, MsgID: id}
+	}
+	// Batches, applied in turn; each is built when its turn comes, so
+	// that offsets follow the log.
+	batches := []func() []projections.Record{
+		func() []projections.Record { return []projections.Record{send("alice"), send("bob")} },
+		func() []projections.Record { return []projections.Record{send("alice")} },
+		func() []projections.Record { return []projections.Record{read("bob", 3)} },
+		func() []projections.Record { return []projections.Record{send("alice"), send("alice")} },
+		func() []projections.Record { return []projections.Record{read("bob", 4)} }, // an older message than the newest
+		func() []projections.Record { return []projections.Record{send("bob")} },
+		func() []projections.Record { return []projections.Record{erase("bob")} },
+		func() []projections.Record { return []projections.Record{send("alice"), send("bob")} },
+		func() []projections.Record { return []projections.Record{send("alice"), erase("alice"), send("alice")} },
+		func() []projections.Record { return []projections.Record{read("alice", 9)} },
+	}
+	mem := conversations.NewMemory()
+	pb := conversations.NewPebble(pebbletest.Open(t), conversations.Name)
+	c, err := domain.ParseConversationID(ab)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, next := range batches {
+		recs := next()
+		for name, ix := range map[string]projections.Batcher{"memory": mem, "pebble": pb} {
+			if err := ix.ApplyBatch(ctx, recs); err != nil {
+				t.Fatalf("batch %d, %s: %v", i, name, err)
+			}
+		}
+		for _, who := range []domain.AccountID{"alice", "bob"} {
+			want, err := mem.ReadState(ctx, c, who)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := pb.ReadState(ctx, c, who)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != want {
+				t.Errorf("after batch %d, %s's state %+v, want %+v", i, who, got, want)
+			}
+		}
+	}
+	// Erased, bob's cursor counts from nothing: his own earlier messages
+	// are unread now, those after the erasure (one) are not.
+	if st, err := mem.ReadState(ctx, c, "bob"); err != nil || st.Unread != 9 {
+		t.Errorf("bob's state in the memory index %+v (%v), want 9 unread", st, err)
+	}
+}
