@@ -370,8 +370,9 @@ type Gateway struct {
 	sweeper  sync.WaitGroup
 	conns    sync.WaitGroup
 	// workers counts the connections' request workers; Shutdown waits for
-	// them, so that no request outlives the gateway.
+	// them, so that no request outlives the gateway. pool runs them.
 	workers sync.WaitGroup
+	pool    *workerPool
 }
 
 // New returns a gateway; it starts its sweeper at once.
@@ -390,6 +391,7 @@ func New(cfg Config, svc Service, tokens Verifier) (*Gateway, error) {
 		stop:      make(chan struct{}),
 	}
 	g.ctx, g.cancel = context.WithCancel(context.Background())
+	g.pool = newWorkerPool(g.stop)
 	g.handler = &handler{g: g}
 	g.upgrader = gws.NewUpgrader(g.handler, &gws.ServerOption{
 		ReadMaxPayloadSize: wire.MaxFrameBytes,

@@ -190,7 +190,7 @@ func (s *session) enqueue(req wire.Request) bool {
 	s.working = true
 	s.queueMu.Unlock()
 	if start && s.g.startWorker() {
-		go s.work()
+		s.g.pool.run(s.work)
 	}
 	return true
 }
