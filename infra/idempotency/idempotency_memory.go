@@ -9,13 +9,22 @@ import (
 
 // Memory keeps reservations in the process: enough for a single node,
 // whose every send goes through it. Expired reservations are dropped as
-// reservations are made, so memory holds at most a TTL's worth.
+// reservations are made, so memory holds at most a TTL's worth (and a
+// sweep interval's).
 type Memory struct {
 	mu      sync.Mutex
 	now     func() time.Time
 	entries map[Key]*memEntry
-	ops     int
+	swept   time.Time
 }
+
+// sweepEvery is how often a reservation looks for expired ones among all.
+// Reservations are forgotten seconds after their acks (see the service's
+// SweepIdempotency), so a sweep walks the seconds' worth held and finds
+// only the few that expired unanswered: sweeping every 1,024 reservations
+// walked tens of thousands of entries, under the lock every send takes,
+// several times a second.
+const sweepEvery = time.Minute
 
 type memEntry struct {
 	done    bool
@@ -69,12 +78,13 @@ func (m *Memory) Reserve(_ context.Context, k Key, partition int32, lease, ttl t
 	return Entry{State: Reserved, Token: e.token, Earlier: earlier}, nil
 }
 
-// sweep drops expired reservations every 1024 calls, so that a long-lived
-// process holds no more than a TTL's worth.
+// sweep drops expired reservations once every sweepEvery, so that a
+// long-lived process holds no more than a TTL's worth.
 func (m *Memory) sweep(now time.Time) {
-	if m.ops++; m.ops%1024 != 0 {
+	if now.Sub(m.swept) < sweepEvery {
 		return
 	}
+	m.swept = now
 	for k, e := range m.entries {
 		if !now.Before(e.expires) {
 			delete(m.entries, k)
