@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 
 	"github.com/parley-chat/parley/projections/runner"
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -34,35 +33,9 @@ type embeddedSource struct {
 
 // Consume implements runner.Source.
 func (s *embeddedSource) Consume(ctx context.Context, h runner.Handler) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	errs := make(chan error, len(s.from))
-	var wg sync.WaitGroup
-	for p, start := range s.from {
-		end, bounded := s.to[p]
-		if s.to != nil && (!bounded || start >= end) {
-			continue
-		}
-		if !bounded {
-			end = -1
-		}
-		wg.Go(func() {
-			if err := s.partition(ctx, p, start, end, h); err != nil {
-				errs <- err
-				cancel()
-			}
-		})
-	}
-	wg.Wait()
-	select {
-	case err := <-errs:
-		return err
-	default:
-		if s.to != nil {
-			return nil
-		}
-		return ctx.Err()
-	}
+	return forPartitions(ctx, s.from, s.to, func(ctx context.Context, p int32, start, end int64) error {
+		return s.partition(ctx, p, start, end, h)
+	})
 }
 
 // partition reads partition p from next up to end (or on, with end -1),

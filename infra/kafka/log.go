@@ -737,11 +737,26 @@ func ConsumePartitions(ctx context.Context, consumer sarama.Consumer, topic stri
 }
 
 // eachPartition runs read on a goroutine for each partition of from that
-// has records to read (from[p] below to[p], or any with a nil to), with
-// the partition's consumer and end. The first error stops them all and is
-// returned; otherwise, following (nil to) until ctx ends, ctx's error.
+// has records in range (see forPartitions), with a consumer of it from
+// from[p].
 func eachPartition(ctx context.Context, consumer sarama.Consumer, topic string, from, to map[int32]int64,
 	read func(ctx context.Context, pc sarama.PartitionConsumer, p int32, end int64, bounded bool) error) error {
+	return forPartitions(ctx, from, to, func(ctx context.Context, p int32, start, end int64) error {
+		pc, err := consumer.ConsumePartition(topic, p, start)
+		if err != nil {
+			return fmt.Errorf("cannot read partition %d of %s from %d: %w", p, topic, start, err)
+		}
+		defer pc.Close()
+		return read(ctx, pc, p, end, to != nil)
+	})
+}
+
+// forPartitions runs read on a goroutine for each partition of from: from
+// from[p] up to (not including) to[p], or with a nil to, on until ctx ends
+// (end -1). A partition that to leaves out, or whose range is empty, is
+// skipped. The first error stops the others and is returned; otherwise a
+// bounded read returns nil and a following one ctx's error.
+func forPartitions(ctx context.Context, from, to map[int32]int64, read func(ctx context.Context, p int32, start, end int64) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	errs := make(chan error, len(from))
@@ -751,21 +766,15 @@ func eachPartition(ctx context.Context, consumer sarama.Consumer, topic string, 
 		if to != nil && (!bounded || start >= end) {
 			continue
 		}
-		pc, err := consumer.ConsumePartition(topic, p, start)
-		if err != nil {
-			cancel()
-			wg.Wait()
-			return fmt.Errorf("cannot read partition %d of %s from %d: %w", p, topic, start, err)
+		if !bounded {
+			end = -1
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer pc.Close()
-			if err := read(ctx, pc, p, end, to != nil); err != nil {
+		wg.Go(func() {
+			if err := read(ctx, p, start, end); err != nil {
 				errs <- err
 				cancel()
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	select {
