@@ -144,6 +144,9 @@ func Encode(e Event) ([]byte, error) {
 func Decode(name string, payload []byte) (Event, error) {
 	switch name {
 	case MessageSentV1:
+		if e, ok := decodeMessageSentFast(payload); ok {
+			return e, nil
+		}
 		return decodeAs[MessageSent](name, payload)
 	case GroupCreatedV1:
 		return decodeAs[GroupCreated](name, payload)
