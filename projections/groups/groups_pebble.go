@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/parley-chat/parley/domain"
@@ -31,11 +30,6 @@ type Pebble struct {
 }
 
 var _ Model = (*Pebble)(nil)
-
-// progressEvery is how often the progress of batches that hold no group
-// change is committed: most batches hold messages only, and a commit of
-// the progress alone for each cost about 4% of a single node's CPU.
-const progressEvery = time.Second
 
 // NewPebble returns the groups of db; progressName is the name under
 // which the projection's progress is kept (see progress.NewPebble).
@@ -110,9 +104,6 @@ func (p *Pebble) ApplyBatch(_ context.Context, recs []projections.Record) error 
 	last := recs[len(recs)-1].Position
 	changes := changesOf(recs, nil)
 	if len(changes) == 0 { // most batches: messages only, progress only
-		if p.marks.Recent(last.Partition, progressEvery) {
-			return nil
-		}
 		b := p.db.NewBatch()
 		defer b.Close()
 		return p.marks.Commit(b, last.Partition, last.Offset+1)

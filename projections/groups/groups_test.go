@@ -60,48 +60,6 @@ func TestPebbleCommitsProgressWithTheChanges(t *testing.T) {
 	}
 }
 
-// A batch of messages only commits its progress at most once a second
-// per partition; a batch with a group change always commits it, and the
-// progress it skipped is never past the data.
-func TestPebbleCommitsMessageOnlyProgressAtMostOnceASecond(t *testing.T) {
-	db := pebbletest.Open(t)
-	g := groups.NewPebble(db, "groups@e1")
-	stored := func() int64 {
-		tr, err := progress.New(context.Background(), progress.NewPebble(db, "groups@e1"), progress.Config{Name: "groups"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer tr.Close()
-		return tr.Next(0)
-	}
-	msg := func(off int64) []projections.Record {
-		return []projections.Record{{Event: events.MessageSent{Conversation: "d:a:b"}, Position: events.Position{Partition: 0, Offset: off}}}
-	}
-	for _, step := range []struct {
-		recs []projections.Record
-		want int64
-	}{
-		{msg(10), 11}, // the partition's first commit
-		{msg(11), 11}, // within the second: skipped
-		{[]projections.Record{{Event: events.GroupCreated{Group: "g1", Owner: "alice"}, Position: events.Position{Partition: 0, Offset: 12}}}, 13},
-		{msg(13), 13},
-	} {
-		if err := g.ApplyBatch(context.Background(), step.recs); err != nil {
-			t.Fatal(err)
-		}
-		if got := stored(); got != step.want {
-			t.Fatalf("stored progress after offset %d: %d, want %d", step.recs[0].Position.Offset, got, step.want)
-		}
-	}
-	time.Sleep(time.Second)
-	if err := g.ApplyBatch(context.Background(), msg(14)); err != nil {
-		t.Fatal(err)
-	}
-	if got := stored(); got != 15 {
-		t.Fatalf("stored progress a second later: %d, want 15", got)
-	}
-}
-
 // At answers from memory until the push projection tells it that a group
 // event passed; then it reads again, after the model has applied it.
 func TestAtMembersAt(t *testing.T) {

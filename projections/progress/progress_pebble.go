@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"sync"
-	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/parley-chat/parley/projections/internal/pebblekv"
@@ -63,27 +62,12 @@ type PebbleMarks struct {
 	name string
 
 	mu    sync.Mutex
-	known map[int32]int64     // partition → stored next offset
-	at    map[int32]time.Time // partition → when Commit last wrote its progress
+	known map[int32]int64 // partition → stored next offset
 }
 
 // NewPebbleMarks returns the marks of the read model called name in db.
 func NewPebbleMarks(db *pebble.DB, name string) *PebbleMarks {
-	return &PebbleMarks{db: db, name: name, known: map[int32]int64{}, at: map[int32]time.Time{}}
-}
-
-// Recent reports whether partition's progress was committed less than
-// every ago: a read model whose batch changes nothing but its progress
-// may then skip the commit. Its stored progress stays behind what it
-// applied, and a restart reads those records again, which changes
-// nothing; committing at least every keeps the stored progress near the
-// log's end, where retention never overtakes it. (The tracker the runner
-// advances, which readers wait on, moves either way.)
-func (m *PebbleMarks) Recent(partition int32, every time.Duration) bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	at, ok := m.at[partition]
-	return ok && time.Since(at) < every
+	return &PebbleMarks{db: db, name: name, known: map[int32]int64{}}
 }
 
 // Name is the read model's name, under which its progress is kept.
@@ -108,7 +92,6 @@ func (m *PebbleMarks) Commit(b *pebble.Batch, partition int32, next int64) error
 	}
 	m.mu.Lock()
 	m.known[partition] = max(m.known[partition], next)
-	m.at[partition] = time.Now()
 	m.mu.Unlock()
 	return nil
 }
