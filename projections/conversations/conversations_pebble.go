@@ -33,32 +33,30 @@ type Pebble struct {
 	marks *progress.PebbleMarks
 
 	mu sync.Mutex
-	// primed are conversations' states that LatestPrimed read and no
-	// batch of the index has read since.
-	primed map[domain.ConversationID]primedConv
 	// heldConvs and heldCursors are states and cursors as they are in the
-	// store: what the index's batches last read or wrote of them. A batch
+	// store: what the index's batches (and LatestPrimed) last read or
+	// wrote of them, a state the store does not have included. A batch
 	// reads them here instead of in the store: a conversation people talk
-	// in costs no lookup of its state nor of its sender's cursor. They stay
-	// true because only this index writes these keys, a batch puts what it
-	// wrote only once it is committed, and batches of one conversation (of
-	// one partition) come one after another; an erasure, which deletes
-	// cursors, forgets every held cursor.
-	heldConvs   map[domain.ConversationID]convState
+	// in costs no lookup of its state nor of its sender's cursor, and a
+	// new one's state, which the predecessors looked up, is not looked up
+	// again. They stay true because only this index writes these keys
+	// (and never deletes a state), a batch puts what it wrote only once it
+	// is committed, and batches of one conversation (of one partition)
+	// come one after another; an erasure, which deletes cursors, forgets
+	// every held cursor.
+	heldConvs   map[domain.ConversationID]heldConv
 	heldCursors map[cursorKey]cursor
 }
 
-type primedConv struct {
+// heldConv is a conversation's state, or that the store has none.
+type heldConv struct {
 	s     convState
 	found bool
 }
 
-// maxPrimed bounds primed (about 100 bytes each): past it, it is emptied,
-// which costs only the reads it would have saved.
-const maxPrimed = 1 << 16
-
 // maxHeld bounds heldConvs and heldCursors (about 100 and 130 bytes an
-// entry) like maxPrimed bounds primed: about 7 MiB for both at most.
+// entry): past it, one is emptied, which costs only the reads it would
+// have saved; about 7 MiB for both at most.
 const maxHeld = 1 << 15
 
 var _ Index = (*Pebble)(nil)
@@ -66,8 +64,8 @@ var _ Index = (*Pebble)(nil)
 // NewPebble returns the index of db; progressName is the name under which
 // the projection's progress is kept.
 func NewPebble(db *pebble.DB, progressName string) *Pebble {
-	return &Pebble{db: db, marks: progress.NewPebbleMarks(db, progressName), primed: map[domain.ConversationID]primedConv{},
-		heldConvs: map[domain.ConversationID]convState{}, heldCursors: map[cursorKey]cursor{}}
+	return &Pebble{db: db, marks: progress.NewPebbleMarks(db, progressName),
+		heldConvs: map[domain.ConversationID]heldConv{}, heldCursors: map[cursorKey]cursor{}}
 }
 
 func latestKey(c domain.ConversationID) []byte { return []byte("cl/" + c.String()) }
@@ -120,9 +118,9 @@ func decodeCursor(v []byte) (cursor, error) {
 
 // pebbleBacking reads the store as it was before the batch. It opens its
 // snapshot at the first read, not with the batch: most batches of a
-// single node read nothing (a new conversation's state comes primed and
-// has no cursors to read), and the snapshot and its iterator were a good
-// part of such a batch's cost. Opened later, it still sees the index as it
+// single node read nothing (a new conversation's state is held from
+// LatestPrimed and it has no cursors to read), and the snapshot and its
+// iterator were a good part of such a batch's cost. Opened later, it still sees the index as it
 // was before the batch: only this batch writes the keys of its
 // partition's conversations, and it commits after its last read.
 type pebbleBacking struct {
@@ -161,22 +159,21 @@ func (b *pebbleBacking) get(key []byte) ([]byte, bool, error) {
 }
 
 func (b *pebbleBacking) conv(c domain.ConversationID) (convState, bool, error) {
-	if pc, ok := b.p.takePrimed(c); ok {
-		return pc.s, pc.found, nil
-	}
-	if s, ok := b.p.heldConv(c); ok {
-		return s, true, nil
+	if h, ok := b.p.heldConv(c); ok {
+		return h.s, h.found, nil
 	}
 	v, ok, err := b.get(latestKey(c))
-	if err != nil || !ok {
-		return convState{}, false, err
-	}
-	s, err := decodeConv(v)
 	if err != nil {
 		return convState{}, false, err
 	}
-	b.p.holdConv(c, s)
-	return s, true, nil
+	var s convState
+	if ok {
+		if s, err = decodeConv(v); err != nil {
+			return convState{}, false, err
+		}
+	}
+	b.p.holdConv(c, heldConv{s, ok})
+	return s, ok, nil
 }
 
 func (b *pebbleBacking) cursor(c domain.ConversationID, a domain.AccountID) (cursor, bool, error) {
@@ -196,11 +193,11 @@ func (b *pebbleBacking) cursor(c domain.ConversationID, a domain.AccountID) (cur
 	return s, true, nil
 }
 
-func (p *Pebble) heldConv(c domain.ConversationID) (convState, bool) {
+func (p *Pebble) heldConv(c domain.ConversationID) (heldConv, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	s, ok := p.heldConvs[c]
-	return s, ok
+	h, ok := p.heldConvs[c]
+	return h, ok
 }
 
 func (p *Pebble) heldCursor(k cursorKey) (cursor, bool) {
@@ -210,11 +207,11 @@ func (p *Pebble) heldCursor(k cursorKey) (cursor, bool) {
 	return s, ok
 }
 
-// holdConv keeps c's state s, as the store holds it now.
-func (p *Pebble) holdConv(c domain.ConversationID, s convState) {
+// holdConv keeps c's state h, as the store holds it now.
+func (p *Pebble) holdConv(c domain.ConversationID, h heldConv) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.holdConvLocked(c, s)
+	p.holdConvLocked(c, h)
 }
 
 // holdCursor keeps cursor s of k, as the store holds it now.
@@ -229,18 +226,18 @@ func (p *Pebble) hold(t *tally) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, c := range t.dirtyConvs {
-		p.holdConvLocked(c, *t.convs[c])
+		p.holdConvLocked(c, heldConv{*t.convs[c], true})
 	}
 	for _, k := range t.dirtyCursors {
 		p.holdCursorLocked(k, *t.cursors[k])
 	}
 }
 
-func (p *Pebble) holdConvLocked(c domain.ConversationID, s convState) {
+func (p *Pebble) holdConvLocked(c domain.ConversationID, h heldConv) {
 	if _, ok := p.heldConvs[c]; !ok && len(p.heldConvs) >= maxHeld {
 		clear(p.heldConvs)
 	}
-	p.heldConvs[c] = s
+	p.heldConvs[c] = h
 }
 
 func (p *Pebble) holdCursorLocked(k cursorKey, s cursor) {
@@ -400,40 +397,21 @@ func (p *Pebble) Apply(ctx context.Context, r projections.Record) error {
 	return p.ApplyBatch(ctx, []projections.Record{r})
 }
 
-// LatestPrimed is LatestOf for the reader that applies this index: the
-// state it reads is kept for the index's next batch of c, which so reads
-// it once rather than twice (the predecessors, earlier in the reader, ask
-// about every conversation they do not remember). What is kept stays
-// true until that batch: c's state changes only when the index applies a
-// batch of c's partition, that batch takes what was kept, and batches of
-// one partition come one after another through the whole reader. Only
-// the reader's own specs may call it.
+// LatestPrimed is LatestOf for the reader that applies this index: what
+// it reads is held (heldConvs) for the index's next batch of c, which so
+// reads it once rather than twice (the predecessors, earlier in the
+// reader, ask about every conversation they do not remember). Only the
+// reader's own specs may call it.
 func (p *Pebble) LatestPrimed(_ context.Context, c domain.ConversationID) (domain.MsgID, bool, error) {
-	if st, ok := p.heldConv(c); ok {
-		return st.Latest, true, nil // the batch reads it where it was found
+	if h, ok := p.heldConv(c); ok {
+		return h.s.Latest, h.found, nil
 	}
 	st, ok, err := readConv(p.db, c)
 	if err != nil {
 		return 0, false, err
 	}
-	p.mu.Lock()
-	if len(p.primed) >= maxPrimed {
-		clear(p.primed)
-	}
-	p.primed[c] = primedConv{s: st, found: ok}
-	p.mu.Unlock()
+	p.holdConv(c, heldConv{st, ok})
 	return st.Latest, ok, nil
-}
-
-// takePrimed returns and forgets what LatestPrimed kept of c.
-func (p *Pebble) takePrimed(c domain.ConversationID) (primedConv, bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	pc, ok := p.primed[c]
-	if ok {
-		delete(p.primed, c)
-	}
-	return pc, ok
 }
 
 // LatestOf is conversation c's latest message in the index; ok is false
