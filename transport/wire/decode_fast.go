@@ -1,6 +1,9 @@
 package wire
 
-import "unicode/utf8"
+import (
+	"strconv"
+	"unicode/utf8"
+)
 
 // decodeFast reads frame into r when it has the plain shape clients send:
 // one object whose keys are Request's, spelled exactly, each at most once,
@@ -183,34 +186,23 @@ func (d *fastDecoder) boolean(dst *bool) bool {
 // int reads an integer in JSON's grammar (no leading zeros, no fraction or
 // exponent) that fits an int64.
 func (d *fastDecoder) int(dst *int64) bool {
-	neg := d.peek() == '-'
-	if neg {
+	start := d.i
+	if d.peek() == '-' {
 		d.i++
 	}
 	digits := d.i
-	var v uint64
-	for ; d.i < len(d.b) && d.b[d.i] >= '0' && d.b[d.i] <= '9'; d.i++ {
-		if v > (1<<63)/10 {
-			return false
-		}
-		v = v*10 + uint64(d.b[d.i]-'0')
+	for d.i < len(d.b) && d.b[d.i] >= '0' && d.b[d.i] <= '9' {
+		d.i++
 	}
-	switch n := d.i - digits; {
-	case n == 0, n > 1 && d.b[digits] == '0':
+	if n := d.i - digits; n == 0 || n > 1 && d.b[digits] == '0' {
 		return false
 	}
 	if c := d.peek(); c == '.' || c == 'e' || c == 'E' {
 		return false
 	}
-	switch {
-	case neg && v <= 1<<63:
-		*dst = -int64(v-1) - 1 // -(1<<63) included
-	case !neg && v < 1<<63:
-		*dst = int64(v)
-	default:
-		return false
-	}
-	return true
+	v, err := strconv.ParseInt(string(d.b[start:d.i]), 10, 64)
+	*dst = v
+	return err == nil
 }
 
 // strings reads an array of plain strings; an empty array is an empty,
