@@ -2,6 +2,7 @@ package keys
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -15,29 +16,64 @@ import (
 // account's live key. Destroy deletes both and syncs the write-ahead log,
 // then compacts their range so that the secret leaves the store's files,
 // not just its index.
+//
+// Creating and destroying an account's key are read-then-write, so they
+// take that account's lock; one process owns the store. Different
+// accounts never wait for each other: their synced commits run
+// concurrently and share the write-ahead log's fsyncs, so a crowd of
+// first sends costs a few fsyncs, not one each in turn.
 type Pebble struct {
 	db *pebble.DB
-	mu sync.Mutex // one process owns the store; creating a key is read-then-write
+
+	mu     sync.Mutex
+	owners map[string]*accountLock // accounts whose key is being created or destroyed
+}
+
+// accountLock is one account's lock, kept while anyone holds or awaits it.
+type accountLock struct {
+	sync.Mutex
+	users int
 }
 
 // NewPebble returns the key store in db.
-func NewPebble(db *pebble.DB) *Pebble { return &Pebble{db: db} }
+func NewPebble(db *pebble.DB) *Pebble { return &Pebble{db: db, owners: map[string]*accountLock{}} }
+
+// lock takes account's lock and returns its release.
+func (p *Pebble) lock(account string) (unlock func()) {
+	p.mu.Lock()
+	l := p.owners[account]
+	if l == nil {
+		l = &accountLock{}
+		p.owners[account] = l
+	}
+	l.users++
+	p.mu.Unlock()
+	l.Lock()
+	return func() {
+		l.Unlock()
+		p.mu.Lock()
+		if l.users--; l.users == 0 {
+			delete(p.owners, account)
+		}
+		p.mu.Unlock()
+	}
+}
 
 func idKey(id string) []byte           { return []byte("dk/" + id) }
 func accountKey(account string) []byte { return []byte("da/" + account) }
 
-// Current implements Store.
+// Current implements Store. An account that has a key gets it without
+// its lock: only a missing key (or one destroyed while read) takes it.
 func (p *Pebble) Current(_ context.Context, account string) (Key, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	id, ok, err := p.get(accountKey(account))
-	if err != nil {
-		return Key{}, err
+	if k, err := p.current(account); err == nil || !errors.Is(err, errNoKey) {
+		return k, err
 	}
-	if ok {
-		return p.key(string(id))
+	defer p.lock(account)()
+	k, err := p.current(account)
+	if !errors.Is(err, errNoKey) {
+		return k, err
 	}
-	k := newKey(account)
+	k = newKey(account)
 	b := p.db.NewBatch()
 	defer b.Close()
 	if err := b.Set(idKey(k.ID), append([]byte(account+"\x00"), k.Secret...), nil); err != nil {
@@ -50,6 +86,25 @@ func (p *Pebble) Current(_ context.Context, account string) (Key, error) {
 		return Key{}, fmt.Errorf("cannot store a data key: %w", err)
 	}
 	return k, nil
+}
+
+// errNoKey: the account has no live key.
+var errNoKey = errors.New("no live key")
+
+// current reads account's live key, or fails with errNoKey.
+func (p *Pebble) current(account string) (Key, error) {
+	id, ok, err := p.get(accountKey(account))
+	if err != nil {
+		return Key{}, err
+	}
+	if !ok {
+		return Key{}, errNoKey
+	}
+	k, err := p.key(string(id))
+	if errors.Is(err, events.ErrKeyDestroyed) {
+		return Key{}, errNoKey // destroyed between the two reads
+	}
+	return k, err
 }
 
 // Key implements Store.
@@ -74,8 +129,7 @@ func (p *Pebble) key(id string) (Key, error) {
 
 // Destroy implements Store.
 func (p *Pebble) Destroy(ctx context.Context, account string) ([]string, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.lock(account)()
 	id, ok, err := p.get(accountKey(account))
 	if err != nil || !ok {
 		return nil, err

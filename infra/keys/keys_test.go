@@ -3,11 +3,16 @@ package keys_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync/atomic"
 	"testing"
 
 	"github.com/parley-chat/parley/events"
 	"github.com/parley-chat/parley/infra/keys"
 	"github.com/parley-chat/parley/infra/keys/keystest"
+	parleypebble "github.com/parley-chat/parley/infra/pebble"
 	"github.com/parley-chat/parley/infra/pebble/pebbletest"
 	"github.com/parley-chat/parley/infra/postgres/postgrestest"
 )
@@ -206,6 +211,27 @@ func FuzzOpen(f *testing.F) {
 		got := out.(events.MessageSent)
 		if !got.Erased && got.Body != "seed" {
 			t.Fatalf("opened to %q", got.Body)
+		}
+	})
+}
+
+// BenchmarkPebbleFirstKeys is a crowd of accounts sending for the first
+// time: each Current creates the account's key with a synced commit, on
+// disk. Accounts must not wait for each other's fsync.
+func BenchmarkPebbleFirstKeys(b *testing.B) {
+	db, err := parleypebble.Open(parleypebble.Config{Dir: b.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	s := keys.NewPebble(db)
+	var next atomic.Int64
+	b.SetParallelism(32) // 64 concurrent first sends on 2 cores
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := s.Current(context.Background(), fmt.Sprintf("new%d", next.Add(1))); err != nil {
+				b.Error(err)
+			}
 		}
 	})
 }

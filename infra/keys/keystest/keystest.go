@@ -4,6 +4,7 @@ package keystest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 
@@ -60,6 +61,40 @@ func Run(t *testing.T, open func(t *testing.T) keys.Store) {
 		for _, id := range ids {
 			if id != ids[0] {
 				t.Fatalf("concurrent Current gave keys %v", ids)
+			}
+		}
+	})
+	t.Run("concurrent first keys of many accounts", func(t *testing.T) {
+		s := open(t)
+		const accounts, callers = 16, 4
+		got := make([][]keys.Key, accounts)
+		var wg sync.WaitGroup
+		for a := range accounts {
+			got[a] = make([]keys.Key, callers)
+			for c := range callers {
+				wg.Go(func() {
+					k, err := s.Current(ctx, fmt.Sprintf("dave%d", a))
+					if err != nil {
+						t.Error(err)
+					}
+					got[a][c] = k
+				})
+			}
+		}
+		wg.Wait()
+		seen := map[string]int{}
+		for a, ks := range got {
+			for _, k := range ks {
+				if k.ID != ks[0].ID || k.Account != fmt.Sprintf("dave%d", a) {
+					t.Fatalf("dave%d got keys %s and %s (of %s)", a, ks[0].ID, k.ID, k.Account)
+				}
+			}
+			if b, ok := seen[ks[0].ID]; ok {
+				t.Fatalf("dave%d and dave%d share key %s", b, a, ks[0].ID)
+			}
+			seen[ks[0].ID] = a
+			if again, err := s.Current(ctx, fmt.Sprintf("dave%d", a)); err != nil || again.ID != ks[0].ID {
+				t.Errorf("dave%d's key afterwards = %s (%v), want %s", a, again.ID, err, ks[0].ID)
 			}
 		}
 	})
