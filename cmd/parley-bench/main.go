@@ -26,6 +26,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -90,6 +91,7 @@ func run(args []string) error {
 	fs.DurationVar(&cfg.Interval, "interval", 10*time.Second, "report throughput, p99 and server CPU per interval of this length; 0 for none")
 	fs.DurationVar(&cfg.ServerProfile, "server-profile", 0, "fetch a CPU profile this long (whole seconds, at most 50s) from the server's /debug/pprof/profile in the middle of the run; the server needs --pprof")
 	fs.StringVar(&cfg.ServerProfileFile, "server-profile-file", "parley-server.cpu.pprof", "where --server-profile saves the profile")
+	ownProfile := fs.String("cpu-profile", "", "write the generator's own CPU profile to this file (with --procs, the first process's)")
 	fs.BoolVar(&cfg.progress, "progress", true, "print progress every second on stderr")
 	secret := fs.String("token-secret", "", "the server's token secret")
 	dataDir := fs.String("data-dir", "parley-data", "the server's data dir, to read its token secret when --token-secret is empty")
@@ -111,6 +113,17 @@ func run(args []string) error {
 	}
 	if cfg.Prefix == "" {
 		cfg.Prefix = fmt.Sprintf("b%x", time.Now().UnixNano()%0xffffff)
+	}
+	if *ownProfile != "" && cfg.child <= 1 {
+		f, err := os.Create(*ownProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
