@@ -120,6 +120,19 @@ type Preparer interface {
 	Prepare(ctx context.Context, recs []Record) context.Context
 }
 
+// OnlyMessages reports whether every record of recs is a new message: a
+// read model that finds, applying such a record again, that it holds the
+// message already may let its stored progress lag behind such a batch
+// (progress.PebbleMarks.CommitReplayable).
+func OnlyMessages(recs []Record) bool {
+	for _, r := range recs {
+		if _, ok := r.Event.(events.MessageSent); !ok {
+			return false
+		}
+	}
+	return true
+}
+
 // Messages maps the MessageSent records of recs to domain messages,
 // skipping other events and poison records (reported through skip).
 func Messages(recs []Record, skip func(Record, error)) []domain.Message {

@@ -341,7 +341,14 @@ func (p *Pebble) write(t *tally, recs []projections.Record) error {
 		}
 	}
 	last := recs[len(recs)-1].Position
-	if err := p.marks.Commit(b, last.Partition, last.Offset+1); err != nil {
+	commit := p.marks.Commit
+	if projections.OnlyMessages(recs) {
+		// A message the conversation holds is counted once: the progress
+		// may wait. (Not a read: applied again after later messages, it
+		// would move the cursor further than it did.)
+		commit = p.marks.CommitReplayable
+	}
+	if err := commit(b, last.Partition, last.Offset+1); err != nil {
 		return fmt.Errorf("cannot write the conversation index: %w", err)
 	}
 	return nil

@@ -104,9 +104,10 @@ func (p *Pebble) ApplyBatch(_ context.Context, recs []projections.Record) error 
 	last := recs[len(recs)-1].Position
 	changes := changesOf(recs, nil)
 	if len(changes) == 0 { // most batches: messages only, progress only
+		// Applying them again changes nothing: the progress may wait.
 		b := p.db.NewBatch()
 		defer b.Close()
-		return p.marks.Commit(b, last.Partition, last.Offset+1)
+		return p.marks.CommitReplayable(b, last.Partition, last.Offset+1)
 	}
 	// An indexed batch: a change reads what the changes before it wrote.
 	b := p.db.NewIndexedBatch()

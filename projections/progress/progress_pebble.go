@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"sync"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/parley-chat/parley/projections/internal/pebblekv"
@@ -62,12 +63,40 @@ type PebbleMarks struct {
 	name string
 
 	mu    sync.Mutex
-	known map[int32]int64 // partition → stored next offset
+	known map[int32]int64     // partition → stored next offset
+	at    map[int32]time.Time // partition → when a commit last wrote it
 }
 
 // NewPebbleMarks returns the marks of the read model called name in db.
 func NewPebbleMarks(db *pebble.DB, name string) *PebbleMarks {
-	return &PebbleMarks{db: db, name: name, known: map[int32]int64{}}
+	return &PebbleMarks{db: db, name: name, known: map[int32]int64{}, at: map[int32]time.Time{}}
+}
+
+// MarkEvery is how often CommitReplayable writes a partition's progress
+// (a variable for tests).
+var MarkEvery = time.Second
+
+// CommitReplayable is Commit for a batch that the read model may apply
+// again without changing anything (messages it would find it holds, say):
+// it writes the progress only if the partition's was last written
+// MarkEvery ago or more, and commits b either way (not at all when b is
+// empty and the progress waits). Most batches of a busy node are such,
+// and a progress key per batch was about a quarter of the store's
+// memtable. The stored progress then lags what the read model holds by
+// at most MarkEvery, so a start after a crash applies those records
+// again, to no effect; a clean stop saves the exact progress (SaveMarks).
+// The tracker readers wait on moves with every batch either way.
+func (m *PebbleMarks) CommitReplayable(b *pebble.Batch, partition int32, next int64) error {
+	m.mu.Lock()
+	at, ok := m.at[partition]
+	m.mu.Unlock()
+	if !ok || time.Since(at) >= MarkEvery {
+		return m.Commit(b, partition, next)
+	}
+	if b.Empty() {
+		return nil
+	}
+	return b.Commit(pebble.NoSync)
 }
 
 // Name is the read model's name, under which its progress is kept.
@@ -92,8 +121,24 @@ func (m *PebbleMarks) Commit(b *pebble.Batch, partition int32, next int64) error
 	}
 	m.mu.Lock()
 	m.known[partition] = max(m.known[partition], next)
+	m.at[partition] = time.Now()
 	m.mu.Unlock()
 	return nil
+}
+
+// SaveMarks writes, for a read model whose batches may leave its stored
+// progress behind (CommitReplayable), the progress its tracker holds: at
+// a clean stop, once nothing applies batches any more, so that the next
+// start resumes exactly there.
+func SaveMarks(db *pebble.DB, name string, t *Tracker, partitions int32) error {
+	next := make(map[int32]int64, partitions)
+	for p := range partitions {
+		if n := t.Next(p); n > 0 {
+			next[p] = n
+		}
+	}
+	_, err := NewPebbleSaved(db, name).Save(context.Background(), next)
+	return err
 }
 
 func (m *PebbleMarks) stored(partition int32) (int64, error) {

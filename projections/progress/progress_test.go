@@ -90,3 +90,54 @@ func eventually(t *testing.T, what string, cond func() bool) {
 		time.Sleep(2 * time.Millisecond)
 	}
 }
+
+// A replayable batch writes its partition's progress only MarkEvery after
+// the last write; SaveMarks then stores what the tracker holds.
+func TestPebbleMarksOfReplayableBatches(t *testing.T) {
+	defer func(every time.Duration) { progress.MarkEvery = every }(progress.MarkEvery)
+	db := pebbletest.Open(t)
+	m := progress.NewPebbleMarks(db, "model")
+	stored := func() map[int32]int64 {
+		got, err := progress.NewPebble(db, "model").Load(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	commit := func(next int64) {
+		b := db.NewBatch()
+		defer b.Close()
+		if err := b.Set([]byte("data"), []byte{byte(next)}, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.CommitReplayable(b, 3, next); err != nil {
+			t.Fatal(err)
+		}
+	}
+	progress.MarkEvery = time.Hour
+	commit(10) // the partition's first: written
+	commit(11) // within MarkEvery: the data only
+	if got := stored()[3]; got != 10 {
+		t.Fatalf("stored progress %d, want 10", got)
+	}
+	if v, closer, err := db.Get([]byte("data")); err != nil || v[0] != 11 {
+		t.Fatalf("data %v, %v: the batch was not committed", v, err)
+	} else {
+		closer.Close()
+	}
+	progress.MarkEvery = 0
+	commit(12)
+	if got := stored()[3]; got != 12 {
+		t.Fatalf("stored progress %d after MarkEvery, want 12", got)
+	}
+
+	tr := progress.NewMemory()
+	tr.Advance(3, 19)
+	tr.Advance(5, 6)
+	if err := progress.SaveMarks(db, "model", tr, 8); err != nil {
+		t.Fatal(err)
+	}
+	if got := stored(); got[3] != 20 || got[5] != 7 || len(got) != 2 {
+		t.Fatalf("saved progress %v, want partition 3 at 20 and 5 at 7", got)
+	}
+}

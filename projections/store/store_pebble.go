@@ -479,7 +479,12 @@ func (s *Pebble) ApplyBatch(_ context.Context, recs []projections.Record) error 
 		return err
 	}
 	last := recs[len(recs)-1].Position
-	if err := s.marks.Commit(b, last.Partition, last.Offset+1); err != nil {
+	commit := s.marks.Commit
+	if projections.OnlyMessages(recs) {
+		// A message the history holds is skipped: the progress may wait.
+		commit = s.marks.CommitReplayable
+	}
+	if err := commit(b, last.Partition, last.Offset+1); err != nil {
 		return fmt.Errorf("cannot write the history: %w", err)
 	}
 	return nil

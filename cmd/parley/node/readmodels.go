@@ -145,7 +145,12 @@ func (n *Node) embeddedReadModels(ctx context.Context) (readModelSet, error) {
 	durable := func(name string) (*progress.Tracker, error) {
 		tr, err := progress.New(ctx, progress.NewPebble(db, ProgressName(name, epoch)), progress.Config{Name: name})
 		if err == nil {
-			n.closers = append(n.closers, tr.Close) // before the store closes: closers run in reverse
+			// Before the store closes (closers run in reverse, once the
+			// reader stopped): the progress that batches of messages left
+			// behind (PebbleMarks.CommitReplayable) is saved exactly.
+			n.closers = append(n.closers, tr.Close, func() error {
+				return progress.SaveMarks(db, ProgressName(name, epoch), tr, n.events.Partitions())
+			})
 		}
 		return tr, err
 	}
@@ -270,6 +275,13 @@ func (n *Node) readFrom(specs []runner.Spec, ends map[int32]int64) (map[int32]in
 			n.log.Error("the log no longer holds records the read models have not applied: they are skipped",
 				"partition", p, "applied_up_to", next, "log_starts_at", start[p])
 			next = start[p]
+			// Their progress moves past what is gone, or a start on a
+			// log with nothing left after it would wait for it forever.
+			for _, s := range specs {
+				if s.Tracker.Next(p) < next {
+					s.Tracker.Advance(p, next-1)
+				}
+			}
 		}
 		from[p] = next
 	}
