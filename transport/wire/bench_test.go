@@ -7,13 +7,24 @@ import (
 
 var sendFrame = []byte(`{"id":"42","type":"send","to":"bob","clientMsgId":"c-0001","kind":"text","body":"hello there, how are you doing today?"}`)
 
+// chatFrame is a send as encoders write chat text: quotes, an ampersand
+// and a line break escaped.
+var chatFrame = []byte(`{"id":"43","type":"send","to":"bob","clientMsgId":"c-0002","kind":"text","body":"see you \"later\" \u0026 bring the R\u0026D notes\nok? caf\u00e9 at 3pm \u003c3 thanks so much!"}`)
+
 func BenchmarkDecodeRequest(b *testing.B) {
-	b.ReportAllocs()
-	b.SetBytes(int64(len(sendFrame)))
-	for i := 0; i < b.N; i++ {
-		if _, err := DecodeRequest(sendFrame); err != nil {
-			b.Fatal(err)
-		}
+	for _, c := range []struct {
+		name  string
+		frame []byte
+	}{{"plain", sendFrame}, {"escaped", chatFrame}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(c.frame)))
+			for b.Loop() {
+				if _, err := DecodeRequest(c.frame); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 

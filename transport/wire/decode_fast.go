@@ -2,6 +2,7 @@ package wire
 
 import (
 	"strconv"
+	"unicode/utf16"
 	"unicode/utf8"
 )
 
@@ -163,12 +164,69 @@ func (d *fastDecoder) rawString() ([]byte, bool) {
 	return nil, false
 }
 
+// str reads a string value: plain, or with JSON's escapes (the quotes,
+// ampersands, angle brackets and line breaks of chat text, as encoders
+// write them), decoded as encoding/json does. A \u escape of a surrogate
+// is left to encoding/json, with its pairs and replacements.
 func (d *fastDecoder) str(dst *string) bool {
-	s, ok := d.rawString()
-	if ok {
+	if s, ok := d.rawString(); ok {
 		*dst = string(s)
+		return true
 	}
-	return ok
+	if d.peek() != '"' {
+		return false
+	}
+	out := make([]byte, 0, 64)
+	ascii := true
+	for j := d.i + 1; j < len(d.b); j++ {
+		c := d.b[j]
+		switch {
+		case c == '"':
+			if !ascii && !utf8.Valid(out) {
+				return false // encoding/json replaces invalid bytes
+			}
+			*dst, d.i = string(out), j+1
+			return true
+		case c < 0x20:
+			return false
+		case c >= utf8.RuneSelf:
+			ascii = false
+			out = append(out, c)
+		case c != '\\':
+			out = append(out, c)
+		case j+1 == len(d.b):
+			return false
+		default:
+			j++
+			switch e := d.b[j]; e {
+			case '"', '\\', '/':
+				out = append(out, e)
+			case 'b':
+				out = append(out, '\b')
+			case 'f':
+				out = append(out, '\f')
+			case 'n':
+				out = append(out, '\n')
+			case 'r':
+				out = append(out, '\r')
+			case 't':
+				out = append(out, '\t')
+			case 'u':
+				if j+4 >= len(d.b) {
+					return false
+				}
+				r, err := strconv.ParseUint(string(d.b[j+1:j+5]), 16, 32)
+				if err != nil || utf16.IsSurrogate(rune(r)) {
+					return false
+				}
+				out = utf8.AppendRune(out, rune(r))
+				j += 4
+			default:
+				return false
+			}
+		}
+	}
+	return false
 }
 
 func (d *fastDecoder) boolean(dst *bool) bool {

@@ -31,6 +31,15 @@ func FuzzDecodeFast(f *testing.F) {
 		`{}`,
 		`{"id":"` + strings.Repeat("x", 70) + `"}`,
 		"{\"body\":\"\xff\"}",
+		`{"id":"1","type":"send","body":"say \"hi\" \u0026 \u003c3\nR\u0026D caf\u00e9 \/ \\ \t\b\f\r"}`,
+		`{"body":"\ud83d\ude00 pair"}`,
+		`{"body":"\ud83d lone"}`,
+		`{"body":"\u00zz"}`,
+		`{"body":"\u12"}`,
+		`{"body":"ends in \`,
+		`{"body":"\x"}`,
+		"{\"body\":\"\\u00e9\xc3\"}",
+		"{\"body\":\"\xc3\\u00a9\"}",
 	} {
 		f.Add([]byte(s))
 	}
@@ -56,6 +65,7 @@ func TestDecodeFastTakesPlainFrames(t *testing.T) {
 		string(sendFrame),
 		`{"id":"y","type":"sync","conversation":"d:a:b","lastTime":1,"lastMsgId":2,"limit":3}`,
 		`{"id":"g","type":"group_create","name":"n","accounts":["a","b"]}`,
+		`{"id":"1","type":"send","body":"line\nbreak, \"quoted\", R\u0026D \u003c3"}`,
 	} {
 		var r Request
 		if !decodeFast([]byte(s), &r) {
@@ -63,7 +73,7 @@ func TestDecodeFastTakesPlainFrames(t *testing.T) {
 		}
 	}
 	for _, s := range []string{
-		`{"id":"1","type":"send","body":"line\nbreak"}`,
+		`{"id":"1","type":"send","body":"\ud83d\ude00 a surrogate pair"}`,
 		`{"ID":"1","TYPE":"ping"}`,
 		`{"id":"1","type":"ping","extra":{"x":1}}`,
 	} {
