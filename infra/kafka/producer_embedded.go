@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"hash/crc32"
+	"runtime"
 	"sync"
 	"time"
 
@@ -82,6 +83,13 @@ func (p *embeddedProducer) TryProduce(_ context.Context, r *kgo.Record, promise 
 func (p *embeddedProducer) run() {
 	var b batchBuilder
 	for {
+		// Let the goroutines that are ready run first: they are mostly
+		// callers the last round answered, about to append again, and
+		// whatever they queue joins this round. Without it the round
+		// would run at once (a new or woken goroutine runs next on its
+		// P) and take a record or two: 128 senders made rounds of 2.3
+		// records and appends 4.7x slower (BenchmarkAppend).
+		runtime.Gosched()
 		p.mu.Lock()
 		round := p.queue
 		if len(round) == 0 {
