@@ -284,7 +284,7 @@ func Open(cfg Config) (*Log, error) {
 	}
 	l := &Log{cfg: cfg, client: client, producer: client, ends: map[int32]*endState{}}
 	if cfg.Embedded != nil {
-		l.producer = newEmbeddedProducer(cfg.Embedded)
+		l.producer = newEmbeddedProducer(cfg.Embedded, cfg.AppendTimeout)
 	}
 	return l, nil
 }

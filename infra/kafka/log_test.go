@@ -251,3 +251,18 @@ func TestRecordFormat(t *testing.T) {
 		}
 	})
 }
+
+// An append after the log closed fails, and says so.
+func TestAppendAfterCloseFails(t *testing.T) {
+	eachAppendPath(t, func(t *testing.T, inProcess bool) {
+		b, l := startLog(t, inProcess, t.TempDir())
+		defer b.Close()
+		if _, err := l.Append(context.Background(), uuid.NewString(), sent("d:alice:bob", 0)); err != nil {
+			t.Fatal(err)
+		}
+		_ = l.Close()
+		if _, err := l.Append(context.Background(), uuid.NewString(), sent("d:alice:bob", 1)); err == nil {
+			t.Error("an append after Close succeeded")
+		}
+	})
+}

@@ -34,7 +34,8 @@ var errProducerClosed = errors.New("the log is closed")
 // request in flight and no linger, a record waits for at most the
 // append before it.
 type embeddedProducer struct {
-	c *kfake.Cluster
+	c    *kfake.Cluster
+	wait time.Duration // how long Close waits for the round under way
 
 	mu     sync.Mutex
 	queue  []queuedRecord
@@ -49,8 +50,8 @@ type queuedRecord struct {
 	promise func(*kgo.Record, error)
 }
 
-func newEmbeddedProducer(e *Embedded) *embeddedProducer {
-	return &embeddedProducer{c: e.cluster}
+func newEmbeddedProducer(e *Embedded, closeWait time.Duration) *embeddedProducer {
+	return &embeddedProducer{c: e.cluster, wait: closeWait}
 }
 
 // TryProduce queues r for the next append and calls promise with its
@@ -126,12 +127,15 @@ func (p *embeddedProducer) Flush(ctx context.Context) error {
 	}
 }
 
-// Close fails every later append. Records queued before are still
-// appended (Flush waits for them).
+// Close fails every later append, and waits up to wait for the round
+// under way, if any (one may start between a Flush and Close).
 func (p *embeddedProducer) Close() {
 	p.mu.Lock()
 	p.closed = true
 	p.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), p.wait)
+	defer cancel()
+	_ = p.Flush(ctx)
 }
 
 // batchBuilder encodes a round of records into record batches, appends
