@@ -43,6 +43,8 @@ type embeddedProducer struct {
 	busy   bool           // an appending goroutine runs
 	idle   chan struct{}  // closed when the appending goroutine ends
 	closed bool
+
+	builder batchBuilder // the appending goroutine's (busy): one at a time
 }
 
 type queuedRecord struct {
@@ -82,7 +84,6 @@ func (p *embeddedProducer) TryProduce(_ context.Context, r *kgo.Record, promise 
 
 // run appends what is queued, round after round, until the queue is empty.
 func (p *embeddedProducer) run() {
-	var b batchBuilder
 	for {
 		// Let the goroutines that are ready run first: they are mostly
 		// callers the last round answered, about to append again, and
@@ -102,7 +103,7 @@ func (p *embeddedProducer) run() {
 		p.queue, p.spare = p.spare[:0], nil
 		p.mu.Unlock()
 
-		b.append(p.c, round)
+		p.builder.append(p.c, round)
 
 		clear(round) // the records are their callers'
 		p.mu.Lock()
@@ -196,6 +197,9 @@ func (b *batchBuilder) append(c *kfake.Cluster, round []queuedRecord) {
 		b.runs[i].bytes += size
 	}
 
+	if cap(b.buf) > 4*maxBatchBytes {
+		b.buf = nil // a burst's: let it go
+	}
 	b.buf = b.buf[:0]
 	for i := range b.runs {
 		run := &b.runs[i]
