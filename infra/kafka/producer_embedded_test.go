@@ -226,3 +226,47 @@ func TestAppendPartitionsChecksBatches(t *testing.T) {
 		})
 	}
 }
+
+// Appends that share a round across topics, and more than a batch's
+// worth of bytes to one partition, all land: a round appends to each
+// topic, and splits a partition's records into batches the broker takes.
+func TestInProcessRoundsSplitByTopicAndSize(t *testing.T) {
+	b, l := startLogWith(t, true, EmbeddedConfig{DataDir: t.TempDir()}, Config{Partitions: 1, UsersPartitions: 1})
+	defer b.Close()
+	defer l.Close()
+	big := strings.Repeat("x", 150<<10) // seven of them pass a batch's 1 MB
+	var mu sync.Mutex
+	offsets := map[string][]int64{}
+	var wg sync.WaitGroup
+	for s := range 16 {
+		wg.Go(func() {
+			for i := range 4 {
+				e := sent("d:alice:bob", i)
+				e.Body = big
+				pos, err := l.Append(context.Background(), uuid.NewString(), e)
+				if err != nil {
+					t.Errorf("sender %d: %v", s, err)
+					return
+				}
+				upos, err := l.AppendUser(context.Background(), uuid.NewString(), events.UserLoggedOut{Account: fmt.Sprintf("u%d", s)})
+				if err != nil {
+					t.Errorf("sender %d, users topic: %v", s, err)
+					return
+				}
+				mu.Lock()
+				offsets[l.Topic()] = append(offsets[l.Topic()], pos.Offset)
+				offsets[l.UsersTopic()] = append(offsets[l.UsersTopic()], upos.Offset)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	for topic, offs := range offsets {
+		slices.Sort(offs)
+		for i, o := range offs {
+			if o != int64(i) {
+				t.Fatalf("%s: offsets %v, want 0..%d each once", topic, offs, len(offs)-1)
+			}
+		}
+	}
+}
