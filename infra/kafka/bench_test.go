@@ -13,29 +13,51 @@ import (
 )
 
 // BenchmarkAppend measures acknowledged appends to the embedded broker from
-// many goroutines at once, the way gateway connections publish; the
-// idempotent producer batches concurrent sends.
+// many goroutines at once, the way gateway connections publish, over the
+// Kafka protocol (the idempotent producer batches concurrent sends) and in
+// process (concurrent appends commit together); cpu-ns/op is the
+// process's CPU time (the broker's included) per append.
 func BenchmarkAppend(b *testing.B) {
-	for _, par := range []int{1, 64} {
-		b.Run(fmt.Sprintf("senders=%d", par*2), func(b *testing.B) {
-			br, l := startLog(b, b.TempDir())
-			defer br.Close()
-			defer l.Close()
-			var n atomic.Int64
-			b.SetParallelism(par)
-			b.ReportAllocs()
-			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					i := int(n.Add(1))
-					if _, err := l.Append(context.Background(), uuid.NewString(), sent(fmt.Sprintf("d:a%d:b", i%100), i)); err != nil {
-						b.Error(err)
-						return
-					}
-				}
+	for _, path := range appendPaths {
+		for _, par := range []int{1, 64} {
+			b.Run(fmt.Sprintf("%s/senders=%d", path.name, par*2), func(b *testing.B) {
+				benchAppend(b, path.inProcess, par, EmbeddedConfig{DataDir: b.TempDir()})
 			})
+		}
+	}
+}
+
+// BenchmarkAppendSynced is BenchmarkAppend with every batch fsynced
+// (SyncWrites), where an append costs about an fsync and the appends
+// that share one are what counts.
+func BenchmarkAppendSynced(b *testing.B) {
+	for _, path := range appendPaths {
+		b.Run(fmt.Sprintf("%s/senders=128", path.name), func(b *testing.B) {
+			benchAppend(b, path.inProcess, 64, EmbeddedConfig{DataDir: b.TempDir(), SyncWrites: true})
 		})
 	}
+}
+
+func benchAppend(b *testing.B, inProcess bool, par int, ecfg EmbeddedConfig) {
+	br, l := startLogWith(b, inProcess, ecfg, Config{Partitions: 4})
+	defer br.Close()
+	defer l.Close()
+	var n atomic.Int64
+	b.SetParallelism(par)
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu := sourcetest.CPUTime(b)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := int(n.Add(1))
+			if _, err := l.Append(context.Background(), uuid.NewString(), sent(fmt.Sprintf("d:a%d:b", i%100), i)); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.StopTimer()
+	b.ReportMetric(float64((sourcetest.CPUTime(b)-cpu).Nanoseconds())/float64(b.N), "cpu-ns/op")
 }
 
 // BenchmarkFollow measures a following read of the conversation topic as
@@ -53,7 +75,7 @@ func BenchmarkFollow(b *testing.B) {
 	}
 	for _, name := range []string{"source=kafka", "source=inprocess"} {
 		b.Run(name, func(b *testing.B) {
-			br, l := startLogWith(b, EmbeddedConfig{DataDir: b.TempDir()}, Config{Partitions: 16})
+			br, l := startLogWith(b, false, EmbeddedConfig{DataDir: b.TempDir()}, Config{Partitions: 16})
 			defer br.Close()
 			defer l.Close()
 			from := map[int32]int64{}

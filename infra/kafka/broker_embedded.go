@@ -2,9 +2,10 @@
 // broker (franz-go's kfake) for single-node deployments and tests, the
 // publisher that returns each record's position (a franz-go producer), and
 // Watermill subscribers (Sarama). The same code runs against the embedded
-// broker and against a real Kafka cluster; only the single node's own
-// reader takes a shortcut, reading the embedded broker in process
-// (Embedded.RangeSource).
+// broker and against a real Kafka cluster; only the single node takes two
+// shortcuts to its own broker: its reader reads it in process
+// (Embedded.RangeSource), and its log appends to it in process
+// (Config.Embedded), into the same record batches a producer sends.
 package kafka
 
 import (

@@ -21,138 +21,142 @@ import (
 // and the log's writability, and the record is not in the log — neither
 // at once nor after a restart — so its offset goes to the next record.
 func TestFailedFsyncFailsTheAppend(t *testing.T) {
-	dir := t.TempDir()
-	var failing atomic.Bool
-	var mu sync.Mutex
-	synced := map[string]bool{}
-	fault := func(path string) error {
+	eachAppendPath(t, func(t *testing.T, inProcess bool) {
+		dir := t.TempDir()
+		var failing atomic.Bool
+		var mu sync.Mutex
+		synced := map[string]bool{}
+		fault := func(path string) error {
+			mu.Lock()
+			synced[path] = true
+			mu.Unlock()
+			if failing.Load() && strings.HasSuffix(path, ".dat") {
+				return errors.New("injected: input/output error")
+			}
+			return nil
+		}
+		start := func() (*Embedded, *Log) {
+			return startLogWith(t, inProcess, EmbeddedConfig{DataDir: dir, SyncWrites: true, SyncFault: fault}, Config{Partitions: 1})
+		}
+		b, l := start()
+		ctx := context.Background()
+		first, err := l.Append(ctx, uuid.NewString(), sent("d:alice:bob", 0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pdir := filepath.Join(dir, "partitions", events.DefaultConversationTopic+"-0")
 		mu.Lock()
-		synced[path] = true
+		for _, want := range []string{filepath.Join(pdir, "0.dat"), pdir, filepath.Dir(pdir)} {
+			if !synced[want] {
+				t.Errorf("%s was not synced before the ack (synced: %v)", want, synced)
+			}
+		}
 		mu.Unlock()
-		if failing.Load() && strings.HasSuffix(path, ".dat") {
-			return errors.New("injected: input/output error")
-		}
-		return nil
-	}
-	start := func() (*Embedded, *Log) {
-		return startLogWith(t, EmbeddedConfig{DataDir: dir, SyncWrites: true, SyncFault: fault}, Config{Partitions: 1})
-	}
-	b, l := start()
-	ctx := context.Background()
-	first, err := l.Append(ctx, uuid.NewString(), sent("d:alice:bob", 0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pdir := filepath.Join(dir, "partitions", events.DefaultConversationTopic+"-0")
-	mu.Lock()
-	for _, want := range []string{filepath.Join(pdir, "0.dat"), pdir, filepath.Dir(pdir)} {
-		if !synced[want] {
-			t.Errorf("%s was not synced before the ack (synced: %v)", want, synced)
-		}
-	}
-	mu.Unlock()
 
-	failing.Store(true)
-	if _, err := l.Append(ctx, uuid.NewString(), sent("d:alice:bob", 1)); err == nil {
-		t.Fatal("an append was acknowledged though its fsync failed")
-	}
-	if l.Writable() == nil {
-		t.Error("the log reports itself writable after a failed fsync")
-	}
-	failing.Store(false)
-	var next events.Position
-	for i := 0; ; i++ { // the producer may need a retry to recover its sequence
-		if next, err = l.Append(ctx, uuid.NewString(), sent("d:alice:bob", 2)); err == nil {
-			break
+		failing.Store(true)
+		if _, err := l.Append(ctx, uuid.NewString(), sent("d:alice:bob", 1)); err == nil {
+			t.Fatal("an append was acknowledged though its fsync failed")
 		}
-		if i == 5 {
-			t.Fatalf("appends fail after the disk recovered: %v", err)
+		if l.Writable() == nil {
+			t.Error("the log reports itself writable after a failed fsync")
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if l.Writable() != nil {
-		t.Errorf("the log is not writable again after an append succeeded: %v", l.Writable())
-	}
-	if next.Offset != first.Offset+1 {
-		t.Errorf("the append after the failed one is at offset %d, want %d", next.Offset, first.Offset+1)
-	}
-	_ = l.Close()
-	b.Close()
+		failing.Store(false)
+		var next events.Position
+		for i := 0; ; i++ { // the producer may need a retry to recover its sequence
+			if next, err = l.Append(ctx, uuid.NewString(), sent("d:alice:bob", 2)); err == nil {
+				break
+			}
+			if i == 5 {
+				t.Fatalf("appends fail after the disk recovered: %v", err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if l.Writable() != nil {
+			t.Errorf("the log is not writable again after an append succeeded: %v", l.Writable())
+		}
+		if next.Offset != first.Offset+1 {
+			t.Errorf("the append after the failed one is at offset %d, want %d", next.Offset, first.Offset+1)
+		}
+		_ = l.Close()
+		b.Close()
 
-	b, l = start()
-	defer b.Close()
-	defer l.Close()
-	ends, err := l.EndOffsets()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ends[0] != next.Offset+1 {
-		t.Errorf("after a restart the log ends at %d, want %d", ends[0], next.Offset+1)
-	}
+		b, l = start()
+		defer b.Close()
+		defer l.Close()
+		ends, err := l.EndOffsets()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ends[0] != next.Offset+1 {
+			t.Errorf("after a restart the log ends at %d, want %d", ends[0], next.Offset+1)
+		}
+	})
 }
 
 // A partition whose every record expired keeps its end across restarts —
 // a clean one, and one without the broker's snapshot (as after a crash) —
 // so that no offset, and no msgid, is handed out twice.
 func TestTrimmedPartitionKeepsItsEnd(t *testing.T) {
-	dir := t.TempDir()
-	start := func() (*Embedded, *Log) {
-		return startLogWith(t, EmbeddedConfig{DataDir: dir, RetentionCheck: 50 * time.Millisecond},
-			Config{Partitions: 1, Retention: 200 * time.Millisecond, OwnRetention: true})
-	}
-	b, l := start()
-	ctx := context.Background()
-	var last events.Position
-	for i := 0; i < 5; i++ {
-		var err error
-		if last, err = l.Append(ctx, uuid.NewString(), sent("d:alice:bob", i)); err != nil {
-			t.Fatal(err)
+	eachAppendPath(t, func(t *testing.T, inProcess bool) {
+		dir := t.TempDir()
+		start := func() (*Embedded, *Log) {
+			return startLogWith(t, inProcess, EmbeddedConfig{DataDir: dir, RetentionCheck: 50 * time.Millisecond},
+				Config{Partitions: 1, Retention: 200 * time.Millisecond, OwnRetention: true})
 		}
-	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		starts, err := l.StartOffsets()
-		if err == nil && starts[0] > last.Offset {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("retention did not trim the partition: starts %v (%v)", starts, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	pdir := filepath.Join(dir, "partitions", events.DefaultConversationTopic+"-0")
-	for _, restart := range []struct {
-		name   string
-		before func()
-	}{
-		{"a clean restart", func() {}},
-		{"a restart without the snapshot", func() {
-			if err := os.Remove(filepath.Join(pdir, "snapshot.json")); err != nil {
+		b, l := start()
+		ctx := context.Background()
+		var last events.Position
+		for i := 0; i < 5; i++ {
+			var err error
+			if last, err = l.Append(ctx, uuid.NewString(), sent("d:alice:bob", i)); err != nil {
 				t.Fatal(err)
 			}
-		}},
-	} {
-		_ = l.Close()
-		b.Close()
-		restart.before()
-		b, l = start()
-		ends, err := l.EndOffsets()
+		}
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			starts, err := l.StartOffsets()
+			if err == nil && starts[0] > last.Offset {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("retention did not trim the partition: starts %v (%v)", starts, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		pdir := filepath.Join(dir, "partitions", events.DefaultConversationTopic+"-0")
+		for _, restart := range []struct {
+			name   string
+			before func()
+		}{
+			{"a clean restart", func() {}},
+			{"a restart without the snapshot", func() {
+				if err := os.Remove(filepath.Join(pdir, "snapshot.json")); err != nil {
+					t.Fatal(err)
+				}
+			}},
+		} {
+			_ = l.Close()
+			b.Close()
+			restart.before()
+			b, l = start()
+			ends, err := l.EndOffsets()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ends[0] != last.Offset+1 {
+				t.Errorf("after %s the trimmed partition ends at %d, want %d", restart.name, ends[0], last.Offset+1)
+			}
+		}
+		defer b.Close()
+		defer l.Close()
+		pos, err := l.Append(ctx, uuid.NewString(), sent("d:alice:bob", 9))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if ends[0] != last.Offset+1 {
-			t.Errorf("after %s the trimmed partition ends at %d, want %d", restart.name, ends[0], last.Offset+1)
+		if pos.Offset <= last.Offset {
+			t.Errorf("a new record got offset %d, at or below the trimmed %d", pos.Offset, last.Offset)
 		}
-	}
-	defer b.Close()
-	defer l.Close()
-	pos, err := l.Append(ctx, uuid.NewString(), sent("d:alice:bob", 9))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if pos.Offset <= last.Offset {
-		t.Errorf("a new record got offset %d, at or below the trimmed %d", pos.Offset, last.Offset)
-	}
+	})
 }
 
 // The embedded broker's topics get the configured retention with small

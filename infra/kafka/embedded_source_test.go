@@ -154,7 +154,7 @@ func TestEmbeddedSourceReadsWhatWasProduced(t *testing.T) {
 // A reader waiting at a partition's end stops when the broker closes,
 // and says why unless its context ended too.
 func TestEmbeddedSourceStopsWithTheBroker(t *testing.T) {
-	b, l := startLog(t, t.TempDir())
+	b, l := startLog(t, true, t.TempDir())
 	defer func() { _ = l.Close() }()
 	ch := make(chan error, 1)
 	go func() {

@@ -59,6 +59,13 @@ type Config struct {
 	UsersOnly bool
 	// Security is TLS and SASL to external brokers.
 	Security Security
+	// Embedded, if set, is the broker Brokers name, running in this
+	// process (a single node): the log appends to it in process, with no
+	// Kafka protocol, producer or loopback connection in between, into
+	// the same records and record batches. Its other requests (offsets,
+	// subscribers) still go over the protocol. Once it is closed, appends
+	// fail.
+	Embedded *Embedded
 	// Dial, if set, opens every connection to the brokers, whatever
 	// address the metadata names (tests route them through a fault
 	// proxy). TLS, if enabled, runs over the connection it returns.
@@ -78,7 +85,9 @@ type Config struct {
 	// producer buffers, and on how late a record given up on by its
 	// caller can still land. An append already sent waits for the
 	// broker's answer instead: the idempotent producer cannot tell
-	// whether it landed. Default 10s.
+	// whether it landed. Appends in process (Embedded) are sent at once
+	// and fail at once when the broker is closed; Close waits for those
+	// under way at most this long. Default 10s.
 	AppendTimeout time.Duration
 	// OwnRetention sets the retention on an existing topic even to keep
 	// records forever: the embedded broker is Parley's own. On a cluster
@@ -220,8 +229,9 @@ func (c Config) producerOpts() ([]kgo.Opt, error) {
 // Log appends events to the conversation topic and reports positions.
 // It is safe for concurrent use; concurrent appends are batched together.
 type Log struct {
-	cfg    Config
-	client *kgo.Client // appends and offsets
+	cfg      Config
+	client   *kgo.Client // offsets, and appends unless in process
+	producer producer    // appends: client, or the embedded broker in process
 
 	endsMu sync.Mutex
 	ends   map[int32]*endState
@@ -230,6 +240,18 @@ type Log struct {
 	failing  error // of the last append, nil once one succeeds
 
 	acked Advancer // hears of every acknowledged append to Topic; may be nil
+}
+
+// producer appends records; *kgo.Client is one.
+type producer interface {
+	// TryProduce appends r and calls promise with its outcome (r with
+	// its Offset set, or an error) exactly once.
+	TryProduce(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error))
+	// Flush waits for the appends under way, until ctx ends.
+	Flush(ctx context.Context) error
+	// Close makes later appends fail (and, for franz-go's client,
+	// those still buffered).
+	Close()
 }
 
 // Advancer hears that the record at offset of partition is acknowledged
@@ -260,7 +282,11 @@ func Open(cfg Config) (*Log, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot start the kafka producer: %w", err)
 	}
-	return &Log{cfg: cfg, client: client, ends: map[int32]*endState{}}, nil
+	l := &Log{cfg: cfg, client: client, producer: client, ends: map[int32]*endState{}}
+	if cfg.Embedded != nil {
+		l.producer = newEmbeddedProducer(cfg.Embedded, cfg.AppendTimeout)
+	}
+	return l, nil
 }
 
 // ensureTopics creates the topics of cfg, or checks them (ensureTopic),
@@ -499,7 +525,7 @@ func (l *Log) publish(ctx context.Context, rec *kgo.Record) (events.Position, er
 	// other callers' appends with this one's. The caller waits under
 	// its context below instead; an append given up on here may still
 	// land, which a retry with the same client message id finds (I4).
-	l.client.TryProduce(context.Background(), rec, func(r *kgo.Record, err error) {
+	l.producer.TryProduce(context.Background(), rec, func(r *kgo.Record, err error) {
 		l.noteAppend(err)
 		done <- result{events.Position{Partition: r.Partition, Offset: r.Offset}, err}
 	})
@@ -642,7 +668,8 @@ func (l *Log) EndOffsetsContext(ctx context.Context) (map[int32]int64, error) {
 func (l *Log) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.AppendTimeout)
 	defer cancel()
-	_ = l.client.Flush(ctx) // what is left fails with ErrClientClosed
+	_ = l.producer.Flush(ctx) // what is left fails (kgo.ErrClientClosed)
+	l.producer.Close()
 	l.client.Close()
 	return nil
 }

@@ -14,20 +14,38 @@ import (
 	"github.com/parley-chat/parley/events"
 )
 
-func startLog(t testing.TB, dir string) (*Embedded, *Log) {
+// appendPaths are the ways a log appends to the embedded broker: over
+// the Kafka protocol, as to any cluster, and in process (Config.Embedded),
+// as the single node does.
+var appendPaths = []struct {
+	name      string
+	inProcess bool
+}{{"appends=kafka", false}, {"appends=inprocess", true}}
+
+// eachAppendPath runs test once per append path.
+func eachAppendPath(t *testing.T, test func(t *testing.T, inProcess bool)) {
+	for _, p := range appendPaths {
+		t.Run(p.name, func(t *testing.T) { test(t, p.inProcess) })
+	}
+}
+
+func startLog(t testing.TB, inProcess bool, dir string) (*Embedded, *Log) {
 	t.Helper()
-	return startLogWith(t, EmbeddedConfig{DataDir: dir}, Config{Partitions: 4})
+	return startLogWith(t, inProcess, EmbeddedConfig{DataDir: dir}, Config{Partitions: 4})
 }
 
 // startLogWith starts an embedded broker with ecfg and opens the log on
-// it with cfg (its brokers filled in).
-func startLogWith(t testing.TB, ecfg EmbeddedConfig, cfg Config) (*Embedded, *Log) {
+// it with cfg (its brokers filled in), appending in process if inProcess.
+func startLogWith(t testing.TB, inProcess bool, ecfg EmbeddedConfig, cfg Config) (*Embedded, *Log) {
 	t.Helper()
 	b, err := StartEmbedded(ecfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg.Brokers = b.Addrs()
+	if inProcess {
+		cfg.Embedded = b
+	}
 	l, err := Open(cfg)
 	if err != nil {
 		b.Close()
@@ -47,173 +65,204 @@ func sent(conv string, i int) events.MessageSent {
 // offsets in one partition, a subscriber sees the same positions, and all of
 // it survives a restart of the embedded broker on the same data dir.
 func TestLogAssignsPositionsAndPersists(t *testing.T) {
-	dir := t.TempDir()
-	b, l := startLog(t, dir)
-	convs := []string{"d:alice:bob", "g:team", "d:alice:carol"}
-	want := map[string][]events.Position{}
-	for i := 0; i < 30; i++ {
-		c := convs[i%len(convs)]
-		pos, err := l.Append(context.Background(), uuid.NewString(), sent(c, i))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if pos.Partition != events.PartitionFor(c, 4) {
-			t.Fatalf("%s landed in partition %d, want %d", c, pos.Partition, events.PartitionFor(c, 4))
-		}
-		if prev := want[c]; len(prev) > 0 && prev[len(prev)-1].Offset >= pos.Offset {
-			t.Fatalf("offsets not increasing in %s: %v then %v", c, prev[len(prev)-1], pos)
-		}
-		want[c] = append(want[c], pos)
-	}
-	_ = l.Close()
-	b.Close()
-
-	b, l = startLog(t, dir)
-	defer b.Close()
-	defer l.Close()
-	sub, err := l.NewSubscriber(SubscriberConfig{}, watermill.NopLogger{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	ch, err := sub.Subscribe(ctx, l.Topic())
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := map[string][]events.Position{}
-	for n := 0; n < 30; n++ {
-		select {
-		case m := <-ch:
-			e, err := events.Decode(m.Metadata.Get(events.MetadataName), m.Payload)
+	eachAppendPath(t, func(t *testing.T, inProcess bool) {
+		dir := t.TempDir()
+		b, l := startLog(t, inProcess, dir)
+		convs := []string{"d:alice:bob", "g:team", "d:alice:carol"}
+		want := map[string][]events.Position{}
+		for i := 0; i < 30; i++ {
+			c := convs[i%len(convs)]
+			pos, err := l.Append(context.Background(), uuid.NewString(), sent(c, i))
 			if err != nil {
 				t.Fatal(err)
 			}
-			p, _ := wkafka.MessagePartitionFromCtx(m.Context())
-			o, _ := wkafka.MessagePartitionOffsetFromCtx(m.Context())
-			got[e.Key()] = append(got[e.Key()], events.Position{Partition: p, Offset: o})
-			m.Ack()
-		case <-ctx.Done():
-			t.Fatalf("read %d of 30 records after restart", n)
+			if pos.Partition != events.PartitionFor(c, 4) {
+				t.Fatalf("%s landed in partition %d, want %d", c, pos.Partition, events.PartitionFor(c, 4))
+			}
+			if prev := want[c]; len(prev) > 0 && prev[len(prev)-1].Offset >= pos.Offset {
+				t.Fatalf("offsets not increasing in %s: %v then %v", c, prev[len(prev)-1], pos)
+			}
+			want[c] = append(want[c], pos)
 		}
-	}
-	for _, c := range convs {
-		if fmt.Sprint(got[c]) != fmt.Sprint(want[c]) {
-			t.Errorf("%s: read %v, appended %v", c, got[c], want[c])
+		_ = l.Close()
+		b.Close()
+
+		b, l = startLog(t, inProcess, dir)
+		defer b.Close()
+		defer l.Close()
+		sub, err := l.NewSubscriber(SubscriberConfig{}, watermill.NopLogger{})
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
+		defer sub.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		ch, err := sub.Subscribe(ctx, l.Topic())
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string][]events.Position{}
+		for n := 0; n < 30; n++ {
+			select {
+			case m := <-ch:
+				e, err := events.Decode(m.Metadata.Get(events.MetadataName), m.Payload)
+				if err != nil {
+					t.Fatal(err)
+				}
+				p, _ := wkafka.MessagePartitionFromCtx(m.Context())
+				o, _ := wkafka.MessagePartitionOffsetFromCtx(m.Context())
+				got[e.Key()] = append(got[e.Key()], events.Position{Partition: p, Offset: o})
+				m.Ack()
+			case <-ctx.Done():
+				t.Fatalf("read %d of 30 records after restart", n)
+			}
+		}
+		for _, c := range convs {
+			if fmt.Sprint(got[c]) != fmt.Sprint(want[c]) {
+				t.Errorf("%s: read %v, appended %v", c, got[c], want[c])
+			}
+		}
+	})
 }
 
 // Concurrent end-offset reads share requests, yet each sees every record
 // acknowledged before it asked.
 func TestEndOffsetSeesEveryEarlierAck(t *testing.T) {
-	b, l := startLog(t, t.TempDir())
-	defer b.Close()
-	defer l.Close()
-	var wg sync.WaitGroup
-	for g := 0; g < 8; g++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; i < 50; i++ {
-				pos, err := l.Append(context.Background(), uuid.NewString(), sent("d:alice:bob", i))
-				if err != nil {
-					t.Error(err)
-					return
+	eachAppendPath(t, func(t *testing.T, inProcess bool) {
+		b, l := startLog(t, inProcess, t.TempDir())
+		defer b.Close()
+		defer l.Close()
+		var wg sync.WaitGroup
+		for g := 0; g < 8; g++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; i < 50; i++ {
+					pos, err := l.Append(context.Background(), uuid.NewString(), sent("d:alice:bob", i))
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					end, err := l.EndOffset(pos.Partition)
+					if err != nil || end <= pos.Offset {
+						t.Errorf("end %d after an ack at %d (%v)", end, pos.Offset, err)
+						return
+					}
 				}
-				end, err := l.EndOffset(pos.Partition)
-				if err != nil || end <= pos.Offset {
-					t.Errorf("end %d after an ack at %d (%v)", end, pos.Offset, err)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
+			}()
+		}
+		wg.Wait()
+	})
 }
 
 // With the broker gone, an append fails by itself (after AppendTimeout)
 // — the caller's context need not end — and the log reports itself
 // unwritable; once the broker is back on the same address, appends work
-// and the log is writable again.
+// and the log is writable again. A log that appends in process lives and
+// dies with its broker (the node starts and stops them together): it
+// fails at once, and a new broker gets a new log.
 func TestAppendFailsWhileTheBrokerIsDown(t *testing.T) {
-	dir := t.TempDir()
-	b, l := startLogWith(t, EmbeddedConfig{DataDir: dir}, Config{Partitions: 4, AppendTimeout: time.Second})
-	defer l.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if _, err := l.Append(ctx, uuid.NewString(), sent("d:alice:bob", 0)); err != nil {
-		t.Fatal(err)
-	}
-	addr := b.Addrs()[0]
-	b.Close()
-	_, err := l.Append(ctx, uuid.NewString(), sent("d:alice:bob", 1))
-	if err == nil || ctx.Err() != nil {
-		t.Fatalf("an append with the broker down: %v (context: %v), want its own error", err, ctx.Err())
-	}
-	if l.Writable() == nil {
-		t.Error("the log reports itself writable with the broker down")
-	}
-	b, err = StartEmbedded(EmbeddedConfig{DataDir: dir, Addr: addr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	for i := 0; ; i++ {
-		if _, err = l.Append(ctx, uuid.NewString(), sent("d:alice:bob", 2)); err == nil {
-			break
+	eachAppendPath(t, func(t *testing.T, inProcess bool) {
+		dir := t.TempDir()
+		b, l := startLogWith(t, inProcess, EmbeddedConfig{DataDir: dir}, Config{Partitions: 4, AppendTimeout: time.Second})
+		defer l.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if _, err := l.Append(ctx, uuid.NewString(), sent("d:alice:bob", 0)); err != nil {
+			t.Fatal(err)
 		}
-		if ctx.Err() != nil {
-			t.Fatalf("appends fail after the broker came back: %v", err)
+		addr := b.Addrs()[0]
+		b.Close()
+		_, err := l.Append(ctx, uuid.NewString(), sent("d:alice:bob", 1))
+		if err == nil || ctx.Err() != nil {
+			t.Fatalf("an append with the broker down: %v (context: %v), want its own error", err, ctx.Err())
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if err := l.Writable(); err != nil {
-		t.Errorf("the log is not writable again after an append succeeded: %v", err)
-	}
+		if l.Writable() == nil {
+			t.Error("the log reports itself writable with the broker down")
+		}
+		if inProcess {
+			if _, err := l.Append(ctx, uuid.NewString(), sent("d:alice:bob", 2)); err == nil {
+				t.Error("an append in process succeeded on a closed broker")
+			}
+			return
+		}
+		b, err = StartEmbedded(EmbeddedConfig{DataDir: dir, Addr: addr})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer b.Close()
+		for i := 0; ; i++ {
+			if _, err = l.Append(ctx, uuid.NewString(), sent("d:alice:bob", 2)); err == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("appends fail after the broker came back: %v", err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if err := l.Writable(); err != nil {
+			t.Errorf("the log is not writable again after an append succeeded: %v", err)
+		}
+	})
 }
 
 // A record is what Sarama consumers and Watermill subscribers read: the
 // conversation as key, the encoded event as value, and the message UUID,
 // the event name and the key as headers, nothing else.
 func TestRecordFormat(t *testing.T) {
-	b, l := startLog(t, t.TempDir())
-	defer b.Close()
-	defer l.Close()
-	e, id := sent("d:alice:bob", 0), uuid.NewString()
-	pos, err := l.Append(context.Background(), id, e)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sc, err := l.cfg.saramaConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	consumer, err := sarama.NewConsumer(l.Brokers(), sc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer consumer.Close()
-	var got *sarama.ConsumerMessage
-	err = ConsumePartitions(context.Background(), consumer, l.Topic(), map[int32]int64{pos.Partition: pos.Offset}, map[int32]int64{pos.Partition: pos.Offset + 1},
-		func(m *sarama.ConsumerMessage) error { got = m; return nil })
-	if err != nil || got == nil {
-		t.Fatalf("cannot read the record back: %v", err)
-	}
-	payload, err := events.Encode(e)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if string(got.Key) != e.Key() || string(got.Value) != string(payload) {
-		t.Errorf("record key %q value %s, want %q %s", got.Key, got.Value, e.Key(), payload)
-	}
-	headers := map[string]string{}
-	for _, h := range got.Headers {
-		headers[string(h.Key)] = string(h.Value)
-	}
-	want := map[string]string{uuidHeader: id, events.MetadataName: e.EventName(), MetadataKey: e.Key()}
-	if fmt.Sprint(headers) != fmt.Sprint(want) || len(got.Headers) != len(want) {
-		t.Errorf("record headers %v, want %v", headers, want)
-	}
+	eachAppendPath(t, func(t *testing.T, inProcess bool) {
+		b, l := startLog(t, inProcess, t.TempDir())
+		defer b.Close()
+		defer l.Close()
+		e, id := sent("d:alice:bob", 0), uuid.NewString()
+		pos, err := l.Append(context.Background(), id, e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc, err := l.cfg.saramaConfig()
+		if err != nil {
+			t.Fatal(err)
+		}
+		consumer, err := sarama.NewConsumer(l.Brokers(), sc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer consumer.Close()
+		var got *sarama.ConsumerMessage
+		err = ConsumePartitions(context.Background(), consumer, l.Topic(), map[int32]int64{pos.Partition: pos.Offset}, map[int32]int64{pos.Partition: pos.Offset + 1},
+			func(m *sarama.ConsumerMessage) error { got = m; return nil })
+		if err != nil || got == nil {
+			t.Fatalf("cannot read the record back: %v", err)
+		}
+		payload, err := events.Encode(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got.Key) != e.Key() || string(got.Value) != string(payload) {
+			t.Errorf("record key %q value %s, want %q %s", got.Key, got.Value, e.Key(), payload)
+		}
+		headers := map[string]string{}
+		for _, h := range got.Headers {
+			headers[string(h.Key)] = string(h.Value)
+		}
+		want := map[string]string{uuidHeader: id, events.MetadataName: e.EventName(), MetadataKey: e.Key()}
+		if fmt.Sprint(headers) != fmt.Sprint(want) || len(got.Headers) != len(want) {
+			t.Errorf("record headers %v, want %v", headers, want)
+		}
+	})
+}
+
+// An append after the log closed fails, and says so.
+func TestAppendAfterCloseFails(t *testing.T) {
+	eachAppendPath(t, func(t *testing.T, inProcess bool) {
+		b, l := startLog(t, inProcess, t.TempDir())
+		defer b.Close()
+		if _, err := l.Append(context.Background(), uuid.NewString(), sent("d:alice:bob", 0)); err != nil {
+			t.Fatal(err)
+		}
+		_ = l.Close()
+		if _, err := l.Append(context.Background(), uuid.NewString(), sent("d:alice:bob", 1)); err == nil {
+			t.Error("an append after Close succeeded")
+		}
+	})
 }

@@ -11,7 +11,8 @@ import (
 )
 
 // kafkaLog is the contract's log on the embedded broker: records are
-// produced to exact partitions through the log's own client.
+// produced to exact partitions through the log's own producer (franz-go's,
+// or in process).
 type kafkaLog struct {
 	l *Log
 	b *Embedded
@@ -22,7 +23,9 @@ func (k kafkaLog) Append(t *testing.T, p int32, recs ...runner.RawRecord) {
 	for _, r := range recs {
 		rec := &kgo.Record{Topic: k.l.Topic(), Partition: p,
 			Headers: []kgo.RecordHeader{{Key: "event", Value: []byte(r.Name)}}, Value: r.Payload}
-		if err := k.l.client.ProduceSync(context.Background(), rec).FirstErr(); err != nil {
+		done := make(chan error, 1)
+		k.l.producer.TryProduce(context.Background(), rec, func(_ *kgo.Record, err error) { done <- err })
+		if err := <-done; err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -34,11 +37,12 @@ func (k kafkaLog) Range(_ *testing.T, from, to map[int32]int64) runner.Source {
 func (k kafkaLog) Group(_ *testing.T, name string) runner.Source { return k.l.GroupSource(name) }
 
 func TestSourceContract(t *testing.T) {
-	sourcetest.Run(t, newKafkaLog)
+	sourcetest.Run(t, func(t *testing.T) sourcetest.Log { return newKafkaLog(t, false) })
 }
 
 // embeddedLog reads the embedded broker in process: a range only (the
-// single node's reader has no consumer group).
+// single node's reader has no consumer group); it appends in process too,
+// as the single node does.
 type embeddedLog struct{ kafkaLog }
 
 func (e embeddedLog) Range(_ *testing.T, from, to map[int32]int64) runner.Source {
@@ -47,7 +51,7 @@ func (e embeddedLog) Range(_ *testing.T, from, to map[int32]int64) runner.Source
 func (embeddedLog) Group(*testing.T, string) runner.Source { return nil }
 
 func TestEmbeddedSourceContract(t *testing.T) {
-	sourcetest.Run(t, func(t *testing.T) sourcetest.Log { return embeddedLog{newKafkaLog(t).(kafkaLog)} })
+	sourcetest.Run(t, func(t *testing.T) sourcetest.Log { return embeddedLog{newKafkaLog(t, true).(kafkaLog)} })
 }
 
 // watermillLog reads through Watermill's subscriber: a consumer group
@@ -70,17 +74,21 @@ func (w watermillLog) Group(t *testing.T, name string) runner.Source {
 }
 
 func TestWatermillSourceContract(t *testing.T) {
-	sourcetest.Run(t, func(t *testing.T) sourcetest.Log { return watermillLog{newKafkaLog(t).(kafkaLog)} })
+	sourcetest.Run(t, func(t *testing.T) sourcetest.Log { return watermillLog{newKafkaLog(t, false).(kafkaLog)} })
 }
 
-func newKafkaLog(t *testing.T) sourcetest.Log {
+func newKafkaLog(t *testing.T, inProcess bool) sourcetest.Log {
 	{
 		b, err := StartEmbedded(EmbeddedConfig{DataDir: t.TempDir()})
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(b.Close)
-		l, err := Open(Config{Brokers: b.Addrs(), Partitions: sourcetest.Partitions})
+		cfg := Config{Brokers: b.Addrs(), Partitions: sourcetest.Partitions}
+		if inProcess {
+			cfg.Embedded = b
+		}
+		l, err := Open(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -396,6 +396,7 @@ func (n *Node) openLog() error {
 		}
 		n.broker = b
 		n.cfg.Kafka.Brokers = b.Addrs()
+		n.cfg.Kafka.Embedded = b // appends in process, not over loopback
 		n.cfg.Kafka.OwnRetention = true
 		n.log.Info("embedded broker listening", "addrs", n.cfg.Kafka.Brokers, "dir", n.cfg.EmbeddedBroker.DataDir)
 	}

@@ -139,56 +139,12 @@ func (c *Cluster) handleProduce(creq *clientReq) (kmsg.Response, error) {
 				continue
 			}
 
-			// Check message size before parsing
-			if len(rp.Records) > maxMessageBytes {
-				donep(rt, rp, kerr.MessageTooLarge.Code, "The message is too large.")
-				continue
-			}
-
-			var b kmsg.RecordBatch
-			if err := b.ReadFrom(rp.Records); err != nil {
-				donep(rt, rp, kerr.CorruptMessage.Code, "Corrupt message.")
-				continue
-			}
-			if b.FirstOffset != 0 {
-				donep(rt, rp, kerr.CorruptMessage.Code, "First offset in batch must be zero.")
-				continue
-			}
-			if int(b.Length) != len(rp.Records)-12 {
-				donep(rt, rp, kerr.CorruptMessage.Code, "Batch length mismatch.")
-				continue
-			}
-			// PartitionLeaderEpoch is not validated: real Kafka brokers
-			// overwrite this field with the current leader epoch. Clients
-			// send different values (franz-go sends -1, Sarama sends 0).
-
-			if b.Magic != 2 {
-				donep(rt, rp, kerr.CorruptMessage.Code, "Unsupported message format version.")
-				continue
-			}
-			if b.CRC != int32(crc32.Checksum(rp.Records[21:], crc32c)) { // crc starts at byte 21
-				donep(rt, rp, kerr.CorruptMessage.Code, "CRC mismatch.")
+			b, logAppendTime, code, msg := checkBatch(rp.Records, maxMessageBytes, now) // [parley] shared with AppendPartitions
+			if code != 0 {
+				donep(rt, rp, code, msg)
 				continue
 			}
 			attrs := uint16(b.Attributes)
-			if attrs&0x0020 != 0 {
-				donep(rt, rp, kerr.InvalidRecord.Code, "Client cannot send control batches.")
-				continue
-			}
-			if attrs&0x0007 > 4 {
-				donep(rt, rp, kerr.CorruptMessage.Code, "Invalid compression type.")
-				continue
-			}
-			logAppendTime := int64(-1)
-			if attrs&0x0008 > 0 {
-				b.FirstTimestamp = now
-				b.MaxTimestamp = now
-				logAppendTime = now
-			}
-			if b.LastOffsetDelta != b.NumRecords-1 {
-				donep(rt, rp, kerr.CorruptMessage.Code, "Last offset delta mismatch.")
-				continue
-			}
 
 			txnal := attrs&0x0010 != 0
 
@@ -329,4 +285,52 @@ func (c *Cluster) handleProduce(creq *clientReq) (kmsg.Response, error) {
 		return nil, nil
 	}
 	return toresp(), nil
+}
+
+// checkBatch is the validation of one produced batch of a partition whose
+// topic takes messages of up to maxMessageBytes, at now (ms): the batch,
+// its log-append time (-1 for create time), or the error code and message
+// to answer with. [parley] Taken out of handleProduce for AppendPartitions.
+func checkBatch(records []byte, maxMessageBytes int, now int64) (b kmsg.RecordBatch, logAppendTime int64, errCode int16, errMsg string) {
+	// Check message size before parsing
+	if len(records) > maxMessageBytes {
+		return b, -1, kerr.MessageTooLarge.Code, "The message is too large."
+	}
+
+	if err := b.ReadFrom(records); err != nil {
+		return b, -1, kerr.CorruptMessage.Code, "Corrupt message."
+	}
+	if b.FirstOffset != 0 {
+		return b, -1, kerr.CorruptMessage.Code, "First offset in batch must be zero."
+	}
+	if int(b.Length) != len(records)-12 {
+		return b, -1, kerr.CorruptMessage.Code, "Batch length mismatch."
+	}
+	// PartitionLeaderEpoch is not validated: real Kafka brokers
+	// overwrite this field with the current leader epoch. Clients
+	// send different values (franz-go sends -1, Sarama sends 0).
+
+	if b.Magic != 2 {
+		return b, -1, kerr.CorruptMessage.Code, "Unsupported message format version."
+	}
+	if b.CRC != int32(crc32.Checksum(records[21:], crc32c)) { // crc starts at byte 21
+		return b, -1, kerr.CorruptMessage.Code, "CRC mismatch."
+	}
+	attrs := uint16(b.Attributes)
+	if attrs&0x0020 != 0 {
+		return b, -1, kerr.InvalidRecord.Code, "Client cannot send control batches."
+	}
+	if attrs&0x0007 > 4 {
+		return b, -1, kerr.CorruptMessage.Code, "Invalid compression type."
+	}
+	logAppendTime = -1
+	if attrs&0x0008 > 0 {
+		b.FirstTimestamp = now
+		b.MaxTimestamp = now
+		logAppendTime = now
+	}
+	if b.LastOffsetDelta != b.NumRecords-1 {
+		return b, -1, kerr.CorruptMessage.Code, "Last offset delta mismatch."
+	}
+	return b, logAppendTime, 0, ""
 }
