@@ -2,14 +2,17 @@ package kafka
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/parley-chat/parley/events"
 	"github.com/parley-chat/parley/projections/runner"
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -234,4 +237,62 @@ func FuzzDecodeBatches(f *testing.F) {
 			}
 		}
 	})
+}
+
+// A reader that follows the log's end reads the newest batches from the
+// broker's memory of them (the active segment's tail, about 128 KiB per
+// partition): many times that, appended in batches of every size while
+// the reader follows, reach it exactly as a read of the files from the
+// start finds them.
+func TestEmbeddedSourceFollowsPastTheTail(t *testing.T) {
+	b, l := startLogWith(t, true, EmbeddedConfig{DataDir: t.TempDir()}, Config{Partitions: 1})
+	defer b.Close()
+	defer l.Close()
+
+	ctx, cancel := context.WithCancel(t.Context())
+	var mu sync.Mutex
+	var followed []runner.RawRecord
+	done := make(chan error, 1)
+	go func() {
+		done <- b.RangeSource(l.Topic(), map[int32]int64{0: 0}, nil).Consume(ctx, func(_ context.Context, bt runner.Batch) error {
+			mu.Lock()
+			defer mu.Unlock()
+			followed = append(followed, bt.Records...)
+			return nil
+		})
+	}()
+	const senders, each = 6, 250
+	var wg sync.WaitGroup
+	for s := range senders {
+		wg.Go(func() {
+			for i := range each {
+				e := sent("g:tail", i)
+				e.Body = strings.Repeat(fmt.Sprint(s), 100+(s*each+i)%700)
+				if _, err := l.Append(context.Background(), uuid.NewString(), e); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) {
+		mu.Lock()
+		n := len(followed)
+		mu.Unlock()
+		if n >= senders*each {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the follower read %d of %d records", n, senders*each)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+		t.Fatal(err)
+	}
+	fromFiles := readAll(t, b.RangeSource(l.Topic(), map[int32]int64{0: 0}, map[int32]int64{0: senders * each}))
+	mu.Lock()
+	defer mu.Unlock()
+	sameRecords(t, "the follower", followed, fromFiles[0])
 }

@@ -143,6 +143,8 @@ type (
 		activeIdxFile file          // open handle for active index
 		dirDirty      bool          // [parley] the active files may be new: sync their directories
 		segments      []segmentInfo // all segments, sorted by base offset
+
+		tail segmentTail // [parley] the newest bytes of the active segment, for in-process reads
 	}
 
 	followers []int32

@@ -97,6 +97,11 @@ func (c *Cluster) readBatchesInto(pd *partData, segIdx, metaIdx, maxBytes int, d
 			if n == 0 {
 				return nil
 			}
+			if b, ok := pd.tail.read(seg.base, si == len(pd.segments)-1, from, n); ok {
+				dst = append(dst, b...)
+				from, n = -1, 0
+				return nil
+			}
 			f, err := c.segReadFile(pd, si)
 			if err != nil {
 				return err
@@ -159,4 +164,50 @@ func (pd *partData) notifyAppended() {
 		close(pd.appended)
 		pd.appended = nil
 	}
+}
+
+// tailBytes bounds a partition's segmentTail: about a second of a busy
+// partition's appends, which a reader that keeps up reads from memory.
+const tailBytes = 128 << 10
+
+// segmentTail keeps the newest bytes appended to a partition's active
+// segment, so that a read at the log's end — the single node's reader,
+// woken by the append — copies them instead of seeking and reading the
+// file in the cluster's goroutine. It holds one run of the file's bytes:
+// [pos, pos+len(b)) of the segment whose base offset is base.
+type segmentTail struct {
+	base int64
+	pos  int64
+	b    []byte
+}
+
+// keep records that batch was written at pos of the segment based at
+// base.
+func (t *segmentTail) keep(base, pos int64, batch []byte) {
+	if len(batch) > tailBytes/2 {
+		t.reset()
+		return
+	}
+	if t.base != base || t.pos+int64(len(t.b)) != pos || len(t.b) == 0 {
+		t.base, t.pos, t.b = base, pos, t.b[:0]
+	}
+	if len(t.b)+len(batch) > tailBytes {
+		// Drop the older half or more, a copy of at most half the tail.
+		drop := max(len(t.b)/2, len(t.b)+len(batch)-tailBytes)
+		n := copy(t.b, t.b[drop:])
+		t.b, t.pos = t.b[:n], t.pos+int64(drop)
+	}
+	t.b = append(t.b, batch...)
+}
+
+// reset forgets what t holds.
+func (t *segmentTail) reset() { t.b = t.b[:0] }
+
+// read returns bytes [from, from+n) of the segment based at base, if t
+// holds them all and that segment is still the active one.
+func (t *segmentTail) read(base int64, active bool, from, n int64) ([]byte, bool) {
+	if !active || len(t.b) == 0 || t.base != base || from < t.pos || from+n > t.pos+int64(len(t.b)) {
+		return nil, false
+	}
+	return t.b[from-t.pos : from-t.pos+n], true
 }

@@ -805,6 +805,7 @@ func (c *Cluster) savePartition(fsys fs, dir, topic string, part int32, pd *part
 // after compaction changes the batch set. Also resets active file handles.
 func (c *Cluster) rebuildSegments(pd *partData, batches []*partBatch) {
 	pdir := partDir(c.storageDir, pd.t, pd.p)
+	pd.tail.reset() // [parley] the segments are written anew
 
 	pd.closeAllFiles(false)
 
@@ -1913,6 +1914,7 @@ func (c *Cluster) persistBatchToSegment(pd *partData, b *partBatch) int64 {
 	}
 
 	active.size += batchSize
+	pd.tail.keep(active.base, segPos, *bp) // [parley]
 	return segPos
 }
 
