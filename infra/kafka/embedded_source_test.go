@@ -283,6 +283,11 @@ func TestEmbeddedSourceFollowsPastTheTail(t *testing.T) {
 		if n >= senders*each {
 			break
 		}
+		select {
+		case err := <-done:
+			t.Fatalf("the follower stopped after %d of %d records: %v", n, senders*each, err)
+		default:
+		}
 		if time.Now().After(deadline) {
 			t.Fatalf("the follower read %d of %d records", n, senders*each)
 		}
