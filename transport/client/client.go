@@ -492,8 +492,8 @@ func (e *events) OnClose(_ *gws.Conn, err error) {
 
 func (e *events) OnMessage(_ *gws.Conn, m *gws.Message) {
 	defer m.Close()
-	var f wire.ServerFrame
-	if err := json.Unmarshal(m.Bytes(), &f); err != nil {
+	f, err := wire.DecodeServerFrame(m.Bytes())
+	if err != nil {
 		return
 	}
 	if f.Type == wire.TypePresenceState || f.Type == wire.TypePresencePush {

@@ -16,37 +16,7 @@ import (
 // for the common frame. r must be zero; on false it is left part-filled.
 func decodeFast(frame []byte, r *Request) bool {
 	d := fastDecoder{b: frame}
-	if !d.byte('{') {
-		return false
-	}
-	var seen uint32
-	if d.skipSpace(); d.peek() == '}' {
-		d.i++
-		return d.end()
-	}
-	for {
-		key, ok := d.rawString()
-		if !ok || !d.byte(':') {
-			return false
-		}
-		d.skipSpace()
-		bit, ok := d.field(key, r)
-		if !ok || seen&bit != 0 {
-			return false
-		}
-		seen |= bit
-		d.skipSpace()
-		switch d.peek() {
-		case ',':
-			d.i++
-			d.skipSpace()
-		case '}':
-			d.i++
-			return d.end()
-		default:
-			return false
-		}
-	}
+	return d.object(func(key []byte) (uint32, bool) { return d.field(key, r) }) && d.end()
 }
 
 type fastDecoder struct {

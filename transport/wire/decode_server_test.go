@@ -1,0 +1,92 @@
+package wire
+
+import (
+	"encoding/json"
+	"reflect"
+	"testing"
+)
+
+// pushFrame and ackFrame are what the server writes most.
+var (
+	pushFrame = AppendPush(nil, &Message{MsgID: 1<<48 + 7, MessageID: "0190f3c2-8d7e-7000-8000-000000000000", ClientMsgID: "c-1",
+		Conversation: "d:ann:bob", From: "ann", Device: "phone", Kind: "text", Body: `see you "later" & <3` + "\nok", ServerTime: 1_700_000_000_000}, 1<<48+6)
+	ackFrame = AppendAck(nil, &ServerFrame{ID: "42", Type: TypeAck, MsgID: 1<<48 + 7, MessageID: "0190f3c2-8d7e-7000-8000-000000000000",
+		Conversation: "d:ann:bob", ServerTime: 1_700_000_000_000})
+)
+
+// FuzzDecodeServerFrame holds the fast path to encoding/json: whatever
+// frame it takes, encoding/json reads as the same ServerFrame.
+func FuzzDecodeServerFrame(f *testing.F) {
+	for _, s := range []string{
+		string(pushFrame),
+		string(ackFrame),
+		`{"type":"message","message":{"msgId":1,"body":"\u00e9\n","editedAt":5,"deleted":true}}`,
+		`{"id":"1","type":"ack","msgId":2,"duplicate":true}`,
+		`{"type":"message","message":null}`,
+		`{"type":"message","message":{}}`,
+		`{"type":"message","message":{"msgId":1,"msgId":2}}`,
+		`{"type":"pong","id":"p"}`,
+		`{"Type":"ack"}`,
+		`{"type":"messages","messages":[]}`,
+		`{"type":"message"} x`,
+		`{"type":"message","prevMsgId":1.5}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, frame []byte) {
+		var fast ServerFrame
+		if !decodeServerFast(frame, &fast) {
+			return
+		}
+		var slow ServerFrame
+		if err := json.Unmarshal(frame, &slow); err != nil {
+			t.Fatalf("the fast path took %q, which encoding/json refuses: %v", frame, err)
+		}
+		if !reflect.DeepEqual(fast, slow) {
+			t.Fatalf("%q: fast %+v, encoding/json %+v", frame, fast, slow)
+		}
+	})
+}
+
+// Pushes and acks as the server writes them take the fast path; other
+// frames still decode.
+func TestDecodeServerFrameTakesPushesAndAcks(t *testing.T) {
+	for _, frame := range [][]byte{pushFrame, ackFrame} {
+		var f ServerFrame
+		if !decodeServerFast(frame, &f) {
+			t.Errorf("%s: not taken by the fast path", frame)
+		}
+	}
+	got, err := DecodeServerFrame([]byte(`{"type":"messages","id":"s","messages":[{"msgId":3,"body":"b"}],"hasMore":true}`))
+	if err != nil || len(got.Messages) != 1 || got.Messages[0].MsgID != 3 || !got.HasMore {
+		t.Errorf("a sync reply decoded as %+v, %v", got, err)
+	}
+	if _, err := DecodeServerFrame([]byte(`{"type":`)); err == nil {
+		t.Error("a cut frame decoded")
+	}
+}
+
+func BenchmarkDecodeServerFrame(b *testing.B) {
+	for _, c := range []struct {
+		name  string
+		frame []byte
+	}{{"push", pushFrame}, {"ack", ackFrame}} {
+		b.Run(c.name+"/fast", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := DecodeServerFrame(c.frame); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(c.name+"/encoding-json", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				var f ServerFrame
+				if err := json.Unmarshal(c.frame, &f); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
