@@ -3,8 +3,8 @@ package wire
 import "encoding/json"
 
 // DecodeServerFrame reads a frame the server sent. The frames a client
-// gets most — pushes of new messages and acks — are read without
-// encoding/json when they have the plain shape the server writes (keys
+// gets most — pushes of new messages, acks and sync replies — are read
+// without encoding/json when they have the plain shape the server writes (keys
 // spelled exactly, each once; integers; strings as decodeFast reads
 // them); anything else goes through encoding/json, with its rules. The
 // frame is the same either way (FuzzDecodeServerFrame checks it).
@@ -18,8 +18,8 @@ func DecodeServerFrame(frame []byte) (ServerFrame, error) {
 	return f, err
 }
 
-// decodeServerFast reads frame into f (zero) when it is a plain push or
-// ack, reporting false otherwise (f is then part-filled).
+// decodeServerFast reads frame into f (zero) when it is a plain push,
+// ack or sync reply, reporting false otherwise (f is then part-filled).
 func decodeServerFast(frame []byte, f *ServerFrame) bool {
 	d := fastDecoder{b: frame}
 	return d.object(func(key []byte) (uint32, bool) {
@@ -43,9 +43,71 @@ func decodeServerFast(frame []byte, f *ServerFrame) bool {
 		case "message":
 			f.Message = &Message{}
 			return 1 << 8, d.message(f.Message)
+		case "messages":
+			return 1 << 9, d.messages(&f.Messages)
+		case "source":
+			return 1 << 10, d.str(&f.Source)
+		case "hasMore":
+			return 1 << 11, d.boolean(&f.HasMore)
+		case "goneThrough":
+			return 1 << 12, d.int(&f.GoneThrough)
+		case "next":
+			f.Next = &Cursor{}
+			return 1 << 13, d.cursor(f.Next)
+		case "changes":
+			return 1 << 14, d.messages(&f.Changes)
+		case "changesMore":
+			return 1 << 15, d.boolean(&f.ChangesMore)
 		}
 		return 0, false
 	}) && d.end()
+}
+
+// messages reads an array of Message objects; an empty array is an
+// empty, not a nil, slice, as encoding/json makes it.
+func (d *fastDecoder) messages(dst *[]Message) bool {
+	if d.peek() != '[' {
+		return false
+	}
+	d.i++
+	out := []Message{}
+	if d.skipSpace(); d.peek() == ']' {
+		d.i++
+		*dst = out
+		return true
+	}
+	for {
+		var m Message
+		if !d.message(&m) {
+			return false
+		}
+		out = append(out, m)
+		d.skipSpace()
+		switch d.peek() {
+		case ',':
+			d.i++
+			d.skipSpace()
+		case ']':
+			d.i++
+			*dst = out
+			return true
+		default:
+			return false
+		}
+	}
+}
+
+// cursor reads a Cursor object.
+func (d *fastDecoder) cursor(c *Cursor) bool {
+	return d.object(func(key []byte) (uint32, bool) {
+		switch string(key) {
+		case "lastTime":
+			return 1 << 0, d.int(&c.LastTime)
+		case "lastMsgId":
+			return 1 << 1, d.int(&c.LastMsgID)
+		}
+		return 0, false
+	})
 }
 
 // message reads a Message object.
