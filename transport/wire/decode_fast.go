@@ -236,22 +236,33 @@ func (d *fastDecoder) int(dst *int64) bool {
 // strings reads an array of plain strings; an empty array is an empty,
 // not a nil, slice, as encoding/json makes it.
 func (d *fastDecoder) strings(dst *[]string) bool {
+	out := []string{}
+	if !d.array(func() bool {
+		s, ok := d.rawString()
+		out = append(out, string(s))
+		return ok
+	}) {
+		return false
+	}
+	*dst = out
+	return true
+}
+
+// array reads an array whose every element elem reads; it stops after
+// the closing bracket.
+func (d *fastDecoder) array(elem func() bool) bool {
 	if d.peek() != '[' {
 		return false
 	}
 	d.i++
-	out := []string{}
 	if d.skipSpace(); d.peek() == ']' {
 		d.i++
-		*dst = out
 		return true
 	}
 	for {
-		s, ok := d.rawString()
-		if !ok {
+		if !elem() {
 			return false
 		}
-		out = append(out, string(s))
 		d.skipSpace()
 		switch d.peek() {
 		case ',':
@@ -259,7 +270,6 @@ func (d *fastDecoder) strings(dst *[]string) bool {
 			d.skipSpace()
 		case ']':
 			d.i++
-			*dst = out
 			return true
 		default:
 			return false

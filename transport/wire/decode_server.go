@@ -66,35 +66,17 @@ func decodeServerFast(frame []byte, f *ServerFrame) bool {
 // messages reads an array of Message objects; an empty array is an
 // empty, not a nil, slice, as encoding/json makes it.
 func (d *fastDecoder) messages(dst *[]Message) bool {
-	if d.peek() != '[' {
+	out := []Message{}
+	if !d.array(func() bool {
+		var m Message
+		ok := d.message(&m)
+		out = append(out, m)
+		return ok
+	}) {
 		return false
 	}
-	d.i++
-	out := []Message{}
-	if d.skipSpace(); d.peek() == ']' {
-		d.i++
-		*dst = out
-		return true
-	}
-	for {
-		var m Message
-		if !d.message(&m) {
-			return false
-		}
-		out = append(out, m)
-		d.skipSpace()
-		switch d.peek() {
-		case ',':
-			d.i++
-			d.skipSpace()
-		case ']':
-			d.i++
-			*dst = out
-			return true
-		default:
-			return false
-		}
-	}
+	*dst = out
+	return true
 }
 
 // cursor reads a Cursor object.
