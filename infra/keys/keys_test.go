@@ -4,15 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"sync/atomic"
 	"testing"
 
 	"github.com/parley-chat/parley/events"
 	"github.com/parley-chat/parley/infra/keys"
 	"github.com/parley-chat/parley/infra/keys/keystest"
-	parleypebble "github.com/parley-chat/parley/infra/pebble"
 	"github.com/parley-chat/parley/infra/pebble/pebbletest"
 	"github.com/parley-chat/parley/infra/postgres/postgrestest"
 )
@@ -219,11 +216,7 @@ func FuzzOpen(f *testing.F) {
 // time: each Current creates the account's key with a synced commit, on
 // disk. Accounts must not wait for each other's fsync.
 func BenchmarkPebbleFirstKeys(b *testing.B) {
-	db, err := parleypebble.Open(parleypebble.Config{Dir: b.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer db.Close()
+	db := pebbletest.OpenOnDisk(b)
 	s := keys.NewPebble(db)
 	var next atomic.Int64
 	b.SetParallelism(32) // 64 concurrent first sends on 2 cores

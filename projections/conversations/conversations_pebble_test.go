@@ -3,15 +3,12 @@ package conversations_test
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"math/rand/v2"
 	"testing"
 
 	"github.com/google/uuid"
 	"github.com/parley-chat/parley/domain"
 	"github.com/parley-chat/parley/events"
-	parleypebble "github.com/parley-chat/parley/infra/pebble"
 	"github.com/parley-chat/parley/infra/pebble/pebbletest"
 	"github.com/parley-chat/parley/projections"
 	"github.com/parley-chat/parley/projections/conversations"
@@ -27,11 +24,7 @@ import (
 func BenchmarkPebbleApplyBatch(b *testing.B) {
 	for _, accounts := range []int{2000, 100} {
 		b.Run(fmt.Sprintf("accounts=%d", accounts), func(b *testing.B) {
-			db, err := parleypebble.Open(parleypebble.Config{Dir: b.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer db.Close()
+			db := pebbletest.OpenOnDisk(b)
 			ix := conversations.NewPebble(db, conversations.Name)
 			ctx := context.Background()
 			rng := rand.New(rand.NewPCG(1, 2))

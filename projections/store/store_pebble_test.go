@@ -3,8 +3,6 @@ package store_test
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -13,7 +11,6 @@ import (
 	"github.com/google/uuid"
 	"github.com/parley-chat/parley/domain"
 	"github.com/parley-chat/parley/events"
-	parleypebble "github.com/parley-chat/parley/infra/pebble"
 	"github.com/parley-chat/parley/infra/pebble/pebbletest"
 	"github.com/parley-chat/parley/projections"
 	"github.com/parley-chat/parley/projections/progress"
@@ -59,11 +56,7 @@ func TestPebbleCommitsProgressWithTheMessages(t *testing.T) {
 // (random peers, so most conversations are touched now and then), with
 // 100-byte bodies, to a store on disk. ns/msg is per message.
 func BenchmarkPebbleApplyBatch(b *testing.B) {
-	db, err := parleypebble.Open(parleypebble.Config{Dir: b.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer db.Close()
+	db := pebbletest.OpenOnDisk(b)
 	s := store.NewPebble(db, store.Name)
 	ctx := context.Background()
 	rng := rand.New(rand.NewPCG(1, 2))

@@ -13,7 +13,21 @@ import (
 // Open returns an empty store in memory, closed when the test ends.
 func Open(t testing.TB) *pebble.DB {
 	t.Helper()
-	db, err := parleypebble.Open(parleypebble.Config{InMemory: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	return open(t, parleypebble.Config{InMemory: true})
+}
+
+// OpenOnDisk returns an empty store in a directory of the test's, with
+// its files and fsyncs, as benchmarks of disk-bound work need; closed when
+// the test ends.
+func OpenOnDisk(t testing.TB) *pebble.DB {
+	t.Helper()
+	return open(t, parleypebble.Config{Dir: t.TempDir()})
+}
+
+func open(t testing.TB, cfg parleypebble.Config) *pebble.DB {
+	t.Helper()
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	db, err := parleypebble.Open(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
