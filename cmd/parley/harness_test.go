@@ -1,12 +1,16 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
+	"regexp"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -245,4 +249,45 @@ func assertLog(t *testing.T, who string, got []wire.Message, want []string) {
 	if fmt.Sprint(bodies) != fmt.Sprint(want) {
 		t.Errorf("%s: got %q, want %q", who, bodies, want)
 	}
+}
+
+// serveProcess runs the real binary on dir with the test secret and
+// returns it with its WebSocket URL once it serves.
+func serveProcess(t *testing.T, dir string) (*exec.Cmd, string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "serve", "--data-dir", dir, "--listen", "127.0.0.1:0", "--broker-listen", "127.0.0.1:0",
+		"--token-secret", string(testSecret))
+	cmd.Env = append(os.Environ(), runMainEnv+"=1")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	url := make(chan string, 1)
+	var logMu sync.Mutex
+	var logged strings.Builder
+	wsAddr := regexp.MustCompile(`ws=(ws://[^ ]+/ws)`)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			logMu.Lock()
+			logged.WriteString(sc.Text() + "\n")
+			logMu.Unlock()
+			if m := wsAddr.FindStringSubmatch(sc.Text()); m != nil && strings.Contains(sc.Text(), "parley serving") {
+				url <- m[1]
+			}
+		}
+	}()
+	select {
+	case u := <-url:
+		return cmd, u
+	case <-time.After(60 * time.Second):
+		logMu.Lock()
+		defer logMu.Unlock()
+		t.Fatalf("parley did not start serving:\n%s", logged.String())
+	}
+	return nil, ""
 }

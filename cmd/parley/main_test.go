@@ -1,14 +1,11 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -70,37 +67,7 @@ func TestShutdownClosesWithReason(t *testing.T) {
 // and leaves a data dir that only its owner can read.
 func TestServeProcessKeepsItsDataPrivate(t *testing.T) {
 	dir := t.TempDir()
-	cmd := exec.Command(os.Args[0], "serve", "--data-dir", filepath.Join(dir, "data"), "--listen", "127.0.0.1:0", "--broker-listen", "127.0.0.1:0")
-	cmd.Env = append(os.Environ(), runMainEnv+"=1")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	serving := make(chan string, 1)
-	var logMu sync.Mutex
-	var logged strings.Builder
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			logMu.Lock()
-			logged.WriteString(sc.Text() + "\n")
-			logMu.Unlock()
-			if strings.Contains(sc.Text(), "parley serving") {
-				serving <- sc.Text()
-			}
-		}
-	}()
-	select {
-	case <-serving:
-	case <-time.After(60 * time.Second):
-		logMu.Lock()
-		defer logMu.Unlock()
-		t.Fatalf("parley did not start serving:\n%s", logged.String())
-	}
+	cmd, _ := serveProcess(t, filepath.Join(dir, "data"))
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +75,7 @@ func TestServeProcessKeepsItsDataPrivate(t *testing.T) {
 		t.Fatalf("parley exited with %v after SIGTERM", err)
 	}
 	files := 0
-	err = filepath.WalkDir(filepath.Join(dir, "data"), func(path string, d fs.DirEntry, err error) error {
+	err := filepath.WalkDir(filepath.Join(dir, "data"), func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
