@@ -42,6 +42,16 @@ func benchAppend(b *testing.B, inProcess bool, par int, ecfg EmbeddedConfig) {
 	br, l := startLogWith(b, inProcess, ecfg, Config{Partitions: 4})
 	defer br.Close()
 	defer l.Close()
+	cpu := appendInParallel(b, l, par, 100, nil)
+	b.StopTimer()
+	b.ReportMetric(float64((sourcetest.CPUTime(b)-cpu).Nanoseconds())/float64(b.N), "cpu-ns/op")
+}
+
+// appendInParallel resets b's timer and appends b.N messages to convs
+// conversations from par×GOMAXPROCS senders, then waits for done, if
+// given, to report them all; it returns the process's CPU time at the
+// start, for a cpu-ns/op metric.
+func appendInParallel(b *testing.B, l *Log, par, convs int, done func(appended int64) bool) time.Duration {
 	var n atomic.Int64
 	b.SetParallelism(par)
 	b.ReportAllocs()
@@ -50,14 +60,16 @@ func benchAppend(b *testing.B, inProcess bool, par int, ecfg EmbeddedConfig) {
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			i := int(n.Add(1))
-			if _, err := l.Append(context.Background(), uuid.NewString(), sent(fmt.Sprintf("d:a%d:b", i%100), i)); err != nil {
+			if _, err := l.Append(context.Background(), uuid.NewString(), sent(fmt.Sprintf("d:a%d:b", i%convs), i)); err != nil {
 				b.Error(err)
 				return
 			}
 		}
 	})
-	b.StopTimer()
-	b.ReportMetric(float64((sourcetest.CPUTime(b)-cpu).Nanoseconds())/float64(b.N), "cpu-ns/op")
+	for done != nil && !done(n.Load()) {
+		time.Sleep(100 * time.Microsecond)
+	}
+	return cpu
 }
 
 // BenchmarkFollow measures a following read of the conversation topic as
@@ -91,23 +103,7 @@ func BenchmarkFollow(b *testing.B) {
 					return nil
 				})
 			}()
-			var n atomic.Int64
-			b.SetParallelism(16)
-			b.ReportAllocs()
-			b.ResetTimer()
-			cpu := sourcetest.CPUTime(b)
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					i := int(n.Add(1))
-					if _, err := l.Append(context.Background(), uuid.NewString(), sent(fmt.Sprintf("d:a%d:b", i%1000), i)); err != nil {
-						b.Error(err)
-						return
-					}
-				}
-			})
-			for seen.Load() < n.Load() {
-				time.Sleep(100 * time.Microsecond)
-			}
+			cpu := appendInParallel(b, l, 16, 1000, func(appended int64) bool { return seen.Load() >= appended })
 			b.StopTimer()
 			b.ReportMetric(float64((sourcetest.CPUTime(b)-cpu).Nanoseconds())/float64(b.N), "cpu-ns/op")
 			cancel()
