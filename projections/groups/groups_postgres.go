@@ -13,7 +13,8 @@ import (
 
 // Postgres keeps groups in the groups and group_members tables (see
 // infra/postgres's migrations), with the projection's progress written to
-// projection_progress in the same transaction as the changes.
+// projection_progress in the same transaction as the changes (see
+// ApplyBatch for the batches without changes).
 type Postgres struct {
 	pool     *pgxpool.Pool
 	progress string
@@ -27,11 +28,24 @@ func NewPostgres(pool *pgxpool.Pool, progressName string) *Postgres {
 	return &Postgres{pool: pool, progress: progressName}
 }
 
-// ApplyBatch implements projections.Batcher.
+// ApplyBatch implements projections.Batcher. A batch without a group
+// change (nearly every batch: messages) writes nothing: a transaction per
+// partition and batch for the progress alone took most of the pool's
+// connections and commits in scale-out, and the send path's lookups
+// queued behind them. Its progress is the tracker's to save, with the
+// other partitions', so the tracker needs a backend that saves
+// (progress.NewPostgres, not progress.Committed) or waiters in other
+// processes would wait for the next group change. A batch with changes
+// commits its progress with them: applied twice, a change could count a
+// member twice.
 func (p *Postgres) ApplyBatch(ctx context.Context, recs []projections.Record) error {
+	changes := changesOf(recs, nil)
+	if len(changes) == 0 {
+		return nil
+	}
 	last := recs[len(recs)-1].Position
 	return pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
-		for _, c := range changesOf(recs, nil) {
+		for _, c := range changes {
 			if err := applyPostgres(ctx, tx, c); err != nil {
 				var poison *projections.PoisonError
 				if errors.As(err, &poison) {

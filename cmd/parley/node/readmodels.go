@@ -392,8 +392,10 @@ func Durable(ctx context.Context, pool *pgxpool.Pool, rdb *goredis.Client, prefi
 			projection runner.Spec
 		}{
 			{store.Name, progress.NewPostgres(pool, ProgressName(store.Name, epoch)), st, runner.Spec{Projection: store.NewProjection(st)}},
-			// These two write their progress in their own transactions.
-			{groups.Name, progress.Committed(progress.NewPostgres(pool, ProgressName(groups.Name, epoch))), gm, runner.Spec{Projection: gm}},
+			// Groups commits its progress with its changes, and its
+			// tracker saves that of the batches without any (most).
+			{groups.Name, progress.NewPostgres(pool, ProgressName(groups.Name, epoch)), gm, runner.Spec{Projection: gm}},
+			// The index writes its progress in its own transactions.
 			{conversations.Name, progress.Committed(progress.NewPostgres(pool, ProgressName(conversations.Name, epoch))), convs, runner.Spec{Projection: convs}},
 		} {
 			if err := add(m.name, m.backend, progress.Config{FlushInterval: 5 * time.Millisecond}, m.model, func() runner.Spec { return m.projection }); err != nil {
