@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/parley-chat/parley/domain"
 	"github.com/parley-chat/parley/events"
+	"github.com/parley-chat/parley/infra/coalesce"
 	"github.com/parley-chat/parley/projections"
 )
 
@@ -20,14 +23,23 @@ import (
 type Postgres struct {
 	pool     *pgxpool.Pool
 	progress string
+	// commits writes the batches of concurrent partitions in one
+	// transaction (see applyBatch).
+	commits *coalesce.Coalescer[[]projections.Record, struct{}]
 }
+
+// commitRuns is how many transactions of merged batches may be in flight
+// at once: while one commits, the next is read and tallied.
+const commitRuns = 2
 
 var _ Index = (*Postgres)(nil)
 
 // NewPostgres returns the index of pool; progressName is the name of the
 // projection's rows in projection_progress.
 func NewPostgres(pool *pgxpool.Pool, progressName string) *Postgres {
-	return &Postgres{pool: pool, progress: progressName}
+	p := &Postgres{pool: pool, progress: progressName}
+	p.commits = coalesce.New(coalesce.Config{MaxRuns: commitRuns}, p.applyBatches)
+	return p
 }
 
 // postgresBacking holds the rows a batch touches, read (and locked) in two
@@ -72,46 +84,57 @@ SELECT sender_seq FROM conversation_messages WHERE conversation = $1 AND sender 
 }
 
 // load reads the rows of convs and keys, locking them: a partition has
-// one writer, but during a rebalance two may overlap for a moment.
+// one writer, but during a rebalance two may overlap for a moment. The two
+// statements go out together, in one round trip.
 func (b *postgresBacking) load(convs []domain.ConversationID, keys []cursorKey) error {
 	cs := make([]string, len(convs))
 	for i, c := range convs {
 		cs[i] = c.String()
 	}
-	rows, err := b.tx.Query(b.ctx, `
+	kc, ka := make([]string, len(keys)), make([]string, len(keys))
+	for i, k := range keys {
+		kc[i], ka[i] = k.c.String(), string(k.a)
+	}
+	var batch pgx.Batch
+	batch.Queue(`
 SELECT conversation, latest_msg_id, latest_time, message_count FROM conversations
 WHERE conversation = ANY($1::text[]) ORDER BY conversation FOR UPDATE`, cs)
+	batch.Queue(`
+SELECT r.conversation, r.account, r.read_msg_id, r.read_seq, r.sent, r.sent_at_read
+FROM conversation_reads r JOIN unnest($1::text[], $2::text[]) AS k(conversation, account)
+  ON r.conversation = k.conversation AND r.account = k.account
+ORDER BY 1, 2 FOR UPDATE OF r`, kc, ka)
+	br := b.tx.SendBatch(b.ctx, &batch)
+	return errors.Join(b.loadConvs(br), b.loadCursors(br), br.Close())
+}
+
+// loadConvs reads the batch's conversations from br's first result.
+func (b *postgresBacking) loadConvs(br pgx.BatchResults) error {
+	rows, err := br.Query()
 	if err != nil {
 		return err
 	}
+	defer rows.Close()
 	for rows.Next() {
 		var conv string
 		var id int64
 		var s convState
 		if err := rows.Scan(&conv, &id, &s.Time, &s.Count); err != nil {
-			rows.Close()
 			return err
 		}
 		c, err := domain.ParseConversationID(conv)
 		if err != nil {
-			rows.Close()
 			return err
 		}
 		s.Latest = domain.MsgID(id)
 		b.convs[c] = s
 	}
-	if err := rows.Err(); err != nil {
-		return err
-	}
-	kc, ka := make([]string, len(keys)), make([]string, len(keys))
-	for i, k := range keys {
-		kc[i], ka[i] = k.c.String(), string(k.a)
-	}
-	rows, err = b.tx.Query(b.ctx, `
-SELECT r.conversation, r.account, r.read_msg_id, r.read_seq, r.sent, r.sent_at_read
-FROM conversation_reads r JOIN unnest($1::text[], $2::text[]) AS k(conversation, account)
-  ON r.conversation = k.conversation AND r.account = k.account
-ORDER BY 1, 2 FOR UPDATE OF r`, kc, ka)
+	return rows.Err()
+}
+
+// loadCursors reads the batch's cursors from br's second result.
+func (b *postgresBacking) loadCursors(br pgx.BatchResults) error {
+	rows, err := br.Query()
 	if err != nil {
 		return err
 	}
@@ -133,12 +156,38 @@ ORDER BY 1, 2 FOR UPDATE OF r`, kc, ka)
 	return rows.Err()
 }
 
-// ApplyBatch implements projections.Batcher: two reads for the rows the
-// batch touches, then one statement per table for what changed, and one
-// for progress.
+// applyBatch applies the records of one partition, with the batches of
+// the other partitions that arrive while a transaction is in flight:
+// each partition applies one batch at a time, so a single node's batches
+// are a message or two, and a transaction for each (nine statements and a
+// commit) made the index most of PostgreSQL's work in scale-out. Merged,
+// they cost one transaction: partitions hold different conversations, so
+// their records tally apart whatever the order. It returns once its
+// records are committed.
 func (p *Postgres) applyBatch(ctx context.Context, recs []projections.Record) error {
-	last := recs[len(recs)-1].Position
-	return pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+	_, err := p.commits.Do(ctx, recs)
+	return err
+}
+
+// applyBatches applies batches of different partitions in one
+// transaction: two reads for the rows they touch, then one statement per
+// table for what changed, and one for every partition's progress; the
+// reads go out together, and so do the writes, so that it costs four
+// round trips with its begin and commit.
+func (p *Postgres) applyBatches(ctx context.Context, batches [][]projections.Record) ([]struct{}, error) {
+	var recs []projections.Record
+	next := map[int32]int64{}
+	for _, b := range batches {
+		recs = append(recs, b...)
+		last := b[len(b)-1].Position
+		next[last.Partition] = max(next[last.Partition], last.Offset+1)
+	}
+	parts := slices.Sorted(maps.Keys(next)) // one lock order for every writer
+	offsets := make([]int64, len(parts))
+	for i, part := range parts {
+		offsets[i] = next[part]
+	}
+	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
 		convs, keys := keysOf(recs)
 		b := &postgresBacking{ctx: ctx, tx: tx, convs: map[domain.ConversationID]convState{}, cursors: map[cursorKey]cursor{}}
 		if len(convs) > 0 {
@@ -151,14 +200,26 @@ func (p *Postgres) applyBatch(ctx context.Context, recs []projections.Record) er
 		if err := t.apply(recs); err != nil {
 			return err
 		}
-		if err := writeTally(ctx, tx, t); err != nil {
+		var writes pgx.Batch
+		queueTally(&writes, t)
+		writes.Queue(saveProgressesSQL, p.progress, parts, offsets)
+		if err := tx.SendBatch(ctx, &writes).Close(); err != nil {
 			return fmt.Errorf("cannot write the conversation index: %w", err)
 		}
-		_, err := tx.Exec(ctx, saveProgressSQL,
-			p.progress, last.Partition, last.Offset+1)
-		return err
+		return nil
 	})
+	if err != nil {
+		return nil, err
+	}
+	return make([]struct{}, len(batches)), nil
 }
+
+// saveProgressesSQL is saveProgressSQL for several partitions at once.
+const saveProgressesSQL = `
+INSERT INTO projection_progress (projection, partition, next_offset)
+SELECT $1, * FROM unnest($2::int[], $3::bigint[])
+ON CONFLICT (projection, partition) DO UPDATE
+SET next_offset = GREATEST(projection_progress.next_offset, EXCLUDED.next_offset), updated_at = now()`
 
 // saveProgressSQL records the index's progress in the transaction that
 // wrote what it covers; it never moves back.
@@ -167,7 +228,8 @@ INSERT INTO projection_progress (projection, partition, next_offset) VALUES ($1,
 ON CONFLICT (projection, partition) DO UPDATE
 SET next_offset = GREATEST(projection_progress.next_offset, EXCLUDED.next_offset), updated_at = now()`
 
-func writeTally(ctx context.Context, tx pgx.Tx, t *tally) error {
+// queueTally queues into b the statements that write what t changed.
+func queueTally(b *pgx.Batch, t *tally) {
 	if n := len(t.dirtyConvs); n > 0 {
 		convs, ids, times, counts := make([]string, n), make([]int64, n), make([]time.Time, n), make([]int64, n)
 		var accounts, accountConvs []string
@@ -182,20 +244,16 @@ func writeTally(ctx context.Context, tx pgx.Tx, t *tally) error {
 				accountConvs = append(accountConvs, c.String())
 			}
 		}
-		if _, err := tx.Exec(ctx, `
+		b.Queue(`
 INSERT INTO conversations (conversation, latest_msg_id, latest_time, message_count)
 SELECT * FROM unnest($1::text[], $2::bigint[], $3::timestamptz[], $4::bigint[])
 ON CONFLICT (conversation) DO UPDATE
 SET latest_msg_id = EXCLUDED.latest_msg_id, latest_time = EXCLUDED.latest_time, message_count = EXCLUDED.message_count
-WHERE conversations.latest_msg_id < EXCLUDED.latest_msg_id`, convs, ids, times, counts); err != nil {
-			return err
-		}
+WHERE conversations.latest_msg_id < EXCLUDED.latest_msg_id`, convs, ids, times, counts)
 		if len(accounts) > 0 {
-			if _, err := tx.Exec(ctx, `
+			b.Queue(`
 INSERT INTO account_conversations (account, conversation)
-SELECT * FROM unnest($1::text[], $2::text[]) ORDER BY 1, 2 ON CONFLICT DO NOTHING`, accounts, accountConvs); err != nil {
-				return err
-			}
+SELECT * FROM unnest($1::text[], $2::text[]) ORDER BY 1, 2 ON CONFLICT DO NOTHING`, accounts, accountConvs)
 		}
 	}
 	if n := len(t.dirtyCursors); n > 0 {
@@ -206,28 +264,21 @@ SELECT * FROM unnest($1::text[], $2::text[]) ORDER BY 1, 2 ON CONFLICT DO NOTHIN
 			convs[i], accounts[i] = k.c.String(), string(k.a)
 			ids[i], seqs[i], sent[i], sentAt[i] = int64(s.ReadMsgID), s.ReadSeq, s.Sent, s.SentAtRead
 		}
-		if _, err := tx.Exec(ctx, `
+		b.Queue(`
 INSERT INTO conversation_reads (conversation, account, read_msg_id, read_seq, sent, sent_at_read)
 SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[])
 ON CONFLICT (conversation, account) DO UPDATE
-SET read_msg_id = EXCLUDED.read_msg_id, read_seq = EXCLUDED.read_seq, sent = EXCLUDED.sent, sent_at_read = EXCLUDED.sent_at_read`,
-			convs, accounts, ids, seqs, sent, sentAt); err != nil {
-			return err
-		}
+SET read_msg_id = EXCLUDED.read_msg_id, read_seq = EXCLUDED.read_seq, sent = EXCLUDED.sent, sent_at_read = EXCLUDED.sent_at_read`, convs, accounts, ids, seqs, sent, sentAt)
 	}
 	if n := len(t.added); n > 0 {
 		convs, ids, seqs, senders, senderSeqs := make([]string, n), make([]int64, n), make([]int64, n), make([]string, n), make([]int64, n)
 		for i, a := range t.added {
 			convs[i], ids[i], seqs[i], senders[i], senderSeqs[i] = a.Conversation.String(), int64(a.MsgID), a.Seq, string(a.Sender), a.SenderSeq
 		}
-		if _, err := tx.Exec(ctx, `
+		b.Queue(`
 INSERT INTO conversation_messages (conversation, msg_id, seq, sender, sender_seq)
-SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::bigint[]) ON CONFLICT DO NOTHING`,
-			convs, ids, seqs, senders, senderSeqs); err != nil {
-			return err
-		}
+SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::bigint[]) ON CONFLICT DO NOTHING`, convs, ids, seqs, senders, senderSeqs)
 	}
-	return nil
 }
 
 // List implements Index.

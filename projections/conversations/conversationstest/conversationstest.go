@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"testing"
 	"time"
 
@@ -413,6 +414,55 @@ func RunReads(t *testing.T, open Open) {
 				rest = rest[n:]
 			}
 			t.Run(fmt.Sprint("round ", round), func(t *testing.T) { check(t, idx, log) })
+		}
+	})
+
+	t.Run("partitions applied at once", func(t *testing.T) {
+		// Each partition applies its batches in turn, as the runner does,
+		// while the others apply theirs: an index may write batches of
+		// several partitions together, and must count them apart.
+		const parts = 8
+		rng := rand.New(rand.NewPCG(2, parts))
+		logs := make([][]projections.Record, parts)
+		var all []projections.Record
+		for p := range parts {
+			conv := fmt.Sprintf("d:p%d:q%d", p, p)
+			who := [2]string{fmt.Sprint("p", p), fmt.Sprint("q", p)}
+			next := domain.MsgID(100)
+			for i := range 40 {
+				var r projections.Record
+				if rng.IntN(4) == 0 {
+					r = read(conv, who[rng.IntN(2)], next-domain.MsgID(rng.IntN(10)))
+				} else {
+					next += domain.MsgID(1 + rng.IntN(3))
+					r = sentBy(conv, who[rng.IntN(2)], next)
+				}
+				r.Position = events.Position{Partition: int32(p), Offset: int64(i)}
+				logs[p] = append(logs[p], r)
+			}
+			all = append(all, logs[p]...)
+		}
+		idx := open(t)
+		var wg sync.WaitGroup
+		errs := make([]error, parts)
+		for p := range parts {
+			wg.Go(func() { errs[p] = apply(t, idx, 1+p%3, logs[p]...) })
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			t.Fatal(err)
+		}
+		want := newModel(all)
+		for p := range parts {
+			conv := fmt.Sprintf("d:p%d:q%d", p, p)
+			for _, a := range []string{fmt.Sprint("p", p), fmt.Sprint("q", p)} {
+				if got, w := readState(t, idx, conv, a), want.state(conv, a); got != w {
+					t.Errorf("ReadState(%s, %s) = %+v, want %+v", conv, a, got, w)
+				}
+				if l := list(t, idx, domain.AccountID(a), nil, time.Time{}, 10); len(l) != 1 || l[0].Unread != want.state(conv, a).Unread {
+					t.Errorf("List(%s) = %+v, want %s alone with %d unread", a, l, conv, want.state(conv, a).Unread)
+				}
+			}
 		}
 	})
 
