@@ -45,9 +45,9 @@ type Config struct {
 // DefaultMaxConns is the pool's size when neither Config.MaxConns nor the
 // DSN's pool_max_conns sets one. pgxpool's own default (the larger of 4
 // and the number of CPUs) is too few for a process whose projections hold
-// a connection per partition in a transaction while every send looks its
-// client message id up: on 2 cores the lookups queued behind them for
-// hundreds of milliseconds at 1,000 sends/s.
+// connections in transactions while every send looks its client message
+// id up: on 2 cores the lookups queued behind them for hundreds of
+// milliseconds at 1,000 sends/s.
 const DefaultMaxConns = 16
 
 func (c *Config) setDefaults() {
