@@ -65,7 +65,20 @@ type outbox struct {
 	// room, made by a reader that waits before taking more requests, is
 	// closed when the queue drains to half of its limit.
 	room chan struct{}
+
+	// deadline is the connection's write deadline, touched only by the
+	// flush under way (see setDeadline).
+	deadline time.Time
 }
+
+// deadlineSlack is how much later than its timeout a write deadline may
+// fall: a flush moves the deadline only when less than the timeout is
+// left, to the timeout plus this slack from now. A busy connection (a
+// member of busy groups gets a frame every few milliseconds) then sets it
+// about once a second instead of once per write, each a move of a timer
+// in the runtime, and a write still fails only once it has stalled for
+// longer than the timeout (at most this much longer).
+const deadlineSlack = time.Second
 
 type outFrame struct {
 	op      byte
@@ -220,7 +233,7 @@ func (o *outbox) flush() {
 			off += l
 		}
 		sc.hdrs, sc.bufs = hdrs, bufs // WriteTo consumes bufs, not sc.bufs
-		_ = o.conn.SetWriteDeadline(time.Now().Add(o.timeout))
+		o.setDeadline()
 		_, err := bufs.WriteTo(o.conn)
 		clear(batch)
 
@@ -242,6 +255,17 @@ func (o *outbox) flush() {
 		}
 		o.mu.Unlock()
 	}
+}
+
+// setDeadline gives the write about to start at least the timeout to
+// finish (see deadlineSlack).
+func (o *outbox) setDeadline() {
+	now := time.Now()
+	if o.deadline.Sub(now) >= o.timeout {
+		return
+	}
+	o.deadline = now.Add(o.timeout + deadlineSlack)
+	_ = o.conn.SetWriteDeadline(o.deadline)
 }
 
 // headerLen is the length of the header appendHeader writes for n bytes.

@@ -51,3 +51,42 @@ func BenchmarkOutboxIdleWrite(b *testing.B) {
 		}
 	}
 }
+
+// A write that stalls fails only once it has stalled for longer than the
+// timeout, although a flush moves the deadline about once a second rather
+// than with every write: a frame written when less than the timeout is
+// left of the deadline the previous write set still gets the whole
+// timeout.
+func TestOutboxStalledWriteFailsAfterTheTimeout(t *testing.T) {
+	const timeout = 400 * time.Millisecond
+	server, client := net.Pipe()
+	defer client.Close()
+	failed := make(chan time.Time, 1)
+	o := newOutbox(server, 1<<20, NewBudget(1<<30), timeout, func() {
+		select {
+		case failed <- time.Now():
+		default:
+		}
+	})
+	frame := make([]byte, 100)
+	read := make(chan error, 1)
+	go func() {
+		_, err := io.ReadFull(client, make([]byte, 2+len(frame)))
+		read <- err
+	}()
+	o.push(opText, frame)
+	if err := <-read; err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(deadlineSlack + timeout/2) // timeout/2 left of the deadline
+	start := time.Now()
+	o.push(opText, frame) // nobody reads it
+	select {
+	case at := <-failed:
+		if d := at.Sub(start); d < timeout {
+			t.Errorf("the stalled write failed after %v, before its timeout of %v", d, timeout)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stalled write never failed")
+	}
+}
