@@ -42,14 +42,73 @@ type ServerStats struct {
 	RSSStartBytes *float64 `json:"rssStartBytes,omitempty"`
 	RSSEndBytes   *float64 `json:"rssEndBytes,omitempty"`
 	RSSPeakBytes  *float64 `json:"rssPeakBytes,omitempty"`
+	// MachineCPUPercent is the whole machine's busy CPU over the window
+	// (Linux /proc/stat), in percent of one core: the server, the
+	// generator, and PostgreSQL, Redis or anything else beside them.
+	// Absent where /proc/stat cannot be read.
+	MachineCPUPercent *float64 `json:"machineCpuPercent,omitempty"`
 }
 
-// sample is one read of the server's /metrics.
+// sample is one read of the server's /metrics, with the machine's CPU
+// counters read at the same moment.
 type sample struct {
 	at  time.Time
 	cpu float64 // process_cpu_seconds_total
 	rss float64 // process_resident_memory_bytes
 	err error
+	// machine is the machine's CPU time, busy and in all (ok: read).
+	machine machineCPU
+}
+
+// machineCPU is the first line of /proc/stat: the time all CPUs were busy
+// and the time in all, in clock ticks, and how many CPUs there are.
+type machineCPU struct {
+	busy, total uint64
+	cpus        int
+	ok          bool
+}
+
+// readMachineCPU reads /proc/stat; ok is false where it cannot.
+func readMachineCPU() machineCPU {
+	f, err := os.Open("/proc/stat")
+	if err != nil {
+		return machineCPU{}
+	}
+	defer f.Close()
+	return parseProcStat(f)
+}
+
+// parseProcStat reads the "cpu" line of /proc/stat (user nice system idle
+// iowait irq softirq steal ...: idle and iowait are not busy) and counts
+// the "cpuN" lines.
+func parseProcStat(r io.Reader) machineCPU {
+	var m machineCPU
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		switch {
+		case len(f) > 5 && f[0] == "cpu":
+			for i, v := range f[1:] {
+				n, err := strconv.ParseUint(v, 10, 64)
+				if err != nil {
+					return machineCPU{}
+				}
+				if i < 8 { // guest time is counted in user time already
+					m.total += n
+					if i != 3 && i != 4 {
+						m.busy += n
+					}
+				}
+			}
+			m.ok = true
+		case strings.HasPrefix(f[0], "cpu") && len(f[0]) > 3:
+			m.cpus++
+		}
+	}
+	if m.cpus == 0 {
+		m.ok = false
+	}
+	return m
 }
 
 // metricsClient reads /metrics; a read that takes longer than a sampling
@@ -58,7 +117,7 @@ var metricsClient = &http.Client{Timeout: 2 * time.Second}
 
 // scrape reads the server's CPU seconds and resident memory.
 func scrape(ctx context.Context, metricsURL string) sample {
-	s := sample{at: time.Now()}
+	s := sample{at: time.Now(), machine: readMachineCPU()}
 	s.cpu, s.rss, s.err = readProcessMetrics(ctx, metricsURL)
 	return s
 }
@@ -183,6 +242,10 @@ func (s *sampler) stats(from, to time.Time) ServerStats {
 		out.WindowSeconds = wall
 		cpu := (last.cpu - first.cpu) / wall * 100
 		out.CPUPercent = &cpu
+	}
+	if a, b := first.machine, last.machine; a.ok && b.ok && b.total > a.total {
+		m := float64(b.busy-a.busy) / float64(b.total-a.total) * float64(b.cpus) * 100
+		out.MachineCPUPercent = &m
 	}
 	return out
 }

@@ -132,3 +132,27 @@ process_cpu_seconds_total 1.5
 		t.Fatal("metrics without lag: want an error")
 	}
 }
+
+// The machine's CPU is busy time over all time, in percent of one core.
+func TestMachineCPU(t *testing.T) {
+	stat := func(user, system, idle, iowait uint64) machineCPU {
+		return parseProcStat(strings.NewReader(fmt.Sprintf(
+			"cpu  %d 0 %d %d %d 0 0 0 0 0\ncpu0 1 0 1 1 0 0 0 0 0 0\ncpu1 1 0 1 1 0 0 0 0 0 0\nintr 5\n", user, system, idle, iowait)))
+	}
+	a, b := stat(100, 50, 1000, 10), stat(250, 100, 1180, 30)
+	if !a.ok || a.cpus != 2 || a.busy != 150 || a.total != 1160 {
+		t.Fatalf("parsed %+v", a)
+	}
+	t0 := time.Unix(1795714619, 0)
+	s := &sampler{url: "http://127.0.0.1:1/metrics", samples: []sample{
+		{at: t0, cpu: 10, rss: 1, machine: a},
+		{at: t0.Add(time.Second), cpu: 11, rss: 1, machine: b},
+	}}
+	// 200 busy ticks of 400 on two CPUs: one core.
+	if m := s.stats(t0, t0.Add(time.Second)).MachineCPUPercent; m == nil || *m != 100 {
+		t.Errorf("machine cpu %v, want 100", m)
+	}
+	if parseProcStat(strings.NewReader("intr 5\n")).ok {
+		t.Error("no cpu line read as a machine")
+	}
+}
