@@ -22,6 +22,15 @@ type Config struct {
 	// MaxRuns is the most runs in flight at once (each holds one
 	// connection). Default 2.
 	MaxRuns int
+	// Settle makes a request in a run settle before its caller goes on:
+	// once its request is in a run, Do returns only when that run has
+	// ended, even if ctx ends first, and the run's context ends once
+	// every one of its callers' contexts has. So when Do returns, the
+	// request has taken effect or never will — what a caller needs that
+	// hands its work to someone else when its context ends (a projection
+	// whose partition moves to another process at a rebalance). A request
+	// not yet in a run when ctx ends is never sent, as without Settle.
+	Settle bool
 }
 
 func (c *Config) setDefaults() {
@@ -63,7 +72,8 @@ const (
 
 type call[Q, A any] struct {
 	req      Q
-	deadline time.Time // zero: none
+	ctx      context.Context // with Settle: the caller's, which ends the run's
+	deadline time.Time       // zero: none
 	state    atomic.Int32
 	ans      A
 	err      error
@@ -81,6 +91,9 @@ func (c *Coalescer[Q, A]) Do(ctx context.Context, req Q) (A, error) {
 	}
 	cl := &call[Q, A]{req: req, done: make(chan struct{})}
 	cl.deadline, _ = ctx.Deadline()
+	if c.cfg.Settle {
+		cl.ctx = ctx
+	}
 	c.mu.Lock()
 	c.queue = append(c.queue, cl)
 	if c.running < c.cfg.MaxRuns {
@@ -94,7 +107,10 @@ func (c *Coalescer[Q, A]) Do(ctx context.Context, req Q) (A, error) {
 	case <-cl.done:
 		return cl.ans, cl.err
 	case <-ctx.Done():
-		cl.state.CompareAndSwap(queued, abandoned)
+		if !cl.state.CompareAndSwap(queued, abandoned) && c.cfg.Settle {
+			<-cl.done // in a run: wait until it has settled
+			return cl.ans, cl.err
+		}
 		return zero, ctx.Err()
 	}
 }
@@ -142,6 +158,9 @@ func (c *Coalescer[Q, A]) exec(batch []*call[Q, A]) {
 	if bounded {
 		ctx, cancel = context.WithDeadline(ctx, deadline)
 	}
+	if c.cfg.Settle {
+		ctx, cancel = settled(ctx, cancel, live)
+	}
 	reqs := make([]Q, len(live))
 	for i, cl := range live {
 		reqs[i] = cl.req
@@ -158,5 +177,28 @@ func (c *Coalescer[Q, A]) exec(batch []*call[Q, A]) {
 			cl.ans = ans[i]
 		}
 		close(cl.done)
+	}
+}
+
+// settled returns ctx, ended also once every caller of live has seen its
+// own context end, and the cancel that releases it all.
+func settled[Q, A any](ctx context.Context, cancel context.CancelFunc, live []*call[Q, A]) (context.Context, context.CancelFunc) {
+	ctx, stop := context.WithCancel(ctx)
+	left := atomic.Int64{}
+	left.Store(int64(len(live)))
+	stops := make([]func() bool, len(live))
+	for i, cl := range live {
+		stops[i] = context.AfterFunc(cl.ctx, func() {
+			if left.Add(-1) == 0 {
+				stop()
+			}
+		})
+	}
+	return ctx, func() {
+		for _, s := range stops {
+			s()
+		}
+		stop()
+		cancel()
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/parley-chat/parley/infra/coalesce"
 )
@@ -124,5 +125,91 @@ func TestAbandonedRequestIsNotSent(t *testing.T) {
 		if r == 2 {
 			t.Fatalf("the abandoned request was sent: runs saw %v", seen)
 		}
+	}
+}
+
+// With Settle, a caller whose context ends while its request is in a run
+// returns only once that run has ended, with the run's answer; and the
+// run's context ends once every caller's has.
+func TestSettleWaitsForTheRunItsCallersLeft(t *testing.T) {
+	entered := make(chan struct{})
+	var ended atomic.Bool
+	c := coalesce.New(coalesce.Config{MaxRuns: 1, Settle: true}, func(ctx context.Context, reqs []int) ([]int, error) {
+		close(entered)
+		<-ctx.Done() // ends once the only caller has left
+		time.Sleep(20 * time.Millisecond)
+		ended.Store(true)
+		return nil, ctx.Err()
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Do(ctx, 1)
+		done <- err
+	}()
+	<-entered
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Do = %v, want the run's context.Canceled", err)
+	}
+	if !ended.Load() {
+		t.Fatal("Do returned before its run had ended")
+	}
+}
+
+// With Settle, a run goes on while any of its callers still waits, and a
+// caller that left meanwhile gets the run's answer once it has ended.
+func TestSettleKeepsTheRunForTheCallersThatWait(t *testing.T) {
+	first, release := make(chan struct{}), make(chan struct{})
+	second, finish := make(chan struct{}), make(chan struct{})
+	cancelled := make(chan bool, 1)
+	c := coalesce.New(coalesce.Config{MaxRuns: 1, Settle: true}, func(ctx context.Context, reqs []int) ([]int, error) {
+		if reqs[0] == 0 {
+			close(first)
+			<-release
+			return make([]int, len(reqs)), nil
+		}
+		close(second)
+		<-finish
+		cancelled <- ctx.Err() != nil
+		out := make([]int, len(reqs))
+		for i, r := range reqs {
+			out[i] = r * 10
+		}
+		return out, nil
+	})
+	go func() { _, _ = c.Do(context.Background(), 0) }()
+	<-first
+	// The only run is busy: 1 and 2 queue and go out together next.
+	leaving, leave := context.WithCancel(context.Background())
+	got1, got2 := make(chan int, 1), make(chan int, 1)
+	go func() {
+		a, err := c.Do(leaving, 1)
+		if err != nil {
+			t.Errorf("the caller that left: %v, want the run's answer", err)
+		}
+		got1 <- a
+	}()
+	go func() {
+		a, _ := c.Do(context.Background(), 2)
+		got2 <- a
+	}()
+	for coalesce.Queued(c) < 2 {
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
+	<-second
+	leave()
+	select {
+	case <-got1:
+		t.Fatal("a caller in a run returned before the run had ended")
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(finish)
+	if a, b := <-got1, <-got2; a != 10 || b != 20 {
+		t.Errorf("answers %d, %d; want 10, 20", a, b)
+	}
+	if <-cancelled {
+		t.Error("the run's context ended while a caller still waited")
 	}
 }

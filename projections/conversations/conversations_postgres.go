@@ -38,7 +38,13 @@ var _ Index = (*Postgres)(nil)
 // projection's rows in projection_progress.
 func NewPostgres(pool *pgxpool.Pool, progressName string) *Postgres {
 	p := &Postgres{pool: pool, progress: progressName}
-	p.commits = coalesce.New(coalesce.Config{MaxRuns: commitRuns}, p.applyBatches)
+	// Settle: a partition's batch that is in a transaction settles before
+	// ApplyBatch returns, even when the partition's context ends (a
+	// rebalance hands the partition to another process, which must not
+	// apply the same records while this transaction may still commit);
+	// the transaction itself is abandoned once every partition in it has
+	// gone.
+	p.commits = coalesce.New(coalesce.Config{MaxRuns: commitRuns, Settle: true}, p.applyBatches)
 	return p
 }
 
@@ -163,7 +169,9 @@ func (b *postgresBacking) loadCursors(br pgx.BatchResults) error {
 // commit) made the index most of PostgreSQL's work in scale-out. Merged,
 // they cost one transaction: partitions hold different conversations, so
 // their records tally apart whatever the order. It returns once its
-// records are committed.
+// records are committed, or once they never will be. A batch that fails
+// (a database error) fails the partitions merged with it too; each
+// retries.
 func (p *Postgres) applyBatch(ctx context.Context, recs []projections.Record) error {
 	_, err := p.commits.Do(ctx, recs)
 	return err
@@ -173,7 +181,8 @@ func (p *Postgres) applyBatch(ctx context.Context, recs []projections.Record) er
 // transaction: two reads for the rows they touch, then one statement per
 // table for what changed, and one for every partition's progress; the
 // reads go out together, and so do the writes, so that it costs four
-// round trips with its begin and commit.
+// round trips with its begin and commit (and two queries more for each
+// read up to an older message).
 func (p *Postgres) applyBatches(ctx context.Context, batches [][]projections.Record) ([]struct{}, error) {
 	var recs []projections.Record
 	next := map[int32]int64{}
