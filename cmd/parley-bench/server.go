@@ -45,7 +45,8 @@ type ServerStats struct {
 	// MachineCPUPercent is the whole machine's busy CPU over the window
 	// (Linux /proc/stat), in percent of one core: the server, the
 	// generator, and PostgreSQL, Redis or anything else beside them.
-	// Absent where /proc/stat cannot be read.
+	// Absent where /proc/stat cannot be read, and with the rest when no
+	// read of /metrics succeeded.
 	MachineCPUPercent *float64 `json:"machineCpuPercent,omitempty"`
 }
 
@@ -87,6 +88,7 @@ func parseProcStat(r io.Reader) machineCPU {
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
 		switch {
+		case len(f) == 0:
 		case len(f) > 5 && f[0] == "cpu":
 			for i, v := range f[1:] {
 				n, err := strconv.ParseUint(v, 10, 64)
@@ -243,7 +245,7 @@ func (s *sampler) stats(from, to time.Time) ServerStats {
 		cpu := (last.cpu - first.cpu) / wall * 100
 		out.CPUPercent = &cpu
 	}
-	if a, b := first.machine, last.machine; a.ok && b.ok && b.total > a.total {
+	if a, b := first.machine, last.machine; a.ok && b.ok && b.total > a.total && b.busy >= a.busy {
 		m := float64(b.busy-a.busy) / float64(b.total-a.total) * float64(b.cpus) * 100
 		out.MachineCPUPercent = &m
 	}

@@ -152,7 +152,7 @@ func TestMachineCPU(t *testing.T) {
 	if m := s.stats(t0, t0.Add(time.Second)).MachineCPUPercent; m == nil || *m != 100 {
 		t.Errorf("machine cpu %v, want 100", m)
 	}
-	if parseProcStat(strings.NewReader("intr 5\n")).ok {
+	if parseProcStat(strings.NewReader("\nintr 5\n")).ok {
 		t.Error("no cpu line read as a machine")
 	}
 }
