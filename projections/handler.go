@@ -123,7 +123,7 @@ type Preparer interface {
 // OnlyMessages reports whether every record of recs is a new message: a
 // read model that finds, applying such a record again, that it holds the
 // message already may let its stored progress lag behind such a batch
-// (progress.PebbleMarks.CommitReplayable).
+// (progress.PebbleMarks.CommitThrough).
 func OnlyMessages(recs []Record) bool {
 	for _, r := range recs {
 		if _, ok := r.Event.(events.MessageSent); !ok {

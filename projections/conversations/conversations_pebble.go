@@ -340,15 +340,9 @@ func (p *Pebble) write(t *tally, recs []projections.Record) error {
 			return err
 		}
 	}
-	last := recs[len(recs)-1].Position
-	commit := p.marks.Commit
-	if projections.OnlyMessages(recs) {
-		// A message the conversation holds is counted once: the progress
-		// may wait. (Not a read: applied again after later messages, it
-		// would move the cursor further than it did.)
-		commit = p.marks.CommitReplayable
-	}
-	if err := commit(b, last.Partition, last.Offset+1); err != nil {
+	// A message the conversation holds is counted once: the progress of a
+	// batch of messages may wait.
+	if err := p.marks.CommitThrough(b, recs); err != nil {
 		return fmt.Errorf("cannot write the conversation index: %w", err)
 	}
 	return nil

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/parley-chat/parley/projections"
 	"github.com/parley-chat/parley/projections/internal/pebblekv"
 )
 
@@ -97,6 +98,20 @@ func (m *PebbleMarks) CommitReplayable(b *pebble.Batch, partition int32, next in
 		return nil
 	}
 	return b.Commit(pebble.NoSync)
+}
+
+// CommitThrough commits b with the progress through the last record of
+// recs: with CommitReplayable when recs are new messages only
+// (projections.OnlyMessages), which a read model that skips a message it
+// holds applies again to no effect, else with Commit. Any other event
+// writes the progress at once: a read, say, applied again after later
+// messages would move its cursor further than it did.
+func (m *PebbleMarks) CommitThrough(b *pebble.Batch, recs []projections.Record) error {
+	last := recs[len(recs)-1].Position
+	if projections.OnlyMessages(recs) {
+		return m.CommitReplayable(b, last.Partition, last.Offset+1)
+	}
+	return m.Commit(b, last.Partition, last.Offset+1)
 }
 
 // Name is the read model's name, under which its progress is kept.

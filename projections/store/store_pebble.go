@@ -478,13 +478,9 @@ func (s *Pebble) ApplyBatch(_ context.Context, recs []projections.Record) error 
 	if err != nil {
 		return err
 	}
-	last := recs[len(recs)-1].Position
-	commit := s.marks.Commit
-	if projections.OnlyMessages(recs) {
-		// A message the history holds is skipped: the progress may wait.
-		commit = s.marks.CommitReplayable
-	}
-	if err := commit(b, last.Partition, last.Offset+1); err != nil {
+	// A message the history holds is skipped: the progress of a batch of
+	// messages may wait.
+	if err := s.marks.CommitThrough(b, recs); err != nil {
 		return fmt.Errorf("cannot write the history: %w", err)
 	}
 	return nil
