@@ -8,10 +8,11 @@ import (
 
 // decodeFast reads frame into r when it has the plain shape clients send:
 // one object whose keys are Request's, spelled exactly, each at most once,
-// whose strings hold no escape, whose numbers are integers, and whose
-// accounts are an array of such strings. It reports false for anything
+// whose strings are valid UTF-8 with JSON's escapes but no \u escape of a
+// surrogate (str), whose numbers are integers, and whose accounts are an
+// array of strings without escapes. It reports false for anything
 // else, and encoding/json decodes the frame instead, with its
-// case-insensitive keys, escapes, nulls, ignored fields and errors: the
+// case-insensitive keys, surrogate escapes, nulls, ignored fields and errors: the
 // Request is the same either way (FuzzDecodeFast checks it), only cheaper
 // for the common frame. r must be zero; on false it is left part-filled.
 func decodeFast(frame []byte, r *Request) bool {
@@ -246,6 +247,42 @@ func (d *fastDecoder) strings(dst *[]string) bool {
 	}
 	*dst = out
 	return true
+}
+
+// object reads one object whose every key field reads (reporting the
+// key's bit), each key at most once; it stops after the closing brace.
+func (d *fastDecoder) object(field func(key []byte) (uint32, bool)) bool {
+	if !d.byte('{') {
+		return false
+	}
+	var seen uint32
+	if d.skipSpace(); d.peek() == '}' {
+		d.i++
+		return true
+	}
+	for {
+		key, ok := d.rawString()
+		if !ok || !d.byte(':') {
+			return false
+		}
+		d.skipSpace()
+		bit, ok := field(key)
+		if !ok || seen&bit != 0 {
+			return false
+		}
+		seen |= bit
+		d.skipSpace()
+		switch d.peek() {
+		case ',':
+			d.i++
+			d.skipSpace()
+		case '}':
+			d.i++
+			return true
+		default:
+			return false
+		}
+	}
 }
 
 // array reads an array whose every element elem reads; it stops after

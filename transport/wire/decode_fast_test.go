@@ -43,19 +43,24 @@ func FuzzDecodeFast(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
-	f.Fuzz(func(t *testing.T, frame []byte) {
-		var fast Request
-		if !decodeFast(frame, &fast) {
-			return
-		}
-		var slow Request
-		if err := json.Unmarshal(frame, &slow); err != nil {
-			t.Fatalf("the fast decoder took %q, which encoding/json refuses: %v", frame, err)
-		}
-		if !reflect.DeepEqual(fast, slow) {
-			t.Fatalf("%q: fast %+v, encoding/json %+v", frame, fast, slow)
-		}
-	})
+	f.Fuzz(func(t *testing.T, frame []byte) { sameAsEncodingJSON(t, frame, decodeFast) })
+}
+
+// sameAsEncodingJSON fails t when fast takes frame and encoding/json
+// refuses it or reads it otherwise.
+func sameAsEncodingJSON[T any](t *testing.T, frame []byte, fast func([]byte, *T) bool) {
+	t.Helper()
+	var got T
+	if !fast(frame, &got) {
+		return
+	}
+	var want T
+	if err := json.Unmarshal(frame, &want); err != nil {
+		t.Fatalf("the fast path took %q, which encoding/json refuses: %v", frame, err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("%q: fast %+v, encoding/json %+v", frame, got, want)
+	}
 }
 
 // The common frames take the fast path; the others still decode, through

@@ -122,39 +122,3 @@ func (d *fastDecoder) message(m *Message) bool {
 		return 0, false
 	})
 }
-
-// object reads one object whose every key field reads (reporting the
-// key's bit), each key at most once; it stops after the closing brace.
-func (d *fastDecoder) object(field func(key []byte) (uint32, bool)) bool {
-	if !d.byte('{') {
-		return false
-	}
-	var seen uint32
-	if d.skipSpace(); d.peek() == '}' {
-		d.i++
-		return true
-	}
-	for {
-		key, ok := d.rawString()
-		if !ok || !d.byte(':') {
-			return false
-		}
-		d.skipSpace()
-		bit, ok := field(key)
-		if !ok || seen&bit != 0 {
-			return false
-		}
-		seen |= bit
-		d.skipSpace()
-		switch d.peek() {
-		case ',':
-			d.i++
-			d.skipSpace()
-		case '}':
-			d.i++
-			return true
-		default:
-			return false
-		}
-	}
-}
