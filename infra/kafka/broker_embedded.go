@@ -36,6 +36,11 @@ type EmbeddedConfig struct {
 	// and directories, and an error it returns fails that fsync: for tests
 	// of a failing disk.
 	SyncFault func(path string) error
+	// IndexCacheBytes bounds the memory of the broker's index of record
+	// batches (72 bytes a batch): the entries of older batches leave
+	// memory and are read back from their segment when a read needs them.
+	// Default kfake.DefaultIndexCacheBytes (8 MiB).
+	IndexCacheBytes int
 	// RetentionCheck is how often the broker drops records past their
 	// topic's retention. Default 1m.
 	RetentionCheck time.Duration
@@ -102,6 +107,9 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 	if cfg.SyncWrites {
 		opts = append(opts, kfake.SyncWrites())
 	}
+	if cfg.IndexCacheBytes > 0 {
+		opts = append(opts, kfake.IndexCacheBytes(cfg.IndexCacheBytes))
+	}
 	if cfg.SyncFault != nil {
 		opts = append(opts, kfake.SyncFault(cfg.SyncFault))
 	}
@@ -128,6 +136,9 @@ func (l brokerLogger) Logf(level kfake.LogLevel, format string, args ...any) {
 	}
 	l.log.Log(context.Background(), lvl, fmt.Sprintf(format, args...))
 }
+
+// IndexStats reports what the broker's index of record batches costs.
+func (e *Embedded) IndexStats() kfake.IndexStats { return e.cluster.IndexStats() }
 
 // Addrs are the broker's host:port addresses, for any Kafka client.
 func (e *Embedded) Addrs() []string { return e.cluster.ListenAddrs() }

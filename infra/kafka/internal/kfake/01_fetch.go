@@ -264,8 +264,8 @@ func (c *Cluster) handleFetch(creq *clientReq, w *watchFetch) (kmsg.Response, er
 				if si == segIdx {
 					startIdx = metaIdx
 				}
-				for batchIdx := startIdx; batchIdx < len(seg.index); batchIdx++ {
-					m := &seg.index[batchIdx]
+				for batchIdx := startIdx; batchIdx < seg.index.len(); batchIdx++ {
+					m := seg.index.at(batchIdx)
 					if readCommitted && m.firstOffset >= pd.lastStableOffset {
 						break
 					}
@@ -440,8 +440,8 @@ full:
 			if si == segIdx {
 				startIdx = metaIdx
 			}
-			for batchIdx := startIdx; batchIdx < len(seg.index); batchIdx++ {
-				m := &seg.index[batchIdx]
+			for batchIdx := startIdx; batchIdx < seg.index.len(); batchIdx++ {
+				m := seg.index.at(batchIdx)
 				if readCommitted && m.firstOffset >= pd.lastStableOffset {
 					break segments
 				}

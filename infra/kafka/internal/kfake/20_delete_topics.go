@@ -149,6 +149,9 @@ func (c *Cluster) deleteTopic(topic string, id uuid) {
 	// Close active segment files before removing partition directories.
 	for p, pd := range t {
 		pd.closeAllFiles(false)
+		for i := range pd.segments {
+			pd.segments[i].index.release() // [parley]
+		}
 		pdir := partDir(c.storageDir, topic, p)
 		if err := c.fs.RemoveAll(pdir); err != nil {
 			c.cfg.logger.Logf(LogLevelWarn, "delete topic %s partition %d dir: %v", topic, p, err)

@@ -133,10 +133,9 @@ func (c *Cluster) handleOffsetForLeaderEpoch(creq *clientReq) (kmsg.Response, er
 			// Get the batch before cur.
 			var prev *batchMeta
 			if mi > 0 {
-				prev = &pd.segments[si].index[mi-1]
+				prev = pd.segments[si].index.at(mi - 1)
 			} else {
-				prevSeg := &pd.segments[si-1]
-				prev = &prevSeg.index[len(prevSeg.index)-1]
+				prev = pd.segments[si-1].index.lastMeta()
 			}
 			sp.LeaderEpoch = prev.epoch
 			sp.EndOffset = cur.firstOffset

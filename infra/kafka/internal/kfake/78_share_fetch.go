@@ -378,8 +378,8 @@ func (c *Cluster) handleShareFetch(creq *clientReq, w *watchShareFetch) (kmsg.Re
 				if si == segIdx {
 					start = metaIdx
 				}
-				for bi := start; bi < len(seg.index); bi++ {
-					m := &seg.index[bi]
+				for bi := start; bi < seg.index.len(); bi++ {
+					m := seg.index.at(bi)
 					if m.firstOffset > lastAcq {
 						break readBatches
 					}

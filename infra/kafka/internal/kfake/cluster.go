@@ -73,6 +73,7 @@ type (
 		// groups.log, pids.log, etc.) only write when persist().
 		storageDir         string
 		fs                 fs
+		indexes            *indexCache // [parley] bounds the batch index entries in memory
 		groupsLogFile      file
 		pidsLogFile        file
 		groupsLogSize      int64
@@ -197,6 +198,7 @@ func NewCluster(opts ...Opt) (*Cluster, error) {
 	if cfg.syncFault != nil {
 		c.fs = faultFS{c.fs, cfg.syncFault}
 	}
+	c.indexes = newIndexCache(c.fs, cfg.logger, cfg.indexCacheBytes) // [parley]
 	for k, v := range cfg.brokerConfigs {
 		if v == "" {
 			c.bcfgs[k] = nil

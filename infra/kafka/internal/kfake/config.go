@@ -54,6 +54,8 @@ type cfg struct {
 	dataDir    string
 	syncWrites bool
 
+	indexCacheBytes int // [parley]
+
 	// injectFS, if non-nil, overrides the filesystem used for
 	// persistence. This allows tests to share a memFS across
 	// cluster restarts without touching the real disk.
@@ -300,6 +302,13 @@ func SyncWrites() Opt {
 // tests of the fsync error path. [parley]
 func SyncFault(fn func(path string) error) Opt {
 	return opt{func(cfg *cfg) { cfg.syncFault = fn }}
+}
+
+// IndexCacheBytes bounds the bytes of batch index entries the cluster
+// keeps in memory, DefaultIndexCacheBytes unless set; the entries of
+// older batches are read back from their segment when needed. [parley]
+func IndexCacheBytes(n int) Opt {
+	return opt{func(cfg *cfg) { cfg.indexCacheBytes = n }}
 }
 
 // withFS injects a custom filesystem implementation, allowing tests to

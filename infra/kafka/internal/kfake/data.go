@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
+	"math"
 	"math/rand"
 	"os"
 	"path/filepath"
@@ -44,9 +45,9 @@ type (
 		lastOffset  int64 // offset of the abort control record
 	}
 
-	// segmentInfo tracks per-segment metadata. Designed for future
-	// LRU eviction of per-segment indexes (seg.index = nil to evict,
-	// rebuild by reading segment file).
+	// segmentInfo tracks per-segment metadata. [parley] Its index keeps
+	// its entries in memory only while the cluster's indexCache has room
+	// for them (parley_index.go).
 	//
 	// File handle strategy: readFile is a lazily-opened read handle
 	// for sealed (non-active) segments. The active segment uses
@@ -54,13 +55,13 @@ type (
 	// the single Cluster.run() goroutine so no locking is needed.
 	// readFile is closed on segment trim (trimLeft) and topic delete.
 	segmentInfo struct {
-		base     int64       // base offset of first batch
-		endOff   int64       // offset after last batch (exclusive), 0 while active
-		minEpoch int32       // min epoch across all batches
-		maxEpoch int32       // max epoch across all batches
-		size     int64       // file size in bytes
-		index    []batchMeta // per-batch metadata, nil = evicted
-		readFile file        // cached read handle for sealed segments, nil = not yet opened
+		base     int64      // base offset of first batch
+		endOff   int64      // offset after last batch (exclusive), 0 while active
+		minEpoch int32      // min epoch across all batches
+		maxEpoch int32      // max epoch across all batches
+		size     int64      // file size in bytes
+		index    batchIndex // per-batch metadata
+		readFile file       // cached read handle for sealed segments, nil = not yet opened
 
 		// maxTimestamp and maxBatch are a real segment's
 		// maxTimestampSoFar and maxTimestampAndOffsetSoFar: the max
@@ -145,6 +146,8 @@ type (
 		segments      []segmentInfo // all segments, sorted by base offset
 
 		tail segmentTail // [parley] the newest bytes of the active segment, for in-process reads
+
+		loadIndexes *indexCache // [parley] the index cache of a partition loading, see loadPartitions
 	}
 
 	followers []int32
@@ -297,7 +300,11 @@ func (c *Cluster) pushBatch(pd *partData, nbytes int, b kmsg.RecordBatch, inTx b
 		}
 		active := &pd.segments[len(pd.segments)-1]
 		meta := pb.meta(segPos)
-		active.index = append(active.index, meta)
+		earlier := int64(math.MinInt64)
+		if pd.hasBatches() {
+			earlier = pd.maxTimestampSeen
+		}
+		active.index.append(meta, earlier)
 		active.updateEpochRange(pd.epoch)
 		active.updateMaxBatch(meta, segPos == 0)
 		active.lastModified = time.Now().UnixMilli()
@@ -365,7 +372,7 @@ func (si *segmentInfo) largestTimestamp() int64 {
 
 // updateEpochRange updates the segment's min/max epoch from a batch epoch.
 func (si *segmentInfo) updateEpochRange(epoch int32) {
-	if len(si.index) <= 1 {
+	if si.index.len() <= 1 {
 		si.minEpoch = epoch
 		si.maxEpoch = epoch
 	} else {
@@ -405,22 +412,20 @@ func (pd *partData) rebuildMaxTimestampMeta() {
 			pd.maxTimestampSeg = si
 		}
 	}
+	seen := int64(math.MinInt64)
+	for si := range pd.segments {
+		seen = pd.segments[si].index.rebuildEarlier(seen)
+	}
 	pd.maxTimestampSeen = 0
-	first := true
-	pd.eachBatchMeta(func(_, _ int, m *batchMeta) bool {
-		if first || m.maxTimestamp > pd.maxTimestampSeen {
-			pd.maxTimestampSeen = m.maxTimestamp
-		}
-		first = false
-		m.maxEarlierTimestamp = pd.maxTimestampSeen
-		return true
-	})
+	if pd.hasBatches() {
+		pd.maxTimestampSeen = seen
+	}
 }
 
 // hasBatches returns true if there is at least one batch in any segment.
 func (pd *partData) hasBatches() bool {
 	for i := range pd.segments {
-		if len(pd.segments[i].index) > 0 {
+		if pd.segments[i].index.len() > 0 {
 			return true
 		}
 	}
@@ -431,7 +436,7 @@ func (pd *partData) hasBatches() bool {
 func (pd *partData) hasNBatches(n int) bool {
 	count := 0
 	for i := range pd.segments {
-		count += len(pd.segments[i].index)
+		count += pd.segments[i].index.len()
 		if count >= n {
 			return true
 		}
@@ -443,7 +448,7 @@ func (pd *partData) hasNBatches(n int) bool {
 func (pd *partData) totalBatches() int {
 	n := 0
 	for i := range pd.segments {
-		n += len(pd.segments[i].index)
+		n += pd.segments[i].index.len()
 	}
 	return n
 }
@@ -454,9 +459,11 @@ func (pd *partData) totalBatches() int {
 func (pd *partData) pruneEmptySegments() {
 	n := 0
 	for i := range pd.segments {
-		if len(pd.segments[i].index) > 0 {
+		if pd.segments[i].index.len() > 0 {
 			pd.segments[n] = pd.segments[i]
 			n++
+		} else {
+			pd.segments[i].index.release()
 		}
 	}
 	pd.segments = pd.segments[:n]
@@ -465,11 +472,8 @@ func (pd *partData) pruneEmptySegments() {
 // eachBatchMeta calls fn for each batchMeta across all segments.
 func (pd *partData) eachBatchMeta(fn func(segIdx, metaIdx int, m *batchMeta) bool) {
 	for si := range pd.segments {
-		seg := &pd.segments[si]
-		for mi := range seg.index {
-			if !fn(si, mi, &seg.index[mi]) {
-				return
-			}
+		if !pd.segments[si].index.each(func(mi int, m *batchMeta) bool { return fn(si, mi, m) }) {
+			return
 		}
 	}
 }
@@ -481,21 +485,19 @@ func (pd *partData) eachBatchMeta(fn func(segIdx, metaIdx int, m *batchMeta) boo
 func (pd *partData) findBatchMeta(target int64, field func(*batchMeta) int64) (segIdx, metaIdx int, meta *batchMeta) {
 	// Level 1: find first segment whose last batch has field >= target.
 	si := sort.Search(len(pd.segments), func(i int) bool {
-		seg := &pd.segments[i]
-		return len(seg.index) > 0 && field(&seg.index[len(seg.index)-1]) >= target
+		last := pd.segments[i].index.lastMeta()
+		return last != nil && field(last) >= target
 	})
 	if si >= len(pd.segments) {
 		return -1, -1, nil
 	}
 	// Level 2: find first batch in that segment with field >= target.
 	seg := &pd.segments[si]
-	mi := sort.Search(len(seg.index), func(i int) bool {
-		return field(&seg.index[i]) >= target
-	})
-	if mi >= len(seg.index) {
+	mi := seg.index.search(func(m *batchMeta) bool { return field(m) >= target })
+	if mi >= seg.index.len() {
 		return -1, -1, nil
 	}
-	return si, mi, &seg.index[mi]
+	return si, mi, seg.index.at(mi)
 }
 
 // searchOffset finds the batch containing offset o in the batchMeta index.
@@ -515,8 +517,7 @@ func (pd *partData) searchOffset(o int64) (segIdx, metaIdx int, found, atEnd boo
 
 	// Check if at the end (at or past last batch's end offset).
 	lastSeg := &pd.segments[len(pd.segments)-1]
-	if len(lastSeg.index) > 0 {
-		lastMeta := &lastSeg.index[len(lastSeg.index)-1]
+	if lastMeta := lastSeg.index.lastMeta(); lastMeta != nil {
 		if endOff := lastMeta.firstOffset + int64(lastMeta.lastOffsetDelta) + 1; o >= endOff {
 			return 0, 0, false, true
 		}
@@ -529,34 +530,23 @@ func (pd *partData) searchOffset(o int64) (segIdx, metaIdx int, found, atEnd boo
 		return pd.segments[i].base > o
 	})-1, 0)
 
-	// Level 2: binary search within the segment's index.
+	// Level 2: binary search within the segment's index for the first
+	// batch that ends after o: the one holding o or, after compaction
+	// left a gap there, the next one.
 	idx := &pd.segments[si].index
-	mi, ok := sort.Find(len(*idx), func(i int) int {
-		m := &(*idx)[i]
-		if o < m.firstOffset {
-			return -1
-		}
-		if o >= m.firstOffset+int64(m.lastOffsetDelta)+1 {
-			return 1
-		}
-		return 0
+	mi := idx.search(func(m *batchMeta) bool {
+		return o < m.firstOffset+int64(m.lastOffsetDelta)+1
 	})
-
-	// After compaction, offsets may land in gaps between batches.
-	// Skip forward to the next available batch in this or later segments.
-	if !ok {
-		if mi < len(*idx) {
-			return si, mi, true, false
-		}
-		// Past end of this segment's index - try next segment.
-		for si++; si < len(pd.segments); si++ {
-			if len(pd.segments[si].index) > 0 {
-				return si, 0, true, false
-			}
-		}
-		return 0, 0, false, false
+	if mi < idx.len() {
+		return si, mi, true, false
 	}
-	return si, mi, true, false
+	// Past end of this segment's index - try next segment.
+	for si++; si < len(pd.segments); si++ {
+		if pd.segments[si].index.len() > 0 {
+			return si, 0, true, false
+		}
+	}
+	return 0, 0, false, false
 }
 
 func (c *Cluster) trimLeft(pd *partData) {
@@ -565,15 +555,16 @@ func (c *Cluster) trimLeft(pd *partData) {
 outer:
 	for len(pd.segments) > 0 {
 		seg := &pd.segments[0]
-		for len(seg.index) > 0 {
-			m := &seg.index[0]
+		for seg.index.len() > 0 {
+			m := seg.index.at(0)
 			finRec := m.firstOffset + int64(m.lastOffsetDelta)
 			if finRec >= pd.logStartOffset {
 				break outer
 			}
 			pd.nbytes -= int64(m.nbytes)
-			seg.index = seg.index[1:]
+			seg.index.dropFirst()
 		}
+		seg.index.release()
 		if seg.readFile != nil {
 			seg.readFile.Close()
 		}
@@ -1506,8 +1497,7 @@ func (c *Cluster) compact(pd *partData, topic string) {
 
 	// Read the last (active) batch - always kept unconditionally.
 	lastSeg := &pd.segments[len(pd.segments)-1]
-	lastIdx := len(lastSeg.index) - 1
-	lastBatch, err := c.readBatchFull(pd, len(pd.segments)-1, &lastSeg.index[lastIdx])
+	lastBatch, err := c.readBatchFull(pd, len(pd.segments)-1, lastSeg.index.at(lastSeg.index.len()-1))
 	if err != nil {
 		c.cfg.logger.Logf(LogLevelWarn, "compact %s-%d: read last batch: %v", pd.t, pd.p, err)
 		return
@@ -1559,34 +1549,17 @@ func (c *Cluster) applyRetention(pd *partData, topic string) {
 	newLogStart := pd.logStartOffset
 
 	// Time-based retention: drop batches whose max timestamp is older
-	// than retention.ms.
+	// than retention.ms. [parley] From the index's chunk summaries, not
+	// a walk over every batch, which would read the whole index back
+	// into memory once per check.
 	if retMs >= 0 {
-		pd.eachBatchMeta(func(_, _ int, m *batchMeta) bool {
-			if now-m.maxTimestamp >= retMs {
-				end := m.firstOffset + int64(m.lastOffsetDelta) + 1
-				if end > newLogStart {
-					newLogStart = end
-				}
-			}
-			return true
-		})
+		newLogStart = max(newLogStart, pd.expiredEnd(now-retMs))
 	}
 
 	// Size-based retention: drop oldest batches until total size is
 	// within retention.bytes.
 	if retBytes >= 0 && pd.nbytes > retBytes {
-		excess := pd.nbytes - retBytes
-		pd.eachBatchMeta(func(_, _ int, m *batchMeta) bool {
-			if excess <= 0 {
-				return false
-			}
-			end := m.firstOffset + int64(m.lastOffsetDelta) + 1
-			if end > newLogStart {
-				newLogStart = end
-			}
-			excess -= int64(m.nbytes)
-			return true
-		})
+		newLogStart = max(newLogStart, pd.excessEnd(pd.nbytes-retBytes))
 	}
 
 	if newLogStart > pd.logStartOffset {

@@ -117,8 +117,8 @@ func (c *Cluster) readBatchesInto(pd *partData, segIdx, metaIdx, maxBytes int, d
 			from, n = -1, 0
 			return nil
 		}
-		for i := start; i < len(seg.index); i++ {
-			m := &seg.index[i]
+		for i := start; i < seg.index.len(); i++ {
+			m := seg.index.at(i)
 			if total > 0 && total+int(m.nbytes) > maxBytes {
 				return dst, end, flush()
 			}

@@ -9,6 +9,7 @@ import (
 	"hash/crc32"
 	"io"
 	"maps"
+	"math"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -811,6 +812,7 @@ func (c *Cluster) rebuildSegments(pd *partData, batches []*partBatch) {
 
 	// Delete old segment + index files
 	for _, seg := range pd.segments {
+		seg.index.release() // [parley]
 		c.fs.Remove(filepath.Join(pdir, segmentFileName(seg.base)))
 		c.fs.Remove(filepath.Join(pdir, indexFileName(seg.base)))
 	}
@@ -842,7 +844,8 @@ func (c *Cluster) rebuildSegments(pd *partData, batches []*partBatch) {
 	// Write segment (.dat) and index (.idx) files.
 	c.fs.MkdirAll(pdir, 0o755)
 	for _, g := range groups {
-		si := segmentInfo{base: g.base, lastModified: time.Now().UnixMilli()}
+		si := c.newSegmentInfo(pd, g.base)
+		si.lastModified = time.Now().UnixMilli()
 		segPath := filepath.Join(pdir, segmentFileName(g.base))
 		idxPath := filepath.Join(pdir, indexFileName(g.base))
 		sf, err := c.fs.OpenFile(segPath, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
@@ -873,7 +876,7 @@ func (c *Cluster) rebuildSegments(pd *partData, batches []*partBatch) {
 				c.cfg.logger.Logf(LogLevelWarn, "rebuildSegments %s-%d: write index: %v", pd.t, pd.p, err)
 				break
 			}
-			si.index = append(si.index, meta)
+			si.index.append(meta, math.MinInt64) // rebuildMaxTimestampMeta sets the timestamps
 			si.updateEpochRange(b.epoch)
 			si.updateMaxBatch(meta, pos == 0)
 			pos += batchSize
@@ -883,6 +886,9 @@ func (c *Cluster) rebuildSegments(pd *partData, batches []*partBatch) {
 		sf.Close()
 		xf.Sync()
 		xf.Close()
+		if n := len(pd.segments); n > 0 {
+			pd.segments[n-1].index.seal() // [parley]
+		}
 		pd.segments = append(pd.segments, si)
 	}
 	pd.rebuildMaxTimestampMeta()
@@ -1162,9 +1168,14 @@ func (c *Cluster) loadTopics(fsys fs, dir string) error {
 }
 
 func (c *Cluster) loadPartitions(fsys fs, dir string, crashAbortedMu *sync.Mutex, crashAbortedPIDs map[int64]struct{}) error {
-	return c.forEachPartition(func(topic string, part int32, pd *partData) error {
+	err := c.forEachPartition(func(topic string, part int32, pd *partData) error {
+		// [parley] Partitions load concurrently: each indexes its
+		// segments with a cache of its own until all are loaded.
+		pd.loadIndexes = newIndexCache(c.fs, c.cfg.logger, loadIndexCacheBytes)
 		return c.loadPartition(fsys, dir, topic, part, pd, crashAbortedMu, crashAbortedPIDs)
 	})
+	c.data.tps.each(func(_ string, _ int32, pd *partData) { c.adoptIndexes(pd) }) // [parley]
+	return err
 }
 
 func (c *Cluster) loadPartition(fsys fs, dir, topic string, part int32, pd *partData, crashAbortedMu *sync.Mutex, crashAbortedPIDs map[int64]struct{}) error {
@@ -1250,12 +1261,9 @@ func (c *Cluster) loadPartitionFromSnapshot(pd *partData, snap persistPartSnapsh
 	pd.rolledAt = snap.CreatedAt
 	for i, base := range segFiles {
 		ss := snap.Segments[i]
-		pd.segments = append(pd.segments, segmentInfo{
-			base:     base,
-			size:     ss.Size,
-			minEpoch: ss.MinEpoch,
-			maxEpoch: ss.MaxEpoch,
-		})
+		seg := c.newSegmentInfo(pd, base)
+		seg.size, seg.minEpoch, seg.maxEpoch = ss.Size, ss.MinEpoch, ss.MaxEpoch
+		pd.segments = append(pd.segments, seg)
 		if _, err := c.loadSegmentBatches(pd, fsys, pdir, base); err != nil {
 			return err
 		}
@@ -1272,13 +1280,8 @@ func (c *Cluster) loadPartitionFromSnapshot(pd *partData, snap persistPartSnapsh
 
 	// Accumulate nbytes from batchMeta, skipping entries before
 	// logStartOffset (partially-trimmed segments may have stale entries).
-	pd.eachBatchMeta(func(_, _ int, m *batchMeta) bool {
-		finRec := m.firstOffset + int64(m.lastOffsetDelta)
-		if finRec >= pd.logStartOffset {
-			pd.nbytes += int64(m.nbytes)
-		}
-		return true
-	})
+	// [parley] From the index's chunk summaries where it can.
+	pd.nbytes += pd.bytesFrom(pd.logStartOffset)
 
 	pd.rebuildMaxTimestampMeta()
 
@@ -1287,7 +1290,7 @@ func (c *Cluster) loadPartitionFromSnapshot(pd *partData, snap persistPartSnapsh
 	// snapshot expected.
 	if pd.hasBatches() {
 		lastSeg := &pd.segments[len(pd.segments)-1]
-		last := &lastSeg.index[len(lastSeg.index)-1]
+		last := lastSeg.index.lastMeta()
 		maxHWM := last.firstOffset + int64(last.lastOffsetDelta) + 1
 		if pd.highWatermark > maxHWM {
 			pd.highWatermark = maxHWM
@@ -1314,7 +1317,7 @@ func (c *Cluster) loadPartitionFullReplay(pd *partData, segFiles []int64, fsys f
 	// Load segments, getting full batches for crash recovery txn state.
 	var batches []*partBatch
 	for _, base := range segFiles {
-		pd.segments = append(pd.segments, segmentInfo{base: base})
+		pd.segments = append(pd.segments, c.newSegmentInfo(pd, base))
 		loaded, err := c.loadSegmentBatches(pd, fsys, pdir, base)
 		if err != nil {
 			return err
@@ -1326,9 +1329,9 @@ func (c *Cluster) loadPartitionFullReplay(pd *partData, segFiles []int64, fsys f
 	// Reconstruct partition metadata from batchMeta
 	if pd.hasBatches() {
 		firstSeg := &pd.segments[0]
-		first := &firstSeg.index[0]
+		first := firstSeg.index.at(0)
 		lastSeg := &pd.segments[len(pd.segments)-1]
-		last := &lastSeg.index[len(lastSeg.index)-1]
+		last := lastSeg.index.lastMeta()
 		pd.highWatermark = last.firstOffset + int64(last.lastOffsetDelta) + 1
 
 		// logStartOffset: lossy reconstruction. The true value
@@ -1428,16 +1431,13 @@ func (c *Cluster) loadPartitionFullReplay(pd *partData, segFiles []int64, fsys f
 	pd.recalculateLSO()
 
 	// Rebuild nbytes and the timestamp metadata from batchMeta
-	pd.eachBatchMeta(func(_, _ int, m *batchMeta) bool {
-		pd.nbytes += int64(m.nbytes)
-		return true
-	})
+	pd.nbytes += pd.bytesFrom(math.MinInt64)
 	pd.rebuildMaxTimestampMeta()
 
 	// Restore createdAt from the first batch. newPartData sets createdAt
 	// to time.Now() but on full replay we want the original creation time.
 	if pd.hasBatches() {
-		pd.createdAt = time.UnixMilli(pd.segments[0].index[0].firstTimestamp)
+		pd.createdAt = time.UnixMilli(pd.segments[0].index.at(0).firstTimestamp)
 	}
 	pd.rolledAt = pd.createdAt
 
@@ -1519,12 +1519,15 @@ func (c *Cluster) loadSegmentBatches(pd *partData, fsys fs, pdir string, base in
 
 		// Read metadata from index file (if available). The stored
 		// maxEarlierTimestamp is not used: rebuildMaxTimestampMeta
-		// recomputes it once every segment is loaded.
-		var epoch int32
-		var inTx bool
+		// recomputes it once every segment is loaded. [parley] Without
+		// an entry, the epoch is the one the batch was written with,
+		// as when the index reads a chunk back (parley_index.go).
+		epoch, inTx := rb.PartitionLeaderEpoch, false
 		idxOff := batchIdx * indexEntrySize
 		if idxOff+indexEntrySize <= len(idxRaw) {
-			epoch, _, inTx, _ = decodeIndexEntry(idxRaw[idxOff : idxOff+indexEntrySize])
+			if e, _, tx, ok := decodeIndexEntry(idxRaw[idxOff : idxOff+indexEntrySize]); ok {
+				epoch, inTx = e, tx
+			}
 		}
 
 		batch := &partBatch{
@@ -1536,7 +1539,7 @@ func (c *Cluster) loadSegmentBatches(pd *partData, fsys fs, pdir string, base in
 		result = append(result, batch)
 		if seg != nil {
 			meta := batch.meta(int64(pos))
-			seg.index = append(seg.index, meta)
+			seg.index.append(meta, math.MinInt64) // rebuildMaxTimestampMeta sets the timestamps
 			seg.updateEpochRange(batch.epoch)
 			seg.updateMaxBatch(meta, pos == 0)
 		}
@@ -1565,6 +1568,32 @@ func (c *Cluster) loadSegmentBatches(pd *partData, fsys fs, pdir string, base in
 		idxPath := filepath.Join(pdir, indexFileName(base))
 		if f, err := fsys.OpenFile(idxPath, os.O_WRONLY, 0o644); err == nil {
 			f.Truncate(expectedIdxBytes)
+			f.Close()
+		}
+	}
+	// [parley] And write the entries a crash left out, after the segment
+	// write and before the index's: entry i of the file must be batch i,
+	// for the batches appended next and for chunks read back.
+	if have := len(idxRaw) / indexEntrySize; have < batchIdx {
+		idxPath := filepath.Join(pdir, indexFileName(base))
+		if f, err := fsys.OpenFile(idxPath, os.O_CREATE|os.O_WRONLY, 0o644); err != nil {
+			c.cfg.logger.Logf(LogLevelWarn, "partition %s-%d segment %d: open index to complete it: %v", pd.t, pd.p, base, err)
+		} else {
+			var missing []byte
+			for _, b := range result[have:] {
+				e := encodeIndexEntry(b.epoch, 0, b.inTx)
+				missing = append(missing, e[:]...)
+			}
+			_, err := f.Seek(int64(have)*indexEntrySize, io.SeekStart)
+			if err == nil {
+				err = f.Truncate(int64(have) * indexEntrySize)
+			}
+			if err == nil {
+				_, err = f.Write(missing)
+			}
+			if err != nil {
+				c.cfg.logger.Logf(LogLevelWarn, "partition %s-%d segment %d: complete index: %v", pd.t, pd.p, base, err)
+			}
 			f.Close()
 		}
 	}
@@ -1849,7 +1878,7 @@ func (c *Cluster) persistBatchToSegment(pd *partData, b *partBatch) int64 {
 
 	// Ensure segment exists in memory before any I/O that might fail.
 	if len(pd.segments) == 0 {
-		pd.segments = append(pd.segments, segmentInfo{base: b.FirstOffset})
+		pd.segments = append(pd.segments, c.newSegmentInfo(pd, b.FirstOffset))
 	}
 
 	if pd.activeSegFile == nil {
@@ -1868,9 +1897,10 @@ func (c *Cluster) persistBatchToSegment(pd *partData, b *partBatch) int64 {
 	active := &pd.segments[len(pd.segments)-1]
 	if active.size >= c.segmentBytes(pd.t) {
 		active.endOff = b.FirstOffset
+		active.index.seal() // [parley]
 		pd.closeActiveFiles(c.cfg.syncWrites)
 		pd.dirDirty = true // [parley] new segment files: sync their directory
-		pd.segments = append(pd.segments, segmentInfo{base: b.FirstOffset})
+		pd.segments = append(pd.segments, c.newSegmentInfo(pd, b.FirstOffset))
 		if err := c.openSegmentFiles(pd, pdir); err != nil {
 			c.cfg.logger.Logf(LogLevelWarn, "persist batch open %s-%d: %v", pd.t, pd.p, err)
 			return -1
@@ -1907,7 +1937,7 @@ func (c *Cluster) persistBatchToSegment(pd *partData, b *partBatch) int64 {
 		if err := c.syncBatch(pd, pdir); err != nil {
 			c.cfg.logger.Logf(LogLevelError, "persist batch %s-%d: sync: %v", pd.t, pd.p, err)
 			pd.activeSegFile.Truncate(active.size)
-			pd.activeIdxFile.Truncate(int64(len(active.index)) * indexEntrySize)
+			pd.activeIdxFile.Truncate(int64(active.index.fileEntries()) * indexEntrySize)
 			pd.closeActiveFiles(false)
 			return -1
 		}

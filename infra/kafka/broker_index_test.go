@@ -1,0 +1,223 @@
+package kafka
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/parley-chat/parley/projections/runner"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// The broker answers the same whether its index of record batches is in
+// memory or mostly read back from the segments: reads from any offset,
+// over the Kafka protocol and in process; offsets by timestamp; the log
+// start after time and size retention; and all of it after a restart.
+func TestBrokerIndexReadBack(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		cache int
+	}{{"in memory", 0}, {"read back", 1}} {
+		t.Run(tc.name, func(t *testing.T) {
+			testBrokerIndex(t, tc.cache)
+		})
+	}
+}
+
+func testBrokerIndex(t *testing.T, cache int) {
+	const (
+		n     = 1500 // one record a batch: segments of two chunks of the index
+		timed = "timed"
+		sized = "sized"
+	)
+	dir := t.TempDir()
+	start := func() *Embedded {
+		opts := []kfake.Opt{kfake.NumBrokers(1), kfake.DataDir(dir),
+			kfake.BrokerConfigs(map[string]string{"log.segment.bytes": "49152"})}
+		if cache > 0 {
+			opts = append(opts, kfake.IndexCacheBytes(cache))
+		}
+		c, err := kfake.NewCluster(opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &Embedded{cluster: c}
+	}
+	b := start()
+	defer func() { b.Close() }()
+
+	// The first half of timed is two hours old, the second ten minutes:
+	// an hour's retention keeps the second half.
+	now := time.Now().Truncate(time.Millisecond)
+	stamp := func(i int) time.Time {
+		if i < n/2 {
+			return now.Add(-2*time.Hour + time.Duration(2*i)*time.Millisecond)
+		}
+		return now.Add(-10*time.Minute + time.Duration(2*i)*time.Millisecond)
+	}
+	admin, client := saramaAdmin(t, b.Addrs())
+	defer client.Close()
+	hour := strconv.Itoa(int(time.Hour.Milliseconds()))
+	const keepBytes = 20000
+	keep := strconv.Itoa(keepBytes)
+	for topic, cfg := range map[string]map[string]*string{timed: {"retention.ms": &hour}, sized: {"retention.bytes": &keep}} {
+		if err := admin.CreateTopic(topic, &sarama.TopicDetail{NumPartitions: 1, ReplicationFactor: 1, ConfigEntries: cfg}, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addrs()...), kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.ProducerLinger(0), kgo.MaxBufferedRecords(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		for _, topic := range []string{timed, sized} {
+			r := &kgo.Record{Topic: topic, Value: fmt.Appendf(nil, "v%05d", i), Timestamp: stamp(i)}
+			if err := cl.ProduceSync(context.Background(), r).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	cl.Close()
+	value := func(i int64) string { return fmt.Sprintf("v%05d", i) }
+
+	// reads checks the records of topic from offset first on, read over
+	// the Kafka protocol from first and in process from a spread of
+	// offsets; and offsets by timestamp.
+	reads := func(what, topic string, first int64) {
+		t.Helper()
+		viaKafka := consumeFrom(t, b.Addrs(), topic, first, n-first)
+		for i, r := range viaKafka {
+			if want := first + int64(i); r.Offset != want || string(r.Value) != value(want) || !r.Timestamp.Equal(stamp(int(want))) {
+				t.Fatalf("%s, %s over Kafka: record %d is %d %q %v, want %d %q %v", what, topic, i, r.Offset, r.Value, r.Timestamp, want, value(want), stamp(int(want)))
+			}
+		}
+		for from := first; from < n; from += 97 {
+			got := readAll(t, b.RangeSource(topic, map[int32]int64{0: from}, map[int32]int64{0: min(from+5, n)}))[0]
+			var want []runner.RawRecord
+			for o := from; o < min(from+5, n); o++ {
+				want = append(want, runner.RawRecord{Offset: o, Payload: []byte(value(o)), Timestamp: stamp(int(o))})
+			}
+			sameRecords(t, fmt.Sprintf("%s, %s in process from %d", what, topic, from), got, want)
+		}
+		// Before the log start, the first record still held.
+		if got, err := client.GetOffset(topic, 0, stamp(0).UnixMilli()); err != nil || got != first {
+			t.Fatalf("%s, %s: the offset for the oldest timestamp is %d (%v), want %d", what, topic, got, err, first)
+		}
+		for i := first; i < n; i += 89 {
+			for _, ts := range []time.Time{stamp(int(i)), stamp(int(i)).Add(-time.Millisecond)} {
+				got, err := client.GetOffset(topic, 0, ts.UnixMilli())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got != i {
+					t.Fatalf("%s, %s: the offset for timestamp %v is %d, want %d", what, topic, ts, got, i)
+				}
+			}
+		}
+	}
+	reads("before retention", timed, 0)
+	reads("before retention", sized, 0)
+
+	b.cluster.ApplyRetention()
+	batchBytes := firstBatchBytes(t, filepath.Join(dir, "partitions", sized+"-0"))
+	// Size retention drops the oldest batches while the log is over
+	// keepBytes.
+	wantStart := map[string]int64{timed: n / 2, sized: (n*batchBytes - keepBytes + batchBytes - 1) / batchBytes}
+	check := func(what string) {
+		t.Helper()
+		for _, topic := range []string{timed, sized} {
+			client.RefreshMetadata(topic)
+			got, err := client.GetOffset(topic, 0, sarama.OffsetOldest)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != wantStart[topic] {
+				t.Fatalf("%s, %s starts at %d, want %d", what, topic, got, wantStart[topic])
+			}
+			reads(what, topic, wantStart[topic])
+		}
+	}
+	check("after retention")
+
+	client.Close()
+	b.Close()
+	b = start()
+	_, client = saramaAdmin(t, b.Addrs())
+	defer client.Close()
+	check("after a restart")
+
+	stats := b.IndexStats()
+	if cache > 0 {
+		if stats.ReadBack == 0 {
+			t.Error("no index entries were read back: the test did not exercise it")
+		}
+		if stats.InMemory > kfake.MinIndexCacheBytes {
+			t.Errorf("%d bytes of index entries in memory, above the %d allowed", stats.InMemory, kfake.MinIndexCacheBytes)
+		}
+	} else if stats.ReadBack != 0 {
+		t.Errorf("%d chunks of index entries were read back, with room for all of them", stats.ReadBack)
+	}
+}
+
+// saramaAdmin opens a Sarama client and admin on brokers; closing the
+// client closes both.
+func saramaAdmin(t *testing.T, brokers []string) (sarama.ClusterAdmin, sarama.Client) {
+	t.Helper()
+	sc := sarama.NewConfig()
+	sc.Version = sarama.V2_8_0_0
+	client, err := sarama.NewClient(brokers, sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, err := sarama.NewClusterAdminFromClient(client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return admin, client
+}
+
+// consumeFrom reads count records of topic's partition 0 from offset
+// first over the Kafka protocol.
+func consumeFrom(t *testing.T, brokers []string, topic string, first, count int64) []*kgo.Record {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {0: kgo.NewOffset().At(first)}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var got []*kgo.Record
+	for int64(len(got)) < count {
+		fs := cl.PollFetches(ctx)
+		if err := fs.Err0(); err != nil {
+			t.Fatalf("reading %s from %d: %v", topic, first, err)
+		}
+		got = append(got, fs.Records()...)
+	}
+	return got
+}
+
+// firstBatchBytes is the size of the first record batch in the first
+// segment file of partition directory pdir.
+func firstBatchBytes(t *testing.T, pdir string) int64 {
+	t.Helper()
+	segs, err := filepath.Glob(filepath.Join(pdir, "*.dat"))
+	if err != nil || len(segs) == 0 {
+		t.Fatalf("no segment in %s: %v", pdir, err)
+	}
+	raw, err := os.ReadFile(segs[0])
+	if err != nil || len(raw) < 12 {
+		t.Fatalf("segment %s: %v", segs[0], err)
+	}
+	return 12 + int64(binary.BigEndian.Uint32(raw[8:12]))
+}
