@@ -1,12 +1,15 @@
 package kafka
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -34,6 +37,7 @@ func TestBrokerIndexReadBack(t *testing.T) {
 func testBrokerIndex(t *testing.T, cache int) {
 	const (
 		n     = 1500 // one record a batch: segments of two chunks of the index
+		more  = 300  // then appended, for a second trim of the same chunk
 		timed = "timed"
 		sized = "sized"
 	)
@@ -72,20 +76,26 @@ func testBrokerIndex(t *testing.T, cache int) {
 			t.Fatal(err)
 		}
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addrs()...), kgo.RecordPartitioner(kgo.ManualPartitioner()),
-		kgo.ProducerLinger(0), kgo.MaxBufferedRecords(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range n {
-		for _, topic := range []string{timed, sized} {
-			r := &kgo.Record{Topic: topic, Value: fmt.Appendf(nil, "v%05d", i), Timestamp: stamp(i)}
-			if err := cl.ProduceSync(context.Background(), r).FirstErr(); err != nil {
-				t.Fatal(err)
+	var total int64 // records appended to each topic
+	produce := func(count int) {
+		t.Helper()
+		cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addrs()...), kgo.RecordPartitioner(kgo.ManualPartitioner()),
+			kgo.ProducerLinger(0), kgo.MaxBufferedRecords(1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
+		for range count {
+			for _, topic := range []string{timed, sized} {
+				r := &kgo.Record{Topic: topic, Value: fmt.Appendf(nil, "v%05d", total), Timestamp: stamp(int(total))}
+				if err := cl.ProduceSync(context.Background(), r).FirstErr(); err != nil {
+					t.Fatal(err)
+				}
 			}
+			total++
 		}
 	}
-	cl.Close()
+	produce(n)
 	value := func(i int64) string { return fmt.Sprintf("v%05d", i) }
 
 	// reads checks the records of topic from offset first on, read over
@@ -93,16 +103,16 @@ func testBrokerIndex(t *testing.T, cache int) {
 	// offsets; and offsets by timestamp.
 	reads := func(what, topic string, first int64) {
 		t.Helper()
-		viaKafka := consumeFrom(t, b.Addrs(), topic, first, n-first)
+		viaKafka := consumeFrom(t, b.Addrs(), topic, first, total-first)
 		for i, r := range viaKafka {
 			if want := first + int64(i); r.Offset != want || string(r.Value) != value(want) || !r.Timestamp.Equal(stamp(int(want))) {
 				t.Fatalf("%s, %s over Kafka: record %d is %d %q %v, want %d %q %v", what, topic, i, r.Offset, r.Value, r.Timestamp, want, value(want), stamp(int(want)))
 			}
 		}
-		for from := first; from < n; from += 97 {
-			got := readAll(t, b.RangeSource(topic, map[int32]int64{0: from}, map[int32]int64{0: min(from+5, n)}))[0]
+		for from := first; from < total; from += 97 {
+			got := readAll(t, b.RangeSource(topic, map[int32]int64{0: from}, map[int32]int64{0: min(from+5, total)}))[0]
 			var want []runner.RawRecord
-			for o := from; o < min(from+5, n); o++ {
+			for o := from; o < min(from+5, total); o++ {
 				want = append(want, runner.RawRecord{Offset: o, Payload: []byte(value(o)), Timestamp: stamp(int(o))})
 			}
 			sameRecords(t, fmt.Sprintf("%s, %s in process from %d", what, topic, from), got, want)
@@ -111,7 +121,7 @@ func testBrokerIndex(t *testing.T, cache int) {
 		if got, err := client.GetOffset(topic, 0, stamp(0).UnixMilli()); err != nil || got != first {
 			t.Fatalf("%s, %s: the offset for the oldest timestamp is %d (%v), want %d", what, topic, got, err, first)
 		}
-		for i := first; i < n; i += 89 {
+		for i := first; i < total; i += 89 {
 			for _, ts := range []time.Time{stamp(int(i)), stamp(int(i)).Add(-time.Millisecond)} {
 				got, err := client.GetOffset(topic, 0, ts.UnixMilli())
 				if err != nil {
@@ -130,7 +140,9 @@ func testBrokerIndex(t *testing.T, cache int) {
 	batchBytes := firstBatchBytes(t, filepath.Join(dir, "partitions", sized+"-0"))
 	// Size retention drops the oldest batches while the log is over
 	// keepBytes.
-	wantStart := map[string]int64{timed: n / 2, sized: (n*batchBytes - keepBytes + batchBytes - 1) / batchBytes}
+	wantStart := map[string]int64{timed: n / 2}
+	sizedStart := func() int64 { return (total*batchBytes - keepBytes + batchBytes - 1) / batchBytes }
+	wantStart[sized] = sizedStart()
 	check := func(what string) {
 		t.Helper()
 		for _, topic := range []string{timed, sized} {
@@ -142,22 +154,44 @@ func testBrokerIndex(t *testing.T, cache int) {
 			if got != wantStart[topic] {
 				t.Fatalf("%s, %s starts at %d, want %d", what, topic, got, wantStart[topic])
 			}
+			if size, want := logSize(t, admin, topic), (total-wantStart[topic])*batchBytes; topic == sized && size != want {
+				t.Fatalf("%s, %s holds %d bytes, want %d", what, topic, size, want)
+			}
 			reads(what, topic, wantStart[topic])
 		}
 	}
 	check("after retention")
+	// The second trim removes the rest of the chunk the first cut into.
+	produce(more)
+	b.cluster.ApplyRetention()
+	wantStart[sized] = sizedStart()
+	check("after a second retention")
 
+	stats := b.IndexStats()
+	if cache > 0 && stats.ReadBack == 0 {
+		t.Error("before the restart, no index entries were read back: the test did not exercise it")
+	}
 	client.Close()
 	b.Close()
+	// A crash can leave a segment without its .idx entries; the load
+	// writes them again, and reads back from them.
+	idx, err := filepath.Glob(filepath.Join(dir, "partitions", timed+"-0", "*.idx"))
+	if err != nil || len(idx) < 2 {
+		t.Fatalf("the timed topic has index files %v (%v), want two or more", idx, err)
+	}
+	slices.SortFunc(idx, func(a, b string) int { return cmp.Compare(len(a), len(b))*2 + strings.Compare(a, b) })
+	if err := os.Remove(idx[0]); err != nil { // the oldest segment's, numerically
+		t.Fatal(err)
+	}
 	b = start()
-	_, client = saramaAdmin(t, b.Addrs())
+	admin, client = saramaAdmin(t, b.Addrs())
 	defer client.Close()
 	check("after a restart")
 
-	stats := b.IndexStats()
+	stats = b.IndexStats()
 	if cache > 0 {
 		if stats.ReadBack == 0 {
-			t.Error("no index entries were read back: the test did not exercise it")
+			t.Error("after the restart, no index entries were read back: the test did not exercise it")
 		}
 		if stats.InMemory > kfake.MinIndexCacheBytes {
 			t.Errorf("%d bytes of index entries in memory, above the %d allowed", stats.InMemory, kfake.MinIndexCacheBytes)
@@ -205,6 +239,28 @@ func consumeFrom(t *testing.T, brokers []string, topic string, first, count int6
 		got = append(got, fs.Records()...)
 	}
 	return got
+}
+
+// logSize is the size the broker reports of topic's partition 0.
+func logSize(t *testing.T, admin sarama.ClusterAdmin, topic string) int64 {
+	t.Helper()
+	dirs, err := admin.DescribeLogDirs([]int32{0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range dirs[0] {
+		for _, tp := range d.Topics {
+			if tp.Topic == topic {
+				for _, p := range tp.Partitions {
+					if p.PartitionID == 0 {
+						return p.Size
+					}
+				}
+			}
+		}
+	}
+	t.Fatalf("no log dir holds %s", topic)
+	return 0
 }
 
 // firstBatchBytes is the size of the first record batch in the first

@@ -555,14 +555,9 @@ func (c *Cluster) trimLeft(pd *partData) {
 outer:
 	for len(pd.segments) > 0 {
 		seg := &pd.segments[0]
-		for seg.index.len() > 0 {
-			m := seg.index.at(0)
-			finRec := m.firstOffset + int64(m.lastOffsetDelta)
-			if finRec >= pd.logStartOffset {
-				break outer
-			}
-			pd.nbytes -= int64(m.nbytes)
-			seg.index.dropFirst()
+		pd.nbytes -= seg.index.trimBelow(pd.logStartOffset) // [parley] whole chunks by their summary
+		if seg.index.len() > 0 {
+			break outer
 		}
 		seg.index.release()
 		if seg.readFile != nil {

@@ -42,16 +42,19 @@ const indexChunkLen = 512
 // batches, the newest of every partition and what its readers read.
 const DefaultIndexCacheBytes = 8 << 20
 
-// MinIndexCacheBytes is the least IndexCacheBytes takes: room for two
-// chunks of entries.
-const MinIndexCacheBytes = 2 * chunkBytes
+// MinIndexCacheBytes is the least IndexCacheBytes takes: room for one
+// chunk of entries.
+const MinIndexCacheBytes = chunkBytes
 
 // batchHeaderLen is the fixed part of a RecordBatch (v2) before its
 // records: every field batchMeta takes from the segment file.
 const batchHeaderLen = 61
 
-// chunkBytes is what one chunk's entries cost in memory.
-const chunkBytes = indexChunkLen * int(unsafe.Sizeof(batchMeta{}))
+// metaBytes is what one entry costs in memory, chunkBytes a full chunk.
+const (
+	metaBytes  = int(unsafe.Sizeof(batchMeta{}))
+	chunkBytes = indexChunkLen * metaBytes
+)
 
 type (
 	// batchIndex is the index of one segment's batches, in file order.
@@ -59,10 +62,11 @@ type (
 	// batch head+i; the batches before head were trimmed by the log
 	// start moving into the segment.
 	batchIndex struct {
-		src    *indexSource
-		chunks []*indexChunk // each but the last holds indexChunkLen entries
-		head   int           // file entry of the first live entry
-		n      int           // live entries
+		src       *indexSource
+		chunks    []*indexChunk // each but the last holds indexChunkLen entries
+		head      int           // file entry of the first live entry
+		headBytes int64         // bytes of the entries of chunks[0] before head
+		n         int           // live entries
 	}
 
 	// indexSource is where a chunk's entries are read back from.
@@ -93,6 +97,7 @@ type (
 
 		prev, next *indexChunk // the cache's recency list
 		cached     bool
+		cost       int // bytes counted in the cache's used
 	}
 
 	// indexCache bounds the bytes of index entries in memory, across
@@ -136,7 +141,7 @@ func newIndexCache(fsys fs, logger Logger, budget int) *indexCache {
 
 // loadIndexCacheBytes bounds the index entries in memory of each
 // partition while partitions load concurrently.
-const loadIndexCacheBytes = 4 * chunkBytes
+const loadIndexCacheBytes = 16 * chunkBytes
 
 // newSegmentInfo is an empty segment based at base, whose index reads
 // its chunks back from the partition's files.
@@ -200,6 +205,14 @@ func (ix *batchIndex) lastMeta() *batchMeta {
 	return &ix.chunks[len(ix.chunks)-1].last
 }
 
+// headBytesOf is the bytes of chunk k's entries before the first live one.
+func (ix *batchIndex) headBytesOf(k int) int64 {
+	if k == 0 {
+		return ix.headBytes
+	}
+	return 0
+}
+
 // liveStart is the position in chunk k of its first live entry.
 func (ix *batchIndex) liveStart(k int) int {
 	if k == 0 {
@@ -222,7 +235,7 @@ func (ix *batchIndex) append(m batchMeta, earlier int64) {
 			earlier: earlier,
 			maxTs:   math.MinInt64,
 			minTs:   math.MaxInt64,
-			metas:   make([]batchMeta, 0, indexChunkLen),
+			metas:   make([]batchMeta, 0, 8), // grows to indexChunkLen as batches come
 		}
 		ix.chunks = append(ix.chunks, ch)
 	}
@@ -248,19 +261,35 @@ func (ix *batchIndex) seal() {
 	}
 }
 
-// dropFirst removes the first live entry, as the log start passes it.
-// The chunk that then holds the first live entry keeps a maxTs that may
-// count removed entries until refreshHead.
-func (ix *batchIndex) dropFirst() {
-	ix.head++
-	ix.n--
-	if ch := ix.chunks[0]; ix.head == ch.first+ch.count {
-		if ix.src != nil {
-			ix.src.cache.remove(ch)
+// trimBelow removes the live entries of the batches that end at or
+// before start, as the log start passes them, and returns their bytes.
+// Whole chunks go by their summary; only the chunk that start falls in
+// is read. That chunk then keeps a maxTs that may count removed entries
+// until refreshHead.
+func (ix *batchIndex) trimBelow(start int64) (freed int64) {
+	for len(ix.chunks) > 0 {
+		ch := ix.chunks[0]
+		if batchEnd(&ch.last) <= start {
+			freed += ch.bytes - ix.headBytes
+			ix.n -= ch.first + ch.count - ix.head
+			ix.head, ix.headBytes = ch.first+ch.count, 0
+			if ix.src != nil {
+				ix.src.cache.remove(ch)
+			}
+			ix.chunks[0] = nil
+			ix.chunks = ix.chunks[1:]
+			continue
 		}
-		ix.chunks[0] = nil
-		ix.chunks = ix.chunks[1:]
+		metas := ix.load(0)
+		for j := ix.liveStart(0); j < ch.count && batchEnd(&metas[j]) <= start; j++ {
+			freed += int64(metas[j].nbytes)
+			ix.headBytes += int64(metas[j].nbytes)
+			ix.head++
+			ix.n--
+		}
+		break
 	}
+	return freed
 }
 
 // refreshHead recomputes the first chunk's maxTs over its live entries,
@@ -347,8 +376,9 @@ func (ix *batchIndex) fillEarlier(k int) {
 // load returns chunk k's entries, reading them back if they left memory
 // (only a chunk in the cache leaves it).
 // A chunk that cannot be read back yields entries that no read can use:
-// positions of -1, which readBatchRaw and readBatchesInto refuse, spread
-// over the chunk's offsets so searches still end in it.
+// copies of its last entry at position -1, which readBatchRaw and
+// readBatchesInto refuse; a search for an offset in it ends at its first
+// entry, and trimBelow keeps them until the whole chunk goes.
 func (ix *batchIndex) load(k int) []batchMeta {
 	ch := ix.chunks[k]
 	if ch.metas != nil {
@@ -379,7 +409,8 @@ func (ix *batchIndex) load(k int) []batchMeta {
 // and evicts the least recently used chunks beyond the budget.
 func (c *indexCache) add(ch *indexChunk) {
 	c.pushFront(ch)
-	c.used += chunkBytes
+	ch.cost = cap(ch.metas) * metaBytes
+	c.used += ch.cost
 	for c.used > c.budget && c.tail != ch {
 		old := c.tail
 		c.remove(old)
@@ -403,7 +434,7 @@ func (c *indexCache) remove(ch *indexChunk) {
 	}
 	c.unlink(ch)
 	ch.cached = false
-	c.used -= chunkBytes
+	c.used -= ch.cost
 }
 
 func (c *indexCache) pushFront(ch *indexChunk) {
@@ -466,7 +497,7 @@ func (c *indexCache) read(src *indexSource, ch *indexChunk) ([]batchMeta, error)
 	}
 	defer c.rd.Reset(nil)
 
-	metas := make([]batchMeta, ch.count, indexChunkLen)
+	metas := make([]batchMeta, ch.count)
 	pos := ch.pos
 	for j := range metas {
 		if _, err := io.ReadFull(c.rd, c.hdr[:]); err != nil {
@@ -488,14 +519,27 @@ func (c *indexCache) read(src *indexSource, ch *indexChunk) ([]batchMeta, error)
 			numRecords:      int32(binary.BigEndian.Uint32(h[57:61])),
 			nbytes:          12 + length,
 		}
+		m.inTx = batchInTx(int16(binary.BigEndian.Uint16(h[21:23])))
 		if epoch, _, inTx, ok := decodeIndexEntry(c.idx[j*indexEntrySize:]); ok {
 			m.epoch, m.inTx = epoch, inTx
 		}
 		metas[j] = m
-		if _, err := c.rd.Discard(int(m.nbytes) - batchHeaderLen); err != nil {
-			return nil, fmt.Errorf("segment file at %d: %w", pos, err)
-		}
 		pos += int64(m.nbytes)
+		if j == len(metas)-1 {
+			break
+		}
+		// To the next header: through the buffer, or past a large batch
+		// with a seek.
+		if skip := int(m.nbytes) - batchHeaderLen; skip <= c.rd.Buffered() || skip < 64<<10 {
+			if _, err := c.rd.Discard(skip); err != nil {
+				return nil, fmt.Errorf("segment file at %d: %w", pos, err)
+			}
+		} else {
+			if _, err := seg.Seek(pos, io.SeekStart); err != nil {
+				return nil, err
+			}
+			c.rd.Reset(seg)
+		}
 	}
 	last := &metas[len(metas)-1]
 	if pos != ch.pos+ch.bytes || last.firstOffset != ch.last.firstOffset || last.segPos != ch.last.segPos {
@@ -544,8 +588,8 @@ func (pd *partData) excessEnd(excess int64) int64 {
 			if excess <= 0 {
 				return end
 			}
-			if ix.liveStart(k) == 0 && excess > ch.bytes {
-				excess -= ch.bytes
+			if live := ch.bytes - ix.headBytesOf(k); excess > live {
+				excess -= live
 				end = batchEnd(&ch.last)
 				continue
 			}
@@ -569,8 +613,8 @@ func (pd *partData) bytesFrom(start int64) int64 {
 		ix := &pd.segments[si].index
 		for k, ch := range ix.chunks {
 			switch {
-			case prevEnd > start && ix.liveStart(k) == 0:
-				n += ch.bytes
+			case prevEnd > start:
+				n += ch.bytes - ix.headBytesOf(k)
 			case batchEnd(&ch.last) <= start:
 			default:
 				metas := ix.load(k)
@@ -584,4 +628,10 @@ func (pd *partData) bytesFrom(start int64) int64 {
 		}
 	}
 	return n
+}
+
+// batchInTx is what produce records as a batch's inTx: a transactional
+// data batch. The .idx entry says so too; this is for a batch without one.
+func batchInTx(attributes int16) bool {
+	return attributes&0x10 != 0 && attributes&0x20 == 0
 }

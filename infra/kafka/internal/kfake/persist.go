@@ -1476,7 +1476,12 @@ func (c *Cluster) loadSegmentBatches(pd *partData, fsys fs, pdir string, base in
 	if err != nil {
 		return nil, err
 	}
-	idxRaw, _ := fsys.ReadFile(filepath.Join(pdir, indexFileName(base)))
+	idxRaw, idxErr := fsys.ReadFile(filepath.Join(pdir, indexFileName(base)))
+	if idxErr != nil && os.IsNotExist(idxErr) {
+		idxErr = nil // [parley] no index file: the load completes one
+	} else if idxErr != nil {
+		c.cfg.logger.Logf(LogLevelWarn, "partition %s-%d segment %d: read index: %v", pd.t, pd.p, base, idxErr)
+	}
 	var lastModified int64
 	if info, err := fsys.Stat(segPath); err == nil {
 		lastModified = info.ModTime().UnixMilli()
@@ -1522,7 +1527,7 @@ func (c *Cluster) loadSegmentBatches(pd *partData, fsys fs, pdir string, base in
 		// recomputes it once every segment is loaded. [parley] Without
 		// an entry, the epoch is the one the batch was written with,
 		// as when the index reads a chunk back (parley_index.go).
-		epoch, inTx := rb.PartitionLeaderEpoch, false
+		epoch, inTx := rb.PartitionLeaderEpoch, batchInTx(rb.Attributes)
 		idxOff := batchIdx * indexEntrySize
 		if idxOff+indexEntrySize <= len(idxRaw) {
 			if e, _, tx, ok := decodeIndexEntry(idxRaw[idxOff : idxOff+indexEntrySize]); ok {
@@ -1574,7 +1579,7 @@ func (c *Cluster) loadSegmentBatches(pd *partData, fsys fs, pdir string, base in
 	// [parley] And write the entries a crash left out, after the segment
 	// write and before the index's: entry i of the file must be batch i,
 	// for the batches appended next and for chunks read back.
-	if have := len(idxRaw) / indexEntrySize; have < batchIdx {
+	if have := len(idxRaw) / indexEntrySize; have < batchIdx && idxErr == nil {
 		idxPath := filepath.Join(pdir, indexFileName(base))
 		if f, err := fsys.OpenFile(idxPath, os.O_CREATE|os.O_WRONLY, 0o644); err != nil {
 			c.cfg.logger.Logf(LogLevelWarn, "partition %s-%d segment %d: open index to complete it: %v", pd.t, pd.p, base, err)
@@ -1921,6 +1926,7 @@ func (c *Cluster) persistBatchToSegment(pd *partData, b *partBatch) int64 {
 	if segErr != nil {
 		c.cfg.logger.Logf(LogLevelWarn, "persist batch %s-%d: %v", pd.t, pd.p, segErr)
 		pd.activeSegFile.Truncate(active.size)
+		pd.activeIdxFile.Truncate(int64(active.index.fileEntries()) * indexEntrySize) // [parley] entry i of the file is batch i
 		pd.closeActiveFiles(false)
 		return -1
 	}
