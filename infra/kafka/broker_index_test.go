@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -276,4 +277,128 @@ func firstBatchBytes(t *testing.T, pdir string) int64 {
 		t.Fatalf("segment %s: %v", segs[0], err)
 	}
 	return 12 + int64(binary.BigEndian.Uint32(raw[8:12]))
+}
+
+// A broker that reads its index back answers as one that keeps it in
+// memory, on the same records: offsets by timestamp when timestamps go
+// back and forth, and a compacted topic's reads, before and after a
+// restart.
+func TestBrokerIndexReadBackAnswersAsInMemory(t *testing.T) {
+	const (
+		n         = 1500
+		scattered = "scattered"
+		compacted = "compacted"
+	)
+	base := time.Now().Add(-20 * time.Minute).Truncate(time.Millisecond) // within the default retention
+	type broker struct {
+		dir    string
+		cache  int
+		b      *Embedded
+		client sarama.Client
+	}
+	start := func(k *broker) {
+		opts := []kfake.Opt{kfake.NumBrokers(1), kfake.DataDir(k.dir),
+			kfake.BrokerConfigs(map[string]string{"log.segment.bytes": "49152"})}
+		if k.cache > 0 {
+			opts = append(opts, kfake.IndexCacheBytes(k.cache))
+		}
+		c, err := kfake.NewCluster(opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		k.b = &Embedded{cluster: c}
+		_, k.client = saramaAdmin(t, k.b.Addrs())
+	}
+	stop := func(k *broker) {
+		k.client.Close()
+		k.b.Close()
+	}
+	memory, readBack := &broker{dir: t.TempDir()}, &broker{dir: t.TempDir(), cache: 1}
+	rnd := rand.New(rand.NewPCG(7, 7))
+	var records []*kgo.Record
+	for i := range n {
+		ts := base.Add(time.Duration(rnd.IntN(600_000)) * time.Millisecond) // back and forth over ten minutes
+		records = append(records,
+			&kgo.Record{Topic: scattered, Value: fmt.Appendf(nil, "s%d", i), Timestamp: ts},
+			&kgo.Record{Topic: compacted, Key: fmt.Appendf(nil, "k%d", rnd.IntN(50)), Value: fmt.Appendf(nil, "c%d", i), Timestamp: ts})
+	}
+	policy := "compact"
+	for _, k := range []*broker{memory, readBack} {
+		start(k)
+		defer func() { stop(k) }()
+		admin, err := sarama.NewClusterAdminFromClient(k.client)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for topic, cfg := range map[string]map[string]*string{scattered: nil, compacted: {"cleanup.policy": &policy}} {
+			if err := admin.CreateTopic(topic, &sarama.TopicDetail{NumPartitions: 1, ReplicationFactor: 1, ConfigEntries: cfg}, false); err != nil {
+				t.Fatal(err)
+			}
+		}
+		cl, err := kgo.NewClient(kgo.SeedBrokers(k.b.Addrs()...), kgo.RecordPartitioner(kgo.ManualPartitioner()),
+			kgo.ProducerLinger(0), kgo.MaxBufferedRecords(1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range records {
+			r := *r
+			if err := cl.ProduceSync(context.Background(), &r).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		cl.Close()
+		k.b.cluster.Compact()
+	}
+
+	same := func(what string) {
+		t.Helper()
+		found := 0
+		for i := range 200 {
+			ts := base.Add(time.Duration(i*3_000-1_000) * time.Millisecond).UnixMilli()
+			want, err := memory.client.GetOffset(scattered, 0, ts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := readBack.client.GetOffset(scattered, 0, ts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != want {
+				t.Fatalf("%s: the offset for timestamp %d is %d read back, %d in memory", what, ts, got, want)
+			}
+			if got >= 0 {
+				found++
+			}
+		}
+		if found < 150 {
+			t.Fatalf("%s: %d of 200 timestamps found an offset: the test reads too little", what, found)
+		}
+		var first, end [2]int64
+		for i, k := range []*broker{memory, readBack} {
+			k.client.RefreshMetadata(compacted)
+			var err error
+			if first[i], err = k.client.GetOffset(compacted, 0, sarama.OffsetOldest); err != nil {
+				t.Fatal(err)
+			}
+			if end[i], err = k.client.GetOffset(compacted, 0, sarama.OffsetNewest); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if first[0] != first[1] || end[0] != end[1] {
+			t.Fatalf("%s: the compacted topic holds [%d, %d) read back, [%d, %d) in memory", what, first[1], end[1], first[0], end[0])
+		}
+		want := readAll(t, memory.b.RangeSource(compacted, map[int32]int64{0: first[0]}, map[int32]int64{0: end[0]}))[0]
+		got := readAll(t, readBack.b.RangeSource(compacted, map[int32]int64{0: first[0]}, map[int32]int64{0: end[0]}))[0]
+		if len(want) == 0 || len(want) >= n/2 {
+			t.Fatalf("compaction kept %d of %d records: the test compacts too little", len(want), n)
+		}
+		sameRecords(t, what+", the compacted topic", got, want)
+	}
+	same("before the restart")
+	stop(readBack)
+	start(readBack)
+	same("after the restart")
+	if s := readBack.b.IndexStats(); s.ReadBack == 0 {
+		t.Error("no index entries were read back: the test did not exercise it")
+	}
 }
