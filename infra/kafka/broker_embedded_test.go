@@ -3,8 +3,10 @@ package kafka
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,6 +16,7 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/google/uuid"
 	"github.com/parley-chat/parley/events"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // With SyncWrites, an append is acknowledged only after its data and the
@@ -217,4 +220,72 @@ func topicConfigs(t *testing.T, l *Log, names ...string) map[string]string {
 		}
 	}
 	return out
+}
+
+// A restart without the broker's snapshot, as after a crash, replays the
+// segments for the transactions' state: a read_committed reader still
+// skips an aborted transaction's records and reads a committed one's.
+func TestCrashReplayKeepsAbortedTransactions(t *testing.T) {
+	dir := t.TempDir()
+	start := func() *Embedded {
+		b, err := StartEmbedded(EmbeddedConfig{DataDir: dir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	b := start()
+	const topic = "txns"
+	ctx := context.Background()
+	admin, client := saramaAdmin(t, b.Addrs())
+	if err := admin.CreateTopic(topic, &sarama.TopicDetail{NumPartitions: 1, ReplicationFactor: 1}, false); err != nil {
+		t.Fatal(err)
+	}
+	client.Close()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addrs()...), kgo.TransactionalID("parley-test"),
+		kgo.DefaultProduceTopic(topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, commit := range []kgo.TransactionEndTry{kgo.TryAbort, kgo.TryCommit, kgo.TryAbort, kgo.TryCommit} {
+		if err := cl.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		for j := range 3 {
+			if err := cl.ProduceSync(ctx, kgo.StringRecord(fmt.Sprintf("%d-%d", i, j))).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := cl.EndTransaction(ctx, commit); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cl.Close()
+	b.Close()
+	if err := os.Remove(filepath.Join(dir, "partitions", topic+"-0", "snapshot.json")); err != nil {
+		t.Fatal(err)
+	}
+	b = start()
+	defer b.Close()
+
+	rd, err := kgo.NewClient(kgo.SeedBrokers(b.Addrs()...), kgo.ConsumeTopics(topic),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	want := []string{"1-0", "1-1", "1-2", "3-0", "3-1", "3-2"}
+	var got []string
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for len(got) < len(want) {
+		fs := rd.PollFetches(pctx)
+		if err := fs.Err0(); err != nil {
+			t.Fatalf("read %v, then: %v", got, err)
+		}
+		fs.EachRecord(func(r *kgo.Record) { got = append(got, string(r.Value)) })
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("read_committed after a crash read %v, want %v", got, want)
+	}
 }

@@ -1,6 +1,8 @@
 package kfake
 
 import (
+	"bufio"
+	"bytes"
 	"cmp"
 	"encoding/binary"
 	"encoding/json"
@@ -1470,22 +1472,34 @@ func (c *Cluster) initActiveSegment(pd *partData, fsys fs, pdir string) {
 // from the parallel index file (.idx). Segment files contain pure RecordBatch
 // wire bytes; entry boundaries are found via RecordBatch Length (big-endian
 // int32 at byte 8). Index entries are fixed-size (15 bytes each).
+//
+// [parley] It streams the segment file, one batch in memory at a time,
+// instead of reading it whole: partitions load concurrently, and whole
+// segments (up to segment.bytes each) made the start's peak memory about
+// the size of the log's newest segments together. It returns only the
+// batches that full replay needs for the transactions' state —
+// transactional data batches, without their records, and control
+// batches — not every batch.
 func (c *Cluster) loadSegmentBatches(pd *partData, fsys fs, pdir string, base int64) ([]*partBatch, error) {
 	segPath := filepath.Join(pdir, segmentFileName(base))
-	raw, err := fsys.ReadFile(segPath)
+	segFile, err := fsys.OpenFile(segPath, os.O_RDONLY, 0)
 	if err != nil {
 		return nil, err
 	}
+	defer segFile.Close()
+	info, err := fsys.Stat(segPath)
+	if err != nil {
+		return nil, err
+	}
+	size := info.Size()
+	rd := bufio.NewReaderSize(segFile, 1<<20)
 	idxRaw, idxErr := fsys.ReadFile(filepath.Join(pdir, indexFileName(base)))
 	if idxErr != nil && os.IsNotExist(idxErr) {
 		idxErr = nil // [parley] no index file: the load completes one
 	} else if idxErr != nil {
 		c.cfg.logger.Logf(LogLevelWarn, "partition %s-%d segment %d: read index: %v", pd.t, pd.p, base, idxErr)
 	}
-	var lastModified int64
-	if info, err := fsys.Stat(segPath); err == nil {
-		lastModified = info.ModTime().UnixMilli()
-	}
+	lastModified := info.ModTime().UnixMilli()
 
 	// Find the segmentInfo for this base to rebuild epoch ranges and index
 	// from the actual batch data. The snapshot stores segment metadata
@@ -1502,22 +1516,36 @@ func (c *Cluster) loadSegmentBatches(pd *partData, fsys fs, pdir string, base in
 
 	// Parse RecordBatch entries from segment file.
 	var result []*partBatch
-	pos := 0
+	var pos int64
 	batchIdx := 0
+	haveIdx := len(idxRaw) / indexEntrySize
+	var missingIdx []byte // [parley] entries a crash left out of the .idx
+	raw := make([]byte, 12, 64<<10)
 	for {
 		// Need at least FirstOffset(8) + Length(4) = 12 bytes.
-		if pos+12 > len(raw) {
+		if pos+12 > size {
 			break
 		}
-		batchLength := int(binary.BigEndian.Uint32(raw[pos+8 : pos+12]))
+		if _, err := io.ReadFull(rd, raw[:12]); err != nil {
+			break
+		}
+		batchLength := int(binary.BigEndian.Uint32(raw[8:12]))
 		if batchLength < 0 || batchLength > 1<<30 {
 			break
 		}
 		batchSize := 12 + batchLength
-		if pos+batchSize > len(raw) {
+		if pos+int64(batchSize) > size {
 			break
 		}
-		rb, err := decodeBatchRaw(raw[pos : pos+batchSize])
+		if cap(raw) < batchSize {
+			raw = append(raw[:12], make([]byte, batchSize-12)...)
+		}
+		raw = raw[:batchSize]
+		if _, err := io.ReadFull(rd, raw[12:]); err != nil {
+			break
+		}
+		rb, err := decodeBatchRaw(raw)
+		raw = raw[:12]
 		if err != nil {
 			break // corruption - truncate
 		}
@@ -1541,26 +1569,38 @@ func (c *Cluster) loadSegmentBatches(pd *partData, fsys fs, pdir string, base in
 			epoch:       epoch,
 			inTx:        inTx,
 		}
-		result = append(result, batch)
+		// [parley] The records alias the read buffer: only a control
+		// batch's are kept, for full replay.
+		if control := rb.Attributes&0x0020 != 0; control {
+			batch.Records = bytes.Clone(rb.Records)
+			result = append(result, batch)
+		} else if inTx {
+			batch.Records = nil
+			result = append(result, batch)
+		}
+		if batchIdx >= haveIdx && idxErr == nil {
+			e := encodeIndexEntry(epoch, 0, inTx)
+			missingIdx = append(missingIdx, e[:]...)
+		}
 		if seg != nil {
-			meta := batch.meta(int64(pos))
+			meta := batch.meta(pos)
 			seg.index.append(meta, math.MinInt64) // rebuildMaxTimestampMeta sets the timestamps
 			seg.updateEpochRange(batch.epoch)
 			seg.updateMaxBatch(meta, pos == 0)
 		}
-		pos += batchSize
+		pos += int64(batchSize)
 		batchIdx++
 	}
 
-	if pos < len(raw) {
+	if pos < size {
 		c.cfg.logger.Logf(LogLevelWarn, "partition %s-%d segment %d: truncating %d corrupt bytes",
-			pd.t, pd.p, base, len(raw)-pos)
+			pd.t, pd.p, base, size-pos)
 		path := filepath.Join(pdir, segmentFileName(base))
 		if f, err := fsys.OpenFile(path, os.O_WRONLY, 0o644); err != nil {
 			c.cfg.logger.Logf(LogLevelWarn, "partition %s-%d segment %d: open for truncate: %v", pd.t, pd.p, base, err)
 		} else {
 			defer f.Close()
-			if err := f.Truncate(int64(pos)); err != nil {
+			if err := f.Truncate(pos); err != nil {
 				c.cfg.logger.Logf(LogLevelWarn, "partition %s-%d segment %d: truncate: %v", pd.t, pd.p, base, err)
 			}
 		}
@@ -1579,22 +1619,17 @@ func (c *Cluster) loadSegmentBatches(pd *partData, fsys fs, pdir string, base in
 	// [parley] And write the entries a crash left out, after the segment
 	// write and before the index's: entry i of the file must be batch i,
 	// for the batches appended next and for chunks read back.
-	if have := len(idxRaw) / indexEntrySize; have < batchIdx && idxErr == nil {
+	if have := haveIdx; len(missingIdx) > 0 {
 		idxPath := filepath.Join(pdir, indexFileName(base))
 		if f, err := fsys.OpenFile(idxPath, os.O_CREATE|os.O_WRONLY, 0o644); err != nil {
 			c.cfg.logger.Logf(LogLevelWarn, "partition %s-%d segment %d: open index to complete it: %v", pd.t, pd.p, base, err)
 		} else {
-			var missing []byte
-			for _, b := range result[have:] {
-				e := encodeIndexEntry(b.epoch, 0, b.inTx)
-				missing = append(missing, e[:]...)
-			}
 			_, err := f.Seek(int64(have)*indexEntrySize, io.SeekStart)
 			if err == nil {
 				err = f.Truncate(int64(have) * indexEntrySize)
 			}
 			if err == nil {
-				_, err = f.Write(missing)
+				_, err = f.Write(missingIdx)
 			}
 			if err != nil {
 				c.cfg.logger.Logf(LogLevelWarn, "partition %s-%d segment %d: complete index: %v", pd.t, pd.p, base, err)
