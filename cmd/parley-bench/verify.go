@@ -77,7 +77,7 @@ func (tr *tracker) acked(conv string, msgid int64, sender *device, recipients []
 		t := r.thread(conv)
 		if e, ok := t.early[msgid]; ok {
 			// The push was first; the two meet here.
-			delete(t.early, msgid)
+			t.forgetEarly(msgid)
 			if e.behind {
 				// It was the message's first push after all, only late.
 				tr.duplicated.Add(-1)
@@ -121,6 +121,9 @@ func (tr *tracker) pushed(d *device, conv string, msgid, prev int64, now time.Ti
 	_, awaited := t.awaiting[msgid]
 	if awaited {
 		delete(t.awaiting, msgid)
+		if len(t.awaiting) == 0 {
+			t.awaiting = nil // most threads are idle most of the run: no empty map each
+		}
 		tr.awaiting.Add(-1)
 	}
 	switch {
@@ -148,6 +151,14 @@ func (t *thread) addEarly(msgid int64, e early) {
 	t.early[msgid] = e
 }
 
+// forgetEarly drops msgid's early push, and the set once it is empty.
+func (t *thread) forgetEarly(msgid int64) {
+	delete(t.early, msgid)
+	if len(t.early) == 0 {
+		t.early = nil
+	}
+}
+
 // expire drops the early pushes older than earlyExpiry, counting those not
 // already counted as duplicates as pushes of unacked sends.
 func (tr *tracker) expire(devices []*device, now time.Time) {
@@ -157,7 +168,7 @@ func (tr *tracker) expire(devices []*device, now time.Time) {
 		for _, t := range d.threads {
 			for id, e := range t.early {
 				if e.at < cutoff {
-					delete(t.early, id)
+					t.forgetEarly(id)
 					if !e.behind {
 						tr.unackedPushes.Add(1)
 					}
