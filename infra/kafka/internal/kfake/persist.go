@@ -1527,7 +1527,10 @@ func (c *Cluster) loadSegmentBatches(pd *partData, fsys fs, pdir string, base in
 			break
 		}
 		if _, err := io.ReadFull(rd, raw[:12]); err != nil {
-			break
+			if shorter(err) {
+				break
+			}
+			return nil, err // [parley] a failed read is no corruption: truncate nothing
 		}
 		batchLength := int(binary.BigEndian.Uint32(raw[8:12]))
 		if batchLength < 0 || batchLength > 1<<30 {
@@ -1542,7 +1545,10 @@ func (c *Cluster) loadSegmentBatches(pd *partData, fsys fs, pdir string, base in
 		}
 		raw = raw[:batchSize]
 		if _, err := io.ReadFull(rd, raw[12:]); err != nil {
-			break
+			if shorter(err) {
+				break
+			}
+			return nil, err
 		}
 		rb, err := decodeBatchRaw(raw)
 		raw = raw[:12]
@@ -2910,4 +2916,10 @@ func (c *Cluster) closeOpenFiles() {
 	c.data.tps.each(func(_ string, _ int32, pd *partData) {
 		pd.closeAllFiles(c.cfg.syncWrites)
 	})
+}
+
+// shorter reports whether a read failed because the file ended sooner
+// than its size said, as a load treats a torn tail. [parley]
+func shorter(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
 }
