@@ -98,6 +98,9 @@ func TestOperationsEndpoints(t *testing.T) {
 			t.Errorf("%s moved by %v, want %v", tc.series, d, tc.delta)
 		}
 	}
+	if metric(t, after, "parley_broker_index_bytes") <= 0 || !strings.Contains(after, "parley_broker_index_read_back_total ") {
+		t.Errorf("the embedded broker's index is not in /metrics: bytes %v", metric(t, after, "parley_broker_index_bytes"))
+	}
 	if metric(t, after, "parley_connections") != 2 {
 		t.Errorf("parley_connections = %v, want 2", metric(t, after, "parley_connections"))
 	}

@@ -49,6 +49,14 @@ func (n *Node) registerMetrics() {
 			Name: "parley_connections", Help: "Open WebSocket connections on this instance.",
 		}, func() float64 { return float64(n.gw.Connections()) }))
 	}
+	if n.broker != nil {
+		n.metrics.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "parley_broker_index_bytes", Help: "Bytes of the embedded broker's index of record batches in memory.",
+		}, func() float64 { s := n.broker.IndexStats(); return float64(s.InMemory + s.Filling) }))
+		n.metrics.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "parley_broker_index_read_back_total", Help: "Chunks of the embedded broker's index (512 entries) read back from the log's segments.",
+		}, func() float64 { return float64(n.broker.IndexStats().ReadBack) }))
+	}
 }
 
 // healthz answers 200 while the process runs.

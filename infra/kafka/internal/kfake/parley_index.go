@@ -116,11 +116,15 @@ type (
 	}
 )
 
-// IndexStats is what the batch index costs: the bytes of its entries in
-// memory, and how many chunks of entries it has read back from their
-// segments.
+// IndexStats is what the batch index costs.
 type IndexStats struct {
+	// InMemory is the bytes of entries in the cache, which
+	// IndexCacheBytes bounds.
 	InMemory int
+	// Filling is the bytes of entries in the chunks that segments are
+	// filling, outside the cache: at most one chunk a partition.
+	Filling int
+	// ReadBack counts the chunks of entries read back from segments.
 	ReadBack int64
 }
 
@@ -128,7 +132,17 @@ type IndexStats struct {
 // is closed.
 func (c *Cluster) IndexStats() IndexStats {
 	var s IndexStats
-	c.tryAdmin(func() { s = IndexStats{InMemory: c.indexes.used, ReadBack: c.indexes.readBack} })
+	c.tryAdmin(func() {
+		s = IndexStats{InMemory: c.indexes.used, ReadBack: c.indexes.readBack}
+		c.data.tps.each(func(_ string, _ int32, pd *partData) {
+			if n := len(pd.segments); n > 0 {
+				ix := &pd.segments[n-1].index
+				if k := len(ix.chunks) - 1; k >= 0 && !ix.chunks[k].cached {
+					s.Filling += cap(ix.chunks[k].metas) * metaBytes
+				}
+			}
+		})
+	})
 	return s
 }
 
