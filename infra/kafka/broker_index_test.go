@@ -43,18 +43,7 @@ func testBrokerIndex(t *testing.T, cache int) {
 		sized = "sized"
 	)
 	dir := t.TempDir()
-	start := func() *Embedded {
-		opts := []kfake.Opt{kfake.NumBrokers(1), kfake.DataDir(dir),
-			kfake.BrokerConfigs(map[string]string{"log.segment.bytes": "49152"})}
-		if cache > 0 {
-			opts = append(opts, kfake.IndexCacheBytes(cache))
-		}
-		c, err := kfake.NewCluster(opts...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return &Embedded{cluster: c}
-	}
+	start := func() *Embedded { return startIndexed(t, dir, cache) }
 	b := start()
 	defer func() { b.Close() }()
 
@@ -80,21 +69,14 @@ func testBrokerIndex(t *testing.T, cache int) {
 	var total int64 // records appended to each topic
 	produce := func(count int) {
 		t.Helper()
-		cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addrs()...), kgo.RecordPartitioner(kgo.ManualPartitioner()),
-			kgo.ProducerLinger(0), kgo.MaxBufferedRecords(1))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer cl.Close()
+		var records []*kgo.Record
 		for range count {
 			for _, topic := range []string{timed, sized} {
-				r := &kgo.Record{Topic: topic, Value: fmt.Appendf(nil, "v%05d", total), Timestamp: stamp(int(total))}
-				if err := cl.ProduceSync(context.Background(), r).FirstErr(); err != nil {
-					t.Fatal(err)
-				}
+				records = append(records, &kgo.Record{Topic: topic, Value: fmt.Appendf(nil, "v%05d", total), Timestamp: stamp(int(total))})
 			}
 			total++
 		}
+		produceEach(t, b.Addrs(), records)
 	}
 	produce(n)
 	value := func(i int64) string { return fmt.Sprintf("v%05d", i) }
@@ -202,6 +184,41 @@ func testBrokerIndex(t *testing.T, cache int) {
 	}
 }
 
+// startIndexed starts an embedded broker on dir whose segments roll every
+// 48 KiB — about 650 one-record batches, two chunks of the index — with
+// an index cache of cache bytes (the default if 0).
+func startIndexed(t *testing.T, dir string, cache int) *Embedded {
+	t.Helper()
+	opts := []kfake.Opt{kfake.NumBrokers(1), kfake.DataDir(dir),
+		kfake.BrokerConfigs(map[string]string{"log.segment.bytes": "49152"})}
+	if cache > 0 {
+		opts = append(opts, kfake.IndexCacheBytes(cache))
+	}
+	c, err := kfake.NewCluster(opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Embedded{cluster: c}
+}
+
+// produceEach produces records to partition 0 of their topics, each in
+// a batch of its own, in order; it does not change them.
+func produceEach(t *testing.T, brokers []string, records []*kgo.Record) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.ProducerLinger(0), kgo.MaxBufferedRecords(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	for _, r := range records {
+		r := *r
+		if err := cl.ProduceSync(context.Background(), &r).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // saramaAdmin opens a Sarama client and admin on brokers; closing the
 // client closes both.
 func saramaAdmin(t *testing.T, brokers []string) (sarama.ClusterAdmin, sarama.Client) {
@@ -297,16 +314,7 @@ func TestBrokerIndexReadBackAnswersAsInMemory(t *testing.T) {
 		client sarama.Client
 	}
 	start := func(k *broker) {
-		opts := []kfake.Opt{kfake.NumBrokers(1), kfake.DataDir(k.dir),
-			kfake.BrokerConfigs(map[string]string{"log.segment.bytes": "49152"})}
-		if k.cache > 0 {
-			opts = append(opts, kfake.IndexCacheBytes(k.cache))
-		}
-		c, err := kfake.NewCluster(opts...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		k.b = &Embedded{cluster: c}
+		k.b = startIndexed(t, k.dir, k.cache)
 		_, k.client = saramaAdmin(t, k.b.Addrs())
 	}
 	stop := func(k *broker) {
@@ -335,18 +343,7 @@ func TestBrokerIndexReadBackAnswersAsInMemory(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		cl, err := kgo.NewClient(kgo.SeedBrokers(k.b.Addrs()...), kgo.RecordPartitioner(kgo.ManualPartitioner()),
-			kgo.ProducerLinger(0), kgo.MaxBufferedRecords(1))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, r := range records {
-			r := *r
-			if err := cl.ProduceSync(context.Background(), &r).FirstErr(); err != nil {
-				t.Fatal(err)
-			}
-		}
-		cl.Close()
+		produceEach(t, k.b.Addrs(), records)
 		k.b.cluster.Compact()
 	}
 

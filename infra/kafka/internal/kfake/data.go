@@ -278,8 +278,9 @@ func (c *Cluster) pushBatch(pd *partData, nbytes int, b kmsg.RecordBatch, inTx b
 	// the offset, txn, and lso accounting below, so the producer still
 	// sees a well formed response.
 	if !c.cfg.blackholeProduce {
+		has := pd.hasBatches()
 		maxEarlierTimestamp := b.MaxTimestamp
-		if pd.hasBatches() && pd.maxTimestampSeen > maxEarlierTimestamp {
+		if has && pd.maxTimestampSeen > maxEarlierTimestamp {
 			maxEarlierTimestamp = pd.maxTimestampSeen
 		}
 
@@ -301,7 +302,7 @@ func (c *Cluster) pushBatch(pd *partData, nbytes int, b kmsg.RecordBatch, inTx b
 		active := &pd.segments[len(pd.segments)-1]
 		meta := pb.meta(segPos)
 		earlier := int64(math.MinInt64)
-		if pd.hasBatches() {
+		if has {
 			earlier = pd.maxTimestampSeen
 		}
 		active.index.append(meta, earlier)
