@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"strconv"
@@ -769,13 +770,59 @@ func ConsumePartitions(ctx context.Context, consumer sarama.Consumer, topic stri
 func eachPartition(ctx context.Context, consumer sarama.Consumer, topic string, from, to map[int32]int64,
 	read func(ctx context.Context, pc sarama.PartitionConsumer, p int32, end int64, bounded bool) error) error {
 	return forPartitions(ctx, from, to, func(ctx context.Context, p int32, start, end int64) error {
-		pc, err := consumer.ConsumePartition(topic, p, start)
+		pc, err := consumePartition(ctx, consumer, topic, p, start)
 		if err != nil {
 			return fmt.Errorf("cannot read partition %d of %s from %d: %w", p, topic, start, err)
+		}
+		if pc == nil { // ctx ended first
+			return nil
 		}
 		defer pc.Close()
 		return read(ctx, pc, p, end, to != nil)
 	})
+}
+
+// consumePartition is consumer.ConsumePartition, tried again while the
+// broker connection is what failed. Sarama shares one connection per
+// broker among a client's users and closes it on any failed request, so
+// a partition opened while another fails its request finds it closed
+// (ErrNotConnected); the next try opens it again. It returns nil, nil
+// when ctx ends before a try succeeds.
+func consumePartition(ctx context.Context, consumer sarama.Consumer, topic string, p int32, start int64) (sarama.PartitionConsumer, error) {
+	wait := openRetryWait
+	for try := 1; ; try++ {
+		pc, err := consumer.ConsumePartition(topic, p, start)
+		if err == nil || try == openTries || !transientOpenError(err) {
+			return pc, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, nil
+		case <-time.After(wait):
+		}
+		wait *= 2
+	}
+}
+
+// openTries and openRetryWait bound consumePartition: five tries over
+// about 1.5 s, time enough for the connection to open again and for
+// leadership to settle.
+const (
+	openTries     = 5
+	openRetryWait = 100 * time.Millisecond
+)
+
+// transientOpenError says whether err, from opening a partition, may
+// pass by itself: the connection or the partition's leader.
+func transientOpenError(err error) bool {
+	for _, t := range []error{sarama.ErrNotConnected, sarama.ErrOutOfBrokers, sarama.ErrBrokerNotAvailable,
+		sarama.ErrLeaderNotAvailable, sarama.ErrNotLeaderForPartition, io.EOF, io.ErrUnexpectedEOF} {
+		if errors.Is(err, t) {
+			return true
+		}
+	}
+	var ne net.Error
+	return errors.As(err, &ne)
 }
 
 // forPartitions runs read on a goroutine for each partition of from: from

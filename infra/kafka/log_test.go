@@ -2,6 +2,7 @@ package kafka
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -250,6 +251,60 @@ func TestRecordFormat(t *testing.T) {
 			t.Errorf("record headers %v, want %v", headers, want)
 		}
 	})
+}
+
+// Opening a partition while the shared connection is closed under it
+// (Sarama closes it on any failed request of the client) is tried again,
+// so the read still starts; an error that will not pass fails at once.
+func TestConsumePartitionsRetriesAClosedConnection(t *testing.T) {
+	b, l := startLog(t, false, t.TempDir())
+	defer b.Close()
+	defer l.Close()
+	pos, err := l.Append(context.Background(), uuid.NewString(), sent("d:alice:bob", 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, err := l.cfg.saramaConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	consumer, err := sarama.NewConsumer(l.Brokers(), sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer consumer.Close()
+	from, to := map[int32]int64{pos.Partition: pos.Offset}, map[int32]int64{pos.Partition: pos.Offset + 1}
+
+	flaky := &failingOpens{Consumer: consumer, err: sarama.ErrNotConnected, left: 2}
+	read := 0
+	if err := ConsumePartitions(context.Background(), flaky, l.Topic(), from, to, func(*sarama.ConsumerMessage) error { read++; return nil }); err != nil || read != 1 {
+		t.Fatalf("after two closed connections: %d records, %v; want the record", read, err)
+	}
+	if flaky.tries != 3 {
+		t.Errorf("%d opens, want 3", flaky.tries)
+	}
+
+	lasting := &failingOpens{Consumer: consumer, err: sarama.ErrOffsetOutOfRange, left: 1}
+	err = ConsumePartitions(context.Background(), lasting, l.Topic(), from, to, func(*sarama.ConsumerMessage) error { return nil })
+	if !errors.Is(err, sarama.ErrOffsetOutOfRange) || lasting.tries != 1 {
+		t.Errorf("an offset out of range: %v after %d opens, want it after one", err, lasting.tries)
+	}
+}
+
+// failingOpens is a consumer whose first left opens fail with err.
+type failingOpens struct {
+	sarama.Consumer
+	err         error
+	left, tries int
+}
+
+func (f *failingOpens) ConsumePartition(topic string, p int32, offset int64) (sarama.PartitionConsumer, error) {
+	f.tries++
+	if f.left > 0 {
+		f.left--
+		return nil, f.err
+	}
+	return f.Consumer.ConsumePartition(topic, p, offset)
 }
 
 // An append after the log closed fails, and says so.
