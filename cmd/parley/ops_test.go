@@ -101,6 +101,15 @@ func TestOperationsEndpoints(t *testing.T) {
 	if metric(t, after, "parley_broker_index_bytes") <= 0 || !strings.Contains(after, "parley_broker_index_read_back_total ") {
 		t.Errorf("the embedded broker's index is not in /metrics: bytes %v", metric(t, after, "parley_broker_index_bytes"))
 	}
+	if metric(t, after, "parley_store_size_bytes") <= 0 {
+		t.Errorf("the embedded store's size is not in /metrics: %v", metric(t, after, "parley_store_size_bytes"))
+	}
+	for _, series := range []string{"parley_store_read_amplification", "parley_store_compaction_debt_bytes", "parley_store_compaction_seconds_total",
+		"parley_store_l0_sublevels", "parley_store_write_stalls_total", "parley_store_write_stall_seconds_total"} {
+		if !strings.Contains(after, "\n"+series+" ") {
+			t.Errorf("%s is not in /metrics", series)
+		}
+	}
 	if metric(t, after, "parley_connections") != 2 {
 		t.Errorf("parley_connections = %v, want 2", metric(t, after, "parley_connections"))
 	}

@@ -7,6 +7,8 @@ package pebble
 import (
 	"fmt"
 	"log/slog"
+	"sync/atomic"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
@@ -31,6 +33,43 @@ type Config struct {
 	Logger *slog.Logger
 	// InMemory keeps the store in memory only, for tests; Dir is ignored.
 	InMemory bool
+	// Stalls, when set, counts the store's write stalls.
+	Stalls *Stalls
+}
+
+// Stalls counts write stalls: Pebble holds every write back while its
+// memtables wait for a flush, or level 0 has too many sublevels, that is
+// while compactions fall behind the writes. A stall holds up every read
+// model of the single node at once.
+type Stalls struct {
+	count atomic.Int64
+	total atomic.Int64 // nanoseconds of the stalls that ended
+	began atomic.Int64 // when the stall under way began (Unix ns), 0 if none
+}
+
+// Count is the number of stalls so far, the one under way included.
+func (s *Stalls) Count() int64 { return s.count.Load() }
+
+// Duration is how long writes have stalled so far, the stall under way
+// included.
+func (s *Stalls) Duration() time.Duration {
+	d := s.total.Load()
+	if b := s.began.Load(); b != 0 {
+		d += max(0, time.Now().UnixNano()-b)
+	}
+	return time.Duration(d)
+}
+
+func (s *Stalls) begin(log *slog.Logger, reason string) {
+	s.count.Add(1)
+	s.began.Store(time.Now().UnixNano())
+	log.Debug("writes stall", "reason", reason)
+}
+
+func (s *Stalls) end() {
+	if b := s.began.Swap(0); b != 0 {
+		s.total.Add(max(0, time.Now().UnixNano()-b))
+	}
 }
 
 func (c *Config) setDefaults() {
@@ -72,6 +111,13 @@ func Open(cfg Config) (*pebble.DB, error) {
 	for i := range opts.Levels {
 		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
 		opts.Levels[i].FilterType = pebble.TableFilter
+	}
+	if st := cfg.Stalls; st != nil {
+		log := cfg.Logger.With("component", "embedded-store")
+		opts.EventListener = &pebble.EventListener{
+			WriteStallBegin: func(i pebble.WriteStallBeginInfo) { st.begin(log, i.Reason) },
+			WriteStallEnd:   st.end,
+		}
 	}
 	db, err := pebble.Open(cfg.Dir, opts)
 	if err != nil {

@@ -10,6 +10,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/parley-chat/parley/infra/kafka"
+	parleypebble "github.com/parley-chat/parley/infra/pebble"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -50,12 +53,74 @@ func (n *Node) registerMetrics() {
 		}, func() float64 { return float64(n.gw.Connections()) }))
 	}
 	if n.broker != nil {
-		n.metrics.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "parley_broker_index_bytes", Help: "Bytes of the embedded broker's index of record batches in memory.",
-		}, func() float64 { s := n.broker.IndexStats(); return float64(s.InMemory + s.Filling) }))
-		n.metrics.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "parley_broker_index_read_back_total", Help: "Chunks of the embedded broker's index (512 entries) read back from the log's segments.",
-		}, func() float64 { return float64(n.broker.IndexStats().ReadBack) }))
+		n.metrics.Register(brokerCollector{n.broker,
+			prometheus.NewDesc("parley_broker_index_bytes", "Bytes of the embedded broker's index of record batches in memory.", nil, nil),
+			prometheus.NewDesc("parley_broker_index_read_back_total", "Chunks of the embedded broker's index (512 entries) read back from the log's segments.", nil, nil)})
+	}
+	if n.stores.embedded != nil {
+		n.metrics.Register(newStoreCollector(n.stores.embedded, n.stores.stalls))
+	}
+}
+
+// brokerCollector reports the embedded broker's index, from one look at
+// it per scrape.
+type brokerCollector struct {
+	b                *kafka.Embedded
+	bytes, readBacks *prometheus.Desc
+}
+
+func (c brokerCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.bytes; ch <- c.readBacks }
+
+func (c brokerCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.b.IndexStats()
+	ch <- prometheus.MustNewConstMetric(c.bytes, prometheus.GaugeValue, float64(s.InMemory+s.Filling))
+	ch <- prometheus.MustNewConstMetric(c.readBacks, prometheus.CounterValue, float64(s.ReadBack))
+}
+
+// storeCollector reports the single node's embedded store: whether its
+// compactions keep up with the writes (debt, level 0, stalls) and what a
+// lookup costs (read amplification), from one look at Pebble's metrics
+// per scrape.
+type storeCollector struct {
+	db     *pebble.DB
+	stalls *parleypebble.Stalls
+	descs  [7]*prometheus.Desc
+}
+
+func newStoreCollector(db *pebble.DB, stalls *parleypebble.Stalls) storeCollector {
+	d := func(name, help string) *prometheus.Desc { return prometheus.NewDesc(name, help, nil, nil) }
+	return storeCollector{db: db, stalls: stalls, descs: [...]*prometheus.Desc{
+		d("parley_store_size_bytes", "Bytes the embedded store takes on disk: tables, write-ahead log and manifest."),
+		d("parley_store_compaction_debt_bytes", "Bytes the embedded store estimates it must compact before its levels are in shape."),
+		d("parley_store_compaction_seconds_total", "Time the embedded store's compactions have taken since start."),
+		d("parley_store_l0_sublevels", "Sublevels of the embedded store's level 0; writes stall at 12."),
+		d("parley_store_read_amplification", "Sorted runs of tables (level 0's sublevels and the other levels) a lookup in the embedded store may check, besides its memtables."),
+		d("parley_store_write_stalls_total", "Times the embedded store held writes back for its flushes or compactions."),
+		d("parley_store_write_stall_seconds_total", "Time the embedded store held writes back."),
+	}}
+}
+
+func (c storeCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range c.descs {
+		ch <- d
+	}
+}
+
+func (c storeCollector) Collect(ch chan<- prometheus.Metric) {
+	m := c.db.Metrics()
+	for i, v := range []struct {
+		t prometheus.ValueType
+		v float64
+	}{
+		{prometheus.GaugeValue, float64(m.DiskSpaceUsage())},
+		{prometheus.GaugeValue, float64(m.Compact.EstimatedDebt)},
+		{prometheus.CounterValue, m.Compact.Duration.Seconds()},
+		{prometheus.GaugeValue, float64(m.Levels[0].Sublevels)},
+		{prometheus.GaugeValue, float64(m.ReadAmp())},
+		{prometheus.CounterValue, float64(c.stalls.Count())},
+		{prometheus.CounterValue, c.stalls.Duration().Seconds()},
+	} {
+		ch <- prometheus.MustNewConstMetric(c.descs[i], v.t, v.v)
 	}
 }
 

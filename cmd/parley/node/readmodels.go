@@ -34,6 +34,7 @@ import (
 // Redis, or in this process on a single node).
 type stores struct {
 	embedded *pebble.DB
+	stalls   *parleypebble.Stalls // the embedded store's
 	pool     *pgxpool.Pool
 	rdb      *goredis.Client
 	prefix   string
@@ -44,7 +45,8 @@ type stores struct {
 // PostgreSQL and Redis in scale-out.
 func (n *Node) openStores(ctx context.Context) error {
 	if n.cfg.Postgres == nil {
-		db, err := parleypebble.Open(parleypebble.Config{Dir: filepath.Join(n.cfg.DataDir, "store"), Logger: n.log})
+		n.stores.stalls = &parleypebble.Stalls{}
+		db, err := parleypebble.Open(parleypebble.Config{Dir: filepath.Join(n.cfg.DataDir, "store"), Logger: n.log, Stalls: n.stores.stalls})
 		if err != nil {
 			return err
 		}
