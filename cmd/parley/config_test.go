@@ -58,6 +58,7 @@ func TestConfigErrors(t *testing.T) {
 		{"zero lease", []string{"serve", "--lease", "0s"}, nil, []string{`--lease="0s"`, "at least 1s"}},
 		{"zero lease in env", []string{"serve"}, map[string]string{"PARLEY_LEASE": "0s"}, []string{`PARLEY_LEASE="0s"`, "at least 1s"}},
 		{"sub-second heartbeat", []string{"serve", "--heartbeat", "500ms"}, nil, []string{"--heartbeat"}},
+		{"store cache below 8 MiB", []string{"serve", "--store-cache-bytes", "1048576"}, nil, []string{"--store-cache-bytes", "at least 8388608"}},
 		{"zero rate limit", []string{"serve", "--rate-limit", "0"}, nil, []string{"--rate-limit"}},
 		{"zero send timeout", []string{"serve", "--send-timeout", "0s"}, nil, []string{`--send-timeout="0s"`, "100ms..1m"}},
 		{"hour-long send timeout", []string{"serve"}, map[string]string{"PARLEY_SEND_TIMEOUT": "1h"}, []string{`PARLEY_SEND_TIMEOUT="1h"`, "100ms..1m"}},
@@ -286,7 +287,7 @@ func TestServeConfig(t *testing.T) {
 	}
 	g := cfg.Gateway
 	if cfg.Listen != "127.0.0.1:8080" || g.Lease != 10*time.Minute || g.Heartbeat != time.Minute || g.RatePerSecond != 100 ||
-		g.RateBurst != 200 || g.ReadBufferBytes != 1024 || cfg.GCPercent != 400 || cfg.API.SendTimeout != 5*time.Second || cfg.Kafka.Partitions != 16 || len(cfg.Kafka.Brokers) != 0 {
+		g.RateBurst != 200 || g.ReadBufferBytes != 1024 || cfg.GCPercent != 400 || cfg.StoreCacheBytes != 128<<20 || cfg.API.SendTimeout != 5*time.Second || cfg.Kafka.Partitions != 16 || len(cfg.Kafka.Brokers) != 0 {
 		t.Errorf("defaults: %+v", cfg)
 	}
 	t.Setenv("PARLEY_CLUSTER_SECRET", secretValue)

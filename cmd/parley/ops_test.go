@@ -105,7 +105,8 @@ func TestOperationsEndpoints(t *testing.T) {
 		t.Errorf("the embedded store's size is not in /metrics: %v", metric(t, after, "parley_store_size_bytes"))
 	}
 	for _, series := range []string{"parley_store_read_amplification", "parley_store_compaction_debt_bytes", "parley_store_compaction_seconds_total",
-		"parley_store_l0_sublevels", "parley_store_write_stalls_total", "parley_store_write_stall_seconds_total"} {
+		"parley_store_l0_sublevels", "parley_store_write_stalls_total", "parley_store_write_stall_seconds_total",
+		"parley_store_block_cache_bytes", "parley_store_block_cache_hits_total", "parley_store_block_cache_misses_total"} {
 		if !strings.Contains(after, "\n"+series+" ") {
 			t.Errorf("%s is not in /metrics", series)
 		}

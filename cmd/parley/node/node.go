@@ -135,6 +135,9 @@ type Config struct {
 	// CacheBytes bounds a single node's 7-day cache in memory (in front of
 	// its embedded store). Default 32 MiB.
 	CacheBytes int64
+	// StoreCacheBytes is a single node's embedded store's block cache,
+	// outside Go's heap. Default 128 MiB (parleypebble.Config).
+	StoreCacheBytes int64
 	// AcceptLogLoss starts on a log that ends below what Parley
 	// acknowledged or applied, logging the loss instead of refusing
 	// (LogLossError): for RepairLog only, which then moves to a new epoch.

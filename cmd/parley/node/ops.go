@@ -84,7 +84,7 @@ func (c brokerCollector) Collect(ch chan<- prometheus.Metric) {
 type storeCollector struct {
 	db     *pebble.DB
 	stalls *parleypebble.Stalls
-	descs  [7]*prometheus.Desc
+	descs  [10]*prometheus.Desc
 }
 
 func newStoreCollector(db *pebble.DB, stalls *parleypebble.Stalls) storeCollector {
@@ -97,6 +97,9 @@ func newStoreCollector(db *pebble.DB, stalls *parleypebble.Stalls) storeCollecto
 		d("parley_store_read_amplification", "Sorted runs of tables (level 0's sublevels and the other levels) a lookup in the embedded store may check, besides its memtables."),
 		d("parley_store_write_stalls_total", "Times the embedded store held writes back for its flushes or compactions."),
 		d("parley_store_write_stall_seconds_total", "Time the embedded store held writes back."),
+		d("parley_store_block_cache_bytes", "Bytes of the embedded store's tables held in its block cache (--store-cache-bytes)."),
+		d("parley_store_block_cache_hits_total", "Reads of the embedded store's tables answered from its block cache."),
+		d("parley_store_block_cache_misses_total", "Reads of the embedded store's tables that missed its block cache and read the file."),
 	}}
 }
 
@@ -119,6 +122,9 @@ func (c storeCollector) Collect(ch chan<- prometheus.Metric) {
 		{prometheus.GaugeValue, float64(m.ReadAmp())},
 		{prometheus.CounterValue, float64(c.stalls.Count())},
 		{prometheus.CounterValue, c.stalls.Duration().Seconds()},
+		{prometheus.GaugeValue, float64(m.BlockCache.Size)},
+		{prometheus.CounterValue, float64(m.BlockCache.Hits)},
+		{prometheus.CounterValue, float64(m.BlockCache.Misses)},
 	} {
 		ch <- prometheus.MustNewConstMetric(c.descs[i], v.t, v.v)
 	}

@@ -46,7 +46,8 @@ type stores struct {
 func (n *Node) openStores(ctx context.Context) error {
 	if n.cfg.Postgres == nil {
 		n.stores.stalls = &parleypebble.Stalls{}
-		db, err := parleypebble.Open(parleypebble.Config{Dir: filepath.Join(n.cfg.DataDir, "store"), Logger: n.log, Stalls: n.stores.stalls})
+		db, err := parleypebble.Open(parleypebble.Config{Dir: filepath.Join(n.cfg.DataDir, "store"), CacheBytes: n.cfg.StoreCacheBytes,
+			Logger: n.log, Stalls: n.stores.stalls})
 		if err != nil {
 			return err
 		}
