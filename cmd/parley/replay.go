@@ -255,6 +255,11 @@ func runReplay(ctx context.Context, cfg replayConfig) (applied int64, complete b
 	if err != nil {
 		return applied, complete, err
 	}
+	if ctx.Err() != nil {
+		// The runner takes an ended context for a stop, not a failure:
+		// the range was not read to its end, so no progress is recorded.
+		return applied, complete, fmt.Errorf("interrupted after %d of %d events: the read models' progress is unchanged; run the replay again", applied, total)
+	}
 	// Everything below the end is applied: say so, for readers waiting on it.
 	for _, d := range chosen {
 		for p, end := range to {
