@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"io/fs"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -181,6 +182,65 @@ func testBrokerIndex(t *testing.T, cache int) {
 		}
 	} else if stats.ReadBack != 0 {
 		t.Errorf("%d chunks of index entries were read back, with room for all of them", stats.ReadBack)
+	}
+}
+
+// A segment that cannot be read while the broker loads it (an I/O error;
+// here a directory where the file was) fails the start and truncates
+// nothing: once the file is back, every record is there.
+func TestBrokerLoadReadErrorTruncatesNothing(t *testing.T) {
+	const topic, n = "unreadable", 1500
+	dir := t.TempDir()
+	b := startIndexed(t, dir, 0)
+	admin, client := saramaAdmin(t, b.Addrs())
+	if err := admin.CreateTopic(topic, &sarama.TopicDetail{NumPartitions: 1, ReplicationFactor: 1}, false); err != nil {
+		t.Fatal(err)
+	}
+	_ = client.Close()
+	records := make([]*kgo.Record, n)
+	for i := range records {
+		records[i] = &kgo.Record{Topic: topic, Value: fmt.Appendf(nil, "record %d", i)}
+	}
+	produceEach(t, b.Addrs(), records)
+	b.Close()
+
+	var segments []string
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && strings.Contains(path, topic) && strings.HasSuffix(path, ".dat") {
+			segments = append(segments, path)
+		}
+		return err
+	})
+	if err != nil || len(segments) < 2 {
+		t.Fatalf("found segments %v (%v), want at least two", segments, err)
+	}
+	slices.Sort(segments)
+	first := segments[0]
+	saved := first + ".saved"
+	if err := os.Rename(first, saved); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(first, 0o700); err != nil { // opens, but every read fails
+		t.Fatal(err)
+	}
+	if c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DataDir(dir)); err == nil {
+		c.Close()
+		t.Fatal("the broker started on a segment it cannot read")
+	}
+
+	if err := os.Remove(first); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(saved, first); err != nil {
+		t.Fatal(err)
+	}
+	b = startIndexed(t, dir, 0)
+	defer b.Close()
+	got := consumeFrom(t, b.Addrs(), topic, 0, n)
+	for i, r := range got {
+		if want := fmt.Sprintf("record %d", i); string(r.Value) != want || r.Offset != int64(i) {
+			t.Fatalf("record %d after the failed start: offset %d %q, want %q", i, r.Offset, r.Value, want)
+		}
 	}
 }
 
