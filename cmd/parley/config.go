@@ -134,7 +134,7 @@ func parseServe(args []string, stdout io.Writer) (node.Config, error) {
 	f.check("retention-batch", *historyBatch >= 1 && *historyBatch <= retention.MaxBatch, "want 1..%d", retention.MaxBatch)
 	f.check("edit-window", *editWindow >= time.Second, "want at least 1s")
 	f.check("cache-bytes", *cacheBytes >= 1<<20, "want at least 1048576 (1 MiB)")
-	f.check("store-cache-bytes", *storeCache >= 8<<20, "want at least 8388608 (8 MiB)")
+	f.check("store-cache-bytes", *storeCache >= node.MinStoreCacheBytes, "want at least %d (8 MiB)", node.MinStoreCacheBytes)
 	f.check("memory-limit", *memLimit == 0 || *memLimit >= 64<<20, "want 0 (none) or at least 67108864 (64 MiB)")
 	f.check("token-secret", *secret == "" || len(*secret) >= auth.MinSecretBytes, "need at least %d bytes", auth.MinSecretBytes)
 	f.check("lease", *lease >= time.Second, "want at least 1s")

@@ -255,10 +255,11 @@ func runReplay(ctx context.Context, cfg replayConfig) (applied int64, complete b
 	if err != nil {
 		return applied, complete, err
 	}
-	if ctx.Err() != nil {
+	if ctx.Err() != nil && applied < total {
 		// The runner takes an ended context for a stop, not a failure:
 		// the range was not read to its end, so no progress is recorded.
-		return applied, complete, fmt.Errorf("interrupted after %d of %d events: the read models' progress is unchanged; run the replay again", applied, total)
+		return applied, complete, fmt.Errorf("%w after %d of %d events (%w): the read models' progress is unchanged; run the replay again",
+			errInterrupted, applied, total, context.Cause(ctx))
 	}
 	// Everything below the end is applied: say so, for readers waiting on it.
 	for _, d := range chosen {
@@ -273,6 +274,9 @@ func runReplay(ctx context.Context, cfg replayConfig) (applied int64, complete b
 	}
 	return applied, complete, removeExpired(ctx, cfg, chosen)
 }
+
+// errInterrupted is a replay stopped (a signal) before the end of its range.
+var errInterrupted = errors.New("interrupted")
 
 // errNoKeys ends a replay whose key schema holds no data key at all.
 var errNoKeys = errors.New("holds no data keys")

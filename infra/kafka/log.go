@@ -772,10 +772,10 @@ func eachPartition(ctx context.Context, consumer sarama.Consumer, topic string, 
 	return forPartitions(ctx, from, to, func(ctx context.Context, p int32, start, end int64) error {
 		pc, err := consumePartition(ctx, consumer, topic, p, start)
 		if err != nil {
+			if ctx.Err() != nil {
+				return nil // ended before the partition opened, as a read that ends
+			}
 			return fmt.Errorf("cannot read partition %d of %s from %d: %w", p, topic, start, err)
-		}
-		if pc == nil { // ctx ended first
-			return nil
 		}
 		defer pc.Close()
 		return read(ctx, pc, p, end, to != nil)
@@ -786,7 +786,7 @@ func eachPartition(ctx context.Context, consumer sarama.Consumer, topic string, 
 // broker connection is what failed. Sarama shares one connection per
 // broker among a client's users and closes it on any failed request, so
 // a partition opened while another fails its request finds it closed
-// (ErrNotConnected); the next try opens it again. It returns nil, nil
+// (ErrNotConnected); the next try opens it again. It returns ctx's error
 // when ctx ends before a try succeeds.
 func consumePartition(ctx context.Context, consumer sarama.Consumer, topic string, p int32, start int64) (sarama.PartitionConsumer, error) {
 	wait := openRetryWait
@@ -797,7 +797,7 @@ func consumePartition(ctx context.Context, consumer sarama.Consumer, topic strin
 		}
 		select {
 		case <-ctx.Done():
-			return nil, nil
+			return nil, ctx.Err()
 		case <-time.After(wait):
 		}
 		wait *= 2
@@ -813,9 +813,13 @@ const (
 )
 
 // transientOpenError says whether err, from opening a partition, may
-// pass by itself: the connection or the partition's leader.
+// pass by itself: the connection or the partition's leader. Sarama's
+// ErrOutOfBrokers is not: it comes after Sarama's own retries.
 func transientOpenError(err error) bool {
-	for _, t := range []error{sarama.ErrNotConnected, sarama.ErrOutOfBrokers, sarama.ErrBrokerNotAvailable,
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	for _, t := range []error{sarama.ErrNotConnected, sarama.ErrBrokerNotAvailable,
 		sarama.ErrLeaderNotAvailable, sarama.ErrNotLeaderForPartition, io.EOF, io.ErrUnexpectedEOF} {
 		if errors.Is(err, t) {
 			return true

@@ -7,7 +7,7 @@ package pebble
 import (
 	"fmt"
 	"log/slog"
-	"sync/atomic"
+	"sync"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -42,33 +42,45 @@ type Config struct {
 // while compactions fall behind the writes. A stall holds up every read
 // model of the single node at once.
 type Stalls struct {
-	count atomic.Int64
-	total atomic.Int64 // nanoseconds of the stalls that ended
-	began atomic.Int64 // when the stall under way began (Unix ns), 0 if none
+	mu    sync.Mutex
+	count int64
+	total time.Duration // of the stalls that ended
+	began time.Time     // of the stall under way; zero if none
 }
 
 // Count is the number of stalls so far, the one under way included.
-func (s *Stalls) Count() int64 { return s.count.Load() }
+func (s *Stalls) Count() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.count
+}
 
 // Duration is how long writes have stalled so far, the stall under way
-// included.
+// included. It never goes down.
 func (s *Stalls) Duration() time.Duration {
-	d := s.total.Load()
-	if b := s.began.Load(); b != 0 {
-		d += max(0, time.Now().UnixNano()-b)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d := s.total
+	if !s.began.IsZero() {
+		d += time.Since(s.began)
 	}
-	return time.Duration(d)
+	return d
 }
 
 func (s *Stalls) begin(log *slog.Logger, reason string) {
-	s.count.Add(1)
-	s.began.Store(time.Now().UnixNano())
+	s.mu.Lock()
+	s.count++
+	s.began = time.Now()
+	s.mu.Unlock()
 	log.Debug("writes stall", "reason", reason)
 }
 
 func (s *Stalls) end() {
-	if b := s.began.Swap(0); b != 0 {
-		s.total.Add(max(0, time.Now().UnixNano()-b))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.began.IsZero() {
+		s.total += time.Since(s.began)
+		s.began = time.Time{}
 	}
 }
 
