@@ -832,10 +832,11 @@ func transientOpenError(err error) bool {
 // forPartitions runs read on a goroutine for each partition of from: from
 // from[p] up to (not including) to[p], or with a nil to, on until ctx ends
 // (end -1). A partition that to leaves out, or whose range is empty, is
-// skipped. The first error stops the others and is returned; otherwise a
-// bounded read returns nil and a following one ctx's error.
-func forPartitions(ctx context.Context, from, to map[int32]int64, read func(ctx context.Context, p int32, start, end int64) error) error {
-	ctx, cancel := context.WithCancel(ctx)
+// skipped. The first error stops the others and is returned; otherwise
+// ctx's error once it ends (a bounded read cut short included), and nil
+// for a bounded read that reached its end.
+func forPartitions(parent context.Context, from, to map[int32]int64, read func(ctx context.Context, p int32, start, end int64) error) error {
+	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
 	errs := make(chan error, len(from))
 	var wg sync.WaitGroup
@@ -859,9 +860,6 @@ func forPartitions(ctx context.Context, from, to map[int32]int64, read func(ctx 
 	case err := <-errs:
 		return err
 	default:
-		if to != nil {
-			return nil
-		}
-		return ctx.Err()
+		return parent.Err()
 	}
 }

@@ -42,7 +42,8 @@ type Handler func(ctx context.Context, b Batch) error
 // contract suite in sourcetest.
 type Source interface {
 	// Consume hands h batches until ctx ends or, for a bounded source,
-	// every record of its range is delivered. Within a partition batches
+	// every record of its range is delivered. A bounded source whose ctx
+	// ends first returns ctx's error, never nil. Within a partition batches
 	// come in log order and never concurrently; partitions may run
 	// concurrently. When h fails, Consume stops and returns that error:
 	// nothing after the failed batch is delivered, and a source that

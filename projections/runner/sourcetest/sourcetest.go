@@ -167,6 +167,20 @@ func Run(t *testing.T, newLog NewLog) {
 		c.check(t, 2, 9, 9)
 	})
 
+	t.Run("a bounded range stopped by its context returns the context's error", func(t *testing.T) {
+		// A caller must not take a range cut short for a range read
+		// through (a replay would record progress it never made).
+		l := newLog(t)
+		fill(t, l, 10)
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		stopped := func(context.Context, runner.Batch) error { cancel(); return nil }
+		err := rangeSource(t, l, map[int32]int64{0: 0, 1: 0, 2: 0}, map[int32]int64{0: 10, 1: 10, 2: 10}).Consume(ctx, stopped)
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("Consume returned %v, want context.Canceled", err)
+		}
+	})
+
 	t.Run("a following range delivers what is appended, until its context ends", func(t *testing.T) {
 		l := newLog(t)
 		fill(t, l, 2)
