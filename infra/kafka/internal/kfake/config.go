@@ -311,12 +311,6 @@ func IndexCacheBytes(n int) Opt {
 	return opt{func(cfg *cfg) { cfg.indexCacheBytes = n }}
 }
 
-// withFS injects a custom filesystem implementation, allowing tests to
-// share a memFS across cluster restarts without touching the real disk.
-func withFS(f fs) Opt {
-	return opt{func(cfg *cfg) { cfg.injectFS = f }}
-}
-
 // User adds a SASL user with optional ACLs. Unlike Superuser, this user is
 // subject to ACL checks. The method must be PLAIN, SCRAM-SHA-256, or SCRAM-SHA-512.
 //
