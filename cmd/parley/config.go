@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	parleypebble "github.com/parley-chat/parley/infra/pebble"
 	"io"
 	"log/slog"
 	"os"
@@ -60,7 +61,7 @@ func parseServe(args []string, stdout io.Writer) (node.Config, error) {
 	historyBatch := f.int("retention-batch", retention.DefaultBatch, fmt.Sprintf("messages one step of the history retention job reads and removes in one short write, 1..%d", retention.MaxBatch))
 	editWindow := f.duration("edit-window", domain.DefaultEditWindow, "how long after sending a message its sender may edit it, at least 1s")
 	cacheBytes := f.int("cache-bytes", 32<<20, "single node: bytes of messages the in-memory 7-day cache holds, at least 1 MiB")
-	storeCache := f.int("store-cache-bytes", 128<<20, "single node: bytes of the embedded store's block cache (outside Go's heap), at least 8 MiB")
+	storeCache := f.int("store-cache-bytes", parleypebble.DefaultCacheBytes, "single node: bytes of the embedded store's block cache (outside Go's heap), at least 8 MiB")
 	memLimit := f.int("memory-limit", 256<<20, "Go's soft memory limit in bytes (GOMEMLIMIT), 0 for none; the GOMEMLIMIT environment variable, if set, wins")
 	secret := f.secret("token-secret", fmt.Sprintf("HS256 token secret (at least %d bytes); empty uses <data-dir>/token.secret", auth.MinSecretBytes))
 	issuer := f.string("token-issuer", "", "required iss of client tokens; empty accepts any")
@@ -134,7 +135,7 @@ func parseServe(args []string, stdout io.Writer) (node.Config, error) {
 	f.check("retention-batch", *historyBatch >= 1 && *historyBatch <= retention.MaxBatch, "want 1..%d", retention.MaxBatch)
 	f.check("edit-window", *editWindow >= time.Second, "want at least 1s")
 	f.check("cache-bytes", *cacheBytes >= 1<<20, "want at least 1048576 (1 MiB)")
-	f.check("store-cache-bytes", *storeCache >= node.MinStoreCacheBytes, "want at least %d (8 MiB)", node.MinStoreCacheBytes)
+	f.check("store-cache-bytes", *storeCache >= parleypebble.MinCacheBytes, "want at least %d (8 MiB)", parleypebble.MinCacheBytes)
 	f.check("memory-limit", *memLimit == 0 || *memLimit >= 64<<20, "want 0 (none) or at least 67108864 (64 MiB)")
 	f.check("token-secret", *secret == "" || len(*secret) >= auth.MinSecretBytes, "need at least %d bytes", auth.MinSecretBytes)
 	f.check("lease", *lease >= time.Second, "want at least 1s")

@@ -220,17 +220,8 @@ func TestRecordFormat(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		sc, err := l.cfg.saramaConfig()
-		if err != nil {
-			t.Fatal(err)
-		}
-		consumer, err := sarama.NewConsumer(l.Brokers(), sc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer consumer.Close()
 		var got *sarama.ConsumerMessage
-		err = ConsumePartitions(context.Background(), consumer, l.Topic(), map[int32]int64{pos.Partition: pos.Offset}, map[int32]int64{pos.Partition: pos.Offset + 1},
+		err = ConsumePartitions(context.Background(), saramaConsumer(t, l), l.Topic(), map[int32]int64{pos.Partition: pos.Offset}, map[int32]int64{pos.Partition: pos.Offset + 1},
 			func(m *sarama.ConsumerMessage) error { got = m; return nil })
 		if err != nil || got == nil {
 			t.Fatalf("cannot read the record back: %v", err)
@@ -264,15 +255,7 @@ func TestConsumePartitionsRetriesAClosedConnection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sc, err := l.cfg.saramaConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	consumer, err := sarama.NewConsumer(l.Brokers(), sc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer consumer.Close()
+	consumer := saramaConsumer(t, l)
 	from, to := map[int32]int64{pos.Partition: pos.Offset}, map[int32]int64{pos.Partition: pos.Offset + 1}
 
 	flaky := &failingOpens{Consumer: consumer, err: sarama.ErrNotConnected, left: 2}
@@ -289,6 +272,22 @@ func TestConsumePartitionsRetriesAClosedConnection(t *testing.T) {
 	if !errors.Is(err, sarama.ErrOffsetOutOfRange) || lasting.tries != 1 {
 		t.Errorf("an offset out of range: %v after %d opens, want it after one", err, lasting.tries)
 	}
+}
+
+// saramaConsumer is a Sarama consumer of l's brokers with l's
+// configuration, closed when the test ends.
+func saramaConsumer(t *testing.T, l *Log) sarama.Consumer {
+	t.Helper()
+	sc, err := l.cfg.saramaConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	consumer, err := sarama.NewConsumer(l.Brokers(), sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = consumer.Close() })
+	return consumer
 }
 
 // failingOpens is a consumer whose first left opens fail with err.

@@ -23,7 +23,8 @@ type Config struct {
 	// it fills. It must hold the bloom filters and indexes of the tables
 	// (about 3 bytes a message): when it does not, every lookup of a
 	// missing key — a new client message id, say — reads them from disk
-	// again, ten times slower. Default 128 MiB.
+	// again, ten times slower. Default DefaultCacheBytes, at least
+	// MinCacheBytes.
 	CacheBytes int64
 	// MemTableBytes is one memtable's size; two may exist at a time.
 	// Larger memtables flush less often, so fewer small tables wait in
@@ -84,9 +85,15 @@ func (s *Stalls) end() {
 	}
 }
 
+// DefaultCacheBytes and MinCacheBytes bound Config.CacheBytes.
+const (
+	DefaultCacheBytes = 128 << 20
+	MinCacheBytes     = 8 << 20
+)
+
 func (c *Config) setDefaults() {
 	if c.CacheBytes == 0 {
-		c.CacheBytes = 128 << 20
+		c.CacheBytes = DefaultCacheBytes
 	}
 	if c.MemTableBytes == 0 {
 		c.MemTableBytes = 32 << 20
@@ -108,11 +115,12 @@ func Open(cfg Config) (*pebble.DB, error) {
 	if cfg.InMemory {
 		fs, cfg.Dir = vfs.NewMem(), ""
 	}
+	log := cfg.Logger.With("component", "embedded-store")
 	opts := &pebble.Options{
 		FS:                 fs,
 		Cache:              cache,
 		MemTableSize:       cfg.MemTableBytes,
-		Logger:             logger{cfg.Logger.With("component", "embedded-store")},
+		Logger:             logger{log},
 		MaxOpenFiles:       1000,
 		BytesPerSync:       1 << 20,
 		FormatMajorVersion: pebble.FormatNewest,
@@ -125,7 +133,6 @@ func Open(cfg Config) (*pebble.DB, error) {
 		opts.Levels[i].FilterType = pebble.TableFilter
 	}
 	if st := cfg.Stalls; st != nil {
-		log := cfg.Logger.With("component", "embedded-store")
 		opts.EventListener = &pebble.EventListener{
 			WriteStallBegin: func(i pebble.WriteStallBeginInfo) { st.begin(log, i.Reason) },
 			WriteStallEnd:   st.end,

@@ -1,6 +1,7 @@
 package node
 
 import (
+	parleypebble "github.com/parley-chat/parley/infra/pebble"
 	"strings"
 	"testing"
 	"time"
@@ -36,7 +37,7 @@ func TestConfigValidateHTTPAndDevTokens(t *testing.T) {
 		}},
 		{name: "negative timeouts", mod: func(c *Config) { c.HTTP.ReadTimeout, c.HTTP.IdleTimeout = -1, -1 },
 			wantErr: []string{"http read timeout cannot be negative", "http idle timeout cannot be negative"}},
-		{name: "the smallest store cache", mod: func(c *Config) { c.StoreCacheBytes = MinStoreCacheBytes }},
+		{name: "the smallest store cache", mod: func(c *Config) { c.StoreCacheBytes = parleypebble.MinCacheBytes }},
 		{name: "a store cache below it", mod: func(c *Config) { c.StoreCacheBytes = -1 }, wantErr: []string{"block cache needs at least 8388608 bytes"}},
 	}
 	for _, tc := range tests {

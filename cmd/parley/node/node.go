@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	parleypebble "github.com/parley-chat/parley/infra/pebble"
 	"log/slog"
 	"net"
 	"net/http"
@@ -137,7 +138,7 @@ type Config struct {
 	CacheBytes int64
 	// StoreCacheBytes is a single node's embedded store's block cache,
 	// outside Go's heap: 0 for the default (128 MiB), else at least
-	// MinStoreCacheBytes.
+	// parleypebble.MinCacheBytes.
 	StoreCacheBytes int64
 	// AcceptLogLoss starts on a log that ends below what Parley
 	// acknowledged or applied, logging the loss instead of refusing
@@ -188,10 +189,6 @@ func (c *Config) setDefaults() {
 }
 
 // Validate reports every problem of c at once.
-// MinStoreCacheBytes is the smallest block cache the embedded store
-// takes.
-const MinStoreCacheBytes = 8 << 20
-
 func (c Config) Validate() error {
 	var errs []error
 	if (c.Postgres == nil) != (c.Redis == nil) {
@@ -206,8 +203,8 @@ func (c Config) Validate() error {
 	if c.Postgres != nil && len(c.Kafka.Brokers) == 0 && c.Roles != (Roles{Gateway: true, Projector: true}) {
 		errs = append(errs, errors.New("split roles need a shared broker (--kafka-brokers, e.g. a `parley broker`)"))
 	}
-	if c.StoreCacheBytes != 0 && c.StoreCacheBytes < MinStoreCacheBytes {
-		errs = append(errs, fmt.Errorf("the embedded store's block cache needs at least %d bytes, not %d", MinStoreCacheBytes, c.StoreCacheBytes))
+	if c.StoreCacheBytes != 0 && c.StoreCacheBytes < parleypebble.MinCacheBytes {
+		errs = append(errs, fmt.Errorf("the embedded store's block cache needs at least %d bytes, not %d", parleypebble.MinCacheBytes, c.StoreCacheBytes))
 	}
 	errs = append(errs, c.HTTP.validate()...)
 	if c.Notify.URL != "" {

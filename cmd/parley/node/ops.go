@@ -79,54 +79,65 @@ func (c brokerCollector) Collect(ch chan<- prometheus.Metric) {
 
 // storeCollector reports the single node's embedded store: whether its
 // compactions keep up with the writes (debt, level 0, stalls) and what a
-// lookup costs (read amplification), from one look at Pebble's metrics
-// per scrape.
+// lookup costs (read amplification, the block cache), from one look at
+// Pebble's metrics per scrape.
 type storeCollector struct {
-	db     *pebble.DB
-	stalls *parleypebble.Stalls
-	descs  [10]*prometheus.Desc
+	db      *pebble.DB
+	stalls  *parleypebble.Stalls
+	metrics []storeMetric
+}
+
+// storeMetric is one series of storeCollector and where its value comes
+// from.
+type storeMetric struct {
+	desc  *prometheus.Desc
+	kind  prometheus.ValueType
+	value func(*pebble.Metrics, *parleypebble.Stalls) float64
 }
 
 func newStoreCollector(db *pebble.DB, stalls *parleypebble.Stalls) storeCollector {
-	d := func(name, help string) *prometheus.Desc { return prometheus.NewDesc(name, help, nil, nil) }
-	return storeCollector{db: db, stalls: stalls, descs: [...]*prometheus.Desc{
-		d("parley_store_size_bytes", "Bytes the embedded store takes on disk: tables, write-ahead log and manifest."),
-		d("parley_store_compaction_debt_bytes", "Bytes the embedded store estimates it must compact before its levels are in shape."),
-		d("parley_store_compaction_seconds_total", "Time the embedded store's compactions have taken since start."),
-		d("parley_store_l0_sublevels", "Sublevels of the embedded store's level 0; writes stall at 12."),
-		d("parley_store_read_amplification", "Sorted runs of tables (level 0's sublevels and the other levels) a lookup in the embedded store may check, besides its memtables."),
-		d("parley_store_write_stalls_total", "Times the embedded store held writes back for its flushes or compactions."),
-		d("parley_store_write_stall_seconds_total", "Time the embedded store held writes back."),
-		d("parley_store_block_cache_bytes", "Bytes of the embedded store's tables held in its block cache (--store-cache-bytes)."),
-		d("parley_store_block_cache_hits_total", "Reads of the embedded store's tables answered from its block cache."),
-		d("parley_store_block_cache_misses_total", "Reads of the embedded store's tables that missed its block cache and read the file."),
+	type (
+		pm = pebble.Metrics
+		ps = parleypebble.Stalls
+	)
+	metric := func(name, help string, kind prometheus.ValueType, value func(*pm, *ps) float64) storeMetric {
+		return storeMetric{prometheus.NewDesc(name, help, nil, nil), kind, value}
+	}
+	gauge, counter := prometheus.GaugeValue, prometheus.CounterValue
+	return storeCollector{db: db, stalls: stalls, metrics: []storeMetric{
+		metric("parley_store_size_bytes", "Bytes the embedded store takes on disk: tables, write-ahead log and manifest.",
+			gauge, func(m *pm, _ *ps) float64 { return float64(m.DiskSpaceUsage()) }),
+		metric("parley_store_compaction_debt_bytes", "Bytes the embedded store estimates it must compact before its levels are in shape.",
+			gauge, func(m *pm, _ *ps) float64 { return float64(m.Compact.EstimatedDebt) }),
+		metric("parley_store_compaction_seconds_total", "Time the embedded store's compactions have taken since start.",
+			counter, func(m *pm, _ *ps) float64 { return m.Compact.Duration.Seconds() }),
+		metric("parley_store_l0_sublevels", "Sublevels of the embedded store's level 0; writes stall at 12.",
+			gauge, func(m *pm, _ *ps) float64 { return float64(m.Levels[0].Sublevels) }),
+		metric("parley_store_read_amplification", "Sorted runs of tables (level 0's sublevels and the other levels) a lookup in the embedded store may check, besides its memtables.",
+			gauge, func(m *pm, _ *ps) float64 { return float64(m.ReadAmp()) }),
+		metric("parley_store_write_stalls_total", "Times the embedded store held writes back for its flushes or compactions.",
+			counter, func(_ *pm, s *ps) float64 { return float64(s.Count()) }),
+		metric("parley_store_write_stall_seconds_total", "Time the embedded store held writes back.",
+			counter, func(_ *pm, s *ps) float64 { return s.Duration().Seconds() }),
+		metric("parley_store_block_cache_bytes", "Bytes of the embedded store's tables held in its block cache (--store-cache-bytes).",
+			gauge, func(m *pm, _ *ps) float64 { return float64(m.BlockCache.Size) }),
+		metric("parley_store_block_cache_hits_total", "Reads of the embedded store's tables answered from its block cache.",
+			counter, func(m *pm, _ *ps) float64 { return float64(m.BlockCache.Hits) }),
+		metric("parley_store_block_cache_misses_total", "Reads of the embedded store's tables that missed its block cache and read the file.",
+			counter, func(m *pm, _ *ps) float64 { return float64(m.BlockCache.Misses) }),
 	}}
 }
 
 func (c storeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range c.descs {
-		ch <- d
+	for _, sm := range c.metrics {
+		ch <- sm.desc
 	}
 }
 
 func (c storeCollector) Collect(ch chan<- prometheus.Metric) {
 	m := c.db.Metrics()
-	for i, v := range []struct {
-		t prometheus.ValueType
-		v float64
-	}{
-		{prometheus.GaugeValue, float64(m.DiskSpaceUsage())},
-		{prometheus.GaugeValue, float64(m.Compact.EstimatedDebt)},
-		{prometheus.CounterValue, m.Compact.Duration.Seconds()},
-		{prometheus.GaugeValue, float64(m.Levels[0].Sublevels)},
-		{prometheus.GaugeValue, float64(m.ReadAmp())},
-		{prometheus.CounterValue, float64(c.stalls.Count())},
-		{prometheus.CounterValue, c.stalls.Duration().Seconds()},
-		{prometheus.GaugeValue, float64(m.BlockCache.Size)},
-		{prometheus.CounterValue, float64(m.BlockCache.Hits)},
-		{prometheus.CounterValue, float64(m.BlockCache.Misses)},
-	} {
-		ch <- prometheus.MustNewConstMetric(c.descs[i], v.t, v.v)
+	for _, sm := range c.metrics {
+		ch <- prometheus.MustNewConstMetric(sm.desc, sm.kind, sm.value(m, c.stalls))
 	}
 }
 
