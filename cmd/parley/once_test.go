@@ -86,6 +86,12 @@ func TestClientMsgIDOnceEmbedded(t *testing.T) {
 	assertOnce(t, "alice", phone, acks)
 	s.stop()
 	s.start()
+	// The resends are answered from the history's filter of client
+	// message ids, loaded from the store at start.
+	waitFor(t, func() bool {
+		_, m := httpGet(t, "http://"+s.n.Addr()+"/metrics")
+		return metric(t, m, `parley_store_filter_loaded{projection="parley.projection.store"}`) == 1
+	})
 	phone = s.dial("alice", "phone")
 	for i, ack := range acks {
 		got, err := phone.Do(ctxT(t), wire.Request{Type: wire.TypeSend, To: "carol", ClientMsgID: fmt.Sprintf("once-%d", i), Body: "after restart", Retry: i%2 == 0})

@@ -31,6 +31,12 @@ import (
 type Pebble struct {
 	db    *pebble.DB
 	marks *progress.PebbleMarks
+	// states are the conversations the index holds a state of (cl/
+	// keys): a new conversation's state — nearly every message's with
+	// random peers — is known to be absent without a read of the store
+	// once LoadFilter has read it. States are never deleted, so the filter
+	// answers for any view of the store.
+	states *pebblekv.Filter
 
 	mu sync.Mutex
 	// heldConvs and heldCursors are states and cursors as they are in the
@@ -64,9 +70,20 @@ var _ Index = (*Pebble)(nil)
 // NewPebble returns the index of db; progressName is the name under which
 // the projection's progress is kept.
 func NewPebble(db *pebble.DB, progressName string) *Pebble {
-	return &Pebble{db: db, marks: progress.NewPebbleMarks(db, progressName),
+	return &Pebble{db: db, marks: progress.NewPebbleMarks(db, progressName), states: pebblekv.NewFilter("cl/", 0),
 		heldConvs: map[domain.ConversationID]heldConv{}, heldCursors: map[cursorKey]cursor{}}
 }
+
+// LoadFilter reads the conversations the index holds into memory (1.5
+// to 3 bytes each, at most pebblekv.DefaultFilterBytes), so that a new
+// conversation's state is not looked up in the store. Until it returns,
+// lookups read the store. Run it once, in the background, before ctx
+// ends; the store must stay open until it returns.
+func (p *Pebble) LoadFilter(ctx context.Context) error { return p.states.Load(ctx, p.db) }
+
+// FilterState is whether the filter of LoadFilter answers, and the memory
+// it takes.
+func (p *Pebble) FilterState() (loaded bool, bytes int64) { return p.states.Loaded(), p.states.Bytes() }
 
 func latestKey(c domain.ConversationID) []byte { return []byte("cl/" + c.String()) }
 
@@ -162,18 +179,30 @@ func (b *pebbleBacking) conv(c domain.ConversationID) (convState, bool, error) {
 	if h, ok := b.p.heldConv(c); ok {
 		return h.s, h.found, nil
 	}
-	v, ok, err := b.get(latestKey(c))
+	s, ok, err := b.p.readConv(c, b.get)
 	if err != nil {
 		return convState{}, false, err
 	}
-	var s convState
-	if ok {
-		if s, err = decodeConv(v); err != nil {
-			return convState{}, false, err
-		}
-	}
 	b.p.holdConv(c, heldConv{s, ok})
 	return s, ok, nil
+}
+
+// readConv is c's state, read with get (from the store or a snapshot of
+// it) unless the filter knows the index has none; ok is false when it
+// has none.
+func (p *Pebble) readConv(c domain.ConversationID, get func([]byte) ([]byte, bool, error)) (s convState, ok bool, err error) {
+	k := latestKey(c)
+	if p.states.Absent(k) {
+		return convState{}, false, nil
+	}
+	v, ok, err := get(k)
+	if err != nil || !ok {
+		return convState{}, false, err
+	}
+	if s, err = decodeConv(v); err != nil {
+		return convState{}, false, err
+	}
+	return s, true, nil
 }
 
 func (b *pebbleBacking) cursor(c domain.ConversationID, a domain.AccountID) (cursor, bool, error) {
@@ -315,7 +344,11 @@ func (p *Pebble) write(t *tally, recs []projections.Record) error {
 	b := p.db.NewBatch()
 	defer b.Close()
 	for _, c := range t.dirtyConvs {
-		if err := b.Set(latestKey(c), encodeConv(*t.convs[c]), nil); err != nil {
+		k := latestKey(c)
+		if t.fresh[c] {
+			p.states.Add(k) // before the batch commits
+		}
+		if err := b.Set(k, encodeConv(*t.convs[c]), nil); err != nil {
 			return err
 		}
 		if !t.fresh[c] {
@@ -407,7 +440,7 @@ func (p *Pebble) LatestPrimed(_ context.Context, c domain.ConversationID) (domai
 	if h, ok := p.heldConv(c); ok {
 		return h.s.Latest, h.found, nil
 	}
-	st, ok, err := readConv(p.db, c)
+	st, ok, err := p.readConv(c, p.dbGet)
 	if err != nil {
 		return 0, false, err
 	}
@@ -418,21 +451,12 @@ func (p *Pebble) LatestPrimed(_ context.Context, c domain.ConversationID) (domai
 // LatestOf is conversation c's latest message in the index; ok is false
 // when it has none.
 func (p *Pebble) LatestOf(_ context.Context, c domain.ConversationID) (domain.MsgID, bool, error) {
-	st, ok, err := readConv(p.db, c)
+	st, ok, err := p.readConv(c, p.dbGet)
 	return st.Latest, ok, err
 }
 
-// readConv is c's state in r; ok is false when the index has none.
-func readConv(r pebble.Reader, c domain.ConversationID) (st convState, ok bool, err error) {
-	v, ok, err := pebblekv.Get(r, latestKey(c))
-	if err != nil || !ok {
-		return convState{}, false, err
-	}
-	if st, err = decodeConv(v); err != nil {
-		return convState{}, false, err
-	}
-	return st, true, nil
-}
+// dbGet reads a key of the store as it is.
+func (p *Pebble) dbGet(key []byte) ([]byte, bool, error) { return pebblekv.Get(p.db, key) }
 
 func readCursor(r pebble.Reader, c domain.ConversationID, a domain.AccountID) (cursor, error) {
 	v, ok, err := pebblekv.Get(r, cursorKeyOf(c, a))
@@ -446,7 +470,7 @@ func readCursor(r pebble.Reader, c domain.ConversationID, a domain.AccountID) (c
 func (p *Pebble) ReadState(_ context.Context, c domain.ConversationID, account domain.AccountID) (ReadState, error) {
 	snap := p.db.NewSnapshot()
 	defer snap.Close()
-	st, _, err := readConv(snap, c)
+	st, _, err := p.readConv(c, func(k []byte) ([]byte, bool, error) { return pebblekv.Get(snap, k) })
 	if err != nil {
 		return ReadState{}, err
 	}

@@ -24,6 +24,20 @@ func TestPebbleContract(t *testing.T) {
 	conversationstest.RunReads(t, open)
 }
 
+// With its filter of held states loaded, the index answers a new
+// conversation's state from memory: the contract holds all the same.
+func TestPebbleContractFiltered(t *testing.T) {
+	open := func(t *testing.T) conversations.Index {
+		p := conversations.NewPebble(pebbletest.Open(t), conversations.Name)
+		if err := p.LoadFilter(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	conversationstest.Run(t, open)
+	conversationstest.RunReads(t, open)
+}
+
 func TestPostgresContract(t *testing.T) {
 	pool := postgrestest.Open(t)
 	open := func(t *testing.T) conversations.Index {

@@ -31,6 +31,10 @@ import (
 type Pebble struct {
 	db    *pebble.DB
 	marks *progress.PebbleMarks
+	// clients are the client message ids the store holds (mc/ keys):
+	// a send's lookup of a new one, and the check of it as the message is
+	// saved, answer from memory once LoadFilter has read the store.
+	clients *pebblekv.Filter
 
 	// expireMu guards expireFrom, the message key where the next Expired
 	// goes on.
@@ -52,7 +56,21 @@ var _ Store = (*Pebble)(nil)
 // which the projection's progress is kept (ApplyBatch commits it with the
 // messages).
 func NewPebble(db *pebble.DB, progressName string) *Pebble {
-	return &Pebble{db: db, marks: progress.NewPebbleMarks(db, progressName)}
+	return &Pebble{db: db, marks: progress.NewPebbleMarks(db, progressName), clients: pebblekv.NewFilter("mc/", 0)}
+}
+
+// LoadFilter reads the client message ids the store holds into memory
+// (1.5 to 3 bytes each, at most pebblekv.DefaultFilterBytes), so that
+// looking up one the store does not hold — every new send's — costs no
+// read of the store. Until it returns, lookups read the store. Run it
+// once, in the background, before ctx ends; the store must stay open
+// until it returns.
+func (s *Pebble) LoadFilter(ctx context.Context) error { return s.clients.Load(ctx, s.db) }
+
+// FilterState is whether the filter of LoadFilter answers, and the memory
+// it takes.
+func (s *Pebble) FilterState() (loaded bool, bytes int64) {
+	return s.clients.Loaded(), s.clients.Bytes()
 }
 
 func convPrefix(c domain.ConversationID) []byte { return []byte("m/" + c.String() + "/") }
@@ -162,10 +180,15 @@ func decodeMessage(c domain.ConversationID, id domain.MsgID, v []byte) (domain.M
 // write is one batch being written, with what it wrote so far: the
 // lookup sees the store as it was before the batch.
 type write struct {
-	db    *pebble.DB
-	b     *pebble.Batch
-	look  *pebblekv.Lookup
-	wrote map[string]bool
+	db   *pebble.DB
+	b    *pebble.Batch
+	look *pebblekv.Lookup
+	// clients is the store's filter of client message ids, which every
+	// claim is added to; clientsAnswer says it answered before look was
+	// made, so that its Absent holds for look.
+	clients       *pebblekv.Filter
+	clientsAnswer bool
+	wrote         map[string]bool
 	// msgs are the messages this batch wrote, by key, so that a change
 	// later in the batch finds them.
 	msgs map[string]domain.Message
@@ -176,6 +199,8 @@ type write struct {
 }
 
 func (s *Pebble) newWrite(b *pebble.Batch) (*write, error) {
+	// The filter answers for a view of the store opened after it did.
+	clientsAnswer := s.clients.Loaded()
 	// The lookup comes first: a Remove that committed before it was made
 	// marked the store floored before committing, so the lookup never sees
 	// a claim removed while floored says no floor (see fresh).
@@ -190,6 +215,7 @@ func (s *Pebble) newWrite(b *pebble.Batch) (*write, error) {
 	}
 	w := writes.Get().(*write)
 	w.db, w.b, w.look, w.floored = s.db, b, look, floored
+	w.clients, w.clientsAnswer = s.clients, clientsAnswer
 	return w, nil
 }
 
@@ -222,7 +248,7 @@ func (w *write) close() {
 	clear(w.wrote)
 	clear(w.msgs)
 	clear(w.floors)
-	w.db, w.b, w.look = nil, nil, nil
+	w.db, w.b, w.look, w.clients = nil, nil, nil, nil
 	writes.Put(w)
 }
 
@@ -238,15 +264,30 @@ func (w *write) set(k, v []byte) error {
 	return w.b.Set(k, v, nil)
 }
 
+// claimed reports whether client message id key ck is taken.
+func (w *write) claimed(ck []byte) (bool, error) {
+	if w.clientsAnswer && !w.wrote[string(ck)] && w.clients.Absent(ck) {
+		return false, nil
+	}
+	return w.taken(ck)
+}
+
+// setClaim writes client message id key ck, in the filter first: before
+// the batch commits.
+func (w *write) setClaim(ck, at []byte) error {
+	w.clients.Add(ck)
+	return w.set(ck, at)
+}
+
 // claim records that account used clientMsgID for the message at, unless
 // it was used before.
 func (w *write) claim(a domain.AccountID, clientMsgID string, at []byte) error {
 	ck := clientIndexKey(a, clientMsgID)
-	used, err := w.taken(ck)
+	used, err := w.claimed(ck)
 	if err != nil || used {
 		return err
 	}
-	return w.set(ck, at)
+	return w.setClaim(ck, at)
 }
 
 // put writes m, which was old, at key, and moves its change index key
@@ -297,7 +338,7 @@ func (w *write) save(msgs []domain.Message, fromLog bool) error {
 			return err
 		}
 		if !claimed {
-			if err := w.set(ck, at); err != nil {
+			if err := w.setClaim(ck, at); err != nil {
 				return err
 			}
 		}
@@ -322,7 +363,7 @@ func (w *write) save(msgs []domain.Message, fromLog bool) error {
 // messages may be anything — the message id, and for a Save the msgid,
 // are looked up too.
 func (w *write) fresh(m domain.Message, key, id, ck []byte, fromLog bool) (ok, claimed bool, err error) {
-	if claimed, err = w.taken(ck); err != nil {
+	if claimed, err = w.claimed(ck); err != nil {
 		return false, false, err
 	}
 	if fromLog && !claimed && !w.floored {
@@ -568,12 +609,16 @@ func (s *Pebble) Changes(_ context.Context, conv domain.ConversationID, after do
 
 // ByClientMsgID implements Store.
 func (s *Pebble) ByClientMsgID(_ context.Context, account domain.AccountID, clientMsgID string) (domain.Message, bool, error) {
+	ck := clientIndexKey(account, clientMsgID)
+	if s.clients.Absent(ck) {
+		return domain.Message{}, false, nil
+	}
 	look, err := pebblekv.NewLookup(s.db)
 	if err != nil {
 		return domain.Message{}, false, err
 	}
 	defer look.Close()
-	v, ok, err := look.Get(clientIndexKey(account, clientMsgID))
+	v, ok, err := look.Get(ck)
 	if err != nil || !ok {
 		return domain.Message{}, false, err
 	}

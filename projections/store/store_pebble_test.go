@@ -22,6 +22,18 @@ func TestPebbleContract(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) store.Store { return store.NewPebble(pebbletest.Open(t), store.Name) })
 }
 
+// With its filter of client message ids loaded, the history answers a
+// new one from memory: the contract holds all the same.
+func TestPebbleContractFiltered(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store {
+		s := store.NewPebble(pebbletest.Open(t), store.Name)
+		if err := s.LoadFilter(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	})
+}
+
 // The history commits its progress with the messages: a new reader of the
 // same store starts right after the last batch, and the messages are
 // there.

@@ -59,6 +59,9 @@ func (n *Node) registerMetrics() {
 	}
 	if n.stores.embedded != nil {
 		n.metrics.Register(newStoreCollector(n.stores.embedded, n.stores.stalls))
+		n.metrics.Register(filterCollector{n.stores.filters,
+			prometheus.NewDesc("parley_store_filter_loaded", "1 when a projection's in-memory filter of the keys the embedded store holds answers lookups of missing keys; 0 while it loads at start, or after it outgrew its bound.", []string{"projection"}, nil),
+			prometheus.NewDesc("parley_store_filter_bytes", "Memory of a projection's in-memory filter of the keys the embedded store holds.", []string{"projection"}, nil)})
 	}
 }
 
@@ -75,6 +78,26 @@ func (c brokerCollector) Collect(ch chan<- prometheus.Metric) {
 	s := c.b.IndexStats()
 	ch <- prometheus.MustNewConstMetric(c.bytes, prometheus.GaugeValue, float64(s.InMemory+s.Filling))
 	ch <- prometheus.MustNewConstMetric(c.readBacks, prometheus.CounterValue, float64(s.ReadBack))
+}
+
+// filterCollector reports the embedded store's filters of held keys.
+type filterCollector struct {
+	filters       map[string]func() (loaded bool, bytes int64)
+	loaded, bytes *prometheus.Desc
+}
+
+func (c filterCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.loaded; ch <- c.bytes }
+
+func (c filterCollector) Collect(ch chan<- prometheus.Metric) {
+	for name, state := range c.filters {
+		loaded, bytes := state()
+		v := 0.0
+		if loaded {
+			v = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.loaded, prometheus.GaugeValue, v, name)
+		ch <- prometheus.MustNewConstMetric(c.bytes, prometheus.GaugeValue, float64(bytes), name)
+	}
 }
 
 // storeCollector reports the single node's embedded store: whether its

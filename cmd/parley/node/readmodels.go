@@ -35,10 +35,13 @@ import (
 type stores struct {
 	embedded *pebble.DB
 	stalls   *parleypebble.Stalls // the embedded store's
-	pool     *pgxpool.Pool
-	rdb      *goredis.Client
-	prefix   string
-	routes   routes.Table
+	// filters are the embedded store's filters of held keys, by
+	// projection: whether each answers, and its memory.
+	filters map[string]func() (loaded bool, bytes int64)
+	pool    *pgxpool.Pool
+	rdb     *goredis.Client
+	prefix  string
+	routes  routes.Table
 }
 
 // openStores opens the embedded store of a single node, or connects to
@@ -178,6 +181,19 @@ func (n *Node) embeddedReadModels(ctx context.Context) (readModelSet, error) {
 	mem := cache.NewBoundedMemory(CacheRetention(n.cfg.Retention.Keep), n.cfg.CacheBytes).KeepEncoded(wire.EncodeMessage)
 	set.api.Cache = mem
 	set.run = append(set.run, func(ctx context.Context) { mem.RunTrim(ctx, 30*time.Second) })
+	// The filters of keys the store holds, read in the background: until
+	// each is loaded, its lookups read the store, as they always may.
+	n.stores.filters = map[string]func() (bool, int64){store.Name: st.FilterState, conversations.Name: convs.FilterState}
+	set.run = append(set.run, func(ctx context.Context) {
+		for _, f := range []struct {
+			name string
+			load func(context.Context) error
+		}{{store.Name, st.LoadFilter}, {conversations.Name, convs.LoadFilter}} {
+			if err := f.load(ctx); err != nil && ctx.Err() == nil {
+				n.log.Warn("cannot load a filter of the embedded store; lookups read the store", "projection", f.name, "err", err)
+			}
+		}
+	})
 	set.members = &groups.At{Model: gm, Progress: set.api.GroupsProgress}
 	preds := conversations.NewPredecessors(convs.LatestPrimed, predecessorsRemembered)
 	set.prev = preds.Before

@@ -1,0 +1,192 @@
+package pebblekv_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/parley-chat/parley/infra/pebble/pebbletest"
+	"github.com/parley-chat/parley/projections/internal/pebblekv"
+)
+
+func key(i int) []byte { return fmt.Appendf(nil, "mc/account-%d/c-%d", i%977, i) }
+
+func loaded(t testing.TB, maxBytes int64) *pebblekv.Filter {
+	f := pebblekv.NewFilter("mc/", maxBytes)
+	if err := f.Load(context.Background(), pebbletest.Open(t)); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func TestFilter(t *testing.T) {
+	const n = 300_000 // several parts
+	f := loaded(t, 0)
+	for i := range n {
+		f.Add(key(i))
+	}
+	for i := range n {
+		if f.Absent(key(i)) {
+			t.Fatalf("key %d added, yet Absent", i)
+		}
+	}
+	falsePositives := 0
+	for i := n; i < 2*n; i++ {
+		if !f.Absent(key(i)) {
+			falsePositives++
+		}
+	}
+	// Each part's is about 0.5% when full; five parts, the last half full.
+	if rate := float64(falsePositives) / n; rate > 0.02 {
+		t.Errorf("false positives: %.2f%%, want at most 2%%", 100*rate)
+	}
+	if b := f.Bytes(); b < n*12/8 || b > 4*n*12/8 {
+		t.Errorf("Bytes = %d for %d keys, want about 1.5 to 6 bytes a key", b, n)
+	}
+	t.Logf("%d keys: %d bytes, %.2f%% false positives", n, f.Bytes(), 100*float64(falsePositives)/n)
+}
+
+// An unloaded filter answers nothing: the store may hold keys it has not
+// read yet.
+func TestFilterUnloadedAnswersNothing(t *testing.T) {
+	f := pebblekv.NewFilter("mc/", 0)
+	if f.Absent(key(1)) || f.Loaded() {
+		t.Fatal("an unloaded filter answered")
+	}
+}
+
+// Load reads the keys under the prefix, not the others, and the keys
+// added while it runs count too.
+func TestFilterLoad(t *testing.T) {
+	db := pebbletest.Open(t)
+	for i := range 10_000 {
+		if err := db.Set(key(i), nil, pebble.NoSync); err != nil {
+			t.Fatal(err)
+		}
+	}
+	other := []byte("mi/elsewhere")
+	if err := db.Set(other, nil, pebble.NoSync); err != nil {
+		t.Fatal(err)
+	}
+	f := pebblekv.NewFilter("mc/", 0)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i := 10_000; i < 20_000; i++ {
+			f.Add(key(i))
+		}
+	})
+	if err := f.Load(context.Background(), db); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	for i := range 20_000 {
+		if f.Absent(key(i)) {
+			t.Fatalf("key %d held, yet Absent", i)
+		}
+	}
+	if !f.Absent(other) {
+		t.Error("a key of another prefix was loaded")
+	}
+}
+
+// A Load cut short leaves the filter unloaded: it never answers from part
+// of the store.
+func TestFilterLoadCancelled(t *testing.T) {
+	db := pebbletest.Open(t)
+	for i := range 10_000 {
+		if err := db.Set(key(i), nil, pebble.NoSync); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f := pebblekv.NewFilter("mc/", 0)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := f.Load(ctx, db); err == nil {
+		t.Fatal("Load of a cancelled context returned nil")
+	}
+	if f.Loaded() || f.Absent(key(20_000)) {
+		t.Fatal("a filter whose load was cut short answered")
+	}
+}
+
+// Past its bound the filter gives up: it frees its parts and answers
+// nothing, rather than growing or answering wrong.
+func TestFilterGivesUpAtItsBound(t *testing.T) {
+	f := loaded(t, 512<<10) // the first part (96 KiB) and the next two
+	for i := range 1 << 16 {
+		f.Add(key(i))
+	}
+	if !f.Loaded() || f.Bytes() == 0 {
+		t.Fatal("gave up before its bound")
+	}
+	for i := 1 << 16; i < 1<<19; i++ {
+		f.Add(key(i))
+	}
+	if f.Loaded() || f.Bytes() != 0 {
+		t.Fatalf("past its bound: loaded %v, %d bytes", f.Loaded(), f.Bytes())
+	}
+	if f.Absent(key(1 << 20)) {
+		t.Fatal("a filter that gave up answered")
+	}
+}
+
+// Adds and Absents from many goroutines: no key added before an Absent
+// began is reported absent (run with -race).
+func TestFilterConcurrent(t *testing.T) {
+	f := loaded(t, 0)
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for i := g; i < 200_000; i += 4 {
+				f.Add(key(i))
+				if f.Absent(key(i)) {
+					t.Errorf("key %d absent right after its Add", i)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// A lookup of a missing key: the filter against the store's own lookup,
+// with 500,000 keys in the store (in its memtable, as a single node's
+// newest keys are).
+func BenchmarkMissingKey(b *testing.B) {
+	db := pebbletest.OpenOnDisk(b)
+	f := pebblekv.NewFilter("mc/", 0)
+	for i := range 500_000 {
+		f.Add(key(i))
+		if err := db.Set(key(i), nil, pebble.NoSync); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := f.Load(context.Background(), db); err != nil {
+		b.Fatal(err)
+	}
+	b.Run("filter", func(b *testing.B) {
+		i := 1_000_000
+		for b.Loop() {
+			i++
+			if !f.Absent(key(i)) {
+				continue // a false positive: the store would be read
+			}
+		}
+	})
+	b.Run("store", func(b *testing.B) {
+		i := 1_000_000
+		for b.Loop() {
+			i++
+			look, err := pebblekv.NewLookup(db)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := look.Has(key(i)); err != nil {
+				b.Fatal(err)
+			}
+			_ = look.Close()
+		}
+	})
+}
