@@ -48,7 +48,12 @@ func (w *write) floor(c domain.ConversationID) (domain.MsgID, error) {
 	if f, ok := w.floors[c]; ok {
 		return f, nil
 	}
-	v, ok, err := w.look.Get(floorKey(c))
+	k := floorKey(c)
+	if absent(w.answering.floors, k) {
+		w.floors[c] = noFloor
+		return noFloor, nil
+	}
+	v, ok, err := w.look.Get(k)
 	if err != nil {
 		return 0, err
 	}
@@ -158,6 +163,7 @@ func (s *Pebble) Remove(_ context.Context, floors ...Floor) (int, error) {
 			}
 		}
 		if f.Through > old {
+			s.filters.floors.Add(floorKey(f.Conversation)) // before the batch commits
 			if err := b.Set(floorKey(f.Conversation), binary.BigEndian.AppendUint64(nil, uint64(f.Through)), nil); err != nil {
 				return 0, err
 			}

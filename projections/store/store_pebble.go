@@ -31,10 +31,9 @@ import (
 type Pebble struct {
 	db    *pebble.DB
 	marks *progress.PebbleMarks
-	// clients are the client message ids the store holds (mc/ keys):
-	// a send's lookup of a new one, and the check of it as the message is
-	// saved, answer from memory once LoadFilter has read the store.
-	clients *pebblekv.Filter
+	// filters answer lookups of keys the store does not hold from memory
+	// once LoadFilter has read the store.
+	filters filters
 
 	// expireMu guards expireFrom, the message key where the next Expired
 	// goes on.
@@ -56,21 +55,66 @@ var _ Store = (*Pebble)(nil)
 // which the projection's progress is kept (ApplyBatch commits it with the
 // messages).
 func NewPebble(db *pebble.DB, progressName string) *Pebble {
-	return &Pebble{db: db, marks: progress.NewPebbleMarks(db, progressName), clients: pebblekv.NewFilter("mc/", 0)}
+	return &Pebble{db: db, marks: progress.NewPebbleMarks(db, progressName), filters: filters{
+		clients: pebblekv.NewFilter("mc/", 0), ids: pebblekv.NewFilter("mi/", 0), floors: pebblekv.NewFilter("mf/", 0)}}
 }
 
-// LoadFilter reads the client message ids the store holds into memory
-// (1.5 to 3 bytes each, at most pebblekv.DefaultFilterBytes), so that
-// looking up one the store does not hold — every new send's — costs no
-// read of the store. Until it returns, lookups read the store. Run it
+// filters are the store's filters of the keys it holds, by kind: a
+// writer adds a key before its batch commits.
+type filters struct {
+	// clients are the client message ids (mc/): a send looks its new one
+	// up, and the history checks it again as it saves the message.
+	clients *pebblekv.Filter
+	// ids are the message ids (mi/) and floors the conversations'
+	// floors (mf/): a store with a floor looks both up for every message
+	// it saves.
+	ids, floors *pebblekv.Filter
+}
+
+func (fs filters) each() []*pebblekv.Filter { return []*pebblekv.Filter{fs.clients, fs.ids, fs.floors} }
+
+// answering is fs with only the filters that answer now, the others nil:
+// a filter's Absent holds for a view of the store opened after it
+// answered.
+func (fs filters) answering() filters {
+	on := func(f *pebblekv.Filter) *pebblekv.Filter {
+		if f.Loaded() {
+			return f
+		}
+		return nil
+	}
+	return filters{clients: on(fs.clients), ids: on(fs.ids), floors: on(fs.floors)}
+}
+
+// absent reports whether f, nil when it does not answer, knows the store
+// does not hold k.
+func absent(f *pebblekv.Filter, k []byte) bool { return f != nil && f.Absent(k) }
+
+// LoadFilter reads the keys the store holds that it looks up as missing
+// — client message ids, message ids, floors — into memory (1.5 to 3
+// bytes each, at most pebblekv.DefaultFilterBytes for each kind), so that
+// looking up one the store does not hold, as every new send does, costs
+// no read of the store. Until it returns, lookups read the store. Run it
 // once, in the background, before ctx ends; the store must stay open
 // until it returns.
-func (s *Pebble) LoadFilter(ctx context.Context) error { return s.clients.Load(ctx, s.db) }
+func (s *Pebble) LoadFilter(ctx context.Context) error {
+	for _, f := range s.filters.each() {
+		if err := f.Load(ctx, s.db); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
-// FilterState is whether the filter of LoadFilter answers, and the memory
-// it takes.
+// FilterState is whether the filters of LoadFilter answer, and the memory
+// they take.
 func (s *Pebble) FilterState() (loaded bool, bytes int64) {
-	return s.clients.Loaded(), s.clients.Bytes()
+	loaded = true
+	for _, f := range s.filters.each() {
+		loaded = loaded && f.Loaded()
+		bytes += f.Bytes()
+	}
+	return loaded, bytes
 }
 
 func convPrefix(c domain.ConversationID) []byte { return []byte("m/" + c.String() + "/") }
@@ -183,12 +227,11 @@ type write struct {
 	db   *pebble.DB
 	b    *pebble.Batch
 	look *pebblekv.Lookup
-	// clients is the store's filter of client message ids, which every
-	// claim is added to; clientsAnswer says it answered before look was
-	// made, so that its Absent holds for look.
-	clients       *pebblekv.Filter
-	clientsAnswer bool
-	wrote         map[string]bool
+	// filters are the store's, which every key of theirs written is
+	// added to; answering are those that answered before look was made,
+	// whose Absent so holds for look.
+	filters, answering filters
+	wrote              map[string]bool
 	// msgs are the messages this batch wrote, by key, so that a change
 	// later in the batch finds them.
 	msgs map[string]domain.Message
@@ -200,7 +243,7 @@ type write struct {
 
 func (s *Pebble) newWrite(b *pebble.Batch) (*write, error) {
 	// The filter answers for a view of the store opened after it did.
-	clientsAnswer := s.clients.Loaded()
+	answering := s.filters.answering()
 	// The lookup comes first: a Remove that committed before it was made
 	// marked the store floored before committing, so the lookup never sees
 	// a claim removed while floored says no floor (see fresh).
@@ -215,7 +258,7 @@ func (s *Pebble) newWrite(b *pebble.Batch) (*write, error) {
 	}
 	w := writes.Get().(*write)
 	w.db, w.b, w.look, w.floored = s.db, b, look, floored
-	w.clients, w.clientsAnswer = s.clients, clientsAnswer
+	w.filters, w.answering = s.filters, answering
 	return w, nil
 }
 
@@ -248,7 +291,7 @@ func (w *write) close() {
 	clear(w.wrote)
 	clear(w.msgs)
 	clear(w.floors)
-	w.db, w.b, w.look, w.clients = nil, nil, nil, nil
+	w.db, w.b, w.look, w.filters, w.answering = nil, nil, nil, filters{}, filters{}
 	writes.Put(w)
 }
 
@@ -266,16 +309,24 @@ func (w *write) set(k, v []byte) error {
 
 // claimed reports whether client message id key ck is taken.
 func (w *write) claimed(ck []byte) (bool, error) {
-	if w.clientsAnswer && !w.wrote[string(ck)] && w.clients.Absent(ck) {
+	if !w.wrote[string(ck)] && absent(w.answering.clients, ck) {
 		return false, nil
 	}
 	return w.taken(ck)
 }
 
+// idTaken reports whether message id key id is taken.
+func (w *write) idTaken(id []byte) (bool, error) {
+	if !w.wrote[string(id)] && absent(w.answering.ids, id) {
+		return false, nil
+	}
+	return w.taken(id)
+}
+
 // setClaim writes client message id key ck, in the filter first: before
 // the batch commits.
 func (w *write) setClaim(ck, at []byte) error {
-	w.clients.Add(ck)
+	w.filters.clients.Add(ck)
 	return w.set(ck, at)
 }
 
@@ -334,6 +385,7 @@ func (w *write) save(msgs []domain.Message, fromLog bool) error {
 		if err := w.put(key, domain.Message{}, m); err != nil {
 			return err
 		}
+		w.filters.ids.Add(id) // before the batch commits
 		if err := w.set(id, at); err != nil {
 			return err
 		}
@@ -369,16 +421,13 @@ func (w *write) fresh(m domain.Message, key, id, ck []byte, fromLog bool) (ok, c
 	if fromLog && !claimed && !w.floored {
 		return true, false, nil
 	}
-	keys := [][]byte{key, id}
-	if fromLog {
-		keys = keys[1:]
-	}
-	for _, k := range keys {
-		if taken, err := w.taken(k); err != nil || taken {
+	if !fromLog {
+		if taken, err := w.taken(key); err != nil || taken {
 			return false, claimed, err
 		}
 	}
-	return true, claimed, nil
+	taken, err := w.idTaken(id)
+	return !taken && err == nil, claimed, err
 }
 
 // amend applies changes to the messages they name, as this batch left them.
@@ -610,7 +659,7 @@ func (s *Pebble) Changes(_ context.Context, conv domain.ConversationID, after do
 // ByClientMsgID implements Store.
 func (s *Pebble) ByClientMsgID(_ context.Context, account domain.AccountID, clientMsgID string) (domain.Message, bool, error) {
 	ck := clientIndexKey(account, clientMsgID)
-	if s.clients.Absent(ck) {
+	if s.filters.clients.Absent(ck) {
 		return domain.Message{}, false, nil
 	}
 	look, err := pebblekv.NewLookup(s.db)

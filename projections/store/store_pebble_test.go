@@ -66,11 +66,34 @@ func TestPebbleCommitsProgressWithTheMessages(t *testing.T) {
 // BenchmarkPebbleApplyBatch writes the history as a single node does:
 // batches of 100 messages, each from one of 200 accounts to one of 2,000
 // (random peers, so most conversations are touched now and then), with
-// 100-byte bodies, to a store on disk. ns/msg is per message.
+// 100-byte bodies, to a store on disk. ns/msg is per message. The store
+// has a history floor or not (a retention removed something: every
+// message's id and conversation floor are then looked up), and its
+// filters of held keys loaded or not.
 func BenchmarkPebbleApplyBatch(b *testing.B) {
+	for _, floored := range []bool{false, true} {
+		for _, filtered := range []bool{false, true} {
+			b.Run(fmt.Sprintf("floored=%v/filtered=%v", floored, filtered), func(b *testing.B) {
+				benchmarkApplyBatch(b, floored, filtered)
+			})
+		}
+	}
+}
+
+func benchmarkApplyBatch(b *testing.B, floored, filtered bool) {
 	db := pebbletest.OpenOnDisk(b)
 	s := store.NewPebble(db, store.Name)
 	ctx := context.Background()
+	if floored {
+		if _, err := s.Remove(ctx, store.Floor{Conversation: domain.DirectConversation("nobody", "else"), Through: 1}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if filtered {
+		if err := s.LoadFilter(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	body := strings.Repeat("lorem ipsum ", 9)[:100]
 	const batch = 100
