@@ -132,6 +132,11 @@ func (e GroupMembersRemoved) Key() string { return "g:" + e.Group }
 
 // Encode returns an event's payload.
 func Encode(e Event) ([]byte, error) {
+	if m, ok := e.(MessageSent); ok {
+		if b, ok := encodeMessageSentFast(m); ok {
+			return b, nil
+		}
+	}
 	b, err := json.Marshal(e)
 	if err != nil {
 		return nil, fmt.Errorf("cannot encode %s: %w", e.EventName(), err)
