@@ -355,9 +355,6 @@ type Gateway struct {
 	byAccount map[domain.AccountID]map[*session]struct{}
 	closing   bool
 	aborted   bool
-	// workersDone is set once Shutdown waits for the workers: none starts
-	// after.
-	workersDone bool
 	// open counts the upgrades admitted and not yet ended, in all and per
 	// source address (trusted gateways' connections uncounted per address).
 	open   int
@@ -371,8 +368,16 @@ type Gateway struct {
 	conns    sync.WaitGroup
 	// workers counts the connections' request workers; Shutdown waits for
 	// them, so that no request outlives the gateway. pool runs them.
-	workers sync.WaitGroup
-	pool    *workerPool
+	// workersMu guards workersDone, set once Shutdown waits for the
+	// workers (none starts after), and the count's Add: not mu, which
+	// every push holds to find its connections — a worker starts for
+	// nearly every request, and a write lock there, waiting out the
+	// pushes under way and holding back the next, had the read loops
+	// queue behind one another on a busy machine.
+	workersMu   sync.Mutex
+	workersDone bool
+	workers     sync.WaitGroup
+	pool        *workerPool
 }
 
 // New returns a gateway; it starts its sweeper at once.
@@ -587,8 +592,8 @@ func remoteIP(r *http.Request) string {
 // startWorker counts a connection's new request worker, unless the
 // gateway is past waiting for them.
 func (g *Gateway) startWorker() bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
+	g.workersMu.Lock()
+	defer g.workersMu.Unlock()
 	if g.workersDone {
 		return false
 	}
@@ -627,9 +632,9 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() {
 		g.conns.Wait()
-		g.mu.Lock()
-		g.workersDone = true // under mu, so never concurrent with startWorker's Add
-		g.mu.Unlock()
+		g.workersMu.Lock()
+		g.workersDone = true // under workersMu, so never concurrent with startWorker's Add
+		g.workersMu.Unlock()
 		g.workers.Wait()
 		g.sweeper.Wait()
 		close(done)
