@@ -86,11 +86,12 @@ func TestClientMsgIDOnceEmbedded(t *testing.T) {
 	assertOnce(t, "alice", phone, acks)
 	s.stop()
 	s.start()
-	// The resends are answered from the history's filter of client
-	// message ids, loaded from the store at start.
+	// The resends pass the history's filter of client message ids, loaded
+	// from the store at start, and are answered from the store: a filter
+	// that missed the store's keys would let them through as new sends.
 	waitFor(t, func() bool {
 		_, m := httpGet(t, "http://"+s.n.Addr()+"/metrics")
-		return metric(t, m, `parley_store_filter_loaded{projection="parley.projection.store"}`) == 1
+		return metric(t, m, `parley_store_filter_loaded{kind="client_msg_ids",projection="parley.projection.store"}`) == 1
 	})
 	phone = s.dial("alice", "phone")
 	for i, ack := range acks {

@@ -111,6 +111,17 @@ func TestOperationsEndpoints(t *testing.T) {
 			t.Errorf("%s is not in /metrics", series)
 		}
 	}
+	// Each filter of held keys reports its memory, at least its first
+	// part's 96 KiB, by projection and kind.
+	for _, f := range []string{`kind="client_msg_ids",projection="parley.projection.store"`, `kind="message_ids",projection="parley.projection.store"`,
+		`kind="floors",projection="parley.projection.store"`, `kind="conversations",projection="parley.projection.conversations"`} {
+		if b := metric(t, after, "parley_store_filter_bytes{"+f+"}"); b < 96<<10 {
+			t.Errorf("parley_store_filter_bytes{%s} = %v, want at least 96 KiB", f, b)
+		}
+		if !strings.Contains(after, "\nparley_store_filter_loaded{"+f+"} ") {
+			t.Errorf("parley_store_filter_loaded{%s} is not in /metrics", f)
+		}
+	}
 	if metric(t, after, "parley_connections") != 2 {
 		t.Errorf("parley_connections = %v, want 2", metric(t, after, "parley_connections"))
 	}

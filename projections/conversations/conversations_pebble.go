@@ -34,8 +34,11 @@ type Pebble struct {
 	// states are the conversations the index holds a state of (cl/
 	// keys): a new conversation's state — nearly every message's with
 	// random peers — is known to be absent without a read of the store
-	// once LoadFilter has read it. States are never deleted, so the filter
-	// answers for any view of the store.
+	// once LoadFilter has read it. States are never deleted, and only the
+	// index's batches write them, a conversation's one after another: so a
+	// batch may trust an absent state for the snapshot it opens after
+	// asking (nothing else writes that state in between), as a reader of
+	// the store as it is may.
 	states *pebblekv.Filter
 
 	mu sync.Mutex
@@ -81,9 +84,11 @@ func NewPebble(db *pebble.DB, progressName string) *Pebble {
 // ends; the store must stay open until it returns.
 func (p *Pebble) LoadFilter(ctx context.Context) error { return p.states.Load(ctx, p.db) }
 
-// FilterState is whether the filter of LoadFilter answers, and the memory
-// it takes.
-func (p *Pebble) FilterState() (loaded bool, bytes int64) { return p.states.Loaded(), p.states.Bytes() }
+// Filters calls report with the filter of LoadFilter, by the kind of
+// key it holds: whether it answers, and the memory it takes.
+func (p *Pebble) Filters(report func(kind string, loaded bool, bytes int64)) {
+	report("conversations", p.states.Loaded(), p.states.Bytes())
+}
 
 func latestKey(c domain.ConversationID) []byte { return []byte("cl/" + c.String()) }
 

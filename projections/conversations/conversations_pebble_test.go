@@ -126,3 +126,30 @@ func TestPebbleHeldStatesStayTrue(t *testing.T) {
 		t.Errorf("bob's state in the memory index %+v (%v), want 9 unread", st, err)
 	}
 }
+
+// An index reopened over a store loads its filter of conversations from
+// what the store holds: a conversation it has goes on counting.
+func TestPebbleFilterLoadsWhatTheStoreHolds(t *testing.T) {
+	ctx := context.Background()
+	db := pebbletest.Open(t)
+	c := domain.DirectConversation("alice", "bob")
+	rec := func(offset int64) projections.Record {
+		return projections.Record{Event: events.MessageSent{MessageID: uuid.NewString(), ClientMsgID: uuid.NewString(),
+			Conversation: c.String(), SenderAccount: "alice", SenderDevice: "d", Kind: "text", Body: "hi", ServerTime: 1},
+			Position: events.Position{Partition: 0, Offset: offset}, MsgID: domain.MsgID(1<<48 | offset)}
+	}
+	if err := conversations.NewPebble(db, conversations.Name).ApplyBatch(ctx, []projections.Record{rec(1)}); err != nil {
+		t.Fatal(err)
+	}
+	ix := conversations.NewPebble(db, conversations.Name)
+	if err := ix.LoadFilter(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := ix.ApplyBatch(ctx, []projections.Record{rec(2)}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := ix.ReadState(ctx, c, "bob")
+	if err != nil || st.Unread != 2 || st.Latest != 1<<48|2 {
+		t.Fatalf("bob's ReadState = %+v, %v; want 2 unread up to the second message", st, err)
+	}
+}

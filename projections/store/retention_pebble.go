@@ -163,7 +163,12 @@ func (s *Pebble) Remove(_ context.Context, floors ...Floor) (int, error) {
 			}
 		}
 		if f.Through > old {
-			s.filters.floors.Add(floorKey(f.Conversation)) // before the batch commits
+			if !had {
+				// Before the batch commits; a floor that rises is held
+				// already (floors are never deleted), and adding it again
+				// would count it again toward the filter's bound.
+				s.filters.floors.Add(floorKey(f.Conversation))
+			}
 			if err := b.Set(floorKey(f.Conversation), binary.BigEndian.AppendUint64(nil, uint64(f.Through)), nil); err != nil {
 				return 0, err
 			}

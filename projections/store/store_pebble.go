@@ -106,15 +106,15 @@ func (s *Pebble) LoadFilter(ctx context.Context) error {
 	return nil
 }
 
-// FilterState is whether the filters of LoadFilter answer, and the memory
-// they take.
-func (s *Pebble) FilterState() (loaded bool, bytes int64) {
-	loaded = true
-	for _, f := range s.filters.each() {
-		loaded = loaded && f.Loaded()
-		bytes += f.Bytes()
+// Filters calls report with each filter of LoadFilter, by the kind of
+// key it holds: whether it answers, and the memory it takes.
+func (s *Pebble) Filters(report func(kind string, loaded bool, bytes int64)) {
+	for _, f := range []struct {
+		kind string
+		f    *pebblekv.Filter
+	}{{"client_msg_ids", s.filters.clients}, {"message_ids", s.filters.ids}, {"floors", s.filters.floors}} {
+		report(f.kind, f.f.Loaded(), f.f.Bytes())
 	}
-	return loaded, bytes
 }
 
 func convPrefix(c domain.ConversationID) []byte { return []byte("m/" + c.String() + "/") }

@@ -22,8 +22,9 @@ func TestPebbleContract(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) store.Store { return store.NewPebble(pebbletest.Open(t), store.Name) })
 }
 
-// With its filter of client message ids loaded, the history answers a
-// new one from memory: the contract holds all the same.
+// With its filters of held keys loaded (client message ids, message ids,
+// floors), the history answers lookups of missing ones from memory: the
+// contract holds all the same.
 func TestPebbleContractFiltered(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) store.Store {
 		s := store.NewPebble(pebbletest.Open(t), store.Name)
@@ -302,4 +303,63 @@ func TestPebbleLogDuplicates(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A store reopened over a history with a floor loads its filters from
+// what the store holds: a record below the floor, and one whose message
+// id the history holds, are still skipped.
+func TestPebbleFiltersLoadWhatTheStoreHolds(t *testing.T) {
+	ctx := context.Background()
+	db := pebbletest.Open(t)
+	conv := domain.DirectConversation("alice", "bob")
+	rec := func(id, cid string, msgid int64) projections.Record {
+		return projections.Record{Event: events.MessageSent{MessageID: id, ClientMsgID: cid, Conversation: conv.String(),
+			SenderAccount: "alice", SenderDevice: "phone", Kind: "text", Body: cid, ServerTime: time.Now().UnixMilli()},
+			Position: events.Position{Partition: 0, Offset: msgid}, MsgID: domain.MsgID(1<<48 | msgid)}
+	}
+	first, second := uuid.NewString(), uuid.NewString()
+	before := store.NewPebble(db, store.Name)
+	if err := before.ApplyBatch(ctx, []projections.Record{rec(first, "c1", 10), rec(second, "c2", 20)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := before.Remove(ctx, store.Floor{Conversation: conv, Through: 1<<48 | 10}); err != nil {
+		t.Fatal(err)
+	}
+
+	s := store.NewPebble(db, store.Name)
+	if err := s.LoadFilter(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ApplyBatch(ctx, []projections.Record{rec(uuid.NewString(), "below-floor", 5), rec(second, "same-message-id", 30)}); err != nil {
+		t.Fatal(err)
+	}
+	msgs, _, err := s.After(ctx, conv, 0, 10)
+	if err != nil || len(msgs) != 1 || msgs[0].ClientMsgID != "c2" {
+		t.Fatalf("After = %+v, %v; want c2 alone", msgs, err)
+	}
+	if _, ok, err := s.ByClientMsgID(ctx, "alice", "c2"); err != nil || !ok {
+		t.Errorf("ByClientMsgID(c2) = %v, %v; want found", ok, err)
+	}
+}
+
+// A floor that rises is one key of the floors' filter, not one a rise:
+// the retention raises a conversation's floor run after run, and the
+// filter, which counts what is added, would otherwise outgrow its bound.
+func TestPebbleRisingFloorIsOneKeyOfItsFilter(t *testing.T) {
+	ctx := context.Background()
+	s := store.NewPebble(pebbletest.Open(t), store.Name)
+	if err := s.LoadFilter(ctx); err != nil {
+		t.Fatal(err)
+	}
+	conv := domain.DirectConversation("alice", "bob")
+	for through := range 70_000 { // past the first part's 65,536 keys
+		if _, err := s.Remove(ctx, store.Floor{Conversation: conv, Through: domain.MsgID(through + 1)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Filters(func(kind string, loaded bool, bytes int64) {
+		if kind == "floors" && (!loaded || bytes != 96<<10) {
+			t.Errorf("floors' filter after 70,000 rises of one floor: loaded %v, %d bytes; want its first part alone", loaded, bytes)
+		}
+	})
 }

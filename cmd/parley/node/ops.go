@@ -59,9 +59,14 @@ func (n *Node) registerMetrics() {
 	}
 	if n.stores.embedded != nil {
 		n.metrics.Register(newStoreCollector(n.stores.embedded, n.stores.stalls))
-		n.metrics.Register(filterCollector{n.stores.filters,
-			prometheus.NewDesc("parley_store_filter_loaded", "1 when a projection's in-memory filter of the keys the embedded store holds answers lookups of missing keys; 0 while it loads at start, or after it outgrew its bound.", []string{"projection"}, nil),
-			prometheus.NewDesc("parley_store_filter_bytes", "Memory of a projection's in-memory filter of the keys the embedded store holds.", []string{"projection"}, nil)})
+		n.metrics.Register(filterCollector{
+			filters: n.stores.filters,
+			loaded: prometheus.NewDesc("parley_store_filter_loaded",
+				"1 when an in-memory filter of a kind of key the embedded store holds answers lookups of missing keys; 0 while it loads at start, or after it outgrew its bound.",
+				[]string{"projection", "kind"}, nil),
+			bytes: prometheus.NewDesc("parley_store_filter_bytes",
+				"Memory of an in-memory filter of a kind of key the embedded store holds.", []string{"projection", "kind"}, nil),
+		})
 	}
 }
 
@@ -82,21 +87,22 @@ func (c brokerCollector) Collect(ch chan<- prometheus.Metric) {
 
 // filterCollector reports the embedded store's filters of held keys.
 type filterCollector struct {
-	filters       map[string]func() (loaded bool, bytes int64)
+	filters       map[string]func(report func(kind string, loaded bool, bytes int64))
 	loaded, bytes *prometheus.Desc
 }
 
 func (c filterCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.loaded; ch <- c.bytes }
 
 func (c filterCollector) Collect(ch chan<- prometheus.Metric) {
-	for name, state := range c.filters {
-		loaded, bytes := state()
-		v := 0.0
-		if loaded {
-			v = 1
-		}
-		ch <- prometheus.MustNewConstMetric(c.loaded, prometheus.GaugeValue, v, name)
-		ch <- prometheus.MustNewConstMetric(c.bytes, prometheus.GaugeValue, float64(bytes), name)
+	for projection, filters := range c.filters {
+		filters(func(kind string, loaded bool, bytes int64) {
+			v := 0.0
+			if loaded {
+				v = 1
+			}
+			ch <- prometheus.MustNewConstMetric(c.loaded, prometheus.GaugeValue, v, projection, kind)
+			ch <- prometheus.MustNewConstMetric(c.bytes, prometheus.GaugeValue, float64(bytes), projection, kind)
+		})
 	}
 }
 

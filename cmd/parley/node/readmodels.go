@@ -35,9 +35,9 @@ import (
 type stores struct {
 	embedded *pebble.DB
 	stalls   *parleypebble.Stalls // the embedded store's
-	// filters are the embedded store's filters of held keys, by
-	// projection: whether each answers, and its memory.
-	filters map[string]func() (loaded bool, bytes int64)
+	// filters report the embedded store's filters of held keys, by
+	// projection.
+	filters map[string]func(report func(kind string, loaded bool, bytes int64))
 	pool    *pgxpool.Pool
 	rdb     *goredis.Client
 	prefix  string
@@ -183,17 +183,8 @@ func (n *Node) embeddedReadModels(ctx context.Context) (readModelSet, error) {
 	set.run = append(set.run, func(ctx context.Context) { mem.RunTrim(ctx, 30*time.Second) })
 	// The filters of keys the store holds, read in the background: until
 	// each is loaded, its lookups read the store, as they always may.
-	n.stores.filters = map[string]func() (bool, int64){store.Name: st.FilterState, conversations.Name: convs.FilterState}
-	set.run = append(set.run, func(ctx context.Context) {
-		for _, f := range []struct {
-			name string
-			load func(context.Context) error
-		}{{store.Name, st.LoadFilter}, {conversations.Name, convs.LoadFilter}} {
-			if err := f.load(ctx); err != nil && ctx.Err() == nil {
-				n.log.Warn("cannot load a filter of the embedded store; lookups read the store", "projection", f.name, "err", err)
-			}
-		}
-	})
+	n.stores.filters = map[string]func(func(string, bool, int64)){store.Name: st.Filters, conversations.Name: convs.Filters}
+	set.run = append(set.run, n.loadFilter(store.Name, st.LoadFilter), n.loadFilter(conversations.Name, convs.LoadFilter))
 	set.members = &groups.At{Model: gm, Progress: set.api.GroupsProgress}
 	preds := conversations.NewPredecessors(convs.LatestPrimed, predecessorsRemembered)
 	set.prev = preds.Before
@@ -472,4 +463,14 @@ func (n *Node) logoutReader(ctx context.Context) (runner.Reader, error) {
 	}
 	return runner.Reader{Name: logout.Name, Topic: n.events.UsersTopic(), Source: src,
 		Specs: []runner.Spec{{Name: logout.Name, Projection: logout.NewProjection(n.gw), Tracker: progress.NewMemory()}}}, nil
+}
+
+// loadFilter runs a read model's LoadFilter: until it returns, that read
+// model's lookups read the store, as they always may.
+func (n *Node) loadFilter(projection string, load func(context.Context) error) func(context.Context) {
+	return func(ctx context.Context) {
+		if err := load(ctx); err != nil && ctx.Err() == nil {
+			n.log.Warn("cannot load a filter of the embedded store; lookups read the store", "projection", projection, "err", err)
+		}
+	}
 }

@@ -23,13 +23,20 @@ import (
 //   - Whoever writes a key of the kind Adds it before the write commits.
 //   - Load reads the keys the store held before the filter was made; until
 //     it has, Absent answers false and every lookup goes to the store.
-//   - A reader that asks Absent before it opens its view of the store (an
-//     iterator or snapshot) may trust a true answer for that view.
+//   - A true Absent holds for the store as it was when Absent was asked.
+//     A reader with a view of the store (an iterator or snapshot) may
+//     trust it for that view when the filter was loaded before the view
+//     was opened and Absent is asked after: every key in the view was
+//     then either read by Load or added before its commit. (Asking before
+//     the view opens is not enough: the key may be written in between.)
 //
-// It grows with its keys, 1.5 bytes each in parts that double (so up to
-// twice that allocated, and each part adds its false positives); when
-// the next part would take it over its bound it gives up, frees its parts,
-// and Absent answers false from then on.
+// It counts every Add, 1.5 bytes each in parts that double from 65,536
+// keys (96 KiB); every part is checked, so the false positives add up:
+// about 0.6% with one part full, 2.3% at a million keys, 5% at 33
+// million. When the next part would take it over its bound it gives up,
+// frees its parts, and Absent answers false from then on. Since it counts
+// Adds, not keys held, a key written again counts again: write each key
+// once (a key of the kind is added when it is new to the store).
 type Filter struct {
 	prefix   []byte
 	maxBytes int64
@@ -40,11 +47,11 @@ type Filter struct {
 	loaded atomic.Bool
 }
 
-// DefaultFilterBytes bounds a Filter: about 33 million keys, in nine
-// parts of 49 MiB in all (a tenth would take it past the bound).
+// DefaultFilterBytes bounds a Filter: 33.5 million keys, in nine parts
+// of 47.9 MiB in all (a tenth would take it past the bound).
 const DefaultFilterBytes = 64 << 20
 
-// firstPartKeys is the first part's capacity: 96 KiB.
+// firstPartKeys is the first part's capacity, in 96 KiB.
 const firstPartKeys = 1 << 16
 
 // NewFilter returns an empty filter of the keys under prefix, of at most
@@ -152,9 +159,14 @@ func (f *Filter) Load(ctx context.Context, db pebble.Reader) error {
 	}
 	n := 0
 	for ok := it.First(); ok; ok = it.Next() {
-		if n++; n%4096 == 0 && ctx.Err() != nil {
-			_ = it.Close()
-			return ctx.Err()
+		if n++; n%4096 == 0 {
+			if ctx.Err() != nil {
+				_ = it.Close()
+				return ctx.Err()
+			}
+			if f.parts.Load() == nil {
+				break // gave up: reading on would change nothing
+			}
 		}
 		f.Add(it.Key())
 	}
