@@ -84,6 +84,12 @@ func NewPebble(db *pebble.DB, progressName string) *Pebble {
 // ends; the store must stay open until it returns.
 func (p *Pebble) LoadFilter(ctx context.Context) error { return p.states.Load(ctx, p.db) }
 
+// KeepFilter is LoadFilter, then builds the filter again from what the
+// store holds each time it outgrows its bound (pebblekv.Filter.Keep),
+// until ctx ends. Run it once, in the background; the store must stay
+// open until it returns.
+func (p *Pebble) KeepFilter(ctx context.Context) error { return p.states.Keep(ctx, p.db) }
+
 // Filters calls report with the filter of LoadFilter, by the kind of
 // key it holds: whether it answers, and the memory it takes.
 func (p *Pebble) Filters(report func(kind string, loaded bool, bytes int64)) {
@@ -346,6 +352,7 @@ func (p *Pebble) applyBatch(_ context.Context, recs []projections.Record) error 
 
 // write commits what t changed, with the progress through recs.
 func (p *Pebble) write(t *tally, recs []projections.Record) error {
+	defer p.states.Writing()()
 	b := p.db.NewBatch()
 	defer b.Close()
 	for _, c := range t.dirtyConvs {

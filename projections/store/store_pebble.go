@@ -73,6 +73,20 @@ type filters struct {
 
 func (fs filters) each() []*pebblekv.Filter { return []*pebblekv.Filter{fs.clients, fs.ids, fs.floors} }
 
+// writing marks a write to every filter, always in the same order (see
+// Filter.Writing); call the function it returns once the write committed.
+func (fs filters) writing() (done func()) {
+	dones := make([]func(), 0, 3)
+	for _, f := range fs.each() {
+		dones = append(dones, f.Writing())
+	}
+	return func() {
+		for _, d := range dones {
+			d()
+		}
+	}
+}
+
 // answering is fs with only the filters that answer now, the others nil:
 // a filter's Absent holds for a view of the store opened after it
 // answered.
@@ -91,12 +105,11 @@ func (fs filters) answering() filters {
 func absent(f *pebblekv.Filter, k []byte) bool { return f != nil && f.Absent(k) }
 
 // LoadFilter reads the keys the store holds that it looks up as missing
-// — client message ids, message ids, floors — into memory (1.5 to 3
-// bytes each, at most pebblekv.DefaultFilterBytes for each kind), so that
+// — client message ids, message ids, floors — into memory (1.5 bytes
+// each, at most pebblekv.DefaultFilterBytes for each kind), so that
 // looking up one the store does not hold, as every new send does, costs
-// no read of the store. Until it returns, lookups read the store. Run it
-// once, in the background, before ctx ends; the store must stay open
-// until it returns.
+// no read of the store. Until it returns, lookups read the store. The
+// store must stay open until it returns.
 func (s *Pebble) LoadFilter(ctx context.Context) error {
 	for _, f := range s.filters.each() {
 		if err := f.Load(ctx, s.db); err != nil {
@@ -104,6 +117,24 @@ func (s *Pebble) LoadFilter(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// KeepFilter is LoadFilter, then builds a filter again from what the store
+// holds each time it outgrows its bound (pebblekv.Filter.Keep), until ctx
+// ends. Run it once, in the background; the store must stay open until it
+// returns.
+func (s *Pebble) KeepFilter(ctx context.Context) error {
+	errs := make(chan error, 3)
+	for _, f := range s.filters.each() {
+		go func() { errs <- f.Keep(ctx, s.db) }()
+	}
+	var err error
+	for range 3 {
+		if e := <-errs; e != nil && !errors.Is(e, ctx.Err()) {
+			err = errors.Join(err, e)
+		}
+	}
+	return err
 }
 
 // Filters calls report with each filter of LoadFilter, by the kind of
@@ -229,8 +260,10 @@ type write struct {
 	look *pebblekv.Lookup
 	// filters are the store's, which every key of theirs written is
 	// added to; answering are those that answered before look was made,
-	// whose Absent so holds for look.
+	// whose Absent so holds for look. writing ends the write's hold on
+	// the filters (close).
 	filters, answering filters
+	writing            func()
 	wrote              map[string]bool
 	// msgs are the messages this batch wrote, by key, so that a change
 	// later in the batch finds them.
@@ -242,23 +275,27 @@ type write struct {
 }
 
 func (s *Pebble) newWrite(b *pebble.Batch) (*write, error) {
-	// The filter answers for a view of the store opened after it did.
+	// The write adds to the filters until it has committed (close), and
+	// they answer for a view of the store opened after they did.
+	writing := s.filters.writing()
 	answering := s.filters.answering()
 	// The lookup comes first: a Remove that committed before it was made
 	// marked the store floored before committing, so the lookup never sees
 	// a claim removed while floored says no floor (see fresh).
 	look, err := pebblekv.NewLookup(s.db)
 	if err != nil {
+		writing()
 		return nil, err
 	}
 	floored, err := s.anyFloor()
 	if err != nil {
 		_ = look.Close()
+		writing()
 		return nil, err
 	}
 	w := writes.Get().(*write)
 	w.db, w.b, w.look, w.floored = s.db, b, look, floored
-	w.filters, w.answering = s.filters, answering
+	w.filters, w.answering, w.writing = s.filters, answering, writing
 	return w, nil
 }
 
@@ -291,7 +328,8 @@ func (w *write) close() {
 	clear(w.wrote)
 	clear(w.msgs)
 	clear(w.floors)
-	w.db, w.b, w.look, w.filters, w.answering = nil, nil, nil, filters{}, filters{}
+	w.writing()
+	w.db, w.b, w.look, w.filters, w.answering, w.writing = nil, nil, nil, filters{}, filters{}, nil
 	writes.Put(w)
 }
 

@@ -62,7 +62,7 @@ func (n *Node) registerMetrics() {
 		n.metrics.Register(filterCollector{
 			filters: n.stores.filters,
 			loaded: prometheus.NewDesc("parley_store_filter_loaded",
-				"1 when an in-memory filter of a kind of key the embedded store holds answers lookups of missing keys; 0 while it loads at start, or after it outgrew its bound.",
+				"1 when an in-memory filter of a kind of key the embedded store holds answers lookups of missing keys; 0 while it loads (at start, and again after it outgrew its bound) and when it stays off.",
 				[]string{"projection", "kind"}, nil),
 			bytes: prometheus.NewDesc("parley_store_filter_bytes",
 				"Memory of an in-memory filter of a kind of key the embedded store holds.", []string{"projection", "kind"}, nil),

@@ -184,7 +184,7 @@ func (n *Node) embeddedReadModels(ctx context.Context) (readModelSet, error) {
 	// The filters of keys the store holds, read in the background: until
 	// each is loaded, its lookups read the store, as they always may.
 	n.stores.filters = map[string]func(func(string, bool, int64)){store.Name: st.Filters, conversations.Name: convs.Filters}
-	set.run = append(set.run, n.loadFilter(store.Name, st.LoadFilter), n.loadFilter(conversations.Name, convs.LoadFilter))
+	set.run = append(set.run, n.keepFilter(store.Name, st.KeepFilter), n.keepFilter(conversations.Name, convs.KeepFilter))
 	set.members = &groups.At{Model: gm, Progress: set.api.GroupsProgress}
 	preds := conversations.NewPredecessors(convs.LatestPrimed, predecessorsRemembered)
 	set.prev = preds.Before
@@ -465,11 +465,12 @@ func (n *Node) logoutReader(ctx context.Context) (runner.Reader, error) {
 		Specs: []runner.Spec{{Name: logout.Name, Projection: logout.NewProjection(n.gw), Tracker: progress.NewMemory()}}}, nil
 }
 
-// loadFilter runs a read model's LoadFilter: until it returns, that read
-// model's lookups read the store, as they always may.
-func (n *Node) loadFilter(projection string, load func(context.Context) error) func(context.Context) {
+// keepFilter runs a read model's KeepFilter until ctx ends: while a
+// filter is not loaded, that read model's lookups read the store, as they
+// always may.
+func (n *Node) keepFilter(projection string, keep func(context.Context) error) func(context.Context) {
 	return func(ctx context.Context) {
-		if err := load(ctx); err != nil && ctx.Err() == nil {
+		if err := keep(ctx); err != nil && ctx.Err() == nil {
 			n.log.Warn("cannot load a filter of the embedded store; lookups read the store", "projection", projection, "err", err)
 		}
 	}

@@ -20,7 +20,8 @@ import (
 // The filter only ever gains keys: a key deleted from the store stays in
 // it and costs a lookup, never a wrong answer. Its rules:
 //
-//   - Whoever writes a key of the kind Adds it before the write commits.
+//   - Whoever writes a key of the kind Adds it before the write commits,
+//     within Writing: from before its first Add until it has committed.
 //   - Load reads the keys the store held before the filter was made; until
 //     it has, Absent answers false and every lookup goes to the store.
 //   - A true Absent holds for the store as it was when Absent was asked.
@@ -34,9 +35,12 @@ import (
 // keys (96 KiB); every part is checked, so the false positives add up:
 // about 0.6% with one part full, 2.3% at a million keys, 5% at 33
 // million. When the next part would take it over its bound it gives up,
-// frees its parts, and Absent answers false from then on. Since it counts
-// Adds, not keys held, a key written again counts again: write each key
-// once (a key of the kind is added when it is new to the store).
+// frees its parts, and Absent answers false; Keep then builds it again
+// from the keys the store holds, as Load does, unless those alone take it
+// past its bound. Since it counts Adds, not keys held, a key written
+// again counts again: write each key once (a key of the kind is added
+// when it is new to the store). A retention that deletes keys leaves
+// them counted until the next rebuild.
 type Filter struct {
 	prefix   []byte
 	maxBytes int64
@@ -45,6 +49,14 @@ type Filter struct {
 	parts  atomic.Pointer[[]*bloomPart]
 	grow   sync.Mutex // held to add a part
 	loaded atomic.Bool
+	// writes is held for reading by every write that adds keys
+	// (Writing), and for writing by a rebuild while it swaps in empty
+	// parts: every write whose Adds the old parts took has committed
+	// before the rebuild reads the store, and every later one adds to the
+	// new parts.
+	writes sync.RWMutex
+	// gaveUp wakes Keep when the filter gives up.
+	gaveUp chan struct{}
 }
 
 // DefaultFilterBytes bounds a Filter: 33.5 million keys, in nine parts
@@ -60,13 +72,26 @@ func NewFilter(prefix string, maxBytes int64) *Filter {
 	if maxBytes <= 0 {
 		maxBytes = DefaultFilterBytes
 	}
-	f := &Filter{prefix: []byte(prefix), maxBytes: maxBytes}
-	parts := []*bloomPart{newBloomPart(firstPartKeys)}
-	if parts[0].bytes() > maxBytes {
+	f := &Filter{prefix: []byte(prefix), maxBytes: maxBytes, gaveUp: make(chan struct{}, 1)}
+	if newBloomPart(firstPartKeys).bytes() > maxBytes {
 		return f // too small to be of use: never answers
 	}
-	f.parts.Store(&parts)
+	f.empty()
 	return f
+}
+
+// empty gives the filter one empty part.
+func (f *Filter) empty() {
+	parts := []*bloomPart{newBloomPart(firstPartKeys)}
+	f.parts.Store(&parts)
+}
+
+// Writing marks a write that adds keys as under way; call the function it
+// returns once the write has committed, or failed. A write that adds to
+// more than one filter takes them always in the same order.
+func (f *Filter) Writing() (done func()) {
+	f.writes.RLock()
+	return f.writes.RUnlock
 }
 
 // filterSeed hashes every filter's keys; a filter lives in one process.
@@ -106,6 +131,10 @@ func (f *Filter) addPart(full *bloomPart) {
 	}
 	if total > f.maxBytes {
 		f.parts.Store(nil)
+		select {
+		case f.gaveUp <- struct{}{}:
+		default:
+		}
 		return
 	}
 	grown := append((*ps)[:len(*ps):len(*ps)], next)
@@ -146,6 +175,31 @@ func (f *Filter) Bytes() int64 {
 		n += p.bytes()
 	}
 	return n
+}
+
+// Keep loads the filter (Load), then, each time it gives up, builds it
+// again from the keys db holds, until ctx ends or it gives up while
+// loading (the keys db holds, with those written meanwhile, take it past
+// its bound): it then stays off. It returns ctx's error, nil when it stopped
+// for good, or the error of a load.
+func (f *Filter) Keep(ctx context.Context, db pebble.Reader) error {
+	for {
+		if err := f.Load(ctx, db); err != nil {
+			return err
+		}
+		if f.parts.Load() == nil {
+			return nil // what the store holds does not fit
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-f.gaveUp:
+		}
+		f.writes.Lock()
+		f.loaded.Store(false)
+		f.empty()
+		f.writes.Unlock()
+	}
 }
 
 // Load adds the keys db holds under the filter's prefix, then lets the

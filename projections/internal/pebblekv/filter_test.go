@@ -2,9 +2,11 @@ package pebblekv_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/parley-chat/parley/infra/pebble/pebbletest"
@@ -185,4 +187,104 @@ func BenchmarkMissingKey(b *testing.B) {
 			_ = look.Close()
 		}
 	})
+}
+
+// Keep builds a filter that gave up again from what the store holds: keys
+// added and never kept (as the retention deletes them) leave it, the keys
+// the store holds, written before or while it rebuilds, stay.
+func TestFilterKeepRebuildsFromWhatTheStoreHolds(t *testing.T) {
+	db := pebbletest.Open(t)
+	held := func(i int) []byte { return fmt.Appendf(nil, "mc/held/%d", i) }
+	for i := range 1000 {
+		if err := db.Set(held(i), nil, pebble.NoSync); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f := pebblekv.NewFilter("mc/", 512<<10) // gives up past 196,608 keys
+	ctx, cancel := context.WithCancel(context.Background())
+	kept := make(chan error, 1)
+	go func() { kept <- f.Keep(ctx, db) }()
+	defer func() {
+		cancel()
+		if err := <-kept; !errors.Is(err, context.Canceled) {
+			t.Errorf("Keep = %v, want context.Canceled", err)
+		}
+	}()
+	waitLoaded := func() {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !f.Loaded() {
+			if time.Now().After(deadline) {
+				t.Fatal("the filter did not load in 10 s")
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	waitLoaded()
+	const churn = 250_000
+	for i := range churn {
+		done := f.Writing()
+		f.Add(key(i)) // written, then deleted: the store does not hold it
+		if i%100 == 0 {
+			k := held(1000 + i)
+			f.Add(k)
+			if err := db.Set(k, nil, pebble.NoSync); err != nil {
+				t.Fatal(err)
+			}
+		}
+		done()
+	}
+	waitLoaded()
+	if b := f.Bytes(); b != 96<<10 {
+		t.Errorf("after the rebuild: %d bytes, want the first part alone", b)
+	}
+	for i := 0; i < 1000+churn; i++ {
+		if (i < 1000 || i%100 == 0) && f.Absent(held(i)) {
+			t.Fatalf("held key %d absent after the rebuild", i)
+		}
+	}
+	gone := 0
+	for i := range 100_000 { // added before the filter gave up
+		if f.Absent(key(i)) {
+			gone++
+		}
+	}
+	if gone < 95_000 {
+		t.Errorf("%d of 100,000 keys the store does not hold are absent after the rebuild, want nearly all", gone)
+	}
+}
+
+// A rebuild waits for the writes under way: a key added while the filter
+// had given up, and committed only later, is in the rebuilt filter.
+func TestFilterRebuildWaitsForWritesUnderWay(t *testing.T) {
+	db := pebbletest.Open(t)
+	f := pebblekv.NewFilter("mc/", 512<<10)
+	ctx, cancel := context.WithCancel(context.Background())
+	kept := make(chan error, 1)
+	go func() { kept <- f.Keep(ctx, db) }()
+	defer func() { cancel(); <-kept }()
+	for !f.Loaded() {
+		time.Sleep(time.Millisecond)
+	}
+	k := []byte("mc/alice/late")
+	done := f.Writing()
+	for i := 0; f.Loaded(); i++ { // until it gives up
+		f.Add(key(i))
+	}
+	f.Add(k)
+	time.Sleep(50 * time.Millisecond) // a rebuild that did not wait would read the store now
+	if err := db.Set(k, nil, pebble.NoSync); err != nil {
+		t.Fatal(err)
+	}
+	done()
+	deadline := time.Now().Add(10 * time.Second)
+	for !f.Loaded() {
+		if time.Now().After(deadline) {
+			t.Fatal("the filter was not rebuilt in 10 s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if f.Absent(k) {
+		t.Fatal("a key committed by a write under way during the rebuild is absent")
+	}
 }
