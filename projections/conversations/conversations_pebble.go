@@ -352,7 +352,8 @@ func (p *Pebble) applyBatch(_ context.Context, recs []projections.Record) error 
 
 // write commits what t changed, with the progress through recs.
 func (p *Pebble) write(t *tally, recs []projections.Record) error {
-	defer p.states.Writing()()
+	p.states.BeginWrite()
+	defer p.states.EndWrite()
 	b := p.db.NewBatch()
 	defer b.Close()
 	for _, c := range t.dirtyConvs {

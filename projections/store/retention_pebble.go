@@ -148,7 +148,8 @@ func (s *Pebble) Expired(_ context.Context, cutoff time.Time, max int) ([]Floor,
 
 // Remove implements Store: one batch for every floor.
 func (s *Pebble) Remove(_ context.Context, floors ...Floor) (int, error) {
-	defer s.filters.floors.Writing()()
+	s.filters.floors.BeginWrite()
+	defer s.filters.floors.EndWrite()
 	b := s.db.NewBatch()
 	defer b.Close()
 	removed := 0

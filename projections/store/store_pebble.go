@@ -71,19 +71,29 @@ type filters struct {
 	ids, floors *pebblekv.Filter
 }
 
-func (fs filters) each() []*pebblekv.Filter { return []*pebblekv.Filter{fs.clients, fs.ids, fs.floors} }
+// kindFilter is a filter with the kind of key it holds, as /metrics
+// names it.
+type kindFilter struct {
+	kind string
+	f    *pebblekv.Filter
+}
 
-// writing marks a write to every filter, always in the same order (see
-// Filter.Writing); call the function it returns once the write committed.
-func (fs filters) writing() (done func()) {
-	dones := make([]func(), 0, 3)
-	for _, f := range fs.each() {
-		dones = append(dones, f.Writing())
+// each lists fs in the order a write begins on them.
+func (fs filters) each() [3]kindFilter {
+	return [3]kindFilter{{"client_msg_ids", fs.clients}, {"message_ids", fs.ids}, {"floors", fs.floors}}
+}
+
+// beginWrite begins a write on every filter, always in the same order
+// (see Filter.BeginWrite); endWrite ends it once the write committed.
+func (fs filters) beginWrite() {
+	for _, k := range fs.each() {
+		k.f.BeginWrite()
 	}
-	return func() {
-		for _, d := range dones {
-			d()
-		}
+}
+
+func (fs filters) endWrite() {
+	for _, k := range fs.each() {
+		k.f.EndWrite()
 	}
 }
 
@@ -111,8 +121,8 @@ func absent(f *pebblekv.Filter, k []byte) bool { return f != nil && f.Absent(k) 
 // no read of the store. Until it returns, lookups read the store. The
 // store must stay open until it returns.
 func (s *Pebble) LoadFilter(ctx context.Context) error {
-	for _, f := range s.filters.each() {
-		if err := f.Load(ctx, s.db); err != nil {
+	for _, k := range s.filters.each() {
+		if err := k.f.Load(ctx, s.db); err != nil {
 			return err
 		}
 	}
@@ -124,12 +134,13 @@ func (s *Pebble) LoadFilter(ctx context.Context) error {
 // ends. Run it once, in the background; the store must stay open until it
 // returns.
 func (s *Pebble) KeepFilter(ctx context.Context) error {
-	errs := make(chan error, 3)
-	for _, f := range s.filters.each() {
-		go func() { errs <- f.Keep(ctx, s.db) }()
+	kinds := s.filters.each()
+	errs := make(chan error, len(kinds))
+	for _, k := range kinds {
+		go func() { errs <- k.f.Keep(ctx, s.db) }()
 	}
 	var err error
-	for range 3 {
+	for range kinds {
 		if e := <-errs; e != nil && !errors.Is(e, ctx.Err()) {
 			err = errors.Join(err, e)
 		}
@@ -140,11 +151,8 @@ func (s *Pebble) KeepFilter(ctx context.Context) error {
 // Filters calls report with each filter of LoadFilter, by the kind of
 // key it holds: whether it answers, and the memory it takes.
 func (s *Pebble) Filters(report func(kind string, loaded bool, bytes int64)) {
-	for _, f := range []struct {
-		kind string
-		f    *pebblekv.Filter
-	}{{"client_msg_ids", s.filters.clients}, {"message_ids", s.filters.ids}, {"floors", s.filters.floors}} {
-		report(f.kind, f.f.Loaded(), f.f.Bytes())
+	for _, k := range s.filters.each() {
+		report(k.kind, k.f.Loaded(), k.f.Bytes())
 	}
 }
 
@@ -259,11 +267,10 @@ type write struct {
 	b    *pebble.Batch
 	look *pebblekv.Lookup
 	// filters are the store's, which every key of theirs written is
-	// added to; answering are those that answered before look was made,
-	// whose Absent so holds for look. writing ends the write's hold on
-	// the filters (close).
+	// added to, begun on until the write has committed (close); answering
+	// are those that answered before look was made, whose Absent so holds
+	// for look.
 	filters, answering filters
-	writing            func()
 	wrote              map[string]bool
 	// msgs are the messages this batch wrote, by key, so that a change
 	// later in the batch finds them.
@@ -277,25 +284,25 @@ type write struct {
 func (s *Pebble) newWrite(b *pebble.Batch) (*write, error) {
 	// The write adds to the filters until it has committed (close), and
 	// they answer for a view of the store opened after they did.
-	writing := s.filters.writing()
+	s.filters.beginWrite()
 	answering := s.filters.answering()
 	// The lookup comes first: a Remove that committed before it was made
 	// marked the store floored before committing, so the lookup never sees
 	// a claim removed while floored says no floor (see fresh).
 	look, err := pebblekv.NewLookup(s.db)
 	if err != nil {
-		writing()
+		s.filters.endWrite()
 		return nil, err
 	}
 	floored, err := s.anyFloor()
 	if err != nil {
 		_ = look.Close()
-		writing()
+		s.filters.endWrite()
 		return nil, err
 	}
 	w := writes.Get().(*write)
 	w.db, w.b, w.look, w.floored = s.db, b, look, floored
-	w.filters, w.answering, w.writing = s.filters, answering, writing
+	w.filters, w.answering = s.filters, answering
 	return w, nil
 }
 
@@ -328,14 +335,20 @@ func (w *write) close() {
 	clear(w.wrote)
 	clear(w.msgs)
 	clear(w.floors)
-	w.writing()
-	w.db, w.b, w.look, w.filters, w.answering, w.writing = nil, nil, nil, filters{}, filters{}, nil
+	w.filters.endWrite()
+	w.db, w.b, w.look, w.filters, w.answering = nil, nil, nil, filters{}, filters{}
 	writes.Put(w)
 }
 
-func (w *write) taken(k []byte) (bool, error) {
+// taken reports whether k is written, by this batch or before it; f,
+// from answering (nil for a kind without a filter), spares the lookup of
+// a key it knows the store does not hold.
+func (w *write) taken(f *pebblekv.Filter, k []byte) (bool, error) {
 	if w.wrote[string(k)] {
 		return true, nil
+	}
+	if absent(f, k) {
+		return false, nil
 	}
 	return w.look.Has(k)
 }
@@ -343,22 +356,6 @@ func (w *write) taken(k []byte) (bool, error) {
 func (w *write) set(k, v []byte) error {
 	w.wrote[string(k)] = true
 	return w.b.Set(k, v, nil)
-}
-
-// claimed reports whether client message id key ck is taken.
-func (w *write) claimed(ck []byte) (bool, error) {
-	if !w.wrote[string(ck)] && absent(w.answering.clients, ck) {
-		return false, nil
-	}
-	return w.taken(ck)
-}
-
-// idTaken reports whether message id key id is taken.
-func (w *write) idTaken(id []byte) (bool, error) {
-	if !w.wrote[string(id)] && absent(w.answering.ids, id) {
-		return false, nil
-	}
-	return w.taken(id)
 }
 
 // setClaim writes client message id key ck, in the filter first: before
@@ -372,7 +369,7 @@ func (w *write) setClaim(ck, at []byte) error {
 // it was used before.
 func (w *write) claim(a domain.AccountID, clientMsgID string, at []byte) error {
 	ck := clientIndexKey(a, clientMsgID)
-	used, err := w.claimed(ck)
+	used, err := w.taken(w.answering.clients, ck)
 	if err != nil || used {
 		return err
 	}
@@ -453,18 +450,18 @@ func (w *write) save(msgs []domain.Message, fromLog bool) error {
 // messages may be anything — the message id, and for a Save the msgid,
 // are looked up too.
 func (w *write) fresh(m domain.Message, key, id, ck []byte, fromLog bool) (ok, claimed bool, err error) {
-	if claimed, err = w.claimed(ck); err != nil {
+	if claimed, err = w.taken(w.answering.clients, ck); err != nil {
 		return false, false, err
 	}
 	if fromLog && !claimed && !w.floored {
 		return true, false, nil
 	}
 	if !fromLog {
-		if taken, err := w.taken(key); err != nil || taken {
+		if taken, err := w.taken(nil, key); err != nil || taken {
 			return false, claimed, err
 		}
 	}
-	taken, err := w.idTaken(id)
+	taken, err := w.taken(w.answering.ids, id)
 	return !taken && err == nil, claimed, err
 }
 

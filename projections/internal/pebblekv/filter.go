@@ -21,7 +21,8 @@ import (
 // it and costs a lookup, never a wrong answer. Its rules:
 //
 //   - Whoever writes a key of the kind Adds it before the write commits,
-//     within Writing: from before its first Add until it has committed.
+//     between BeginWrite (before its first Add) and EndWrite (once it has
+//     committed).
 //   - Load reads the keys the store held before the filter was made; until
 //     it has, Absent answers false and every lookup goes to the store.
 //   - A true Absent holds for the store as it was when Absent was asked.
@@ -50,7 +51,7 @@ type Filter struct {
 	grow   sync.Mutex // held to add a part
 	loaded atomic.Bool
 	// writes is held for reading by every write that adds keys
-	// (Writing), and for writing by a rebuild while it swaps in empty
+	// (BeginWrite), and for writing by a rebuild while it swaps in empty
 	// parts: every write whose Adds the old parts took has committed
 	// before the rebuild reads the store, and every later one adds to the
 	// new parts.
@@ -86,13 +87,13 @@ func (f *Filter) empty() {
 	f.parts.Store(&parts)
 }
 
-// Writing marks a write that adds keys as under way; call the function it
-// returns once the write has committed, or failed. A write that adds to
-// more than one filter takes them always in the same order.
-func (f *Filter) Writing() (done func()) {
-	f.writes.RLock()
-	return f.writes.RUnlock
-}
+// BeginWrite marks a write that adds keys as under way, until its
+// EndWrite once it has committed, or failed. A write that adds to more
+// than one filter begins on them always in the same order.
+func (f *Filter) BeginWrite() { f.writes.RLock() }
+
+// EndWrite ends what BeginWrite began.
+func (f *Filter) EndWrite() { f.writes.RUnlock() }
 
 // filterSeed hashes every filter's keys; a filter lives in one process.
 var filterSeed = maphash.MakeSeed()

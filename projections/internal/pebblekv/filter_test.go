@@ -223,7 +223,7 @@ func TestFilterKeepRebuildsFromWhatTheStoreHolds(t *testing.T) {
 	waitLoaded()
 	const churn = 250_000
 	for i := range churn {
-		done := f.Writing()
+		f.BeginWrite()
 		f.Add(key(i)) // written, then deleted: the store does not hold it
 		if i%100 == 0 {
 			k := held(1000 + i)
@@ -232,7 +232,7 @@ func TestFilterKeepRebuildsFromWhatTheStoreHolds(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		done()
+		f.EndWrite()
 	}
 	waitLoaded()
 	if b := f.Bytes(); b != 96<<10 {
@@ -267,7 +267,7 @@ func TestFilterRebuildWaitsForWritesUnderWay(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	k := []byte("mc/alice/late")
-	done := f.Writing()
+	f.BeginWrite()
 	for i := 0; f.Loaded(); i++ { // until it gives up
 		f.Add(key(i))
 	}
@@ -276,7 +276,7 @@ func TestFilterRebuildWaitsForWritesUnderWay(t *testing.T) {
 	if err := db.Set(k, nil, pebble.NoSync); err != nil {
 		t.Fatal(err)
 	}
-	done()
+	f.EndWrite()
 	deadline := time.Now().Add(10 * time.Second)
 	for !f.Loaded() {
 		if time.Now().After(deadline) {
