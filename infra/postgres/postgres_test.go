@@ -197,13 +197,6 @@ func TestOpenHonoursCancellation(t *testing.T) {
 // DefaultMaxConns — not pgxpool's default of 4 on a small machine.
 func TestPoolSize(t *testing.T) {
 	base := postgrestest.Config(t)
-	sep := " " // key=value pairs
-	switch {
-	case strings.Contains(base.DSN, "?"):
-		sep = "&"
-	case strings.Contains(base.DSN, "://"):
-		sep = "?"
-	}
 	tests := []struct {
 		name     string
 		dsn      string
@@ -211,8 +204,8 @@ func TestPoolSize(t *testing.T) {
 		want     int32
 	}{
 		{"default", base.DSN, 0, postgres.DefaultMaxConns},
-		{"from the DSN", base.DSN + sep + "pool_max_conns=3", 0, 3},
-		{"from the config", base.DSN + sep + "pool_max_conns=3", 5, 5},
+		{"from the DSN", withParam(base.DSN, "pool_max_conns=3"), 0, 3},
+		{"from the config", withParam(base.DSN, "pool_max_conns=3"), 5, 5},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -222,4 +215,37 @@ func TestPoolSize(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Every connection plans statements for their parameters, unless the DSN
+// says otherwise.
+func TestPlanCacheMode(t *testing.T) {
+	base := postgrestest.Config(t)
+	tests := []struct{ name, dsn, want string }{
+		{"default", base.DSN, "force_custom_plan"},
+		{"from the DSN", withParam(base.DSN, "plan_cache_mode=auto"), "auto"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			pool := open(t, postgres.Config{DSN: tc.dsn, Schema: base.Schema})
+			var got string
+			if err := pool.QueryRow(context.Background(), "SHOW plan_cache_mode").Scan(&got); err != nil {
+				t.Fatal(err)
+			}
+			if got != tc.want {
+				t.Errorf("plan_cache_mode = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// withParam is dsn, a URL or key=value pairs, with the setting kv added.
+func withParam(dsn, kv string) string {
+	switch {
+	case strings.Contains(dsn, "?"):
+		return dsn + "&" + kv
+	case strings.Contains(dsn, "://"):
+		return dsn + "?" + kv
+	}
+	return dsn + " " + kv
 }
