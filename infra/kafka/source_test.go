@@ -2,7 +2,10 @@ package kafka
 
 import (
 	"context"
+	"errors"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/parley-chat/parley/projections/runner"
@@ -94,5 +97,70 @@ func newKafkaLog(t *testing.T, inProcess bool) sourcetest.Log {
 		}
 		t.Cleanup(func() { _ = l.Close() })
 		return kafkaLog{l: l, b: b}
+	}
+}
+
+// A group stopped by its context commits what it applied on its way out:
+// the next member to read as the group starts after it, without waiting
+// for a periodic commit, and nothing is read twice.
+func TestGroupSourceCommitsWhenStopped(t *testing.T) {
+	k := newKafkaLog(t, false).(kafkaLog)
+	const perPartition = 5
+	for p := int32(0); p < sourcetest.Partitions; p++ {
+		for i := 0; i < perPartition; i++ {
+			k.Append(t, p, runner.RawRecord{Name: "test.v1", Payload: []byte{byte(p), byte(i)}})
+		}
+	}
+	var mu sync.Mutex
+	seen := map[int32][]int64{}
+	all := make(chan struct{})
+	handle := func(_ context.Context, b runner.Batch) error {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, r := range b.Records {
+			seen[b.Partition] = append(seen[b.Partition], r.Offset)
+		}
+		n := 0
+		for _, offs := range seen {
+			n += len(offs)
+		}
+		if n == perPartition*sourcetest.Partitions {
+			close(all)
+		}
+		return nil
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- k.l.GroupSource("stopped").Consume(ctx, handle) }()
+	select {
+	case <-all:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the group did not read every record")
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Consume = %v, want context.Canceled", err)
+	}
+
+	// Anything appended now is all the next member reads.
+	k.Append(t, 1, runner.RawRecord{Name: "test.v1", Payload: []byte("after")})
+	got := make(chan runner.Batch, 16)
+	ctx2, cancel2 := context.WithCancel(t.Context())
+	done2 := make(chan error, 1)
+	go func() {
+		done2 <- k.l.GroupSource("stopped").Consume(ctx2, func(_ context.Context, b runner.Batch) error {
+			got <- b
+			return nil
+		})
+	}()
+	defer func() { cancel2(); <-done2 }()
+	select {
+	case b := <-got:
+		if b.Partition != 1 || len(b.Records) != 1 || b.Records[0].Offset != perPartition {
+			t.Fatalf("after a clean stop the group read partition %d offsets %d.., want only the new record (1/%d)",
+				b.Partition, b.Records[0].Offset, perPartition)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the group did not read the new record")
 	}
 }
