@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"hash/crc32"
-	"runtime"
 	"sync"
 	"time"
 
@@ -85,13 +84,15 @@ func (p *embeddedProducer) TryProduce(_ context.Context, r *kgo.Record, promise 
 // run appends what is queued, round after round, until the queue is empty.
 func (p *embeddedProducer) run() {
 	for {
-		// Let the goroutines that are ready run first: they are mostly
-		// callers the last round answered, about to append again, and
-		// whatever they queue joins this round. Without it the round
-		// would run at once (a new or woken goroutine runs next on its
-		// P) and take a record or two: 128 senders made rounds of 2.3
-		// records and appends 4.7x slower (BenchmarkAppend).
-		runtime.Gosched()
+		// No runtime.Gosched first to let more callers queue: it puts
+		// this goroutine on the scheduler's global queue, which a busy P
+		// looks at once in 61 turns, so on a loaded node a round could
+		// wait there behind whatever was runnable — at 5,000 sends/s
+		// on a busy machine the ack p99 was 57–60 ms with it and 24–34
+		// ms without (docs/benchmarks.md). The records that arrive while
+		// a round is appended make the next one; rounds are smaller when
+		// nothing else runs (BenchmarkAppend, 128 senders: 1.2 against
+		// 1.5 µs an append, far below what a node spends on a message).
 		p.mu.Lock()
 		round := p.queue
 		if len(round) == 0 {
