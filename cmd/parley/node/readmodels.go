@@ -471,7 +471,7 @@ func (n *Node) logoutReader(ctx context.Context) (runner.Reader, error) {
 func (n *Node) keepFilter(projection string, keep func(context.Context) error) func(context.Context) {
 	return func(ctx context.Context) {
 		if err := keep(ctx); err != nil && ctx.Err() == nil {
-			n.log.Warn("cannot load a filter of the embedded store; lookups read the store", "projection", projection, "err", err)
+			n.log.Warn("a filter of the embedded store is off until the next start; its lookups read the store", "projection", projection, "err", err)
 		}
 	}
 }

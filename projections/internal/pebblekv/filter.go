@@ -2,6 +2,8 @@ package pebblekv
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"hash/maphash"
 	"math/bits"
 	"sync"
@@ -178,18 +180,23 @@ func (f *Filter) Bytes() int64 {
 	return n
 }
 
+// ErrOff is what Keep returns when the keys the store holds do not fit
+// the filter's bound: the filter stays off, and every lookup of its kind
+// reads the store, until the process starts again.
+var ErrOff = errors.New("the keys the store holds outgrow the filter's bound: it stays off and lookups read the store")
+
 // Keep loads the filter (Load), then, each time it gives up, builds it
 // again from the keys db holds, until ctx ends or it gives up while
 // loading (the keys db holds, with those written meanwhile, take it past
-// its bound): it then stays off. It returns ctx's error, nil when it stopped
-// for good, or the error of a load.
+// its bound): it then stays off. It returns ctx's error, ErrOff when it
+// stopped for good, or the error of a load.
 func (f *Filter) Keep(ctx context.Context, db pebble.Reader) error {
 	for {
 		if err := f.Load(ctx, db); err != nil {
 			return err
 		}
 		if f.parts.Load() == nil {
-			return nil // what the store holds does not fit
+			return fmt.Errorf("filter of %q keys: %w", f.prefix, ErrOff)
 		}
 		select {
 		case <-ctx.Done():

@@ -288,3 +288,25 @@ func TestFilterRebuildWaitsForWritesUnderWay(t *testing.T) {
 		t.Fatal("a key committed by a write under way during the rebuild is absent")
 	}
 }
+
+// A store whose keys do not fit the bound leaves the filter off for good,
+// and Keep says so rather than returning as if it had stopped cleanly.
+func TestFilterKeepStaysOffWhenTheStoreOutgrowsIt(t *testing.T) {
+	db := pebbletest.Open(t)
+	b := db.NewBatch()
+	for i := range 70_000 { // the first part holds 65,536
+		if err := b.Set(fmt.Appendf(nil, "mc/held/%d", i), nil, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Commit(pebble.NoSync); err != nil {
+		t.Fatal(err)
+	}
+	f := pebblekv.NewFilter("mc/", 96<<10) // no room for a second part
+	if err := f.Keep(t.Context(), db); !errors.Is(err, pebblekv.ErrOff) {
+		t.Fatalf("Keep = %v, want ErrOff", err)
+	}
+	if f.Loaded() || f.Absent([]byte("mc/held/1")) || f.Bytes() != 0 {
+		t.Fatalf("an off filter: loaded %v, bytes %d; want it answering nothing", f.Loaded(), f.Bytes())
+	}
+}
