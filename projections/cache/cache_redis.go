@@ -102,6 +102,9 @@ var addScript = redis.NewScript(`
 local key = KEYS[1]
 local id = tonumber(ARGV[1])
 local covered = redis.call('ZSCORE', key, '#')
+-- fresh: the key holds the marker alone, so the message cannot be there
+-- already and nothing older can have aged out.
+local fresh = false
 if covered then
   covered = tonumber(covered)
 else
@@ -109,6 +112,7 @@ else
   redis.call('DEL', key)
   redis.call('ZADD', key, ARGV[2], '#')
   covered = tonumber(ARGV[2])
+  fresh = true
 end
 local res = 0
 if id > covered then
@@ -118,6 +122,9 @@ if id > covered then
     redis.call('ZREMRANGEBYSCORE', key, '-inf', ARGV[1])
     redis.call('ZADD', key, ARGV[1], '#')
     res = 2
+  elseif fresh then
+    redis.call('ZADD', key, ARGV[1], ARGV[3])
+    res = 1
   elseif #redis.call('ZRANGEBYSCORE', key, ARGV[1], ARGV[1], 'LIMIT', 0, 1) == 0 then
     redis.call('ZADD', key, ARGV[1], ARGV[3])
     res = 1
