@@ -95,7 +95,7 @@ func Open(ctx context.Context, cfg Config) (*pgxpool.Pool, error) {
 	// A startup parameter rather than a SET after connecting: no extra
 	// round trip, and it cannot be lost by a connection reset.
 	pc.ConnConfig.RuntimeParams["search_path"] = cfg.Schema
-	if _, set := pc.ConnConfig.RuntimeParams[planCacheMode]; !set {
+	if !dsnSetsPlanCacheMode(pc.ConnConfig.RuntimeParams) {
 		pc.ConnConfig.RuntimeParams[planCacheMode] = "force_custom_plan"
 	}
 
@@ -130,6 +130,19 @@ func Open(ctx context.Context, cfg Config) (*pgxpool.Pool, error) {
 // ANALYZE. With plans for the real parameters the same scale-out run
 // spent 31% less of PostgreSQL's CPU (docs/benchmarks.md).
 const planCacheMode = "plan_cache_mode"
+
+// dsnSetsPlanCacheMode tells whether the DSN's server settings (params,
+// as pgx parsed them) choose a plan_cache_mode: as a setting of its own,
+// in any case, or inside options (-c plan_cache_mode=...), which the
+// server applies before the other settings, so Parley's would win.
+func dsnSetsPlanCacheMode(params map[string]string) bool {
+	for k, v := range params {
+		if strings.EqualFold(k, planCacheMode) || (k == "options" && strings.Contains(strings.ToLower(v), planCacheMode)) {
+			return true
+		}
+	}
+	return false
+}
 
 // dsnSetsPoolSize tells whether dsn (a URL or key=value pairs) names
 // pool_max_conns.

@@ -221,9 +221,14 @@ func TestPoolSize(t *testing.T) {
 // says otherwise.
 func TestPlanCacheMode(t *testing.T) {
 	base := postgrestest.Config(t)
+	options := "options='-c plan_cache_mode=auto'" // key=value pairs
+	if strings.Contains(base.DSN, "://") {
+		options = "options=-c%20plan_cache_mode%3Dauto"
+	}
 	tests := []struct{ name, dsn, want string }{
 		{"default", base.DSN, "force_custom_plan"},
 		{"from the DSN", withParam(base.DSN, "plan_cache_mode=auto"), "auto"},
+		{"from the DSN's options", withParam(base.DSN, options), "auto"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
