@@ -85,10 +85,15 @@ func NewPebble(db *pebble.DB, progressName string) *Pebble {
 func (p *Pebble) LoadFilter(ctx context.Context) error { return p.states.Load(ctx, p.db) }
 
 // KeepFilter is LoadFilter, then builds the filter again from what the
-// store holds each time it outgrows its bound (pebblekv.Filter.Keep),
-// until ctx ends. Run it once, in the background; the store must stay
-// open until it returns.
-func (p *Pebble) KeepFilter(ctx context.Context) error { return p.states.Keep(ctx, p.db) }
+// index holds each time it outgrows its bound (pebblekv.Filter.Keep),
+// until ctx ends. If the filter stops for good (pebblekv.ErrOff, or a
+// failed load), it is reported to stopped as it stops. Run it once, in
+// the background; the store must stay open until it returns.
+func (p *Pebble) KeepFilter(ctx context.Context, stopped func(kind string, err error)) {
+	if err := p.states.Keep(ctx, p.db); err != nil && !errors.Is(err, ctx.Err()) {
+		stopped("conversations", err)
+	}
+}
 
 // Filters calls report with the filter of LoadFilter, by the kind of
 // key it holds: whether it answers, and the memory it takes.

@@ -131,21 +131,20 @@ func (s *Pebble) LoadFilter(ctx context.Context) error {
 
 // KeepFilter is LoadFilter, then builds a filter again from what the store
 // holds each time it outgrows its bound (pebblekv.Filter.Keep), until ctx
-// ends. Run it once, in the background; the store must stay open until it
-// returns.
-func (s *Pebble) KeepFilter(ctx context.Context) error {
-	kinds := s.filters.each()
-	errs := make(chan error, len(kinds))
-	for _, k := range kinds {
-		go func() { errs <- k.f.Keep(ctx, s.db) }()
+// ends. A filter that stops for good — the keys the store holds do not
+// fit it (pebblekv.ErrOff), or its load failed — is reported to stopped
+// with its kind as it stops; the others go on. Run it once, in the
+// background; the store must stay open until it returns.
+func (s *Pebble) KeepFilter(ctx context.Context, stopped func(kind string, err error)) {
+	var wg sync.WaitGroup
+	for _, k := range s.filters.each() {
+		wg.Go(func() {
+			if err := k.f.Keep(ctx, s.db); err != nil && !errors.Is(err, ctx.Err()) {
+				stopped(k.kind, err)
+			}
+		})
 	}
-	var err error
-	for range kinds {
-		if e := <-errs; e != nil && !errors.Is(e, ctx.Err()) {
-			err = errors.Join(err, e)
-		}
-	}
-	return err
+	wg.Wait()
 }
 
 // Filters calls report with each filter of LoadFilter, by the kind of

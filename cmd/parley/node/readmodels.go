@@ -467,11 +467,12 @@ func (n *Node) logoutReader(ctx context.Context) (runner.Reader, error) {
 
 // keepFilter runs a read model's KeepFilter until ctx ends: while a
 // filter is not loaded, that read model's lookups read the store, as they
-// always may.
-func (n *Node) keepFilter(projection string, keep func(context.Context) error) func(context.Context) {
+// always may; one that stops for good is logged as it stops.
+func (n *Node) keepFilter(projection string, keep func(context.Context, func(string, error))) func(context.Context) {
 	return func(ctx context.Context) {
-		if err := keep(ctx); err != nil && ctx.Err() == nil {
-			n.log.Warn("a filter of the embedded store is off until the next start; its lookups read the store", "projection", projection, "err", err)
-		}
+		keep(ctx, func(kind string, err error) {
+			n.log.Warn("a filter of the embedded store is off until the next start; its lookups read the store",
+				"projection", projection, "kind", kind, "err", err)
+		})
 	}
 }
