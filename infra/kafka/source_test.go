@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/IBM/sarama"
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/parley-chat/parley/projections/runner"
 	"github.com/parley-chat/parley/projections/runner/sourcetest"
@@ -141,6 +142,28 @@ func TestGroupSourceCommitsWhenStopped(t *testing.T) {
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Fatalf("Consume = %v, want context.Canceled", err)
 	}
+	sc, err := k.l.cfg.saramaConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, err := sarama.NewClusterAdmin(k.l.Brokers(), sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	var parts []int32
+	for p := int32(0); p < sourcetest.Partitions; p++ {
+		parts = append(parts, p)
+	}
+	committed, err := admin.ListConsumerGroupOffsets("stopped", map[string][]int32{k.l.Topic(): parts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range parts {
+		if b := committed.GetBlock(k.l.Topic(), p); b == nil || b.Offset != perPartition {
+			t.Fatalf("partition %d: committed %+v once the group stopped, want offset %d", p, b, perPartition)
+		}
+	}
 
 	// Anything appended now is all the next member reads.
 	k.Append(t, 1, runner.RawRecord{Name: "test.v1", Payload: []byte("after")})
@@ -157,8 +180,8 @@ func TestGroupSourceCommitsWhenStopped(t *testing.T) {
 	select {
 	case b := <-got:
 		if b.Partition != 1 || len(b.Records) != 1 || b.Records[0].Offset != perPartition {
-			t.Fatalf("after a clean stop the group read partition %d offsets %d.., want only the new record (1/%d)",
-				b.Partition, b.Records[0].Offset, perPartition)
+			t.Fatalf("after a clean stop the group read %d records of partition %d from offset %d, want only the new record (1/%d)",
+				len(b.Records), b.Partition, b.Records[0].Offset, perPartition)
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("the group did not read the new record")
