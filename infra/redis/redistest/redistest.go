@@ -50,7 +50,11 @@ func Client(t testing.TB) (*redis.Client, string) {
 	}
 	prefix := "parleytest:" + randomHex(8) + ":"
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		// SCAN walks the whole keyspace whatever the pattern: on a shared
+		// server that holds millions of other keys (2 million: about 1.2 s
+		// idle, several times that under a full test run), 10 s was not
+		// always enough.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		if err := DeletePrefix(ctx, client, prefix); err != nil {
 			t.Errorf("cannot delete test keys under %q: %v", prefix, err)
@@ -96,7 +100,7 @@ func DeletePrefix(ctx context.Context, client redis.UniversalClient, prefix stri
 	pattern := escapeGlob(prefix) + "*"
 	var cursor uint64
 	for {
-		keys, next, err := client.Scan(ctx, cursor, pattern, 500).Result()
+		keys, next, err := client.Scan(ctx, cursor, pattern, 5000).Result()
 		if err != nil {
 			return err
 		}
