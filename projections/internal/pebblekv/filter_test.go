@@ -210,17 +210,7 @@ func TestFilterKeepRebuildsFromWhatTheStoreHolds(t *testing.T) {
 			t.Errorf("Keep = %v, want context.Canceled", err)
 		}
 	}()
-	waitLoaded := func() {
-		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for !f.Loaded() {
-			if time.Now().After(deadline) {
-				t.Fatal("the filter did not load in 10 s")
-			}
-			time.Sleep(time.Millisecond)
-		}
-	}
-	waitLoaded()
+	waitLoaded(t, f)
 	const churn = 250_000
 	for i := range churn {
 		f.BeginWrite()
@@ -234,7 +224,7 @@ func TestFilterKeepRebuildsFromWhatTheStoreHolds(t *testing.T) {
 		}
 		f.EndWrite()
 	}
-	waitLoaded()
+	waitLoaded(t, f)
 	if b := f.Bytes(); b != 96<<10 {
 		t.Errorf("after the rebuild: %d bytes, want the first part alone", b)
 	}
@@ -263,9 +253,7 @@ func TestFilterRebuildWaitsForWritesUnderWay(t *testing.T) {
 	kept := make(chan error, 1)
 	go func() { kept <- f.Keep(ctx, db) }()
 	defer func() { cancel(); <-kept }()
-	for !f.Loaded() {
-		time.Sleep(time.Millisecond)
-	}
+	waitLoaded(t, f)
 	k := []byte("mc/alice/late")
 	f.BeginWrite()
 	for i := 0; f.Loaded(); i++ { // until it gives up
@@ -277,13 +265,7 @@ func TestFilterRebuildWaitsForWritesUnderWay(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.EndWrite()
-	deadline := time.Now().Add(10 * time.Second)
-	for !f.Loaded() {
-		if time.Now().After(deadline) {
-			t.Fatal("the filter was not rebuilt in 10 s")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitLoaded(t, f) // rebuilt
 	if f.Absent(k) {
 		t.Fatal("a key committed by a write under way during the rebuild is absent")
 	}
@@ -308,5 +290,17 @@ func TestFilterKeepStaysOffWhenTheStoreOutgrowsIt(t *testing.T) {
 	}
 	if f.Loaded() || f.Absent([]byte("mc/held/1")) || f.Bytes() != 0 {
 		t.Fatalf("an off filter: loaded %v, bytes %d; want it answering nothing", f.Loaded(), f.Bytes())
+	}
+}
+
+// waitLoaded waits up to 10 s for f to answer: loaded, or built again.
+func waitLoaded(t *testing.T, f *pebblekv.Filter) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !f.Loaded() {
+		if time.Now().After(deadline) {
+			t.Fatal("the filter did not load in 10 s")
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
