@@ -1,11 +1,12 @@
 package conversations
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"strings"
+	"slices"
 	"sync"
 	"time"
 
@@ -18,16 +19,19 @@ import (
 )
 
 // Pebble keeps the index in the embedded store, with the projection's
-// progress committed in the same batch. Keys:
+// progress committed in the same batch. Keys (layout 2, see UpgradePebble):
 //
 //	cl/<conversation>                       latest msgid, time, message count (8 + 8 + 8 bytes)
 //	ca/<account>/<conversation>             a direct conversation of the account
-//	cr/<conversation>/<account>             the account's cursor (see reads.go; 4 × 8 bytes)
-//	cm/<conversation>/<msgid>               the message's place in the conversation (8 bytes)
-//	cs/<conversation>/<account>/<msgid>     the message's place among its sender's (8 bytes)
+//	cc/<conversation>/m/<msgid>             the message's place in the conversation (8 bytes)
+//	cc/<conversation>/r/<account>           the account's cursor (see reads.go; 4 × 8 bytes)
+//	cc/<conversation>/s/<account>/<msgid>   the message's place among its sender's (8 bytes)
 //
 // msgids in keys are 8 bytes big-endian, so that they sort. An entry of cl/
-// written before counts existed has 16 bytes and counts from zero.
+// written before counts existed has 16 bytes and counts from zero. A
+// message's keys under cc/ are neighbours, and a batch writes them in
+// order: the memtable finds the place of each after the first near the
+// one before, instead of descending its skiplist again from the top.
 type Pebble struct {
 	db    *pebble.DB
 	marks *progress.PebbleMarks
@@ -103,14 +107,22 @@ func (p *Pebble) Filters(report func(kind string, loaded bool, bytes int64)) {
 
 func latestKey(c domain.ConversationID) []byte { return []byte("cl/" + c.String()) }
 
-func cursorKeyOf(c domain.ConversationID, a domain.AccountID) []byte {
-	return []byte("cr/" + c.String() + "/" + string(a))
+// appendConvKey appends the prefix of conversation c's keys of kind (m,
+// r or s) under cc/: "cc/<c>/<kind>/".
+func appendConvKey(b []byte, c string, kind byte) []byte {
+	b = append(b, "cc/"...)
+	b = append(b, c...)
+	return append(b, '/', kind, '/')
 }
 
-func seqPrefix(c domain.ConversationID) []byte { return []byte("cm/" + c.String() + "/") }
+func cursorKeyOf(c domain.ConversationID, a domain.AccountID) []byte {
+	return append(appendConvKey(nil, c.String(), 'r'), a...)
+}
+
+func seqPrefix(c domain.ConversationID) []byte { return appendConvKey(nil, c.String(), 'm') }
 
 func sentPrefix(c domain.ConversationID, a domain.AccountID) []byte {
-	return []byte("cs/" + c.String() + "/" + string(a) + "/")
+	return append(append(appendConvKey(nil, c.String(), 's'), a...), '/')
 }
 
 func withMsgID(prefix []byte, id domain.MsgID) []byte {
@@ -355,6 +367,51 @@ func (p *Pebble) applyBatch(_ context.Context, recs []projections.Record) error 
 	return nil
 }
 
+// ccWrites are a batch's writes under cc/, their keys in one buffer, so
+// that they can be set in key order without an allocation each.
+type ccWrites struct {
+	keys []byte
+	ws   []ccWrite
+}
+
+// ccWrite is a key, keys[from:to], and its value (8 or 32 bytes).
+type ccWrite struct {
+	from, to int
+	n        int
+	val      [32]byte
+}
+
+// add adds the key of kind in c, with the account and the msgid when
+// given, and its value.
+func (w *ccWrites) add(c string, kind byte, a domain.AccountID, id domain.MsgID, val []byte) {
+	from := len(w.keys)
+	w.keys = appendConvKey(w.keys, c, kind)
+	if a != "" {
+		w.keys = append(w.keys, a...)
+		if id != 0 {
+			w.keys = append(w.keys, '/')
+		}
+	}
+	if id != 0 {
+		w.keys = binary.BigEndian.AppendUint64(w.keys, uint64(id))
+	}
+	e := ccWrite{from: from, to: len(w.keys), n: len(val)}
+	copy(e.val[:], val)
+	w.ws = append(w.ws, e)
+}
+
+// set sets the writes in b in key order.
+func (w *ccWrites) set(b *pebble.Batch) error {
+	slices.SortFunc(w.ws, func(x, y ccWrite) int { return bytes.Compare(w.keys[x.from:x.to], w.keys[y.from:y.to]) })
+	for i := range w.ws {
+		e := &w.ws[i]
+		if err := b.Set(w.keys[e.from:e.to], e.val[:e.n], nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // write commits what t changed, with the progress through recs.
 func (p *Pebble) write(t *tally, recs []projections.Record) error {
 	p.states.BeginWrite()
@@ -378,18 +435,21 @@ func (p *Pebble) write(t *tally, recs []projections.Record) error {
 			}
 		}
 	}
+	var cc ccWrites
+	cc.ws = make([]ccWrite, 0, len(t.dirtyCursors)+2*len(t.added))
 	for _, k := range t.dirtyCursors {
-		if err := b.Set(cursorKeyOf(k.c, k.a), encodeCursor(*t.cursors[k]), nil); err != nil {
-			return err
-		}
+		cc.add(k.c.String(), 'r', k.a, 0, encodeCursor(*t.cursors[k]))
 	}
+	var val [8]byte
 	for _, a := range t.added {
-		if err := b.Set(withMsgID(seqPrefix(a.Conversation), a.MsgID), binary.BigEndian.AppendUint64(nil, uint64(a.Seq)), nil); err != nil {
-			return err
-		}
-		if err := b.Set(withMsgID(sentPrefix(a.Conversation, a.Sender), a.MsgID), binary.BigEndian.AppendUint64(nil, uint64(a.SenderSeq)), nil); err != nil {
-			return err
-		}
+		c := a.Conversation.String()
+		binary.BigEndian.PutUint64(val[:], uint64(a.Seq))
+		cc.add(c, 'm', "", a.MsgID, val[:])
+		binary.BigEndian.PutUint64(val[:], uint64(a.SenderSeq))
+		cc.add(c, 's', a.Sender, a.MsgID, val[:])
+	}
+	if err := cc.set(b); err != nil {
+		return err
 	}
 	// A message the conversation holds is counted once: the progress of a
 	// batch of messages may wait.
@@ -533,29 +593,34 @@ func (p *Pebble) ApplyBatch(ctx context.Context, recs []projections.Record) erro
 	return eraseRuns(ctx, recs, p.applyBatch, p.erase)
 }
 
-// erase deletes a's cursors: a walk of every cursor key ("cr/<conv>/<account>"),
-// which erasures, being rare, can afford.
+// erase deletes a's cursors: a walk of every conversation under cc/,
+// one seek to a's cursor and one past the conversation's keys each, which
+// erasures, being rare, can afford.
 func (p *Pebble) erase(_ context.Context, a domain.AccountID, in func(domain.ConversationID) bool, pos events.Position) error {
-	it, err := pebblekv.Prefix(p.db, []byte("cr/"))
+	it, err := pebblekv.Prefix(p.db, []byte("cc/"))
 	if err != nil {
 		return err
 	}
 	b := p.db.NewBatch()
 	defer b.Close()
-	suffix := "/" + string(a)
-	for it.First(); it.Valid(); it.Next() {
-		k := string(it.Key())
-		if !strings.HasSuffix(k, suffix) {
+	for valid := it.First(); valid; {
+		conv, _, ok := bytes.Cut(it.Key()[len("cc/"):], []byte("/"))
+		if !ok {
+			valid = it.Next()
 			continue
 		}
-		c, err := domain.ParseConversationID(strings.TrimSuffix(strings.TrimPrefix(k, "cr/"), suffix))
-		if err != nil || !in(c) {
-			continue
+		c, err := domain.ParseConversationID(string(conv))
+		if err == nil && in(c) {
+			k := cursorKeyOf(c, a)
+			if it.SeekGE(k) && bytes.Equal(it.Key(), k) {
+				if err := b.Delete(k, nil); err != nil {
+					_ = it.Close()
+					return err
+				}
+			}
 		}
-		if err := b.Delete([]byte(k), nil); err != nil {
-			_ = it.Close()
-			return err
-		}
+		// Past the conversation's keys: '0' follows '/'.
+		valid = it.SeekGE([]byte("cc/" + string(conv) + "0"))
 	}
 	if err := errors.Join(it.Error(), it.Close()); err != nil {
 		return err

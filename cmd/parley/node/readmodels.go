@@ -56,6 +56,14 @@ func (n *Node) openStores(ctx context.Context) error {
 		}
 		n.stores.embedded = db
 		n.closers = append(n.closers, db.Close)
+		began := time.Now()
+		moved, err := conversations.UpgradePebble(ctx, db)
+		if err != nil {
+			return fmt.Errorf("cannot upgrade the conversation index: %w", err)
+		}
+		if moved > 0 {
+			n.log.Info("moved the conversation index to its new key layout", "keys", moved, "took", time.Since(began).Round(time.Millisecond))
+		}
 		n.stores.routes = routes.NewMemory()
 		n.keys, err = keys.NewRing(keys.NewPebble(db), keys.Config{})
 		return err
