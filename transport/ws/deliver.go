@@ -21,7 +21,7 @@ func (g *Gateway) Deliver(p push.Push) error {
 	n := 0
 	g.mu.RLock()
 	for _, a := range p.Recipients {
-		for s := range g.byAccount[a] {
+		for _, s := range g.byAccount[a] {
 			if skipping && s.account == skip.Account && s.device == skip.Device {
 				continue
 			}
@@ -88,7 +88,7 @@ func (g *Gateway) Kick(uid domain.UniqueID, reason string) {
 func (g *Gateway) Logout(account domain.AccountID, device domain.DeviceID, reason string) int {
 	g.mu.RLock()
 	var victims []*session
-	for s := range g.byAccount[account] {
+	for _, s := range g.byAccount[account] {
 		if device == "" || s.device == device {
 			victims = append(victims, s)
 		}

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -344,15 +345,11 @@ type Gateway struct {
 	typing typingThrottle
 	// presence is who watches whose presence here.
 	presence presenceHub
-	// ctx is every connection's parent: cancelled at shutdown, it ends the
-	// waits of requests in flight.
-	ctx    context.Context
-	cancel context.CancelFunc
 
 	mu        sync.RWMutex
 	all       map[*session]struct{}
 	byUID     map[domain.UniqueID]*session
-	byAccount map[domain.AccountID]map[*session]struct{}
+	byAccount map[domain.AccountID][]*session
 	closing   bool
 	aborted   bool
 	// open counts the upgrades admitted and not yet ended, in all and per
@@ -390,12 +387,11 @@ func New(cfg Config, svc Service, tokens Verifier) (*Gateway, error) {
 		cfg: cfg, svc: svc, tokens: tokens, log: cfg.Logger,
 		all:       map[*session]struct{}{},
 		byUID:     map[domain.UniqueID]*session{},
-		byAccount: map[domain.AccountID]map[*session]struct{}{},
+		byAccount: map[domain.AccountID][]*session{},
 		openBy:    map[string]int{},
 		budget:    NewBudget(cfg.MaxQueuedBytesTotal),
 		stop:      make(chan struct{}),
 	}
-	g.ctx, g.cancel = context.WithCancel(context.Background())
 	g.pool = newWorkerPool(g.stop)
 	g.handler = &handler{g: g}
 	g.upgrader = gws.NewUpgrader(g.handler, &gws.ServerOption{
@@ -403,6 +399,7 @@ func New(cfg Config, svc Service, tokens Verifier) (*Gateway, error) {
 		ReadBufferSize:     cfg.ReadBufferBytes,
 		CheckUtf8Enabled:   true,
 		HandshakeTimeout:   5 * time.Second,
+		NewSession:         newStorage,
 		// gws accepts every upgrade unless told otherwise: refuse new
 		// connections while shutting down.
 		Authorize: func(*http.Request, gws.SessionStorage) bool { return !g.isClosing() },
@@ -625,8 +622,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	}
 	g.mu.Unlock()
 	g.stopOnce.Do(func() { close(g.stop) })
-	g.cancel()
-	for _, s := range sessions {
+	for _, s := range sessions { // closing cancels the request each is waiting on
 		s.closeWith(wire.CloseGoingAway, wire.ReasonShuttingDown, false)
 	}
 	done := make(chan struct{})
@@ -734,12 +730,9 @@ func (g *Gateway) registerLocal(s *session, now time.Time) (replaced *session, e
 		replaced = old
 	}
 	g.byUID[s.uid] = s
-	set := g.byAccount[s.account]
-	if set == nil {
-		set = map[*session]struct{}{}
-		g.byAccount[s.account] = set
+	if !slices.Contains(g.byAccount[s.account], s) {
+		g.byAccount[s.account] = append(g.byAccount[s.account], s)
 	}
-	set[s] = struct{}{}
 	return replaced, nil
 }
 
@@ -776,10 +769,11 @@ func (g *Gateway) unrouteLocked(s *session) bool {
 	if held {
 		delete(g.byUID, s.uid)
 	}
-	if set := g.byAccount[s.account]; set != nil {
-		delete(set, s)
-		if len(set) == 0 {
+	if conns := g.byAccount[s.account]; slices.Contains(conns, s) {
+		if conns = slices.DeleteFunc(conns, func(x *session) bool { return x == s }); len(conns) == 0 {
 			delete(g.byAccount, s.account)
+		} else {
+			g.byAccount[s.account] = conns
 		}
 	}
 	return held
@@ -802,7 +796,7 @@ func (g *Gateway) Online(account domain.AccountID) []domain.DeviceID {
 	g.mu.RLock()
 	defer g.mu.RUnlock()
 	var out []domain.DeviceID
-	for s := range g.byAccount[account] {
+	for _, s := range g.byAccount[account] {
 		out = append(out, s.device)
 	}
 	return out

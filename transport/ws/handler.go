@@ -35,7 +35,7 @@ func (h *handler) OnOpen(c *gws.Conn) {
 func (h *handler) OnClose(c *gws.Conn, err error) {
 	if s := sessionOf(c); s != nil {
 		s.closed.Store(true)
-		s.cancel() // a request in flight gives up: nobody waits for its reply
+		s.stopWork() // a request in flight gives up: nobody waits for its reply
 		s.out.discard()
 		h.g.remove(s)
 	}
@@ -173,7 +173,8 @@ func (h *handler) renew(s *session, req wire.Request, now time.Time) {
 		return
 	}
 	until := s.renewLease(now)
-	ctx, cancel := context.WithTimeout(s.ctx, 2*time.Second)
+	// On the read goroutine, which sees the connection close only after.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	h.g.refresh(ctx, s)
 	cancel()
 	s.reply(wire.ServerFrame{ID: req.ID, Type: wire.TypeRenewed, LeaseMs: h.g.cfg.Lease.Milliseconds(),
@@ -190,20 +191,20 @@ func retryAfter(perSecond float64) int64 {
 
 // hello runs on the connection's worker. A hello that fails leaves the
 // connection without one, so that the client may say hello again.
-func (h *handler) hello(s *session, req wire.Request, now time.Time) {
+func (h *handler) hello(ctx context.Context, s *session, req wire.Request, now time.Time) {
 	if s.welcomed() {
 		s.fail(req.ID, wire.CodeHelloRepeated, "this connection already said hello")
 		return
 	}
 	s.greeting.Store(greetPending)
-	if !h.welcome(s, req, now) {
+	if !h.welcome(ctx, s, req, now) {
 		s.greeting.Store(greetNone)
 	}
 }
 
 // welcome identifies the device, claims its route and answers welcome; it
 // reports false, having answered the error, when it cannot.
-func (h *handler) welcome(s *session, req wire.Request, now time.Time) bool {
+func (h *handler) welcome(ctx context.Context, s *session, req wire.Request, now time.Time) bool {
 	id, err := h.identify(s, req.Token)
 	if err != nil {
 		code := wire.CodeUnauthorized
@@ -216,7 +217,7 @@ func (h *handler) welcome(s *session, req wire.Request, now time.Time) bool {
 	}
 	s.account, s.device = id.Account, id.Device
 	s.uid = domain.NewUniqueID(id.Account, id.Device)
-	ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	replaced, err := h.g.register(ctx, s, now)
 	switch {
@@ -256,10 +257,11 @@ func (h *handler) identify(s *session, token string) (auth.Identity, error) {
 	return h.g.tokens.Verify(token)
 }
 
-// dispatch runs one queued request on the connection's worker.
-func (h *handler) dispatch(s *session, req wire.Request) {
+// dispatch runs one queued request on the connection's worker, under
+// ctx, which closing the connection cancels.
+func (h *handler) dispatch(ctx context.Context, s *session, req wire.Request) {
 	if req.Type == wire.TypeHello {
-		h.hello(s, req, time.Now())
+		h.hello(ctx, s, req, time.Now())
 		return
 	}
 	if !s.welcomed() { // it waited behind a hello that failed
@@ -274,16 +276,16 @@ func (h *handler) dispatch(s *session, req wire.Request) {
 		h.renew(s, req, time.Now())
 		return
 	case wire.TypeTyping:
-		h.typing(s, req, time.Now())
+		h.typing(ctx, s, req, time.Now())
 		return
 	case wire.TypePresence:
-		h.presence(s, req, time.Now())
+		h.presence(ctx, s, req, time.Now())
 		return
 	case wire.TypeSync:
-		h.sync(s, req)
+		h.sync(ctx, s, req)
 		return
 	}
-	f, err := h.answer(s, req)
+	f, err := h.answer(ctx, s, req)
 	if err != nil {
 		h.failWith(s, req.ID, err)
 		return
@@ -292,8 +294,8 @@ func (h *handler) dispatch(s *session, req wire.Request) {
 }
 
 // answer runs a request whose reply is one frame.
-func (h *handler) answer(s *session, req wire.Request) (wire.ServerFrame, error) {
-	ctx, svc := s.ctx, h.g.svc
+func (h *handler) answer(ctx context.Context, s *session, req wire.Request) (wire.ServerFrame, error) {
+	svc := h.g.svc
 	by := domain.Sender{Account: s.account, Device: s.device}
 	switch req.Type {
 	case wire.TypeSend:
@@ -305,7 +307,7 @@ func (h *handler) answer(s *session, req wire.Request) (wire.ServerFrame, error)
 	case wire.TypeDelete:
 		return ackFrame(req.ID)(svc.Delete(ctx, by, req.Conversation, domain.MsgID(req.MsgID)))
 	case wire.TypeConversations:
-		return h.conversations(s, req)
+		return h.conversations(ctx, s, req)
 	case wire.TypeGroupCreate:
 		return groupFrame(req.ID)(svc.CreateGroup(ctx, s.account, req.Name, req.Accounts))
 	case wire.TypeGroupAdd:
@@ -382,12 +384,12 @@ func groupFrame(id string) func(*domain.Group, error) (wire.ServerFrame, error) 
 
 // sync answers a sync with a page cut to the reply's byte budget, encoded
 // without reflection.
-func (h *handler) sync(s *session, req wire.Request) {
+func (h *handler) sync(ctx context.Context, s *session, req wire.Request) {
 	var lastTime time.Time
 	if req.LastTime > 0 {
 		lastTime = time.UnixMilli(req.LastTime)
 	}
-	res, err := h.g.svc.Sync(s.ctx, s.account, req.Conversation, lastTime, domain.MsgID(req.LastMsgID), req.Limit, req.Changes)
+	res, err := h.g.svc.Sync(ctx, s.account, req.Conversation, lastTime, domain.MsgID(req.LastMsgID), req.Limit, req.Changes)
 	if err != nil {
 		h.failWith(s, req.ID, err)
 		return
@@ -417,8 +419,8 @@ func appendSyncReply(b []byte, req wire.Request, res api.SyncResult, budget int)
 
 // conversations answers the account's conversation list, with its read
 // state in each.
-func (h *handler) conversations(s *session, req wire.Request) (wire.ServerFrame, error) {
-	list, err := h.g.svc.Conversations(s.ctx, s.account, time.UnixMilli(req.Since), req.Limit)
+func (h *handler) conversations(ctx context.Context, s *session, req wire.Request) (wire.ServerFrame, error) {
+	list, err := h.g.svc.Conversations(ctx, s.account, time.UnixMilli(req.Since), req.Limit)
 	if err != nil {
 		return wire.ServerFrame{}, err
 	}

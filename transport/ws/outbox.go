@@ -63,7 +63,7 @@ type outbox struct {
 	// then runs once every frame queued before it is written.
 	then func()
 	// room, made by a reader that waits before taking more requests, is
-	// closed when the queue drains to half of its limit.
+	// closed when the queue drains to half of its limit, or closes.
 	room chan struct{}
 
 	// deadline is the connection's write deadline, touched only by the
@@ -134,6 +134,7 @@ func (o *outbox) push(op byte, payload []byte) bool {
 func (o *outbox) closeAfter(f func()) {
 	o.mu.Lock()
 	o.closed = true
+	o.wakeLocked()
 	if o.writing {
 		o.then = f
 		o.mu.Unlock()
@@ -154,14 +155,23 @@ func (o *outbox) discard() {
 	clear(o.frames)
 	o.frames = o.frames[:0]
 	o.then = nil
+	o.wakeLocked()
 	o.mu.Unlock()
 }
 
+// wakeLocked wakes a reader waiting for room.
+func (o *outbox) wakeLocked() {
+	if o.room != nil {
+		close(o.room)
+		o.room = nil
+	}
+}
+
 // waitRoom returns once the queue holds at most half of its limit, or
-// when done is closed: a connection reads no request while its replies
-// pile up unread, so a client that pipelines faster than it reads is
-// slowed down instead of disconnected.
-func (o *outbox) waitRoom(done <-chan struct{}) {
+// once it closes: a connection reads no request while its replies pile up
+// unread, so a client that pipelines faster than it reads is slowed down
+// instead of disconnected.
+func (o *outbox) waitRoom() {
 	for {
 		o.mu.Lock()
 		if o.queued <= o.limit/2 || o.closed {
@@ -173,11 +183,7 @@ func (o *outbox) waitRoom(done <-chan struct{}) {
 		}
 		room := o.room
 		o.mu.Unlock()
-		select {
-		case <-room:
-		case <-done:
-			return
-		}
+		<-room
 	}
 }
 
@@ -205,6 +211,9 @@ func (o *outbox) flush() {
 		batch := o.frames
 		o.frames, o.spare = o.spare[:0], nil
 		if len(batch) == 0 {
+			// Nothing kept for an idle connection: most stay idle for
+			// long, and a slice each adds up over many.
+			o.frames = nil
 			o.writing = false
 			then := o.then
 			o.then = nil
@@ -241,9 +250,8 @@ func (o *outbox) flush() {
 		o.queued -= n
 		o.inflight = 0
 		o.budget.give(n)
-		if o.room != nil && o.queued <= o.limit/2 {
-			close(o.room)
-			o.room = nil
+		if o.queued <= o.limit/2 {
+			o.wakeLocked()
 		}
 		o.spare = batch[:0]
 		if err != nil {

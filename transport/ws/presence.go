@@ -229,7 +229,7 @@ func presenceAccounts(list []string) ([]domain.AccountID, error) {
 // with their current state. A request refused for its input or its rate
 // leaves the earlier subscriptions; one that fails after (unavailable)
 // leaves none.
-func (h *handler) presence(s *session, req wire.Request, now time.Time) {
+func (h *handler) presence(ctx context.Context, s *session, req wire.Request, now time.Time) {
 	accounts, err := presenceAccounts(req.Accounts)
 	if err != nil {
 		h.failWith(s, req.ID, err)
@@ -253,7 +253,7 @@ func (h *handler) presence(s *session, req wire.Request, now time.Time) {
 		h.failWith(s, req.ID, err)
 		return
 	}
-	states, err := src.Presence(s.ctx, accounts)
+	states, err := src.Presence(ctx, accounts)
 	if err != nil {
 		hub.drop(s)
 		h.failWith(s, req.ID, fmt.Errorf("%w: %v", api.ErrUnavailable, err))

@@ -20,16 +20,12 @@ type session struct {
 	g    *Gateway
 	conn *gws.Conn
 	out  *outbox
-	// ctx is cancelled when the connection closes: a request it is waiting
-	// on (a send, a lagging read model) gives up instead of holding the
-	// connection's goroutine.
-	ctx    context.Context
-	cancel context.CancelFunc
 
 	connectedAt time.Time
 	// limiter paces every frame a client sends, control frames included;
-	// flood counts the frames refused by it. A client that goes on far
-	// past its refusals is closed (CloseFlood).
+	// flood, made at the first refusal, counts the frames refused by it.
+	// A client that goes on far past its refusals is closed (CloseFlood).
+	// Both are the read goroutine's.
 	limiter *rate.Limiter
 	flood   *rate.Limiter
 
@@ -49,6 +45,11 @@ type session struct {
 	queueMu sync.Mutex
 	queue   []wire.Request
 	working bool
+	// cancelWork cancels the context of the worker's run under way, if
+	// one is: closing the connection makes the request it is waiting on
+	// (a send, a lagging read model) give up instead of holding the
+	// worker. An idle connection has no context.
+	cancelWork context.CancelFunc
 
 	leaseUntil atomic.Int64 // Unix nanoseconds; 0 before hello
 	lastRead   atomic.Int64 // Unix nanoseconds
@@ -65,9 +66,7 @@ func newSession(g *Gateway, conn *gws.Conn, now time.Time) *session {
 	cfg := g.cfg
 	s := &session{g: g, conn: conn, connectedAt: now,
 		limiter: rate.NewLimiter(rate.Limit(cfg.RatePerSecond), cfg.RateBurst),
-		flood:   rate.NewLimiter(rate.Limit(cfg.RatePerSecond*FloodFactor), cfg.RateBurst*FloodFactor),
 	}
-	s.ctx, s.cancel = context.WithCancel(g.ctx)
 	s.out = newOutbox(conn.NetConn(), int64(cfg.HelloQueueBytes), g.budget, cfg.WriteTimeout, func() {
 		s.closeWith(wire.CloseSlowConsumer, wire.ReasonSlowConsumer, true)
 	})
@@ -98,6 +97,10 @@ const FloodFactor = 10
 func (s *session) admit(now time.Time) bool {
 	if s.limiter.AllowN(now, 1) {
 		return true
+	}
+	if s.flood == nil {
+		cfg := s.g.cfg
+		s.flood = rate.NewLimiter(rate.Limit(cfg.RatePerSecond*FloodFactor), cfg.RateBurst*FloodFactor)
 	}
 	if !s.flood.AllowN(now, 1) {
 		s.closeWith(wire.CloseFlood, wire.ReasonFlood, true)
@@ -195,13 +198,19 @@ func (s *session) enqueue(req wire.Request) bool {
 	return true
 }
 
-// work runs queued requests until none is left or the connection closes.
+// work runs queued requests until none is left or the connection
+// closes, under a context that closing the connection cancels.
 func (s *session) work() {
 	defer s.g.workers.Done()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s.queueMu.Lock()
+	s.cancelWork = cancel
+	s.queueMu.Unlock()
 	for {
 		s.queueMu.Lock()
 		if len(s.queue) == 0 || s.closed.Load() {
-			s.queue, s.working = nil, false
+			s.queue, s.working, s.cancelWork = nil, false, nil
 			s.queueMu.Unlock()
 			return
 		}
@@ -209,13 +218,23 @@ func (s *session) work() {
 		s.queue[0] = wire.Request{}
 		s.queue = s.queue[1:]
 		s.queueMu.Unlock()
-		s.g.handler.dispatch(s, req)
+		s.g.handler.dispatch(ctx, s, req)
 	}
 }
 
 // waitRoom holds the reader while the connection's replies pile up
 // unread (see outbox.waitRoom).
-func (s *session) waitRoom() { s.out.waitRoom(s.ctx.Done()) }
+func (s *session) waitRoom() { s.out.waitRoom() }
+
+// stopWork cancels the context of the worker's run under way, if one is.
+// Call it once s.closed is set: a run that starts later sees it and ends.
+func (s *session) stopWork() {
+	s.queueMu.Lock()
+	if s.cancelWork != nil {
+		s.cancelWork()
+	}
+	s.queueMu.Unlock()
+}
 
 // closeWith closes the connection with a close code and reason. Unless
 // immediate, frames already queued (an error reply, say) are written first.
@@ -223,7 +242,7 @@ func (s *session) closeWith(code uint16, reason string, immediate bool) {
 	if !s.closed.CompareAndSwap(false, true) {
 		return
 	}
-	s.cancel()
+	s.stopWork()
 	// Not the uid: the sweeper may close a connection whose hello is
 	// writing it at this moment.
 	s.g.log.Debug("closing connection", "code", code, "reason", reason)

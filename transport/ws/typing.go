@@ -1,6 +1,7 @@
 package ws
 
 import (
+	"context"
 	"sync"
 	"time"
 
@@ -49,8 +50,8 @@ func (t *typingThrottle) allow(k typingKey, now time.Time) (bool, time.Duration)
 // it the gateway delivers to its own connections.
 func (g *Gateway) SetFanout(d push.Deliverer) { g.fanout = d }
 
-func (h *handler) typing(s *session, req wire.Request, now time.Time) {
-	conv, recipients, err := h.g.svc.Typing(s.ctx, s.account, req.Conversation)
+func (h *handler) typing(ctx context.Context, s *session, req wire.Request, now time.Time) {
+	conv, recipients, err := h.g.svc.Typing(ctx, s.account, req.Conversation)
 	if err != nil {
 		h.failWith(s, req.ID, err)
 		return
