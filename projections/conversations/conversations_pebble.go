@@ -609,6 +609,9 @@ func (p *Pebble) erase(_ context.Context, a domain.AccountID, in func(domain.Con
 			valid = it.Next()
 			continue
 		}
+		// Past the conversation's keys ('0' follows '/'), made before a
+		// seek reuses the memory of the key that conv is part of.
+		next := []byte("cc/" + string(conv) + "0")
 		c, err := domain.ParseConversationID(string(conv))
 		if err == nil && in(c) {
 			k := cursorKeyOf(c, a)
@@ -619,8 +622,7 @@ func (p *Pebble) erase(_ context.Context, a domain.AccountID, in func(domain.Con
 				}
 			}
 		}
-		// Past the conversation's keys: '0' follows '/'.
-		valid = it.SeekGE([]byte("cc/" + string(conv) + "0"))
+		valid = it.SeekGE(next)
 	}
 	if err := errors.Join(it.Error(), it.Close()); err != nil {
 		return err

@@ -128,19 +128,31 @@ func applyAll(t *testing.T, batches [][]projections.Record, ixs ...projections.B
 }
 
 // An erasure deletes the account's cursor in every conversation of its
-// partition, whatever lies between them in the store, and no other.
+// partition, whatever lies between them in the store, and no other:
+// with the keys in the memtable, and in tables (whose iterators reuse
+// the memory of the keys they return).
 func TestPebbleEraseFindsEveryCursor(t *testing.T) {
-	l := newLayoutLog(2)
-	mem := conversations.NewMemory()
-	pb := conversations.NewPebble(pebbletest.Open(t), conversations.Name)
-	applyAll(t, l.traffic(40), mem, pb)
-	sameStates(t, "before the erasure", pb, mem)
-	for p := range int32(2) {
-		applyAll(t, [][]projections.Record{{l.erase("alice", p)}}, mem, pb)
-		sameStates(t, fmt.Sprintf("after partition %d erased alice", p), pb, mem)
+	for _, flushed := range []bool{false, true} {
+		t.Run(fmt.Sprint("flushed=", flushed), func(t *testing.T) {
+			l := newLayoutLog(2)
+			mem := conversations.NewMemory()
+			db := pebbletest.Open(t)
+			pb := conversations.NewPebble(db, conversations.Name)
+			applyAll(t, l.traffic(40), mem, pb)
+			if flushed {
+				if err := db.Flush(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			sameStates(t, "before the erasure", pb, mem)
+			for p := range int32(2) {
+				applyAll(t, [][]projections.Record{{l.erase("alice", p)}}, mem, pb)
+				sameStates(t, fmt.Sprintf("after partition %d erased alice", p), pb, mem)
+			}
+			applyAll(t, l.traffic(5), mem, pb)
+			sameStates(t, "after more traffic", pb, mem)
+		})
 	}
-	applyAll(t, l.traffic(5), mem, pb)
-	sameStates(t, "after more traffic", pb, mem)
 }
 
 // toLayout1 moves the index's keys in db back to layout 1, as a Parley
