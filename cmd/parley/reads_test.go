@@ -1,10 +1,14 @@
 package main
 
 import (
+	"fmt"
+	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
 
+	parleypebble "github.com/parley-chat/parley/infra/pebble"
+	"github.com/parley-chat/parley/projections/conversations/conversationstest"
 	"github.com/parley-chat/parley/transport/client"
 	"github.com/parley-chat/parley/transport/wire"
 )
@@ -236,4 +240,48 @@ func readScenario(t *testing.T, a, b *server) {
 	// Nothing of the refused reads moved a cursor.
 	wantUnread(t, "alice", alicePhone.c, direct, 2, 0)
 	wantUnread(t, "alice", alicePhone.c, conv, 1, gm[5])
+}
+
+// A node whose store holds the conversation index of an earlier layout
+// moves it at start: cursors and unread counts read as before.
+func TestReadStateSurvivesTheIndexLayoutMove(t *testing.T) {
+	srv := startServer(t, nil)
+	ctx := ctxT(t)
+	alice, bob := srv.dial("alice", "phone"), srv.dial("bob", "phone")
+	var acks []int64
+	for i := range 4 {
+		ack, err := alice.Send(ctx, client.Target{Account: "bob"}, fmt.Sprint("a", i), "", fmt.Sprint("hi ", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		acks = append(acks, ack.MsgID)
+	}
+	if _, err := bob.Send(ctx, client.Target{Account: "alice"}, "b0", "", "hello"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.Read(ctx, "d:alice:bob", acks[1]); err != nil {
+		t.Fatal(err)
+	}
+	wantUnread(t, "bob before", bob, "d:alice:bob", 2, acks[1])
+	before := map[string]map[string]wire.ConversationInfo{"alice": unreadOf(t, alice), "bob": unreadOf(t, bob)}
+	srv.stop()
+
+	db, err := parleypebble.Open(parleypebble.Config{Dir: filepath.Join(srv.dir, "store"), Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := conversationstest.ToLayout1(t, db); n == 0 {
+		t.Fatal("the store holds no index keys to move back")
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	srv.start()
+	for who, want := range before {
+		got := unreadOf(t, srv.dial(who, "laptop"))
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("%s's conversations after the move: %+v, want %+v", who, got, want)
+		}
+	}
 }

@@ -1,7 +1,6 @@
 package conversations_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -15,6 +14,7 @@ import (
 	"github.com/parley-chat/parley/infra/pebble/pebbletest"
 	"github.com/parley-chat/parley/projections"
 	"github.com/parley-chat/parley/projections/conversations"
+	"github.com/parley-chat/parley/projections/conversations/conversationstest"
 )
 
 // layoutLog builds records of a log whose partitions are counted apart,
@@ -155,36 +155,6 @@ func TestPebbleEraseFindsEveryCursor(t *testing.T) {
 	}
 }
 
-// toLayout1 moves the index's keys in db back to layout 1, as a Parley
-// before layout 2 wrote them: cm/<conv>/<msgid>, cr/<conv>/<account> and
-// cs/<conv>/<account>/<msgid>. It returns how many it moved.
-func toLayout1(t testing.TB, db *pebble.DB) int {
-	t.Helper()
-	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte("cc/"), UpperBound: []byte("cc0")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := db.NewBatch()
-	n := 0
-	for it.First(); it.Valid(); it.Next() {
-		k := it.Key()
-		conv, rest, _ := bytes.Cut(k[len("cc/"):], []byte("/"))
-		kind, rest := rest[0], rest[2:]
-		old := map[byte]string{'m': "cm/", 'r': "cr/", 's': "cs/"}[kind]
-		if old == "" {
-			t.Fatalf("unknown key %q", k)
-		}
-		if err := errors.Join(b.Set(append(append([]byte(old), conv...), append([]byte("/"), rest...)...), it.Value(), nil), b.Delete(k, nil)); err != nil {
-			t.Fatal(err)
-		}
-		n++
-	}
-	if err := errors.Join(it.Close(), b.Delete([]byte("cv"), nil), b.Commit(pebble.Sync), b.Close()); err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
-
 // An index of layout 1 reads the same once upgraded, and goes on from
 // there; an upgrade stopped halfway goes on the next time.
 func TestPebbleUpgradeFromLayout1(t *testing.T) {
@@ -196,7 +166,7 @@ func TestPebbleUpgradeFromLayout1(t *testing.T) {
 		t.Fatalf("upgrading an empty store moved %d keys (%v), want none", moved, err)
 	}
 	applyAll(t, l.traffic(600), mem, conversations.NewPebble(db, conversations.Name))
-	old := toLayout1(t, db)
+	old := conversationstest.ToLayout1(t, db)
 	if old < 4096 {
 		t.Fatalf("the test needs more than one batch of keys, has %d", old)
 	}
@@ -266,7 +236,7 @@ func BenchmarkPebbleUpgrade(b *testing.B) {
 				recs = recs[:0]
 			}
 		}
-		old := toLayout1(b, db)
+		old := conversationstest.ToLayout1(b, db)
 		b.StartTimer()
 		moved, err := conversations.UpgradePebble(context.Background(), db)
 		if err != nil || moved != old {
