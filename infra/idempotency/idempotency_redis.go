@@ -176,29 +176,15 @@ return 1
 // forgetBatch is how many reservations one pipeline forgets.
 const forgetBatch = 512
 
-// Forget implements Reservations: pipelined, forgetBatch keys a round trip.
-// The script goes by its SHA1 (EVAL would send its text and have Redis
-// hash it for every key); a server that lost its scripts has it loaded
-// and the batch sent again, which is safe: forgetting is idempotent.
+// Forget implements Reservations: pipelined, forgetBatch keys a round
+// trip, the script by its SHA1 (forgetting is idempotent: a batch may be
+// sent again).
 func (r *Redis) Forget(ctx context.Context, keys ...Key) error {
 	for len(keys) > 0 {
 		n := min(len(keys), forgetBatch)
-		run := func() error {
-			_, err := r.rdb.Pipelined(ctx, func(p goredis.Pipeliner) error {
-				for _, k := range keys[:n] {
-					forgetScript.EvalSha(ctx, p, []string{r.key(k)})
-				}
-				return nil
-			})
-			return err
-		}
-		err := run()
-		if err != nil && goredis.HasErrorPrefix(err, "NOSCRIPT") {
-			if lerr := forgetScript.Load(ctx, r.rdb).Err(); lerr != nil {
-				return fmt.Errorf("cannot load the script that forgets reservations: %w", lerr)
-			}
-			err = run()
-		}
+		err := parleyredis.EvalShaPipelined(ctx, r.rdb, forgetScript, n, func(i int) ([]string, []any) {
+			return []string{r.key(keys[i])}, nil
+		})
 		if err != nil {
 			return fmt.Errorf("cannot forget client message ids' reservations: %w", err)
 		}

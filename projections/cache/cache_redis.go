@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/parley-chat/parley/domain"
+	parleyredis "github.com/parley-chat/parley/infra/redis"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -244,23 +245,10 @@ func (c *Redis) AddBatch(ctx context.Context, batch []Addition) error {
 		}
 		calls[i] = call{keys, args}
 	}
-	run := func() ([]redis.Cmder, error) {
-		return c.client.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for _, cl := range calls {
-				addScript.EvalSha(ctx, p, cl.keys, cl.args...)
-			}
-			return nil
-		})
-	}
-	_, err := run()
-	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
-		// The server lost its script cache (a restart, SCRIPT FLUSH): load
-		// it and run the batch again, which is safe as every add is idempotent.
-		if lerr := addScript.Load(ctx, c.client).Err(); lerr != nil {
-			return fmt.Errorf("cannot load the cache script: %w", lerr)
-		}
-		_, err = run()
-	}
+	// Every add is idempotent: the batch may be sent again.
+	err := parleyredis.EvalShaPipelined(ctx, c.client, addScript, len(calls), func(i int) ([]string, []any) {
+		return calls[i].keys, calls[i].args
+	})
 	if err != nil {
 		return fmt.Errorf("cannot cache a batch of %d messages: %w", len(batch), err)
 	}

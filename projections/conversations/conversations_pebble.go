@@ -115,14 +115,22 @@ func appendConvKey(b []byte, c string, kind byte) []byte {
 	return append(b, '/', kind, '/')
 }
 
+func appendCursorKey(b []byte, c string, a domain.AccountID) []byte {
+	return append(appendConvKey(b, c, 'r'), a...)
+}
+
+func appendSentPrefix(b []byte, c string, a domain.AccountID) []byte {
+	return append(append(appendConvKey(b, c, 's'), a...), '/')
+}
+
 func cursorKeyOf(c domain.ConversationID, a domain.AccountID) []byte {
-	return append(appendConvKey(nil, c.String(), 'r'), a...)
+	return appendCursorKey(nil, c.String(), a)
 }
 
 func seqPrefix(c domain.ConversationID) []byte { return appendConvKey(nil, c.String(), 'm') }
 
 func sentPrefix(c domain.ConversationID, a domain.AccountID) []byte {
-	return append(append(appendConvKey(nil, c.String(), 's'), a...), '/')
+	return appendSentPrefix(nil, c.String(), a)
 }
 
 func withMsgID(prefix []byte, id domain.MsgID) []byte {
@@ -381,20 +389,8 @@ type ccWrite struct {
 	val      [32]byte
 }
 
-// add adds the key of kind in c, with the account and the msgid when
-// given, and its value.
-func (w *ccWrites) add(c string, kind byte, a domain.AccountID, id domain.MsgID, val []byte) {
-	from := len(w.keys)
-	w.keys = appendConvKey(w.keys, c, kind)
-	if a != "" {
-		w.keys = append(w.keys, a...)
-		if id != 0 {
-			w.keys = append(w.keys, '/')
-		}
-	}
-	if id != 0 {
-		w.keys = binary.BigEndian.AppendUint64(w.keys, uint64(id))
-	}
+// add adds the key appended to w.keys since from, with its value.
+func (w *ccWrites) add(from int, val []byte) {
 	e := ccWrite{from: from, to: len(w.keys), n: len(val)}
 	copy(e.val[:], val)
 	w.ws = append(w.ws, e)
@@ -438,15 +434,19 @@ func (p *Pebble) write(t *tally, recs []projections.Record) error {
 	var cc ccWrites
 	cc.ws = make([]ccWrite, 0, len(t.dirtyCursors)+2*len(t.added))
 	for _, k := range t.dirtyCursors {
-		cc.add(k.c.String(), 'r', k.a, 0, encodeCursor(*t.cursors[k]))
+		from := len(cc.keys)
+		cc.keys = appendCursorKey(cc.keys, k.c.String(), k.a)
+		cc.add(from, encodeCursor(*t.cursors[k]))
 	}
 	var val [8]byte
 	for _, a := range t.added {
-		c := a.Conversation.String()
-		binary.BigEndian.PutUint64(val[:], uint64(a.Seq))
-		cc.add(c, 'm', "", a.MsgID, val[:])
-		binary.BigEndian.PutUint64(val[:], uint64(a.SenderSeq))
-		cc.add(c, 's', a.Sender, a.MsgID, val[:])
+		c, id := a.Conversation.String(), uint64(a.MsgID)
+		from := len(cc.keys)
+		cc.keys = binary.BigEndian.AppendUint64(appendConvKey(cc.keys, c, 'm'), id)
+		cc.add(from, binary.BigEndian.AppendUint64(val[:0], uint64(a.Seq)))
+		from = len(cc.keys)
+		cc.keys = binary.BigEndian.AppendUint64(appendSentPrefix(cc.keys, c, a.Sender), id)
+		cc.add(from, binary.BigEndian.AppendUint64(val[:0], uint64(a.SenderSeq)))
 	}
 	if err := cc.set(b); err != nil {
 		return err

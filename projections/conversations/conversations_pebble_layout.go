@@ -113,23 +113,20 @@ func layout2Key(prefix string, rest []byte) ([]byte, error) {
 	if !ok || len(conv) == 0 {
 		return nil, fmt.Errorf("corrupt conversation index key %q", prefix+string(rest))
 	}
-	to := append([]byte("cc/"), conv...)
+	var kind byte
 	switch prefix {
 	case "cm/":
-		if len(tail) != 8 {
-			return nil, fmt.Errorf("corrupt conversation index key %q", prefix+string(rest))
-		}
-		to = append(to, "/m/"...)
+		kind = 'm'
+		ok = len(tail) == 8
 	case "cr/":
-		if len(tail) == 0 || bytes.IndexByte(tail, '/') >= 0 {
-			return nil, fmt.Errorf("corrupt conversation index key %q", prefix+string(rest))
-		}
-		to = append(to, "/r/"...)
+		kind = 'r'
+		ok = len(tail) > 0 && bytes.IndexByte(tail, '/') < 0
 	case "cs/":
-		if len(tail) < 10 || tail[len(tail)-9] != '/' || bytes.IndexByte(tail[:len(tail)-9], '/') >= 0 {
-			return nil, fmt.Errorf("corrupt conversation index key %q", prefix+string(rest))
-		}
-		to = append(to, "/s/"...)
+		kind = 's'
+		ok = len(tail) >= 10 && tail[len(tail)-9] == '/' && bytes.IndexByte(tail[:len(tail)-9], '/') < 0
 	}
-	return append(to, tail...), nil
+	if !ok {
+		return nil, fmt.Errorf("corrupt conversation index key %q", prefix+string(rest))
+	}
+	return append(appendConvKey(nil, string(conv), kind), tail...), nil
 }

@@ -106,19 +106,7 @@ func TestPebbleHeldStatesStayTrue(t *testing.T) {
 				t.Fatalf("batch %d, %s: %v", i, name, err)
 			}
 		}
-		for _, who := range []domain.AccountID{"alice", "bob"} {
-			want, err := mem.ReadState(ctx, c, who)
-			if err != nil {
-				t.Fatal(err)
-			}
-			got, err := pb.ReadState(ctx, c, who)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got != want {
-				t.Errorf("after batch %d, %s's state %+v, want %+v", i, who, got, want)
-			}
-		}
+		sameStates(t, fmt.Sprint("after batch ", i), pb, mem, ab)
 	}
 	// Erased, bob's cursor counts from nothing: his own earlier messages
 	// are unread now, those after the erasure (one) are not.
