@@ -48,7 +48,7 @@ type session struct {
 	// cancelWork cancels the context of the worker's run under way, if
 	// one is: closing the connection makes the request it is waiting on
 	// (a send, a lagging read model) give up instead of holding the
-	// worker. An idle connection has no context.
+	// worker. An idle connection has no context (see workerPool).
 	cancelWork context.CancelFunc
 
 	leaseUntil atomic.Int64 // Unix nanoseconds; 0 before hello
@@ -199,11 +199,10 @@ func (s *session) enqueue(req wire.Request) bool {
 }
 
 // work runs queued requests until none is left or the connection
-// closes, under a context that closing the connection cancels.
-func (s *session) work() {
+// closes, under ctx (the pool goroutine's), which closing the connection
+// cancels with cancel.
+func (s *session) work(ctx context.Context, cancel context.CancelFunc) {
 	defer s.g.workers.Done()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	s.queueMu.Lock()
 	s.cancelWork = cancel
 	s.queueMu.Unlock()

@@ -1,6 +1,7 @@
 package ws
 
 import (
+	"context"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -18,7 +19,7 @@ func TestWorkerPoolRunsAndStops(t *testing.T) {
 	var wg sync.WaitGroup
 	for range 200 {
 		wg.Add(1)
-		p.run(func() { defer wg.Done(); ran.Add(1) })
+		p.run(func(context.Context, context.CancelFunc) { defer wg.Done(); ran.Add(1) })
 	}
 	wg.Wait()
 	if ran.Load() != 200 {
@@ -30,7 +31,7 @@ func TestWorkerPoolRunsAndStops(t *testing.T) {
 		time.Sleep(time.Millisecond) // let the last run's goroutine get back to waiting
 		var during int
 		wg.Add(1)
-		p.run(func() { during = runtime.NumGoroutine(); wg.Done() })
+		p.run(func(context.Context, context.CancelFunc) { during = runtime.NumGoroutine(); wg.Done() })
 		wg.Wait()
 		if during > idle {
 			t.Fatalf("a run started a goroutine (%d, with %d idle)", during-idle, idle-before)
@@ -43,5 +44,34 @@ func TestWorkerPoolRunsAndStops(t *testing.T) {
 			t.Fatalf("%d goroutines left after stop", runtime.NumGoroutine()-before)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// A run gets a live context, whether or not the run before it on the
+// same goroutine cancelled its own; one that did not cancel passes its
+// context on.
+func TestWorkerPoolContextOutlivesACancel(t *testing.T) {
+	stop := make(chan struct{})
+	defer close(stop)
+	p := newWorkerPool(stop)
+	got := make(chan context.Context, 1)
+	next := func(f func(context.Context, context.CancelFunc)) context.Context {
+		t.Helper()
+		time.Sleep(time.Millisecond) // let the goroutine get back to waiting
+		p.run(func(ctx context.Context, cancel context.CancelFunc) {
+			if ctx.Err() != nil {
+				t.Error("a run got a cancelled context")
+			}
+			f(ctx, cancel)
+			got <- ctx
+		})
+		return <-got
+	}
+	first := next(func(context.Context, context.CancelFunc) {})
+	if second := next(func(_ context.Context, cancel context.CancelFunc) { cancel() }); second != first {
+		t.Fatal("a run that cancelled nothing did not pass its context on")
+	}
+	if third := next(func(context.Context, context.CancelFunc) {}); third == first {
+		t.Fatal("a cancelled context was handed to the next run")
 	}
 }
