@@ -25,10 +25,14 @@ func (k ConversationKind) String() string {
 // ConversationID names a conversation. Its text form is stable and is the
 // event log's partition key: "d:<a>:<b>" for a 1:1 conversation with a < b,
 // "g:<group>" for a group. The ':' never occurs inside an id.
+//
+// The id holds its text form, made once where the id is: String, the form
+// every key, event and frame is written with, costs nothing, and the
+// accounts and the group are slices of it.
 type ConversationID struct {
-	kind  ConversationKind
-	a, b  AccountID // direct: a < b
-	group GroupID
+	s    string
+	cut  int32 // direct: the index of the ':' before b
+	kind ConversationKind
 }
 
 // DirectConversation is the one conversation between x and y, whichever sends.
@@ -37,12 +41,12 @@ func DirectConversation(x, y AccountID) ConversationID {
 	if y < x {
 		x, y = y, x
 	}
-	return ConversationID{kind: KindDirect, a: x, b: y}
+	return ConversationID{s: "d:" + string(x) + ":" + string(y), cut: int32(2 + len(x)), kind: KindDirect}
 }
 
 // GroupConversation is the conversation of group g.
 func GroupConversation(g GroupID) ConversationID {
-	return ConversationID{kind: KindGroup, group: g}
+	return ConversationID{s: "g:" + string(g), kind: KindGroup}
 }
 
 // ParseConversationID reads the text form written by String.
@@ -68,13 +72,13 @@ func ParseConversationID(s string) (ConversationID, error) {
 		if ay < ax {
 			return ConversationID{}, &InvalidError{Field: "conversation", Reason: "direct accounts are not in order"}
 		}
-		return DirectConversation(ax, ay), nil
+		// s is the text form already: keep it rather than make it again.
+		return ConversationID{s: s, cut: int32(2 + len(x)), kind: KindDirect}, nil
 	case "g":
-		g, err := ParseGroupID(rest)
-		if err != nil {
+		if _, err := ParseGroupID(rest); err != nil {
 			return ConversationID{}, err
 		}
-		return GroupConversation(g), nil
+		return ConversationID{s: s, kind: KindGroup}, nil
 	}
 	return ConversationID{}, &InvalidError{Field: "conversation", Reason: "kind is neither d nor g"}
 }
@@ -86,31 +90,37 @@ func (c ConversationID) Kind() ConversationKind { return c.kind }
 func (c ConversationID) IsZero() bool { return c.kind == 0 }
 
 // Group is the group of a group conversation, "" otherwise.
-func (c ConversationID) Group() GroupID { return c.group }
+func (c ConversationID) Group() GroupID {
+	if c.kind != KindGroup {
+		return ""
+	}
+	return GroupID(c.s[2:])
+}
 
-// Accounts are the two accounts of a direct conversation, in order.
-func (c ConversationID) Accounts() (AccountID, AccountID) { return c.a, c.b }
+// Accounts are the two accounts of a direct conversation, in order; both
+// "" otherwise.
+func (c ConversationID) Accounts() (AccountID, AccountID) {
+	if c.kind != KindDirect {
+		return "", ""
+	}
+	return AccountID(c.s[2:c.cut]), AccountID(c.s[c.cut+1:])
+}
 
 // Peer is the other account of a direct conversation from me's side.
 func (c ConversationID) Peer(me AccountID) AccountID {
-	if c.a == me {
-		return c.b
+	a, b := c.Accounts()
+	if a == me {
+		return b
 	}
-	return c.a
+	return a
 }
 
 // HasParticipant reports whether a is one of a direct conversation's accounts.
 // Group membership lives in the group, not the id.
 func (c ConversationID) HasParticipant(a AccountID) bool {
-	return c.kind == KindDirect && (c.a == a || c.b == a)
+	x, y := c.Accounts()
+	return c.kind == KindDirect && (x == a || y == a)
 }
 
-func (c ConversationID) String() string {
-	switch c.kind {
-	case KindDirect:
-		return "d:" + string(c.a) + ":" + string(c.b)
-	case KindGroup:
-		return "g:" + string(c.group)
-	}
-	return ""
-}
+// String is the text form; "" for the zero ConversationID.
+func (c ConversationID) String() string { return c.s }

@@ -112,6 +112,27 @@ func TestParseConversationIDRoundTrip(t *testing.T) {
 	}
 }
 
+// The text form is made where the id is: every key, event and frame
+// writes it, and reading it back, or the accounts in it, costs nothing.
+func TestConversationTextFormCostsNoAllocation(t *testing.T) {
+	d, g := domain.DirectConversation("bob", "alice"), domain.GroupConversation("team-1")
+	text := "d:alice:bob"
+	allocs := testing.AllocsPerRun(100, func() {
+		a, b := d.Accounts()
+		parsed, err := domain.ParseConversationID(text)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Kept past the call, as a key or an event field is.
+		kept = append(kept[:0], d.String(), g.String(), string(a), string(b), string(d.Peer(a)), string(g.Group()), parsed.String())
+	})
+	if allocs != 0 {
+		t.Errorf("String, Accounts, Peer, Group and ParseConversationID allocate %.0f times, want 0", allocs)
+	}
+}
+
+var kept = make([]string, 0, 8)
+
 func TestParseConversationIDRejectsMalformed(t *testing.T) {
 	tests := []struct {
 		name      string
