@@ -26,6 +26,9 @@ type Sender struct {
 	Device  DeviceID
 }
 
+// DefaultKind is a message's kind when its sender names none.
+const DefaultKind = "text"
+
 // Draft is a message a client asked to send, before the log accepted it.
 type Draft struct {
 	ClientMsgID  string
@@ -51,7 +54,7 @@ func NewDraft(sender Sender, conv ConversationID, clientMsgID, kind, body string
 		return Draft{}, err
 	}
 	if kind == "" {
-		kind = "text"
+		kind = DefaultKind
 	}
 	if err := checkKind(kind); err != nil {
 		return Draft{}, err

@@ -5,6 +5,8 @@ import (
 	"encoding/base64"
 	"strconv"
 	"unicode/utf8"
+
+	"github.com/parley-chat/parley/domain"
 )
 
 // decodeMessageSentFast reads a MessageSent in the form Encode writes it
@@ -21,7 +23,7 @@ func decodeMessageSentFast(p []byte) (MessageSent, bool) {
 		d.lit(`,"conversation":`) && d.str(&e.Conversation) &&
 		d.lit(`,"senderAccount":`) && d.str(&e.SenderAccount) &&
 		d.lit(`,"senderDevice":`) && d.str(&e.SenderDevice) &&
-		d.lit(`,"kind":`) && d.str(&e.Kind) &&
+		d.lit(`,"kind":`) && d.kind(&e.Kind) &&
 		(!d.has(`,"body":`) || d.lit(`,"body":`) && d.str(&e.Body)) &&
 		d.lit(`,"serverTime":`) && d.int(&e.ServerTime) &&
 		(!d.has(`,"bodyKey":`) || d.lit(`,"bodyKey":`) && d.str(&e.BodyKey)) &&
@@ -74,6 +76,20 @@ func (d *canonical) str(dst *string) bool {
 	s, ok := d.raw()
 	if ok {
 		*dst = string(s)
+	}
+	return ok
+}
+
+// kind is str for a message kind: the default one, nearly every
+// message's, is not allocated again.
+func (d *canonical) kind(dst *string) bool {
+	s, ok := d.raw()
+	if ok {
+		if string(s) == domain.DefaultKind {
+			*dst = domain.DefaultKind
+		} else {
+			*dst = string(s)
+		}
 	}
 	return ok
 }

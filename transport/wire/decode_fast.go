@@ -4,6 +4,8 @@ import (
 	"strconv"
 	"unicode/utf16"
 	"unicode/utf8"
+
+	"github.com/parley-chat/parley/domain"
 )
 
 // decodeFast reads frame into r when it has the plain shape clients send:
@@ -31,7 +33,7 @@ func (d *fastDecoder) field(key []byte, r *Request) (uint32, bool) {
 	case "id":
 		return 1 << 0, d.str(&r.ID)
 	case "type":
-		return 1 << 1, d.str(&r.Type)
+		return 1 << 1, d.common(&r.Type)
 	case "token":
 		return 1 << 2, d.str(&r.Token)
 	case "to":
@@ -41,7 +43,7 @@ func (d *fastDecoder) field(key []byte, r *Request) (uint32, bool) {
 	case "clientMsgId":
 		return 1 << 5, d.str(&r.ClientMsgID)
 	case "kind":
-		return 1 << 6, d.str(&r.Kind)
+		return 1 << 6, d.common(&r.Kind)
 	case "body":
 		return 1 << 7, d.str(&r.Body)
 	case "retry":
@@ -139,6 +141,32 @@ func (d *fastDecoder) rawString() ([]byte, bool) {
 // ampersands, angle brackets and line breaks of chat text, as encoders
 // write them), decoded as encoding/json does. A \u escape of a surrogate
 // is left to encoding/json, with its pairs and replacements.
+// commonValues are the strings nearly every request repeats: its type and
+// the default kind.
+var commonValues = func() map[string]string {
+	m := map[string]string{domain.DefaultKind: domain.DefaultKind}
+	for _, t := range []string{TypeHello, TypeRenew, TypePing, TypeSend, TypeSync, TypeConversations, TypeGroupCreate,
+		TypeGroupAdd, TypeGroupRemove, TypeGroups, TypeRead, TypeReaders, TypeEdit, TypeDelete, TypeMute, TypeUnmute,
+		TypePresence, TypeTyping} {
+		m[t] = t
+	}
+	return m
+}()
+
+// common is str for a field whose value is most often one of
+// commonValues: those are not allocated again.
+func (d *fastDecoder) common(dst *string) bool {
+	if s, ok := d.rawString(); ok {
+		if c, ok := commonValues[string(s)]; ok {
+			*dst = c
+		} else {
+			*dst = string(s)
+		}
+		return true
+	}
+	return d.str(dst)
+}
+
 func (d *fastDecoder) str(dst *string) bool {
 	if s, ok := d.rawString(); ok {
 		*dst = string(s)
