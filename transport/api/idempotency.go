@@ -106,11 +106,11 @@ func (s *Service) sendClaim(r SendRequest) claim {
 // attempt runs the request that holds the reservation e of c's key.
 func (s *Service) attempt(ctx context.Context, c claim, e idempotency.Entry, send func() (Ack, events.Position, error)) (Ack, error) {
 	key := c.key
-	stop := s.renew(key, e.Token)
+	s.leases.hold(key, e.Token)
 	// The reservation's end is written even if the client went away.
 	endCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ReadTimeout)
 	abandon := func(err error) (Ack, error) {
-		defer stop()
+		defer s.leases.release(key, e.Token)
 		defer cancel()
 		if aerr := s.cfg.Reservations.Abandon(endCtx, key, e.Token); aerr != nil && !errors.Is(aerr, idempotency.ErrNotOwner) {
 			s.cfg.Logger.Warn("cannot abandon a client message id's reservation; it lapses after its lease", "err", aerr)
@@ -148,7 +148,7 @@ func (s *Service) attempt(ctx context.Context, c claim, e idempotency.Entry, sen
 		return abandon(err)
 	}
 	complete := func() {
-		defer stop()
+		defer s.leases.release(key, e.Token)
 		defer cancel()
 		rec := idempotency.Ack{MsgID: ack.MsgID, MessageID: ack.MessageID, Conversation: ack.Conversation, ServerTime: ack.ServerTime}
 		if err := s.cfg.Reservations.Complete(endCtx, key, e.Token, rec, s.cfg.ReservationTTL); err != nil {
@@ -216,37 +216,6 @@ func (t *tracker) Wait() {
 	t.mu.Unlock()
 	if idle != nil {
 		<-idle
-	}
-}
-
-// renew extends the reservation's lease every third of it while the
-// attempt runs; the returned func stops it.
-func (s *Service) renew(key idempotency.Key, token string) (stop func()) {
-	var mu sync.Mutex
-	stopped := false
-	var t *time.Timer
-	tick := func() {
-		ctx, cancel := context.WithTimeout(context.Background(), reservationLease/3)
-		err := s.cfg.Reservations.Extend(ctx, key, token, reservationLease)
-		cancel()
-		mu.Lock()
-		defer mu.Unlock()
-		if stopped {
-			return
-		}
-		if err != nil {
-			s.cfg.Logger.Warn("cannot renew a client message id's reservation", "err", err)
-		}
-		t.Reset(reservationLease / 3)
-	}
-	mu.Lock()
-	t = time.AfterFunc(reservationLease/3, tick)
-	mu.Unlock()
-	return func() {
-		mu.Lock()
-		stopped = true
-		t.Stop()
-		mu.Unlock()
 	}
 }
 

@@ -192,6 +192,8 @@ type Service struct {
 	forget forgetting
 	// completing counts the completions written after their acks.
 	completing tracker
+	// leases renews the reservations of the attempts under way.
+	leases leases
 }
 
 // New returns a service over log and the read models.
@@ -200,5 +202,10 @@ func New(cfg Config, log Log, rm ReadModels) *Service {
 	if rm.Mutes == nil {
 		rm.Mutes = notify.NewMemoryMutes()
 	}
-	return &Service{cfg: cfg, log: log, rm: rm}
+	s := &Service{cfg: cfg, log: log, rm: rm}
+	s.leases = leases{every: reservationLease / 3, log: cfg.Logger,
+		extend: func(ctx context.Context, k idempotency.Key, token string) error {
+			return cfg.Reservations.Extend(ctx, k, token, reservationLease)
+		}}
+	return s
 }

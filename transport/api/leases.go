@@ -1,0 +1,93 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/parley-chat/parley/infra/idempotency"
+)
+
+// leases renews the reservations of the attempts under way, each every
+// third of its lease, with one timer for all of them: nearly every attempt
+// ends within milliseconds, long before its first renewal, and a timer
+// (and a goroutine to fire it) each would cost every send more than the
+// map entry that stands for it here.
+type leases struct {
+	// every is how often a held reservation is renewed.
+	every  time.Duration
+	extend func(ctx context.Context, k idempotency.Key, token string) error
+	log    *slog.Logger
+
+	mu    sync.Mutex
+	held  map[heldLease]time.Time // when each is renewed next
+	timer *time.Timer             // nil while nothing is held
+}
+
+// heldLease is one attempt's reservation: the token tells a later attempt
+// that took a lapsed lease over from one still running here.
+type heldLease struct {
+	key   idempotency.Key
+	token string
+}
+
+// hold renews the reservation from now until release.
+func (l *leases) hold(k idempotency.Key, token string) {
+	now := time.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.held == nil {
+		l.held = map[heldLease]time.Time{}
+	}
+	l.held[heldLease{k, token}] = now.Add(l.every)
+	if l.timer == nil {
+		l.timer = time.AfterFunc(l.every, l.renew)
+	}
+}
+
+// release stops renewing the reservation. A renewal already under way
+// may still land; the reservation's store refuses it once the attempt has
+// completed or abandoned the reservation, and it is harmless before.
+func (l *leases) release(k idempotency.Key, token string) {
+	l.mu.Lock()
+	delete(l.held, heldLease{k, token})
+	l.mu.Unlock()
+}
+
+// renew extends the leases that are due, and sets the timer for the next.
+func (l *leases) renew() {
+	now := time.Now()
+	var due []heldLease
+	l.mu.Lock()
+	next := time.Time{}
+	for h, at := range l.held {
+		if !at.After(now) {
+			due = append(due, h)
+			at = now.Add(l.every)
+			l.held[h] = at
+		}
+		if next.IsZero() || at.Before(next) {
+			next = at
+		}
+	}
+	if next.IsZero() {
+		l.timer = nil
+	} else {
+		l.timer.Reset(next.Sub(now))
+	}
+	l.mu.Unlock()
+	// Each on its own: one slow renewal must not hold the others past
+	// their leases.
+	for _, h := range due {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), l.every)
+			defer cancel()
+			err := l.extend(ctx, h.key, h.token)
+			if err != nil && !errors.Is(err, idempotency.ErrNotOwner) {
+				l.log.Warn("cannot renew a client message id's reservation", "err", err)
+			}
+		}()
+	}
+}

@@ -1,0 +1,88 @@
+package api
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/parley-chat/parley/infra/idempotency"
+)
+
+// An attempt that outlives its lease keeps its reservation while it is
+// held, and loses it after its lease once released: a resend then takes
+// it over.
+func TestLeasesKeepAHeldReservation(t *testing.T) {
+	const lease = 90 * time.Millisecond
+	store := idempotency.NewMemory(nil)
+	l := &leases{every: lease / 3, log: slog.New(slog.DiscardHandler),
+		extend: func(ctx context.Context, k idempotency.Key, token string) error {
+			return store.Extend(ctx, k, token, lease)
+		}}
+	ctx := context.Background()
+	slow := idempotency.Key{Account: "alice", ClientMsgID: "slow"}
+	quick := idempotency.Key{Account: "alice", ClientMsgID: "quick"}
+	reserve := func(k idempotency.Key) idempotency.Entry {
+		t.Helper()
+		e, err := store.Reserve(ctx, k, 0, lease, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	first := reserve(slow)
+	l.hold(slow, first.Token)
+	q := reserve(quick)
+	l.hold(quick, q.Token)
+	l.release(quick, q.Token)
+
+	// Four leases long, the held one is still the first attempt's.
+	deadline := time.Now().Add(4 * lease)
+	for time.Now().Before(deadline) {
+		if e := reserve(slow); e.State != idempotency.Pending {
+			t.Fatalf("a resend while the attempt holds its reservation: state %v, want pending", e.State)
+		}
+		time.Sleep(lease / 10)
+	}
+	// The released one lapsed: a resend takes it over.
+	if e := reserve(quick); e.State != idempotency.Reserved {
+		t.Fatalf("a resend after the released lease ran out: state %v, want reserved", e.State)
+	}
+
+	l.release(slow, first.Token)
+	time.Sleep(2 * lease)
+	if e := reserve(slow); e.State != idempotency.Reserved {
+		t.Fatalf("a resend after the attempt let go and its lease ran out: state %v, want reserved", e.State)
+	}
+	// Nothing held: no timer waits.
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.timer != nil || len(l.held) != 0 {
+		t.Errorf("after every release: timer %v, %d held; want none", l.timer, len(l.held))
+	}
+}
+
+// Attempts that end before their first renewal are never renewed.
+func TestLeasesRenewNothingReleasedInTime(t *testing.T) {
+	var mu sync.Mutex
+	renewed := 0
+	l := &leases{every: 30 * time.Millisecond, log: slog.New(slog.DiscardHandler),
+		extend: func(context.Context, idempotency.Key, string) error {
+			mu.Lock()
+			renewed++
+			mu.Unlock()
+			return nil
+		}}
+	for i := range 1000 {
+		k := idempotency.Key{Account: "alice", ClientMsgID: string(rune('a' + i%26))}
+		l.hold(k, "t")
+		l.release(k, "t")
+	}
+	time.Sleep(4 * l.every)
+	mu.Lock()
+	defer mu.Unlock()
+	if renewed != 0 {
+		t.Errorf("renewed %d leases released before their renewal, want 0", renewed)
+	}
+}
