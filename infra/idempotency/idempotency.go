@@ -10,6 +10,8 @@ package idempotency
 import (
 	"context"
 	"errors"
+	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -84,4 +86,16 @@ type Reservations interface {
 	Forget(ctx context.Context, keys ...Key) error
 }
 
-func newToken() string { return uuid.NewString() }
+// newToken names an attempt: unique across the processes sharing a store
+// and across their restarts, by a random prefix per process and a count.
+// A random uuid each cost a read of the system's randomness per send,
+// more than the rest of a reservation in memory; the token never leaves
+// the servers, so it need not be unguessable.
+func newToken() string {
+	return tokenPrefix + strconv.FormatUint(tokenCount.Add(1), 36)
+}
+
+var (
+	tokenPrefix = uuid.NewString() + "/"
+	tokenCount  atomic.Uint64
+)
