@@ -195,6 +195,9 @@ const maxHeader = 10
 type scratch struct {
 	hdrs []byte
 	bufs net.Buffers
+	// left is what the write has yet to write: WriteTo consumes it, and
+	// a local one would be moved to the heap at every write.
+	left net.Buffers
 }
 
 var scratches = sync.Pool{New: func() any { return new(scratch) }}
@@ -241,9 +244,10 @@ func (o *outbox) flush() {
 			bufs = append(bufs, hdrs[off:off+l:off+l], f.payload)
 			off += l
 		}
-		sc.hdrs, sc.bufs = hdrs, bufs // WriteTo consumes bufs, not sc.bufs
+		sc.hdrs, sc.bufs, sc.left = hdrs, bufs, bufs
 		o.setDeadline()
-		_, err := bufs.WriteTo(o.conn)
+		_, err := sc.left.WriteTo(o.conn)
+		sc.left = nil
 		clear(batch)
 
 		o.mu.Lock()
