@@ -3,9 +3,14 @@ package cache
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"reflect"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/parley-chat/parley/domain"
 	"github.com/parley-chat/parley/transport/wire"
@@ -173,5 +178,33 @@ func TestBoundedMemoryCountsEncodings(t *testing.T) {
 	encoded := held(NewBoundedMemory(Retention, budget).KeepEncoded(wire.EncodeMessage))
 	if encoded >= plain {
 		t.Fatalf("with encodings the cache holds %d messages, without %d: the encodings are not counted", encoded, plain)
+	}
+}
+
+// A kept message is one object for the collector to mark, its encoding
+// and its strings together, not one per string: every collection marks
+// all the messages a single node's cache holds while the sends wait.
+func TestMemoryKeepsAMessageAsOneObject(t *testing.T) {
+	clk := &clock{now: t0}
+	c := newMemory(clk).KeepEncoded(wire.EncodeMessage)
+	const convs, each = 50, 100
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for i := range convs * each {
+		conv := domain.DirectConversation(domain.AccountID(fmt.Sprint("a", i%convs)), "z")
+		// Strings of their own, as the log's decoder makes them.
+		m := domain.Message{ID: uuid.New(), MsgID: domain.MsgID(1<<48 + i), ClientMsgID: fmt.Sprint("client-", i),
+			Sender:       domain.Sender{Account: domain.AccountID(fmt.Sprint("a", i%convs)), Device: domain.DeviceID(fmt.Sprint("phone", i))},
+			Conversation: conv, Kind: strings.Clone("text"), Body: fmt.Sprint("a body of a message, number ", i), ServerTime: t0}
+		if err := c.Add(context.Background(), m, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	runtime.KeepAlive(c)
+	if per := float64(after.HeapObjects-before.HeapObjects) / (convs * each); per > 1.5 {
+		t.Errorf("%.2f objects of the heap a message kept, want at most 1.5 (one, and the conversations' own)", per)
 	}
 }

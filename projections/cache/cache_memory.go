@@ -6,7 +6,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
+	"github.com/google/uuid"
 	"github.com/parley-chat/parley/domain"
 )
 
@@ -37,20 +39,79 @@ type entry struct {
 	used         atomic.Int64 // Unix nanoseconds of the last Add or After
 }
 
-// held is a cached message with its encoding.
+// held is a cached message laid out for the collector: one object to mark
+// (data) and no other pointer to follow, where a domain.Message and its
+// encoding are seven or so. A single node's cache holds tens of thousands
+// of messages, and every collection marks them all while the sends it
+// slows wait (docs/benchmarks.md, "what the tail is made of"). data holds
+// the encoding, then the client message id, the sender's account and
+// device, the kind and the body; it is never written after it is made, so
+// the strings that message hands out may point into it, and a slice of
+// the encoding handed out by AfterEncoded stays what it was.
 type held struct {
-	domain.Message
-	// encoded is the encoding of Message when the cache keeps one, else
-	// nil. It is never changed in place: a change of the message replaces
-	// it, so that a slice handed out by AfterEncoded stays what it was.
-	encoded []byte
+	data       []byte
+	id         uuid.UUID
+	msgID      domain.MsgID
+	revision   domain.MsgID
+	serverTime int64 // Unix nanoseconds
+	editedAt   int64 // Unix nanoseconds, when edited
+	// The lengths of data's parts; the body is the rest.
+	enc, client, account, device, kind uint32
+	edited, deleted                    bool
+}
+
+// pack lays m and its encoding (nil when the cache keeps none) out as held.
+func pack(m *domain.Message, enc []byte) held {
+	h := held{id: m.ID, msgID: m.MsgID, revision: m.Revision, serverTime: m.ServerTime.UnixNano(), deleted: m.Deleted,
+		enc: uint32(len(enc)), client: uint32(len(m.ClientMsgID)), account: uint32(len(m.Sender.Account)),
+		device: uint32(len(m.Sender.Device)), kind: uint32(len(m.Kind))}
+	if !m.EditedAt.IsZero() {
+		h.edited, h.editedAt = true, m.EditedAt.UnixNano()
+	}
+	data := make([]byte, 0, len(enc)+len(m.ClientMsgID)+len(m.Sender.Account)+len(m.Sender.Device)+len(m.Kind)+len(m.Body))
+	data = append(data, enc...)
+	data = append(data, m.ClientMsgID...)
+	data = append(data, m.Sender.Account...)
+	data = append(data, m.Sender.Device...)
+	data = append(data, m.Kind...)
+	h.data = append(data, m.Body...)
+	return h
+}
+
+// message is the message h holds, in conversation conv.
+func (h *held) message(conv domain.ConversationID) domain.Message {
+	rest := h.data[h.enc:]
+	text := func(n uint32) string {
+		s := unsafe.String(unsafe.SliceData(rest), n) // data is never written: see held
+		rest = rest[n:]
+		return s
+	}
+	m := domain.Message{ID: h.id, MsgID: h.msgID, Conversation: conv, Revision: h.revision, Deleted: h.deleted,
+		ServerTime: time.Unix(0, h.serverTime)}
+	m.ClientMsgID = text(h.client)
+	m.Sender.Account = domain.AccountID(text(h.account))
+	m.Sender.Device = domain.DeviceID(text(h.device))
+	m.Kind = text(h.kind)
+	m.Body = text(uint32(len(rest)))
+	if h.edited {
+		m.EditedAt = time.Unix(0, h.editedAt)
+	}
+	return m
+}
+
+// encoded is h's encoding, nil when the cache keeps none.
+func (h *held) encoded() []byte {
+	if h.enc == 0 {
+		return nil
+	}
+	return h.data[:h.enc:h.enc]
 }
 
 // sizeOf estimates what a cached message costs in memory, its encoding
-// included.
+// included (as it did when a message was kept as a domain.Message: the
+// bound --cache-bytes means the same).
 func sizeOf(h *held) int64 {
-	m := &h.Message
-	return int64(320 + len(m.ClientMsgID) + len(m.Sender.Account) + len(m.Sender.Device) + len(m.Kind) + len(m.Body) + cap(h.encoded))
+	return int64(320 + len(h.data))
 }
 
 // NewMemory returns an empty cache keeping messages for retention, with no
@@ -111,9 +172,9 @@ func (c *Memory) Bytes() int64 {
 // Add implements Cache.
 func (c *Memory) Add(_ context.Context, m domain.Message, floor domain.MsgID) error {
 	cutoff := c.now().Add(-c.retention)
-	var enc []byte
+	var h held
 	if !m.ServerTime.Before(cutoff) {
-		enc = c.encoded(&m) // outside the lock, which sync readers wait for
+		h = pack(&m, c.encoded(&m)) // outside the lock, which sync readers wait for
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -136,13 +197,13 @@ func (c *Memory) Add(_ context.Context, m domain.Message, floor domain.MsgID) er
 		e.trimThrough(m.MsgID)
 		return nil
 	}
-	i := sort.Search(len(e.msgs), func(i int) bool { return e.msgs[i].MsgID >= m.MsgID })
-	if i < len(e.msgs) && e.msgs[i].MsgID == m.MsgID {
+	i := sort.Search(len(e.msgs), func(i int) bool { return e.msgs[i].msgID >= m.MsgID })
+	if i < len(e.msgs) && e.msgs[i].msgID == m.MsgID {
 		return nil
 	}
 	e.msgs = append(e.msgs, held{})
 	copy(e.msgs[i+1:], e.msgs[i:])
-	e.msgs[i] = held{Message: m, encoded: enc}
+	e.msgs[i] = h
 	e.bytes += sizeOf(&e.msgs[i])
 	e.trimBefore(cutoff)
 	return nil
@@ -176,7 +237,7 @@ func (c *Memory) evictLocked(keep *entry) {
 
 // trimThrough forgets every message up to and including id.
 func (e *entry) trimThrough(id domain.MsgID) {
-	i := sort.Search(len(e.msgs), func(i int) bool { return e.msgs[i].MsgID > id })
+	i := sort.Search(len(e.msgs), func(i int) bool { return e.msgs[i].msgID > id })
 	for j := range e.msgs[:i] {
 		e.bytes -= sizeOf(&e.msgs[j])
 	}
@@ -189,11 +250,11 @@ func (e *entry) trimThrough(id domain.MsgID) {
 // trimBefore forgets the messages older than cutoff.
 func (e *entry) trimBefore(cutoff time.Time) {
 	n := 0
-	for n < len(e.msgs) && e.msgs[n].ServerTime.Before(cutoff) {
+	for n < len(e.msgs) && e.msgs[n].serverTime < cutoff.UnixNano() {
 		n++
 	}
 	if n > 0 {
-		e.trimThrough(e.msgs[n-1].MsgID)
+		e.trimThrough(e.msgs[n-1].msgID)
 	}
 }
 
@@ -231,7 +292,7 @@ func (c *Memory) after(conv domain.ConversationID, after domain.MsgID, limit int
 		return nil, nil, false, false
 	}
 	e.used.Store(time.Now().UnixNano())
-	i := sort.Search(len(e.msgs), func(i int) bool { return e.msgs[i].MsgID > after })
+	i := sort.Search(len(e.msgs), func(i int) bool { return e.msgs[i].msgID > after })
 	rest := e.msgs[i:]
 	more := len(rest) > limit
 	if more {
@@ -239,14 +300,14 @@ func (c *Memory) after(conv domain.ConversationID, after domain.MsgID, limit int
 	}
 	msgs := make([]domain.Message, len(rest))
 	for i := range rest {
-		msgs[i] = rest[i].Message
+		msgs[i] = rest[i].message(conv)
 	}
 	if !withEncoded {
 		return msgs, nil, more, true
 	}
 	encs := make([][]byte, len(rest))
 	for i := range rest {
-		if encs[i] = rest[i].encoded; encs[i] == nil {
+		if encs[i] = rest[i].encoded(); encs[i] == nil {
 			return msgs, nil, more, true // not kept (cannot happen once KeepEncoded is set before use)
 		}
 	}
@@ -289,15 +350,15 @@ func (c *Memory) Amend(_ context.Context, a domain.Amendment) error {
 	if e == nil || a.MsgID <= e.coveredAfter {
 		return nil
 	}
-	i := sort.Search(len(e.msgs), func(i int) bool { return e.msgs[i].MsgID >= a.MsgID })
-	if i == len(e.msgs) || e.msgs[i].MsgID != a.MsgID {
+	i := sort.Search(len(e.msgs), func(i int) bool { return e.msgs[i].msgID >= a.MsgID })
+	if i == len(e.msgs) || e.msgs[i].msgID != a.MsgID {
 		return nil
 	}
-	m, ok := a.Apply(e.msgs[i].Message)
+	m, ok := a.Apply(e.msgs[i].message(a.Conversation))
 	if !ok {
 		return nil
 	}
-	h := held{Message: m, encoded: c.encoded(&m)}
+	h := pack(&m, c.encoded(&m))
 	delta := sizeOf(&h) - sizeOf(&e.msgs[i])
 	e.msgs[i] = h
 	e.bytes += delta
@@ -315,11 +376,11 @@ func (c *Memory) Erase(_ context.Context, er domain.Erasure, in func(domain.Conv
 			continue
 		}
 		for i := range e.msgs {
-			m, ok := er.Apply(e.msgs[i].Message)
+			m, ok := er.Apply(e.msgs[i].message(conv))
 			if !ok {
 				continue
 			}
-			h := held{Message: m, encoded: c.encoded(&m)}
+			h := pack(&m, c.encoded(&m))
 			delta := sizeOf(&h) - sizeOf(&e.msgs[i])
 			e.msgs[i] = h
 			e.bytes += delta
