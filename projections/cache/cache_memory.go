@@ -82,6 +82,9 @@ func pack(m *domain.Message, enc []byte) held {
 func (h *held) message(conv domain.ConversationID) domain.Message {
 	rest := h.data[h.enc:]
 	text := func(n uint32) string {
+		if n == 0 {
+			return "" // no pointer past the buffer's end
+		}
 		s := unsafe.String(unsafe.SliceData(rest), n) // data is never written: see held
 		rest = rest[n:]
 		return s
