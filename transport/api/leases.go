@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"sync"
 	"time"
@@ -56,6 +55,14 @@ func (l *leases) release(k idempotency.Key, token string) {
 	l.mu.Unlock()
 }
 
+// holds reports whether h is still held.
+func (l *leases) holds(h heldLease) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	_, ok := l.held[h]
+	return ok
+}
+
 // renew extends the leases that are due, and sets the timer for the next.
 func (l *leases) renew() {
 	now := time.Now()
@@ -84,8 +91,8 @@ func (l *leases) renew() {
 		go func() {
 			ctx, cancel := context.WithTimeout(context.Background(), l.every)
 			defer cancel()
-			err := l.extend(ctx, h.key, h.token)
-			if err != nil && !errors.Is(err, idempotency.ErrNotOwner) {
+			if err := l.extend(ctx, h.key, h.token); err != nil && l.holds(h) {
+				// A lease the attempt let go of meanwhile is not a failure.
 				l.log.Warn("cannot renew a client message id's reservation", "err", err)
 			}
 		}()

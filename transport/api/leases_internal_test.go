@@ -86,3 +86,67 @@ func TestLeasesRenewNothingReleasedInTime(t *testing.T) {
 		t.Errorf("renewed %d leases released before their renewal, want 0", renewed)
 	}
 }
+
+// recordingHandler keeps the messages logged through it.
+type recordingHandler struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (h *recordingHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h *recordingHandler) Handle(_ context.Context, r slog.Record) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.msgs = append(h.msgs, r.Message)
+	return nil
+}
+func (h *recordingHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *recordingHandler) WithGroup(string) slog.Handler      { return h }
+
+func (h *recordingHandler) count() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.msgs)
+}
+
+// A renewal that fails is logged while the attempt holds the reservation,
+// not once the attempt has let go of it.
+func TestLeasesLogFailedRenewalsOfHeldReservations(t *testing.T) {
+	logs := &recordingHandler{}
+	proceed := make(chan struct{})
+	calls := make(chan idempotency.Key, 10)
+	l := &leases{every: 20 * time.Millisecond, log: slog.New(logs),
+		extend: func(_ context.Context, k idempotency.Key, _ string) error {
+			select {
+			case calls <- k:
+			default:
+			}
+			if k.ClientMsgID == "released" {
+				<-proceed
+			}
+			return idempotency.ErrNotOwner
+		}}
+	held := idempotency.Key{Account: "alice", ClientMsgID: "held"}
+	released := idempotency.Key{Account: "alice", ClientMsgID: "released"}
+	l.hold(released, "t")
+	for k := range calls { // the released one's renewal is under way
+		if k == released {
+			break
+		}
+	}
+	l.release(released, "t")
+	close(proceed)
+	time.Sleep(10 * time.Millisecond)
+	if n := logs.count(); n != 0 {
+		t.Fatalf("%d warnings for a renewal of a reservation let go of, want 0", n)
+	}
+	l.hold(held, "t")
+	defer l.release(held, "t")
+	deadline := time.Now().Add(10 * time.Second)
+	for logs.count() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("a failed renewal of a held reservation was not logged")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
