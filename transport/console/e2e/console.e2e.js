@@ -24,12 +24,36 @@ function check(cond, what) {
   if (!cond) throw new Error("check failed: " + what);
 }
 
+// pages are the pages opened so far, by name, for the report of a failed
+// step (report).
+const pages = [];
+
+// report prints, for every page, what it showed when a step failed (its
+// connection status, banner and conversation list) and saves a screenshot
+// of it as failure-<name>.png in the artifacts dir.
+async function report() {
+  for (const [name, page] of pages) {
+    try {
+      const shown = await page.evaluate(() => ({
+        status: document.getElementById("conn-status")?.textContent,
+        banner: document.getElementById("banner")?.textContent,
+        conversations: document.getElementById("conversations")?.innerText,
+      }));
+      console.error(`${name} showed ${JSON.stringify(shown)}`);
+      await page.screenshot({ path: path.join(artifacts, `failure-${name.replace(/[^a-z0-9]+/gi, "-")}.png`) });
+    } catch (e) {
+      console.error(`${name}: no report: ${e.message}`);
+    }
+  }
+}
+
 // openConsole opens the console in a browser context of its own, noting
 // console errors and any request outside Parley in errors. With net, the
 // page's WebSockets go through it (see network).
 async function openConsole(browser, name, errors, net) {
   const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 } });
   const page = await ctx.newPage();
+  pages.push([name, page]);
   page.setDefaultTimeout(timeout);
   page.on("console", (m) => { if (m.type() === "error") errors.push(`${name}: ${m.text()}`); });
   page.on("pageerror", (e) => errors.push(`${name}: ${e.message}`));
@@ -421,6 +445,9 @@ async function openConversation(page, titleText) {
 
     check(errors.length === 0, "console errors: " + JSON.stringify(errors));
     console.log("console e2e: ok");
+  } catch (e) {
+    await report();
+    throw e;
   } finally {
     await browser.close();
   }
