@@ -769,12 +769,10 @@ func (g *Gateway) unrouteLocked(s *session) bool {
 	if held {
 		delete(g.byUID, s.uid)
 	}
-	if conns := g.byAccount[s.account]; slices.Contains(conns, s) {
-		if conns = slices.DeleteFunc(conns, func(x *session) bool { return x == s }); len(conns) == 0 {
-			delete(g.byAccount, s.account)
-		} else {
-			g.byAccount[s.account] = conns
-		}
+	if conns := slices.DeleteFunc(g.byAccount[s.account], func(x *session) bool { return x == s }); len(conns) == 0 {
+		delete(g.byAccount, s.account)
+	} else {
+		g.byAccount[s.account] = conns
 	}
 	return held
 }
