@@ -57,19 +57,34 @@ type Pebble struct {
 	// is committed, and batches of one conversation (of one partition)
 	// come one after another; an erasure, which deletes cursors, forgets
 	// every held cursor.
-	heldConvs   map[domain.ConversationID]heldConv
-	heldCursors map[cursorKey]cursor
+	heldConvs   *memo[heldConv]
+	heldCursors *memo[cursor]
 }
 
-// heldConv is a conversation's state, or that the store has none.
+// heldConv is a conversation's state as the store holds it (its time in
+// milliseconds), or that the store has none.
 type heldConv struct {
-	s     convState
-	found bool
+	latest domain.MsgID
+	ms     int64
+	count  int64
+	found  bool
 }
 
-// maxHeld bounds heldConvs and heldCursors (about 100 and 130 bytes an
-// entry): past it, one is emptied, which costs only the reads it would
-// have saved; about 7 MiB for both at most.
+func holding(s convState, found bool) heldConv {
+	return heldConv{latest: s.Latest, ms: s.Time.UnixMilli(), count: s.Count, found: found}
+}
+
+// state is the state held; the zero state when the store has none.
+func (h heldConv) state() convState {
+	if !h.found {
+		return convState{}
+	}
+	return convState{Latest: h.latest, Time: time.UnixMilli(h.ms), Count: h.count}
+}
+
+// maxHeld bounds each generation of heldConvs and heldCursors (about 70
+// bytes an entry with its key): past it, the older one is dropped, which
+// costs only the reads it would have saved; about 9 MiB for both at most.
 const maxHeld = 1 << 15
 
 var _ Index = (*Pebble)(nil)
@@ -78,7 +93,7 @@ var _ Index = (*Pebble)(nil)
 // the projection's progress is kept.
 func NewPebble(db *pebble.DB, progressName string) *Pebble {
 	return &Pebble{db: db, marks: progress.NewPebbleMarks(db, progressName), states: pebblekv.NewFilter("cl/", 0),
-		heldConvs: map[domain.ConversationID]heldConv{}, heldCursors: map[cursorKey]cursor{}}
+		heldConvs: newMemo[heldConv](maxHeld), heldCursors: newMemo[cursor](maxHeld)}
 }
 
 // LoadFilter reads the conversations the index holds into memory (1.5
@@ -213,13 +228,13 @@ func (b *pebbleBacking) get(key []byte) ([]byte, bool, error) {
 
 func (b *pebbleBacking) conv(c domain.ConversationID) (convState, bool, error) {
 	if h, ok := b.p.heldConv(c); ok {
-		return h.s, h.found, nil
+		return h.state(), h.found, nil
 	}
 	s, ok, err := b.p.readConv(c, b.get)
 	if err != nil {
 		return convState{}, false, err
 	}
-	b.p.holdConv(c, heldConv{s, ok})
+	b.p.holdConv(c, holding(s, ok))
 	return s, ok, nil
 }
 
@@ -261,29 +276,27 @@ func (b *pebbleBacking) cursor(c domain.ConversationID, a domain.AccountID) (cur
 func (p *Pebble) heldConv(c domain.ConversationID) (heldConv, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	h, ok := p.heldConvs[c]
-	return h, ok
+	return p.heldConvs.get(c.String(), "")
 }
 
 func (p *Pebble) heldCursor(k cursorKey) (cursor, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	s, ok := p.heldCursors[k]
-	return s, ok
+	return p.heldCursors.get(k.c.String(), string(k.a))
 }
 
 // holdConv keeps c's state h, as the store holds it now.
 func (p *Pebble) holdConv(c domain.ConversationID, h heldConv) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.holdConvLocked(c, h)
+	p.heldConvs.put(c.String(), "", h)
 }
 
 // holdCursor keeps cursor s of k, as the store holds it now.
 func (p *Pebble) holdCursor(k cursorKey, s cursor) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.holdCursorLocked(k, s)
+	p.heldCursors.put(k.c.String(), string(k.a), s)
 }
 
 // hold keeps what t wrote, once it is committed.
@@ -291,25 +304,11 @@ func (p *Pebble) hold(t *tally) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, c := range t.dirtyConvs {
-		p.holdConvLocked(c, heldConv{*t.convs[c], true})
+		p.heldConvs.put(c.String(), "", holding(*t.convs[c], true))
 	}
 	for _, k := range t.dirtyCursors {
-		p.holdCursorLocked(k, *t.cursors[k])
+		p.heldCursors.put(k.c.String(), string(k.a), *t.cursors[k])
 	}
-}
-
-func (p *Pebble) holdConvLocked(c domain.ConversationID, h heldConv) {
-	if _, ok := p.heldConvs[c]; !ok && len(p.heldConvs) >= maxHeld {
-		clear(p.heldConvs)
-	}
-	p.heldConvs[c] = h
-}
-
-func (p *Pebble) holdCursorLocked(k cursorKey, s cursor) {
-	if _, ok := p.heldCursors[k]; !ok && len(p.heldCursors) >= maxHeld {
-		clear(p.heldCursors)
-	}
-	p.heldCursors[k] = s
 }
 
 // forget drops what is held of cs and ks: a batch that wrote them failed,
@@ -318,10 +317,10 @@ func (p *Pebble) forget(cs []domain.ConversationID, ks []cursorKey) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, c := range cs {
-		delete(p.heldConvs, c)
+		p.heldConvs.drop(c.String(), "")
 	}
 	for _, k := range ks {
-		delete(p.heldCursors, k)
+		p.heldCursors.drop(k.c.String(), string(k.a))
 	}
 }
 
@@ -516,13 +515,13 @@ func (p *Pebble) Apply(ctx context.Context, r projections.Record) error {
 // reader's own specs may call it.
 func (p *Pebble) LatestPrimed(_ context.Context, c domain.ConversationID) (domain.MsgID, bool, error) {
 	if h, ok := p.heldConv(c); ok {
-		return h.s.Latest, h.found, nil
+		return h.latest, h.found, nil
 	}
 	st, ok, err := p.readConv(c, p.dbGet)
 	if err != nil {
 		return 0, false, err
 	}
-	p.holdConv(c, heldConv{st, ok})
+	p.holdConv(c, holding(st, ok))
 	return st.Latest, ok, nil
 }
 
@@ -631,7 +630,7 @@ func (p *Pebble) erase(_ context.Context, a domain.AccountID, in func(domain.Con
 	// forgotten either way.
 	defer func() {
 		p.mu.Lock()
-		clear(p.heldCursors)
+		p.heldCursors.reset()
 		p.mu.Unlock()
 	}()
 	return p.marks.Commit(b, pos.Partition, pos.Offset+1)

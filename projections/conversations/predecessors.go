@@ -20,12 +20,10 @@ const PredecessorsName = "parley.projection.predecessors"
 // the state before the batch.
 type Predecessors struct {
 	latest func(ctx context.Context, c domain.ConversationID) (domain.MsgID, bool, error)
-	max    int
 
 	mu sync.Mutex
-	// Two generations of the conversations seen last and their latest
-	// msgid: when cur is full it becomes old, and old is dropped.
-	cur, old map[domain.ConversationID]domain.MsgID
+	// seen is the latest msgid of the conversations seen last.
+	seen *memo[domain.MsgID]
 	// batch is, per partition, the answers for the batch being applied:
 	// the message (by conversation and msgid) and the one before it.
 	batch map[int32]map[convMsg]answer
@@ -46,8 +44,7 @@ type convMsg struct {
 // LatestOf) about conversations they do not remember, and remember up to
 // about 2×max of them.
 func NewPredecessors(latest func(ctx context.Context, c domain.ConversationID) (domain.MsgID, bool, error), max int) *Predecessors {
-	return &Predecessors{latest: latest, max: max, cur: map[domain.ConversationID]domain.MsgID{},
-		old: map[domain.ConversationID]domain.MsgID{}, batch: map[int32]map[convMsg]answer{}}
+	return &Predecessors{latest: latest, seen: newMemo[domain.MsgID](max), batch: map[int32]map[convMsg]answer{}}
 }
 
 // ApplyBatch implements projections.Batcher: it works out each message's
@@ -145,10 +142,7 @@ func (p *Predecessors) Before(ctx context.Context, r projections.Record, c domai
 // remembered is c's latest msgid as far as the reader has passed.
 func (p *Predecessors) remembered(ctx context.Context, c domain.ConversationID) (domain.MsgID, bool, error) {
 	p.mu.Lock()
-	id, ok := p.cur[c]
-	if !ok {
-		id, ok = p.old[c]
-	}
+	id, ok := p.seen.get(c.String(), "")
 	p.mu.Unlock()
 	if ok {
 		return id, true, nil
@@ -159,8 +153,5 @@ func (p *Predecessors) remembered(ctx context.Context, c domain.ConversationID) 
 func (p *Predecessors) remember(c domain.ConversationID, id domain.MsgID) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if _, ok := p.cur[c]; !ok && len(p.cur) >= p.max {
-		p.old, p.cur = p.cur, make(map[domain.ConversationID]domain.MsgID, p.max)
-	}
-	p.cur[c] = id
+	p.seen.put(c.String(), "", id)
 }
