@@ -41,7 +41,11 @@ type memoSlot[V any] struct {
 func newMemo[V any](max int) *memo[V] {
 	seed := maphash.MakeSeed()
 	return &memo[V]{max: max, hash: func(a, b string) uint64 {
-		return maphash.String(seed, a) ^ maphash.String(seed, b)*0x9e3779b97f4a7c15
+		h := maphash.String(seed, a)
+		if b != "" {
+			h ^= maphash.String(seed, b) * 0x9e3779b97f4a7c15
+		}
+		return h
 	}}
 }
 
