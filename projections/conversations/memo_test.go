@@ -3,8 +3,9 @@ package conversations
 import (
 	"fmt"
 	"runtime"
-	"runtime/metrics"
 	"testing"
+
+	"github.com/parley-chat/parley/projections/internal/heapscan"
 )
 
 // collide makes every key of m hash alike.
@@ -103,18 +104,12 @@ func TestMemoHoldsNoPointersPerEntry(t *testing.T) {
 	for i := range keys {
 		keys[i] = fmt.Sprintf("d:account-%06d:account-%06d", i, i+1)
 	}
-	scannable := func() int64 {
-		runtime.GC()
-		s := []metrics.Sample{{Name: "/gc/scan/heap:bytes"}}
-		metrics.Read(s)
-		return int64(s[0].Value.Uint64())
-	}
-	before := scannable()
+	before := heapscan.Bytes()
 	m := newMemo[cursor](n)
 	for i, k := range keys {
 		m.put(k, "account", cursor{ReadSeq: int64(i)})
 	}
-	after := scannable()
+	after := heapscan.Bytes()
 	runtime.KeepAlive(keys)
 	if v, ok := m.get(keys[n/2], "account"); !ok || v.ReadSeq != n/2 {
 		t.Fatalf("get = %+v, %v", v, ok)
