@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/parley-chat/parley/domain"
+	"github.com/parley-chat/parley/projections/internal/heapscan"
 	"github.com/parley-chat/parley/transport/wire"
 )
 
@@ -206,5 +207,75 @@ func TestMemoryKeepsAMessageAsOneObject(t *testing.T) {
 	runtime.KeepAlive(c)
 	if per := float64(after.HeapObjects-before.HeapObjects) / (convs * each); per > 1.5 {
 		t.Errorf("%.2f objects of the heap a message kept, want at most 1.5 (one, and the conversations' own)", per)
+	}
+}
+
+// Messages and encodings handed out stay what they were while their
+// conversation changes under them — edit after edit, messages forgotten —
+// however often its buffer is copied to drop the bytes no message uses.
+func TestMemoryHandsOutWhatStays(t *testing.T) {
+	ctx := context.Background()
+	clk := &clock{now: t0}
+	c := newMemory(clk).KeepEncoded(wire.EncodeMessage)
+	for id := domain.MsgID(1); id <= 20; id++ {
+		_ = c.Add(ctx, msgAt(ab, id, t0), 0)
+	}
+	type handed struct {
+		msgs  []domain.Message
+		encs  [][]byte
+		clone []string
+	}
+	var out []handed
+	hand := func() {
+		msgs, encs, _, _, err := c.AfterEncoded(ctx, ab, coveredAfter(c, ab), 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := handed{msgs: msgs, encs: encs}
+		for i, m := range msgs {
+			h.clone = append(h.clone, strings.Clone(fmt.Sprintf("%s|%s|%s|%s|%s|%s", m.ClientMsgID, m.Sender.Account, m.Sender.Device, m.Kind, m.Body, encs[i])))
+		}
+		out = append(out, h)
+	}
+	hand()
+	for round := range 12 {
+		for id := domain.MsgID(1); id <= 20; id++ {
+			_ = c.Amend(ctx, domain.Amendment{Conversation: ab, MsgID: id, By: domain.Sender{Account: "alice", Device: "phone"},
+				Body: strings.Repeat(fmt.Sprint(round), int(id)), At: t0, Revision: domain.MsgID(100 + round*20 + int(id))})
+		}
+		if round%4 == 3 {
+			_, _ = c.Forget(ctx, ab, domain.MsgID(round/4*5))
+		}
+		checkEncoded(t, c, ab)
+		hand()
+	}
+	for n, h := range out {
+		for i, m := range h.msgs {
+			if got := fmt.Sprintf("%s|%s|%s|%s|%s|%s", m.ClientMsgID, m.Sender.Account, m.Sender.Device, m.Kind, m.Body, h.encs[i]); got != h.clone[i] {
+				t.Fatalf("hand-out %d, message %d changed from %q to %q", n, i, h.clone[i], got)
+			}
+		}
+	}
+	if e := c.convs[ab]; e.dead > len(e.buf)/2 {
+		t.Fatalf("%d of the buffer's %d bytes are dead", e.dead, len(e.buf))
+	}
+}
+
+// TestMemoryScansNoMessage: what a collection scans of the cache grows
+// with its conversations, not with the messages they keep.
+func TestMemoryScansNoMessage(t *testing.T) {
+	c := newMemory(&clock{now: t0}).KeepEncoded(wire.EncodeMessage)
+	const convs, each = 20, 250
+	before := heapscan.Bytes()
+	for i := range convs * each {
+		m := msgAt(domain.DirectConversation(domain.AccountID(fmt.Sprint("a", i%convs)), "z"), domain.MsgID(1<<48+i), t0)
+		if err := c.Add(context.Background(), m, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	after := heapscan.Bytes()
+	runtime.KeepAlive(c)
+	if per := float64(after-before) / (convs * each); per > 8 {
+		t.Fatalf("%.1f bytes to scan a message kept; want at most 8 (a conversation's, shared)", per)
 	}
 }

@@ -2,6 +2,7 @@ package cache
 
 import (
 	"context"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -32,55 +33,103 @@ type Memory struct {
 	bytes int64
 }
 
+// entry is a conversation's cached messages, laid out for the collector:
+// the records (msgs) hold no pointer, and the messages' data is one
+// buffer (buf), so a conversation is three objects to mark however many
+// messages it keeps, none of them to scan but the entry, where a
+// domain.Message and its encoding are seven or so. A single node's cache
+// holds tens of thousands of messages, and every collection marks them
+// all while the sends it slows wait (docs/benchmarks.md, "what the tail
+// is made of").
+//
+// Nothing below len(buf) is ever written: the strings that message hands
+// out point into buf, as do the encodings AfterEncoded hands out, and
+// they stay what they were. A message's data is appended (an amended
+// message's too); the bytes of messages dropped or replaced are dead
+// until the live ones are copied to a new buffer (compact).
 type entry struct {
 	coveredAfter domain.MsgID
 	msgs         []held // msgid order, all newer than the retention
+	buf          []byte
+	dead         int // bytes of buf no message in msgs uses
 	bytes        int64
 	used         atomic.Int64 // Unix nanoseconds of the last Add or After
 }
 
-// held is a cached message laid out for the collector: one object to mark
-// (data) and no other pointer to follow, where a domain.Message and its
-// encoding are seven or so. A single node's cache holds tens of thousands
-// of messages, and every collection marks them all while the sends it
-// slows wait (docs/benchmarks.md, "what the tail is made of"). data holds
-// the encoding, then the client message id, the sender's account and
-// device, the kind and the body; it is never written after it is made, so
-// the strings that message hands out may point into it, and a slice of
-// the encoding handed out by AfterEncoded stays what it was.
+// held is a cached message: its data, buf[off:off+n] of its entry, is the
+// encoding, then the client message id, the sender's account and device,
+// the kind and the body.
 type held struct {
-	data       []byte
+	off, n     int
 	id         uuid.UUID
 	msgID      domain.MsgID
 	revision   domain.MsgID
 	serverTime int64 // Unix nanoseconds
 	editedAt   int64 // Unix nanoseconds, when edited
-	// The lengths of data's parts; the body is the rest.
+	// The lengths of the data's parts; the body is the rest.
 	enc, client, account, device, kind uint32
 	edited, deleted                    bool
 }
 
-// pack lays m and its encoding (nil when the cache keeps none) out as held.
+// pack is m (with its encoding enc, nil when the cache keeps none) as
+// held, its data not placed yet (see place).
 func pack(m *domain.Message, enc []byte) held {
 	h := held{id: m.ID, msgID: m.MsgID, revision: m.Revision, serverTime: m.ServerTime.UnixNano(), deleted: m.Deleted,
 		enc: uint32(len(enc)), client: uint32(len(m.ClientMsgID)), account: uint32(len(m.Sender.Account)),
 		device: uint32(len(m.Sender.Device)), kind: uint32(len(m.Kind))}
+	h.n = len(enc) + len(m.ClientMsgID) + len(m.Sender.Account) + len(m.Sender.Device) + len(m.Kind) + len(m.Body)
 	if !m.EditedAt.IsZero() {
 		h.edited, h.editedAt = true, m.EditedAt.UnixNano()
 	}
-	data := make([]byte, 0, len(enc)+len(m.ClientMsgID)+len(m.Sender.Account)+len(m.Sender.Device)+len(m.Kind)+len(m.Body))
-	data = append(data, enc...)
-	data = append(data, m.ClientMsgID...)
-	data = append(data, m.Sender.Account...)
-	data = append(data, m.Sender.Device...)
-	data = append(data, m.Kind...)
-	h.data = append(data, m.Body...)
 	return h
 }
 
-// message is the message h holds, in conversation conv.
-func (h *held) message(conv domain.ConversationID) domain.Message {
-	rest := h.data[h.enc:]
+// place appends the data of h, packed from m and enc, to e's buffer.
+func (e *entry) place(h *held, m *domain.Message, enc []byte) {
+	h.off = len(e.buf)
+	e.buf = slices.Grow(e.buf, h.n) // a new conversation's buffer is its message's size
+	e.buf = append(e.buf, enc...)
+	e.buf = append(e.buf, m.ClientMsgID...)
+	e.buf = append(e.buf, m.Sender.Account...)
+	e.buf = append(e.buf, m.Sender.Device...)
+	e.buf = append(e.buf, m.Kind...)
+	e.buf = append(e.buf, m.Body...)
+}
+
+// drop counts the data of e.msgs[from:to] as dead: they are leaving msgs.
+func (e *entry) drop(from, to int) {
+	for i := range e.msgs[from:to] {
+		e.dead += e.msgs[from+i].n
+	}
+}
+
+// compact copies the live data to a new buffer when more than half of
+// the buffer is dead. The old one is left as it is, for what points
+// into it.
+func (e *entry) compact() {
+	switch {
+	case len(e.msgs) == 0:
+		e.buf, e.dead = nil, 0
+	case e.dead > len(e.buf)/2:
+		buf := make([]byte, 0, len(e.buf)-e.dead)
+		for i := range e.msgs {
+			h := &e.msgs[i]
+			off := len(buf)
+			buf = append(buf, e.data(h)...)
+			h.off = off
+		}
+		e.buf, e.dead = buf, 0
+	}
+}
+
+// data is h's data.
+func (e *entry) data(h *held) []byte {
+	return e.buf[h.off : h.off+h.n : h.off+h.n]
+}
+
+// message is the message h, one of e's, holds, in conversation conv.
+func (e *entry) message(h *held, conv domain.ConversationID) domain.Message {
+	rest := e.data(h)[h.enc:]
 	text := func(n uint32) string {
 		if n == 0 {
 			return "" // no pointer past the buffer's end
@@ -103,18 +152,18 @@ func (h *held) message(conv domain.ConversationID) domain.Message {
 }
 
 // encoded is h's encoding, nil when the cache keeps none.
-func (h *held) encoded() []byte {
+func (e *entry) encoded(h *held) []byte {
 	if h.enc == 0 {
 		return nil
 	}
-	return h.data[:h.enc:h.enc]
+	return e.data(h)[:h.enc:h.enc]
 }
 
 // sizeOf estimates what a cached message costs in memory, its encoding
 // included (as it did when a message was kept as a domain.Message: the
 // bound --cache-bytes means the same).
 func sizeOf(h *held) int64 {
-	return int64(320 + len(h.data))
+	return int64(320 + h.n)
 }
 
 // NewMemory returns an empty cache keeping messages for retention, with no
@@ -176,8 +225,10 @@ func (c *Memory) Bytes() int64 {
 func (c *Memory) Add(_ context.Context, m domain.Message, floor domain.MsgID) error {
 	cutoff := c.now().Add(-c.retention)
 	var h held
+	var enc []byte
 	if !m.ServerTime.Before(cutoff) {
-		h = pack(&m, c.encoded(&m)) // outside the lock, which sync readers wait for
+		enc = c.encoded(&m) // outside the lock, which sync readers wait for
+		h = pack(&m, enc)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -204,6 +255,7 @@ func (c *Memory) Add(_ context.Context, m domain.Message, floor domain.MsgID) er
 	if i < len(e.msgs) && e.msgs[i].msgID == m.MsgID {
 		return nil
 	}
+	e.place(&h, &m, enc)
 	e.msgs = append(e.msgs, held{})
 	copy(e.msgs[i+1:], e.msgs[i:])
 	e.msgs[i] = h
@@ -244,7 +296,9 @@ func (e *entry) trimThrough(id domain.MsgID) {
 	for j := range e.msgs[:i] {
 		e.bytes -= sizeOf(&e.msgs[j])
 	}
+	e.drop(0, i)
 	e.msgs = append(e.msgs[:0:0], e.msgs[i:]...)
+	e.compact()
 	if id > e.coveredAfter {
 		e.coveredAfter = id
 	}
@@ -303,14 +357,14 @@ func (c *Memory) after(conv domain.ConversationID, after domain.MsgID, limit int
 	}
 	msgs := make([]domain.Message, len(rest))
 	for i := range rest {
-		msgs[i] = rest[i].message(conv)
+		msgs[i] = e.message(&rest[i], conv)
 	}
 	if !withEncoded {
 		return msgs, nil, more, true
 	}
 	encs := make([][]byte, len(rest))
 	for i := range rest {
-		if encs[i] = rest[i].encoded(); encs[i] == nil {
+		if encs[i] = e.encoded(&rest[i]); encs[i] == nil {
 			return msgs, nil, more, true // not kept (cannot happen once KeepEncoded is set before use)
 		}
 	}
@@ -357,15 +411,12 @@ func (c *Memory) Amend(_ context.Context, a domain.Amendment) error {
 	if i == len(e.msgs) || e.msgs[i].msgID != a.MsgID {
 		return nil
 	}
-	m, ok := a.Apply(e.msgs[i].message(a.Conversation))
+	m, ok := a.Apply(e.message(&e.msgs[i], a.Conversation))
 	if !ok {
 		return nil
 	}
-	h := pack(&m, c.encoded(&m))
-	delta := sizeOf(&h) - sizeOf(&e.msgs[i])
-	e.msgs[i] = h
-	e.bytes += delta
-	c.bytes += delta
+	e.replace(i, &m, c.encoded(&m), &c.bytes)
+	e.compact()
 	c.evictLocked(e)
 	return nil
 }
@@ -379,16 +430,25 @@ func (c *Memory) Erase(_ context.Context, er domain.Erasure, in func(domain.Conv
 			continue
 		}
 		for i := range e.msgs {
-			m, ok := er.Apply(e.msgs[i].message(conv))
+			m, ok := er.Apply(e.message(&e.msgs[i], conv))
 			if !ok {
 				continue
 			}
-			h := pack(&m, c.encoded(&m))
-			delta := sizeOf(&h) - sizeOf(&e.msgs[i])
-			e.msgs[i] = h
-			e.bytes += delta
-			c.bytes += delta
+			e.replace(i, &m, c.encoded(&m), &c.bytes)
 		}
+		e.compact()
 	}
 	return nil
+}
+
+// replace makes m, encoded as enc, the message e.msgs[i] holds, and adds
+// the change in size to e's and *total.
+func (e *entry) replace(i int, m *domain.Message, enc []byte, total *int64) {
+	h := pack(m, enc)
+	e.place(&h, m, enc)
+	e.drop(i, i+1)
+	delta := sizeOf(&h) - sizeOf(&e.msgs[i])
+	e.msgs[i] = h
+	e.bytes += delta
+	*total += delta
 }
