@@ -687,8 +687,8 @@ func (g *Gateway) add(s *session) {
 // route table. A live connection of the same uniqueId refuses it (unless
 // the replace policy is on); a dead one (silent past the heartbeat, or on a
 // dead instance) is taken over.
-func (g *Gateway) register(ctx context.Context, s *session, now time.Time) (replaced *session, err error) {
-	if replaced, err = g.registerLocal(s, now); err != nil {
+func (g *Gateway) register(ctx context.Context, s *session, id auth.Identity, now time.Time) (replaced *session, err error) {
+	if replaced, err = g.registerLocal(s, id, now); err != nil {
 		return nil, err
 	}
 	// A route held by another instance whose liveness has not lapsed is
@@ -715,13 +715,37 @@ func (g *Gateway) register(ctx context.Context, s *session, now time.Time) (repl
 	if prev != "" && prev != g.cfg.Instance && g.cfg.Kicker != nil {
 		g.cfg.Kicker.Kick(prev, s.uid)
 	}
+	g.mu.Lock()
+	gone, taken := s.removed, g.byUID[s.uid] != nil
+	g.mu.Unlock()
+	if gone {
+		// The connection closed during the claim: its removal may have
+		// released the route before this claim took it. Release it,
+		// unless a new connection of the device holds it here.
+		if !taken {
+			if err := g.cfg.Routes.Release(ctx, s.uid, g.cfg.Instance); err != nil {
+				g.log.Warn("cannot release a route; it expires by its TTL", "uid", s.uid, "err", err)
+			}
+		}
+		return nil, errClosedDuringHello
+	}
 	s.routed.Store(true)
 	return replaced, nil
 }
 
-func (g *Gateway) registerLocal(s *session, now time.Time) (replaced *session, err error) {
+// errClosedDuringHello: the connection closed while its hello registered it.
+var errClosedDuringHello = errors.New("the connection closed during its hello")
+
+// registerLocal makes s, identified as id, the device's connection here,
+// unless s was removed (closed) already.
+func (g *Gateway) registerLocal(s *session, id auth.Identity, now time.Time) (replaced *session, err error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if s.removed {
+		return nil, errClosedDuringHello
+	}
+	s.account, s.device = id.Account, id.Device
+	s.uid = domain.NewUniqueID(id.Account, id.Device)
 	if old := g.byUID[s.uid]; old != nil && old != s {
 		if old.alive(now) && !g.cfg.ReplaceLogin {
 			return nil, errDuplicateLogin
@@ -742,6 +766,7 @@ var errDuplicateLogin = errors.New("duplicate login")
 // cluster if it still held it here.
 func (g *Gateway) remove(s *session) {
 	g.mu.Lock()
+	s.removed = true
 	delete(g.all, s)
 	held := g.unrouteLocked(s)
 	g.mu.Unlock()

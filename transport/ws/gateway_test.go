@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -303,5 +304,65 @@ func TestFailureTextIsFixed(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), "pq") || strings.Contains(err.Error(), "password") {
 		t.Fatalf("the cause leaked to the client: %v", err)
+	}
+}
+
+// claimGate holds the first claim of a route until told to go on.
+type claimGate struct {
+	*fakeRoutes
+	held                       atomic.Bool
+	claiming, proceed, claimed chan struct{}
+}
+
+func (r *claimGate) Claim(ctx context.Context, uid domain.UniqueID, instance string, force bool) (string, error) {
+	if r.held.CompareAndSwap(false, true) {
+		r.claiming <- struct{}{}
+		<-r.proceed
+		defer close(r.claimed)
+	}
+	return r.fakeRoutes.Claim(ctx, uid, instance, force)
+}
+
+// A connection that closes while its hello claims the device's route
+// leaves no route behind: its removal ran before the claim took it, and
+// the hello gives it back. The device connects again at once.
+func TestCloseDuringHelloLeavesNoRoute(t *testing.T) {
+	routes := &claimGate{fakeRoutes: &fakeRoutes{routes: map[domain.UniqueID]string{}},
+		claiming: make(chan struct{}), proceed: make(chan struct{}), claimed: make(chan struct{})}
+	g := newGateway(t, &fakeService{}, func(c *ws.Config) { c.Routes = routes })
+	tok, err := g.tokens.Mint("alice", "phone", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.Connect(t.Context(), client.Config{URL: g.url(), Token: tok, PingInterval: -1, RequestTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _, _ = c.Hello(context.Background()) }()
+	select {
+	case <-routes.claiming:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the hello never claimed the route")
+	}
+	c.Drop()
+	waitFor(t, func() bool { return len(g.gw.OnlineUIDs()) == 0 }, "the closed connection to be removed")
+	close(routes.proceed)
+	<-routes.claimed
+	waitFor(t, func() bool {
+		routes.mu.Lock()
+		defer routes.mu.Unlock()
+		return len(routes.routes) == 0
+	}, "the route claimed after the close to be released")
+	g.dial("alice", "phone")
+}
+
+func waitFor(t *testing.T, cond func() bool, what string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited 5s for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

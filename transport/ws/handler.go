@@ -215,12 +215,12 @@ func (h *handler) welcome(ctx context.Context, s *session, req wire.Request, now
 		s.closeWith(wire.CloseUnauthorized, string(code), false)
 		return false
 	}
-	s.account, s.device = id.Account, id.Device
-	s.uid = domain.NewUniqueID(id.Account, id.Device)
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	replaced, err := h.g.register(ctx, s, now)
+	replaced, err := h.g.register(ctx, s, id, now)
 	switch {
+	case errors.Is(err, errClosedDuringHello):
+		return false // nobody to answer
 	case errors.Is(err, errDuplicateLogin):
 		s.fail(req.ID, wire.CodeDuplicateLogin, "this device is already connected")
 		s.closeWith(wire.CloseDuplicateLogin, string(wire.CodeDuplicateLogin), false)

@@ -33,9 +33,14 @@ type session struct {
 	// greetPending, greetDone). The worker says hello; the read goroutine
 	// only reads the state, to route the frames that follow.
 	greeting atomic.Int32
-	account  domain.AccountID
-	device   domain.DeviceID
-	uid      domain.UniqueID
+	// account, device and uid are written once, by the hello's
+	// registration, under the gateway's lock, and only if the connection
+	// was not removed first (removed, guarded by the same lock): what
+	// removes it reads them under that lock.
+	account domain.AccountID
+	device  domain.DeviceID
+	uid     domain.UniqueID
+	removed bool
 	// tokenExpires is the expiry of the token of the hello or last renew.
 	tokenExpires time.Time
 
