@@ -698,7 +698,8 @@ func (g *Gateway) register(ctx context.Context, s *session, id auth.Identity, no
 	// So a device never has two live connections; after a crash, its
 	// route is free once the liveness lapses (routes.AliveTTL).
 	prev, err := g.cfg.Routes.Claim(ctx, s.uid, g.cfg.Instance, g.cfg.ReplaceLogin)
-	if err != nil {
+	gone := g.releaseIfRemoved(s)
+	if err != nil || gone {
 		g.mu.Lock()
 		g.unrouteLocked(s)
 		g.mu.Unlock()
@@ -707,7 +708,10 @@ func (g *Gateway) register(ctx context.Context, s *session, id auth.Identity, no
 			// open unrouted, missing pushes. Close it so it resyncs.
 			replaced.closeWith(wire.CloseReplaced, wire.ReasonReplaced, true)
 		}
-		if errors.Is(err, domain.ErrConnectedElsewhere) {
+		switch {
+		case gone:
+			return nil, errClosedDuringHello
+		case errors.Is(err, domain.ErrConnectedElsewhere):
 			return nil, errDuplicateLogin
 		}
 		return nil, fmt.Errorf("%w: %v", api.ErrUnavailable, err)
@@ -715,22 +719,23 @@ func (g *Gateway) register(ctx context.Context, s *session, id auth.Identity, no
 	if prev != "" && prev != g.cfg.Instance && g.cfg.Kicker != nil {
 		g.cfg.Kicker.Kick(prev, s.uid)
 	}
-	g.mu.Lock()
-	gone, taken := s.removed, g.byUID[s.uid] != nil
-	g.mu.Unlock()
-	if gone {
-		// The connection closed during the claim: its removal may have
-		// released the route before this claim took it. Release it,
-		// unless a new connection of the device holds it here.
-		if !taken {
-			if err := g.cfg.Routes.Release(ctx, s.uid, g.cfg.Instance); err != nil {
-				g.log.Warn("cannot release a route; it expires by its TTL", "uid", s.uid, "err", err)
-			}
-		}
-		return nil, errClosedDuringHello
-	}
 	s.routed.Store(true)
 	return replaced, nil
+}
+
+// releaseIfRemoved reports whether s was removed (closed) while its
+// hello claimed its route. Its removal may then have released the route
+// before the claim took it (or the claim may have landed and failed on
+// the closed connection's cancelled context): the route is released
+// again, unless another connection of the device holds it here now.
+func (g *Gateway) releaseIfRemoved(s *session) bool {
+	g.mu.RLock()
+	gone, taken := s.removed, g.byUID[s.uid] != nil
+	g.mu.RUnlock()
+	if gone && !taken && !g.isAborted() {
+		g.releaseRoute(s.uid)
+	}
+	return gone
 }
 
 // errClosedDuringHello: the connection closed while its hello registered it.
@@ -772,11 +777,17 @@ func (g *Gateway) remove(s *session) {
 	g.mu.Unlock()
 	g.presence.drop(s)
 	if held && !g.isAborted() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		if err := g.cfg.Routes.Release(ctx, s.uid, g.cfg.Instance); err != nil {
-			g.log.Warn("cannot release a route; it expires by its TTL", "uid", s.uid, "err", err)
-		}
+		g.releaseRoute(s.uid)
+	}
+}
+
+// releaseRoute gives back uid's route in the cluster if this instance
+// holds it. It has a context of its own: the connection's is gone.
+func (g *Gateway) releaseRoute(uid domain.UniqueID) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := g.cfg.Routes.Release(ctx, uid, g.cfg.Instance); err != nil {
+		g.log.Warn("cannot release a route; it expires by its TTL", "uid", uid, "err", err)
 	}
 }
 

@@ -323,6 +323,14 @@ func (r *claimGate) Claim(ctx context.Context, uid domain.UniqueID, instance str
 	return r.fakeRoutes.Claim(ctx, uid, instance, force)
 }
 
+// Release fails on a context that is done, as a store over the network does.
+func (r *claimGate) Release(ctx context.Context, uid domain.UniqueID, instance string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return r.fakeRoutes.Release(ctx, uid, instance)
+}
+
 // A connection that closes while its hello claims the device's route
 // leaves no route behind: its removal ran before the claim took it, and
 // the hello gives it back. The device connects again at once.
@@ -345,23 +353,24 @@ func TestCloseDuringHelloLeavesNoRoute(t *testing.T) {
 		t.Fatal("the hello never claimed the route")
 	}
 	c.Drop()
-	waitFor(t, func() bool { return len(g.gw.OnlineUIDs()) == 0 }, "the closed connection to be removed")
+	eventually(t, "the closed connection to be removed", func() bool { return len(g.gw.OnlineUIDs()) == 0 })
 	close(routes.proceed)
 	<-routes.claimed
-	waitFor(t, func() bool {
+	eventually(t, "the route claimed after the close to be released", func() bool {
 		routes.mu.Lock()
 		defer routes.mu.Unlock()
 		return len(routes.routes) == 0
-	}, "the route claimed after the close to be released")
+	})
 	g.dial("alice", "phone")
 }
 
-func waitFor(t *testing.T, cond func() bool, what string) {
+// eventually waits up to 5 s for cond, as the projections' tests do.
+func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("waited 5s for %s", what)
+			t.Fatalf("%s: not within 5s", what)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}

@@ -33,10 +33,10 @@ type session struct {
 	// greetPending, greetDone). The worker says hello; the read goroutine
 	// only reads the state, to route the frames that follow.
 	greeting atomic.Int32
-	// account, device and uid are written once, by the hello's
-	// registration, under the gateway's lock, and only if the connection
-	// was not removed first (removed, guarded by the same lock): what
-	// removes it reads them under that lock.
+	// account, device and uid are written by a hello's registration,
+	// under the gateway's lock, and only if the connection was not
+	// removed first (removed, guarded by the same lock): what removes it
+	// reads them under that lock.
 	account domain.AccountID
 	device  domain.DeviceID
 	uid     domain.UniqueID
