@@ -120,9 +120,3 @@ func (m *memo[V]) drop(a, b string) {
 func (m *memo[V]) reset() {
 	m.cur, m.old = memoGen[V]{}, memoGen[V]{}
 }
-
-// len is the number of entries held, those of the older generation that
-// the newer one replaced included.
-func (m *memo[V]) len() int {
-	return len(m.cur.slots) + len(m.old.slots)
-}

@@ -76,7 +76,7 @@ func TestMemoNeverAnswersWithAStaleValue(t *testing.T) {
 		t.Fatalf("get(c) = %d, %v; want 3", v, ok)
 	}
 	m.reset()
-	if n := m.len(); n != 0 {
+	if n := len(m.cur.slots) + len(m.old.slots); n != 0 {
 		t.Fatalf("len after reset = %d", n)
 	}
 }
