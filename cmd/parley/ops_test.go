@@ -98,6 +98,21 @@ func TestOperationsEndpoints(t *testing.T) {
 			t.Errorf("%s moved by %v, want %v", tc.series, d, tc.delta)
 		}
 	}
+	// Every request waited for its connection's worker (two hellos, four
+	// sends, a sync), and every frame written to a client was timed: the
+	// welcomes, acks, error, pushes and sync reply (the last may be timed
+	// just after the client has read it).
+	for _, tc := range []struct {
+		series string
+		least  float64
+	}{
+		{`parley_request_wait_seconds_count`, 7},
+		{`parley_write_wait_seconds_count`, 12},
+	} {
+		if d := metric(t, after, tc.series) - metric(t, before, tc.series); d < tc.least {
+			t.Errorf("%s moved by %v, want at least %v", tc.series, d, tc.least)
+		}
+	}
 	if metric(t, after, "parley_broker_index_bytes") <= 0 || !strings.Contains(after, "parley_broker_index_read_back_total ") {
 		t.Errorf("the embedded broker's index is not in /metrics: bytes %v", metric(t, after, "parley_broker_index_bytes"))
 	}

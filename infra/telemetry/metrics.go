@@ -20,6 +20,11 @@ type Metrics struct {
 	sendLatency prometheus.Histogram
 	syncs       *prometheus.CounterVec
 	pushLatency prometheus.Histogram
+	// requestWait and writeWait are the connection's queues' share of a
+	// client's latency: before a request is handled, after its reply or a
+	// push is queued.
+	requestWait prometheus.Histogram
+	writeWait   prometheus.Histogram
 	pushes      prometheus.Counter
 	disconnects *prometheus.CounterVec
 	skipped     *prometheus.CounterVec
@@ -50,6 +55,12 @@ func New() *Metrics {
 		pushLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "parley_push_seconds", Help: "Time from a message's acceptance to its push being queued on a device's connection.", Buckets: latencyBuckets,
 		}),
+		requestWait: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "parley_request_wait_seconds", Help: "Time from a request being read off a connection to its connection's worker starting on it.", Buckets: latencyBuckets,
+		}),
+		writeWait: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "parley_write_wait_seconds", Help: "Time from a frame (a reply, an ack or a push) being queued on a connection to its write to the socket finishing.", Buckets: latencyBuckets,
+		}),
 		pushes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "parley_pushes_total", Help: "Pushes queued on device connections.",
 		}),
@@ -75,7 +86,7 @@ func New() *Metrics {
 			Name: "parley_notify_webhook_retries_total", Help: "Notification webhook requests sent again, by reason: network, or the HTTP status (429, 5xx).",
 		}, []string{"reason"}),
 	}
-	m.reg.MustRegister(m.sends, m.sendLatency, m.syncs, m.pushLatency, m.pushes, m.disconnects, m.skipped, m.notified, m.retried,
+	m.reg.MustRegister(m.sends, m.sendLatency, m.syncs, m.pushLatency, m.requestWait, m.writeWait, m.pushes, m.disconnects, m.skipped, m.notified, m.retried,
 		m.retentionRemoved, m.retentionRuns, m.retentionLastRun,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -109,6 +120,12 @@ func (m *Metrics) Pushed(n int, accepted time.Time) {
 	m.pushes.Add(float64(n))
 	m.pushLatency.Observe(time.Since(accepted).Seconds())
 }
+
+// RequestStarted implements ws.Observer.
+func (m *Metrics) RequestStarted(d time.Duration) { m.requestWait.Observe(d.Seconds()) }
+
+// FrameWritten implements ws.Observer.
+func (m *Metrics) FrameWritten(d time.Duration) { m.writeWait.Observe(d.Seconds()) }
 
 // Closed implements ws.Observer.
 func (m *Metrics) Closed(reason string) { m.disconnects.WithLabelValues(reason).Inc() }

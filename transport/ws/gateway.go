@@ -117,18 +117,28 @@ type Config struct {
 	MaxPresenceWatches int
 }
 
-// Observer is told about pushes and server-side closes.
+// Observer is told about pushes, server-side closes, and how long
+// requests and frames wait on a connection: the parts of a client's
+// latency outside the API and the projections.
 type Observer interface {
 	// Pushed: a push accepted at accepted was queued on n connections.
 	Pushed(n int, accepted time.Time)
 	// Closed: the server closed a connection for reason.
 	Closed(reason string)
+	// RequestStarted: a request read off a connection waited d for the
+	// connection's worker to start handling it.
+	RequestStarted(d time.Duration)
+	// FrameWritten: a frame (a reply, an ack or a push) queued on a
+	// connection waited d until its write to the socket finished.
+	FrameWritten(d time.Duration)
 }
 
 type noObserver struct{}
 
-func (noObserver) Pushed(int, time.Time) {}
-func (noObserver) Closed(string)         {}
+func (noObserver) Pushed(int, time.Time)        {}
+func (noObserver) Closed(string)                {}
+func (noObserver) RequestStarted(time.Duration) {}
+func (noObserver) FrameWritten(time.Duration)   {}
 
 // TrustedHeaders configures the trusted gateway mode.
 type TrustedHeaders struct {

@@ -50,6 +50,9 @@ type outbox struct {
 	overflow func()
 	timeout  time.Duration
 	conn     net.Conn
+	// written is told how long each frame waited, from push to the end
+	// of its write.
+	written func(time.Duration)
 
 	mu sync.Mutex
 	// limit is the most bytes the queue may hold.
@@ -83,10 +86,18 @@ const deadlineSlack = time.Second
 type outFrame struct {
 	op      byte
 	payload []byte
+	at      time.Duration // when it was queued (monotonic)
 }
 
-func newOutbox(conn net.Conn, limit int64, budget *Budget, timeout time.Duration, overflow func()) *outbox {
-	return &outbox{budget: budget, overflow: overflow, timeout: timeout, conn: conn, limit: limit}
+// clockBase is the origin of monotonic(): a frame's queue time is a
+// number, not a time.Time, so a frame holds no pointer for it.
+var clockBase = time.Now()
+
+// monotonic is the time since clockBase, on the monotonic clock.
+func monotonic() time.Duration { return time.Since(clockBase) }
+
+func newOutbox(conn net.Conn, limit int64, budget *Budget, timeout time.Duration, overflow func(), written func(time.Duration)) *outbox {
+	return &outbox{budget: budget, overflow: overflow, timeout: timeout, conn: conn, limit: limit, written: written}
 }
 
 // setLimit changes the queue's limit (a connection gets a larger one once
@@ -119,7 +130,7 @@ func (o *outbox) push(op byte, payload []byte) bool {
 		return false
 	}
 	o.queued += n
-	o.frames = append(o.frames, outFrame{op: op, payload: payload})
+	o.frames = append(o.frames, outFrame{op: op, payload: payload, at: monotonic()})
 	start := !o.writing
 	o.writing = true
 	o.mu.Unlock()
@@ -248,6 +259,12 @@ func (o *outbox) flush() {
 		o.setDeadline()
 		_, err := sc.left.WriteTo(o.conn)
 		sc.left = nil
+		if err == nil {
+			now := monotonic()
+			for _, f := range batch {
+				o.written(now - f.at)
+			}
+		}
 		clear(batch)
 
 		o.mu.Lock()

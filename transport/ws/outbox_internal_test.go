@@ -38,7 +38,7 @@ func BenchmarkOutboxIdleWrite(b *testing.B) {
 	}
 	defer server.Close()
 	go func() { _, _ = io.Copy(io.Discard, client) }()
-	o := newOutbox(server, 1<<20, NewBudget(1<<30), 10*time.Second, func() { b.Error("overflow") })
+	o := newOutbox(server, 1<<20, NewBudget(1<<30), 10*time.Second, func() { b.Error("overflow") }, func(time.Duration) {})
 	frame := make([]byte, 200)
 	b.ReportAllocs()
 	for b.Loop() {
@@ -67,7 +67,7 @@ func TestOutboxStalledWriteFailsAfterTheTimeout(t *testing.T) {
 		case failed <- time.Now():
 		default:
 		}
-	})
+	}, func(time.Duration) {})
 	frame := make([]byte, 100)
 	read := make(chan error, 1)
 	go func() {
@@ -88,5 +88,38 @@ func TestOutboxStalledWriteFailsAfterTheTimeout(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the stalled write never failed")
+	}
+}
+
+// A frame's wait is told once its write has finished, and counts the time
+// the write was held up by a client that did not read: it is the part of
+// a client's latency the connection's queue adds.
+func TestOutboxTellsHowLongAFrameWaited(t *testing.T) {
+	server, client := net.Pipe()
+	defer client.Close()
+	waits := make(chan time.Duration, 2)
+	o := newOutbox(server, 1<<20, NewBudget(1<<30), 10*time.Second, func() { t.Error("overflow") },
+		func(d time.Duration) { waits <- d })
+	frame := make([]byte, 100)
+	const held = 100 * time.Millisecond
+	o.push(opText, frame)
+	o.push(opText, frame)
+	select {
+	case d := <-waits:
+		t.Fatalf("a wait of %v was told before the frame was read", d)
+	case <-time.After(held):
+	}
+	if _, err := io.ReadFull(client, make([]byte, 2*(2+len(frame)))); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		select {
+		case d := <-waits:
+			if d < held {
+				t.Errorf("a frame written after %v was told to have waited %v", held, d)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("no wait was told for a written frame")
+		}
 	}
 }

@@ -48,7 +48,7 @@ type session struct {
 	// runs them one at a time, in order, on a goroutine of its own while
 	// there are any.
 	queueMu sync.Mutex
-	queue   []wire.Request
+	queue   []queuedRequest
 	working bool
 	// cancelWork cancels the context of the worker's run under way, if
 	// one is: closing the connection makes the request it is waiting on
@@ -67,6 +67,12 @@ type session struct {
 	presence sessionPresence
 }
 
+// queuedRequest is a request read off the connection, and when.
+type queuedRequest struct {
+	req wire.Request
+	at  time.Duration // monotonic()
+}
+
 func newSession(g *Gateway, conn *gws.Conn, now time.Time) *session {
 	cfg := g.cfg
 	s := &session{g: g, conn: conn, connectedAt: now,
@@ -74,7 +80,7 @@ func newSession(g *Gateway, conn *gws.Conn, now time.Time) *session {
 	}
 	s.out = newOutbox(conn.NetConn(), int64(cfg.HelloQueueBytes), g.budget, cfg.WriteTimeout, func() {
 		s.closeWith(wire.CloseSlowConsumer, wire.ReasonSlowConsumer, true)
-	})
+	}, cfg.Observer.FrameWritten)
 	s.lastRead.Store(now.UnixNano())
 	return s
 }
@@ -193,7 +199,7 @@ func (s *session) enqueue(req wire.Request) bool {
 		s.queueMu.Unlock()
 		return false
 	}
-	s.queue = append(s.queue, req)
+	s.queue = append(s.queue, queuedRequest{req: req, at: monotonic()})
 	start := !s.working
 	s.working = true
 	s.queueMu.Unlock()
@@ -218,11 +224,12 @@ func (s *session) work(ctx context.Context, cancel context.CancelFunc) {
 			s.queueMu.Unlock()
 			return
 		}
-		req := s.queue[0]
-		s.queue[0] = wire.Request{}
+		q := s.queue[0]
+		s.queue[0] = queuedRequest{}
 		s.queue = s.queue[1:]
 		s.queueMu.Unlock()
-		s.g.handler.dispatch(ctx, s, req)
+		s.g.cfg.Observer.RequestStarted(monotonic() - q.at)
+		s.g.handler.dispatch(ctx, s, q.req)
 	}
 }
 
