@@ -162,9 +162,9 @@ func serverRSS(metricsURL string) float64 {
 	if metricsURL == "" {
 		return 0
 	}
-	_, rss, err := readProcessMetrics(context.Background(), metricsURL)
+	m, err := readProcessMetrics(context.Background(), metricsURL)
 	if err != nil {
 		return 0
 	}
-	return rss
+	return m.rss
 }

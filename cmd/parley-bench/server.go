@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/url"
 	"os"
@@ -19,6 +20,8 @@ import (
 // its Prometheus /metrics: process_cpu_seconds_total and
 // process_resident_memory_bytes, from the Go process collector. Only the
 // server's numbers are there; the generator, sharing the machine, is not.
+// It also reads the server's latency histograms (serverLatencies), so that
+// a report tells how much of a client's latency the server saw.
 
 // ServerStats is the server's CPU and resident memory over the measured
 // window. Numbers that could not be read are absent, with Error saying why.
@@ -48,6 +51,81 @@ type ServerStats struct {
 	// Absent where /proc/stat cannot be read, and with the rest when no
 	// read of /metrics succeeded.
 	MachineCPUPercent *float64 `json:"machineCpuPercent,omitempty"`
+	// Latency is the server's own account of parts of the clients'
+	// latency over the window, from its histograms (serverLatencies):
+	// requestWait, sendAccept, pushQueued and writeWait. What a client
+	// saw beyond their sum was spent in the network, the kernel and the
+	// client itself. Absent for a server without them.
+	Latency map[string]ServerLatency `json:"latencyMs,omitempty"`
+}
+
+// ServerLatency is one server histogram over the window, in milliseconds.
+// Quantiles are interpolated within the histogram's buckets, which double
+// from 0.5 ms: they are estimates, good to within a bucket.
+type ServerLatency struct {
+	Count int64   `json:"count"`
+	P50   float64 `json:"p50"`
+	P99   float64 `json:"p99"`
+}
+
+// serverLatencies are the server histograms the report reads, by the name
+// it gives them: a request waits for its connection's worker
+// (requestWait), a send is appended and acked (sendAccept), a message's
+// push is queued on each device's connection (pushQueued), and every
+// frame waits in its connection's queue until written (writeWait).
+var serverLatencies = map[string]string{
+	"parley_request_wait_seconds": "requestWait",
+	"parley_send_accept_seconds":  "sendAccept",
+	"parley_push_seconds":         "pushQueued",
+	"parley_write_wait_seconds":   "writeWait",
+}
+
+// bucket is a cumulative histogram bucket: count observations at most le
+// seconds.
+type bucket struct {
+	le    float64
+	count float64
+}
+
+// histogramDelta is the buckets of b minus those of a (a histogram read
+// at two moments), or nil when they do not line up.
+func histogramDelta(a, b []bucket) []bucket {
+	if len(a) == 0 || len(a) != len(b) {
+		return nil
+	}
+	out := make([]bucket, len(b))
+	for i := range b {
+		if a[i].le != b[i].le {
+			return nil
+		}
+		out[i] = bucket{le: b[i].le, count: b[i].count - a[i].count}
+	}
+	return out
+}
+
+// quantile estimates the q-quantile of cumulative buckets (the last one
+// +Inf), in seconds, by linear interpolation within the bucket it falls
+// in, as Prometheus' histogram_quantile does; past the last finite
+// bucket it is that bucket's bound.
+func quantile(bs []bucket, q float64) float64 {
+	if len(bs) == 0 || bs[len(bs)-1].count <= 0 {
+		return 0
+	}
+	want := q * bs[len(bs)-1].count
+	var lo, below float64
+	for _, b := range bs {
+		if b.count >= want {
+			if math.IsInf(b.le, 1) {
+				return lo
+			}
+			if b.count == below {
+				return b.le
+			}
+			return lo + (b.le-lo)*(want-below)/(b.count-below)
+		}
+		lo, below = b.le, b.count
+	}
+	return lo
 }
 
 // sample is one read of the server's /metrics, with the machine's CPU
@@ -56,7 +134,9 @@ type sample struct {
 	at  time.Time
 	cpu float64 // process_cpu_seconds_total
 	rss float64 // process_resident_memory_bytes
-	err error
+	// hists are the serverLatencies histograms, by metric name.
+	hists map[string][]bucket
+	err   error
 	// machine is the machine's CPU time, busy and in all (ok: read).
 	machine machineCPU
 }
@@ -120,60 +200,102 @@ var metricsClient = &http.Client{Timeout: 2 * time.Second}
 // scrape reads the server's CPU seconds and resident memory.
 func scrape(ctx context.Context, metricsURL string) sample {
 	s := sample{at: time.Now(), machine: readMachineCPU()}
-	s.cpu, s.rss, s.err = readProcessMetrics(ctx, metricsURL)
+	var m processMetrics
+	m, s.err = readProcessMetrics(ctx, metricsURL)
+	s.cpu, s.rss, s.hists = m.cpu, m.rss, m.hists
 	return s
 }
 
-func readProcessMetrics(ctx context.Context, metricsURL string) (cpu, rss float64, err error) {
+// processMetrics is what the generator reads of the server's /metrics.
+type processMetrics struct {
+	cpu, rss float64
+	hists    map[string][]bucket // the serverLatencies found
+}
+
+func readProcessMetrics(ctx context.Context, metricsURL string) (processMetrics, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, metricsURL, nil)
 	if err != nil {
-		return 0, 0, err
+		return processMetrics{}, err
 	}
 	resp, err := metricsClient.Do(req)
 	if err != nil {
-		return 0, 0, err
+		return processMetrics{}, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return 0, 0, fmt.Errorf("%s: %s", metricsURL, resp.Status)
+		return processMetrics{}, fmt.Errorf("%s: %s", metricsURL, resp.Status)
 	}
 	return parseProcessMetrics(resp.Body)
 }
 
-// parseProcessMetrics finds the two process metrics in Prometheus text.
-func parseProcessMetrics(r io.Reader) (cpu, rss float64, err error) {
+// parseProcessMetrics finds the two process metrics and the
+// serverLatencies histograms' buckets in Prometheus text.
+func parseProcessMetrics(r io.Reader) (processMetrics, error) {
+	var m processMetrics
 	var haveCPU, haveRSS bool
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() && !(haveCPU && haveRSS) {
+	for sc.Scan() {
 		f := strings.Fields(sc.Text())
 		if len(f) < 2 {
+			continue
+		}
+		if name, le, ok := bucketLine(f[0]); ok {
+			n, err := strconv.ParseFloat(f[1], 64)
+			if err != nil {
+				return processMetrics{}, fmt.Errorf("cannot parse %s: %w", f[0], err)
+			}
+			if m.hists == nil {
+				m.hists = map[string][]bucket{}
+			}
+			m.hists[name] = append(m.hists[name], bucket{le: le, count: n})
 			continue
 		}
 		var dst *float64
 		switch f[0] {
 		case "process_cpu_seconds_total":
-			dst, haveCPU = &cpu, true
+			dst, haveCPU = &m.cpu, true
 		case "process_resident_memory_bytes":
-			dst, haveRSS = &rss, true
+			dst, haveRSS = &m.rss, true
 		default:
 			continue
 		}
+		var err error
 		if *dst, err = strconv.ParseFloat(f[1], 64); err != nil {
-			return 0, 0, fmt.Errorf("cannot parse %s: %w", f[0], err)
+			return processMetrics{}, fmt.Errorf("cannot parse %s: %w", f[0], err)
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return 0, 0, err
+		return processMetrics{}, err
 	}
 	if !haveCPU || !haveRSS {
-		return 0, 0, errors.New("no process_cpu_seconds_total or process_resident_memory_bytes (is the Go process collector registered?)")
+		return processMetrics{}, errors.New("no process_cpu_seconds_total or process_resident_memory_bytes (is the Go process collector registered?)")
 	}
-	return cpu, rss, nil
+	return m, nil
+}
+
+// bucketLine reads a series name such as
+// parley_send_accept_seconds_bucket{le="0.004"}: the histogram's name and
+// the bound, if it is one of serverLatencies' buckets (they have no other
+// label).
+func bucketLine(series string) (name string, le float64, ok bool) {
+	name, rest, found := strings.Cut(series, "_bucket{le=\"")
+	if !found || !strings.HasSuffix(rest, "\"}") {
+		return "", 0, false
+	}
+	if _, known := serverLatencies[name]; !known {
+		return "", 0, false
+	}
+	le, err := strconv.ParseFloat(strings.TrimSuffix(rest, "\"}"), 64)
+	if err != nil {
+		return "", 0, false
+	}
+	return name, le, true
 }
 
 // sampler reads the server's metrics once a second. It keeps every
-// sample: 24 bytes of numbers a second, a few KiB for a long run.
+// sample: with its histograms about 1 KiB a second, a few hundred KiB for
+// a long run.
 type sampler struct {
 	url string
 
@@ -248,6 +370,16 @@ func (s *sampler) stats(from, to time.Time) ServerStats {
 	if a, b := first.machine, last.machine; a.ok && b.ok && b.total > a.total && b.busy >= a.busy {
 		m := float64(b.busy-a.busy) / float64(b.total-a.total) * float64(b.cpus) * 100
 		out.MachineCPUPercent = &m
+	}
+	for metric, name := range serverLatencies {
+		d := histogramDelta(first.hists[metric], last.hists[metric])
+		if len(d) == 0 || len(ok) < 2 {
+			continue
+		}
+		if out.Latency == nil {
+			out.Latency = map[string]ServerLatency{}
+		}
+		out.Latency[name] = ServerLatency{Count: int64(d[len(d)-1].count), P50: quantile(d, 0.5) * 1000, P99: quantile(d, 0.99) * 1000}
 	}
 	return out
 }

@@ -27,7 +27,8 @@ func TestParseProcessMetrics(t *testing.T) {
 		{name: "garbage value", text: "process_cpu_seconds_total x\nprocess_resident_memory_bytes 1\n", err: "cannot parse"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cpu, rss, err := parseProcessMetrics(strings.NewReader(tc.text))
+			m, err := parseProcessMetrics(strings.NewReader(tc.text))
+			cpu, rss := m.cpu, m.rss
 			if tc.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.err) {
 					t.Fatalf("err %v, want %q", err, tc.err)
@@ -38,6 +39,53 @@ func TestParseProcessMetrics(t *testing.T) {
 				t.Fatalf("got %v %v %v, want %v %v", cpu, rss, err, tc.cpu, tc.rss)
 			}
 		})
+	}
+}
+
+// The server's latency histograms are read from /metrics, and a report
+// gives their quantiles over the window only: what was observed before it
+// does not count.
+func TestSamplerStatsServerLatency(t *testing.T) {
+	read := func(text string) map[string][]bucket {
+		t.Helper()
+		m, err := parseProcessMetrics(strings.NewReader("process_cpu_seconds_total 1\nprocess_resident_memory_bytes 1\n" + text))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m.hists
+	}
+	before := read(`parley_send_accept_seconds_bucket{le="0.001"} 1000
+parley_send_accept_seconds_bucket{le="0.002"} 1000
+parley_send_accept_seconds_bucket{le="0.004"} 1000
+parley_send_accept_seconds_bucket{le="+Inf"} 1000
+parley_sends_total{result="accepted"} 1000
+parley_other_seconds_bucket{le="0.001"} 7
+`)
+	// In the window: 50 sends within 1 ms, 48 within 1–2 ms, two slower
+	// than 4 ms.
+	after := read(`parley_send_accept_seconds_bucket{le="0.001"} 1050
+parley_send_accept_seconds_bucket{le="0.002"} 1098
+parley_send_accept_seconds_bucket{le="0.004"} 1098
+parley_send_accept_seconds_bucket{le="+Inf"} 1100
+`)
+	if _, ok := after["parley_other_seconds"]; ok {
+		t.Error("a histogram the report does not use was kept")
+	}
+	t0 := time.Unix(1795714619, 0)
+	s := &sampler{samples: []sample{
+		{at: t0, cpu: 1, rss: 1, hists: before},
+		{at: t0.Add(time.Second), cpu: 2, rss: 1, hists: after},
+	}}
+	got := s.stats(t0, t0.Add(time.Second)).Latency
+	l, ok := got["sendAccept"]
+	if !ok || len(got) != 1 {
+		t.Fatalf("latency %v, want sendAccept only", got)
+	}
+	if l.Count != 100 || l.P50 != 1 || l.P99 != 4 {
+		t.Errorf("sendAccept %+v, want 100 sends, p50 1 ms, p99 4 ms (the slowest bucket's bound)", l)
+	}
+	if q := quantile(histogramDelta(before["parley_send_accept_seconds"], after["parley_send_accept_seconds"]), 0.74); q < 0.001499 || q > 0.001501 {
+		t.Errorf("p74 %v s, want 1.5 ms: halfway through the 1–2 ms bucket", q)
 	}
 }
 
