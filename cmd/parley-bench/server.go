@@ -61,7 +61,8 @@ type ServerStats struct {
 
 // ServerLatency is one server histogram over the window, in milliseconds.
 // Quantiles are interpolated within the histogram's buckets, which double
-// from 0.5 ms: they are estimates, good to within a bucket.
+// (from 0.5 ms, or 50 µs for the waits): they are estimates, good to
+// within a bucket.
 type ServerLatency struct {
 	Count int64   `json:"count"`
 	P50   float64 `json:"p50"`

@@ -39,6 +39,10 @@ type Metrics struct {
 // latencyBuckets span 0.5 ms to 5 s.
 var latencyBuckets = prometheus.ExponentialBuckets(0.0005, 2, 14)
 
+// waitBuckets span 50 µs to 3.3 s: a connection's queues usually hold a
+// request or a frame for well under a millisecond.
+var waitBuckets = prometheus.ExponentialBuckets(0.00005, 2, 17)
+
 // New registers Parley's metrics and the Go runtime's on a new registry.
 func New() *Metrics {
 	m := &Metrics{
@@ -56,10 +60,10 @@ func New() *Metrics {
 			Name: "parley_push_seconds", Help: "Time from a message's acceptance to its push being queued on a device's connection.", Buckets: latencyBuckets,
 		}),
 		requestWait: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "parley_request_wait_seconds", Help: "Time from a request being read off a connection to its connection's worker starting on it.", Buckets: latencyBuckets,
+			Name: "parley_request_wait_seconds", Help: "Time from a request being read off a connection to its connection's worker starting on it.", Buckets: waitBuckets,
 		}),
 		writeWait: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "parley_write_wait_seconds", Help: "Time from a frame (a reply, an ack or a push) being queued on a connection to its write to the socket finishing.", Buckets: latencyBuckets,
+			Name: "parley_write_wait_seconds", Help: "Time from a frame (a reply, an ack or a push) being queued on a connection to its write to the socket finishing.", Buckets: waitBuckets,
 		}),
 		pushes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "parley_pushes_total", Help: "Pushes queued on device connections.",
