@@ -39,6 +39,10 @@ type Interval struct {
 	// it should level off however long the run, or the generator's
 	// bookkeeping is what drifts.
 	GeneratorHeapBytes uint64 `json:"generatorHeapBytes,omitempty"`
+	// ServerLatency is the server's own histograms over the interval, as
+	// in the report's server.latencyMs: whether a client's tail that
+	// drifts is the server's.
+	ServerLatency map[string]ServerLatency `json:"serverLatencyMs,omitempty"`
 
 	// The interval's histograms travel from child processes to the
 	// parent, compressed (HdrHistogram's V2 encoding, in base64).
@@ -156,6 +160,7 @@ func addServer(rows []Interval, s *sampler) {
 	for i := range rows {
 		st := s.stats(rows[i].from, rows[i].to)
 		rows[i].ServerCPUPercent, rows[i].ServerRSSBytes = st.CPUPercent, st.RSSEndBytes
+		rows[i].ServerLatency = s.latencies(rows[i].from, rows[i].to)
 	}
 }
 
@@ -199,7 +204,7 @@ func mergeIntervals(rs []*Report) ([]Interval, error) {
 			o := &out[i]
 			if ri == 0 {
 				o.EndSecond, o.Seconds = row.EndSecond, row.Seconds
-				o.ServerCPUPercent, o.ServerRSSBytes = row.ServerCPUPercent, row.ServerRSSBytes
+				o.ServerCPUPercent, o.ServerRSSBytes, o.ServerLatency = row.ServerCPUPercent, row.ServerRSSBytes, row.ServerLatency
 			}
 			o.SentPerSecond += row.SentPerSecond
 			o.AckedPerSecond += row.AckedPerSecond

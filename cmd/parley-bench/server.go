@@ -372,17 +372,52 @@ func (s *sampler) stats(from, to time.Time) ServerStats {
 		m := float64(b.busy-a.busy) / float64(b.total-a.total) * float64(b.cpus) * 100
 		out.MachineCPUPercent = &m
 	}
-	for metric, name := range serverLatencies {
-		d := histogramDelta(first.hists[metric], last.hists[metric])
-		if len(d) == 0 || len(ok) < 2 {
-			continue
-		}
-		if out.Latency == nil {
-			out.Latency = map[string]ServerLatency{}
-		}
-		out.Latency[name] = ServerLatency{Count: int64(d[len(d)-1].count), P50: quantile(d, 0.5) * 1000, P99: quantile(d, 0.99) * 1000}
+	if len(ok) > 1 {
+		out.Latency = latencyBetween(first.hists, last.hists)
 	}
 	return out
+}
+
+// latencyBetween is what the serverLatencies histograms observed between
+// two reads of them, a before b; nil when neither read has them.
+func latencyBetween(a, b map[string][]bucket) map[string]ServerLatency {
+	var out map[string]ServerLatency
+	for metric, name := range serverLatencies {
+		d := histogramDelta(a[metric], b[metric])
+		if len(d) == 0 {
+			continue
+		}
+		if out == nil {
+			out = map[string]ServerLatency{}
+		}
+		out[name] = ServerLatency{Count: int64(d[len(d)-1].count), P50: quantile(d, 0.5) * 1000, P99: quantile(d, 0.99) * 1000}
+	}
+	return out
+}
+
+// latencies is latencyBetween the last successful reads at or before
+// from and at or before to: an interval's own observations, none of its
+// neighbours' and none left out between them.
+func (s *sampler) latencies(from, to time.Time) map[string]ServerLatency {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var a, b *sample
+	for i := range s.samples {
+		x := &s.samples[i]
+		if x.err != nil {
+			continue
+		}
+		if !x.at.After(from) {
+			a = x
+		}
+		if !x.at.After(to) {
+			b = x
+		}
+	}
+	if a == nil || b == nil || a == b {
+		return nil
+	}
+	return latencyBetween(a.hists, b.hists)
 }
 
 // noServerStats is the report when the metrics were not read at all.

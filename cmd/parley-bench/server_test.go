@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -86,6 +87,35 @@ parley_send_accept_seconds_bucket{le="+Inf"} 1100
 	}
 	if q := quantile(histogramDelta(before["parley_send_accept_seconds"], after["parley_send_accept_seconds"]), 0.74); q < 0.001499 || q > 0.001501 {
 		t.Errorf("p74 %v s, want 1.5 ms: halfway through the 1–2 ms bucket", q)
+	}
+}
+
+// An interval's server latencies are what the histograms observed from
+// the last read at or before its start to the last at or before its end:
+// the second between two intervals' reads counts in the later one.
+func TestIntervalServerLatency(t *testing.T) {
+	hist := func(fast, slow float64) map[string][]bucket {
+		return map[string][]bucket{"parley_write_wait_seconds": {{le: 0.001, count: fast}, {le: 0.002, count: fast + slow}, {le: math.Inf(1), count: fast + slow}}}
+	}
+	t0 := time.Unix(1795714619, 0)
+	s := &sampler{samples: []sample{
+		{at: t0, hists: hist(0, 0)},
+		{at: t0.Add(1 * time.Second), hists: hist(100, 0)},
+		{at: t0.Add(2 * time.Second), err: fmt.Errorf("refused")},
+		{at: t0.Add(3 * time.Second), hists: hist(100, 100)}, // the slow ones came in the second interval
+		{at: t0.Add(4 * time.Second), hists: hist(100, 100)},
+	}}
+	rows := []Interval{{from: t0, to: t0.Add(2 * time.Second)}, {from: t0.Add(2 * time.Second), to: t0.Add(4 * time.Second)}}
+	addServer(rows, s)
+	first, second := rows[0].ServerLatency["writeWait"], rows[1].ServerLatency["writeWait"]
+	if first.Count != 100 || first.P99 > 1 {
+		t.Errorf("first interval %+v, want 100 frames within 1 ms", first)
+	}
+	if second.Count != 100 || second.P50 < 1 || second.P99 > 2 {
+		t.Errorf("second interval %+v, want the 100 frames of 1–2 ms (counted from the read at 1 s)", second)
+	}
+	if got := (&sampler{samples: s.samples[:1]}).latencies(t0, t0.Add(time.Second)); got != nil {
+		t.Errorf("one read gives %v, want nothing", got)
 	}
 }
 
