@@ -397,22 +397,22 @@ func latencyBetween(a, b map[string][]bucket) map[string]ServerLatency {
 
 // latencies is latencyBetween the last successful reads at or before
 // from and at or before to: an interval's own observations, none of its
-// neighbours' and none left out between them.
+// neighbours' and none left out between them. With no read at or before
+// from (the window's first interval: its first read comes just after the
+// window opens) it counts from the first read in the interval.
 func (s *sampler) latencies(from, to time.Time) map[string]ServerLatency {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var a, b *sample
 	for i := range s.samples {
 		x := &s.samples[i]
-		if x.err != nil {
+		if x.err != nil || x.at.After(to) {
 			continue
 		}
-		if !x.at.After(from) {
+		if a == nil || !x.at.After(from) {
 			a = x
 		}
-		if !x.at.After(to) {
-			b = x
-		}
+		b = x
 	}
 	if a == nil || b == nil || a == b {
 		return nil

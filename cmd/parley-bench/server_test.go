@@ -117,6 +117,12 @@ func TestIntervalServerLatency(t *testing.T) {
 	if got := (&sampler{samples: s.samples[:1]}).latencies(t0, t0.Add(time.Second)); got != nil {
 		t.Errorf("one read gives %v, want nothing", got)
 	}
+	// The window's first interval has no read before it: it counts from
+	// its first.
+	late := &sampler{samples: s.samples[1:]}
+	if got := late.latencies(t0, t0.Add(4*time.Second))["writeWait"]; got.Count != 100 || got.P50 < 1 {
+		t.Errorf("an interval whose first read came after its start: %+v, want the 100 slow frames", got)
+	}
 }
 
 func TestSamplerStats(t *testing.T) {
