@@ -33,6 +33,10 @@ type device struct {
 
 	mu      sync.Mutex
 	threads map[string]*thread // conversation → its pushes and acks, see verify.go
+	// early are the threads holding pushes that came before their
+	// sender's ack: the few that expire and result look at, where
+	// threads grows by one a conversation for the whole run.
+	early map[string]*thread
 }
 
 // load is one generator process's run.

@@ -77,7 +77,7 @@ func (tr *tracker) acked(conv string, msgid int64, sender *device, recipients []
 		t := r.thread(conv)
 		if e, ok := t.early[msgid]; ok {
 			// The push was first; the two meet here.
-			t.forgetEarly(msgid)
+			r.forgetEarly(conv, t, msgid)
 			if e.behind {
 				// It was the message's first push after all, only late.
 				tr.duplicated.Add(-1)
@@ -130,7 +130,7 @@ func (tr *tracker) pushed(d *device, conv string, msgid, prev int64, now time.Ti
 	case msgid > t.last:
 		t.last = msgid
 		if !awaited {
-			t.addEarly(msgid, early{at: now.UnixNano()})
+			d.addEarly(conv, t, msgid, early{at: now.UnixNano()})
 		}
 	case awaited:
 		tr.outOfOrder.Add(1)
@@ -139,36 +139,48 @@ func (tr *tracker) pushed(d *device, conv string, msgid, prev int64, now time.Ti
 		if _, ok := t.early[msgid]; !ok && msgid != t.last {
 			// Either pushed here before, or a late first push whose ack
 			// has not come back yet: acked decides.
-			t.addEarly(msgid, early{at: now.UnixNano(), behind: true})
+			d.addEarly(conv, t, msgid, early{at: now.UnixNano(), behind: true})
 		}
 	}
 }
 
-func (t *thread) addEarly(msgid int64, e early) {
+// addEarly records an early push of msgid to d in conv, whose thread is
+// t. d's mutex is held.
+func (d *device) addEarly(conv string, t *thread, msgid int64, e early) {
 	if t.early == nil {
 		t.early = map[int64]early{}
+		if d.early == nil {
+			d.early = map[string]*thread{}
+		}
+		d.early[conv] = t
 	}
 	t.early[msgid] = e
 }
 
-// forgetEarly drops msgid's early push, and the set once it is empty.
-func (t *thread) forgetEarly(msgid int64) {
+// forgetEarly drops msgid's early push from t, d's thread of conv, and
+// the set once it is empty. d's mutex is held.
+func (d *device) forgetEarly(conv string, t *thread, msgid int64) {
 	delete(t.early, msgid)
 	if len(t.early) == 0 {
 		t.early = nil
+		delete(d.early, conv)
+		if len(d.early) == 0 {
+			d.early = nil
+		}
 	}
 }
 
 // expire drops the early pushes older than earlyExpiry, counting those not
-// already counted as duplicates as pushes of unacked sends.
+// already counted as duplicates as pushes of unacked sends. It visits the
+// threads that hold early pushes only, not every conversation of the run.
 func (tr *tracker) expire(devices []*device, now time.Time) {
 	cutoff := now.Add(-earlyExpiry).UnixNano()
 	for _, d := range devices {
 		d.mu.Lock()
-		for _, t := range d.threads {
+		for conv, t := range d.early {
 			for id, e := range t.early {
 				if e.at < cutoff {
-					t.forgetEarly(id)
+					d.forgetEarly(conv, t, id)
 					if !e.behind {
 						tr.unackedPushes.Add(1)
 					}
@@ -193,7 +205,7 @@ func (tr *tracker) result(devices []*device) Verify {
 	}
 	for _, d := range devices {
 		d.mu.Lock()
-		for _, t := range d.threads {
+		for _, t := range d.early {
 			for _, e := range t.early {
 				if !e.behind {
 					v.UnackedPushes++

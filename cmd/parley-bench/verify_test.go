@@ -79,9 +79,9 @@ func TestTrackerForgetsWhatMet(t *testing.T) {
 		}
 	}
 	th := b.threads["d:a:b"]
-	if len(th.awaiting) != 0 || len(th.early) != 0 || len(a.threads) != 0 {
-		t.Errorf("after 10,000 verified messages: %d awaiting, %d early, %d threads of the sender",
-			len(th.awaiting), len(th.early), len(a.threads))
+	if len(th.awaiting) != 0 || len(th.early) != 0 || len(a.threads) != 0 || len(b.early) != 0 {
+		t.Errorf("after 10,000 verified messages: %d awaiting, %d early, %d threads of the sender, %d threads with early pushes",
+			len(th.awaiting), len(th.early), len(a.threads), len(b.early))
 	}
 	if got := tr.result([]*device{a, b}); !reflect.DeepEqual(got, Verify{Expected: 10000}) {
 		t.Errorf("got %+v", got)
@@ -101,5 +101,17 @@ func TestTrackerExpiresEarlyPushes(t *testing.T) {
 	}
 	if got := tr.result([]*device{b}); got.UnackedPushes != 2 {
 		t.Errorf("pushes of unacked sends: %d, want 2", got.UnackedPushes)
+	}
+	// Expiring looks at the threads holding early pushes, which a thread
+	// leaves once its last one goes.
+	if len(b.early) != 1 {
+		t.Errorf("%d threads with early pushes, want 1", len(b.early))
+	}
+	tr.expire([]*device{b}, start.Add(2*earlyExpiry+time.Second))
+	if len(b.early) != 0 || len(b.threads["d:a:b"].early) != 0 {
+		t.Errorf("after every early push expired: %d threads with early pushes, %d early pushes", len(b.early), len(b.threads["d:a:b"].early))
+	}
+	if got := tr.result([]*device{b}); got.UnackedPushes != 2 {
+		t.Errorf("pushes of unacked sends after they all expired: %d, want 2", got.UnackedPushes)
 	}
 }
