@@ -53,9 +53,10 @@ type ServerStats struct {
 	MachineCPUPercent *float64 `json:"machineCpuPercent,omitempty"`
 	// Latency is the server's own account of parts of the clients'
 	// latency over the window, from its histograms (serverLatencies):
-	// requestWait, sendAccept, pushQueued and writeWait. What a client
+	// requestWait, sendAccept, pushQueued and writeWait (what a client
 	// saw beyond their sum was spent in the network, the kernel and the
-	// client itself. Absent for a server without them.
+	// client itself), and schedLatency, the server's goroutines' waits
+	// for a thread. Absent for a server without them.
 	Latency map[string]ServerLatency `json:"latencyMs,omitempty"`
 }
 
@@ -72,13 +73,16 @@ type ServerLatency struct {
 // serverLatencies are the server histograms the report reads, by the name
 // it gives them: a request waits for its connection's worker
 // (requestWait), a send is appended and acked (sendAccept), a message's
-// push is queued on each device's connection (pushQueued), and every
-// frame waits in its connection's queue until written (writeWait).
+// push is queued on each device's connection (pushQueued), every frame
+// waits in its connection's queue until written (writeWait), and the
+// server's goroutines wait, runnable, for a thread (schedLatency: the
+// Go runtime's, in coarse buckets).
 var serverLatencies = map[string]string{
 	"parley_request_wait_seconds": "requestWait",
 	"parley_send_accept_seconds":  "sendAccept",
 	"parley_push_seconds":         "pushQueued",
 	"parley_write_wait_seconds":   "writeWait",
+	"go_sched_latencies_seconds":  "schedLatency",
 }
 
 // bucket is a cumulative histogram bucket: count observations at most le

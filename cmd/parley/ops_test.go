@@ -108,6 +108,8 @@ func TestOperationsEndpoints(t *testing.T) {
 	}{
 		{`parley_request_wait_seconds_count`, 7},
 		{`parley_write_wait_seconds_count`, 12},
+		// The runtime's scheduler latencies, from the Go collector.
+		{`go_sched_latencies_seconds_count`, 1},
 	} {
 		if d := metric(t, after, tc.series) - metric(t, before, tc.series); d < tc.least {
 			t.Errorf("%s moved by %v, want at least %v", tc.series, d, tc.least)

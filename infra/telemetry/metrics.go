@@ -5,6 +5,7 @@ package telemetry
 
 import (
 	"net/http"
+	"regexp"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -42,6 +43,12 @@ var latencyBuckets = prometheus.ExponentialBuckets(0.0005, 2, 14)
 // waitBuckets span 50 µs to 3.3 s: a connection's queues usually hold a
 // request or a frame for well under a millisecond.
 var waitBuckets = prometheus.ExponentialBuckets(0.00005, 2, 17)
+
+// schedLatencies adds the Go runtime's go_sched_latencies_seconds to the
+// default Go metrics: how long goroutines waited, runnable, for a thread
+// to run them — the share of a request's latency that is the process's
+// own goroutines waiting for each other on a busy machine.
+var schedLatencies = collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/sched/latencies:seconds$`)}
 
 // New registers Parley's metrics and the Go runtime's on a new registry.
 func New() *Metrics {
@@ -92,7 +99,7 @@ func New() *Metrics {
 	}
 	m.reg.MustRegister(m.sends, m.sendLatency, m.syncs, m.pushLatency, m.requestWait, m.writeWait, m.pushes, m.disconnects, m.skipped, m.notified, m.retried,
 		m.retentionRemoved, m.retentionRuns, m.retentionLastRun,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(schedLatencies)), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
