@@ -93,14 +93,15 @@ type bucket struct {
 }
 
 // histogramDelta is the buckets of b minus those of a (a histogram read
-// at two moments), or nil when they do not line up.
+// at two moments), or nil when they do not line up or a count went down
+// (the server restarted in between).
 func histogramDelta(a, b []bucket) []bucket {
 	if len(a) == 0 || len(a) != len(b) {
 		return nil
 	}
 	out := make([]bucket, len(b))
 	for i := range b {
-		if a[i].le != b[i].le {
+		if a[i].le != b[i].le || b[i].count < a[i].count {
 			return nil
 		}
 		out[i] = bucket{le: b[i].le, count: b[i].count - a[i].count}
@@ -376,9 +377,7 @@ func (s *sampler) stats(from, to time.Time) ServerStats {
 		m := float64(b.busy-a.busy) / float64(b.total-a.total) * float64(b.cpus) * 100
 		out.MachineCPUPercent = &m
 	}
-	if len(ok) > 1 {
-		out.Latency = latencyBetween(first.hists, last.hists)
-	}
+	out.Latency = latencyIn(s.samples, from, to)
 	return out
 }
 
@@ -399,17 +398,22 @@ func latencyBetween(a, b map[string][]bucket) map[string]ServerLatency {
 	return out
 }
 
-// latencies is latencyBetween the last successful reads at or before
-// from and at or before to: an interval's own observations, none of its
-// neighbours' and none left out between them. With no read at or before
-// from (the window's first interval: its first read comes just after the
-// window opens) it counts from the first read in the interval.
+// latencies is latencyIn the samples taken so far.
 func (s *sampler) latencies(from, to time.Time) map[string]ServerLatency {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return latencyIn(s.samples, from, to)
+}
+
+// latencyIn is latencyBetween the last successful reads at or before from
+// and at or before to: an interval's own observations, none of its
+// neighbours' and none left out between them. With no read at or before
+// from (the window opens just before its first read) it counts from the
+// first read after from; nil with fewer than two reads.
+func latencyIn(samples []sample, from, to time.Time) map[string]ServerLatency {
 	var a, b *sample
-	for i := range s.samples {
-		x := &s.samples[i]
+	for i := range samples {
+		x := &samples[i]
 		if x.err != nil || x.at.After(to) {
 			continue
 		}
@@ -418,7 +422,7 @@ func (s *sampler) latencies(from, to time.Time) map[string]ServerLatency {
 		}
 		b = x
 	}
-	if a == nil || b == nil || a == b {
+	if a == nil || a == b {
 		return nil
 	}
 	return latencyBetween(a.hists, b.hists)

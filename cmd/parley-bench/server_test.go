@@ -88,6 +88,11 @@ parley_send_accept_seconds_bucket{le="+Inf"} 1100
 	if q := quantile(histogramDelta(before["parley_send_accept_seconds"], after["parley_send_accept_seconds"]), 0.74); q < 0.001499 || q > 0.001501 {
 		t.Errorf("p74 %v s, want 1.5 ms: halfway through the 1–2 ms bucket", q)
 	}
+	// Counts that went down (a server restarted between the reads) give
+	// no latencies rather than negative ones.
+	if d := histogramDelta(after["parley_send_accept_seconds"], before["parley_send_accept_seconds"]); d != nil {
+		t.Errorf("a histogram read after a restart gives %v, want nothing", d)
+	}
 }
 
 // An interval's server latencies are what the histograms observed from
@@ -239,4 +244,30 @@ func TestMachineCPU(t *testing.T) {
 	if parseProcStat(strings.NewReader("\nintr 5\n")).ok {
 		t.Error("no cpu line read as a machine")
 	}
+}
+
+// Whatever a /metrics body holds, reading it keeps only the histograms the
+// report reads, and neither it nor the quantiles of what it read panic.
+func FuzzParseProcessMetrics(f *testing.F) {
+	f.Add("process_cpu_seconds_total 1\nprocess_resident_memory_bytes 2\nparley_write_wait_seconds_bucket{le=\"0.001\"} 3\nparley_write_wait_seconds_bucket{le=\"+Inf\"} 4\n")
+	f.Add("parley_send_accept_seconds_bucket{le=\"NaN\"} -1\nparley_send_accept_seconds_bucket{le=\"x\"} 1\n")
+	f.Fuzz(func(t *testing.T, text string) {
+		m, err := parseProcessMetrics(strings.NewReader(text))
+		if err != nil {
+			return
+		}
+		for name, bs := range m.hists {
+			if _, ok := serverLatencies[name]; !ok {
+				t.Fatalf("kept %s, not a histogram the report reads", name)
+			}
+			zero := make([]bucket, len(bs))
+			for i := range bs {
+				zero[i].le = bs[i].le
+			}
+			d := histogramDelta(zero, bs)
+			for _, q := range []float64{0.5, 0.99} {
+				_ = quantile(d, q)
+			}
+		}
+	})
 }
