@@ -50,9 +50,10 @@ type outbox struct {
 	overflow func()
 	timeout  time.Duration
 	conn     net.Conn
-	// written is told how long each frame waited, from push to the end
-	// of its write.
-	written func(time.Duration)
+	// observer is told how long each frame waited, from push to the end
+	// of its write (the gateway's: a method value per connection would
+	// be an allocation per connection).
+	observer Observer
 
 	mu sync.Mutex
 	// limit is the most bytes the queue may hold.
@@ -96,8 +97,8 @@ var clockBase = time.Now()
 // monotonic is the time since clockBase, on the monotonic clock.
 func monotonic() time.Duration { return time.Since(clockBase) }
 
-func newOutbox(conn net.Conn, limit int64, budget *Budget, timeout time.Duration, overflow func(), written func(time.Duration)) *outbox {
-	return &outbox{budget: budget, overflow: overflow, timeout: timeout, conn: conn, limit: limit, written: written}
+func newOutbox(conn net.Conn, limit int64, budget *Budget, timeout time.Duration, overflow func(), observer Observer) *outbox {
+	return &outbox{budget: budget, overflow: overflow, timeout: timeout, conn: conn, limit: limit, observer: observer}
 }
 
 // setLimit changes the queue's limit (a connection gets a larger one once
@@ -262,7 +263,7 @@ func (o *outbox) flush() {
 		if err == nil {
 			now := monotonic()
 			for _, f := range batch {
-				o.written(now - f.at)
+				o.observer.FrameWritten(now - f.at)
 			}
 		}
 		clear(batch)

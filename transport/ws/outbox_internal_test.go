@@ -38,7 +38,7 @@ func BenchmarkOutboxIdleWrite(b *testing.B) {
 	}
 	defer server.Close()
 	go func() { _, _ = io.Copy(io.Discard, client) }()
-	o := newOutbox(server, 1<<20, NewBudget(1<<30), 10*time.Second, func() { b.Error("overflow") }, func(time.Duration) {})
+	o := newOutbox(server, 1<<20, NewBudget(1<<30), 10*time.Second, func() { b.Error("overflow") }, noObserver{})
 	frame := make([]byte, 200)
 	b.ReportAllocs()
 	for b.Loop() {
@@ -67,7 +67,7 @@ func TestOutboxStalledWriteFailsAfterTheTimeout(t *testing.T) {
 		case failed <- time.Now():
 		default:
 		}
-	}, func(time.Duration) {})
+	}, noObserver{})
 	frame := make([]byte, 100)
 	read := make(chan error, 1)
 	go func() {
@@ -98,8 +98,7 @@ func TestOutboxTellsHowLongAFrameWaited(t *testing.T) {
 	server, client := net.Pipe()
 	defer client.Close()
 	waits := make(chan time.Duration, 2)
-	o := newOutbox(server, 1<<20, NewBudget(1<<30), 10*time.Second, func() { t.Error("overflow") },
-		func(d time.Duration) { waits <- d })
+	o := newOutbox(server, 1<<20, NewBudget(1<<30), 10*time.Second, func() { t.Error("overflow") }, frameWaits{waits: waits})
 	frame := make([]byte, 100)
 	const held = 100 * time.Millisecond
 	o.push(opText, frame)
@@ -123,3 +122,11 @@ func TestOutboxTellsHowLongAFrameWaited(t *testing.T) {
 		}
 	}
 }
+
+// frameWaits is an Observer that hands on every frame's wait.
+type frameWaits struct {
+	noObserver
+	waits chan time.Duration
+}
+
+func (w frameWaits) FrameWritten(d time.Duration) { w.waits <- d }

@@ -80,7 +80,7 @@ func newSession(g *Gateway, conn *gws.Conn, now time.Time) *session {
 	}
 	s.out = newOutbox(conn.NetConn(), int64(cfg.HelloQueueBytes), g.budget, cfg.WriteTimeout, func() {
 		s.closeWith(wire.CloseSlowConsumer, wire.ReasonSlowConsumer, true)
-	}, cfg.Observer.FrameWritten)
+	}, cfg.Observer)
 	s.lastRead.Store(now.UnixNano())
 	return s
 }
