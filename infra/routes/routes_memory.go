@@ -2,6 +2,7 @@ package routes
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -15,7 +16,10 @@ type Memory struct {
 
 	mu     sync.Mutex
 	routes map[domain.UniqueID]entry
-	online map[domain.AccountID]map[domain.UniqueID]struct{}
+	// online lists each account's routed devices: a slice, not a set,
+	// as an account has few, and most one (a map each was about 250
+	// bytes of an idle connection's memory).
+	online map[domain.AccountID][]domain.UniqueID
 	alive  map[string]time.Time
 	// lastBeat is each instance's last beat; devices its routed devices.
 	lastBeat map[string]time.Time
@@ -43,7 +47,7 @@ type presenceState struct {
 
 // NewMemory returns an empty table.
 func NewMemory() *Memory {
-	return &Memory{now: time.Now, routes: map[domain.UniqueID]entry{}, online: map[domain.AccountID]map[domain.UniqueID]struct{}{},
+	return &Memory{now: time.Now, routes: map[domain.UniqueID]entry{}, online: map[domain.AccountID][]domain.UniqueID{},
 		alive: map[string]time.Time{}, lastBeat: map[string]time.Time{}, devices: map[string]map[domain.UniqueID]struct{}{},
 		presence: map[domain.AccountID]*presenceState{}, watchers: map[int]func(domain.Presence){}}
 }
@@ -108,7 +112,7 @@ func (m *Memory) left(a domain.AccountID, at time.Time, now time.Time, changes [
 	if !st.online {
 		return changes
 	}
-	for u := range m.online[a] {
+	for _, u := range m.online[a] {
 		if _, ok := m.route(u, now); ok {
 			return changes
 		}
@@ -126,8 +130,9 @@ func (m *Memory) release(uid domain.UniqueID, instance string, at, now time.Time
 	delete(m.routes, uid)
 	delete(m.devices[instance], uid)
 	a, _ := uid.Split()
-	delete(m.online[a], uid)
-	if len(m.online[a]) == 0 {
+	if devs := slices.DeleteFunc(m.online[a], func(u domain.UniqueID) bool { return u == uid }); len(devs) > 0 {
+		m.online[a] = devs
+	} else {
 		delete(m.online, a)
 	}
 	return m.left(a, at, now, changes)
@@ -144,12 +149,9 @@ func (m *Memory) Claim(_ context.Context, uid domain.UniqueID, instance string, 
 	}
 	m.routes[uid] = entry{instance: instance, expires: now.Add(RouteTTL)}
 	a, _ := uid.Split()
-	set := m.online[a]
-	if set == nil {
-		set = map[domain.UniqueID]struct{}{}
-		m.online[a] = set
+	if !slices.Contains(m.online[a], uid) {
+		m.online[a] = append(m.online[a], uid)
 	}
-	set[uid] = struct{}{}
 	if ok && cur.instance != instance {
 		delete(m.devices[cur.instance], uid)
 	}
@@ -187,11 +189,8 @@ func (m *Memory) Refresh(_ context.Context, uid domain.UniqueID, instance string
 func (m *Memory) Online(_ context.Context, account domain.AccountID) ([]domain.UniqueID, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	out := make([]domain.UniqueID, 0, len(m.online[account]))
-	for uid := range m.online[account] {
-		out = append(out, uid)
-	}
-	return out, nil
+	devs := m.online[account]
+	return append(make([]domain.UniqueID, 0, len(devs)), devs...), nil
 }
 
 // Lookup implements Table.
