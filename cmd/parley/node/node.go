@@ -22,6 +22,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/parley-chat/parley/infra/heaptrim"
 	"github.com/parley-chat/parley/infra/idempotency"
 	"github.com/parley-chat/parley/infra/kafka"
 	"github.com/parley-chat/parley/infra/keys"
@@ -377,6 +378,7 @@ func (n *Node) run(ctx context.Context, set readModelSet) {
 		}
 	})
 	n.goOwned(func() { n.svc.Run(ctx) })
+	n.goOwned(func() { heaptrim.New(heaptrim.Config{Logger: n.log}).Run(ctx) })
 	for _, run := range set.run {
 		n.goOwned(func() { run(ctx) })
 	}
