@@ -31,12 +31,15 @@ type device struct {
 	account string
 	c       *client.Client
 
-	mu      sync.Mutex
-	threads map[string]*thread // conversation → its pushes and acks, see verify.go
-	// early are the threads holding pushes that came before their
-	// sender's ack: the few that expire and result look at, where
-	// threads grows by one a conversation for the whole run.
-	early map[string]*thread
+	mu sync.Mutex
+	// last is the highest msgid pushed to the device per conversation,
+	// the one entry a conversation keeps for the whole run (see
+	// verify.go); threads are the conversations with messages in flight
+	// to the device, and early those of them holding pushes that came
+	// before their sender's ack (what expire and result look at).
+	last    map[convKey]int64
+	threads map[convKey]*thread
+	early   map[convKey]*thread
 }
 
 // load is one generator process's run.

@@ -78,10 +78,12 @@ func TestTrackerForgetsWhatMet(t *testing.T) {
 			tr.acked("d:a:b", id, a, []*device{a, b})
 		}
 	}
-	th := b.threads["d:a:b"]
-	if len(th.awaiting) != 0 || len(th.early) != 0 || len(a.threads) != 0 || len(b.early) != 0 {
-		t.Errorf("after 10,000 verified messages: %d awaiting, %d early, %d threads of the sender, %d threads with early pushes",
-			len(th.awaiting), len(th.early), len(a.threads), len(b.early))
+	if len(a.threads) != 0 || len(b.threads) != 0 || len(b.early) != 0 {
+		t.Errorf("after 10,000 verified messages: %d threads in flight of the sender, %d of the recipient, %d with early pushes",
+			len(a.threads), len(b.threads), len(b.early))
+	}
+	if got := b.last[keyOf("d:a:b")]; got != 10000 {
+		t.Errorf("the recipient's last msgid is %d, want 10000", got)
 	}
 	if got := tr.result([]*device{a, b}); !reflect.DeepEqual(got, Verify{Expected: 10000}) {
 		t.Errorf("got %+v", got)
@@ -96,7 +98,7 @@ func TestTrackerExpiresEarlyPushes(t *testing.T) {
 	tr.pushed(b, "d:a:b", 1, 0, start)
 	tr.pushed(b, "d:a:b", 2, 1, start.Add(earlyExpiry))
 	tr.expire([]*device{b}, start.Add(earlyExpiry+time.Second))
-	if n := len(b.threads["d:a:b"].early); n != 1 {
+	if n := len(b.threads[keyOf("d:a:b")].early); n != 1 {
 		t.Errorf("%d early pushes left, want 1", n)
 	}
 	if got := tr.result([]*device{b}); got.UnackedPushes != 2 {
@@ -108,8 +110,8 @@ func TestTrackerExpiresEarlyPushes(t *testing.T) {
 		t.Errorf("%d threads with early pushes, want 1", len(b.early))
 	}
 	tr.expire([]*device{b}, start.Add(2*earlyExpiry+time.Second))
-	if len(b.early) != 0 || len(b.threads["d:a:b"].early) != 0 {
-		t.Errorf("after every early push expired: %d threads with early pushes, %d early pushes", len(b.early), len(b.threads["d:a:b"].early))
+	if len(b.early) != 0 || len(b.threads) != 0 {
+		t.Errorf("after every early push expired: %d threads with early pushes, %d threads in flight", len(b.early), len(b.threads))
 	}
 	if got := tr.result([]*device{b}); got.UnackedPushes != 2 {
 		t.Errorf("pushes of unacked sends after they all expired: %d, want 2", got.UnackedPushes)
