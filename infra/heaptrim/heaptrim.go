@@ -11,13 +11,18 @@
 // idle connections that was 3 to 4 KB a connection on top of what the
 // connections hold.
 //
-// A Trimmer looks at the heap periodically and, when the spare memory
+// A Trimmer looks at the heap periodically. A process is quiet when a
+// period allocates little against the heap it keeps live (at most a
+// Config.Share of it: with the defaults, a node with 80 MB live allocating
+// under 1 MB a second); a quiet process that holds enough spare memory
 // (the heap allocated since the last collection beyond what was live at
-// it, plus free pages not yet returned) would last several periods at the
-// rate the process allocates now, collects and returns it
-// (debug.FreeOSMemory). A busy process allocates its spare memory many
-// times over in a period and is never trimmed; a quiet one is trimmed once
-// and then only when enough garbage has built up again.
+// it, plus free pages not yet returned) is collected and the spare
+// returned (debug.FreeOSMemory). A node that carries messages at any
+// rate worth the name (a hundred a second allocates about 2 MB a second)
+// is never trimmed, whatever its collection cycle or memory limit; an
+// idle one is trimmed after a burst and then whenever MinSpareBytes of
+// garbage has built up again (its heartbeats allocate), every few tens of
+// seconds at most.
 package heaptrim
 
 import (
@@ -35,9 +40,9 @@ type Config struct {
 	// MinSpareBytes is the least spare memory worth a collection.
 	// Default 16 MiB.
 	MinSpareBytes uint64
-	// Periods is how many periods at the present allocation rate the
-	// spare memory must last for the process to count as quiet. Default 2.
-	Periods uint64
+	// Share is the most a period may allocate, as a fraction 1/Share of
+	// the live heap, for the process to count as quiet. Default 8.
+	Share uint64
 	// Logger receives a debug line per trim. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -49,8 +54,8 @@ func (c *Config) setDefaults() {
 	if c.MinSpareBytes == 0 {
 		c.MinSpareBytes = 16 << 20
 	}
-	if c.Periods == 0 {
-		c.Periods = 2
+	if c.Share == 0 {
+		c.Share = 8
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -69,10 +74,10 @@ type Heap struct {
 	Free uint64
 }
 
-// Spare is the memory a collection and return would give back: the objects
-// allocated beyond what was live at the last collection (as much garbage
-// as the heap can hold without a collection finding it), and the free
-// pages.
+// Spare is the memory a collection and return would give back at most:
+// the objects allocated beyond what was live at the last collection (as
+// much garbage as the heap can hold without a collection finding it; some
+// of it may be live, a heap that grew since), and the free pages.
 func (h Heap) Spare() uint64 {
 	s := h.Free
 	if h.Objects > h.Live {
@@ -100,11 +105,10 @@ func ReadHeap() Heap {
 }
 
 // Worth reports whether the heap now, with allocated bytes allocated over
-// the last period, should be trimmed: its spare memory is at least min and
-// would last periods periods at that rate.
-func Worth(now Heap, allocated, min, periods uint64) bool {
-	spare := now.Spare()
-	return spare >= min && spare >= periods*allocated
+// the last period, should be trimmed: its spare memory is at least min,
+// and the period allocated at most 1/share of the live heap.
+func Worth(now Heap, allocated, min, share uint64) bool {
+	return now.Spare() >= min && allocated*share <= now.Live
 }
 
 // Trimmer trims the process's heap when it is quiet.
@@ -132,7 +136,7 @@ func (t *Trimmer) Check() bool {
 	if !seen || now.Allocated < prev.Allocated {
 		return false
 	}
-	if !Worth(now, now.Allocated-prev.Allocated, t.cfg.MinSpareBytes, t.cfg.Periods) {
+	if !Worth(now, now.Allocated-prev.Allocated, t.cfg.MinSpareBytes, t.cfg.Share) {
 		return false
 	}
 	start := time.Now()
