@@ -111,12 +111,12 @@ func (d *device) setLast(k convKey, msgid int64) {
 // acked records a sender's ack: every recipient other than the sender is
 // now owed a push of msgid in conv.
 func (tr *tracker) acked(conv string, msgid int64, sender *device, recipients []*device) {
+	k := keyOf(conv)
 	for _, r := range recipients {
 		if r == sender {
 			continue
 		}
 		tr.expected.Add(1)
-		k := keyOf(conv)
 		r.mu.Lock()
 		t := r.open(k)
 		if e, ok := t.early[msgid]; ok {
