@@ -20,9 +20,9 @@
 // returned (debug.FreeOSMemory). A node that carries messages at any
 // rate worth the name (a hundred a second allocates about 2 MB a second)
 // is never trimmed, whatever its collection cycle or memory limit; an
-// idle one is trimmed after a burst and then whenever MinSpareBytes of
-// garbage has built up again (its heartbeats allocate), every few tens of
-// seconds at most.
+// idle one is trimmed after a burst and then whenever MinSpareBytes (or an
+// eighth of the live heap, if more) of garbage has built up again (its
+// heartbeats allocate), every few tens of seconds at most.
 package heaptrim
 
 import (
@@ -37,8 +37,8 @@ import (
 type Config struct {
 	// Every is how often the heap is looked at. Default 10 s.
 	Every time.Duration
-	// MinSpareBytes is the least spare memory worth a collection.
-	// Default 16 MiB.
+	// MinSpareBytes is the least spare memory worth a collection (and at
+	// least 1/Share of the live heap). Default 16 MiB.
 	MinSpareBytes uint64
 	// Share is the most a period may allocate, as a fraction 1/Share of
 	// the live heap, for the process to count as quiet. Default 8.
@@ -105,10 +105,14 @@ func ReadHeap() Heap {
 }
 
 // Worth reports whether the heap now, with allocated bytes allocated over
-// the last period, should be trimmed: its spare memory is at least min,
-// and the period allocated at most 1/share of the live heap.
+// the last period, should be trimmed: the period allocated at most
+// 1/share of the live heap, and the spare memory is at least min and at
+// least 1/share of the live heap. The second bound keeps the trims' work
+// in step with the allocation: a trim marks the live heap, and garbage
+// worth 1/share of it takes at least share periods of quiet allocation
+// to build up, so a large heap is not collected every period.
 func Worth(now Heap, allocated, min, share uint64) bool {
-	return now.Spare() >= min && allocated*share <= now.Live
+	return now.Spare() >= max(min, now.Live/share) && allocated*share <= now.Live
 }
 
 // Trimmer trims the process's heap when it is quiet.

@@ -23,6 +23,8 @@ func TestWorth(t *testing.T) {
 		{"just too busy", Heap{Objects: 136 * mib, Live: 80 * mib}, 10*mib + 1, false},
 		{"objects under the live heap count no garbage", Heap{Objects: 50 * mib, Live: 60 * mib, Free: 20 * mib}, 0, true},
 		{"objects under the live heap, little free", Heap{Objects: 50 * mib, Live: 60 * mib, Free: 10 * mib}, 0, false},
+		{"a large live heap: its spare under an eighth of it", Heap{Objects: 899 * mib, Live: 800 * mib}, 5 * mib, false},
+		{"a large live heap: an eighth of it spare", Heap{Objects: 900 * mib, Live: 800 * mib}, 5 * mib, true},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -93,6 +95,7 @@ func TestCheckTrimsOnlyAQuietProcess(t *testing.T) {
 		{"100 sends/s: 17 MiB a period, cycles of 100 s", 80 * mib, 256 * mib, 17 * mib, 0, 0},
 		{"idle connections: 7 MiB a period, 85 MiB live", 85 * mib, 256 * mib, 7 * mib, 10, 30},
 		{"quiet: 1 MiB a period", 80 * mib, 256 * mib, 1 * mib, 3, 4},
+		{"many idle connections: 900 MiB live, 20 MiB a period: every six periods", 900 * mib, 1 << 40, 20 * mib, 8, 10},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
