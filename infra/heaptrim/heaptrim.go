@@ -17,12 +17,15 @@
 // under 1 MB a second); a quiet process that holds enough spare memory
 // (the heap allocated since the last collection beyond what was live at
 // it, plus free pages not yet returned) is collected and the spare
-// returned (debug.FreeOSMemory). A node that carries messages at any
-// rate worth the name (a hundred a second allocates about 2 MB a second)
-// is never trimmed, whatever its collection cycle or memory limit; an
-// idle one is trimmed after a burst and then whenever MinSpareBytes (or an
-// eighth of the live heap, if more) of garbage has built up again (its
-// heartbeats allocate), every few tens of seconds at most.
+// returned (debug.FreeOSMemory). A node with the usual live heap (80–160
+// MB) that carries a hundred messages a second or more (about 2 MB a
+// second) is never trimmed, whatever its collection cycle or memory
+// limit; a node with a larger heap may be, but a trim's marking stays
+// within Share bytes for each byte allocated since the last one (the
+// spare must reach 1/Share of the live heap). An idle node is trimmed
+// after a burst and then whenever MinSpareBytes (or an eighth of the
+// live heap, if more) of garbage has built up again (its heartbeats
+// allocate), every few tens of seconds at most.
 package heaptrim
 
 import (
