@@ -12,8 +12,8 @@
 // connections hold.
 //
 // A Trimmer looks at the heap periodically. A process is quiet when a
-// period allocates little against the heap it keeps live (at most a
-// Config.Share of it: with the defaults, a node with 80 MB live allocating
+// period allocates little against the heap it keeps live (at most
+// 1/Config.Share of it: with the defaults, a node with 80 MB live allocating
 // under 1 MB a second); a quiet process that holds enough spare memory
 // (the heap allocated since the last collection beyond what was live at
 // it, plus free pages not yet returned) is collected and the spare
