@@ -358,7 +358,7 @@ func removeExpired(ctx context.Context, cfg replayConfig, chosen []node.DurableM
 // retained log or from the records at or after a time, to the end as it is
 // now.
 func replayRange(l *kafka.Log, since string) (from, to map[int32]int64, err error) {
-	if to, err = l.EndOffsets(); err != nil {
+	if to, err = l.EndOffsets(context.Background()); err != nil {
 		return nil, nil, err
 	}
 	if since == "earliest" {

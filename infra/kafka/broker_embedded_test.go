@@ -86,7 +86,7 @@ func TestFailedFsyncFailsTheAppend(t *testing.T) {
 		b, l = start()
 		defer b.Close()
 		defer l.Close()
-		ends, err := l.EndOffsets()
+		ends, err := l.EndOffsets(context.Background())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -142,7 +142,7 @@ func TestTrimmedPartitionKeepsItsEnd(t *testing.T) {
 			b.Close()
 			restart.before()
 			b, l = start()
-			ends, err := l.EndOffsets()
+			ends, err := l.EndOffsets(context.Background())
 			if err != nil {
 				t.Fatal(err)
 			}

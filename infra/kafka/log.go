@@ -574,14 +574,9 @@ func (l *Log) Writable() error {
 // share requests to the broker: a caller joins the next request sent after
 // it arrived (never one already under way, which could miss a record
 // acknowledged just before the call), so every sync needs no round trip of
-// its own.
-func (l *Log) EndOffset(partition int32) (int64, error) {
-	return l.endOffset(context.Background(), partition)
-}
-
-// endOffset is EndOffset that gives up when ctx ends: the broker's answer
-// (Sarama's lookup takes no context) then goes to the other waiters only.
-func (l *Log) endOffset(ctx context.Context, partition int32) (int64, error) {
+// its own. It gives up when ctx ends: the broker's answer (Sarama's
+// lookup takes no context) then goes to the other waiters only.
+func (l *Log) EndOffset(ctx context.Context, partition int32) (int64, error) {
 	ch := make(chan endResult, 1)
 	l.endsMu.Lock()
 	st := l.ends[partition]
@@ -636,21 +631,16 @@ func (l *Log) readEnds(partition int32, st *endState) {
 	}
 }
 
-// EndOffsets is EndOffset for every partition, asked in parallel.
-func (l *Log) EndOffsets() (map[int32]int64, error) {
-	return l.EndOffsetsContext(context.Background())
-}
-
-// EndOffsetsContext is EndOffsets that gives up when ctx ends, for
-// callers that must answer in time whatever the broker does (readiness).
-func (l *Log) EndOffsetsContext(ctx context.Context) (map[int32]int64, error) {
+// EndOffsets is EndOffset for every partition, asked in parallel; it
+// gives up when ctx ends.
+func (l *Log) EndOffsets(ctx context.Context) (map[int32]int64, error) {
 	res := make([]endResult, l.cfg.Partitions)
 	var wg sync.WaitGroup
 	for p := int32(0); p < l.cfg.Partitions; p++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			res[p].off, res[p].err = l.endOffset(ctx, p)
+			res[p].off, res[p].err = l.EndOffset(ctx, p)
 		}()
 	}
 	wg.Wait()
@@ -729,7 +719,7 @@ func (l *Log) OffsetsAt(t time.Time) (map[int32]int64, error) {
 			return nil, fmt.Errorf("cannot find time %v in partition %d: %w", t, p, err)
 		}
 		if off < 0 { // no record at or after t
-			if off, err = l.EndOffset(p); err != nil {
+			if off, err = l.EndOffset(context.Background(), p); err != nil {
 				return nil, err
 			}
 		}

@@ -144,7 +144,7 @@ func TestEndOffsetSeesEveryEarlierAck(t *testing.T) {
 						t.Error(err)
 						return
 					}
-					end, err := l.EndOffset(pos.Partition)
+					end, err := l.EndOffset(context.Background(), pos.Partition)
 					if err != nil || end <= pos.Offset {
 						t.Errorf("end %d after an ack at %d (%v)", end, pos.Offset, err)
 						return

@@ -179,7 +179,7 @@ func TestInProcessAppendGivenUpOnFailsNoOther(t *testing.T) {
 			t.Errorf("an append failed with another caller's giving up: %v", err)
 		}
 	}
-	end, err := l.EndOffset(events.PartitionFor("d:alice:bob", 2))
+	end, err := l.EndOffset(context.Background(), events.PartitionFor("d:alice:bob", 2))
 	if err != nil {
 		t.Fatal(err)
 	}

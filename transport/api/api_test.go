@@ -104,7 +104,7 @@ func testClientMsgIDMakesOneMessage(t *testing.T, afterAck bool) {
 			if tc.sweep {
 				// Wait until the store holds the message, then forget the
 				// in-process record as housekeeping would.
-				ends, _ := e.Log.EndOffsets()
+				ends, _ := e.Log.EndOffsets(context.Background())
 				if err := e.StoreProgress.WaitForAll(ctxT(t), ends); err != nil {
 					t.Fatal(err)
 				}
@@ -145,7 +145,7 @@ func TestClientMsgIDHoldsWhileTheStoreLags(t *testing.T) {
 func testClientMsgIDHoldsWhileTheStoreLags(t *testing.T, afterAck bool) {
 	e := apitest.New(t, apitest.Without(store.Name), apitest.WithConfig(api.Config{CompleteAfterAck: afterAck}))
 	first := send(t, e, alicePhone, api.Target{Account: "bob"}, "c1", "hi")
-	ends, _ := e.Log.EndOffsets()
+	ends, _ := e.Log.EndOffsets(context.Background())
 	for _, retry := range []bool{false, true} {
 		for _, to := range []string{"bob", "carol", "alice"} {
 			for _, from := range []domain.Sender{alicePhone, aliceLaptop} {
@@ -159,7 +159,7 @@ func testClientMsgIDHoldsWhileTheStoreLags(t *testing.T, afterAck bool) {
 			}
 		}
 	}
-	if after, _ := e.Log.EndOffsets(); fmt.Sprint(after) != fmt.Sprint(ends) {
+	if after, _ := e.Log.EndOffsets(context.Background()); fmt.Sprint(after) != fmt.Sprint(ends) {
 		t.Fatalf("resends appended: ends %v, then %v", ends, after)
 	}
 }

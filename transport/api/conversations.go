@@ -26,12 +26,12 @@ func (s *Service) Conversations(ctx context.Context, who domain.AccountID, since
 	if limit <= 0 || limit > MaxConversations {
 		limit = MaxConversations
 	}
-	ends, err := s.log.EndOffsets()
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.ReadTimeout)
+	defer cancel()
+	ends, err := s.log.EndOffsets(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.ReadTimeout)
-	defer cancel()
 	if err := s.rm.GroupsProgress.WaitForAll(ctx, ends); err != nil {
 		return nil, fmt.Errorf("groups are behind the log: %w: %v", ErrUnavailable, err)
 	}

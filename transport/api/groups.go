@@ -115,12 +115,12 @@ func (s *Service) appendGroupEvent(ctx context.Context, id domain.GroupID, e eve
 // Groups lists the groups who belongs to, once the groups model has
 // applied everything acknowledged before the call.
 func (s *Service) Groups(ctx context.Context, who domain.AccountID) ([]*domain.Group, error) {
-	ends, err := s.log.EndOffsets()
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.ReadTimeout)
+	defer cancel()
+	ends, err := s.log.EndOffsets(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.ReadTimeout)
-	defer cancel()
 	if err := s.rm.GroupsProgress.WaitForAll(ctx, ends); err != nil {
 		return nil, fmt.Errorf("groups are behind the log: %w: %v", ErrUnavailable, err)
 	}

@@ -228,7 +228,7 @@ func (s *Service) catchUpPartitions(ctx context.Context, t Progress, parts []int
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.ReadTimeout)
 	defer cancel()
 	for _, p := range parts {
-		end, err := s.log.EndOffset(p)
+		end, err := s.log.EndOffset(ctx, p)
 		if err != nil {
 			return fmt.Errorf("%w: %v", ErrUnavailable, err)
 		}

@@ -30,8 +30,10 @@ type Log interface {
 	Append(ctx context.Context, id string, e events.Event) (events.Position, error)
 	// AppendEvery appends e to every partition, returning each position.
 	AppendEvery(ctx context.Context, id string, e events.Event) ([]events.Position, error)
-	EndOffset(partition int32) (int64, error)
-	EndOffsets() (map[int32]int64, error)
+	// EndOffset is the offset the next record of partition will get; it
+	// gives up when ctx ends.
+	EndOffset(ctx context.Context, partition int32) (int64, error)
+	EndOffsets(ctx context.Context) (map[int32]int64, error)
 	Partitions() int32
 	Epoch() uint8
 }

@@ -90,12 +90,12 @@ func (s *Service) sync(ctx context.Context, who domain.AccountID, conversation s
 		limit = s.cfg.MaxLimit
 	}
 	part := events.PartitionFor(conv.String(), s.log.Partitions())
-	end, err := s.log.EndOffset(part)
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.ReadTimeout)
+	defer cancel()
+	end, err := s.log.EndOffset(ctx, part)
 	if err != nil {
 		return SyncResult{}, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.ReadTimeout)
-	defer cancel()
 	now := s.cfg.Now()
 	res := SyncResult{NextTime: now, NextMsgID: lastMsgID}
 	if changes && lastMsgID > 0 {

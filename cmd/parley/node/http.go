@@ -69,7 +69,7 @@ func (n *Node) consoleStatus() console.Status {
 	st := console.Status{Connections: n.gw.Connections(), Online: n.gw.OnlineUIDs()}
 	ctx, cancel := context.WithTimeout(context.Background(), ReadyCheckTimeout)
 	defer cancel()
-	ends, err := n.events.EndOffsetsContext(ctx)
+	ends, err := n.events.EndOffsets(ctx)
 	if err != nil {
 		return st
 	}

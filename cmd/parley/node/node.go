@@ -441,7 +441,7 @@ func (n *Node) startGateway(ctx context.Context) error {
 // waitRebuilt waits until every in-memory read model holds the log as it
 // was when the node started.
 func (n *Node) waitRebuilt(ctx context.Context) error {
-	ends, err := n.events.EndOffsets()
+	ends, err := n.events.EndOffsets(ctx)
 	if err != nil {
 		return err
 	}

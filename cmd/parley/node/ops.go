@@ -32,7 +32,7 @@ func (c lagCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 func (c lagCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), ReadyCheckTimeout)
 	defer cancel()
-	ends, err := c.n.events.EndOffsetsContext(ctx) // a scrape must not hang on a lost broker
+	ends, err := c.n.events.EndOffsets(ctx) // a scrape must not hang on a lost broker
 	if err != nil {
 		return
 	}
@@ -228,7 +228,7 @@ func (n *Node) readyz(w http.ResponseWriter, r *http.Request) {
 	checks := map[string]func(ctx context.Context) error{
 		"log": func(context.Context) error { return n.events.Writable() },
 		"bus": func(ctx context.Context) (err error) {
-			ends, err = n.events.EndOffsetsContext(ctx)
+			ends, err = n.events.EndOffsets(ctx)
 			return err
 		},
 	}

@@ -200,7 +200,7 @@ func (n *Node) embeddedReadModels(ctx context.Context) (readModelSet, error) {
 	if err != nil {
 		return set, err
 	}
-	if set.ends, err = n.events.EndOffsets(); err != nil {
+	if set.ends, err = n.events.EndOffsets(ctx); err != nil {
 		return set, err
 	}
 	if err := n.checkLog(set.ends, acked, set.api.GroupsProgress, set.api.StoreProgress, set.api.ConversationsProgress); err != nil {
@@ -337,7 +337,7 @@ func (n *Node) scaleOutReadModels(ctx context.Context) (readModelSet, error) {
 	set.api.Groups = groups.NewCache(gm, groupCacheTTL, groupCacheMembers)
 	set.api.Mutes = notify.NewPostgresMutes(n.stores.pool)
 	set.members = &groups.At{Model: gm, Progress: set.api.GroupsProgress}
-	if set.ends, err = n.events.EndOffsets(); err != nil {
+	if set.ends, err = n.events.EndOffsets(ctx); err != nil {
 		return set, err
 	}
 	var held []interface{ Next(partition int32) int64 }

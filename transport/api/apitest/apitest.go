@@ -110,10 +110,12 @@ func (l *Log) Hold() (release func()) {
 }
 
 // EndOffset implements api.Log.
-func (l *Log) EndOffset(partition int32) (int64, error) { return l.mem.Ends()[partition], nil }
+func (l *Log) EndOffset(_ context.Context, partition int32) (int64, error) {
+	return l.mem.Ends()[partition], nil
+}
 
 // EndOffsets implements api.Log.
-func (l *Log) EndOffsets() (map[int32]int64, error) {
+func (l *Log) EndOffsets(context.Context) (map[int32]int64, error) {
 	out := l.mem.Ends()
 	for p := int32(0); p < Partitions; p++ {
 		if _, written := out[p]; !written {
