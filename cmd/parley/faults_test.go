@@ -54,13 +54,15 @@ func (c *testCluster) assertOnce(conv string, want ...string) {
 
 // Finding 1: with its broker path cut, a gateway answers a send
 // unavailable within --send-timeout; pings and renewals on the same
-// connection are answered at once meanwhile; once the path heals, the
-// client's retry with the same clientMsgId is acked and the message is in
-// PostgreSQL exactly once.
+// connection are answered at once meanwhile; a retry while the path is
+// still cut is unavailable too (the first attempt's record may yet land),
+// and so are sync and conversations, within the read timeout;
+// once the path heals, the client's retry with the same clientMsgId is
+// acked and the message is in PostgreSQL exactly once.
 func TestFaultSendFailsFastOnCutBroker(t *testing.T) {
 	c := startCluster(t)
 	const timeout = 2 * time.Second
-	gw, p := c.faultyInstance(gatewayOnly, func(cfg *node.Config) { cfg.API.SendTimeout = timeout })
+	gw, p := c.faultyInstance(gatewayOnly, func(cfg *node.Config) { cfg.API.SendTimeout, cfg.API.ReadTimeout = timeout, time.Second })
 	c.instance(projectorOnly)
 	ctx := ctxT(t)
 	alice := gw.dial("alice", "phone")
@@ -97,6 +99,23 @@ func TestFaultSendFailsFastOnCutBroker(t *testing.T) {
 		t.Errorf("send answered unavailable after %v, want about %v", r.took, timeout)
 	}
 	t.Logf("time to unavailable on a cut broker path: %v (--send-timeout %v)", r.took.Round(time.Millisecond), timeout)
+
+	// The first attempt's record waits in the producer for the path: a
+	// retry now must wait for it too, not append a second one.
+	if _, err := alice.Do(ctx, wire.Request{Type: wire.TypeSend, To: "bob", ClientMsgID: "during", Body: "during", Retry: true}); client.CodeOf(err) != wire.CodeUnavailable {
+		t.Fatalf("retry while the first attempt is undecided: %v, want unavailable", err)
+	}
+	// Reads that ask the log for its end give up within the read timeout.
+	start = time.Now()
+	if _, err := alice.Sync(ctx, "d:alice:bob", wire.Cursor{}, 10); client.CodeOf(err) != wire.CodeUnavailable {
+		t.Fatalf("sync on a cut broker path: %v, want unavailable", err)
+	}
+	if _, err := alice.Conversations(ctx, 0); client.CodeOf(err) != wire.CodeUnavailable {
+		t.Fatalf("conversations on a cut broker path: %v, want unavailable", err)
+	}
+	if took := time.Since(start); took > 3*time.Second {
+		t.Errorf("sync and conversations on a cut broker path took %v, want about 2 × the 1 s read timeout", took)
+	}
 
 	p.broker.Heal()
 	if _, err := alice.Resend(ctx, client.Target{Account: "bob"}, "during", "", "during"); err != nil {

@@ -445,13 +445,11 @@ func (l *Log) AppendUser(ctx context.Context, id string, e events.Event) (events
 }
 
 // Append writes e under id (the Watermill message UUID) and returns where it
-// landed. When it returns nil the record is in the log.
+// landed. When it returns nil the record is in the log. When ctx ends
+// first the error is an *events.LateAppend: the record may still land,
+// and its Outcome says whether it did. Any other error ends the append.
 func (l *Log) Append(ctx context.Context, id string, e events.Event) (events.Position, error) {
-	pos, err := l.appendTo(ctx, l.cfg.Topic, l.cfg.Partitions, id, e)
-	if err == nil && l.acked != nil {
-		l.acked.Advance(pos.Partition, pos.Offset)
-	}
-	return pos, err
+	return l.appendTo(ctx, l.cfg.Topic, l.cfg.Partitions, id, e)
 }
 
 // AppendEvery writes e once to every partition of the conversation topic
@@ -470,9 +468,6 @@ func (l *Log) AppendEvery(ctx context.Context, id string, e events.Event) ([]eve
 		pos, err := l.publish(ctx, rec)
 		if err != nil {
 			return nil, err
-		}
-		if l.acked != nil {
-			l.acked.Advance(pos.Partition, pos.Offset)
 		}
 		out = append(out, pos)
 	}
@@ -516,32 +511,32 @@ func (l *Log) publish(ctx context.Context, rec *kgo.Record) (events.Position, er
 	if err := ctx.Err(); err != nil {
 		return events.Position{}, err
 	}
-	type result struct {
-		pos events.Position
-		err error
-	}
-	done := make(chan result, 1)
+	pending := events.NewPendingAppend()
 	// Not the caller's context: franz-go fails every buffered record of
 	// the partition when the first one's context ends, which would fail
 	// other callers' appends with this one's. The caller waits under
-	// its context below instead; an append given up on here may still
-	// land, which a retry with the same client message id finds (I4).
+	// its context below instead; an append given up on there may still
+	// land, and the caller hears of it later (events.LateAppend).
 	l.producer.TryProduce(context.Background(), rec, func(r *kgo.Record, err error) {
 		l.noteAppend(err)
-		done <- result{events.Position{Partition: r.Partition, Offset: r.Offset}, err}
+		pos := events.Position{Partition: r.Partition, Offset: r.Offset}
+		if err != nil {
+			err = fmt.Errorf("cannot append to %s: %w", rec.Topic, err)
+		} else if l.acked != nil && r.Topic == l.cfg.Topic {
+			l.acked.Advance(pos.Partition, pos.Offset)
+		}
+		pending.Settle(events.AppendOutcome{Pos: pos, Err: err})
 	})
 	select {
-	case r := <-done:
-		if r.err != nil {
-			return events.Position{}, fmt.Errorf("cannot append to %s: %w", rec.Topic, r.err)
-		}
-		return r.pos, nil
+	case <-pending.Done():
+		o := pending.Outcome()
+		return o.Pos, o.Err
 	case <-ctx.Done():
 		err := ctx.Err()
 		if errors.Is(err, context.DeadlineExceeded) {
 			l.noteAppend(fmt.Errorf("an append took longer than its deadline: %w", err))
 		}
-		return events.Position{}, fmt.Errorf("cannot append to %s in time: %w", rec.Topic, err)
+		return events.Position{}, &events.LateAppend{Cause: fmt.Errorf("cannot append to %s in time: %w", rec.Topic, err), Pending: pending}
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	wkafka "github.com/ThreeDotsLabs/watermill-kafka/v3/pkg/kafka"
 	"github.com/google/uuid"
 	"github.com/parley-chat/parley/events"
+	"github.com/parley-chat/parley/infra/faultnet"
 )
 
 // appendPaths are the ways a log appends to the embedded broker: over
@@ -319,4 +321,103 @@ func TestAppendAfterCloseFails(t *testing.T) {
 			t.Error("an append after Close succeeded")
 		}
 	})
+}
+
+// An append whose caller stops waiting on a cut broker path is not over:
+// the error is an events.LateAppend, and once the path heals the record
+// lands and its outcome says where — the position a reader finds it at.
+// One whose producer gives up (AppendTimeout) settles with an error.
+func TestLateAppendSettlesWhenThePathHeals(t *testing.T) {
+	b, err := StartEmbedded(EmbeddedConfig{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	path, err := faultnet.Listen(b.Addrs()[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer path.Close()
+	l, err := Open(Config{Brokers: []string{path.Addr()}, Partitions: 4, AppendTimeout: 3 * time.Second,
+		Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, network, path.Addr())
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := l.Append(ctx, uuid.NewString(), sent("d:alice:bob", 0)); err != nil {
+		t.Fatal(err)
+	}
+
+	late := func(i int) *events.LateAppend {
+		t.Helper()
+		actx, acancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		defer acancel()
+		_, err := l.Append(actx, uuid.NewString(), sent("d:alice:bob", i))
+		var la *events.LateAppend
+		if !errors.As(err, &la) || !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("an append given up on a cut path: %v, want a LateAppend of the deadline", err)
+		}
+		return la
+	}
+
+	path.Cut()
+	la := late(1)
+	select {
+	case <-la.Pending.Done():
+		t.Fatalf("settled on a cut path: %+v", la.Pending.Outcome())
+	case <-time.After(500 * time.Millisecond):
+	}
+	heard := make(chan events.AppendOutcome, 2)
+	la.Pending.Then(func(o events.AppendOutcome) { heard <- o })
+	la.Pending.Then(func(o events.AppendOutcome) { heard <- o }) // only the first counts
+	path.Heal()
+	var o events.AppendOutcome
+	select {
+	case o = <-heard:
+	case <-ctx.Done():
+		t.Fatal("the late append never settled after the heal")
+	}
+	if o.Err != nil {
+		t.Fatalf("the late append after the heal: %v, want it landed", o.Err)
+	}
+	end, err := l.EndOffset(ctx, o.Pos.Partition)
+	if err != nil || end != o.Pos.Offset+1 {
+		t.Fatalf("end offset %d (%v) after the late record at %d", end, err, o.Pos.Offset)
+	}
+	var body string
+	err = ConsumePartitions(ctx, saramaConsumer(t, l), l.Topic(), map[int32]int64{o.Pos.Partition: o.Pos.Offset}, map[int32]int64{o.Pos.Partition: o.Pos.Offset + 1},
+		func(m *sarama.ConsumerMessage) error {
+			e, err := events.Decode(events.MessageSentV1, m.Value)
+			if err == nil {
+				body = e.(events.MessageSent).Body
+			}
+			return err
+		})
+	if err != nil || body != "1" {
+		t.Fatalf("the record at the late append's position: body %q (%v), want the late one's", body, err)
+	}
+	select {
+	case extra := <-heard:
+		t.Fatalf("Then called twice: %+v", extra)
+	case <-time.After(100 * time.Millisecond):
+	}
+
+	path.Cut()
+	cutAt := time.Now()
+	la = late(2)
+	select {
+	case <-la.Pending.Done():
+	case <-ctx.Done():
+		t.Fatal("a late append on a path cut past AppendTimeout never settled")
+	}
+	if o := la.Pending.Outcome(); o.Err == nil {
+		t.Fatalf("a late append on a path cut past AppendTimeout landed at %+v, want an error", o.Pos)
+	}
+	t.Logf("settled %v after the cut", time.Since(cutAt))
+	path.Heal()
 }

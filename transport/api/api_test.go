@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -209,6 +210,88 @@ func TestResendWaitsForTheAttemptUnderWay(t *testing.T) {
 	}
 	if got := history(t, e, "carol", "d:alice:carol"); len(got) != 0 {
 		t.Fatalf("%d messages to carol, want none", len(got))
+	}
+}
+
+// A send whose append outlives the send timeout is unavailable, but its
+// record may still land: until the log says, its reservation stays with
+// it, so a resend waits (and is unavailable past the read timeout)
+// instead of appending a second record. Once the record lands, every
+// resend gets its ack; if it never lands, the next resend appends.
+func TestLateAppendKeepsItsReservation(t *testing.T) {
+	for _, landed := range []bool{true, false} {
+		t.Run(fmt.Sprintf("landed %v", landed), func(t *testing.T) {
+			e := apitest.New(t, apitest.WithConfig(api.Config{SendTimeout: 100 * time.Millisecond, ReadTimeout: 300 * time.Millisecond}))
+			release := e.Log.Hold()
+			defer release()
+			req := api.SendRequest{From: alicePhone, To: api.Target{Account: "bob"}, ClientMsgID: "c1", Body: "hi"}
+			if _, err := e.Service.Send(ctxT(t), req); api.Code(err) != wire.CodeUnavailable {
+				t.Fatalf("send past the send timeout: %v, want unavailable", err)
+			}
+			retry := req
+			retry.Retry = true
+			for _, r := range []api.SendRequest{req, retry} {
+				if _, err := e.Service.Send(ctxT(t), r); api.Code(err) != wire.CodeUnavailable {
+					t.Fatalf("resend (retry %v) while the first append is undecided: %v, want unavailable", r.Retry, err)
+				}
+			}
+			if !landed {
+				e.Log.Fail(errors.New("disk full"))
+			}
+			release()
+			if !landed {
+				// The failure reaches the reservation on the log's
+				// goroutine: a resend finds it pending until then, and
+				// then makes an attempt of its own, which reaches the
+				// failing log — well before the lease would lapse.
+				deadline := time.Now().Add(2 * time.Second)
+				for {
+					_, err := e.Service.Send(ctxT(t), retry)
+					if err != nil && strings.Contains(err.Error(), "disk full") {
+						break
+					}
+					if time.Now().After(deadline) {
+						t.Fatalf("resend after the late append failed: %v, want an attempt of its own", err)
+					}
+					time.Sleep(20 * time.Millisecond)
+				}
+				e.Log.Fail(nil)
+			}
+			ack, err := e.Service.Send(ctxT(t), retry)
+			if err != nil {
+				t.Fatalf("resend once the log decided: %v", err)
+			}
+			if ack.Duplicate != landed {
+				t.Fatalf("resend once the log decided: %+v, want duplicate %v", ack, landed)
+			}
+			got := history(t, e, "bob", "d:alice:bob")
+			if len(got) != 1 || got[0].MsgID != ack.MsgID || got[0].ID != ack.MessageID {
+				t.Fatalf("history %+v, want the one message of ack %+v", got, ack)
+			}
+		})
+	}
+}
+
+// A service that stops while an append is undecided does not wait for
+// the log: it lets the reservation go, to lapse after its lease.
+func TestStopDoesNotWaitForALateAppend(t *testing.T) {
+	e := apitest.New(t, apitest.WithConfig(api.Config{SendTimeout: 50 * time.Millisecond}))
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	go func() {
+		e.Service.Run(ctx)
+		close(stopped)
+	}()
+	release := e.Log.Hold()
+	defer release()
+	if _, err := e.Service.Send(ctxT(t), api.SendRequest{From: alicePhone, To: api.Target{Account: "bob"}, ClientMsgID: "c1", Body: "hi"}); api.Code(err) != wire.CodeUnavailable {
+		t.Fatalf("send past the send timeout: %v, want unavailable", err)
+	}
+	cancel()
+	select {
+	case <-stopped:
+	case <-time.After(2 * time.Second):
+		t.Fatal("the service waits for an undecided append to stop")
 	}
 }
 

@@ -107,14 +107,8 @@ func (s *Service) sendClaim(r SendRequest) claim {
 func (s *Service) attempt(ctx context.Context, c claim, e idempotency.Entry, send func() (Ack, events.Position, error)) (Ack, error) {
 	key := c.key
 	s.leases.hold(key, e.Token)
-	// The reservation's end is written even if the client went away.
-	endCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ReadTimeout)
 	abandon := func(err error) (Ack, error) {
-		defer s.leases.release(key, e.Token)
-		defer cancel()
-		if aerr := s.cfg.Reservations.Abandon(endCtx, key, e.Token); aerr != nil && !errors.Is(aerr, idempotency.ErrNotOwner) {
-			s.cfg.Logger.Warn("cannot abandon a client message id's reservation; it lapses after its lease", "err", aerr)
-		}
+		s.abandon(ctx, key, e.Token)
 		return Ack{}, err
 	}
 	earlier := e.Earlier
@@ -142,25 +136,18 @@ func (s *Service) attempt(ctx context.Context, c claim, e idempotency.Entry, sen
 	if !found {
 		ack, pos, err = send()
 	}
+	var u *undecided
+	if errors.As(err, &u) {
+		s.settleLater(ctx, key, e.Token, u)
+		return Ack{}, err
+	}
 	if err != nil {
-		// The record may have landed even so: the next attempt takes over
-		// and waits for the store to hold this partition first.
+		// The append failed: its record is not in the log (an error of
+		// the log's own; one it may still write is undecided, above).
 		return abandon(err)
 	}
-	complete := func() {
-		defer s.leases.release(key, e.Token)
-		defer cancel()
-		rec := idempotency.Ack{MsgID: ack.MsgID, MessageID: ack.MessageID, Conversation: ack.Conversation, ServerTime: ack.ServerTime}
-		if err := s.cfg.Reservations.Complete(endCtx, key, e.Token, rec, s.cfg.ReservationTTL); err != nil {
-			// The message is in the log; a later resend takes the lapsed
-			// reservation over and finds it in the store.
-			s.cfg.Logger.Warn("cannot record the ack of a client message id", "err", err)
-			return
-		}
-		s.forget.add(finished{key: key, pos: pos, held: found, at: time.Now()})
-	}
 	if !s.cfg.CompleteAfterAck {
-		complete()
+		s.complete(ctx, key, e.Token, ack, pos, found)
 		return ack, nil
 	}
 	// The ack goes out before the completion is written. That changes
@@ -173,8 +160,125 @@ func (s *Service) attempt(ctx context.Context, c claim, e idempotency.Entry, sen
 	// resend takes the reservation over with this partition among its
 	// earlier ones: it waits until the store holds the partition and
 	// finds the message there — the path a failed Complete took before.
-	s.completing.Go(complete)
+	s.completing.Go(func() { s.complete(ctx, key, e.Token, ack, pos, found) })
 	return ack, nil
+}
+
+// abandon gives the reservation up at once, for the next attempt to take
+// over: this one appended nothing.
+func (s *Service) abandon(ctx context.Context, key idempotency.Key, token string) {
+	defer s.leases.release(key, token)
+	// Written even if the client went away.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ReadTimeout)
+	defer cancel()
+	if err := s.cfg.Reservations.Abandon(ctx, key, token); err != nil && !errors.Is(err, idempotency.ErrNotOwner) {
+		s.cfg.Logger.Warn("cannot abandon a client message id's reservation; it lapses after its lease", "err", err)
+	}
+}
+
+// complete records the reservation's ack, for a resend to get.
+func (s *Service) complete(ctx context.Context, key idempotency.Key, token string, ack Ack, pos events.Position, held bool) {
+	defer s.leases.release(key, token)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ReadTimeout)
+	defer cancel()
+	rec := idempotency.Ack{MsgID: ack.MsgID, MessageID: ack.MessageID, Conversation: ack.Conversation, ServerTime: ack.ServerTime}
+	if err := s.cfg.Reservations.Complete(ctx, key, token, rec, s.cfg.ReservationTTL); err != nil {
+		// The message is in the log; a later resend takes the lapsed
+		// reservation over and finds it in the store.
+		s.cfg.Logger.Warn("cannot record the ack of a client message id", "err", err)
+		return
+	}
+	s.forget.add(finished{key: key, pos: pos, held: held, at: time.Now()})
+}
+
+// undecided is the error of a request whose record the log may still
+// append: the log stopped waiting for it (events.LateAppend). The client
+// hears err (unavailable) now; then gets the request's outcome once the
+// log has it, as send would have returned it.
+type undecided struct {
+	err  error
+	then func(f func(Ack, events.Position, error))
+}
+
+func (u *undecided) Error() string { return u.err.Error() }
+func (u *undecided) Unwrap() error { return u.err }
+
+// appendFor appends e for a request whose ack is made from where its
+// record lands.
+func (s *Service) appendFor(ctx context.Context, id string, e events.Event, ackAt func(events.Position) (Ack, error)) (Ack, events.Position, error) {
+	pos, err := s.append(ctx, id, e)
+	var late *events.LateAppend
+	switch {
+	case errors.As(err, &late):
+		return Ack{}, events.Position{}, &undecided{
+			err: fmt.Errorf("%w: %v", ErrUnavailable, err),
+			then: func(f func(Ack, events.Position, error)) {
+				late.Pending.Then(func(o events.AppendOutcome) {
+					if o.Err != nil {
+						f(Ack{}, events.Position{}, o.Err)
+						return
+					}
+					ack, err := ackAt(o.Pos)
+					f(ack, o.Pos, err)
+				})
+			},
+		}
+	case err != nil:
+		return Ack{}, events.Position{}, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	ack, err := ackAt(pos)
+	return ack, pos, err
+}
+
+// settleLater keeps the reservation of an attempt whose record the log
+// may still append, under this attempt's lease, until the log knows: a
+// record that lands completes it with the ack the client would have had
+// (a resend gets that ack), one that does not abandons it (a resend
+// appends). Abandoning it at once instead would let a resend look for
+// the message before it lands, miss it and append it a second time.
+// Nothing waits in the meantime but the lease's entry: the log calls
+// back. When the service stops first, the lease is let go of and the
+// reservation lapses after it, as after a crash: the log is closed by
+// then, so the record has landed or never will.
+func (s *Service) settleLater(ctx context.Context, key idempotency.Key, token string, u *undecided) {
+	h := heldLease{key, token}
+	s.undecidedMu.Lock()
+	if s.stopped {
+		s.undecidedMu.Unlock()
+		s.leases.release(key, token)
+		return
+	}
+	s.undecided[h] = struct{}{}
+	s.undecidedMu.Unlock()
+	u.then(func(ack Ack, pos events.Position, err error) {
+		s.undecidedMu.Lock()
+		_, mine := s.undecided[h]
+		delete(s.undecided, h)
+		s.undecidedMu.Unlock()
+		if !mine {
+			return // the service stopped: the reservation lapses
+		}
+		s.completing.Go(func() {
+			if err != nil {
+				s.abandon(ctx, key, token)
+				return
+			}
+			s.complete(ctx, key, token, ack, pos, false)
+		})
+	})
+}
+
+// stopSettling lets go of the reservations still waiting for the log:
+// they lapse after their leases.
+func (s *Service) stopSettling() {
+	s.undecidedMu.Lock()
+	s.stopped = true
+	held := s.undecided
+	s.undecided = nil
+	s.undecidedMu.Unlock()
+	for h := range held {
+		s.leases.release(h.key, h.token)
+	}
 }
 
 // tracker counts goroutines so that their owner can wait for them. Unlike
@@ -259,6 +363,7 @@ func (s *Service) Run(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
+			s.stopSettling()
 			s.completing.Wait()
 			return
 		case <-t.C:

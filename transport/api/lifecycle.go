@@ -102,9 +102,7 @@ func (s *Service) change(ctx context.Context, a domain.Amendment) (Ack, events.P
 	if a.Delete && m.Deleted {
 		return Ack{MsgID: m.MsgID, MessageID: m.ID, Conversation: a.Conversation, Duplicate: true}, events.Position{}, nil
 	}
-	pos, err := s.append(ctx, uuid.NewString(), events.NewAmendmentEvent(a, now))
-	if err != nil {
-		return Ack{}, events.Position{}, fmt.Errorf("%w: %v", ErrUnavailable, err)
-	}
-	return Ack{MsgID: m.MsgID, MessageID: m.ID, Conversation: a.Conversation, ServerTime: time.UnixMilli(now.UnixMilli())}, pos, nil
+	return s.appendFor(ctx, uuid.NewString(), events.NewAmendmentEvent(a, now), func(events.Position) (Ack, error) {
+		return Ack{MsgID: m.MsgID, MessageID: m.ID, Conversation: a.Conversation, ServerTime: time.UnixMilli(now.UnixMilli())}, nil
+	})
 }

@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/google/uuid"
@@ -77,16 +76,14 @@ func (s *Service) Send(ctx context.Context, r SendRequest) (ack Ack, err error) 
 		}
 		now := s.cfg.Now()
 		actx, cancel := context.WithTimeout(ctx, s.cfg.SendTimeout)
-		pos, err := s.append(actx, id.String(), events.NewMessageSent(id.String(), d, now))
-		cancel()
-		if err != nil {
-			return Ack{}, events.Position{}, fmt.Errorf("%w: %v", ErrUnavailable, err)
-		}
-		msgid, err := events.MsgID(s.log.Epoch(), pos.Offset)
-		if err != nil {
-			return Ack{}, events.Position{}, err
-		}
-		return Ack{MsgID: msgid, MessageID: id, Conversation: conv, ServerTime: time.UnixMilli(now.UnixMilli())}, pos, nil
+		defer cancel()
+		return s.appendFor(actx, id.String(), events.NewMessageSent(id.String(), d, now), func(pos events.Position) (Ack, error) {
+			msgid, err := events.MsgID(s.log.Epoch(), pos.Offset)
+			if err != nil {
+				return Ack{}, err
+			}
+			return Ack{MsgID: msgid, MessageID: id, Conversation: conv, ServerTime: time.UnixMilli(now.UnixMilli())}, nil
+		})
 	})
 }
 

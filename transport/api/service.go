@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/parley-chat/parley/domain"
@@ -196,6 +197,12 @@ type Service struct {
 	completing tracker
 	// leases renews the reservations of the attempts under way.
 	leases leases
+
+	undecidedMu sync.Mutex
+	// undecided holds the reservations waiting for the log to tell
+	// whether their records landed (settleLater).
+	undecided map[heldLease]struct{}
+	stopped   bool // Run ended: the undecided ones lapse
 }
 
 // New returns a service over log and the read models.
@@ -204,7 +211,7 @@ func New(cfg Config, log Log, rm ReadModels) *Service {
 	if rm.Mutes == nil {
 		rm.Mutes = notify.NewMemoryMutes()
 	}
-	s := &Service{cfg: cfg, log: log, rm: rm}
+	s := &Service{cfg: cfg, log: log, rm: rm, undecided: map[heldLease]struct{}{}}
 	s.leases = leases{every: reservationLease / 3, log: cfg.Logger,
 		extend: func(ctx context.Context, k idempotency.Key, token string) error {
 			return cfg.Reservations.Extend(ctx, k, token, reservationLease)

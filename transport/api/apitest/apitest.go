@@ -60,15 +60,26 @@ func (l *Log) AppendEvery(ctx context.Context, _ string, e events.Event) ([]even
 
 func (l *Log) appendAt(ctx context.Context, p int32, e events.Event) (events.Position, error) {
 	l.mu.Lock()
-	failing, hold := l.failing, l.hold
+	hold := l.hold
 	l.mu.Unlock()
 	if hold != nil {
 		select {
 		case <-hold:
 		case <-ctx.Done():
-			return events.Position{}, ctx.Err()
+			// As a broker's client does, the log still appends what its
+			// caller stopped waiting for, once it can.
+			pending := events.NewPendingAppend()
+			go func() {
+				<-hold
+				pos, err := l.appendAt(context.Background(), p, e)
+				pending.Settle(events.AppendOutcome{Pos: pos, Err: err})
+			}()
+			return events.Position{}, &events.LateAppend{Cause: ctx.Err(), Pending: pending}
 		}
 	}
+	l.mu.Lock()
+	failing := l.failing
+	l.mu.Unlock()
 	if failing != nil {
 		return events.Position{}, failing
 	}
@@ -92,7 +103,9 @@ func (l *Log) Fail(err error) {
 	l.failing = err
 }
 
-// Hold makes appends wait until the returned function is called.
+// Hold makes appends wait until the returned function is called. An
+// append whose context ends first returns an events.LateAppend and is
+// made at the call (or fails, if Fail set an error by then).
 func (l *Log) Hold() (release func()) {
 	ch := make(chan struct{})
 	l.mu.Lock()
