@@ -272,6 +272,54 @@ func TestLateAppendKeepsItsReservation(t *testing.T) {
 	}
 }
 
+// Every write of a client waits for the log at most SendTimeout, not
+// until the broker answers: on a stalled log an edit, a delete, a read
+// mark and a group change answer unavailable in time, as a send does.
+func TestWritesWaitForTheLogAtMostTheSendTimeout(t *testing.T) {
+	const timeout = 100 * time.Millisecond
+	e := apitest.New(t, apitest.WithConfig(api.Config{SendTimeout: timeout}))
+	bob := domain.Sender{Account: "bob", Device: "phone"}
+	ack := send(t, e, alicePhone, api.Target{Account: "bob"}, "c1", "hi")
+	conv := ack.Conversation.String()
+	if got := history(t, e, "bob", conv); len(got) != 1 {
+		t.Fatalf("history %+v", got)
+	}
+	release := e.Log.Hold()
+	defer release()
+	for _, w := range []struct {
+		name  string
+		write func(ctx context.Context) error
+	}{
+		{"send", func(ctx context.Context) error {
+			_, err := e.Service.Send(ctx, api.SendRequest{From: alicePhone, To: api.Target{Account: "bob"}, ClientMsgID: "c2", Body: "x"})
+			return err
+		}},
+		{"edit", func(ctx context.Context) error {
+			_, err := e.Service.Edit(ctx, api.EditRequest{By: alicePhone, Conversation: conv, MsgID: ack.MsgID, ClientMsgID: "e1", Body: "hello"})
+			return err
+		}},
+		{"delete", func(ctx context.Context) error {
+			_, err := e.Service.Delete(ctx, alicePhone, conv, ack.MsgID)
+			return err
+		}},
+		{"read", func(ctx context.Context) error {
+			_, err := e.Service.Read(ctx, bob, conv, ack.MsgID)
+			return err
+		}},
+		{"group create", func(ctx context.Context) error {
+			_, err := e.Service.CreateGroup(ctx, "alice", "team", []string{"bob"})
+			return err
+		}},
+	} {
+		start := time.Now()
+		err := w.write(ctxT(t))
+		took := time.Since(start)
+		if api.Code(err) != wire.CodeUnavailable || took > timeout+time.Second {
+			t.Errorf("%s on a stalled log: %v after %v, want unavailable after about %v", w.name, err, took.Round(time.Millisecond), timeout)
+		}
+	}
+}
+
 // A service that stops while an append is undecided does not wait for
 // the log: it lets the reservation go, to lapse after its lease.
 func TestStopDoesNotWaitForALateAppend(t *testing.T) {

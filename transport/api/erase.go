@@ -36,8 +36,14 @@ type Erasure struct {
 	Applied bool
 }
 
-// append puts e on the log with its body sealed, if it carries one.
+// append puts e on the log with its body sealed, if it carries one,
+// waiting at most SendTimeout: a client's write (a send, an edit, a read
+// mark, a group change) answers unavailable past it, so that a lost
+// broker does not hold the connection's requests until it heals. The
+// record may still land then (events.LateAppend).
 func (s *Service) append(ctx context.Context, id string, e events.Event) (events.Position, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.SendTimeout)
+	defer cancel()
 	if s.cfg.Keys != nil {
 		sealed, err := events.Seal(ctx, s.cfg.Keys, e)
 		if err != nil {

@@ -93,7 +93,7 @@ func (s *Service) groupChange(ctx context.Context, who domain.AccountID, group s
 // appendGroupEvent appends e and waits until the groups model applied it, so
 // that the caller's next request already sees the change.
 func (s *Service) appendGroupEvent(ctx context.Context, id domain.GroupID, e events.Event) (*domain.Group, error) {
-	pos, err := s.log.Append(ctx, uuid.NewString(), e)
+	pos, err := s.append(ctx, uuid.NewString(), e)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}

@@ -37,7 +37,7 @@ func (s *Service) Read(ctx context.Context, who domain.Sender, conversation stri
 	}
 	e := events.ConversationRead{Conversation: conv.String(), Account: string(who.Account), Device: string(who.Device),
 		MsgID: int64(msgID), At: s.cfg.Now().UnixMilli()}
-	pos, err := s.log.Append(ctx, uuid.NewString(), e)
+	pos, err := s.append(ctx, uuid.NewString(), e)
 	if err != nil {
 		return conversations.ReadState{}, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}

@@ -75,9 +75,7 @@ func (s *Service) Send(ctx context.Context, r SendRequest) (ack Ack, err error) 
 			return Ack{}, events.Position{}, err
 		}
 		now := s.cfg.Now()
-		actx, cancel := context.WithTimeout(ctx, s.cfg.SendTimeout)
-		defer cancel()
-		return s.appendFor(actx, id.String(), events.NewMessageSent(id.String(), d, now), func(pos events.Position) (Ack, error) {
+		return s.appendFor(ctx, id.String(), events.NewMessageSent(id.String(), d, now), func(pos events.Position) (Ack, error) {
 			msgid, err := events.MsgID(s.log.Epoch(), pos.Offset)
 			if err != nil {
 				return Ack{}, err

@@ -81,9 +81,10 @@ type Config struct {
 	// ReadTimeout bounds how long a read waits for a lagging read model
 	// before it answers unavailable. Default 5s.
 	ReadTimeout time.Duration
-	// SendTimeout bounds how long a send waits for the log to take its
-	// message; past it the send answers unavailable and the client retries
-	// with the same client message id. Default 5s.
+	// SendTimeout bounds how long a client's write (a send, an edit or
+	// delete, a read mark, a group change) waits for the log to take its
+	// record; past it the request answers unavailable and the client
+	// retries (a send with the same client message id). Default 5s.
 	SendTimeout time.Duration
 	// CacheWait bounds how long a sync waits for the cache to catch up with
 	// the log before it reads the store instead. Default 200ms.
