@@ -110,26 +110,17 @@ func readLag(ctx context.Context, metricsURL string) (map[string]int64, error) {
 // parseLag reads parley_projection_lag_records{partition="0",projection="x"} 12
 // lines from Prometheus text.
 func parseLag(r io.Reader) (map[string]int64, error) {
-	const name = "parley_projection_lag_records{"
 	out := map[string]int64{}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, name) {
-			continue
-		}
-		labels, value, ok := strings.Cut(line[len(name):], "} ")
-		if !ok {
-			return nil, fmt.Errorf("cannot parse %q", line)
-		}
-		_, proj, _ := strings.Cut(labels, `projection="`)
-		proj, _, _ = strings.Cut(proj, `"`)
-		v, err := strconv.ParseFloat(value, 64)
+		proj, v, ok, err := lagLine(sc.Text())
 		if err != nil {
-			return nil, fmt.Errorf("cannot parse %q: %w", line, err)
+			return nil, err
 		}
-		out[proj] += int64(v)
+		if ok {
+			out[proj] += int64(v)
+		}
 	}
 	if err := sc.Err(); err != nil {
 		return nil, err
@@ -138,4 +129,23 @@ func parseLag(r io.Reader) (map[string]int64, error) {
 		return nil, errors.New("no parley_projection_lag_records in the server's metrics")
 	}
 	return out, nil
+}
+
+// lagLine reads a line of Prometheus text: ok when it is one of
+// parley_projection_lag_records, with its projection and value.
+func lagLine(line string) (projection string, records float64, ok bool, err error) {
+	const name = "parley_projection_lag_records{"
+	if !strings.HasPrefix(line, name) {
+		return "", 0, false, nil
+	}
+	labels, value, found := strings.Cut(line[len(name):], "} ")
+	if !found {
+		return "", 0, false, fmt.Errorf("cannot parse %q", line)
+	}
+	_, projection, _ = strings.Cut(labels, `projection="`)
+	projection, _, _ = strings.Cut(projection, `"`)
+	if records, err = strconv.ParseFloat(value, 64); err != nil {
+		return "", 0, false, fmt.Errorf("cannot parse %q: %w", line, err)
+	}
+	return projection, records, true, nil
 }

@@ -58,6 +58,13 @@ type ServerStats struct {
 	// client itself), and schedLatency, the server's goroutines' waits
 	// for a thread. Absent for a server without them.
 	Latency map[string]ServerLatency `json:"latencyMs,omitempty"`
+	// LagMaxRecords is, for each projection, the most records it was
+	// behind the log (all partitions together) at any read in the window
+	// (parley_projection_lag_records, read once a second): divided by the
+	// acked rate, about how many seconds its read model was behind — for
+	// parley.projection.store, the history. Absent for a server without
+	// the metric.
+	LagMaxRecords map[string]float64 `json:"lagMaxRecords,omitempty"`
 }
 
 // ServerLatency is one server histogram over the window, in milliseconds.
@@ -145,6 +152,8 @@ type sample struct {
 	err   error
 	// machine is the machine's CPU time, busy and in all (ok: read).
 	machine machineCPU
+	// lag is each projection's lag in records, all partitions together.
+	lag map[string]float64
 }
 
 // machineCPU is the first line of /proc/stat: the time all CPUs were busy
@@ -208,7 +217,7 @@ func scrape(ctx context.Context, metricsURL string) sample {
 	s := sample{at: time.Now(), machine: readMachineCPU()}
 	var m processMetrics
 	m, s.err = readProcessMetrics(ctx, metricsURL)
-	s.cpu, s.rss, s.hists = m.cpu, m.rss, m.hists
+	s.cpu, s.rss, s.hists, s.lag = m.cpu, m.rss, m.hists, m.lag
 	return s
 }
 
@@ -216,6 +225,7 @@ func scrape(ctx context.Context, metricsURL string) sample {
 type processMetrics struct {
 	cpu, rss float64
 	hists    map[string][]bucket // the serverLatencies found
+	lag      map[string]float64  // parley_projection_lag_records by projection, summed
 }
 
 func readProcessMetrics(ctx context.Context, metricsURL string) (processMetrics, error) {
@@ -242,6 +252,17 @@ func parseProcessMetrics(r io.Reader) (processMetrics, error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
+		projection, records, isLag, err := lagLine(sc.Text())
+		if err != nil {
+			return processMetrics{}, err
+		}
+		if isLag {
+			if m.lag == nil {
+				m.lag = map[string]float64{}
+			}
+			m.lag[projection] += records
+			continue
+		}
 		f := strings.Fields(sc.Text())
 		if len(f) < 2 {
 			continue
@@ -266,7 +287,6 @@ func parseProcessMetrics(r io.Reader) (processMetrics, error) {
 		default:
 			continue
 		}
-		var err error
 		if *dst, err = strconv.ParseFloat(f[1], 64); err != nil {
 			return processMetrics{}, fmt.Errorf("cannot parse %s: %w", f[0], err)
 		}
@@ -378,6 +398,14 @@ func (s *sampler) stats(from, to time.Time) ServerStats {
 		out.MachineCPUPercent = &m
 	}
 	out.Latency = latencyIn(s.samples, from, to)
+	for _, x := range ok {
+		for projection, n := range x.lag {
+			if out.LagMaxRecords == nil {
+				out.LagMaxRecords = map[string]float64{}
+			}
+			out.LagMaxRecords[projection] = max(out.LagMaxRecords[projection], n)
+		}
+	}
 	return out
 }
 

@@ -140,6 +140,9 @@ func TestSamplerStats(t *testing.T) {
 		{at: t0.Add(4 * time.Second), cpu: 13, rss: 200e6},
 	}}
 	st := s.stats(t0, t0.Add(4*time.Second))
+	if st.LagMaxRecords != nil {
+		t.Errorf("lag %v from reads without it", st.LagMaxRecords)
+	}
 	if st.CPUPercent == nil || *st.CPUPercent != 75 {
 		t.Errorf("cpu %v, want 75 (3 CPU seconds in 4)", st.CPUPercent)
 	}
@@ -151,6 +154,40 @@ func TestSamplerStats(t *testing.T) {
 	}
 	if st.WindowSeconds != 4 {
 		t.Errorf("window %v", st.WindowSeconds)
+	}
+}
+
+// A report gives each projection's largest lag at any read in its window,
+// all partitions together; reads outside the window do not count.
+func TestSamplerStatsLag(t *testing.T) {
+	read := func(text string) map[string]float64 {
+		t.Helper()
+		m, err := parseProcessMetrics(strings.NewReader("process_cpu_seconds_total 1\nprocess_resident_memory_bytes 1\n" + text))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m.lag
+	}
+	lag := func(store0, store1, push float64) map[string]float64 {
+		return read(fmt.Sprintf(`# TYPE parley_projection_lag_records gauge
+parley_projection_lag_records{partition="0",projection="parley.projection.store"} %v
+parley_projection_lag_records{partition="1",projection="parley.projection.store"} %v
+parley_projection_lag_records{partition="0",projection="parley.projection.push"} %v
+`, store0, store1, push))
+	}
+	t0 := time.Unix(1795714619, 0)
+	s := &sampler{samples: []sample{
+		{at: t0.Add(-time.Second), cpu: 1, rss: 1, lag: lag(9000, 0, 9000)}, // before the window
+		{at: t0, cpu: 1, rss: 1, lag: lag(10, 5, 0)},
+		{at: t0.Add(time.Second), cpu: 2, rss: 1, lag: lag(2000, 1000, 7)},
+		{at: t0.Add(2 * time.Second), cpu: 3, rss: 1, lag: lag(0, 0, 1)},
+	}}
+	got := s.stats(t0, t0.Add(2*time.Second)).LagMaxRecords
+	if len(got) != 2 || got["parley.projection.store"] != 3000 || got["parley.projection.push"] != 7 {
+		t.Fatalf("lag max %v, want store 3000 and push 7", got)
+	}
+	if _, err := parseProcessMetrics(strings.NewReader("process_cpu_seconds_total 1\nprocess_resident_memory_bytes 1\nparley_projection_lag_records{projection=\"x\"} y\n")); err == nil {
+		t.Error("a lag that is not a number: want an error")
 	}
 }
 
@@ -251,6 +288,7 @@ func TestMachineCPU(t *testing.T) {
 func FuzzParseProcessMetrics(f *testing.F) {
 	f.Add("process_cpu_seconds_total 1\nprocess_resident_memory_bytes 2\nparley_write_wait_seconds_bucket{le=\"0.001\"} 3\nparley_write_wait_seconds_bucket{le=\"+Inf\"} 4\n")
 	f.Add("parley_send_accept_seconds_bucket{le=\"NaN\"} -1\nparley_send_accept_seconds_bucket{le=\"x\"} 1\n")
+	f.Add("process_cpu_seconds_total 1\nprocess_resident_memory_bytes 2\nparley_projection_lag_records{partition=\"0\",projection=\"p\"} 3\n")
 	f.Fuzz(func(t *testing.T, text string) {
 		m, err := parseProcessMetrics(strings.NewReader(text))
 		if err != nil {
