@@ -142,7 +142,7 @@ func TestSyncChangesReachAnOfflineDevice(t *testing.T) {
 	if _, err := alice.Delete(ctx, conv, acks[3].MsgID); err != nil {
 		t.Fatal(err)
 	}
-	inbox.Use(s.dial("bob", "laptop"))
+	inbox.Use(s.redial("bob", "laptop"))
 	if err := inbox.SyncAll(ctx); err != nil {
 		t.Fatal(err)
 	}

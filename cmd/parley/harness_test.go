@@ -115,6 +115,26 @@ func (s *server) dial(account, device string, opts ...func(*client.Config)) *cli
 	return c
 }
 
+// redial connects account/device again after the test closed its last
+// connection: the server may not have read that close yet, and it
+// refuses the hello of a device still connected (duplicate_login), which
+// a client retries.
+func (s *server) redial(account, device string) *client.Client {
+	s.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c, err := s.tryDial(account, device)
+		if err == nil {
+			s.t.Cleanup(c.Close)
+			return c
+		}
+		if client.CodeOf(err) != wire.CodeDuplicateLogin || time.Now().After(deadline) {
+			s.t.Fatalf("dial %s/%s again: %v", account, device, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 func (s *server) tryDial(account, device string, opts ...func(*client.Config)) (*client.Client, error) {
 	cfg := client.Config{URL: s.url(), Token: s.token(account, device, time.Hour), RequestTimeout: 10 * time.Second}
 	for _, o := range opts {
