@@ -127,6 +127,80 @@ func TestFaultSendFailsFastOnCutBroker(t *testing.T) {
 	c.assertOnce("d:alice:bob", "before", "during", "after")
 }
 
+// A send cut off from the broker on one gateway stays undecided while the
+// path is cut, however long: its record went out and may yet land, so a
+// resend through another, healthy gateway is unavailable all along (it
+// must not append a second record that the first would then join), and
+// once the path heals the first record lands and the resend gets its
+// ack. The cut outlasts the producer's request timeout (20 s), past which
+// a producer allowed to cancel requests under way gave the record up.
+func TestFaultUndecidedSendHoldsAcrossGateways(t *testing.T) {
+	c := startCluster(t)
+	a, p := c.faultyInstance(gatewayOnly, func(cfg *node.Config) { cfg.API.SendTimeout, cfg.API.ReadTimeout = time.Second, time.Second })
+	b := c.instance(gatewayOnly, func(cfg *node.Config) { cfg.API.ReadTimeout = time.Second })
+	c.instance(projectorOnly)
+	ctx := ctxT(t)
+	phone, laptop := a.dial("alice", "phone"), b.dial("alice", "laptop")
+	if _, err := phone.Send(ctx, client.Target{Account: "bob"}, "before", "", "before"); err != nil {
+		t.Fatal(err)
+	}
+	p.broker.Cut()
+	if _, _, err := sendOnce(ctx, phone, "bob", "during", "during"); client.CodeOf(err) != wire.CodeUnavailable {
+		t.Fatalf("send on a cut broker path: %v, want unavailable", err)
+	}
+	resend := wire.Request{Type: wire.TypeSend, To: "bob", ClientMsgID: "during", Body: "during", Retry: true}
+	for start := time.Now(); time.Since(start) < 24*time.Second; time.Sleep(500 * time.Millisecond) {
+		if f, err := laptop.Do(ctx, resend); client.CodeOf(err) != wire.CodeUnavailable {
+			t.Fatalf("resend through the healthy gateway %v into the cut: %+v %v, want unavailable", time.Since(start).Round(time.Second), f, err)
+		}
+	}
+	p.broker.Heal()
+	var ack wire.ServerFrame
+	for start := time.Now(); ; time.Sleep(200 * time.Millisecond) {
+		f, err := laptop.Do(ctx, resend)
+		if err == nil {
+			ack = f
+			break
+		}
+		if client.CodeOf(err) != wire.CodeUnavailable || time.Since(start) > 15*time.Second {
+			t.Fatalf("resend after the heal: %v", err)
+		}
+	}
+	if !ack.Duplicate {
+		t.Errorf("resend after the heal: %+v, want the first attempt's ack (duplicate)", ack)
+	}
+	c.assertOnce("d:alice:bob", "before", "during")
+}
+
+// A gateway shut down while a send's record is undecided lets the log
+// settle it before its service stops: the record that lands completes
+// the reservation, instead of leaving it pending for its lease to lapse —
+// a window in which a resend through another gateway would look for the
+// message before it landed and append it again.
+func TestFaultShutdownSettlesUndecidedSends(t *testing.T) {
+	c := startCluster(t)
+	a, p := c.faultyInstance(gatewayOnly, func(cfg *node.Config) { cfg.API.SendTimeout = time.Second })
+	c.instance(projectorOnly)
+	ctx := ctxT(t)
+	phone := a.dial("alice", "phone")
+	if _, err := phone.Send(ctx, client.Target{Account: "bob"}, "before", "", "before"); err != nil {
+		t.Fatal(err)
+	}
+	p.broker.Cut()
+	if _, _, err := sendOnce(ctx, phone, "bob", "during", "during"); client.CodeOf(err) != wire.CodeUnavailable {
+		t.Fatalf("send on a cut broker path: %v, want unavailable", err)
+	}
+	healed := time.AfterFunc(time.Second, p.broker.Heal)
+	defer healed.Stop()
+	if err := a.n.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if state, err := c.rdb.HGet(ctx, c.prefix+"idem:alice:during", "s").Result(); err == nil && state != "d" {
+		t.Errorf("the reservation after the shutdown: state %q, want done (or forgotten once done)", state)
+	}
+	c.assertOnce("d:alice:bob", "before", "during")
+}
+
 // A slow broker path (1 s each way) still acks sends within the send
 // timeout, concurrent sends batched together; the test reports the ack
 // latency.

@@ -9,6 +9,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -203,7 +204,16 @@ func (c Config) producerOpts() ([]kgo.Opt, error) {
 		// A retriable error (a full disk, a moved leader) fails the
 		// append after ten tries 50 ms apart; brokers that cannot be
 		// reached fail it after AppendTimeout (connection errors do not
-		// count as tries).
+		// count as tries) — unless its request is under way: then the
+		// broker may have written it, and franz-go waits for the answer
+		// (retrying the request, which the broker dedupes) however long
+		// the broker is gone. Failing such a record would make its outcome
+		// a lie: a resend under the same client message id, appended
+		// after it, would make two messages when the first one lands
+		// (franz-go's AllowIdempotentProduceCancellation, on here until
+		// the late appends' outcomes counted, did exactly that). The
+		// caller still hears unavailable at its own deadline
+		// (events.LateAppend).
 		kgo.RecordRetries(10),
 		kgo.RetryBackoffFn(func(int) time.Duration { return 50 * time.Millisecond }),
 		kgo.RecordDeliveryTimeout(c.AppendTimeout),
@@ -211,13 +221,6 @@ func (c Config) producerOpts() ([]kgo.Opt, error) {
 		// 5 s between metadata requests would hold appends that long
 		// after the broker is lost, and again after it is back.
 		kgo.MetadataMinAge(250 * time.Millisecond),
-		// Fail an append whose request is under way once AppendTimeout
-		// is over too, as Sarama did: left alone, franz-go waits for
-		// such a record's answer as long as the broker is gone, and
-		// every later append to its partition waits behind it. Such an
-		// append may have landed; a retry with the same client message
-		// id finds it (I4).
-		kgo.AllowIdempotentProduceCancellation(),
 		// Bounded in bytes, not only in records (50,000 by default): an
 		// append past the bound fails at once (kgo.ErrMaxBuffered).
 		kgo.MaxBufferedBytes(64 << 20),
@@ -241,6 +244,8 @@ type Log struct {
 	failing  error // of the last append, nil once one succeeds
 
 	acked Advancer // hears of every acknowledged append to Topic; may be nil
+
+	gaveUp atomic.Bool // a Settle waited AppendTimeout in vain
 }
 
 // producer appends records; *kgo.Client is one.
@@ -649,12 +654,25 @@ func (l *Log) EndOffsets(ctx context.Context) (map[int32]int64, error) {
 	return out, nil
 }
 
-// Close waits for the appends under way (at most AppendTimeout), then
-// stops the client.
-func (l *Log) Close() error {
+// Settle waits, at most AppendTimeout, for the appends under way to
+// settle: landed, or refused by the broker. A node calls it before its
+// service stops, so that the sends its callers gave up on
+// (events.LateAppend) still complete or abandon their reservations.
+func (l *Log) Settle() {
 	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.AppendTimeout)
 	defer cancel()
-	_ = l.producer.Flush(ctx) // what is left fails (kgo.ErrClientClosed)
+	if l.producer.Flush(ctx) != nil {
+		l.gaveUp.Store(true)
+	}
+}
+
+// Close waits for the appends under way (at most AppendTimeout, and not
+// again after a Settle that waited that long in vain), then stops the
+// client.
+func (l *Log) Close() error {
+	if !l.gaveUp.Load() {
+		l.Settle() // what is left fails (kgo.ErrClientClosed)
+	}
 	l.producer.Close()
 	l.client.Close()
 	return nil

@@ -142,8 +142,8 @@ func (s *Service) attempt(ctx context.Context, c claim, e idempotency.Entry, sen
 		return Ack{}, err
 	}
 	if err != nil {
-		// The append failed: its record is not in the log (an error of
-		// the log's own; one it may still write is undecided, above).
+		// The log said the record did not land (one it may still write
+		// is undecided, above).
 		return abandon(err)
 	}
 	if !s.cfg.CompleteAfterAck {
@@ -238,8 +238,10 @@ func (s *Service) appendFor(ctx context.Context, id string, e events.Event, ackA
 // the message before it lands, miss it and append it a second time.
 // Nothing waits in the meantime but the lease's entry: the log calls
 // back. When the service stops first, the lease is let go of and the
-// reservation lapses after it, as after a crash: the log is closed by
-// then, so the record has landed or never will.
+// reservation lapses after it, as after a crash. A node lets its log
+// settle what it can before that (kafka.Log.Settle, at most its append
+// timeout): what is left is a record whose broker did not answer in all
+// that time, which lands only if its bytes reach the broker later still.
 func (s *Service) settleLater(ctx context.Context, key idempotency.Key, token string, u *undecided) {
 	h := heldLease{key, token}
 	s.undecidedMu.Lock()
@@ -252,12 +254,13 @@ func (s *Service) settleLater(ctx context.Context, key idempotency.Key, token st
 	s.undecidedMu.Unlock()
 	u.then(func(ack Ack, pos events.Position, err error) {
 		s.undecidedMu.Lock()
-		_, mine := s.undecided[h]
-		delete(s.undecided, h)
-		s.undecidedMu.Unlock()
-		if !mine {
+		defer s.undecidedMu.Unlock()
+		if _, mine := s.undecided[h]; !mine {
 			return // the service stopped: the reservation lapses
 		}
+		delete(s.undecided, h)
+		// Started under the lock, so that a Run ending meanwhile
+		// (stopSettling, then completing.Wait) waits for it.
 		s.completing.Go(func() {
 			if err != nil {
 				s.abandon(ctx, key, token)

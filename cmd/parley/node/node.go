@@ -508,6 +508,12 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		if n.gw != nil {
 			errs = append(errs, n.gw.Shutdown(ctx))
 		}
+		if n.events != nil && n.svc != nil && !n.aborted.Load() {
+			// No new sends come now; those whose callers gave up on the
+			// log settle while the service still completes or abandons
+			// their reservations, not after it let them lapse.
+			n.events.Settle()
+		}
 		if n.cancel != nil {
 			n.cancel()
 		}
