@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -317,6 +318,51 @@ func TestWritesWaitForTheLogAtMostTheSendTimeout(t *testing.T) {
 		if api.Code(err) != wire.CodeUnavailable || took > timeout+time.Second {
 			t.Errorf("%s on a stalled log: %v after %v, want unavailable after about %v", w.name, err, took.Round(time.Millisecond), timeout)
 		}
+	}
+}
+
+// Sends whose records the log may still append are bounded: past the
+// bound a send is refused before it appends anything, and goes through
+// once the log has settled the others.
+func TestUndecidedSendsAreBounded(t *testing.T) {
+	e := apitest.New(t, apitest.WithConfig(api.Config{SendTimeout: 50 * time.Millisecond}))
+	e.Service.SetMaxUndecided(2)
+	release := e.Log.Hold()
+	defer release()
+	req := func(id string) api.SendRequest {
+		return api.SendRequest{From: alicePhone, To: api.Target{Account: "bob"}, ClientMsgID: id, Body: id}
+	}
+	for _, id := range []string{"c1", "c2"} {
+		if _, err := e.Service.Send(ctxT(t), req(id)); api.Code(err) != wire.CodeUnavailable {
+			t.Fatalf("send %s on a stalled log: %v, want unavailable", id, err)
+		}
+	}
+	_, err := e.Service.Send(ctxT(t), req("c3"))
+	if api.Code(err) != wire.CodeUnavailable || !strings.Contains(err.Error(), "wait for the log") {
+		t.Fatalf("a third send past the bound: %v, want unavailable for the sends waiting", err)
+	}
+	release()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		ack, err := e.Service.Send(ctxT(t), req("c3"))
+		if err == nil {
+			if ack.Duplicate {
+				t.Fatalf("c3 after the log settled: %+v, want a new message (the refused one appended nothing)", ack)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("c3 after the log settled: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	var bodies []string
+	for _, m := range history(t, e, "bob", "d:alice:bob") {
+		bodies = append(bodies, m.Body)
+	}
+	slices.Sort(bodies)
+	if fmt.Sprint(bodies) != "[c1 c2 c3]" {
+		t.Fatalf("history %v, want c1, c2 and c3 once each", bodies)
 	}
 }
 

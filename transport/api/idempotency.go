@@ -134,6 +134,9 @@ func (s *Service) attempt(ctx context.Context, c claim, e idempotency.Entry, sen
 	}
 	var pos events.Position
 	if !found {
+		if s.undecidedFull() {
+			return abandon(fmt.Errorf("%d sends wait for the log to say whether their records landed: %w", s.maxUndecided, ErrUnavailable))
+		}
 		ack, pos, err = send()
 	}
 	var u *undecided
@@ -251,6 +254,7 @@ func (s *Service) settleLater(ctx context.Context, key idempotency.Key, token st
 		return
 	}
 	s.undecided[h] = struct{}{}
+	s.undecidedN.Store(int32(len(s.undecided)))
 	s.undecidedMu.Unlock()
 	u.then(func(ack Ack, pos events.Position, err error) {
 		s.undecidedMu.Lock()
@@ -259,6 +263,7 @@ func (s *Service) settleLater(ctx context.Context, key idempotency.Key, token st
 			return // the service stopped: the reservation lapses
 		}
 		delete(s.undecided, h)
+		s.undecidedN.Store(int32(len(s.undecided)))
 		// Started under the lock, so that a Run ending meanwhile
 		// (stopSettling, then completing.Wait) waits for it.
 		s.completing.Go(func() {
@@ -271,6 +276,19 @@ func (s *Service) settleLater(ctx context.Context, key idempotency.Key, token st
 	})
 }
 
+// maxUndecided bounds the reservations held for records the log may
+// still append. Each costs a lease renewal every few seconds and the
+// record in the producer's buffer; they pile up only while the broker
+// does not answer, when a send could not be acked anyway, so past the
+// bound a send is refused before it appends anything.
+const maxUndecided = 10000
+
+// undecidedFull reports whether maxUndecided reservations wait for the
+// log. Every send asks: an atomic read, not the lock.
+func (s *Service) undecidedFull() bool {
+	return int(s.undecidedN.Load()) >= s.maxUndecided
+}
+
 // stopSettling lets go of the reservations still waiting for the log:
 // they lapse after their leases.
 func (s *Service) stopSettling() {
@@ -278,6 +296,7 @@ func (s *Service) stopSettling() {
 	s.stopped = true
 	held := s.undecided
 	s.undecided = nil
+	s.undecidedN.Store(0)
 	s.undecidedMu.Unlock()
 	for h := range held {
 		s.leases.release(h.key, h.token)

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/parley-chat/parley/domain"
@@ -202,8 +203,11 @@ type Service struct {
 	undecidedMu sync.Mutex
 	// undecided holds the reservations waiting for the log to tell
 	// whether their records landed (settleLater).
-	undecided map[heldLease]struct{}
-	stopped   bool // Run ended: the undecided ones lapse
+	undecided  map[heldLease]struct{}
+	undecidedN atomic.Int32 // len(undecided), read without the lock
+	stopped    bool         // Run ended: the undecided ones lapse
+	// maxUndecided is the bound of undecided (a constant; tests lower it).
+	maxUndecided int
 }
 
 // New returns a service over log and the read models.
@@ -212,7 +216,7 @@ func New(cfg Config, log Log, rm ReadModels) *Service {
 	if rm.Mutes == nil {
 		rm.Mutes = notify.NewMemoryMutes()
 	}
-	s := &Service{cfg: cfg, log: log, rm: rm, undecided: map[heldLease]struct{}{}}
+	s := &Service{cfg: cfg, log: log, rm: rm, undecided: map[heldLease]struct{}{}, maxUndecided: maxUndecided}
 	s.leases = leases{every: reservationLease / 3, log: cfg.Logger,
 		extend: func(ctx context.Context, k idempotency.Key, token string) error {
 			return cfg.Reservations.Extend(ctx, k, token, reservationLease)
