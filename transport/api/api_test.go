@@ -381,11 +381,54 @@ func TestStopDoesNotWaitForALateAppend(t *testing.T) {
 	if _, err := e.Service.Send(ctxT(t), api.SendRequest{From: alicePhone, To: api.Target{Account: "bob"}, ClientMsgID: "c1", Body: "hi"}); api.Code(err) != wire.CodeUnavailable {
 		t.Fatalf("send past the send timeout: %v, want unavailable", err)
 	}
+	if undecided, leases := e.Service.Waiting(); undecided != 1 || leases != 1 {
+		t.Fatalf("before the stop: %d undecided, %d leases; want the send's", undecided, leases)
+	}
 	cancel()
 	select {
 	case <-stopped:
 	case <-time.After(2 * time.Second):
 		t.Fatal("the service waits for an undecided append to stop")
+	}
+	if undecided, leases := e.Service.Waiting(); undecided != 0 || leases != 0 {
+		t.Fatalf("after the stop: %d undecided, %d leases renewed; want none", undecided, leases)
+	}
+}
+
+// A late append that lands completes its reservation with the ack the
+// send would have had: a resend gets it from the reservation, without
+// the store (held back here, so a resend that had to look there would
+// wait for it and be unavailable).
+func TestLateAppendCompletesItsReservation(t *testing.T) {
+	e := apitest.New(t, apitest.Without(store.Name), apitest.WithConfig(api.Config{SendTimeout: 50 * time.Millisecond, ReadTimeout: 200 * time.Millisecond}))
+	release := e.Log.Hold()
+	defer release()
+	req := api.SendRequest{From: alicePhone, To: api.Target{Account: "bob"}, ClientMsgID: "c1", Body: "hi", Retry: true}
+	if _, err := e.Service.Send(ctxT(t), req); api.Code(err) != wire.CodeUnavailable {
+		t.Fatalf("send past the send timeout: %v, want unavailable", err)
+	}
+	release()
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		ack, err := e.Service.Send(ctxT(t), req)
+		if err == nil {
+			if !ack.Duplicate || ack.MsgID == 0 {
+				t.Fatalf("resend once the record landed: %+v, want its ack", ack)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("resend once the record landed: %v, want the ack from the reservation", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	ends, _ := e.Log.EndOffsets(context.Background())
+	var records int64
+	for _, end := range ends {
+		records += end
+	}
+	if records != 1 {
+		t.Fatalf("%d records in the log, want the one", records)
 	}
 }
 
