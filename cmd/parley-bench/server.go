@@ -252,11 +252,9 @@ func parseProcessMetrics(r io.Reader) (processMetrics, error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
-		projection, records, isLag, err := lagLine(sc.Text())
-		if err != nil {
-			return processMetrics{}, err
-		}
-		if isLag {
+		// A lag the generator cannot read is left out, not the whole
+		// read: CPU and memory are what every report needs.
+		if projection, records, isLag, err := lagLine(sc.Text()); isLag && err == nil {
 			if m.lag == nil {
 				m.lag = map[string]float64{}
 			}
@@ -287,6 +285,7 @@ func parseProcessMetrics(r io.Reader) (processMetrics, error) {
 		default:
 			continue
 		}
+		var err error
 		if *dst, err = strconv.ParseFloat(f[1], 64); err != nil {
 			return processMetrics{}, fmt.Errorf("cannot parse %s: %w", f[0], err)
 		}
