@@ -79,7 +79,7 @@ func TestSyncChangesReachAnOfflineDevice(t *testing.T) {
 	s := startServer(t, nil)
 	conv, cur, acks := missedChanges(t, s, s)
 	ctx := ctxT(t)
-	tablet := s.dial("bob", "tablet")
+	tablet := s.redial("bob", "tablet")
 
 	f, err := tablet.Sync(ctx, conv, cur, 200)
 	if err != nil || len(f.Changes) != 0 || f.ChangesMore || len(f.Messages) != 1 {
@@ -206,7 +206,7 @@ func TestClusterSyncChanges(t *testing.T) {
 	gw1, gw2 := c.instance(gatewayOnly), c.instance(gatewayOnly)
 	c.instance(projectorOnly)
 	conv, cur, acks := missedChanges(t, gw1, gw2)
-	tablet := gw2.dial("bob", "tablet")
+	tablet := gw2.redial("bob", "tablet")
 	f, err := tablet.SyncChanges(ctxT(t), conv, cur, 200)
 	if err != nil {
 		t.Fatal(err)
