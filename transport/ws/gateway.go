@@ -441,26 +441,35 @@ func (g *Gateway) Reassert(ctx context.Context) {
 		if s.closed.Load() || !s.routed.Load() {
 			continue // closed, or its hello's claim is still under way
 		}
-		_, err := g.cfg.Routes.Claim(ctx, s.uid, g.cfg.Instance, false)
-		switch {
-		case errors.Is(err, domain.ErrConnectedElsewhere):
-			s.closeWith(wire.CloseReplaced, wire.ReasonReplaced, false)
-		case err != nil:
+		if err := g.claimAgain(ctx, s); err != nil {
 			g.log.Warn("cannot reassert routes", "err", err)
 			return
-		default:
-			// The connection may have closed, and released its route,
-			// between the copy above and this claim: take it back.
-			g.mu.RLock()
-			current := g.byUID[s.uid] == s && !s.closed.Load()
-			g.mu.RUnlock()
-			if !current {
-				if err := g.cfg.Routes.Release(ctx, s.uid, g.cfg.Instance); err != nil {
-					g.log.Warn("cannot release a reasserted route", "uid", s.uid, "err", err)
-				}
+		}
+	}
+}
+
+// claimAgain writes s's route again. A route another live instance holds
+// now means s was taken over: it is closed with reason replaced.
+func (g *Gateway) claimAgain(ctx context.Context, s *session) error {
+	_, err := g.cfg.Routes.Claim(ctx, s.uid, g.cfg.Instance, false)
+	switch {
+	case errors.Is(err, domain.ErrConnectedElsewhere):
+		s.closeWith(wire.CloseReplaced, wire.ReasonReplaced, false)
+	case err != nil:
+		return err
+	default:
+		// The connection may have closed, and released its route,
+		// before this claim landed: take it back.
+		g.mu.RLock()
+		current := g.byUID[s.uid] == s && !s.closed.Load()
+		g.mu.RUnlock()
+		if !current {
+			if err := g.cfg.Routes.Release(ctx, s.uid, g.cfg.Instance); err != nil {
+				g.log.Warn("cannot release a reasserted route", "uid", s.uid, "err", err)
 			}
 		}
 	}
+	return nil
 }
 
 // Fence closes every connection with reason route_lost: the gateway could
@@ -798,6 +807,21 @@ func (g *Gateway) releaseRoute(uid domain.UniqueID) {
 	defer cancel()
 	if err := g.cfg.Routes.Release(ctx, uid, g.cfg.Instance); err != nil {
 		g.log.Warn("cannot release a route; it expires by its TTL", "uid", uid, "err", err)
+		return
+	}
+	// A route names this instance, not a connection: a new connection of
+	// the device, registered here while this release was on its way, may
+	// have claimed the route just before it landed. Claim it back for
+	// that connection, or it would miss pushes routed from other
+	// instances until the next Reassert.
+	g.mu.RLock()
+	s := g.byUID[uid]
+	live := s != nil && !s.removed
+	g.mu.RUnlock()
+	if live {
+		if err := g.claimAgain(ctx, s); err != nil {
+			g.log.Warn("cannot claim a route back after releasing it", "uid", uid, "err", err)
+		}
 	}
 }
 

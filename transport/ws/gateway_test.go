@@ -364,6 +364,50 @@ func TestCloseDuringHelloLeavesNoRoute(t *testing.T) {
 	g.dial("alice", "phone")
 }
 
+// releaseGate holds every Release until proceed is closed, after telling
+// releasing; released hears of the first once it is done.
+type releaseGate struct {
+	*fakeRoutes
+	releasing chan struct{}
+	proceed   chan struct{}
+	released  chan struct{}
+	first     sync.Once
+	done      sync.Once
+}
+
+func (r *releaseGate) Release(ctx context.Context, uid domain.UniqueID, instance string) error {
+	r.first.Do(func() { close(r.releasing) })
+	<-r.proceed
+	err := r.fakeRoutes.Release(ctx, uid, instance)
+	r.done.Do(func() { close(r.released) })
+	return err
+}
+
+// A device that connects again while the release of its last route is on
+// its way keeps its route: the route names the instance, not the
+// connection, so the late release would remove the new connection's —
+// the gateway claims it back.
+func TestReconnectSurvivesTheLateReleaseOfTheOldRoute(t *testing.T) {
+	routes := &releaseGate{fakeRoutes: &fakeRoutes{routes: map[domain.UniqueID]string{}},
+		releasing: make(chan struct{}), proceed: make(chan struct{}), released: make(chan struct{})}
+	g := newGateway(t, &fakeService{}, func(c *ws.Config) { c.Routes = routes })
+	first := g.dial("alice", "phone")
+	first.Close()
+	select {
+	case <-routes.releasing:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the closed connection never released its route")
+	}
+	g.dial("alice", "phone")
+	close(routes.proceed)
+	<-routes.released // the late release removed the new connection's route
+	eventually(t, "the new connection's route to be held again", func() bool {
+		routes.mu.Lock()
+		defer routes.mu.Unlock()
+		return routes.routes["alice/phone"] == "test:1"
+	})
+}
+
 // eventually waits up to 5 s for cond, as the projections' tests do.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
