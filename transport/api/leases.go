@@ -23,6 +23,10 @@ type leases struct {
 	mu    sync.Mutex
 	held  map[heldLease]time.Time // when each is renewed next
 	timer *time.Timer             // nil while nothing is held
+	// queue holds the renewals due, renewing counts the goroutines
+	// working through it.
+	queue    []heldLease
+	renewing int
 }
 
 // heldLease is one attempt's reservation: the token tells a later attempt
@@ -84,17 +88,48 @@ func (l *leases) renew() {
 	} else {
 		l.timer.Reset(next.Sub(now))
 	}
+	// Concurrently, so that one slow renewal does not hold the others
+	// past their leases and the renewals share Redis pipelines; by at
+	// most renewers goroutines, not one a lease: thousands are due
+	// within moments while a broker does not answer (the undecided
+	// sends).
+	l.queue = append(l.queue, due...)
+	start := min(len(l.queue), renewers-l.renewing)
+	l.renewing += start
 	l.mu.Unlock()
-	// Each on its own: one slow renewal must not hold the others past
-	// their leases.
-	for _, h := range due {
-		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), l.every)
-			defer cancel()
-			if err := l.extend(ctx, h.key, h.token); err != nil && l.holds(h) {
-				// A lease the attempt let go of meanwhile is not a failure.
-				l.log.Warn("cannot renew a client message id's reservation", "err", err)
-			}
-		}()
+	for range start {
+		go l.renewQueued()
+	}
+}
+
+// renewQueued renews queued leases until none is left.
+func (l *leases) renewQueued() {
+	for {
+		l.mu.Lock()
+		if len(l.queue) == 0 {
+			l.queue = nil
+			l.renewing--
+			l.mu.Unlock()
+			return
+		}
+		h := l.queue[0]
+		l.queue = l.queue[1:]
+		l.mu.Unlock()
+		l.extendOne(h)
+	}
+}
+
+// renewers is how many renewals run at once: enough to fill the two
+// Redis pipelines of 256 calls that a gateway's reservations may have in
+// flight (infra/coalesce's defaults), so that bounding them costs no
+// round trip.
+const renewers = 512
+
+func (l *leases) extendOne(h heldLease) {
+	ctx, cancel := context.WithTimeout(context.Background(), l.every)
+	defer cancel()
+	if err := l.extend(ctx, h.key, h.token); err != nil && l.holds(h) {
+		// A lease the attempt let go of meanwhile is not a failure.
+		l.log.Warn("cannot renew a client message id's reservation", "err", err)
 	}
 }

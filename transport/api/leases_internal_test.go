@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"sync"
 	"testing"
@@ -148,5 +149,55 @@ func TestLeasesLogFailedRenewalsOfHeldReservations(t *testing.T) {
 			t.Fatal("a failed renewal of a held reservation was not logged")
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// Thousands of leases due at once (sends waiting for a broker that does
+// not answer) are all renewed, by at most renewers goroutines at a time
+// however the rounds overlap (their due times spread over the holds, so
+// rounds follow each other within milliseconds).
+func TestLeasesRenewManyByABoundedFew(t *testing.T) {
+	const n = 3 * renewers
+	var mu sync.Mutex
+	running, most := 0, 0
+	renewed := map[string]bool{}
+	all := make(chan struct{})
+	l := &leases{every: 30 * time.Millisecond, log: slog.New(slog.DiscardHandler),
+		extend: func(_ context.Context, k idempotency.Key, _ string) error {
+			mu.Lock()
+			running++
+			most = max(most, running)
+			mu.Unlock()
+			time.Sleep(time.Millisecond) // a round trip, so that they overlap
+			mu.Lock()
+			running--
+			if !renewed[k.ClientMsgID] {
+				renewed[k.ClientMsgID] = true
+				if len(renewed) == n {
+					close(all)
+				}
+			}
+			mu.Unlock()
+			return nil
+		}}
+	for i := range n {
+		l.hold(idempotency.Key{Account: "alice", ClientMsgID: fmt.Sprint("c", i)}, "t")
+	}
+	defer func() {
+		for i := range n {
+			l.release(idempotency.Key{Account: "alice", ClientMsgID: fmt.Sprint("c", i)}, "t")
+		}
+	}()
+	select {
+	case <-all:
+	case <-time.After(10 * time.Second):
+		mu.Lock()
+		defer mu.Unlock()
+		t.Fatalf("%d of %d leases renewed", len(renewed), n)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if most > renewers {
+		t.Errorf("%d renewals at once, want at most %d", most, renewers)
 	}
 }
