@@ -148,6 +148,13 @@ func TestFaultUndecidedSendHoldsAcrossGateways(t *testing.T) {
 	if _, _, err := sendOnce(ctx, phone, "bob", "during", "during"); client.CodeOf(err) != wire.CodeUnavailable {
 		t.Fatalf("send on a cut broker path: %v, want unavailable", err)
 	}
+	undecided := func() float64 {
+		_, m := httpGet(t, "http://"+a.n.Addr()+"/metrics")
+		return metric(t, m, "parley_sends_undecided")
+	}
+	if n := undecided(); n != 1 {
+		t.Errorf("parley_sends_undecided during the cut = %v, want 1", n)
+	}
 	resend := wire.Request{Type: wire.TypeSend, To: "bob", ClientMsgID: "during", Body: "during", Retry: true}
 	for start := time.Now(); time.Since(start) < 24*time.Second; time.Sleep(500 * time.Millisecond) {
 		if f, err := laptop.Do(ctx, resend); client.CodeOf(err) != wire.CodeUnavailable {
@@ -168,6 +175,9 @@ func TestFaultUndecidedSendHoldsAcrossGateways(t *testing.T) {
 	}
 	if !ack.Duplicate {
 		t.Errorf("resend after the heal: %+v, want the first attempt's ack (duplicate)", ack)
+	}
+	if n := undecided(); n != 0 {
+		t.Errorf("parley_sends_undecided once the record landed = %v, want 0", n)
 	}
 	c.assertOnce("d:alice:bob", "before", "during")
 }

@@ -142,6 +142,9 @@ func TestOperationsEndpoints(t *testing.T) {
 	if metric(t, after, "parley_connections") != 2 {
 		t.Errorf("parley_connections = %v, want 2", metric(t, after, "parley_connections"))
 	}
+	if !strings.Contains(after, "\nparley_sends_undecided 0\n") {
+		t.Error("parley_sends_undecided is not in /metrics, or not 0 with the broker answering")
+	}
 	if !strings.Contains(after, `parley_projection_lag_records{partition="0",projection="parley.projection.store"}`) {
 		t.Error("no projection lag per partition in /metrics")
 	}

@@ -283,6 +283,11 @@ func (s *Service) settleLater(ctx context.Context, key idempotency.Key, token st
 // bound a send is refused before it appends anything.
 const maxUndecided = 10000
 
+// Undecided is how many sends wait for the log to say whether their
+// records landed (their clients heard unavailable; their reservations
+// are held until then): nonzero while a broker does not answer.
+func (s *Service) Undecided() int { return int(s.undecidedN.Load()) }
+
 // undecidedFull reports whether maxUndecided reservations wait for the
 // log. Every send asks: an atomic read, not the lock.
 func (s *Service) undecidedFull() bool {

@@ -52,6 +52,12 @@ func (n *Node) registerMetrics() {
 			Name: "parley_connections", Help: "Open WebSocket connections on this instance.",
 		}, func() float64 { return float64(n.gw.Connections()) }))
 	}
+	if n.svc != nil {
+		n.metrics.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "parley_sends_undecided",
+			Help: "Sends answered unavailable whose records the event log may still append: their reservations wait for the log's answer.",
+		}, func() float64 { return float64(n.svc.Undecided()) }))
+	}
 	if n.broker != nil {
 		n.metrics.Register(brokerCollector{n.broker,
 			prometheus.NewDesc("parley_broker_index_bytes", "Bytes of the embedded broker's index of record batches in memory.", nil, nil),
