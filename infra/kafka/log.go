@@ -223,7 +223,7 @@ func (c Config) producerOpts() ([]kgo.Opt, error) {
 		kgo.MetadataMinAge(250 * time.Millisecond),
 		// Bounded in bytes, not only in records (50,000 by default): an
 		// append past the bound fails at once (kgo.ErrMaxBuffered).
-		kgo.MaxBufferedBytes(64 << 20),
+		kgo.MaxBufferedBytes(maxBufferedBytes),
 		// Parley's metrics are its own (/metrics); no pushes to the broker.
 		kgo.DisableClientMetrics(),
 	}

@@ -17,6 +17,12 @@ import (
 // broker's max.message.bytes, 1,000,012 by default.
 const maxBatchBytes = 1000012
 
+// maxBufferedBytes bounds the records a producer holds that the broker
+// has not taken yet, as kgo.MaxBufferedBytes bounds franz-go's: while a
+// broker stalls, appends past it fail at once (kgo.ErrMaxBuffered)
+// instead of queueing without end — their callers gave up long before.
+const maxBufferedBytes = 64 << 20
+
 // errProducerClosed fails an append made after the log closed.
 var errProducerClosed = errors.New("the log is closed")
 
@@ -37,6 +43,8 @@ type embeddedProducer struct {
 	wait time.Duration // how long Close waits for the round under way
 
 	mu     sync.Mutex
+	bytes  int // recordBound of every record queued or in the round under way
+	limit  int // maxBufferedBytes; tests lower it
 	queue  []queuedRecord
 	spare  []queuedRecord // the queue's other buffer, swapped in per round
 	busy   bool           // an appending goroutine runs
@@ -49,10 +57,11 @@ type embeddedProducer struct {
 type queuedRecord struct {
 	r       *kgo.Record
 	promise func(*kgo.Record, error)
+	size    int // recordBound(r)
 }
 
 func newEmbeddedProducer(e *Embedded, closeWait time.Duration) *embeddedProducer {
-	return &embeddedProducer{c: e.cluster, wait: closeWait}
+	return &embeddedProducer{c: e.cluster, wait: closeWait, limit: maxBufferedBytes}
 }
 
 // TryProduce queues r for the next append and calls promise with its
@@ -66,10 +75,17 @@ func (p *embeddedProducer) TryProduce(_ context.Context, r *kgo.Record, promise 
 		promise(r, errProducerClosed)
 		return
 	}
+	size := recordBound(r)
+	if p.bytes+size > p.limit {
+		p.mu.Unlock()
+		promise(r, kgo.ErrMaxBuffered)
+		return
+	}
+	p.bytes += size
 	if r.Timestamp.IsZero() {
 		r.Timestamp = time.Now()
 	}
-	p.queue = append(p.queue, queuedRecord{r, promise})
+	p.queue = append(p.queue, queuedRecord{r, promise, size})
 	if p.busy {
 		p.mu.Unlock()
 		return
@@ -106,8 +122,13 @@ func (p *embeddedProducer) run() {
 
 		p.builder.append(p.c, round)
 
+		done := 0
+		for _, q := range round {
+			done += q.size
+		}
 		clear(round) // the records are their callers'
 		p.mu.Lock()
+		p.bytes -= done
 		p.spare = round[:0]
 		p.mu.Unlock()
 	}

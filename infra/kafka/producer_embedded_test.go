@@ -141,16 +141,7 @@ func TestInProcessAppendsReadBackIdentically(t *testing.T) {
 // A caller that gives up on its append fails no one else's: appends
 // queued behind it land, and so does its own, as over the Kafka protocol.
 func TestInProcessAppendGivenUpOnFailsNoOther(t *testing.T) {
-	entered, release := make(chan struct{}), make(chan struct{})
-	var hold atomic.Bool
-	fault := func(path string) error {
-		if hold.Load() && strings.HasSuffix(path, ".dat") && hold.CompareAndSwap(true, false) {
-			close(entered)
-			<-release
-		}
-		return nil
-	}
-	b, l := startLogWith(t, true, EmbeddedConfig{DataDir: t.TempDir(), SyncWrites: true, SyncFault: fault}, Config{Partitions: 2})
+	b, l, hold, entered, release := stallingLog(t)
 	defer b.Close()
 	defer l.Close()
 
@@ -269,4 +260,77 @@ func TestInProcessRoundsSplitByTopicAndSize(t *testing.T) {
 			}
 		}
 	}
+}
+
+// While the embedded broker stalls (an fsync that does not return), the
+// records appended in process wait in the producer up to its bound in
+// bytes; past it an append fails at once (kgo.ErrMaxBuffered) instead of
+// queueing without end. Once the broker goes on, what was queued lands
+// and appends work again.
+func TestInProcessQueueIsBoundedInBytes(t *testing.T) {
+	b, l, hold, entered, release := stallingLog(t)
+	defer b.Close()
+	defer l.Close()
+	var once sync.Once
+	unstall := func() { once.Do(func() { close(release) }) }
+	defer unstall() // before the closes, which wait for the stalled round
+	l.producer.(*embeddedProducer).limit = 64 << 10
+
+	hold.Store(true)
+	first := make(chan error, 1)
+	go func() {
+		_, err := l.Append(context.Background(), uuid.NewString(), sent("d:alice:bob", 0))
+		first <- err
+	}()
+	<-entered // the broker stalls in its fsync
+	big := sent("d:alice:bob", 1)
+	big.Body = strings.Repeat("x", 16<<10)
+	var late []*events.LateAppend
+	for len(late) < 100 {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+		_, err := l.Append(ctx, uuid.NewString(), big)
+		cancel()
+		var la *events.LateAppend
+		if errors.As(err, &la) {
+			late = append(late, la)
+			continue
+		}
+		if !errors.Is(err, kgo.ErrMaxBuffered) {
+			t.Fatalf("append %d on a stalled broker: %v, want it queued or refused for the bound", len(late)+1, err)
+		}
+		break
+	}
+	if n := len(late); n < 2 || n > 4 {
+		t.Fatalf("%d records of 16 KiB queued under a 64 KiB bound", n)
+	}
+	unstall()
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	for _, la := range late {
+		<-la.Pending.Done()
+		if o := la.Pending.Outcome(); o.Err != nil {
+			t.Errorf("a queued record after the stall: %v, want it landed", o.Err)
+		}
+	}
+	if _, err := l.Append(context.Background(), uuid.NewString(), big); err != nil {
+		t.Fatalf("an append after the stall: %v", err)
+	}
+}
+
+// stallingLog starts a log that appends in process to an embedded broker
+// with synced writes; once hold is set, the broker's next fsync of a
+// segment closes entered and blocks until release is closed.
+func stallingLog(t *testing.T) (b *Embedded, l *Log, hold *atomic.Bool, entered, release chan struct{}) {
+	t.Helper()
+	entered, release, hold = make(chan struct{}), make(chan struct{}), new(atomic.Bool)
+	fault := func(path string) error {
+		if hold.Load() && strings.HasSuffix(path, ".dat") && hold.CompareAndSwap(true, false) {
+			close(entered)
+			<-release
+		}
+		return nil
+	}
+	b, l = startLogWith(t, true, EmbeddedConfig{DataDir: t.TempDir(), SyncWrites: true, SyncFault: fault}, Config{Partitions: 2})
+	return b, l, hold, entered, release
 }
