@@ -144,6 +144,7 @@ func TestInProcessAppendGivenUpOnFailsNoOther(t *testing.T) {
 	b, l, hold, entered, release := stallingLog(t)
 	defer b.Close()
 	defer l.Close()
+	defer release()
 
 	hold.Store(true)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -164,7 +165,7 @@ func TestInProcessAppendGivenUpOnFailsNoOther(t *testing.T) {
 	if err := <-gaveUp; !errors.Is(err, context.Canceled) {
 		t.Errorf("the append given up on returned %v, want its context's error", err)
 	}
-	close(release)
+	release()
 	for range 4 {
 		if err := <-others; err != nil {
 			t.Errorf("an append failed with another caller's giving up: %v", err)
@@ -271,9 +272,7 @@ func TestInProcessQueueIsBoundedInBytes(t *testing.T) {
 	b, l, hold, entered, release := stallingLog(t)
 	defer b.Close()
 	defer l.Close()
-	var once sync.Once
-	unstall := func() { once.Do(func() { close(release) }) }
-	defer unstall() // before the closes, which wait for the stalled round
+	defer release()
 	l.producer.(*embeddedProducer).limit = 64 << 10
 
 	hold.Store(true)
@@ -303,7 +302,7 @@ func TestInProcessQueueIsBoundedInBytes(t *testing.T) {
 	if n := len(late); n < 2 || n > 4 {
 		t.Fatalf("%d records of 16 KiB queued under a 64 KiB bound", n)
 	}
-	unstall()
+	release()
 	if err := <-first; err != nil {
 		t.Fatal(err)
 	}
@@ -320,14 +319,19 @@ func TestInProcessQueueIsBoundedInBytes(t *testing.T) {
 
 // stallingLog starts a log that appends in process to an embedded broker
 // with synced writes; once hold is set, the broker's next fsync of a
-// segment closes entered and blocks until release is closed.
-func stallingLog(t *testing.T) (b *Embedded, l *Log, hold *atomic.Bool, entered, release chan struct{}) {
+// segment closes entered and blocks until release is called. Defer
+// release after the log's and the broker's closes (which wait for the
+// stalled round), so that a test that fails mid-stall ends.
+func stallingLog(t *testing.T) (b *Embedded, l *Log, hold *atomic.Bool, entered chan struct{}, release func()) {
 	t.Helper()
-	entered, release, hold = make(chan struct{}), make(chan struct{}), new(atomic.Bool)
+	entered, hold = make(chan struct{}), new(atomic.Bool)
+	stalled := make(chan struct{})
+	var once sync.Once
+	release = func() { once.Do(func() { close(stalled) }) }
 	fault := func(path string) error {
 		if hold.Load() && strings.HasSuffix(path, ".dat") && hold.CompareAndSwap(true, false) {
 			close(entered)
-			<-release
+			<-stalled
 		}
 		return nil
 	}
