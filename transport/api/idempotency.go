@@ -196,11 +196,12 @@ func (s *Service) complete(ctx context.Context, key idempotency.Key, token strin
 
 // undecided is the error of a request whose record the log may still
 // append: the log stopped waiting for it (events.LateAppend). The client
-// hears err (unavailable) now; then gets the request's outcome once the
-// log has it, as send would have returned it.
+// hears err (unavailable) now; pending settles later, and ackAt makes
+// the ack from where the record landed, as the request would have.
 type undecided struct {
-	err  error
-	then func(f func(Ack, events.Position, error))
+	err     error
+	pending *events.PendingAppend
+	ackAt   func(events.Position) (Ack, error)
 }
 
 func (u *undecided) Error() string { return u.err.Error() }
@@ -213,19 +214,7 @@ func (s *Service) appendFor(ctx context.Context, id string, e events.Event, ackA
 	var late *events.LateAppend
 	switch {
 	case errors.As(err, &late):
-		return Ack{}, events.Position{}, &undecided{
-			err: fmt.Errorf("%w: %v", ErrUnavailable, err),
-			then: func(f func(Ack, events.Position, error)) {
-				late.Pending.Then(func(o events.AppendOutcome) {
-					if o.Err != nil {
-						f(Ack{}, events.Position{}, o.Err)
-						return
-					}
-					ack, err := ackAt(o.Pos)
-					f(ack, o.Pos, err)
-				})
-			},
-		}
+		return Ack{}, events.Position{}, &undecided{err: fmt.Errorf("%w: %v", ErrUnavailable, err), pending: late.Pending, ackAt: ackAt}
 	case err != nil:
 		return Ack{}, events.Position{}, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
@@ -256,7 +245,7 @@ func (s *Service) settleLater(ctx context.Context, key idempotency.Key, token st
 	s.undecided[h] = struct{}{}
 	s.undecidedN.Store(int32(len(s.undecided)))
 	s.undecidedMu.Unlock()
-	u.then(func(ack Ack, pos events.Position, err error) {
+	u.pending.Then(func(o events.AppendOutcome) {
 		s.undecidedMu.Lock()
 		defer s.undecidedMu.Unlock()
 		if _, mine := s.undecided[h]; !mine {
@@ -265,13 +254,16 @@ func (s *Service) settleLater(ctx context.Context, key idempotency.Key, token st
 		delete(s.undecided, h)
 		s.undecidedN.Store(int32(len(s.undecided)))
 		// Started under the lock, so that a Run ending meanwhile
-		// (stopSettling, then completing.Wait) waits for it.
+		// (stopSettling, then completing.Wait) waits for it; and off the
+		// log's goroutine, which calls back.
 		s.completing.Go(func() {
-			if err != nil {
-				s.abandon(ctx, key, token)
-				return
+			if o.Err == nil {
+				if ack, err := u.ackAt(o.Pos); err == nil {
+					s.complete(ctx, key, token, ack, o.Pos, false)
+					return
+				}
 			}
-			s.complete(ctx, key, token, ack, pos, false)
+			s.abandon(ctx, key, token)
 		})
 	})
 }
