@@ -68,7 +68,7 @@ func applyPostgres(ctx context.Context, tx pgx.Tx, c change) error {
 		g := c.created
 		members := accountStrings(g.Members())
 		tag, err := tx.Exec(ctx, `INSERT INTO groups (group_id, name, owner, members) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`,
-			string(g.ID()), g.Name(), string(g.Owner()), len(members))
+			string(g.ID()), []byte(g.Name()), string(g.Owner()), len(members)) // bytea: a name may hold NUL
 		if err != nil || tag.RowsAffected() == 0 {
 			return err
 		}
@@ -119,7 +119,8 @@ func accountStrings(in []domain.AccountID) []string {
 
 // Group implements Model.
 func (p *Postgres) Group(ctx context.Context, g domain.GroupID) (*domain.Group, bool, error) {
-	var name, owner string
+	var name []byte
+	var owner string
 	var members []string
 	err := p.pool.QueryRow(ctx, `
 SELECT name, owner, ARRAY(SELECT account FROM group_members WHERE group_id = $1 ORDER BY account)
@@ -130,7 +131,7 @@ FROM groups WHERE group_id = $1`, string(g)).Scan(&name, &owner, &members)
 	if err != nil {
 		return nil, false, fmt.Errorf("cannot read group %s: %w", g, err)
 	}
-	grp, err := restore(g, name, owner, members)
+	grp, err := restore(g, string(name), owner, members)
 	return grp, err == nil, err
 }
 
@@ -170,12 +171,13 @@ WHERE m.account = $1 ORDER BY g.group_id`, string(a))
 	defer rows.Close()
 	var out []*domain.Group
 	for rows.Next() {
-		var id, name, owner string
+		var id, owner string
+		var name []byte
 		var members []string
 		if err := rows.Scan(&id, &name, &owner, &members); err != nil {
 			return nil, err
 		}
-		g, err := restore(domain.GroupID(id), name, owner, members)
+		g, err := restore(domain.GroupID(id), string(name), owner, members)
 		if err != nil {
 			return nil, err
 		}
