@@ -616,3 +616,40 @@ func countConv(pushes []wire.ServerFrame, conv string) int {
 	}
 	return n
 }
+
+// A cluster runs as a Redis ACL user that may touch only the keys and the
+// channels under its prefix (configuration.md, --redis-user): every key and
+// channel Parley uses is under it. Two gateways and a projector chat
+// through it; pushes cross instances, the cache fills, presence reaches a
+// watcher on the other instance.
+func TestClusterAsARestrictedRedisUser(t *testing.T) {
+	c := startCluster(t)
+	ctx := ctxT(t)
+	user, password := "parleytest-"+strings.ReplaceAll(c.prefix, ":", "-"), "pw-"+c.prefix
+	if err := c.rdb.Do(ctx, "ACL", "SETUSER", user, "reset", "on", ">"+password, "~"+c.prefix+"*", "&"+c.prefix+"*", "+@all").Err(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.rdb.Do(context.Background(), "ACL", "DELUSER", user) })
+	asUser := func(cfg *node.Config) { cfg.Redis.User, cfg.Redis.Password = user, password }
+	gw1, gw2 := c.instance(gatewayOnly, asUser), c.instance(gatewayOnly, asUser)
+	c.instance(projectorOnly, asUser)
+
+	alice, bob := gw1.device("alice", "phone"), gw2.device("bob", "phone")
+	if ps, err := bob.c.Presence(ctx, "alice"); err != nil || len(ps) != 1 || !ps[0].Online {
+		t.Fatalf("alice's presence %v, %v", ps, err)
+	}
+	for i := 0; i < 5; i++ {
+		if _, err := alice.c.Send(ctx, client.Target{Account: "bob"}, fmt.Sprint("acl", i), "", fmt.Sprint("m", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bob.waitPushes(t, 5)
+	conv := "d:alice:bob"
+	c.waitPG(conv, 5)
+	waitFor(t, func() bool { return len(cacheMembers(t, c.rdb, c.prefix, conv)) == 5 })
+	alice.c.Close()
+	waitFor(t, func() bool {
+		p, ok := bob.c.PresenceOf("alice")
+		return ok && !p.Online && p.LastSeen > 0
+	})
+}

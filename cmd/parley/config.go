@@ -16,7 +16,6 @@ import (
 	"github.com/parley-chat/parley/events"
 	"github.com/parley-chat/parley/infra/kafka"
 	"github.com/parley-chat/parley/infra/postgres"
-	"github.com/parley-chat/parley/infra/redis"
 	"github.com/parley-chat/parley/projections/notify"
 	"github.com/parley-chat/parley/projections/retention"
 	"github.com/parley-chat/parley/transport/auth"
@@ -85,8 +84,7 @@ func parseServe(args []string, stdout io.Writer) (node.Config, error) {
 	roles := f.string("roles", "gateway,projector", "what this process runs: gateway, projector or both (split roles need scale-out)")
 	pgDSN := f.secret("postgres-dsn", "PostgreSQL for the message history (scale-out; may hold a password); empty keeps it in memory")
 	pgSchema := f.string("postgres-schema", postgres.DefaultSchema, "PostgreSQL schema of Parley's tables")
-	redisAddr := f.string("redis-addr", "", "Redis host:port for the 7-day cache and routes (scale-out); empty keeps them in memory")
-	redisPrefix := f.string("redis-prefix", redis.DefaultPrefix, "prefix of every Redis key; empty means the default")
+	rds := defineRedis(f, "Redis host:port for the 7-day cache and routes (scale-out); empty keeps them in memory")
 	instance := f.string("instance", "", "host:port at which other instances reach this gateway; default the listen address")
 	clusterSecret := f.secret("cluster-secret", fmt.Sprintf("shared secret of the links between instances (scale-out, at least %d bytes)", minClusterSecretBytes))
 	loginPolicy := f.string("login-policy", "reject", "second live login of one device: reject (refuse the new) or replace (close the old)")
@@ -174,9 +172,7 @@ func parseServe(args []string, stdout io.Writer) (node.Config, error) {
 		f.check("postgres-dsn", err == nil, "cannot parse: want postgres://user:password@host:5432/db?... or key=value pairs")
 	}
 	f.check("postgres-schema", postgres.ValidSchema(*pgSchema), "want lowercase letters, digits and '_', at most 63 bytes, not starting with a digit")
-	if *redisAddr != "" {
-		f.checkErr("redis-addr", hostPort(*redisAddr, 1))
-	}
+	rds.check(f)
 	if *instance != "" {
 		f.checkErr("instance", hostPort(*instance, 1))
 	}
@@ -197,8 +193,8 @@ func parseServe(args []string, stdout io.Writer) (node.Config, error) {
 		f.check("notify-secret", *notifySecret == "", "needs %s", f.name("notify-url"))
 	}
 
-	scaleOut := *pgDSN != "" || *redisAddr != ""
-	if (*pgDSN == "") != (*redisAddr == "") {
+	scaleOut := *pgDSN != "" || *rds.addr != ""
+	if (*pgDSN == "") != (*rds.addr == "") {
 		f.fail(fmt.Errorf("%s and %s go together: scale-out needs both", f.name("postgres-dsn"), f.name("redis-addr")))
 	}
 	if scaleOut && *clusterSecret == "" {
@@ -241,7 +237,8 @@ func parseServe(args []string, stdout io.Writer) (node.Config, error) {
 	cfg.Roles = rl
 	if scaleOut {
 		cfg.Postgres = &postgres.Config{DSN: *pgDSN, Schema: *pgSchema}
-		cfg.Redis = &redis.Config{Addr: *redisAddr, Prefix: *redisPrefix}
+		rc := rds.config()
+		cfg.Redis = &rc
 	}
 	cfg.Instance = *instance
 	cfg.ClusterSecret = []byte(*clusterSecret)

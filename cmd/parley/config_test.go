@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/parley-chat/parley/cmd/parley/node"
+	"github.com/parley-chat/parley/infra/redis"
 	"github.com/parley-chat/parley/projections/cache"
 	"github.com/parley-chat/parley/projections/conversations"
 	"github.com/parley-chat/parley/projections/groups"
@@ -94,6 +95,13 @@ func TestConfigErrors(t *testing.T) {
 		{"client id with a space", []string{"serve", "--kafka-client-id", "my client"}, nil, []string{"--kafka-client-id"}},
 		{"instance without a port", []string{"serve", "--instance", "10.0.0.1"}, nil, []string{"--instance"}},
 		{"redis address without a port", []string{"serve", "--redis-addr", "redis", "--postgres-dsn", "postgres://h/db", "--cluster-secret", secretValue}, nil, []string{"--redis-addr"}},
+		{"redis password without an address", []string{"serve"}, map[string]string{"PARLEY_REDIS_PASSWORD": secretValue}, []string{"PARLEY_REDIS_PASSWORD", "needs --redis-addr"}},
+		{"redis tls without an address", []string{"serve", "--redis-tls"}, nil, []string{"--redis-tls", "needs --redis-addr"}},
+		{"redis user without a password", []string{"serve", "--redis-addr", "127.0.0.1:6379", "--redis-user", "parley", "--postgres-dsn", "postgres://h/db", "--cluster-secret", secretValue}, nil, []string{"--redis-user", "needs --redis-password"}},
+		{"negative redis db", []string{"serve", "--redis-addr", "127.0.0.1:6379", "--redis-db", "-1", "--postgres-dsn", "postgres://h/db", "--cluster-secret", secretValue}, nil, []string{"--redis-db", "0 or more"}},
+		{"redis CA file without TLS", []string{"serve", "--redis-addr", "127.0.0.1:6379", "--redis-tls-ca", os.Args[0], "--postgres-dsn", "postgres://h/db", "--cluster-secret", secretValue}, nil, []string{"--redis-tls-ca", "needs --redis-tls"}},
+		{"missing redis CA file", []string{"serve", "--redis-addr", "127.0.0.1:6379", "--redis-tls", "--redis-tls-ca", "ca.pem", "--postgres-dsn", "postgres://h/db", "--cluster-secret", secretValue}, nil, []string{`--redis-tls-ca="ca.pem": cannot read`}},
+		{"replay with a redis user and no password", []string{"replay", "--projection", "cache", "--redis-addr", "127.0.0.1:6379", "--redis-user", "u", "--postgres-dsn", "postgres://h/db"}, nil, []string{"--redis-user", "needs --redis-password"}},
 		{"bad schema", []string{"serve", "--postgres-schema", "Parley"}, nil, []string{"--postgres-schema"}},
 		{"header name with a space", []string{"serve", "--trusted-account-header", "X Account"}, nil, []string{"--trusted-account-header"}},
 		{"same identity headers", []string{"serve", "--trusted-device-header", "x-parley-account"}, nil, []string{"--trusted-device-header", "--trusted-account-header"}},
@@ -300,6 +308,15 @@ func TestServeConfig(t *testing.T) {
 	if !reflect.DeepEqual(cfg.Kafka.Brokers, []string{"k1:9092", "k2:9092"}) || cfg.Roles != (node.Roles{Gateway: true}) || string(cfg.ClusterSecret) != secretValue ||
 		cfg.Kafka.Security.SASLPassword != secretValue || cfg.Postgres == nil || cfg.Redis == nil || cfg.Console {
 		t.Errorf("scale-out: %+v", cfg)
+	}
+	t.Setenv("PARLEY_REDIS_PASSWORD", secretValue)
+	cfg, err = parseServe([]string{"--kafka-sasl-mechanism", "PLAIN", "--kafka-sasl-user", "u", "--postgres-dsn", "postgres://h/db", "--redis-addr", "redis.internal:6380", "--redis-user", "parley",
+		"--redis-db", "2", "--redis-tls", "--redis-tls-ca", os.Args[0], "--redis-prefix", "p:"}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (redis.Config{Addr: "redis.internal:6380", Prefix: "p:", User: "parley", Password: secretValue, DB: 2, TLS: true, TLSCAFile: os.Args[0]}); cfg.Redis == nil || *cfg.Redis != want {
+		t.Errorf("redis: %+v, want %+v", cfg.Redis, want)
 	}
 }
 

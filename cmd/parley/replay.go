@@ -89,8 +89,7 @@ func parseReplay(args []string, stdout io.Writer) (replayConfig, error) {
 	from := f.string("from", "earliest", "earliest, or an RFC 3339 time to replay from")
 	pgDSN := f.secret("postgres-dsn", "PostgreSQL of the store, groups and index (may hold a password); required for store, groups, conversations and all")
 	pgSchema := f.string("postgres-schema", postgres.DefaultSchema, "PostgreSQL schema")
-	redisAddr := f.string("redis-addr", "", "Redis host:port of the cache; required for cache and all")
-	redisPrefix := f.string("redis-prefix", redis.DefaultPrefix, "prefix of Redis keys; empty means the default")
+	rds := defineRedis(f, "Redis host:port of the cache; required for cache and all")
 	keep := f.duration("retention", 0, "the servers' history retention: what it removes is removed again from the replayed store and cache; 0 keeps everything")
 	keySchema := f.string("key-schema", "", "PostgreSQL schema of the cluster's data keys, which open the log's sealed bodies; empty means --postgres-schema")
 	if err := f.parse(args); err != nil {
@@ -99,7 +98,7 @@ func parseReplay(args []string, stdout io.Writer) (replayConfig, error) {
 	cfg := replayConfig{
 		kafka:     kafka.Config{Topic: *topic, Partitions: int32(*partitions), Epoch: uint8(*epoch)},
 		postgres:  postgres.Config{DSN: *pgDSN, Schema: *pgSchema},
-		redis:     redis.Config{Addr: *redisAddr, Prefix: *redisPrefix},
+		redis:     rds.config(),
 		from:      *from,
 		keep:      *keep,
 		keySchema: *keySchema,
@@ -134,16 +133,14 @@ func parseReplay(args []string, stdout io.Writer) (replayConfig, error) {
 		f.check("postgres-dsn", err == nil, "cannot parse: want postgres://user:password@host:5432/db?... or key=value pairs")
 	}
 	f.check("postgres-schema", postgres.ValidSchema(*pgSchema), "want lowercase letters, digits and '_', at most 63 bytes, not starting with a digit")
-	if *redisAddr != "" {
-		f.checkErr("redis-addr", hostPort(*redisAddr, 1))
-	}
+	rds.check(f)
 	f.check("key-schema", postgres.ValidSchema(cfg.keySchema), "want lowercase letters, digits and '_', at most 63 bytes, not starting with a digit")
 	if needsPG && *pgDSN == "" {
 		f.fail(fmt.Errorf("replaying the store, groups or the conversation index needs %s", f.name("postgres-dsn")))
 	} else if *pgDSN == "" {
 		f.fail(fmt.Errorf("replaying needs %s: the data keys that open the log's bodies are there", f.name("postgres-dsn")))
 	}
-	if cfg.projections[cache.Name] && *redisAddr == "" {
+	if cfg.projections[cache.Name] && *rds.addr == "" {
 		f.fail(fmt.Errorf("replaying the cache needs %s", f.name("redis-addr")))
 	}
 	return cfg, f.err()

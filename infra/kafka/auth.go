@@ -5,13 +5,12 @@ import (
 	"crypto/sha256"
 	"crypto/sha512"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
-	"os"
 
 	"github.com/IBM/sarama"
+	"github.com/parley-chat/parley/infra/tlsconfig"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	kscram "github.com/twmb/franz-go/pkg/sasl/scram"
@@ -54,18 +53,11 @@ func (s Security) tlsConfig() (*tls.Config, error) {
 	if !s.TLS {
 		return nil, nil
 	}
-	tc := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: s.TLSInsecureSkipVerify} //nolint:gosec // opt-in, for tests
-	if s.TLSCAFile != "" {
-		pem, err := os.ReadFile(s.TLSCAFile)
-		if err != nil {
-			return nil, fmt.Errorf("cannot read the Kafka CA file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("no certificate in %s", s.TLSCAFile)
-		}
-		tc.RootCAs = pool
+	tc, err := tlsconfig.Client("Kafka", s.TLSCAFile)
+	if err != nil {
+		return nil, err
 	}
+	tc.InsecureSkipVerify = s.TLSInsecureSkipVerify //nolint:gosec // opt-in, for tests
 	return tc, nil
 }
 

@@ -2,22 +2,12 @@ package kafka
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
-	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/parley-chat/parley/infra/tlsconfig/tlsconfigtest"
 	"github.com/parley-chat/parley/projections/runner"
 	"github.com/twmb/franz-go/pkg/kfake"
 )
@@ -76,7 +66,8 @@ func TestSecurityValidate(t *testing.T) {
 // producer (franz-go) appends, a range (Sarama) reads it back — with the
 // CA given in TLSCAFile; without that CA, or without TLS, Open fails.
 func TestTLS(t *testing.T) {
-	caFile, server := testCertificates(t)
+	certs := tlsconfigtest.New(t)
+	caFile, server := certs.CAFile, certs.Server
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.TLS(server))
 	if err != nil {
 		t.Fatal(err)
@@ -109,43 +100,4 @@ func TestTLS(t *testing.T) {
 			t.Errorf("with %s, Open reached a broker whose certificate it cannot trust", name)
 		}
 	}
-}
-
-// testCertificates makes a CA, writes it to a PEM file, and returns that
-// file and a server configuration with a certificate it signed for
-// 127.0.0.1.
-func testCertificates(t *testing.T) (caFile string, server *tls.Config) {
-	t.Helper()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "parley test CA"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageCertSign}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour), IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caFile = filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return caFile, &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
 }

@@ -6,11 +6,13 @@ package redis
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
 	"strconv"
 
+	"github.com/parley-chat/parley/infra/tlsconfig"
 	goredis "github.com/redis/go-redis/v9"
 )
 
@@ -24,8 +26,16 @@ const (
 type Config struct {
 	// Addr is the server's host:port. Default DefaultAddr, 127.0.0.1:6379.
 	Addr string
-	// Password authenticates with AUTH; empty sends none.
+	// User is the ACL user to authenticate as; empty is Redis's default
+	// user. It needs a Password.
+	User string
+	// Password authenticates (HELLO or AUTH); empty sends none.
 	Password string
+	// TLS connects over TLS (1.2 or newer), checking the server's
+	// certificate against the system's CAs or those of TLSCAFile.
+	TLS bool
+	// TLSCAFile is a PEM file of the CAs to trust; it needs TLS.
+	TLSCAFile string
 	// DB is the logical database to SELECT. Default 0.
 	DB int
 	// Prefix starts every key Parley writes, so deployments and tests can
@@ -57,6 +67,12 @@ func (c Config) Validate() error {
 	if c.DB < 0 {
 		errs = append(errs, fmt.Errorf("redis: db %d must not be negative", c.DB))
 	}
+	if c.User != "" && c.Password == "" {
+		errs = append(errs, errors.New("redis: a user needs a password"))
+	}
+	if c.TLSCAFile != "" && !c.TLS {
+		errs = append(errs, errors.New("redis: a TLS CA file needs TLS enabled"))
+	}
 	if c.PoolSize < 0 {
 		errs = append(errs, fmt.Errorf("redis: pool size %d must not be negative", c.PoolSize))
 	}
@@ -77,11 +93,20 @@ func Open(ctx context.Context, cfg Config) (*goredis.Client, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	var tc *tls.Config
+	if cfg.TLS {
+		var err error
+		if tc, err = tlsconfig.Client("Redis", cfg.TLSCAFile); err != nil {
+			return nil, err
+		}
+	}
 	client := goredis.NewClient(&goredis.Options{
-		Addr:     cfg.Addr,
-		Password: cfg.Password,
-		DB:       cfg.DB,
-		PoolSize: cfg.PoolSize,
+		Addr:      cfg.Addr,
+		Username:  cfg.User,
+		Password:  cfg.Password,
+		TLSConfig: tc,
+		DB:        cfg.DB,
+		PoolSize:  cfg.PoolSize,
 		// Every caller's deadline bounds its command, not only go-redis's
 		// own 3 s read timeout: readiness and a hello must answer in
 		// time while Redis is unreachable.

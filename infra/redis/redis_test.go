@@ -2,12 +2,18 @@ package redis_test
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"net"
+	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	parleyredis "github.com/parley-chat/parley/infra/redis"
 	"github.com/parley-chat/parley/infra/redis/redistest"
+	"github.com/parley-chat/parley/infra/tlsconfig/tlsconfigtest"
 )
 
 func TestConfigValidate(t *testing.T) {
@@ -20,6 +26,9 @@ func TestConfigValidate(t *testing.T) {
 		{name: "everything set", cfg: parleyredis.Config{Addr: "redis.internal:6380", Password: "x", DB: 3, Prefix: "p:", PoolSize: 50}},
 		{name: "no port", cfg: parleyredis.Config{Addr: "localhost"}, want: []string{"not host:port"}},
 		{name: "bad port", cfg: parleyredis.Config{Addr: "localhost:http"}, want: []string{"1..65535"}},
+		{name: "a user and a password over TLS", cfg: parleyredis.Config{Addr: "h:6379", User: "u", Password: "p", TLS: true, TLSCAFile: "/ca.pem"}},
+		{name: "a user without a password", cfg: parleyredis.Config{Addr: "h:6379", User: "u"}, want: []string{"a user needs a password"}},
+		{name: "a CA file without TLS", cfg: parleyredis.Config{Addr: "h:6379", TLSCAFile: "/ca.pem"}, want: []string{"needs TLS"}},
 		{
 			name: "every problem at once",
 			cfg:  parleyredis.Config{Addr: "localhost:0", DB: -1, PoolSize: -2},
@@ -87,4 +96,127 @@ func TestOpenPings(t *testing.T) {
 	if err := c.Ping(ctx).Err(); err != nil {
 		t.Error(err)
 	}
+}
+
+// An ACL user with its password is let in, and can use the database it
+// names; a wrong password is refused.
+func TestOpenAuthenticatesAsAUserOfADatabase(t *testing.T) {
+	admin, prefix := redistest.Client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	user, password := "parleytest-"+randomHex(t), randomHex(t)
+	if err := admin.Do(ctx, "ACL", "SETUSER", user, "on", ">"+password, "~"+prefix+"*", "+@all").Err(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { admin.Do(context.Background(), "ACL", "DELUSER", user) })
+
+	const db = 7
+	c, err := parleyredis.Open(ctx, parleyredis.Config{Addr: redistest.Addr(), User: user, Password: password, DB: db})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	key := prefix + "k"
+	if err := c.Set(ctx, key, "v", time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Del(context.Background(), key) })
+	if n, err := admin.Exists(ctx, key).Result(); err != nil || n != 0 {
+		t.Errorf("the key landed in database 0 (exists %d, %v), not %d", n, err, db)
+	}
+	if who, err := c.Do(ctx, "ACL", "WHOAMI").Text(); err != nil || who != user {
+		t.Errorf("connected as %q (%v), want %q", who, err, user)
+	}
+
+	if bad, err := parleyredis.Open(ctx, parleyredis.Config{Addr: redistest.Addr(), User: user, Password: "wrong"}); err == nil {
+		bad.Close()
+		t.Fatal("a wrong password was let in")
+	} else if !strings.Contains(err.Error(), "WRONGPASS") {
+		t.Errorf("a wrong password: %v, want WRONGPASS", err)
+	}
+}
+
+// Over TLS, Open reaches a server whose certificate the CA file vouches
+// for; it refuses one that only the system's CAs would have to trust, and
+// a plain connection to the TLS port fails.
+func TestOpenOverTLS(t *testing.T) {
+	certs := tlsconfigtest.New(t)
+	addr := startTLSServer(t, certs)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := parleyredis.Open(ctx, parleyredis.Config{Addr: addr, TLS: true, TLSCAFile: certs.CAFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Set(ctx, "k", "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+
+	for name, cfg := range map[string]parleyredis.Config{
+		"the system's CAs": {Addr: addr, TLS: true},
+		"no TLS":           {Addr: addr},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		if bad, err := parleyredis.Open(ctx, cfg); err == nil {
+			bad.Close()
+			t.Errorf("with %s, Open reached the TLS server", name)
+		}
+		cancel()
+	}
+}
+
+// startTLSServer runs a redis-server of the test's own that listens only
+// for TLS, on a free loopback port, and stops it when the test ends.
+func startTLSServer(t *testing.T, certs tlsconfigtest.Certificates) string {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		redistest.Unavailable(t, err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	cmd := exec.Command(bin, "--port", "0", "--bind", "127.0.0.1", "--tls-port", strconv.Itoa(port),
+		"--tls-cert-file", certs.CertFile, "--tls-key-file", certs.KeyFile, "--tls-ca-cert-file", certs.CAFile,
+		"--tls-auth-clients", "no", "--save", "", "--appendonly", "no", "--dir", t.TempDir())
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-done
+	})
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		select {
+		case err := <-done:
+			t.Fatalf("redis-server stopped: %v\n%s", err, out.String())
+		default:
+		}
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			return addr
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("redis-server did not listen on %s: %v\n%s", addr, err, out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func randomHex(t *testing.T) string {
+	b := make([]byte, 8)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(b)
 }

@@ -1,0 +1,56 @@
+package main
+
+import (
+	"os"
+
+	"github.com/parley-chat/parley/infra/redis"
+)
+
+// redisFlags are the options of a connection to Redis, the same for every
+// command that makes one.
+type redisFlags struct {
+	addr, prefix, user, password, caFile *string
+	db                                   *int
+	tls                                  *bool
+}
+
+// defineRedis defines the Redis options on f; addrUsage says what the
+// server is for.
+func defineRedis(f *flagSet, addrUsage string) redisFlags {
+	return redisFlags{
+		addr:     f.string("redis-addr", "", addrUsage),
+		prefix:   f.string("redis-prefix", redis.DefaultPrefix, "prefix of every Redis key; empty means the default"),
+		user:     f.string("redis-user", "", "Redis ACL user; empty is the default user (needs --redis-password)"),
+		password: f.secret("redis-password", "Redis password; empty sends none"),
+		db:       f.int("redis-db", 0, "Redis logical database, 0 or more"),
+		tls:      f.bool("redis-tls", false, "connect to Redis over TLS"),
+		caFile:   f.string("redis-tls-ca", "", "PEM file of CAs to trust for Redis; empty uses the system pool"),
+	}
+}
+
+// check records every problem of the options. An option of the connection
+// without --redis-addr is one: it would be ignored.
+func (r redisFlags) check(f *flagSet) {
+	if *r.addr != "" {
+		f.checkErr("redis-addr", hostPort(*r.addr, 1))
+	} else {
+		needsAddr := "needs " + f.name("redis-addr")
+		f.check("redis-user", *r.user == "", "%s", needsAddr)
+		f.check("redis-password", *r.password == "", "%s", needsAddr)
+		f.check("redis-db", *r.db == 0, "%s", needsAddr)
+		f.check("redis-tls", !*r.tls, "%s", needsAddr)
+	}
+	f.check("redis-user", *r.user == "" || *r.password != "", "needs %s", f.name("redis-password"))
+	f.check("redis-db", *r.db >= 0, "want 0 or more")
+	f.check("redis-tls-ca", *r.caFile == "" || *r.tls, "needs %s", f.name("redis-tls"))
+	if *r.caFile != "" {
+		_, err := os.Stat(*r.caFile)
+		f.check("redis-tls-ca", err == nil, "cannot read the file")
+	}
+}
+
+// config is the connection the options describe.
+func (r redisFlags) config() redis.Config {
+	return redis.Config{Addr: *r.addr, Prefix: *r.prefix, User: *r.user, Password: *r.password, DB: *r.db,
+		TLS: *r.tls, TLSCAFile: *r.caFile}
+}
