@@ -220,6 +220,46 @@ func TestEditAndDeleteBadInput(t *testing.T) {
 	}
 }
 
+// A client message id names one request (protocol.md, edit): an edit's key
+// reused to edit another message, or a message's own send key used for
+// its edit, is refused, and neither message changes; the edit's own retry
+// still gets its ack.
+func TestEditKeysNameOneRequest(t *testing.T) {
+	s := startServer(t, nil)
+	ctx := ctxT(t)
+	alice, bob := s.dial("alice", "phone"), s.dial("bob", "phone")
+	m1, err := alice.Send(ctx, client.Target{Account: "bob"}, "m1", "", "one")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m2, err := alice.Send(ctx, client.Target{Account: "bob"}, "m2", "", "two")
+	if err != nil {
+		t.Fatal(err)
+	}
+	edit := func(id int64, cid, body string) (wire.ServerFrame, error) {
+		return alice.Do(ctx, wire.Request{Type: wire.TypeEdit, Conversation: m1.Conversation, MsgID: id, ClientMsgID: cid, Body: body})
+	}
+	first, err := edit(m1.MsgID, "e1", "one, edited")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, err := edit(m1.MsgID, "e1", "one, edited"); err != nil || !again.Duplicate || again.MsgID != m1.MsgID || again.ServerTime != first.ServerTime {
+		t.Fatalf("the edit's retry: %+v, %v; want the first ack %+v, duplicate", again, err, first)
+	}
+	for name, do := range map[string]func() (wire.ServerFrame, error){
+		"an edit's key for another message": func() (wire.ServerFrame, error) { return edit(m2.MsgID, "e1", "two, edited") },
+		"the message's own send key":        func() (wire.ServerFrame, error) { return edit(m1.MsgID, "m1", "one, again") },
+		"another message's send key":        func() (wire.ServerFrame, error) { return edit(m1.MsgID, "m2", "one, again") },
+	} {
+		if f, err := do(); client.CodeOf(err) != wire.CodeInvalidArgument {
+			t.Errorf("%s: %+v, %v; want invalid_argument", name, f, err)
+		}
+	}
+	if got := bodies(history(t, bob, m1.Conversation)); fmt.Sprint(got) != "[one, edited two]" {
+		t.Errorf("history %q", got)
+	}
+}
+
 // In a cluster, changes made on one gateway reach devices on another as
 // pushes and by sync; `parley replay` into an empty schema and prefix
 // rebuilds the latest bodies and the tombstones — the deleted body is in

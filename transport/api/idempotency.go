@@ -61,7 +61,13 @@ func (s *Service) once(ctx context.Context, c claim, conv domain.ConversationID,
 		}
 		switch e.State {
 		case idempotency.Done:
-			return Ack{MsgID: e.Ack.MsgID, MessageID: e.Ack.MessageID, Conversation: e.Ack.Conversation, ServerTime: e.Ack.ServerTime, Duplicate: true}, nil
+			ack := Ack{MsgID: e.Ack.MsgID, MessageID: e.Ack.MessageID, Conversation: e.Ack.Conversation, ServerTime: e.Ack.ServerTime, Duplicate: true}
+			if c.fits != nil {
+				if err := c.fits(ack); err != nil {
+					return Ack{}, err
+				}
+			}
+			return ack, nil
 		case idempotency.Reserved:
 			return s.attempt(ctx, c, e, send)
 		}
@@ -85,6 +91,10 @@ type claim struct {
 	// lookup finds the request's result in the store, once the store
 	// holds every partition an earlier attempt may have reached.
 	lookup func(ctx context.Context) (Ack, bool, error)
+	// fits, if set, checks that the answer of the request that used the
+	// key first is one this request may get: an edit's key reused for
+	// another message is refused, not answered with that edit's ack.
+	fits func(Ack) error
 }
 
 // sendClaim is the claim of a send: its client message id, found in the

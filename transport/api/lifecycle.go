@@ -41,6 +41,7 @@ func (s *Service) Edit(ctx context.Context, r EditRequest) (Ack, error) {
 	// An edit's reservation is kept apart from sends' ('/' is never in an
 	// id): a send's key reused for an edit must reach the store's check
 	// below, not be answered with the send's ack.
+	another := &domain.InvalidError{Field: "clientMsgId", Reason: "names another request of yours"}
 	c := claim{
 		key: idempotency.Key{Account: r.By.Account, ClientMsgID: "edit/" + r.ClientMsgID},
 		lookup: func(ctx context.Context) (Ack, bool, error) {
@@ -49,9 +50,17 @@ func (s *Service) Edit(ctx context.Context, r EditRequest) (Ack, error) {
 			case err != nil || !ok:
 				return Ack{}, false, err
 			case m.Conversation != conv || m.MsgID != r.MsgID:
-				return Ack{}, false, &domain.InvalidError{Field: "clientMsgId", Reason: "names another request of yours"}
+				return Ack{}, false, another
+			case m.ClientMsgID == r.ClientMsgID:
+				return Ack{}, false, another // the send's own key
 			}
 			return Ack{MsgID: m.MsgID, MessageID: m.ID, Conversation: conv, ServerTime: m.EditedAt, Duplicate: true}, true, nil
+		},
+		fits: func(a Ack) error {
+			if a.Conversation != conv || a.MsgID != r.MsgID {
+				return another
+			}
+			return nil
 		},
 	}
 	return s.once(ctx, c, conv, func() (Ack, events.Position, error) {
