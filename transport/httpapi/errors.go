@@ -96,7 +96,7 @@ func writeError(w http.ResponseWriter, e *apiError) {
 	reply := errorReply{Code: e.Code, Error: e.Message}
 	if e.RetryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.FormatInt(retryAfterSeconds(e.RetryAfter), 10))
-		reply.RetryAfterMs = max(1, e.RetryAfter.Milliseconds())
+		reply.RetryAfterMs = wire.RetryAfter(e.RetryAfter)
 	}
 	writeJSON(w, e.Status, reply)
 }

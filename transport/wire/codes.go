@@ -1,5 +1,7 @@
 package wire
 
+import "time"
+
 // Code is a stable error code. Codes never change meaning; new ones may be
 // added. Clients switch on the code, never on the human text.
 type Code string
@@ -107,3 +109,10 @@ const (
 	CloseRouteLost  = 4011
 	ReasonRouteLost = "route_lost"
 )
+
+// RetryAfter is the retryAfterMs of a wait d: whole milliseconds rounded
+// up, at least 1, so that a client that waits exactly that long has waited
+// at least d.
+func RetryAfter(d time.Duration) int64 {
+	return max(1, int64((d+time.Millisecond-1)/time.Millisecond))
+}

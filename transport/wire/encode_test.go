@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 func sampleMessage(body string) Message {
@@ -173,5 +174,21 @@ func TestCutChanges(t *testing.T) {
 				t.Errorf("CutChanges = %d changes, %v, rest %d; want %d, %v, rest %d", len(got), more, rest, tt.wantN, tt.wantMore, tt.budget-tt.wantN*one)
 			}
 		})
+	}
+}
+
+// retryAfterMs rounds up: a client that waits exactly that long has
+// waited at least as long as the server asked.
+func TestRetryAfterRoundsUp(t *testing.T) {
+	for d, want := range map[time.Duration]int64{
+		0:                     1,
+		time.Microsecond:      1,
+		10 * time.Millisecond: 10,
+		16*time.Millisecond + 700*time.Microsecond: 17,
+		time.Second / 3: 334,
+	} {
+		if got := RetryAfter(d); got != want {
+			t.Errorf("RetryAfter(%v) = %d, want %d", d, got, want)
+		}
 	}
 }

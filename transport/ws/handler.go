@@ -181,12 +181,10 @@ func (h *handler) renew(s *session, req wire.Request, now time.Time) {
 		LeaseUntil: until.UnixMilli(), ServerTime: now.UnixMilli()})
 }
 
+// retryAfter is the wait for one more token of a bucket that fills at
+// perSecond.
 func retryAfter(perSecond float64) int64 {
-	ms := int64(1000 / perSecond)
-	if ms < 1 {
-		ms = 1
-	}
-	return ms
+	return wire.RetryAfter(time.Duration(float64(time.Second) / perSecond))
 }
 
 // hello runs on the connection's worker. A hello that fails leaves the

@@ -58,7 +58,7 @@ func (h *handler) typing(ctx context.Context, s *session, req wire.Request, now 
 	}
 	if ok, wait := h.g.typing.allow(typingKey{s.account, conv}, now); !ok {
 		s.reply(wire.ServerFrame{ID: req.ID, Type: wire.TypeError, Code: string(wire.CodeRateLimited),
-			Error: "at most one typing signal per second per conversation", RetryAfterMs: max(wait.Milliseconds(), 1)})
+			Error: "at most one typing signal per second per conversation", RetryAfterMs: wire.RetryAfter(wait)})
 		return
 	}
 	var out push.Deliverer = h.g
