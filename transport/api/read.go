@@ -74,7 +74,8 @@ type Readers struct {
 	// Of is how many other participants there are.
 	Of int
 	// Accounts names the readers, in a direct conversation or a group of
-	// at most domain.MaxReceiptMembers; nil above.
+	// at most domain.MaxReceiptMembers (empty, not nil, for none); nil
+	// above.
 	Accounts []domain.AccountID
 }
 
@@ -121,6 +122,9 @@ func (s *Service) Readers(ctx context.Context, who domain.AccountID, conversatio
 	}
 	named := len(members)+1 <= domain.MaxReceiptMembers
 	out := Readers{Of: len(members)}
+	if named {
+		out.Accounts = []domain.AccountID{}
+	}
 	for i, id := range ids {
 		if id >= msgID {
 			out.Count++

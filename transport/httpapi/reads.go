@@ -64,8 +64,11 @@ func (s *server) readers(w http.ResponseWriter, r *http.Request, c caller) error
 		return err
 	}
 	out := readersReply{Conversation: conv, MsgID: msgID, Count: rs.Count, Of: rs.Of}
-	for _, a := range rs.Accounts {
-		out.Accounts = append(out.Accounts, string(a))
+	if rs.Accounts != nil { // [] for no reader yet; null where readers are not named
+		out.Accounts = make([]string, len(rs.Accounts))
+		for i, a := range rs.Accounts {
+			out.Accounts[i] = string(a)
+		}
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil

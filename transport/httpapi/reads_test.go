@@ -3,6 +3,7 @@ package httpapi_test
 import (
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 )
 
@@ -28,6 +29,11 @@ func TestReadAndReaders(t *testing.T) {
 	var acks []ack
 	for i := range 3 {
 		acks = append(acks, e.send(alice, fmt.Sprintf(`{"to":"bob","clientMsgId":"r-%d","body":"%d"}`, i, i)))
+	}
+	// Nobody has read yet: the readers are named, and there are none.
+	if r := e.do(req{Method: http.MethodGet, Path: "/api/v1/conversations/d:alice:bob/readers?msgId=" + itoa(acks[0].MsgID), Auth: alice}); r.Status != http.StatusOK ||
+		!strings.Contains(string(r.Body), `"count":0`) || !strings.Contains(string(r.Body), `"accounts":[]`) {
+		t.Fatalf("readers before any read: %d %s, want accounts []", r.Status, r.Body)
 	}
 	path := "/api/v1/conversations/d:alice:bob/read"
 	var st readState
