@@ -319,6 +319,27 @@ func TestHostileClients(t *testing.T) {
 		}
 	})
 
+	t.Run("an unknown type behind a hello is unknown_type, and the hello holds", func(t *testing.T) {
+		ws, _ := dialRaw(t, s.n.Addr())
+		buf := frame(0x1, []byte(fmt.Sprintf(`{"id":"h","type":"hello","token":%q}`, s.token("newer", "phone", time.Hour))))
+		buf = append(buf, frame(0x1, []byte(`{"id":"n","type":"teleport"}`))...)
+		buf = append(buf, frame(0x1, []byte(`{"id":"g","type":"groups"}`))...)
+		if _, err := ws.Write(buf); err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]wire.ServerFrame{}
+		for len(got) < 3 {
+			f, code, err := ws.readText()
+			if err != nil || code != 0 {
+				t.Fatalf("after %v: close %d err %v", got, code, err)
+			}
+			got[f.ID] = f
+		}
+		if got["h"].Type != wire.TypeWelcome || got["n"].Code != string(wire.CodeUnknownType) || got["g"].Type != wire.TypeGroupList {
+			t.Fatalf("replies %+v: want the welcome, unknown_type and the group list", got)
+		}
+	})
+
 	t.Run("requests written behind a bad hello get hello_required", func(t *testing.T) {
 		ws, _ := dialRaw(t, s.n.Addr())
 		buf := frame(0x1, []byte(`{"id":"h","type":"hello","token":"not-a-token"}`))

@@ -97,7 +97,10 @@ func (h *handler) OnMessage(c *gws.Conn, m *gws.Message) {
 	req, derr := wire.DecodeRequest(m.Bytes())
 	if derr != nil {
 		code := derr.Code
-		if code == wire.CodeUnknownType && !s.welcomed() {
+		if code == wire.CodeUnknownType && s.greeting.Load() == greetNone {
+			// Before any hello every request is refused alike; behind a
+			// hello under way, a type this server does not know is
+			// answered as after it, not as if that hello had failed.
 			code = wire.CodeHelloRequired
 		}
 		s.fail(derr.ID, code, derr.Reason)
