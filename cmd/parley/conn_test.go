@@ -131,8 +131,8 @@ func TestLeaseHeartbeatAndHelloDeadlines(t *testing.T) {
 		}
 		defer c.Close()
 		w := c.Welcome()
-		if w.LeaseUntil > w.ServerTime+600 {
-			t.Errorf("lease until %d outlives a token that expires within 500ms of %d", w.LeaseUntil, w.ServerTime)
+		if w.LeaseUntil > w.ServerTime+1000 {
+			t.Errorf("lease until %d: want the configured 1 s at most", w.LeaseUntil)
 		}
 		f, err := c.Do(ctxT(t), wire.Request{Type: wire.TypeRenew, Token: s.token("tok", "phone", time.Hour)})
 		if err != nil || f.LeaseUntil != f.ServerTime+1000 {
@@ -152,6 +152,32 @@ func TestLeaseHeartbeatAndHelloDeadlines(t *testing.T) {
 			t.Errorf("closed with %d %q", code, reason)
 		}
 	})
+}
+
+// A lease ends with the token it was granted on, plus the clock skew the
+// token's check allows: a token taken within the skew (expired by the
+// server's clock) gets a lease that has not ended yet, not a close at once.
+func TestLeaseEndsWithTheTokenPlusTheSkew(t *testing.T) {
+	s := startServer(t, func(c *node.Config) { c.Gateway.SweepInterval = 50 * time.Millisecond })
+	skew := auth.Leeway.Milliseconds()
+	for device, ttl := range map[string]time.Duration{"soon": 500 * time.Millisecond, "expired": -2 * time.Second} {
+		t.Run(device, func(t *testing.T) {
+			c, err := client.Dial(ctxT(t), client.Config{URL: s.url(), Token: s.token("skew", device, ttl), DisableAutoRenew: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			w := c.Welcome()
+			// exp is in whole seconds: it is at most a second before
+			// the time asked.
+			exp := w.ServerTime + ttl.Milliseconds()
+			if w.LeaseUntil > exp+skew || w.LeaseUntil < exp-1000+skew-1000 {
+				t.Errorf("lease until %d, want about %d (exp %d plus the skew)", w.LeaseUntil, exp+skew, exp)
+			}
+			time.Sleep(300 * time.Millisecond)
+			assertAlive(t, c)
+		})
+	}
 }
 
 // A connection that stays silent past the heartbeat is closed with

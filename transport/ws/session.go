@@ -9,6 +9,7 @@ import (
 
 	"github.com/lxzan/gws"
 	"github.com/parley-chat/parley/domain"
+	"github.com/parley-chat/parley/transport/auth"
 	"github.com/parley-chat/parley/transport/wire"
 	"golang.org/x/time/rate"
 )
@@ -143,12 +144,14 @@ func (s *session) expiry(now time.Time) (code uint16, reason string) {
 }
 
 // renewLease extends the lease from now and returns its end. A lease never
-// outlives the token it was granted on: past the token's expiry a client
-// renews with a fresh token or reconnects.
+// outlives the token it was granted on, with the clock skew the token's
+// check allows: past that a client renews with a fresh token or
+// reconnects. (Without the skew, a token taken within it would get a lease
+// that had ended already, and a close at once.)
 func (s *session) renewLease(now time.Time) time.Time {
 	until := now.Add(s.g.cfg.Lease)
-	if !s.tokenExpires.IsZero() && s.tokenExpires.Before(until) {
-		until = s.tokenExpires
+	if end := s.tokenExpires.Add(auth.Leeway); !s.tokenExpires.IsZero() && end.Before(until) {
+		until = end
 	}
 	s.leaseUntil.Store(until.UnixNano())
 	return until
