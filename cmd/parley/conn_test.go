@@ -255,6 +255,8 @@ func TestBadInput(t *testing.T) {
 		{"hello twice", mallory, "17", `{"id":"17","type":"hello","token":"x"}`, wire.CodeHelloRepeated},
 		{"group with too many members", mallory, "18", `{"id":"18","type":"group_create","accounts":[` + strings.TrimSuffix(strings.Repeat(`"m",`, 501), ",") + `]}`, wire.CodeTooLarge},
 		{"remove from a missing group", mallory, "19", `{"id":"19","type":"group_remove","group":"nogroup","accounts":["a"]}`, wire.CodeNotFound},
+		{"conversations with a negative limit", mallory, "20", `{"id":"20","type":"conversations","limit":-1}`, wire.CodeInvalidArgument},
+		{"conversations with a negative since", mallory, "21", `{"id":"21","type":"conversations","since":-1}`, wire.CodeInvalidArgument},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

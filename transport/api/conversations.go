@@ -20,10 +20,17 @@ type Conversation struct {
 }
 
 // Conversations lists who's conversations that changed after since, newest
-// first, once the list has applied everything acknowledged before the call,
+// first (at most limit, 0 or past MaxConversations meaning MaxConversations;
+// a negative limit or since is invalid), once the list has applied everything acknowledged before the call,
 // each with who's mute of it.
 func (s *Service) Conversations(ctx context.Context, who domain.AccountID, since time.Time, limit int) ([]Conversation, error) {
-	if limit <= 0 || limit > MaxConversations {
+	switch {
+	case limit < 0:
+		return nil, &domain.InvalidError{Field: "limit", Reason: "is negative"}
+	case since.UnixMilli() < 0:
+		return nil, &domain.InvalidError{Field: "since", Reason: "is negative"}
+	}
+	if limit == 0 || limit > MaxConversations {
 		limit = MaxConversations
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.ReadTimeout)

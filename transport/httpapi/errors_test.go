@@ -78,6 +78,8 @@ func TestBadInput(t *testing.T) {
 		{name: "negative lastMsgId", req: req{Method: get, Path: "/api/v1/conversations/d:alice:bob/messages?lastMsgId=-1", Auth: alice}, wantStatus: 400, wantCode: wire.CodeInvalidArgument},
 		{name: "negative limit", req: req{Method: get, Path: "/api/v1/conversations/d:alice:bob/messages?limit=-1", Auth: alice}, wantStatus: 400, wantCode: wire.CodeInvalidArgument},
 		{name: "since not a number", req: req{Method: get, Path: "/api/v1/conversations?since=yesterday", Auth: alice}, wantStatus: 400, wantCode: wire.CodeInvalidArgument},
+		{name: "negative since of the list", req: req{Method: get, Path: "/api/v1/conversations?since=-1", Auth: alice}, wantStatus: 400, wantCode: wire.CodeInvalidArgument},
+		{name: "negative limit of the list", req: req{Method: get, Path: "/api/v1/conversations?limit=-1", Auth: alice}, wantStatus: 400, wantCode: wire.CodeInvalidArgument},
 
 		// Groups and conversations that are not yours or do not exist.
 		{name: "send to an unknown group", req: req{Method: post, Path: send, Auth: alice, Body: `{"group":"` + unknownGroup + `","clientMsgId":"t"}`}, wantStatus: 404, wantCode: wire.CodeNotFound},
