@@ -27,7 +27,7 @@ func (s *Service) Conversations(ctx context.Context, who domain.AccountID, since
 	switch {
 	case limit < 0:
 		return nil, &domain.InvalidError{Field: "limit", Reason: "is negative"}
-	case since.UnixMilli() < 0:
+	case !since.IsZero() && since.UnixMilli() < 0:
 		return nil, &domain.InvalidError{Field: "since", Reason: "is negative"}
 	}
 	if limit == 0 || limit > MaxConversations {
