@@ -51,6 +51,9 @@ func decodeJSON(b []byte, dst any) error {
 	if err := json.Unmarshal(trimmed, dst); err != nil {
 		return &apiError{Status: http.StatusBadRequest, Code: wire.CodeBadFrame, Message: "cannot parse JSON: " + err.Error()}
 	}
+	if wire.HasLoneSurrogate(trimmed) { // decoded as U+FFFD: refused like bad bytes
+		return &apiError{Status: http.StatusBadRequest, Code: wire.CodeBadFrame, Message: `a \u escape of half a surrogate pair, alone, is not a character`}
+	}
 	return nil
 }
 

@@ -56,6 +56,7 @@ func TestBadInput(t *testing.T) {
 		{name: "trailing data", req: req{Method: post, Path: send, Auth: alice, Body: `{"to":"bob","clientMsgId":"t","body":"x"} {}`}, wantStatus: 400, wantCode: wire.CodeBadFrame},
 		{name: "invalid UTF-8 in the message body", req: req{Method: post, Path: send, Auth: alice, Body: "{\"to\":\"bob\",\"clientMsgId\":\"t\",\"body\":\"caf\xe9\"}"}, wantStatus: 400, wantCode: wire.CodeBadFrame},
 		{name: "invalid UTF-8 in a group name", req: req{Method: post, Path: "/api/v1/groups", Auth: alice, Body: "{\"name\":\"\xff\xfe\"}"}, wantStatus: 400, wantCode: wire.CodeBadFrame},
+		{name: "an escaped lone surrogate in the message body", req: req{Method: post, Path: send, Auth: alice, Body: `{"to":"bob","clientMsgId":"t","body":"a\ud800b"}`}, wantStatus: 400, wantCode: wire.CodeBadFrame},
 		{name: "field of the wrong type", req: req{Method: post, Path: send, Auth: alice, Body: `{"to":5,"clientMsgId":"t"}`}, wantStatus: 400, wantCode: wire.CodeBadFrame},
 		{name: "wrong type in a group body", req: req{Method: post, Path: members, Auth: alice, Body: `{"accounts":"carol"}`}, wantStatus: 400, wantCode: wire.CodeBadFrame},
 		{name: "text/plain", req: req{Method: post, Path: send, Auth: alice, Body: `{"to":"bob","clientMsgId":"t"}`, ContentType: "text/plain"}, wantStatus: 415, wantCode: wire.CodeInvalidArgument},

@@ -31,10 +31,13 @@ func DecodeRequest(frame []byte) (Request, *DecodeError) {
 	if len(trimmed) == 0 || trimmed[0] != '{' {
 		return Request{}, &DecodeError{Code: CodeBadFrame, Reason: "a frame must be one JSON object"}
 	}
-	if !decodeFast(trimmed, &r) {
+	if !decodeFast(trimmed, &r) { // it takes no surrogate escape
 		r = Request{}
 		if err := json.Unmarshal(trimmed, &r); err != nil {
 			return Request{}, &DecodeError{Code: CodeBadFrame, ID: salvageID(trimmed), Reason: "cannot parse JSON: " + err.Error()}
+		}
+		if HasLoneSurrogate(trimmed) {
+			return Request{}, &DecodeError{Code: CodeBadFrame, ID: r.ID, Reason: `a \u escape of half a surrogate pair, alone, is not a character`}
 		}
 	}
 	if r.ID == "" {

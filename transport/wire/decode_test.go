@@ -34,6 +34,9 @@ func TestDecodeRequest(t *testing.T) {
 			want: wire.Request{ID: "g", Type: wire.TypeGroupCreate, Name: "n", Accounts: []string{"a", "b"}}},
 		{name: "unknown fields are ignored", frame: `{"id":"1","type":"ping","future":{"x":[1,2]}}`, want: wire.Request{ID: "1", Type: wire.TypePing}},
 		{name: "hello with token", frame: `{"id":"h","type":"hello","token":"abc.def.ghi"}`, want: wire.Request{ID: "h", Type: wire.TypeHello, Token: "abc.def.ghi"}},
+		{name: "an escaped surrogate pair", frame: `{"id":"1","type":"send","body":"\ud83d\ude00"}`, want: wire.Request{ID: "1", Type: wire.TypeSend, Body: "\U0001F600"}},
+		{name: "an escaped lone surrogate", frame: `{"id":"1","type":"send","body":"a\ud800b"}`, wantCode: wire.CodeBadFrame, wantID: "1"},
+		{name: "an escaped low half first", frame: `{"id":"1","type":"send","body":"\ude00\ud83d"}`, wantCode: wire.CodeBadFrame, wantID: "1"},
 
 		// Not an object.
 		{name: "empty frame", frame: ``, wantCode: wire.CodeBadFrame},
