@@ -112,6 +112,28 @@ func (s *Service) appendGroupEvent(ctx context.Context, id domain.GroupID, e eve
 	return g, nil
 }
 
+// Group is group as it is now, for one of its members: read after the
+// groups model has applied everything acknowledged before the call.
+func (s *Service) Group(ctx context.Context, who domain.AccountID, group string) (*domain.Group, error) {
+	id, err := domain.ParseGroupID(group)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.catchUp(ctx, s.rm.GroupsProgress, domain.GroupConversation(id)); err != nil {
+		return nil, err
+	}
+	g, ok, err := s.freshGroup(ctx, id)
+	switch {
+	case err != nil:
+		return nil, err
+	case !ok:
+		return nil, fmt.Errorf("group %s: %w", id, domain.ErrNotFound)
+	case !g.IsMember(who):
+		return nil, fmt.Errorf("group %s: %w", id, domain.ErrNotMember)
+	}
+	return g, nil
+}
+
 // Groups lists the groups who belongs to, once the groups model has
 // applied everything acknowledged before the call.
 func (s *Service) Groups(ctx context.Context, who domain.AccountID) ([]*domain.Group, error) {

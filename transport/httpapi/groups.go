@@ -67,6 +67,19 @@ func (s *server) changeGroup(w http.ResponseWriter, r *http.Request, c caller, s
 	return nil
 }
 
+func (s *server) group(w http.ResponseWriter, r *http.Request, c caller) error {
+	who, err := actingAs(r, c)
+	if err != nil {
+		return err
+	}
+	g, err := s.svc.Group(r.Context(), who, r.PathValue("group"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, groupReply{Group: wire.FromGroup(g)})
+	return nil
+}
+
 func (s *server) groups(w http.ResponseWriter, r *http.Request, c caller) error {
 	who, err := actingAs(r, c)
 	if err != nil {

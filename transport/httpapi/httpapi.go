@@ -155,6 +155,7 @@ func (s *server) routes() http.Handler {
 		{http.MethodDelete, "/conversations/{conversation}/messages/{msgId}", s.deleteMessage},
 		{http.MethodGet, "/groups", s.groups},
 		{http.MethodPost, "/groups", s.createGroup},
+		{http.MethodGet, "/groups/{group}", s.group},
 		{http.MethodPost, "/groups/{group}/members", s.addMembers},
 		{http.MethodDelete, "/groups/{group}/members", s.removeMembers},
 		// For clients and proxies that drop the body of a DELETE.

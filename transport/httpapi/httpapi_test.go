@@ -353,6 +353,25 @@ func TestGroups(t *testing.T) {
 		if got.Group.Owner != "alice" || fmt.Sprint(got.Group.Members) != "[alice]" || r.Header.Get("Location") != "/api/v1/groups/"+got.Group.Group {
 			t.Fatalf("group %+v, location %q", got.Group, r.Header.Get("Location"))
 		}
+		// The Location is the group, for its members.
+		var read groupAnswer
+		e.ok(req{Method: http.MethodGet, Path: r.Header.Get("Location"), Auth: alice}, http.StatusOK, &read)
+		if read.Group.Group != got.Group.Group || read.Group.Name != "ops" || read.Group.Owner != "alice" {
+			t.Fatalf("GET %s = %+v", r.Header.Get("Location"), read.Group)
+		}
+		for name, tc := range map[string]struct {
+			path, auth string
+			status     int
+			code       wire.Code
+		}{
+			"a non-member":        {r.Header.Get("Location"), e.user("mallory", "phone"), http.StatusForbidden, wire.CodeNotMember},
+			"a group that is not": {"/api/v1/groups/gnosuchgroup", alice, http.StatusNotFound, wire.CodeNotFound},
+			"a malformed id":      {"/api/v1/groups/no:colons", alice, http.StatusBadRequest, wire.CodeInvalidArgument},
+		} {
+			if got := e.do(req{Method: http.MethodGet, Path: tc.path, Auth: tc.auth}); got.Status != tc.status || !strings.Contains(string(got.Body), string(tc.code)) {
+				t.Errorf("%s: %d %s, want %d %s", name, got.Status, got.Body, tc.status, tc.code)
+			}
+		}
 	})
 
 	t.Run("lists", func(t *testing.T) {
