@@ -197,6 +197,12 @@ func parseServe(args []string, stdout io.Writer) (node.Config, error) {
 	if (*pgDSN == "") != (*rds.addr == "") {
 		f.fail(fmt.Errorf("%s and %s go together: scale-out needs both", f.name("postgres-dsn"), f.name("redis-addr")))
 	}
+	consoleOn := *consoleMode == "on" || *consoleMode == "auto" && !scaleOut
+	if consoleOn && *devTokens == "on" && !*devTokensUnsafe && !console.IsLoopback(*listen) {
+		// node.Config.Validate says so too, but only after every flag
+		// checked here: reported with them, it is one problem among all.
+		f.check("dev-tokens", false, "lets anyone who reaches %s sign in as any account: listen on a loopback address, turn them off (off), or acknowledge it (%s)", *listen, f.name("dev-tokens-unsafe"))
+	}
 	if scaleOut && *clusterSecret == "" {
 		f.fail(fmt.Errorf("scale-out needs %s, the same on every process", f.name("cluster-secret")))
 	}
@@ -248,7 +254,7 @@ func parseServe(args []string, stdout io.Writer) (node.Config, error) {
 	cfg.Gateway.Trusted = ws.TrustedHeaders{Secret: *trustedSecret, AccountHeader: *trustedAccount, DeviceHeader: *trustedDevice}
 	cfg.Pprof = *pprofOn
 	cfg.GCPercent = *gcPercent
-	cfg.Console = *consoleMode == "on" || *consoleMode == "auto" && !scaleOut
+	cfg.Console = consoleOn
 	cfg.DevTokens = *devTokens == "on" || *devTokens == "auto" && !scaleOut && console.IsLoopback(*listen)
 	cfg.DevTokensUnsafe = *devTokensUnsafe
 	cfg.Gateway.ReadBufferBytes = *readBuffer

@@ -186,12 +186,18 @@ func TestConsoleDevTokensListener(t *testing.T) {
 		{[]string{"--listen", "0.0.0.0:8080"}, false},
 		{[]string{"--listen", ":8080"}, false},
 		{[]string{"--listen", "192.0.2.10:8080"}, false},
-		{[]string{"--listen", "0.0.0.0:8080", "--dev-tokens", "on"}, true},
+		{[]string{"--listen", "0.0.0.0:8080", "--dev-tokens", "on", "--dev-tokens-unsafe"}, true},
 	} {
 		cfg, err := parseServe(tc.args, &bytes.Buffer{})
 		if err != nil || cfg.DevTokens != tc.want {
 			t.Errorf("%q: dev tokens %v, want %v (%v)", tc.args, cfg.DevTokens, tc.want, err)
 		}
+	}
+	// Without the acknowledgement, the flags' check refuses it among the
+	// other problems, all at once.
+	_, err := parseServe([]string{"--listen", "0.0.0.0:8080", "--dev-tokens", "on", "--lease", "0s"}, &bytes.Buffer{})
+	if err == nil || !strings.Contains(err.Error(), "2 problems") || !strings.Contains(err.Error(), "--dev-tokens-unsafe") || !strings.Contains(err.Error(), "--lease") {
+		t.Errorf("dev tokens on 0.0.0.0 with a bad lease: %v, want both problems", err)
 	}
 
 	base := func(dir string) node.Config {
