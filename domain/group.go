@@ -135,10 +135,14 @@ func (g *Group) Add(accounts []AccountID) bool {
 	return true
 }
 
-// Remove applies an accepted MembersRemoved.
+// Remove applies an accepted MembersRemoved. The owner stays: an owner is
+// always a member (CanRemove refuses it; a removal on the log that names
+// it anyway changes nothing for it).
 func (g *Group) Remove(accounts []AccountID) {
 	for _, a := range accounts {
-		delete(g.members, a)
+		if a != g.owner {
+			delete(g.members, a)
+		}
 	}
 }
 

@@ -311,6 +311,33 @@ func TestEraseAccount(t *testing.T) {
 	}
 }
 
+// An erased owner stays its group's owner and member (operations.md): the
+// erasure appends no removal for the groups it owns, and every list of
+// groups, its own included, still shows it there.
+func TestEraseAnOwnerKeepsItsGroups(t *testing.T) {
+	s := startServer(t, func(c *node.Config) { c.ServiceCredential = eraseCredential })
+	dan, erin := s.dial("dan", "phone"), s.dial("erin", "phone")
+	g, err := dan.CreateGroup(ctxT(t), "dan's", "erin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dan.Send(ctxT(t), client.Target{Group: g.Group}, "d1", "", "before"); err != nil {
+		t.Fatal(err)
+	}
+	if status, body := eraseHTTP(t, s, "dan", "Bearer svc:"+eraseCredential); status != http.StatusOK {
+		t.Fatalf("erase = %d %v", status, body)
+	}
+	for name, c := range map[string]*client.Client{"dan": dan, "erin": erin} {
+		gs, err := c.Groups(ctxT(t))
+		if err != nil || len(gs) != 1 || gs[0].Owner != "dan" || fmt.Sprint(gs[0].Members) != "[dan erin]" {
+			t.Errorf("%s's groups after dan's erasure: %+v, %v; want dan's group with dan in it", name, gs, err)
+		}
+	}
+	for _, l := range tapRun(t, s, "--from", "earliest", "--types", "GroupMembersRemoved.v1") {
+		t.Errorf("the erasure removed the owner: %s", l.Payload)
+	}
+}
+
 // In a cluster (PostgreSQL, Redis), an erasure through one gateway is
 // applied by the projector; a replay into an empty schema keeps alice's
 // bodies absent and everyone else's present.

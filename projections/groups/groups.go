@@ -8,6 +8,7 @@ package groups
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/parley-chat/parley/domain"
 	"github.com/parley-chat/parley/events"
@@ -99,4 +100,14 @@ func changesOf(recs []projections.Record, skip func(projections.Record, error)) 
 // exist (its GroupCreated is not in this log, say).
 func unknownGroup(g domain.GroupID) error {
 	return &projections.PoisonError{Err: fmt.Errorf("members changed in unknown group %q", g)}
+}
+
+// withoutOwner is the accounts c adds, or removes but for g's owner: an
+// owner is always a member (domain.Group.Remove), so a removal that names
+// it leaves it in the group and in its list of groups.
+func withoutOwner(g *domain.Group, c change) []domain.AccountID {
+	if c.add || !slices.Contains(c.accounts, g.Owner()) {
+		return c.accounts
+	}
+	return slices.DeleteFunc(slices.Clone(c.accounts), func(a domain.AccountID) bool { return a == g.Owner() })
 }

@@ -49,7 +49,7 @@ func (m *Memory) Apply(_ context.Context, r projections.Record) error {
 	} else {
 		g.Remove(c.accounts)
 	}
-	m.index(g.ID(), c.accounts, c.add)
+	m.index(g.ID(), withoutOwner(g, c), c.add)
 	return nil
 }
 

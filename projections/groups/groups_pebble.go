@@ -169,8 +169,8 @@ func (p *Pebble) apply(b *pebble.Batch, c change) (bool, error) {
 	var todo []domain.AccountID
 	seen := map[domain.AccountID]bool{}
 	for _, a := range c.accounts {
-		if seen[a] {
-			continue
+		if seen[a] || !c.add && a == domain.AccountID(row.owner) {
+			continue // the owner is always a member (domain.Group.Remove)
 		}
 		seen[a] = true
 		_, member, err := get(b, memberKey(c.group, a))

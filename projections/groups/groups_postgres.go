@@ -103,7 +103,9 @@ UPDATE groups SET members = members + (SELECT count(*) FROM added) WHERE group_i
 	}
 	_, err = tx.Exec(ctx, `
 WITH gone AS (
-  DELETE FROM group_members WHERE group_id = $1 AND account = ANY($2::text[]) RETURNING 1
+  DELETE FROM group_members WHERE group_id = $1 AND account = ANY($2::text[])
+    AND account <> (SELECT owner FROM groups WHERE group_id = $1) -- an owner is always a member
+  RETURNING 1
 )
 UPDATE groups SET members = members - (SELECT count(*) FROM gone) WHERE group_id = $1`, string(c.group), accounts)
 	return err

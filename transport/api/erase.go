@@ -61,9 +61,10 @@ func (s *Service) append(ctx context.Context, id string, e events.Event) (events
 // group memberships, and waits for this service's read models to apply
 // it. An account that has no key, no conversation and no group is
 // unknown: domain.ErrNotFound, and nothing is appended. The memberships
-// are removed by a GroupMembersRemoved for each of its groups, appended
-// before the erasure. Erasing an erased
-// account appends the records again and changes nothing.
+// are removed by a GroupMembersRemoved for each of its groups but those
+// it owns (an owner is always a member: it stays the group's owner),
+// appended before the erasure. Erasing an erased account appends the
+// records again and changes nothing.
 func (s *Service) Erase(ctx context.Context, account string) (Erasure, error) {
 	a, err := domain.ParseAccountID(account)
 	if err != nil {
@@ -93,6 +94,9 @@ func (s *Service) Erase(ctx context.Context, account string) (Erasure, error) {
 	// Memberships go as the account leaving each group: the event every
 	// read model (and push, and a replay) already applies.
 	for _, g := range groups {
+		if g.Owner() == a {
+			continue // an owner is always a member: no removal could apply
+		}
 		left := events.GroupMembersRemoved{Group: string(g.ID()), By: string(a), Accounts: []string{string(a)}, At: at.UnixMilli()}
 		if _, err := s.log.Append(ctx, uuid.NewString(), left); err != nil {
 			return Erasure{}, fmt.Errorf("%w: the keys are destroyed, but not every membership is removed; erase again: %v", ErrUnavailable, err)

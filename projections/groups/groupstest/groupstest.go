@@ -149,6 +149,30 @@ func Run(t *testing.T, open Open) {
 		}
 	})
 
+	t.Run("a removal that names the owner leaves the owner", func(t *testing.T) {
+		// An owner is always a member (domain.Group); erasures of owners
+		// before 2026-12-01 put such removals on the log.
+		a := open(t)
+		apply(t, a, records(0, created, events.GroupMembersRemoved{Group: "g1", By: "alice", Accounts: []string{"alice", "bob"}})...)
+		if got := members(t, a, "g1"); !reflect.DeepEqual(got, []domain.AccountID{"alice"}) {
+			t.Fatalf("members %v, want [alice]", got)
+		}
+		if got := groupsOf(t, a, "alice"); !reflect.DeepEqual(got, []domain.GroupID{"g1"}) {
+			t.Errorf("GroupsOf(alice) = %v, want [g1]", got)
+		}
+		if got := groupsOf(t, a, "bob"); len(got) != 0 {
+			t.Errorf("GroupsOf(bob) = %v, want none", got)
+		}
+		if exists, member, err := a.IsMember(ctx, "g1", "alice"); err != nil || !exists || !member {
+			t.Errorf("IsMember(g1, alice) = %v %v %v", exists, member, err)
+		}
+		// The count held beside the members stays exact: 499 more fit.
+		apply(t, a, records(2, events.GroupMembersAdded{Group: "g1", By: "alice", Accounts: accounts("m", domain.MaxGroupMembers-1)})...)
+		if got := members(t, a, "g1"); len(got) != domain.MaxGroupMembers {
+			t.Errorf("%d members after filling the group, want %d", len(got), domain.MaxGroupMembers)
+		}
+	})
+
 	t.Run("adds and removes, replayed, give the same state", func(t *testing.T) {
 		a := open(t)
 		batch := records(0, created,
