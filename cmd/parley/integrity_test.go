@@ -150,9 +150,17 @@ func TestEmbeddedLogLossIsRefusedThenRepaired(t *testing.T) {
 		t.Errorf("the broker's warning about the corrupt segment is not in the node's log:\n%s", logs.String())
 	}
 
-	rep, err := node.RepairLog(ctx, cfg)
+	// The repair serves no client while it applies a log it is about to
+	// move aside: no listener at all.
+	repairLogs := &lockedBuffer{}
+	rcfg := cfg
+	rcfg.Logger = slog.New(slog.NewTextHandler(repairLogs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	rep, err := node.RepairLog(ctx, rcfg)
 	if err != nil {
 		t.Fatalf("repair: %v", err)
+	}
+	if l := repairLogs.String(); strings.Contains(l, "parley serving") || !strings.Contains(l, "no listener") {
+		t.Errorf("the repair's node listened for clients:\n%s", l)
 	}
 	if rep.Epoch != 2 || len(rep.Lost.Losses) != len(loss.Losses) {
 		t.Errorf("repair report %+v, want epoch 2 and the losses %v", rep, loss.Losses)

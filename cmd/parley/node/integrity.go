@@ -215,7 +215,7 @@ func RepairLog(ctx context.Context, cfg Config) (RepairReport, error) {
 		return RepairReport{}, errors.New("log repair is for a single node's embedded log and store; a log on Kafka, or read models in PostgreSQL, move to a new log epoch (docs/operations.md#log-epoch)")
 	}
 	cfg.AcceptLogLoss = true
-	cfg.Listen = "127.0.0.1:0"
+	cfg.Offline = true // no client may append to a log about to move aside
 	cfg.Console = false
 	n, err := Start(ctx, cfg)
 	if err != nil {

@@ -145,6 +145,10 @@ type Config struct {
 	// acknowledged or applied, logging the loss instead of refusing
 	// (LogLossError): for RepairLog only, which then moves to a new epoch.
 	AcceptLogLoss bool
+	// Offline runs the node without a listener: it serves no client, no
+	// HTTP and no console (for RepairLog, which starts it only to apply
+	// the log it holds, on a log about to be moved aside).
+	Offline bool
 	// Notify, when its URL is set, sends offline notifications to that
 	// webhook (docs/notifications.md), from the projector.
 	Notify notify.WebhookConfig
@@ -319,6 +323,10 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err := n.waitRebuilt(ctx); err != nil {
 		return nil, err
 	}
+	if cfg.Offline {
+		n.log.Info("parley running offline: no listener")
+		return n, nil
+	}
 	if err := n.serveHTTP(); err != nil {
 		return nil, err
 	}
@@ -358,6 +366,12 @@ func (n *Node) prepare() error {
 	var err error
 	if n.tokens, err = auth.New(auth.Config{Secret: secret, Issuer: cfg.TokenIssuer, Audience: cfg.TokenAudience, MaxLifetime: cfg.TokenMaxLifetime}); err != nil {
 		return err
+	}
+	if cfg.Offline {
+		if n.cfg.Instance == "" {
+			n.cfg.Instance = "offline"
+		}
+		return nil
 	}
 	if n.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
 		return fmt.Errorf("cannot listen on %s: %w", cfg.Listen, err)
@@ -464,7 +478,12 @@ func (n *Node) waitRebuilt(ctx context.Context) error {
 }
 
 // Addr is the gateway's listening address.
-func (n *Node) Addr() string { return n.ln.Addr().String() }
+func (n *Node) Addr() string {
+	if n.ln == nil {
+		return "" // Offline
+	}
+	return n.ln.Addr().String()
+}
 
 // BrokerAddrs are the Kafka bootstrap addresses the node uses.
 func (n *Node) BrokerAddrs() []string { return n.events.Brokers() }
