@@ -160,9 +160,13 @@ func (m *Memory) ApplyBatch(ctx context.Context, recs []projections.Record) erro
 func (m *Memory) erase(_ context.Context, a domain.AccountID, in func(domain.ConversationID) bool, _ events.Position) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for k := range m.cursors {
+	for k, c := range m.cursors {
 		if k.a == a && in(k.c) {
-			delete(m.cursors, k)
+			if left := c.erased(); left != (cursor{}) {
+				m.cursors[k] = left
+			} else {
+				delete(m.cursors, k)
+			}
 		}
 	}
 	return nil

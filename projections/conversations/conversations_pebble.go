@@ -593,7 +593,8 @@ func (p *Pebble) ApplyBatch(ctx context.Context, recs []projections.Record) erro
 	return eraseRuns(ctx, recs, p.applyBatch, p.erase)
 }
 
-// erase deletes a's cursors: a walk of every conversation under cc/,
+// erase drops a's cursors (but for what it sent: cursor.erased): a walk of
+// every conversation under cc/,
 // one seek to a's cursor and one past the conversation's keys each, which
 // erasures, being rare, can afford.
 func (p *Pebble) erase(_ context.Context, a domain.AccountID, in func(domain.ConversationID) bool, pos events.Position) error {
@@ -616,7 +617,15 @@ func (p *Pebble) erase(_ context.Context, a domain.AccountID, in func(domain.Con
 		if err == nil && in(c) {
 			k := cursorKeyOf(c, a)
 			if it.SeekGE(k) && bytes.Equal(it.Key(), k) {
-				if err := b.Delete(k, nil); err != nil {
+				cur, err := decodeCursor(it.Value())
+				if err == nil {
+					if left := cur.erased(); left != (cursor{}) {
+						err = b.Set(k, encodeCursor(left), nil)
+					} else {
+						err = b.Delete(k, nil)
+					}
+				}
+				if err != nil {
 					_ = it.Close()
 					return err
 				}

@@ -387,10 +387,15 @@ func (p *Postgres) ApplyBatch(ctx context.Context, recs []projections.Record) er
 	return eraseRuns(ctx, recs, p.applyBatch, p.erase)
 }
 
-// erase deletes a's cursors; in cannot be told in SQL and is not used.
+// erase drops a's cursors but for what it sent (cursor.erased); in cannot
+// be told in SQL and is not used.
 func (p *Postgres) erase(ctx context.Context, a domain.AccountID, _ func(domain.ConversationID) bool, pos events.Position) error {
 	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `DELETE FROM conversation_reads WHERE account = $1`, string(a)); err != nil {
+		if _, err := tx.Exec(ctx, `DELETE FROM conversation_reads WHERE account = $1 AND sent = 0`, string(a)); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE conversation_reads SET read_msg_id = 0, read_seq = 0, sent_at_read = 0
+WHERE account = $1 AND read_msg_id <> 0`, string(a)); err != nil {
 			return err
 		}
 		_, err := tx.Exec(ctx, saveProgressSQL,

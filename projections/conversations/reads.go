@@ -97,6 +97,11 @@ type cursor struct {
 	SentAtRead int64
 }
 
+// erased is what an erasure leaves of c: nothing read, but the count of
+// what the account sent, which unread counts stay without (events.md:
+// unread is what the account did not send). Zero: nothing to keep.
+func (c cursor) erased() cursor { return cursor{Sent: c.Sent} }
+
 func (c cursor) unread(count int64) int64 {
 	if n := (count - c.ReadSeq) - (c.Sent - c.SentAtRead); n > 0 {
 		return n

@@ -466,6 +466,31 @@ func RunReads(t *testing.T, open Open) {
 		}
 	})
 
+	t.Run("an erasure drops the read position, not what the account sent", func(t *testing.T) {
+		idx := open(t)
+		dm := "d:alice:bob"
+		offsets++
+		erased := projections.Record{Event: events.AccountErased{Account: "alice", ErasedAt: t0.UnixMilli(), Partitions: 1},
+			Position: events.Position{Offset: offsets}}
+		if err := apply(t, idx, 2, sentBy(dm, "alice", 10), sentBy(dm, "alice", 11), sentBy(dm, "bob", 12), read(dm, "alice", 12), erased); err != nil {
+			t.Fatal(err)
+		}
+		// Unread counts what an account did not send (events.md), erased
+		// or not: bob's one message, not alice's own two.
+		if got := readState(t, idx, dm, "alice"); got != (conversations.ReadState{Latest: 12, Unread: 1}) {
+			t.Errorf("alice after her erasure: %+v, want nothing read and 1 unread", got)
+		}
+		if err := apply(t, idx, 1, sentBy(dm, "alice", 13), sentBy(dm, "bob", 14)); err != nil {
+			t.Fatal(err)
+		}
+		if got := readState(t, idx, dm, "alice"); got != (conversations.ReadState{Latest: 14, Unread: 2}) {
+			t.Errorf("alice after more messages: %+v, want 2 unread", got)
+		}
+		if got := readState(t, idx, dm, "bob"); got != (conversations.ReadState{Latest: 14, Unread: 3}) {
+			t.Errorf("bob: %+v, want alice's 3 unread", got)
+		}
+	})
+
 	t.Run("a bad read is skipped", func(t *testing.T) {
 		idx := open(t)
 		bad := read(dm, "bob", 10)
