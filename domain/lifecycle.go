@@ -120,11 +120,17 @@ type Erasure struct {
 }
 
 // Apply returns m as a tombstone if e covers it: sent by e's account at or
-// before e.At, and not a tombstone already. ok is false when nothing
-// changed. The tombstone is a deletion's (body empty, deleted): ids,
-// sender, kind and time remain so that cursors stay exact.
+// before e.At, and not deleted by a change already. ok is false when
+// nothing changed. The tombstone is a deletion's (body empty, deleted):
+// ids, sender, kind and time remain so that cursors stay exact.
+//
+// A tombstone at revision 0 is one whose body came off the log erased (a
+// replay after the erasure, or a read model that lagged it): nothing has
+// changed it yet, so e does, at its revision, as it would have changed the
+// message had its body been readable — so that a sync with changes
+// reports it alike whenever the read model was built.
 func (e Erasure) Apply(m Message) (out Message, ok bool) {
-	if m.Deleted || m.Sender.Account != e.Account || m.ServerTime.After(e.At) {
+	if m.Deleted && m.Revision != 0 || m.Sender.Account != e.Account || m.ServerTime.After(e.At) {
 		return m, false
 	}
 	m.Deleted, m.Body, m.EditedAt = true, "", time.Time{}

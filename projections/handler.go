@@ -67,11 +67,19 @@ func (r Record) Message() (m domain.Message, ok bool, err error) {
 }
 
 // Amendment maps a MessageEdited or MessageDeleted record to its domain
-// change, with the record's position as its revision; any other event
-// gives ok false. One that fails validation is poison.
+// change, with the record's position as its revision; any other event,
+// and an edit whose body is erased, gives ok false. One that fails
+// validation is poison.
 func (r Record) Amendment() (a domain.Amendment, ok bool, err error) {
 	switch e := r.Event.(type) {
 	case events.MessageEdited:
+		if e.Erased {
+			// The new body is gone, and so is the one it replaced (the
+			// same account's): the erasure that follows on the log
+			// tombstones the message at its own revision, as it did for
+			// read models that read the edit before the erasure.
+			return domain.Amendment{}, false, nil
+		}
 		a, err = e.Amendment(r.MsgID)
 	case events.MessageDeleted:
 		a, err = e.Amendment(r.MsgID)

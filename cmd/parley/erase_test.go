@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"io"
 	"io/fs"
 	"net/http"
@@ -399,6 +400,29 @@ func TestClusterEraseAndReplay(t *testing.T) {
 	}
 	rebuilt := &testCluster{t: t, pool: pool}
 	checkErased(t, "rebuilt history", rebuilt.pgHistory(corpus.direct), beforeDirect)
+	// Rebuilt, each message has the revision it has live (alice's edited
+	// message included: the erasure's, not its edit's), so that a sync
+	// with changes reports the erasure alike from either.
+	revisions := func(p *pgxpool.Pool) string {
+		rows, err := p.Query(ctx, `SELECT msg_id, revision, deleted FROM direct_messages ORDER BY msg_id`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		var out []string
+		for rows.Next() {
+			var id, rev int64
+			var deleted bool
+			if err := rows.Scan(&id, &rev, &deleted); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, fmt.Sprint(id, "@", rev, " deleted ", deleted))
+		}
+		return strings.Join(out, "; ")
+	}
+	if live, re := revisions(c.pool), revisions(pool); live != re {
+		t.Errorf("revisions live: %s\nrebuilt: %s", live, re)
+	}
 	if err := pool.QueryRow(ctx, `SELECT count(*) FROM direct_messages WHERE position('SECRET-A' in convert_from(body, 'UTF8')) > 0`).Scan(&n); err != nil || n != 0 {
 		t.Errorf("rebuilt tables hold alice's body in %d rows (%v)", n, err)
 	}

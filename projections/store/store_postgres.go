@@ -445,7 +445,8 @@ func (s *Postgres) Message(ctx context.Context, conv domain.ConversationID, id d
 	return r.message(), true, nil
 }
 
-// The erasure reads the account's messages that it covers, keeps those of
+// The erasure reads the account's messages that it covers (as
+// domain.Erasure.Apply: not yet deleted by a change), keeps those of
 // the conversations its record sweeps (the revision it sets is a position
 // of that record's partition, comparable only with the msgids there), and
 // tombstones them by primary key. No index leads to a sender's messages
@@ -454,18 +455,18 @@ func (s *Postgres) Message(ctx context.Context, conv domain.ConversationID, id d
 const (
 	erasableDirectSQL = `
 SELECT account_a, account_b, msg_id FROM direct_messages
-WHERE sender_account = $1 AND server_time <= $2 AND NOT deleted`
+WHERE sender_account = $1 AND server_time <= $2 AND (NOT deleted OR revision = 0)`
 	erasableGroupSQL = `
 SELECT group_id, msg_id FROM group_messages
-WHERE sender_account = $1 AND server_time <= $2 AND NOT deleted`
+WHERE sender_account = $1 AND server_time <= $2 AND (NOT deleted OR revision = 0)`
 	eraseDirectSQL = `
 UPDATE direct_messages d SET body = '', edited_at = NULL, deleted = true, revision = GREATEST(d.revision, $4)
 FROM unnest($1::text[], $2::text[], $3::bigint[]) AS u(a, b, id)
-WHERE d.account_a = u.a AND d.account_b = u.b AND d.msg_id = u.id AND NOT d.deleted`
+WHERE d.account_a = u.a AND d.account_b = u.b AND d.msg_id = u.id AND (NOT d.deleted OR d.revision = 0)`
 	eraseGroupSQL = `
 UPDATE group_messages g SET body = '', edited_at = NULL, deleted = true, revision = GREATEST(g.revision, $3)
 FROM unnest($1::text[], $2::bigint[]) AS u(g, id)
-WHERE g.group_id = u.g AND g.msg_id = u.id AND NOT g.deleted`
+WHERE g.group_id = u.g AND g.msg_id = u.id AND (NOT g.deleted OR g.revision = 0)`
 )
 
 // Erase implements Store.

@@ -47,6 +47,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"RetentionKeepsASuffix", testRetentionKeepsASuffix},
 		{"RetentionIsBounded", testRetentionIsBounded},
 		{"EraseLeavesTombstones", testErase},
+		{"EraseRevisesTombstonesThatCameErased", testEraseErasedArrivals},
 		{"ChangesAfterACursor", testChanges},
 		{"ChangesOfAnErasure", testChangesOfAnErasure},
 	}
@@ -546,5 +547,47 @@ func testErase(t *testing.T, s store.Store) {
 	}
 	if m, ok, err := s.ByClientMsgID(ctx, "alice", "c1"); err != nil || !ok || !m.Deleted {
 		t.Errorf("ByClientMsgID after the erasure = %+v, %v, %v; want the tombstone", m, ok, err)
+	}
+}
+
+// testEraseErasedArrivals: a message whose body came off the log erased (a
+// replay after its sender's erasure) is a tombstone nothing has changed
+// yet, at revision 0; the erasure gives it its revision, as it does a
+// message it tombstones, so that a sync with changes reports both alike.
+// A message its sender deleted keeps the deletion's revision, and erasing
+// again changes nothing.
+func testEraseErasedArrivals(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	ab := domain.DirectConversation("alice", "bob")
+	arrivedErased := Msg(ab, 1)
+	arrivedErased.Deleted, arrivedErased.Body = true, ""
+	save(t, s, arrivedErased, Msg(ab, 2), Msg(ab, 3))
+	del, err := domain.NewDelete(domain.Sender{Account: "alice", Device: "phone"}, ab, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	del.At, del.Revision = time.UnixMilli(4_000), 4
+	if err := s.Amend(ctx, del); err != nil {
+		t.Fatal(err)
+	}
+	all := func(domain.ConversationID) bool { return true }
+	for round, rev := range []domain.MsgID{10, 20} {
+		if err := s.Erase(ctx, domain.Erasure{Account: "alice", At: time.UnixMilli(50_000), Revision: rev}, all); err != nil {
+			t.Fatal(err)
+		}
+		changes, _, err := s.Changes(ctx, ab, 3, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[domain.MsgID]domain.MsgID{}
+		for _, m := range changes {
+			got[m.MsgID] = m.Revision
+			if !m.Deleted || m.Body != "" {
+				t.Errorf("round %d: change %+v, want a tombstone", round, m)
+			}
+		}
+		if want := map[domain.MsgID]domain.MsgID{1: 10, 2: 4, 3: 10}; fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("round %d: revisions of the changes %v, want %v", round, got, want)
+		}
 	}
 }
