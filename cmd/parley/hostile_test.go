@@ -615,3 +615,45 @@ func TestConcurrentGroupAddsStayWithinTheLimit(t *testing.T) {
 		t.Errorf("%d members, want %d (491 and %d acknowledged adds)", len(members), want, len(added))
 	}
 }
+
+// A client that pipelines syncs of a megabyte each and reads them slowly
+// is slowed down, never closed (protocol.md: the server never closes a
+// connection because of its own replies): the requests it wrote before
+// the reader stopped wait for room too.
+func TestPipelinedSyncsAreSlowedNotClosed(t *testing.T) {
+	s := startServer(t, nil)
+	alice := s.dial("alice", "phone")
+	big := strings.Repeat("<", 16<<10) // six times as long escaped: ~96 KiB a message
+	for i := range 16 {
+		if _, err := alice.Send(ctxT(t), client.Target{Account: "bob"}, fmt.Sprint("big", i), "", big); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ws, _ := dialRaw(t, s.n.Addr())
+	var buf []byte
+	buf = append(buf, frame(0x1, []byte(fmt.Sprintf(`{"id":"h","type":"hello","token":%q}`, s.token("bob", "phone", time.Hour))))...)
+	const syncs = 16
+	for i := range syncs {
+		buf = append(buf, frame(0x1, []byte(fmt.Sprintf(`{"id":"s%d","type":"sync","conversation":"d:alice:bob","limit":200}`, i)))...)
+	}
+	if _, err := ws.Write(buf); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(90 * time.Second)
+	replies := 0
+	for replies < syncs {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d sync replies in 90 s", replies, syncs)
+		}
+		f, code, err := ws.readText()
+		if err != nil || code != 0 {
+			t.Fatalf("after %d replies: close %d, %v; want every reply", replies, code, err)
+		}
+		if f.Type == wire.TypeMessages {
+			replies++
+			time.Sleep(100 * time.Millisecond) // a slow reader: ~10 MB/s
+		} else if f.Type != wire.TypeWelcome && f.Message == nil { // a push of the last sends may come too
+			t.Fatalf("after %d replies: %+v", replies, f)
+		}
+	}
+}

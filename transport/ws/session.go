@@ -231,6 +231,11 @@ func (s *session) work(ctx context.Context, cancel context.CancelFunc) {
 		s.queue[0] = queuedRequest{}
 		s.queue = s.queue[1:]
 		s.queueMu.Unlock()
+		// The reader stops reading while replies pile up unread, but up
+		// to MaxPendingRequests were read already: their replies wait
+		// for room too, so that pipelined syncs (a megabyte each) slow
+		// the connection down rather than overflow its queue and close it.
+		s.waitRoom()
 		s.g.cfg.Observer.RequestStarted(monotonic() - q.at)
 		s.g.handler.dispatch(ctx, s, q.req)
 	}
