@@ -265,7 +265,8 @@ func (c *Memory) Add(_ context.Context, m domain.Message, floor domain.MsgID) er
 }
 
 // evictLocked forgets conversations other than keep, least recently used
-// of a few sampled first, until the cache is within its budget.
+// of a few sampled first, until the cache is within its budget; if keep
+// alone is past it, keep's oldest messages.
 func (c *Memory) evictLocked(keep *entry) {
 	for c.maxBytes > 0 && c.bytes > c.maxBytes && len(c.convs) > 1 {
 		var victim domain.ConversationID
@@ -283,11 +284,26 @@ func (c *Memory) evictLocked(keep *entry) {
 			}
 		}
 		if oldest == nil {
-			return
+			break
 		}
 		c.bytes -= oldest.bytes
 		delete(c.convs, victim)
 	}
+	// keep alone is past the budget (one busy conversation on a quiet
+	// node): it forgets its oldest messages, down to its newest at least.
+	// It then answers only after them (coveredAfter); the store answers
+	// before, as for a conversation forgotten whole.
+	if keep == nil || c.maxBytes <= 0 || c.bytes <= c.maxBytes || len(keep.msgs) < 2 {
+		return
+	}
+	over, freed, n := c.bytes-c.maxBytes, int64(0), 0
+	for n < len(keep.msgs)-1 && freed < over {
+		freed += sizeOf(&keep.msgs[n])
+		n++
+	}
+	before := keep.bytes
+	keep.trimThrough(keep.msgs[n-1].msgID)
+	c.bytes += keep.bytes - before
 }
 
 // trimThrough forgets every message up to and including id.

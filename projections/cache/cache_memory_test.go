@@ -320,3 +320,31 @@ func TestBoundedMemoryForgetsWholeConversations(t *testing.T) {
 		t.Fatalf("%d of 200 conversations covered", covered)
 	}
 }
+
+// One conversation alone holds no more than the budget (a busy sender on a
+// quiet node): it forgets its oldest messages and answers only after them,
+// so that a sync from before goes to the store.
+func TestBoundedMemoryTrimsOneBusyConversation(t *testing.T) {
+	const budget = 256 << 10
+	c := NewBoundedMemory(Retention, budget)
+	ctx := context.Background()
+	conv := domain.DirectConversation("alice", "bob")
+	body := strings.Repeat("<", 16<<10)
+	const n = 200
+	for i := 1; i <= n; i++ {
+		m := domain.Message{ID: uuid.New(), MsgID: domain.MsgID(i), Conversation: conv, Body: body, ServerTime: time.Now()}
+		if err := c.Add(ctx, m, m.MsgID-1); err != nil {
+			t.Fatal(err)
+		}
+		if b := c.Bytes(); b > budget {
+			t.Fatalf("after %d messages the cache holds %d bytes, over its budget of %d", i, b, budget)
+		}
+	}
+	if _, _, ok, err := c.After(ctx, conv, 0, 10); err != nil || ok {
+		t.Fatalf("After(0) covered %v (%v): the oldest messages are gone, the store must answer", ok, err)
+	}
+	msgs, _, ok, err := c.After(ctx, conv, n-3, 10)
+	if err != nil || !ok || len(msgs) != 3 || msgs[2].MsgID != n {
+		t.Fatalf("After(%d) = %d messages, covered %v (%v); want the newest 3", n-3, len(msgs), ok, err)
+	}
+}
