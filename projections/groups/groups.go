@@ -26,6 +26,10 @@ type Model interface {
 	IsMember(ctx context.Context, g domain.GroupID, a domain.AccountID) (exists, member bool, err error)
 	// GroupsOf lists copies of the groups a belongs to.
 	GroupsOf(ctx context.Context, a domain.AccountID) ([]*domain.Group, error)
+	// GroupIDsOf lists the ids of the groups a belongs to, sorted, without
+	// reading the groups: the conversation list needs no members, and an
+	// account may be in many groups of 500.
+	GroupIDsOf(ctx context.Context, a domain.AccountID) ([]domain.GroupID, error)
 }
 
 // change is one group event as the adapters apply it. Group events are

@@ -111,6 +111,11 @@ func (c *Cache) IsMember(ctx context.Context, g domain.GroupID, a domain.Account
 	return true, grp.IsMember(a), nil
 }
 
+// GroupIDsOf implements Model: always read through.
+func (c *Cache) GroupIDsOf(ctx context.Context, a domain.AccountID) ([]domain.GroupID, error) {
+	return c.model.GroupIDsOf(ctx, a)
+}
+
 // GroupsOf implements Model: always read through (a list, after a login).
 func (c *Cache) GroupsOf(ctx context.Context, a domain.AccountID) ([]*domain.Group, error) {
 	return c.model.GroupsOf(ctx, a)

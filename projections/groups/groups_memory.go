@@ -2,6 +2,7 @@ package groups
 
 import (
 	"context"
+	"slices"
 	"sync"
 
 	"github.com/parley-chat/parley/domain"
@@ -88,6 +89,18 @@ func (m *Memory) IsMember(_ context.Context, g domain.GroupID, a domain.AccountI
 		return false, false, nil
 	}
 	return true, grp.IsMember(a), nil
+}
+
+// GroupIDsOf implements Model.
+func (m *Memory) GroupIDsOf(_ context.Context, a domain.AccountID) ([]domain.GroupID, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	out := make([]domain.GroupID, 0, len(m.byAccount[a]))
+	for g := range m.byAccount[a] {
+		out = append(out, g)
+	}
+	slices.Sort(out)
+	return out, nil
 }
 
 // GroupsOf implements Model.

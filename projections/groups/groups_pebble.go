@@ -269,11 +269,14 @@ func (p *Pebble) IsMember(_ context.Context, g domain.GroupID, a domain.AccountI
 	return true, member, err
 }
 
-// GroupsOf implements Model.
-func (p *Pebble) GroupsOf(_ context.Context, a domain.AccountID) ([]*domain.Group, error) {
-	snap := p.db.NewSnapshot()
-	defer snap.Close()
-	it, err := prefixIter(snap, "ga/"+string(a)+"/")
+// GroupIDsOf implements Model.
+func (p *Pebble) GroupIDsOf(_ context.Context, a domain.AccountID) ([]domain.GroupID, error) {
+	return groupIDsOf(p.db, a)
+}
+
+// groupIDsOf lists a's groups from r's account index, in key order.
+func groupIDsOf(r pebble.Reader, a domain.AccountID) ([]domain.GroupID, error) {
+	it, err := prefixIter(r, "ga/"+string(a)+"/")
 	if err != nil {
 		return nil, err
 	}
@@ -286,7 +289,15 @@ func (p *Pebble) GroupsOf(_ context.Context, a domain.AccountID) ([]*domain.Grou
 		_ = it.Close()
 		return nil, err
 	}
-	if err := it.Close(); err != nil {
+	return ids, it.Close()
+}
+
+// GroupsOf implements Model.
+func (p *Pebble) GroupsOf(_ context.Context, a domain.AccountID) ([]*domain.Group, error) {
+	snap := p.db.NewSnapshot()
+	defer snap.Close()
+	ids, err := groupIDsOf(snap, a)
+	if err != nil {
 		return nil, err
 	}
 	out := make([]*domain.Group, 0, len(ids))

@@ -161,6 +161,23 @@ SELECT EXISTS (SELECT 1 FROM groups WHERE group_id = $1),
 	return exists, member, nil
 }
 
+// GroupIDsOf implements Model.
+func (p *Postgres) GroupIDsOf(ctx context.Context, a domain.AccountID) ([]domain.GroupID, error) {
+	rows, err := p.pool.Query(ctx, `SELECT group_id FROM group_members WHERE account = $1 ORDER BY group_id COLLATE "C"`, string(a))
+	if err != nil {
+		return nil, fmt.Errorf("cannot read the groups of %s: %w", a, err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("cannot read the groups of %s: %w", a, err)
+	}
+	out := make([]domain.GroupID, len(ids))
+	for i, id := range ids {
+		out[i] = domain.GroupID(id)
+	}
+	return out, nil
+}
+
 // GroupsOf implements Model.
 func (p *Postgres) GroupsOf(ctx context.Context, a domain.AccountID) ([]*domain.Group, error) {
 	rows, err := p.pool.Query(ctx, `

@@ -45,13 +45,9 @@ func (s *Service) Conversations(ctx context.Context, who domain.AccountID, since
 	if err := s.rm.ConversationsProgress.WaitForAll(ctx, ends); err != nil {
 		return nil, fmt.Errorf("conversation list is behind the log: %w: %v", ErrUnavailable, err)
 	}
-	groups, err := s.rm.Groups.GroupsOf(ctx, who)
+	gs, err := s.rm.Groups.GroupIDsOf(ctx, who) // ids only: no members read
 	if err != nil {
 		return nil, fmt.Errorf("cannot read the groups of %s: %w: %v", who, ErrUnavailable, err)
-	}
-	gs := make([]domain.GroupID, len(groups))
-	for i, g := range groups {
-		gs[i] = g.ID()
 	}
 	list, err := s.rm.Conversations.List(ctx, who, gs, since, limit)
 	if err != nil {

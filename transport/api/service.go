@@ -50,6 +50,7 @@ type Groups interface {
 	Group(ctx context.Context, g domain.GroupID) (*domain.Group, bool, error)
 	IsMember(ctx context.Context, g domain.GroupID, a domain.AccountID) (exists, member bool, err error)
 	GroupsOf(ctx context.Context, a domain.AccountID) ([]*domain.Group, error)
+	GroupIDsOf(ctx context.Context, a domain.AccountID) ([]domain.GroupID, error)
 }
 
 // Refresher reads a group past a cache (and caches what it read).

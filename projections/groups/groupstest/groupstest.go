@@ -80,6 +80,14 @@ func groupsOf(t *testing.T, a Adapter, acc domain.AccountID) []domain.GroupID {
 		ids = append(ids, g.ID())
 	}
 	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	// GroupIDsOf lists the same, sorted, without reading the groups.
+	only, err := a.GroupIDsOf(context.Background(), acc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(only) != fmt.Sprint(ids) {
+		t.Errorf("GroupIDsOf(%s) = %v, GroupsOf's ids %v", acc, only, ids)
+	}
 	return ids
 }
 
