@@ -469,6 +469,49 @@ func TestHostileClients(t *testing.T) {
 		}
 	})
 
+	t.Run("connections waiting for their hello are capped per address", func(t *testing.T) {
+		// Each may hold a frame's buffer (256 KiB) until its hello
+		// timeout without a token: 64 from one address at most.
+		s := startServer(t, nil) // no other subtest's connections waiting
+		var held []*rawWS
+		for i := 0; i < 64; i++ {
+			ws, status := dialRaw(t, s.n.Addr())
+			if status != http.StatusSwitchingProtocols {
+				t.Fatalf("connection %d refused with %d", i, status)
+			}
+			held = append(held, ws)
+		}
+		if _, status := dialRaw(t, s.n.Addr()); status != http.StatusTooManyRequests {
+			t.Fatalf("the 65th connection without a hello: %d, want 429", status)
+		}
+		// One says hello: its place is free again.
+		hello := fmt.Sprintf(`{"id":"h","type":"hello","token":%q}`, s.token("waiter", "phone", time.Hour))
+		if _, err := held[0].Write(frame(0x1, []byte(hello))); err != nil {
+			t.Fatal(err)
+		}
+		if f, _, err := held[0].readText(); err != nil || f.Type != wire.TypeWelcome {
+			t.Fatalf("hello: %+v %v", f, err)
+		}
+		ws, status := dialRaw(t, s.n.Addr())
+		if status != http.StatusSwitchingProtocols {
+			t.Fatalf("after a hello, a new connection: %d, want 101", status)
+		}
+		// And one that closes gives its place back.
+		held[1].Close()
+		waitFor(t, func() bool {
+			c, status := dialRaw(t, s.n.Addr())
+			if status == http.StatusSwitchingProtocols {
+				c.Close()
+				return true
+			}
+			return false
+		})
+		ws.Close()
+		for _, h := range held {
+			h.Close()
+		}
+	})
+
 	t.Run("--max-connections-per-ip 0 is no limit", func(t *testing.T) {
 		cfg, err := parseServe([]string{"--max-connections-per-ip", "0"}, io.Discard)
 		if err != nil {

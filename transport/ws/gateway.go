@@ -14,6 +14,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lxzan/gws"
@@ -64,6 +65,13 @@ type Config struct {
 	// of a trusted API gateway (Trusted) are not counted. Default 1,000;
 	// NoLimit (or any negative value) for no limit.
 	MaxConnectionsPerIP int
+	// MaxHellosPerIP bounds the connections from one source address that
+	// have not said hello yet (a trusted API gateway's are not counted),
+	// unless MaxConnectionsPerIP is no limit; an upgrade past it is refused
+	// with HTTP 429. Such a connection can
+	// hold a frame's buffer (up to 256 KiB, the library's) for its hello
+	// timeout without a token. Default 64.
+	MaxHellosPerIP int
 	// ReadBufferBytes is each connection's read buffer. Frames larger than
 	// it are still read whole; a smaller buffer costs a few more syscalls
 	// per large frame and saves memory on every idle connection. Default 1024:
@@ -237,6 +245,9 @@ func (c *Config) setDefaults() {
 	if c.MaxConnectionsPerIP == 0 {
 		c.MaxConnectionsPerIP = 1000
 	}
+	if c.MaxHellosPerIP == 0 {
+		c.MaxHellosPerIP = 64
+	}
 	if c.WriteTimeout == 0 {
 		c.WriteTimeout = 10 * time.Second
 	}
@@ -366,6 +377,8 @@ type Gateway struct {
 	// source address (trusted gateways' connections uncounted per address).
 	open   int
 	openBy map[string]int
+	// helloBy counts, by source, the connections waiting for their hello.
+	helloBy map[string]int
 
 	handler *handler
 
@@ -399,6 +412,7 @@ func New(cfg Config, svc Service, tokens Verifier) (*Gateway, error) {
 		byUID:     map[domain.UniqueID]*session{},
 		byAccount: map[domain.AccountID][]*session{},
 		openBy:    map[string]int{},
+		helloBy:   map[string]int{},
 		budget:    NewBudget(cfg.MaxQueuedBytesTotal),
 		stop:      make(chan struct{}),
 	}
@@ -529,9 +543,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		refuse(w, status, code, text)
 		return
 	}
+	waiting := &helloWait{source: source}
+	waiting.on.Store(true)
 	defer func() {
 		if err != nil {
-			g.release(source)
+			g.release(source, waiting)
 		}
 	}()
 	var conn *gws.Conn
@@ -543,18 +559,19 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if trusted {
 		conn.Session().Store(trustedKey, id)
 	}
+	conn.Session().Store(helloKey, waiting)
 	g.mu.Lock()
 	if g.closing {
 		g.mu.Unlock()
 		_ = conn.WriteClose(wire.CloseGoingAway, []byte(wire.ReasonShuttingDown))
-		g.release(source)
+		g.release(source, waiting)
 		return
 	}
 	g.conns.Add(1) // under mu, so never concurrent with Shutdown's Wait at zero
 	g.mu.Unlock()
 	go func() {
 		defer g.conns.Done()
-		defer g.release(source)
+		defer g.release(source, waiting)
 		conn.ReadLoop()
 	}()
 }
@@ -576,16 +593,40 @@ func (g *Gateway) admit(source string) (status int, code wire.Code, text string)
 		return http.StatusServiceUnavailable, wire.CodeUnavailable, "the server is at its connection limit"
 	case source != "" && g.cfg.MaxConnectionsPerIP > 0 && g.openBy[source] >= g.cfg.MaxConnectionsPerIP:
 		return http.StatusTooManyRequests, wire.CodeRateLimited, "too many connections from this address"
+	case source != "" && g.cfg.MaxConnectionsPerIP > 0 && g.helloBy[source] >= g.cfg.MaxHellosPerIP:
+		return http.StatusTooManyRequests, wire.CodeRateLimited, "too many connections from this address have not said hello yet"
 	}
 	g.open++
 	if source != "" {
 		g.openBy[source]++
+		g.helloBy[source]++
 	}
 	return 0, "", ""
 }
 
+// helloWait is a connection's place among its source's connections
+// waiting for their hello: on until the hello is done or the connection
+// ends, whichever comes first.
+type helloWait struct {
+	source string
+	on     atomic.Bool
+}
+
+// helloDone gives w's place back, once.
+func (g *Gateway) helloDone(w *helloWait) {
+	if w == nil || w.source == "" || !w.on.CompareAndSwap(true, false) {
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.helloBy[w.source]--; g.helloBy[w.source] <= 0 {
+		delete(g.helloBy, w.source)
+	}
+}
+
 // release forgets a connection counted by admit.
-func (g *Gateway) release(source string) {
+func (g *Gateway) release(source string, w *helloWait) {
+	g.helloDone(w)
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.open--

@@ -17,6 +17,8 @@ const (
 	sessionKey = "s"
 	// trustedKey holds the auth.Identity a trusted API gateway vouched for.
 	trustedKey = "trusted"
+	// helloKey holds the connection's *helloWait.
+	helloKey = "hello"
 )
 
 // handler receives gws events. Messages of one connection arrive one at a
@@ -246,6 +248,10 @@ func (h *handler) welcome(ctx context.Context, s *session, req wire.Request, now
 		HeartbeatMs: h.g.cfg.Heartbeat.Milliseconds(), ServerTime: now.UnixMilli(),
 	})
 	s.greeting.Store(greetDone)
+	if w, ok := s.conn.Session().Load(helloKey); ok {
+		h.g.helloDone(w.(*helloWait))
+		s.conn.Session().Delete(helloKey) // an idle connection keeps none of it
+	}
 	return true
 }
 
