@@ -700,3 +700,71 @@ func TestPipelinedSyncsAreSlowedNotClosed(t *testing.T) {
 		}
 	}
 }
+
+// An account others added to many groups of 500 still lists them: the
+// groups reply is cut at about a megabyte with hasMore and pages on with
+// after, where one reply of them all (4.35 MB for 130 groups) passed what
+// a connection may queue and closed it with 4005, again at every try.
+func TestManyLargeGroupsListInPages(t *testing.T) {
+	s := startServer(t, nil)
+	ctx := ctxT(t)
+	owner, victim := s.dial("griefer", "phone"), s.dial("victim", "phone")
+	var members []string
+	for i := range 498 {
+		members = append(members, fmt.Sprintf("%s%03d", strings.Repeat("m", 60), i))
+	}
+	const n = 40 // ~31 KiB each as listed: ~1.2 MiB in all
+	for g := range n {
+		if _, err := owner.CreateGroup(ctx, fmt.Sprint("g", g), append(members, "victim")...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first, err := victim.Do(ctx, wire.Request{Type: wire.TypeGroups})
+	if err != nil || !first.HasMore || len(first.Groups) == 0 || len(first.Groups) >= n {
+		t.Fatalf("the first page: %d groups, hasMore %v, %v; want part of %d and hasMore", len(first.Groups), first.HasMore, err, n)
+	}
+	all, err := victim.Groups(ctx)
+	if err != nil || len(all) != n {
+		t.Fatalf("every page: %d groups, %v; want %d", len(all), err, n)
+	}
+	if !slices.IsSortedFunc(all, func(a, b wire.GroupInfo) int { return strings.Compare(a.Group, b.Group) }) ||
+		len(slices.CompactFunc(slices.Clone(all), func(a, b wire.GroupInfo) bool { return a.Group == b.Group })) != n {
+		t.Errorf("the pages are not the groups once each, in id order")
+	}
+
+	// Over HTTP, the same pages.
+	get := func(query string) (int, []byte) {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+s.n.Addr()+"/api/v1/groups"+query, nil)
+		req.Header.Set("Authorization", "Bearer "+s.token("victim", "web", time.Hour))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, body
+	}
+	var page struct {
+		Groups  []wire.GroupInfo `json:"groups"`
+		HasMore bool             `json:"hasMore"`
+	}
+	status, body := get("")
+	if err := json.Unmarshal(body, &page); status != http.StatusOK || err != nil || !page.HasMore || len(page.Groups) != len(first.Groups) {
+		t.Fatalf("HTTP first page: %d, %d groups, hasMore %v (%v)", status, len(page.Groups), page.HasMore, err)
+	}
+	got := len(page.Groups)
+	for page.HasMore {
+		last := page.Groups[len(page.Groups)-1].Group
+		page.Groups, page.HasMore = nil, false
+		if status, body = get("?after=" + last); status != http.StatusOK || json.Unmarshal(body, &page) != nil {
+			t.Fatalf("HTTP page after %s: %d %s", last, status, body)
+		}
+		got += len(page.Groups)
+	}
+	if got != n {
+		t.Errorf("HTTP pages hold %d groups, want %d", got, n)
+	}
+	if status, body := get("?after=no:colons"); status != http.StatusBadRequest || !strings.Contains(string(body), "invalid_argument") {
+		t.Errorf("a bad after: %d %s", status, body)
+	}
+}

@@ -134,23 +134,65 @@ func (s *Service) Group(ctx context.Context, who domain.AccountID, group string)
 	return g, nil
 }
 
-// Groups lists the groups who belongs to, once the groups model has
-// applied everything acknowledged before the call.
-func (s *Service) Groups(ctx context.Context, who domain.AccountID) ([]*domain.Group, error) {
+// MaxGroupsReplyBytes bounds one page of an account's groups, about as
+// encoded: an account may be in any number of groups of 500, and a list
+// of them all could pass what one connection may queue (4 MiB).
+const MaxGroupsReplyBytes = 1 << 20
+
+// GroupsPage lists the groups who belongs to after the group id after
+// ("" for the first page), in id order, once the groups model has applied
+// everything acknowledged before the call: as many as fit in
+// MaxGroupsReplyBytes (at least one), and whether more follow. Only the
+// page's groups are read.
+func (s *Service) GroupsPage(ctx context.Context, who domain.AccountID, after string) ([]*domain.Group, bool, error) {
+	if after != "" {
+		if _, err := domain.ParseGroupID(after); err != nil {
+			return nil, false, &domain.InvalidError{Field: "after", Reason: "is not a group id"}
+		}
+	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.ReadTimeout)
 	defer cancel()
 	ends, err := s.log.EndOffsets(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		return nil, false, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	if err := s.rm.GroupsProgress.WaitForAll(ctx, ends); err != nil {
-		return nil, fmt.Errorf("groups are behind the log: %w: %v", ErrUnavailable, err)
+		return nil, false, fmt.Errorf("groups are behind the log: %w: %v", ErrUnavailable, err)
 	}
-	gs, err := s.rm.Groups.GroupsOf(ctx, who)
+	ids, err := s.rm.Groups.GroupIDsOf(ctx, who)
 	if err != nil {
-		return nil, fmt.Errorf("cannot read the groups of %s: %w: %v", who, ErrUnavailable, err)
+		return nil, false, fmt.Errorf("cannot read the groups of %s: %w: %v", who, ErrUnavailable, err)
 	}
-	return gs, nil
+	var out []*domain.Group
+	size := 0
+	for i, id := range ids {
+		if string(id) <= after {
+			continue
+		}
+		g, ok, err := s.rm.Groups.Group(ctx, id)
+		if err != nil {
+			return nil, false, fmt.Errorf("cannot read group %s: %w: %v", id, ErrUnavailable, err)
+		}
+		if !ok {
+			continue
+		}
+		n := groupBytes(g)
+		if len(out) > 0 && size+n > MaxGroupsReplyBytes {
+			return out, i < len(ids), nil
+		}
+		out, size = append(out, g), size+n
+	}
+	return out, false, nil
+}
+
+// groupBytes is about the size of g as a reply encodes it (a name's
+// characters may be escaped to six bytes each).
+func groupBytes(g *domain.Group) int {
+	n := 64 + len(g.ID()) + len(g.Owner()) + 6*len(g.Name())
+	for _, m := range g.Members() {
+		n += len(m) + 3
+	}
+	return n
 }
 
 func parseAccounts(in []string) ([]domain.AccountID, error) {

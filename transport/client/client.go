@@ -355,10 +355,21 @@ func (c *Client) groupOp(ctx context.Context, req wire.Request) (wire.GroupInfo,
 	return *f.Group, nil
 }
 
-// Groups lists the caller's groups.
+// Groups lists the caller's groups, every page of them.
 func (c *Client) Groups(ctx context.Context) ([]wire.GroupInfo, error) {
-	f, err := c.Do(ctx, wire.Request{Type: wire.TypeGroups})
-	return f.Groups, err
+	var all []wire.GroupInfo
+	after := ""
+	for {
+		f, err := c.Do(ctx, wire.Request{Type: wire.TypeGroups, After: after})
+		if err != nil {
+			return all, err
+		}
+		all = append(all, f.Groups...)
+		if !f.HasMore || len(f.Groups) == 0 {
+			return all, nil
+		}
+		after = f.Groups[len(f.Groups)-1].Group
+	}
 }
 
 // Read marks conversation read up to msgID, inclusive; the reply

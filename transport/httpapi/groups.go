@@ -2,8 +2,6 @@ package httpapi
 
 import (
 	"net/http"
-	"slices"
-	"strings"
 
 	"github.com/parley-chat/parley/domain"
 	"github.com/parley-chat/parley/transport/wire"
@@ -21,10 +19,11 @@ type groupReply struct {
 	Group wire.GroupInfo `json:"group"`
 }
 
-// groupsReply is the socket's group_list without the envelope; groups is
-// always present.
+// groupsReply is the socket's group_list without the envelope; every
+// field is always present.
 type groupsReply struct {
-	Groups []wire.GroupInfo `json:"groups"`
+	Groups  []wire.GroupInfo `json:"groups"`
+	HasMore bool             `json:"hasMore"`
 }
 
 func (s *server) createGroup(w http.ResponseWriter, r *http.Request, c caller) error {
@@ -85,7 +84,7 @@ func (s *server) groups(w http.ResponseWriter, r *http.Request, c caller) error 
 	if err != nil {
 		return err
 	}
-	gs, err := s.svc.Groups(r.Context(), who)
+	gs, more, err := s.svc.GroupsPage(r.Context(), who, r.URL.Query().Get("after"))
 	if err != nil {
 		return err
 	}
@@ -93,7 +92,6 @@ func (s *server) groups(w http.ResponseWriter, r *http.Request, c caller) error 
 	for i, g := range gs {
 		out[i] = wire.FromGroup(g)
 	}
-	slices.SortFunc(out, func(a, b wire.GroupInfo) int { return strings.Compare(a.Group, b.Group) })
-	writeJSON(w, http.StatusOK, groupsReply{Groups: out})
+	writeJSON(w, http.StatusOK, groupsReply{Groups: out, HasMore: more})
 	return nil
 }

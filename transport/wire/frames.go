@@ -80,6 +80,9 @@ type Request struct {
 	// conversations
 	Since int64 `json:"since,omitempty"`
 
+	// groups: the page after this group id (the last of the page before)
+	After string `json:"after,omitempty"`
+
 	// mute (Conversation too): Unix ms; 0 or absent for no end
 	Until int64 `json:"until,omitempty"`
 

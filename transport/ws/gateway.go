@@ -335,7 +335,7 @@ type Service interface {
 	CreateGroup(ctx context.Context, who domain.AccountID, name string, members []string) (*domain.Group, error)
 	AddMembers(ctx context.Context, who domain.AccountID, group string, accounts []string) (*domain.Group, error)
 	RemoveMembers(ctx context.Context, who domain.AccountID, group string, accounts []string) (*domain.Group, error)
-	Groups(ctx context.Context, who domain.AccountID) ([]*domain.Group, error)
+	GroupsPage(ctx context.Context, who domain.AccountID, after string) ([]*domain.Group, bool, error)
 	Read(ctx context.Context, who domain.Sender, conversation string, msgID domain.MsgID) (conversations.ReadState, error)
 	Readers(ctx context.Context, who domain.AccountID, conversation string, msgID domain.MsgID) (api.Readers, error)
 	Typing(ctx context.Context, who domain.AccountID, conversation string) (domain.ConversationID, []domain.AccountID, error)

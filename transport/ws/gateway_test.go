@@ -49,8 +49,8 @@ func (f *fakeService) AddMembers(context.Context, domain.AccountID, string, []st
 func (f *fakeService) RemoveMembers(context.Context, domain.AccountID, string, []string) (*domain.Group, error) {
 	return nil, domain.ErrForbidden
 }
-func (f *fakeService) Groups(context.Context, domain.AccountID) ([]*domain.Group, error) {
-	return nil, nil
+func (f *fakeService) GroupsPage(context.Context, domain.AccountID, string) ([]*domain.Group, bool, error) {
+	return nil, false, nil
 }
 func (f *fakeService) Read(context.Context, domain.Sender, string, domain.MsgID) (conversations.ReadState, error) {
 	return conversations.ReadState{}, nil

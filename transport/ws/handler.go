@@ -322,7 +322,7 @@ func (h *handler) answer(ctx context.Context, s *session, req wire.Request) (wir
 	case wire.TypeGroupRemove:
 		return groupFrame(req.ID)(svc.RemoveMembers(ctx, s.account, req.Group, req.Accounts))
 	case wire.TypeGroups:
-		gs, err := svc.Groups(ctx, s.account)
+		gs, more, err := svc.GroupsPage(ctx, s.account, req.After)
 		if err != nil {
 			return wire.ServerFrame{}, err
 		}
@@ -330,7 +330,7 @@ func (h *handler) answer(ctx context.Context, s *session, req wire.Request) (wir
 		for i, g := range gs {
 			out[i] = wire.FromGroup(g)
 		}
-		return wire.ServerFrame{ID: req.ID, Type: wire.TypeGroupList, Groups: out}, nil
+		return wire.ServerFrame{ID: req.ID, Type: wire.TypeGroupList, Groups: out, HasMore: more}, nil
 	case wire.TypeRead:
 		st, err := svc.Read(ctx, by, req.Conversation, domain.MsgID(req.MsgID))
 		if err != nil {
