@@ -273,8 +273,14 @@ async function listAndSync() {
 }
 
 async function refreshGroups() {
-  const groups = await request("groups");
-  for (const g of groups.groups || []) Object.assign(conv("g:" + g.group), { name: g.name, members: g.members });
+  // A page holds about 1 MiB of groups; hasMore asks for the next one.
+  for (let after = "", more = true; more;) {
+    const page = await request("groups", after ? { after } : {});
+    const list = page.groups || [];
+    for (const g of list) Object.assign(conv("g:" + g.group), { name: g.name, members: g.members });
+    more = !!page.hasMore && list.length > 0;
+    if (more) after = list[list.length - 1].group;
+  }
   render();
 }
 
