@@ -31,16 +31,17 @@ func (s *MemoryMutes) Mute(_ context.Context, account domain.AccountID, c domain
 		mine = map[domain.ConversationID]int64{}
 		s.m[account] = mine
 	}
-	if _, ok := mine[c]; !ok {
-		n := 0
-		for _, u := range mine {
-			if Muted(fromMillis(u), now) {
-				n++
-			}
+	n := 0
+	for other, u := range mine {
+		switch {
+		case !Muted(fromMillis(u), now):
+			delete(mine, other) // ended: a mute keeps none of them
+		case other != c:
+			n++
 		}
-		if n >= MaxMutes {
-			return tooMany(account)
-		}
+	}
+	if n >= MaxMutes {
+		return tooMany(account)
 	}
 	mine[c] = untilMillis(until)
 	return nil

@@ -3,6 +3,7 @@ package notify
 import (
 	"context"
 	"encoding/binary"
+	"slices"
 	"sync"
 	"time"
 
@@ -36,14 +37,24 @@ func muteKey(a domain.AccountID, c domain.ConversationID) []byte {
 func (p *PebbleMutes) Mute(ctx context.Context, account domain.AccountID, c domain.ConversationID, until time.Time) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	mine, err := p.MutesOf(ctx, account, time.Now())
+	mine, ended, err := p.scan(account, time.Now())
 	if err != nil {
 		return err
 	}
 	if _, ok := mine[c]; !ok && len(mine) >= MaxMutes {
 		return tooMany(account)
 	}
-	return p.db.Set(muteKey(account, c), binary.BigEndian.AppendUint64(nil, uint64(untilMillis(until))), pebble.Sync)
+	b := p.db.NewBatch()
+	defer b.Close()
+	for _, k := range ended { // a mute keeps none of the account's ended ones
+		if err := b.Delete(k, nil); err != nil {
+			return err
+		}
+	}
+	if err := b.Set(muteKey(account, c), binary.BigEndian.AppendUint64(nil, uint64(untilMillis(until))), nil); err != nil {
+		return err
+	}
+	return b.Commit(pebble.Sync)
 }
 
 // Unmute implements Mutes.
@@ -62,17 +73,25 @@ func (p *PebbleMutes) MutedUntil(_ context.Context, account domain.AccountID, c 
 
 // MutesOf implements Mutes.
 func (p *PebbleMutes) MutesOf(_ context.Context, account domain.AccountID, now time.Time) (map[domain.ConversationID]time.Time, error) {
+	out, _, err := p.scan(account, now)
+	return out, err
+}
+
+// scan reads account's mutes: those in force at now, and the keys of the
+// ended ones.
+func (p *PebbleMutes) scan(account domain.AccountID, now time.Time) (map[domain.ConversationID]time.Time, [][]byte, error) {
 	prefix := mutePrefix(account)
 	it, err := pebblekv.Prefix(p.db, prefix)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer it.Close()
 	out := map[domain.ConversationID]time.Time{}
+	var ended [][]byte
 	for it.First(); it.Valid(); it.Next() {
 		v, err := it.ValueAndErr()
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if len(v) != 8 {
 			continue
@@ -83,7 +102,9 @@ func (p *PebbleMutes) MutesOf(_ context.Context, account domain.AccountID, now t
 		}
 		if until := fromMillis(int64(binary.BigEndian.Uint64(v))); Muted(until, now) {
 			out[c] = until
+		} else {
+			ended = append(ended, slices.Clone(it.Key()))
 		}
 	}
-	return out, it.Error()
+	return out, ended, it.Error()
 }

@@ -26,6 +26,11 @@ func (p *PostgresMutes) Mute(ctx context.Context, account domain.AccountID, c do
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('parley.mutes/' || $1))`, string(account)); err != nil {
 			return err
 		}
+		// A mute keeps none of the account's ended ones.
+		if _, err := tx.Exec(ctx, `DELETE FROM conversation_mutes WHERE account = $1 AND until_ms <> 0 AND until_ms <= $2`,
+			string(account), time.Now().UnixMilli()); err != nil {
+			return err
+		}
 		var others int
 		if err := tx.QueryRow(ctx, `SELECT count(*) FROM conversation_mutes
 WHERE account = $1 AND conversation <> $2 AND (until_ms = 0 OR until_ms > $3)`,

@@ -65,6 +65,25 @@ func Run(t *testing.T, open func(t *testing.T) notify.Mutes) {
 				t.Fatalf("alice's mutes: %v, want only %s until %v", got, ab, later)
 			}
 		}},
+		{"a mute drops the account's ended mutes", func(t *testing.T, m notify.Mutes) {
+			past := time.UnixMilli(time.Now().Add(-time.Minute).UnixMilli())
+			for i := range 50 {
+				must(t, m.Mute(ctx, "alice", conv("alice", fmt.Sprintf("e%d", i)), past))
+			}
+			must(t, m.Mute(ctx, "bob", ab, past))
+			must(t, m.Mute(ctx, "alice", ab, later))
+			for i := range 50 {
+				if _, ok, err := m.MutedUntil(ctx, "alice", conv("alice", fmt.Sprintf("e%d", i))); err != nil || ok {
+					t.Fatalf("alice's ended mute e%d is still stored (%v)", i, err)
+				}
+			}
+			if u, ok, err := m.MutedUntil(ctx, "alice", ab); err != nil || !ok || !u.Equal(later) {
+				t.Fatalf("the new mute: %v %v %v", u, ok, err)
+			}
+			if _, ok, _ := m.MutedUntil(ctx, "bob", ab); !ok {
+				t.Fatal("another account's ended mute went with alice's")
+			}
+		}},
 		{"bounded per account", func(t *testing.T, m notify.Mutes) {
 			// An expired mute does not count.
 			must(t, m.Mute(ctx, "alice", conv("alice", "old"), time.UnixMilli(time.Now().Add(-time.Minute).UnixMilli())))
