@@ -24,6 +24,10 @@ type presenceHub struct {
 	mu       sync.Mutex
 	watchers map[domain.AccountID]map[*session]struct{}
 	total    int
+	// peak is the most accounts watchers held since it was last made
+	// anew: a Go map keeps the room of its largest size, so the hub makes
+	// it anew once it holds a small part of that (shrinkLocked).
+	peak int
 	// resyncing is set while PresenceResync reads every watched account:
 	// changes meanwhile wait in resyncHeld (the latest per account) and
 	// are pushed after what it read, for the reason of sessionPresence's
@@ -111,6 +115,23 @@ func (h *presenceHub) dropLocked(s *session) {
 	}
 	h.total -= len(sp.watching)
 	sp.watching, sp.holding, sp.held = nil, false, nil
+	h.shrinkLocked()
+}
+
+// shrinkLocked makes watchers anew once it holds under a quarter of the
+// accounts it once held (and that peak was large): after a wave of
+// subscriptions leaves, their room goes with them.
+func (h *presenceHub) shrinkLocked() {
+	n := len(h.watchers)
+	h.peak = max(h.peak, n)
+	if h.peak < 4096 || n >= h.peak/4 {
+		return
+	}
+	fresh := make(map[domain.AccountID]map[*session]struct{}, n)
+	for a, set := range h.watchers {
+		fresh[a] = set
+	}
+	h.watchers, h.peak = fresh, n
 }
 
 // Watching is how many presence subscriptions the gateway holds.
