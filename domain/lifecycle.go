@@ -34,9 +34,12 @@ type Amendment struct {
 // Apply returns m with a applied: an edit replaces the body of a message
 // that is not deleted; a deletion leaves a tombstone without body. A change
 // at or below m's revision, or to a tombstone, is applied already (or
-// moot) and changes nothing. ok is false when nothing changed.
+// moot) and changes nothing — but for a deletion of a tombstone at
+// revision 0 (one whose body came off the log erased: see Erasure.Apply),
+// which gives it the deletion's revision, as the deletion did where the
+// body was readable. ok is false when nothing changed.
 func (a Amendment) Apply(m Message) (out Message, ok bool) {
-	if m.Deleted || (a.Revision != 0 && a.Revision <= m.Revision) {
+	if m.Deleted && !(a.Delete && m.Revision == 0) || (a.Revision != 0 && a.Revision <= m.Revision) {
 		return m, false
 	}
 	if a.Delete {

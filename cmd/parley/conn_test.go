@@ -176,6 +176,10 @@ func TestLeaseEndsWithTheTokenPlusTheSkew(t *testing.T) {
 			}
 			time.Sleep(300 * time.Millisecond)
 			assertAlive(t, c)
+			// A renew takes such a token too, as the hello did.
+			if f, err := c.Do(ctxT(t), wire.Request{Type: wire.TypeRenew, Token: s.token("skew", device, ttl)}); err != nil || f.Type != wire.TypeRenewed {
+				t.Errorf("renew with a token within the skew: %+v, %v", f, err)
+			}
 		})
 	}
 }

@@ -372,10 +372,10 @@ SELECT $6, $7, $8, $2, message_id FROM changed
 ON CONFLICT DO NOTHING`
 	deleteDirectSQL = `
 UPDATE direct_messages SET body = '', edited_at = NULL, deleted = true, revision = $4
-WHERE account_a = $1 AND account_b = $2 AND msg_id = $3 AND NOT deleted AND revision < $4`
+WHERE account_a = $1 AND account_b = $2 AND msg_id = $3 AND (NOT deleted OR revision = 0) AND revision < $4`
 	deleteGroupSQL = `
 UPDATE group_messages SET body = '', edited_at = NULL, deleted = true, revision = $3
-WHERE group_id = $1 AND msg_id = $2 AND NOT deleted AND revision < $3`
+WHERE group_id = $1 AND msg_id = $2 AND (NOT deleted OR revision = 0) AND revision < $3`
 )
 
 // Amend implements Store: the changes in order, in one transaction and one

@@ -70,7 +70,8 @@ type Config struct {
 	// unless MaxConnectionsPerIP is no limit; an upgrade past it is refused
 	// with HTTP 429. Such a connection can
 	// hold a frame's buffer (up to 256 KiB, the library's) for its hello
-	// timeout without a token. Default 64.
+	// timeout without a token. Default 64; NoLimit (or any negative
+	// value) for no limit.
 	MaxHellosPerIP int
 	// ReadBufferBytes is each connection's read buffer. Frames larger than
 	// it are still read whole; a smaller buffer costs a few more syscalls
@@ -593,7 +594,7 @@ func (g *Gateway) admit(source string) (status int, code wire.Code, text string)
 		return http.StatusServiceUnavailable, wire.CodeUnavailable, "the server is at its connection limit"
 	case source != "" && g.cfg.MaxConnectionsPerIP > 0 && g.openBy[source] >= g.cfg.MaxConnectionsPerIP:
 		return http.StatusTooManyRequests, wire.CodeRateLimited, "too many connections from this address"
-	case source != "" && g.cfg.MaxConnectionsPerIP > 0 && g.helloBy[source] >= g.cfg.MaxHellosPerIP:
+	case source != "" && g.cfg.MaxConnectionsPerIP > 0 && g.cfg.MaxHellosPerIP > 0 && g.helloBy[source] >= g.cfg.MaxHellosPerIP:
 		return http.StatusTooManyRequests, wire.CodeRateLimited, "too many connections from this address have not said hello yet"
 	}
 	g.open++

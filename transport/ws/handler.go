@@ -173,7 +173,7 @@ func (h *handler) renew(s *session, req wire.Request, now time.Time) {
 		}
 		s.tokenExpires = id.Expires
 	}
-	if !s.tokenExpires.IsZero() && !s.tokenExpires.After(now) {
+	if !s.tokenExpires.IsZero() && !s.tokenExpires.Add(auth.Leeway).After(now) { // the skew the token's check allows
 		s.fail(req.ID, wire.CodeTokenExpired, "the token of this connection has expired: renew with a fresh token or reconnect")
 		return
 	}

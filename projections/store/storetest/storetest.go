@@ -561,14 +561,21 @@ func testEraseErasedArrivals(t *testing.T, s store.Store) {
 	ab := domain.DirectConversation("alice", "bob")
 	arrivedErased := Msg(ab, 1)
 	arrivedErased.Deleted, arrivedErased.Body = true, ""
-	save(t, s, arrivedErased, Msg(ab, 2), Msg(ab, 3))
-	del, err := domain.NewDelete(domain.Sender{Account: "alice", Device: "phone"}, ab, 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	del.At, del.Revision = time.UnixMilli(4_000), 4
-	if err := s.Amend(ctx, del); err != nil {
-		t.Fatal(err)
+	// Message 5 was deleted before the erasure: live, the deletion gave
+	// it its revision (6); replayed, it came erased, and the deletion must
+	// give it the same.
+	deletedThenErased := Msg(ab, 5)
+	deletedThenErased.Deleted, deletedThenErased.Body = true, ""
+	save(t, s, arrivedErased, Msg(ab, 2), Msg(ab, 3), deletedThenErased)
+	for _, d := range []struct{ id, rev domain.MsgID }{{2, 4}, {5, 6}} {
+		del, err := domain.NewDelete(domain.Sender{Account: "alice", Device: "phone"}, ab, d.id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		del.At, del.Revision = time.UnixMilli(int64(d.rev)*1000), d.rev
+		if err := s.Amend(ctx, del); err != nil {
+			t.Fatal(err)
+		}
 	}
 	all := func(domain.ConversationID) bool { return true }
 	for round, rev := range []domain.MsgID{10, 20} {
@@ -579,14 +586,21 @@ func testEraseErasedArrivals(t *testing.T, s store.Store) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if len(changes) != 3 {
+			t.Errorf("round %d: %d changes after 3, want 1, 2 and 3", round, len(changes))
+		}
 		got := map[domain.MsgID]domain.MsgID{}
-		for _, m := range changes {
+		for _, id := range []domain.MsgID{1, 2, 3, 5} {
+			m, ok, err := s.Message(ctx, ab, id)
+			if err != nil || !ok {
+				t.Fatalf("message %d: %v %v", id, ok, err)
+			}
 			got[m.MsgID] = m.Revision
 			if !m.Deleted || m.Body != "" {
-				t.Errorf("round %d: change %+v, want a tombstone", round, m)
+				t.Errorf("round %d: message %+v, want a tombstone", round, m)
 			}
 		}
-		if want := map[domain.MsgID]domain.MsgID{1: 10, 2: 4, 3: 10}; fmt.Sprint(got) != fmt.Sprint(want) {
+		if want := map[domain.MsgID]domain.MsgID{1: 10, 2: 4, 3: 10, 5: 6}; fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Errorf("round %d: revisions of the changes %v, want %v", round, got, want)
 		}
 	}
