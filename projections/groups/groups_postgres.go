@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -67,8 +68,10 @@ func applyPostgres(ctx context.Context, tx pgx.Tx, c change) error {
 	if c.created != nil {
 		g := c.created
 		members := accountStrings(g.Members())
-		tag, err := tx.Exec(ctx, `INSERT INTO groups (group_id, name, owner, members) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`,
-			string(g.ID()), []byte(g.Name()), string(g.Owner()), len(members)) // bytea: a name may hold NUL
+		// name_bytes holds the name as it is (it may hold NUL, which text
+		// cannot); name, for processes of the version before, without NUL.
+		tag, err := tx.Exec(ctx, `INSERT INTO groups (group_id, name, name_bytes, owner, members) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`,
+			string(g.ID()), strings.ReplaceAll(g.Name(), "\x00", "\uFFFD"), []byte(g.Name()), string(g.Owner()), len(members))
 		if err != nil || tag.RowsAffected() == 0 {
 			return err
 		}
@@ -125,7 +128,7 @@ func (p *Postgres) Group(ctx context.Context, g domain.GroupID) (*domain.Group, 
 	var owner string
 	var members []string
 	err := p.pool.QueryRow(ctx, `
-SELECT name, owner, ARRAY(SELECT account FROM group_members WHERE group_id = $1 ORDER BY account)
+SELECT COALESCE(name_bytes, convert_to(name, 'UTF8')), owner, ARRAY(SELECT account FROM group_members WHERE group_id = $1 ORDER BY account)
 FROM groups WHERE group_id = $1`, string(g)).Scan(&name, &owner, &members)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, false, nil
@@ -181,7 +184,7 @@ func (p *Postgres) GroupIDsOf(ctx context.Context, a domain.AccountID) ([]domain
 // GroupsOf implements Model.
 func (p *Postgres) GroupsOf(ctx context.Context, a domain.AccountID) ([]*domain.Group, error) {
 	rows, err := p.pool.Query(ctx, `
-SELECT g.group_id, g.name, g.owner, ARRAY(SELECT account FROM group_members x WHERE x.group_id = g.group_id ORDER BY account)
+SELECT g.group_id, COALESCE(g.name_bytes, convert_to(g.name, 'UTF8')), g.owner, ARRAY(SELECT account FROM group_members x WHERE x.group_id = g.group_id ORDER BY account)
 FROM group_members m JOIN groups g ON g.group_id = m.group_id
 WHERE m.account = $1 ORDER BY g.group_id`, string(a))
 	if err != nil {

@@ -38,6 +38,36 @@ func TestPostgresContract(t *testing.T) {
 	})
 }
 
+// Processes of the version before migration 0009 run beside the new ones
+// during a rolling deploy: a group they wrote (name only) reads back, and
+// they read a group the new version wrote (its name without NUL) with the
+// query they had.
+func TestPostgresGroupNamesAcrossVersions(t *testing.T) {
+	pool := postgrestest.Open(t)
+	ctx := context.Background()
+	if _, err := pool.Exec(ctx, `INSERT INTO groups (group_id, name, owner, members) VALUES ('gold', 'old name', 'alice', 1)`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `INSERT INTO group_members (group_id, account) VALUES ('gold', 'alice')`); err != nil {
+		t.Fatal(err)
+	}
+	g := groups.NewPostgres(pool, groups.Name)
+	if got, ok, err := g.Group(ctx, "gold"); err != nil || !ok || got.Name() != "old name" {
+		t.Fatalf("a group the version before wrote: %v %v %v", got, ok, err)
+	}
+	rec := projections.Record{Event: events.GroupCreated{Group: "gnew", Name: "a\x00b", Owner: "alice"}, Position: events.Position{Offset: 1}}
+	if err := g.ApplyBatch(ctx, []projections.Record{rec}); err != nil {
+		t.Fatal(err)
+	}
+	var name string // the version before's read: text
+	if err := pool.QueryRow(ctx, `SELECT name FROM groups WHERE group_id = 'gnew'`).Scan(&name); err != nil || name != "a\uFFFDb" {
+		t.Fatalf("the version before reads %q (%v), want the name without NUL", name, err)
+	}
+	if got, _, err := g.Group(ctx, "gnew"); err != nil || got.Name() != "a\x00b" {
+		t.Fatalf("this version reads %v (%v), want the name as created", got, err)
+	}
+}
+
 // The embedded store commits its progress with the changes: a new reader
 // of the same store starts right after the last batch.
 func TestPebbleCommitsProgressWithTheChanges(t *testing.T) {
