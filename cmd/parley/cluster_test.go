@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -652,4 +653,29 @@ func TestClusterAsARestrictedRedisUser(t *testing.T) {
 		p, ok := bob.c.PresenceOf("alice")
 		return ok && !p.Online && p.LastSeen > 0
 	})
+}
+
+// A list of groups is fresh across gateways: a member added through one
+// is in the group as another gateway lists it right after the add's
+// answer, though that gateway had the group in its cache.
+func TestClusterGroupsListIsFresh(t *testing.T) {
+	c := startCluster(t)
+	gw1, gw2 := c.instance(gatewayOnly), c.instance(gatewayOnly)
+	c.instance(projectorOnly)
+	ctx := ctxT(t)
+	alice, bob := gw1.device("alice", "phone"), gw2.device("bob", "phone")
+	g, err := alice.c.CreateGroup(ctx, "team", "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gs, err := bob.c.Groups(ctx); err != nil || len(gs) != 1 { // gw2 caches the group
+		t.Fatalf("bob's groups: %+v, %v", gs, err)
+	}
+	if _, err := alice.c.AddMembers(ctx, g.Group, "carol"); err != nil {
+		t.Fatal(err)
+	}
+	gs, err := bob.c.Groups(ctx)
+	if err != nil || len(gs) != 1 || !slices.Contains(gs[0].Members, "carol") {
+		t.Fatalf("bob's groups after carol's add through the other gateway: %+v, %v", gs, err)
+	}
 }

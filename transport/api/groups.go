@@ -139,11 +139,17 @@ func (s *Service) Group(ctx context.Context, who domain.AccountID, group string)
 // of them all could pass what one connection may queue (4 MiB).
 const MaxGroupsReplyBytes = 1 << 20
 
+// MaxGroupsPage bounds the groups of one page: each is read fresh, past
+// a cache (a query each in scale-out).
+const MaxGroupsPage = 100
+
 // GroupsPage lists the groups who belongs to after the group id after
 // ("" for the first page), in id order, once the groups model has applied
-// everything acknowledged before the call: as many as fit in
-// MaxGroupsReplyBytes (at least one), and whether more follow. Only the
-// page's groups are read.
+// everything acknowledged before the call: at most MaxGroupsPage, as many
+// as fit in MaxGroupsReplyBytes (at least one), and whether more follow.
+// Only the page's groups are read, each fresh (a cache in front of the
+// model may be behind another gateway's change), and one that no longer
+// holds who is left out.
 func (s *Service) GroupsPage(ctx context.Context, who domain.AccountID, after string) ([]*domain.Group, bool, error) {
 	if after != "" {
 		if _, err := domain.ParseGroupID(after); err != nil {
@@ -169,11 +175,14 @@ func (s *Service) GroupsPage(ctx context.Context, who domain.AccountID, after st
 		if string(id) <= after {
 			continue
 		}
-		g, ok, err := s.rm.Groups.Group(ctx, id)
-		if err != nil {
-			return nil, false, fmt.Errorf("cannot read group %s: %w: %v", id, ErrUnavailable, err)
+		if len(out) == MaxGroupsPage {
+			return out, true, nil
 		}
-		if !ok {
+		g, ok, err := s.freshGroup(ctx, id)
+		if err != nil {
+			return nil, false, err
+		}
+		if !ok || !g.IsMember(who) {
 			continue
 		}
 		n := groupBytes(g)
