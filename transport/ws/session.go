@@ -236,6 +236,9 @@ func (s *session) work(ctx context.Context, cancel context.CancelFunc) {
 		// for room too, so that pipelined syncs (a megabyte each) slow
 		// the connection down rather than overflow its queue and close it.
 		s.waitRoom()
+		if s.closed.Load() {
+			continue // closed while it waited: nobody reads the reply
+		}
 		s.g.cfg.Observer.RequestStarted(monotonic() - q.at)
 		s.g.handler.dispatch(ctx, s, q.req)
 	}
