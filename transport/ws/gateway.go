@@ -544,7 +544,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		refuse(w, status, code, text)
 		return
 	}
-	waiting := &helloWait{source: source}
+	waiting := &helloWait{source: source, share: g.budget.join(source)}
 	waiting.on.Store(true)
 	defer func() {
 		if err != nil {
@@ -611,6 +611,9 @@ func (g *Gateway) admit(source string) (status int, code wire.Code, text string)
 type helloWait struct {
 	source string
 	on     atomic.Bool
+	// share is the source's part of the queue budget (Budget.join), for
+	// the connection's outbox.
+	share *share
 }
 
 // helloDone gives w's place back, once.
@@ -628,6 +631,7 @@ func (g *Gateway) helloDone(w *helloWait) {
 // release forgets a connection counted by admit.
 func (g *Gateway) release(source string, w *helloWait) {
 	g.helloDone(w)
+	g.budget.leave(source)
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.open--

@@ -14,27 +14,84 @@ const (
 	opPong = 0xA
 )
 
-// Budget bounds the bytes queued on every connection of a gateway together.
+// Budget bounds the bytes queued on every connection of a gateway together,
+// and those of the connections of one source address to a part of it
+// (ShareDivisor): one address cannot fill it and so get every other
+// connection's next frame refused.
 type Budget struct {
 	used  atomic.Int64
 	limit int64
+
+	mu     sync.Mutex
+	shares map[string]*share
+}
+
+// ShareDivisor: the connections of one source address may queue at most
+// 1/ShareDivisor of a Budget together.
+const ShareDivisor = 8
+
+// share is the bytes queued on the connections of one source address.
+type share struct {
+	used  atomic.Int64
+	conns int // guarded by Budget.mu
 }
 
 // NewBudget returns a budget of limit bytes.
-func NewBudget(limit int64) *Budget { return &Budget{limit: limit} }
+func NewBudget(limit int64) *Budget { return &Budget{limit: limit, shares: map[string]*share{}} }
 
 // Used is the bytes queued now.
 func (b *Budget) Used() int64 { return b.used.Load() }
 
-func (b *Budget) take(n int64) bool {
+// join counts a connection of source ("": not counted per address) and
+// returns its address's share, nil for none.
+func (b *Budget) join(source string) *share {
+	if source == "" {
+		return nil
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	sh := b.shares[source]
+	if sh == nil {
+		sh = &share{}
+		b.shares[source] = sh
+	}
+	sh.conns++
+	return sh
+}
+
+// leave forgets a connection of source that join counted.
+func (b *Budget) leave(source string) {
+	if source == "" {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if sh := b.shares[source]; sh != nil {
+		if sh.conns--; sh.conns <= 0 {
+			delete(b.shares, source)
+		}
+	}
+}
+
+func (b *Budget) take(n int64, sh *share) bool {
 	if b.used.Add(n) > b.limit {
+		b.used.Add(-n)
+		return false
+	}
+	if sh != nil && sh.used.Add(n) > b.limit/ShareDivisor {
+		sh.used.Add(-n)
 		b.used.Add(-n)
 		return false
 	}
 	return true
 }
 
-func (b *Budget) give(n int64) { b.used.Add(-n) }
+func (b *Budget) give(n int64, sh *share) {
+	b.used.Add(-n)
+	if sh != nil {
+		sh.used.Add(-n)
+	}
+}
 
 // outbox is one connection's queue of frames to write, bounded in bytes.
 // Frames are written by one goroutine started on demand (an idle
@@ -45,6 +102,9 @@ func (b *Budget) give(n int64) { b.used.Add(-n) }
 // between them, never interleave with a frame.
 type outbox struct {
 	budget *Budget
+	// share is the connection's source address's part of budget (nil for
+	// a connection not counted per address).
+	share *share
 	// overflow is called, outside the lock, when a frame does not fit or a
 	// write fails: the connection is closed as a slow consumer.
 	overflow func()
@@ -125,7 +185,7 @@ func (o *outbox) push(op byte, payload []byte) bool {
 		o.mu.Unlock()
 		return false
 	}
-	if o.queued+n > o.limit || !o.budget.take(n) {
+	if o.queued+n > o.limit || !o.budget.take(n, o.share) {
 		o.mu.Unlock()
 		o.overflow()
 		return false
@@ -163,7 +223,7 @@ func (o *outbox) discard() {
 	o.closed = true
 	drop := o.queued - o.inflight
 	o.queued -= drop
-	o.budget.give(drop)
+	o.budget.give(drop, o.share)
 	clear(o.frames)
 	o.frames = o.frames[:0]
 	o.then = nil
@@ -271,7 +331,7 @@ func (o *outbox) flush() {
 		o.mu.Lock()
 		o.queued -= n
 		o.inflight = 0
-		o.budget.give(n)
+		o.budget.give(n, o.share)
 		if o.queued <= o.limit/2 {
 			o.wakeLocked()
 		}

@@ -130,3 +130,48 @@ type frameWaits struct {
 }
 
 func (w frameWaits) FrameWritten(d time.Duration) { w.waits <- d }
+
+// The connections of one source address queue at most 1/ShareDivisor of
+// the budget together: filling it from one address overflows that
+// address's connections, and another address's still queues.
+func TestBudgetSharePerAddress(t *testing.T) {
+	const limit = 8 << 20
+	b := NewBudget(limit)
+	stalled := func(sh *share, overflowed *int) *outbox {
+		server, client := net.Pipe() // nobody reads: writes stall
+		t.Cleanup(func() { server.Close(); client.Close() })
+		o := newOutbox(server, 4<<20, b, time.Minute, func() { *overflowed++ }, noObserver{})
+		o.share = sh
+		return o
+	}
+	frame := make([]byte, 64<<10)
+	var overA, overB int
+	a1, a2 := stalled(b.join("192.0.2.1"), &overA), stalled(b.join("192.0.2.1"), &overA)
+	if a1.share != a2.share {
+		t.Fatal("two connections of one address have two shares")
+	}
+	queued := 0
+	for i := 0; overA == 0 && i < 64; i++ {
+		if (i%2 == 0 && a1.push(opText, frame)) || (i%2 == 1 && a2.push(opText, frame)) {
+			queued++
+		}
+	}
+	if overA == 0 || int64(queued)*cost(frame) > limit/ShareDivisor {
+		t.Fatalf("one address queued %d frames (%d bytes) before an overflow (%d), want at most %d bytes", queued, int64(queued)*cost(frame), overA, limit/ShareDivisor)
+	}
+	o := stalled(b.join("192.0.2.2"), &overB)
+	for i := 0; i < 8; i++ {
+		if !o.push(opText, frame) {
+			t.Fatalf("another address's frame %d refused (budget used %d of %d)", i, b.Used(), int64(limit))
+		}
+	}
+	if overB != 0 {
+		t.Fatal("another address's connection overflowed")
+	}
+	b.leave("192.0.2.1")
+	b.leave("192.0.2.1")
+	b.leave("192.0.2.2")
+	if len(b.shares) != 0 {
+		t.Errorf("%d shares left after every connection left", len(b.shares))
+	}
+}

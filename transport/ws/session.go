@@ -82,6 +82,9 @@ func newSession(g *Gateway, conn *gws.Conn, now time.Time) *session {
 	s.out = newOutbox(conn.NetConn(), int64(cfg.HelloQueueBytes), g.budget, cfg.WriteTimeout, func() {
 		s.closeWith(wire.CloseSlowConsumer, wire.ReasonSlowConsumer, true)
 	}, cfg.Observer)
+	if w, ok := conn.Session().Load(helloKey); ok {
+		s.out.share = w.(*helloWait).share // its address's part of the budget
+	}
 	s.lastRead.Store(now.UnixNano())
 	return s
 }
