@@ -544,7 +544,13 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		refuse(w, status, code, text)
 		return
 	}
-	waiting := &helloWait{source: source, share: g.budget.join(source)}
+	// Per-address limits are off when MaxConnectionsPerIP is no limit
+	// (all clients behind one proxy share its address): the queue share too.
+	counted := source
+	if g.cfg.MaxConnectionsPerIP <= 0 {
+		counted = ""
+	}
+	waiting := &helloWait{source: source, counted: counted, share: g.budget.join(counted)}
 	waiting.on.Store(true)
 	defer func() {
 		if err != nil {
@@ -610,7 +616,10 @@ func (g *Gateway) admit(source string) (status int, code wire.Code, text string)
 // ends, whichever comes first.
 type helloWait struct {
 	source string
-	on     atomic.Bool
+	// counted is the source as the queue budget counts it: "" when
+	// per-address limits are off.
+	counted string
+	on      atomic.Bool
 	// share is the source's part of the queue budget (Budget.join), for
 	// the connection's outbox.
 	share *share
@@ -631,7 +640,9 @@ func (g *Gateway) helloDone(w *helloWait) {
 // release forgets a connection counted by admit.
 func (g *Gateway) release(source string, w *helloWait) {
 	g.helloDone(w)
-	g.budget.leave(source)
+	if w != nil {
+		g.budget.leave(w.counted)
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.open--
