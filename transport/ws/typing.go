@@ -14,8 +14,10 @@ import (
 // account in one conversation that are passed on (per gateway).
 const TypingInterval = time.Second
 
-// maxTypingKeys bounds the throttle's memory: past it, it starts over
-// (which lets at most one extra signal through per key).
+// maxTypingKeys bounds the throttle's memory: past it, it forgets the
+// keys whose interval has passed (which a signal would pass anyway), and
+// starts over only if they all typed within the interval (which lets at
+// most one extra signal through per key).
 const maxTypingKeys = 1 << 16
 
 type typingKey struct {
@@ -38,8 +40,20 @@ func (t *typingThrottle) allow(k typingKey, now time.Time) (bool, time.Duration)
 	if at, ok := t.last[k]; ok && now.Sub(at) < TypingInterval {
 		return false, TypingInterval - now.Sub(at)
 	}
-	if t.last == nil || len(t.last) >= maxTypingKeys {
+	if t.last == nil {
 		t.last = map[typingKey]time.Time{}
+	}
+	if len(t.last) >= maxTypingKeys {
+		fresh := map[typingKey]time.Time{}
+		for key, at := range t.last {
+			if now.Sub(at) < TypingInterval {
+				fresh[key] = at
+			}
+		}
+		if len(fresh) >= maxTypingKeys/2 {
+			fresh = map[typingKey]time.Time{} // a flood of keys: start over
+		}
+		t.last = fresh
 	}
 	t.last[k] = now
 	return true, 0
