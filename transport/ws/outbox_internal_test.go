@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -137,27 +138,29 @@ func (w frameWaits) FrameWritten(d time.Duration) { w.waits <- d }
 func TestBudgetSharePerAddress(t *testing.T) {
 	const limit = 8 << 20
 	b := NewBudget(limit)
-	stalled := func(sh *share, overflowed *int) *outbox {
+	// Overflows are counted from the flushes' goroutines too (their
+	// writes fail when the pipes close at the end).
+	stalled := func(sh *share, overflowed *atomic.Int64) *outbox {
 		server, client := net.Pipe() // nobody reads: writes stall
 		t.Cleanup(func() { server.Close(); client.Close() })
-		o := newOutbox(server, 4<<20, b, time.Minute, func() { *overflowed++ }, noObserver{})
+		o := newOutbox(server, 4<<20, b, time.Minute, func() { overflowed.Add(1) }, noObserver{})
 		o.share = sh
 		return o
 	}
 	frame := make([]byte, 64<<10)
-	var overA, overB int
+	var overA, overB atomic.Int64
 	a1, a2 := stalled(b.join("192.0.2.1"), &overA), stalled(b.join("192.0.2.1"), &overA)
 	if a1.share != a2.share {
 		t.Fatal("two connections of one address have two shares")
 	}
 	queued := 0
-	for i := 0; overA == 0 && i < 64; i++ {
+	for i := 0; overA.Load() == 0 && i < 64; i++ {
 		if (i%2 == 0 && a1.push(opText, frame)) || (i%2 == 1 && a2.push(opText, frame)) {
 			queued++
 		}
 	}
-	if overA == 0 || int64(queued)*cost(frame) > limit/ShareDivisor {
-		t.Fatalf("one address queued %d frames (%d bytes) before an overflow (%d), want at most %d bytes", queued, int64(queued)*cost(frame), overA, limit/ShareDivisor)
+	if overA.Load() == 0 || int64(queued)*cost(frame) > limit/ShareDivisor {
+		t.Fatalf("one address queued %d frames (%d bytes) before an overflow (%d), want at most %d bytes", queued, int64(queued)*cost(frame), overA.Load(), limit/ShareDivisor)
 	}
 	o := stalled(b.join("192.0.2.2"), &overB)
 	for i := 0; i < 8; i++ {
@@ -165,7 +168,7 @@ func TestBudgetSharePerAddress(t *testing.T) {
 			t.Fatalf("another address's frame %d refused (budget used %d of %d)", i, b.Used(), int64(limit))
 		}
 	}
-	if overB != 0 {
+	if overB.Load() != 0 {
 		t.Fatal("another address's connection overflowed")
 	}
 	b.leave("192.0.2.1")
