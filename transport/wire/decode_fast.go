@@ -214,11 +214,11 @@ func (d *fastDecoder) str(dst *string) bool {
 				if j+4 >= len(d.b) {
 					return false
 				}
-				r, err := strconv.ParseUint(string(d.b[j+1:j+5]), 16, 32)
-				if err != nil || utf16.IsSurrogate(rune(r)) {
+				r, ok := escapedRune(d.b[j+1 : j+5])
+				if !ok || utf16.IsSurrogate(r) {
 					return false
 				}
-				out = utf8.AppendRune(out, rune(r))
+				out = utf8.AppendRune(out, r)
 				j += 4
 			default:
 				return false

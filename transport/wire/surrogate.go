@@ -1,6 +1,11 @@
 package wire
 
-import "bytes"
+import (
+	"bytes"
+	"strconv"
+	"unicode"
+	"unicode/utf16"
+)
 
 // HasLoneSurrogate reports whether the JSON text b escapes half of a
 // surrogate pair alone (a \uD800..\uDFFF not paired high then low), which
@@ -18,44 +23,30 @@ func HasLoneSurrogate(b []byte) bool {
 			b = b[i+2:] // any other escape, \\ included
 			continue
 		}
-		h, ok := hex4(b[i+2:])
+		r, ok := escapedRune(b[i+2:])
 		switch {
 		case !ok:
 			return false // malformed: the JSON decoder refuses it
-		case h >= 0xDC00 && h <= 0xDFFF:
-			return true // a low half first
-		case h >= 0xD800 && h <= 0xDBFF:
-			rest := b[i+6:]
-			if len(rest) < 2 || rest[0] != '\\' || rest[1] != 'u' {
-				return true
-			}
-			if l, ok := hex4(rest[2:]); !ok || l < 0xDC00 || l > 0xDFFF {
-				return true
-			}
-			b = rest[6:]
-		default:
+		case !utf16.IsSurrogate(r):
 			b = b[i+6:]
+			continue
 		}
+		rest := b[i+6:]
+		if len(rest) < 2 || rest[0] != '\\' || rest[1] != 'u' {
+			return true
+		}
+		if low, ok := escapedRune(rest[2:]); !ok || utf16.DecodeRune(r, low) == unicode.ReplacementChar {
+			return true // alone, a low half first, or a high half twice
+		}
+		b = rest[6:]
 	}
 }
 
-// hex4 reads four hex digits at the start of b.
-func hex4(b []byte) (rune, bool) {
+// escapedRune reads the four hex digits of a \u escape at the start of b.
+func escapedRune(b []byte) (rune, bool) {
 	if len(b) < 4 {
 		return 0, false
 	}
-	var r rune
-	for _, c := range b[:4] {
-		switch {
-		case c >= '0' && c <= '9':
-			r = r<<4 | rune(c-'0')
-		case c >= 'a' && c <= 'f':
-			r = r<<4 | rune(c-'a'+10)
-		case c >= 'A' && c <= 'F':
-			r = r<<4 | rune(c-'A'+10)
-		default:
-			return 0, false
-		}
-	}
-	return r, true
+	r, err := strconv.ParseUint(string(b[:4]), 16, 32)
+	return rune(r), err == nil
 }
