@@ -35,15 +35,8 @@ func (s *Service) Conversations(ctx context.Context, who domain.AccountID, since
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.ReadTimeout)
 	defer cancel()
-	ends, err := s.log.EndOffsets(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
-	}
-	if err := s.rm.GroupsProgress.WaitForAll(ctx, ends); err != nil {
-		return nil, fmt.Errorf("groups are behind the log: %w: %v", ErrUnavailable, err)
-	}
-	if err := s.rm.ConversationsProgress.WaitForAll(ctx, ends); err != nil {
-		return nil, fmt.Errorf("conversation list is behind the log: %w: %v", ErrUnavailable, err)
+	if err := s.catchUpAll(ctx, s.rm.GroupsProgress, s.rm.ConversationsProgress); err != nil {
+		return nil, err
 	}
 	gs, err := s.rm.Groups.GroupIDsOf(ctx, who) // ids only: no members read
 	if err != nil {

@@ -158,12 +158,8 @@ func (s *Service) GroupsPage(ctx context.Context, who domain.AccountID, after st
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.ReadTimeout)
 	defer cancel()
-	ends, err := s.log.EndOffsets(ctx)
-	if err != nil {
-		return nil, false, fmt.Errorf("%w: %v", ErrUnavailable, err)
-	}
-	if err := s.rm.GroupsProgress.WaitForAll(ctx, ends); err != nil {
-		return nil, false, fmt.Errorf("groups are behind the log: %w: %v", ErrUnavailable, err)
+	if err := s.catchUpAll(ctx, s.rm.GroupsProgress); err != nil {
+		return nil, false, err
 	}
 	ids, err := s.rm.Groups.GroupIDsOf(ctx, who)
 	if err != nil {

@@ -352,6 +352,21 @@ func (t *tracker) Wait() {
 	}
 }
 
+// catchUpAll waits until each of ts has applied everything in every
+// partition of the log now (the caller bounds ctx).
+func (s *Service) catchUpAll(ctx context.Context, ts ...Progress) error {
+	ends, err := s.log.EndOffsets(ctx)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	for _, t := range ts {
+		if err := t.WaitForAll(ctx, ends); err != nil {
+			return fmt.Errorf("read model is behind the log: %w: %v", ErrUnavailable, err)
+		}
+	}
+	return nil
+}
+
 // catchUpPartitions waits until t has applied everything in parts that is
 // in the log now.
 func (s *Service) catchUpPartitions(ctx context.Context, t Progress, parts []int32) error {
