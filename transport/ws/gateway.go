@@ -376,10 +376,10 @@ type Gateway struct {
 	aborted   bool
 	// open counts the upgrades admitted and not yet ended, in all and per
 	// source address (trusted gateways' connections uncounted per address).
-	open   int
-	openBy map[string]int
-	// helloBy counts, by source, the connections waiting for their hello.
-	helloBy map[string]int
+	open int
+	// sources counts the connections of each source address that has
+	// some (sourceConns).
+	sources map[string]*sourceConns
 
 	handler *handler
 
@@ -412,8 +412,7 @@ func New(cfg Config, svc Service, tokens Verifier) (*Gateway, error) {
 		all:       map[*session]struct{}{},
 		byUID:     map[domain.UniqueID]*session{},
 		byAccount: map[domain.AccountID][]*session{},
-		openBy:    map[string]int{},
-		helloBy:   map[string]int{},
+		sources:   map[string]*sourceConns{},
 		budget:    NewBudget(cfg.MaxQueuedBytesTotal),
 		stop:      make(chan struct{}),
 	}
@@ -539,22 +538,16 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !trusted {
 		source = remoteIP(r)
 	}
-	if status, code, text := g.admit(source); status != 0 {
+	sc, status, code, text := g.admit(source)
+	if status != 0 {
 		w.Header().Set("Retry-After", "1")
 		refuse(w, status, code, text)
 		return
 	}
-	// Per-address limits are off when MaxConnectionsPerIP is no limit
-	// (all clients behind one proxy share its address): the queue share too.
-	counted := source
-	if g.cfg.MaxConnectionsPerIP <= 0 {
-		counted = ""
-	}
-	waiting := &helloWait{source: source, counted: counted, share: g.budget.join(counted)}
-	waiting.on.Store(true)
+	waiting := g.waiting(source, sc)
 	defer func() {
 		if err != nil {
-			g.release(source, waiting)
+			g.release(waiting)
 		}
 	}()
 	var conn *gws.Conn
@@ -571,14 +564,14 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if g.closing {
 		g.mu.Unlock()
 		_ = conn.WriteClose(wire.CloseGoingAway, []byte(wire.ReasonShuttingDown))
-		g.release(source, waiting)
+		g.release(waiting)
 		return
 	}
 	g.conns.Add(1) // under mu, so never concurrent with Shutdown's Wait at zero
 	g.mu.Unlock()
 	go func() {
 		defer g.conns.Done()
-		defer g.release(source, waiting)
+		defer g.release(waiting)
 		conn.ReadLoop()
 	}()
 }
@@ -590,25 +583,41 @@ func refuse(w http.ResponseWriter, status int, code wire.Code, text string) {
 	_, _ = fmt.Fprintf(w, `{"code":%q,"error":%q}`, code, text)
 }
 
+// sourceConns is what the gateway counts of one source address while it
+// has connections: how many are open, how many of those wait for their
+// hello, and the bytes all of them have queued (their part of the budget).
+type sourceConns struct {
+	open, hellos int // guarded by Gateway.mu
+	queued       share
+}
+
 // admit counts a new connection from source ("" for one that is not
-// counted per address), or says why it is refused.
-func (g *Gateway) admit(source string) (status int, code wire.Code, text string) {
+// counted per address, with no sourceConns), or says why it is refused.
+func (g *Gateway) admit(source string) (sc *sourceConns, status int, code wire.Code, text string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if source != "" {
+		sc = g.sources[source]
+	}
+	limited := sc != nil && g.cfg.MaxConnectionsPerIP > 0
 	switch {
 	case g.open >= g.cfg.MaxConnections:
-		return http.StatusServiceUnavailable, wire.CodeUnavailable, "the server is at its connection limit"
-	case source != "" && g.cfg.MaxConnectionsPerIP > 0 && g.openBy[source] >= g.cfg.MaxConnectionsPerIP:
-		return http.StatusTooManyRequests, wire.CodeRateLimited, "too many connections from this address"
-	case source != "" && g.cfg.MaxConnectionsPerIP > 0 && g.cfg.MaxHellosPerIP > 0 && g.helloBy[source] >= g.cfg.MaxHellosPerIP:
-		return http.StatusTooManyRequests, wire.CodeRateLimited, "too many connections from this address have not said hello yet"
+		return nil, http.StatusServiceUnavailable, wire.CodeUnavailable, "the server is at its connection limit"
+	case limited && sc.open >= g.cfg.MaxConnectionsPerIP:
+		return nil, http.StatusTooManyRequests, wire.CodeRateLimited, "too many connections from this address"
+	case limited && g.cfg.MaxHellosPerIP > 0 && sc.hellos >= g.cfg.MaxHellosPerIP:
+		return nil, http.StatusTooManyRequests, wire.CodeRateLimited, "too many connections from this address have not said hello yet"
 	}
 	g.open++
 	if source != "" {
-		g.openBy[source]++
-		g.helloBy[source]++
+		if sc == nil {
+			sc = &sourceConns{}
+			g.sources[source] = sc
+		}
+		sc.open++
+		sc.hellos++
 	}
-	return 0, "", ""
+	return sc, 0, "", ""
 }
 
 // helloWait is a connection's place among its source's connections
@@ -616,39 +625,45 @@ func (g *Gateway) admit(source string) (status int, code wire.Code, text string)
 // ends, whichever comes first.
 type helloWait struct {
 	source string
-	// counted is the source as the queue budget counts it: "" when
-	// per-address limits are off.
-	counted string
-	on      atomic.Bool
-	// share is the source's part of the queue budget (Budget.join), for
-	// the connection's outbox.
+	sc     *sourceConns // nil for a connection not counted per address
+	on     atomic.Bool
+	// share is the source's part of the queue budget, for the
+	// connection's outbox; nil when not counted per address.
 	share *share
+}
+
+// waiting is the helloWait of a connection admit counted.
+func (g *Gateway) waiting(source string, sc *sourceConns) *helloWait {
+	w := &helloWait{source: source, sc: sc}
+	if sc != nil && g.cfg.MaxConnectionsPerIP > 0 {
+		// Per-address limits are off when MaxConnectionsPerIP is no limit
+		// (all clients behind one proxy share its address): the queue
+		// share too.
+		w.share = &sc.queued
+	}
+	w.on.Store(true)
+	return w
 }
 
 // helloDone gives w's place back, once.
 func (g *Gateway) helloDone(w *helloWait) {
-	if w == nil || w.source == "" || !w.on.CompareAndSwap(true, false) {
+	if w.sc == nil || !w.on.CompareAndSwap(true, false) {
 		return
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.helloBy[w.source]--; g.helloBy[w.source] <= 0 {
-		delete(g.helloBy, w.source)
-	}
+	w.sc.hellos--
 }
 
 // release forgets a connection counted by admit.
-func (g *Gateway) release(source string, w *helloWait) {
+func (g *Gateway) release(w *helloWait) {
 	g.helloDone(w)
-	if w != nil {
-		g.budget.leave(w.counted)
-	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.open--
-	if source != "" {
-		if g.openBy[source]--; g.openBy[source] <= 0 {
-			delete(g.openBy, source)
+	if w.sc != nil {
+		if w.sc.open--; w.sc.open <= 0 {
+			delete(g.sources, w.source)
 		}
 	}
 }

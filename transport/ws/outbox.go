@@ -21,57 +21,21 @@ const (
 type Budget struct {
 	used  atomic.Int64
 	limit int64
-
-	mu     sync.Mutex
-	shares map[string]*share
 }
 
 // ShareDivisor: the connections of one source address may queue at most
 // 1/ShareDivisor of a Budget together.
 const ShareDivisor = 8
 
-// share is the bytes queued on the connections of one source address.
-type share struct {
-	used  atomic.Int64
-	conns int // guarded by Budget.mu
-}
+// share is the bytes queued on the connections of one source address
+// (the gateway keeps it with what else it counts of the address).
+type share struct{ used atomic.Int64 }
 
 // NewBudget returns a budget of limit bytes.
-func NewBudget(limit int64) *Budget { return &Budget{limit: limit, shares: map[string]*share{}} }
+func NewBudget(limit int64) *Budget { return &Budget{limit: limit} }
 
 // Used is the bytes queued now.
 func (b *Budget) Used() int64 { return b.used.Load() }
-
-// join counts a connection of source ("": not counted per address) and
-// returns its address's share, nil for none.
-func (b *Budget) join(source string) *share {
-	if source == "" {
-		return nil
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	sh := b.shares[source]
-	if sh == nil {
-		sh = &share{}
-		b.shares[source] = sh
-	}
-	sh.conns++
-	return sh
-}
-
-// leave forgets a connection of source that join counted.
-func (b *Budget) leave(source string) {
-	if source == "" {
-		return
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if sh := b.shares[source]; sh != nil {
-		if sh.conns--; sh.conns <= 0 {
-			delete(b.shares, source)
-		}
-	}
-}
 
 func (b *Budget) take(n int64, sh *share) bool {
 	if b.used.Add(n) > b.limit {

@@ -138,6 +138,18 @@ func (w frameWaits) FrameWritten(d time.Duration) { w.waits <- d }
 func TestBudgetSharePerAddress(t *testing.T) {
 	const limit = 8 << 20
 	b := NewBudget(limit)
+	// The gateway's accounting of addresses, as ServeHTTP uses it.
+	g := &Gateway{cfg: Config{MaxConnections: 100, MaxConnectionsPerIP: 1000, MaxHellosPerIP: 64}, sources: map[string]*sourceConns{}}
+	var waits []*helloWait
+	join := func(source string) *share {
+		sc, status, _, _ := g.admit(source)
+		if status != 0 {
+			t.Fatalf("%s refused: %d", source, status)
+		}
+		w := g.waiting(source, sc)
+		waits = append(waits, w)
+		return w.share
+	}
 	// Overflows are counted from the flushes' goroutines too (their
 	// writes fail when the pipes close at the end).
 	stalled := func(sh *share, overflowed *atomic.Int64) *outbox {
@@ -149,7 +161,7 @@ func TestBudgetSharePerAddress(t *testing.T) {
 	}
 	frame := make([]byte, 64<<10)
 	var overA, overB atomic.Int64
-	a1, a2 := stalled(b.join("192.0.2.1"), &overA), stalled(b.join("192.0.2.1"), &overA)
+	a1, a2 := stalled(join("192.0.2.1"), &overA), stalled(join("192.0.2.1"), &overA)
 	if a1.share != a2.share {
 		t.Fatal("two connections of one address have two shares")
 	}
@@ -162,7 +174,7 @@ func TestBudgetSharePerAddress(t *testing.T) {
 	if overA.Load() == 0 || int64(queued)*cost(frame) > limit/ShareDivisor {
 		t.Fatalf("one address queued %d frames (%d bytes) before an overflow (%d), want at most %d bytes", queued, int64(queued)*cost(frame), overA.Load(), limit/ShareDivisor)
 	}
-	o := stalled(b.join("192.0.2.2"), &overB)
+	o := stalled(join("192.0.2.2"), &overB)
 	for i := 0; i < 8; i++ {
 		if !o.push(opText, frame) {
 			t.Fatalf("another address's frame %d refused (budget used %d of %d)", i, b.Used(), int64(limit))
@@ -171,10 +183,10 @@ func TestBudgetSharePerAddress(t *testing.T) {
 	if overB.Load() != 0 {
 		t.Fatal("another address's connection overflowed")
 	}
-	b.leave("192.0.2.1")
-	b.leave("192.0.2.1")
-	b.leave("192.0.2.2")
-	if len(b.shares) != 0 {
-		t.Errorf("%d shares left after every connection left", len(b.shares))
+	for _, w := range waits {
+		g.release(w)
+	}
+	if len(g.sources) != 0 {
+		t.Errorf("%d shares left after every connection left", len(g.sources))
 	}
 }
