@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/parley-chat/parley/domain"
+	"github.com/parley-chat/parley/infra/ratelimit"
 	"github.com/parley-chat/parley/transport/api"
 	"github.com/parley-chat/parley/transport/auth"
 	"github.com/parley-chat/parley/transport/wire"
@@ -116,7 +117,7 @@ type server struct {
 	log *slog.Logger
 	// byAccount and byAddress are the rate limits' buckets; nil when that
 	// limit is off.
-	byAccount, byAddress *limiters
+	byAccount, byAddress *ratelimit.Keyed
 }
 
 // New validates cfg and returns the API's handler. Every route is under
@@ -128,8 +129,8 @@ func New(cfg Config) (http.Handler, error) {
 	}
 	rl := cfg.RateLimit
 	s := &server{cfg: cfg, svc: cfg.Service, log: cfg.Logger,
-		byAccount: newLimiters(rl.PerAccount, rl.AccountBurst, rl.MaxKeys),
-		byAddress: newLimiters(rl.PerIP, rl.IPBurst, rl.MaxKeys)}
+		byAccount: ratelimit.New(rl.PerAccount, rl.AccountBurst, rl.MaxKeys),
+		byAddress: ratelimit.New(rl.PerIP, rl.IPBurst, rl.MaxKeys)}
 	return s.routes(), nil
 }
 
@@ -193,7 +194,7 @@ func (s *server) authenticated(h endpoint) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, err := s.authenticate(r)
 		if err == nil && !c.service {
-			if wait := s.byAccount.take(string(c.account), time.Now()); wait > 0 {
+			if wait := s.byAccount.Take(string(c.account), time.Now()); wait > 0 {
 				err = rateLimited(wait)
 			}
 		}

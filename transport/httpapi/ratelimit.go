@@ -6,11 +6,9 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"sync"
 	"time"
 
 	"github.com/parley-chat/parley/transport/wire"
-	"golang.org/x/time/rate"
 )
 
 // RateLimit bounds the requests of one account and of one client address,
@@ -71,90 +69,6 @@ func (c RateLimit) validate() []error {
 	return errs
 }
 
-// limiters is a token bucket per key, at most max of them. A key's bucket
-// that has filled up again is the same as a new one, so such buckets are
-// forgotten when room is needed (and once a minute); if every bucket is
-// still draining, arbitrary ones are forgotten, which can only let their
-// keys through sooner, never refuse anyone.
-type limiters struct {
-	limit rate.Limit
-	burst int
-	max   int
-
-	mu        sync.Mutex
-	buckets   map[string]*rate.Limiter
-	lastSweep time.Time
-}
-
-// sweepEvery is how often full buckets are forgotten even without a need
-// for room, so that memory shrinks after a burst of keys.
-const sweepEvery = time.Minute
-
-// newLimiters returns the buckets of one limit; nil when perSecond is
-// negative (the limit is off).
-func newLimiters(perSecond float64, burst, max int) *limiters {
-	if perSecond < 0 {
-		return nil
-	}
-	return &limiters{limit: rate.Limit(perSecond), burst: burst, max: max, buckets: map[string]*rate.Limiter{}, lastSweep: time.Now()}
-}
-
-// take takes one token of key's bucket: 0 when the request may go ahead,
-// otherwise how long until it could (nothing is taken then).
-func (l *limiters) take(key string, now time.Time) time.Duration {
-	if l == nil {
-		return 0
-	}
-	l.mu.Lock()
-	if now.Sub(l.lastSweep) > sweepEvery {
-		l.sweep(now)
-	}
-	b, ok := l.buckets[key]
-	if !ok {
-		if len(l.buckets) >= l.max {
-			l.makeRoom(now)
-		}
-		b = rate.NewLimiter(l.limit, l.burst)
-		l.buckets[key] = b
-	}
-	l.mu.Unlock()
-	r := b.ReserveN(now, 1)
-	if d := r.DelayFrom(now); d > 0 {
-		r.CancelAt(now)
-		return d
-	}
-	return 0
-}
-
-// sweep forgets the buckets that are full again. l.mu is held.
-func (l *limiters) sweep(now time.Time) {
-	l.lastSweep = now
-	for k, b := range l.buckets {
-		if b.TokensAt(now) >= float64(l.burst) {
-			delete(l.buckets, k)
-		}
-	}
-}
-
-// makeRoom sweeps, then forgets arbitrary buckets down to 7/8 of max, so
-// that the next max/8 new keys need no sweep. l.mu is held.
-func (l *limiters) makeRoom(now time.Time) {
-	l.sweep(now)
-	for k := range l.buckets {
-		if len(l.buckets) <= l.max-max(1, l.max/8) {
-			break
-		}
-		delete(l.buckets, k)
-	}
-}
-
-// size is how many buckets are tracked.
-func (l *limiters) size() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.buckets)
-}
-
 // addressKey is the rate-limit key of a client address: the IPv4 address,
 // or the /64 of an IPv6 address (one host gets a whole /64).
 func addressKey(remoteAddr string) string {
@@ -182,7 +96,7 @@ func rateLimited(wait time.Duration) *apiError {
 // limitAddress answers 429 to requests from an address over its limit.
 func (s *server) limitAddress(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if wait := s.byAddress.take(addressKey(r.RemoteAddr), time.Now()); wait > 0 {
+		if wait := s.byAddress.Take(addressKey(r.RemoteAddr), time.Now()); wait > 0 {
 			writeError(w, rateLimited(wait))
 			return
 		}

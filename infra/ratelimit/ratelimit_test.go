@@ -1,0 +1,84 @@
+package ratelimit_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/parley-chat/parley/infra/ratelimit"
+)
+
+// The buckets never exceed max, however many keys come, and buckets that
+// have filled up again are forgotten.
+func TestKeyedBounded(t *testing.T) {
+	const max = 64
+	l := ratelimit.New(1, 2, max)
+	now := time.Now()
+	for i := range 10 * max {
+		key := fmt.Sprintf("k%d", i)
+		// Every key drains its bucket, so that none can be swept as full.
+		for range 3 {
+			l.Take(key, now)
+		}
+		if n := l.Size(); n > max {
+			t.Fatalf("%d buckets after %d keys, want at most %d", n, i+1, max)
+		}
+	}
+	// Two seconds later every bucket is full again: the next sweep
+	// forgets them all.
+	l.Take("late", now.Add(ratelimit.SweepEvery+time.Second))
+	if n := l.Size(); n != 1 {
+		t.Errorf("%d buckets after every bucket refilled, want 1 (the new key)", n)
+	}
+}
+
+// A refused request takes no token: a client that keeps retrying too
+// early is not pushed further back.
+func TestKeyedRefusalTakesNothing(t *testing.T) {
+	l := ratelimit.New(10, 1, 8)
+	now := time.Now()
+	if l.Take("a", now) != 0 {
+		t.Fatal("first request refused")
+	}
+	first := l.Take("a", now)
+	for range 5 {
+		if got := l.Take("a", now); got != first {
+			t.Fatalf("wait grew from %v to %v with refused retries", first, got)
+		}
+	}
+	if first <= 0 || first > 100*time.Millisecond {
+		t.Errorf("wait %v, want about 100ms", first)
+	}
+}
+
+// Wait takes nothing; Charge takes, into debt if it must, and the debt
+// is waited off.
+func TestKeyedWaitAndCharge(t *testing.T) {
+	l := ratelimit.New(1000, 4000, 8) // 1000 tokens a second
+	now := time.Now()
+	for range 3 {
+		if w := l.Wait("a", 3000, now); w != 0 {
+			t.Fatalf("Wait(3000) of a full bucket of 4000 = %v, want 0", w)
+		}
+	}
+	l.Charge("a", 3000, now)
+	if w := l.Wait("a", 3000, now); w != 2*time.Second {
+		t.Errorf("Wait(3000) with 1000 left = %v, want 2s", w)
+	}
+	// Two requests that passed Wait together both pay: the bucket owes.
+	l.Charge("a", 3000, now)
+	if w := l.Wait("a", 1, now); w != 2001*time.Millisecond {
+		t.Errorf("Wait(1) in a debt of 2000 = %v, want 2.001s", w)
+	}
+	if w := l.Wait("a", 1, now.Add(2001*time.Millisecond)); w != 0 {
+		t.Errorf("Wait(1) once the debt is paid = %v, want 0", w)
+	}
+	if w := l.Wait("b", 4000, now); w != 0 {
+		t.Errorf("another key's Wait = %v, want 0: buckets are per key", w)
+	}
+	var off *ratelimit.Keyed = ratelimit.New(-1, 1, 1)
+	off.Charge("a", 1e9, now)
+	if w := off.Wait("a", 1e9, now); w != 0 || off.Take("a", now) != 0 {
+		t.Error("a limit that is off refused")
+	}
+}
