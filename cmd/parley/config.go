@@ -18,6 +18,7 @@ import (
 	"github.com/parley-chat/parley/infra/postgres"
 	"github.com/parley-chat/parley/projections/notify"
 	"github.com/parley-chat/parley/projections/retention"
+	"github.com/parley-chat/parley/transport/api"
 	"github.com/parley-chat/parley/transport/auth"
 	"github.com/parley-chat/parley/transport/console"
 	"github.com/parley-chat/parley/transport/httpapi"
@@ -71,6 +72,8 @@ func parseServe(args []string, stdout io.Writer) (node.Config, error) {
 	sendTimeout := f.duration("send-timeout", 5*time.Second, "longest a send waits for the event log before it is answered unavailable, 100ms..1m")
 	ratePerSec := f.int("rate-limit", 100, "requests per second allowed per connection, at least 1")
 	rateBurst := f.int("rate-burst", 200, "burst of requests allowed per connection, at least 1")
+	sendRate := f.int("account-send-rate", api.DefaultSendRate, fmt.Sprintf("bytes a second one account may send through this process, a message costing %d plus its body; 0 for no limit", api.SendCost))
+	sendBurst := f.int("account-send-burst", api.DefaultSendBurst, fmt.Sprintf("bytes one account may send at once, at least %d (the largest message)", api.SendCost+domain.MaxBodyBytes))
 	maxConns := f.int("max-connections", 100_000, "open WebSocket connections this gateway accepts, at least 1; more are refused with HTTP 503")
 	maxConnsIP := f.int("max-connections-per-ip", 1000, "open WebSocket connections from one source address, 0 for no limit; more are refused with HTTP 429")
 	serviceCred := f.secret("service-credential", fmt.Sprintf("shared secret for services calling the HTTP API (Bearer svc:<secret>, %d+ bytes); empty disables", httpapi.MinServiceCredentialBytes))
@@ -142,6 +145,8 @@ func parseServe(args []string, stdout io.Writer) (node.Config, error) {
 	f.check("send-timeout", *sendTimeout >= 100*time.Millisecond && *sendTimeout <= time.Minute, "want 100ms..1m")
 	f.check("rate-limit", *ratePerSec >= 1, "want at least 1")
 	f.check("rate-burst", *rateBurst >= 1, "want at least 1")
+	f.check("account-send-rate", *sendRate >= 0, "want 0 (no limit) or more")
+	f.check("account-send-burst", *sendBurst >= api.SendCost+domain.MaxBodyBytes, "want at least %d (the largest message)", api.SendCost+domain.MaxBodyBytes)
 	f.check("max-connections", *maxConns >= 1, "want at least 1")
 	f.check("max-connections-per-ip", *maxConnsIP >= 0, "want 0 (no limit) or more")
 	f.check("service-credential", *serviceCred == "" || len(*serviceCred) >= httpapi.MinServiceCredentialBytes, "need at least %d bytes", httpapi.MinServiceCredentialBytes)
@@ -269,5 +274,9 @@ func parseServe(args []string, stdout io.Writer) (node.Config, error) {
 	cfg.Gateway.Lease = *lease
 	cfg.Gateway.Heartbeat = *heartbeat
 	cfg.API.SendTimeout = *sendTimeout
+	cfg.API.SendRate, cfg.API.SendBurst = float64(*sendRate), *sendBurst
+	if *sendRate == 0 {
+		cfg.API.SendRate = -1 // the service's zero is its default
+	}
 	return cfg, nil
 }

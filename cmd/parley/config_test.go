@@ -64,6 +64,8 @@ func TestConfigErrors(t *testing.T) {
 		{"zero send timeout", []string{"serve", "--send-timeout", "0s"}, nil, []string{`--send-timeout="0s"`, "100ms..1m"}},
 		{"hour-long send timeout", []string{"serve"}, map[string]string{"PARLEY_SEND_TIMEOUT": "1h"}, []string{`PARLEY_SEND_TIMEOUT="1h"`, "100ms..1m"}},
 		{"zero rate burst", []string{"serve", "--rate-burst", "0"}, nil, []string{"--rate-burst"}},
+		{"negative send rate", []string{"serve", "--account-send-rate", "-1"}, nil, []string{"--account-send-rate", "0 (no limit) or more"}},
+		{"send burst below the largest message", []string{"serve"}, map[string]string{"PARLEY_ACCOUNT_SEND_BURST": "17407"}, []string{"PARLEY_ACCOUNT_SEND_BURST", "at least 17408"}},
 		{"small read buffer", []string{"serve", "--read-buffer", "100"}, nil, []string{"--read-buffer"}},
 		{"huge read buffer", []string{"serve", "--read-buffer", "1000000000"}, nil, []string{"--read-buffer"}},
 		{"low gc percent", []string{"serve", "--gc-percent", "5"}, nil, []string{"--gc-percent", "at least 10"}},
@@ -295,8 +297,12 @@ func TestServeConfig(t *testing.T) {
 	}
 	g := cfg.Gateway
 	if cfg.Listen != "127.0.0.1:8080" || g.Lease != 10*time.Minute || g.Heartbeat != time.Minute || g.RatePerSecond != 100 ||
-		g.RateBurst != 200 || g.ReadBufferBytes != 1024 || cfg.GCPercent != 400 || cfg.StoreCacheBytes != 128<<20 || cfg.API.SendTimeout != 5*time.Second || cfg.Kafka.Partitions != 16 || len(cfg.Kafka.Brokers) != 0 {
+		g.RateBurst != 200 || g.ReadBufferBytes != 1024 || cfg.GCPercent != 400 || cfg.StoreCacheBytes != 128<<20 || cfg.API.SendTimeout != 5*time.Second || cfg.Kafka.Partitions != 16 || len(cfg.Kafka.Brokers) != 0 ||
+		cfg.API.SendRate != 256<<10 || cfg.API.SendBurst != 1<<20 {
 		t.Errorf("defaults: %+v", cfg)
+	}
+	if off, err := parseServe([]string{"--account-send-rate", "0"}, &bytes.Buffer{}); err != nil || off.API.SendRate >= 0 {
+		t.Errorf("--account-send-rate 0 gives SendRate %v (%v), want negative: no limit", off.API.SendRate, err)
 	}
 	t.Setenv("PARLEY_CLUSTER_SECRET", secretValue)
 	t.Setenv("PARLEY_KAFKA_SASL_PASSWORD", secretValue)

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -766,5 +767,94 @@ func TestManyLargeGroupsListInPages(t *testing.T) {
 	}
 	if status, body := get("?after=no:colons"); status != http.StatusBadRequest || !strings.Contains(string(body), "invalid_argument") {
 		t.Errorf("a bad after: %d %s", status, body)
+	}
+}
+
+// One account cannot send another more than its budget of bytes, however
+// many connections it opens and over either transport: the excess is
+// refused rate_limited with a wait, over the socket and over HTTP, while
+// every acknowledged message reaches the recipient. After the wait a send
+// passes again, and a service sending as the account is not counted.
+func TestOneAccountSendsWithinItsBudget(t *testing.T) {
+	const cred = "service-credential-for-tests"
+	const msgCost = 1<<10 + 16<<10 // the cost of the largest message
+	s := startServer(t, func(c *node.Config) {
+		c.ServiceCredential = cred
+		c.API.SendRate = msgCost / 4 // one of the largest messages every 4 s
+		c.API.SendBurst = 4 * msgCost
+		c.Gateway.RatePerSecond = 10000 // the connections' own limit is not what refuses
+		c.Gateway.RateBurst = 10000
+	})
+	ctx := ctxT(t)
+	bob := s.device("bob", "phone")
+	big := strings.Repeat("x", 16<<10)
+
+	var acked, limited atomic.Int64
+	started := time.Now()
+	var wg sync.WaitGroup
+	for d := range 3 {
+		c := s.dial("mallory", fmt.Sprint("device", d))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; time.Since(started) < 2*time.Second; i++ {
+				_, err := c.Do(ctx, wire.Request{Type: wire.TypeSend, To: "bob", ClientMsgID: fmt.Sprintf("m%d-%d", d, i), Body: big})
+				var se *client.Error
+				switch {
+				case err == nil:
+					acked.Add(1)
+				case errors.As(err, &se) && se.Code == wire.CodeRateLimited && se.RetryAfter > 0:
+					limited.Add(1)
+				default:
+					t.Errorf("send: %v", err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(started)
+	// The burst, and what refilled while they sent.
+	most := 4 + int64(elapsed/(4*time.Second))
+	if acked.Load() < 4 || acked.Load() > most || limited.Load() == 0 {
+		t.Fatalf("acked %d (want 4..%d), refused %d (want some) in %v", acked.Load(), most, limited.Load(), elapsed)
+	}
+
+	post := func(auth, body string) (int, string, wire.ServerFrame) {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+s.n.Addr()+"/api/v1/messages", strings.NewReader(body))
+		req.Header.Set("Authorization", auth)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var f wire.ServerFrame
+		_ = json.NewDecoder(resp.Body).Decode(&f)
+		return resp.StatusCode, resp.Header.Get("Retry-After"), f
+	}
+	// The same budget over HTTP: mallory has spent it on the socket.
+	large := fmt.Sprintf(`{"to":"bob","clientMsgId":"h1","body":%q}`, big)
+	user := "Bearer " + s.token("mallory", "web", time.Hour)
+	status, retry, f := post(user, large)
+	if status != http.StatusTooManyRequests || f.Code != string(wire.CodeRateLimited) || f.RetryAfterMs <= 0 || retry == "" {
+		t.Fatalf("HTTP send past the budget: %d %+v Retry-After %q", status, f, retry)
+	}
+	wait := time.Duration(f.RetryAfterMs) * time.Millisecond
+	// A service is not counted.
+	status, _, f = post("Bearer svc:"+cred, `{"from":{"account":"mallory","device":"bot"},"to":"bob","clientMsgId":"svc1","body":"from the service"}`)
+	if status != http.StatusOK {
+		t.Fatalf("service send as mallory: %d %+v", status, f)
+	}
+	// After the wait it was told, the same send passes.
+	time.Sleep(wait)
+	if status, _, f = post(user, large); status != http.StatusOK {
+		t.Fatalf("send after the wait: %d %+v", status, f)
+	}
+	// Every acknowledged message reached bob, and nothing refused did.
+	want := int(acked.Load()) + 2
+	bob.waitPushes(t, want)
+	if got := bob.finalLog(t, "d:bob:mallory", want); len(got) != want {
+		t.Errorf("bob holds %d messages, want %d acked + 2", len(got), acked.Load())
 	}
 }

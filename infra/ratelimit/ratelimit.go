@@ -7,8 +7,6 @@ import (
 	"math"
 	"sync"
 	"time"
-
-	"golang.org/x/time/rate"
 )
 
 // Keyed is a token bucket per key, at most max of them. A key's bucket
@@ -18,13 +16,19 @@ import (
 // keys through sooner, never refuse anyone. A nil *Keyed lets everything
 // through.
 type Keyed struct {
-	limit rate.Limit
-	burst int
-	max   int
+	perSecond float64
+	burst     float64
+	max       int
 
 	mu        sync.Mutex
-	buckets   map[string]*rate.Limiter
+	buckets   map[string]*bucket
 	lastSweep time.Time
+}
+
+// bucket is one key's tokens as of last.
+type bucket struct {
+	tokens float64
+	last   time.Time
 }
 
 // SweepEvery is how often full buckets are forgotten even without a need
@@ -32,57 +36,56 @@ type Keyed struct {
 const SweepEvery = time.Minute
 
 // New returns the buckets of one limit: perSecond tokens a second, burst
-// at most, for at most max keys (about 200 bytes each). It returns nil
+// at most, for at most max keys (about 150 bytes each). It returns nil
 // when perSecond is negative (the limit is off).
 func New(perSecond float64, burst, max int) *Keyed {
 	if perSecond < 0 {
 		return nil
 	}
-	return &Keyed{limit: rate.Limit(perSecond), burst: burst, max: max, buckets: map[string]*rate.Limiter{}, lastSweep: time.Now()}
+	return &Keyed{perSecond: perSecond, burst: float64(burst), max: max, buckets: map[string]*bucket{}, lastSweep: time.Now()}
 }
 
 // Take takes one token of key's bucket: 0 when the request may go ahead,
 // otherwise how long until it could (nothing is taken then).
 func (l *Keyed) Take(key string, now time.Time) time.Duration {
+	return l.TakeN(key, 1, now)
+}
+
+// TakeN takes n tokens of key's bucket: 0 when they were there, otherwise
+// how long until they would be (nothing is taken then; n above the burst
+// never passes, and waits forever).
+func (l *Keyed) TakeN(key string, n int, now time.Time) time.Duration {
 	if l == nil {
 		return 0
 	}
-	r := l.bucket(key, now).ReserveN(now, 1)
-	if d := r.DelayFrom(now); d > 0 {
-		r.CancelAt(now)
-		return d
-	}
-	return 0
-}
-
-// Wait is how long until key's bucket holds n tokens: 0 when it does now.
-// It takes nothing: a request checks first, and pays with Charge only if
-// it turns out to cost anything.
-func (l *Keyed) Wait(key string, n int, now time.Time) time.Duration {
-	if l == nil {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.bucket(key, now)
+	if b.tokens >= float64(n) {
+		b.tokens -= float64(n)
 		return 0
 	}
-	have := l.bucket(key, now).TokensAt(now)
-	if have >= float64(n) {
-		return 0
+	if float64(n) > l.burst || l.perSecond == 0 {
+		return time.Duration(math.MaxInt64)
 	}
-	return time.Duration(math.Ceil((float64(n) - have) / float64(l.limit) * float64(time.Second)))
+	return time.Duration(math.Ceil((float64(n) - b.tokens) / l.perSecond * float64(time.Second)))
 }
 
-// Charge takes n tokens of key's bucket, into debt if they are not there
-// (requests that passed Wait together may all charge): the debt is paid
-// by the waits of the key's next requests.
-func (l *Keyed) Charge(key string, n int, now time.Time) {
+// GiveBack returns n tokens to key's bucket (up to its burst), for a
+// request that took them and then turned out to cost nothing.
+func (l *Keyed) GiveBack(key string, n int, now time.Time) {
 	if l == nil {
 		return
 	}
-	l.bucket(key, now).ReserveN(now, min(n, l.burst))
-}
-
-// bucket is key's bucket, made if it has none.
-func (l *Keyed) bucket(key string, now time.Time) *rate.Limiter {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	b := l.bucket(key, now)
+	b.tokens = min(l.burst, b.tokens+float64(n))
+}
+
+// bucket is key's bucket, filled up to now, made if it has none. l.mu is
+// held.
+func (l *Keyed) bucket(key string, now time.Time) *bucket {
 	if now.Sub(l.lastSweep) > SweepEvery {
 		l.sweep(now)
 	}
@@ -91,17 +94,27 @@ func (l *Keyed) bucket(key string, now time.Time) *rate.Limiter {
 		if len(l.buckets) >= l.max {
 			l.makeRoom(now)
 		}
-		b = rate.NewLimiter(l.limit, l.burst)
+		b = &bucket{tokens: l.burst, last: now}
 		l.buckets[key] = b
 	}
+	b.fill(now, l.perSecond, l.burst)
 	return b
+}
+
+// fill adds the tokens of the time since b.last.
+func (b *bucket) fill(now time.Time, perSecond, burst float64) {
+	if d := now.Sub(b.last); d > 0 {
+		b.tokens = min(burst, b.tokens+d.Seconds()*perSecond)
+		b.last = now
+	}
 }
 
 // sweep forgets the buckets that are full again. l.mu is held.
 func (l *Keyed) sweep(now time.Time) {
 	l.lastSweep = now
 	for k, b := range l.buckets {
-		if b.TokensAt(now) >= float64(l.burst) {
+		b.fill(now, l.perSecond, l.burst)
+		if b.tokens >= l.burst {
 			delete(l.buckets, k)
 		}
 	}

@@ -2,6 +2,7 @@ package ratelimit_test
 
 import (
 	"fmt"
+	"math"
 	"testing"
 	"time"
 
@@ -51,34 +52,38 @@ func TestKeyedRefusalTakesNothing(t *testing.T) {
 	}
 }
 
-// Wait takes nothing; Charge takes, into debt if it must, and the debt
-// is waited off.
-func TestKeyedWaitAndCharge(t *testing.T) {
+// TakeN takes n tokens or, refused, nothing; GiveBack returns them.
+func TestKeyedTakeNAndGiveBack(t *testing.T) {
 	l := ratelimit.New(1000, 4000, 8) // 1000 tokens a second
 	now := time.Now()
+	if w := l.TakeN("a", 3000, now); w != 0 {
+		t.Fatalf("TakeN(3000) of a full bucket of 4000 = %v, want 0", w)
+	}
 	for range 3 {
-		if w := l.Wait("a", 3000, now); w != 0 {
-			t.Fatalf("Wait(3000) of a full bucket of 4000 = %v, want 0", w)
+		if w := l.TakeN("a", 3000, now); w != 2*time.Second {
+			t.Fatalf("TakeN(3000) with 1000 left = %v, want 2s", w)
 		}
 	}
-	l.Charge("a", 3000, now)
-	if w := l.Wait("a", 3000, now); w != 2*time.Second {
-		t.Errorf("Wait(3000) with 1000 left = %v, want 2s", w)
+	if w := l.TakeN("a", 3000, now.Add(2*time.Second)); w != 0 {
+		t.Fatalf("TakeN(3000) two seconds later = %v, want 0", w)
 	}
-	// Two requests that passed Wait together both pay: the bucket owes.
-	l.Charge("a", 3000, now)
-	if w := l.Wait("a", 1, now); w != 2001*time.Millisecond {
-		t.Errorf("Wait(1) in a debt of 2000 = %v, want 2.001s", w)
+	l.GiveBack("a", 3000, now.Add(2*time.Second))
+	if w := l.TakeN("a", 3000, now.Add(2*time.Second)); w != 0 {
+		t.Errorf("TakeN(3000) after giving 3000 back = %v, want 0", w)
 	}
-	if w := l.Wait("a", 1, now.Add(2001*time.Millisecond)); w != 0 {
-		t.Errorf("Wait(1) once the debt is paid = %v, want 0", w)
+	l.GiveBack("a", 1e6, now.Add(2*time.Second)) // never past the burst
+	if w := l.TakeN("a", 4001, now.Add(time.Hour)); w != time.Duration(math.MaxInt64) {
+		t.Errorf("TakeN above the burst = %v, want forever", w)
 	}
-	if w := l.Wait("b", 4000, now); w != 0 {
-		t.Errorf("another key's Wait = %v, want 0: buckets are per key", w)
+	if w := l.TakeN("a", 4000, now.Add(2*time.Second)); w != 0 {
+		t.Errorf("TakeN(4000) of a bucket given back to its burst = %v, want 0", w)
 	}
-	var off *ratelimit.Keyed = ratelimit.New(-1, 1, 1)
-	off.Charge("a", 1e9, now)
-	if w := off.Wait("a", 1e9, now); w != 0 || off.Take("a", now) != 0 {
+	if w := l.TakeN("b", 4000, now); w != 0 {
+		t.Errorf("another key's TakeN = %v, want 0: buckets are per key", w)
+	}
+	off := ratelimit.New(-1, 1, 1)
+	off.GiveBack("a", 1, now)
+	if off.TakeN("a", 1e9, now) != 0 || off.Take("a", now) != 0 {
 		t.Error("a limit that is off refused")
 	}
 }

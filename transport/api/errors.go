@@ -2,6 +2,7 @@ package api
 
 import (
 	"errors"
+	"time"
 
 	"github.com/parley-chat/parley/domain"
 	"github.com/parley-chat/parley/transport/wire"
@@ -11,6 +12,7 @@ import (
 // where Go errors become protocol errors, for every transport.
 func Code(err error) wire.Code {
 	var invalid *domain.InvalidError
+	var limit *LimitError
 	switch {
 	case err == nil:
 		return ""
@@ -28,6 +30,18 @@ func Code(err error) wire.Code {
 		return wire.CodeNotFound
 	case errors.Is(err, ErrUnavailable):
 		return wire.CodeUnavailable
+	case errors.As(err, &limit):
+		return wire.CodeRateLimited
 	}
 	return wire.CodeInternal
+}
+
+// RetryAfter is how long a client refused rate_limited by err should wait
+// before it retries; 0 for any other error.
+func RetryAfter(err error) time.Duration {
+	var limit *LimitError
+	if errors.As(err, &limit) {
+		return limit.RetryAfter
+	}
+	return 0
 }

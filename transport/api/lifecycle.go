@@ -20,13 +20,16 @@ type EditRequest struct {
 	// account's client message ids: a key names one request.
 	ClientMsgID string
 	Body        string
+	// Trusted marks a service's call: it is not counted against the
+	// sender's send budget.
+	Trusted bool
 }
 
 // Edit appends MessageEdited for a message of the sender's own, sent
 // within the edit window, and answers with an ack naming the message and
 // the time of the edit. A retry with the same client message id returns
 // the first ack (Duplicate) and appends nothing (I4).
-func (s *Service) Edit(ctx context.Context, r EditRequest) (Ack, error) {
+func (s *Service) Edit(ctx context.Context, r EditRequest) (ack Ack, err error) {
 	conv, err := domain.ParseConversationID(r.Conversation)
 	if err != nil {
 		return Ack{}, err
@@ -63,6 +66,11 @@ func (s *Service) Edit(ctx context.Context, r EditRequest) (Ack, error) {
 			return nil
 		},
 	}
+	settle, err := s.spend(r.By.Account, len(r.Body), r.Trusted)
+	if err != nil {
+		return Ack{}, err
+	}
+	defer func() { settle(ack, err) }()
 	return s.once(ctx, c, conv, func() (Ack, events.Position, error) {
 		if err := s.catchUp(ctx, s.rm.StoreProgress, conv); err != nil {
 			return Ack{}, events.Position{}, err

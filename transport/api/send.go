@@ -39,6 +39,9 @@ type SendRequest struct {
 	// everything already in the log, so a record that landed despite the
 	// lost ack is found and not appended again.
 	Retry bool
+	// Trusted marks a service's call (the HTTP API's service credential):
+	// it is not counted against the sender's send budget.
+	Trusted bool
 }
 
 // Send accepts a message: validate, authorize, append MessageSent keyed by
@@ -69,6 +72,11 @@ func (s *Service) Send(ctx context.Context, r SendRequest) (ack Ack, err error) 
 			return Ack{}, err
 		}
 	}
+	settle, err := s.spend(r.From.Account, len(r.Body), r.Trusted)
+	if err != nil {
+		return Ack{}, err
+	}
+	defer func() { settle(ack, err) }()
 	return s.once(ctx, s.sendClaim(r), conv, func() (Ack, events.Position, error) {
 		id, err := uuid.NewV7()
 		if err != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/parley-chat/parley/domain"
 	"github.com/parley-chat/parley/events"
 	"github.com/parley-chat/parley/infra/idempotency"
+	"github.com/parley-chat/parley/infra/ratelimit"
 	"github.com/parley-chat/parley/projections"
 	"github.com/parley-chat/parley/projections/cache"
 	"github.com/parley-chat/parley/projections/conversations"
@@ -118,6 +119,24 @@ type Config struct {
 	// lands, the reservation lapses and a resend finds the message in the
 	// store (transport/api/idempotency.go explains why this is safe).
 	CompleteAfterAck bool
+	// SendRate bounds what one account sends through this process, over
+	// all its devices and both transports: each send and edit costs
+	// SendCost plus its body's bytes, taken from a budget that fills at
+	// SendRate bytes a second up to SendBurst. A send past it is refused
+	// (LimitError, rate_limited) before anything is done. It keeps one
+	// account from flooding another's connections faster than they can
+	// read (4005) and from multiplying its per-connection rate limit by
+	// opening connections. Default DefaultSendRate; negative turns it off.
+	// Service calls (SendRequest.Trusted) are not counted.
+	SendRate float64
+	// SendBurst is the most an account may send at once, in the same
+	// units; at least SendCost + domain.MaxBodyBytes, so that every
+	// message fits (a smaller value is raised to it). Default
+	// DefaultSendBurst.
+	SendBurst int
+	// MaxSenders bounds the accounts whose budgets are tracked (about 200
+	// bytes each; a full budget is forgotten). Default 65536.
+	MaxSenders int
 	// Logger receives what the client is not told. Default slog.Default().
 	Logger *slog.Logger
 	// Keys seals the bodies of sends and edits under their sender's data
@@ -133,6 +152,15 @@ type Keys interface {
 	// Destroy destroys every key of account and returns their ids.
 	Destroy(ctx context.Context, account string) ([]string, error)
 }
+
+// The defaults of an account's send budget (Config.SendRate): 256 KiB a
+// second, bursts of 1 MiB, a message costing 1 KiB beside its body — 256
+// small messages a second, or 15 of the largest.
+const (
+	DefaultSendRate  = 256 << 10
+	DefaultSendBurst = 1 << 20
+	SendCost         = 1 << 10
+)
 
 // DefaultReservationTTL is how long a client message id's reservation
 // lives at most (docs/protocol.md, Idempotent retry).
@@ -185,6 +213,15 @@ func (c *Config) setDefaults() {
 	if c.ReservationTTL == 0 {
 		c.ReservationTTL = DefaultReservationTTL
 	}
+	if c.SendRate == 0 {
+		c.SendRate = DefaultSendRate
+	}
+	if c.SendBurst == 0 {
+		c.SendBurst = DefaultSendBurst
+	}
+	if c.MaxSenders == 0 {
+		c.MaxSenders = 65536
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -200,6 +237,9 @@ type Service struct {
 	completing tracker
 	// leases renews the reservations of the attempts under way.
 	leases leases
+	// budgets are the accounts' send budgets (Config.SendRate); nil when
+	// they are off.
+	budgets *ratelimit.Keyed
 
 	undecidedMu sync.Mutex
 	// undecided holds the reservations waiting for the log to tell
@@ -217,7 +257,8 @@ func New(cfg Config, log Log, rm ReadModels) *Service {
 	if rm.Mutes == nil {
 		rm.Mutes = notify.NewMemoryMutes()
 	}
-	s := &Service{cfg: cfg, log: log, rm: rm, undecided: map[heldLease]struct{}{}, maxUndecided: maxUndecided}
+	s := &Service{cfg: cfg, log: log, rm: rm, undecided: map[heldLease]struct{}{}, maxUndecided: maxUndecided,
+		budgets: ratelimit.New(cfg.SendRate, max(cfg.SendBurst, SendCost+domain.MaxBodyBytes), cfg.MaxSenders)}
 	s.leases = leases{every: reservationLease / 3, log: cfg.Logger,
 		extend: func(ctx context.Context, k idempotency.Key, token string) error {
 			return cfg.Reservations.Extend(ctx, k, token, reservationLease)

@@ -76,7 +76,7 @@ func (s *server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var ae *apiError
 	if !errors.As(err, &ae) {
 		code := api.Code(err)
-		ae = &apiError{Status: statusOf(code), Code: code, Message: err.Error()}
+		ae = &apiError{Status: statusOf(code), Code: code, Message: err.Error(), RetryAfter: api.RetryAfter(err)}
 		if text, ok := fixedText[code]; ok {
 			level := slog.LevelWarn
 			if code == wire.CodeInternal {

@@ -52,7 +52,7 @@ func (s *server) edit(w http.ResponseWriter, r *http.Request, c caller) error {
 		return err
 	}
 	ack, err := s.svc.Edit(r.Context(), api.EditRequest{By: by, Conversation: r.PathValue("conversation"), MsgID: id,
-		ClientMsgID: b.ClientMsgID, Body: b.Body})
+		ClientMsgID: b.ClientMsgID, Body: b.Body, Trusted: c.service})
 	if err != nil {
 		return err
 	}

@@ -49,7 +49,7 @@ func (s *server) send(w http.ResponseWriter, r *http.Request, c caller) error {
 		return err
 	}
 	ack, err := s.svc.Send(r.Context(), api.SendRequest{From: from, To: api.Target{Account: b.To, Group: b.Group},
-		ClientMsgID: b.ClientMsgID, Kind: b.Kind, Body: b.Body, Retry: b.Retry})
+		ClientMsgID: b.ClientMsgID, Kind: b.Kind, Body: b.Body, Retry: b.Retry, Trusted: c.service})
 	if err != nil {
 		return err
 	}

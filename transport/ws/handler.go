@@ -452,6 +452,9 @@ func (h *handler) failWith(s *session, id string, err error) {
 	case wire.CodeUnavailable:
 		h.g.log.Warn("request unavailable", "uid", s.uid, "id", id, "err", err)
 		s.fail(id, code, "the service cannot answer now; retry")
+	case wire.CodeRateLimited:
+		s.reply(wire.ServerFrame{ID: id, Type: wire.TypeError, Code: string(code), Error: err.Error(),
+			RetryAfterMs: wire.RetryAfter(api.RetryAfter(err))})
 	default:
 		s.fail(id, code, err.Error())
 	}
