@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 	"github.com/parley-chat/parley/cmd/parley/node"
 	"github.com/parley-chat/parley/projections/stream"
 	"github.com/parley-chat/parley/transport/client"
+	"github.com/parley-chat/parley/transport/ws"
 )
 
 // shortHTTP is a node whose HTTP timeouts are all one second, so that
@@ -141,4 +143,51 @@ func dialTCP(t *testing.T, addr string) net.Conn {
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
+}
+
+// One address may have 64 API requests under way; behind a proxy
+// (--max-connections-per-ip 0) it may have more, since every client has
+// the proxy's address.
+func TestHTTPRequestsUnderWayPerAddress(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		perIP     int
+		wantFirst int
+	}{
+		{"default", 0, http.StatusTooManyRequests},
+		{"behind a proxy", ws.NoLimit, http.StatusOK},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := startServer(t, func(c *node.Config) { c.Gateway.MaxConnectionsPerIP = tc.perIP })
+			tok := s.token("slow", "phone", time.Hour)
+			for range 64 + 8 {
+				c := dialTCP(t, s.n.Addr())
+				// The headers, and one byte of a 100-byte body.
+				fmt.Fprintf(c, "POST /api/v1/messages HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{", s.n.Addr(), tok)
+			}
+			get := func() int {
+				req, _ := http.NewRequestWithContext(ctxT(t), http.MethodGet, "http://"+s.n.Addr()+"/api/v1/groups", nil)
+				req.Header.Set("Authorization", "Bearer "+s.token("alice", "phone", time.Hour))
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				return resp.StatusCode
+			}
+			// Give the slow requests time to reach the handler before
+			// the first probe, which could otherwise take the place of
+			// one of them (refused, it would be gone); then wait for
+			// the first refusal, or as long as that would take.
+			time.Sleep(500 * time.Millisecond)
+			got := get()
+			for deadline := time.Now().Add(3 * time.Second); got == http.StatusOK && time.Now().Before(deadline); {
+				time.Sleep(20 * time.Millisecond)
+				got = get()
+			}
+			if got != tc.wantFirst {
+				t.Errorf("a request beside 72 slow ones: %d, want %d", got, tc.wantFirst)
+			}
+		})
+	}
 }

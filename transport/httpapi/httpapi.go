@@ -118,6 +118,9 @@ type server struct {
 	// byAccount and byAddress are the rate limits' buckets; nil when that
 	// limit is off.
 	byAccount, byAddress *ratelimit.Keyed
+	// inFlight counts each address's requests under way; nil when that
+	// limit is off.
+	inFlight *inFlight
 }
 
 // New validates cfg and returns the API's handler. Every route is under
@@ -130,7 +133,8 @@ func New(cfg Config) (http.Handler, error) {
 	rl := cfg.RateLimit
 	s := &server{cfg: cfg, svc: cfg.Service, log: cfg.Logger,
 		byAccount: ratelimit.New(rl.PerAccount, rl.AccountBurst, rl.MaxKeys),
-		byAddress: ratelimit.New(rl.PerIP, rl.IPBurst, rl.MaxKeys)}
+		byAddress: ratelimit.New(rl.PerIP, rl.IPBurst, rl.MaxKeys),
+		inFlight:  newInFlight(rl.InFlightPerIP)}
 	return s.routes(), nil
 }
 

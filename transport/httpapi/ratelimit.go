@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/parley-chat/parley/transport/wire"
@@ -33,6 +34,13 @@ type RateLimit struct {
 	// IPBurst is how many requests one address may make at once.
 	// Default 1000.
 	IPBurst int
+	// InFlightPerIP bounds the requests of one client address being
+	// served at once — their bodies still arriving, their replies waiting
+	// for a read model — so that one address cannot hold the server's
+	// memory with slow bodies (each up to MaxBodyBytes, for the read
+	// timeout). Default 64; negative turns it off (with PerIP, behind a
+	// proxy that has every client's address).
+	InFlightPerIP int
 	// MaxKeys bounds the accounts and the addresses tracked, each, so that
 	// a flood of new accounts or addresses cannot grow memory without
 	// bound (about 200 bytes each). Default 65536.
@@ -51,6 +59,9 @@ func (c *RateLimit) setDefaults() {
 	}
 	if c.IPBurst == 0 {
 		c.IPBurst = 1000
+	}
+	if c.InFlightPerIP == 0 {
+		c.InFlightPerIP = 64
 	}
 	if c.MaxKeys == 0 {
 		c.MaxKeys = 65536
@@ -93,15 +104,67 @@ func rateLimited(wait time.Duration) *apiError {
 	return &apiError{Status: http.StatusTooManyRequests, Code: wire.CodeRateLimited, Message: "too many requests", RetryAfter: wait}
 }
 
-// limitAddress answers 429 to requests from an address over its limit.
+// limitAddress answers 429 to requests from an address over its rate, or
+// with too many requests under way.
 func (s *server) limitAddress(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if wait := s.byAddress.Take(addressKey(r.RemoteAddr), time.Now()); wait > 0 {
+		key := addressKey(r.RemoteAddr)
+		if wait := s.byAddress.Take(key, time.Now()); wait > 0 {
 			writeError(w, rateLimited(wait))
 			return
 		}
+		if !s.inFlight.enter(key) {
+			writeError(w, &apiError{Status: http.StatusTooManyRequests, Code: wire.CodeRateLimited,
+				Message: "too many requests from this address at once", RetryAfter: time.Second})
+			return
+		}
+		defer s.inFlight.leave(key)
 		next.ServeHTTP(w, r)
 	})
+}
+
+// inFlight counts the requests of each address under way, at most max
+// each. It holds only addresses with a request under way. A nil
+// *inFlight counts nothing.
+type inFlight struct {
+	max int
+	mu  sync.Mutex
+	n   map[string]int
+}
+
+func newInFlight(max int) *inFlight {
+	if max < 0 {
+		return nil
+	}
+	return &inFlight{max: max, n: map[string]int{}}
+}
+
+// enter counts one more request of key, unless key has max under way.
+func (f *inFlight) enter(key string) bool {
+	if f == nil {
+		return true
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.n[key] >= f.max {
+		return false
+	}
+	f.n[key]++
+	return true
+}
+
+// leave counts one request of key done.
+func (f *inFlight) leave(key string) {
+	if f == nil {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.n[key] <= 1 {
+		delete(f.n, key)
+		return
+	}
+	f.n[key]--
 }
 
 // retryAfterSeconds is the Retry-After header's value: whole seconds,

@@ -3,8 +3,10 @@ package httpapi_test
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -118,5 +120,52 @@ func TestRateLimitServiceNotPerAccount(t *testing.T) {
 	e := newEnv(t, func(c *httpapi.Config) { c.RateLimit.PerAccount, c.RateLimit.AccountBurst = 1, 2 })
 	for range 10 {
 		e.ok(req{Method: http.MethodGet, Path: "/api/v1/groups?as=alice", Auth: service()}, http.StatusOK, nil)
+	}
+}
+
+// Requests whose bodies trickle in hold their address's share of the
+// requests under way: past it, the address's next request is refused 429
+// at once, whatever its credentials, and one that finishes makes room.
+func TestRateLimitInFlightPerAddress(t *testing.T) {
+	const most = 4
+	e := newEnv(t, func(c *httpapi.Config) { c.RateLimit.InFlightPerIP = most })
+	addr := strings.TrimPrefix(e.srv.URL, "http://")
+	var held []net.Conn
+	for range most {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		// The headers, and one byte of a 100-byte body.
+		fmt.Fprintf(c, "POST /api/v1/messages HTTP/1.1\r\nHost: %s\r\nAuthorization: %s\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{", addr, e.user("slow", "phone"))
+		held = append(held, c)
+	}
+	groups := req{Method: http.MethodGet, Path: "/api/v1/groups", Auth: e.user("alice", "phone")}
+	until := func(status int) resp {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			r := e.do(groups)
+			if r.Status == status || time.Now().After(deadline) {
+				return r
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	// Let the slow requests reach the handler before the first probe,
+	// which could otherwise take the place of one of them.
+	time.Sleep(200 * time.Millisecond)
+	r := until(http.StatusTooManyRequests)
+	checkRateLimited(t, r)
+	if !strings.Contains(string(r.Body), "at once") {
+		t.Errorf("refusal %s, want the in-flight one", r.Body)
+	}
+	if r := e.do(req{Method: http.MethodGet, Path: "/api/v1/groups", Auth: "Bearer not-a-token"}); r.Status != http.StatusTooManyRequests {
+		t.Errorf("a bad credential from the full address: %d, want 429", r.Status)
+	}
+	held[0].Close()
+	if r := until(http.StatusOK); r.Status != http.StatusOK {
+		t.Fatalf("after one slow request went away: %d %s", r.Status, r.Body)
 	}
 }

@@ -29,8 +29,13 @@ func (n *Node) serveHTTP() error {
 	}
 	if n.gw != nil {
 		mux.Handle("/ws", n.gw)
+		var rl httpapi.RateLimit
+		if n.cfg.Gateway.MaxConnectionsPerIP < 0 {
+			// Every client has one proxy's address: no limit per address.
+			rl.PerIP, rl.InFlightPerIP = -1, -1
+		}
 		h, err := httpapi.New(httpapi.Config{Service: n.svc, Tokens: n.tokens, ServiceCredential: n.cfg.ServiceCredential,
-			Online: n.online, Presence: n.stores.routes.Presence, Logger: n.log})
+			Online: n.online, Presence: n.stores.routes.Presence, Logger: n.log, RateLimit: rl})
 		if err != nil {
 			return err
 		}
