@@ -242,16 +242,18 @@ func (h *handler) welcome(ctx context.Context, s *session, req wire.Request, now
 	s.tokenExpires = id.Expires
 	until := s.renewLease(now)
 	s.out.setLimit(int64(h.g.cfg.MaxQueuedBytes))
+	// The connection no longer waits for its hello: its address's place
+	// is free before the client can read the welcome and dial again.
+	if w, ok := s.conn.Session().Load(helloKey); ok {
+		h.g.helloDone(w.(*helloWait))
+		s.conn.Session().Delete(helloKey) // an idle connection keeps none of it
+	}
 	s.reply(wire.ServerFrame{
 		ID: req.ID, Type: wire.TypeWelcome, UniqueID: string(s.uid),
 		LeaseMs: h.g.cfg.Lease.Milliseconds(), LeaseUntil: until.UnixMilli(),
 		HeartbeatMs: h.g.cfg.Heartbeat.Milliseconds(), ServerTime: now.UnixMilli(),
 	})
 	s.greeting.Store(greetDone)
-	if w, ok := s.conn.Session().Load(helloKey); ok {
-		h.g.helloDone(w.(*helloWait))
-		s.conn.Session().Delete(helloKey) // an idle connection keeps none of it
-	}
 	return true
 }
 
