@@ -14,7 +14,6 @@ import (
 	"github.com/parley-chat/parley/cmd/parley/node"
 	"github.com/parley-chat/parley/domain"
 	"github.com/parley-chat/parley/events"
-	"github.com/parley-chat/parley/infra/kafka"
 	"github.com/parley-chat/parley/infra/postgres"
 	"github.com/parley-chat/parley/projections/notify"
 	"github.com/parley-chat/parley/projections/retention"
@@ -45,11 +44,7 @@ func parseServe(args []string, stdout io.Writer) (node.Config, error) {
 	brokers := f.string("kafka-brokers", "", "comma-separated Kafka brokers; empty runs the embedded broker")
 	clientID := f.string("kafka-client-id", "parley", "client id this process gives the brokers")
 	replication := f.int("kafka-replication-factor", 1, "replication factor of topics Parley creates, 1..32767")
-	kafkaTLS := f.bool("kafka-tls", false, "connect to the brokers over TLS")
-	kafkaCA := f.string("kafka-tls-ca", "", "PEM file of CAs to trust for the brokers; empty uses the system pool")
-	saslMech := f.string("kafka-sasl-mechanism", "", "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; empty for none")
-	saslUser := f.string("kafka-sasl-user", "", "SASL user")
-	saslPass := f.secret("kafka-sasl-password", "SASL password")
+	kafkaSec := defineKafkaSecurity(f)
 	brokerListen := f.string("broker-listen", "127.0.0.1:9092", "loopback address of the embedded broker, for taps")
 	topic := f.string("topic", events.DefaultConversationTopic, "conversation topic")
 	partitions := f.int("partitions", events.DefaultPartitions, "partitions of the conversation topic, 1..10000, fixed once created")
@@ -111,20 +106,10 @@ func parseServe(args []string, stdout io.Writer) (node.Config, error) {
 	}
 	f.check("kafka-client-id", *clientID != "" && onlyChars(*clientID, "._-"), "want letters, digits, '.', '_' or '-'")
 	f.check("kafka-replication-factor", *replication >= 1 && *replication <= 32767, "want 1..32767")
-	f.check("kafka-tls-ca", *kafkaCA == "" || *kafkaTLS, "needs %s", f.name("kafka-tls"))
-	if *kafkaCA != "" {
-		_, err := os.Stat(*kafkaCA)
-		f.check("kafka-tls-ca", err == nil, "cannot read the file")
-	}
-	switch *saslMech {
-	case "":
-		f.check("kafka-sasl-user", *saslUser == "", "needs %s", f.name("kafka-sasl-mechanism"))
-		f.check("kafka-sasl-password", *saslPass == "", "needs %s", f.name("kafka-sasl-mechanism"))
-	case "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512":
-		f.check("kafka-sasl-user", *saslUser != "", "required with %s", f.name("kafka-sasl-mechanism"))
-		f.check("kafka-sasl-password", *saslPass != "", "required with %s", f.name("kafka-sasl-mechanism"))
-	default:
-		f.check("kafka-sasl-mechanism", false, "want PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (in capitals)")
+	kafkaSec.check(f)
+	if *brokers == "" {
+		f.check("kafka-tls", !*kafkaSec.tls, "needs %s: the embedded broker speaks neither TLS nor SASL", f.name("kafka-brokers"))
+		f.check("kafka-sasl-mechanism", *kafkaSec.mechanism == "", "needs %s: the embedded broker speaks neither TLS nor SASL", f.name("kafka-brokers"))
 	}
 	f.checkErr("broker-listen", checkLoopback(*brokerListen))
 	f.check("topic", validTopic(*topic), "want 1..249 letters, digits, '.', '_' or '-'")
@@ -232,7 +217,7 @@ func parseServe(args []string, stdout io.Writer) (node.Config, error) {
 	cfg.Kafka.Topic = *topic
 	cfg.Kafka.ClientID = *clientID
 	cfg.Kafka.ReplicationFactor = int16(*replication)
-	cfg.Kafka.Security = kafka.Security{TLS: *kafkaTLS, TLSCAFile: *kafkaCA, SASLMechanism: *saslMech, SASLUser: *saslUser, SASLPassword: *saslPass}
+	cfg.Kafka.Security = kafkaSec.security()
 	cfg.Kafka.Partitions = int32(*partitions)
 	cfg.Kafka.Epoch = uint8(*epoch)
 	cfg.EmbeddedBroker.Addr = *brokerListen

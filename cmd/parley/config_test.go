@@ -64,6 +64,11 @@ func TestConfigErrors(t *testing.T) {
 		{"zero send timeout", []string{"serve", "--send-timeout", "0s"}, nil, []string{`--send-timeout="0s"`, "100ms..1m"}},
 		{"hour-long send timeout", []string{"serve"}, map[string]string{"PARLEY_SEND_TIMEOUT": "1h"}, []string{`PARLEY_SEND_TIMEOUT="1h"`, "100ms..1m"}},
 		{"zero rate burst", []string{"serve", "--rate-burst", "0"}, nil, []string{"--rate-burst"}},
+		{"TLS to the embedded broker", []string{"serve", "--kafka-tls"}, nil, []string{"--kafka-tls", "needs --kafka-brokers"}},
+		{"SASL to the embedded broker", []string{"serve", "--kafka-sasl-mechanism", "PLAIN", "--kafka-sasl-user", "u"}, map[string]string{"PARLEY_KAFKA_SASL_PASSWORD": "p"}, []string{"--kafka-sasl-mechanism", "needs --kafka-brokers"}},
+		{"tap with a SASL user and no mechanism", []string{"tap", "--kafka-sasl-user", "u"}, nil, []string{"--kafka-sasl-user", "needs --kafka-sasl-mechanism"}},
+		{"logout with a CA and no TLS", []string{"logout", "--account", "a", "--kafka-tls-ca", "/etc/hostname"}, nil, []string{"--kafka-tls-ca", "needs --kafka-tls"}},
+		{"replay with SASL and no password", []string{"replay", "--projection", "cache", "--redis-addr", "127.0.0.1:6379", "--postgres-dsn", "postgres://h/db", "--kafka-sasl-mechanism", "SCRAM-SHA-512", "--kafka-sasl-user", "u"}, nil, []string{"--kafka-sasl-password", "required with --kafka-sasl-mechanism"}},
 		{"negative send rate", []string{"serve", "--account-send-rate", "-1"}, nil, []string{"--account-send-rate", "0 (no limit) or more"}},
 		{"send burst below the largest message", []string{"serve"}, map[string]string{"PARLEY_ACCOUNT_SEND_BURST": "17407"}, []string{"PARLEY_ACCOUNT_SEND_BURST", "at least 17408"}},
 		{"small read buffer", []string{"serve", "--read-buffer", "100"}, nil, []string{"--read-buffer"}},
@@ -279,6 +284,7 @@ func TestEnvAndFlags(t *testing.T) {
 	t.Setenv("PARLEY_LEASE", "2m")
 	t.Setenv("PARLEY_PARTITIONS", "not a number")
 	t.Setenv("PARLEY_KAFKA_TLS", "1")
+	t.Setenv("PARLEY_KAFKA_BROKERS", "kafka.internal:9093")
 	cfg, err := parseServe([]string{"--lease", "3m", "--partitions", "8"}, &bytes.Buffer{})
 	if err != nil {
 		t.Fatal(err)
@@ -316,7 +322,7 @@ func TestServeConfig(t *testing.T) {
 		t.Errorf("scale-out: %+v", cfg)
 	}
 	t.Setenv("PARLEY_REDIS_PASSWORD", secretValue)
-	cfg, err = parseServe([]string{"--kafka-sasl-mechanism", "PLAIN", "--kafka-sasl-user", "u", "--postgres-dsn", "postgres://h/db", "--redis-addr", "redis.internal:6380", "--redis-user", "parley",
+	cfg, err = parseServe([]string{"--kafka-brokers", "k1:9092", "--kafka-sasl-mechanism", "PLAIN", "--kafka-sasl-user", "u", "--postgres-dsn", "postgres://h/db", "--redis-addr", "redis.internal:6380", "--redis-user", "parley",
 		"--redis-db", "2", "--redis-tls", "--redis-tls-ca", os.Args[0], "--redis-prefix", "p:"}, &bytes.Buffer{})
 	if err != nil {
 		t.Fatal(err)

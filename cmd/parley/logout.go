@@ -15,6 +15,7 @@ import (
 func logoutCmd(args []string, stdout, _ io.Writer) error {
 	f := newFlags("logout", stdout)
 	brokers := f.string("kafka-brokers", "127.0.0.1:9092", "comma-separated Kafka brokers (the embedded broker by default)")
+	kafkaSec := defineKafkaSecurity(f)
 	account := f.string("account", "", "account to log out (required)")
 	device := f.string("device", "", "only this device; empty logs out every device")
 	reason := f.string("reason", "logged out", "reason, for logs")
@@ -23,6 +24,7 @@ func logoutCmd(args []string, stdout, _ io.Writer) error {
 	}
 	addrs, err := brokerList(*brokers)
 	f.checkErr("kafka-brokers", err)
+	kafkaSec.check(f)
 	_, err = domain.ParseAccountID(*account)
 	f.checkErr("account", err)
 	if *device != "" {
@@ -32,7 +34,7 @@ func logoutCmd(args []string, stdout, _ io.Writer) error {
 	if err := f.err(); err != nil {
 		return err
 	}
-	l, err := kafka.Open(kafka.Config{Brokers: addrs, UsersOnly: true})
+	l, err := kafka.Open(kafka.Config{Brokers: addrs, UsersOnly: true, Security: kafkaSec.security()})
 	if err != nil {
 		return err
 	}

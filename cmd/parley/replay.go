@@ -82,6 +82,7 @@ func replay(args []string, stdout, stderr io.Writer) error {
 func parseReplay(args []string, stdout io.Writer) (replayConfig, error) {
 	f := newFlags("replay", stdout)
 	brokers := f.string("kafka-brokers", "127.0.0.1:9092", "comma-separated Kafka brokers")
+	kafkaSec := defineKafkaSecurity(f)
 	topic := f.string("topic", events.DefaultConversationTopic, "conversation topic")
 	partitions := f.int("partitions", events.DefaultPartitions, "partitions of the conversation topic, 1..10000 (checked against the topic)")
 	epoch := f.int("log-epoch", 1, fmt.Sprintf("log epoch of msgids (1..%d), the servers'", events.MaxEpoch))
@@ -96,7 +97,7 @@ func parseReplay(args []string, stdout io.Writer) (replayConfig, error) {
 		return replayConfig{}, err
 	}
 	cfg := replayConfig{
-		kafka:     kafka.Config{Topic: *topic, Partitions: int32(*partitions), Epoch: uint8(*epoch)},
+		kafka:     kafka.Config{Topic: *topic, Partitions: int32(*partitions), Epoch: uint8(*epoch), Security: kafkaSec.security()},
 		postgres:  postgres.Config{DSN: *pgDSN, Schema: *pgSchema},
 		redis:     rds.config(),
 		from:      *from,
@@ -110,6 +111,7 @@ func parseReplay(args []string, stdout io.Writer) (replayConfig, error) {
 	var err error
 	cfg.kafka.Brokers, err = brokerList(*brokers)
 	f.checkErr("kafka-brokers", err)
+	kafkaSec.check(f)
 	f.check("topic", validTopic(*topic), "want 1..249 letters, digits, '.', '_' or '-'")
 	f.check("partitions", *partitions >= 1 && *partitions <= 10000, "want 1..10000")
 	f.check("log-epoch", *epoch >= 1 && *epoch <= events.MaxEpoch, "want 1..%d", events.MaxEpoch)

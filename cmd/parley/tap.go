@@ -32,6 +32,7 @@ type tapLine struct {
 // tapConfig is what `parley tap` was asked for.
 type tapConfig struct {
 	brokers  []string
+	security kafka.Security
 	topic    string
 	group    string
 	from     string          // earliest, latest or a time
@@ -60,6 +61,7 @@ func tap(args []string, stdout, _ io.Writer) error {
 func parseTap(args []string, stdout io.Writer) (tapConfig, error) {
 	f := newFlags("tap", stdout)
 	brokers := f.string("kafka-brokers", "127.0.0.1:9092", "comma-separated Kafka brokers (the embedded broker by default)")
+	kafkaSec := defineKafkaSecurity(f)
 	topic := f.string("topic", events.DefaultConversationTopic, "topic to read")
 	group := f.string("group", "", "consumer group, to resume where the last run stopped; empty reads without one. Not parley.*: those are Parley's own")
 	from := f.string("from", "latest", "where to start without committed offsets: earliest, latest, or an RFC 3339 time (without --group)")
@@ -75,6 +77,8 @@ func parseTap(args []string, stdout io.Writer) (tapConfig, error) {
 	var err error
 	cfg.brokers, err = brokerList(*brokers)
 	f.checkErr("kafka-brokers", err)
+	kafkaSec.check(f)
+	cfg.security = kafkaSec.security()
 	f.check("topic", validTopic(*topic), "want 1..249 letters, digits, '.', '_' or '-'")
 	f.checkErr("group", checkGroup(*group))
 	cfg.at, err = startAt(*from, true)
@@ -107,6 +111,9 @@ func runTap(ctx context.Context, cfg tapConfig, out io.Writer) error {
 	sc.Consumer.Offsets.Initial = sarama.OffsetNewest
 	if cfg.from == "earliest" {
 		sc.Consumer.Offsets.Initial = sarama.OffsetOldest
+	}
+	if err := cfg.security.Apply(sc); err != nil {
+		return err
 	}
 	client, err := sarama.NewClient(cfg.brokers, sc)
 	if err != nil {

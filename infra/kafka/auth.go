@@ -61,8 +61,9 @@ func (s Security) tlsConfig() (*tls.Config, error) {
 	return tc, nil
 }
 
-// apply sets s on a Sarama configuration.
-func (s Security) apply(sc *sarama.Config) error {
+// Apply sets s on a Sarama configuration, for a client of the brokers
+// made outside this package (parley tap's).
+func (s Security) Apply(sc *sarama.Config) error {
 	tc, err := s.tlsConfig()
 	if err != nil {
 		return err

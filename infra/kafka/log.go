@@ -155,7 +155,7 @@ func (c Config) Validate() error {
 func (c Config) saramaConfig() (*sarama.Config, error) {
 	sc := sarama.NewConfig()
 	c.applyDial(sc)
-	if err := c.Security.apply(sc); err != nil {
+	if err := c.Security.Apply(sc); err != nil {
 		return nil, err
 	}
 	sc.ClientID = c.ClientID

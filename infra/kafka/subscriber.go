@@ -29,7 +29,7 @@ type SubscriberConfig struct {
 func (l *Log) NewSubscriber(sc SubscriberConfig, logger watermill.LoggerAdapter) (*wkafka.Subscriber, error) {
 	cfg := wkafka.DefaultSaramaSubscriberConfig()
 	l.cfg.applyDial(cfg)
-	if err := l.cfg.Security.apply(cfg); err != nil {
+	if err := l.cfg.Security.Apply(cfg); err != nil {
 		return nil, err
 	}
 	cfg.ClientID = l.cfg.ClientID
