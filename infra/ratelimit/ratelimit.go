@@ -51,11 +51,15 @@ func (l *Keyed) Take(key string, now time.Time) time.Duration {
 	return l.TakeN(key, 1, now)
 }
 
-// TakeN takes n tokens of key's bucket: 0 when they were there, otherwise
-// how long until they would be (nothing is taken then; n above the burst
-// never passes, and waits forever).
+// MaxWait is the longest wait TakeN answers: the wait for more tokens
+// than the burst holds, or at a rate of 0.
+const MaxWait = 24 * time.Hour
+
+// TakeN takes n tokens of key's bucket: 0 when they were there (or n is
+// not positive), otherwise how long until they would be, at most MaxWait
+// (nothing is taken then).
 func (l *Keyed) TakeN(key string, n int, now time.Time) time.Duration {
-	if l == nil {
+	if l == nil || n <= 0 {
 		return 0
 	}
 	l.mu.Lock()
@@ -65,16 +69,20 @@ func (l *Keyed) TakeN(key string, n int, now time.Time) time.Duration {
 		b.tokens -= float64(n)
 		return 0
 	}
-	if float64(n) > l.burst || l.perSecond == 0 {
-		return time.Duration(math.MaxInt64)
+	if float64(n) > l.burst || l.perSecond <= 0 {
+		return MaxWait
 	}
-	return time.Duration(math.Ceil((float64(n) - b.tokens) / l.perSecond * float64(time.Second)))
+	secs := (float64(n) - b.tokens) / l.perSecond
+	if secs >= MaxWait.Seconds() {
+		return MaxWait
+	}
+	return time.Duration(math.Ceil(secs * float64(time.Second)))
 }
 
 // GiveBack returns n tokens to key's bucket (up to its burst), for a
 // request that took them and then turned out to cost nothing.
 func (l *Keyed) GiveBack(key string, n int, now time.Time) {
-	if l == nil {
+	if l == nil || n <= 0 {
 		return
 	}
 	l.mu.Lock()
@@ -134,6 +142,9 @@ func (l *Keyed) makeRoom(now time.Time) {
 
 // Size is how many buckets are tracked.
 func (l *Keyed) Size() int {
+	if l == nil {
+		return 0
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return len(l.buckets)

@@ -2,7 +2,6 @@ package ratelimit_test
 
 import (
 	"fmt"
-	"math"
 	"testing"
 	"time"
 
@@ -72,8 +71,11 @@ func TestKeyedTakeNAndGiveBack(t *testing.T) {
 		t.Errorf("TakeN(3000) after giving 3000 back = %v, want 0", w)
 	}
 	l.GiveBack("a", 1e6, now.Add(2*time.Second)) // never past the burst
-	if w := l.TakeN("a", 4001, now.Add(time.Hour)); w != time.Duration(math.MaxInt64) {
-		t.Errorf("TakeN above the burst = %v, want forever", w)
+	if w := l.TakeN("a", 4001, now.Add(time.Hour)); w != ratelimit.MaxWait {
+		t.Errorf("TakeN above the burst = %v, want MaxWait", w)
+	}
+	if w := l.TakeN("a", -5000, now.Add(2*time.Second)); w != 0 {
+		t.Errorf("TakeN(-5000) = %v, want 0 and nothing taken or given", w)
 	}
 	if w := l.TakeN("a", 4000, now.Add(2*time.Second)); w != 0 {
 		t.Errorf("TakeN(4000) of a bucket given back to its burst = %v, want 0", w)
@@ -83,7 +85,13 @@ func TestKeyedTakeNAndGiveBack(t *testing.T) {
 	}
 	off := ratelimit.New(-1, 1, 1)
 	off.GiveBack("a", 1, now)
-	if off.TakeN("a", 1e9, now) != 0 || off.Take("a", now) != 0 {
-		t.Error("a limit that is off refused")
+	if off.TakeN("a", 1e9, now) != 0 || off.Take("a", now) != 0 || off.Size() != 0 {
+		t.Error("a limit that is off refused, or counts buckets")
+	}
+	// A rate so slow that the wait overflows a Duration waits MaxWait.
+	slow := ratelimit.New(1e-12, 10, 1)
+	slow.TakeN("a", 10, now)
+	if w := slow.TakeN("a", 10, now); w != ratelimit.MaxWait {
+		t.Errorf("TakeN at 1e-12 a second = %v, want MaxWait", w)
 	}
 }

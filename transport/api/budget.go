@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/parley-chat/parley/domain"
+	"github.com/parley-chat/parley/transport/wire"
 )
 
 // LimitError refuses a request over a rate limit. Nothing of it was done;
@@ -17,19 +18,30 @@ type LimitError struct {
 
 func (e *LimitError) Error() string { return e.Reason }
 
-// spend takes the cost of a message of body bytes from account's send
-// budget (Config.SendRate), or refuses the message when the budget does
-// not hold it now. settle takes the request's outcome and gives the cost
-// back when nothing was appended: a refusal, or a retry answered with the
-// first ack. trusted (a service call) is never counted.
-func (s *Service) spend(account domain.AccountID, body int, trusted bool) (settle func(Ack, error), err error) {
+// MessageCost is what a message with body costs its sender's budget
+// (Config.SendRate): SendCost and the body as its pushes carry it, JSON
+// escaping included, so that the budget bounds the bytes written to the
+// recipients' connections.
+func MessageCost(body string) int { return SendCost + wire.StringLen(body) - 2 }
+
+// MaxMessageCost is the cost of the costliest message: a body of
+// domain.MaxBodyBytes characters that each escape to six bytes.
+const MaxMessageCost = SendCost + 6*domain.MaxBodyBytes
+
+// spend takes the cost of a message with body from account's send budget
+// (Config.SendRate), or refuses the message when the budget does not
+// hold it now. settle takes the request's outcome and gives the cost back
+// when nothing was appended: a refusal, or a retry answered with the
+// first ack. A send the log may still append (undecided) keeps its cost.
+// trusted (a service call) is never counted.
+func (s *Service) spend(account domain.AccountID, body string, trusted bool) (settle func(Ack, error), err error) {
 	if trusted || s.budgets == nil {
 		return func(Ack, error) {}, nil
 	}
-	cost := SendCost + body
+	cost := MessageCost(body)
 	if wait := s.budgets.TakeN(string(account), cost, time.Now()); wait > 0 {
 		return nil, &LimitError{RetryAfter: wait,
-			Reason: fmt.Sprintf("this account sends more than %d bytes a second (a message costs %d plus its body)", int(s.cfg.SendRate), SendCost)}
+			Reason: fmt.Sprintf("this account sends more than %d bytes a second (a message costs %d plus its body as pushed, escapes included)", int(s.cfg.SendRate), SendCost)}
 	}
 	return func(ack Ack, err error) {
 		var u *undecided

@@ -18,11 +18,14 @@ import (
 // refused for what it asks, cost nothing; service calls are not counted,
 // and other accounts have budgets of their own.
 func TestSendBudget(t *testing.T) {
-	big := strings.Repeat("x", domain.MaxBodyBytes)
-	cost := api.SendCost + len(big)
-	// Room for two of the largest messages; a byte a second refills
-	// nothing within the test.
-	e := apitest.New(t, apitest.WithConfig(api.Config{SendRate: 1, SendBurst: 2 * cost}))
+	// The costliest message: every '<' is pushed as \u003c, six bytes.
+	big := strings.Repeat("<", domain.MaxBodyBytes)
+	if api.MessageCost(big) != api.MaxMessageCost {
+		t.Fatalf("the cost of %d escaped characters is %d, want %d", len(big), api.MessageCost(big), api.MaxMessageCost)
+	}
+	// Room for two of them (twelve plain ones of that length); a byte a
+	// second refills nothing within the test.
+	e := apitest.New(t, apitest.WithConfig(api.Config{SendRate: 1, SendBurst: 2 * api.MaxMessageCost}))
 	bob := api.Target{Account: "bob"}
 	refused := func(t *testing.T, err error) {
 		t.Helper()

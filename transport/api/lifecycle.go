@@ -66,7 +66,7 @@ func (s *Service) Edit(ctx context.Context, r EditRequest) (ack Ack, err error) 
 			return nil
 		},
 	}
-	settle, err := s.spend(r.By.Account, len(r.Body), r.Trusted)
+	settle, err := s.spend(r.By.Account, r.Body, r.Trusted)
 	if err != nil {
 		return Ack{}, err
 	}

@@ -72,7 +72,7 @@ func (s *Service) Send(ctx context.Context, r SendRequest) (ack Ack, err error) 
 			return Ack{}, err
 		}
 	}
-	settle, err := s.spend(r.From.Account, len(r.Body), r.Trusted)
+	settle, err := s.spend(r.From.Account, r.Body, r.Trusted)
 	if err != nil {
 		return Ack{}, err
 	}

@@ -121,7 +121,8 @@ type Config struct {
 	CompleteAfterAck bool
 	// SendRate bounds what one account sends through this process, over
 	// all its devices and both transports: each send and edit costs
-	// SendCost plus its body's bytes, taken from a budget that fills at
+	// MessageCost (SendCost plus its body's bytes as the pushes encode
+	// them), taken from a budget that fills at
 	// SendRate bytes a second up to SendBurst. A send past it is refused
 	// (LimitError, rate_limited) before anything is done. It keeps one
 	// account from flooding another's connections faster than they can
@@ -130,11 +131,10 @@ type Config struct {
 	// Service calls (SendRequest.Trusted) are not counted.
 	SendRate float64
 	// SendBurst is the most an account may send at once, in the same
-	// units; at least SendCost + domain.MaxBodyBytes, so that every
-	// message fits (a smaller value is raised to it). Default
-	// DefaultSendBurst.
+	// units; at least MaxMessageCost, so that every message fits (a
+	// smaller value is raised to it). Default DefaultSendBurst.
 	SendBurst int
-	// MaxSenders bounds the accounts whose budgets are tracked (about 200
+	// MaxSenders bounds the accounts whose budgets are tracked (about 150
 	// bytes each; a full budget is forgotten). Default 65536.
 	MaxSenders int
 	// Logger receives what the client is not told. Default slog.Default().
@@ -154,8 +154,8 @@ type Keys interface {
 }
 
 // The defaults of an account's send budget (Config.SendRate): 256 KiB a
-// second, bursts of 1 MiB, a message costing 1 KiB beside its body — 256
-// small messages a second, or 15 of the largest.
+// second, bursts of 1 MiB, a message costing 1 KiB beside its body — about
+// 250 small messages a second, or 15 of the largest plain ones.
 const (
 	DefaultSendRate  = 256 << 10
 	DefaultSendBurst = 1 << 20
@@ -258,7 +258,7 @@ func New(cfg Config, log Log, rm ReadModels) *Service {
 		rm.Mutes = notify.NewMemoryMutes()
 	}
 	s := &Service{cfg: cfg, log: log, rm: rm, undecided: map[heldLease]struct{}{}, maxUndecided: maxUndecided,
-		budgets: ratelimit.New(cfg.SendRate, max(cfg.SendBurst, SendCost+domain.MaxBodyBytes), cfg.MaxSenders)}
+		budgets: ratelimit.New(cfg.SendRate, max(cfg.SendBurst, MaxMessageCost), cfg.MaxSenders)}
 	s.leases = leases{every: reservationLease / 3, log: cfg.Logger,
 		extend: func(ctx context.Context, k idempotency.Key, token string) error {
 			return cfg.Reservations.Extend(ctx, k, token, reservationLease)

@@ -284,9 +284,6 @@ func (c *Client) send(ctx context.Context, req wire.Request) (wire.ServerFrame, 
 	var lastErr error
 	backoff := 50 * time.Millisecond
 	for attempt := 0; attempt < c.cfg.SendAttempts; attempt++ {
-		if attempt > 0 {
-			req.Retry = true
-		}
 		f, err := c.Do(ctx, req)
 		if err == nil {
 			return f, nil
@@ -295,9 +292,12 @@ func (c *Client) send(ctx context.Context, req wire.Request) (wire.ServerFrame, 
 		var se *Error
 		switch {
 		case errors.As(err, &se) && se.Code == wire.CodeRateLimited:
+			// Nothing of it was done: the next attempt is not a retry
+			// of one that may have landed (unless an earlier one was).
 			backoff = max(backoff, se.RetryAfter)
-		case errors.As(err, &se) && se.Code == wire.CodeUnavailable:
-		case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
+		case errors.As(err, &se) && se.Code == wire.CodeUnavailable,
+			errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
+			req.Retry = true // it may have landed
 		default:
 			return f, err
 		}

@@ -43,7 +43,7 @@ type RateLimit struct {
 	InFlightPerIP int
 	// MaxKeys bounds the accounts and the addresses tracked, each, so that
 	// a flood of new accounts or addresses cannot grow memory without
-	// bound (about 200 bytes each). Default 65536.
+	// bound (about 150 bytes each). Default 65536.
 	MaxKeys int
 }
 
@@ -109,16 +109,17 @@ func rateLimited(wait time.Duration) *apiError {
 func (s *server) limitAddress(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		key := addressKey(r.RemoteAddr)
-		if wait := s.byAddress.Take(key, time.Now()); wait > 0 {
-			writeError(w, rateLimited(wait))
-			return
-		}
+		// The count first: a request it refuses takes no token.
 		if !s.inFlight.enter(key) {
 			writeError(w, &apiError{Status: http.StatusTooManyRequests, Code: wire.CodeRateLimited,
 				Message: "too many requests from this address at once", RetryAfter: time.Second})
 			return
 		}
 		defer s.inFlight.leave(key)
+		if wait := s.byAddress.Take(key, time.Now()); wait > 0 {
+			writeError(w, rateLimited(wait))
+			return
+		}
 		next.ServeHTTP(w, r)
 	})
 }

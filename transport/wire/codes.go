@@ -1,6 +1,9 @@
 package wire
 
-import "time"
+import (
+	"math"
+	"time"
+)
 
 // Code is a stable error code. Codes never change meaning; new ones may be
 // added. Clients switch on the code, never on the human text.
@@ -114,5 +117,8 @@ const (
 // up, at least 1, so that a client that waits exactly that long has waited
 // at least d.
 func RetryAfter(d time.Duration) int64 {
+	if d > math.MaxInt64-time.Millisecond {
+		return int64(math.MaxInt64 / time.Millisecond)
+	}
 	return max(1, int64((d+time.Millisecond-1)/time.Millisecond))
 }

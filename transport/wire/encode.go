@@ -223,8 +223,8 @@ const MaxMessageBytes = 6*domain.MaxBodyBytes + 4096
 // EncodedLen is the exact length of AppendMessage's encoding of m.
 func EncodedLen(m *Message) int {
 	const fixed = len(`{"msgId":,"messageId":,"clientMsgId":,"conversation":,"from":,"device":,"kind":,"body":,"serverTime":}`)
-	n := fixed + intLen(m.MsgID) + intLen(m.ServerTime) + stringLen(m.MessageID) + stringLen(m.ClientMsgID) +
-		stringLen(m.Conversation) + stringLen(m.From) + stringLen(m.Device) + stringLen(m.Kind) + stringLen(m.Body)
+	n := fixed + intLen(m.MsgID) + intLen(m.ServerTime) + StringLen(m.MessageID) + StringLen(m.ClientMsgID) +
+		StringLen(m.Conversation) + StringLen(m.From) + StringLen(m.Device) + StringLen(m.Kind) + StringLen(m.Body)
 	if m.EditedAt != 0 {
 		n += len(`,"editedAt":`) + intLen(m.EditedAt)
 	}
@@ -304,8 +304,10 @@ func intLen(n int64) int {
 	return len(strconv.AppendInt(buf[:0], n, 10))
 }
 
-// stringLen is the length of appendString's encoding of s.
-func stringLen(s string) int {
+// StringLen is the length of s encoded as a JSON string the way Parley
+// writes it (appendString), quotes included: an escaped character, such
+// as '<', counts six bytes.
+func StringLen(s string) int {
 	n := 2
 	for i := 0; i < len(s); {
 		c := s[i]

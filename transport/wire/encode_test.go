@@ -2,6 +2,7 @@ package wire
 
 import (
 	"encoding/json"
+	"math"
 	"reflect"
 	"strings"
 	"testing"
@@ -83,8 +84,8 @@ func FuzzAppendString(f *testing.F) {
 		if got := appendString(nil, s); string(got) != string(std) {
 			t.Fatalf("appendString(%q) = %s, encoding/json gives %s", s, got, std)
 		}
-		if n := stringLen(s); n != len(std) {
-			t.Fatalf("stringLen(%q) = %d, the encoding has %d bytes", s, n, len(std))
+		if n := StringLen(s); n != len(std) {
+			t.Fatalf("StringLen(%q) = %d, the encoding has %d bytes", s, n, len(std))
 		}
 	})
 }
@@ -186,6 +187,7 @@ func TestRetryAfterRoundsUp(t *testing.T) {
 		10 * time.Millisecond: 10,
 		16*time.Millisecond + 700*time.Microsecond: 17,
 		time.Second / 3: 334,
+		math.MaxInt64:   math.MaxInt64 / int64(time.Millisecond), // no wrap to 1
 	} {
 		if got := RetryAfter(d); got != want {
 			t.Errorf("RetryAfter(%v) = %d, want %d", d, got, want)
