@@ -30,23 +30,41 @@ const MaxMessageCost = SendCost + 6*domain.MaxBodyBytes
 
 // spend takes the cost of a message with body from account's send budget
 // (Config.SendRate), or refuses the message when the budget does not
-// hold it now. settle takes the request's outcome and gives the cost back
-// when nothing was appended: a refusal, or a retry answered with the
-// first ack. A send the log may still append (undecided) keeps its cost.
-// trusted (a service call) is never counted.
-func (s *Service) spend(account domain.AccountID, body string, trusted bool) (settle func(Ack, error), err error) {
+// hold it now. trusted (a service call) is never counted.
+func (s *Service) spend(account domain.AccountID, body string, trusted bool) (*charge, error) {
 	if trusted || s.budgets == nil {
-		return func(Ack, error) {}, nil
+		return nil, nil
 	}
-	cost := MessageCost(body)
-	if wait := s.budgets.TakeN(string(account), cost, time.Now()); wait > 0 {
+	c := &charge{s: s, account: string(account), cost: MessageCost(body)}
+	if wait := s.budgets.TakeN(c.account, c.cost, time.Now()); wait > 0 {
 		return nil, &LimitError{RetryAfter: wait,
 			Reason: fmt.Sprintf("this account sends more than %d bytes a second (a message costs %d plus its body as pushed, escapes included)", int(s.cfg.SendRate), SendCost)}
 	}
-	return func(ack Ack, err error) {
-		var u *undecided
-		if ack.Duplicate || (err != nil && !errors.As(err, &u)) {
-			s.budgets.GiveBack(string(account), cost, time.Now())
-		}
-	}, nil
+	return c, nil
+}
+
+// charge is a message's cost, taken from its sender's budget; a nil
+// *charge took nothing.
+type charge struct {
+	s       *Service
+	account string
+	cost    int
+}
+
+// settle gives the cost back when the request's outcome says nothing was
+// appended: a refusal, or a retry answered with the first ack. A send
+// the log may still append (undecided) keeps it; the log's answer gives
+// it back if the record did not land (claim.refund).
+func (c *charge) settle(ack Ack, err error) {
+	var u *undecided
+	if ack.Duplicate || (err != nil && !errors.As(err, &u)) {
+		c.giveBack()
+	}
+}
+
+// giveBack returns the cost to the budget.
+func (c *charge) giveBack() {
+	if c != nil {
+		c.s.budgets.GiveBack(c.account, c.cost, time.Now())
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/parley-chat/parley/domain"
 	"github.com/parley-chat/parley/transport/api"
@@ -72,5 +73,63 @@ func TestSendBudgetOff(t *testing.T) {
 	big := strings.Repeat("x", domain.MaxBodyBytes)
 	for i := range 100 { // 1.7 MB at once, past the default burst
 		send(t, e, alicePhone, api.Target{Account: "bob"}, fmt.Sprint("m", i), big)
+	}
+}
+
+// A send the log may still append keeps its cost: once the log says the
+// record landed, the budget stays spent; once it says it did not, the
+// cost comes back.
+func TestSendBudgetOfAnUndecidedSend(t *testing.T) {
+	big := strings.Repeat("<", domain.MaxBodyBytes) // the costliest message
+	for _, landed := range []bool{true, false} {
+		t.Run(fmt.Sprintf("landed %v", landed), func(t *testing.T) {
+			e := apitest.New(t, apitest.WithConfig(api.Config{SendTimeout: 100 * time.Millisecond, ReadTimeout: 300 * time.Millisecond,
+				SendRate: 1, SendBurst: api.MaxMessageCost}))
+			release := e.Log.Hold()
+			defer release()
+			first := api.SendRequest{From: alicePhone, To: api.Target{Account: "bob"}, ClientMsgID: "c1", Body: big}
+			if _, err := e.Service.Send(ctxT(t), first); api.Code(err) != wire.CodeUnavailable {
+				t.Fatalf("send past the send timeout: %v, want unavailable", err)
+			}
+			second := api.SendRequest{From: alicePhone, To: api.Target{Account: "bob"}, ClientMsgID: "c2", Body: big}
+			if _, err := e.Service.Send(ctxT(t), second); api.Code(err) != wire.CodeRateLimited {
+				t.Fatalf("another send while the first is undecided: %v, want rate_limited", err)
+			}
+			if !landed {
+				e.Log.Fail(errors.New("disk full"))
+			}
+			release()
+			// The log's answer reaches the reservation on its goroutine.
+			deadline := time.Now().Add(2 * time.Second)
+			for {
+				_, err := e.Service.Send(ctxT(t), second)
+				switch {
+				case landed && api.Code(err) == wire.CodeRateLimited:
+					// Still spent (a resend of the first would be
+					// refused too). Once it has landed, and the log's
+					// answer had time to reach the reservation, it
+					// stays spent.
+					if len(history(t, e, "bob", "d:alice:bob")) == 1 {
+						time.Sleep(200 * time.Millisecond)
+						if _, err := e.Service.Send(ctxT(t), second); api.Code(err) != wire.CodeRateLimited {
+							t.Fatalf("a send after the first landed: %v, want rate_limited", err)
+						}
+						return
+					}
+				case !landed && api.Code(err) != wire.CodeRateLimited:
+					e.Log.Fail(nil)
+					if _, err := e.Service.Send(ctxT(t), second); err != nil {
+						t.Fatalf("a send once the cost came back: %v", err)
+					}
+					return
+				case landed:
+					t.Fatalf("a send after the first landed: %v, want rate_limited", err)
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("the log's answer did not settle the budget: %v", err)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		})
 	}
 }

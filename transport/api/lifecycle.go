@@ -66,11 +66,12 @@ func (s *Service) Edit(ctx context.Context, r EditRequest) (ack Ack, err error) 
 			return nil
 		},
 	}
-	settle, err := s.spend(r.By.Account, r.Body, r.Trusted)
+	cost, err := s.spend(r.By.Account, r.Body, r.Trusted)
 	if err != nil {
 		return Ack{}, err
 	}
-	defer func() { settle(ack, err) }()
+	defer func() { cost.settle(ack, err) }()
+	c.refund = cost.giveBack
 	return s.once(ctx, c, conv, func() (Ack, events.Position, error) {
 		if err := s.catchUp(ctx, s.rm.StoreProgress, conv); err != nil {
 			return Ack{}, events.Position{}, err

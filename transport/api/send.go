@@ -72,12 +72,14 @@ func (s *Service) Send(ctx context.Context, r SendRequest) (ack Ack, err error) 
 			return Ack{}, err
 		}
 	}
-	settle, err := s.spend(r.From.Account, r.Body, r.Trusted)
+	cost, err := s.spend(r.From.Account, r.Body, r.Trusted)
 	if err != nil {
 		return Ack{}, err
 	}
-	defer func() { settle(ack, err) }()
-	return s.once(ctx, s.sendClaim(r), conv, func() (Ack, events.Position, error) {
+	defer func() { cost.settle(ack, err) }()
+	c := s.sendClaim(r)
+	c.refund = cost.giveBack
+	return s.once(ctx, c, conv, func() (Ack, events.Position, error) {
 		id, err := uuid.NewV7()
 		if err != nil {
 			return Ack{}, events.Position{}, err
