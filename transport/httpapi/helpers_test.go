@@ -133,6 +133,8 @@ type req struct {
 	Body          string
 	ContentType   string
 	NoContentType bool
+	// Header holds more headers to send.
+	Header map[string]string
 }
 
 // resp is an answer.
@@ -156,6 +158,9 @@ func (e *env) do(r req) resp {
 	}
 	if r.Auth != "" {
 		hr.Header.Set("Authorization", r.Auth)
+	}
+	for k, v := range r.Header {
+		hr.Header.Set(k, v)
 	}
 	switch {
 	case r.NoContentType:

@@ -60,10 +60,23 @@ type Config struct {
 	MaxBodyBytes int64
 	// RateLimit bounds the requests per account and per client address.
 	RateLimit RateLimit
+	// TrustedGateway, when its Secret is set, names the API gateway whose
+	// requests carry Secret in Header: they come from one address for
+	// every client behind it, so they are not limited per address (the
+	// socket's trusted gateway mode counts its connections the same way).
+	TrustedGateway TrustedGateway
 	// SyncPageBytes bounds the encoded messages of one sync page: a page
 	// holds fewer than the limit asked for (with hasMore) rather than more
 	// bytes, but always at least one message. Default DefaultSyncPageBytes.
 	SyncPageBytes int
+}
+
+// TrustedGateway is an API gateway that proves itself with a shared
+// secret in a header.
+type TrustedGateway struct {
+	Secret string
+	// Header carries the secret. Default "X-Parley-Gateway-Secret".
+	Header string
 }
 
 // DefaultSyncPageBytes is the default byte budget of a sync page: 1 MiB,
@@ -72,6 +85,9 @@ const DefaultSyncPageBytes = 1 << 20
 
 func (c *Config) setDefaults() {
 	c.RateLimit.setDefaults()
+	if c.TrustedGateway.Header == "" {
+		c.TrustedGateway.Header = "X-Parley-Gateway-Secret"
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}

@@ -172,3 +172,40 @@ func TestRateLimitInFlightPerAddress(t *testing.T) {
 		t.Fatalf("after the slow requests went away: %d %s", r.Status, r.Body)
 	}
 }
+
+// A trusted API gateway's requests come from one address for all its
+// clients: with its secret they are not limited per address, neither in
+// rate nor in number under way. Without it, or with a wrong one, the
+// same address is limited as any.
+func TestTrustedGatewayNotLimitedPerAddress(t *testing.T) {
+	const secret = "trusted-gateway-secret-for-tests"
+	e := newEnv(t, func(c *httpapi.Config) {
+		c.RateLimit.PerIP, c.RateLimit.IPBurst = 1, 5
+		c.TrustedGateway.Secret = secret
+	})
+	get := func(header string) resp {
+		r := req{Method: http.MethodGet, Path: "/api/v1/groups", Auth: e.user("alice", "phone")}
+		if header != "" {
+			r.Header = map[string]string{"X-Parley-Gateway-Secret": header}
+		}
+		return e.do(r)
+	}
+	for i := range 20 {
+		if r := get(secret); r.Status != http.StatusOK {
+			t.Fatalf("trusted request %d: %d %s", i, r.Status, r.Body)
+		}
+	}
+	refused := false
+	for range 20 {
+		if r := get("not-the-secret-at-all"); r.Status == http.StatusTooManyRequests {
+			refused = true
+			break
+		}
+	}
+	if !refused {
+		t.Error("requests with a wrong secret were not limited per address")
+	}
+	if r := get(secret); r.Status != http.StatusOK {
+		t.Errorf("trusted request after the address was limited: %d", r.Status)
+	}
+}

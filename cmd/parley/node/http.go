@@ -35,7 +35,8 @@ func (n *Node) serveHTTP() error {
 			rl.PerIP, rl.InFlightPerIP = -1, -1
 		}
 		h, err := httpapi.New(httpapi.Config{Service: n.svc, Tokens: n.tokens, ServiceCredential: n.cfg.ServiceCredential,
-			Online: n.online, Presence: n.stores.routes.Presence, Logger: n.log, RateLimit: rl})
+			Online: n.online, Presence: n.stores.routes.Presence, Logger: n.log, RateLimit: rl,
+			TrustedGateway: httpapi.TrustedGateway{Secret: n.cfg.Gateway.Trusted.Secret, Header: n.cfg.Gateway.Trusted.SecretHeader}})
 		if err != nil {
 			return err
 		}
