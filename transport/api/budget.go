@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/parley-chat/parley/domain"
+	"github.com/parley-chat/parley/infra/ratelimit"
 	"github.com/parley-chat/parley/transport/wire"
 )
 
@@ -30,23 +31,25 @@ const MaxMessageCost = SendCost + 6*domain.MaxBodyBytes
 
 // spend takes the cost of a message with body from account's send budget
 // (Config.SendRate), or refuses the message when the budget does not
-// hold it now. trusted (a service call) is never counted.
-func (s *Service) spend(account domain.AccountID, body string, trusted bool) (*charge, error) {
+// hold it now. trusted (a service call) is never counted: its charge is
+// the zero one, which took nothing.
+func (s *Service) spend(account domain.AccountID, body string, trusted bool) (charge, error) {
 	if trusted || s.budgets == nil {
-		return nil, nil
+		return charge{}, nil
 	}
-	c := &charge{s: s, account: string(account), cost: MessageCost(body)}
+	c := charge{budgets: s.budgets, account: string(account), cost: MessageCost(body)}
 	if wait := s.budgets.TakeN(c.account, c.cost, time.Now()); wait > 0 {
-		return nil, &LimitError{RetryAfter: wait,
+		return charge{}, &LimitError{RetryAfter: wait,
 			Reason: fmt.Sprintf("this account sends more than %d bytes a second (a message costs %d plus its body as pushed, escapes included)", int(s.cfg.SendRate), SendCost)}
 	}
 	return c, nil
 }
 
-// charge is a message's cost, taken from its sender's budget; a nil
-// *charge took nothing.
+// charge is a message's cost, taken from its sender's budget. It is a
+// value, kept with the request's claim, so that a send allocates nothing
+// for it; the zero charge took nothing (a nil budget gives nothing back).
 type charge struct {
-	s       *Service
+	budgets *ratelimit.Keyed
 	account string
 	cost    int
 }
@@ -54,8 +57,8 @@ type charge struct {
 // settle gives the cost back when the request's outcome says nothing was
 // appended: a refusal, or a retry answered with the first ack. A send
 // the log may still append (undecided) keeps it; the log's answer gives
-// it back if the record did not land (claim.refund).
-func (c *charge) settle(ack Ack, err error) {
+// it back if the record did not land (settleLater).
+func (c charge) settle(ack Ack, err error) {
 	var u *undecided
 	if ack.Duplicate || (err != nil && !errors.As(err, &u)) {
 		c.giveBack()
@@ -63,8 +66,4 @@ func (c *charge) settle(ack Ack, err error) {
 }
 
 // giveBack returns the cost to the budget.
-func (c *charge) giveBack() {
-	if c != nil {
-		c.s.budgets.GiveBack(c.account, c.cost, time.Now())
-	}
-}
+func (c charge) giveBack() { c.budgets.GiveBack(c.account, c.cost, time.Now()) }

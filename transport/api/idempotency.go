@@ -95,10 +95,10 @@ type claim struct {
 	// key first is one this request may get: an edit's key reused for
 	// another message is refused, not answered with that edit's ack.
 	fits func(Ack) error
-	// refund, if set, gives the request's cost back to its sender's
-	// budget when the log says, after the client heard unavailable, that
+	// cost is what the request took from its sender's send budget: given
+	// back when the log says, after the client heard unavailable, that
 	// its record did not land.
-	refund func()
+	cost charge
 }
 
 // sendClaim is the claim of a send: its client message id, found in the
@@ -155,7 +155,7 @@ func (s *Service) attempt(ctx context.Context, c claim, e idempotency.Entry, sen
 	}
 	var u *undecided
 	if errors.As(err, &u) {
-		s.settleLater(ctx, key, e.Token, u, c.refund)
+		s.settleLater(ctx, key, e.Token, u, c.cost)
 		return Ack{}, err
 	}
 	if err != nil {
@@ -248,7 +248,7 @@ func (s *Service) appendFor(ctx context.Context, id string, e events.Event, ackA
 // settle what it can before that (kafka.Log.Settle, at most its append
 // timeout): what is left is a record whose broker did not answer in all
 // that time, which lands only if its bytes reach the broker later still.
-func (s *Service) settleLater(ctx context.Context, key idempotency.Key, token string, u *undecided, refund func()) {
+func (s *Service) settleLater(ctx context.Context, key idempotency.Key, token string, u *undecided, cost charge) {
 	h := heldLease{key, token}
 	s.undecidedMu.Lock()
 	if s.stopped {
@@ -276,8 +276,8 @@ func (s *Service) settleLater(ctx context.Context, key idempotency.Key, token st
 					s.complete(ctx, key, token, ack, o.Pos, false)
 					return
 				}
-			} else if refund != nil {
-				refund() // the record did not land
+			} else {
+				cost.giveBack() // the record did not land
 			}
 			s.abandon(ctx, key, token)
 		})

@@ -71,7 +71,7 @@ func (s *Service) Edit(ctx context.Context, r EditRequest) (ack Ack, err error) 
 		return Ack{}, err
 	}
 	defer func() { cost.settle(ack, err) }()
-	c.refund = cost.giveBack
+	c.cost = cost
 	return s.once(ctx, c, conv, func() (Ack, events.Position, error) {
 		if err := s.catchUp(ctx, s.rm.StoreProgress, conv); err != nil {
 			return Ack{}, events.Position{}, err

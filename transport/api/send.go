@@ -78,7 +78,7 @@ func (s *Service) Send(ctx context.Context, r SendRequest) (ack Ack, err error) 
 	}
 	defer func() { cost.settle(ack, err) }()
 	c := s.sendClaim(r)
-	c.refund = cost.giveBack
+	c.cost = cost
 	return s.once(ctx, c, conv, func() (Ack, events.Position, error) {
 		id, err := uuid.NewV7()
 		if err != nil {
