@@ -1,7 +1,6 @@
 package api
 
 import (
-	"errors"
 	"fmt"
 	"time"
 
@@ -59,8 +58,12 @@ type charge struct {
 // the log may still append (undecided) keeps it; the log's answer gives
 // it back if the record did not land (settleLater).
 func (c charge) settle(ack Ack, err error) {
-	var u *undecided
-	if ack.Duplicate || (err != nil && !errors.As(err, &u)) {
+	if err != nil {
+		if _, undecided := asUndecided(err); undecided {
+			return
+		}
+	}
+	if ack.Duplicate || err != nil {
 		c.giveBack()
 	}
 }

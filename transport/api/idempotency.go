@@ -153,14 +153,12 @@ func (s *Service) attempt(ctx context.Context, c claim, e idempotency.Entry, sen
 		}
 		ack, pos, err = send()
 	}
-	var u *undecided
-	if errors.As(err, &u) {
-		s.settleLater(ctx, key, e.Token, u, c.cost)
-		return Ack{}, err
-	}
 	if err != nil {
-		// The log said the record did not land (one it may still write
-		// is undecided, above).
+		if u, ok := asUndecided(err); ok {
+			s.settleLater(ctx, key, e.Token, u, c.cost)
+			return Ack{}, err
+		}
+		// The log said the record did not land.
 		return abandon(err)
 	}
 	if !s.cfg.CompleteAfterAck {
@@ -219,6 +217,14 @@ type undecided struct {
 }
 
 func (u *undecided) Error() string { return u.err.Error() }
+
+// asUndecided finds the undecided in err's chain. (Its target escapes to
+// the heap: callers ask only when there is an error.)
+func asUndecided(err error) (*undecided, bool) {
+	var u *undecided
+	ok := errors.As(err, &u)
+	return u, ok
+}
 func (u *undecided) Unwrap() error { return u.err }
 
 // appendFor appends e for a request whose ack is made from where its
