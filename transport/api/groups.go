@@ -167,7 +167,7 @@ func (s *Service) GroupsPage(ctx context.Context, who domain.AccountID, after st
 	}
 	var out []*domain.Group
 	size := 0
-	for i, id := range ids {
+	for _, id := range ids {
 		if string(id) <= after {
 			continue
 		}
@@ -183,7 +183,7 @@ func (s *Service) GroupsPage(ctx context.Context, who domain.AccountID, after st
 		}
 		n := groupBytes(g)
 		if len(out) > 0 && size+n > MaxGroupsReplyBytes {
-			return out, i < len(ids), nil
+			return out, true, nil // g, at least, follows
 		}
 		out, size = append(out, g), size+n
 	}
