@@ -5,6 +5,11 @@ import (
 	"crypto/subtle"
 )
 
+// DefaultGatewaySecretHeader is the header in which a trusted API gateway
+// sends its shared secret, to the socket's upgrade and to the HTTP API
+// alike, unless configured otherwise.
+const DefaultGatewaySecretHeader = "X-Parley-Gateway-Secret"
+
 // SecretEqual reports whether got is the shared secret want, in time that
 // depends on neither's content nor length: both sides are hashed with
 // SHA-256 first, because subtle.ConstantTimeCompare returns at once when

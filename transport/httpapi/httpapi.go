@@ -75,7 +75,8 @@ type Config struct {
 // secret in a header.
 type TrustedGateway struct {
 	Secret string
-	// Header carries the secret. Default "X-Parley-Gateway-Secret".
+	// Header carries the secret. Default auth.DefaultGatewaySecretHeader,
+	// as on the socket.
 	Header string
 }
 
@@ -86,7 +87,7 @@ const DefaultSyncPageBytes = 1 << 20
 func (c *Config) setDefaults() {
 	c.RateLimit.setDefaults()
 	if c.TrustedGateway.Header == "" {
-		c.TrustedGateway.Header = "X-Parley-Gateway-Secret"
+		c.TrustedGateway.Header = auth.DefaultGatewaySecretHeader
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

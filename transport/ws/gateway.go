@@ -153,7 +153,8 @@ func (noObserver) FrameWritten(time.Duration)   {}
 type TrustedHeaders struct {
 	// Secret shared with the API gateway; empty disables the mode.
 	Secret string
-	// SecretHeader carries the secret. Default "X-Parley-Gateway-Secret".
+	// SecretHeader carries the secret. Default
+	// auth.DefaultGatewaySecretHeader.
 	SecretHeader string
 	// AccountHeader and DeviceHeader carry the identity. Defaults
 	// "X-Parley-Account" and "X-Parley-Device".
@@ -162,7 +163,7 @@ type TrustedHeaders struct {
 
 func (t *TrustedHeaders) setDefaults() {
 	if t.SecretHeader == "" {
-		t.SecretHeader = "X-Parley-Gateway-Secret"
+		t.SecretHeader = auth.DefaultGatewaySecretHeader
 	}
 	if t.AccountHeader == "" {
 		t.AccountHeader = "X-Parley-Account"
