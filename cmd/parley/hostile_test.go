@@ -59,6 +59,21 @@ func dialRaw(t *testing.T, addr string) (*rawWS, int) {
 	return &rawWS{Conn: c, br: br}, resp.StatusCode
 }
 
+// holdRaw opens n connections to addr, each of which must be upgraded;
+// they close with the test.
+func holdRaw(t *testing.T, addr string, n int) []*rawWS {
+	t.Helper()
+	held := make([]*rawWS, n)
+	for i := range held {
+		ws, status := dialRaw(t, addr)
+		if status != http.StatusSwitchingProtocols {
+			t.Fatalf("connection %d refused with %d", i, status)
+		}
+		held[i] = ws
+	}
+	return held
+}
+
 // frame encodes a masked client frame.
 func frame(op byte, payload []byte) []byte {
 	b := []byte{0x80 | op}
@@ -460,11 +475,7 @@ func TestHostileClients(t *testing.T) {
 
 	t.Run("upgrades past the per-address cap are refused", func(t *testing.T) {
 		capped := startServer(t, func(c *node.Config) { c.Gateway.MaxConnectionsPerIP = 3 })
-		for i := 0; i < 3; i++ {
-			if _, status := dialRaw(t, capped.n.Addr()); status != http.StatusSwitchingProtocols {
-				t.Fatalf("connection %d refused with %d", i, status)
-			}
-		}
+		holdRaw(t, capped.n.Addr(), 3)
 		if _, status := dialRaw(t, capped.n.Addr()); status != http.StatusTooManyRequests {
 			t.Fatalf("fourth connection from one address: %d, want 429", status)
 		}
@@ -474,14 +485,7 @@ func TestHostileClients(t *testing.T) {
 		// Each may hold a frame's buffer (256 KiB) until its hello
 		// timeout without a token: 64 from one address at most.
 		s := startServer(t, nil) // no other subtest's connections waiting
-		var held []*rawWS
-		for i := 0; i < 64; i++ {
-			ws, status := dialRaw(t, s.n.Addr())
-			if status != http.StatusSwitchingProtocols {
-				t.Fatalf("connection %d refused with %d", i, status)
-			}
-			held = append(held, ws)
-		}
+		held := holdRaw(t, s.n.Addr(), 64)
 		if _, status := dialRaw(t, s.n.Addr()); status != http.StatusTooManyRequests {
 			t.Fatalf("the 65th connection without a hello: %d, want 429", status)
 		}
@@ -493,8 +497,7 @@ func TestHostileClients(t *testing.T) {
 		if f, _, err := held[0].readText(); err != nil || f.Type != wire.TypeWelcome {
 			t.Fatalf("hello: %+v %v", f, err)
 		}
-		ws, status := dialRaw(t, s.n.Addr())
-		if status != http.StatusSwitchingProtocols {
+		if _, status := dialRaw(t, s.n.Addr()); status != http.StatusSwitchingProtocols {
 			t.Fatalf("after a hello, a new connection: %d, want 101", status)
 		}
 		// And one that closes gives its place back.
@@ -507,10 +510,6 @@ func TestHostileClients(t *testing.T) {
 			}
 			return false
 		})
-		ws.Close()
-		for _, h := range held {
-			h.Close()
-		}
 	})
 
 	t.Run("--max-connections-per-ip 0 is no limit", func(t *testing.T) {
@@ -519,25 +518,12 @@ func TestHostileClients(t *testing.T) {
 			t.Fatal(err)
 		}
 		unlimited := startServer(t, func(c *node.Config) { c.Gateway.MaxConnectionsPerIP = cfg.Gateway.MaxConnectionsPerIP })
-		for i := 0; i < 1001; i++ { // the default per-address limit is 1,000
-			ws, status := dialRaw(t, unlimited.n.Addr())
-			if status != http.StatusSwitchingProtocols {
-				t.Fatalf("connection %d refused with %d", i, status)
-			}
-			defer ws.Close()
-		}
+		holdRaw(t, unlimited.n.Addr(), 1001) // the default per-address limit is 1,000
 	})
 
 	t.Run("upgrades past the global cap are refused", func(t *testing.T) {
 		capped := startServer(t, func(c *node.Config) { c.Gateway.MaxConnections = 2 })
-		var held []*rawWS
-		for i := 0; i < 2; i++ {
-			ws, status := dialRaw(t, capped.n.Addr())
-			if status != http.StatusSwitchingProtocols {
-				t.Fatalf("connection %d refused with %d", i, status)
-			}
-			held = append(held, ws)
-		}
+		held := holdRaw(t, capped.n.Addr(), 2)
 		if _, status := dialRaw(t, capped.n.Addr()); status != http.StatusServiceUnavailable {
 			t.Fatalf("third connection: %d, want 503", status)
 		}
