@@ -12,6 +12,10 @@
 //	                            print the event stream as NDJSON
 //	parley erase --account A --service-credential S [--url U]
 //	                            erase an account through a gateway's HTTP API
+//	parley backup --out FILE --service-credential S [--url U]
+//	                            back up a running single node
+//	parley restore --from FILE [--data-dir D]
+//	                            restore a backup into a new data directory
 //	parley replay --projection store|cache|all [--from earliest|TIME]
 //	                            rebuild read models from the log
 //	parley log repair [flags]
@@ -70,6 +74,8 @@ func commands() []command {
 		{"logout", "logout --account A [flags]", "publish a UserLoggedOut event, as the user service would", logoutCmd},
 		{"tap", "tap [flags]", "print the event stream as NDJSON, one event a line", tap},
 		{"erase", "erase --account A [flags]", "erase an account: destroy its data keys and drop its bodies, cursors and memberships from every read model", eraseCmd},
+		{"backup", "backup --out FILE [flags]", "back up a running single node through its HTTP API: its store, its log and its token secret at one moment", backupCmd},
+		{"restore", "restore --from FILE [flags]", "restore a backup into a new data directory", restoreCmd},
 		{"replay", "replay [flags]", "rebuild the history (PostgreSQL) and/or the 7-day cache (Redis) from the log", replay},
 		{"log", "log repair [flags]", "accept that the embedded log lost records: keep what it holds, move to the next log epoch", logCmd},
 		{"help", "help [command]", "list the commands, or show one command's flags", nil},

@@ -145,3 +145,21 @@ func (e *Embedded) Addrs() []string { return e.cluster.ListenAddrs() }
 
 // Close stops the broker and saves its state. It is idempotent.
 func (e *Embedded) Close() { e.cluster.Close() }
+
+// SnapshotFile is one file of the log's directory at a snapshot.
+type SnapshotFile = kfake.SnapshotFile
+
+// ErrNotPersisted is the error of a snapshot of a broker whose log is not
+// in a directory.
+var ErrNotPersisted = kfake.ErrNotPersisted
+
+// Snapshot runs during while the broker appends nothing, then opens every
+// file of its log directory with its length at that moment, before the
+// next append: what during records of the log's effects (a read model's
+// progress, a data key stored before its first message) is never newer
+// than the log in the files. Reading each file up to its Size gives the
+// directory as a crash at that moment would have left it. The caller
+// closes the files.
+func (e *Embedded) Snapshot(during func() error) ([]SnapshotFile, error) {
+	return e.cluster.Snapshot(during)
+}

@@ -12,11 +12,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"runtime/debug"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/parley-chat/parley/domain"
@@ -69,6 +71,10 @@ type Config struct {
 	// holds fewer than the limit asked for (with hasMore) rather than more
 	// bytes, but always at least one message. Default DefaultSyncPageBytes.
 	SyncPageBytes int
+	// Backup, when set, writes a backup of the node to w (GET /backup, a
+	// service's request). Nil answers 501: the node keeps no state of its
+	// own.
+	Backup func(ctx context.Context, w io.Writer) error
 }
 
 // TrustedGateway is an API gateway that proves itself with a shared
@@ -138,6 +144,8 @@ type server struct {
 	// inFlight counts each address's requests under way; nil when that
 	// limit is off.
 	inFlight *inFlight
+	// backingUp is held while a backup streams: one at a time.
+	backingUp sync.Mutex
 }
 
 // New validates cfg and returns the API's handler. Every route is under
@@ -184,6 +192,7 @@ func (s *server) routes() http.Handler {
 		{http.MethodPost, "/groups/{group}/members:remove", s.removeMembers},
 		{http.MethodGet, "/accounts/{account}/online", s.online},
 		{http.MethodPost, "/accounts/{account}/erase", s.erase},
+		{http.MethodGet, "/backup", s.backup},
 	}
 	mux := http.NewServeMux()
 	allowed := map[string][]string{}

@@ -34,9 +34,13 @@ func (n *Node) serveHTTP() error {
 			// Every client has one proxy's address: no limit per address.
 			rl.PerIP, rl.InFlightPerIP = -1, -1
 		}
-		h, err := httpapi.New(httpapi.Config{Service: n.svc, Tokens: n.tokens, ServiceCredential: n.cfg.ServiceCredential,
+		hc := httpapi.Config{Service: n.svc, Tokens: n.tokens, ServiceCredential: n.cfg.ServiceCredential,
 			Online: n.online, Presence: n.stores.routes.Presence, Logger: n.log, RateLimit: rl,
-			TrustedGateway: httpapi.TrustedGateway{Secret: n.cfg.Gateway.Trusted.Secret, Header: n.cfg.Gateway.Trusted.SecretHeader}})
+			TrustedGateway: httpapi.TrustedGateway{Secret: n.cfg.Gateway.Trusted.Secret, Header: n.cfg.Gateway.Trusted.SecretHeader}}
+		if n.canBackUp() {
+			hc.Backup = n.backup
+		}
+		h, err := httpapi.New(hc)
 		if err != nil {
 			return err
 		}

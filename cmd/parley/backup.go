@@ -1,0 +1,144 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/parley-chat/parley/infra/backup"
+)
+
+// backupCmd takes a backup of a running single node through its HTTP API
+// (GET /api/v1/backup): the node owns its store and log, which one process
+// opens at a time, so the command is a client of the endpoint. The stream
+// is checked against its manifest as it arrives, and the file appears
+// under its name only when the whole backup matched.
+func backupCmd(args []string, stdout, stderr io.Writer) error {
+	f := newFlags("backup", stdout)
+	out := f.string("out", "", "file to write the backup to, a tar (required; it must not exist); - writes it to stdout")
+	srv := defineServiceClient(f)
+	timeout := f.duration("timeout", 0, "how long the whole backup may take; 0 waits as long as it streams")
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	f.check("out", *out != "", "name the file to write")
+	srv.check(f)
+	f.check("timeout", *timeout >= 0, "cannot be negative")
+	if err := f.err(); err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if *timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, *timeout)
+		defer cancel()
+	}
+	began := time.Now()
+	var (
+		m   backup.Manifest
+		err error
+	)
+	if *out == "-" {
+		m, err = fetchBackup(ctx, srv, stdout)
+		stdout = stderr // the summary must not mix with the backup
+	} else {
+		m, err = fetchBackupFile(ctx, srv, *out)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "backed up %d files, %d bytes, taken at %s, in %s\n",
+		len(m.Files), m.Bytes(), m.CreatedAt.Format(time.RFC3339), time.Since(began).Round(time.Millisecond))
+	return nil
+}
+
+// fetchBackupFile writes the backup to path by way of path.partial,
+// renamed only once it is whole and on disk.
+func fetchBackupFile(ctx context.Context, srv serviceClient, path string) (_ backup.Manifest, err error) {
+	if _, err := os.Lstat(path); err == nil {
+		return backup.Manifest{}, fmt.Errorf("cannot write the backup to %s: it exists", path)
+	}
+	partial := path + ".partial"
+	file, err := os.OpenFile(partial, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return backup.Manifest{}, fmt.Errorf("cannot write the backup: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			file.Close()
+			os.Remove(partial)
+		}
+	}()
+	m, err := fetchBackup(ctx, srv, file)
+	if err != nil {
+		return m, err
+	}
+	if err := errors.Join(file.Sync(), file.Close()); err != nil {
+		return m, fmt.Errorf("cannot write the backup: %w", err)
+	}
+	if err := os.Rename(partial, path); err != nil {
+		return m, fmt.Errorf("cannot write the backup: %w", err)
+	}
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return m, nil
+}
+
+// fetchBackup asks the server for a backup and copies it to w, checking
+// it on the way.
+func fetchBackup(ctx context.Context, srv serviceClient, w io.Writer) (backup.Manifest, error) {
+	resp, err := srv.do(ctx, http.MethodGet, "/backup")
+	if err != nil {
+		return backup.Manifest{}, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return backup.Manifest{}, fmt.Errorf("cannot take a backup: %w", answerError(resp))
+	}
+	m, err := backup.Read(io.TeeReader(resp.Body, w), nil)
+	if err != nil {
+		return m, fmt.Errorf("the backup from %s is not whole: %w", *srv.url, err)
+	}
+	return m, nil
+}
+
+// restoreCmd restores a backup into a new data directory.
+func restoreCmd(args []string, stdout, _ io.Writer) error {
+	f := newFlags("restore", stdout)
+	from := f.string("from", "", "the backup to restore, a file parley backup wrote (required); - reads it from stdin")
+	dataDir := f.string("data-dir", "parley-data", "the data directory to restore into; it must be empty or not exist")
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	f.check("from", *from != "", "name the backup to restore")
+	f.check("data-dir", *dataDir != "", "cannot be empty")
+	if err := f.err(); err != nil {
+		return err
+	}
+	in := io.Reader(os.Stdin)
+	if *from != "-" {
+		file, err := os.Open(*from)
+		if err != nil {
+			return fmt.Errorf("cannot read the backup: %w", err)
+		}
+		defer file.Close()
+		in = file
+	}
+	m, err := backup.Restore(in, *dataDir)
+	if err != nil {
+		return fmt.Errorf("cannot restore: %w", err)
+	}
+	fmt.Fprintf(stdout, "restored %d files, %d bytes, taken at %s, into %s; start it with parley serve --data-dir %s\n",
+		len(m.Files), m.Bytes(), m.CreatedAt.Format(time.RFC3339), *dataDir, *dataDir)
+	return nil
+}

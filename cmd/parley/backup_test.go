@@ -1,0 +1,216 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/parley-chat/parley/cmd/parley/node"
+	"github.com/parley-chat/parley/transport/client"
+)
+
+const backupCredential = "backup-test-service-credential"
+
+// sentMessage is a message the test sent and had acknowledged.
+type sentMessage struct {
+	account, conv, clientMsgID, body string
+	msgID                            int64
+	acked                            time.Time
+}
+
+// TestBackupWhileSending backs up a node while new accounts send their
+// first messages (each a new data key, stored before the message is
+// appended), restores the backup into a new data directory and starts a
+// node on it: every message acknowledged before the backup began is there
+// with its msgid and body; one acknowledged while it ran is there whole or
+// not at all (never without its key); none acknowledged after it ended.
+func TestBackupWhileSending(t *testing.T) {
+	lift := func(c *node.Config) {
+		c.ServiceCredential = backupCredential
+		c.Gateway.MaxConnectionsPerIP = -1 // and the HTTP API's limits per address
+		c.Gateway.RatePerSecond, c.Gateway.RateBurst = 1e6, 1e6
+	}
+	s := startServer(t, lift)
+	// The harness gives the token secret by flag; a file of that name in
+	// the data dir must still come back.
+	if err := os.WriteFile(filepath.Join(s.dir, "token.secret"), []byte("kept\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx := ctxT(t)
+	var (
+		mu   sync.Mutex
+		sent []sentMessage
+	)
+	// As a service over the HTTP API: a socket for each new account would
+	// spend the test's time on the per-address hello limits.
+	sendFirst := func(account string) error {
+		body := "the first words of " + account
+		req, err := json.Marshal(map[string]any{"from": map[string]string{"account": account, "device": "phone"},
+			"to": "bob", "clientMsgId": "first", "body": body})
+		if err != nil {
+			return err
+		}
+		hr, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+s.n.Addr()+"/api/v1/messages", bytes.NewReader(req))
+		if err != nil {
+			return err
+		}
+		hr.Header.Set("Authorization", "Bearer svc:"+backupCredential)
+		hr.Header.Set("Content-Type", "application/json")
+		res, err := http.DefaultClient.Do(hr)
+		if err != nil {
+			return err
+		}
+		defer res.Body.Close()
+		var ack struct {
+			MsgID        int64  `json:"msgId"`
+			Conversation string `json:"conversation"`
+		}
+		if err := json.NewDecoder(res.Body).Decode(&ack); err != nil || res.StatusCode != http.StatusOK {
+			return fmt.Errorf("send as %s: %d, %v", account, res.StatusCode, err)
+		}
+		mu.Lock()
+		sent = append(sent, sentMessage{account: account, conv: ack.Conversation, clientMsgID: "first", body: body, msgID: ack.MsgID, acked: time.Now()})
+		mu.Unlock()
+		return nil
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if err := sendFirst(fmt.Sprintf("w%d-%d", g, i)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	time.Sleep(500 * time.Millisecond)
+	file := filepath.Join(t.TempDir(), "parley.tar")
+	began := time.Now()
+	var out bytes.Buffer
+	if err := run([]string{"backup", "--out", file, "--url", "http://" + s.n.Addr(), "--service-credential", backupCredential}, &out, &out); err != nil {
+		t.Fatalf("backup: %v (%s)", err, out.String())
+	}
+	ended := time.Now()
+	time.Sleep(300 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	if !strings.HasPrefix(out.String(), "backed up ") {
+		t.Errorf("backup said %q", out.String())
+	}
+	if _, err := os.Stat(file + ".partial"); !os.IsNotExist(err) {
+		t.Errorf("the partial file is left: %v", err)
+	}
+
+	restored := filepath.Join(t.TempDir(), "restored")
+	out.Reset()
+	if err := run([]string{"restore", "--from", file, "--data-dir", restored}, &out, &out); err != nil {
+		t.Fatalf("restore: %v (%s)", err, out.String())
+	}
+	if b, err := os.ReadFile(filepath.Join(restored, "token.secret")); err != nil || string(b) != "kept\n" {
+		t.Errorf("the token secret file: %q, %v", b, err)
+	}
+	r := &server{t: t, dir: restored, mod: lift}
+	r.start()
+	t.Cleanup(r.stop)
+	bob := r.dial("bob", "laptop")
+	var before, during, after, kept int
+	for _, m := range sent {
+		got := history(t, bob, m.conv)
+		switch {
+		case m.acked.Before(began):
+			before++
+			if len(got) != 1 || got[0].MsgID != m.msgID || got[0].Body != m.body {
+				t.Errorf("%s, acknowledged before the backup: restored as %+v, want msgid %d %q", m.account, got, m.msgID, m.body)
+			}
+		case m.acked.After(ended):
+			after++
+			if len(got) != 0 {
+				t.Errorf("%s, acknowledged after the backup: restored as %+v", m.account, got)
+			}
+		default:
+			during++
+			if len(got) == 0 {
+				continue
+			}
+			kept++
+			if len(got) != 1 || got[0].MsgID != m.msgID || got[0].Body != m.body {
+				t.Errorf("%s, acknowledged during the backup: restored as %+v, want msgid %d %q", m.account, got, m.msgID, m.body)
+			}
+		}
+	}
+	t.Logf("%d messages before the backup, %d during it (%d of them in it), %d after", before, during, kept, after)
+	if before == 0 || after == 0 {
+		t.Fatalf("the test sent %d messages before the backup and %d after: it proves nothing", before, after)
+	}
+
+	// The restored node knows what it accepted: a resend is answered with
+	// the first ack, and a new message takes a msgid after every one
+	// restored.
+	first := sent[0]
+	c := r.dial(first.account, "phone")
+	f, err := c.Send(ctx, client.Target{Account: "bob"}, first.clientMsgID, "", first.body)
+	if err != nil || f.MsgID != first.msgID {
+		t.Fatalf("a resend on the restored node: %+v, %v; want msgid %d", f, err, first.msgID)
+	}
+	f, err = c.Send(ctx, client.Target{Account: "bob"}, "second", "", "after the restore")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := history(t, bob, first.conv); len(got) != 2 || got[1].MsgID != f.MsgID || got[1].Body != "after the restore" {
+		t.Fatalf("after the restore: %+v", got)
+	}
+}
+
+// TestBackupRefusals: the command checks its flags, will not overwrite a
+// file, and a restore will not write over a data directory.
+func TestBackupRefusals(t *testing.T) {
+	s := startServer(t, func(c *node.Config) { c.ServiceCredential = backupCredential })
+	dir := t.TempDir()
+	exists := filepath.Join(dir, "exists.tar")
+	os.WriteFile(exists, []byte("mine"), 0o600)
+	url := "http://" + s.n.Addr()
+	for name, tc := range map[string]struct {
+		args []string
+		want string
+	}{
+		"no file":           {[]string{"backup", "--url", url, "--service-credential", backupCredential}, "--out"},
+		"no credential":     {[]string{"backup", "--url", url, "--out", filepath.Join(dir, "a.tar")}, "--service-credential"},
+		"wrong credential":  {[]string{"backup", "--url", url, "--out", filepath.Join(dir, "b.tar"), "--service-credential", backupCredential + "x"}, "401"},
+		"existing file":     {[]string{"backup", "--url", url, "--out", exists, "--service-credential", backupCredential}, "exists"},
+		"restore, no file":  {[]string{"restore", "--data-dir", filepath.Join(dir, "d")}, "--from"},
+		"restore over data": {[]string{"restore", "--from", exists, "--data-dir", s.dir}, "not empty"},
+		"restore, not tar":  {[]string{"restore", "--from", exists, "--data-dir", filepath.Join(dir, "e")}, "cannot restore"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var out bytes.Buffer
+			err := run(tc.args, &out, &out)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want an error naming %q", err, tc.want)
+			}
+		})
+	}
+	if b, _ := os.ReadFile(exists); string(b) != "mine" {
+		t.Fatalf("the existing file became %q", b)
+	}
+	for _, f := range []string{"a.tar", "b.tar", "b.tar.partial"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); !os.IsNotExist(err) {
+			t.Errorf("%s is left: %v", f, err)
+		}
+	}
+}
