@@ -67,7 +67,7 @@ func parseServe(args []string, stdout io.Writer) (node.Config, error) {
 	sendTimeout := f.duration("send-timeout", 5*time.Second, "longest a send waits for the event log before it is answered unavailable, 100ms..1m")
 	ratePerSec := f.int("rate-limit", 100, "requests per second allowed per connection, at least 1")
 	rateBurst := f.int("rate-burst", 200, "burst of requests allowed per connection, at least 1")
-	sendRate := f.int("account-send-rate", api.DefaultSendRate, fmt.Sprintf("bytes a second one account may send through this process, a message costing %d plus its body as pushed (JSON-escaped); 0 for no limit", api.SendCost))
+	sendRate := f.int("account-send-rate", api.DefaultSendRate, fmt.Sprintf("bytes a second one account may send through this process, a message costing %d plus its body as pushed (JSON-escaped), a group change %d plus %d an account; 0 for no limit", api.SendCost, api.SendCost, api.MemberCost))
 	sendBurst := f.int("account-send-burst", api.DefaultSendBurst, fmt.Sprintf("bytes one account may send at once, at least %d (the costliest message)", api.MaxMessageCost))
 	maxConns := f.int("max-connections", 100_000, "open WebSocket connections this gateway accepts, at least 1; more are refused with HTTP 503")
 	maxConnsIP := f.int("max-connections-per-ip", 1000, "open WebSocket connections from one source address, 0 for no limit; more are refused with HTTP 429")

@@ -693,7 +693,9 @@ func TestPipelinedSyncsAreSlowedNotClosed(t *testing.T) {
 // after, where one reply of them all (4.35 MB for 130 groups) passed what
 // a connection may queue and closed it with 4005, again at every try.
 func TestManyLargeGroupsListInPages(t *testing.T) {
-	s := startServer(t, nil)
+	// 40 changes of 499 accounts at once are 1.3 MB of the griefer's send
+	// budget, past its default burst of 1 MiB.
+	s := startServer(t, func(c *node.Config) { c.API.SendBurst = 2 << 20 })
 	ctx := ctxT(t)
 	owner, victim := s.dial("griefer", "phone"), s.dial("victim", "phone")
 	var members []string
@@ -843,6 +845,23 @@ func TestOneAccountSendsWithinItsBudget(t *testing.T) {
 	status, _, f = post("Bearer svc:"+cred, `{"from":{"account":"mallory","device":"bot"},"to":"bob","clientMsgId":"svc1","body":"from the service"}`)
 	if status != http.StatusOK {
 		t.Fatalf("service send as mallory: %d %+v", status, f)
+	}
+	// Group changes draw on the same budget (one of 499 accounts costs
+	// more than the message just refused), and a service's do not.
+	many := []string{"bob"}
+	for i := range 498 {
+		many = append(many, fmt.Sprint("victim", i))
+	}
+	if _, err := s.dial("mallory", "tablet").CreateGroup(ctx, "spam", many...); client.CodeOf(err) != wire.CodeRateLimited {
+		t.Fatalf("a group change past the budget: %v, want rate_limited", err)
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+s.n.Addr()+"/api/v1/groups?as=mallory", strings.NewReader(`{"name":"notices","accounts":["bob"]}`))
+	req.Header.Set("Authorization", "Bearer svc:"+cred)
+	req.Header.Set("Content-Type", "application/json")
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusCreated {
+		t.Fatalf("a service's group change as mallory: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
 	}
 	// After the wait it was told, the same send passes.
 	time.Sleep(wait)

@@ -308,7 +308,7 @@ func TestWritesWaitForTheLogAtMostTheSendTimeout(t *testing.T) {
 			return err
 		}},
 		{"group create", func(ctx context.Context) error {
-			_, err := e.Service.CreateGroup(ctx, "alice", "team", []string{"bob"})
+			_, err := e.Service.CreateGroup(ctx, api.Actor{Account: "alice"}, "team", []string{"bob"})
 			return err
 		}},
 	} {
@@ -530,7 +530,7 @@ func TestSyncPaging(t *testing.T) {
 func TestGroupRules(t *testing.T) {
 	e := apitest.New(t)
 	ctx := ctxT(t)
-	g, err := e.Service.CreateGroup(ctx, "alice", "team", []string{"bob"})
+	g, err := e.Service.CreateGroup(ctx, api.Actor{Account: "alice"}, "team", []string{"bob"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -557,11 +557,11 @@ func TestGroupRules(t *testing.T) {
 			return err
 		}, wire.CodeNotMember},
 		{"a member may not remove the owner", func() error {
-			_, err := e.Service.RemoveMembers(ctx, "bob", gid, []string{"alice"})
+			_, err := e.Service.RemoveMembers(ctx, api.Actor{Account: "bob"}, gid, []string{"alice"})
 			return err
 		}, wire.CodeForbidden},
 		{"a member leaves", func() error {
-			_, err := e.Service.RemoveMembers(ctx, "bob", gid, []string{"bob"})
+			_, err := e.Service.RemoveMembers(ctx, api.Actor{Account: "bob"}, gid, []string{"bob"})
 			return err
 		}, ""},
 		{"the one who left cannot send", func() error {

@@ -28,20 +28,54 @@ func MessageCost(body string) int { return SendCost + wire.StringLen(body) - 2 }
 // domain.MaxBodyBytes characters that each escape to six bytes.
 const MaxMessageCost = SendCost + 6*domain.MaxBodyBytes
 
-// spend takes the cost of a message with body from account's send budget
-// (Config.SendRate), or refuses the message when the budget does not
-// hold it now. trusted (a service call) is never counted: its charge is
-// the zero one, which took nothing.
-func (s *Service) spend(account domain.AccountID, body string, trusted bool) (charge, error) {
-	if trusted || s.budgets == nil {
+// MemberCost is what each account a group change lists adds to the
+// change's cost: the most an account id takes, for the membership row it
+// writes (and the id the event carries).
+const MemberCost = domain.MaxIDLen
+
+// GroupChangeCost is what a group change listing n accounts costs its
+// author's send budget: SendCost, and MemberCost for each account. The
+// largest, 500 accounts, is 33,024 bytes, well inside MaxMessageCost.
+func GroupChangeCost(n int) int { return SendCost + MemberCost*n }
+
+// Actor is who makes a request that draws on the send budget: an account,
+// or a service acting as it (Trusted), which the budget does not count.
+type Actor struct {
+	Account domain.AccountID
+	Trusted bool
+}
+
+// spend takes cost from by's send budget (Config.SendRate), or refuses
+// the request when the budget does not hold it now; what names the
+// request's cost in the refusal. A trusted actor (a service call) is
+// never counted: its charge is the zero one, which took nothing.
+func (s *Service) spend(by Actor, cost int, what string) (charge, error) {
+	if by.Trusted || s.budgets == nil {
 		return charge{}, nil
 	}
-	c := charge{budgets: s.budgets, account: string(account), cost: MessageCost(body)}
+	c := charge{budgets: s.budgets, account: string(by.Account), cost: cost}
 	if wait := s.budgets.TakeN(c.account, c.cost, time.Now()); wait > 0 {
 		return charge{}, &LimitError{RetryAfter: wait,
-			Reason: fmt.Sprintf("this account sends more than %d bytes a second (a message costs %d plus its body as pushed, escapes included)", int(s.cfg.SendRate), SendCost)}
+			Reason: fmt.Sprintf("this account sends more than %d bytes a second (%s)", int(s.cfg.SendRate), what)}
 	}
 	return c, nil
+}
+
+// What a refusal says each request costs: formatted once, not per send.
+var (
+	messageCostText     = fmt.Sprintf("a message costs %d plus its body as pushed, escapes included", SendCost)
+	groupChangeCostText = fmt.Sprintf("a group change costs %d plus %d for each account it lists", SendCost, MemberCost)
+)
+
+// spendMessage takes a message's cost (MessageCost) from by's budget.
+func (s *Service) spendMessage(by Actor, body string) (charge, error) {
+	return s.spend(by, MessageCost(body), messageCostText)
+}
+
+// spendGroupChange takes the cost of a group change listing n accounts
+// (GroupChangeCost) from by's budget.
+func (s *Service) spendGroupChange(by Actor, n int) (charge, error) {
+	return s.spend(by, GroupChangeCost(n), groupChangeCostText)
 }
 
 // charge is a message's cost, taken from its sender's budget. It is a

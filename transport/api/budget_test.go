@@ -133,3 +133,63 @@ func TestSendBudgetOfAnUndecidedSend(t *testing.T) {
 		})
 	}
 }
+
+// Group changes draw on the same budget: a change listing n accounts
+// costs GroupChangeCost(n), a change refused by the group's rules costs
+// nothing, a service's change is not counted, and a message after the
+// budget went to group changes waits like any other.
+func TestGroupChangesSpendTheBudget(t *testing.T) {
+	if got := api.GroupChangeCost(domain.MaxGroupMembers); got > api.MaxMessageCost {
+		t.Fatalf("the largest group change costs %d, more than the smallest burst %d", got, api.MaxMessageCost)
+	}
+	// The smallest burst holds three changes of 499 accounts (and less than
+	// a message more); a byte a second refills nothing within the test.
+	if 3*api.GroupChangeCost(499)+api.MessageCost("hi") <= api.MaxMessageCost {
+		t.Fatal("the test's changes fit the budget with a message to spare")
+	}
+	e := apitest.New(t, apitest.WithConfig(api.Config{SendRate: 1, SendBurst: api.MaxMessageCost}))
+	alice := api.Actor{Account: "alice"}
+	var members []string // 499 of them
+	for i := range 499 {
+		members = append(members, fmt.Sprint("m", i))
+	}
+	ctx := ctxT(t)
+	g, err := e.Service.CreateGroup(ctx, alice, "one", members)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Refused by the rules: bob is not a member, and may not add.
+	if _, err := e.Service.AddMembers(ctx, api.Actor{Account: "bob"}, string(g.ID()), members); api.Code(err) != wire.CodeNotMember {
+		t.Fatalf("a non-member adds: %v, want not_member", err)
+	}
+	// alice may not remove herself, the owner: refused, nothing spent.
+	for range 5 {
+		if _, err := e.Service.RemoveMembers(ctx, alice, string(g.ID()), []string{"alice"}); api.Code(err) != wire.CodeForbidden {
+			t.Fatalf("the owner leaves: %v, want forbidden", err)
+		}
+	}
+	if _, err := e.Service.CreateGroup(ctx, alice, "two", members); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Service.RemoveMembers(ctx, alice, string(g.ID()), members); err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.Service.CreateGroup(ctx, alice, "four", members)
+	var limit *api.LimitError
+	if api.Code(err) != wire.CodeRateLimited || !errors.As(err, &limit) || api.RetryAfter(err) <= 0 || !strings.Contains(err.Error(), "group change") {
+		t.Fatalf("a fourth change: %v, want rate_limited with a wait", err)
+	}
+	if _, err := e.Service.Send(ctx, api.SendRequest{From: alicePhone, To: api.Target{Account: "bob"}, ClientMsgID: "c1", Body: "hi"}); api.Code(err) != wire.CodeRateLimited {
+		t.Fatalf("a message after the budget went to group changes: %v, want rate_limited", err)
+	}
+	if _, err := e.Service.CreateGroup(ctx, api.Actor{Account: "alice", Trusted: true}, "by a service", members); err != nil {
+		t.Fatalf("a service's change: %v", err)
+	}
+	if _, err := e.Service.CreateGroup(ctx, api.Actor{Account: "bob"}, "bob's", members); err != nil {
+		t.Fatalf("bob's budget is his own: %v", err)
+	}
+	groups, _, err := e.Service.GroupsPage(ctx, "alice", "")
+	if err != nil || len(groups) != 3 {
+		t.Fatalf("alice's groups: %d, %v; want one, two and the service's", len(groups), err)
+	}
+}

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -10,8 +11,14 @@ import (
 	"github.com/parley-chat/parley/events"
 )
 
-// CreateGroup creates a group owned by who with the given members.
-func (s *Service) CreateGroup(ctx context.Context, who domain.AccountID, name string, members []string) (*domain.Group, error) {
+// A group change draws on its author's send budget (GroupChangeCost) once
+// its rules are checked, before it is appended: anyone may create groups
+// with anyone in them, so without it one account could write membership
+// rows as fast as its connections' request rates allow.
+
+// CreateGroup creates a group owned by by.Account with the given members.
+func (s *Service) CreateGroup(ctx context.Context, by Actor, name string, members []string) (*domain.Group, error) {
+	who := by.Account
 	accounts, err := parseAccounts(members)
 	if err != nil {
 		return nil, err
@@ -22,11 +29,12 @@ func (s *Service) CreateGroup(ctx context.Context, who domain.AccountID, name st
 		return nil, err
 	}
 	e := events.GroupCreated{Group: string(id), Name: name, Owner: string(who), Members: accountStrings(g.Members()), At: s.cfg.Now().UnixMilli()}
-	return s.appendGroupEvent(ctx, id, e)
+	return s.appendGroupChange(ctx, by, len(accounts), id, e)
 }
 
-// AddMembers adds accounts to group g on behalf of who.
-func (s *Service) AddMembers(ctx context.Context, who domain.AccountID, group string, accounts []string) (*domain.Group, error) {
+// AddMembers adds accounts to group g on behalf of by.Account.
+func (s *Service) AddMembers(ctx context.Context, by Actor, group string, accounts []string) (*domain.Group, error) {
+	who := by.Account
 	g, as, err := s.groupChange(ctx, who, group, accounts)
 	if err != nil {
 		return nil, err
@@ -35,7 +43,7 @@ func (s *Service) AddMembers(ctx context.Context, who domain.AccountID, group st
 		return nil, err
 	}
 	e := events.GroupMembersAdded{Group: string(g.ID()), By: string(who), Accounts: accountStrings(as), At: s.cfg.Now().UnixMilli()}
-	after, err := s.appendGroupEvent(ctx, g.ID(), e)
+	after, err := s.appendGroupChange(ctx, by, len(as), g.ID(), e)
 	if err != nil {
 		return nil, err
 	}
@@ -49,8 +57,9 @@ func (s *Service) AddMembers(ctx context.Context, who domain.AccountID, group st
 	return after, nil
 }
 
-// RemoveMembers removes accounts from group g on behalf of who.
-func (s *Service) RemoveMembers(ctx context.Context, who domain.AccountID, group string, accounts []string) (*domain.Group, error) {
+// RemoveMembers removes accounts from group g on behalf of by.Account.
+func (s *Service) RemoveMembers(ctx context.Context, by Actor, group string, accounts []string) (*domain.Group, error) {
+	who := by.Account
 	g, as, err := s.groupChange(ctx, who, group, accounts)
 	if err != nil {
 		return nil, err
@@ -59,7 +68,24 @@ func (s *Service) RemoveMembers(ctx context.Context, who domain.AccountID, group
 		return nil, err
 	}
 	e := events.GroupMembersRemoved{Group: string(g.ID()), By: string(who), Accounts: accountStrings(as), At: s.cfg.Now().UnixMilli()}
-	return s.appendGroupEvent(ctx, g.ID(), e)
+	return s.appendGroupChange(ctx, by, len(as), g.ID(), e)
+}
+
+// appendGroupChange charges a change listing n accounts to by's send
+// budget, then appends it (appendGroupEvent). The cost is given back when
+// the change was not appended; an unavailable log, which may still have
+// appended it, keeps it.
+func (s *Service) appendGroupChange(ctx context.Context, by Actor, n int, id domain.GroupID, e events.Event) (_ *domain.Group, err error) {
+	cost, err := s.spendGroupChange(by, n)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil && !errors.Is(err, ErrUnavailable) {
+			cost.giveBack()
+		}
+	}()
+	return s.appendGroupEvent(ctx, id, e)
 }
 
 func (s *Service) groupChange(ctx context.Context, who domain.AccountID, group string, accounts []string) (*domain.Group, []domain.AccountID, error) {

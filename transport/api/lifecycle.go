@@ -66,7 +66,7 @@ func (s *Service) Edit(ctx context.Context, r EditRequest) (ack Ack, err error) 
 			return nil
 		},
 	}
-	cost, err := s.spend(r.By.Account, r.Body, r.Trusted)
+	cost, err := s.spendMessage(Actor{Account: r.By.Account, Trusted: r.Trusted}, r.Body)
 	if err != nil {
 		return Ack{}, err
 	}

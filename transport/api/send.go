@@ -72,7 +72,7 @@ func (s *Service) Send(ctx context.Context, r SendRequest) (ack Ack, err error) 
 			return Ack{}, err
 		}
 	}
-	cost, err := s.spend(r.From.Account, r.Body, r.Trusted)
+	cost, err := s.spendMessage(Actor{Account: r.From.Account, Trusted: r.Trusted}, r.Body)
 	if err != nil {
 		return Ack{}, err
 	}

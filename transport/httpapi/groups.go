@@ -4,6 +4,7 @@ import (
 	"net/http"
 
 	"github.com/parley-chat/parley/domain"
+	"github.com/parley-chat/parley/transport/api"
 	"github.com/parley-chat/parley/transport/wire"
 )
 
@@ -27,26 +28,27 @@ type groupsReply struct {
 }
 
 func (s *server) createGroup(w http.ResponseWriter, r *http.Request, c caller) error {
-	return s.changeGroup(w, r, c, http.StatusCreated, func(who domain.AccountID, b groupBody) (*domain.Group, error) {
-		return s.svc.CreateGroup(r.Context(), who, b.Name, b.Accounts)
+	return s.changeGroup(w, r, c, http.StatusCreated, func(by api.Actor, b groupBody) (*domain.Group, error) {
+		return s.svc.CreateGroup(r.Context(), by, b.Name, b.Accounts)
 	})
 }
 
 func (s *server) addMembers(w http.ResponseWriter, r *http.Request, c caller) error {
-	return s.changeGroup(w, r, c, http.StatusOK, func(who domain.AccountID, b groupBody) (*domain.Group, error) {
-		return s.svc.AddMembers(r.Context(), who, r.PathValue("group"), b.Accounts)
+	return s.changeGroup(w, r, c, http.StatusOK, func(by api.Actor, b groupBody) (*domain.Group, error) {
+		return s.svc.AddMembers(r.Context(), by, r.PathValue("group"), b.Accounts)
 	})
 }
 
 func (s *server) removeMembers(w http.ResponseWriter, r *http.Request, c caller) error {
-	return s.changeGroup(w, r, c, http.StatusOK, func(who domain.AccountID, b groupBody) (*domain.Group, error) {
-		return s.svc.RemoveMembers(r.Context(), who, r.PathValue("group"), b.Accounts)
+	return s.changeGroup(w, r, c, http.StatusOK, func(by api.Actor, b groupBody) (*domain.Group, error) {
+		return s.svc.RemoveMembers(r.Context(), by, r.PathValue("group"), b.Accounts)
 	})
 }
 
-// changeGroup decodes the body, runs change as the acting account and
-// answers the group after the change.
-func (s *server) changeGroup(w http.ResponseWriter, r *http.Request, c caller, status int, change func(domain.AccountID, groupBody) (*domain.Group, error)) error {
+// changeGroup decodes the body, runs change as the acting account (a
+// service's call is not counted against its send budget) and answers the
+// group after the change.
+func (s *server) changeGroup(w http.ResponseWriter, r *http.Request, c caller, status int, change func(api.Actor, groupBody) (*domain.Group, error)) error {
 	who, err := actingAs(r, c)
 	if err != nil {
 		return err
@@ -55,7 +57,7 @@ func (s *server) changeGroup(w http.ResponseWriter, r *http.Request, c caller, s
 	if err := s.decodeBody(w, r, &b); err != nil {
 		return err
 	}
-	g, err := change(who, b)
+	g, err := change(api.Actor{Account: who, Trusted: c.service}, b)
 	if err != nil {
 		return err
 	}

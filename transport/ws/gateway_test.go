@@ -40,13 +40,13 @@ func (f *fakeService) Sync(context.Context, domain.AccountID, string, time.Time,
 func (f *fakeService) Conversations(context.Context, domain.AccountID, time.Time, int) ([]api.Conversation, error) {
 	return nil, nil
 }
-func (f *fakeService) CreateGroup(context.Context, domain.AccountID, string, []string) (*domain.Group, error) {
+func (f *fakeService) CreateGroup(context.Context, api.Actor, string, []string) (*domain.Group, error) {
 	return nil, domain.ErrForbidden
 }
-func (f *fakeService) AddMembers(context.Context, domain.AccountID, string, []string) (*domain.Group, error) {
+func (f *fakeService) AddMembers(context.Context, api.Actor, string, []string) (*domain.Group, error) {
 	return nil, domain.ErrForbidden
 }
-func (f *fakeService) RemoveMembers(context.Context, domain.AccountID, string, []string) (*domain.Group, error) {
+func (f *fakeService) RemoveMembers(context.Context, api.Actor, string, []string) (*domain.Group, error) {
 	return nil, domain.ErrForbidden
 }
 func (f *fakeService) GroupsPage(context.Context, domain.AccountID, string) ([]*domain.Group, bool, error) {

@@ -318,11 +318,11 @@ func (h *handler) answer(ctx context.Context, s *session, req wire.Request) (wir
 	case wire.TypeConversations:
 		return h.conversations(ctx, s, req)
 	case wire.TypeGroupCreate:
-		return groupFrame(req.ID)(svc.CreateGroup(ctx, s.account, req.Name, req.Accounts))
+		return groupFrame(req.ID)(svc.CreateGroup(ctx, api.Actor{Account: s.account}, req.Name, req.Accounts))
 	case wire.TypeGroupAdd:
-		return groupFrame(req.ID)(svc.AddMembers(ctx, s.account, req.Group, req.Accounts))
+		return groupFrame(req.ID)(svc.AddMembers(ctx, api.Actor{Account: s.account}, req.Group, req.Accounts))
 	case wire.TypeGroupRemove:
-		return groupFrame(req.ID)(svc.RemoveMembers(ctx, s.account, req.Group, req.Accounts))
+		return groupFrame(req.ID)(svc.RemoveMembers(ctx, api.Actor{Account: s.account}, req.Group, req.Accounts))
 	case wire.TypeGroups:
 		gs, more, err := svc.GroupsPage(ctx, s.account, req.After)
 		if err != nil {
