@@ -117,11 +117,12 @@ func restoreCmd(args []string, stdout, _ io.Writer) error {
 	f := newFlags("restore", stdout)
 	from := f.string("from", "", "the backup to restore, a file parley backup wrote (required); - reads it from stdin")
 	dataDir := f.string("data-dir", "parley-data", "the data directory to restore into; it must be empty or not exist")
+	check := f.bool("check", false, "only check the backup against its manifest; write nothing")
 	if err := f.parse(args); err != nil {
 		return err
 	}
 	f.check("from", *from != "", "name the backup to restore")
-	f.check("data-dir", *dataDir != "", "cannot be empty")
+	f.check("data-dir", *check || *dataDir != "", "cannot be empty")
 	if err := f.err(); err != nil {
 		return err
 	}
@@ -133,6 +134,14 @@ func restoreCmd(args []string, stdout, _ io.Writer) error {
 		}
 		defer file.Close()
 		in = file
+	}
+	if *check {
+		m, err := backup.Read(in, nil)
+		if err != nil {
+			return fmt.Errorf("the backup is not whole: %w", err)
+		}
+		fmt.Fprintf(stdout, "the backup is whole: %d files, %d bytes, taken at %s\n", len(m.Files), m.Bytes(), m.CreatedAt.Format(time.RFC3339))
+		return nil
 	}
 	m, err := backup.Restore(in, *dataDir)
 	if err != nil {

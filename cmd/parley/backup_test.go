@@ -2,8 +2,10 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/parley-chat/parley/cmd/parley/node"
 	"github.com/parley-chat/parley/transport/client"
+	"github.com/parley-chat/parley/transport/wire"
 )
 
 const backupCredential = "backup-test-service-credential"
@@ -23,6 +26,33 @@ type sentMessage struct {
 	account, conv, clientMsgID, body string
 	msgID                            int64
 	acked                            time.Time
+}
+
+// serviceSend sends body from account to bob as a service over the HTTP
+// API (backupCredential): a socket for each new account would spend the
+// tests' time on the per-address hello limits.
+func serviceSend(ctx context.Context, s *server, account, clientMsgID, body string) (wire.ServerFrame, error) {
+	req, err := json.Marshal(map[string]any{"from": map[string]string{"account": account, "device": "phone"},
+		"to": "bob", "clientMsgId": clientMsgID, "body": body})
+	if err != nil {
+		return wire.ServerFrame{}, err
+	}
+	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+s.n.Addr()+"/api/v1/messages", bytes.NewReader(req))
+	if err != nil {
+		return wire.ServerFrame{}, err
+	}
+	hr.Header.Set("Authorization", "Bearer svc:"+backupCredential)
+	hr.Header.Set("Content-Type", "application/json")
+	res, err := http.DefaultClient.Do(hr)
+	if err != nil {
+		return wire.ServerFrame{}, err
+	}
+	defer res.Body.Close()
+	var ack wire.ServerFrame
+	if err := json.NewDecoder(res.Body).Decode(&ack); err != nil || res.StatusCode != http.StatusOK {
+		return ack, fmt.Errorf("send as %s: %d, %v", account, res.StatusCode, err)
+	}
+	return ack, nil
 }
 
 // TestBackupWhileSending backs up a node while new accounts send their
@@ -48,32 +78,11 @@ func TestBackupWhileSending(t *testing.T) {
 		mu   sync.Mutex
 		sent []sentMessage
 	)
-	// As a service over the HTTP API: a socket for each new account would
-	// spend the test's time on the per-address hello limits.
 	sendFirst := func(account string) error {
 		body := "the first words of " + account
-		req, err := json.Marshal(map[string]any{"from": map[string]string{"account": account, "device": "phone"},
-			"to": "bob", "clientMsgId": "first", "body": body})
+		ack, err := serviceSend(ctx, s, account, "first", body)
 		if err != nil {
 			return err
-		}
-		hr, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+s.n.Addr()+"/api/v1/messages", bytes.NewReader(req))
-		if err != nil {
-			return err
-		}
-		hr.Header.Set("Authorization", "Bearer svc:"+backupCredential)
-		hr.Header.Set("Content-Type", "application/json")
-		res, err := http.DefaultClient.Do(hr)
-		if err != nil {
-			return err
-		}
-		defer res.Body.Close()
-		var ack struct {
-			MsgID        int64  `json:"msgId"`
-			Conversation string `json:"conversation"`
-		}
-		if err := json.NewDecoder(res.Body).Decode(&ack); err != nil || res.StatusCode != http.StatusOK {
-			return fmt.Errorf("send as %s: %d, %v", account, res.StatusCode, err)
 		}
 		mu.Lock()
 		sent = append(sent, sentMessage{account: account, conv: ack.Conversation, clientMsgID: "first", body: body, msgID: ack.MsgID, acked: time.Now()})
@@ -117,6 +126,10 @@ func TestBackupWhileSending(t *testing.T) {
 		t.Errorf("the partial file is left: %v", err)
 	}
 
+	out.Reset()
+	if err := run([]string{"restore", "--check", "--from", file}, &out, &out); err != nil || !strings.HasPrefix(out.String(), "the backup is whole: ") {
+		t.Fatalf("restore --check: %v (%s)", err, out.String())
+	}
 	restored := filepath.Join(t.TempDir(), "restored")
 	out.Reset()
 	if err := run([]string{"restore", "--from", file, "--data-dir", restored}, &out, &out); err != nil {
@@ -159,9 +172,27 @@ func TestBackupWhileSending(t *testing.T) {
 		t.Fatalf("the test sent %d messages before the backup and %d after: it proves nothing", before, after)
 	}
 
+	// The restored node moved to the next log epoch: a msgid that the
+	// first node handed out after the backup is never handed out again.
+	if _, err := os.Stat(filepath.Join(restored, node.RestoredMarker)); !os.IsNotExist(err) {
+		t.Errorf("the marker is left after the first start: %v", err)
+	}
+	if moved, _ := filepath.Glob(filepath.Join(restored, "log.restored-e1-*")); len(moved) != 1 {
+		t.Errorf("the backup's log moved aside: %v", moved)
+	}
+	// A sync from a recent time (which the 7-day cache answers on a node
+	// that has run a while) finds the restored messages too.
+	recent, err := bob.Sync(ctx, sent[0].conv, wire.Cursor{LastTime: sent[0].acked.Add(-time.Minute).UnixMilli()}, 50)
+	if err != nil || len(recent.Messages) != 1 || recent.Messages[0].MsgID != sent[0].msgID {
+		t.Fatalf("a recent sync on the restored node: %+v, %v", recent, err)
+	}
+	var highest int64
+	for _, m := range sent {
+		highest = max(highest, m.msgID)
+	}
 	// The restored node knows what it accepted: a resend is answered with
-	// the first ack, and a new message takes a msgid after every one
-	// restored.
+	// the first ack, and a new message takes a msgid above every one the
+	// first node handed out.
 	first := sent[0]
 	c := r.dial(first.account, "phone")
 	f, err := c.Send(ctx, client.Target{Account: "bob"}, first.clientMsgID, "", first.body)
@@ -174,6 +205,35 @@ func TestBackupWhileSending(t *testing.T) {
 	}
 	if got := history(t, bob, first.conv); len(got) != 2 || got[1].MsgID != f.MsgID || got[1].Body != "after the restore" {
 		t.Fatalf("after the restore: %+v", got)
+	}
+	if f.MsgID <= highest {
+		t.Fatalf("a new message on the restored node took msgid %d, at or below %d, the first node's highest", f.MsgID, highest)
+	}
+	// A restart stays in the new epoch.
+	r.restart()
+	c = r.dial(first.account, "laptop")
+	g, err := c.Send(ctx, client.Target{Account: "bob"}, "third", "", "after a restart")
+	if err != nil || g.MsgID <= f.MsgID || g.MsgID>>48 != f.MsgID>>48 {
+		t.Fatalf("after a restart: %+v, %v; want a msgid after %d in its epoch", g, err, f.MsgID)
+	}
+}
+
+// A data directory that a restore left half moved into place is refused.
+func TestStartRefusesAnUnfinishedRestore(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, ".restoring"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	s := &server{t: t, dir: dir}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	n, err := node.Start(ctx, s.config())
+	if err == nil {
+		n.Shutdown(ctx)
+		t.Fatal("a node started on a half-restored data directory")
+	}
+	if !strings.Contains(err.Error(), "did not finish") {
+		t.Fatalf("got %v", err)
 	}
 }
 
@@ -196,6 +256,7 @@ func TestBackupRefusals(t *testing.T) {
 		"restore, no file":  {[]string{"restore", "--data-dir", filepath.Join(dir, "d")}, "--from"},
 		"restore over data": {[]string{"restore", "--from", exists, "--data-dir", s.dir}, "not empty"},
 		"restore, not tar":  {[]string{"restore", "--from", exists, "--data-dir", filepath.Join(dir, "e")}, "cannot restore"},
+		"check, not tar":    {[]string{"restore", "--check", "--from", exists}, "not whole"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			var out bytes.Buffer
@@ -212,5 +273,48 @@ func TestBackupRefusals(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(dir, f)); !os.IsNotExist(err) {
 			t.Errorf("%s is left: %v", f, err)
 		}
+	}
+}
+
+// A node shut down while a backup streams to a client that stopped
+// reading ends the backup first (its stream is cut) and removes its
+// scratch directory before the store closes.
+func TestShutdownDuringBackup(t *testing.T) {
+	s := startServer(t, func(c *node.Config) {
+		c.ServiceCredential = backupCredential
+		c.Gateway.MaxConnectionsPerIP = -1
+	})
+	ctx := ctxT(t)
+	body := strings.Repeat("x", 8<<10)
+	for i := range 1500 { // 12 MB of log, more than the socket buffers hold
+		if _, err := serviceSend(ctx, s, "alice", fmt.Sprint("m", i), body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hr, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+s.n.Addr()+"/api/v1/backup", nil)
+	hr.Header.Set("Authorization", "Bearer svc:"+backupCredential)
+	res, err := http.DefaultClient.Do(hr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	if _, err := io.ReadFull(res.Body, make([]byte, 4096)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(s.dir, ".backup")); err != nil {
+		t.Fatalf("the backup is not streaming: %v", err)
+	}
+	done := make(chan struct{})
+	go func() { s.stop(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("shutdown waits for a client that does not read")
+	}
+	if _, err := os.Stat(filepath.Join(s.dir, ".backup")); !os.IsNotExist(err) {
+		t.Errorf("the backup's scratch directory is left: %v", err)
+	}
+	if _, err := io.Copy(io.Discard, res.Body); err == nil {
+		t.Error("the cut stream read to a clean end")
 	}
 }

@@ -39,8 +39,11 @@ type File struct {
 	Name string
 	// Size is how many bytes of Data the backup holds.
 	Size int64
-	// Data is read from 0 up to Size.
+	// Data is read from 0 up to Size; when nil, the file at Path is,
+	// opened only while it is written, so that a backup of many files
+	// holds one descriptor at a time for them.
 	Data io.ReaderAt
+	Path string
 }
 
 // Manifest lists a backup's files; it is the backup's last entry.
@@ -85,7 +88,7 @@ func Write(w io.Writer, files []File, createdAt time.Time) error {
 			return err
 		}
 		h.Reset()
-		n, err := io.Copy(io.MultiWriter(tw, h), io.NewSectionReader(f.Data, 0, f.Size))
+		n, err := copyFile(io.MultiWriter(tw, h), f)
 		if err != nil {
 			return fmt.Errorf("cannot back up %s: %w", f.Name, err)
 		}
@@ -105,6 +108,19 @@ func Write(w io.Writer, files []File, createdAt time.Time) error {
 		return err
 	}
 	return tw.Close()
+}
+
+// copyFile copies f's Size bytes to w.
+func copyFile(w io.Writer, f File) (int64, error) {
+	if f.Data != nil {
+		return io.Copy(w, io.NewSectionReader(f.Data, 0, f.Size))
+	}
+	file, err := os.Open(f.Path)
+	if err != nil {
+		return 0, err
+	}
+	defer file.Close()
+	return io.Copy(w, io.NewSectionReader(file, 0, f.Size))
 }
 
 func header(name string, size int64, mod time.Time) *tar.Header {
@@ -145,6 +161,13 @@ func Read(r io.Reader, put func(name string, size int64, data io.Reader) error) 
 		}
 		if hd.Typeflag != tar.TypeReg {
 			return Manifest{}, fmt.Errorf("the backup holds %s, which is not a regular file", hd.Name)
+		}
+		// A sparse file's holes are not in the stream: a few bytes of it
+		// would stand for as many as its header claims. Write makes none.
+		for k := range hd.PAXRecords {
+			if strings.HasPrefix(k, "GNU.sparse.") {
+				return Manifest{}, fmt.Errorf("the backup holds %s as a sparse file, which no backup does", hd.Name)
+			}
 		}
 		if hd.Name == ManifestName {
 			if hd.Size > maxManifestBytes {
@@ -209,6 +232,11 @@ func (m Manifest) check(order []string, read func(name string) (size int64, sum 
 	return nil
 }
 
+// Staging is the directory in a data directory that a restore writes to
+// before it moves the files into place; it is removed last, so a data
+// directory that holds it is not whole.
+const Staging = ".restoring"
+
 // Restore reads a backup from r into dir, which must be empty or not
 // exist. The files go to a directory inside dir first and move into place
 // only once the whole backup matched its manifest and is on disk, so a
@@ -225,7 +253,7 @@ func Restore(r io.Reader, dir string) (Manifest, error) {
 	if len(entries) > 0 {
 		return Manifest{}, fmt.Errorf("cannot restore into %s: it is not empty", dir)
 	}
-	staging := filepath.Join(dir, ".restoring")
+	staging := filepath.Join(dir, Staging)
 	if err := os.Mkdir(staging, 0o700); err != nil {
 		return Manifest{}, err
 	}
@@ -306,15 +334,10 @@ func moveUp(staging, dir string) error {
 }
 
 // Dir lists the regular files under root for a backup, named prefix/ and
-// their path under root, each open for reading at its length now. The
-// caller closes them with CloseAll.
+// their path under root, each at its length now. They are opened as they
+// are written: the files must not change until then (a checkpoint's
+// do not).
 func Dir(root, prefix string) (files []File, err error) {
-	defer func() {
-		if err != nil {
-			CloseAll(files)
-			files = nil
-		}
-	}()
 	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || !d.Type().IsRegular() {
 			return err
@@ -333,19 +356,17 @@ func Dir(root, prefix string) (files []File, err error) {
 	return files, err
 }
 
-// Open opens the file at p for a backup, named name, at its length now.
-// The caller closes it with CloseAll.
+// Open lists the file at p for a backup, named name, at its length now.
+// It is opened as it is written: it must not change until then.
 func Open(p, name string) (File, error) {
-	f, err := os.Open(p)
+	st, err := os.Stat(p)
 	if err != nil {
 		return File{}, err
 	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return File{}, err
+	if !st.Mode().IsRegular() {
+		return File{}, fmt.Errorf("cannot back up %s: not a regular file", p)
 	}
-	return File{Name: name, Size: st.Size(), Data: f}, nil
+	return File{Name: name, Size: st.Size(), Path: p}, nil
 }
 
 // CloseAll closes the files' data that can be closed.

@@ -41,6 +41,17 @@ func TestBackupEndpoint(t *testing.T) {
 			t.Fatalf("got %d %s, want 403 forbidden", r.Status, r.Body)
 		}
 	})
+	t.Run("not with HEAD", func(t *testing.T) {
+		r := e.do(req{Method: http.MethodHead, Path: path, Auth: service()})
+		if r.Status != http.StatusMethodNotAllowed || r.Header.Get("Allow") != "GET" {
+			t.Fatalf("got %d %v, want 405 with Allow: GET", r.Status, r.Header)
+		}
+		select {
+		case <-started:
+			t.Fatal("a HEAD took a backup")
+		default:
+		}
+	})
 	t.Run("nobody without a credential", func(t *testing.T) {
 		r := e.do(req{Method: http.MethodGet, Path: path})
 		if r.Status != http.StatusUnauthorized {

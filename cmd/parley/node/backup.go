@@ -3,14 +3,17 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/parley-chat/parley/infra/backup"
+	"github.com/parley-chat/parley/transport/api"
 	"github.com/parley-chat/parley/transport/auth"
 )
 
@@ -18,6 +21,44 @@ import (
 // checkpoint while a backup streams it; a backup that a crash cut short
 // leaves it, and the next one removes it.
 const backupScratch = ".backup"
+
+// RestoredMarker names a file that every backup carries into the data
+// directory it is restored into. The backup's log is older than the log
+// the node went on writing: the msgids of the messages acknowledged after
+// the backup was taken would be handed out again. So a node that finds
+// the marker first moves to the next log epoch, as a repair of a lost log
+// does (RepairLog: the read models apply the restored log, which then
+// moves aside to log.restored-e<N>-<time>), and only then removes it.
+const RestoredMarker = "restored-from-backup"
+
+// finishRestore checks a data directory before a node starts on it: it
+// refuses one that a restore left half moved into place, and moves one
+// restored from a backup to the next log epoch (RestoredMarker). A node
+// that runs offline (a repair, or this move itself) leaves the marker.
+func finishRestore(ctx context.Context, cfg Config) error {
+	if _, err := os.Stat(filepath.Join(cfg.DataDir, backup.Staging)); err == nil {
+		return fmt.Errorf("a restore into %s did not finish (%s is left): empty the directory and restore again", cfg.DataDir, backup.Staging)
+	}
+	marker := filepath.Join(cfg.DataDir, RestoredMarker)
+	if _, err := os.Stat(marker); cfg.Offline || errors.Is(err, os.ErrNotExist) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	rep, err := nextEpoch(ctx, cfg, "restored")
+	if err != nil {
+		return fmt.Errorf("cannot start on a data directory restored from a backup: %w", err)
+	}
+	if err := os.Remove(marker); err != nil {
+		return err
+	}
+	if err := syncDir(cfg.DataDir); err != nil {
+		return err
+	}
+	cfg.Logger.Info("restored from a backup: its log is applied and moved aside; new msgids begin a new log epoch, above every msgid handed out before",
+		"moved", rep.Moved, "epoch", rep.Epoch)
+	return nil
+}
 
 // canBackUp tells whether this node holds its own state: the embedded
 // broker's log and the embedded store. A node on an external Kafka or on
@@ -28,11 +69,16 @@ func (n *Node) canBackUp() bool { return n.broker != nil && n.stores.embedded !=
 // moment while the node runs (docs/operations.md, Backups): the embedded
 // store's checkpoint and the log's files, captured while the log appends
 // nothing, and the token secret and the log epoch when the data dir holds
-// them. The store is thus never ahead of the log: a restored node starts
-// as after a crash at that moment, resuming each read model from its
-// progress, and every data key stored before its first message was
-// appended is in the backup with that message.
+// them, and RestoredMarker. The store is thus never ahead of the log: a
+// restored node starts as after a crash at that moment, resuming each
+// read model from its progress, and every data key stored before its
+// first message was appended is in the backup with that message.
 func (n *Node) backup(_ context.Context, w io.Writer) (err error) {
+	n.backups.Lock()
+	defer n.backups.Unlock()
+	if n.backupsClosed {
+		return fmt.Errorf("the node is shutting down: %w", api.ErrUnavailable)
+	}
 	scratch := filepath.Join(n.cfg.DataDir, backupScratch)
 	if err := os.RemoveAll(scratch); err != nil {
 		return err
@@ -43,11 +89,17 @@ func (n *Node) backup(_ context.Context, w io.Writer) (err error) {
 	defer func() { err = errors.Join(err, os.RemoveAll(scratch)) }()
 	checkpoint := filepath.Join(scratch, "store")
 	began := time.Now()
-	var paused time.Duration
+	// What the checkpoint copies inside the pause is the write-ahead log
+	// of the memtables not yet flushed: flushed first, it is small.
+	if err := n.stores.embedded.Flush(); err != nil {
+		return err
+	}
+	var paused time.Time
 	logFiles, err := n.broker.Snapshot(func() error {
-		defer func() { paused = time.Since(began) }()
+		paused = time.Now()
 		return n.stores.embedded.Checkpoint(checkpoint, pebble.WithFlushedWAL())
 	})
+	pause := time.Since(paused)
 	if err != nil {
 		return err
 	}
@@ -71,14 +123,32 @@ func (n *Node) backup(_ context.Context, w io.Writer) (err error) {
 		}
 		files = append(files, f)
 	}
+	marker := fmt.Sprintf("restored from a backup taken at %s: the next start applies its log and moves to the next log epoch\n", began.UTC().Format(time.RFC3339Nano))
+	files = append(files, backup.File{Name: RestoredMarker, Size: int64(len(marker)), Data: strings.NewReader(marker)})
 	var bytes int64
 	for _, f := range files {
 		bytes += f.Size
 	}
-	n.log.Info("backup taken; streaming it", "files", len(files), "bytes", bytes, "appends_paused", paused.Round(time.Millisecond))
+	n.log.Info("backup taken; streaming it", "files", len(files), "bytes", bytes, "log_paused", pause.Round(time.Millisecond))
 	if err := backup.Write(w, files, began); err != nil {
 		return err
 	}
 	n.log.Info("backup sent", "bytes", bytes, "took", time.Since(began).Round(time.Millisecond))
 	return nil
+}
+
+// closeBackups waits for a backup under way to end (the HTTP server's
+// close has cut its stream) and refuses any later one: the store and the
+// broker close next.
+func (n *Node) closeBackups() {
+	n.backups.Lock()
+	n.backupsClosed = true
+	n.backups.Unlock()
+}
+
+// removeBackupScratch removes what a backup that a crash cut short left:
+// the checkpoint's hard links hold on to store files the store no longer
+// needs.
+func removeBackupScratch(dataDir string) error {
+	return os.RemoveAll(filepath.Join(dataDir, backupScratch))
 }

@@ -187,7 +187,7 @@ func (n *Node) embeddedEpoch() error {
 	want := max(n.cfg.Kafka.Epoch, 1)
 	switch {
 	case stored > want:
-		n.log.Info("log epoch raised by a repair of the log", "configured", want, "epoch", stored)
+		n.log.Info("log epoch raised by a repair of the log or a restore", "configured", want, "epoch", stored)
 		n.cfg.Kafka.Epoch = stored
 	case want > stored && want > 1:
 		return storeEpoch(n.cfg.DataDir, want)
@@ -210,9 +210,17 @@ type RepairReport struct {
 // one. The next start begins an empty log in the new epoch: every new
 // msgid is above every msgid of the old one, so none is ever reused.
 func RepairLog(ctx context.Context, cfg Config) (RepairReport, error) {
+	return nextEpoch(ctx, cfg, "lost")
+}
+
+// nextEpoch moves a single node to the next log epoch, as RepairLog
+// describes, and names the old log's new place after why: "lost" only
+// when the log lost records (ErrNothingToRepair otherwise), "restored"
+// whatever it holds.
+func nextEpoch(ctx context.Context, cfg Config, why string) (RepairReport, error) {
 	cfg.setDefaults()
 	if len(cfg.Kafka.Brokers) > 0 || cfg.Postgres != nil {
-		return RepairReport{}, errors.New("log repair is for a single node's embedded log and store; a log on Kafka, or read models in PostgreSQL, move to a new log epoch (docs/operations.md#log-epoch)")
+		return RepairReport{}, errors.New("moving to the next log epoch by itself is for a single node's embedded log and store; a log on Kafka, or read models in PostgreSQL, move to a new log epoch by hand (docs/operations.md#log-epoch)")
 	}
 	cfg.AcceptLogLoss = true
 	cfg.Offline = true // no client may append to a log about to move aside
@@ -225,18 +233,18 @@ func RepairLog(ctx context.Context, cfg Config) (RepairReport, error) {
 	if err := n.Shutdown(ctx); err != nil {
 		return RepairReport{}, err
 	}
-	if lost == nil {
+	if lost == nil && why == "lost" {
 		return RepairReport{}, ErrNothingToRepair
 	}
 	if epoch >= events.MaxEpoch {
-		return RepairReport{Lost: lost}, fmt.Errorf("cannot repair the log: it is at the last log epoch, %d", epoch)
+		return RepairReport{Lost: lost}, fmt.Errorf("cannot move to the next log epoch: the log is at the last one, %d", epoch)
 	}
 	// The log moves first: a stop between the two steps leaves an empty
 	// log in the old epoch, which the next start refuses again — never the
 	// old log in a new epoch, which would renumber its messages.
-	moved := fmt.Sprintf("%s.lost-e%d-%s", cfg.EmbeddedBroker.DataDir, epoch, time.Now().UTC().Format("20060102T150405Z"))
+	moved := fmt.Sprintf("%s.%s-e%d-%s", cfg.EmbeddedBroker.DataDir, why, epoch, time.Now().UTC().Format("20060102T150405Z"))
 	if err := os.Rename(cfg.EmbeddedBroker.DataDir, moved); err != nil {
-		return RepairReport{Lost: lost}, fmt.Errorf("cannot move the damaged log aside: %w", err)
+		return RepairReport{Lost: lost}, fmt.Errorf("cannot move the log aside: %w", err)
 	}
 	if err := syncDir(filepath.Dir(moved)); err != nil {
 		return RepairReport{Lost: lost}, err

@@ -253,6 +253,11 @@ type Node struct {
 	// lost is what the log had lost at start, with AcceptLogLoss.
 	lost *LogLossError
 
+	// backups is held while a backup is taken and streamed; once
+	// backupsClosed, none starts (Shutdown closes the store next).
+	backups       sync.Mutex
+	backupsClosed bool
+
 	shutdown sync.Once
 	err      error
 }
@@ -262,6 +267,9 @@ type Node struct {
 func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := finishRestore(ctx, cfg); err != nil {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger, metrics: telemetry.New(), recent: stream.NewRecent(500)}
@@ -524,6 +532,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		if n.clu != nil {
 			n.clu.stop() // first: routes this gateway fails to release count as dead at once
 		}
+		n.closeBackups() // after the HTTP server: its close cut the stream
 		if n.gw != nil {
 			errs = append(errs, n.gw.Shutdown(ctx))
 		}

@@ -48,6 +48,9 @@ type stores struct {
 // PostgreSQL and Redis in scale-out.
 func (n *Node) openStores(ctx context.Context) error {
 	if n.cfg.Postgres == nil {
+		if err := removeBackupScratch(n.cfg.DataDir); err != nil {
+			return err
+		}
 		n.stores.stalls = &parleypebble.Stalls{}
 		db, err := parleypebble.Open(parleypebble.Config{Dir: filepath.Join(n.cfg.DataDir, "store"), CacheBytes: n.cfg.StoreCacheBytes,
 			Logger: n.log, Stalls: n.stores.stalls})
