@@ -125,6 +125,17 @@ func TestBackupWhileSending(t *testing.T) {
 	if _, err := os.Stat(file + ".partial"); !os.IsNotExist(err) {
 		t.Errorf("the partial file is left: %v", err)
 	}
+	res, err := http.Get("http://" + s.n.Addr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	for _, want := range []string{`parley_backups_total{result="ok"} 1`, "parley_backup_last_success_timestamp_seconds 1.", "parley_backup_last_bytes "} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
 
 	out.Reset()
 	if err := run([]string{"restore", "--check", "--from", file}, &out, &out); err != nil || !strings.HasPrefix(out.String(), "the backup is whole: ") {

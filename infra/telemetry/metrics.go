@@ -35,6 +35,11 @@ type Metrics struct {
 	retentionLastRun prometheus.Gauge
 	notified         *prometheus.CounterVec
 	retried          *prometheus.CounterVec
+	// backups: a single node's backups (GET /api/v1/backup).
+	backups          *prometheus.CounterVec
+	backupLastTaken  prometheus.Gauge
+	backupLastBytes  prometheus.Gauge
+	backupLastPaused prometheus.Gauge
 }
 
 // latencyBuckets span 0.5 ms to 5 s.
@@ -93,12 +98,24 @@ func New() *Metrics {
 		notified: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "parley_notifications_total", Help: "Offline notifications by outcome: sent (the webhook took them), dropped (the webhook refused them with a 4xx), online or muted (recipients not notified).",
 		}, []string{"outcome"}),
+		backups: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "parley_backups_total", Help: "Backups of this node (GET /api/v1/backup), by result: ok (streamed whole to the client's connection) or error.",
+		}, []string{"result"}),
+		backupLastTaken: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "parley_backup_last_success_timestamp_seconds", Help: "When the last backup streamed whole was taken (Unix seconds); 0 before the first.",
+		}),
+		backupLastBytes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "parley_backup_last_bytes", Help: "The size of the files of the last backup streamed whole.",
+		}),
+		backupLastPaused: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "parley_backup_last_log_pause_seconds", Help: "How long the log stood still (no append, no read) while the last backup streamed whole was taken.",
+		}),
 		retried: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "parley_notify_webhook_retries_total", Help: "Notification webhook requests sent again, by reason: network, or the HTTP status (429, 5xx).",
 		}, []string{"reason"}),
 	}
 	m.reg.MustRegister(m.sends, m.sendLatency, m.syncs, m.pushLatency, m.requestWait, m.writeWait, m.pushes, m.disconnects, m.skipped, m.notified, m.retried,
-		m.retentionRemoved, m.retentionRuns, m.retentionLastRun,
+		m.retentionRemoved, m.retentionRuns, m.retentionLastRun, m.backups, m.backupLastTaken, m.backupLastBytes, m.backupLastPaused,
 		collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(schedLatencies)), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -156,6 +173,19 @@ func (m *Metrics) RetentionRun(end time.Time, fromStore, fromCache int, err erro
 	}
 	m.retentionRuns.WithLabelValues("ok").Inc()
 	m.retentionLastRun.Set(float64(end.UnixNano()) / 1e9)
+}
+
+// BackupDone counts a backup taken at taken, of bytes, for which the log
+// stood still for paused; err is why it failed.
+func (m *Metrics) BackupDone(taken time.Time, bytes int64, paused time.Duration, err error) {
+	if err != nil {
+		m.backups.WithLabelValues("error").Inc()
+		return
+	}
+	m.backups.WithLabelValues("ok").Inc()
+	m.backupLastTaken.Set(float64(taken.UnixNano()) / 1e9)
+	m.backupLastBytes.Set(float64(bytes))
+	m.backupLastPaused.Set(paused.Seconds())
 }
 
 // Notified implements notify.Observer.

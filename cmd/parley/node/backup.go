@@ -89,6 +89,11 @@ func (n *Node) backup(_ context.Context, w io.Writer) (err error) {
 	defer func() { err = errors.Join(err, os.RemoveAll(scratch)) }()
 	checkpoint := filepath.Join(scratch, "store")
 	began := time.Now()
+	var (
+		bytes int64
+		pause time.Duration
+	)
+	defer func() { n.metrics.BackupDone(began, bytes, pause, err) }()
 	// What the checkpoint copies inside the pause is the write-ahead log
 	// of the memtables not yet flushed: flushed first, it is small.
 	if err := n.stores.embedded.Flush(); err != nil {
@@ -99,7 +104,7 @@ func (n *Node) backup(_ context.Context, w io.Writer) (err error) {
 		paused = time.Now()
 		return n.stores.embedded.Checkpoint(checkpoint, pebble.WithFlushedWAL())
 	})
-	pause := time.Since(paused)
+	pause = time.Since(paused)
 	if err != nil {
 		return err
 	}
@@ -125,7 +130,6 @@ func (n *Node) backup(_ context.Context, w io.Writer) (err error) {
 	}
 	marker := fmt.Sprintf("restored from a backup taken at %s: the next start applies its log and moves to the next log epoch\n", began.UTC().Format(time.RFC3339Nano))
 	files = append(files, backup.File{Name: RestoredMarker, Size: int64(len(marker)), Data: strings.NewReader(marker)})
-	var bytes int64
 	for _, f := range files {
 		bytes += f.Size
 	}
