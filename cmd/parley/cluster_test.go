@@ -679,3 +679,60 @@ func TestClusterGroupsListIsFresh(t *testing.T) {
 		t.Fatalf("bob's groups after carol's add through the other gateway: %+v, %v", gs, err)
 	}
 }
+
+// A scale-out node that reaches Redis through Sentinels follows a
+// failover: after the replica is promoted, sends are acked (a send
+// refused unavailable while the node learns of it is sent again), pushed
+// once and in order, and the cache answers syncs again.
+func TestClusterFollowsARedisFailover(t *testing.T) {
+	c := startCluster(t)
+	sentinel := redistest.StartSentinel(t)
+	gw := c.instance(node.Roles{Gateway: true, Projector: true}, func(cfg *node.Config) {
+		cfg.Redis = &redis.Config{Sentinels: []string{sentinel.Addr}, SentinelMaster: redistest.SentinelMaster, Prefix: c.prefix}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	alice := gw.device("alice", "phone")
+	bob := gw.device("bob", "phone")
+	send := func(id, body string) wire.ServerFrame {
+		t.Helper()
+		// A resend waits for an attempt whose reservation a failover left
+		// behind until its lease (10 s) lapses.
+		deadline := time.Now().Add(40 * time.Second)
+		for {
+			ack, err := alice.c.Send(ctx, client.Target{Account: "bob"}, id, "", body)
+			if err == nil {
+				return ack
+			}
+			if client.CodeOf(err) != wire.CodeUnavailable || time.Now().After(deadline) {
+				t.Fatalf("send %s: %v", id, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	for i := range 3 {
+		send(fmt.Sprint("a", i), fmt.Sprint("before-", i))
+	}
+	bob.waitPushes(t, 3)
+	sentinel.Failover()
+	var prev, last wire.ServerFrame
+	for i := range 3 {
+		prev, last = last, send(fmt.Sprint("b", i), fmt.Sprint("after-", i))
+	}
+	conv := "d:alice:bob"
+	want := []string{"before-0", "before-1", "before-2", "after-0", "after-1", "after-2"}
+	assertLog(t, "the history after the failover", c.waitPG(conv, 6), want)
+	assertLog(t, "bob after the failover", bob.finalLog(t, conv, 6), want)
+	cur := wire.Cursor{LastTime: time.Now().Add(-time.Minute).UnixMilli(), LastMsgID: prev.MsgID}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		f, err := bob.c.Sync(ctx, conv, cur, 50)
+		if err == nil && f.Source == "cache" && len(f.Messages) == 1 && f.Messages[0].MsgID == last.MsgID {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the cache after the failover: %+v, %v", f, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -104,6 +104,10 @@ func TestConfigErrors(t *testing.T) {
 		{"redis address without a port", []string{"serve", "--redis-addr", "redis", "--postgres-dsn", "postgres://h/db", "--cluster-secret", secretValue}, nil, []string{"--redis-addr"}},
 		{"redis password without an address", []string{"serve"}, map[string]string{"PARLEY_REDIS_PASSWORD": secretValue}, []string{"PARLEY_REDIS_PASSWORD", "needs --redis-addr"}},
 		{"redis tls without an address", []string{"serve", "--redis-tls"}, nil, []string{"--redis-tls", "needs --redis-addr"}},
+		{"sentinel master without an address", []string{"serve", "--redis-sentinel-master", "m"}, nil, []string{"--redis-sentinel-master", "needs --redis-addr"}},
+		{"sentinel password without a master", []string{"serve", "--redis-addr", "127.0.0.1:6379", "--postgres-dsn", "postgres://h/db", "--cluster-secret", secretValue},
+			map[string]string{"PARLEY_REDIS_SENTINEL_PASSWORD": secretValue}, []string{"PARLEY_REDIS_SENTINEL_PASSWORD", "needs --redis-sentinel-master"}},
+		{"a bad sentinel address", []string{"serve", "--redis-addr", "127.0.0.1:26379,nowhere", "--redis-sentinel-master", "m", "--postgres-dsn", "postgres://h/db", "--cluster-secret", secretValue}, nil, []string{"--redis-addr", "nowhere"}},
 		{"redis user without a password", []string{"serve", "--redis-addr", "127.0.0.1:6379", "--redis-user", "parley", "--postgres-dsn", "postgres://h/db", "--cluster-secret", secretValue}, nil, []string{"--redis-user", "needs --redis-password"}},
 		{"negative redis db", []string{"serve", "--redis-addr", "127.0.0.1:6379", "--redis-db", "-1", "--postgres-dsn", "postgres://h/db", "--cluster-secret", secretValue}, nil, []string{"--redis-db", "0 or more"}},
 		{"redis CA file without TLS", []string{"serve", "--redis-addr", "127.0.0.1:6379", "--redis-tls-ca", os.Args[0], "--postgres-dsn", "postgres://h/db", "--cluster-secret", secretValue}, nil, []string{"--redis-tls-ca", "needs --redis-tls"}},
@@ -196,7 +200,7 @@ func TestConfigErrors(t *testing.T) {
 // secretFlags is every flag, per command, whose value is a secret or may
 // hold one (a DSN with a password, a URL with credentials).
 var secretFlags = map[string][]string{
-	"serve":  {"token-secret", "kafka-sasl-password", "service-credential", "cluster-secret", "trusted-gateway-secret", "postgres-dsn", "directory-url"},
+	"serve":  {"token-secret", "kafka-sasl-password", "service-credential", "cluster-secret", "trusted-gateway-secret", "postgres-dsn", "directory-url", "redis-password", "redis-sentinel-password"},
 	"token":  {"token-secret"},
 	"replay": {"postgres-dsn"},
 }
@@ -327,8 +331,18 @@ func TestServeConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := (redis.Config{Addr: "redis.internal:6380", Prefix: "p:", User: "parley", Password: secretValue, DB: 2, TLS: true, TLSCAFile: os.Args[0]}); cfg.Redis == nil || *cfg.Redis != want {
+	if want := (redis.Config{Addr: "redis.internal:6380", Prefix: "p:", User: "parley", Password: secretValue, DB: 2, TLS: true, TLSCAFile: os.Args[0]}); cfg.Redis == nil || !reflect.DeepEqual(*cfg.Redis, want) {
 		t.Errorf("redis: %+v, want %+v", cfg.Redis, want)
+	}
+	t.Setenv("PARLEY_REDIS_SENTINEL_PASSWORD", secretValue+"s")
+	cfg, err = parseServe([]string{"--kafka-brokers", "k1:9092", "--kafka-sasl-mechanism", "PLAIN", "--kafka-sasl-user", "u", "--postgres-dsn", "postgres://h/db", "--redis-addr", "s1:26379,s2:26379",
+		"--redis-sentinel-master", "parley-master"}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (redis.Config{Sentinels: []string{"s1:26379", "s2:26379"}, SentinelMaster: "parley-master", SentinelPassword: secretValue + "s",
+		Prefix: "parley:", Password: secretValue}); cfg.Redis == nil || !reflect.DeepEqual(*cfg.Redis, want) {
+		t.Errorf("redis through sentinels: %+v, want %+v", cfg.Redis, want)
 	}
 }
 

@@ -9,8 +9,10 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 
 	"github.com/parley-chat/parley/infra/tlsconfig"
 	goredis "github.com/redis/go-redis/v9"
@@ -25,7 +27,19 @@ const (
 // Config configures Parley's connection to Redis.
 type Config struct {
 	// Addr is the server's host:port. Default DefaultAddr, 127.0.0.1:6379.
+	// Unused with Sentinels.
 	Addr string
+	// Sentinels, when set, are the host:port of Redis Sentinels that
+	// monitor SentinelMaster: the client asks them which server is the
+	// master, connects to it, and follows a failover to the replica the
+	// Sentinels promote. Addr is then unused.
+	Sentinels []string
+	// SentinelMaster is the name the Sentinels monitor the master under.
+	// Required with Sentinels.
+	SentinelMaster string
+	// SentinelPassword authenticates to the Sentinels (their
+	// requirepass); empty sends none. Password is the master's.
+	SentinelPassword string
 	// User is the ACL user to authenticate as; empty is Redis's default
 	// user. It needs a Password.
 	User string
@@ -59,10 +73,21 @@ func (c *Config) setDefaults() {
 // Validate reports every problem of c at once.
 func (c Config) Validate() error {
 	var errs []error
-	if _, port, err := net.SplitHostPort(c.Addr); err != nil {
-		errs = append(errs, fmt.Errorf("redis: address %q is not host:port: %w", c.Addr, err))
-	} else if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-		errs = append(errs, fmt.Errorf("redis: port %q of address %q must be within 1..65535", port, c.Addr))
+	addrs := []string{c.Addr}
+	if len(c.Sentinels) > 0 {
+		addrs = c.Sentinels
+		if c.SentinelMaster == "" {
+			errs = append(errs, errors.New("redis: sentinels need the name of the master they monitor"))
+		}
+	} else if c.SentinelMaster != "" || c.SentinelPassword != "" {
+		errs = append(errs, errors.New("redis: a sentinel master name or password needs sentinels"))
+	}
+	for _, a := range addrs {
+		if _, port, err := net.SplitHostPort(a); err != nil {
+			errs = append(errs, fmt.Errorf("redis: address %q is not host:port: %w", a, err))
+		} else if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			errs = append(errs, fmt.Errorf("redis: port %q of address %q must be within 1..65535", port, a))
+		}
 	}
 	if c.DB < 0 {
 		errs = append(errs, fmt.Errorf("redis: db %d must not be negative", c.DB))
@@ -100,21 +125,58 @@ func Open(ctx context.Context, cfg Config) (*goredis.Client, error) {
 			return nil, err
 		}
 	}
-	client := goredis.NewClient(&goredis.Options{
-		Addr:      cfg.Addr,
-		Username:  cfg.User,
-		Password:  cfg.Password,
-		TLSConfig: tc,
-		DB:        cfg.DB,
-		PoolSize:  cfg.PoolSize,
-		// Every caller's deadline bounds its command, not only go-redis's
-		// own 3 s read timeout: readiness and a hello must answer in
-		// time while Redis is unreachable.
-		ContextTimeoutEnabled: true,
-	})
+	var client *goredis.Client
+	if len(cfg.Sentinels) > 0 {
+		client = goredis.NewFailoverClient(&goredis.FailoverOptions{
+			MasterName:            cfg.SentinelMaster,
+			SentinelAddrs:         cfg.Sentinels,
+			SentinelPassword:      cfg.SentinelPassword,
+			Username:              cfg.User,
+			Password:              cfg.Password,
+			TLSConfig:             tc,
+			DB:                    cfg.DB,
+			PoolSize:              cfg.PoolSize,
+			ContextTimeoutEnabled: true,
+		})
+	} else {
+		client = goredis.NewClient(&goredis.Options{
+			Addr:      cfg.Addr,
+			Username:  cfg.User,
+			Password:  cfg.Password,
+			TLSConfig: tc,
+			DB:        cfg.DB,
+			PoolSize:  cfg.PoolSize,
+			// Every caller's deadline bounds its command, not only
+			// go-redis's own 3 s read timeout: readiness and a hello must
+			// answer in time while Redis is unreachable.
+			ContextTimeoutEnabled: true,
+		})
+	}
 	if err := client.Ping(ctx).Err(); err != nil {
 		_ = client.Close()
-		return nil, fmt.Errorf("cannot reach redis at %s: %w", cfg.Addr, err)
+		return nil, fmt.Errorf("cannot reach redis at %s: %w", cfg.where(), err)
 	}
 	return client, nil
+}
+
+// where names the server for messages: its address, or the master the
+// Sentinels monitor.
+func (c Config) where() string {
+	if len(c.Sentinels) > 0 {
+		return fmt.Sprintf("master %q of the sentinels %s", c.SentinelMaster, strings.Join(c.Sentinels, ","))
+	}
+	return c.Addr
+}
+
+// UseLogger hands go-redis's own messages — a Sentinel's switch to a new
+// master, a connection pool's trouble — to log instead of the standard
+// error. go-redis keeps one logger for the whole process.
+func UseLogger(log *slog.Logger) {
+	goredis.SetLogger(slogPrinter{log.With("component", "redis")})
+}
+
+type slogPrinter struct{ log *slog.Logger }
+
+func (p slogPrinter) Printf(ctx context.Context, format string, v ...any) {
+	p.log.InfoContext(ctx, strings.TrimSpace(fmt.Sprintf(format, v...)))
 }

@@ -14,6 +14,7 @@ import (
 	parleyredis "github.com/parley-chat/parley/infra/redis"
 	"github.com/parley-chat/parley/infra/redis/redistest"
 	"github.com/parley-chat/parley/infra/tlsconfig/tlsconfigtest"
+	goredis "github.com/redis/go-redis/v9"
 )
 
 func TestConfigValidate(t *testing.T) {
@@ -219,4 +220,54 @@ func randomHex(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return hex.EncodeToString(b)
+}
+
+// Through Sentinels the client finds the master, and after a failover
+// writes to the replica the Sentinels promoted.
+func TestOpenThroughSentinelsFollowsAFailover(t *testing.T) {
+	s := redistest.StartSentinel(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := parleyredis.Open(ctx, parleyredis.Config{Sentinels: []string{s.Addr}, SentinelMaster: redistest.SentinelMaster})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Set(ctx, "before", "1", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	s.Failover()
+	// While the client learns of the switch, commands fail, and a write
+	// the old master took before it became a replica is lost (Redis
+	// replicates asynchronously). Then writes reach the promoted replica.
+	promoted := goredis.NewClient(&goredis.Options{Addr: s.Replica})
+	defer promoted.Close()
+	deadline := time.Now().Add(15 * time.Second)
+	for i := 0; ; i++ {
+		want := strconv.Itoa(i)
+		if c.Set(ctx, "after", want, 0).Err() == nil {
+			if got, _ := promoted.Get(ctx, "after").Result(); got == want {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no write reached the promoted replica within 15 s of the failover")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if got, err := promoted.Get(ctx, "before").Result(); err != nil || got != "1" {
+		t.Errorf("a write from before the failover on the promoted replica: %q, %v", got, err)
+	}
+}
+
+func TestSentinelConfig(t *testing.T) {
+	for name, c := range map[string]parleyredis.Config{
+		"no master name":             {Sentinels: []string{"127.0.0.1:26379"}},
+		"a master name, no sentinel": {SentinelMaster: "m"},
+		"a bad sentinel address":     {Sentinels: []string{"127.0.0.1"}, SentinelMaster: "m"},
+	} {
+		if err := c.Validate(); err == nil {
+			t.Errorf("%s: valid", name)
+		}
+	}
 }

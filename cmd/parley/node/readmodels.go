@@ -79,6 +79,7 @@ func (n *Node) openStores(ctx context.Context) error {
 	if n.keys, err = keys.NewRing(keys.NewPostgres(n.stores.pool), keys.Config{}); err != nil {
 		return err
 	}
+	redis.UseLogger(n.log)
 	if n.stores.rdb, err = redis.Open(ctx, *n.cfg.Redis); err != nil {
 		return err
 	}
