@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/parley-chat/parley/cmd/parley/node"
 	"github.com/parley-chat/parley/infra/backup"
 )
 
@@ -106,6 +107,9 @@ func fetchBackup(ctx context.Context, srv serviceClient, w io.Writer) (backup.Ma
 		return backup.Manifest{}, fmt.Errorf("cannot take a backup: %w", answerError(resp))
 	}
 	m, err := backup.Read(io.TeeReader(resp.Body, w), nil)
+	if err == nil {
+		err = node.CheckBackup(m)
+	}
 	if err != nil {
 		return m, fmt.Errorf("the backup from %s is not whole: %w", *srv.url, err)
 	}
@@ -137,13 +141,16 @@ func restoreCmd(args []string, stdout, _ io.Writer) error {
 	}
 	if *check {
 		m, err := backup.Read(in, nil)
+		if err == nil {
+			err = node.CheckBackup(m)
+		}
 		if err != nil {
 			return fmt.Errorf("the backup is not whole: %w", err)
 		}
 		fmt.Fprintf(stdout, "the backup is whole: %d files, %d bytes, taken at %s\n", len(m.Files), m.Bytes(), m.CreatedAt.Format(time.RFC3339))
 		return nil
 	}
-	m, err := backup.Restore(in, *dataDir)
+	m, err := backup.Restore(in, *dataDir, node.CheckBackup)
 	if err != nil {
 		return fmt.Errorf("cannot restore: %w", err)
 	}

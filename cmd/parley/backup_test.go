@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/parley-chat/parley/cmd/parley/node"
+	"github.com/parley-chat/parley/infra/backup"
 	"github.com/parley-chat/parley/transport/client"
 	"github.com/parley-chat/parley/transport/wire"
 )
@@ -255,19 +256,28 @@ func TestBackupRefusals(t *testing.T) {
 	dir := t.TempDir()
 	exists := filepath.Join(dir, "exists.tar")
 	os.WriteFile(exists, []byte("mine"), 0o600)
+	// Whole, but not a node's: only a token secret and its manifest.
+	foreign := filepath.Join(dir, "foreign.tar")
+	var tarred bytes.Buffer
+	if err := backup.Write(&tarred, []backup.File{{Name: "token.secret", Size: 4, Data: strings.NewReader("abcd")}}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(foreign, tarred.Bytes(), 0o600)
 	url := "http://" + s.n.Addr()
 	for name, tc := range map[string]struct {
 		args []string
 		want string
 	}{
-		"no file":           {[]string{"backup", "--url", url, "--service-credential", backupCredential}, "--out"},
-		"no credential":     {[]string{"backup", "--url", url, "--out", filepath.Join(dir, "a.tar")}, "--service-credential"},
-		"wrong credential":  {[]string{"backup", "--url", url, "--out", filepath.Join(dir, "b.tar"), "--service-credential", backupCredential + "x"}, "401"},
-		"existing file":     {[]string{"backup", "--url", url, "--out", exists, "--service-credential", backupCredential}, "exists"},
-		"restore, no file":  {[]string{"restore", "--data-dir", filepath.Join(dir, "d")}, "--from"},
-		"restore over data": {[]string{"restore", "--from", exists, "--data-dir", s.dir}, "not empty"},
-		"restore, not tar":  {[]string{"restore", "--from", exists, "--data-dir", filepath.Join(dir, "e")}, "cannot restore"},
-		"check, not tar":    {[]string{"restore", "--check", "--from", exists}, "not whole"},
+		"no file":             {[]string{"backup", "--url", url, "--service-credential", backupCredential}, "--out"},
+		"no credential":       {[]string{"backup", "--url", url, "--out", filepath.Join(dir, "a.tar")}, "--service-credential"},
+		"wrong credential":    {[]string{"backup", "--url", url, "--out", filepath.Join(dir, "b.tar"), "--service-credential", backupCredential + "x"}, "401"},
+		"existing file":       {[]string{"backup", "--url", url, "--out", exists, "--service-credential", backupCredential}, "exists"},
+		"restore, no file":    {[]string{"restore", "--data-dir", filepath.Join(dir, "d")}, "--from"},
+		"restore over data":   {[]string{"restore", "--from", exists, "--data-dir", s.dir}, "not empty"},
+		"restore, not tar":    {[]string{"restore", "--from", exists, "--data-dir", filepath.Join(dir, "e")}, "cannot restore"},
+		"check, not tar":      {[]string{"restore", "--check", "--from", exists}, "not whole"},
+		"not a node's":        {[]string{"restore", "--from", foreign, "--data-dir", filepath.Join(dir, "f")}, "not a Parley node's backup"},
+		"check, not a node's": {[]string{"restore", "--check", "--from", foreign}, "not a Parley node's backup"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			var out bytes.Buffer
@@ -327,5 +337,49 @@ func TestShutdownDuringBackup(t *testing.T) {
 	}
 	if _, err := io.Copy(io.Discard, res.Body); err == nil {
 		t.Error("the cut stream read to a clean end")
+	}
+}
+
+// One backup restored twice: the second copy, started with a --log-epoch
+// above the first copy's, hands out msgids above both, and reads the
+// restored log in its own epoch (its messages keep their msgids).
+func TestRestoreOneBackupTwice(t *testing.T) {
+	s := startServer(t, func(c *node.Config) { c.ServiceCredential = backupCredential })
+	ctx := ctxT(t)
+	before, err := serviceSend(ctx, s, "alice", "before", "before the backup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "b.tar")
+	var out bytes.Buffer
+	if err := run([]string{"backup", "--out", file, "--url", "http://" + s.n.Addr(), "--service-credential", backupCredential}, &out, &out); err != nil {
+		t.Fatal(err, out.String())
+	}
+	restore := func(epoch uint8) (*server, wire.ServerFrame) {
+		dir := filepath.Join(t.TempDir(), "restored")
+		if err := run([]string{"restore", "--from", file, "--data-dir", dir}, &out, &out); err != nil {
+			t.Fatal(err, out.String())
+		}
+		r := &server{t: t, dir: dir, mod: func(c *node.Config) {
+			c.ServiceCredential = backupCredential
+			c.Kafka.Epoch = epoch
+		}}
+		r.start()
+		t.Cleanup(r.stop)
+		bob := r.dial("bob", "phone")
+		if got := history(t, bob, before.Conversation); len(got) != 1 || got[0].MsgID != before.MsgID {
+			t.Fatalf("restored at epoch %d: %+v, want msgid %d", epoch, got, before.MsgID)
+		}
+		after, err := serviceSend(ctx, r, "alice", fmt.Sprint("after-e", epoch), "after the restore")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r, after
+	}
+	_, first := restore(0)
+	_, second := restore(3)
+	if first.MsgID>>48 != 2 || second.MsgID>>48 != 3 || second.MsgID <= first.MsgID {
+		t.Fatalf("the copies' first msgids: %d (epoch %d) and %d (epoch %d), want epochs 2 and 3",
+			first.MsgID, first.MsgID>>48, second.MsgID, second.MsgID>>48)
 	}
 }

@@ -143,7 +143,8 @@ func checkName(name string) error {
 // manifest does not list or lists otherwise, an entry that is not a
 // regular file — means the backup is not whole, whatever put was given.
 func Read(r io.Reader, put func(name string, size int64, data io.Reader) error) (Manifest, error) {
-	tr := tar.NewReader(r)
+	cr := &countingReader{r: r}
+	tr := tar.NewReader(cr)
 	type got struct {
 		size int64
 		sum  string
@@ -184,8 +185,15 @@ func Read(r io.Reader, put func(name string, size int64, data io.Reader) error) 
 			if err := m.check(order, func(name string) (int64, string) { g := files[name]; return g.size, g.sum }); err != nil {
 				return Manifest{}, err
 			}
+			// The tar ends with two zero blocks after the manifest's
+			// padding; archive/tar takes a clean end of the stream for
+			// the same, so the count tells a stream cut there.
+			read := cr.n
 			if _, err := tr.Next(); err != io.EOF {
 				return Manifest{}, errors.New("the backup holds more after its manifest")
+			}
+			if cr.n-read < (512-hd.Size%512)%512+1024 {
+				return Manifest{}, errors.New("the backup ends without the tar's end: it was cut short")
 			}
 			return m, nil
 		}
@@ -209,6 +217,18 @@ func Read(r io.Reader, put func(name string, size int64, data io.Reader) error) 
 		files[hd.Name] = got{hd.Size, hex.EncodeToString(h.Sum(nil))}
 		order = append(order, hd.Name)
 	}
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // check compares m with the files read, in their order.
@@ -239,10 +259,10 @@ const Staging = ".restoring"
 
 // Restore reads a backup from r into dir, which must be empty or not
 // exist. The files go to a directory inside dir first and move into place
-// only once the whole backup matched its manifest and is on disk, so a
-// failed restore leaves no data directory that looks whole; it removes
-// what it wrote.
-func Restore(r io.Reader, dir string) (Manifest, error) {
+// only once the whole backup matched its manifest, check (if not nil)
+// accepted the manifest, and the files are on disk, so a failed restore
+// leaves no data directory that looks whole; it removes what it wrote.
+func Restore(r io.Reader, dir string, check func(Manifest) error) (Manifest, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return Manifest{}, err
 	}
@@ -260,6 +280,9 @@ func Restore(r io.Reader, dir string) (Manifest, error) {
 	m, err := Read(r, func(name string, size int64, data io.Reader) error {
 		return writeFile(filepath.Join(staging, filepath.FromSlash(name)), size, data)
 	})
+	if err == nil && check != nil {
+		err = check(m)
+	}
 	if err == nil {
 		err = syncTree(staging)
 	}

@@ -3,6 +3,7 @@ package backup_test
 import (
 	"archive/tar"
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -44,7 +45,7 @@ func write(t testing.TB, fs map[string]string) []byte {
 func TestRestoreWhatWasWritten(t *testing.T) {
 	b := write(t, files())
 	dir := filepath.Join(t.TempDir(), "data")
-	m, err := backup.Restore(bytes.NewReader(b), dir)
+	m, err := backup.Restore(bytes.NewReader(b), dir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,8 +70,17 @@ func TestRestoreWhatWasWritten(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, ".restoring")); !os.IsNotExist(err) {
 		t.Errorf("the staging directory is left: %v", err)
 	}
-	if _, err := backup.Restore(bytes.NewReader(b), dir); err == nil || !strings.Contains(err.Error(), "not empty") {
+	if _, err := backup.Restore(bytes.NewReader(b), dir, nil); err == nil || !strings.Contains(err.Error(), "not empty") {
 		t.Fatalf("a restore over a data directory: %v", err)
+	}
+	// A whole backup that check refuses is not restored.
+	other := filepath.Join(t.TempDir(), "other")
+	refuse := func(backup.Manifest) error { return errors.New("not a node's backup") }
+	if _, err := backup.Restore(bytes.NewReader(b), other, refuse); err == nil || !strings.Contains(err.Error(), "not a node's") {
+		t.Fatalf("a restore that check refuses: %v", err)
+	}
+	if left, _ := os.ReadDir(other); len(left) != 0 {
+		t.Fatalf("a refused restore left %v", left)
 	}
 }
 
@@ -81,18 +91,18 @@ func TestRestoreRefusesWhatIsNotWhole(t *testing.T) {
 	check := func(t *testing.T, what string, broken []byte) {
 		t.Helper()
 		dir := t.TempDir()
-		if _, err := backup.Restore(bytes.NewReader(broken), dir); err == nil {
+		if _, err := backup.Restore(bytes.NewReader(broken), dir, nil); err == nil {
 			t.Fatalf("%s: restored (%d of %d bytes)", what, len(broken), len(b))
 		}
 		if left, _ := os.ReadDir(dir); len(left) != 0 {
 			t.Fatalf("%s: left %v", what, left)
 		}
 	}
-	// After the manifest's last byte come only the padding of its block
-	// and the tar's two closing blocks: a cut there loses nothing. Every
-	// cut before it must be refused.
-	end := len(b) - 1024 - (512-manifestSize(t, b)%512)%512
-	for cut := 0; cut < end; cut += 97 {
+	// Every cut, the tar's closing blocks included, is refused.
+	for cut := 0; cut < len(b); cut += 97 {
+		check(t, "cut", b[:cut])
+	}
+	for cut := len(b) - 1100; cut < len(b); cut++ {
 		check(t, "cut", b[:cut])
 	}
 	// A byte changed in any file's data, or in the manifest's.
@@ -109,19 +119,6 @@ func TestRestoreRefusesWhatIsNotWhole(t *testing.T) {
 	broken := bytes.Clone(b)
 	broken[at+12] ^= 0x01
 	check(t, "flipped in the manifest", broken)
-}
-
-func manifestSize(t *testing.T, b []byte) int {
-	tr := tar.NewReader(bytes.NewReader(b))
-	for {
-		h, err := tr.Next()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if h.Name == backup.ManifestName {
-			return int(h.Size)
-		}
-	}
 }
 
 func TestReadRefusesForeignEntries(t *testing.T) {
@@ -172,7 +169,7 @@ func TestReadRefusesForeignEntries(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
-			if _, err := backup.Restore(bytes.NewReader(b), dir); err == nil {
+			if _, err := backup.Restore(bytes.NewReader(b), dir, nil); err == nil {
 				t.Fatal("restored")
 			}
 			if left, _ := os.ReadDir(dir); len(left) != 0 {

@@ -117,6 +117,11 @@ func New() *Metrics {
 	m.reg.MustRegister(m.sends, m.sendLatency, m.syncs, m.pushLatency, m.requestWait, m.writeWait, m.pushes, m.disconnects, m.skipped, m.notified, m.retried,
 		m.retentionRemoved, m.retentionRuns, m.retentionLastRun, m.backups, m.backupLastTaken, m.backupLastBytes, m.backupLastPaused,
 		collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(schedLatencies)), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// Counters that alerts watch show 0 from the start, not nothing.
+	for _, result := range []string{"ok", "error"} {
+		m.backups.WithLabelValues(result)
+		m.retentionRuns.WithLabelValues(result)
+	}
 	return m
 }
 

@@ -22,14 +22,14 @@ const backupRetry = 10 * time.Second
 // once streaming ends the connection without the stream's end, which
 // every reader of a backup notices (its manifest comes last).
 func (s *server) backup(w http.ResponseWriter, r *http.Request, c caller) error {
+	if !c.service {
+		return &apiError{Status: http.StatusForbidden, Code: wire.CodeForbidden, Message: "only a service may take a backup"}
+	}
 	if r.Method == http.MethodHead {
 		// The mux answers HEAD with GET's handler: it would take a whole
 		// backup to throw away.
 		w.Header().Set("Allow", http.MethodGet)
 		return &apiError{Status: http.StatusMethodNotAllowed, Code: wire.CodeInvalidArgument, Message: "a backup is only streamed, with GET"}
-	}
-	if !c.service {
-		return &apiError{Status: http.StatusForbidden, Code: wire.CodeForbidden, Message: "only a service may take a backup"}
 	}
 	if s.cfg.Backup == nil {
 		return &apiError{Status: http.StatusNotImplemented, Code: wire.CodeUnavailable,

@@ -46,6 +46,15 @@ func TestBackupEndpoint(t *testing.T) {
 		if r.Status != http.StatusMethodNotAllowed || r.Header.Get("Allow") != "GET" {
 			t.Fatalf("got %d %v, want 405 with Allow: GET", r.Status, r.Header)
 		}
+		if r := e.do(req{Method: http.MethodPost, Path: path, Auth: service()}); r.Status != http.StatusMethodNotAllowed || r.Header.Get("Allow") != "GET" {
+			t.Fatalf("POST: got %d %v, want 405 with Allow: GET", r.Status, r.Header)
+		}
+		if r := e.do(req{Method: http.MethodDelete, Path: path}); r.Status != http.StatusUnauthorized {
+			t.Fatalf("DELETE without a credential: got %d, want 401 before 405", r.Status)
+		}
+		if r := e.do(req{Method: http.MethodHead, Path: path, Auth: e.user("alice", "phone")}); r.Status != http.StatusForbidden {
+			t.Fatalf("HEAD with a user's token: got %d, want 403", r.Status)
+		}
 		select {
 		case <-started:
 			t.Fatal("a HEAD took a backup")

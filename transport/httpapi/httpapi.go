@@ -203,11 +203,18 @@ func (s *server) routes() http.Handler {
 	// A pattern without a method is less specific than the ones with, so
 	// it catches only the other methods: answer those 405 in JSON too.
 	for path, methods := range allowed {
-		if slices.Contains(methods, http.MethodGet) {
+		// HEAD is answered as GET, but for a backup, which streams.
+		if slices.Contains(methods, http.MethodGet) && path != "/backup" {
 			methods = append(methods, http.MethodHead)
 		}
 		allow := strings.Join(methods, ", ")
 		mux.HandleFunc(Prefix+path, func(w http.ResponseWriter, r *http.Request) {
+			// Authentication comes first here too: who may not call the
+			// API learns nothing of its methods.
+			if _, err := s.authenticate(r); err != nil {
+				s.fail(w, r, err)
+				return
+			}
 			w.Header().Set("Allow", allow)
 			writeError(w, &apiError{Status: http.StatusMethodNotAllowed, Code: wire.CodeInvalidArgument,
 				Message: fmt.Sprintf("method %s is not allowed here; use %s", r.Method, allow)})

@@ -31,6 +31,21 @@ const backupScratch = ".backup"
 // moves aside to log.restored-e<N>-<time>), and only then removes it.
 const RestoredMarker = "restored-from-backup"
 
+// CheckBackup refuses a backup that is whole but not a node's: every
+// node's backup holds its store, its log and RestoredMarker.
+func CheckBackup(m backup.Manifest) error {
+	var store, log, marker bool
+	for _, f := range m.Files {
+		store = store || strings.HasPrefix(f.Name, "store/")
+		log = log || strings.HasPrefix(f.Name, "log/")
+		marker = marker || f.Name == RestoredMarker
+	}
+	if !store || !log || !marker {
+		return fmt.Errorf("it is not a Parley node's backup: it lacks its store, its log or %s", RestoredMarker)
+	}
+	return nil
+}
+
 // finishRestore checks a data directory before a node starts on it: it
 // refuses one that a restore left half moved into place, and moves one
 // restored from a backup to the next log epoch (RestoredMarker). A node
@@ -45,7 +60,17 @@ func finishRestore(ctx context.Context, cfg Config) error {
 	} else if err != nil {
 		return err
 	}
-	rep, err := nextEpoch(ctx, cfg, "restored")
+	// The restored log is read in its own epoch: the one the backup's
+	// log-epoch file names, 1 without one. A higher --log-epoch is where
+	// the node goes next, never how the old log is read (that would
+	// renumber its messages).
+	logEpoch, err := storedEpoch(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	want := cfg.Kafka.Epoch
+	cfg.Kafka.Epoch = max(logEpoch, 1)
+	rep, err := nextEpoch(ctx, cfg, "restored", want)
 	if err != nil {
 		return fmt.Errorf("cannot start on a data directory restored from a backup: %w", err)
 	}

@@ -210,14 +210,14 @@ type RepairReport struct {
 // one. The next start begins an empty log in the new epoch: every new
 // msgid is above every msgid of the old one, so none is ever reused.
 func RepairLog(ctx context.Context, cfg Config) (RepairReport, error) {
-	return nextEpoch(ctx, cfg, "lost")
+	return nextEpoch(ctx, cfg, "lost", 0)
 }
 
 // nextEpoch moves a single node to the next log epoch, as RepairLog
-// describes, and names the old log's new place after why: "lost" only
-// when the log lost records (ErrNothingToRepair otherwise), "restored"
-// whatever it holds.
-func nextEpoch(ctx context.Context, cfg Config, why string) (RepairReport, error) {
+// describes, or to atLeast if that is higher, and names the old log's new
+// place after why: "lost" only when the log lost records
+// (ErrNothingToRepair otherwise), "restored" whatever it holds.
+func nextEpoch(ctx context.Context, cfg Config, why string, atLeast uint8) (RepairReport, error) {
 	cfg.setDefaults()
 	if len(cfg.Kafka.Brokers) > 0 || cfg.Postgres != nil {
 		return RepairReport{}, errors.New("moving to the next log epoch by itself is for a single node's embedded log and store; a log on Kafka, or read models in PostgreSQL, move to a new log epoch by hand (docs/operations.md#log-epoch)")
@@ -236,8 +236,9 @@ func nextEpoch(ctx context.Context, cfg Config, why string) (RepairReport, error
 	if lost == nil && why == "lost" {
 		return RepairReport{}, ErrNothingToRepair
 	}
-	if epoch >= events.MaxEpoch {
-		return RepairReport{Lost: lost}, fmt.Errorf("cannot move to the next log epoch: the log is at the last one, %d", epoch)
+	next := max(epoch+1, atLeast)
+	if epoch >= events.MaxEpoch || next > events.MaxEpoch {
+		return RepairReport{Lost: lost}, fmt.Errorf("cannot move past log epoch %d: the last one is %d, and a msgid has no room for more", epoch, events.MaxEpoch)
 	}
 	// The log moves first: a stop between the two steps leaves an empty
 	// log in the old epoch, which the next start refuses again — never the
@@ -249,8 +250,8 @@ func nextEpoch(ctx context.Context, cfg Config, why string) (RepairReport, error
 	if err := syncDir(filepath.Dir(moved)); err != nil {
 		return RepairReport{Lost: lost}, err
 	}
-	if err := storeEpoch(cfg.DataDir, epoch+1); err != nil {
+	if err := storeEpoch(cfg.DataDir, next); err != nil {
 		return RepairReport{Lost: lost, Moved: moved}, err
 	}
-	return RepairReport{Lost: lost, Moved: moved, Epoch: epoch + 1}, nil
+	return RepairReport{Lost: lost, Moved: moved, Epoch: next}, nil
 }
