@@ -26,12 +26,14 @@ func backupCmd(args []string, stdout, stderr io.Writer) error {
 	out := f.string("out", "", "file to write the backup to, a tar (required; it must not exist); - writes it to stdout")
 	srv := defineServiceClient(f)
 	timeout := f.duration("timeout", 0, "how long the whole backup may take; 0 waits as long as it streams")
+	rate := f.int("rate", 0, "bytes a second to read the backup at, so that the node spends less of its CPU on it at once; 0 reads as fast as it comes")
 	if err := f.parse(args); err != nil {
 		return err
 	}
 	f.check("out", *out != "", "name the file to write")
 	srv.check(f)
 	f.check("timeout", *timeout >= 0, "cannot be negative")
+	f.check("rate", *rate == 0 || *rate >= 64<<10, "want 0 (no limit) or at least 65536")
 	if err := f.err(); err != nil {
 		return err
 	}
@@ -48,10 +50,10 @@ func backupCmd(args []string, stdout, stderr io.Writer) error {
 		err error
 	)
 	if *out == "-" {
-		m, err = fetchBackup(ctx, srv, stdout)
+		m, err = fetchBackup(ctx, srv, stdout, *rate)
 		stdout = stderr // the summary must not mix with the backup
 	} else {
-		m, err = fetchBackupFile(ctx, srv, *out)
+		m, err = fetchBackupFile(ctx, srv, *out, *rate)
 	}
 	if err != nil {
 		return err
@@ -63,7 +65,7 @@ func backupCmd(args []string, stdout, stderr io.Writer) error {
 
 // fetchBackupFile writes the backup to path by way of path.partial,
 // renamed only once it is whole and on disk.
-func fetchBackupFile(ctx context.Context, srv serviceClient, path string) (_ backup.Manifest, err error) {
+func fetchBackupFile(ctx context.Context, srv serviceClient, path string, rate int) (_ backup.Manifest, err error) {
 	if _, err := os.Lstat(path); err == nil {
 		return backup.Manifest{}, fmt.Errorf("cannot write the backup to %s: it exists", path)
 	}
@@ -78,7 +80,7 @@ func fetchBackupFile(ctx context.Context, srv serviceClient, path string) (_ bac
 			os.Remove(partial)
 		}
 	}()
-	m, err := fetchBackup(ctx, srv, file)
+	m, err := fetchBackup(ctx, srv, file, rate)
 	if err != nil {
 		return m, err
 	}
@@ -96,8 +98,9 @@ func fetchBackupFile(ctx context.Context, srv serviceClient, path string) (_ bac
 }
 
 // fetchBackup asks the server for a backup and copies it to w, checking
-// it on the way.
-func fetchBackup(ctx context.Context, srv serviceClient, w io.Writer) (backup.Manifest, error) {
+// it on the way, at rate bytes a second when rate is not 0 (the server
+// writes no faster than the client reads).
+func fetchBackup(ctx context.Context, srv serviceClient, w io.Writer, rate int) (backup.Manifest, error) {
 	resp, err := srv.do(ctx, http.MethodGet, "/backup")
 	if err != nil {
 		return backup.Manifest{}, err
@@ -106,7 +109,11 @@ func fetchBackup(ctx context.Context, srv serviceClient, w io.Writer) (backup.Ma
 	if resp.StatusCode != http.StatusOK {
 		return backup.Manifest{}, fmt.Errorf("cannot take a backup: %w", answerError(resp))
 	}
-	m, err := backup.Read(io.TeeReader(resp.Body, w), nil)
+	body := io.Reader(resp.Body)
+	if rate > 0 {
+		body = &paced{r: resp.Body, rate: rate, began: time.Now()}
+	}
+	m, err := backup.Read(io.TeeReader(body, w), nil)
 	if err == nil {
 		err = node.CheckBackup(m)
 	}
@@ -157,4 +164,24 @@ func restoreCmd(args []string, stdout, _ io.Writer) error {
 	fmt.Fprintf(stdout, "restored %d files, %d bytes, taken at %s, into %s; start it with parley serve --data-dir %s\n",
 		len(m.Files), m.Bytes(), m.CreatedAt.Format(time.RFC3339), *dataDir, *dataDir)
 	return nil
+}
+
+// paced reads from r no faster than rate bytes a second on average.
+type paced struct {
+	r     io.Reader
+	rate  int
+	began time.Time
+	read  int64
+}
+
+func (p *paced) Read(b []byte) (int, error) {
+	if len(b) > p.rate/8 {
+		b = b[:p.rate/8] // an eighth of a second's worth at most
+	}
+	n, err := p.r.Read(b)
+	p.read += int64(n)
+	if due := time.Duration(float64(p.read) / float64(p.rate) * float64(time.Second)); due > time.Since(p.began) {
+		time.Sleep(due - time.Since(p.began))
+	}
+	return n, err
 }

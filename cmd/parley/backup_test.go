@@ -272,6 +272,7 @@ func TestBackupRefusals(t *testing.T) {
 		"no credential":       {[]string{"backup", "--url", url, "--out", filepath.Join(dir, "a.tar")}, "--service-credential"},
 		"wrong credential":    {[]string{"backup", "--url", url, "--out", filepath.Join(dir, "b.tar"), "--service-credential", backupCredential + "x"}, "401"},
 		"existing file":       {[]string{"backup", "--url", url, "--out", exists, "--service-credential", backupCredential}, "exists"},
+		"a tiny rate":         {[]string{"backup", "--url", url, "--out", filepath.Join(dir, "c.tar"), "--service-credential", backupCredential, "--rate", "1000"}, "--rate"},
 		"restore, no file":    {[]string{"restore", "--data-dir", filepath.Join(dir, "d")}, "--from"},
 		"restore over data":   {[]string{"restore", "--from", exists, "--data-dir", s.dir}, "not empty"},
 		"restore, not tar":    {[]string{"restore", "--from", exists, "--data-dir", filepath.Join(dir, "e")}, "cannot restore"},
@@ -352,8 +353,17 @@ func TestRestoreOneBackupTwice(t *testing.T) {
 	}
 	file := filepath.Join(t.TempDir(), "b.tar")
 	var out bytes.Buffer
-	if err := run([]string{"backup", "--out", file, "--url", "http://" + s.n.Addr(), "--service-credential", backupCredential}, &out, &out); err != nil {
+	// Paced: the backup reads no faster than --rate.
+	began := time.Now()
+	if err := run([]string{"backup", "--out", file, "--url", "http://" + s.n.Addr(), "--service-credential", backupCredential, "--rate", "65536"}, &out, &out); err != nil {
 		t.Fatal(err, out.String())
+	}
+	st, err := os.Stat(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if least := time.Duration(float64(st.Size()) / 65536 * 0.9 * float64(time.Second)); time.Since(began) < least {
+		t.Errorf("%d bytes at 65536 a second took %v, less than %v", st.Size(), time.Since(began), least)
 	}
 	restore := func(epoch uint8) (*server, wire.ServerFrame) {
 		dir := filepath.Join(t.TempDir(), "restored")
