@@ -125,32 +125,26 @@ func Open(ctx context.Context, cfg Config) (*goredis.Client, error) {
 			return nil, err
 		}
 	}
+	// One set of options for both kinds of client: go-redis derives a
+	// single server's or a Sentinel-watched master's from it.
+	opts := &goredis.UniversalOptions{
+		Addrs:     []string{cfg.Addr},
+		Username:  cfg.User,
+		Password:  cfg.Password,
+		TLSConfig: tc,
+		DB:        cfg.DB,
+		PoolSize:  cfg.PoolSize,
+		// Every caller's deadline bounds its command, not only go-redis's
+		// own 3 s read timeout: readiness and a hello must answer in time
+		// while Redis is unreachable.
+		ContextTimeoutEnabled: true,
+	}
 	var client *goredis.Client
 	if len(cfg.Sentinels) > 0 {
-		client = goredis.NewFailoverClient(&goredis.FailoverOptions{
-			MasterName:            cfg.SentinelMaster,
-			SentinelAddrs:         cfg.Sentinels,
-			SentinelPassword:      cfg.SentinelPassword,
-			Username:              cfg.User,
-			Password:              cfg.Password,
-			TLSConfig:             tc,
-			DB:                    cfg.DB,
-			PoolSize:              cfg.PoolSize,
-			ContextTimeoutEnabled: true,
-		})
+		opts.Addrs, opts.MasterName, opts.SentinelPassword = cfg.Sentinels, cfg.SentinelMaster, cfg.SentinelPassword
+		client = goredis.NewFailoverClient(opts.Failover())
 	} else {
-		client = goredis.NewClient(&goredis.Options{
-			Addr:      cfg.Addr,
-			Username:  cfg.User,
-			Password:  cfg.Password,
-			TLSConfig: tc,
-			DB:        cfg.DB,
-			PoolSize:  cfg.PoolSize,
-			// Every caller's deadline bounds its command, not only
-			// go-redis's own 3 s read timeout: readiness and a hello must
-			// answer in time while Redis is unreachable.
-			ContextTimeoutEnabled: true,
-		})
+		client = goredis.NewClient(opts.Simple())
 	}
 	if err := client.Ping(ctx).Err(); err != nil {
 		_ = client.Close()

@@ -31,13 +31,20 @@ const backupScratch = ".backup"
 // moves aside to log.restored-e<N>-<time>), and only then removes it.
 const RestoredMarker = "restored-from-backup"
 
+// The data dir's directories of the embedded store and the embedded log
+// (by default); a backup names their files under the same.
+const (
+	storeDir = "store"
+	logDir   = "log"
+)
+
 // CheckBackup refuses a backup that is whole but not a node's: every
 // node's backup holds its store, its log and RestoredMarker.
 func CheckBackup(m backup.Manifest) error {
 	var store, log, marker bool
 	for _, f := range m.Files {
-		store = store || strings.HasPrefix(f.Name, "store/")
-		log = log || strings.HasPrefix(f.Name, "log/")
+		store = store || strings.HasPrefix(f.Name, storeDir+"/")
+		log = log || strings.HasPrefix(f.Name, logDir+"/")
 		marker = marker || f.Name == RestoredMarker
 	}
 	if !store || !log || !marker {
@@ -112,7 +119,7 @@ func (n *Node) backup(_ context.Context, w io.Writer) (err error) {
 		return err
 	}
 	defer func() { err = errors.Join(err, os.RemoveAll(scratch)) }()
-	checkpoint := filepath.Join(scratch, "store")
+	checkpoint := filepath.Join(scratch, storeDir)
 	began := time.Now()
 	var (
 		bytes int64
@@ -135,10 +142,10 @@ func (n *Node) backup(_ context.Context, w io.Writer) (err error) {
 	}
 	files := make([]backup.File, 0, len(logFiles))
 	for _, f := range logFiles {
-		files = append(files, backup.File{Name: path.Join("log", f.Name), Size: f.Size, Data: f.File})
+		files = append(files, backup.File{Name: path.Join(logDir, f.Name), Size: f.Size, Data: f.File})
 	}
 	defer func() { backup.CloseAll(files) }()
-	store, err := backup.Dir(checkpoint, "store")
+	store, err := backup.Dir(checkpoint, storeDir)
 	if err != nil {
 		return err
 	}

@@ -168,7 +168,7 @@ func (c *Config) setDefaults() {
 		c.Roles = Roles{Gateway: true, Projector: true}
 	}
 	if c.EmbeddedBroker.DataDir == "" {
-		c.EmbeddedBroker.DataDir = filepath.Join(c.DataDir, "log")
+		c.EmbeddedBroker.DataDir = filepath.Join(c.DataDir, logDir)
 	}
 	if c.CatchUpTimeout == 0 {
 		c.CatchUpTimeout = 10 * time.Minute

@@ -52,7 +52,7 @@ func (n *Node) openStores(ctx context.Context) error {
 			return err
 		}
 		n.stores.stalls = &parleypebble.Stalls{}
-		db, err := parleypebble.Open(parleypebble.Config{Dir: filepath.Join(n.cfg.DataDir, "store"), CacheBytes: n.cfg.StoreCacheBytes,
+		db, err := parleypebble.Open(parleypebble.Config{Dir: filepath.Join(n.cfg.DataDir, storeDir), CacheBytes: n.cfg.StoreCacheBytes,
 			Logger: n.log, Stalls: n.stores.stalls})
 		if err != nil {
 			return err

@@ -71,7 +71,7 @@ func openAll(dir string) (files []SnapshotFile, err error) {
 		}
 	}()
 	err = filepath.WalkDir(dir, func(path string, d iofs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || !d.Type().IsRegular() || strings.HasSuffix(d.Name(), ".tmp") {
+		if err != nil || !d.Type().IsRegular() || strings.HasSuffix(d.Name(), ".tmp") {
 			return err
 		}
 		rel, err := filepath.Rel(dir, path)
