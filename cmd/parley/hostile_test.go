@@ -19,9 +19,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lxzan/gws"
 	"github.com/parley-chat/parley/cmd/parley/node"
+	"github.com/parley-chat/parley/domain"
 	"github.com/parley-chat/parley/transport/client"
 	"github.com/parley-chat/parley/transport/wire"
+	"github.com/parley-chat/parley/transport/ws"
 )
 
 // rawWS is a WebSocket client written from scratch on a TCP socket, so that
@@ -875,3 +878,60 @@ func TestOneAccountSendsWithinItsBudget(t *testing.T) {
 		t.Errorf("bob holds %d messages, want %d acked + 2", len(got), acked.Load())
 	}
 }
+
+// Devices that stop reading cannot get one that reads closed: when their
+// queues fill every connection's budget together, the next frame closes
+// the connections holding the most (4005), not the reader it is for.
+func TestFullQueueBudgetClosesTheSlowReaders(t *testing.T) {
+	s := startServer(t, func(c *node.Config) {
+		c.Gateway.MaxQueuedBytesTotal = 8 << 20 // less than three slow queues of 4 MiB
+		c.Gateway.MaxConnectionsPerIP = ws.NoLimit
+		c.Gateway.RatePerSecond = 100000
+		c.Gateway.RateBurst = 100000
+		c.API.SendRate = -1
+	})
+	ctx := ctxT(t)
+	slow := []string{"slow1", "slow2", "slow3"}
+	for _, a := range slow {
+		// A raw connection that says hello and then never reads.
+		c, _, err := gws.NewClient(gws.BuiltinEventHandler{}, &gws.ClientOption{Addr: s.url()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.NetConn().Close()
+		if err := c.WriteString(fmt.Sprintf(`{"id":"1","type":"hello","token":%q}`, s.token(a, "phone", time.Hour))); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, func() bool { return len(s.n.Gateway().Online(domain.AccountID(a))) == 1 })
+	}
+	reader := s.device("reader", "phone")
+	sender := s.device("sender", "phone").c // reads its own messages' pushes
+	online := func() (n int) {
+		for _, a := range slow {
+			n += len(s.n.Gateway().Online(domain.AccountID(a)))
+		}
+		return n
+	}
+	body := strings.Repeat("p", 16<<10)
+	toReader := 0
+	for i := 0; i < 3000 && online() > 0; i++ {
+		to := "reader"
+		if i%4 != 3 {
+			to = slow[i%4]
+		} else {
+			toReader++
+		}
+		if _, err := sender.Send(ctx, client.Target{Account: to}, fmt.Sprint(i), "", body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, func() bool { return online() == 0 })
+	reader.waitPushes(t, toReader)
+	if len(s.n.Gateway().Online("reader")) != 1 {
+		t.Fatal("the reader was closed")
+	}
+	if _, m := httpGet(t, "http://"+s.n.Addr()+"/metrics"); metric(t, m, `parley_outgoing_queued_bytes_limit`) != 8<<20 {
+		t.Errorf("parley_outgoing_queued_bytes_limit = %v, want %d", metric(t, m, `parley_outgoing_queued_bytes_limit`), 8<<20)
+	}
+}
+

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -247,5 +249,24 @@ func TestFailedFsyncFailsSendsAndReadiness(t *testing.T) {
 	got := history(t, alice, "d:alice:bob")
 	if len(got) != 2 || got[0].Body != "synced" || got[1].Body != "synced again" || got[1].MsgID != ack.MsgID {
 		t.Errorf("history after a failed fsync: %+v, want the two synced messages", got)
+	}
+}
+
+// The connections' outgoing queues may hold a quarter of the memory limit
+// together, so that slow readers cannot hold the heap above it; with no
+// limit, 1 GiB.
+func TestQueueBudgetFollowsTheMemoryLimit(t *testing.T) {
+	prev := debug.SetMemoryLimit(-1)
+	t.Cleanup(func() { debug.SetMemoryLimit(prev) })
+	for _, c := range []struct{ limit, want int64 }{{0, 1 << 30}, {128 << 20, 32 << 20}, {64 << 20, 16 << 20}} {
+		debug.SetMemoryLimit(math.MaxInt64)
+		s := startServer(t, func(cfg *node.Config) { cfg.MemoryLimit = c.limit })
+		_, m := httpGet(t, "http://"+s.n.Addr()+"/metrics")
+		if got := metric(t, m, "parley_outgoing_queued_bytes_limit"); got != float64(c.want) {
+			t.Errorf("--memory-limit %d: parley_outgoing_queued_bytes_limit = %v, want %d", c.limit, got, c.want)
+		}
+		if !strings.Contains(m, "\nparley_outgoing_queued_bytes ") {
+			t.Error("parley_outgoing_queued_bytes is not in /metrics")
+		}
 	}
 }

@@ -50,8 +50,10 @@ type Config struct {
 	// unauthenticated connection may make the server hold. Default 8 KiB.
 	HelloQueueBytes int
 	// MaxQueuedBytesTotal bounds the bytes queued on every connection
-	// together; a frame past it closes its connection as a slow consumer.
-	// Default 1 GiB.
+	// together, and an eighth of it those of one source address (see
+	// Budget). A frame past it closes the connections that hold the most
+	// as slow consumers, or its own if that holds the most. Default 1 GiB;
+	// a node derives it from its memory limit.
 	MaxQueuedBytesTotal int64
 	// MaxReplyBytes bounds the messages of one sync reply, encoded; a page
 	// cut by it has hasMore and a cursor after its last message. A reply
@@ -702,6 +704,13 @@ func (g *Gateway) Connections() int {
 	defer g.mu.RUnlock()
 	return len(g.all)
 }
+
+// QueuedBytes is what every connection's outgoing queue holds now, as the
+// queue budget counts it (Config.MaxQueuedBytesTotal).
+func (g *Gateway) QueuedBytes() int64 { return g.budget.Used() }
+
+// QueuedBytesLimit is the queue budget, Config.MaxQueuedBytesTotal.
+func (g *Gateway) QueuedBytesLimit() int64 { return g.budget.limit }
 
 // Shutdown closes every connection with reason shutting_down and waits for
 // them to end, or for ctx. It is idempotent.

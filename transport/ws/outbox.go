@@ -17,15 +17,29 @@ const (
 // Budget bounds the bytes queued on every connection of a gateway together,
 // and those of the connections of one source address to a part of it
 // (ShareDivisor): one address cannot fill it and so get every other
-// connection's next frame refused.
+// connection's next frame refused. A frame that does not fit makes room
+// first by closing the connections that hold the most (see makeRoom): the
+// slowest readers pay for a full budget, not whoever is pushed to next.
 type Budget struct {
 	used  atomic.Int64
 	limit int64
+	// shedding lets one makeRoom look and close at a time: two pushers
+	// that found the budget full close the largest connection once.
+	shedding sync.Mutex
+	// members lists the budget's open outboxes for makeRoom, through the
+	// outboxes themselves (two pointers each, no map entry): makeRoom
+	// runs while a push holds the gateway's lock, so it cannot look
+	// through the gateway's own list of connections.
+	membersMu sync.Mutex
+	members   *outbox
 }
 
 // ShareDivisor: the connections of one source address may queue at most
 // 1/ShareDivisor of a Budget together.
 const ShareDivisor = 8
+
+// maxShed is how many connections one frame may close to make room.
+const maxShed = 8
 
 // share is the bytes queued on the connections of one source address
 // (the gateway keeps it with what else it counts of the address).
@@ -55,6 +69,82 @@ func (b *Budget) give(n int64, sh *share) {
 	if sh != nil {
 		sh.used.Add(-n)
 	}
+}
+
+// join lists o among the budget's outboxes.
+func (b *Budget) join(o *outbox) {
+	b.membersMu.Lock()
+	defer b.membersMu.Unlock()
+	o.next = b.members
+	if b.members != nil {
+		b.members.prev = o
+	}
+	b.members = o
+}
+
+// leave takes o off the list, once it is closed. Call it without holding
+// o's lock: makeRoom holds the list's while it takes outboxes' locks.
+func (b *Budget) leave(o *outbox) {
+	b.membersMu.Lock()
+	defer b.membersMu.Unlock()
+	if o.prev == nil && b.members != o {
+		return // not listed, or no longer
+	}
+	if o.prev != nil {
+		o.prev.next = o.next
+	} else {
+		b.members = o.next
+	}
+	if o.next != nil {
+		o.next.prev = o.prev
+	}
+	o.prev, o.next = nil, nil
+}
+
+// largest is the open outbox holding the most bytes among those counted
+// in sh (every outbox if sh is nil), or nil if none holds any.
+func (b *Budget) largest(sh *share) *outbox {
+	b.membersMu.Lock()
+	defer b.membersMu.Unlock()
+	var top *outbox
+	var most int64
+	for o := b.members; o != nil; o = o.next {
+		if sh != nil && o.share != sh {
+			continue
+		}
+		if n := o.held(); n > most {
+			top, most = o, n
+		}
+	}
+	return top
+}
+
+// makeRoom closes, as slow consumers, the connections holding the most
+// bytes (of self's source address when that is what is full) until n more
+// bytes of self's fit, as long as each holds more than self would with
+// them. It reports whether they fit; if not, self is the one to close.
+// Call it without holding self's lock.
+func (b *Budget) makeRoom(self *outbox, n int64) bool {
+	b.shedding.Lock()
+	defer b.shedding.Unlock()
+	for range maxShed {
+		totalFull := b.used.Load()+n > b.limit
+		shareFull := self.share != nil && self.share.used.Load()+n > b.limit/ShareDivisor
+		if !totalFull && !shareFull {
+			return true
+		}
+		var scope *share
+		if !totalFull {
+			scope = self.share
+		}
+		v := b.largest(scope)
+		if v == nil || v == self || v.held() <= self.held()+n {
+			return false
+		}
+		v.discard()
+		v.overflow()
+	}
+	return false
 }
 
 // outbox is one connection's queue of frames to write, bounded in bytes.
@@ -97,6 +187,10 @@ type outbox struct {
 	// deadline is the connection's write deadline, touched only by the
 	// flush under way (see setDeadline).
 	deadline time.Time
+
+	// prev and next place the outbox in its budget's list of members,
+	// guarded by the budget's membersMu.
+	prev, next *outbox
 }
 
 // deadlineSlack is how much later than its timeout a write deadline may
@@ -121,8 +215,10 @@ var clockBase = time.Now()
 // monotonic is the time since clockBase, on the monotonic clock.
 func monotonic() time.Duration { return time.Since(clockBase) }
 
-func newOutbox(conn net.Conn, limit int64, budget *Budget, timeout time.Duration, overflow func(), observer Observer) *outbox {
-	return &outbox{budget: budget, overflow: overflow, timeout: timeout, conn: conn, limit: limit, observer: observer}
+func newOutbox(conn net.Conn, limit int64, budget *Budget, sh *share, timeout time.Duration, overflow func(), observer Observer) *outbox {
+	o := &outbox{budget: budget, share: sh, overflow: overflow, timeout: timeout, conn: conn, limit: limit, observer: observer}
+	budget.join(o)
+	return o
 }
 
 // setLimit changes the queue's limit (a connection gets a larger one once
@@ -138,9 +234,10 @@ func (o *outbox) setLimit(limit int64) {
 func cost(payload []byte) int64 { return int64(len(payload) + maxHeader) }
 
 // push queues one frame. A frame that would take the queue past its limit
-// (or every connection's past the shared budget) is not queued: the
-// connection is closed as a slow consumer instead, so that it resyncs;
-// nothing is skipped silently (I5). payload must not change afterwards:
+// is not queued: the connection is closed as a slow consumer instead, so
+// that it resyncs; nothing is skipped silently (I5). So is a frame past
+// the shared budget, unless closing connections that hold more makes room
+// for it (Budget.makeRoom). payload must not change afterwards:
 // a push shares one encoding among many connections.
 func (o *outbox) push(op byte, payload []byte) bool {
 	n := cost(payload)
@@ -149,10 +246,27 @@ func (o *outbox) push(op byte, payload []byte) bool {
 		o.mu.Unlock()
 		return false
 	}
-	if o.queued+n > o.limit || !o.budget.take(n, o.share) {
+	if o.queued+n > o.limit {
 		o.mu.Unlock()
 		o.overflow()
 		return false
+	}
+	if !o.budget.take(n, o.share) {
+		o.mu.Unlock()
+		if !o.budget.makeRoom(o, n) {
+			o.overflow()
+			return false
+		}
+		o.mu.Lock()
+		if o.closed {
+			o.mu.Unlock()
+			return false
+		}
+		if o.queued+n > o.limit || !o.budget.take(n, o.share) {
+			o.mu.Unlock()
+			o.overflow()
+			return false
+		}
 	}
 	o.queued += n
 	o.frames = append(o.frames, outFrame{op: op, payload: payload, at: monotonic()})
@@ -180,19 +294,34 @@ func (o *outbox) closeAfter(f func()) {
 	go f()
 }
 
-// discard refuses frames from now on and forgets those not yet being
-// written: the connection is going away without them.
+// held is the bytes queued, those being written included; -1 once the
+// outbox is closed (it holds nothing more for makeRoom to free).
+func (o *outbox) held() int64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closed {
+		return -1
+	}
+	return o.queued
+}
+
+// discard refuses frames from now on and forgets them all, those being
+// written included: the connection is going away without them, and what
+// it held must be room in the budget now (see Budget.makeRoom). A write
+// under way goes on until it ends or fails at its deadline (a closing
+// session gives it a second), and until then the budget counts less than
+// the heap holds.
 func (o *outbox) discard() {
 	o.mu.Lock()
 	o.closed = true
-	drop := o.queued - o.inflight
-	o.queued -= drop
-	o.budget.give(drop, o.share)
+	o.budget.give(o.queued, o.share)
+	o.queued, o.inflight = 0, 0
 	clear(o.frames)
 	o.frames = o.frames[:0]
 	o.then = nil
 	o.wakeLocked()
 	o.mu.Unlock()
+	o.budget.leave(o)
 }
 
 // wakeLocked wakes a reader waiting for room.
@@ -293,9 +422,11 @@ func (o *outbox) flush() {
 		clear(batch)
 
 		o.mu.Lock()
-		o.queued -= n
-		o.inflight = 0
-		o.budget.give(n, o.share)
+		if o.inflight > 0 { // else discard gave the batch back already
+			o.queued -= n
+			o.inflight = 0
+			o.budget.give(n, o.share)
+		}
 		if o.queued <= o.limit/2 {
 			o.wakeLocked()
 		}

@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"runtime"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -39,7 +40,7 @@ func BenchmarkOutboxIdleWrite(b *testing.B) {
 	}
 	defer server.Close()
 	go func() { _, _ = io.Copy(io.Discard, client) }()
-	o := newOutbox(server, 1<<20, NewBudget(1<<30), 10*time.Second, func() { b.Error("overflow") }, noObserver{})
+	o := newOutbox(server, 1<<20, NewBudget(1<<30), nil, 10*time.Second, func() { b.Error("overflow") }, noObserver{})
 	frame := make([]byte, 200)
 	b.ReportAllocs()
 	for b.Loop() {
@@ -63,7 +64,7 @@ func TestOutboxStalledWriteFailsAfterTheTimeout(t *testing.T) {
 	server, client := net.Pipe()
 	defer client.Close()
 	failed := make(chan time.Time, 1)
-	o := newOutbox(server, 1<<20, NewBudget(1<<30), timeout, func() {
+	o := newOutbox(server, 1<<20, NewBudget(1<<30), nil, timeout, func() {
 		select {
 		case failed <- time.Now():
 		default:
@@ -99,7 +100,7 @@ func TestOutboxTellsHowLongAFrameWaited(t *testing.T) {
 	server, client := net.Pipe()
 	defer client.Close()
 	waits := make(chan time.Duration, 2)
-	o := newOutbox(server, 1<<20, NewBudget(1<<30), 10*time.Second, func() { t.Error("overflow") }, frameWaits{waits: waits})
+	o := newOutbox(server, 1<<20, NewBudget(1<<30), nil, 10*time.Second, func() { t.Error("overflow") }, frameWaits{waits: waits})
 	frame := make([]byte, 100)
 	const held = 100 * time.Millisecond
 	o.push(opText, frame)
@@ -155,8 +156,7 @@ func TestBudgetSharePerAddress(t *testing.T) {
 	stalled := func(sh *share, overflowed *atomic.Int64) *outbox {
 		server, client := net.Pipe() // nobody reads: writes stall
 		t.Cleanup(func() { server.Close(); client.Close() })
-		o := newOutbox(server, 4<<20, b, time.Minute, func() { overflowed.Add(1) }, noObserver{})
-		o.share = sh
+		o := newOutbox(server, 4<<20, b, sh, time.Minute, func() { overflowed.Add(1) }, noObserver{})
 		return o
 	}
 	frame := make([]byte, 64<<10)
@@ -188,5 +188,118 @@ func TestBudgetSharePerAddress(t *testing.T) {
 	}
 	if len(g.sources) != 0 {
 		t.Errorf("%d shares left after every connection left", len(g.sources))
+	}
+}
+
+// A frame that finds the budget full closes the connections holding the
+// most, not its own: a reader that keeps up is not closed for the queues
+// of those that do not. When its own connection holds the most, it is the
+// one closed. Where only the source address's share is full, the largest
+// of that address's connections is closed, never another address's.
+func TestFullBudgetClosesTheLargestQueue(t *testing.T) {
+	const limit = 2 << 20
+	b := NewBudget(limit)
+	type conn struct {
+		o          *outbox
+		overflowed atomic.Int64
+	}
+	open := func(sh *share, reads bool) *conn {
+		server, client := net.Pipe() // unread: the first write stalls
+		t.Cleanup(func() { server.Close(); client.Close() })
+		if reads {
+			go func() { _, _ = io.Copy(io.Discard, client) }()
+		}
+		c := &conn{}
+		c.o = newOutbox(server, 4<<20, b, sh, time.Minute, func() { c.overflowed.Add(1) }, noObserver{})
+		return c
+	}
+	frame := make([]byte, 64<<10)
+	fill := func(c *conn, room int64) {
+		t.Helper()
+		for b.Used()+cost(frame) <= room {
+			if !c.o.push(opText, frame) {
+				t.Fatalf("a frame refused while filling, %d of %d bytes used", b.Used(), room)
+			}
+		}
+	}
+	waitHeld := func(c *conn, want int64) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for c.o.held() != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("the connection holds %d bytes, want %d", c.o.held(), want)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+
+	// The whole budget: a small slow reader and a large one fill it; a
+	// reader that keeps up gets its frame, and the large one is closed.
+	small, large, reader := open(nil, false), open(nil, false), open(nil, true)
+	fill(small, limit/4)
+	fill(large, limit)
+	if !reader.o.push(opText, frame) {
+		t.Fatal("the reader's frame was refused")
+	}
+	if large.overflowed.Load() != 1 || small.overflowed.Load() != 0 || reader.overflowed.Load() != 0 {
+		t.Fatalf("closed: large %d, small %d, reader %d; want the large one only", large.overflowed.Load(), small.overflowed.Load(), reader.overflowed.Load())
+	}
+	if large.o.push(opText, frame) {
+		t.Fatal("the closed connection took a frame")
+	}
+	waitHeld(reader, 0)
+	if want := small.o.held(); b.Used() != want {
+		t.Fatalf("the budget counts %d bytes, want the small one's %d", b.Used(), want)
+	}
+
+	// Its own connection holds the most: it is the one closed.
+	fill(small, limit)
+	if small.o.push(opText, frame) || small.overflowed.Load() != 1 {
+		t.Fatalf("the largest connection's own frame was taken (closed %d times)", small.overflowed.Load())
+	}
+	small.o.discard() // as its session's close does
+	if b.Used() != 0 {
+		t.Fatalf("the budget counts %d bytes after every slow connection closed", b.Used())
+	}
+
+	// One address's share: its largest connection is closed, not another
+	// address's, which holds more.
+	var addrA, addrB share
+	a1, a2, other := open(&addrA, false), open(&addrA, true), open(&addrB, false)
+	fill(other, limit/ShareDivisor-cost(frame))
+	for addrA.used.Load()+cost(frame) <= limit/ShareDivisor {
+		if !a1.o.push(opText, frame) {
+			t.Fatal("a frame refused while filling the share")
+		}
+	}
+	if !a2.o.push(opText, frame) {
+		t.Fatal("the reader's frame was refused by its address's share")
+	}
+	if a1.overflowed.Load() != 1 || a2.overflowed.Load() != 0 || other.overflowed.Load() != 0 {
+		t.Fatalf("closed: a1 %d, a2 %d, other %d; want a1 only", a1.overflowed.Load(), a2.overflowed.Load(), other.overflowed.Load())
+	}
+}
+
+// A budget lists its open outboxes, whichever closes first, once each.
+func TestBudgetListsItsOpenOutboxes(t *testing.T) {
+	b := NewBudget(1 << 20)
+	var outs []*outbox
+	for range 5 {
+		server, client := net.Pipe()
+		t.Cleanup(func() { server.Close(); client.Close() })
+		outs = append(outs, newOutbox(server, 1<<20, b, nil, time.Minute, func() {}, noObserver{}))
+	}
+	for _, i := range []int{2, 0, 4, 2} { // the middle, the last listed, the first, again
+		outs[i].discard()
+	}
+	var listed []*outbox
+	for o := b.members; o != nil; o = o.next {
+		listed = append(listed, o)
+	}
+	if len(listed) != 2 || !slices.Contains(listed, outs[1]) || !slices.Contains(listed, outs[3]) {
+		t.Fatalf("listed %d outboxes, want the two still open", len(listed))
+	}
+	if listed[1].prev != listed[0] || listed[0].prev != nil {
+		t.Fatal("the list's back links are broken")
 	}
 }

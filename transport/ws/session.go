@@ -79,12 +79,13 @@ func newSession(g *Gateway, conn *gws.Conn, now time.Time) *session {
 	s := &session{g: g, conn: conn, connectedAt: now,
 		limiter: rate.NewLimiter(rate.Limit(cfg.RatePerSecond), cfg.RateBurst),
 	}
-	s.out = newOutbox(conn.NetConn(), int64(cfg.HelloQueueBytes), g.budget, cfg.WriteTimeout, func() {
+	var sh *share // its address's part of the budget
+	if w, ok := conn.Session().Load(helloKey); ok {
+		sh = w.(*helloWait).share
+	}
+	s.out = newOutbox(conn.NetConn(), int64(cfg.HelloQueueBytes), g.budget, sh, cfg.WriteTimeout, func() {
 		s.closeWith(wire.CloseSlowConsumer, wire.ReasonSlowConsumer, true)
 	}, cfg.Observer)
-	if w, ok := conn.Session().Load(helloKey); ok {
-		s.out.share = w.(*helloWait).share // its address's part of the budget
-	}
 	s.lastRead.Store(now.UnixNano())
 	return s
 }

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	parleypebble "github.com/parley-chat/parley/infra/pebble"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -444,6 +445,9 @@ func (n *Node) openLog() error {
 // the route table tell it of every presence change until ctx ends.
 func (n *Node) startGateway(ctx context.Context) error {
 	gwCfg := n.cfg.Gateway
+	if gwCfg.MaxQueuedBytesTotal == 0 {
+		gwCfg.MaxQueuedBytesTotal = queueBudget(debug.SetMemoryLimit(-1))
+	}
 	gwCfg.Observer = n.metrics
 	gwCfg.Instance = n.cfg.Instance
 	gwCfg.Routes = n.stores.routes
@@ -458,6 +462,18 @@ func (n *Node) startGateway(ctx context.Context) error {
 	}
 	n.goOwned(wait)
 	return nil
+}
+
+// queueBudget is what every connection's outgoing queue may hold together
+// under the process's memory limit (math.MaxInt64 for none): a quarter of
+// it, at least 16 MiB; no limit leaves the gateway's default. Frames
+// queued unread are heap, and a budget above the limit would let slow
+// readers hold the heap past it, the collector running without end.
+func queueBudget(memoryLimit int64) int64 {
+	if memoryLimit == math.MaxInt64 {
+		return 0
+	}
+	return max(memoryLimit/4, 16<<20)
 }
 
 // waitRebuilt waits until every in-memory read model holds the log as it

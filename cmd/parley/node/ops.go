@@ -51,6 +51,14 @@ func (n *Node) registerMetrics() {
 		n.metrics.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "parley_connections", Help: "Open WebSocket connections on this instance.",
 		}, func() float64 { return float64(n.gw.Connections()) }))
+		n.metrics.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "parley_outgoing_queued_bytes",
+			Help: "Bytes of frames queued on this instance's connections, not yet written, as their budget counts them (each frame's payload and header, per connection).",
+		}, func() float64 { return float64(n.gw.QueuedBytes()) }))
+		n.metrics.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "parley_outgoing_queued_bytes_limit",
+			Help: "The most the connections' outgoing queues may hold together; past it, the connections holding the most are closed as slow consumers.",
+		}, func() float64 { return float64(n.gw.QueuedBytesLimit()) }))
 	}
 	if n.svc != nil {
 		n.metrics.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
