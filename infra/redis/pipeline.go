@@ -24,12 +24,16 @@ type Pipeline struct {
 // flight at once, each on a connection of rdb's pipeline pool.
 func NewPipeline(rdb goredis.UniversalClient, runs int) *Pipeline {
 	p := &Pipeline{rdb: rdb}
-	p.pipe = coalesce.New(coalesce.Config{MaxRuns: runs}, p.run)
+	// Settle: a command in a pipeline is written by its reply, so a caller
+	// whose context ends must not read it (nor set its error) until the
+	// pipeline is done with it; the pipeline's context ends once all of
+	// its callers' have, so that wait is short.
+	p.pipe = coalesce.New(coalesce.Config{MaxRuns: runs, Settle: true}, p.run)
 	return p
 }
 
 // Do sends cmd and returns once it has its answer (cmd.Err() and its
-// value) or ctx ends.
+// value), or once ctx ends and cmd is in no pipeline under way.
 func (p *Pipeline) Do(ctx context.Context, cmd goredis.Cmder) {
 	if _, err := p.pipe.Do(ctx, cmd); err != nil {
 		cmd.SetErr(err)

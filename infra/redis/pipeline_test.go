@@ -5,6 +5,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	parleyredis "github.com/parley-chat/parley/infra/redis"
 	"github.com/parley-chat/parley/infra/redis/redistest"
@@ -56,5 +57,25 @@ func TestPipelineAnswersEveryCommand(t *testing.T) {
 	p.Do(done, cmd)
 	if cmd.Err() == nil {
 		t.Fatalf("a cancelled command answered %d", cmd.Val())
+	}
+}
+
+// A caller whose context ends while its command is in a pipeline gets the
+// command back only once the pipeline is done with it: the command is
+// written by the pipeline's reply, and a caller that read it earlier
+// raced that write (the race detector caught it in a cluster test).
+func TestPipelineCallerGivingUpWaitsForItsCommand(t *testing.T) {
+	client, prefix := redistest.Client(t)
+	p := parleyredis.NewPipeline(client, 2)
+	for range 5 {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+		// Redis holds the reply for 200 ms: the caller's context ends
+		// while the command is in the pipeline.
+		cmd := goredis.NewStringSliceCmd(ctx, "blpop", prefix+"empty", "0.2")
+		p.Do(ctx, cmd)
+		if _, err := cmd.Result(); err == nil {
+			t.Fatal("a command whose context ended answered without an error")
+		}
+		cancel()
 	}
 }
