@@ -116,6 +116,11 @@ func TestBadInput(t *testing.T) {
 		{name: "service group create without as", req: req{Method: post, Path: "/api/v1/groups", Auth: service(), Body: `{"name":"x"}`}, wantStatus: 400, wantCode: wire.CodeInvalidArgument},
 		{name: "service with a bad as", req: req{Method: get, Path: "/api/v1/groups?as=a:b", Auth: service()}, wantStatus: 400, wantCode: wire.CodeInvalidArgument},
 		{name: "user acting as another", req: req{Method: get, Path: "/api/v1/conversations/d:alice:bob/messages?as=bob", Auth: alice}, wantStatus: 403, wantCode: wire.CodeForbidden},
+		{name: "user sending with as naming another", req: req{Method: post, Path: send + "?as=bob", Auth: alice, Body: `{"to":"carol","clientMsgId":"t"}`}, wantStatus: 403, wantCode: wire.CodeForbidden},
+		{name: "user editing with as naming another", req: req{Method: http.MethodPatch, Path: "/api/v1/conversations/d:alice:bob/messages/1?as=bob", Auth: alice, Body: `{"clientMsgId":"t","body":"x"}`}, wantStatus: 403, wantCode: wire.CodeForbidden},
+		{name: "user deleting with as naming another", req: req{Method: http.MethodDelete, Path: "/api/v1/conversations/d:alice:bob/messages/1?as=bob", Auth: alice}, wantStatus: 403, wantCode: wire.CodeForbidden},
+		{name: "user reading with as naming another", req: req{Method: post, Path: "/api/v1/conversations/d:alice:bob/read?as=bob", Auth: alice, Body: `{"msgId":1}`}, wantStatus: 403, wantCode: wire.CodeForbidden},
+		{name: "user asking who is online with as naming another", req: req{Method: get, Path: "/api/v1/accounts/alice/online?as=bob", Auth: alice}, wantStatus: 403, wantCode: wire.CodeForbidden},
 		{name: "user sending as another", req: req{Method: post, Path: send, Auth: carol, Body: `{"from":{"account":"alice","device":"phone"},"to":"bob","clientMsgId":"t"}`}, wantStatus: 403, wantCode: wire.CodeForbidden},
 		{name: "user sending from another device", req: req{Method: post, Path: send, Auth: alice, Body: `{"from":{"account":"alice","device":"laptop"},"to":"bob","clientMsgId":"t"}`}, wantStatus: 403, wantCode: wire.CodeForbidden},
 

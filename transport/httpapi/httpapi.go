@@ -233,6 +233,10 @@ func (s *server) authenticated(h endpoint) http.Handler {
 		if err == nil && !c.service {
 			if wait := s.byAccount.Take(string(c.account), time.Now()); wait > 0 {
 				err = rateLimited(wait)
+			} else if as := r.URL.Query().Get("as"); as != "" && domain.AccountID(as) != c.account {
+				// On every endpoint, those that act as the sender of
+				// "from" too: a user acts only as its own account.
+				err = errActsAsOther
 			}
 		}
 		if err == nil {
