@@ -246,6 +246,11 @@ func TestEditKeysNameOneRequest(t *testing.T) {
 	if again, err := edit(m1.MsgID, "e1", "one, edited"); err != nil || !again.Duplicate || again.MsgID != m1.MsgID || again.ServerTime != first.ServerTime {
 		t.Fatalf("the edit's retry: %+v, %v; want the first ack %+v, duplicate", again, err, first)
 	}
+	// A send with the edit's key is that edit's retry too: its ack, and
+	// nothing sent.
+	if again, err := alice.Send(ctx, client.Target{Account: "carol"}, "e1", "", "to carol"); err != nil || !again.Duplicate || again.MsgID != m1.MsgID || again.ServerTime != first.ServerTime {
+		t.Fatalf("a send with the edit's key: %+v, %v; want the edit's ack %+v, duplicate", again, err, first)
+	}
 	for name, do := range map[string]func() (wire.ServerFrame, error){
 		"an edit's key for another message": func() (wire.ServerFrame, error) { return edit(m2.MsgID, "e1", "two, edited") },
 		"the message's own send key":        func() (wire.ServerFrame, error) { return edit(m1.MsgID, "m1", "one, again") },

@@ -102,7 +102,9 @@ type claim struct {
 }
 
 // sendClaim is the claim of a send: its client message id, found in the
-// store as the message it made.
+// store as the message it made — or as the message an edit with that id
+// changed, whose ack the send then gets (a key names one request), with
+// the time of the message's latest edit, as an edit's retry would.
 func (s *Service) sendClaim(r SendRequest) claim {
 	return claim{
 		key:   idempotency.Key{Account: r.From.Account, ClientMsgID: r.ClientMsgID},
@@ -112,7 +114,11 @@ func (s *Service) sendClaim(r SendRequest) claim {
 			if err != nil || !found {
 				return Ack{}, false, err
 			}
-			return Ack{MsgID: m.MsgID, MessageID: m.ID, Conversation: m.Conversation, ServerTime: m.ServerTime, Duplicate: true}, true, nil
+			at := m.ServerTime
+			if m.ClientMsgID != r.ClientMsgID {
+				at = m.EditedAt
+			}
+			return Ack{MsgID: m.MsgID, MessageID: m.ID, Conversation: m.Conversation, ServerTime: at, Duplicate: true}, true, nil
 		},
 	}
 }
