@@ -69,6 +69,8 @@ func parseServe(args []string, stdout io.Writer) (node.Config, error) {
 	rateBurst := f.int("rate-burst", 200, "burst of requests allowed per connection, at least 1")
 	sendRate := f.int("account-send-rate", api.DefaultSendRate, fmt.Sprintf("bytes a second one account may send through this process, a message costing %d plus its body as pushed (JSON-escaped), a group change %d plus %d an account; 0 for no limit", api.SendCost, api.SendCost, api.MemberCost))
 	sendBurst := f.int("account-send-burst", api.DefaultSendBurst, fmt.Sprintf("bytes one account may send at once, at least %d (the costliest message)", api.MaxMessageCost))
+	readRate := f.int("account-read-rate", api.DefaultReadRate, "reads (syncs, conversation and group lists, group reads, readers) a second one account may make through this process; 0 for no limit")
+	readBurst := f.int("account-read-burst", api.DefaultReadBurst, "reads one account may make at once, at least 1")
 	maxConns := f.int("max-connections", 100_000, "open WebSocket connections this gateway accepts, at least 1; more are refused with HTTP 503")
 	maxConnsIP := f.int("max-connections-per-ip", 1000, "open WebSocket connections from one source address, 0 for no limit; more are refused with HTTP 429")
 	serviceCred := f.secret("service-credential", fmt.Sprintf("shared secret for services calling the HTTP API (Bearer svc:<secret>, %d+ bytes); empty disables", httpapi.MinServiceCredentialBytes))
@@ -132,6 +134,8 @@ func parseServe(args []string, stdout io.Writer) (node.Config, error) {
 	f.check("rate-burst", *rateBurst >= 1, "want at least 1")
 	f.check("account-send-rate", *sendRate >= 0, "want 0 (no limit) or more")
 	f.check("account-send-burst", *sendBurst >= api.MaxMessageCost, "want at least %d (the costliest message)", api.MaxMessageCost)
+	f.check("account-read-rate", *readRate >= 0, "want 0 (no limit) or more")
+	f.check("account-read-burst", *readBurst >= 1, "want at least 1")
 	f.check("max-connections", *maxConns >= 1, "want at least 1")
 	f.check("max-connections-per-ip", *maxConnsIP >= 0, "want 0 (no limit) or more")
 	f.check("service-credential", *serviceCred == "" || len(*serviceCred) >= httpapi.MinServiceCredentialBytes, "need at least %d bytes", httpapi.MinServiceCredentialBytes)
@@ -262,6 +266,10 @@ func parseServe(args []string, stdout io.Writer) (node.Config, error) {
 	cfg.API.SendRate, cfg.API.SendBurst = float64(*sendRate), *sendBurst
 	if *sendRate == 0 {
 		cfg.API.SendRate = -1 // the service's zero is its default
+	}
+	cfg.API.ReadRate, cfg.API.ReadBurst = float64(*readRate), *readBurst
+	if *readRate == 0 {
+		cfg.API.ReadRate = -1
 	}
 	return cfg, nil
 }

@@ -71,6 +71,8 @@ func TestConfigErrors(t *testing.T) {
 		{"replay with SASL and no password", []string{"replay", "--projection", "cache", "--redis-addr", "127.0.0.1:6379", "--postgres-dsn", "postgres://h/db", "--kafka-sasl-mechanism", "SCRAM-SHA-512", "--kafka-sasl-user", "u"}, nil, []string{"--kafka-sasl-password", "required with --kafka-sasl-mechanism"}},
 		{"negative send rate", []string{"serve", "--account-send-rate", "-1"}, nil, []string{"--account-send-rate", "0 (no limit) or more"}},
 		{"send burst below the costliest message", []string{"serve"}, map[string]string{"PARLEY_ACCOUNT_SEND_BURST": "99327"}, []string{"PARLEY_ACCOUNT_SEND_BURST", "at least 99328"}},
+		{"negative read rate", []string{"serve", "--account-read-rate", "-1"}, nil, []string{"--account-read-rate", "0 (no limit) or more"}},
+		{"no read burst", []string{"serve"}, map[string]string{"PARLEY_ACCOUNT_READ_BURST": "0"}, []string{"PARLEY_ACCOUNT_READ_BURST", "at least 1"}},
 		{"small read buffer", []string{"serve", "--read-buffer", "100"}, nil, []string{"--read-buffer"}},
 		{"huge read buffer", []string{"serve", "--read-buffer", "1000000000"}, nil, []string{"--read-buffer"}},
 		{"low gc percent", []string{"serve", "--gc-percent", "5"}, nil, []string{"--gc-percent", "at least 10"}},

@@ -814,17 +814,7 @@ func TestOneAccountSendsWithinItsBudget(t *testing.T) {
 	}
 
 	post := func(auth, body string) (int, string, wire.ServerFrame) {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+s.n.Addr()+"/api/v1/messages", strings.NewReader(body))
-		req.Header.Set("Authorization", auth)
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var f wire.ServerFrame
-		_ = json.NewDecoder(resp.Body).Decode(&f)
-		return resp.StatusCode, resp.Header.Get("Retry-After"), f
+		return s.api(t, http.MethodPost, auth, "/messages", body)
 	}
 	// The same budget over HTTP: mallory has spent it on the socket. (If
 	// the budget refilled meanwhile, a send or two pass first.)
@@ -935,3 +925,122 @@ func TestFullQueueBudgetClosesTheSlowReaders(t *testing.T) {
 	}
 }
 
+// Reads share one budget per account across its connections and the HTTP
+// API: more connections read no faster. Every kind of read takes from it,
+// a service's do not, and another account's reads are not slowed.
+func TestOneAccountReadsWithinItsBudget(t *testing.T) {
+	const cred = "service-credential-for-tests"
+	const rate, burst = 5, 20
+	s := startServer(t, func(c *node.Config) {
+		c.ServiceCredential = cred
+		c.API.ReadRate, c.API.ReadBurst = rate, burst
+		c.Gateway.RatePerSecond = 10000 // the connections' own limit is not what refuses
+		c.Gateway.RateBurst = 10000
+	})
+	ctx := ctxT(t)
+	if _, err := s.dial("bob", "phone").Send(ctx, client.Target{Account: "mallory"}, "hi", "", "hi"); err != nil {
+		t.Fatal(err)
+	}
+	const conv = "d:bob:mallory"
+	var done, limited atomic.Int64
+	started := time.Now()
+	var wg sync.WaitGroup
+	for d := range 3 {
+		c := s.dial("mallory", fmt.Sprint("device", d))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Since(started) < 2*time.Second || limited.Load() == 0 {
+				_, err := c.Sync(ctx, conv, wire.Cursor{}, 10)
+				var se *client.Error
+				switch {
+				case err == nil:
+					done.Add(1)
+				case errors.As(err, &se) && se.Code == wire.CodeRateLimited && se.RetryAfter > 0:
+					limited.Add(1)
+				default:
+					t.Errorf("sync: %v", err)
+					return
+				}
+				if time.Since(started) > 20*time.Second {
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(started)
+	if most := burst + int64(elapsed.Seconds()*rate) + 1; done.Load() < burst || done.Load() > most || limited.Load() == 0 {
+		t.Fatalf("%d syncs answered (want %d..%d), %d refused (want some) in %v", done.Load(), burst, most, limited.Load(), elapsed)
+	}
+
+	// The budget is spent: every other kind of read is refused too (the
+	// first may take what refilled since), and another account's reads
+	// are not.
+	m := s.dial("mallory", "tablet")
+	for _, req := range []wire.Request{{Type: wire.TypeConversations}, {Type: wire.TypeGroups}, {Type: wire.TypeReaders, Conversation: conv, MsgID: 1}} {
+		var err error
+		for range 3 {
+			if _, err = m.Do(ctx, req); err != nil {
+				break
+			}
+		}
+		if client.CodeOf(err) != wire.CodeRateLimited {
+			t.Errorf("%s past the read budget: %v, want rate_limited", req.Type, err)
+		}
+	}
+	if _, err := s.dial("bob", "tablet").Sync(ctx, conv, wire.Cursor{}, 10); err != nil {
+		t.Errorf("another account's sync: %v", err)
+	}
+
+	get := func(auth, path string) (int, string, wire.ServerFrame) {
+		return s.api(t, http.MethodGet, auth, path, "")
+	}
+	// The HTTP API's reads share the budget; a service's are not counted.
+	user := "Bearer " + s.token("mallory", "web", time.Hour)
+	var status int
+	var retry string
+	var f wire.ServerFrame
+	for range 3 { // the first may take what refilled since
+		if status, retry, f = get(user, "/conversations/"+conv+"/messages"); status != http.StatusOK {
+			break
+		}
+	}
+	if status != http.StatusTooManyRequests || f.Code != string(wire.CodeRateLimited) || f.RetryAfterMs <= 0 || retry == "" {
+		t.Fatalf("an HTTP sync past the read budget: %d %+v Retry-After %q", status, f, retry)
+	}
+	if status, _, f := get("Bearer svc:"+cred, "/conversations/"+conv+"/messages?as=mallory"); status != http.StatusOK {
+		t.Fatalf("a service's sync as mallory: %d %+v", status, f)
+	}
+	// After the wait it was told, the read passes.
+	time.Sleep(time.Duration(f.RetryAfterMs) * time.Millisecond)
+	if status, _, f := get(user, "/conversations"); status != http.StatusOK {
+		t.Fatalf("a read after the wait: %d %+v", status, f)
+	}
+}
+
+// api makes one request of the HTTP API (path after /api/v1; a JSON body
+// unless empty) and returns its status, its Retry-After and its reply.
+func (s *server) api(t *testing.T, method, auth, path, body string) (int, string, wire.ServerFrame) {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctxT(t), method, "http://"+s.n.Addr()+"/api/v1"+path, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", auth)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var f wire.ServerFrame
+	_ = json.NewDecoder(resp.Body).Decode(&f)
+	return resp.StatusCode, resp.Header.Get("Retry-After"), f
+}

@@ -42,7 +42,7 @@ func history(t *testing.T, e *apitest.Env, who domain.AccountID, conv string) []
 	var out []domain.Message
 	var last domain.MsgID
 	for {
-		res, err := e.Service.Sync(ctxT(t), who, conv, time.Time{}, last, 200, false)
+		res, err := e.Service.Sync(ctxT(t), api.Actor{Account: who}, conv, time.Time{}, last, 200, false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -469,7 +469,7 @@ func TestSyncSources(t *testing.T) {
 			if tc.lastTime > 0 {
 				lt = time.Now().Add(-tc.lastTime)
 			}
-			res, err := e.Service.Sync(ctxT(t), "bob", "d:alice:bob", lt, 0, 10, false)
+			res, err := e.Service.Sync(ctxT(t), api.Actor{Account: "bob"}, "d:alice:bob", lt, 0, 10, false)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -485,7 +485,7 @@ func TestSyncSources(t *testing.T) {
 func TestLaggingStore(t *testing.T) {
 	e := apitest.New(t, apitest.Without(store.Name), apitest.WithConfig(api.Config{ReadTimeout: 100 * time.Millisecond}))
 	send(t, e, alicePhone, api.Target{Account: "bob"}, "c1", "x")
-	_, err := e.Service.Sync(ctxT(t), "bob", "d:alice:bob", time.Time{}, 0, 10, false)
+	_, err := e.Service.Sync(ctxT(t), api.Actor{Account: "bob"}, "d:alice:bob", time.Time{}, 0, 10, false)
 	if api.Code(err) != wire.CodeUnavailable {
 		t.Fatalf("sync of a lagging store: %v, want unavailable", err)
 	}
@@ -494,7 +494,7 @@ func TestLaggingStore(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	_, err = e2.Service.Sync(ctx, "bob", "d:alice:bob", time.Time{}, 0, 10, false)
+	_, err = e2.Service.Sync(ctx, api.Actor{Account: "bob"}, "d:alice:bob", time.Time{}, 0, 10, false)
 	if err == nil || time.Since(start) > 2*time.Second {
 		t.Fatalf("a cancelled sync returned %v after %v", err, time.Since(start))
 	}
@@ -509,7 +509,7 @@ func TestSyncPaging(t *testing.T) {
 	pages := 0
 	var got []string
 	for {
-		res, err := e.Service.Sync(ctxT(t), "alice", "d:alice:bob", time.Time{}, last, 3, false)
+		res, err := e.Service.Sync(ctxT(t), api.Actor{Account: "alice"}, "d:alice:bob", time.Time{}, last, 3, false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -553,7 +553,7 @@ func TestGroupRules(t *testing.T) {
 			return err
 		}, wire.CodeNotFound},
 		{"a non-member cannot sync", func() error {
-			_, err := e.Service.Sync(ctx, "mallory", "g:"+gid, time.Time{}, 0, 10, false)
+			_, err := e.Service.Sync(ctx, api.Actor{Account: "mallory"}, "g:"+gid, time.Time{}, 0, 10, false)
 			return err
 		}, wire.CodeNotMember},
 		{"a member may not remove the owner", func() error {
@@ -576,7 +576,7 @@ func TestGroupRules(t *testing.T) {
 			}
 		})
 	}
-	list, err := e.Service.Conversations(ctx, "alice", time.Time{}, 0)
+	list, err := e.Service.Conversations(ctx, api.Actor{Account: "alice"}, time.Time{}, 0)
 	if err != nil || len(list) != 1 || list[0].Conversation.String() != "g:"+gid {
 		t.Fatalf("alice's conversations: %+v %v", list, err)
 	}
@@ -593,7 +593,7 @@ func TestSyncReportsWhatTheRetentionRemoved(t *testing.T) {
 	}
 	conv := domain.DirectConversation("alice", "bob")
 	// A sync waits for the store to hold every message; then remove.
-	if res, err := e.Service.Sync(ctxT(t), "bob", conv.String(), time.Time{}, 0, 10, false); err != nil || len(res.Messages) != 5 {
+	if res, err := e.Service.Sync(ctxT(t), api.Actor{Account: "bob"}, conv.String(), time.Time{}, 0, 10, false); err != nil || len(res.Messages) != 5 {
 		t.Fatalf("sync before the retention: %d messages, %v", len(res.Messages), err)
 	}
 	floor := acks[2].MsgID
@@ -611,7 +611,7 @@ func TestSyncReportsWhatTheRetentionRemoved(t *testing.T) {
 		{"from after the floor", acks[3].MsgID, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			res, err := e.Service.Sync(ctxT(t), "bob", conv.String(), time.Time{}, tc.after, 10, false)
+			res, err := e.Service.Sync(ctxT(t), api.Actor{Account: "bob"}, conv.String(), time.Time{}, tc.after, 10, false)
 			if err != nil {
 				t.Fatal(err)
 			}

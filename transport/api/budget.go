@@ -38,8 +38,9 @@ const MemberCost = domain.MaxIDLen
 // largest, 500 accounts, is 33,024 bytes, well inside MaxMessageCost.
 func GroupChangeCost(n int) int { return SendCost + MemberCost*n }
 
-// Actor is who makes a request that draws on the send budget: an account,
-// or a service acting as it (Trusted), which the budget does not count.
+// Actor is who makes a request that draws on a budget, the send budget
+// or the read budget: an account, or a service acting as it (Trusted),
+// which the budgets do not count.
 type Actor struct {
 	Account domain.AccountID
 	Trusted bool
@@ -59,6 +60,19 @@ func (s *Service) spend(by Actor, cost int, what string) (charge, error) {
 			Reason: fmt.Sprintf("this account sends more than %d bytes a second (%s)", int(s.cfg.SendRate), what)}
 	}
 	return c, nil
+}
+
+// spendRead takes one read from by's read budget (Config.ReadRate), or
+// refuses the read when the budget is spent. A trusted actor is never
+// counted.
+func (s *Service) spendRead(by Actor) error {
+	if by.Trusted || s.reads == nil {
+		return nil
+	}
+	if wait := s.reads.Take(string(by.Account), time.Now()); wait > 0 {
+		return &LimitError{RetryAfter: wait, Reason: s.readRefusal}
+	}
+	return nil
 }
 
 // What a refusal says each request costs: formatted once, not per send.

@@ -188,7 +188,7 @@ func TestGroupChangesSpendTheBudget(t *testing.T) {
 	if _, err := e.Service.CreateGroup(ctx, api.Actor{Account: "bob"}, "bob's", members); err != nil {
 		t.Fatalf("bob's budget is his own: %v", err)
 	}
-	groups, _, err := e.Service.GroupsPage(ctx, "alice", "")
+	groups, _, err := e.Service.GroupsPage(ctx, api.Actor{Account: "alice"}, "")
 	if err != nil || len(groups) != 3 {
 		t.Fatalf("alice's groups: %d, %v; want one, two and the service's", len(groups), err)
 	}

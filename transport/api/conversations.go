@@ -23,7 +23,11 @@ type Conversation struct {
 // first (at most limit, 0 or past MaxConversations meaning MaxConversations;
 // a negative limit or since is invalid), once the list has applied everything acknowledged before the call,
 // each with who's mute of it.
-func (s *Service) Conversations(ctx context.Context, who domain.AccountID, since time.Time, limit int) ([]Conversation, error) {
+func (s *Service) Conversations(ctx context.Context, by Actor, since time.Time, limit int) ([]Conversation, error) {
+	if err := s.spendRead(by); err != nil {
+		return nil, err
+	}
+	who := by.Account
 	switch {
 	case limit < 0:
 		return nil, &domain.InvalidError{Field: "limit", Reason: "is negative"}

@@ -140,7 +140,11 @@ func (s *Service) appendGroupEvent(ctx context.Context, id domain.GroupID, e eve
 
 // Group is group as it is now, for one of its members: read after the
 // groups model has applied everything acknowledged before the call.
-func (s *Service) Group(ctx context.Context, who domain.AccountID, group string) (*domain.Group, error) {
+func (s *Service) Group(ctx context.Context, by Actor, group string) (*domain.Group, error) {
+	if err := s.spendRead(by); err != nil {
+		return nil, err
+	}
+	who := by.Account
 	id, err := domain.ParseGroupID(group)
 	if err != nil {
 		return nil, err
@@ -176,7 +180,11 @@ const MaxGroupsPage = 100
 // Only the page's groups are read, each fresh (a cache in front of the
 // model may be behind another gateway's change), and one that no longer
 // holds who is left out.
-func (s *Service) GroupsPage(ctx context.Context, who domain.AccountID, after string) ([]*domain.Group, bool, error) {
+func (s *Service) GroupsPage(ctx context.Context, by Actor, after string) ([]*domain.Group, bool, error) {
+	if err := s.spendRead(by); err != nil {
+		return nil, false, err
+	}
+	who := by.Account
 	if after != "" {
 		if _, err := domain.ParseGroupID(after); err != nil {
 			return nil, false, &domain.InvalidError{Field: "after", Reason: "is not a group id"}

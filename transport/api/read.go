@@ -81,7 +81,11 @@ type Readers struct {
 
 // Readers tells how many of the other participants of conversation have
 // read msgID (and, in small conversations, which).
-func (s *Service) Readers(ctx context.Context, who domain.AccountID, conversation string, msgID domain.MsgID) (Readers, error) {
+func (s *Service) Readers(ctx context.Context, by Actor, conversation string, msgID domain.MsgID) (Readers, error) {
+	if err := s.spendRead(by); err != nil {
+		return Readers{}, err
+	}
+	who := by.Account
 	conv, err := domain.ParseConversationID(conversation)
 	if err != nil {
 		return Readers{}, err

@@ -8,6 +8,7 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -134,6 +135,18 @@ type Config struct {
 	// units; at least MaxMessageCost, so that every message fits (a
 	// smaller value is raised to it). Default DefaultSendBurst.
 	SendBurst int
+	// ReadRate bounds the reads one account makes through this process,
+	// over all its devices and both transports: each Sync, Conversations,
+	// Group, GroupsPage and Readers takes one from a budget that fills at
+	// ReadRate a second up to ReadBurst. A read past it is refused
+	// (LimitError, rate_limited) before anything is done. It keeps an
+	// account from multiplying the per-connection rate limit of its reads
+	// by opening connections. Default DefaultReadRate; negative turns it
+	// off. Service calls (Actor.Trusted) are not counted.
+	ReadRate float64
+	// ReadBurst is the most reads an account may make at once, at least 1.
+	// Default DefaultReadBurst.
+	ReadBurst int
 	// MaxSenders bounds the accounts whose budgets are tracked (about 150
 	// bytes each; a full budget is forgotten). Default 65536.
 	MaxSenders int
@@ -160,6 +173,15 @@ const (
 	DefaultSendRate  = 256 << 10
 	DefaultSendBurst = 1 << 20
 	SendCost         = 1 << 10
+)
+
+// The defaults of an account's read budget (Config.ReadRate): three
+// connections' worth of the gateway's default request rate, and a burst
+// that lets a few devices sync a thousand conversations between them at
+// once (a client closed 4005 syncs every conversation).
+const (
+	DefaultReadRate  = 300
+	DefaultReadBurst = 1000
 )
 
 // DefaultReservationTTL is how long a client message id's reservation
@@ -219,6 +241,12 @@ func (c *Config) setDefaults() {
 	if c.SendBurst == 0 {
 		c.SendBurst = DefaultSendBurst
 	}
+	if c.ReadRate == 0 {
+		c.ReadRate = DefaultReadRate
+	}
+	if c.ReadBurst == 0 {
+		c.ReadBurst = DefaultReadBurst
+	}
 	if c.MaxSenders == 0 {
 		c.MaxSenders = 65536
 	}
@@ -240,6 +268,11 @@ type Service struct {
 	// budgets are the accounts' send budgets (Config.SendRate); nil when
 	// they are off.
 	budgets *ratelimit.Keyed
+	// reads are the accounts' read budgets (Config.ReadRate); nil when
+	// they are off.
+	reads *ratelimit.Keyed
+	// readRefusal is what a read past its account's budget is told.
+	readRefusal string
 
 	undecidedMu sync.Mutex
 	// undecided holds the reservations waiting for the log to tell
@@ -258,7 +291,9 @@ func New(cfg Config, log Log, rm ReadModels) *Service {
 		rm.Mutes = notify.NewMemoryMutes()
 	}
 	s := &Service{cfg: cfg, log: log, rm: rm, undecided: map[heldLease]struct{}{}, maxUndecided: maxUndecided,
-		budgets: ratelimit.New(cfg.SendRate, max(cfg.SendBurst, MaxMessageCost), cfg.MaxSenders)}
+		budgets:     ratelimit.New(cfg.SendRate, max(cfg.SendBurst, MaxMessageCost), cfg.MaxSenders),
+		reads:       ratelimit.New(cfg.ReadRate, max(cfg.ReadBurst, 1), cfg.MaxSenders),
+		readRefusal: fmt.Sprintf("this account reads more than %d times a second (syncs, lists, readers)", int(cfg.ReadRate))}
 	s.leases = leases{every: reservationLease / 3, log: cfg.Logger,
 		extend: func(ctx context.Context, k idempotency.Key, token string) error {
 			return cfg.Reservations.Extend(ctx, k, token, reservationLease)

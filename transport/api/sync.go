@@ -59,7 +59,7 @@ const (
 // holds the changes a device at lastMsgID missed (SyncResult.Changes),
 // always read from the store, once it has applied every record
 // acknowledged before the call: one indexed store query more.
-func (s *Service) Sync(ctx context.Context, who domain.AccountID, conversation string, lastTime time.Time, lastMsgID domain.MsgID, limit int, changes bool) (res SyncResult, err error) {
+func (s *Service) Sync(ctx context.Context, by Actor, conversation string, lastTime time.Time, lastMsgID domain.MsgID, limit int, changes bool) (res SyncResult, err error) {
 	defer func() {
 		if err != nil {
 			s.cfg.Observer.SyncDone(string(Code(err)))
@@ -67,7 +67,10 @@ func (s *Service) Sync(ctx context.Context, who domain.AccountID, conversation s
 			s.cfg.Observer.SyncDone(res.Source)
 		}
 	}()
-	return s.sync(ctx, who, conversation, lastTime, lastMsgID, limit, changes)
+	if err := s.spendRead(by); err != nil {
+		return SyncResult{}, err
+	}
+	return s.sync(ctx, by.Account, conversation, lastTime, lastMsgID, limit, changes)
 }
 
 func (s *Service) sync(ctx context.Context, who domain.AccountID, conversation string, lastTime time.Time, lastMsgID domain.MsgID, limit int, changes bool) (SyncResult, error) {

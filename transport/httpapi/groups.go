@@ -73,7 +73,7 @@ func (s *server) group(w http.ResponseWriter, r *http.Request, c caller) error {
 	if err != nil {
 		return err
 	}
-	g, err := s.svc.Group(r.Context(), who, r.PathValue("group"))
+	g, err := s.svc.Group(r.Context(), api.Actor{Account: who, Trusted: c.service}, r.PathValue("group"))
 	if err != nil {
 		return err
 	}
@@ -86,7 +86,7 @@ func (s *server) groups(w http.ResponseWriter, r *http.Request, c caller) error 
 	if err != nil {
 		return err
 	}
-	gs, more, err := s.svc.GroupsPage(r.Context(), who, r.URL.Query().Get("after"))
+	gs, more, err := s.svc.GroupsPage(r.Context(), api.Actor{Account: who, Trusted: c.service}, r.URL.Query().Get("after"))
 	if err != nil {
 		return err
 	}

@@ -137,7 +137,7 @@ func (s *server) sync(w http.ResponseWriter, r *http.Request, c caller) error {
 		lastTime = time.UnixMilli(lastTimeMs)
 	}
 	conv := r.PathValue("conversation")
-	res, err := s.svc.Sync(r.Context(), who, conv, lastTime, domain.MsgID(lastMsgID), limit, withChanges)
+	res, err := s.svc.Sync(r.Context(), api.Actor{Account: who, Trusted: c.service}, conv, lastTime, domain.MsgID(lastMsgID), limit, withChanges)
 	if err != nil {
 		return err
 	}
@@ -193,7 +193,7 @@ func (s *server) conversations(w http.ResponseWriter, r *http.Request, c caller)
 		return err
 	}
 	now := time.Now()
-	list, err := s.svc.Conversations(r.Context(), who, time.UnixMilli(since), limit)
+	list, err := s.svc.Conversations(r.Context(), api.Actor{Account: who, Trusted: c.service}, time.UnixMilli(since), limit)
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"net/http"
 
 	"github.com/parley-chat/parley/domain"
+	"github.com/parley-chat/parley/transport/api"
 )
 
 // readBody is the body of POST /conversations/{conversation}/read: the
@@ -59,7 +60,7 @@ func (s *server) readers(w http.ResponseWriter, r *http.Request, c caller) error
 		return err
 	}
 	conv := r.PathValue("conversation")
-	rs, err := s.svc.Readers(r.Context(), who, conv, domain.MsgID(msgID))
+	rs, err := s.svc.Readers(r.Context(), api.Actor{Account: who, Trusted: c.service}, conv, domain.MsgID(msgID))
 	if err != nil {
 		return err
 	}

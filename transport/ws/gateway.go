@@ -334,14 +334,14 @@ func (c Config) Validate() error {
 // Service, or a fake in tests.
 type Service interface {
 	Send(ctx context.Context, r api.SendRequest) (api.Ack, error)
-	Sync(ctx context.Context, who domain.AccountID, conversation string, lastTime time.Time, lastMsgID domain.MsgID, limit int, changes bool) (api.SyncResult, error)
-	Conversations(ctx context.Context, who domain.AccountID, since time.Time, limit int) ([]api.Conversation, error)
+	Sync(ctx context.Context, by api.Actor, conversation string, lastTime time.Time, lastMsgID domain.MsgID, limit int, changes bool) (api.SyncResult, error)
+	Conversations(ctx context.Context, by api.Actor, since time.Time, limit int) ([]api.Conversation, error)
 	CreateGroup(ctx context.Context, by api.Actor, name string, members []string) (*domain.Group, error)
 	AddMembers(ctx context.Context, by api.Actor, group string, accounts []string) (*domain.Group, error)
 	RemoveMembers(ctx context.Context, by api.Actor, group string, accounts []string) (*domain.Group, error)
-	GroupsPage(ctx context.Context, who domain.AccountID, after string) ([]*domain.Group, bool, error)
+	GroupsPage(ctx context.Context, by api.Actor, after string) ([]*domain.Group, bool, error)
 	Read(ctx context.Context, who domain.Sender, conversation string, msgID domain.MsgID) (conversations.ReadState, error)
-	Readers(ctx context.Context, who domain.AccountID, conversation string, msgID domain.MsgID) (api.Readers, error)
+	Readers(ctx context.Context, by api.Actor, conversation string, msgID domain.MsgID) (api.Readers, error)
 	Typing(ctx context.Context, who domain.AccountID, conversation string) (domain.ConversationID, []domain.AccountID, error)
 	Edit(ctx context.Context, r api.EditRequest) (api.Ack, error)
 	Delete(ctx context.Context, by domain.Sender, conversation string, id domain.MsgID) (api.Ack, error)

@@ -34,10 +34,10 @@ func (f *fakeService) Send(ctx context.Context, r api.SendRequest) (api.Ack, err
 	}
 	return api.Ack{MsgID: 1 << 48, Conversation: domain.DirectConversation(r.From.Account, domain.AccountID(r.To.Account)), ServerTime: time.Now()}, nil
 }
-func (f *fakeService) Sync(context.Context, domain.AccountID, string, time.Time, domain.MsgID, int, bool) (api.SyncResult, error) {
+func (f *fakeService) Sync(context.Context, api.Actor, string, time.Time, domain.MsgID, int, bool) (api.SyncResult, error) {
 	return api.SyncResult{Source: api.SourceStore, NextTime: time.Now()}, nil
 }
-func (f *fakeService) Conversations(context.Context, domain.AccountID, time.Time, int) ([]api.Conversation, error) {
+func (f *fakeService) Conversations(context.Context, api.Actor, time.Time, int) ([]api.Conversation, error) {
 	return nil, nil
 }
 func (f *fakeService) CreateGroup(context.Context, api.Actor, string, []string) (*domain.Group, error) {
@@ -49,7 +49,7 @@ func (f *fakeService) AddMembers(context.Context, api.Actor, string, []string) (
 func (f *fakeService) RemoveMembers(context.Context, api.Actor, string, []string) (*domain.Group, error) {
 	return nil, domain.ErrForbidden
 }
-func (f *fakeService) GroupsPage(context.Context, domain.AccountID, string) ([]*domain.Group, bool, error) {
+func (f *fakeService) GroupsPage(context.Context, api.Actor, string) ([]*domain.Group, bool, error) {
 	return nil, false, nil
 }
 func (f *fakeService) Read(context.Context, domain.Sender, string, domain.MsgID) (conversations.ReadState, error) {
@@ -58,7 +58,7 @@ func (f *fakeService) Read(context.Context, domain.Sender, string, domain.MsgID)
 func (f *fakeService) Typing(context.Context, domain.AccountID, string) (domain.ConversationID, []domain.AccountID, error) {
 	return domain.ConversationID{}, nil, nil
 }
-func (f *fakeService) Readers(context.Context, domain.AccountID, string, domain.MsgID) (api.Readers, error) {
+func (f *fakeService) Readers(context.Context, api.Actor, string, domain.MsgID) (api.Readers, error) {
 	return api.Readers{}, nil
 }
 func (f *fakeService) Edit(context.Context, api.EditRequest) (api.Ack, error) { return api.Ack{}, nil }

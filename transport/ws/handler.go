@@ -324,7 +324,7 @@ func (h *handler) answer(ctx context.Context, s *session, req wire.Request) (wir
 	case wire.TypeGroupRemove:
 		return groupFrame(req.ID)(svc.RemoveMembers(ctx, api.Actor{Account: s.account}, req.Group, req.Accounts))
 	case wire.TypeGroups:
-		gs, more, err := svc.GroupsPage(ctx, s.account, req.After)
+		gs, more, err := svc.GroupsPage(ctx, api.Actor{Account: s.account}, req.After)
 		if err != nil {
 			return wire.ServerFrame{}, err
 		}
@@ -344,7 +344,7 @@ func (h *handler) answer(ctx context.Context, s *session, req wire.Request) (wir
 	case wire.TypeUnmute:
 		return muteFrame(req.ID, req.Conversation)(svc.Unmute(ctx, s.account, req.Conversation))
 	case wire.TypeReaders:
-		rs, err := svc.Readers(ctx, s.account, req.Conversation, domain.MsgID(req.MsgID))
+		rs, err := svc.Readers(ctx, api.Actor{Account: s.account}, req.Conversation, domain.MsgID(req.MsgID))
 		if err != nil {
 			return wire.ServerFrame{}, err
 		}
@@ -398,7 +398,7 @@ func (h *handler) sync(ctx context.Context, s *session, req wire.Request) {
 	if req.LastTime > 0 {
 		lastTime = time.UnixMilli(req.LastTime)
 	}
-	res, err := h.g.svc.Sync(ctx, s.account, req.Conversation, lastTime, domain.MsgID(req.LastMsgID), req.Limit, req.Changes)
+	res, err := h.g.svc.Sync(ctx, api.Actor{Account: s.account}, req.Conversation, lastTime, domain.MsgID(req.LastMsgID), req.Limit, req.Changes)
 	if err != nil {
 		h.failWith(s, req.ID, err)
 		return
@@ -429,7 +429,7 @@ func appendSyncReply(b []byte, req wire.Request, res api.SyncResult, budget int)
 // conversations answers the account's conversation list, with its read
 // state in each.
 func (h *handler) conversations(ctx context.Context, s *session, req wire.Request) (wire.ServerFrame, error) {
-	list, err := h.g.svc.Conversations(ctx, s.account, time.UnixMilli(req.Since), req.Limit)
+	list, err := h.g.svc.Conversations(ctx, api.Actor{Account: s.account}, time.UnixMilli(req.Since), req.Limit)
 	if err != nil {
 		return wire.ServerFrame{}, err
 	}

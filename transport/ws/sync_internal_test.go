@@ -30,7 +30,7 @@ func BenchmarkSyncReply(b *testing.B) {
 	since := time.Now().Add(-time.Minute)
 	b.ReportAllocs()
 	for b.Loop() {
-		res, err := e.Service.Sync(ctx, "bob", req.Conversation, since, 0, 50, false)
+		res, err := e.Service.Sync(ctx, api.Actor{Account: "bob"}, req.Conversation, since, 0, 50, false)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -65,7 +65,7 @@ func TestSyncReplyFromCachedEncodings(t *testing.T) {
 		t.Helper()
 		for _, budget := range []int{1 << 20, 8 << 10, 100} {
 			for _, after := range []domain.MsgID{0, ids[10]} {
-				res, err := e.Service.Sync(ctx, "bob", req.Conversation, time.Now().Add(-time.Minute), after, 50, false)
+				res, err := e.Service.Sync(ctx, api.Actor{Account: "bob"}, req.Conversation, time.Now().Add(-time.Minute), after, 50, false)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -77,7 +77,7 @@ func TestSyncReplyFromCachedEncodings(t *testing.T) {
 				if want := appendSyncReply(nil, req, res, budget); !bytes.Equal(got, want) {
 					t.Fatalf("budget %d: reply from the cached encodings\n%s\nencoding the messages gives\n%s", budget, got, want)
 				}
-				store, err := e.Service.Sync(ctx, "bob", req.Conversation, time.Time{}, after, 50, false)
+				store, err := e.Service.Sync(ctx, api.Actor{Account: "bob"}, req.Conversation, time.Time{}, after, 50, false)
 				if err != nil {
 					t.Fatal(err)
 				}
