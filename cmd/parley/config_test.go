@@ -93,6 +93,9 @@ func TestConfigErrors(t *testing.T) {
 		{"SASL password without mechanism", []string{"serve"}, map[string]string{"PARLEY_KAFKA_SASL_PASSWORD": secretValue}, []string{"PARLEY_KAFKA_SASL_PASSWORD", "--kafka-sasl-mechanism"}},
 		{"CA file without TLS", []string{"serve", "--kafka-tls-ca", os.Args[0]}, nil, []string{"--kafka-tls-ca", "needs --kafka-tls"}},
 		{"missing CA file", []string{"serve", "--kafka-tls", "--kafka-tls-ca", "ca.pem"}, nil, []string{`--kafka-tls-ca="ca.pem": cannot read`}},
+		{"client certificate without TLS", []string{"serve", "--kafka-brokers", "k:9092", "--kafka-tls-cert", os.Args[0], "--kafka-tls-key", os.Args[0]}, nil, []string{"--kafka-tls-cert", "--kafka-tls-key", "needs --kafka-tls"}},
+		{"client certificate without its key", []string{"serve", "--kafka-brokers", "k:9092", "--kafka-tls", "--kafka-tls-cert", os.Args[0]}, nil, []string{"--kafka-tls-key", "required with --kafka-tls-cert"}},
+		{"missing client key", []string{"serve", "--kafka-brokers", "k:9092", "--kafka-tls", "--kafka-tls-cert", os.Args[0], "--kafka-tls-key", "c.key"}, nil, []string{`--kafka-tls-key="c.key": cannot read`}},
 		// Addresses and names.
 		{"empty broker in the list", []string{"serve", "--kafka-brokers", "a:9092,,b:9092"}, nil, []string{"--kafka-brokers"}},
 		{"broker without a port", []string{"serve", "--kafka-brokers", "kafka1"}, nil, []string{"--kafka-brokers", "host:port"}},
@@ -113,6 +116,7 @@ func TestConfigErrors(t *testing.T) {
 		{"redis user without a password", []string{"serve", "--redis-addr", "127.0.0.1:6379", "--redis-user", "parley", "--postgres-dsn", "postgres://h/db", "--cluster-secret", secretValue}, nil, []string{"--redis-user", "needs --redis-password"}},
 		{"negative redis db", []string{"serve", "--redis-addr", "127.0.0.1:6379", "--redis-db", "-1", "--postgres-dsn", "postgres://h/db", "--cluster-secret", secretValue}, nil, []string{"--redis-db", "0 or more"}},
 		{"redis CA file without TLS", []string{"serve", "--redis-addr", "127.0.0.1:6379", "--redis-tls-ca", os.Args[0], "--postgres-dsn", "postgres://h/db", "--cluster-secret", secretValue}, nil, []string{"--redis-tls-ca", "needs --redis-tls"}},
+		{"redis client key without its certificate", []string{"serve", "--redis-addr", "127.0.0.1:6379", "--redis-tls", "--redis-tls-key", os.Args[0], "--postgres-dsn", "postgres://h/db", "--cluster-secret", secretValue}, nil, []string{"--redis-tls-cert", "required with --redis-tls-key"}},
 		{"missing redis CA file", []string{"serve", "--redis-addr", "127.0.0.1:6379", "--redis-tls", "--redis-tls-ca", "ca.pem", "--postgres-dsn", "postgres://h/db", "--cluster-secret", secretValue}, nil, []string{`--redis-tls-ca="ca.pem": cannot read`}},
 		{"replay with a redis user and no password", []string{"replay", "--projection", "cache", "--redis-addr", "127.0.0.1:6379", "--redis-user", "u", "--postgres-dsn", "postgres://h/db"}, nil, []string{"--redis-user", "needs --redis-password"}},
 		{"bad schema", []string{"serve", "--postgres-schema", "Parley"}, nil, []string{"--postgres-schema"}},
@@ -329,11 +333,12 @@ func TestServeConfig(t *testing.T) {
 	}
 	t.Setenv("PARLEY_REDIS_PASSWORD", secretValue)
 	cfg, err = parseServe([]string{"--kafka-brokers", "k1:9092", "--kafka-sasl-mechanism", "PLAIN", "--kafka-sasl-user", "u", "--postgres-dsn", "postgres://h/db", "--redis-addr", "redis.internal:6380", "--redis-user", "parley",
-		"--redis-db", "2", "--redis-tls", "--redis-tls-ca", os.Args[0], "--redis-prefix", "p:"}, &bytes.Buffer{})
+		"--redis-db", "2", "--redis-tls", "--redis-tls-ca", os.Args[0], "--redis-tls-cert", os.Args[0], "--redis-tls-key", os.Args[0], "--redis-prefix", "p:"}, &bytes.Buffer{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := (redis.Config{Addr: "redis.internal:6380", Prefix: "p:", User: "parley", Password: secretValue, DB: 2, TLS: true, TLSCAFile: os.Args[0]}); cfg.Redis == nil || !reflect.DeepEqual(*cfg.Redis, want) {
+	if want := (redis.Config{Addr: "redis.internal:6380", Prefix: "p:", User: "parley", Password: secretValue, DB: 2, TLS: true, TLSCAFile: os.Args[0],
+		TLSCertFile: os.Args[0], TLSKeyFile: os.Args[0]}); cfg.Redis == nil || !reflect.DeepEqual(*cfg.Redis, want) {
 		t.Errorf("redis: %+v, want %+v", cfg.Redis, want)
 	}
 	t.Setenv("PARLEY_REDIS_SENTINEL_PASSWORD", secretValue+"s")

@@ -1,24 +1,23 @@
 package main
 
 import (
-	"os"
-
 	"github.com/parley-chat/parley/infra/kafka"
 )
 
 // kafkaFlags are the options of a connection's security to external
 // brokers, the same for every command that makes one.
 type kafkaFlags struct {
-	tls               *bool
-	caFile, mechanism *string
-	user, password    *string
+	tls            *bool
+	files          tlsFlags
+	mechanism      *string
+	user, password *string
 }
 
 // defineKafkaSecurity defines the brokers' TLS and SASL options on f.
 func defineKafkaSecurity(f *flagSet) kafkaFlags {
 	return kafkaFlags{
 		tls:       f.bool("kafka-tls", false, "connect to the brokers over TLS"),
-		caFile:    f.string("kafka-tls-ca", "", "PEM file of CAs to trust for the brokers; empty uses the system pool"),
+		files:     defineTLSFiles(f, "kafka", "the brokers"),
 		mechanism: f.string("kafka-sasl-mechanism", "", "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; empty for none"),
 		user:      f.string("kafka-sasl-user", "", "SASL user"),
 		password:  f.secret("kafka-sasl-password", "SASL password"),
@@ -27,11 +26,7 @@ func defineKafkaSecurity(f *flagSet) kafkaFlags {
 
 // check records every problem of the options.
 func (k kafkaFlags) check(f *flagSet) {
-	f.check("kafka-tls-ca", *k.caFile == "" || *k.tls, "needs %s", f.name("kafka-tls"))
-	if *k.caFile != "" {
-		_, err := os.Stat(*k.caFile)
-		f.check("kafka-tls-ca", err == nil, "cannot read the file")
-	}
+	k.files.check(f, "kafka", *k.tls)
 	switch *k.mechanism {
 	case "":
 		f.check("kafka-sasl-user", *k.user == "", "needs %s", f.name("kafka-sasl-mechanism"))
@@ -46,5 +41,6 @@ func (k kafkaFlags) check(f *flagSet) {
 
 // security is the connection's security the options describe.
 func (k kafkaFlags) security() kafka.Security {
-	return kafka.Security{TLS: *k.tls, TLSCAFile: *k.caFile, SASLMechanism: *k.mechanism, SASLUser: *k.user, SASLPassword: *k.password}
+	return kafka.Security{TLS: *k.tls, TLSCAFile: *k.files.caFile, TLSCertFile: *k.files.certFile, TLSKeyFile: *k.files.keyFile,
+		SASLMechanism: *k.mechanism, SASLUser: *k.user, SASLPassword: *k.password}
 }

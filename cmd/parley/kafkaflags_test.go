@@ -17,20 +17,20 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 )
 
-// The operator's commands reach brokers that need TLS and SASL, with the
-// flags serve takes: logout publishes, tap reads it back, and replay
-// rebuilds the cache from the conversation topic. Without them, each
-// fails.
+// The operator's commands reach brokers that need TLS with a client
+// certificate and SASL, with the flags serve takes: logout publishes, tap
+// reads it back, and replay rebuilds the cache from the conversation
+// topic. Without them, each fails.
 func TestOpsCommandsOnASecuredBroker(t *testing.T) {
 	certs := tlsconfigtest.New(t)
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.TLS(certs.Server),
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.TLS(certs.ServerAskingClients),
 		kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-256", "parley", "s3cret"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
 	brokers := []string{"--kafka-brokers", strings.Join(c.ListenAddrs(), ",")}
-	secured := append(brokers, "--kafka-tls", "--kafka-tls-ca", certs.CAFile,
+	secured := append(brokers, "--kafka-tls", "--kafka-tls-ca", certs.CAFile, "--kafka-tls-cert", certs.ClientCertFile, "--kafka-tls-key", certs.ClientKeyFile,
 		"--kafka-sasl-mechanism", "SCRAM-SHA-256", "--kafka-sasl-user", "parley", "--kafka-sasl-password", "s3cret")
 	command := func(name string, flags []string, args ...string) (string, error) {
 		t.Helper()
@@ -49,7 +49,7 @@ func TestOpsCommandsOnASecuredBroker(t *testing.T) {
 	}
 
 	l, err := kafka.Open(kafka.Config{Brokers: c.ListenAddrs(), Partitions: 2,
-		Security: kafka.Security{TLS: true, TLSCAFile: certs.CAFile, SASLMechanism: "SCRAM-SHA-256", SASLUser: "parley", SASLPassword: "s3cret"}})
+		Security: kafka.Security{TLS: true, TLSCAFile: certs.CAFile, TLSCertFile: certs.ClientCertFile, TLSKeyFile: certs.ClientKeyFile, SASLMechanism: "SCRAM-SHA-256", SASLUser: "parley", SASLPassword: "s3cret"}})
 	if err != nil {
 		t.Fatal(err)
 	}

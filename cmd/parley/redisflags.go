@@ -1,7 +1,6 @@
 package main
 
 import (
-	"os"
 	"strings"
 
 	"github.com/parley-chat/parley/infra/redis"
@@ -10,10 +9,11 @@ import (
 // redisFlags are the options of a connection to Redis, the same for every
 // command that makes one.
 type redisFlags struct {
-	addr, prefix, user, password, caFile *string
-	sentinelMaster, sentinelPassword     *string
-	db                                   *int
-	tls                                  *bool
+	addr, prefix, user, password     *string
+	files                            tlsFlags
+	sentinelMaster, sentinelPassword *string
+	db                               *int
+	tls                              *bool
 }
 
 // defineRedis defines the Redis options on f; addrUsage says what the
@@ -26,7 +26,7 @@ func defineRedis(f *flagSet, addrUsage string) redisFlags {
 		password: f.secret("redis-password", "Redis password; empty sends none"),
 		db:       f.int("redis-db", 0, "Redis logical database, 0 or more"),
 		tls:      f.bool("redis-tls", false, "connect to Redis over TLS"),
-		caFile:   f.string("redis-tls-ca", "", "PEM file of CAs to trust for Redis; empty uses the system pool"),
+		files:    defineTLSFiles(f, "redis", "Redis"),
 		sentinelMaster: f.string("redis-sentinel-master", "",
 			"the master's name in Redis Sentinel: --redis-addr then lists the Sentinels (host:port,host:port,...), which say where the master is and follow its failovers"),
 		sentinelPassword: f.secret("redis-sentinel-password", "the Sentinels' password (their requirepass); empty sends none (needs --redis-sentinel-master)"),
@@ -60,17 +60,13 @@ func (r redisFlags) check(f *flagSet) {
 	f.check("redis-sentinel-password", *r.sentinelPassword == "" || *r.sentinelMaster != "", "needs %s", f.name("redis-sentinel-master"))
 	f.check("redis-user", *r.user == "" || *r.password != "", "needs %s", f.name("redis-password"))
 	f.check("redis-db", *r.db >= 0, "want 0 or more")
-	f.check("redis-tls-ca", *r.caFile == "" || *r.tls, "needs %s", f.name("redis-tls"))
-	if *r.caFile != "" {
-		_, err := os.Stat(*r.caFile)
-		f.check("redis-tls-ca", err == nil, "cannot read the file")
-	}
+	r.files.check(f, "redis", *r.tls)
 }
 
 // config is the connection the options describe.
 func (r redisFlags) config() redis.Config {
 	c := redis.Config{Addr: *r.addr, Prefix: *r.prefix, User: *r.user, Password: *r.password, DB: *r.db,
-		TLS: *r.tls, TLSCAFile: *r.caFile}
+		TLS: *r.tls, TLSCAFile: *r.files.caFile, TLSCertFile: *r.files.certFile, TLSKeyFile: *r.files.keyFile}
 	if *r.sentinelMaster != "" {
 		c.Addr, c.Sentinels, c.SentinelMaster, c.SentinelPassword = "", r.addrs(), *r.sentinelMaster, *r.sentinelPassword
 	}

@@ -23,6 +23,10 @@ type Security struct {
 	TLS bool
 	// TLSCAFile is a PEM bundle of CAs to trust; empty uses the system pool.
 	TLSCAFile string
+	// TLSCertFile and TLSKeyFile are PEM files of a client certificate and
+	// its key, for brokers that ask for one (ssl.client.auth=required);
+	// both or neither, and they need TLS.
+	TLSCertFile, TLSKeyFile string
 	// TLSInsecureSkipVerify disables certificate checks (tests only).
 	TLSInsecureSkipVerify bool
 	// SASLMechanism is "", "PLAIN", "SCRAM-SHA-256" or "SCRAM-SHA-512".
@@ -45,6 +49,12 @@ func (s Security) Validate() error {
 	if s.TLSCAFile != "" && !s.TLS {
 		errs = append(errs, errors.New("kafka: a TLS CA file needs TLS enabled"))
 	}
+	if (s.TLSCertFile != "" || s.TLSKeyFile != "") && !s.TLS {
+		errs = append(errs, errors.New("kafka: a TLS client certificate needs TLS enabled"))
+	}
+	if (s.TLSCertFile == "") != (s.TLSKeyFile == "") {
+		errs = append(errs, errors.New("kafka: a TLS client certificate needs both its certificate and its key file"))
+	}
 	return errors.Join(errs...)
 }
 
@@ -53,7 +63,7 @@ func (s Security) tlsConfig() (*tls.Config, error) {
 	if !s.TLS {
 		return nil, nil
 	}
-	tc, err := tlsconfig.Client("Kafka", s.TLSCAFile)
+	tc, err := tlsconfig.Client("Kafka", tlsconfig.Files{CA: s.TLSCAFile, Cert: s.TLSCertFile, Key: s.TLSKeyFile})
 	if err != nil {
 		return nil, err
 	}

@@ -50,6 +50,10 @@ type Config struct {
 	TLS bool
 	// TLSCAFile is a PEM file of the CAs to trust; it needs TLS.
 	TLSCAFile string
+	// TLSCertFile and TLSKeyFile are PEM files of a client certificate and
+	// its key, for a server that asks for one (tls-auth-clients); both or
+	// neither, and they need TLS.
+	TLSCertFile, TLSKeyFile string
 	// DB is the logical database to SELECT. Default 0.
 	DB int
 	// Prefix starts every key Parley writes, so deployments and tests can
@@ -98,6 +102,12 @@ func (c Config) Validate() error {
 	if c.TLSCAFile != "" && !c.TLS {
 		errs = append(errs, errors.New("redis: a TLS CA file needs TLS enabled"))
 	}
+	if (c.TLSCertFile != "" || c.TLSKeyFile != "") && !c.TLS {
+		errs = append(errs, errors.New("redis: a TLS client certificate needs TLS enabled"))
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		errs = append(errs, errors.New("redis: a TLS client certificate needs both its certificate and its key file"))
+	}
 	if c.PoolSize < 0 {
 		errs = append(errs, fmt.Errorf("redis: pool size %d must not be negative", c.PoolSize))
 	}
@@ -121,7 +131,7 @@ func Open(ctx context.Context, cfg Config) (*goredis.Client, error) {
 	var tc *tls.Config
 	if cfg.TLS {
 		var err error
-		if tc, err = tlsconfig.Client("Redis", cfg.TLSCAFile); err != nil {
+		if tc, err = tlsconfig.Client("Redis", tlsconfig.Files{CA: cfg.TLSCAFile, Cert: cfg.TLSCertFile, Key: cfg.TLSKeyFile}); err != nil {
 			return nil, err
 		}
 	}

@@ -30,6 +30,8 @@ func TestConfigValidate(t *testing.T) {
 		{name: "a user and a password over TLS", cfg: parleyredis.Config{Addr: "h:6379", User: "u", Password: "p", TLS: true, TLSCAFile: "/ca.pem"}},
 		{name: "a user without a password", cfg: parleyredis.Config{Addr: "h:6379", User: "u"}, want: []string{"a user needs a password"}},
 		{name: "a CA file without TLS", cfg: parleyredis.Config{Addr: "h:6379", TLSCAFile: "/ca.pem"}, want: []string{"needs TLS"}},
+		{name: "a client certificate without TLS", cfg: parleyredis.Config{Addr: "h:6379", TLSCertFile: "/c.pem", TLSKeyFile: "/c.key"}, want: []string{"needs TLS"}},
+		{name: "a client key without its certificate", cfg: parleyredis.Config{Addr: "h:6379", TLS: true, TLSKeyFile: "/c.key"}, want: []string{"both its certificate and its key"}},
 		{
 			name: "every problem at once",
 			cfg:  parleyredis.Config{Addr: "localhost:0", DB: -1, PoolSize: -2},
@@ -142,7 +144,7 @@ func TestOpenAuthenticatesAsAUserOfADatabase(t *testing.T) {
 // a plain connection to the TLS port fails.
 func TestOpenOverTLS(t *testing.T) {
 	certs := tlsconfigtest.New(t)
-	addr := startTLSServer(t, certs)
+	addr := startTLSServer(t, certs, false)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	c, err := parleyredis.Open(ctx, parleyredis.Config{Addr: addr, TLS: true, TLSCAFile: certs.CAFile})
@@ -167,9 +169,35 @@ func TestOpenOverTLS(t *testing.T) {
 	}
 }
 
+// A server that asks for client certificates (tls-auth-clients) takes a
+// client with the one in TLSCertFile and TLSKeyFile, and refuses one
+// without.
+func TestOpenOverTLSWithAClientCertificate(t *testing.T) {
+	certs := tlsconfigtest.New(t)
+	addr := startTLSServer(t, certs, true)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := parleyredis.Open(ctx, parleyredis.Config{Addr: addr, TLS: true, TLSCAFile: certs.CAFile,
+		TLSCertFile: certs.ClientCertFile, TLSKeyFile: certs.ClientKeyFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Set(ctx, "k", "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel2()
+	if bad, err := parleyredis.Open(ctx2, parleyredis.Config{Addr: addr, TLS: true, TLSCAFile: certs.CAFile}); err == nil {
+		bad.Close()
+		t.Error("a server asking for client certificates took a client without one")
+	}
+}
+
 // startTLSServer runs a redis-server of the test's own that listens only
-// for TLS, on a free loopback port, and stops it when the test ends.
-func startTLSServer(t *testing.T, certs tlsconfigtest.Certificates) string {
+// for TLS, on a free loopback port, and stops it when the test ends; with
+// authClients it requires a client certificate the test CA signed.
+func startTLSServer(t *testing.T, certs tlsconfigtest.Certificates, authClients bool) string {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
@@ -183,7 +211,7 @@ func startTLSServer(t *testing.T, certs tlsconfigtest.Certificates) string {
 	l.Close()
 	cmd := exec.Command(bin, "--port", "0", "--bind", "127.0.0.1", "--tls-port", strconv.Itoa(port),
 		"--tls-cert-file", certs.CertFile, "--tls-key-file", certs.KeyFile, "--tls-ca-cert-file", certs.CAFile,
-		"--tls-auth-clients", "no", "--save", "", "--appendonly", "no", "--dir", t.TempDir())
+		"--tls-auth-clients", map[bool]string{false: "no", true: "yes"}[authClients], "--save", "", "--appendonly", "no", "--dir", t.TempDir())
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
