@@ -72,7 +72,12 @@ func (r *Redis) do(ctx context.Context, verb, script string, keys []string, args
 	}
 	all = append(all, args...)
 	cmd := goredis.NewCmd(ctx, all...)
-	r.pipe.Do(ctx, cmd)
+	if err := r.pipe.Do(ctx, cmd); err != nil {
+		// cmd may still be written by its pipeline: answer with another.
+		gaveUp := goredis.NewCmd(ctx)
+		gaveUp.SetErr(err)
+		return gaveUp
+	}
 	return cmd
 }
 

@@ -24,20 +24,18 @@ type Pipeline struct {
 // flight at once, each on a connection of rdb's pipeline pool.
 func NewPipeline(rdb goredis.UniversalClient, runs int) *Pipeline {
 	p := &Pipeline{rdb: rdb}
-	// Settle: a command in a pipeline is written by its reply, so a caller
-	// whose context ends must not read it (nor set its error) until the
-	// pipeline is done with it; the pipeline's context ends once all of
-	// its callers' have, so that wait is short.
-	p.pipe = coalesce.New(coalesce.Config{MaxRuns: runs, Settle: true}, p.run)
+	p.pipe = coalesce.New(coalesce.Config{MaxRuns: runs}, p.run)
 	return p
 }
 
-// Do sends cmd and returns once it has its answer (cmd.Err() and its
-// value), or once ctx ends and cmd is in no pipeline under way.
-func (p *Pipeline) Do(ctx context.Context, cmd goredis.Cmder) {
-	if _, err := p.pipe.Do(ctx, cmd); err != nil {
-		cmd.SetErr(err)
-	}
+// Do sends cmd and returns nil once cmd holds its answer (cmd.Err() and
+// its value). When ctx ends first, Do returns ctx's error at once and
+// cmd must not be touched again: a pipeline under way may still be
+// writing its reply into it (a go-redis command is written by its reply),
+// so the caller keeps its deadline without racing that write.
+func (p *Pipeline) Do(ctx context.Context, cmd goredis.Cmder) error {
+	_, err := p.pipe.Do(ctx, cmd)
+	return err
 }
 
 func (p *Pipeline) run(ctx context.Context, cmds []goredis.Cmder) ([]struct{}, error) {

@@ -169,7 +169,9 @@ func (r *Redis) Refresh(ctx context.Context, uid domain.UniqueID, instance strin
 // Online implements Table.
 func (r *Redis) Online(ctx context.Context, account domain.AccountID) ([]domain.UniqueID, error) {
 	cmd := goredis.NewStringSliceCmd(ctx, "smembers", r.onlineKey(account))
-	r.reads.Do(ctx, cmd)
+	if err := r.reads.Do(ctx, cmd); err != nil {
+		return nil, fmt.Errorf("cannot read online set of %s: %w", account, err)
+	}
 	members, err := cmd.Result()
 	if err != nil {
 		return nil, fmt.Errorf("cannot read online set of %s: %w", account, err)
@@ -212,7 +214,9 @@ func (r *Redis) Lookup(ctx context.Context, uids []domain.UniqueID) (map[domain.
 		args[1+i] = r.routeKey(u)
 	}
 	cmd := goredis.NewSliceCmd(ctx, args...)
-	r.reads.Do(ctx, cmd)
+	if err := r.reads.Do(ctx, cmd); err != nil {
+		return nil, fmt.Errorf("cannot look routes up: %w", err)
+	}
 	vals, err := cmd.Result()
 	if err != nil {
 		return nil, fmt.Errorf("cannot look routes up: %w", err)
