@@ -930,7 +930,7 @@ func TestFullQueueBudgetClosesTheSlowReaders(t *testing.T) {
 // a service's do not, and another account's reads are not slowed.
 func TestOneAccountReadsWithinItsBudget(t *testing.T) {
 	const cred = "service-credential-for-tests"
-	const rate, burst = 5, 20
+	const rate, burst = 1, 20 // slow enough that each check below finds it spent
 	s := startServer(t, func(c *node.Config) {
 		c.ServiceCredential = cred
 		c.API.ReadRate, c.API.ReadBurst = rate, burst

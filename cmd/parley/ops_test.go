@@ -258,6 +258,8 @@ func TestFailedFsyncFailsSendsAndReadiness(t *testing.T) {
 func TestQueueBudgetFollowsTheMemoryLimit(t *testing.T) {
 	prev := debug.SetMemoryLimit(-1)
 	t.Cleanup(func() { debug.SetMemoryLimit(prev) })
+	t.Setenv("GOMEMLIMIT", "") // restored after the test; a set one would win
+	os.Unsetenv("GOMEMLIMIT")
 	for _, c := range []struct{ limit, want int64 }{{0, 1 << 30}, {128 << 20, 32 << 20}, {64 << 20, 16 << 20}} {
 		debug.SetMemoryLimit(math.MaxInt64)
 		s := startServer(t, func(cfg *node.Config) { cfg.MemoryLimit = c.limit })

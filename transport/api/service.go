@@ -293,7 +293,7 @@ func New(cfg Config, log Log, rm ReadModels) *Service {
 	s := &Service{cfg: cfg, log: log, rm: rm, undecided: map[heldLease]struct{}{}, maxUndecided: maxUndecided,
 		budgets:     ratelimit.New(cfg.SendRate, max(cfg.SendBurst, MaxMessageCost), cfg.MaxSenders),
 		reads:       ratelimit.New(cfg.ReadRate, max(cfg.ReadBurst, 1), cfg.MaxSenders),
-		readRefusal: fmt.Sprintf("this account reads more than %d times a second (syncs, lists, readers)", int(cfg.ReadRate))}
+		readRefusal: fmt.Sprintf("this account reads more than %g times a second (syncs, lists, readers)", cfg.ReadRate)}
 	s.leases = leases{every: reservationLease / 3, log: cfg.Logger,
 		extend: func(ctx context.Context, k idempotency.Key, token string) error {
 			return cfg.Reservations.Extend(ctx, k, token, reservationLease)

@@ -1,8 +1,10 @@
 package ws
 
 import (
+	"cmp"
 	"encoding/binary"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,8 +40,8 @@ type Budget struct {
 // 1/ShareDivisor of a Budget together.
 const ShareDivisor = 8
 
-// maxShed is how many connections one frame may close to make room.
-const maxShed = 8
+// maxRoomAttempts bounds how often one frame makes room in a full budget.
+const maxRoomAttempts = 3
 
 // share is the bytes queued on the connections of one source address
 // (the gateway keeps it with what else it counts of the address).
@@ -101,50 +103,73 @@ func (b *Budget) leave(o *outbox) {
 	o.prev, o.next = nil, nil
 }
 
-// largest is the open outbox holding the most bytes among those counted
-// in sh (every outbox if sh is nil), or nil if none holds any.
-func (b *Budget) largest(sh *share) *outbox {
+// holdingMore lists the open outboxes counted in sh (every outbox if sh
+// is nil) that hold more than than bytes, those holding the most first.
+func (b *Budget) holdingMore(sh *share, than int64) []*outbox {
+	type holder struct {
+		o    *outbox
+		held int64
+	}
+	var hs []holder
 	b.membersMu.Lock()
-	defer b.membersMu.Unlock()
-	var top *outbox
-	var most int64
 	for o := b.members; o != nil; o = o.next {
 		if sh != nil && o.share != sh {
 			continue
 		}
-		if n := o.held(); n > most {
-			top, most = o, n
+		if n := o.held(); n > than {
+			hs = append(hs, holder{o, n})
 		}
 	}
-	return top
+	b.membersMu.Unlock()
+	slices.SortFunc(hs, func(x, y holder) int { return cmp.Compare(y.held, x.held) })
+	out := make([]*outbox, len(hs))
+	for i, h := range hs {
+		out[i] = h.o
+	}
+	return out
 }
 
-// makeRoom closes, as slow consumers, the connections holding the most
-// bytes (of self's source address when that is what is full) until n more
-// bytes of self's fit, as long as each holds more than self would with
-// them. It reports whether they fit; if not, self is the one to close.
-// Call it without holding self's lock.
+// fits reports whether n more bytes fit in the budget and in sh's part.
+func (b *Budget) fits(n int64, sh *share) (total, part bool) {
+	return b.used.Load()+n <= b.limit, sh == nil || sh.used.Load()+n <= b.limit/ShareDivisor
+}
+
+// makeRoom closes, as slow consumers, the connections that hold more
+// bytes than self, those holding the most first — of self's source
+// address when only that address's part is full — until n more bytes of
+// self's fit. It reports whether they fit; if not, self holds the most of
+// what is left, and is the one to close. It looks through the budget's
+// connections once for each part that is full. Call it without holding
+// self's lock.
 func (b *Budget) makeRoom(self *outbox, n int64) bool {
 	b.shedding.Lock()
 	defer b.shedding.Unlock()
-	for range maxShed {
-		totalFull := b.used.Load()+n > b.limit
-		shareFull := self.share != nil && self.share.used.Load()+n > b.limit/ShareDivisor
-		if !totalFull && !shareFull {
+	mine := self.held()
+	if mine < 0 {
+		return false // closed meanwhile
+	}
+	for {
+		total, part := b.fits(n, self.share)
+		if total && part {
 			return true
 		}
-		var scope *share
-		if !totalFull {
-			scope = self.share
+		var scope *share // the whole budget is full...
+		if total {
+			scope = self.share // ...or only the address's part
 		}
-		v := b.largest(scope)
-		if v == nil || v == self || v.held() <= self.held()+n {
+		shed := false
+		for _, v := range b.holdingMore(scope, mine) {
+			v.discard()
+			v.overflow()
+			shed = true
+			if t, p := b.fits(n, self.share); (scope == nil && t) || (scope != nil && p) {
+				break
+			}
+		}
+		if !shed {
 			return false
 		}
-		v.discard()
-		v.overflow()
 	}
-	return false
 }
 
 // outbox is one connection's queue of frames to write, bounded in bytes.
@@ -251,9 +276,11 @@ func (o *outbox) push(op byte, payload []byte) bool {
 		o.overflow()
 		return false
 	}
-	if !o.budget.take(n, o.share) {
+	// The room made may be taken by another frame before this one takes
+	// it: it is made again, a few times.
+	for attempt := 0; !o.budget.take(n, o.share); attempt++ {
 		o.mu.Unlock()
-		if !o.budget.makeRoom(o, n) {
+		if attempt == maxRoomAttempts || !o.budget.makeRoom(o, n) {
 			o.overflow()
 			return false
 		}
@@ -262,7 +289,7 @@ func (o *outbox) push(op byte, payload []byte) bool {
 			o.mu.Unlock()
 			return false
 		}
-		if o.queued+n > o.limit || !o.budget.take(n, o.share) {
+		if o.queued+n > o.limit {
 			o.mu.Unlock()
 			o.overflow()
 			return false
