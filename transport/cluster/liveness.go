@@ -29,21 +29,28 @@ type Reasserter interface {
 // unless crashed reports true (a fault test's abort leaves them to
 // expire).
 //
-// A gateway that cannot beat for 2.5 beats (its liveness key, set for
-// three, is about to lapse and another gateway may then take its devices
-// over) closes every connection with route_lost: fencing, so that a device
-// never has two live connections.
+// A beat that fails is tried again every fifth of a beat until one works,
+// so that a table back from an outage hears from the gateway within that,
+// not at the next beat. A gateway that cannot beat for 2.5 beats (its
+// liveness key, set for three, is about to lapse and another gateway may
+// then take its devices over) closes every connection with route_lost:
+// fencing, so that a device never has two live connections.
 func KeepAlive(ctx context.Context, table Liveness, instance string, gw Reasserter, beat, reassert time.Duration, crashed func() bool, log *slog.Logger) {
 	var lastOK atomic.Int64 // Unix nanoseconds of the start of the last beat that worked
 	lastOK.Store(time.Now().UnixNano())
+	failing := false // the last beat failed; only the loop below touches it
 	beatOnce := func() {
 		bctx, cancel := context.WithTimeout(context.Background(), min(2*time.Second, beat))
 		defer cancel()
 		started := time.Now()
 		if err := table.Beat(bctx, instance); err != nil {
-			log.Warn("cannot beat liveness", "err", err)
+			if !failing {
+				log.Warn("cannot beat liveness; trying again until it works", "err", err)
+			}
+			failing = true
 			return
 		}
+		failing = false
 		lastOK.Store(started.UnixNano()) // the key lives from when it was set, at the latest
 	}
 	// The fence is watched on a goroutine of its own, more often than
@@ -76,6 +83,8 @@ func KeepAlive(ctx context.Context, table Liveness, instance string, gw Reassert
 	}()
 	bt := time.NewTicker(beat)
 	defer bt.Stop()
+	retry := time.NewTicker(beat / 5)
+	defer retry.Stop()
 	again := time.NewTicker(reassert)
 	defer again.Stop()
 	beatOnce()
@@ -90,6 +99,10 @@ func KeepAlive(ctx context.Context, table Liveness, instance string, gw Reassert
 			return
 		case <-bt.C:
 			beatOnce()
+		case <-retry.C:
+			if failing {
+				beatOnce()
+			}
 		case <-again.C:
 			beatOnce()
 			rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
