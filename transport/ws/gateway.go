@@ -51,8 +51,8 @@ type Config struct {
 	HelloQueueBytes int
 	// MaxQueuedBytesTotal bounds the bytes queued on every connection
 	// together, and an eighth of it those of one source address (see
-	// Budget). A frame past it closes the connections that hold the most
-	// as slow consumers, or its own if that holds the most. Default 1 GiB;
+	// Budget). A frame past it closes the connections furthest behind as
+	// slow consumers, or its own if that is furthest behind. Default 1 GiB;
 	// a node derives it from its memory limit.
 	MaxQueuedBytesTotal int64
 	// MaxReplyBytes bounds the messages of one sync reply, encoded; a page

@@ -20,7 +20,7 @@ const (
 // and those of the connections of one source address to a part of it
 // (ShareDivisor): one address cannot fill it and so get every other
 // connection's next frame refused. A frame that does not fit makes room
-// first by closing the connections that hold the most (see makeRoom): the
+// first by closing the connections furthest behind (see makeRoom): the
 // slowest readers pay for a full budget, not whoever is pushed to next.
 type Budget struct {
 	used  atomic.Int64
@@ -103,28 +103,29 @@ func (b *Budget) leave(o *outbox) {
 	o.prev, o.next = nil, nil
 }
 
-// holdingMore lists the open outboxes counted in sh (every outbox if sh
-// is nil) that hold more than than bytes, those holding the most first.
-func (b *Budget) holdingMore(sh *share, than int64) []*outbox {
-	type holder struct {
-		o    *outbox
-		held int64
+// waitingLonger lists the open outboxes counted in sh (every outbox if sh
+// is nil) whose oldest unwritten frame was queued before since, the
+// longest waiting first: the readers furthest behind.
+func (b *Budget) waitingLonger(sh *share, since time.Duration) []*outbox {
+	type waiter struct {
+		o      *outbox
+		oldest time.Duration
 	}
-	var hs []holder
+	var ws []waiter
 	b.membersMu.Lock()
 	for o := b.members; o != nil; o = o.next {
 		if sh != nil && o.share != sh {
 			continue
 		}
-		if n := o.held(); n > than {
-			hs = append(hs, holder{o, n})
+		if oldest, ok := o.waiting(); ok && oldest != 0 && oldest < since {
+			ws = append(ws, waiter{o, oldest})
 		}
 	}
 	b.membersMu.Unlock()
-	slices.SortFunc(hs, func(x, y holder) int { return cmp.Compare(y.held, x.held) })
-	out := make([]*outbox, len(hs))
-	for i, h := range hs {
-		out[i] = h.o
+	slices.SortFunc(ws, func(x, y waiter) int { return cmp.Compare(x.oldest, y.oldest) })
+	out := make([]*outbox, len(ws))
+	for i, w := range ws {
+		out[i] = w.o
 	}
 	return out
 }
@@ -134,19 +135,24 @@ func (b *Budget) fits(n int64, sh *share) (total, part bool) {
 	return b.used.Load()+n <= b.limit, sh == nil || sh.used.Load()+n <= b.limit/ShareDivisor
 }
 
-// makeRoom closes, as slow consumers, the connections that hold more
-// bytes than self, those holding the most first — of self's source
-// address when only that address's part is full — until n more bytes of
-// self's fit. It reports whether they fit; if not, self holds the most of
-// what is left, and is the one to close. It looks through the budget's
-// connections once for each part that is full. Call it without holding
-// self's lock.
+// makeRoom closes, as slow consumers, the connections whose oldest unwritten
+// frame has waited longer than self's — those furthest behind first, of
+// self's source address when only that address's part is full — until n
+// more bytes of self's fit. A reader that keeps up has only frames queued
+// a moment ago, so it is not closed for readers that stalled, however
+// few bytes each of those holds. makeRoom reports whether the frame fits;
+// if not, self is further behind than every connection left, and is the
+// one to close. It looks through the budget's connections once for each
+// part that is full. Call it without holding self's lock.
 func (b *Budget) makeRoom(self *outbox, n int64) bool {
 	b.shedding.Lock()
 	defer b.shedding.Unlock()
-	mine := self.held()
-	if mine < 0 {
+	mine, ok := self.waiting()
+	if !ok {
 		return false // closed meanwhile
+	}
+	if mine == 0 {
+		mine = monotonic() // nothing queued: every waiting frame is older
 	}
 	for {
 		total, part := b.fits(n, self.share)
@@ -158,7 +164,7 @@ func (b *Budget) makeRoom(self *outbox, n int64) bool {
 			scope = self.share // ...or only the address's part
 		}
 		shed := false
-		for _, v := range b.holdingMore(scope, mine) {
+		for _, v := range b.waitingLonger(scope, mine) {
 			v.discard()
 			v.overflow()
 			shed = true
@@ -201,17 +207,22 @@ type outbox struct {
 	spare    []outFrame
 	queued   int64 // bytes of frames queued or being written
 	inflight int64 // bytes of frames being written
-	writing  bool
-	closed   bool
+	// oldest is when the oldest frame not yet written was queued
+	// (monotonic; 0 when the queue is empty): how far behind the reader
+	// is, for Budget.makeRoom.
+	oldest  time.Duration
+	writing bool
+	closed  bool
 	// then runs once every frame queued before it is written.
 	then func()
 	// room, made by a reader that waits before taking more requests, is
 	// closed when the queue drains to half of its limit, or closes.
 	room chan struct{}
 
-	// deadline is the connection's write deadline, touched only by the
-	// flush under way (see setDeadline).
-	deadline time.Time
+	// deadline is the connection's write deadline (monotonic, as frames'
+	// times: 8 bytes, not a time.Time's 24), touched only by the flush
+	// under way (see setDeadline).
+	deadline time.Duration
 
 	// prev and next place the outbox in its budget's list of members,
 	// guarded by the budget's membersMu.
@@ -295,8 +306,12 @@ func (o *outbox) push(op byte, payload []byte) bool {
 			return false
 		}
 	}
+	at := monotonic()
+	if o.queued == 0 {
+		o.oldest = max(at, 1) // 0 is an empty queue
+	}
 	o.queued += n
-	o.frames = append(o.frames, outFrame{op: op, payload: payload, at: monotonic()})
+	o.frames = append(o.frames, outFrame{op: op, payload: payload, at: at})
 	start := !o.writing
 	o.writing = true
 	o.mu.Unlock()
@@ -321,15 +336,12 @@ func (o *outbox) closeAfter(f func()) {
 	go f()
 }
 
-// held is the bytes queued, those being written included; -1 once the
-// outbox is closed (it holds nothing more for makeRoom to free).
-func (o *outbox) held() int64 {
+// waiting is when the oldest frame not yet written was queued (its
+// monotonic time; 0 when none is), and false once the outbox is closed.
+func (o *outbox) waiting() (time.Duration, bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.closed {
-		return -1
-	}
-	return o.queued
+	return o.oldest, !o.closed
 }
 
 // discard refuses frames from now on and forgets them all, those being
@@ -342,7 +354,7 @@ func (o *outbox) discard() {
 	o.mu.Lock()
 	o.closed = true
 	o.budget.give(o.queued, o.share)
-	o.queued, o.inflight = 0, 0
+	o.queued, o.inflight, o.oldest = 0, 0, 0
 	clear(o.frames)
 	o.frames = o.frames[:0]
 	o.then = nil
@@ -454,6 +466,10 @@ func (o *outbox) flush() {
 			o.inflight = 0
 			o.budget.give(n, o.share)
 		}
+		o.oldest = 0
+		if len(o.frames) > 0 {
+			o.oldest = max(o.frames[0].at, 1)
+		}
 		if o.queued <= o.limit/2 {
 			o.wakeLocked()
 		}
@@ -472,12 +488,13 @@ func (o *outbox) flush() {
 // setDeadline gives the write about to start at least the timeout to
 // finish (see deadlineSlack).
 func (o *outbox) setDeadline() {
-	now := time.Now()
-	if o.deadline.Sub(now) >= o.timeout {
+	wall := time.Now()
+	now := wall.Sub(clockBase)
+	if o.deadline-now >= o.timeout {
 		return
 	}
-	o.deadline = now.Add(o.timeout + deadlineSlack)
-	_ = o.conn.SetWriteDeadline(o.deadline)
+	o.deadline = now + o.timeout + deadlineSlack
+	_ = o.conn.SetWriteDeadline(wall.Add(o.timeout + deadlineSlack))
 }
 
 // headerLen is the length of the header appendHeader writes for n bytes.

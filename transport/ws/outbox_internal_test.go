@@ -195,12 +195,13 @@ func TestBudgetSharePerAddress(t *testing.T) {
 	}
 }
 
-// A frame that finds the budget full closes the connections holding the
-// most, not its own: a reader that keeps up is not closed for the queues
-// of those that do not. When its own connection holds the most, it is the
-// one closed. Where only the source address's share is full, the largest
-// of that address's connections is closed, never another address's.
-func TestFullBudgetClosesTheLargestQueue(t *testing.T) {
+// A frame that finds the budget full closes the connections furthest
+// behind — whose oldest unwritten frame waited longest — not its own: a
+// reader that keeps up is not closed for readers that stalled. When its
+// own connection is furthest behind, it is the one closed. Where only the
+// source address's part is full, the one of that address furthest behind
+// is closed, never another address's.
+func TestFullBudgetClosesTheReadersFurthestBehind(t *testing.T) {
 	const limit = 2 << 20
 	b := NewBudget(limit)
 	open := func(sh *share, reads bool) *budgetConn { return openBudgetConn(t, b, sh, reads) }
@@ -212,51 +213,53 @@ func TestFullBudgetClosesTheLargestQueue(t *testing.T) {
 				t.Fatalf("a frame refused while filling, %d of %d bytes used", b.Used(), room)
 			}
 		}
+		time.Sleep(2 * time.Millisecond) // the next one stalls later
 	}
-	waitHeld := func(c *budgetConn, want int64) {
+	waitEmpty := func(c *budgetConn) {
 		t.Helper()
 		deadline := time.Now().Add(5 * time.Second)
-		for c.o.held() != want {
+		for oldest, _ := c.o.waiting(); oldest != 0; oldest, _ = c.o.waiting() {
 			if time.Now().After(deadline) {
-				t.Fatalf("the connection holds %d bytes, want %d", c.o.held(), want)
+				t.Fatal("the reader's queue did not drain")
 			}
 			time.Sleep(time.Millisecond)
 		}
 	}
 
-	// The whole budget: a small slow reader and a large one fill it; a
-	// reader that keeps up gets its frame, and the large one is closed.
-	small, large, reader := open(nil, false), open(nil, false), open(nil, true)
-	fill(small, limit/4)
-	fill(large, limit)
+	// The whole budget: two stalled readers fill it, the first one first;
+	// a reader that keeps up gets its frame, and the first is closed.
+	first, second, reader := open(nil, false), open(nil, false), open(nil, true)
+	fill(first, limit/2)
+	fill(second, limit)
+	held := b.Used() - limit/2
 	if !reader.o.push(opText, frame) {
 		t.Fatal("the reader's frame was refused")
 	}
-	if large.overflowed.Load() != 1 || small.overflowed.Load() != 0 || reader.overflowed.Load() != 0 {
-		t.Fatalf("closed: large %d, small %d, reader %d; want the large one only", large.overflowed.Load(), small.overflowed.Load(), reader.overflowed.Load())
+	if first.overflowed.Load() != 1 || second.overflowed.Load() != 0 || reader.overflowed.Load() != 0 {
+		t.Fatalf("closed: first %d, second %d, reader %d; want the first only", first.overflowed.Load(), second.overflowed.Load(), reader.overflowed.Load())
 	}
-	if large.o.push(opText, frame) {
+	if first.o.push(opText, frame) {
 		t.Fatal("the closed connection took a frame")
 	}
-	waitHeld(reader, 0)
-	if want := small.o.held(); b.Used() != want {
-		t.Fatalf("the budget counts %d bytes, want the small one's %d", b.Used(), want)
+	waitEmpty(reader)
+	if b.Used() < held-cost(frame) || b.Used() > held+cost(frame) {
+		t.Fatalf("the budget counts %d bytes, want about the second's %d", b.Used(), held)
 	}
 
-	// Its own connection holds the most: it is the one closed.
-	fill(small, limit)
-	if small.o.push(opText, frame) || small.overflowed.Load() != 1 {
-		t.Fatalf("the largest connection's own frame was taken (closed %d times)", small.overflowed.Load())
+	// Its own connection is furthest behind: it is the one closed.
+	fill(second, limit)
+	if second.o.push(opText, frame) || second.overflowed.Load() != 1 {
+		t.Fatalf("the connection furthest behind took its own frame (closed %d times)", second.overflowed.Load())
 	}
-	small.o.discard() // as its session's close does
+	second.o.discard() // as its session's close does
 	if b.Used() != 0 {
-		t.Fatalf("the budget counts %d bytes after every slow connection closed", b.Used())
+		t.Fatalf("the budget counts %d bytes after every stalled connection closed", b.Used())
 	}
 
-	// One address's share: its largest connection is closed, not another
-	// address's, which holds more.
+	// One address's part: its stalled connection is closed, not another
+	// address's, which stalled earlier.
 	var addrA, addrB share
-	a1, a2, other := open(&addrA, false), open(&addrA, true), open(&addrB, false)
+	other, a1, a2 := open(&addrB, false), open(&addrA, false), open(&addrA, true)
 	fill(other, limit/ShareDivisor-cost(frame))
 	for addrA.used.Load()+cost(frame) <= limit/ShareDivisor {
 		if !a1.o.push(opText, frame) {
@@ -271,28 +274,50 @@ func TestFullBudgetClosesTheLargestQueue(t *testing.T) {
 	}
 }
 
-// A budget lists its open outboxes, whichever closes first, once each.
-func TestBudgetListsItsOpenOutboxes(t *testing.T) {
-	b := NewBudget(1 << 20)
-	var outs []*outbox
-	for range 5 {
-		server, client := net.Pipe()
-		t.Cleanup(func() { server.Close(); client.Close() })
-		outs = append(outs, newOutbox(server, 1<<20, b, nil, time.Minute, func() {}, noObserver{}))
+// A reader a few frames behind holds more bytes than each of many readers
+// that stalled with a frame or two (a group's large messages to devices
+// behind one address): it is the stalled ones that are closed, since
+// their frames waited longer, not the reader that holds the most.
+func TestFullBudgetClosesStalledReadersBeforeOneThatHoldsMore(t *testing.T) {
+	const limit = 8 << 20
+	b := NewBudget(limit)
+	var addr share
+	part := int64(limit / ShareDivisor)
+	frame := make([]byte, 32<<10)
+	var stalled []*budgetConn
+	for addr.used.Load()+2*cost(frame) <= part-4*cost(frame) {
+		c := openBudgetConn(t, b, &addr, false)
+		c.o.push(opText, frame) // written at once into the pipe, where it stalls
+		stalled = append(stalled, c)
 	}
-	for _, i := range []int{2, 0, 4, 2} { // the middle, the last listed, the first, again
-		outs[i].discard()
+	time.Sleep(2 * time.Millisecond)
+	// A reader that is, for now, three frames behind: 96 KiB, more than
+	// any stalled one holds, queued after all of theirs.
+	server, client := net.Pipe()
+	t.Cleanup(func() { server.Close(); client.Close() })
+	reader := &budgetConn{}
+	reader.o = newOutbox(server, 4<<20, b, &addr, time.Minute, func() { reader.overflowed.Add(1) }, noObserver{})
+	for range 3 {
+		if !reader.o.push(opText, frame) {
+			t.Fatal("the reader's frame was refused while filling")
+		}
 	}
-	var listed []*outbox
-	for o := b.members; o != nil; o = o.next {
-		listed = append(listed, o)
+	for addr.used.Load()+cost(frame) <= part {
+		if !reader.o.push(opText, frame) {
+			t.Fatal("the reader's frame was refused while filling the share")
+		}
 	}
-	if len(listed) != 2 || !slices.Contains(listed, outs[1]) || !slices.Contains(listed, outs[3]) {
-		t.Fatalf("listed %d outboxes, want the two still open", len(listed))
+	if !reader.o.push(opText, frame) || reader.overflowed.Load() != 0 {
+		t.Fatalf("the reader was closed (%d) for %d readers that stalled", reader.overflowed.Load(), len(stalled))
 	}
-	if listed[1].prev != listed[0] || listed[0].prev != nil {
-		t.Fatal("the list's back links are broken")
+	closed := 0
+	for _, c := range stalled {
+		closed += int(c.overflowed.Load())
 	}
+	if closed == 0 {
+		t.Fatal("no stalled reader was closed")
+	}
+	go func() { _, _ = io.Copy(io.Discard, client) }() // the reader catches up
 }
 
 // budgetConn is an outbox of a test of the budget, over a pipe that is
@@ -340,5 +365,29 @@ func TestFullBudgetClosesManySmallQueuesForALargeFrame(t *testing.T) {
 	}
 	if reader.overflowed.Load() != 0 || closed < 10 || closed > 11 {
 		t.Fatalf("closed %d of %d slow queues and the reader %d times; want the ten or eleven it takes, not the reader", closed, len(slow), reader.overflowed.Load())
+	}
+}
+
+// A budget lists its open outboxes, whichever closes first, once each.
+func TestBudgetListsItsOpenOutboxes(t *testing.T) {
+	b := NewBudget(1 << 20)
+	var outs []*outbox
+	for range 5 {
+		server, client := net.Pipe()
+		t.Cleanup(func() { server.Close(); client.Close() })
+		outs = append(outs, newOutbox(server, 1<<20, b, nil, time.Minute, func() {}, noObserver{}))
+	}
+	for _, i := range []int{2, 0, 4, 2} { // the middle, the last listed, the first, again
+		outs[i].discard()
+	}
+	var listed []*outbox
+	for o := b.members; o != nil; o = o.next {
+		listed = append(listed, o)
+	}
+	if len(listed) != 2 || !slices.Contains(listed, outs[1]) || !slices.Contains(listed, outs[3]) {
+		t.Fatalf("listed %d outboxes, want the two still open", len(listed))
+	}
+	if listed[1].prev != listed[0] || listed[0].prev != nil {
+		t.Fatal("the list's back links are broken")
 	}
 }

@@ -57,7 +57,7 @@ func (n *Node) registerMetrics() {
 		}, func() float64 { return float64(n.gw.QueuedBytes()) }))
 		n.metrics.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "parley_outgoing_queued_bytes_limit",
-			Help: "The most the connections' outgoing queues may hold together; past it, the connections holding the most are closed as slow consumers.",
+			Help: "The most the connections' outgoing queues may hold together; past it, the connections furthest behind are closed as slow consumers.",
 		}, func() float64 { return float64(n.gw.QueuedBytesLimit()) }))
 	}
 	if n.svc != nil {
