@@ -79,6 +79,7 @@ func (s *Service) spendRead(by Actor) error {
 var (
 	messageCostText     = fmt.Sprintf("a message costs %d plus its body as pushed, escapes included", SendCost)
 	groupChangeCostText = fmt.Sprintf("a group change costs %d plus %d for each account it lists", SendCost, MemberCost)
+	muteCostText        = fmt.Sprintf("a mute or unmute costs %d", SendCost)
 )
 
 // spendMessage takes a message's cost (MessageCost) from by's budget.

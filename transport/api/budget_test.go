@@ -193,3 +193,43 @@ func TestGroupChangesSpendTheBudget(t *testing.T) {
 		t.Fatalf("alice's groups: %d, %v; want one, two and the service's", len(groups), err)
 	}
 }
+
+// A mute or an unmute is a durable write: each costs SendCost from the
+// account's send budget, a refusal for what it asks costs nothing (and
+// is refused for it even when the budget is spent), and a service's is
+// not counted.
+func TestMutesSpendTheBudget(t *testing.T) {
+	const burst = 100 * api.SendCost // at least MaxMessageCost
+	e := apitest.New(t, apitest.WithConfig(api.Config{SendRate: 1, SendBurst: burst}))
+	send(t, e, alicePhone, api.Target{Account: "bob"}, "m1", "hi")
+	ctx := ctxT(t)
+	alice := api.Actor{Account: "alice"}
+	// The send took its cost: what is left is less than 100 mutes.
+	done := 0
+	for ; done < 200; done++ {
+		var err error
+		if done%2 == 0 {
+			_, err = e.Service.Mute(ctx, alice, "d:alice:bob", 0)
+		} else {
+			_, err = e.Service.Unmute(ctx, alice, "d:alice:bob")
+		}
+		if api.Code(err) == wire.CodeRateLimited {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if done < 90 || done >= 100 {
+		t.Fatalf("%d mutes and unmutes before rate_limited, want what %d bytes hold less the send's", done, burst)
+	}
+	if _, err := e.Service.Mute(ctx, alice, "d:bob:carol", 0); api.Code(err) != wire.CodeForbidden {
+		t.Fatalf("a mute of someone else's conversation with the budget spent: %v, want forbidden", err)
+	}
+	if _, err := e.Service.Mute(ctx, api.Actor{Account: "alice", Trusted: true}, "d:alice:bob", 0); err != nil {
+		t.Fatalf("a service's mute as alice: %v", err)
+	}
+	if _, err := e.Service.Mute(ctx, api.Actor{Account: "bob"}, "d:alice:bob", 0); err != nil {
+		t.Fatalf("another account's mute: %v", err)
+	}
+}

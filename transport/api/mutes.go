@@ -16,10 +16,13 @@ type MuteState struct {
 	Until time.Time
 }
 
-// Mute mutes conversation's offline notifications for who until untilMs
-// (Unix ms); 0 mutes until unmuted, and a time that has passed unmutes
-// (docs/protocol.md, mute). Only a participant may mute a conversation.
-func (s *Service) Mute(ctx context.Context, who domain.AccountID, conversation string, untilMs int64) (MuteState, error) {
+// Mute mutes conversation's offline notifications for by's account until
+// untilMs (Unix ms); 0 mutes until unmuted, and a time that has passed
+// unmutes (docs/protocol.md, mute). Only a participant may mute a
+// conversation. A mute or unmute is a durable write: it costs SendCost
+// from by's send budget, unless refused (or failed) first.
+func (s *Service) Mute(ctx context.Context, by Actor, conversation string, untilMs int64) (MuteState, error) {
+	who := by.Account
 	conv, err := s.muteTarget(ctx, who, conversation)
 	if err != nil {
 		return MuteState{}, err
@@ -31,26 +34,37 @@ func (s *Service) Mute(ctx context.Context, who domain.AccountID, conversation s
 	if untilMs > 0 {
 		until = time.UnixMilli(untilMs)
 		if !until.After(s.cfg.Now()) {
-			return s.unmute(ctx, who, conv)
+			return s.unmute(ctx, by, conv)
 		}
 	}
+	cost, err := s.spend(by, SendCost, muteCostText)
+	if err != nil {
+		return MuteState{}, err
+	}
 	if err := s.rm.Mutes.Mute(ctx, who, conv, until); err != nil {
+		cost.giveBack()
 		return MuteState{}, muteError(err)
 	}
 	return MuteState{Muted: true, Until: until}, nil
 }
 
-// Unmute ends who's mute of conversation, if any.
-func (s *Service) Unmute(ctx context.Context, who domain.AccountID, conversation string) (MuteState, error) {
-	conv, err := s.muteTarget(ctx, who, conversation)
+// Unmute ends by's account's mute of conversation, if any, at the same
+// cost as a mute.
+func (s *Service) Unmute(ctx context.Context, by Actor, conversation string) (MuteState, error) {
+	conv, err := s.muteTarget(ctx, by.Account, conversation)
 	if err != nil {
 		return MuteState{}, err
 	}
-	return s.unmute(ctx, who, conv)
+	return s.unmute(ctx, by, conv)
 }
 
-func (s *Service) unmute(ctx context.Context, who domain.AccountID, conv domain.ConversationID) (MuteState, error) {
-	if err := s.rm.Mutes.Unmute(ctx, who, conv); err != nil {
+func (s *Service) unmute(ctx context.Context, by Actor, conv domain.ConversationID) (MuteState, error) {
+	cost, err := s.spend(by, SendCost, muteCostText)
+	if err != nil {
+		return MuteState{}, err
+	}
+	if err := s.rm.Mutes.Unmute(ctx, by.Account, conv); err != nil {
+		cost.giveBack()
 		return MuteState{}, muteError(err)
 	}
 	return MuteState{}, nil

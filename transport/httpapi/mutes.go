@@ -31,7 +31,7 @@ func (s *server) mute(w http.ResponseWriter, r *http.Request, c caller) error {
 		return err
 	}
 	conv := r.PathValue("conversation")
-	return writeMute(w, conv)(s.svc.Mute(r.Context(), who, conv, b.Until))
+	return writeMute(w, conv)(s.svc.Mute(r.Context(), api.Actor{Account: who, Trusted: c.service}, conv, b.Until))
 }
 
 func (s *server) unmute(w http.ResponseWriter, r *http.Request, c caller) error {
@@ -40,7 +40,7 @@ func (s *server) unmute(w http.ResponseWriter, r *http.Request, c caller) error 
 		return err
 	}
 	conv := r.PathValue("conversation")
-	return writeMute(w, conv)(s.svc.Unmute(r.Context(), who, conv))
+	return writeMute(w, conv)(s.svc.Unmute(r.Context(), api.Actor{Account: who, Trusted: c.service}, conv))
 }
 
 func writeMute(w http.ResponseWriter, conv string) func(api.MuteState, error) error {

@@ -345,8 +345,8 @@ type Service interface {
 	Typing(ctx context.Context, who domain.AccountID, conversation string) (domain.ConversationID, []domain.AccountID, error)
 	Edit(ctx context.Context, r api.EditRequest) (api.Ack, error)
 	Delete(ctx context.Context, by domain.Sender, conversation string, id domain.MsgID) (api.Ack, error)
-	Mute(ctx context.Context, who domain.AccountID, conversation string, untilMs int64) (api.MuteState, error)
-	Unmute(ctx context.Context, who domain.AccountID, conversation string) (api.MuteState, error)
+	Mute(ctx context.Context, by api.Actor, conversation string, untilMs int64) (api.MuteState, error)
+	Unmute(ctx context.Context, by api.Actor, conversation string) (api.MuteState, error)
 }
 
 // Verifier checks the token of a hello or a renew.

@@ -62,10 +62,10 @@ func (f *fakeService) Readers(context.Context, api.Actor, string, domain.MsgID) 
 	return api.Readers{}, nil
 }
 func (f *fakeService) Edit(context.Context, api.EditRequest) (api.Ack, error) { return api.Ack{}, nil }
-func (f *fakeService) Mute(context.Context, domain.AccountID, string, int64) (api.MuteState, error) {
+func (f *fakeService) Mute(context.Context, api.Actor, string, int64) (api.MuteState, error) {
 	return api.MuteState{}, nil
 }
-func (f *fakeService) Unmute(context.Context, domain.AccountID, string) (api.MuteState, error) {
+func (f *fakeService) Unmute(context.Context, api.Actor, string) (api.MuteState, error) {
 	return api.MuteState{}, nil
 }
 func (f *fakeService) Delete(context.Context, domain.Sender, string, domain.MsgID) (api.Ack, error) {

@@ -340,9 +340,9 @@ func (h *handler) answer(ctx context.Context, s *session, req wire.Request) (wir
 		}
 		return wire.ServerFrame{ID: req.ID, Type: wire.TypeReadState, Conversation: req.Conversation, ReadMsgID: int64(st.ReadMsgID), Unread: st.Unread}, nil
 	case wire.TypeMute:
-		return muteFrame(req.ID, req.Conversation)(svc.Mute(ctx, s.account, req.Conversation, req.Until))
+		return muteFrame(req.ID, req.Conversation)(svc.Mute(ctx, api.Actor{Account: s.account}, req.Conversation, req.Until))
 	case wire.TypeUnmute:
-		return muteFrame(req.ID, req.Conversation)(svc.Unmute(ctx, s.account, req.Conversation))
+		return muteFrame(req.ID, req.Conversation)(svc.Unmute(ctx, api.Actor{Account: s.account}, req.Conversation))
 	case wire.TypeReaders:
 		rs, err := svc.Readers(ctx, api.Actor{Account: s.account}, req.Conversation, domain.MsgID(req.MsgID))
 		if err != nil {
