@@ -26,7 +26,8 @@ type Budget struct {
 	used  atomic.Int64
 	limit int64
 	// shedding lets one makeRoom look and close at a time: two pushers
-	// that found the budget full close the largest connection once.
+	// that found the budget full close the connection furthest behind
+	// once, not once each.
 	shedding sync.Mutex
 	// members lists the budget's open outboxes for makeRoom, through the
 	// outboxes themselves (two pointers each, no map entry): makeRoom
