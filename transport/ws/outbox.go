@@ -29,12 +29,15 @@ type Budget struct {
 	// that found the budget full close the connection furthest behind
 	// once, not once each.
 	shedding sync.Mutex
-	// members lists the budget's open outboxes for makeRoom, through the
-	// outboxes themselves (two pointers each, no map entry): makeRoom
-	// runs while a push holds the gateway's lock, so it cannot look
-	// through the gateway's own list of connections.
+	// The budget's open outboxes, for makeRoom, in lists through the
+	// outboxes themselves (two pointers each, no map entry): those of each
+	// share in its own (share.members), so that a full share looks through
+	// its own connections only, and those not counted per address in
+	// loose. makeRoom runs while a push holds the gateway's lock, so it
+	// cannot look through the gateway's own list of connections.
 	membersMu sync.Mutex
-	members   *outbox
+	loose     *outbox
+	shares    map[*share]struct{} // those with members
 }
 
 // ShareDivisor: the connections of one source address may queue at most
@@ -46,10 +49,22 @@ const maxRoomAttempts = 3
 
 // share is the bytes queued on the connections of one source address
 // (the gateway keeps it with what else it counts of the address).
-type share struct{ used atomic.Int64 }
+type share struct {
+	used    atomic.Int64
+	members *outbox // guarded by the budget's membersMu
+}
 
 // NewBudget returns a budget of limit bytes.
-func NewBudget(limit int64) *Budget { return &Budget{limit: limit} }
+func NewBudget(limit int64) *Budget { return &Budget{limit: limit, shares: map[*share]struct{}{}} }
+
+// list is the head of the list of sh's outboxes (loose for nil).
+// membersMu is held.
+func (b *Budget) list(sh *share) **outbox {
+	if sh == nil {
+		return &b.loose
+	}
+	return &sh.members
+}
 
 // Used is the bytes queued now.
 func (b *Budget) Used() int64 { return b.used.Load() }
@@ -78,11 +93,15 @@ func (b *Budget) give(n int64, sh *share) {
 func (b *Budget) join(o *outbox) {
 	b.membersMu.Lock()
 	defer b.membersMu.Unlock()
-	o.next = b.members
-	if b.members != nil {
-		b.members.prev = o
+	head := b.list(o.share)
+	o.next = *head
+	if *head != nil {
+		(*head).prev = o
 	}
-	b.members = o
+	*head = o
+	if o.share != nil {
+		b.shares[o.share] = struct{}{}
+	}
 }
 
 // leave takes o off the list, once it is closed. Call it without holding
@@ -90,18 +109,22 @@ func (b *Budget) join(o *outbox) {
 func (b *Budget) leave(o *outbox) {
 	b.membersMu.Lock()
 	defer b.membersMu.Unlock()
-	if o.prev == nil && b.members != o {
+	head := b.list(o.share)
+	if o.prev == nil && *head != o {
 		return // not listed, or no longer
 	}
 	if o.prev != nil {
 		o.prev.next = o.next
 	} else {
-		b.members = o.next
+		*head = o.next
 	}
 	if o.next != nil {
 		o.next.prev = o.prev
 	}
 	o.prev, o.next = nil, nil
+	if *head == nil && o.share != nil {
+		delete(b.shares, o.share)
+	}
 }
 
 // waitingLonger lists the open outboxes counted in sh (every outbox if sh
@@ -113,13 +136,20 @@ func (b *Budget) waitingLonger(sh *share, since time.Duration) []*outbox {
 		oldest time.Duration
 	}
 	var ws []waiter
-	b.membersMu.Lock()
-	for o := b.members; o != nil; o = o.next {
-		if sh != nil && o.share != sh {
-			continue
+	look := func(head *outbox) {
+		for o := head; o != nil; o = o.next {
+			if oldest, ok := o.waiting(); ok && oldest != 0 && oldest < since {
+				ws = append(ws, waiter{o, oldest})
+			}
 		}
-		if oldest, ok := o.waiting(); ok && oldest != 0 && oldest < since {
-			ws = append(ws, waiter{o, oldest})
+	}
+	b.membersMu.Lock()
+	if sh != nil {
+		look(sh.members)
+	} else {
+		look(b.loose)
+		for s := range b.shares {
+			look(s.members)
 		}
 	}
 	b.membersMu.Unlock()

@@ -381,7 +381,7 @@ func TestBudgetListsItsOpenOutboxes(t *testing.T) {
 		outs[i].discard()
 	}
 	var listed []*outbox
-	for o := b.members; o != nil; o = o.next {
+	for o := b.loose; o != nil; o = o.next {
 		listed = append(listed, o)
 	}
 	if len(listed) != 2 || !slices.Contains(listed, outs[1]) || !slices.Contains(listed, outs[3]) {
@@ -389,5 +389,25 @@ func TestBudgetListsItsOpenOutboxes(t *testing.T) {
 	}
 	if listed[1].prev != listed[0] || listed[0].prev != nil {
 		t.Fatal("the list's back links are broken")
+	}
+	// An address's outboxes are listed with its share, which the budget
+	// forgets once the last of them closes.
+	var sh share
+	var mine []*outbox
+	for range 2 {
+		server, client := net.Pipe()
+		t.Cleanup(func() { server.Close(); client.Close() })
+		mine = append(mine, newOutbox(server, 1<<20, b, &sh, time.Minute, func() {}, noObserver{}))
+	}
+	if sh.members == nil || sh.members.next == nil || len(b.shares) != 1 {
+		t.Fatalf("the share lists its outboxes: %v, %d shares known", sh.members != nil, len(b.shares))
+	}
+	mine[0].discard()
+	if sh.members != mine[1] || len(b.shares) != 1 {
+		t.Fatal("the share lost its other outbox")
+	}
+	mine[1].discard()
+	if sh.members != nil || len(b.shares) != 0 {
+		t.Fatalf("the budget still knows the share of closed outboxes (%d)", len(b.shares))
 	}
 }
