@@ -50,7 +50,7 @@ type Config struct {
 	// unauthenticated connection may make the server hold. Default 8 KiB.
 	HelloQueueBytes int
 	// MaxQueuedBytesTotal bounds the bytes queued on every connection
-	// together, and an eighth of it those of one source address (see
+	// together, and half of it those of one source address (see
 	// Budget). A frame past it closes the connections furthest behind as
 	// slow consumers, or its own if that is furthest behind. Default 1 GiB;
 	// a node derives it from its memory limit.

@@ -41,8 +41,13 @@ type Budget struct {
 }
 
 // ShareDivisor: the connections of one source address may queue at most
-// 1/ShareDivisor of a Budget together.
-const ShareDivisor = 8
+// 1/ShareDivisor of a Budget together. Half: a push counts its whole
+// payload on each connection it is queued on, although they share one
+// encoding, so a group's burst to hundreds of devices behind one address
+// (a NAT) counts many times what it holds — a part of an eighth (8 MiB by
+// default) overflowed with readers that kept up. Stalled readers are
+// closed by age, not by this part, once the whole budget is full.
+const ShareDivisor = 2
 
 // maxRoomAttempts bounds how often one frame makes room in a full budget.
 const maxRoomAttempts = 3
