@@ -1,6 +1,7 @@
 package ws
 
 import (
+	"math"
 	"time"
 
 	"github.com/parley-chat/parley/domain"
@@ -18,15 +19,23 @@ func (g *Gateway) Deliver(p push.Push) error {
 	// it); a change, a receipt or a typing signal skips its own device
 	// (SkipsOrigin).
 	skip, skipping := p.Origin(), p.SkipsOrigin()
+	skipped := func(s *session) bool {
+		return skipping && s.account == skip.Account && s.device == skip.Device
+	}
 	n := 0
 	g.mu.RLock()
+	for _, a := range p.Recipients { // how many connections share the frame
+		for _, s := range g.byAccount[a] {
+			if !skipped(s) {
+				n++
+			}
+		}
+	}
 	for _, a := range p.Recipients {
 		for _, s := range g.byAccount[a] {
-			if skipping && s.account == skip.Account && s.device == skip.Device {
-				continue
+			if !skipped(s) {
+				s.writeShared(frame, int32(min(n, math.MaxInt32)))
 			}
-			s.write(frame)
-			n++
 		}
 	}
 	g.mu.RUnlock()
@@ -55,10 +64,14 @@ func PushFrame(p push.Push) []byte {
 func (g *Gateway) DeliverUIDs(uids []domain.UniqueID, frame []byte, accepted time.Time) {
 	n := 0
 	g.mu.RLock()
+	for _, u := range uids { // how many connections share the frame
+		if g.byUID[u] != nil {
+			n++
+		}
+	}
 	for _, u := range uids {
 		if s := g.byUID[u]; s != nil {
-			s.write(frame)
-			n++
+			s.writeShared(frame, int32(min(n, math.MaxInt32)))
 		}
 	}
 	g.mu.RUnlock()

@@ -41,12 +41,10 @@ type Budget struct {
 }
 
 // ShareDivisor: the connections of one source address may queue at most
-// 1/ShareDivisor of a Budget together. Half: a push counts its whole
-// payload on each connection it is queued on, although they share one
-// encoding, so a group's burst to hundreds of devices behind one address
-// (a NAT) counts many times what it holds — a part of an eighth (8 MiB by
-// default) overflowed with readers that kept up. Stalled readers are
-// closed by age, not by this part, once the whole budget is full.
+// 1/ShareDivisor of a Budget together. Half: it keeps one address from
+// taking the whole budget; stalled readers are closed by age once a part
+// or the whole is full, and many devices behind one address (a NAT)
+// share the part.
 const ShareDivisor = 2
 
 // maxRoomAttempts bounds how often one frame makes room in a full budget.
@@ -241,8 +239,11 @@ type outbox struct {
 	limit    int64
 	frames   []outFrame
 	spare    []outFrame
-	queued   int64 // bytes of frames queued or being written
-	inflight int64 // bytes of frames being written
+	queued   int64 // bytes of frames queued or being written (cost)
+	inflight int64 // bytes of frames being written (cost)
+	// charged is the frames queued or being written as the budget counts
+	// them (charge).
+	charged int64
 	// oldest is when the oldest frame not yet written was queued
 	// (monotonic; 0 when the queue is empty): how far behind the reader
 	// is, for Budget.makeRoom.
@@ -275,7 +276,10 @@ type outbox struct {
 const deadlineSlack = time.Second
 
 type outFrame struct {
-	op      byte
+	op byte
+	// shares is how many connections the payload was queued on at once
+	// (a push's one encoding): the budget counts 1/shares of it here.
+	shares  int32
 	payload []byte
 	at      time.Duration // when it was queued (monotonic)
 }
@@ -301,9 +305,17 @@ func (o *outbox) setLimit(limit int64) {
 	o.mu.Unlock()
 }
 
-// cost is what a frame counts against the limits: its payload and the
-// longest header.
+// cost is what a frame counts against its connection's limit: its payload
+// and the longest header.
 func cost(payload []byte) int64 { return int64(len(payload) + maxHeader) }
+
+// charge is what a frame counts against the budget all connections share:
+// its header, and its part of a payload queued on shares connections at
+// once — they hold one encoding, so the budget counts it about once, not
+// once for each (a push to 500 members counted 500 times its memory).
+func charge(payload []byte, shares int32) int64 {
+	return int64(maxHeader + len(payload)/int(max(shares, 1)))
+}
 
 // push queues one frame. A frame that would take the queue past its limit
 // is not queued: the connection is closed as a slow consumer instead, so
@@ -311,8 +323,13 @@ func cost(payload []byte) int64 { return int64(len(payload) + maxHeader) }
 // the shared budget, unless closing connections that hold more makes room
 // for it (Budget.makeRoom). payload must not change afterwards:
 // a push shares one encoding among many connections.
-func (o *outbox) push(op byte, payload []byte) bool {
-	n := cost(payload)
+func (o *outbox) push(op byte, payload []byte) bool { return o.pushShared(op, payload, 1) }
+
+// pushShared is push for a payload queued on shares connections at once:
+// it counts whole against this connection's limit, and 1/shares of it
+// against the shared budget (charge).
+func (o *outbox) pushShared(op byte, payload []byte, shares int32) bool {
+	n, c := cost(payload), charge(payload, shares)
 	o.mu.Lock()
 	if o.closed {
 		o.mu.Unlock()
@@ -325,9 +342,9 @@ func (o *outbox) push(op byte, payload []byte) bool {
 	}
 	// The room made may be taken by another frame before this one takes
 	// it: it is made again, a few times.
-	for attempt := 0; !o.budget.take(n, o.share); attempt++ {
+	for attempt := 0; !o.budget.take(c, o.share); attempt++ {
 		o.mu.Unlock()
-		if attempt == maxRoomAttempts || !o.budget.makeRoom(o, n) {
+		if attempt == maxRoomAttempts || !o.budget.makeRoom(o, c) {
 			o.overflow()
 			return false
 		}
@@ -347,7 +364,8 @@ func (o *outbox) push(op byte, payload []byte) bool {
 		o.oldest = max(at, 1) // 0 is an empty queue
 	}
 	o.queued += n
-	o.frames = append(o.frames, outFrame{op: op, payload: payload, at: at})
+	o.charged += c
+	o.frames = append(o.frames, outFrame{op: op, shares: max(shares, 1), payload: payload, at: at})
 	start := !o.writing
 	o.writing = true
 	o.mu.Unlock()
@@ -389,8 +407,9 @@ func (o *outbox) waiting() (time.Duration, bool) {
 func (o *outbox) discard() {
 	o.mu.Lock()
 	o.closed = true
-	o.budget.give(o.queued, o.share)
+	o.budget.give(o.charged, o.share)
 	o.queued, o.inflight, o.oldest = 0, 0, 0
+	o.charged = 0
 	clear(o.frames)
 	o.frames = o.frames[:0]
 	o.then = nil
@@ -466,9 +485,10 @@ func (o *outbox) flush() {
 			}
 			return
 		}
-		var n int64
+		var n, c int64
 		for _, f := range batch {
 			n += cost(f.payload)
+			c += charge(f.payload, f.shares)
 		}
 		o.inflight = n
 		o.mu.Unlock()
@@ -499,8 +519,9 @@ func (o *outbox) flush() {
 		o.mu.Lock()
 		if o.inflight > 0 { // else discard gave the batch back already
 			o.queued -= n
+			o.charged -= c
 			o.inflight = 0
-			o.budget.give(n, o.share)
+			o.budget.give(c, o.share)
 		}
 		o.oldest = 0
 		if len(o.frames) > 0 {

@@ -411,3 +411,36 @@ func TestBudgetListsItsOpenOutboxes(t *testing.T) {
 		t.Fatalf("the budget still knows the share of closed outboxes (%d)", len(b.shares))
 	}
 }
+
+// A payload queued on many connections at once (a push's one encoding)
+// counts about once against the shared budget, and whole against each
+// connection's own limit; the budget gets it all back as the connections
+// write it or close.
+func TestBudgetCountsASharedPushOnce(t *testing.T) {
+	const n = 100
+	b := NewBudget(64 << 20)
+	payload := make([]byte, 64<<10)
+	var conns []*budgetConn
+	for i := range n {
+		c := openBudgetConn(t, b, nil, i%2 == 0) // half read, half stall
+		if !c.o.pushShared(opText, payload, n) {
+			t.Fatal("a shared push was refused")
+		}
+		c.o.mu.Lock()
+		queued := c.o.queued
+		c.o.mu.Unlock()
+		if queued != cost(payload) && queued != 0 {
+			t.Fatalf("a connection counts %d bytes of the push, want its whole %d", queued, cost(payload))
+		}
+		conns = append(conns, c)
+	}
+	if most := int64(len(payload) + n*maxHeader); b.Used() > most {
+		t.Fatalf("the budget counts %d bytes for one %d-byte push to %d connections, want at most %d", b.Used(), len(payload), n, most)
+	}
+	for _, c := range conns {
+		c.o.discard()
+	}
+	if b.Used() != 0 {
+		t.Fatalf("the budget counts %d bytes after every connection wrote or closed", b.Used())
+	}
+}

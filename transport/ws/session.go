@@ -183,11 +183,15 @@ func (s *session) fail(id string, code wire.Code, text string) {
 // write queues an encoded text frame without blocking. A connection whose
 // queue is full is closed as a slow consumer: it reconnects and syncs, so
 // nothing is lost silently (I5).
-func (s *session) write(frame []byte) {
+func (s *session) write(frame []byte) { s.writeShared(frame, 1) }
+
+// writeShared queues frame, an encoding queued on shares connections at
+// once (a push), on the connection (outbox.pushShared).
+func (s *session) writeShared(frame []byte, shares int32) {
 	if s.closed.Load() {
 		return
 	}
-	s.out.push(opText, frame)
+	s.out.pushShared(opText, frame, shares)
 }
 
 // pong queues the answer to a WebSocket ping.
