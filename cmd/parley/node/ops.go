@@ -53,7 +53,7 @@ func (n *Node) registerMetrics() {
 		}, func() float64 { return float64(n.gw.Connections()) }))
 		n.metrics.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "parley_outgoing_queued_bytes",
-			Help: "Bytes of frames queued on this instance's connections, not yet written, as their budget counts them (each frame's payload and header, per connection).",
+			Help: "Bytes of frames queued on this instance's connections, not yet written, as their budget counts them: each frame's header, its payload once for a push (split among the connections it was queued on), whole for a reply.",
 		}, func() float64 { return float64(n.gw.QueuedBytes()) }))
 		n.metrics.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "parley_outgoing_queued_bytes_limit",
