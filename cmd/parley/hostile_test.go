@@ -781,36 +781,18 @@ func TestOneAccountSendsWithinItsBudget(t *testing.T) {
 	bob := s.device("bob", "phone")
 	big := strings.Repeat("x", 16<<10)
 
-	var acked, limited atomic.Int64
-	started := time.Now()
-	var wg sync.WaitGroup
-	for d := range 3 {
-		c := s.dial("mallory", fmt.Sprint("device", d))
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			// At least two seconds, and until the budget refused.
-			for i := 0; (time.Since(started) < 2*time.Second || limited.Load() == 0) && time.Since(started) < 20*time.Second; i++ {
-				_, err := c.Do(ctx, wire.Request{Type: wire.TypeSend, To: "bob", ClientMsgID: fmt.Sprintf("m%d-%d", d, i), Body: big})
-				var se *client.Error
-				switch {
-				case err == nil:
-					acked.Add(1)
-				case errors.As(err, &se) && se.Code == wire.CodeRateLimited && se.RetryAfter > 0:
-					limited.Add(1)
-				default:
-					t.Errorf("send: %v", err)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	elapsed := time.Since(started)
+	var acked atomic.Int64
+	limited, elapsed := untilRefused(t, s, "mallory", func(c *client.Client, d, i int) error {
+		_, err := c.Do(ctx, wire.Request{Type: wire.TypeSend, To: "bob", ClientMsgID: fmt.Sprintf("m%d-%d", d, i), Body: big})
+		if err == nil {
+			acked.Add(1)
+		}
+		return err
+	})
 	// The burst, and what refilled while they sent.
 	most := burst + int64(elapsed/(4*time.Second))
-	if acked.Load() < burst || acked.Load() > most || limited.Load() == 0 {
-		t.Fatalf("acked %d (want %d..%d), refused %d (want some) in %v", acked.Load(), burst, most, limited.Load(), elapsed)
+	if acked.Load() < burst || acked.Load() > most || limited == 0 {
+		t.Fatalf("acked %d (want %d..%d), refused %d (want some) in %v", acked.Load(), burst, most, limited, elapsed)
 	}
 
 	post := func(auth, body string) (int, string, wire.ServerFrame) {
@@ -942,36 +924,16 @@ func TestOneAccountReadsWithinItsBudget(t *testing.T) {
 		t.Fatal(err)
 	}
 	const conv = "d:bob:mallory"
-	var done, limited atomic.Int64
-	started := time.Now()
-	var wg sync.WaitGroup
-	for d := range 3 {
-		c := s.dial("mallory", fmt.Sprint("device", d))
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for time.Since(started) < 2*time.Second || limited.Load() == 0 {
-				_, err := c.Sync(ctx, conv, wire.Cursor{}, 10)
-				var se *client.Error
-				switch {
-				case err == nil:
-					done.Add(1)
-				case errors.As(err, &se) && se.Code == wire.CodeRateLimited && se.RetryAfter > 0:
-					limited.Add(1)
-				default:
-					t.Errorf("sync: %v", err)
-					return
-				}
-				if time.Since(started) > 20*time.Second {
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	elapsed := time.Since(started)
-	if most := burst + int64(elapsed.Seconds()*rate) + 1; done.Load() < burst || done.Load() > most || limited.Load() == 0 {
-		t.Fatalf("%d syncs answered (want %d..%d), %d refused (want some) in %v", done.Load(), burst, most, limited.Load(), elapsed)
+	var done atomic.Int64
+	limited, elapsed := untilRefused(t, s, "mallory", func(c *client.Client, _, _ int) error {
+		_, err := c.Sync(ctx, conv, wire.Cursor{}, 10)
+		if err == nil {
+			done.Add(1)
+		}
+		return err
+	})
+	if most := burst + int64(elapsed.Seconds()*rate) + 1; done.Load() < burst || done.Load() > most || limited == 0 {
+		t.Fatalf("%d syncs answered (want %d..%d), %d refused (want some) in %v", done.Load(), burst, most, limited, elapsed)
 	}
 
 	// The budget is spent: every other kind of read is refused too (the
@@ -1043,4 +1005,35 @@ func (s *server) api(t *testing.T, method, auth, path, body string) (int, string
 	var f wire.ServerFrame
 	_ = json.NewDecoder(resp.Body).Decode(&f)
 	return resp.StatusCode, resp.Header.Get("Retry-After"), f
+}
+
+// untilRefused has three connections of account do requests together
+// (do gets the connection, its number and the request's) for at least two
+// seconds and until a budget has refused one rate_limited with a wait, at
+// most 20 s; any other error fails the test. It returns how many were
+// refused, and how long it took.
+func untilRefused(t *testing.T, s *server, account string, do func(c *client.Client, d, i int) error) (int64, time.Duration) {
+	t.Helper()
+	var limited atomic.Int64
+	started := time.Now()
+	var wg sync.WaitGroup
+	for d := range 3 {
+		c := s.dial(account, fmt.Sprint("device", d))
+		wg.Go(func() {
+			for i := 0; (time.Since(started) < 2*time.Second || limited.Load() == 0) && time.Since(started) < 20*time.Second; i++ {
+				err := do(c, d, i)
+				var se *client.Error
+				switch {
+				case err == nil:
+				case errors.As(err, &se) && se.Code == wire.CodeRateLimited && se.RetryAfter > 0:
+					limited.Add(1)
+				default:
+					t.Errorf("%s: %v", account, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return limited.Load(), time.Since(started)
 }

@@ -331,24 +331,9 @@ func (o *outbox) push(op byte, payload []byte) bool { return o.pushShared(op, pa
 func (o *outbox) pushShared(op byte, payload []byte, shares int32) bool {
 	n, c := cost(payload), charge(payload, shares)
 	o.mu.Lock()
-	if o.closed {
-		o.mu.Unlock()
-		return false
-	}
-	if o.queued+n > o.limit {
-		o.mu.Unlock()
-		o.overflow()
-		return false
-	}
-	// The room made may be taken by another frame before this one takes
-	// it: it is made again, a few times.
-	for attempt := 0; !o.budget.take(c, o.share); attempt++ {
-		o.mu.Unlock()
-		if attempt == maxRoomAttempts || !o.budget.makeRoom(o, c) {
-			o.overflow()
-			return false
-		}
-		o.mu.Lock()
+	// The room made in a full budget may be taken by another frame before
+	// this one takes it: it is made again, a few times.
+	for attempt := 0; ; attempt++ {
 		if o.closed {
 			o.mu.Unlock()
 			return false
@@ -358,6 +343,15 @@ func (o *outbox) pushShared(op byte, payload []byte, shares int32) bool {
 			o.overflow()
 			return false
 		}
+		if o.budget.take(c, o.share) {
+			break
+		}
+		o.mu.Unlock()
+		if attempt == maxRoomAttempts || !o.budget.makeRoom(o, c) {
+			o.overflow()
+			return false
+		}
+		o.mu.Lock()
 	}
 	at := monotonic()
 	if o.queued == 0 {
