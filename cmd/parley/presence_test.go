@@ -11,6 +11,7 @@ import (
 	"github.com/parley-chat/parley/infra/routes"
 	"github.com/parley-chat/parley/transport/client"
 	"github.com/parley-chat/parley/transport/wire"
+	"github.com/parley-chat/parley/transport/ws"
 )
 
 func TestPresenceEmbedded(t *testing.T) {
@@ -230,4 +231,38 @@ func onlineOf(t *testing.T, s *server, account string) onlineReply {
 	}
 	_ = json.NewDecoder(resp.Body).Decode(&out)
 	return out
+}
+
+// An account whose devices come and go as fast as they can is pushed to
+// its watchers about once a second, not once per change, and the last
+// push is where it ended: offline, since the last device left.
+func TestPresenceChurnIsPushedOnceASecond(t *testing.T) {
+	srv := startServer(t, nil)
+	watcher := srv.device("carol", "phone")
+	if _, err := watcher.c.Presence(ctxT(t), "alice"); err != nil {
+		t.Fatal(err)
+	}
+	const flaps = 40
+	start := time.Now()
+	var lastClose time.Time
+	for i := range flaps {
+		c, err := srv.tryDial("alice", fmt.Sprint("device", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		lastClose = time.Now()
+		c.Close()
+	}
+	elapsed := time.Since(start)
+	time.Sleep(2*ws.PresenceInterval + 500*time.Millisecond)
+	got := presenceOf(watcher, "alice")
+	if len(got) == 0 || got[len(got)-1].Online || got[len(got)-1].LastSeen < lastClose.UnixMilli() {
+		t.Fatalf("pushes %+v, want the last offline since the last device left (%d)", got, lastClose.UnixMilli())
+	}
+	// At most two pushes an interval: the first change at once, the
+	// latest at the interval's end.
+	if limit := 2 * (int(elapsed/ws.PresenceInterval) + 2); len(got) > limit {
+		t.Fatalf("%d devices came and went in %v: %d pushes, want at most %d", flaps, elapsed, len(got), limit)
+	}
+	t.Logf("%d devices came and went in %v: %d pushes", flaps, elapsed, len(got))
 }

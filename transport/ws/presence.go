@@ -17,6 +17,13 @@ type PresenceSource interface {
 	Presence(ctx context.Context, accounts []domain.AccountID) ([]domain.Presence, error)
 }
 
+// PresenceInterval is the least time between two pushes about one
+// account that a gateway writes. A change within it of the last push waits
+// for the interval's end, and only the latest state then goes out: an
+// account whose devices come and go as fast as they can costs its
+// watchers at most about one push a second, not one per change.
+const PresenceInterval = time.Second
+
 // presenceHub is who watches whom on this gateway: a change of an
 // account is encoded once and queued on the connections that asked for
 // it, and on no other.
@@ -24,6 +31,19 @@ type presenceHub struct {
 	mu       sync.Mutex
 	watchers map[domain.AccountID]map[*session]struct{}
 	total    int
+	// seq counts the changes taken in. A subscription remembers it
+	// (sessionPresence.from): a change that waited is not pushed to a
+	// connection whose reply was read after the hub knew of it, since
+	// that reply is at least as new.
+	seq uint64
+	// pushed are the accounts pushed in the current interval, and
+	// waiting the latest change of each since, pushed as the interval
+	// ends (flush); armed is set while a flush is due. interval is
+	// PresenceInterval unless a test sets it.
+	pushed   map[domain.AccountID]struct{}
+	waiting  map[domain.AccountID]waitingChange
+	armed    bool
+	interval time.Duration
 	// peak is the most accounts watchers held since it was last made
 	// anew: a Go map keeps the room of its largest size, so the hub makes
 	// it anew once it holds a small part of that (shrinkLocked).
@@ -36,10 +56,19 @@ type presenceHub struct {
 	resyncHeld map[domain.AccountID]domain.Presence
 }
 
+// waitingChange is an account's latest change within an interval in
+// which it was already pushed, and the hub's seq when it came.
+type waitingChange struct {
+	p   domain.Presence
+	seq uint64
+}
+
 // sessionPresence is a connection's part of the hub, guarded by the hub's
 // mu.
 type sessionPresence struct {
 	watching []domain.AccountID
+	// from is the hub's seq when the subscription was made.
+	from uint64
 	// holding is set while a presence request reads the current state:
 	// changes meanwhile wait in held (the latest per account) and are
 	// written after the reply, so that the client never applies a reply
@@ -76,7 +105,7 @@ func (h *presenceHub) replace(s *session, accounts []domain.AccountID, limit int
 		}
 		set[s] = struct{}{}
 	}
-	sp.watching = accounts
+	sp.watching, sp.from = accounts, h.seq
 	h.total += len(accounts)
 	sp.holding = len(accounts) > 0
 	return nil
@@ -144,27 +173,68 @@ func (g *Gateway) Watching() int {
 // PresenceChanged pushes a change of p.Account's presence to the
 // connections here that subscribed to it. The route table calls it for
 // every change, made by any gateway; its cost is one encoding and one
-// queued frame per subscribed connection.
+// queued frame per subscribed connection, at most about once per
+// PresenceInterval and account (see presenceHub.pushed).
 func (g *Gateway) PresenceChanged(p domain.Presence) {
 	h := &g.presence
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.resyncing {
-		if len(h.watchers[p.Account]) > 0 {
-			h.resyncHeld[p.Account] = p
-		}
+	if len(h.watchers[p.Account]) == 0 {
 		return
 	}
-	h.deliverLocked(p)
+	h.seq++
+	if h.resyncing {
+		h.resyncHeld[p.Account] = p
+		return
+	}
+	if _, ok := h.pushed[p.Account]; ok {
+		if h.waiting == nil {
+			h.waiting = map[domain.AccountID]waitingChange{}
+		}
+		h.waiting[p.Account] = waitingChange{p, h.seq}
+		return
+	}
+	h.deliverLocked(p, 0)
 }
 
-func (h *presenceHub) deliverLocked(p domain.Presence) {
+// flush ends an interval: it pushes each change that waited, to the
+// connections that subscribed before it came, and starts the next
+// interval with those accounts.
+func (h *presenceHub) flush() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	waiting := h.waiting
+	h.pushed, h.waiting, h.armed = nil, nil, false
+	for _, w := range waiting {
+		h.deliverLocked(w.p, w.seq)
+	}
+}
+
+// deliverLocked pushes p to its watchers (only those that subscribed
+// before the hub's seq was seq, unless seq is 0), and marks its account
+// pushed in this interval.
+func (h *presenceHub) deliverLocked(p domain.Presence, seq uint64) {
 	set := h.watchers[p.Account]
 	if len(set) == 0 {
 		return
 	}
+	if h.pushed == nil {
+		h.pushed = map[domain.AccountID]struct{}{}
+	}
+	h.pushed[p.Account] = struct{}{}
+	if !h.armed {
+		h.armed = true
+		interval := h.interval
+		if interval == 0 {
+			interval = PresenceInterval
+		}
+		time.AfterFunc(interval, h.flush)
+	}
 	frame := wire.AppendPresencePush(nil, string(p.Account), p.Online, lastSeenMs(p))
 	for s := range set {
+		if seq != 0 && s.presence.from >= seq {
+			continue
+		}
 		if s.presence.holding {
 			if s.presence.held == nil {
 				s.presence.held = map[domain.AccountID][]byte{}
@@ -206,13 +276,17 @@ func (g *Gateway) PresenceResync(ctx context.Context) {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	// What was read, and what came while it read, is newer than any
+	// change that waited from before: those are dropped.
 	for _, p := range states {
+		delete(h.waiting, p.Account)
 		if _, newer := h.resyncHeld[p.Account]; !newer {
-			h.deliverLocked(p)
+			h.deliverLocked(p, 0)
 		}
 	}
 	for _, p := range h.resyncHeld {
-		h.deliverLocked(p)
+		delete(h.waiting, p.Account)
+		h.deliverLocked(p, 0)
 	}
 	h.resyncing, h.resyncHeld = false, nil
 }

@@ -201,3 +201,55 @@ func (s *switchable) Presence(ctx context.Context, accounts []domain.AccountID) 
 	}
 	return stillSource{}.Presence(ctx, accounts)
 }
+
+// An account whose presence flaps as fast as it can costs each watcher
+// about one push a second, not one per change: the first change goes out
+// at once, the rest wait for the interval's end, and only the latest of
+// them is pushed then. A connection that subscribes while a change waits
+// has that change's state in its reply and is not pushed it again.
+func TestPresenceFlapsArePushedOnceAnInterval(t *testing.T) {
+	g := newGateway(t, &fakeService{}, func(c *ws.Config) { c.Presence = stillSource{} })
+	var mu sync.Mutex
+	var seen, late []wire.PresenceInfo
+	watch := func(into *[]wire.PresenceInfo) func(*client.Config) {
+		return func(cfg *client.Config) {
+			cfg.OnPresence = func(p wire.PresenceInfo) { mu.Lock(); *into = append(*into, p); mu.Unlock() }
+		}
+	}
+	c := g.dial("carol", "phone", watch(&seen))
+	if _, err := c.Presence(ctxT(t), "alice"); err != nil {
+		t.Fatal(err)
+	}
+	const flaps = 200
+	for i := range flaps {
+		online := i%2 == 0
+		p := domain.Presence{Account: "alice", Online: online}
+		if !online {
+			p.LastSeen = time.UnixMilli(int64(1000 + i))
+		}
+		g.gw.PresenceChanged(p)
+	}
+	// The reply of a request made while the last change waits replaces
+	// it (stillSource answers offline without lastSeen: reply only).
+	d := g.dial("dave", "phone", watch(&late))
+	if _, err := d.Presence(ctxT(t), "alice"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(ws.PresenceInterval + ws.PresenceInterval/2)
+	mu.Lock()
+	got := append([]wire.PresenceInfo(nil), seen...)
+	mu.Unlock()
+	want := []wire.PresenceInfo{{Account: "alice"}, {Account: "alice", Online: true}, {Account: "alice", LastSeen: 1000 + flaps - 1}}
+	if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] || got[2] != want[2] {
+		t.Fatalf("after %d changes within an interval: %+v, want the reply, the first change, then the latest", flaps, got)
+	}
+	time.Sleep(ws.PresenceInterval)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) != len(want) {
+		t.Errorf("pushes after the interval's end: %+v", seen[len(want):])
+	}
+	if len(late) != 1 {
+		t.Errorf("a connection that subscribed while the change waited: %+v, want its reply only", late)
+	}
+}
