@@ -57,6 +57,7 @@ func parseServe(args []string, stdout io.Writer) (node.Config, error) {
 	editWindow := f.duration("edit-window", domain.DefaultEditWindow, "how long after sending a message its sender may edit it, at least 1s")
 	cacheBytes := f.int("cache-bytes", 32<<20, "single node: bytes of messages the in-memory 7-day cache holds, at least 1 MiB")
 	storeCache := f.int("store-cache-bytes", parleypebble.DefaultCacheBytes, "single node: bytes of the embedded store's block cache (outside Go's heap), at least 8 MiB")
+	minFree := f.int("min-free-disk", 256<<20, "single node: bytes kept free under the embedded log and store; below it, sends and other writes are refused (unavailable); 0 for no floor")
 	memLimit := f.int("memory-limit", 256<<20, "Go's soft memory limit in bytes (GOMEMLIMIT), 0 for none; the GOMEMLIMIT environment variable, if set, wins")
 	secret := f.secret("token-secret", fmt.Sprintf("HS256 token secret (at least %d bytes); empty uses <data-dir>/token.secret", auth.MinSecretBytes))
 	issuer := f.string("token-issuer", "", "required iss of client tokens; empty accepts any")
@@ -124,6 +125,7 @@ func parseServe(args []string, stdout io.Writer) (node.Config, error) {
 	f.check("edit-window", *editWindow >= time.Second, "want at least 1s")
 	f.check("cache-bytes", *cacheBytes >= 1<<20, "want at least 1048576 (1 MiB)")
 	f.check("store-cache-bytes", *storeCache >= parleypebble.MinCacheBytes, "want at least %d (8 MiB)", parleypebble.MinCacheBytes)
+	f.check("min-free-disk", *minFree >= 0, "want 0 (no floor) or more")
 	f.check("memory-limit", *memLimit == 0 || *memLimit >= 64<<20, "want 0 (none) or at least 67108864 (64 MiB)")
 	f.check("token-secret", *secret == "" || len(*secret) >= auth.MinSecretBytes, "need at least %d bytes", auth.MinSecretBytes)
 	f.check("lease", *lease >= time.Second, "want at least 1s")
@@ -232,6 +234,7 @@ func parseServe(args []string, stdout io.Writer) (node.Config, error) {
 	cfg.StoreCacheBytes = int64(*storeCache)
 	cfg.API.EditWindow = *editWindow
 	cfg.MemoryLimit = int64(*memLimit)
+	cfg.MinFreeDisk = int64(*minFree)
 	cfg.TokenSecret = []byte(*secret)
 	cfg.TokenIssuer, cfg.TokenAudience, cfg.TokenMaxLifetime = *issuer, *audience, *maxLifetime
 	cfg.Roles = rl

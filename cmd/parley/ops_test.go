@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 
 	"github.com/parley-chat/parley/cmd/parley/node"
@@ -207,6 +208,72 @@ func TestFullDiskFailsSendsAndReadiness(t *testing.T) {
 	}
 	if code, ready := httpGet(t, "http://"+s.n.Addr()+"/readyz"); code != http.StatusOK {
 		t.Errorf("/readyz once there is room again: %d %s", code, ready)
+	}
+}
+
+// A single node whose disk is nearly full refuses writes before its
+// embedded store runs out of room (a failed write to the store's own log
+// stops the process): sends are answered unavailable, /readyz fails
+// "disk", and both recover once there is room; what was acked is kept.
+func TestNearlyFullDiskRefusesWrites(t *testing.T) {
+	disk := mountTmpfs(t, 160<<20)
+	const floor = 32 << 20
+	s := startServer(t, func(c *node.Config) {
+		c.DataDir = filepath.Join(disk, "data")
+		c.EmbeddedBroker.DataDir = filepath.Join(c.DataDir, "log")
+		c.MinFreeDisk = floor
+	})
+	ctx := ctxT(t)
+	alice := s.dial("alice", "phone")
+	first, err := alice.Send(ctx, client.Target{Account: "bob"}, "first", "text", "before the disk fills")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Leave less than the floor free.
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(disk, &st); err != nil {
+		t.Fatal(err)
+	}
+	filler := filepath.Join(disk, "filler")
+	if err := os.WriteFile(filler, make([]byte, int64(st.Bavail)*st.Bsize-floor/2), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Each send is new (a retry would get its first ack); the guard looks
+	// every second.
+	var failed error
+	sent := 0
+	waitFor(t, func() bool {
+		_, failed = alice.Send(ctx, client.Target{Account: "bob"}, fmt.Sprint("fill-", sent), "text", "as the disk fills")
+		if failed == nil {
+			sent++
+		}
+		return failed != nil
+	})
+	if client.CodeOf(failed) != wire.CodeUnavailable {
+		t.Fatalf("a send with the disk nearly full: %v, want unavailable", failed)
+	}
+	code, ready := httpGet(t, "http://"+s.n.Addr()+"/readyz")
+	if code != http.StatusServiceUnavailable || !strings.Contains(ready, `"disk"`) || !strings.Contains(ready, "nearly full") {
+		t.Errorf("/readyz with the disk nearly full: %d %s", code, ready)
+	}
+	_, m := httpGet(t, "http://"+s.n.Addr()+"/metrics")
+	if free := metric(t, m, "parley_disk_free_bytes"); free <= 0 || free >= floor {
+		t.Errorf("parley_disk_free_bytes = %v, want below the floor %d", free, floor)
+	}
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	var again wire.ServerFrame
+	waitFor(t, func() bool {
+		again, err = alice.Send(ctx, client.Target{Account: "bob"}, fmt.Sprint("fill-", sent), "text", "as the disk fills")
+		return err == nil
+	})
+	if code, ready := httpGet(t, "http://"+s.n.Addr()+"/readyz"); code != http.StatusOK {
+		t.Errorf("/readyz once there is room again: %d %s", code, ready)
+	}
+	got := history(t, alice, "d:alice:bob")
+	if len(got) != sent+2 || got[0].MsgID != first.MsgID || got[len(got)-1].MsgID != again.MsgID {
+		t.Errorf("history: %d messages, want the %d acked and the retried one", len(got), sent+1)
 	}
 }
 

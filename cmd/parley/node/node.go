@@ -23,6 +23,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/parley-chat/parley/infra/diskfree"
 	"github.com/parley-chat/parley/infra/heaptrim"
 	"github.com/parley-chat/parley/infra/idempotency"
 	"github.com/parley-chat/parley/infra/kafka"
@@ -119,6 +120,13 @@ type Config struct {
 	// heap instead of 2x halve the p99 send latency on a busy 2-core box
 	// (docs/benchmarks.md) for a few MB more.
 	GCPercent int
+	// MinFreeDisk, if set, is the free space (bytes) a single node keeps
+	// under its embedded log and store: below it, appends are refused
+	// (unavailable) and /readyz fails "disk", so that the read models keep
+	// room to apply what was accepted — the embedded store stops the
+	// process when a write to its own log fails. 0 leaves it off (the
+	// serve command's default is 256 MiB).
+	MinFreeDisk int64
 	// MemoryLimit, if set, is the Go runtime's soft memory limit (as
 	// GOMEMLIMIT), applied at Start unless GOMEMLIMIT is set: with a high
 	// GCPercent the heap may otherwise grow to several times what is live.
@@ -242,8 +250,11 @@ type Node struct {
 	gw     *ws.Gateway
 	clu    *clusterParts // nil on a single node
 	runner *runner.Runner
-	http   *http.Server
-	ln     net.Listener
+	// disk refuses appends while a single node's disk is nearly full (nil:
+	// off).
+	disk *diskfree.Guard
+	http *http.Server
+	ln   net.Listener
 
 	// closers run in reverse at shutdown, after every goroutine ended.
 	closers []func() error
@@ -303,7 +314,11 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		apiCfg.Reservations = idempotency.NewRedis(n.stores.rdb, n.stores.prefix)
 		apiCfg.CompleteAfterAck = true
 	}
-	n.svc = api.New(apiCfg, n.events, set.api)
+	var appendTo api.Log = n.events
+	if n.disk = n.diskGuard(); n.disk != nil {
+		appendTo = guardedLog{Log: n.events, disk: n.disk}
+	}
+	n.svc = api.New(apiCfg, appendTo, set.api)
 	if cfg.Roles.Gateway {
 		if err := n.startGateway(runCtx); err != nil {
 			return nil, err
@@ -402,6 +417,9 @@ func (n *Node) run(ctx context.Context, set readModelSet) {
 	})
 	n.goOwned(func() { n.svc.Run(ctx) })
 	n.goOwned(func() { heaptrim.New(heaptrim.Config{Logger: n.log}).Run(ctx) })
+	if n.disk != nil {
+		n.goOwned(func() { n.disk.Run(ctx) })
+	}
 	for _, run := range set.run {
 		n.goOwned(func() { run(ctx) })
 	}

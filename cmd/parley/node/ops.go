@@ -60,6 +60,12 @@ func (n *Node) registerMetrics() {
 			Help: "The most the connections' outgoing queues may hold together; past it, the connections furthest behind are closed as slow consumers.",
 		}, func() float64 { return float64(n.gw.QueuedBytesLimit()) }))
 	}
+	if n.disk != nil {
+		n.metrics.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "parley_disk_free_bytes",
+			Help: "The least free space under the single node's embedded log and store, at the last look (every second); below --min-free-disk, appends are refused.",
+		}, func() float64 { return float64(n.disk.Free()) }))
+	}
 	if n.svc != nil {
 		n.metrics.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "parley_sends_undecided",
@@ -251,6 +257,9 @@ func (n *Node) readyz(w http.ResponseWriter, r *http.Request) {
 	}
 	if n.stores.rdb != nil {
 		checks["cache"] = func(ctx context.Context) error { return n.stores.rdb.Ping(ctx).Err() }
+	}
+	if n.disk != nil {
+		checks["disk"] = func(context.Context) error { return n.disk.Err() }
 	}
 	results := make(map[string]error, len(checks))
 	var mu sync.Mutex
