@@ -4,12 +4,14 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"syscall"
 
 	"github.com/parley-chat/parley/infra/kafka"
+	"github.com/parley-chat/parley/infra/logthrottle"
 )
 
 func broker(args []string, stdout, stderr io.Writer) error {
@@ -21,7 +23,8 @@ func broker(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	f.check("data-dir", *dir != "", "cannot be empty")
-	cfg := kafka.EmbeddedConfig{DataDir: filepath.Join(*dir, "log"), Addr: *listen, SyncWrites: *fsync}
+	cfg := kafka.EmbeddedConfig{DataDir: filepath.Join(*dir, "log"), Addr: *listen, SyncWrites: *fsync,
+		Logger: slog.New(logthrottle.New(slog.NewTextHandler(stderr, nil), 0, 0))}
 	f.checkErr("broker-listen", checkLoopback(*listen))
 	if err := f.err(); err != nil {
 		return err

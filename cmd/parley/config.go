@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	parleypebble "github.com/parley-chat/parley/infra/pebble"
 	"io"
 	"log/slog"
 	"os"
@@ -14,6 +13,8 @@ import (
 	"github.com/parley-chat/parley/cmd/parley/node"
 	"github.com/parley-chat/parley/domain"
 	"github.com/parley-chat/parley/events"
+	"github.com/parley-chat/parley/infra/logthrottle"
+	parleypebble "github.com/parley-chat/parley/infra/pebble"
 	"github.com/parley-chat/parley/infra/postgres"
 	"github.com/parley-chat/parley/projections/notify"
 	"github.com/parley-chat/parley/projections/retention"
@@ -217,7 +218,7 @@ func parseServe(args []string, stdout io.Writer) (node.Config, error) {
 	cfg := node.Config{
 		DataDir: *dataDir,
 		Listen:  *listen,
-		Logger:  slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl})),
+		Logger:  slog.New(logthrottle.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}), 0, 0)),
 	}
 	cfg.Kafka.Brokers = brokerAddrs
 	cfg.Kafka.Topic = *topic

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/parley-chat/parley/cmd/parley/node"
+	"github.com/parley-chat/parley/infra/logthrottle"
 	"github.com/parley-chat/parley/infra/redis"
 	"github.com/parley-chat/parley/projections/cache"
 	"github.com/parley-chat/parley/projections/conversations"
@@ -314,8 +315,12 @@ func TestServeConfig(t *testing.T) {
 	g := cfg.Gateway
 	if cfg.Listen != "127.0.0.1:8080" || g.Lease != 10*time.Minute || g.Heartbeat != time.Minute || g.RatePerSecond != 100 ||
 		g.RateBurst != 200 || g.ReadBufferBytes != 1024 || cfg.GCPercent != 400 || cfg.StoreCacheBytes != 128<<20 || cfg.API.SendTimeout != 5*time.Second || cfg.Kafka.Partitions != 16 || len(cfg.Kafka.Brokers) != 0 ||
-		cfg.API.SendRate != 256<<10 || cfg.API.SendBurst != 1<<20 {
+		cfg.API.SendRate != 256<<10 || cfg.API.SendBurst != 1<<20 || cfg.MinFreeDisk != 256<<20 {
 		t.Errorf("defaults: %+v", cfg)
+	}
+	// A failure repeated for every request writes a few lines and a count.
+	if _, ok := cfg.Logger.Handler().(*logthrottle.Handler); !ok {
+		t.Errorf("the log is not throttled: %T", cfg.Logger.Handler())
 	}
 	if off, err := parseServe([]string{"--account-send-rate", "0"}, &bytes.Buffer{}); err != nil || off.API.SendRate >= 0 {
 		t.Errorf("--account-send-rate 0 gives SendRate %v (%v), want negative: no limit", off.API.SendRate, err)

@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -134,7 +135,22 @@ func (l brokerLogger) Logf(level kfake.LogLevel, format string, args ...any) {
 	if !l.log.Enabled(context.Background(), lvl) {
 		return
 	}
-	l.log.Log(context.Background(), lvl, fmt.Sprintf(format, args...))
+	l.log.Log(context.Background(), lvl, brokerMessage(format), "detail", fmt.Sprintf(format, args...))
+}
+
+// brokerMessage is the part of a broker's line that is the same every
+// time (the format's words before its first verb), so that a failure
+// repeated for every batch — a full disk, one line per partition and
+// write — is one kind of record to a throttled log (infra/logthrottle).
+// The whole line is its detail.
+func brokerMessage(format string) string {
+	if i := strings.IndexByte(format, '%'); i >= 0 {
+		format = format[:i]
+	}
+	if msg := strings.TrimRight(format, " :=-("); msg != "" {
+		return msg
+	}
+	return "embedded broker"
 }
 
 // IndexStats reports what the broker's index of record batches costs.

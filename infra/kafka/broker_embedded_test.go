@@ -289,3 +289,19 @@ func TestCrashReplayKeepsAbortedTransactions(t *testing.T) {
 		t.Fatalf("read_committed after a crash read %v, want %v", got, want)
 	}
 }
+
+// A broker's line is logged under the words of its format before the
+// first verb, the same for every partition and error, so that a
+// throttled log counts a failure repeated for every batch as one kind.
+func TestBrokerMessageIsTheFormatsWords(t *testing.T) {
+	for format, want := range map[string]string{
+		"persist batch %s-%d: %v":       "persist batch",
+		"persist batch %s-%d: sync: %v": "persist batch",
+		"%s":                            "embedded broker",
+		"no verbs here":                 "no verbs here",
+	} {
+		if got := brokerMessage(format); got != want {
+			t.Errorf("brokerMessage(%q) = %q, want %q", format, got, want)
+		}
+	}
+}
