@@ -710,8 +710,13 @@ func (s *Pebble) ByClientMsgID(_ context.Context, account domain.AccountID, clie
 		return domain.Message{}, false, err
 	}
 	raw, ok, err := look.Get(messageKey(conv, id))
-	if err != nil || !ok {
-		return domain.Message{}, false, fmt.Errorf("cannot read message %s/%d: %v", conv, id, err)
+	if err != nil {
+		return domain.Message{}, false, fmt.Errorf("cannot read message %s/%d: %w", conv, id, err)
+	}
+	if !ok {
+		// The retention removed the message: its own id went with it, but
+		// not the ids of its edits, which name nothing now.
+		return domain.Message{}, false, nil
 	}
 	m, err := decodeMessage(conv, id, raw)
 	return m, err == nil, err

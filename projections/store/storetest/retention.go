@@ -108,6 +108,27 @@ func testRetentionRemovesTheOldRun(t *testing.T, s store.Store) {
 	}
 }
 
+// A client message id of an edit names no message once the retention
+// removed the message it changed: ByClientMsgID finds nothing, as for the
+// message's own id, rather than failing (a send or an edit retried with
+// it would be answered unavailable for ever).
+func testRetentionForgetsEditKeys(t *testing.T, s store.Store) {
+	m := Msg(ab, 1)
+	save(t, s, m, Msg(ab, 4))
+	amend(t, s, Edit(m, 2, "e1", "edited"))
+	if _, ok, err := s.ByClientMsgID(context.Background(), "alice", "e1"); err != nil || !ok {
+		t.Fatalf("ByClientMsgID(e1) before the retention = %v, %v; want the message", ok, err)
+	}
+	if n := remove(t, s, store.Floor{Conversation: ab, Through: 1}); n != 1 {
+		t.Fatalf("Remove removed %d, want 1", n)
+	}
+	for _, c := range []string{"c1", "e1"} {
+		if got, ok, err := s.ByClientMsgID(context.Background(), "alice", c); err != nil || ok {
+			t.Errorf("ByClientMsgID(%s) of a removed message = %+v, found %v, %v; want nothing", c, got, ok, err)
+		}
+	}
+}
+
 // A message sent before the cutoff but after a later one (two gateways'
 // clocks) stays until the later one is old too: what remains is a suffix.
 func testRetentionKeepsASuffix(t *testing.T, s store.Store) {

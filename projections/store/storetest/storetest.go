@@ -46,6 +46,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"RetentionRemovesTheOldRun", testRetentionRemovesTheOldRun},
 		{"RetentionKeepsASuffix", testRetentionKeepsASuffix},
 		{"RetentionIsBounded", testRetentionIsBounded},
+		{"RetentionForgetsEditKeys", testRetentionForgetsEditKeys},
 		{"EraseLeavesTombstones", testErase},
 		{"EraseRevisesTombstonesThatCameErased", testEraseErasedArrivals},
 		{"ChangesAfterACursor", testChanges},
