@@ -205,6 +205,13 @@ func TestEraseAccount(t *testing.T) {
 	if !strings.Contains(fmt.Sprint(beforeDirect), "SECRET-A one, edited") {
 		t.Fatalf("before the erasure bob reads %+v", beforeDirect)
 	}
+	// Which conversations alice muted is hers, and goes; bob's mute of
+	// the same conversation stays.
+	for _, c := range []*client.Client{alice, bob} {
+		if _, err := c.Mute(ctxT(t), corpus.direct, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
 	// The log never held a body in plaintext: every body is sealed.
 	if hits := filesContaining(t, filepath.Join(s.dir, "log"), "SECRET-A"); len(hits) > 0 {
 		t.Errorf("the log's files hold alice's plaintext: %v", hits)
@@ -309,6 +316,21 @@ func TestEraseAccount(t *testing.T) {
 	after := history(t, bob, corpus.direct)
 	if last := after[len(after)-1]; last.Body != "after the erasure" || last.Deleted {
 		t.Errorf("alice's message after her erasure = %+v", last)
+	}
+	for _, c := range []struct {
+		who   string
+		cl    *client.Client
+		muted bool
+	}{{"alice", alice, false}, {"bob", bob, true}} {
+		list, err := c.cl.Conversations(ctxT(t), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range list {
+			if l.Conversation == corpus.direct && l.Muted != c.muted {
+				t.Errorf("%s's mute of %s after alice's erasure: %v, want %v", c.who, l.Conversation, l.Muted, c.muted)
+			}
+		}
 	}
 }
 

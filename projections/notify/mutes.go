@@ -31,6 +31,9 @@ type Mutes interface {
 	MutedUntil(ctx context.Context, account domain.AccountID, c domain.ConversationID) (until time.Time, ok bool, err error)
 	// MutesOf returns account's mutes that are in force at now.
 	MutesOf(ctx context.Context, account domain.AccountID, now time.Time) (map[domain.ConversationID]time.Time, error)
+	// UnmuteAll removes every mute of account, ended ones included (an
+	// erasure: which conversations an account muted is its own data).
+	UnmuteAll(ctx context.Context, account domain.AccountID) error
 }
 
 // Muted reports whether a mute until until is in force at now.

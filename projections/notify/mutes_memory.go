@@ -55,6 +55,14 @@ func (s *MemoryMutes) Unmute(_ context.Context, account domain.AccountID, c doma
 	return nil
 }
 
+// UnmuteAll implements Mutes.
+func (s *MemoryMutes) UnmuteAll(_ context.Context, account domain.AccountID) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.m, account)
+	return nil
+}
+
 // MutedUntil implements Mutes.
 func (s *MemoryMutes) MutedUntil(_ context.Context, account domain.AccountID, c domain.ConversationID) (time.Time, bool, error) {
 	s.mu.Lock()

@@ -62,6 +62,16 @@ func (p *PebbleMutes) Unmute(_ context.Context, account domain.AccountID, c doma
 	return p.db.Delete(muteKey(account, c), pebble.Sync)
 }
 
+// UnmuteAll implements Mutes: one range deletion of the account's keys.
+func (p *PebbleMutes) UnmuteAll(_ context.Context, account domain.AccountID) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	prefix := mutePrefix(account)
+	end := append([]byte(nil), prefix...)
+	end[len(end)-1]++ // '/' + 1: past every key under the prefix
+	return p.db.DeleteRange(prefix, end, pebble.Sync)
+}
+
 // MutedUntil implements Mutes.
 func (p *PebbleMutes) MutedUntil(_ context.Context, account domain.AccountID, c domain.ConversationID) (time.Time, bool, error) {
 	v, ok, err := pebblekv.Get(p.db, muteKey(account, c))

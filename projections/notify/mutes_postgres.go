@@ -52,6 +52,12 @@ func (p *PostgresMutes) Unmute(ctx context.Context, account domain.AccountID, c 
 	return err
 }
 
+// UnmuteAll implements Mutes.
+func (p *PostgresMutes) UnmuteAll(ctx context.Context, account domain.AccountID) error {
+	_, err := p.pool.Exec(ctx, `DELETE FROM conversation_mutes WHERE account = $1`, string(account))
+	return err
+}
+
 // MutedUntil implements Mutes.
 func (p *PostgresMutes) MutedUntil(ctx context.Context, account domain.AccountID, c domain.ConversationID) (time.Time, bool, error) {
 	var ms int64

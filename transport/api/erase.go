@@ -58,7 +58,7 @@ func (s *Service) append(ctx context.Context, id string, e events.Event) (events
 // destroys the account's data keys, so that no reader of the log can open
 // the bodies it sent again, then appends AccountErased to every partition,
 // so that every read model drops those bodies, its read cursors and its
-// group memberships, and waits for this service's read models to apply
+// group memberships (its mutes are removed here), and waits for this service's read models to apply
 // it. An account that has no key, no conversation and no group is
 // unknown: domain.ErrNotFound, and nothing is appended. The memberships
 // are removed by a GroupMembersRemoved for each of its groups but those
@@ -101,6 +101,11 @@ func (s *Service) Erase(ctx context.Context, account string) (Erasure, error) {
 		if _, err := s.log.Append(ctx, uuid.NewString(), left); err != nil {
 			return Erasure{}, fmt.Errorf("%w: the keys are destroyed, but not every membership is removed; erase again: %v", ErrUnavailable, err)
 		}
+	}
+	// Which conversations it muted is its own: not on the log, so gone
+	// here rather than by a read model.
+	if err := s.rm.Mutes.UnmuteAll(ctx, a); err != nil {
+		return Erasure{}, fmt.Errorf("%w: the keys are destroyed, but not the account's mutes; erase again: %v", ErrUnavailable, err)
 	}
 	e := events.AccountErased{Account: string(a), Keys: ids, ErasedAt: at.UnixMilli(), Partitions: s.log.Partitions()}
 	if e.Keys == nil {

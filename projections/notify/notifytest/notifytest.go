@@ -84,6 +84,25 @@ func Run(t *testing.T, open func(t *testing.T) notify.Mutes) {
 				t.Fatal("another account's ended mute went with alice's")
 			}
 		}},
+		{"unmute all of an account", func(t *testing.T, m notify.Mutes) {
+			must(t, m.Mute(ctx, "alice", ab, time.Time{}))
+			must(t, m.Mute(ctx, "alice", ac, time.UnixMilli(time.Now().Add(-time.Minute).UnixMilli())))
+			must(t, m.Mute(ctx, "bob", ab, later))
+			must(t, m.Mute(ctx, "alice0", ab, later)) // a neighbour of alice's keys
+			must(t, m.UnmuteAll(ctx, "alice"))
+			must(t, m.UnmuteAll(ctx, "nobody"))
+			for _, c := range []domain.ConversationID{ab, ac} {
+				if _, ok, err := m.MutedUntil(ctx, "alice", c); err != nil || ok {
+					t.Fatalf("alice's mute of %s after UnmuteAll: %v %v", c, ok, err)
+				}
+			}
+			for _, a := range []domain.AccountID{"bob", "alice0"} {
+				if u, ok, err := m.MutedUntil(ctx, a, ab); err != nil || !ok || !u.Equal(later) {
+					t.Fatalf("%s's mute went with alice's: %v %v %v", a, u, ok, err)
+				}
+			}
+			must(t, m.Mute(ctx, "alice", ab, later))
+		}},
 		{"bounded per account", func(t *testing.T, m notify.Mutes) {
 			// An expired mute does not count.
 			must(t, m.Mute(ctx, "alice", conv("alice", "old"), time.UnixMilli(time.Now().Add(-time.Minute).UnixMilli())))
