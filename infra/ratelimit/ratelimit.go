@@ -79,6 +79,19 @@ func (l *Keyed) TakeN(key string, n int, now time.Time) time.Duration {
 	return time.Duration(math.Ceil(secs * float64(time.Second)))
 }
 
+// Charge takes n tokens of key's bucket after the fact, for work whose
+// cost was known only once done: what the bucket lacks becomes a debt
+// (down to minus the burst) that later requests wait for.
+func (l *Keyed) Charge(key string, n int, now time.Time) {
+	if l == nil || n <= 0 {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.bucket(key, now)
+	b.tokens = max(-l.burst, b.tokens-float64(n))
+}
+
 // GiveBack returns n tokens to key's bucket (up to its burst), for a
 // request that took them and then turned out to cost nothing.
 func (l *Keyed) GiveBack(key string, n int, now time.Time) {

@@ -30,11 +30,41 @@ type Latest struct {
 
 // Index is the read side of the conversation index.
 type Index interface {
-	// List returns the conversations of account — its direct ones and
-	// those of groups — whose latest message is newer than since, newest
-	// first (ties by conversation id), at most limit.
-	List(ctx context.Context, account domain.AccountID, groups []domain.GroupID, since time.Time, limit int) ([]Latest, error)
+	// List returns a page of the conversations of account — its direct
+	// ones and those of groups — newest first (ties by conversation id):
+	// those q selects, at most q.Limit.
+	List(ctx context.Context, account domain.AccountID, groups []domain.GroupID, q Query) (Page, error)
 	Reads
+}
+
+// Query selects a page of an account's conversation list.
+type Query struct {
+	// Since keeps the conversations whose latest message is newer.
+	Since time.Time
+	// After, unless its Time is zero, keeps those that come after it in
+	// the list's order: older, or as old with a greater id. It is the
+	// last entry of the page before.
+	After Position
+	// Limit is the most entries of the page.
+	Limit int
+}
+
+// Position is a place in a conversation list: a latest message's time
+// and its conversation.
+type Position struct {
+	Time         time.Time
+	Conversation domain.ConversationID
+}
+
+// Page is a page of a conversation list.
+type Page struct {
+	Entries []Latest
+	// More is set when the list goes on after the page.
+	More bool
+	// Considered is how many conversations the list looked at (the
+	// account's, those of its groups included), whatever the page holds:
+	// what the list cost.
+	Considered int
 }
 
 // participants are the accounts whose index lists a direct conversation.
@@ -49,12 +79,13 @@ func participants(c domain.ConversationID) []domain.AccountID {
 	return []domain.AccountID{a, b}
 }
 
-// newestFirst orders a list and cuts it to limit: newest first, ties by
-// conversation id, the same order for every adapter.
-func newestFirst(out []Latest, since time.Time, limit int) []Latest {
+// newestFirst orders a list and cuts it to q's page: newest first, ties
+// by conversation id, the same order for every adapter.
+func newestFirst(out []Latest, q Query) Page {
+	page := Page{Considered: len(out)}
 	kept := out[:0]
 	for _, l := range out {
-		if l.Time.After(since) {
+		if l.Time.After(q.Since) && (q.After.Time.IsZero() || before(q.After, l)) {
 			kept = append(kept, l)
 		}
 	}
@@ -64,8 +95,17 @@ func newestFirst(out []Latest, since time.Time, limit int) []Latest {
 		}
 		return kept[i].Conversation.String() < kept[j].Conversation.String()
 	})
-	if len(kept) > limit {
-		kept = kept[:limit]
+	if len(kept) > q.Limit {
+		kept, page.More = kept[:q.Limit], true
 	}
-	return kept
+	page.Entries = kept
+	return page
+}
+
+// before reports whether p comes before l in a list's order.
+func before(p Position, l Latest) bool {
+	if !l.Time.Equal(p.Time) {
+		return l.Time.Before(p.Time)
+	}
+	return l.Conversation.String() > p.Conversation.String()
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"sort"
 	"sync"
-	"time"
 
 	"github.com/parley-chat/parley/domain"
 	"github.com/parley-chat/parley/events"
@@ -109,7 +108,7 @@ func (m *Memory) Apply(ctx context.Context, r projections.Record) error {
 }
 
 // List implements Index.
-func (m *Memory) List(_ context.Context, account domain.AccountID, groups []domain.GroupID, since time.Time, limit int) ([]Latest, error) {
+func (m *Memory) List(_ context.Context, account domain.AccountID, groups []domain.GroupID, q Query) (Page, error) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	var convs []domain.ConversationID
@@ -128,7 +127,7 @@ func (m *Memory) List(_ context.Context, account domain.AccountID, groups []doma
 		cur := m.cursors[cursorKey{c, account}]
 		out = append(out, Latest{Conversation: c, MsgID: s.Latest, Time: s.Time, ReadMsgID: cur.ReadMsgID, Unread: cur.unread(s.Count)})
 	}
-	return newestFirst(out, since, limit), nil
+	return newestFirst(out, q), nil
 }
 
 // ReadState implements Reads.

@@ -460,13 +460,13 @@ func (p *Pebble) write(t *tally, recs []projections.Record) error {
 }
 
 // List implements Index.
-func (p *Pebble) List(_ context.Context, account domain.AccountID, groups []domain.GroupID, since time.Time, limit int) ([]Latest, error) {
+func (p *Pebble) List(_ context.Context, account domain.AccountID, groups []domain.GroupID, q Query) (Page, error) {
 	snap := p.db.NewSnapshot()
 	defer snap.Close()
 	prefix := "ca/" + string(account) + "/"
 	it, err := pebblekv.Prefix(snap, []byte(prefix))
 	if err != nil {
-		return nil, err
+		return Page{}, err
 	}
 	var convs []domain.ConversationID
 	for it.First(); it.Valid(); it.Next() {
@@ -476,7 +476,7 @@ func (p *Pebble) List(_ context.Context, account domain.AccountID, groups []doma
 		}
 	}
 	if err := errors.Join(it.Error(), it.Close()); err != nil {
-		return nil, err
+		return Page{}, err
 	}
 	for _, g := range groups {
 		convs = append(convs, domain.GroupConversation(g))
@@ -488,20 +488,20 @@ func (p *Pebble) List(_ context.Context, account domain.AccountID, groups []doma
 			continue
 		}
 		if err != nil {
-			return nil, err
+			return Page{}, err
 		}
 		st, err := decodeConv(v)
 		_ = closer.Close()
 		if err != nil {
-			return nil, err
+			return Page{}, err
 		}
 		cur, err := readCursor(snap, c, account)
 		if err != nil {
-			return nil, err
+			return Page{}, err
 		}
 		out = append(out, Latest{Conversation: c, MsgID: st.Latest, Time: st.Time, ReadMsgID: cur.ReadMsgID, Unread: cur.unread(st.Count)})
 	}
-	return newestFirst(out, since, limit), nil
+	return newestFirst(out, q), nil
 }
 
 // Apply implements projections.Projection: a batch of one.

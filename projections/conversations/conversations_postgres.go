@@ -291,39 +291,64 @@ SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::big
 }
 
 // List implements Index.
-func (p *Postgres) List(ctx context.Context, account domain.AccountID, groups []domain.GroupID, since time.Time, limit int) ([]Latest, error) {
+func (p *Postgres) List(ctx context.Context, account domain.AccountID, groups []domain.GroupID, q Query) (Page, error) {
 	gconvs := make([]string, len(groups))
 	for i, g := range groups {
 		gconvs[i] = domain.GroupConversation(g).String()
 	}
+	// The page, one more row to tell whether the list goes on, and how
+	// many conversations the account has: what the query looked at.
+	var after *time.Time
+	if !q.After.Time.IsZero() {
+		after = &q.After.Time
+	}
 	rows, err := p.pool.Query(ctx, `
+WITH mine AS (
+    SELECT conversation FROM account_conversations WHERE account = $1
+    UNION SELECT unnest($2::text[])
+)
 SELECT c.conversation, c.latest_msg_id, c.latest_time, c.message_count,
-       coalesce(r.read_msg_id, 0), coalesce(r.read_seq, 0), coalesce(r.sent, 0), coalesce(r.sent_at_read, 0)
+       coalesce(r.read_msg_id, 0), coalesce(r.read_seq, 0), coalesce(r.sent, 0), coalesce(r.sent_at_read, 0),
+       (SELECT count(*) FROM mine)
 FROM conversations c LEFT JOIN conversation_reads r ON r.conversation = c.conversation AND r.account = $1
-WHERE (c.conversation IN (SELECT conversation FROM account_conversations WHERE account = $1) OR c.conversation = ANY($2::text[]))
+WHERE c.conversation IN (SELECT conversation FROM mine)
   AND c.latest_time > $3
-ORDER BY c.latest_time DESC, c.conversation COLLATE "C" LIMIT $4`, string(account), gconvs, since, limit)
+  AND ($5::timestamptz IS NULL OR c.latest_time < $5 OR (c.latest_time = $5 AND c.conversation COLLATE "C" > $6))
+ORDER BY c.latest_time DESC, c.conversation COLLATE "C" LIMIT $4`, string(account), gconvs, q.Since, q.Limit+1, after, q.After.Conversation.String())
 	if err != nil {
-		return nil, fmt.Errorf("cannot read the conversations of %s: %w", account, err)
+		return Page{}, fmt.Errorf("cannot read the conversations of %s: %w", account, err)
 	}
 	defer rows.Close()
-	var out []Latest
+	var page Page
 	for rows.Next() {
 		var conv string
 		var l Latest
-		var id, count, readID int64
+		var id, count, readID, considered int64
 		var cur cursor
-		if err := rows.Scan(&conv, &id, &l.Time, &count, &readID, &cur.ReadSeq, &cur.Sent, &cur.SentAtRead); err != nil {
-			return nil, err
+		if err := rows.Scan(&conv, &id, &l.Time, &count, &readID, &cur.ReadSeq, &cur.Sent, &cur.SentAtRead, &considered); err != nil {
+			return Page{}, err
 		}
 		if l.Conversation, err = domain.ParseConversationID(conv); err != nil {
-			return nil, err
+			return Page{}, err
 		}
 		cur.ReadMsgID = domain.MsgID(readID)
 		l.MsgID, l.ReadMsgID, l.Unread = domain.MsgID(id), cur.ReadMsgID, cur.unread(count)
-		out = append(out, l)
+		page.Entries, page.Considered = append(page.Entries, l), int(considered)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return Page{}, err
+	}
+	if len(page.Entries) == 0 { // the count came with no row: ask for it
+		var n int64
+		if err := p.pool.QueryRow(ctx, `SELECT count(*) FROM account_conversations WHERE account = $1`, string(account)).Scan(&n); err != nil {
+			return Page{}, fmt.Errorf("cannot count the conversations of %s: %w", account, err)
+		}
+		page.Considered = int(n) + len(groups)
+	}
+	if len(page.Entries) > q.Limit {
+		page.Entries, page.More = page.Entries[:q.Limit], true
+	}
+	return page, nil
 }
 
 // ReadState implements Reads.

@@ -3,7 +3,6 @@ package conversations_test
 import (
 	"context"
 	"testing"
-	"time"
 
 	"github.com/parley-chat/parley/infra/pebble/pebbletest"
 	"github.com/parley-chat/parley/projections"
@@ -19,7 +18,8 @@ func TestPrimedStateServesOneBatch(t *testing.T) {
 	ab := conv(t, "d:a:b")
 	unread := func(want int64) {
 		t.Helper()
-		list, err := ix.List(ctx, "b", nil, time.Time{}, 10)
+		page, err := ix.List(ctx, "b", nil, conversations.Query{Limit: 10})
+		list := page.Entries
 		if err != nil || len(list) != 1 || list[0].Unread != want {
 			t.Fatalf("b's list %+v (%v), want one conversation with %d unread", list, err, want)
 		}

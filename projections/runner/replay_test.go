@@ -172,7 +172,8 @@ func lists(t *testing.T, idx *conversations.Pebble, accounts []string) []convers
 	t.Helper()
 	var out []conversations.Latest
 	for _, a := range accounts {
-		l, err := idx.List(context.Background(), domain.AccountID(a), nil, time.Time{}, 100)
+		page, err := idx.List(context.Background(), domain.AccountID(a), nil, conversations.Query{Limit: 100})
+		l := page.Entries
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -576,7 +576,7 @@ func TestGroupRules(t *testing.T) {
 			}
 		})
 	}
-	list, err := e.Service.Conversations(ctx, api.Actor{Account: "alice"}, time.Time{}, 0)
+	list, _, err := e.Service.Conversations(ctx, api.Actor{Account: "alice"}, api.ConversationsQuery{})
 	if err != nil || len(list) != 1 || list[0].Conversation.String() != "g:"+gid {
 		t.Fatalf("alice's conversations: %+v %v", list, err)
 	}

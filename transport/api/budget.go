@@ -75,6 +75,17 @@ func (s *Service) spendRead(by Actor) error {
 	return nil
 }
 
+// chargeReads takes n more reads from by's read budget for a read whose
+// cost was known only once answered (a conversation list): the next
+// reads wait for what the budget lacked. A trusted actor is never
+// counted.
+func (s *Service) chargeReads(by Actor, n int) {
+	if by.Trusted || s.reads == nil {
+		return
+	}
+	s.reads.Charge(string(by.Account), n, time.Now())
+}
+
 // What a refusal says each request costs: formatted once, not per send.
 var (
 	messageCostText     = fmt.Sprintf("a message costs %d plus its body as pushed, escapes included", SendCost)

@@ -19,40 +19,77 @@ type Conversation struct {
 	Mute MuteState
 }
 
-// Conversations lists who's conversations that changed after since, newest
-// first (at most limit, 0 or past MaxConversations meaning MaxConversations;
-// a negative limit or since is invalid), once the list has applied everything acknowledged before the call,
-// each with who's mute of it.
-func (s *Service) Conversations(ctx context.Context, by Actor, since time.Time, limit int) ([]Conversation, error) {
+// ConversationsPerRead is how many conversations one read of the read
+// budget pays for in a conversation list: a list looks at every
+// conversation of the account, whatever it answers, so one of an account
+// with 100,000 conversations costs 1,000 reads.
+const ConversationsPerRead = 100
+
+// ConversationsQuery selects a page of an account's conversation list.
+type ConversationsQuery struct {
+	// Since keeps the conversations with a message after it.
+	Since time.Time
+	// Limit is the page's size: 0 or past MaxConversations means
+	// MaxConversations.
+	Limit int
+	// Before and BeforeConversation are the last entry of the page before
+	// (its latest time and conversation): the page goes on after it.
+	// Zero for the first page.
+	Before             time.Time
+	BeforeConversation string
+}
+
+// Conversations lists a page of who's conversations, newest first, once
+// the list has applied everything acknowledged before the call, each with
+// who's mute of it; more is set when the list goes on after the page. A
+// negative limit, since or before is invalid. The list takes one read of
+// by's read budget before it is made, and one more for every further
+// ConversationsPerRead conversations it looked at once it is.
+func (s *Service) Conversations(ctx context.Context, by Actor, q ConversationsQuery) (list []Conversation, more bool, err error) {
 	if err := s.spendRead(by); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	who := by.Account
+	cq := conversations.Query{Since: q.Since, Limit: q.Limit}
 	switch {
-	case limit < 0:
-		return nil, &domain.InvalidError{Field: "limit", Reason: "is negative"}
-	case !since.IsZero() && since.UnixMilli() < 0:
-		return nil, &domain.InvalidError{Field: "since", Reason: "is negative"}
+	case q.Limit < 0:
+		return nil, false, &domain.InvalidError{Field: "limit", Reason: "is negative"}
+	case !q.Since.IsZero() && q.Since.UnixMilli() < 0:
+		return nil, false, &domain.InvalidError{Field: "since", Reason: "is negative"}
+	case !q.Before.IsZero() && q.Before.UnixMilli() < 0:
+		return nil, false, &domain.InvalidError{Field: "before", Reason: "is negative"}
+	case q.BeforeConversation != "" && q.Before.IsZero():
+		return nil, false, &domain.InvalidError{Field: "beforeConversation", Reason: "needs before"}
 	}
-	if limit == 0 || limit > MaxConversations {
-		limit = MaxConversations
+	if !q.Before.IsZero() {
+		cq.After.Time = q.Before
+		if q.BeforeConversation != "" {
+			if cq.After.Conversation, err = domain.ParseConversationID(q.BeforeConversation); err != nil {
+				return nil, false, &domain.InvalidError{Field: "beforeConversation", Reason: "is not a conversation id"}
+			}
+		}
+	}
+	if cq.Limit == 0 || cq.Limit > MaxConversations {
+		cq.Limit = MaxConversations
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.ReadTimeout)
 	defer cancel()
 	if err := s.catchUpAll(ctx, s.rm.GroupsProgress, s.rm.ConversationsProgress); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	gs, err := s.rm.Groups.GroupIDsOf(ctx, who) // ids only: no members read
 	if err != nil {
-		return nil, fmt.Errorf("cannot read the groups of %s: %w: %v", who, ErrUnavailable, err)
+		return nil, false, fmt.Errorf("cannot read the groups of %s: %w: %v", who, ErrUnavailable, err)
 	}
-	list, err := s.rm.Conversations.List(ctx, who, gs, since, limit)
+	page, err := s.rm.Conversations.List(ctx, who, gs, cq)
 	if err != nil {
-		return nil, fmt.Errorf("cannot read the conversations of %s: %w: %v", who, ErrUnavailable, err)
+		return nil, false, fmt.Errorf("cannot read the conversations of %s: %w: %v", who, ErrUnavailable, err)
 	}
-	out := make([]Conversation, len(list))
-	for i, l := range list {
+	s.chargeReads(by, (page.Considered-1)/ConversationsPerRead)
+	out := make([]Conversation, len(page.Entries))
+	for i, l := range page.Entries {
 		out[i].Latest = l
 	}
-	return s.withMutes(ctx, who, out)
+	out, err = s.withMutes(ctx, who, out)
+	return out, page.More, err
 }

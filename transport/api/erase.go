@@ -9,6 +9,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/parley-chat/parley/domain"
 	"github.com/parley-chat/parley/events"
+	"github.com/parley-chat/parley/projections/conversations"
 )
 
 // ErrNoKeys: the service was built without a key store, so it can neither
@@ -137,9 +138,9 @@ func (s *Service) Erase(ctx context.Context, account string) (Erasure, error) {
 // hasConversations tells whether the conversation index lists any
 // conversation of a.
 func (s *Service) hasConversations(ctx context.Context, a domain.AccountID) (bool, error) {
-	convs, err := s.rm.Conversations.List(ctx, a, nil, time.Time{}, 1)
+	page, err := s.rm.Conversations.List(ctx, a, nil, conversations.Query{Limit: 1})
 	if err != nil {
 		return false, fmt.Errorf("cannot read the conversations of %s: %w: %v", a, ErrUnavailable, err)
 	}
-	return len(convs) > 0, nil
+	return len(page.Entries) > 0, nil
 }

@@ -62,7 +62,7 @@ type Refresher interface {
 
 // Conversations is the conversation index, read cursors included.
 type Conversations interface {
-	List(ctx context.Context, account domain.AccountID, groups []domain.GroupID, since time.Time, limit int) ([]conversations.Latest, error)
+	List(ctx context.Context, account domain.AccountID, groups []domain.GroupID, q conversations.Query) (conversations.Page, error)
 	conversations.Reads
 }
 

@@ -326,10 +326,24 @@ func (c *Client) SyncChanges(ctx context.Context, conversation string, cur wire.
 		Limit: limit, Changes: true})
 }
 
-// Conversations lists conversations changed after since (Unix ms).
+// Conversations lists every conversation changed after since (Unix ms),
+// newest first, reading the list's pages one after another (each of 1000
+// conversations at most) until the last.
 func (c *Client) Conversations(ctx context.Context, since int64) ([]wire.ConversationInfo, error) {
-	f, err := c.Do(ctx, wire.Request{Type: wire.TypeConversations, Since: since})
-	return f.Conversations, err
+	req := wire.Request{Type: wire.TypeConversations, Since: since}
+	var out []wire.ConversationInfo
+	for {
+		f, err := c.Do(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, f.Conversations...)
+		if !f.HasMore || len(f.Conversations) == 0 {
+			return out, nil
+		}
+		last := f.Conversations[len(f.Conversations)-1]
+		req.Before, req.BeforeConversation = last.LatestTime, last.Conversation
+	}
 }
 
 // CreateGroup creates a group with the given members.

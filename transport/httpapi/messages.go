@@ -175,6 +175,7 @@ func queryLimit(q url.Values) (int, error) {
 // envelope; every field is always present.
 type conversationsReply struct {
 	Conversations []wire.ConversationInfo `json:"conversations"`
+	HasMore       bool                    `json:"hasMore"`
 	ServerTime    int64                   `json:"serverTime"`
 }
 
@@ -192,8 +193,16 @@ func (s *server) conversations(w http.ResponseWriter, r *http.Request, c caller)
 	if err != nil {
 		return err
 	}
+	before, err := queryInt(q, "before")
+	if err != nil {
+		return err
+	}
+	page := api.ConversationsQuery{Since: time.UnixMilli(since), Limit: limit, BeforeConversation: q.Get("beforeConversation")}
+	if before != 0 {
+		page.Before = time.UnixMilli(before)
+	}
 	now := time.Now()
-	list, err := s.svc.Conversations(r.Context(), api.Actor{Account: who, Trusted: c.service}, time.UnixMilli(since), limit)
+	list, more, err := s.svc.Conversations(r.Context(), api.Actor{Account: who, Trusted: c.service}, page)
 	if err != nil {
 		return err
 	}
@@ -203,6 +212,6 @@ func (s *server) conversations(w http.ResponseWriter, r *http.Request, c caller)
 		out[i].ReadMsgID, out[i].Unread = int64(l.ReadMsgID), l.Unread
 		out[i].Muted, out[i].MutedUntil = l.Mute.Muted, api.UnixMilli(l.Mute.Until)
 	}
-	writeJSON(w, http.StatusOK, conversationsReply{Conversations: out, ServerTime: now.UnixMilli()})
+	writeJSON(w, http.StatusOK, conversationsReply{Conversations: out, HasMore: more, ServerTime: now.UnixMilli()})
 	return nil
 }

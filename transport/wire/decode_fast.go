@@ -71,6 +71,10 @@ func (d *fastDecoder) field(key []byte, r *Request) (uint32, bool) {
 		return 1 << 17, d.str(&r.Name)
 	case "accounts":
 		return 1 << 18, d.strings(&r.Accounts)
+	case "before":
+		return 1 << 19, d.int(&r.Before)
+	case "beforeConversation":
+		return 1 << 20, d.str(&r.BeforeConversation)
 	}
 	return 0, false
 }

@@ -29,6 +29,7 @@ func FuzzDecodeRequest(f *testing.F) {
 		`{"id":"s","type":"send","group":"g1","clientMsgId":"c1","body":"\u00e9\ud83d\ude00"}`,
 		`{"id":"y","type":"sync","conversation":"d:a:b","lastTime":1,"lastMsgId":2,"limit":3}`,
 		`{"id":"c","type":"conversations","since":1700000000000}`,
+		`{"id":"c","type":"conversations","before":1700000000000,"beforeConversation":"d:alice:bob","limit":2}`,
 		`{"id":"g","type":"group_create","name":"n","accounts":["a","b"]}`,
 		`{"id":"g","type":"group_add","group":"g1","accounts":["c"]}`,
 		`{"id":"g","type":"group_remove","group":"g1","accounts":["c"]}`,

@@ -77,8 +77,12 @@ type Request struct {
 	// LastMsgID that the client missed (see ServerFrame.Changes).
 	Changes bool `json:"changes,omitempty"`
 
-	// conversations
-	Since int64 `json:"since,omitempty"`
+	// conversations: Since, and the page after Before and
+	// BeforeConversation (the last entry of the page before: its
+	// latestTime and conversation)
+	Since              int64  `json:"since,omitempty"`
+	Before             int64  `json:"before,omitempty"`
+	BeforeConversation string `json:"beforeConversation,omitempty"`
 
 	// groups: the page after this group id (the last of the page before)
 	After string `json:"after,omitempty"`

@@ -335,7 +335,7 @@ func (c Config) Validate() error {
 type Service interface {
 	Send(ctx context.Context, r api.SendRequest) (api.Ack, error)
 	Sync(ctx context.Context, by api.Actor, conversation string, lastTime time.Time, lastMsgID domain.MsgID, limit int, changes bool) (api.SyncResult, error)
-	Conversations(ctx context.Context, by api.Actor, since time.Time, limit int) ([]api.Conversation, error)
+	Conversations(ctx context.Context, by api.Actor, q api.ConversationsQuery) ([]api.Conversation, bool, error)
 	CreateGroup(ctx context.Context, by api.Actor, name string, members []string) (*domain.Group, error)
 	AddMembers(ctx context.Context, by api.Actor, group string, accounts []string) (*domain.Group, error)
 	RemoveMembers(ctx context.Context, by api.Actor, group string, accounts []string) (*domain.Group, error)

@@ -37,8 +37,8 @@ func (f *fakeService) Send(ctx context.Context, r api.SendRequest) (api.Ack, err
 func (f *fakeService) Sync(context.Context, api.Actor, string, time.Time, domain.MsgID, int, bool) (api.SyncResult, error) {
 	return api.SyncResult{Source: api.SourceStore, NextTime: time.Now()}, nil
 }
-func (f *fakeService) Conversations(context.Context, api.Actor, time.Time, int) ([]api.Conversation, error) {
-	return nil, nil
+func (f *fakeService) Conversations(context.Context, api.Actor, api.ConversationsQuery) ([]api.Conversation, bool, error) {
+	return nil, false, nil
 }
 func (f *fakeService) CreateGroup(context.Context, api.Actor, string, []string) (*domain.Group, error) {
 	return nil, domain.ErrForbidden

@@ -429,7 +429,11 @@ func appendSyncReply(b []byte, req wire.Request, res api.SyncResult, budget int)
 // conversations answers the account's conversation list, with its read
 // state in each.
 func (h *handler) conversations(ctx context.Context, s *session, req wire.Request) (wire.ServerFrame, error) {
-	list, err := h.g.svc.Conversations(ctx, api.Actor{Account: s.account}, time.UnixMilli(req.Since), req.Limit)
+	q := api.ConversationsQuery{Since: time.UnixMilli(req.Since), Limit: req.Limit, BeforeConversation: req.BeforeConversation}
+	if req.Before != 0 {
+		q.Before = time.UnixMilli(req.Before)
+	}
+	list, more, err := h.g.svc.Conversations(ctx, api.Actor{Account: s.account}, q)
 	if err != nil {
 		return wire.ServerFrame{}, err
 	}
@@ -439,7 +443,7 @@ func (h *handler) conversations(ctx context.Context, s *session, req wire.Reques
 		out[i].ReadMsgID, out[i].Unread = int64(l.ReadMsgID), l.Unread
 		out[i].Muted, out[i].MutedUntil = l.Mute.Muted, api.UnixMilli(l.Mute.Until)
 	}
-	return wire.ServerFrame{ID: req.ID, Type: wire.TypeConversationList, Conversations: out, ServerTime: time.Now().UnixMilli()}, nil
+	return wire.ServerFrame{ID: req.ID, Type: wire.TypeConversationList, Conversations: out, HasMore: more, ServerTime: time.Now().UnixMilli()}, nil
 }
 
 // failWith answers a failed request with its code. The text of an

@@ -94,11 +94,11 @@ func apply(t *testing.T, idx conversations.Index, batch int, recs ...projections
 
 func list(t *testing.T, idx conversations.Index, account domain.AccountID, groups []domain.GroupID, since time.Time, limit int) []conversations.Latest {
 	t.Helper()
-	got, err := idx.List(context.Background(), account, groups, since, limit)
+	got, err := idx.List(context.Background(), account, groups, conversations.Query{Since: since, Limit: limit})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return got
+	return got.Entries
 }
 
 // Run runs the contract against indexes made by open.
@@ -172,6 +172,40 @@ func Run(t *testing.T, open Open) {
 					t.Errorf("List =\n%v\nwant\n%v", got, tt.want)
 				}
 			})
+		}
+	})
+
+	// A list longer than a page is walked with the last entry of each
+	// page as the cursor, ties included; every page says what the list
+	// looked at: all of the account's conversations.
+	t.Run("pages", func(t *testing.T) {
+		m := open(t)
+		if err := apply(t, m, 3,
+			sent("d:alice:bob", 10, 1), sent("d:alice:carol", 20, 5), sent("g:team", 30, 3),
+			sent("d:bob:carol", 40, 9), sent("d:alice:bob", 11, 7), sent("d:alice:dave", 60, 5), sent("d:alice:alice", 70, 2)); err != nil {
+			t.Fatalf("Apply: %v", err)
+		}
+		want := [][]conversations.Latest{
+			{latest("d:alice:bob", 11, 7), latest("d:alice:carol", 20, 5)},
+			{latest("d:alice:dave", 60, 5), latest("g:team", 30, 3)},
+			{latest("d:alice:alice", 70, 2)},
+		}
+		q := conversations.Query{Limit: 2}
+		for i, w := range want {
+			page, err := m.List(context.Background(), "alice", []domain.GroupID{"team"}, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !sameList(page.Entries, w) || page.More != (i < len(want)-1) || page.Considered != 5 {
+				t.Fatalf("page %d = %v (more %v, considered %d)\nwant %v (more %v, considered 5)", i, page.Entries, page.More, page.Considered, w, i < len(want)-1)
+			}
+			last := page.Entries[len(page.Entries)-1]
+			q.After = conversations.Position{Time: last.Time, Conversation: last.Conversation}
+		}
+		// An empty page costs what a full one does.
+		page, err := m.List(context.Background(), "alice", []domain.GroupID{"team"}, conversations.Query{Since: t0.Add(time.Hour), Limit: 2})
+		if err != nil || len(page.Entries) != 0 || page.More || page.Considered != 5 {
+			t.Fatalf("an empty page = %+v, %v; want nothing, considered 5", page, err)
 		}
 	})
 
