@@ -29,6 +29,10 @@ type Amendment struct {
 	// Revision is the change's own log position, as a msgid of the
 	// conversation's partition: it orders the changes of a message.
 	Revision MsgID
+	// PushToOrigin says the device that made the change gets its push
+	// too: the change came through the HTTP API, so no connection of that
+	// device got the answer.
+	PushToOrigin bool
 }
 
 // Apply returns m with a applied: an edit replaces the body of a message

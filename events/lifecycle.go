@@ -33,6 +33,9 @@ type MessageEdited struct {
 	BodyKey    string `json:"bodyKey,omitempty"`
 	SealedBody []byte `json:"sealedBody,omitempty"`
 	Erased     bool   `json:"-"`
+	// Via is "http" for an edit made through the HTTP API (its device
+	// gets the push too); absent for one made over a connection.
+	Via string `json:"via,omitempty"`
 }
 
 // EventName implements Event.
@@ -49,6 +52,19 @@ type MessageDeleted struct {
 	Device       string `json:"device"`
 	// DeletedAt is when the server accepted the deletion, Unix milliseconds.
 	DeletedAt int64 `json:"deletedAt"`
+	// Via is MessageEdited's.
+	Via string `json:"via,omitempty"`
+}
+
+// ViaHTTP is the Via of a change or read made through the HTTP API.
+const ViaHTTP = "http"
+
+// via is the Via of a change or read whose device gets its push too.
+func via(pushToOrigin bool) string {
+	if pushToOrigin {
+		return ViaHTTP
+	}
+	return ""
 }
 
 // EventName implements Event.
@@ -61,11 +77,11 @@ func (e MessageDeleted) Key() string { return e.Conversation }
 func NewAmendmentEvent(a domain.Amendment, at time.Time) Event {
 	if a.Delete {
 		return MessageDeleted{Conversation: a.Conversation.String(), MsgID: int64(a.MsgID),
-			Account: string(a.By.Account), Device: string(a.By.Device), DeletedAt: at.UnixMilli()}
+			Account: string(a.By.Account), Device: string(a.By.Device), DeletedAt: at.UnixMilli(), Via: via(a.PushToOrigin)}
 	}
 	return MessageEdited{Conversation: a.Conversation.String(), MsgID: int64(a.MsgID),
 		Account: string(a.By.Account), Device: string(a.By.Device), ClientMsgID: a.ClientMsgID,
-		Body: a.Body, EditedAt: at.UnixMilli()}
+		Body: a.Body, EditedAt: at.UnixMilli(), Via: via(a.PushToOrigin)}
 }
 
 // Amendment maps an edit back to the domain change, validating what came
@@ -79,7 +95,7 @@ func (e MessageEdited) Amendment(revision domain.MsgID) (domain.Amendment, error
 	}
 	if e.Erased {
 		return MessageDeleted{Conversation: e.Conversation, MsgID: e.MsgID, Account: e.Account, Device: e.Device,
-			DeletedAt: e.EditedAt}.Amendment(revision)
+			DeletedAt: e.EditedAt, Via: e.Via}.Amendment(revision)
 	}
 	if e.BodyKey != "" && e.SealedBody != nil {
 		return domain.Amendment{}, fmt.Errorf("cannot read the edit of message %d: its body is sealed; open it first", e.MsgID)
@@ -89,7 +105,7 @@ func (e MessageEdited) Amendment(revision domain.MsgID) (domain.Amendment, error
 	if err != nil {
 		return domain.Amendment{}, err
 	}
-	a.At, a.Revision = time.UnixMilli(e.EditedAt), revision
+	a.At, a.Revision, a.PushToOrigin = time.UnixMilli(e.EditedAt), revision, e.Via == ViaHTTP
 	return a, nil
 }
 
@@ -104,6 +120,6 @@ func (e MessageDeleted) Amendment(revision domain.MsgID) (domain.Amendment, erro
 	if err != nil {
 		return domain.Amendment{}, err
 	}
-	a.At, a.Revision = time.UnixMilli(e.DeletedAt), revision
+	a.At, a.Revision, a.PushToOrigin = time.UnixMilli(e.DeletedAt), revision, e.Via == ViaHTTP
 	return a, nil
 }

@@ -18,6 +18,9 @@ type ConversationRead struct {
 	MsgID int64 `json:"msgId"`
 	// At is when the gateway accepted the read, Unix milliseconds.
 	At int64 `json:"at"`
+	// Via is "http" for a read made through the HTTP API (its device gets
+	// the receipt too); absent for one made over a connection.
+	Via string `json:"via,omitempty"`
 }
 
 // EventName implements Event.

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -332,5 +333,59 @@ func TestClusterEditDeleteAndReplay(t *testing.T) {
 		if err := pool.QueryRow(ctx, `SELECT count(*) FROM direct_messages WHERE position('two' in convert_from(body, 'UTF8')) > 0`).Scan(&n); err != nil || n != 0 {
 			t.Errorf("rebuilt tables hold the deleted body in %d rows (%v)", n, err)
 		}
+	}
+}
+
+// An edit, a deletion or a read made through the HTTP API is pushed to
+// every device of the account, the one the request names included: no
+// connection of that device got the answer. Over the socket, the device
+// that made it is skipped, as before.
+func TestChangesOverHTTPReachTheirOwnDevice(t *testing.T) {
+	s := startServer(t, nil)
+	ctx := ctxT(t)
+	phone, laptop := s.device("alice", "phone"), s.device("alice", "laptop")
+	bobPhone := s.device("bob", "phone")
+	ack, err := phone.c.Send(ctx, client.Target{Account: "bob"}, "m1", "", "hello")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const conv = "d:alice:bob"
+	of := func(d *device, typ string) int {
+		n := 0
+		for _, f := range d.received() {
+			if f.Type == typ && f.Conversation == conv {
+				n++
+			}
+		}
+		return n
+	}
+	alice := "Bearer " + s.token("alice", "phone", time.Hour)
+	path := fmt.Sprintf("/conversations/%s/messages/%d", conv, ack.MsgID)
+	if status, _, _ := s.api(t, http.MethodPatch, alice, path, `{"clientMsgId":"e1","body":"edited over HTTP"}`); status != http.StatusOK {
+		t.Fatalf("PATCH: %d", status)
+	}
+	bob := "Bearer " + s.token("bob", "phone", time.Hour)
+	if status, _, _ := s.api(t, http.MethodPost, bob, "/conversations/"+conv+"/read", fmt.Sprintf(`{"msgId":%d}`, ack.MsgID)); status != http.StatusOK {
+		t.Fatalf("read: %d", status)
+	}
+	if status, _, _ := s.api(t, http.MethodDelete, alice, path, ""); status != http.StatusOK {
+		t.Fatalf("DELETE: %d", status)
+	}
+	waitFor(t, func() bool {
+		return of(phone, wire.TypeEdited) == 1 && of(phone, wire.TypeDeleted) == 1 && of(bobPhone, wire.TypeReadPush) == 1 &&
+			of(laptop, wire.TypeEdited) == 1 && of(laptop, wire.TypeDeleted) == 1
+	})
+	// Over the socket the device that made the change has the ack only.
+	again, err := phone.c.Send(ctx, client.Target{Account: "bob"}, "m2", "", "second")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := phone.c.Delete(ctx, conv, again.MsgID); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return of(laptop, wire.TypeDeleted) == 2 })
+	time.Sleep(200 * time.Millisecond)
+	if n := of(phone, wire.TypeDeleted); n != 1 {
+		t.Errorf("the phone got %d deleted pushes, want only the one made over HTTP", n)
 	}
 }

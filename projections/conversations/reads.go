@@ -55,6 +55,9 @@ type Read struct {
 	Device       domain.DeviceID
 	MsgID        domain.MsgID
 	At           time.Time
+	// PushToOrigin: the read came through the HTTP API, and its device
+	// gets the receipt too.
+	PushToOrigin bool
 }
 
 // ReadOf maps a ConversationRead record to a Read; any other event gives ok
@@ -79,7 +82,8 @@ func ReadOf(r projections.Record) (Read, bool, error) {
 	if e.MsgID <= 0 {
 		return Read{}, true, &projections.PoisonError{Err: &domain.InvalidError{Field: "msgId", Reason: "must be positive"}}
 	}
-	return Read{Conversation: c, Account: a, Device: d, MsgID: domain.MsgID(e.MsgID), At: time.UnixMilli(e.At)}, true, nil
+	return Read{Conversation: c, Account: a, Device: d, MsgID: domain.MsgID(e.MsgID), At: time.UnixMilli(e.At),
+		PushToOrigin: e.Via == events.ViaHTTP}, true, nil
 }
 
 // convState is a conversation's row: its newest message and how many it has.

@@ -46,6 +46,9 @@ type Receipt struct {
 	Reader       domain.Sender
 	MsgID        domain.MsgID
 	At           time.Time
+	// PushToOrigin: the read came through the HTTP API; the reader's
+	// device gets the receipt too.
+	PushToOrigin bool
 }
 
 // Typing is an account typing in a conversation.
@@ -72,9 +75,18 @@ func (p Push) Origin() domain.Sender {
 
 // SkipsOrigin reports whether the device of Origin does not get the push:
 // a change, a read receipt or a typing signal skips the device it came
-// from (it has the reply); a message goes to its sending device too, so
-// that its cursor moves on with its own messages.
-func (p Push) SkipsOrigin() bool { return p.Change != nil || p.Receipt != nil || p.Typing != nil }
+// from (its connection has the reply) — unless it came through the HTTP
+// API, which no connection answered; a message goes to its sending
+// device too, so that its cursor moves on with its own messages.
+func (p Push) SkipsOrigin() bool {
+	switch {
+	case p.Change != nil:
+		return !p.Change.PushToOrigin
+	case p.Receipt != nil:
+		return !p.Receipt.PushToOrigin
+	}
+	return p.Typing != nil
+}
 
 // At is when the server accepted what is pushed.
 func (p Push) At() time.Time {
@@ -320,7 +332,8 @@ func (p *Projection) receipt(ctx context.Context, r projections.Record, rd conve
 			recipients = append(recipients, slices.DeleteFunc(slices.Clone(members), func(m domain.AccountID) bool { return m == rd.Account })...)
 		}
 	}
-	rc := &Receipt{Conversation: rd.Conversation, Reader: domain.Sender{Account: rd.Account, Device: rd.Device}, MsgID: rd.MsgID, At: rd.At}
+	rc := &Receipt{Conversation: rd.Conversation, Reader: domain.Sender{Account: rd.Account, Device: rd.Device}, MsgID: rd.MsgID, At: rd.At,
+		PushToOrigin: rd.PushToOrigin}
 	if err := p.out.Deliver(Push{Receipt: rc, Recipients: recipients}); err != nil {
 		return fmt.Errorf("cannot deliver a receipt in %s: %w", rd.Conversation, err)
 	}

@@ -300,11 +300,11 @@ func TestWritesWaitForTheLogAtMostTheSendTimeout(t *testing.T) {
 			return err
 		}},
 		{"delete", func(ctx context.Context) error {
-			_, err := e.Service.Delete(ctx, alicePhone, conv, ack.MsgID)
+			_, err := e.Service.Delete(ctx, alicePhone, conv, ack.MsgID, api.ViaSocket)
 			return err
 		}},
 		{"read", func(ctx context.Context) error {
-			_, err := e.Service.Read(ctx, bob, conv, ack.MsgID)
+			_, err := e.Service.Read(ctx, bob, conv, ack.MsgID, api.ViaSocket)
 			return err
 		}},
 		{"group create", func(ctx context.Context) error {

@@ -23,7 +23,22 @@ type EditRequest struct {
 	// Trusted marks a service's call: it is not counted against the
 	// sender's send budget.
 	Trusted bool
+	// Via is the transport the edit came over.
+	Via Via
 }
+
+// Via is the transport a change or a read came over. One made over a
+// connection is not pushed to the device that made it (its connection
+// has the answer); one made through the HTTP API is pushed to every
+// device of the account, that one included.
+type Via uint8
+
+const (
+	// ViaSocket: a connection of the device made it.
+	ViaSocket Via = iota
+	// ViaHTTP: the HTTP API did.
+	ViaHTTP
+)
 
 // Edit appends MessageEdited for a message of the sender's own, sent
 // within the edit window, and answers with an ack naming the message and
@@ -38,6 +53,7 @@ func (s *Service) Edit(ctx context.Context, r EditRequest) (ack Ack, err error) 
 	if err != nil {
 		return Ack{}, err
 	}
+	a.PushToOrigin = r.Via == ViaHTTP
 	if err := s.authorizeRead(ctx, r.By.Account, conv); err != nil {
 		return Ack{}, err
 	}
@@ -84,7 +100,7 @@ func (s *Service) Edit(ctx context.Context, r EditRequest) (ack Ack, err error) 
 // read model then keeps a tombstone without its body. Deleting a
 // tombstone again is answered with a Duplicate ack and appends nothing.
 // Groups have no admins: only the sender deletes a message.
-func (s *Service) Delete(ctx context.Context, by domain.Sender, conversation string, id domain.MsgID) (Ack, error) {
+func (s *Service) Delete(ctx context.Context, by domain.Sender, conversation string, id domain.MsgID, via Via) (Ack, error) {
 	conv, err := domain.ParseConversationID(conversation)
 	if err != nil {
 		return Ack{}, err
@@ -93,6 +109,7 @@ func (s *Service) Delete(ctx context.Context, by domain.Sender, conversation str
 	if err != nil {
 		return Ack{}, err
 	}
+	a.PushToOrigin = via == ViaHTTP
 	if err := s.authorizeRead(ctx, by.Account, conv); err != nil {
 		return Ack{}, err
 	}

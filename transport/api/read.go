@@ -14,7 +14,7 @@ import (
 // msgID at or below the cursor changes nothing and appends nothing; a
 // msgID past the conversation's newest message is invalid. The answer is
 // the cursor once the conversation index has applied the read.
-func (s *Service) Read(ctx context.Context, who domain.Sender, conversation string, msgID domain.MsgID) (conversations.ReadState, error) {
+func (s *Service) Read(ctx context.Context, who domain.Sender, conversation string, msgID domain.MsgID, via Via) (conversations.ReadState, error) {
 	conv, err := domain.ParseConversationID(conversation)
 	if err != nil {
 		return conversations.ReadState{}, err
@@ -37,6 +37,9 @@ func (s *Service) Read(ctx context.Context, who domain.Sender, conversation stri
 	}
 	e := events.ConversationRead{Conversation: conv.String(), Account: string(who.Account), Device: string(who.Device),
 		MsgID: int64(msgID), At: s.cfg.Now().UnixMilli()}
+	if via == ViaHTTP {
+		e.Via = events.ViaHTTP
+	}
 	pos, err := s.append(ctx, uuid.NewString(), e)
 	if err != nil {
 		return conversations.ReadState{}, fmt.Errorf("%w: %v", ErrUnavailable, err)

@@ -52,7 +52,7 @@ func (s *server) edit(w http.ResponseWriter, r *http.Request, c caller) error {
 		return err
 	}
 	ack, err := s.svc.Edit(r.Context(), api.EditRequest{By: by, Conversation: r.PathValue("conversation"), MsgID: id,
-		ClientMsgID: b.ClientMsgID, Body: b.Body, Trusted: c.service})
+		ClientMsgID: b.ClientMsgID, Body: b.Body, Trusted: c.service, Via: api.ViaHTTP})
 	if err != nil {
 		return err
 	}
@@ -71,7 +71,7 @@ func (s *server) deleteMessage(w http.ResponseWriter, r *http.Request, c caller)
 	if err != nil {
 		return err
 	}
-	ack, err := s.svc.Delete(r.Context(), by, r.PathValue("conversation"), id)
+	ack, err := s.svc.Delete(r.Context(), by, r.PathValue("conversation"), id, api.ViaHTTP)
 	if err != nil {
 		return err
 	}

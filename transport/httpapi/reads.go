@@ -32,7 +32,7 @@ func (s *server) read(w http.ResponseWriter, r *http.Request, c caller) error {
 		return err
 	}
 	conv := r.PathValue("conversation")
-	st, err := s.svc.Read(r.Context(), who, conv, domain.MsgID(b.MsgID))
+	st, err := s.svc.Read(r.Context(), who, conv, domain.MsgID(b.MsgID), api.ViaHTTP)
 	if err != nil {
 		return err
 	}

@@ -340,11 +340,11 @@ type Service interface {
 	AddMembers(ctx context.Context, by api.Actor, group string, accounts []string) (*domain.Group, error)
 	RemoveMembers(ctx context.Context, by api.Actor, group string, accounts []string) (*domain.Group, error)
 	GroupsPage(ctx context.Context, by api.Actor, after string) ([]*domain.Group, bool, error)
-	Read(ctx context.Context, who domain.Sender, conversation string, msgID domain.MsgID) (conversations.ReadState, error)
+	Read(ctx context.Context, who domain.Sender, conversation string, msgID domain.MsgID, via api.Via) (conversations.ReadState, error)
 	Readers(ctx context.Context, by api.Actor, conversation string, msgID domain.MsgID) (api.Readers, error)
 	Typing(ctx context.Context, who domain.AccountID, conversation string) (domain.ConversationID, []domain.AccountID, error)
 	Edit(ctx context.Context, r api.EditRequest) (api.Ack, error)
-	Delete(ctx context.Context, by domain.Sender, conversation string, id domain.MsgID) (api.Ack, error)
+	Delete(ctx context.Context, by domain.Sender, conversation string, id domain.MsgID, via api.Via) (api.Ack, error)
 	Mute(ctx context.Context, by api.Actor, conversation string, untilMs int64) (api.MuteState, error)
 	Unmute(ctx context.Context, by api.Actor, conversation string) (api.MuteState, error)
 }

@@ -52,7 +52,7 @@ func (f *fakeService) RemoveMembers(context.Context, api.Actor, string, []string
 func (f *fakeService) GroupsPage(context.Context, api.Actor, string) ([]*domain.Group, bool, error) {
 	return nil, false, nil
 }
-func (f *fakeService) Read(context.Context, domain.Sender, string, domain.MsgID) (conversations.ReadState, error) {
+func (f *fakeService) Read(context.Context, domain.Sender, string, domain.MsgID, api.Via) (conversations.ReadState, error) {
 	return conversations.ReadState{}, nil
 }
 func (f *fakeService) Typing(context.Context, domain.AccountID, string) (domain.ConversationID, []domain.AccountID, error) {
@@ -68,7 +68,7 @@ func (f *fakeService) Mute(context.Context, api.Actor, string, int64) (api.MuteS
 func (f *fakeService) Unmute(context.Context, api.Actor, string) (api.MuteState, error) {
 	return api.MuteState{}, nil
 }
-func (f *fakeService) Delete(context.Context, domain.Sender, string, domain.MsgID) (api.Ack, error) {
+func (f *fakeService) Delete(context.Context, domain.Sender, string, domain.MsgID, api.Via) (api.Ack, error) {
 	return api.Ack{}, nil
 }
 

@@ -314,7 +314,7 @@ func (h *handler) answer(ctx context.Context, s *session, req wire.Request) (wir
 		return ackFrame(req.ID)(svc.Edit(ctx, api.EditRequest{By: by, Conversation: req.Conversation, MsgID: domain.MsgID(req.MsgID),
 			ClientMsgID: req.ClientMsgID, Body: req.Body}))
 	case wire.TypeDelete:
-		return ackFrame(req.ID)(svc.Delete(ctx, by, req.Conversation, domain.MsgID(req.MsgID)))
+		return ackFrame(req.ID)(svc.Delete(ctx, by, req.Conversation, domain.MsgID(req.MsgID), api.ViaSocket))
 	case wire.TypeConversations:
 		return h.conversations(ctx, s, req)
 	case wire.TypeGroupCreate:
@@ -334,7 +334,7 @@ func (h *handler) answer(ctx context.Context, s *session, req wire.Request) (wir
 		}
 		return wire.ServerFrame{ID: req.ID, Type: wire.TypeGroupList, Groups: out, HasMore: more}, nil
 	case wire.TypeRead:
-		st, err := svc.Read(ctx, by, req.Conversation, domain.MsgID(req.MsgID))
+		st, err := svc.Read(ctx, by, req.Conversation, domain.MsgID(req.MsgID), api.ViaSocket)
 		if err != nil {
 			return wire.ServerFrame{}, err
 		}

@@ -93,7 +93,7 @@ func TestSyncReplyFromCachedEncodings(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Run("edited", check)
-	if _, err := e.Service.Delete(ctx, alice, req.Conversation, ids[13]); err != nil {
+	if _, err := e.Service.Delete(ctx, alice, req.Conversation, ids[13], api.ViaSocket); err != nil {
 		t.Fatal(err)
 	}
 	t.Run("deleted", check)
