@@ -482,3 +482,19 @@ func TestReplayOfPlaintextLogNeedsNoKeys(t *testing.T) {
 		t.Errorf("replayed history %v", got)
 	}
 }
+
+// An account whose only data is its mutes is known: erasing it removes
+// them, where an account with nothing at all is not found.
+func TestEraseAnAccountThatOnlyMuted(t *testing.T) {
+	s := startServer(t, func(c *node.Config) { c.ServiceCredential = eraseCredential })
+	dave := s.dial("dave", "phone")
+	if _, err := dave.Mute(ctxT(t), "d:dave:erin", 0); err != nil {
+		t.Fatal(err)
+	}
+	if status, body := eraseHTTP(t, s, "dave", "Bearer svc:"+eraseCredential); status != http.StatusOK {
+		t.Fatalf("erase an account with only a mute = %d %v, want 200", status, body)
+	}
+	if status, _ := eraseHTTP(t, s, "dave", "Bearer svc:"+eraseCredential); status != http.StatusNotFound {
+		t.Errorf("erase it again, with nothing left = %d, want 404", status)
+	}
+}

@@ -32,8 +32,9 @@ type Mutes interface {
 	// MutesOf returns account's mutes that are in force at now.
 	MutesOf(ctx context.Context, account domain.AccountID, now time.Time) (map[domain.ConversationID]time.Time, error)
 	// UnmuteAll removes every mute of account, ended ones included (an
-	// erasure: which conversations an account muted is its own data).
-	UnmuteAll(ctx context.Context, account domain.AccountID) error
+	// erasure: which conversations an account muted is its own data), and
+	// reports whether it had any.
+	UnmuteAll(ctx context.Context, account domain.AccountID) (bool, error)
 }
 
 // Muted reports whether a mute until until is in force at now.

@@ -56,11 +56,12 @@ func (s *MemoryMutes) Unmute(_ context.Context, account domain.AccountID, c doma
 }
 
 // UnmuteAll implements Mutes.
-func (s *MemoryMutes) UnmuteAll(_ context.Context, account domain.AccountID) error {
+func (s *MemoryMutes) UnmuteAll(_ context.Context, account domain.AccountID) (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	had := len(s.m[account]) > 0
 	delete(s.m, account)
-	return nil
+	return had, nil
 }
 
 // MutedUntil implements Mutes.

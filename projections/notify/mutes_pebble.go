@@ -3,6 +3,7 @@ package notify
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"slices"
 	"sync"
 	"time"
@@ -63,13 +64,21 @@ func (p *PebbleMutes) Unmute(_ context.Context, account domain.AccountID, c doma
 }
 
 // UnmuteAll implements Mutes: one range deletion of the account's keys.
-func (p *PebbleMutes) UnmuteAll(_ context.Context, account domain.AccountID) error {
+func (p *PebbleMutes) UnmuteAll(_ context.Context, account domain.AccountID) (bool, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	prefix := mutePrefix(account)
+	it, err := pebblekv.Prefix(p.db, prefix)
+	if err != nil {
+		return false, err
+	}
+	had := it.First()
+	if err := errors.Join(it.Error(), it.Close()); err != nil || !had {
+		return false, err
+	}
 	end := append([]byte(nil), prefix...)
 	end[len(end)-1]++ // '/' + 1: past every key under the prefix
-	return p.db.DeleteRange(prefix, end, pebble.Sync)
+	return true, p.db.DeleteRange(prefix, end, pebble.Sync)
 }
 
 // MutedUntil implements Mutes.

@@ -53,9 +53,9 @@ func (p *PostgresMutes) Unmute(ctx context.Context, account domain.AccountID, c 
 }
 
 // UnmuteAll implements Mutes.
-func (p *PostgresMutes) UnmuteAll(ctx context.Context, account domain.AccountID) error {
-	_, err := p.pool.Exec(ctx, `DELETE FROM conversation_mutes WHERE account = $1`, string(account))
-	return err
+func (p *PostgresMutes) UnmuteAll(ctx context.Context, account domain.AccountID) (bool, error) {
+	tag, err := p.pool.Exec(ctx, `DELETE FROM conversation_mutes WHERE account = $1`, string(account))
+	return tag.RowsAffected() > 0, err
 }
 
 // MutedUntil implements Mutes.

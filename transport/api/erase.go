@@ -84,6 +84,14 @@ func (s *Service) Erase(ctx context.Context, account string) (Erasure, error) {
 			return Erasure{}, err
 		}
 	}
+	// Which conversations it muted is its own: not on the log, so removed
+	// here rather than by a read model. An account that only muted is
+	// known too.
+	muted, err := s.rm.Mutes.UnmuteAll(ctx, a)
+	if err != nil {
+		return Erasure{}, fmt.Errorf("cannot remove the mutes of %s: %w: %v", a, ErrUnavailable, err)
+	}
+	known = known || muted
 	ids, err := s.cfg.Keys.Destroy(ctx, string(a))
 	if err != nil {
 		return Erasure{}, fmt.Errorf("%w: %v", ErrUnavailable, err)
@@ -102,11 +110,6 @@ func (s *Service) Erase(ctx context.Context, account string) (Erasure, error) {
 		if _, err := s.log.Append(ctx, uuid.NewString(), left); err != nil {
 			return Erasure{}, fmt.Errorf("%w: the keys are destroyed, but not every membership is removed; erase again: %v", ErrUnavailable, err)
 		}
-	}
-	// Which conversations it muted is its own: not on the log, so gone
-	// here rather than by a read model.
-	if err := s.rm.Mutes.UnmuteAll(ctx, a); err != nil {
-		return Erasure{}, fmt.Errorf("%w: the keys are destroyed, but not the account's mutes; erase again: %v", ErrUnavailable, err)
 	}
 	e := events.AccountErased{Account: string(a), Keys: ids, ErasedAt: at.UnixMilli(), Partitions: s.log.Partitions()}
 	if e.Keys == nil {

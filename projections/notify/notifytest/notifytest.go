@@ -89,8 +89,12 @@ func Run(t *testing.T, open func(t *testing.T) notify.Mutes) {
 			must(t, m.Mute(ctx, "alice", ac, time.UnixMilli(time.Now().Add(-time.Minute).UnixMilli())))
 			must(t, m.Mute(ctx, "bob", ab, later))
 			must(t, m.Mute(ctx, "alice0", ab, later)) // a neighbour of alice's keys
-			must(t, m.UnmuteAll(ctx, "alice"))
-			must(t, m.UnmuteAll(ctx, "nobody"))
+			if had, err := m.UnmuteAll(ctx, "alice"); err != nil || !had {
+				t.Fatalf("UnmuteAll of alice: %v, %v; want she had some", had, err)
+			}
+			if had, err := m.UnmuteAll(ctx, "nobody"); err != nil || had {
+				t.Fatalf("UnmuteAll of nobody: %v, %v; want none", had, err)
+			}
 			for _, c := range []domain.ConversationID{ab, ac} {
 				if _, ok, err := m.MutedUntil(ctx, "alice", c); err != nil || ok {
 					t.Fatalf("alice's mute of %s after UnmuteAll: %v %v", c, ok, err)
