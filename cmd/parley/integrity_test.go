@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -191,5 +192,20 @@ func TestEmbeddedLogLossIsRefusedThenRepaired(t *testing.T) {
 	ack, err := s.dial("alice", "tablet").Send(ctxT(t), client.Target{Account: "bob"}, "after-restart", "", "x")
 	if err != nil || ack.MsgID <= top {
 		t.Errorf("after a restart: %+v %v, want a msgid above %d", ack, err, top)
+	}
+}
+
+// A repair of a directory that holds no node (a mistyped --data-dir) is
+// refused and creates nothing there: it would otherwise start a new node
+// and report that nothing was lost.
+func TestRepairRefusesADirectoryWithoutANode(t *testing.T) {
+	typo := filepath.Join(t.TempDir(), "parley-dta")
+	var out bytes.Buffer
+	err := run([]string{"log", "repair", "--data-dir", typo}, &out, &out)
+	if err == nil || !strings.Contains(err.Error(), "holds no Parley node") {
+		t.Fatalf("repair of %s: %v\n%s", typo, err, out.String())
+	}
+	if _, err := os.Stat(typo); !os.IsNotExist(err) {
+		t.Errorf("the repair created %s: %v", typo, err)
 	}
 }

@@ -209,7 +209,13 @@ type RepairReport struct {
 // still holds, stops it, moves the log aside and raises the log epoch by
 // one. The next start begins an empty log in the new epoch: every new
 // msgid is above every msgid of the old one, so none is ever reused.
+// A data dir without a store is refused: a repair of a mistyped path
+// would otherwise start a new node there and find nothing lost.
 func RepairLog(ctx context.Context, cfg Config) (RepairReport, error) {
+	store := filepath.Join(cfg.DataDir, storeDir)
+	if st, err := os.Stat(store); err != nil || !st.IsDir() {
+		return RepairReport{}, fmt.Errorf("%s holds no Parley node (no %s): check --data-dir", cfg.DataDir, store)
+	}
 	return nextEpoch(ctx, cfg, "lost", 0)
 }
 
