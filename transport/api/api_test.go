@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/parley-chat/parley/domain"
+	"github.com/parley-chat/parley/infra/idempotency"
 	"github.com/parley-chat/parley/projections/cache"
 	"github.com/parley-chat/parley/projections/store"
 	"github.com/parley-chat/parley/transport/api"
@@ -623,5 +624,27 @@ func TestSyncReportsWhatTheRetentionRemoved(t *testing.T) {
 				t.Errorf("next msgid %d, want %d", res.NextMsgID, acks[4].MsgID)
 			}
 		})
+	}
+}
+
+// An edit's key is recorded as a send's too before the edit is answered:
+// a send with it gets the edit's ack at once, even while the history has
+// not applied the edit yet (the send waits only for its own conversation's
+// partition, and the edit may lie in another).
+func TestEditClaimsItsKeyForSends(t *testing.T) {
+	res := idempotency.NewMemory(nil)
+	e := apitest.New(t, apitest.WithConfig(api.Config{Reservations: res}))
+	m := send(t, e, alicePhone, api.Target{Account: "bob"}, "m1", "one")
+	edit, err := e.Service.Edit(ctxT(t), api.EditRequest{By: alicePhone, Conversation: m.Conversation.String(), MsgID: m.MsgID, ClientMsgID: "e1", Body: "edited"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := res.Reserve(ctxT(t), idempotency.Key{Account: "alice", ClientMsgID: "e1"}, 0, time.Second, time.Hour)
+	if err != nil || got.State != idempotency.Done || got.Ack.MsgID != edit.MsgID || !got.Ack.ServerTime.Equal(edit.ServerTime) {
+		t.Fatalf("the edit's key as a send's: %+v, %v; want the edit's ack %+v", got, err, edit)
+	}
+	again, err := e.Service.Send(ctxT(t), api.SendRequest{From: aliceLaptop, To: api.Target{Account: "carol"}, ClientMsgID: "e1", Body: "to carol"})
+	if err != nil || !again.Duplicate || again.MsgID != edit.MsgID || !again.ServerTime.Equal(edit.ServerTime) {
+		t.Errorf("a send with the edit's key: %+v, %v; want the edit's ack", again, err)
 	}
 }

@@ -92,8 +92,28 @@ func (s *Service) Edit(ctx context.Context, r EditRequest) (ack Ack, err error) 
 		if err := s.catchUp(ctx, s.rm.StoreProgress, conv); err != nil {
 			return Ack{}, events.Position{}, err
 		}
-		return s.change(ctx, a)
+		ack, pos, err := s.change(ctx, a)
+		if err == nil {
+			s.claimSendKey(ctx, r.By.Account, r.ClientMsgID, ack, pos)
+		}
+		return ack, pos, err
 	})
+}
+
+// claimSendKey records an edit's ack under its key as a send's too, before
+// the edit is answered, so that a send with the edit's key gets the edit's
+// ack however far the history lags: a send's lookup waits only for its
+// own conversation's partition, not the edit's. A key that a send holds
+// or used is left alone, and a reservation that cannot be written leaves
+// the send to the history's lookup.
+func (s *Service) claimSendKey(ctx context.Context, account domain.AccountID, clientMsgID string, ack Ack, pos events.Position) {
+	key := idempotency.Key{Account: account, ClientMsgID: clientMsgID}
+	e, err := s.cfg.Reservations.Reserve(ctx, key, pos.Partition, reservationLease, s.cfg.ReservationTTL)
+	if err != nil || e.State != idempotency.Reserved {
+		return
+	}
+	s.leases.hold(key, e.Token)
+	s.complete(ctx, key, e.Token, ack, pos, false)
 }
 
 // Delete appends MessageDeleted for a message of the sender's own: every
