@@ -26,6 +26,12 @@ type caller struct {
 
 // authenticate reads "Authorization: Bearer <credential>".
 func (s *server) authenticate(r *http.Request) (caller, error) {
+	hs := r.Header.Values("Authorization")
+	if len(hs) > 1 {
+		// Which one a proxy added, and which the client sent, cannot be
+		// told apart: neither is taken.
+		return caller{}, unauthorized("more than one Authorization header")
+	}
 	h := r.Header.Get("Authorization")
 	if h == "" {
 		return caller{}, unauthorized("missing Authorization: Bearer credential")

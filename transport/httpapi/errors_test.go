@@ -222,3 +222,25 @@ func TestInfrastructureErrorsAreNotShown(t *testing.T) {
 		})
 	}
 }
+
+// A request with two Authorization headers is refused: which one a proxy
+// added and which the client sent cannot be told apart, so neither is
+// taken (the first used to be).
+func TestTwoAuthorizationHeaders(t *testing.T) {
+	e := newEnv(t, nil)
+	alice, bob := e.user("alice", "phone"), e.user("bob", "phone")
+	hr, err := http.NewRequest(http.MethodGet, e.srv.URL+"/api/v1/conversations", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hr.Header.Add("Authorization", alice)
+	hr.Header.Add("Authorization", bob)
+	res, err := http.DefaultClient.Do(hr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusUnauthorized || res.Header.Get("WWW-Authenticate") == "" {
+		t.Errorf("two Authorization headers: %d, WWW-Authenticate %q; want 401 with it", res.StatusCode, res.Header.Get("WWW-Authenticate"))
+	}
+}

@@ -62,12 +62,12 @@ func (s *server) send(w http.ResponseWriter, r *http.Request, c caller) error {
 func sender(c caller, from *senderBody) (domain.Sender, error) {
 	if !c.service {
 		if from != nil && (domain.AccountID(from.Account) != c.account || domain.DeviceID(from.Device) != c.device) {
-			return domain.Sender{}, &apiError{Status: http.StatusForbidden, Code: wire.CodeForbidden, Message: "a user token sends only as its own account and device"}
+			return domain.Sender{}, &apiError{Status: http.StatusForbidden, Code: wire.CodeForbidden, Message: "a user token acts only as its own account and device"}
 		}
 		return domain.Sender{Account: c.account, Device: c.device}, nil
 	}
 	if from == nil {
-		return domain.Sender{}, invalid("a service send needs from: {account, device}")
+		return domain.Sender{}, invalid("a service request needs from: {account, device}, the device it acts as")
 	}
 	a, err := domain.ParseAccountID(from.Account)
 	if err != nil {
