@@ -52,6 +52,38 @@ func BenchmarkPebbleApplyBatch(b *testing.B) {
 	}
 }
 
+// BenchmarkPebbleList lists the first page of an account with n
+// conversations: every list looks at all of them (two lookups each), so
+// its cost grows with n, and ns/conversation is what a read of the read
+// budget should pay for (api.ConversationsPerRead).
+func BenchmarkPebbleList(b *testing.B) {
+	for _, n := range []int{100, 10000} {
+		b.Run(fmt.Sprintf("conversations=%d", n), func(b *testing.B) {
+			db := pebbletest.OpenOnDisk(b)
+			ix := conversations.NewPebble(db, conversations.Name)
+			ctx := context.Background()
+			batch := make([]projections.Record, 0, n)
+			for i := range n {
+				c := domain.DirectConversation("alice", domain.AccountID(fmt.Sprintf("u%d", i)))
+				batch = append(batch, projections.Record{Event: events.MessageSent{MessageID: uuid.NewString(), ClientMsgID: uuid.NewString(),
+					Conversation: c.String(), SenderAccount: "alice", SenderDevice: "d", Kind: "text", Body: "hi", ServerTime: int64(1 + i)},
+					Position: events.Position{Partition: 0, Offset: int64(i + 1)}, MsgID: domain.MsgID(1<<48 | (i + 1))})
+			}
+			if err := ix.ApplyBatch(ctx, batch); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				page, err := ix.List(ctx, "alice", nil, conversations.Query{Limit: 1000})
+				if err != nil || page.Considered != n {
+					b.Fatalf("%+v %v", page.Considered, err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/conversation")
+		})
+	}
+}
+
 // The embedded index holds the states and cursors its batches wrote and
 // reads them there: counts and cursors stay what the memory index says,
 // batch after batch of the same conversations, through a read that moves a
