@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -303,5 +304,26 @@ func TestBrokerMessageIsTheFormatsWords(t *testing.T) {
 		if got := brokerMessage(format); got != want {
 			t.Errorf("brokerMessage(%q) = %q, want %q", format, got, want)
 		}
+	}
+}
+
+// A failed append makes the log unwritable for WritableHold after it, not
+// until an append succeeds: a process out of rotation for it would get no
+// traffic to try one with.
+func TestWritableLapsesAfterTheHold(t *testing.T) {
+	l := &Log{cfg: Config{Logger: slog.New(slog.DiscardHandler)}}
+	l.noteAppend(errors.New("injected: no space left on device"))
+	if l.Writable() == nil {
+		t.Fatal("writable right after a failed append")
+	}
+	l.healthMu.Lock()
+	l.failedAt = time.Now().Add(-WritableHold)
+	l.healthMu.Unlock()
+	if err := l.Writable(); err != nil {
+		t.Errorf("still unwritable %v after the last failure: %v", WritableHold, err)
+	}
+	l.noteAppend(errors.New("injected: again"))
+	if l.Writable() == nil {
+		t.Error("writable right after another failed append")
 	}
 }

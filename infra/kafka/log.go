@@ -241,7 +241,8 @@ type Log struct {
 	ends   map[int32]*endState
 
 	healthMu sync.Mutex
-	failing  error // of the last append, nil once one succeeds
+	failing  error     // of the last append, nil once one succeeds
+	failedAt time.Time // when the last append failed
 
 	acked Advancer // hears of every acknowledged append to Topic; may be nil
 
@@ -558,14 +559,27 @@ func (l *Log) noteAppend(err error) {
 		l.cfg.Logger.Info("the event log takes appends again")
 	}
 	l.failing = err
+	if err != nil {
+		l.failedAt = time.Now()
+	}
 }
 
-// Writable is nil unless the last append failed: then it is that error.
-// Readiness reports it, so a log that cannot be written (a full disk, a
-// lost broker) takes the process out of rotation.
+// WritableHold is how long after an append failed Writable reports it when
+// no append came since: then it reports the log writable again, so that a
+// process a load balancer took out of rotation for it (readiness) gets
+// traffic — and so appends that tell — once more. An append that fails
+// again reports it again.
+const WritableHold = 30 * time.Second
+
+// Writable is nil unless the last append failed, within WritableHold:
+// then it is that error. Readiness reports it, so a log that cannot be
+// written (a full disk, a lost broker) takes the process out of rotation.
 func (l *Log) Writable() error {
 	l.healthMu.Lock()
 	defer l.healthMu.Unlock()
+	if l.failing != nil && time.Since(l.failedAt) >= WritableHold {
+		return nil
+	}
 	return l.failing
 }
 
