@@ -252,6 +252,10 @@ func TestNearlyFullDiskRefusesWrites(t *testing.T) {
 	if client.CodeOf(failed) != wire.CodeUnavailable {
 		t.Fatalf("a send with the disk nearly full: %v, want unavailable", failed)
 	}
+	// A mute writes the store, not the log: refused too.
+	if _, err := alice.Mute(ctx, "d:alice:bob", 0); client.CodeOf(err) != wire.CodeUnavailable {
+		t.Errorf("a mute with the disk nearly full: %v, want unavailable", err)
+	}
 	code, ready := httpGet(t, "http://"+s.n.Addr()+"/readyz")
 	if code != http.StatusServiceUnavailable || !strings.Contains(ready, `"disk"`) || !strings.Contains(ready, "nearly full") {
 		t.Errorf("/readyz with the disk nearly full: %d %s", code, ready)

@@ -80,17 +80,20 @@ func (g *Guard) Look() {
 			least, dir = n, d
 		}
 	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if failed != nil && !g.seen {
+		g.cfg.Logger.Warn("the disk's free space is not known: writes are not held back", "err", failed)
+	}
+	if dir == "" && g.seen {
+		return // nothing readable now: what the last look found stands
+	}
 	var err error
 	if dir != "" && least < g.cfg.Floor {
 		err = fmt.Errorf("%w: %d bytes free under %s, below the %d kept free (--min-free-disk)", ErrLow, least, dir, g.cfg.Floor)
 	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
 	was := g.err
 	g.least, g.err = least, err
-	if failed != nil && !g.seen {
-		g.cfg.Logger.Warn("the disk's free space is not known: writes are not held back", "err", failed)
-	}
 	switch {
 	case err != nil && was == nil:
 		g.cfg.Logger.Error("the disk is nearly full: writes are refused until it has room", "free", least, "dir", dir, "floor", g.cfg.Floor)
@@ -102,7 +105,8 @@ func (g *Guard) Look() {
 
 // Err is nil while every directory has at least the floor free, else an
 // error wrapping ErrLow, as of the last look. A directory whose space
-// cannot be read does not hold writes back.
+// cannot be read does not hold writes back; when none can be read, the
+// last look that read one stands.
 func (g *Guard) Err() error {
 	g.mu.Lock()
 	defer g.mu.Unlock()

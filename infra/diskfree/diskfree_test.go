@@ -77,6 +77,16 @@ func TestGuardIgnoresWhatItCannotRead(t *testing.T) {
 	if err := only.Err(); err != nil {
 		t.Errorf("nothing readable: %v, want no hold", err)
 	}
+	// A guard whose directories all stop answering keeps what it found.
+	disks.set("gone", 1)
+	only.Look()
+	disks.mu.Lock()
+	delete(disks.free, "gone")
+	disks.mu.Unlock()
+	only.Look()
+	if !errors.Is(only.Err(), ErrLow) || only.Free() != 1 {
+		t.Errorf("after its only directory stopped answering: %v, free %d; want the low disk it last saw", only.Err(), only.Free())
+	}
 }
 
 // The file system's own answer for a directory that exists.

@@ -37,12 +37,26 @@ type Erasure struct {
 	Applied bool
 }
 
+// writable refuses a write while Config.WriteGate says so.
+func (s *Service) writable() error {
+	if s.cfg.WriteGate == nil {
+		return nil
+	}
+	if err := s.cfg.WriteGate(); err != nil {
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	return nil
+}
+
 // append puts e on the log with its body sealed, if it carries one,
 // waiting at most SendTimeout: a client's write (a send, an edit, a read
 // mark, a group change) answers unavailable past it, so that a lost
 // broker does not hold the connection's requests until it heals. The
 // record may still land then (events.LateAppend).
 func (s *Service) append(ctx context.Context, id string, e events.Event) (events.Position, error) {
+	if err := s.writable(); err != nil {
+		return events.Position{}, err
+	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.SendTimeout)
 	defer cancel()
 	if s.cfg.Keys != nil {
@@ -60,8 +74,8 @@ func (s *Service) append(ctx context.Context, id string, e events.Event) (events
 // the bodies it sent again, then appends AccountErased to every partition,
 // so that every read model drops those bodies, its read cursors and its
 // group memberships (its mutes are removed here), and waits for this service's read models to apply
-// it. An account that has no key, no conversation and no group is
-// unknown: domain.ErrNotFound, and nothing is appended. The memberships
+// it. An account that has no key, no conversation, no group and no mute
+// is unknown: domain.ErrNotFound, and nothing is appended. The memberships
 // are removed by a GroupMembersRemoved for each of its groups but those
 // it owns (an owner is always a member: it stays the group's owner),
 // appended before the erasure. Erasing an erased account appends the
@@ -73,6 +87,9 @@ func (s *Service) Erase(ctx context.Context, account string) (Erasure, error) {
 	}
 	if s.cfg.Keys == nil {
 		return Erasure{}, fmt.Errorf("%w: %w", ErrUnavailable, ErrNoKeys)
+	}
+	if err := s.writable(); err != nil {
+		return Erasure{}, err // before any key is destroyed or mute removed
 	}
 	groups, err := s.rm.Groups.GroupsOf(ctx, a)
 	if err != nil {

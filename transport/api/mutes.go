@@ -37,6 +37,9 @@ func (s *Service) Mute(ctx context.Context, by Actor, conversation string, until
 			return s.unmute(ctx, by, conv)
 		}
 	}
+	if err := s.writable(); err != nil {
+		return MuteState{}, err
+	}
 	cost, err := s.spend(by, SendCost, muteCostText)
 	if err != nil {
 		return MuteState{}, err
@@ -59,6 +62,9 @@ func (s *Service) Unmute(ctx context.Context, by Actor, conversation string) (Mu
 }
 
 func (s *Service) unmute(ctx context.Context, by Actor, conv domain.ConversationID) (MuteState, error) {
+	if err := s.writable(); err != nil {
+		return MuteState{}, err
+	}
 	cost, err := s.spend(by, SendCost, muteCostText)
 	if err != nil {
 		return MuteState{}, err

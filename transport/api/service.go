@@ -90,6 +90,11 @@ type Config struct {
 	// record; past it the request answers unavailable and the client
 	// retries (a send with the same client message id). Default 5s.
 	SendTimeout time.Duration
+	// WriteGate, if set, is asked before every write — an append to the
+	// log, a mute or unmute, an erasure — and a write it answers an error
+	// is refused unavailable before it does anything (a single node whose
+	// disk is nearly full: cmd/parley/node).
+	WriteGate func() error
 	// CacheWait bounds how long a sync waits for the cache to catch up with
 	// the log before it reads the store instead. Default 200ms.
 	CacheWait time.Duration

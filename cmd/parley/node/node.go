@@ -314,11 +314,10 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		apiCfg.Reservations = idempotency.NewRedis(n.stores.rdb, n.stores.prefix)
 		apiCfg.CompleteAfterAck = true
 	}
-	var appendTo api.Log = n.events
 	if n.disk = n.diskGuard(); n.disk != nil {
-		appendTo = guardedLog{Log: n.events, disk: n.disk}
+		apiCfg.WriteGate = n.disk.Err
 	}
-	n.svc = api.New(apiCfg, appendTo, set.api)
+	n.svc = api.New(apiCfg, n.events, set.api)
 	if cfg.Roles.Gateway {
 		if err := n.startGateway(runCtx); err != nil {
 			return nil, err
