@@ -81,7 +81,8 @@ func (l *Keyed) TakeN(key string, n int, now time.Time) time.Duration {
 
 // Charge takes n tokens of key's bucket after the fact, for work whose
 // cost was known only once done: what the bucket lacks becomes a debt
-// (down to minus the burst) that later requests wait for.
+// that later requests wait for (TakeN answers at most MaxWait). A bucket
+// forgotten to make room for new keys forgets its debt too.
 func (l *Keyed) Charge(key string, n int, now time.Time) {
 	if l == nil || n <= 0 {
 		return
@@ -89,7 +90,7 @@ func (l *Keyed) Charge(key string, n int, now time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	b := l.bucket(key, now)
-	b.tokens = max(-l.burst, b.tokens-float64(n))
+	b.tokens -= float64(n)
 }
 
 // GiveBack returns n tokens to key's bucket (up to its burst), for a

@@ -117,7 +117,7 @@ func BenchmarkKeyedTakeN(b *testing.B) {
 }
 
 // Charge takes tokens after the fact, into a debt the next requests wait
-// for, at most the burst deep.
+// for, however deep.
 func TestChargeLeavesADebt(t *testing.T) {
 	l := ratelimit.New(10, 5, 100)
 	now := time.Unix(1000, 0)
@@ -125,9 +125,9 @@ func TestChargeLeavesADebt(t *testing.T) {
 	if w := l.TakeN("a", 2, now); w != 0 {
 		t.Fatalf("the tokens left after a charge of 3 of 5: wait %v", w)
 	}
-	l.Charge("a", 50, now) // 0 - 50, held at -5
-	if w := l.Take("a", now); w != 600*time.Millisecond {
-		t.Errorf("after a charge past the burst: wait %v, want 600ms (a debt of 5 and the token, at 10/s)", w)
+	l.Charge("a", 50, now) // 0 - 50
+	if w := l.Take("a", now); w != 5100*time.Millisecond {
+		t.Errorf("after a charge past the burst: wait %v, want 5.1s (a debt of 50 and the token, at 10/s)", w)
 	}
 	if w := l.Take("b", now); w != 0 {
 		t.Errorf("another key pays for nothing: wait %v", w)

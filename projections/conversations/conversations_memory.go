@@ -127,7 +127,9 @@ func (m *Memory) List(_ context.Context, account domain.AccountID, groups []doma
 		cur := m.cursors[cursorKey{c, account}]
 		out = append(out, Latest{Conversation: c, MsgID: s.Latest, Time: s.Time, ReadMsgID: cur.ReadMsgID, Unread: cur.unread(s.Count)})
 	}
-	return newestFirst(out, q), nil
+	page := newestFirst(out, q)
+	page.Considered = len(convs) // groups without a message included, as PostgreSQL counts
+	return page, nil
 }
 
 // ReadState implements Reads.

@@ -501,7 +501,9 @@ func (p *Pebble) List(_ context.Context, account domain.AccountID, groups []doma
 		}
 		out = append(out, Latest{Conversation: c, MsgID: st.Latest, Time: st.Time, ReadMsgID: cur.ReadMsgID, Unread: cur.unread(st.Count)})
 	}
-	return newestFirst(out, q), nil
+	page := newestFirst(out, q)
+	page.Considered = len(convs) // groups without a message included, as PostgreSQL counts
+	return page, nil
 }
 
 // Apply implements projections.Projection: a batch of one.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -231,5 +232,39 @@ func TestMutesSpendTheBudget(t *testing.T) {
 	}
 	if _, err := e.Service.Mute(ctx, api.Actor{Account: "bob"}, "d:alice:bob", 0); err != nil {
 		t.Fatalf("another account's mute: %v", err)
+	}
+}
+
+// A conversation list is charged once it knows its length, so the lists
+// of one account run one at a time: lists sent side by side pass the
+// budget no more often than lists sent one after another (each of 250
+// conversations takes 1 + 2 reads: 10 → 7 → 4 → 1 → refused).
+func TestConversationListsOfAnAccountRunOneAtATime(t *testing.T) {
+	e := apitest.New(t, apitest.WithConfig(api.Config{ReadRate: 0.001, ReadBurst: 10}))
+	for i := range 250 {
+		send(t, e, alicePhone, api.Target{Account: fmt.Sprint("peer", i)}, fmt.Sprint("m", i), "hi")
+	}
+	var mu sync.Mutex
+	answered, refused := 0, 0
+	var wg sync.WaitGroup
+	for range 10 {
+		wg.Go(func() {
+			_, _, err := e.Service.Conversations(ctxT(t), api.Actor{Account: "alice"}, api.ConversationsQuery{})
+			mu.Lock()
+			defer mu.Unlock()
+			var limit *api.LimitError
+			switch {
+			case err == nil:
+				answered++
+			case errors.As(err, &limit):
+				refused++
+			default:
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if answered != 4 || refused != 6 {
+		t.Errorf("10 lists side by side: %d answered, %d refused; want 4 and 6", answered, refused)
 	}
 }

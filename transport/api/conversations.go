@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/parley-chat/parley/domain"
@@ -46,6 +47,15 @@ type ConversationsQuery struct {
 // by's read budget before it is made, and one more for every further
 // ConversationsPerRead conversations it looked at once it is.
 func (s *Service) Conversations(ctx context.Context, by Actor, q ConversationsQuery) (list []Conversation, more bool, err error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.ReadTimeout)
+	defer cancel()
+	if !by.Trusted {
+		leave, err := s.listing.enter(ctx, string(by.Account))
+		if err != nil {
+			return nil, false, fmt.Errorf("another conversation list of this account is under way: %w: %v", ErrUnavailable, err)
+		}
+		defer leave()
+	}
 	if err := s.spendRead(by); err != nil {
 		return nil, false, err
 	}
@@ -72,8 +82,6 @@ func (s *Service) Conversations(ctx context.Context, by Actor, q ConversationsQu
 	if cq.Limit == 0 || cq.Limit > MaxConversations {
 		cq.Limit = MaxConversations
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.ReadTimeout)
-	defer cancel()
 	if err := s.catchUpAll(ctx, s.rm.GroupsProgress, s.rm.ConversationsProgress); err != nil {
 		return nil, false, err
 	}
@@ -92,4 +100,38 @@ func (s *Service) Conversations(ctx context.Context, by Actor, q ConversationsQu
 	}
 	out, err = s.withMutes(ctx, who, out)
 	return out, page.More, err
+}
+
+// oneAtATime lets one holder of each key in at a time; the others wait.
+type oneAtATime struct {
+	mu   sync.Mutex
+	held map[string]chan struct{}
+}
+
+// enter waits until key is free, or ctx ends, and holds it until leave.
+func (g *oneAtATime) enter(ctx context.Context, key string) (leave func(), err error) {
+	for {
+		g.mu.Lock()
+		busy, ok := g.held[key]
+		if !ok {
+			if g.held == nil {
+				g.held = map[string]chan struct{}{}
+			}
+			done := make(chan struct{})
+			g.held[key] = done
+			g.mu.Unlock()
+			return func() {
+				g.mu.Lock()
+				delete(g.held, key)
+				g.mu.Unlock()
+				close(done)
+			}, nil
+		}
+		g.mu.Unlock()
+		select {
+		case <-busy:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 }

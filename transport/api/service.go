@@ -278,6 +278,10 @@ type Service struct {
 	reads *ratelimit.Keyed
 	// readRefusal is what a read past its account's budget is told.
 	readRefusal string
+	// listing lets one conversation list of each account run at a time:
+	// a list is charged once it knows its length, so lists run side by
+	// side would each pass the budget before any was charged.
+	listing oneAtATime
 
 	undecidedMu sync.Mutex
 	// undecided holds the reservations waiting for the log to tell
