@@ -42,6 +42,7 @@ import (
 	"time"
 
 	"github.com/parley-chat/parley/cmd/parley/node"
+	"github.com/parley-chat/parley/infra/logthrottle"
 )
 
 func main() {
@@ -141,6 +142,11 @@ func serveCmd(args []string, stdout, _ io.Writer) error {
 }
 
 func serve(cfg node.Config) error {
+	// What the log held back is written before the process ends: a
+	// failure that repeats until the stop is counted to its end.
+	if h, ok := cfg.Logger.Handler().(*logthrottle.Handler); ok {
+		defer h.Flush()
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	n, err := node.Start(ctx, cfg)

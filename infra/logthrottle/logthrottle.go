@@ -143,11 +143,32 @@ func (st *state) forget(now time.Time) {
 	}
 }
 
+// Flush writes, for every kind, the last record held back and the count,
+// now rather than at its period's end: before the process exits.
+func (h *Handler) Flush() {
+	st := h.st
+	st.mu.Lock()
+	var held []*kind
+	for _, k := range st.kinds {
+		if k.held > 0 {
+			held = append(held, k)
+		}
+	}
+	st.mu.Unlock()
+	for _, k := range held {
+		st.report(k)
+	}
+}
+
 // report writes the last record k held back in its period, with the
 // count, and starts k's next period.
 func (st *state) report(k *kind) {
 	st.mu.Lock()
 	r, via, n := k.last, k.via, k.held
+	if n == 0 {
+		st.mu.Unlock()
+		return // written already (Flush, then the period's end)
+	}
 	k.start, k.passed, k.held, k.last, k.via = time.Now(), 0, 0, slog.Record{}, nil
 	st.mu.Unlock()
 	r.AddAttrs(slog.Int("suppressed", n), slog.Duration("within", st.every))

@@ -87,3 +87,22 @@ func TestKindsAreBounded(t *testing.T) {
 		t.Errorf("%d lines, want one per kind kept and one for the rest", len(got))
 	}
 }
+
+// Flush writes what was held back at once, and the period's end then
+// writes nothing more.
+func TestFlushWritesWhatWasHeld(t *testing.T) {
+	const every = 200 * time.Millisecond
+	log, out := newLogger(1, every)
+	for i := range 4 {
+		log.Warn("request unavailable", "id", i)
+	}
+	log.Handler().(*Handler).Flush()
+	got := out.lines()
+	if len(got) != 2 || !strings.Contains(got[1], "suppressed=3") || !strings.Contains(got[1], "id=3") {
+		t.Fatalf("after Flush: %s", strings.Join(got, "\n"))
+	}
+	time.Sleep(every + every/2)
+	if got := out.lines(); len(got) != 2 {
+		t.Errorf("the period's end wrote again: %s", strings.Join(got, "\n"))
+	}
+}
