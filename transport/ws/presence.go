@@ -17,11 +17,13 @@ type PresenceSource interface {
 	Presence(ctx context.Context, accounts []domain.AccountID) ([]domain.Presence, error)
 }
 
-// PresenceInterval is the least time between two pushes about one
-// account that a gateway writes. A change within it of the last push waits
-// for the interval's end, and only the latest state then goes out: an
-// account whose devices come and go as fast as they can costs its
-// watchers at most about one push a second, not one per change.
+// PresenceInterval paces the pushes about one account that a gateway
+// writes. The gateway's intervals follow one another; the first change
+// of an account in an interval goes out at once, and the later ones wait
+// for the interval's end, when only the latest goes out. An account
+// whose devices come and go as fast as they can so costs its watchers at
+// most two pushes an interval (one at its start, one at its end), not one
+// per change.
 const PresenceInterval = time.Second
 
 // presenceHub is who watches whom on this gateway: a change of an
@@ -38,12 +40,10 @@ type presenceHub struct {
 	seq uint64
 	// pushed are the accounts pushed in the current interval, and
 	// waiting the latest change of each since, pushed as the interval
-	// ends (flush); armed is set while a flush is due. interval is
-	// PresenceInterval unless a test sets it.
-	pushed   map[domain.AccountID]struct{}
-	waiting  map[domain.AccountID]waitingChange
-	armed    bool
-	interval time.Duration
+	// ends (flush); armed is set while a flush is due.
+	pushed  map[domain.AccountID]struct{}
+	waiting map[domain.AccountID]waitingChange
+	armed   bool
 	// peak is the most accounts watchers held since it was last made
 	// anew: a Go map keeps the room of its largest size, so the hub makes
 	// it anew once it holds a small part of that (shrinkLocked).
@@ -112,13 +112,18 @@ func (h *presenceHub) replace(s *session, accounts []domain.AccountID, limit int
 }
 
 // release writes the changes held for s during its request, after its
-// reply.
+// reply — but not one that a newer change waiting for the interval's end
+// will follow (flush pushes that one to s): the reply may already show
+// the newer state, and the held one would take the client back.
 func (h *presenceHub) release(s *session) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	sp := &s.presence
 	for _, a := range sp.watching {
 		if f, ok := sp.held[a]; ok {
+			if w, newer := h.waiting[a]; newer && w.seq > sp.from {
+				continue
+			}
 			s.write(f)
 		}
 	}
@@ -224,11 +229,7 @@ func (h *presenceHub) deliverLocked(p domain.Presence, seq uint64) {
 	h.pushed[p.Account] = struct{}{}
 	if !h.armed {
 		h.armed = true
-		interval := h.interval
-		if interval == 0 {
-			interval = PresenceInterval
-		}
-		time.AfterFunc(interval, h.flush)
+		time.AfterFunc(PresenceInterval, h.flush)
 	}
 	frame := wire.AppendPresencePush(nil, string(p.Account), p.Online, lastSeenMs(p))
 	for s := range set {

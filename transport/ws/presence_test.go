@@ -253,3 +253,46 @@ func TestPresenceFlapsArePushedOnceAnInterval(t *testing.T) {
 		t.Errorf("a connection that subscribed while the change waited: %+v, want its reply only", late)
 	}
 }
+
+// flapDuringRead is a presence source that, while it reads, sees each
+// account turn online and offline again, and answers the latest: offline.
+type flapDuringRead struct{ gw *ws.Gateway }
+
+func (f *flapDuringRead) Presence(_ context.Context, accounts []domain.AccountID) ([]domain.Presence, error) {
+	out := make([]domain.Presence, len(accounts))
+	for i, a := range accounts {
+		f.gw.PresenceChanged(domain.Presence{Account: a, Online: true})
+		f.gw.PresenceChanged(domain.Presence{Account: a, LastSeen: time.UnixMilli(2000)})
+		out[i] = domain.Presence{Account: a, LastSeen: time.UnixMilli(2000)}
+	}
+	return out, nil
+}
+
+// Two changes during a request's read: the first is held for after the
+// reply, the second waits for the interval's end. The held one is older
+// than the reply, so it is not written: the client ends, and stays, with
+// the latest state, never going back to the older one in between.
+func TestPresenceHeldChangeOlderThanTheReplyIsNotWritten(t *testing.T) {
+	src := &flapDuringRead{}
+	g := newGateway(t, &fakeService{}, func(c *ws.Config) { c.Presence = src })
+	src.gw = g.gw
+	var mu sync.Mutex
+	var seen []wire.PresenceInfo
+	c := g.dial("carol", "phone", func(cfg *client.Config) {
+		cfg.OnPresence = func(p wire.PresenceInfo) { mu.Lock(); seen = append(seen, p); mu.Unlock() }
+	})
+	if _, err := c.Presence(ctxT(t), "alice"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(ws.PresenceInterval + ws.PresenceInterval/2)
+	mu.Lock()
+	defer mu.Unlock()
+	for _, p := range seen {
+		if p.Online {
+			t.Fatalf("the client went back to the older state: %+v", seen)
+		}
+	}
+	if last := seen[len(seen)-1]; last.LastSeen != 2000 {
+		t.Errorf("the client ends with %+v, want offline since 2000", last)
+	}
+}
