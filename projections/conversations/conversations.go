@@ -61,10 +61,14 @@ type Page struct {
 	Entries []Latest
 	// More is set when the list goes on after the page.
 	More bool
-	// Considered is how many conversations the list looked at (the
-	// account's, those of its groups included), whatever the page holds:
-	// what the list cost.
-	Considered int
+	// Considered is how many conversations with a message the list
+	// looked at (the account's direct ones and its groups'), and
+	// EmptyGroups how many of its groups had none, whatever the page
+	// holds: what the list cost. An empty group costs a tenth of a
+	// conversation or less (a filter in memory, or an index probe), and
+	// anyone may add an account to groups, so the two are apart.
+	Considered  int
+	EmptyGroups int
 }
 
 // participants are the accounts whose index lists a direct conversation.
@@ -81,8 +85,8 @@ func participants(c domain.ConversationID) []domain.AccountID {
 
 // newestFirst orders a list and cuts it to q's page: newest first, ties
 // by conversation id, the same order for every adapter.
-func newestFirst(out []Latest, q Query) Page {
-	page := Page{Considered: len(out)}
+func newestFirst(out []Latest, q Query, emptyGroups int) Page {
+	page := Page{Considered: len(out), EmptyGroups: emptyGroups}
 	kept := out[:0]
 	for _, l := range out {
 		if l.Time.After(q.Since) && (q.After.Time.IsZero() || before(q.After, l)) {

@@ -119,17 +119,17 @@ func (m *Memory) List(_ context.Context, account domain.AccountID, groups []doma
 		convs = append(convs, domain.GroupConversation(g))
 	}
 	var out []Latest
+	empty := 0
 	for _, c := range convs {
 		s, ok := m.convs[c]
 		if !ok {
+			empty++ // only a group is listed without a state
 			continue
 		}
 		cur := m.cursors[cursorKey{c, account}]
 		out = append(out, Latest{Conversation: c, MsgID: s.Latest, Time: s.Time, ReadMsgID: cur.ReadMsgID, Unread: cur.unread(s.Count)})
 	}
-	page := newestFirst(out, q)
-	page.Considered = len(convs) // groups without a message included, as PostgreSQL counts
-	return page, nil
+	return newestFirst(out, q, empty), nil
 }
 
 // ReadState implements Reads.

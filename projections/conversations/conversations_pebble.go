@@ -482,9 +482,16 @@ func (p *Pebble) List(_ context.Context, account domain.AccountID, groups []doma
 		convs = append(convs, domain.GroupConversation(g))
 	}
 	var out []Latest
+	empty := 0
 	for _, c := range convs {
-		v, closer, err := snap.Get(latestKey(c))
+		key := latestKey(c)
+		if p.states.Absent(key) {
+			empty++ // a group without a message: known from memory
+			continue
+		}
+		v, closer, err := snap.Get(key)
 		if errors.Is(err, pebble.ErrNotFound) {
+			empty++
 			continue
 		}
 		if err != nil {
@@ -501,9 +508,7 @@ func (p *Pebble) List(_ context.Context, account domain.AccountID, groups []doma
 		}
 		out = append(out, Latest{Conversation: c, MsgID: st.Latest, Time: st.Time, ReadMsgID: cur.ReadMsgID, Unread: cur.unread(st.Count)})
 	}
-	page := newestFirst(out, q)
-	page.Considered = len(convs) // groups without a message included, as PostgreSQL counts
-	return page, nil
+	return newestFirst(out, q, empty), nil
 }
 
 // Apply implements projections.Projection: a batch of one.

@@ -309,7 +309,8 @@ WITH mine AS (
 )
 SELECT c.conversation, c.latest_msg_id, c.latest_time, c.message_count,
        coalesce(r.read_msg_id, 0), coalesce(r.read_seq, 0), coalesce(r.sent, 0), coalesce(r.sent_at_read, 0),
-       (SELECT count(*) FROM mine)
+       (SELECT count(*) FROM account_conversations WHERE account = $1),
+       (SELECT count(*) FROM conversations WHERE conversation = ANY($2::text[]))
 FROM conversations c LEFT JOIN conversation_reads r ON r.conversation = c.conversation AND r.account = $1
 WHERE c.conversation IN (SELECT conversation FROM mine)
   AND c.latest_time > $3
@@ -323,9 +324,9 @@ ORDER BY c.latest_time DESC, c.conversation COLLATE "C" LIMIT $4`, string(accoun
 	for rows.Next() {
 		var conv string
 		var l Latest
-		var id, count, readID, considered int64
+		var id, count, readID, directs, groupsWith int64
 		var cur cursor
-		if err := rows.Scan(&conv, &id, &l.Time, &count, &readID, &cur.ReadSeq, &cur.Sent, &cur.SentAtRead, &considered); err != nil {
+		if err := rows.Scan(&conv, &id, &l.Time, &count, &readID, &cur.ReadSeq, &cur.Sent, &cur.SentAtRead, &directs, &groupsWith); err != nil {
 			return Page{}, err
 		}
 		if l.Conversation, err = domain.ParseConversationID(conv); err != nil {
@@ -333,17 +334,20 @@ ORDER BY c.latest_time DESC, c.conversation COLLATE "C" LIMIT $4`, string(accoun
 		}
 		cur.ReadMsgID = domain.MsgID(readID)
 		l.MsgID, l.ReadMsgID, l.Unread = domain.MsgID(id), cur.ReadMsgID, cur.unread(count)
-		page.Entries, page.Considered = append(page.Entries, l), int(considered)
+		page.Entries = append(page.Entries, l)
+		page.Considered, page.EmptyGroups = int(directs+groupsWith), len(groups)-int(groupsWith)
 	}
 	if err := rows.Err(); err != nil {
 		return Page{}, err
 	}
-	if len(page.Entries) == 0 { // the count came with no row: ask for it
-		var n int64
-		if err := p.pool.QueryRow(ctx, `SELECT count(*) FROM account_conversations WHERE account = $1`, string(account)).Scan(&n); err != nil {
+	if len(page.Entries) == 0 { // the counts came with no row: ask for them
+		var directs, groupsWith int64
+		if err := p.pool.QueryRow(ctx, `
+SELECT (SELECT count(*) FROM account_conversations WHERE account = $1),
+       (SELECT count(*) FROM conversations WHERE conversation = ANY($2::text[]))`, string(account), gconvs).Scan(&directs, &groupsWith); err != nil {
 			return Page{}, fmt.Errorf("cannot count the conversations of %s: %w", account, err)
 		}
-		page.Considered = int(n) + len(groups)
+		page.Considered, page.EmptyGroups = int(directs+groupsWith), len(groups)-int(groupsWith)
 	}
 	if len(page.Entries) > q.Limit {
 		page.Entries, page.More = page.Entries[:q.Limit], true

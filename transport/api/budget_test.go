@@ -268,3 +268,30 @@ func TestConversationListsOfAnAccountRunOneAtATime(t *testing.T) {
 		t.Errorf("10 lists side by side: %d answered, %d refused; want 4 and 6", answered, refused)
 	}
 }
+
+// Groups without a message cost a list a read for each 1000: anyone may
+// add an account to groups, and an empty one costs the list about a tenth
+// of a conversation. An account put in 2,000 empty groups by others pays
+// 1 + 2 reads a list (10 → 7 → 4 → 1 → refused), not 1 + 20.
+func TestEmptyGroupsCostAListLittle(t *testing.T) {
+	e := apitest.New(t, apitest.WithConfig(api.Config{ReadRate: 0.001, ReadBurst: 10}))
+	for range 2000 {
+		if _, err := e.Service.CreateGroup(ctxT(t), api.Actor{Account: "mallory", Trusted: true}, "", []string{"vic"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lists := 0
+	for ; lists <= 10; lists++ {
+		_, _, err := e.Service.Conversations(ctxT(t), api.Actor{Account: "vic"}, api.ConversationsQuery{})
+		var limit *api.LimitError
+		if errors.As(err, &limit) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if lists != 4 {
+		t.Errorf("an account in 2,000 empty groups listed %d times on a burst of 10, want 4", lists)
+	}
+}

@@ -190,22 +190,25 @@ func Run(t *testing.T, open Open) {
 			{latest("d:alice:dave", 60, 5), latest("g:team", 30, 3)},
 			{latest("d:alice:alice", 70, 2)},
 		}
+		// "empty" has no message: not listed, and not counted.
+		groups := []domain.GroupID{"team", "empty"}
 		q := conversations.Query{Limit: 2}
 		for i, w := range want {
-			page, err := m.List(context.Background(), "alice", []domain.GroupID{"team"}, q)
+			page, err := m.List(context.Background(), "alice", groups, q)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !sameList(page.Entries, w) || page.More != (i < len(want)-1) || page.Considered != 5 {
-				t.Fatalf("page %d = %v (more %v, considered %d)\nwant %v (more %v, considered 5)", i, page.Entries, page.More, page.Considered, w, i < len(want)-1)
+			if !sameList(page.Entries, w) || page.More != (i < len(want)-1) || page.Considered != 5 || page.EmptyGroups != 1 {
+				t.Fatalf("page %d = %v (more %v, considered %d, empty groups %d)\nwant %v (more %v, considered 5, empty groups 1)",
+					i, page.Entries, page.More, page.Considered, page.EmptyGroups, w, i < len(want)-1)
 			}
 			last := page.Entries[len(page.Entries)-1]
 			q.After = conversations.Position{Time: last.Time, Conversation: last.Conversation}
 		}
 		// An empty page costs what a full one does.
-		page, err := m.List(context.Background(), "alice", []domain.GroupID{"team"}, conversations.Query{Since: t0.Add(time.Hour), Limit: 2})
-		if err != nil || len(page.Entries) != 0 || page.More || page.Considered != 5 {
-			t.Fatalf("an empty page = %+v, %v; want nothing, considered 5", page, err)
+		page, err := m.List(context.Background(), "alice", groups, conversations.Query{Since: t0.Add(time.Hour), Limit: 2})
+		if err != nil || len(page.Entries) != 0 || page.More || page.Considered != 5 || page.EmptyGroups != 1 {
+			t.Fatalf("an empty page = %+v, %v; want nothing, considered 5, one empty group", page, err)
 		}
 	})
 
