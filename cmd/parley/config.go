@@ -75,6 +75,7 @@ func parseServe(args []string, stdout io.Writer) (node.Config, error) {
 	readBurst := f.int("account-read-burst", api.DefaultReadBurst, "reads one account may make at once, at least 1")
 	maxConns := f.int("max-connections", 100_000, "open WebSocket connections this gateway accepts, at least 1; more are refused with HTTP 503")
 	maxConnsIP := f.int("max-connections-per-ip", 1000, "open WebSocket connections from one source address, 0 for no limit; more are refused with HTTP 429")
+	newConnsIP := f.int("new-connections-per-ip", 100, "new WebSocket connections a second from one source address, in bursts of --max-connections-per-ip, 0 for no limit; more are refused with HTTP 429")
 	serviceCred := f.secret("service-credential", fmt.Sprintf("shared secret for services calling the HTTP API (Bearer svc:<secret>, %d+ bytes); empty disables", httpapi.MinServiceCredentialBytes))
 	readBuffer := f.int("read-buffer", 1024, fmt.Sprintf("read buffer per connection, in bytes, 256..%d (smaller saves memory on idle connections)", wire.MaxFrameBytes))
 	consoleMode := f.string("console", "auto", "web console at /console/: on, off, or auto (on for a single node, off in scale-out)")
@@ -141,6 +142,7 @@ func parseServe(args []string, stdout io.Writer) (node.Config, error) {
 	f.check("account-read-burst", *readBurst >= 1, "want at least 1")
 	f.check("max-connections", *maxConns >= 1, "want at least 1")
 	f.check("max-connections-per-ip", *maxConnsIP >= 0, "want 0 (no limit) or more")
+	f.check("new-connections-per-ip", *newConnsIP >= 0, "want 0 (no limit) or more")
 	f.check("service-credential", *serviceCred == "" || len(*serviceCred) >= httpapi.MinServiceCredentialBytes, "need at least %d bytes", httpapi.MinServiceCredentialBytes)
 	f.check("service-credential", !strings.ContainsAny(*serviceCred, " \t\r\n"), "cannot contain white space")
 	f.check("read-buffer", *readBuffer >= 256 && *readBuffer <= wire.MaxFrameBytes, "want 256..%d", wire.MaxFrameBytes)
@@ -260,6 +262,10 @@ func parseServe(args []string, stdout io.Writer) (node.Config, error) {
 	cfg.Gateway.MaxConnectionsPerIP = *maxConnsIP
 	if *maxConnsIP == 0 {
 		cfg.Gateway.MaxConnectionsPerIP = ws.NoLimit // the gateway's zero is its default
+	}
+	cfg.Gateway.NewConnectionsPerIP = float64(*newConnsIP)
+	if *newConnsIP == 0 {
+		cfg.Gateway.NewConnectionsPerIP = ws.NoLimit
 	}
 	cfg.ServiceCredential = *serviceCred
 	cfg.Gateway.RatePerSecond = float64(*ratePerSec)

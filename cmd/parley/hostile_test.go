@@ -484,6 +484,28 @@ func TestHostileClients(t *testing.T) {
 		}
 	})
 
+	t.Run("new connections past the per-address rate are refused", func(t *testing.T) {
+		// A client that connects and closes as fast as it can: a burst of
+		// --max-connections-per-ip, then --new-connections-per-ip a second.
+		s := startServer(t, func(c *node.Config) { c.Gateway.MaxConnectionsPerIP, c.Gateway.NewConnectionsPerIP = 20, 2 })
+		for i := range 20 {
+			c, status := dialRaw(t, s.n.Addr())
+			if status != http.StatusSwitchingProtocols {
+				t.Fatalf("connection %d of the burst: %d", i, status)
+			}
+			c.Close()
+		}
+		if _, status := dialRaw(t, s.n.Addr()); status != http.StatusTooManyRequests {
+			t.Fatalf("a new connection past the burst: %d, want 429", status)
+		}
+		time.Sleep(600 * time.Millisecond) // one more a half second
+		c, status := dialRaw(t, s.n.Addr())
+		if status != http.StatusSwitchingProtocols {
+			t.Fatalf("a new connection once the rate allows one: %d, want 101", status)
+		}
+		c.Close()
+	})
+
 	t.Run("connections waiting for their hello are capped per address", func(t *testing.T) {
 		// Each may hold a frame's buffer (256 KiB) until its hello
 		// timeout without a token: 64 from one address at most.

@@ -19,6 +19,7 @@ import (
 
 	"github.com/lxzan/gws"
 	"github.com/parley-chat/parley/domain"
+	"github.com/parley-chat/parley/infra/ratelimit"
 	"github.com/parley-chat/parley/projections/conversations"
 	"github.com/parley-chat/parley/projections/push"
 	"github.com/parley-chat/parley/transport/api"
@@ -67,6 +68,14 @@ type Config struct {
 	// of a trusted API gateway (Trusted) are not counted. Default 1,000;
 	// NoLimit (or any negative value) for no limit.
 	MaxConnectionsPerIP int
+	// NewConnectionsPerIP bounds the rate of new connections (upgrades)
+	// from one source address, a second, in bursts of MaxConnectionsPerIP,
+	// unless MaxConnectionsPerIP is no limit (a trusted API gateway's are
+	// not counted): a client that connects and closes as fast as it can
+	// costs every hello's route claim and release, and the presence
+	// changes it makes. An upgrade past it is refused with HTTP 429.
+	// Default 100; NoLimit (or any negative value) for no limit.
+	NewConnectionsPerIP float64
 	// MaxHellosPerIP bounds the connections from one source address that
 	// have not said hello yet (a trusted API gateway's are not counted),
 	// unless MaxConnectionsPerIP is no limit; an upgrade past it is refused
@@ -252,6 +261,9 @@ func (c *Config) setDefaults() {
 	if c.MaxHellosPerIP == 0 {
 		c.MaxHellosPerIP = 64
 	}
+	if c.NewConnectionsPerIP == 0 {
+		c.NewConnectionsPerIP = 100
+	}
 	if c.WriteTimeout == 0 {
 		c.WriteTimeout = 10 * time.Second
 	}
@@ -383,6 +395,9 @@ type Gateway struct {
 	// sources counts the connections of each source address that has
 	// some (sourceConns).
 	sources map[string]*sourceConns
+	// upgrades is each source address's rate of new connections
+	// (Config.NewConnectionsPerIP); nil when it is off.
+	upgrades *ratelimit.Keyed
 
 	handler *handler
 
@@ -417,6 +432,7 @@ func New(cfg Config, svc Service, tokens Verifier) (*Gateway, error) {
 		byAccount: map[domain.AccountID][]*session{},
 		sources:   map[string]*sourceConns{},
 		budget:    NewBudget(cfg.MaxQueuedBytesTotal),
+		upgrades:  newConnectionRate(cfg),
 		stop:      make(chan struct{}),
 	}
 	g.pool = newWorkerPool(g.stop)
@@ -594,9 +610,26 @@ type sourceConns struct {
 	queued       share
 }
 
+// maxRatedSources bounds the source addresses whose rate of new
+// connections is kept (about 150 bytes each; a full bucket is forgotten
+// first, see ratelimit.Keyed).
+const maxRatedSources = 1 << 16
+
+// newConnectionRate is the per-address rate of new connections of cfg,
+// nil when there is none.
+func newConnectionRate(cfg Config) *ratelimit.Keyed {
+	if cfg.MaxConnectionsPerIP < 0 || cfg.NewConnectionsPerIP < 0 {
+		return nil
+	}
+	return ratelimit.New(cfg.NewConnectionsPerIP, cfg.MaxConnectionsPerIP, maxRatedSources)
+}
+
 // admit counts a new connection from source ("" for one that is not
 // counted per address, with no sourceConns), or says why it is refused.
 func (g *Gateway) admit(source string) (sc *sourceConns, status int, code wire.Code, text string) {
+	if source != "" && g.upgrades.Take(source, time.Now()) > 0 {
+		return nil, http.StatusTooManyRequests, wire.CodeRateLimited, "too many new connections from this address"
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if source != "" {
