@@ -250,6 +250,9 @@ type Node struct {
 	gw     *ws.Gateway
 	clu    *clusterParts // nil on a single node
 	runner *runner.Runner
+	// drain are a single node's durable read models, which a clean stop
+	// lets apply the whole log first (drainReadModels).
+	drain []api.Progress
 	// disk refuses appends while a single node's disk is nearly full (nil:
 	// off).
 	disk *diskfree.Guard
@@ -424,6 +427,34 @@ func (n *Node) run(ctx context.Context, set readModelSet) {
 	}
 }
 
+// DrainTimeout bounds how long a clean stop waits for a single node's
+// durable read models to apply the whole log.
+const DrainTimeout = 5 * time.Second
+
+// drainReadModels lets a single node's durable read models apply every
+// record the log holds before the stop (no new one comes now): the
+// store then holds every acked message even if the log is lost before
+// the next start. Past DrainTimeout (or ctx) the stop goes on, and the
+// next start applies the rest from the log.
+func (n *Node) drainReadModels(ctx context.Context) {
+	if len(n.drain) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, DrainTimeout)
+	defer cancel()
+	ends, err := n.events.EndOffsets(ctx)
+	if err == nil {
+		for _, t := range n.drain {
+			if err = t.WaitForAll(ctx, ends); err != nil {
+				break
+			}
+		}
+	}
+	if err != nil {
+		n.log.Warn("the read models had not applied the whole log at the stop; the next start applies the rest", "err", err)
+	}
+}
+
 // goOwned runs f on a goroutine that Shutdown waits for.
 func (n *Node) goOwned(f func()) {
 	n.wg.Add(1)
@@ -574,6 +605,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 			// log settle while the service still completes or abandons
 			// their reservations, not after it let them lapse.
 			n.events.Settle()
+			n.drainReadModels(ctx)
 		}
 		if n.cancel != nil {
 			n.cancel()

@@ -188,6 +188,7 @@ func (n *Node) embeddedReadModels(ctx context.Context) (readModelSet, error) {
 	if set.api.ConversationsProgress, err = durable(conversations.Name); err != nil {
 		return set, err
 	}
+	n.drain = []api.Progress{set.api.GroupsProgress, set.api.StoreProgress, set.api.ConversationsProgress}
 	// The cache keeps each message as a sync reply carries it, so that a
 	// reply from the cache appends encodings instead of encoding.
 	mem := cache.NewBoundedMemory(CacheRetention(n.cfg.Retention.Keep), n.cfg.CacheBytes).KeepEncoded(wire.EncodeMessage)
