@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -42,12 +43,17 @@ type Config struct {
 type Guard struct {
 	cfg Config
 
-	mu sync.Mutex
-	// least is the least free space found at the last look, and err what
-	// Err answers.
+	// mu serializes looks; last is what the last look found, read
+	// without a lock by Err, which every write asks.
+	mu   sync.Mutex
+	seen bool
+	last atomic.Pointer[found]
+}
+
+// found is a look's answer: the least free space, and what Err answers.
+type found struct {
 	least uint64
 	err   error
-	seen  bool
 }
 
 // New returns a Guard that has looked once, so that a node started on a
@@ -63,6 +69,7 @@ func New(cfg Config) *Guard {
 		cfg.free = free
 	}
 	g := &Guard{cfg: cfg}
+	g.last.Store(&found{})
 	g.Look()
 	return g
 }
@@ -92,8 +99,8 @@ func (g *Guard) Look() {
 	if dir != "" && least < g.cfg.Floor {
 		err = fmt.Errorf("%w: %d bytes free under %s, below the %d kept free (--min-free-disk)", ErrLow, least, dir, g.cfg.Floor)
 	}
-	was := g.err
-	g.least, g.err = least, err
+	was := g.last.Load().err
+	g.last.Store(&found{least: least, err: err})
 	switch {
 	case err != nil && was == nil:
 		g.cfg.Logger.Error("the disk is nearly full: writes are refused until it has room", "free", least, "dir", dir, "floor", g.cfg.Floor)
@@ -108,17 +115,13 @@ func (g *Guard) Look() {
 // cannot be read does not hold writes back; when none can be read, the
 // last look that read one stands.
 func (g *Guard) Err() error {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.err
+	return g.last.Load().err
 }
 
 // Free is the least free space found under the directories at the last
 // look, in bytes.
 func (g *Guard) Free() uint64 {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.least
+	return g.last.Load().least
 }
 
 // Run looks every Config.Every until ctx ends.
