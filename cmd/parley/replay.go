@@ -210,7 +210,8 @@ func runReplay(ctx context.Context, cfg replayConfig) (applied int64, complete b
 		defer rdb.Close()
 	}
 	// The same read models, projections and progress keys as a projector.
-	durable, err := node.Durable(ctx, pool, rdb, cfg.redis.Prefix, epoch, fromLogStart, cfg.keep)
+	warn := slog.New(slog.NewTextHandler(cfg.progressOut, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	durable, err := node.Durable(ctx, pool, rdb, cfg.redis.Prefix, epoch, fromLogStart, cfg.keep, warn)
 	if err != nil {
 		return 0, false, err
 	}
@@ -243,7 +244,7 @@ func runReplay(ctx context.Context, cfg replayConfig) (applied int64, complete b
 		return n, pos
 	}
 	stopProgress := showProgress(cfg, total, done, to)
-	r := runner.New(runner.Config{Epoch: epoch, Keys: guard, Logger: slog.New(slog.NewTextHandler(cfg.progressOut, &slog.HandlerOptions{Level: slog.LevelWarn}))},
+	r := runner.New(runner.Config{Epoch: epoch, Keys: guard, Logger: warn},
 		runner.Reader{Name: "replay", Topic: l.Topic(), Source: l.RangeSource(from, to), Specs: specs})
 	err = r.Run(ctx)
 	stopProgress()

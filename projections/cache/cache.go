@@ -65,6 +65,8 @@ type Projection struct {
 	// cache first meets a conversation: everything after the message
 	// before it (see WithPrev).
 	prev Prev
+	// journal, when set, notes what each batch changes (WithJournal).
+	journal *Journal
 
 	mu        sync.Mutex
 	firstSeen map[int32]int64
@@ -88,8 +90,19 @@ func (p *Projection) WithPrev(prev Prev) *Projection {
 	return p
 }
 
+// WithJournal makes the projection note in j, before it applies them,
+// which conversations the records change: for a cache that can lose
+// writes (Redis.Repair).
+func (p *Projection) WithJournal(j *Journal) *Projection {
+	p.journal = j
+	return p
+}
+
 // Apply implements projections.Projection.
 func (p *Projection) Apply(ctx context.Context, r projections.Record) error {
+	if p.journal != nil {
+		p.journal.record([]projections.Record{r})
+	}
 	if e, in, ok, err := r.Erasure(); ok {
 		if err != nil {
 			return err
@@ -169,6 +182,9 @@ type batchAdder interface {
 // batch's messages when the cache can, else one Add per message; a change
 // applies after the messages before it.
 func (p *Projection) ApplyBatch(ctx context.Context, recs []projections.Record) error {
+	if p.journal != nil {
+		p.journal.record(recs)
+	}
 	var adds []Addition
 	seen := map[domain.ConversationID]bool{}
 	for _, r := range recs {

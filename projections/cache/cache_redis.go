@@ -510,3 +510,60 @@ func globEscape(s string) string {
 	}
 	return b.String()
 }
+
+// Repair makes the cache stop vouching for what it may have lost of
+// partition from offset from on (a progress.LossFunc, with the journal
+// the projection kept): each conversation the journal says those records
+// changed is forgotten through the highest msgid changed (Forget), so a
+// sync from below reads the store; the rest of the cache stays. When the
+// journal cannot tell, the whole cache is dropped (Clear).
+func (c *Redis) Repair(ctx context.Context, j *Journal, partition int32, from int64) error {
+	changed, ok := j.Since(partition, from)
+	if !ok {
+		return c.Clear(ctx)
+	}
+	type forget struct {
+		conv    domain.ConversationID
+		through domain.MsgID
+	}
+	all := make([]forget, 0, len(changed))
+	for conv, through := range changed {
+		all = append(all, forget{conv, through})
+	}
+	err := parleyredis.EvalShaPipelined(ctx, c.client, forgetScript, len(all), func(i int) ([]string, []any) {
+		return []string{c.key(all[i].conv)}, []any{int64(all[i].through)}
+	})
+	if err != nil {
+		return fmt.Errorf("cannot forget %d conversations the cache may have lost: %w", len(all), err)
+	}
+	return nil
+}
+
+// Clear drops every conversation of the cache: each then reads as not
+// covered, and is covered again from its next message on.
+func (c *Redis) Clear(ctx context.Context) error {
+	iter := c.client.Scan(ctx, 0, globEscape(c.cfg.Prefix+convKeyPart)+"*", 1000).Iterator()
+	var batch []string
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		err := c.client.Unlink(ctx, batch...).Err()
+		batch = batch[:0]
+		return err
+	}
+	for iter.Next(ctx) {
+		if batch = append(batch, iter.Val()); len(batch) == 1000 {
+			if err := flush(); err != nil {
+				return fmt.Errorf("cannot clear the cache: %w", err)
+			}
+		}
+	}
+	if err := iter.Err(); err != nil {
+		return fmt.Errorf("cannot scan the cache: %w", err)
+	}
+	if err := flush(); err != nil {
+		return fmt.Errorf("cannot clear the cache: %w", err)
+	}
+	return nil
+}

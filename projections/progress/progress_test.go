@@ -2,6 +2,7 @@ package progress_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -53,6 +54,55 @@ func TestRedisRewriteRestoresALostHash(t *testing.T) {
 	eventually(t, "the first write", func() bool { return client.HGet(t.Context(), key, "0").Val() == "7" })
 	client.Del(t.Context(), key)
 	eventually(t, "the rewrite", func() bool { return client.HGet(t.Context(), key, "0").Val() == "7" })
+}
+
+// A hash that went backwards (a failover lost the last writes, progress
+// and the read model's data alike) is not written over until the read
+// model has repaired what it may have lost from there on.
+func TestRedisNoticesALoss(t *testing.T) {
+	client, prefix := redistest.Client(t)
+	ctx := t.Context()
+	key := prefix + "progress:loss"
+	type loss struct {
+		part int32
+		from int64
+	}
+	var losses []loss
+	var fail error
+	b := progress.NewRedis(client, key).OnLoss(func(_ context.Context, part int32, from int64) error {
+		losses = append(losses, loss{part, from})
+		return fail
+	})
+	stored := func() string { return client.HGet(ctx, key, "0").Val() }
+	if _, err := b.Save(ctx, map[int32]int64{0: 10, 1: 3}); err != nil {
+		t.Fatal(err)
+	}
+	client.HSet(ctx, key, "0", 4) // the failover: partition 0 back to 4
+	fail = errors.New("repair failed")
+	if _, err := b.Save(ctx, map[int32]int64{0: 12, 1: 5}); err == nil {
+		t.Fatal("a Save whose repair failed succeeded")
+	}
+	if stored() != "4" || len(losses) != 1 || losses[0] != (loss{0, 4}) {
+		t.Fatalf("after a failed repair: stored %s, losses %v", stored(), losses)
+	}
+	fail = nil
+	got, err := b.Save(ctx, map[int32]int64{0: 12, 1: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[0] != 12 || got[1] != 5 || stored() != "12" || len(losses) != 2 || losses[1] != (loss{0, 4}) {
+		t.Fatalf("after the repair: got %v, stored %s, losses %v", got, stored(), losses)
+	}
+	// Another process's greater progress, read or returned, is no loss.
+	client.HSet(ctx, key, "0", 20)
+	if got, err := b.Save(ctx, map[int32]int64{0: 13}); err != nil || got[0] != 20 || len(losses) != 2 {
+		t.Fatalf("behind another process: got %v, %v, losses %v", got, err, losses)
+	}
+	// A flush is a loss too.
+	client.Del(ctx, key)
+	if _, err := b.Save(ctx, map[int32]int64{0: 21}); err != nil || len(losses) != 3 || losses[2] != (loss{0, 0}) || stored() != "21" {
+		t.Fatalf("after a flush: %v, losses %v, stored %s", err, losses, stored())
+	}
 }
 
 // A gateway that reads a lost hash no longer vouches for the data that

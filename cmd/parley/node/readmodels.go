@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"time"
 
@@ -317,7 +318,7 @@ func (n *Node) readFrom(specs []runner.Spec, ends map[int32]int64) (map[int32]in
 // them, and their progress, in PostgreSQL and Redis.
 func (n *Node) scaleOutReadModels(ctx context.Context) (readModelSet, error) {
 	var set readModelSet
-	durable, err := Durable(ctx, n.stores.pool, n.stores.rdb, n.stores.prefix, n.events.Epoch(), false, n.cfg.Retention.Keep)
+	durable, err := Durable(ctx, n.stores.pool, n.stores.rdb, n.stores.prefix, n.events.Epoch(), false, n.cfg.Retention.Keep, n.log)
 	if err != nil {
 		return set, err
 	}
@@ -380,8 +381,9 @@ func (d DurableModel) Model() any { return d.model }
 // that both write the same progress. fromLogStart says the cache
 // projection reads from the start of the log in this run (see
 // cache.NewProjection). keep is the history retention (0: forever),
-// which the cache keeps to as well (CacheRetention).
-func Durable(ctx context.Context, pool *pgxpool.Pool, rdb *goredis.Client, prefix string, epoch uint8, fromLogStart bool, keep time.Duration) (_ []DurableModel, err error) {
+// which the cache keeps to as well (CacheRetention). log reports a cache
+// that lost writes.
+func Durable(ctx context.Context, pool *pgxpool.Pool, rdb *goredis.Client, prefix string, epoch uint8, fromLogStart bool, keep time.Duration, log *slog.Logger) (_ []DurableModel, err error) {
 	var out []DurableModel
 	defer func() {
 		if err != nil {
@@ -431,9 +433,20 @@ func Durable(ctx context.Context, pool *pgxpool.Pool, rdb *goredis.Client, prefi
 		if err != nil {
 			return nil, err
 		}
-		backend := progress.NewRedis(rdb, fmt.Sprintf("%se%d:progress:cache", prefix, epoch))
-		if err := add(cache.Name, backend, progress.Config{Rewrite: true}, c, func() runner.Spec {
-			return runner.Spec{Projection: cache.NewProjection(c, epoch, fromLogStart)}
+		// A failover may lose the cache's last writes with the progress
+		// written after them: the journal tells what to stop vouching for.
+		journal := cache.NewJournal(0)
+		backend := progress.NewRedis(rdb, fmt.Sprintf("%se%d:progress:cache", prefix, epoch)).
+			OnLoss(func(ctx context.Context, partition int32, from int64) error {
+				log.Warn("the cache's progress went back (a Redis failover or flush lost writes); it stops vouching for what it may have lost",
+					"partition", partition, "from_offset", from)
+				return c.Repair(ctx, journal, partition, from)
+			})
+		// Rewrite every quarter second: it is also how a loss is noticed
+		// when no new record comes.
+		cfg := progress.Config{Rewrite: true, RefreshInterval: 250 * time.Millisecond}
+		if err := add(cache.Name, backend, cfg, c, func() runner.Spec {
+			return runner.Spec{Projection: cache.NewProjection(c, epoch, fromLogStart).WithJournal(journal)}
 		}); err != nil {
 			return nil, err
 		}
