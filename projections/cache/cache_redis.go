@@ -511,16 +511,23 @@ func globEscape(s string) string {
 	return b.String()
 }
 
-// Repair makes the cache stop vouching for what it may have lost of
-// partition from offset from on (a progress.LossFunc, with the journal
-// the projection kept): each conversation the journal says those records
-// changed is forgotten through the highest msgid changed (Forget), so a
-// sync from below reads the store; the rest of the cache stays. When the
-// journal cannot tell, the whole cache is dropped (Clear).
-func (c *Redis) Repair(ctx context.Context, j *Journal, partition int32, from int64) error {
-	changed, ok := j.Since(partition, from)
-	if !ok {
-		return c.Clear(ctx)
+// Repair makes the cache stop vouching for what it may have lost of each
+// partition in lost from the offset given on (a progress.LossFunc, with
+// the journal the projection kept): each conversation the journal says
+// those records changed is forgotten through the highest msgid changed
+// (Forget), so a sync from below reads the store; the rest of the cache
+// stays. When the journal cannot tell for a partition, the whole cache is
+// dropped, once (Clear).
+func (c *Redis) Repair(ctx context.Context, j *Journal, lost map[int32]int64) error {
+	changed := map[domain.ConversationID]domain.MsgID{}
+	for partition, from := range lost {
+		got, ok := j.Since(partition, from)
+		if !ok {
+			return c.Clear(ctx)
+		}
+		for conv, id := range got {
+			changed[conv] = max(changed[conv], id)
+		}
 	}
 	type forget struct {
 		conv    domain.ConversationID

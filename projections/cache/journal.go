@@ -13,9 +13,10 @@ import (
 // Redis failover: the replica promoted had not received the master's last
 // writes) can stop vouching for exactly what it may have lost — the
 // conversations changed from the offset its progress went back to — and
-// keep the rest (Redis.Repair). It is bounded in bytes: past its budget a
-// partition forgets its oldest half, and a loss reaching below what a
-// partition remembers costs the whole cache.
+// keep the rest (Redis.Repair). It is bounded in bytes: past its budget
+// the partition that holds the most forgets its oldest half (a partition
+// that moved to another process goes first), and a loss reaching below
+// what a partition remembers costs the whole cache.
 type Journal struct {
 	mu     sync.Mutex
 	parts  map[int32]*journalPart
@@ -28,6 +29,7 @@ type journalPart struct {
 	// next, is here if it changed a conversation.
 	from, next int64
 	changes    []change
+	bytes      int
 }
 
 // change is one record that changed a conversation: its message's msgid
@@ -92,11 +94,18 @@ func (j *Journal) record(recs []projections.Record) {
 		}
 		c.offset = r.Position.Offset
 		p.changes = append(p.changes, c)
+		p.bytes += len(c.conv) + changeOverhead
 		j.bytes += len(c.conv) + changeOverhead
 	}
 	p.next = max(p.next, last+1)
-	if j.bytes > j.budget {
-		j.drop(p, (len(p.changes)+1)/2)
+	for j.bytes > j.budget {
+		var largest *journalPart
+		for _, q := range j.parts {
+			if largest == nil || q.bytes > largest.bytes {
+				largest = q
+			}
+		}
+		j.drop(largest, (len(largest.changes)+1)/2)
 	}
 }
 
@@ -107,6 +116,7 @@ func (j *Journal) drop(p *journalPart, n int) {
 		return
 	}
 	for _, c := range p.changes[:n] {
+		p.bytes -= len(c.conv) + changeOverhead
 		j.bytes -= len(c.conv) + changeOverhead
 	}
 	p.from = p.changes[n-1].offset + 1

@@ -82,6 +82,17 @@ func TestJournalBudget(t *testing.T) {
 	if got, ok := j.Since(0, 960); !ok || got[domain.DirectConversation("alice", "bob")] != mid(t, 999) {
 		t.Fatalf("the last changes: %v, %v", got, ok)
 	}
+	// Another partition's changes push out the fullest partition's
+	// oldest, not their own.
+	for off := range int64(30) {
+		j.record([]projections.Record{sentRecord(t, conv, 1, off, time.Now())})
+	}
+	if got, ok := j.Since(1, 0); !ok || len(got) != 1 {
+		t.Fatalf("partition 1 forgot its own changes: %v, %v", got, ok)
+	}
+	if j.bytes > j.budget {
+		t.Fatalf("the journal holds %d bytes, over its budget %d", j.bytes, j.budget)
+	}
 }
 
 // A loss (a failover: the promoted replica had not received the last
@@ -112,7 +123,7 @@ func TestRedisRepairForgetsWhatALossMayHaveTaken(t *testing.T) {
 	if ms, _, covered, _ := c.After(ctx, ab, mid(t, 1), 10); !covered || len(ms) != 0 {
 		t.Fatalf("the loss is not what the test means: %d messages, covered %v", len(ms), covered)
 	}
-	if err := c.Repair(ctx, j, 0, 3); err != nil {
+	if err := c.Repair(ctx, j, map[int32]int64{0: 3}); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, covered, _ := c.After(ctx, ab, mid(t, 1), 10); covered {
@@ -129,7 +140,7 @@ func TestRedisRepairForgetsWhatALossMayHaveTaken(t *testing.T) {
 		t.Fatalf("after the next message: %v, covered %v", ms, covered)
 	}
 	// A loss reaching below what the journal holds drops the whole cache.
-	if err := c.Repair(ctx, j, 0, -1); err != nil {
+	if err := c.Repair(ctx, j, map[int32]int64{0: -1}); err != nil {
 		t.Fatal(err)
 	}
 	for _, conv := range []domain.ConversationID{ab, g} {

@@ -116,6 +116,9 @@ type Tracker struct {
 	local  map[int32]int64 // progress made in this process
 	stored map[int32]int64 // progress last read from the backend
 	dirty  map[int32]struct{}
+	// held caps the view of a partition whose progress may have lost
+	// writes while the read model repairs (see Redis).
+	held map[int32]int64
 	// changed is closed, and forgotten, when progress moves; nil while
 	// nobody waits, so Advance costs no allocation then.
 	changed  chan struct{}
@@ -155,6 +158,11 @@ func New(ctx context.Context, backend Backend, cfg Config) (*Tracker, error) {
 		close(t.done)
 		return t, nil
 	}
+	if h, ok := backend.(interface {
+		holdWith(func(int32, int64, bool))
+	}); ok {
+		h.holdWith(t.hold)
+	}
 	if err := t.load(ctx); err != nil {
 		return nil, err
 	}
@@ -189,7 +197,31 @@ func (t *Tracker) Advance(partition int32, offset int64) {
 func (t *Tracker) Next(partition int32) int64 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return max(t.local[partition], t.stored[partition])
+	return t.viewLocked(partition)
+}
+
+// viewLocked is Next, held at a loss while it is repaired.
+func (t *Tracker) viewLocked(partition int32) int64 {
+	v := max(t.local[partition], t.stored[partition])
+	if h, ok := t.held[partition]; ok {
+		v = min(v, h)
+	}
+	return v
+}
+
+// hold keeps the view of partition at or below at (on), or lets it go.
+func (t *Tracker) hold(partition int32, at int64, on bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !on {
+		delete(t.held, partition)
+		t.broadcastLocked()
+		return
+	}
+	if t.held == nil {
+		t.held = map[int32]int64{}
+	}
+	t.held[partition] = at
 }
 
 // WaitFor returns once every record of partition below end is applied, or
@@ -260,7 +292,7 @@ func (t *Tracker) WaitForAll(ctx context.Context, ends map[int32]int64) error {
 
 func (t *Tracker) reachedLocked(ends map[int32]int64) (int32, int64, bool) {
 	for part, end := range ends {
-		if max(t.local[part], t.stored[part]) < end {
+		if t.viewLocked(part) < end {
 			return part, end, false
 		}
 	}

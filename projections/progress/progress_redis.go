@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -14,59 +15,101 @@ import (
 // FLUSHALL it reads 0 until written again.
 //
 // Redis may lose acknowledged writes: a failover promotes a replica that
-// had not received the master's last writes, and a flush drops
-// everything. The read model's data written in those moments is lost with
-// the progress written after it (Redis replicates in order), so a hash
-// that went backwards is the sign. With OnLoss, Save notices it — a value
-// below the highest this backend has read or written — and lets the read
-// model repair itself before it writes progress again.
+// had not received the master's last writes, a master restarted from its
+// append-only file lacks its last second, and a flush drops everything.
+// The read model's data written in those moments may be gone while the
+// progress written before them is not. With OnLoss, Save notices such a
+// moment and lets the read model repair itself before it writes progress
+// again. A partition's progress is suspect, from the value the hash now
+// holds, when
+//
+//   - the hash holds less than this backend last read back from a write
+//     (a flush, or a failover that took progress writes too);
+//   - the Redis server answering is not the one this backend last wrote
+//     the partition on (its run id: a failover or a restart); or
+//   - the hash names, beside the partition, another server than the one
+//     answering (the same, seen by a process that started after it).
+//
+// Only a Save that would move the partition forward reports it: a process
+// whose progress is at or below what the hash holds wrote nothing the
+// hash does not already cover.
 type Redis struct {
 	client redis.UniversalClient
 	key    string
 	onLoss LossFunc
+	// hold, set by the tracker, keeps its view of a partition at the
+	// loss's offset while the read model repairs, and releases it.
+	hold func(partition int32, at int64, on bool)
 
 	mu    sync.Mutex
-	known map[int32]int64 // the highest value read or written, per partition
+	known map[int32]written
 }
 
-// LossFunc is told that the progress of partition went back to from: the
-// read model may have lost what it applied from that offset on. It must
-// stop vouching for that (or apply it again) before it returns nil; until
-// it does, the partition's progress is not written.
-type LossFunc func(ctx context.Context, partition int32, from int64) error
+// written is what a Save last read back for a partition: the value and
+// the run id of the server that answered.
+type written struct {
+	next int64
+	run  string
+}
+
+// LossFunc is told, for each partition in lost, that its progress went
+// back to the offset given: the read model may have lost what it applied
+// from there on. It must stop vouching for that (or apply it again)
+// before it returns nil; until it does, those partitions' progress is not
+// written.
+type LossFunc func(ctx context.Context, lost map[int32]int64) error
+
+// LossTimeout bounds one call of a LossFunc: a repair that drops a large
+// cache takes longer than a progress write.
+const LossTimeout = 2 * time.Minute
 
 // NewRedis returns the backend whose hash is key.
 func NewRedis(client redis.UniversalClient, key string) *Redis {
-	return &Redis{client: client, key: key, known: map[int32]int64{}}
+	return &Redis{client: client, key: key, known: map[int32]written{}}
 }
 
-// OnLoss makes Save call f for every partition whose stored progress went
-// backwards, and returns r.
+// OnLoss makes Save call f for the partitions whose stored progress may
+// have lost writes, and returns r.
 func (r *Redis) OnLoss(f LossFunc) *Redis {
 	r.onLoss = f
 	return r
 }
 
-// saveRedisScript writes each (partition, next, known) triple of ARGV unless
-// the hash holds a greater or equal value, and returns, for each, the
-// partition, the value after and 1 — or, when the hash holds less than
-// known (it lost writes) and known is positive, the value it holds and 0,
-// without writing. Offsets are below 2^53 and compare exactly as Lua
-// numbers.
+// holdWith is how a Tracker learns of losses (see Tracker.hold).
+func (r *Redis) holdWith(hold func(partition int32, at int64, on bool)) { r.hold = hold }
+
+// runSuffix names the field, beside a partition's, that holds the run id
+// of the server its progress was last moved forward on.
+const runSuffix = ":run"
+
+// saveRedisScript takes (partition, next, known, known run, repaired)
+// quintuples in ARGV. For each it writes next, with the answering
+// server's run id, unless the hash holds as much already — or, when the
+// partition is not being repaired and next is ahead of the hash, the
+// progress is suspect (see Redis): then it writes nothing and reports 0.
+// It returns, for each, the partition, the value after, 1 or 0, and the
+// run id. Offsets are below 2^53 and compare exactly as Lua numbers.
 var saveRedisScript = redis.NewScript(`
+local run = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)') or ''
 local out = {}
-for i = 1, #ARGV, 3 do
-  local cur = tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or '0') or 0
+for i = 1, #ARGV, 5 do
+  local part = ARGV[i]
+  local nxt = tonumber(ARGV[i + 1])
+  local cur = tonumber(redis.call('HGET', KEYS[1], part) or '0') or 0
+  local curRun = redis.call('HGET', KEYS[1], part .. '` + runSuffix + `') or ''
+  local knownRun = ARGV[i + 3]
   local ok = 1
-  if cur < tonumber(ARGV[i + 2]) then
+  if nxt > cur and ARGV[i + 4] ~= '1' and (cur < tonumber(ARGV[i + 2]) or
+      (knownRun ~= '' and knownRun ~= run) or (curRun ~= '' and curRun ~= run)) then
     ok = 0
-  elseif cur < tonumber(ARGV[i + 1]) then
-    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
-    cur = tonumber(ARGV[i + 1])
+  elseif nxt > cur then
+    redis.call('HSET', KEYS[1], part, ARGV[i + 1], part .. '` + runSuffix + `', run)
+    cur = nxt
   end
-  out[#out + 1] = ARGV[i]
+  out[#out + 1] = part
   out[#out + 1] = string.format('%d', cur)
   out[#out + 1] = ok
+  out[#out + 1] = run
 end
 return out
 `)
@@ -81,50 +124,45 @@ func (r *Redis) Load(ctx context.Context) (map[int32]int64, error) {
 	for field, v := range all {
 		part, err := strconv.ParseInt(field, 10, 32)
 		if err != nil {
-			continue // not ours
+			continue // a run id, or not ours
 		}
 		out[int32(part)] = parseOffset(v)
 	}
-	r.learn(out)
 	return out, nil
 }
 
-// learn raises known to what got says.
-func (r *Redis) learn(got map[int32]int64) {
-	if r.onLoss == nil {
-		return
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for part, n := range got {
-		r.known[part] = max(r.known[part], n)
-	}
-}
-
-// Save implements Backend. A partition whose hash value went backwards is
-// written only after OnLoss returns nil for it; an OnLoss that fails
-// fails the Save, and the next one tries again.
+// Save implements Backend. A partition whose progress is suspect is
+// written only after OnLoss returns nil for it; while OnLoss runs, the
+// tracker's view of it stays at the loss. An OnLoss that fails fails the
+// Save, and the next one tries again.
 func (r *Redis) Save(ctx context.Context, next map[int32]int64) (map[int32]int64, error) {
-	out, lost, err := r.save(ctx, next)
+	out, lost, err := r.save(ctx, next, nil)
 	if err != nil || len(lost) == 0 {
 		return out, err
 	}
-	again := make(map[int32]int64, len(lost))
-	for part, from := range lost {
-		if err := r.onLoss(ctx, part, from); err != nil {
-			return nil, fmt.Errorf("progress of partition %d went back to %d, and the read model could not repair: %w", part, from, err)
+	if r.hold != nil {
+		for part, from := range lost {
+			r.hold(part, from, true)
 		}
-		r.mu.Lock()
-		r.known[part] = from // accepted: the read model no longer vouches above it
-		r.mu.Unlock()
+		defer func() {
+			for part := range lost {
+				r.hold(part, 0, false)
+			}
+		}()
+	}
+	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), LossTimeout)
+	err = r.onLoss(lctx, lost)
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("progress may have lost writes from %v, and the read model could not repair: %w", lost, err)
+	}
+	again := make(map[int32]int64, len(lost))
+	for part := range lost {
 		again[part] = next[part]
 	}
-	after, lost, err := r.save(ctx, again)
+	after, _, err := r.save(ctx, again, lost)
 	if err != nil {
 		return nil, err
-	}
-	if len(lost) > 0 {
-		return nil, fmt.Errorf("progress went backwards again while it was repaired (partitions %v)", keys(lost))
 	}
 	for part, n := range after {
 		out[part] = n
@@ -132,28 +170,34 @@ func (r *Redis) Save(ctx context.Context, next map[int32]int64) (map[int32]int64
 	return out, nil
 }
 
-// save runs the script once: out is what is stored after, lost the
-// partitions found below what was known, with what they hold.
-func (r *Redis) save(ctx context.Context, next map[int32]int64) (out, lost map[int32]int64, err error) {
-	args := make([]any, 0, 3*len(next))
+// save runs the script once for next (the partitions in repaired as
+// repaired): out is what is stored after, lost the suspect partitions,
+// with what the hash holds for them.
+func (r *Redis) save(ctx context.Context, next, repaired map[int32]int64) (out, lost map[int32]int64, err error) {
+	args := make([]any, 0, 5*len(next))
 	r.mu.Lock()
 	for part, off := range next {
-		known := int64(0)
-		if r.onLoss != nil {
-			known = r.known[part]
+		k := r.known[part]
+		_, rep := repaired[part]
+		check := "1" // no check: repaired, or nobody to repair
+		if !rep && r.onLoss != nil {
+			check = "0"
 		}
-		args = append(args, int64(part), off, known)
+		args = append(args, int64(part), off, k.next, k.run, check)
 	}
 	r.mu.Unlock()
 	vals, err := saveRedisScript.Run(ctx, r.client, []string{r.key}, args...).Slice()
 	if err != nil {
 		return nil, nil, err
 	}
-	out = make(map[int32]int64, len(vals)/3)
-	for i := 0; i+2 < len(vals); i += 3 {
+	out = make(map[int32]int64, len(vals)/4)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i := 0; i+3 < len(vals); i += 4 {
 		field, _ := vals[i].(string)
 		value, _ := vals[i+1].(string)
 		ok, _ := vals[i+2].(int64)
+		run, _ := vals[i+3].(string)
 		part, err := strconv.ParseInt(field, 10, 32)
 		if err != nil {
 			continue
@@ -167,17 +211,14 @@ func (r *Redis) save(ctx context.Context, next map[int32]int64) (out, lost map[i
 			continue
 		}
 		out[int32(part)] = n
+		k := r.known[int32(part)]
+		if k.run != run {
+			k = written{run: run}
+		}
+		k.next = max(k.next, n)
+		r.known[int32(part)] = k
 	}
-	r.learn(out)
 	return out, lost, nil
-}
-
-func keys(m map[int32]int64) []int32 {
-	out := make([]int32, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	return out
 }
 
 // parseOffset reads a stored value; a malformed one is 0, which proves

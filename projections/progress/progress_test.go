@@ -3,6 +3,8 @@ package progress_test
 import (
 	"context"
 	"errors"
+	"maps"
+	"strings"
 	"testing"
 	"time"
 
@@ -56,52 +58,131 @@ func TestRedisRewriteRestoresALostHash(t *testing.T) {
 	eventually(t, "the rewrite", func() bool { return client.HGet(t.Context(), key, "0").Val() == "7" })
 }
 
-// A hash that went backwards (a failover lost the last writes, progress
-// and the read model's data alike) is not written over until the read
-// model has repaired what it may have lost from there on.
+// A hash that went backwards (a flush, or a failover that took progress
+// writes too) is not written over until the read model has repaired
+// what it may have lost from there on.
 func TestRedisNoticesALoss(t *testing.T) {
 	client, prefix := redistest.Client(t)
 	ctx := t.Context()
 	key := prefix + "progress:loss"
-	type loss struct {
-		part int32
-		from int64
-	}
-	var losses []loss
+	var losses []map[int32]int64
 	var fail error
-	b := progress.NewRedis(client, key).OnLoss(func(_ context.Context, part int32, from int64) error {
-		losses = append(losses, loss{part, from})
+	b := progress.NewRedis(client, key).OnLoss(func(_ context.Context, lost map[int32]int64) error {
+		losses = append(losses, lost)
 		return fail
 	})
 	stored := func() string { return client.HGet(ctx, key, "0").Val() }
 	if _, err := b.Save(ctx, map[int32]int64{0: 10, 1: 3}); err != nil {
 		t.Fatal(err)
 	}
-	client.HSet(ctx, key, "0", 4) // the failover: partition 0 back to 4
+	client.HSet(ctx, key, "0", 4) // the loss: partition 0 back to 4
 	fail = errors.New("repair failed")
 	if _, err := b.Save(ctx, map[int32]int64{0: 12, 1: 5}); err == nil {
 		t.Fatal("a Save whose repair failed succeeded")
 	}
-	if stored() != "4" || len(losses) != 1 || losses[0] != (loss{0, 4}) {
+	if stored() != "4" || len(losses) != 1 || !maps.Equal(losses[0], map[int32]int64{0: 4}) {
 		t.Fatalf("after a failed repair: stored %s, losses %v", stored(), losses)
+	}
+	// A read of the lowered hash does not make it look right.
+	if _, err := b.Load(ctx); err != nil {
+		t.Fatal(err)
 	}
 	fail = nil
 	got, err := b.Save(ctx, map[int32]int64{0: 12, 1: 5})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got[0] != 12 || got[1] != 5 || stored() != "12" || len(losses) != 2 || losses[1] != (loss{0, 4}) {
+	if got[0] != 12 || got[1] != 5 || stored() != "12" || len(losses) != 2 || !maps.Equal(losses[1], map[int32]int64{0: 4}) {
 		t.Fatalf("after the repair: got %v, stored %s, losses %v", got, stored(), losses)
 	}
-	// Another process's greater progress, read or returned, is no loss.
+	// Another process's greater progress is no loss, nor is a Save that
+	// would not move the hash.
 	client.HSet(ctx, key, "0", 20)
 	if got, err := b.Save(ctx, map[int32]int64{0: 13}); err != nil || got[0] != 20 || len(losses) != 2 {
 		t.Fatalf("behind another process: got %v, %v, losses %v", got, err, losses)
 	}
 	// A flush is a loss too.
 	client.Del(ctx, key)
-	if _, err := b.Save(ctx, map[int32]int64{0: 21}); err != nil || len(losses) != 3 || losses[2] != (loss{0, 0}) || stored() != "21" {
+	if _, err := b.Save(ctx, map[int32]int64{0: 21}); err != nil || len(losses) != 3 || !maps.Equal(losses[2], map[int32]int64{0: 0}) || stored() != "21" {
 		t.Fatalf("after a flush: %v, losses %v, stored %s", err, losses, stored())
+	}
+}
+
+// Progress last moved forward on another Redis server (the master
+// before a failover, or before a restart) is suspect from what the hash
+// holds, also for a process that starts after the switch: the data
+// written on that server after its last progress write that reached this
+// one may be gone.
+func TestRedisNoticesAnotherServer(t *testing.T) {
+	client, prefix := redistest.Client(t)
+	ctx := t.Context()
+	key := prefix + "progress:server"
+	var losses []map[int32]int64
+	b := progress.NewRedis(client, key).OnLoss(func(_ context.Context, lost map[int32]int64) error {
+		losses = append(losses, lost)
+		return nil
+	})
+	if _, err := b.Save(ctx, map[int32]int64{0: 10, 1: 10}); err != nil {
+		t.Fatal(err)
+	}
+	if run := client.HGet(ctx, key, "0:run").Val(); len(run) != 40 {
+		t.Fatalf("the server's run id is not stored: %q", run)
+	}
+	// As the hash looks on a promoted replica: both partitions last moved
+	// on the old master.
+	client.HSet(ctx, key, "0:run", strings.Repeat("a", 40), "1:run", strings.Repeat("a", 40))
+	fresh := progress.NewRedis(client, key).OnLoss(func(_ context.Context, lost map[int32]int64) error {
+		losses = append(losses, lost)
+		return nil
+	})
+	// A process with nothing past the hash wrote nothing it may lose.
+	if _, err := fresh.Save(ctx, map[int32]int64{1: 10}); err != nil || len(losses) != 0 {
+		t.Fatalf("a Save at the hash: %v, losses %v", err, losses)
+	}
+	if _, err := fresh.Save(ctx, map[int32]int64{0: 11, 1: 12}); err != nil {
+		t.Fatal(err)
+	}
+	if len(losses) != 1 || !maps.Equal(losses[0], map[int32]int64{0: 10, 1: 10}) {
+		t.Fatalf("losses %v, want both partitions from 10", losses)
+	}
+	if got := client.HMGet(ctx, key, "0", "1").Val(); got[0] != "11" || got[1] != "12" {
+		t.Fatalf("stored %v after the repair", got)
+	}
+	if _, err := fresh.Save(ctx, map[int32]int64{0: 13}); err != nil || len(losses) != 1 {
+		t.Fatalf("a Save after the repair: %v, losses %v", err, losses)
+	}
+}
+
+// While the read model repairs, the tracker's view of the partition
+// stays at the loss, so that this process's readers do not trust what
+// may be gone.
+func TestTrackerHoldsALossWhileRepaired(t *testing.T) {
+	client, prefix := redistest.Client(t)
+	key := prefix + "progress:hold"
+	var tr *progress.Tracker
+	repairing := make(chan int64, 1)
+	release := make(chan struct{})
+	b := progress.NewRedis(client, key).OnLoss(func(_ context.Context, lost map[int32]int64) error {
+		repairing <- tr.Next(0)
+		<-release
+		return nil
+	})
+	tr, err := progress.New(t.Context(), b, progress.Config{Name: "hold", RefreshInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	tr.Advance(0, 9)
+	eventually(t, "the first write", func() bool { return client.HGet(t.Context(), key, "0").Val() == "10" })
+	client.HSet(t.Context(), key, "0", 4)
+	tr.Advance(0, 10)
+	if view := <-repairing; view != 4 {
+		t.Fatalf("the view while repaired is %d, want 4", view)
+	}
+	close(release)
+	eventually(t, "the write after the repair", func() bool { return client.HGet(t.Context(), key, "0").Val() == "11" })
+	if tr.Next(0) != 11 {
+		t.Fatalf("the view after the repair is %d, want 11", tr.Next(0))
 	}
 }
 

@@ -437,10 +437,10 @@ func Durable(ctx context.Context, pool *pgxpool.Pool, rdb *goredis.Client, prefi
 		// written after them: the journal tells what to stop vouching for.
 		journal := cache.NewJournal(0)
 		backend := progress.NewRedis(rdb, fmt.Sprintf("%se%d:progress:cache", prefix, epoch)).
-			OnLoss(func(ctx context.Context, partition int32, from int64) error {
-				log.Warn("the cache's progress went back (a Redis failover or flush lost writes); it stops vouching for what it may have lost",
-					"partition", partition, "from_offset", from)
-				return c.Repair(ctx, journal, partition, from)
+			OnLoss(func(ctx context.Context, lost map[int32]int64) error {
+				log.Warn("Redis may have lost the cache's last writes (a failover, a restart or a flush); the cache stops vouching for what they changed",
+					"partitions_from_offsets", fmt.Sprint(lost))
+				return c.Repair(ctx, journal, lost)
 			})
 		// Rewrite every quarter second: it is also how a loss is noticed
 		// when no new record comes.
