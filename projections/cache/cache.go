@@ -70,6 +70,7 @@ type Projection struct {
 
 	mu        sync.Mutex
 	firstSeen map[int32]int64
+	doubted   bool // see Doubt
 }
 
 // NewProjection returns the cache projection. fromLogStart says that its
@@ -88,6 +89,16 @@ func NewProjection(c Cache, epoch uint8, fromLogStart bool) *Projection {
 func (p *Projection) WithPrev(prev Prev) *Projection {
 	p.prev = prev
 	return p
+}
+
+// Doubt tells the projection that the cache may have lost writes: from
+// now on a conversation it meets is covered from its message on only, as
+// if fromLogStart were false — a conversation whose key was lost holds
+// nothing of the log's start any more.
+func (p *Projection) Doubt() {
+	p.mu.Lock()
+	p.doubted = true
+	p.mu.Unlock()
 }
 
 // WithJournal makes the projection note in j, before it applies them,
@@ -154,6 +165,10 @@ func (p *Projection) floor(r projections.Record) domain.MsgID {
 		return r.MsgID - 1
 	}
 	p.mu.Lock()
+	if p.doubted {
+		p.mu.Unlock()
+		return r.MsgID - 1
+	}
 	first, ok := p.firstSeen[r.Position.Partition]
 	if !ok {
 		first = r.Position.Offset

@@ -14,9 +14,8 @@ import (
 // writes) can stop vouching for exactly what it may have lost — the
 // conversations changed from the offset its progress went back to — and
 // keep the rest (Redis.Repair). It is bounded in bytes: past its budget
-// the partition that holds the most forgets its oldest half (a partition
-// that moved to another process goes first), and a loss reaching below
-// what a partition remembers costs the whole cache.
+// the partition that holds the most forgets its oldest half, and a loss
+// reaching below what a partition remembers costs the whole cache.
 type Journal struct {
 	mu     sync.Mutex
 	parts  map[int32]*journalPart

@@ -151,3 +151,17 @@ func TestRedisRepairForgetsWhatALossMayHaveTaken(t *testing.T) {
 }
 
 func fmtID(id domain.MsgID) string { return fmt.Sprint(int64(id)) }
+
+// After a loss, a projection reading from the log's start no longer
+// covers a conversation it meets from that start: its key may be one the
+// loss took, with messages the projection applied before.
+func TestProjectionDoubtedCoversFromTheMessage(t *testing.T) {
+	p := NewProjection(NewMemory(Retention), epoch, true)
+	if got := p.floor(sentRecord(t, "d:a:b", 0, 0, time.Now())); got != 0 {
+		t.Fatalf("floor from the log start = %d, want 0", got)
+	}
+	p.Doubt()
+	if got := p.floor(sentRecord(t, "d:a:c", 0, 6, time.Now())); got != mid(t, 6)-1 {
+		t.Fatalf("floor after Doubt = %d, want %d", got, mid(t, 6)-1)
+	}
+}

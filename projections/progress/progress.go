@@ -221,6 +221,9 @@ func (t *Tracker) hold(partition int32, at int64, on bool) {
 	if t.held == nil {
 		t.held = map[int32]int64{}
 	}
+	if old, ok := t.held[partition]; ok {
+		at = min(at, old)
+	}
 	t.held[partition] = at
 }
 

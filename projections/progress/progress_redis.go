@@ -43,6 +43,7 @@ type Redis struct {
 
 	mu    sync.Mutex
 	known map[int32]written
+	held  map[int32]bool // partitions whose tracker view is held
 }
 
 // written is what a Save last read back for a partition: the value and
@@ -65,7 +66,7 @@ const LossTimeout = 2 * time.Minute
 
 // NewRedis returns the backend whose hash is key.
 func NewRedis(client redis.UniversalClient, key string) *Redis {
-	return &Redis{client: client, key: key, known: map[int32]written{}}
+	return &Redis{client: client, key: key, known: map[int32]written{}, held: map[int32]bool{}}
 }
 
 // OnLoss makes Save call f for the partitions whose stored progress may
@@ -82,33 +83,48 @@ func (r *Redis) holdWith(hold func(partition int32, at int64, on bool)) { r.hold
 // of the server its progress was last moved forward on.
 const runSuffix = ":run"
 
-// saveRedisScript takes (partition, next, known, known run, repaired)
+// saveRedisScript takes (partition, next, known, known run, mode)
 // quintuples in ARGV. For each it writes next, with the answering
-// server's run id, unless the hash holds as much already — or, when the
-// partition is not being repaired and next is ahead of the hash, the
-// progress is suspect (see Redis): then it writes nothing and reports 0.
-// It returns, for each, the partition, the value after, 1 or 0, and the
-// run id. Offsets are below 2^53 and compare exactly as Lua numbers.
+// server's run id, unless the hash holds as much already — or, when next
+// is ahead of the hash and the progress is suspect, it writes nothing and
+// reports 0. Mode "-" checks nothing (no read model to repair); "" checks
+// as Redis says; "r:<run id>" says that the partition was repaired, on
+// that server, from known on: it is suspect only if another server
+// answers now or the hash went below known meanwhile. It returns, for each, the
+// partition, the value after, 1 or 0, and the run id ("" when the user
+// may not run INFO: then only a hash that went back is noticed). Offsets
+// are below 2^53 and compare exactly as Lua numbers.
 var saveRedisScript = redis.NewScript(`
-local run = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)') or ''
+local run = ''
+local ok, info = pcall(redis.call, 'INFO', 'server')
+if ok and type(info) == 'string' then
+  run = string.match(info, 'run_id:(%x+)') or ''
+end
 local out = {}
 for i = 1, #ARGV, 5 do
   local part = ARGV[i]
   local nxt = tonumber(ARGV[i + 1])
-  local cur = tonumber(redis.call('HGET', KEYS[1], part) or '0') or 0
-  local curRun = redis.call('HGET', KEYS[1], part .. '` + runSuffix + `') or ''
+  local known = tonumber(ARGV[i + 2])
   local knownRun = ARGV[i + 3]
-  local ok = 1
-  if nxt > cur and ARGV[i + 4] ~= '1' and (cur < tonumber(ARGV[i + 2]) or
-      (knownRun ~= '' and knownRun ~= run) or (curRun ~= '' and curRun ~= run)) then
-    ok = 0
+  local mode = ARGV[i + 4]
+  local cur = tonumber(redis.call('HGET', KEYS[1], part) or '0') or 0
+  local suspect = false
+  if mode == '' then
+    local curRun = redis.call('HGET', KEYS[1], part .. '` + runSuffix + `') or ''
+    suspect = cur < known or (knownRun ~= '' and knownRun ~= run) or (curRun ~= '' and curRun ~= run)
+  elseif mode ~= '-' then
+    suspect = cur < known or string.sub(mode, 3) ~= run
+  end
+  local written = 1
+  if nxt > cur and suspect then
+    written = 0
   elseif nxt > cur then
     redis.call('HSET', KEYS[1], part, ARGV[i + 1], part .. '` + runSuffix + `', run)
     cur = nxt
   end
   out[#out + 1] = part
   out[#out + 1] = string.format('%d', cur)
-  out[#out + 1] = ok
+  out[#out + 1] = written
   out[#out + 1] = run
 end
 return out
@@ -132,37 +148,40 @@ func (r *Redis) Load(ctx context.Context) (map[int32]int64, error) {
 }
 
 // Save implements Backend. A partition whose progress is suspect is
-// written only after OnLoss returns nil for it; while OnLoss runs, the
-// tracker's view of it stays at the loss. An OnLoss that fails fails the
-// Save, and the next one tries again.
+// written only after OnLoss returns nil for it; from then until it is
+// written, the tracker's view of it stays at the loss. An OnLoss that
+// fails, or a switch of servers while it ran, fails the Save, and the
+// next one tries again.
 func (r *Redis) Save(ctx context.Context, next map[int32]int64) (map[int32]int64, error) {
 	out, lost, err := r.save(ctx, next, nil)
 	if err != nil || len(lost) == 0 {
 		return out, err
 	}
-	if r.hold != nil {
-		for part, from := range lost {
-			r.hold(part, from, true)
-		}
-		defer func() {
-			for part := range lost {
-				r.hold(part, 0, false)
-			}
-		}()
+	from := make(map[int32]int64, len(lost))
+	for part, l := range lost {
+		from[part] = l.from
+		r.holdAt(part, l.from)
 	}
+	// The repair and the write after it have their own deadlines: a
+	// repair that drops a large cache outlasts a progress write's, and a
+	// write that timed out after it would only start it again.
 	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), LossTimeout)
-	err = r.onLoss(lctx, lost)
-	cancel()
-	if err != nil {
-		return nil, fmt.Errorf("progress may have lost writes from %v, and the read model could not repair: %w", lost, err)
+	defer cancel()
+	if err := r.onLoss(lctx, from); err != nil {
+		return nil, fmt.Errorf("progress may have lost writes from %v, and the read model could not repair: %w", from, err)
 	}
 	again := make(map[int32]int64, len(lost))
 	for part := range lost {
 		again[part] = next[part]
 	}
-	after, _, err := r.save(ctx, again, lost)
+	wctx, cancelWrite := context.WithTimeout(context.WithoutCancel(ctx), repairedWriteTimeout)
+	defer cancelWrite()
+	after, still, err := r.save(wctx, again, lost)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("cannot write progress after a repair: %w", err)
+	}
+	if len(still) > 0 {
+		return nil, fmt.Errorf("Redis switched servers or lost writes again while the read model repaired (partitions from %v)", from)
 	}
 	for part, n := range after {
 		out[part] = n
@@ -170,20 +189,43 @@ func (r *Redis) Save(ctx context.Context, next map[int32]int64) (map[int32]int64
 	return out, nil
 }
 
-// save runs the script once for next (the partitions in repaired as
-// repaired): out is what is stored after, lost the suspect partitions,
-// with what the hash holds for them.
-func (r *Redis) save(ctx context.Context, next, repaired map[int32]int64) (out, lost map[int32]int64, err error) {
+// holdAt holds the tracker's view of part at from until a Save writes
+// it (or finds it written).
+func (r *Redis) holdAt(part int32, from int64) {
+	if r.hold == nil {
+		return
+	}
+	r.mu.Lock()
+	r.held[part] = true
+	r.mu.Unlock()
+	r.hold(part, from, true)
+}
+
+// repairedWriteTimeout bounds the progress write after a repair.
+const repairedWriteTimeout = 10 * time.Second
+
+// loss is a suspect partition: what the hash holds, and the server that
+// said so.
+type loss struct {
+	from int64
+	run  string
+}
+
+// save runs the script once for next — the partitions in repaired as
+// repaired on the server named there — : out is what is stored after,
+// lost the suspect partitions.
+func (r *Redis) save(ctx context.Context, next map[int32]int64, repaired map[int32]loss) (out map[int32]int64, lost map[int32]loss, err error) {
 	args := make([]any, 0, 5*len(next))
 	r.mu.Lock()
 	for part, off := range next {
-		k := r.known[part]
-		_, rep := repaired[part]
-		check := "1" // no check: repaired, or nobody to repair
-		if !rep && r.onLoss != nil {
-			check = "0"
+		k, mode := r.known[part], ""
+		if l, ok := repaired[part]; ok {
+			k, mode = written{next: l.from}, "r:"+l.run
 		}
-		args = append(args, int64(part), off, k.next, k.run, check)
+		if r.onLoss == nil {
+			mode = "-"
+		}
+		args = append(args, int64(part), off, k.next, k.run, mode)
 	}
 	r.mu.Unlock()
 	vals, err := saveRedisScript.Run(ctx, r.client, []string{r.key}, args...).Slice()
@@ -191,6 +233,12 @@ func (r *Redis) save(ctx context.Context, next, repaired map[int32]int64) (out, 
 		return nil, nil, err
 	}
 	out = make(map[int32]int64, len(vals)/4)
+	var release []int32
+	defer func() {
+		for _, part := range release {
+			r.hold(part, 0, false) // after r.mu: the tracker's lock is never taken under it
+		}
+	}()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for i := 0; i+3 < len(vals); i += 4 {
@@ -205,12 +253,16 @@ func (r *Redis) save(ctx context.Context, next, repaired map[int32]int64) (out, 
 		n := parseOffset(value)
 		if ok == 0 {
 			if lost == nil {
-				lost = map[int32]int64{}
+				lost = map[int32]loss{}
 			}
-			lost[int32(part)] = n
+			lost[int32(part)] = loss{from: n, run: run}
 			continue
 		}
 		out[int32(part)] = n
+		if r.held[int32(part)] {
+			delete(r.held, int32(part))
+			release = append(release, int32(part))
+		}
 		k := r.known[int32(part)]
 		if k.run != run {
 			k = written{run: run}

@@ -153,37 +153,61 @@ func TestRedisNoticesAnotherServer(t *testing.T) {
 	}
 }
 
-// While the read model repairs, the tracker's view of the partition
-// stays at the loss, so that this process's readers do not trust what
-// may be gone.
-func TestTrackerHoldsALossWhileRepaired(t *testing.T) {
+// While the read model repairs — and until progress is written after a
+// repair that failed — the tracker's view of the partition stays at the
+// loss, so that this process's readers do not trust what may be gone. A
+// hash that goes back again during the repair is a loss again.
+func TestTrackerHoldsALossUntilRepaired(t *testing.T) {
 	client, prefix := redistest.Client(t)
+	ctx := t.Context()
 	key := prefix + "progress:hold"
 	var tr *progress.Tracker
-	repairing := make(chan int64, 1)
-	release := make(chan struct{})
+	type call struct {
+		view int64
+		lost map[int32]int64
+	}
+	calls := make(chan call, 1)
+	results := make(chan func() error, 1)
 	b := progress.NewRedis(client, key).OnLoss(func(_ context.Context, lost map[int32]int64) error {
-		repairing <- tr.Next(0)
-		<-release
-		return nil
+		calls <- call{tr.Next(0), lost}
+		select {
+		case f := <-results:
+			return f()
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	})
-	tr, err := progress.New(t.Context(), b, progress.Config{Name: "hold", RefreshInterval: time.Hour})
+	tr, err := progress.New(ctx, b, progress.Config{Name: "hold", RefreshInterval: 50 * time.Millisecond, Rewrite: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer tr.Close()
 	tr.Advance(0, 9)
-	eventually(t, "the first write", func() bool { return client.HGet(t.Context(), key, "0").Val() == "10" })
-	client.HSet(t.Context(), key, "0", 4)
+	eventually(t, "the first write", func() bool { return client.HGet(ctx, key, "0").Val() == "10" })
+	client.HSet(ctx, key, "0", 4)
 	tr.Advance(0, 10)
-	if view := <-repairing; view != 4 {
-		t.Fatalf("the view while repaired is %d, want 4", view)
+	expect := func(what string, view int64, from int64) {
+		t.Helper()
+		select {
+		case c := <-calls:
+			if c.view != view || !maps.Equal(c.lost, map[int32]int64{0: from}) {
+				t.Fatalf("%s: view %d, lost %v; want view %d, lost from %d", what, c.view, c.lost, view, from)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s: no repair within 5s", what)
+		}
 	}
-	close(release)
-	eventually(t, "the write after the repair", func() bool { return client.HGet(t.Context(), key, "0").Val() == "11" })
-	if tr.Next(0) != 11 {
-		t.Fatalf("the view after the repair is %d, want 11", tr.Next(0))
+	expect("the repair", 4, 4)
+	results <- func() error { return errors.New("repair failed") }
+	expect("the repair after a failed one", 4, 4)
+	if tr.Next(0) != 4 {
+		t.Fatalf("the view after a failed repair is %d, want 4", tr.Next(0))
 	}
+	results <- func() error { return client.HSet(ctx, key, "0", 2).Err() } // back again meanwhile
+	expect("the repair after the hash went back again", 2, 2)
+	results <- func() error { return nil }
+	eventually(t, "the write after the repair", func() bool { return client.HGet(ctx, key, "0").Val() == "11" })
+	eventually(t, "the view to be let go", func() bool { return tr.Next(0) == 11 })
 }
 
 // A gateway that reads a lost hash no longer vouches for the data that

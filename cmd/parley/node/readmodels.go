@@ -436,17 +436,19 @@ func Durable(ctx context.Context, pool *pgxpool.Pool, rdb *goredis.Client, prefi
 		// A failover may lose the cache's last writes with the progress
 		// written after them: the journal tells what to stop vouching for.
 		journal := cache.NewJournal(0)
+		projection := cache.NewProjection(c, epoch, fromLogStart).WithJournal(journal)
 		backend := progress.NewRedis(rdb, fmt.Sprintf("%se%d:progress:cache", prefix, epoch)).
 			OnLoss(func(ctx context.Context, lost map[int32]int64) error {
 				log.Warn("Redis may have lost the cache's last writes (a failover, a restart or a flush); the cache stops vouching for what they changed",
 					"partitions_from_offsets", fmt.Sprint(lost))
+				projection.Doubt()
 				return c.Repair(ctx, journal, lost)
 			})
 		// Rewrite every quarter second: it is also how a loss is noticed
 		// when no new record comes.
 		cfg := progress.Config{Rewrite: true, RefreshInterval: 250 * time.Millisecond}
 		if err := add(cache.Name, backend, cfg, c, func() runner.Spec {
-			return runner.Spec{Projection: cache.NewProjection(c, epoch, fromLogStart).WithJournal(journal)}
+			return runner.Spec{Projection: projection}
 		}); err != nil {
 			return nil, err
 		}
