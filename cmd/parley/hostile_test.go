@@ -612,6 +612,66 @@ func TestSendFloodIsClosed(t *testing.T) {
 	legit(t, s, "after-flood")
 }
 
+// The continuation frames of a message that never ends count against the
+// rate limit like any frame: a client that sends them as fast as it can
+// is closed 4010, not left to spend the server's CPU on frames its limit
+// never hears of.
+func TestContinuationFloodIsClosed(t *testing.T) {
+	s := startServer(t, func(c *node.Config) {
+		c.Gateway.RatePerSecond = 5
+		c.Gateway.RateBurst = 5
+	})
+	ws, _ := dialRaw(t, s.n.Addr())
+	hello := fmt.Sprintf(`{"id":"h","type":"hello","token":%q}`, s.token("frag", "phone", time.Hour))
+	if _, err := ws.Write(frame(0x1, []byte(hello))); err != nil {
+		t.Fatal(err)
+	}
+	if f, code, err := ws.readText(); err != nil || code != 0 || f.Type != "welcome" {
+		t.Fatalf("hello: %+v, %d, %v", f, code, err)
+	}
+	done := make(chan uint16, 1)
+	go func() {
+		for {
+			_, code, err := ws.readText()
+			if err != nil || code != 0 {
+				done <- code
+				return
+			}
+		}
+	}()
+	// A text frame without FIN, then empty continuation frames without it.
+	start := append([]byte{0x01, 0x80 | 1}, 1, 2, 3, 4, '{'^1)
+	if _, err := ws.Write(start); err != nil {
+		t.Fatal(err)
+	}
+	empty := []byte{0x00, 0x80, 1, 2, 3, 4}
+	buf := slices.Repeat(empty, 1000)
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case code := <-done:
+			if code != wire.CloseFlood {
+				t.Fatalf("closed with %d, want %d", code, wire.CloseFlood)
+			}
+			legit(t, s, "after-continuation-flood")
+			return
+		default:
+		}
+		if _, err := ws.Write(buf); err != nil {
+			break // closed: the reader says how
+		}
+	}
+	select {
+	case code := <-done:
+		if code != wire.CloseFlood {
+			t.Fatalf("closed with %d, want %d", code, wire.CloseFlood)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a connection flooding continuation frames stays open")
+	}
+	legit(t, s, "after-continuation-flood")
+}
+
 // Concurrent adds that each fit cannot grow a group past its limit: the one
 // the log orders last is answered too_large and changes nothing.
 func TestConcurrentGroupAddsStayWithinTheLimit(t *testing.T) {

@@ -5,6 +5,7 @@
 package ws
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -570,7 +571,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 	var conn *gws.Conn
-	conn, err = g.upgrader.Upgrade(w, r)
+	conn, err = g.upgrade(w, r)
 	if err != nil {
 		g.log.Debug("upgrade refused", "remote", r.RemoteAddr, "err", err)
 		return
@@ -588,11 +589,38 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	g.conns.Add(1) // under mu, so never concurrent with Shutdown's Wait at zero
 	g.mu.Unlock()
-	go func() {
-		defer g.conns.Done()
-		defer g.release(waiting)
-		conn.ReadLoop()
-	}()
+	go g.readLoop(conn, waiting)
+}
+
+// readLoop runs a connection's read loop, then gives back what it held.
+// It has no defers: its frame stays under every read of every
+// connection, idle ones included (see countedConn.Read), and gws calls
+// the handlers in it under a recovery of their own.
+func (g *Gateway) readLoop(conn *gws.Conn, waiting *helloWait) {
+	conn.ReadLoop()
+	g.release(waiting)
+	g.conns.Done()
+}
+
+// upgrade is gws's Upgrade over a countedConn, so that every frame the
+// client sends counts against its rate limit.
+func (g *Gateway) upgrade(w http.ResponseWriter, r *http.Request) (*gws.Conn, error) {
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		return nil, errors.New("the connection cannot be taken over")
+	}
+	netConn, _, err := hj.Hijack()
+	if err != nil {
+		return nil, err
+	}
+	cc := &countedConn{Conn: netConn}
+	cc.tcp, _ = netConn.(*net.TCPConn)
+	conn, err := g.upgrader.UpgradeFromConn(cc, bufio.NewReaderSize(cc, g.cfg.ReadBufferBytes), r)
+	if err != nil {
+		return nil, err
+	}
+	cc.ws = conn
+	return conn, nil
 }
 
 // refuse answers an upgrade request that is not taken with a JSON error.

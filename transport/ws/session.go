@@ -83,7 +83,7 @@ func newSession(g *Gateway, conn *gws.Conn, now time.Time) *session {
 	if w, ok := conn.Session().Load(helloKey); ok {
 		sh = w.(*helloWait).share
 	}
-	s.out = newOutbox(conn.NetConn(), int64(cfg.HelloQueueBytes), g.budget, sh, cfg.WriteTimeout, func() {
+	s.out = newOutbox(rawConn(conn.NetConn()), int64(cfg.HelloQueueBytes), g.budget, sh, cfg.WriteTimeout, func() {
 		s.closeWith(wire.CloseSlowConsumer, wire.ReasonSlowConsumer, true)
 	}, cfg.Observer)
 	s.lastRead.Store(now.UnixNano())

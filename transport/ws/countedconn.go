@@ -1,0 +1,142 @@
+package ws
+
+import (
+	"encoding/binary"
+	"net"
+	"time"
+
+	"github.com/lxzan/gws"
+)
+
+// frameScanner follows the WebSocket frames of a client's byte stream by
+// their headers alone (RFC 6455 §5.2), skipping payloads, so that frames
+// gws takes in without calling the handler — the continuation frames of a
+// fragmented message — are counted too. It holds no payload: a header is
+// at most 14 bytes.
+type frameScanner struct {
+	hdr  [14]byte
+	have uint8
+	skip uint64 // payload bytes of the current frame still to pass
+}
+
+// opContinuation is the opcode of a fragmented message's later frames.
+const opContinuation = 0x0
+
+// scan passes b and returns how many continuation frames' headers
+// complete in it. It calls nothing: it runs under the read loop of every
+// connection (see countedConn.Read).
+//
+//go:noinline
+func (f *frameScanner) scan(b []byte) (continuations int) {
+	for len(b) > 0 {
+		if f.skip > 0 {
+			k := uint64(len(b))
+			if k > f.skip {
+				k = f.skip
+			}
+			f.skip -= k
+			b = b[k:]
+			continue
+		}
+		need := f.headerLen()
+		k := copy(f.hdr[f.have:need], b)
+		f.have += uint8(k)
+		b = b[k:]
+		if f.have < 2 || f.have < f.headerLen() {
+			continue // the header goes on in the next bytes
+		}
+		f.skip = f.payloadLen()
+		f.have = 0
+		if f.hdr[0]&0x0f == opContinuation {
+			continuations++
+		}
+	}
+	return continuations
+}
+
+// headerLen is the length of the header being read, as far as its first
+// two bytes tell: 2 until they are in.
+func (f *frameScanner) headerLen() uint8 {
+	if f.have < 2 {
+		return 2
+	}
+	n := uint8(2)
+	switch f.hdr[1] & 0x7f {
+	case 126:
+		n += 2
+	case 127:
+		n += 8
+	}
+	if f.hdr[1]&0x80 != 0 {
+		n += 4 // the mask
+	}
+	return n
+}
+
+func (f *frameScanner) payloadLen() uint64 {
+	switch n := f.hdr[1] & 0x7f; n {
+	case 126:
+		return uint64(binary.BigEndian.Uint16(f.hdr[2:4]))
+	case 127:
+		return binary.BigEndian.Uint64(f.hdr[2:10])
+	default:
+		return uint64(n)
+	}
+}
+
+// countedConn is a client's connection as gws reads it: every
+// continuation frame that passes is counted against the connection's
+// rate limit, like the frames the handler sees (session.admit), so that
+// a client cannot send frames the limit never hears of. Writes go to the
+// connection itself (rawConn).
+type countedConn struct {
+	net.Conn
+	tcp    *net.TCPConn // Conn, when it is one
+	frames frameScanner
+	ws     *gws.Conn // set once upgraded, before the read loop starts
+}
+
+// Read is the one frame a countedConn adds under the read loop of every
+// connection, idle ones included: it is kept small, reads a TCP
+// connection as one (a static call) and scans with a function that calls
+// nothing. The read goroutine's stack, an idle connection's largest
+// cost, stays within its first 4 KiB only with little room to spare
+// (Gateway.readLoop gave up its defers for it; docs/benchmarks.md,
+// "Every frame counted"): measure idle connections after a change here.
+func (c *countedConn) Read(p []byte) (n int, err error) {
+	if c.tcp != nil {
+		n, err = c.tcp.Read(p)
+	} else {
+		n, err = c.Conn.Read(p)
+	}
+	if k := c.frames.scan(p[:n]); k > 0 {
+		c.continued(k)
+	}
+	return n, err
+}
+
+// continued counts k continuation frames against the connection's rate
+// limit (the handler counts the others: OnMessage, OnPing, OnPong).
+func (c *countedConn) continued(k int) {
+	if c.ws == nil {
+		return
+	}
+	s := sessionOf(c.ws)
+	now := time.Now()
+	for range k {
+		if s == nil || s.closed.Load() {
+			return
+		}
+		s.admit(now)
+	}
+}
+
+// rawConn is the connection under a countedConn: writes skip the wrapper
+// (net.Buffers writes a TCP connection's buffers with one writev only
+// when it is the TCP connection itself).
+func rawConn(c net.Conn) net.Conn {
+	if cc, ok := c.(*countedConn); ok {
+		return cc.Conn
+	}
+	return c
+}

@@ -1,0 +1,102 @@
+package ws
+
+import (
+	"encoding/binary"
+	"math/rand/v2"
+	"slices"
+	"testing"
+)
+
+// encodeFrame is a client frame of opcode with a payload of n bytes
+// (masked, as clients send them, unless unmasked).
+func encodeFrame(opcode byte, fin bool, n int, unmasked bool) []byte {
+	b0 := opcode
+	if fin {
+		b0 |= 0x80
+	}
+	mask := byte(0x80)
+	if unmasked {
+		mask = 0
+	}
+	b := []byte{b0}
+	switch {
+	case n < 126:
+		b = append(b, mask|byte(n))
+	case n <= 0xFFFF:
+		b = append(b, mask|126)
+		b = binary.BigEndian.AppendUint16(b, uint16(n))
+	default:
+		b = append(b, mask|127)
+		b = binary.BigEndian.AppendUint64(b, uint64(n))
+	}
+	if !unmasked {
+		b = append(b, 1, 2, 3, 4)
+	}
+	return append(b, make([]byte, n)...)
+}
+
+// scanAll scans stream cut at cuts and returns the opcodes seen.
+func scanAll(stream []byte, cuts []int) int {
+	var f frameScanner
+	got := 0
+	prev := 0
+	for _, c := range append(cuts, len(stream)) {
+		c = min(max(c, prev), len(stream))
+		got += f.scan(stream[prev:c])
+		prev = c
+	}
+	return got
+}
+
+func TestFrameScannerCountsEveryFrame(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for range 200 {
+		var stream []byte
+		want := 0
+		for range 1 + r.IntN(20) {
+			op := []byte{0x0, 0x1, 0x2, 0x8, 0x9, 0xA}[r.IntN(6)]
+			n := []int{0, 1, 125, 126, 127, 300, 65535, 65536, 70000}[r.IntN(9)]
+			stream = append(stream, encodeFrame(op, r.IntN(2) == 0, n, r.IntN(4) == 0)...)
+			if op == opContinuation {
+				want++
+			}
+		}
+		var cuts []int
+		for range r.IntN(10) {
+			cuts = append(cuts, r.IntN(len(stream)+1))
+		}
+		slices.Sort(cuts)
+		if got := scanAll(stream, cuts); got != want {
+			t.Fatalf("cut at %v: %d continuation frames, want %d", cuts, got, want)
+		}
+		// One byte at a time.
+		var f frameScanner
+		got := 0
+		for i := range stream {
+			got += f.scan(stream[i : i+1])
+		}
+		if got != want {
+			t.Fatalf("byte by byte: %d continuation frames, want %d", got, want)
+		}
+	}
+}
+
+// FuzzFrameScanner: any bytes, cut anywhere, never panic, and a stream cut
+// in two counts the same continuation frames as whole.
+func FuzzFrameScanner(f *testing.F) {
+	f.Add(encodeFrame(0x1, false, 10, false), 3)
+	f.Add(append(encodeFrame(0x0, false, 0, false), encodeFrame(0x0, true, 200, false)...), 7)
+	f.Add([]byte{0x81, 0xFF, 0, 0, 0, 0, 0, 0, 0, 1}, 5)
+	f.Fuzz(func(t *testing.T, stream []byte, cut int) {
+		whole := scanAll(stream, nil)
+		if cut < 0 {
+			cut = -cut
+		}
+		if len(stream) > 0 {
+			cut %= len(stream) + 1
+		}
+		if got := scanAll(stream, []int{cut}); got != whole {
+			t.Fatalf("cut at %d: %v, whole: %v", cut, got, whole)
+		}
+	})
+}
