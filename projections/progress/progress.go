@@ -67,7 +67,10 @@ type Config struct {
 	// Rewrite writes every advanced partition at each refresh, changed or
 	// not: a backend that can lose its data (Redis after a flush) gets it
 	// back. A read model whose data goes with it must prove its coverage
-	// another way (the cache's markers do).
+	// another way (the cache's markers do). A partition another process
+	// has taken further (a rebalance gave it away) is not rewritten until
+	// this process advances it again: its old progress would speak for
+	// records this process no longer applies.
 	Rewrite bool
 	// Timeout bounds one call to the backend. Default 5s.
 	Timeout time.Duration
@@ -119,6 +122,9 @@ type Tracker struct {
 	// held caps the view of a partition whose progress may have lost
 	// writes while the read model repairs (see Redis).
 	held map[int32]int64
+	// passed are the partitions advanced here that another process has
+	// since taken further (see Config.Rewrite).
+	passed map[int32]bool
 	// changed is closed, and forgotten, when progress moves; nil while
 	// nobody waits, so Advance costs no allocation then.
 	changed  chan struct{}
@@ -178,6 +184,7 @@ func (t *Tracker) Advance(partition int32, offset int64) {
 		return
 	}
 	t.local[partition] = offset + 1
+	delete(t.passed, partition)
 	t.broadcastLocked()
 	if t.backend == nil {
 		t.mu.Unlock()
@@ -321,11 +328,25 @@ func (t *Tracker) load(ctx context.Context) error {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.notePassedLocked(got)
 	if !maps.Equal(got, t.stored) {
 		t.stored = got
 		t.broadcastLocked()
 	}
 	return nil
+}
+
+// notePassedLocked marks the partitions that got shows further than this
+// process got them.
+func (t *Tracker) notePassedLocked(got map[int32]int64) {
+	for part, n := range got {
+		if local, ok := t.local[part]; ok && n > local {
+			if t.passed == nil {
+				t.passed = map[int32]bool{}
+			}
+			t.passed[part] = true
+		}
+	}
 }
 
 // flush writes the dirty partitions (with all, every partition advanced
@@ -334,7 +355,7 @@ func (t *Tracker) flush(all bool) error {
 	t.mu.Lock()
 	next := make(map[int32]int64, len(t.dirty))
 	for part := range t.local {
-		if _, dirty := t.dirty[part]; dirty || all {
+		if _, dirty := t.dirty[part]; dirty || (all && !t.passed[part]) {
 			next[part] = t.local[part]
 		}
 	}
@@ -354,6 +375,7 @@ func (t *Tracker) flush(all bool) error {
 		}
 		return fmt.Errorf("cannot write the progress of %s: %w", t.cfg.Name, err)
 	}
+	t.notePassedLocked(got)
 	moved := false
 	for part, n := range got {
 		if n > t.stored[part] {

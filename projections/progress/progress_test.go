@@ -58,6 +58,36 @@ func TestRedisRewriteRestoresALostHash(t *testing.T) {
 	eventually(t, "the rewrite", func() bool { return client.HGet(t.Context(), key, "0").Val() == "7" })
 }
 
+// A partition another process has taken further (a rebalance gave it
+// away) is not rewritten from this process's old progress — not even
+// after the hash is lost — until this process advances it again.
+func TestRewriteLeavesAPartitionTakenFurther(t *testing.T) {
+	client, prefix := redistest.Client(t)
+	ctx := t.Context()
+	key := prefix + "progress:passed"
+	tr, err := progress.New(ctx, progress.NewRedis(client, key), progress.Config{Name: "passed", Rewrite: true, RefreshInterval: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	tr.Advance(0, 9)
+	tr.Advance(1, 9)
+	eventually(t, "the first writes", func() bool {
+		return client.HGet(ctx, key, "0").Val() == "10" && client.HGet(ctx, key, "1").Val() == "10"
+	})
+	client.HSet(ctx, key, "0", 20) // another process took partition 0 further
+	eventually(t, "the tracker to see it", func() bool { return tr.Next(0) == 20 })
+	time.Sleep(60 * time.Millisecond) // a refresh or two after it saw it
+	client.Del(ctx, key)
+	eventually(t, "partition 1's rewrite", func() bool { return client.HGet(ctx, key, "1").Val() == "10" })
+	time.Sleep(100 * time.Millisecond) // several more refreshes
+	if v, err := client.HGet(ctx, key, "0").Result(); err == nil {
+		t.Fatalf("partition 0 was rewritten to %s from this process's old progress", v)
+	}
+	tr.Advance(0, 24)
+	eventually(t, "partition 0 written once advanced here", func() bool { return client.HGet(ctx, key, "0").Val() == "25" })
+}
+
 // A hash that went backwards (a flush, or a failover that took progress
 // writes too) is not written over until the read model has repaired
 // what it may have lost from there on.
