@@ -5,6 +5,7 @@ import (
 	"sync"
 
 	"github.com/parley-chat/parley/domain"
+	"github.com/parley-chat/parley/events"
 	"github.com/parley-chat/parley/projections"
 )
 
@@ -81,14 +82,20 @@ func (j *Journal) record(recs []projections.Record) {
 		if r.Position.Offset < p.next {
 			continue // applied again after a retry: noted already
 		}
+		// The events' own fields, not the domain values the projection
+		// makes of them: a batch is decoded once. A record that does
+		// not validate is skipped by the projection, and by Since.
 		var c change
-		if _, _, ok, _ := r.Erasure(); ok {
+		switch e := r.Event.(type) {
+		case events.AccountErased:
 			c = change{erase: true}
-		} else if a, ok, err := r.Amendment(); ok && err == nil {
-			c = change{conv: strings.Clone(a.Conversation.String()), msgID: a.MsgID}
-		} else if m, ok, err := r.Message(); ok && err == nil {
-			c = change{conv: strings.Clone(m.Conversation.String()), msgID: m.MsgID}
-		} else {
+		case events.MessageSent:
+			c = change{conv: strings.Clone(e.Conversation), msgID: r.MsgID}
+		case events.MessageEdited:
+			c = change{conv: strings.Clone(e.Conversation), msgID: domain.MsgID(e.MsgID)}
+		case events.MessageDeleted:
+			c = change{conv: strings.Clone(e.Conversation), msgID: domain.MsgID(e.MsgID)}
+		default:
 			continue
 		}
 		c.offset = r.Position.Offset
@@ -150,7 +157,7 @@ func (j *Journal) Since(partition int32, from int64) (changed map[domain.Convers
 		}
 		conv, err := domain.ParseConversationID(c.conv)
 		if err != nil {
-			return nil, false
+			continue // poison: the projection applied nothing of it
 		}
 		changed[conv] = max(changed[conv], c.msgID)
 	}

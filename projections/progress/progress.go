@@ -216,13 +216,17 @@ func (t *Tracker) viewLocked(partition int32) int64 {
 	return v
 }
 
-// hold keeps the view of partition at or below at (on), or lets it go.
+// hold keeps the view of partition at or below at (on), or lets it go
+// (a partition not held stays as it is: the backend lets go of every
+// partition it writes).
 func (t *Tracker) hold(partition int32, at int64, on bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if !on {
-		delete(t.held, partition)
-		t.broadcastLocked()
+		if _, held := t.held[partition]; held {
+			delete(t.held, partition)
+			t.broadcastLocked()
+		}
 		return
 	}
 	if t.held == nil {

@@ -43,7 +43,6 @@ type Redis struct {
 
 	mu    sync.Mutex
 	known map[int32]written
-	held  map[int32]bool // partitions whose tracker view is held
 }
 
 // written is what a Save last read back for a partition: the value and
@@ -66,7 +65,7 @@ const LossTimeout = 2 * time.Minute
 
 // NewRedis returns the backend whose hash is key.
 func NewRedis(client redis.UniversalClient, key string) *Redis {
-	return &Redis{client: client, key: key, known: map[int32]written{}, held: map[int32]bool{}}
+	return &Redis{client: client, key: key, known: map[int32]written{}}
 }
 
 // OnLoss makes Save call f for the partitions whose stored progress may
@@ -192,13 +191,9 @@ func (r *Redis) Save(ctx context.Context, next map[int32]int64) (map[int32]int64
 // holdAt holds the tracker's view of part at from until a Save writes
 // it (or finds it written).
 func (r *Redis) holdAt(part int32, from int64) {
-	if r.hold == nil {
-		return
+	if r.hold != nil {
+		r.hold(part, from, true)
 	}
-	r.mu.Lock()
-	r.held[part] = true
-	r.mu.Unlock()
-	r.hold(part, from, true)
 }
 
 // repairedWriteTimeout bounds the progress write after a repair.
@@ -233,9 +228,11 @@ func (r *Redis) save(ctx context.Context, next map[int32]int64, repaired map[int
 		return nil, nil, err
 	}
 	out = make(map[int32]int64, len(vals)/4)
-	var release []int32
 	defer func() {
-		for _, part := range release {
+		if r.hold == nil {
+			return
+		}
+		for part := range out {
 			r.hold(part, 0, false) // after r.mu: the tracker's lock is never taken under it
 		}
 	}()
@@ -259,10 +256,6 @@ func (r *Redis) save(ctx context.Context, next map[int32]int64, repaired map[int
 			continue
 		}
 		out[int32(part)] = n
-		if r.held[int32(part)] {
-			delete(r.held, int32(part))
-			release = append(release, int32(part))
-		}
 		k := r.known[int32(part)]
 		if k.run != run {
 			k = written{run: run}
