@@ -245,6 +245,7 @@ func TestBadInput(t *testing.T) {
 		{"missing id", mallory, "", `{"type":"ping"}`, wire.CodeInvalidArgument},
 		{"missing type", mallory, "3", `{"id":"3"}`, wire.CodeInvalidArgument},
 		{"wrong field type", mallory, "4", `{"id":"4","type":"sync","lastMsgId":"x"}`, wire.CodeBadFrame},
+		{"wrong field type behind another type's", mallory, "22", `{"id":"22","type":"sync","body":5,"lastMsgId":"x"}`, wire.CodeBadFrame},
 		{"send without target", mallory, "5", `{"id":"5","type":"send","clientMsgId":"a","body":"x"}`, wire.CodeInvalidArgument},
 		{"send without client message id", mallory, "6", `{"id":"6","type":"send","to":"bob","body":"x"}`, wire.CodeInvalidArgument},
 		{"send to a bad account id", mallory, "8", `{"id":"8","type":"send","to":"bob/evil","clientMsgId":"a","body":"x"}`, wire.CodeInvalidArgument},
@@ -275,6 +276,17 @@ func TestBadInput(t *testing.T) {
 		})
 	}
 
+	t.Run("fields of another type are ignored, whatever their type", func(t *testing.T) {
+		for id, frame := range map[string]string{
+			"23": `{"id":"23","type":"ping","to":5,"limit":"x"}`,
+			"24": `{"id":"24","type":"sync","conversation":"d:bob:mallory","body":5,"accounts":"x"}`,
+		} {
+			f, err := mallory.DoRaw(ctx, id, []byte(frame))
+			if err != nil || f.Type == wire.TypeError {
+				t.Errorf("%s: got %+v %v, want an answer", frame, f, err)
+			}
+		}
+	})
 	t.Run("request before hello", func(t *testing.T) {
 		c, err := client.Connect(ctx, client.Config{URL: s.url()})
 		if err != nil {

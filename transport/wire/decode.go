@@ -3,7 +3,9 @@ package wire
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"strings"
 )
 
 // DecodeError is a frame the server cannot take, with the code to answer.
@@ -16,10 +18,24 @@ type DecodeError struct {
 
 func (e *DecodeError) Error() string { return string(e.Code) + ": " + e.Reason }
 
-var knownTypes = map[string]bool{
-	TypeHello: true, TypeRenew: true, TypePing: true, TypeSend: true, TypeSync: true,
-	TypeConversations: true, TypeGroupCreate: true, TypeGroupAdd: true, TypeGroupRemove: true,
-	TypeGroups: true, TypeRead: true, TypeReaders: true, TypeTyping: true, TypePresence: true,
+// knownTypes are the request types, each with the fields (JSON names,
+// besides id and type) that belong to it: the others are ignored, whatever
+// their JSON type (docs/protocol.md, "Frames").
+var knownTypes = map[string][]string{
+	TypeHello:         {"token"},
+	TypeRenew:         {"token"},
+	TypePing:          nil,
+	TypeSend:          {"to", "group", "clientMsgId", "kind", "body", "retry"},
+	TypeSync:          {"conversation", "lastTime", "lastMsgId", "limit", "changes"},
+	TypeConversations: {"since", "limit", "before", "beforeConversation"},
+	TypeGroupCreate:   {"name", "accounts"},
+	TypeGroupAdd:      {"group", "accounts"},
+	TypeGroupRemove:   {"group", "accounts"},
+	TypeGroups:        {"after"},
+	TypeRead:          {"conversation", "msgId"},
+	TypeReaders:       {"conversation", "msgId"},
+	TypeTyping:        {"conversation"},
+	TypePresence:      {"accounts"},
 }
 
 // DecodeRequest parses one client frame. It checks the envelope (a JSON
@@ -33,7 +49,13 @@ func DecodeRequest(frame []byte) (Request, *DecodeError) {
 	}
 	if !decodeFast(trimmed, &r) { // it takes no surrogate escape
 		r = Request{}
-		if err := json.Unmarshal(trimmed, &r); err != nil {
+		err := json.Unmarshal(trimmed, &r)
+		var mistyped *json.UnmarshalTypeError
+		if errors.As(err, &mistyped) {
+			// Perhaps only a field of another type: those are ignored.
+			err = decodeOwnFields(trimmed, &r, err)
+		}
+		if err != nil {
 			return Request{}, &DecodeError{Code: CodeBadFrame, ID: salvageID(trimmed), Reason: "cannot parse JSON: " + err.Error()}
 		}
 		if HasLoneSurrogate(trimmed) {
@@ -49,10 +71,69 @@ func DecodeRequest(frame []byte) (Request, *DecodeError) {
 	if r.Type == "" {
 		return Request{}, &DecodeError{Code: CodeInvalidArgument, ID: r.ID, Reason: "type is required"}
 	}
-	if !knownTypes[r.Type] {
+	if _, ok := knownTypes[r.Type]; !ok {
 		return Request{}, &DecodeError{Code: CodeUnknownType, ID: r.ID, Reason: fmt.Sprintf("unknown type %.40q", r.Type)}
 	}
 	return r, nil
+}
+
+// decodeOwnFields decodes frame, a JSON object that encoding/json read into
+// r but for a value of the wrong JSON type, again into r with only the
+// fields that belong to r's type (matched as encoding/json matches them,
+// case aside), in their order: a mistyped field of another type is ignored
+// like any field that does not belong, while one of r's own type is still
+// an error. r's type must have been read; if not, it returns the error of
+// the whole frame, whole.
+func decodeOwnFields(frame []byte, r *Request, whole error) error {
+	fields, known := knownTypes[r.Type]
+	if !known {
+		return whole
+	}
+	owns := func(key string) bool {
+		if strings.EqualFold(key, "id") || strings.EqualFold(key, "type") {
+			return true
+		}
+		for _, f := range fields {
+			if strings.EqualFold(key, f) {
+				return true
+			}
+		}
+		return false
+	}
+	dec := json.NewDecoder(bytes.NewReader(frame))
+	if _, err := dec.Token(); err != nil { // the object's {
+		return err
+	}
+	own := []byte{'{'}
+	for dec.More() {
+		key, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		var value json.RawMessage
+		if err := dec.Decode(&value); err != nil {
+			return err
+		}
+		name, _ := key.(string)
+		if !owns(name) {
+			continue
+		}
+		if len(own) > 1 {
+			own = append(own, ',')
+		}
+		quoted, err := json.Marshal(name)
+		if err != nil {
+			return err
+		}
+		own = append(append(append(own, quoted...), ':'), value...)
+	}
+	own = append(own, '}')
+	*r = Request{}
+	if err := json.Unmarshal(own, r); err != nil {
+		*r = Request{}
+		return err
+	}
+	return nil
 }
 
 // salvageID reads the top-level "id" of a frame that failed to parse, as

@@ -54,6 +54,8 @@ func FuzzDecodeRequest(f *testing.F) {
 		`{"id":"1","type":7}`,
 		`{"id":"1","type":"nope"}`,
 		`{"id":"1","limit":"x","type":"sync"}`,
+		`{"id":"1","to":5,"type":"ping","limit":"x"}`,
+		`{"id":"1","type":"sync","body":5,"LIMIT":"x"}`,
 		`{"id":"` + strings.Repeat("x", 65) + `","type":"ping"}`,
 		`{"id":"` + strings.Repeat("x", 65) + `","type":"sync","limit":"x"}`,
 		`{"ID":"1","TYPE":"ping"}`,

@@ -2,6 +2,7 @@ package wire_test
 
 import (
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -68,6 +69,17 @@ func TestDecodeRequest(t *testing.T) {
 		{name: "changes as a string", frame: `{"id":"req-11","type":"sync","changes":"true"}`, wantCode: wire.CodeBadFrame, wantID: "req-11"},
 		{name: "changes as a number", frame: `{"id":"req-12","type":"sync","changes":1}`, wantCode: wire.CodeBadFrame, wantID: "req-12"},
 		{name: "changes null reads as absent", frame: `{"id":"req-13","type":"sync","changes":null}`, want: wire.Request{ID: "req-13", Type: wire.TypeSync}},
+		// A field that belongs to another type is ignored whatever its JSON
+		// type; one of the request's own type is still checked.
+		{name: "mistyped field of another type", frame: `{"id":"2","type":"ping","to":5}`, want: wire.Request{ID: "2", Type: wire.TypePing}},
+		{name: "mistyped field of another type before the type", frame: `{"id":"2","to":5,"type":"ping","limit":"x"}`, want: wire.Request{ID: "2", Type: wire.TypePing}},
+		{name: "mistyped fields of other types keep the own ones", frame: `{"id":"4","type":"sync","body":5,"conversation":"d:a:b","accounts":"x","lastMsgId":9}`,
+			want: wire.Request{ID: "4", Type: wire.TypeSync, Conversation: "d:a:b", LastMsgID: 9}},
+		{name: "own field in another case next to a foreign one", frame: `{"id":"4","type":"sync","Conversation":"d:a:b","since":"x"}`,
+			want: wire.Request{ID: "4", Type: wire.TypeSync, Conversation: "d:a:b"}},
+		{name: "own mistyped field behind a foreign one", frame: `{"id":"7","type":"sync","body":5,"limit":"x"}`, wantCode: wire.CodeBadFrame, wantID: "7"},
+		{name: "own mistyped field in another case", frame: `{"id":"7","type":"sync","body":5,"LIMIT":"x"}`, wantCode: wire.CodeBadFrame, wantID: "7"},
+		{name: "mistyped field of an unknown type", frame: `{"id":"7","type":"nope","to":5}`, wantCode: wire.CodeBadFrame, wantID: "7"},
 		{name: "numeric id", frame: `{"id":7,"type":"ping"}`, wantCode: wire.CodeBadFrame},
 		{name: "type not a string", frame: `{"id":"7","type":1}`, wantCode: wire.CodeBadFrame, wantID: "7"},
 
@@ -123,12 +135,55 @@ func TestDecodeRequest(t *testing.T) {
 	}
 }
 
+// ownFields are the fields of each request type, as docs/protocol.md
+// lists them.
+var ownFields = map[string][]string{
+	wire.TypeHello:         {"token"},
+	wire.TypeRenew:         {"token"},
+	wire.TypePing:          nil,
+	wire.TypeSend:          {"to", "group", "clientMsgId", "kind", "body", "retry"},
+	wire.TypeSync:          {"conversation", "lastTime", "lastMsgId", "limit", "changes"},
+	wire.TypeConversations: {"since", "limit", "before", "beforeConversation"},
+	wire.TypeGroupCreate:   {"name", "accounts"},
+	wire.TypeGroupAdd:      {"group", "accounts"},
+	wire.TypeGroupRemove:   {"group", "accounts"},
+	wire.TypeGroups:        {"after"},
+	wire.TypeRead:          {"conversation", "msgId"},
+	wire.TypeReaders:       {"conversation", "msgId"},
+	wire.TypeTyping:        {"conversation"},
+	wire.TypePresence:      {"accounts"},
+	wire.TypeEdit:          {"conversation", "msgId", "clientMsgId", "body"},
+	wire.TypeDelete:        {"conversation", "msgId"},
+	wire.TypeMute:          {"conversation", "until"},
+	wire.TypeUnmute:        {"conversation"},
+}
+
+// "The server ignores unknown fields and fields that don't belong to the
+// type" (docs/protocol.md, "Frames"): a request may carry any field of
+// another type with a value of any JSON type, while a value of the wrong
+// JSON type in one of its own fields is bad_frame.
+func TestDecodeRequestIgnoresFieldsOfOtherTypes(t *testing.T) {
+	var all []string
+	for _, fs := range ownFields {
+		all = append(all, fs...)
+	}
+	for typ, fs := range ownFields {
+		for _, f := range all {
+			frame := `{"id":"x","type":"` + typ + `","` + f + `":{"wrong":[1]}}`
+			r, derr := wire.DecodeRequest([]byte(frame))
+			switch {
+			case slices.Contains(fs, f) && (derr == nil || derr.Code != wire.CodeBadFrame || derr.ID != "x"):
+				t.Errorf("%s: got %+v %v, want bad_frame for the request's own field", frame, r, derr)
+			case !slices.Contains(fs, f) && (derr != nil || !reflect.DeepEqual(r, wire.Request{ID: "x", Type: typ})):
+				t.Errorf("%s: got %+v %v, want the field ignored", frame, r, derr)
+			}
+		}
+	}
+}
+
 // Every request type the protocol defines is accepted.
 func TestDecodeRequestKnowsEveryType(t *testing.T) {
-	for _, typ := range []string{
-		wire.TypeHello, wire.TypeRenew, wire.TypePing, wire.TypeSend, wire.TypeSync,
-		wire.TypeConversations, wire.TypeGroupCreate, wire.TypeGroupAdd, wire.TypeGroupRemove, wire.TypeGroups,
-	} {
+	for typ := range ownFields {
 		t.Run(typ, func(t *testing.T) {
 			r, derr := wire.DecodeRequest([]byte(`{"id":"x","type":"` + typ + `"}`))
 			if derr != nil {

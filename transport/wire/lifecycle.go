@@ -25,8 +25,8 @@ const (
 const CodeTooLate Code = "too_late"
 
 func init() {
-	knownTypes[TypeEdit] = true
-	knownTypes[TypeDelete] = true
+	knownTypes[TypeEdit] = []string{"conversation", "msgId", "clientMsgId", "body"}
+	knownTypes[TypeDelete] = []string{"conversation", "msgId"}
 }
 
 // AppendChange appends the push of an edit or a deletion: an edit carries

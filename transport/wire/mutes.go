@@ -14,8 +14,8 @@ const (
 )
 
 func init() {
-	knownTypes[TypeMute] = true
-	knownTypes[TypeUnmute] = true
+	knownTypes[TypeMute] = []string{"conversation", "until"}
+	knownTypes[TypeUnmute] = []string{"conversation"}
 }
 
 // Mute is an account's mute of a conversation as a reply and the
