@@ -672,6 +672,33 @@ func TestContinuationFloodIsClosed(t *testing.T) {
 	legit(t, s, "after-continuation-flood")
 }
 
+// A frame header whose 64-bit length has its top bit set (RFC 6455 forbids
+// it; gws v1.8.9 reads it as a negative length and panics) closes that
+// connection with 1009, before hello as after, and the server goes on.
+func TestFrameLengthOutOfRangeIsClosed(t *testing.T) {
+	s := startServer(t, nil)
+	bad := []byte{0x81, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 1, 1, 2, 3, 4}
+	for _, welcomed := range []bool{false, true} {
+		ws, _ := dialRaw(t, s.n.Addr())
+		if welcomed {
+			hello := fmt.Sprintf(`{"id":"h","type":"hello","token":%q}`, s.token("huge", "phone", time.Hour))
+			if _, err := ws.Write(frame(0x1, []byte(hello))); err != nil {
+				t.Fatal(err)
+			}
+			if f, code, err := ws.readText(); err != nil || code != 0 || f.Type != "welcome" {
+				t.Fatalf("hello: %+v, %d, %v", f, code, err)
+			}
+		}
+		if _, err := ws.Write(bad); err != nil {
+			t.Fatal(err)
+		}
+		if _, code, err := ws.readText(); code != 1009 {
+			t.Fatalf("welcomed %v: closed with %d (%v), want 1009", welcomed, code, err)
+		}
+		legit(t, s, "after-huge-length")
+	}
+}
+
 // Concurrent adds that each fit cannot grow a group past its limit: the one
 // the log orders last is answered too_large and changes nothing.
 func TestConcurrentGroupAddsStayWithinTheLimit(t *testing.T) {

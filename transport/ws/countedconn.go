@@ -2,6 +2,8 @@ package ws
 
 import (
 	"encoding/binary"
+	"errors"
+	"math"
 	"net"
 	"time"
 
@@ -22,9 +24,16 @@ type frameScanner struct {
 // opContinuation is the opcode of a fragmented message's later frames.
 const opContinuation = 0x0
 
+// outOfRange is what scan returns for a header whose payload length does
+// not fit an int: RFC 6455 forbids a 64-bit length with its top bit set,
+// and gws would read it as a negative length and panic (v1.8.9: its
+// check against the largest frame lets a negative length through).
+const outOfRange = -1
+
 // scan passes b and returns how many continuation frames' headers
-// complete in it. It calls nothing: it runs under the read loop of every
-// connection (see countedConn.Read).
+// complete in it, or outOfRange when a header announces a payload longer
+// than an int holds (the stream cannot go on). It calls nothing: it runs
+// under the read loop of every connection (see countedConn.Read).
 //
 //go:noinline
 func (f *frameScanner) scan(b []byte) (continuations int) {
@@ -47,6 +56,9 @@ func (f *frameScanner) scan(b []byte) (continuations int) {
 		}
 		f.skip = f.payloadLen()
 		f.have = 0
+		if f.skip > math.MaxInt {
+			return outOfRange
+		}
 		if f.hdr[0]&0x0f == opContinuation {
 			continuations++
 		}
@@ -109,10 +121,31 @@ func (c *countedConn) Read(p []byte) (n int, err error) {
 	} else {
 		n, err = c.Conn.Read(p)
 	}
-	if k := c.frames.scan(p[:n]); k > 0 {
+	if k := c.frames.scan(p[:n]); k != 0 {
+		if k == outOfRange {
+			return 0, c.refuse()
+		}
 		c.continued(k)
 	}
 	return n, err
+}
+
+// errFrameTooLarge ends the read loop of a connection whose client
+// announced a frame longer than an int (see outOfRange).
+var errFrameTooLarge = errors.New("ws: a frame's length is out of range")
+
+// refuse closes the connection with 1009, as for any frame over the
+// limit, before gws reads the header that announced it; the read that
+// brought it is dropped.
+//
+//go:noinline
+func (c *countedConn) refuse() error {
+	if c.ws != nil {
+		_ = c.ws.WriteClose(1009, []byte("frame too large"))
+	} else {
+		_ = c.Conn.Close()
+	}
+	return errFrameTooLarge
 }
 
 // continued counts k continuation frames against the connection's rate

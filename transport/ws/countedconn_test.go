@@ -35,17 +35,38 @@ func encodeFrame(opcode byte, fin bool, n int, unmasked bool) []byte {
 	return append(b, make([]byte, n)...)
 }
 
-// scanAll scans stream cut at cuts and returns the opcodes seen.
+// scanAll scans stream cut at cuts and returns the continuation frames
+// seen, or outOfRange.
 func scanAll(stream []byte, cuts []int) int {
 	var f frameScanner
 	got := 0
 	prev := 0
 	for _, c := range append(cuts, len(stream)) {
 		c = min(max(c, prev), len(stream))
-		got += f.scan(stream[prev:c])
+		k := f.scan(stream[prev:c])
+		if k == outOfRange {
+			return outOfRange
+		}
+		got += k
 		prev = c
 	}
 	return got
+}
+
+// A 64-bit length with its top bit set is out of range wherever the
+// stream is cut; the largest length an int holds is not.
+func TestFrameScannerRefusesALengthOutOfRange(t *testing.T) {
+	bad := []byte{0x81, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 1, 1, 2, 3, 4}
+	stream := append(encodeFrame(0x0, false, 3, false), bad...)
+	for cut := range len(stream) + 1 {
+		if got := scanAll(stream, []int{cut}); got != outOfRange {
+			t.Fatalf("cut at %d: %d, want out of range", cut, got)
+		}
+	}
+	largest := []byte{0x81, 0xFF, 0x7F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 1, 2, 3, 4}
+	if got := scanAll(largest, nil); got != 0 {
+		t.Fatalf("the largest int length: %d, want 0", got)
+	}
 }
 
 func TestFrameScannerCountsEveryFrame(t *testing.T) {
@@ -73,7 +94,11 @@ func TestFrameScannerCountsEveryFrame(t *testing.T) {
 		var f frameScanner
 		got := 0
 		for i := range stream {
-			got += f.scan(stream[i : i+1])
+			k := f.scan(stream[i : i+1])
+			if k == outOfRange {
+				t.Fatalf("byte by byte: out of range at %d", i)
+			}
+			got += k
 		}
 		if got != want {
 			t.Fatalf("byte by byte: %d continuation frames, want %d", got, want)
@@ -87,6 +112,7 @@ func FuzzFrameScanner(f *testing.F) {
 	f.Add(encodeFrame(0x1, false, 10, false), 3)
 	f.Add(append(encodeFrame(0x0, false, 0, false), encodeFrame(0x0, true, 200, false)...), 7)
 	f.Add([]byte{0x81, 0xFF, 0, 0, 0, 0, 0, 0, 0, 1}, 5)
+	f.Add([]byte{0x81, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 1, 1, 2, 3, 4}, 4)
 	f.Fuzz(func(t *testing.T, stream []byte, cut int) {
 		whole := scanAll(stream, nil)
 		if cut < 0 {
