@@ -305,7 +305,7 @@ func TestWritesWaitForTheLogAtMostTheSendTimeout(t *testing.T) {
 			return err
 		}},
 		{"read", func(ctx context.Context) error {
-			_, err := e.Service.Read(ctx, bob, conv, ack.MsgID, api.ViaSocket)
+			_, err := e.Service.Read(ctx, api.ReadRequest{By: bob, Conversation: conv, MsgID: ack.MsgID, Via: api.ViaSocket})
 			return err
 		}},
 		{"group create", func(ctx context.Context) error {

@@ -295,3 +295,79 @@ func TestEmptyGroupsCostAListLittle(t *testing.T) {
 		t.Errorf("an account in 2,000 empty groups listed %d times on a burst of 10, want 4", lists)
 	}
 }
+
+// A read that moves the cursor is a durable write, and costs SendCost of
+// the reader's send budget; one that moves nothing costs nothing and is
+// answered with the budget spent; a service's read is not counted.
+func TestReadsSpendTheBudget(t *testing.T) {
+	const burst = 100 * api.SendCost // at least MaxMessageCost
+	e := apitest.New(t, apitest.WithConfig(api.Config{SendRate: 1, SendBurst: burst}))
+	ctx := ctxT(t)
+	var acks []api.Ack
+	for i := range 110 {
+		ack, err := e.Service.Send(ctx, api.SendRequest{From: alicePhone, To: api.Target{Account: "bob"},
+			ClientMsgID: fmt.Sprint("m", i), Body: "hi", Trusted: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		acks = append(acks, ack)
+	}
+	bob := domain.Sender{Account: "bob", Device: "phone"}
+	read := func(by domain.Sender, i int, trusted bool) error {
+		_, err := e.Service.Read(ctx, api.ReadRequest{By: by, Conversation: "d:alice:bob", MsgID: acks[i].MsgID, Trusted: trusted})
+		return err
+	}
+	done := 0
+	for ; done < len(acks); done++ {
+		err := read(bob, done, false)
+		if api.Code(err) == wire.CodeRateLimited {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if done != 100 {
+		t.Fatalf("%d reads moved the cursor before rate_limited, want the %d that %d bytes hold", done, burst/api.SendCost, burst)
+	}
+	if err := read(bob, done-1, false); err != nil {
+		t.Fatalf("a read that moves nothing, with the budget spent: %v", err)
+	}
+	if err := read(bob, done, true); err != nil {
+		t.Fatalf("a service's read as bob: %v", err)
+	}
+}
+
+// A typing signal costs TypingCost for each account it is pushed to: an
+// account typing in conversation after conversation is refused once
+// those pushes pass its budget, and a signal refused within the interval
+// costs nothing.
+func TestTypingSpendsTheBudget(t *testing.T) {
+	const burst = 100 * api.SendCost
+	e := apitest.New(t, apitest.WithConfig(api.Config{SendRate: 1, SendBurst: burst}))
+	ctx := ctxT(t)
+	if _, _, err := e.Service.Typing(ctx, "alice", "d:alice:bob"); err != nil {
+		t.Fatal(err)
+	}
+	for range 50 { // within the interval: refused, and free
+		if _, _, err := e.Service.Typing(ctx, "alice", "d:alice:bob"); api.Code(err) != wire.CodeRateLimited || api.RetryAfter(err) <= 0 {
+			t.Fatalf("a second signal within the interval: %v, want rate_limited", err)
+		}
+	}
+	done := 1
+	for ; done < 2*burst/api.TypingCost; done++ {
+		_, _, err := e.Service.Typing(ctx, "alice", fmt.Sprintf("d:alice:peer%d", done))
+		if api.Code(err) == wire.CodeRateLimited {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if done != burst/api.TypingCost {
+		t.Fatalf("%d typing signals before rate_limited, want the %d that %d bytes hold", done, burst/api.TypingCost, burst)
+	}
+	if _, _, err := e.Service.Typing(ctx, "bob", "d:alice:bob"); err != nil {
+		t.Fatalf("another account's typing: %v", err)
+	}
+}

@@ -10,12 +10,32 @@ import (
 	"github.com/parley-chat/parley/projections/conversations"
 )
 
-// Read moves who's read cursor in conversation up to msgID, inclusive. A
-// msgID at or below the cursor changes nothing and appends nothing; a
-// msgID past the conversation's newest message is invalid. The answer is
-// the cursor once the conversation index has applied the read.
-func (s *Service) Read(ctx context.Context, who domain.Sender, conversation string, msgID domain.MsgID, via Via) (conversations.ReadState, error) {
-	conv, err := domain.ParseConversationID(conversation)
+// ReadRequest marks a conversation read up to MsgID, inclusive.
+type ReadRequest struct {
+	By           domain.Sender
+	Conversation string
+	MsgID        domain.MsgID
+	// Trusted marks a service's call: it is not counted against the
+	// reader's send budget.
+	Trusted bool
+	// Via is the transport the read came over.
+	Via Via
+}
+
+// readCostText is what a refusal says a read costs.
+var readCostText = fmt.Sprintf("a read that moves the cursor costs %d", SendCost)
+
+// Read moves r.By's read cursor in r.Conversation up to r.MsgID,
+// inclusive. A msgID at or below the cursor changes nothing and appends
+// nothing; a msgID past the conversation's newest message is invalid. A
+// read that moves the cursor is a durable write, with receipts pushed to
+// the other participants: it costs SendCost of the reader's send budget
+// (any msgid between two messages moves it, so without it one device
+// could append a record for each msgid of a gap). The answer is the
+// cursor once the conversation index has applied the read.
+func (s *Service) Read(ctx context.Context, r ReadRequest) (conversations.ReadState, error) {
+	who, msgID := r.By, r.MsgID
+	conv, err := domain.ParseConversationID(r.Conversation)
 	if err != nil {
 		return conversations.ReadState{}, err
 	}
@@ -35,9 +55,12 @@ func (s *Service) Read(ctx context.Context, who domain.Sender, conversation stri
 	if msgID <= st.ReadMsgID {
 		return st, nil
 	}
+	if _, err := s.spend(Actor{Account: who.Account, Trusted: r.Trusted}, SendCost, readCostText); err != nil {
+		return conversations.ReadState{}, err
+	}
 	e := events.ConversationRead{Conversation: conv.String(), Account: string(who.Account), Device: string(who.Device),
 		MsgID: int64(msgID), At: s.cfg.Now().UnixMilli()}
-	if via == ViaHTTP {
+	if r.Via == ViaHTTP {
 		e.Via = events.ViaHTTP
 	}
 	pos, err := s.append(ctx, uuid.NewString(), e)

@@ -282,6 +282,9 @@ type Service struct {
 	// a list is charged once it knows its length, so lists run side by
 	// side would each pass the budget before any was charged.
 	listing oneAtATime
+	// typing remembers when each account last typed in each conversation
+	// (TypingInterval).
+	typing typingThrottle
 
 	undecidedMu sync.Mutex
 	// undecided holds the reservations waiting for the log to tell

@@ -32,7 +32,7 @@ func (s *server) read(w http.ResponseWriter, r *http.Request, c caller) error {
 		return err
 	}
 	conv := r.PathValue("conversation")
-	st, err := s.svc.Read(r.Context(), who, conv, domain.MsgID(b.MsgID), api.ViaHTTP)
+	st, err := s.svc.Read(r.Context(), api.ReadRequest{By: who, Conversation: conv, MsgID: domain.MsgID(b.MsgID), Trusted: c.service, Via: api.ViaHTTP})
 	if err != nil {
 		return err
 	}

@@ -353,7 +353,7 @@ type Service interface {
 	AddMembers(ctx context.Context, by api.Actor, group string, accounts []string) (*domain.Group, error)
 	RemoveMembers(ctx context.Context, by api.Actor, group string, accounts []string) (*domain.Group, error)
 	GroupsPage(ctx context.Context, by api.Actor, after string) ([]*domain.Group, bool, error)
-	Read(ctx context.Context, who domain.Sender, conversation string, msgID domain.MsgID, via api.Via) (conversations.ReadState, error)
+	Read(ctx context.Context, r api.ReadRequest) (conversations.ReadState, error)
 	Readers(ctx context.Context, by api.Actor, conversation string, msgID domain.MsgID) (api.Readers, error)
 	Typing(ctx context.Context, who domain.AccountID, conversation string) (domain.ConversationID, []domain.AccountID, error)
 	Edit(ctx context.Context, r api.EditRequest) (api.Ack, error)
@@ -377,10 +377,8 @@ type Gateway struct {
 
 	// budget bounds the bytes queued on every connection together.
 	budget *Budget
-	// fanout delivers typing signals (nil: this gateway); typing
-	// throttles them.
+	// fanout delivers typing signals (nil: this gateway).
 	fanout push.Deliverer
-	typing typingThrottle
 	// presence is who watches whose presence here.
 	presence presenceHub
 

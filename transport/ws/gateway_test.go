@@ -52,7 +52,7 @@ func (f *fakeService) RemoveMembers(context.Context, api.Actor, string, []string
 func (f *fakeService) GroupsPage(context.Context, api.Actor, string) ([]*domain.Group, bool, error) {
 	return nil, false, nil
 }
-func (f *fakeService) Read(context.Context, domain.Sender, string, domain.MsgID, api.Via) (conversations.ReadState, error) {
+func (f *fakeService) Read(context.Context, api.ReadRequest) (conversations.ReadState, error) {
 	return conversations.ReadState{}, nil
 }
 func (f *fakeService) Typing(context.Context, domain.AccountID, string) (domain.ConversationID, []domain.AccountID, error) {

@@ -334,7 +334,7 @@ func (h *handler) answer(ctx context.Context, s *session, req wire.Request) (wir
 		}
 		return wire.ServerFrame{ID: req.ID, Type: wire.TypeGroupList, Groups: out, HasMore: more}, nil
 	case wire.TypeRead:
-		st, err := svc.Read(ctx, by, req.Conversation, domain.MsgID(req.MsgID), api.ViaSocket)
+		st, err := svc.Read(ctx, api.ReadRequest{By: by, Conversation: req.Conversation, MsgID: domain.MsgID(req.MsgID), Via: api.ViaSocket})
 		if err != nil {
 			return wire.ServerFrame{}, err
 		}
