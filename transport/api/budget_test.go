@@ -371,3 +371,41 @@ func TestTypingSpendsTheBudget(t *testing.T) {
 		t.Fatalf("another account's typing: %v", err)
 	}
 }
+
+// A page of groups takes one read, and once answered one more for each
+// GroupsBytesPerRead it lists: an account put in large groups pages
+// through them no faster than their bytes allow.
+func TestGroupsPagesCostByTheirBytes(t *testing.T) {
+	e := apitest.New(t, apitest.WithConfig(api.Config{ReadRate: 0.001, ReadBurst: 20}))
+	ctx := ctxT(t)
+	members := make([]string, 498)
+	for i := range members {
+		members[i] = fmt.Sprintf("member-%057d", i) // 64 bytes
+	}
+	for i := range 10 {
+		if _, err := e.Service.CreateGroup(ctx, api.Actor{Account: "alice", Trusted: true}, fmt.Sprint("big", i), members); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gs, more, err := e.Service.GroupsPage(ctx, api.Actor{Account: "alice"}, "")
+	if err != nil || len(gs) != 10 || more {
+		t.Fatalf("the first page: %d groups, more %v, %v", len(gs), more, err)
+	}
+	// Each page lists ~335 KB: 1 + 5 reads. 20 → 14 → 8 → 2 → -4.
+	answered := 1
+	for ; answered < 20; answered++ {
+		_, _, err := e.Service.GroupsPage(ctx, api.Actor{Account: "alice"}, "")
+		if api.Code(err) == wire.CodeRateLimited {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if answered != 4 {
+		t.Fatalf("%d pages answered before rate_limited, want 4", answered)
+	}
+	if _, _, err := e.Service.GroupsPage(ctx, api.Actor{Account: "alice", Trusted: true}, ""); err != nil {
+		t.Fatalf("a service's page: %v", err)
+	}
+}

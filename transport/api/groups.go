@@ -173,13 +173,21 @@ const MaxGroupsReplyBytes = 1 << 20
 // a cache (a query each in scale-out).
 const MaxGroupsPage = 100
 
+// GroupsBytesPerRead is how many bytes of groups one read of the read
+// budget pays for in a page of groups: reading and encoding a page of
+// large groups costs several times a sync page of the same size (each
+// group is read fresh and its members checked), and anyone may put an
+// account in groups of 500.
+const GroupsBytesPerRead = 64 << 10
+
 // GroupsPage lists the groups who belongs to after the group id after
 // ("" for the first page), in id order, once the groups model has applied
 // everything acknowledged before the call: at most MaxGroupsPage, as many
 // as fit in MaxGroupsReplyBytes (at least one), and whether more follow.
 // Only the page's groups are read, each fresh (a cache in front of the
 // model may be behind another gateway's change), and one that no longer
-// holds who is left out.
+// holds who is left out. A page takes one read of by's read budget, and
+// once answered one more for each GroupsBytesPerRead it lists.
 func (s *Service) GroupsPage(ctx context.Context, by Actor, after string) ([]*domain.Group, bool, error) {
 	if err := s.spendRead(by); err != nil {
 		return nil, false, err
@@ -200,13 +208,14 @@ func (s *Service) GroupsPage(ctx context.Context, by Actor, after string) ([]*do
 		return nil, false, fmt.Errorf("cannot read the groups of %s: %w: %v", who, ErrUnavailable, err)
 	}
 	var out []*domain.Group
-	size := 0
+	size, more := 0, false
 	for _, id := range ids {
 		if string(id) <= after {
 			continue
 		}
 		if len(out) == MaxGroupsPage {
-			return out, true, nil
+			more = true
+			break
 		}
 		g, ok, err := s.freshGroup(ctx, id)
 		if err != nil {
@@ -217,11 +226,13 @@ func (s *Service) GroupsPage(ctx context.Context, by Actor, after string) ([]*do
 		}
 		n := groupBytes(g)
 		if len(out) > 0 && size+n > MaxGroupsReplyBytes {
-			return out, true, nil // g, at least, follows
+			more = true // g, at least, follows
+			break
 		}
 		out, size = append(out, g), size+n
 	}
-	return out, false, nil
+	s.chargeReads(by, size/GroupsBytesPerRead)
+	return out, more, nil
 }
 
 // groupBytes is about the size of g as a reply encodes it (a name's
