@@ -1146,3 +1146,93 @@ func untilRefused(t *testing.T, s *server, account string, do func(c *client.Cli
 	wg.Wait()
 	return limited.Load(), time.Since(started)
 }
+
+// What the messages that clients are part way through sending hold — a
+// frame's buffer from its header on, a fragmented message's frames until
+// its last — is bounded in bytes (per address and in all) and in time: a
+// message that does not fit closes its connection 1013 busy, one left
+// unfinished closes 1008 message_timeout, and what they held is given
+// back.
+func TestPartialMessagesAreBounded(t *testing.T) {
+	s := startServer(t, func(c *node.Config) {
+		c.Gateway.MaxReceivingBytesTotal = 1 << 20 // 512 KiB for one address: four frames of 128 KiB
+		c.Gateway.MaxPartialMessage = 2 * time.Second
+	})
+	gw := s.n.Gateway()
+	welcomed := func(device string) *rawWS {
+		ws, _ := dialRaw(t, s.n.Addr())
+		hello := fmt.Sprintf(`{"id":"h","type":"hello","token":%q}`, s.token("partial", device, time.Hour))
+		if _, err := ws.Write(frame(0x1, []byte(hello))); err != nil {
+			t.Fatal(err)
+		}
+		if f, code, err := ws.readText(); err != nil || code != 0 || f.Type != "welcome" {
+			t.Fatalf("hello: %+v, %d, %v", f, code, err)
+		}
+		return ws
+	}
+	closedWith := func(ws *rawWS, want uint16) {
+		t.Helper()
+		_ = ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+		for {
+			_, code, err := ws.readText()
+			if err != nil || code != 0 {
+				if code != want {
+					t.Fatalf("closed with %d (%v), want %d", code, err, want)
+				}
+				return
+			}
+		}
+	}
+	waitHeld := func(want int64) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for gw.ReceivingBytes() != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("the partial messages hold %d bytes, want %d", gw.ReceivingBytes(), want)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	// A fragmented message whose client keeps the connection alive with
+	// pings but never ends it.
+	fragmented := welcomed("fragments")
+	first := frame(0x1, []byte(`{"id":"1","type":"ping"`))
+	first[0] &^= 0x80 // no FIN
+	if _, err := fragmented.Write(first); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for range 50 {
+			if _, err := fragmented.Write(frame(0x9, nil)); err != nil {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}()
+	closedWith(fragmented, wire.CloseMessageTimeout)
+	big := frame(0x1, make([]byte, wire.MaxFrameBytes))
+	var holders []*rawWS
+	for i := range 4 {
+		ws := welcomed(fmt.Sprint("holder", i))
+		if _, err := ws.Write(big[:len(big)-1]); err != nil { // all but its last byte
+			t.Fatal(err)
+		}
+		holders = append(holders, ws)
+	}
+	waitHeld(4 * wire.MaxFrameBytes)
+	over := welcomed("over")
+	if _, err := over.Write(big[:100]); err != nil {
+		t.Fatal(err)
+	}
+	closedWith(over, wire.CloseBusy)
+	legit(t, s, "during-partial-messages")
+
+	// The holders' next byte comes too late.
+	time.Sleep(2*time.Second + 100*time.Millisecond)
+	for _, ws := range holders {
+		_, _ = ws.Write(big[len(big)-1:])
+		closedWith(ws, wire.CloseMessageTimeout)
+	}
+	waitHeld(0)
+	legit(t, s, "after-partial-messages")
+}

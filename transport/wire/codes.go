@@ -104,6 +104,23 @@ const (
 	ReasonFlood = "flood"
 )
 
+// CloseBusy (1013, "try again later"), reason "busy": the messages the
+// server was part way through reading, of every connection together (or
+// of this connection's source address), held all the memory it keeps for
+// them. Reconnect with backoff and send the message again.
+const (
+	CloseBusy  = 1013
+	ReasonBusy = "busy"
+)
+
+// CloseMessageTimeout (1008, "policy violation"), reason
+// "message_timeout": a message took longer than 30 s from its first
+// frame's header to its last byte. Reconnect and send it again.
+const (
+	CloseMessageTimeout  = 1008
+	ReasonMessageTimeout = "message_timeout"
+)
+
 // CloseRouteLost, reason "route_lost": this gateway could not renew its
 // liveness in the route table (Redis) for long enough that another gateway
 // may take its devices over; it closes them itself so that a device never

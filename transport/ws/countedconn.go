@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/lxzan/gws"
+	"github.com/parley-chat/parley/transport/wire"
 )
 
 // frameScanner follows the WebSocket frames of a client's byte stream by
@@ -18,7 +19,15 @@ import (
 type frameScanner struct {
 	hdr  [14]byte
 	have uint8
+	// ends: the current frame is a data frame with FIN, the last of its
+	// message.
+	ends bool
 	skip uint64 // payload bytes of the current frame still to pass
+	// held is the payload the data frames of the message under way have
+	// announced, until the frame that ends it has passed: what gws holds
+	// for the message (the frame's buffer, taken at its header, and the
+	// fragments before it). Saturates.
+	held uint64
 }
 
 // opContinuation is the opcode of a fragmented message's later frames.
@@ -45,6 +54,9 @@ func (f *frameScanner) scan(b []byte) (continuations int) {
 			}
 			f.skip -= k
 			b = b[k:]
+			if f.skip == 0 && f.ends {
+				f.held, f.ends = 0, false
+			}
 			continue
 		}
 		need := f.headerLen()
@@ -59,8 +71,17 @@ func (f *frameScanner) scan(b []byte) (continuations int) {
 		if f.skip > math.MaxInt {
 			return outOfRange
 		}
-		if f.hdr[0]&0x0f == opContinuation {
+		op := f.hdr[0] & 0x0f
+		if op == opContinuation {
 			continuations++
+		}
+		f.ends = false
+		if op < 0x8 { // a data frame; control frames come between them
+			f.held = min(f.held+f.skip, math.MaxInt64)
+			f.ends = f.hdr[0]&0x80 != 0
+			if f.skip == 0 && f.ends {
+				f.held, f.ends = 0, false
+			}
 		}
 	}
 	return continuations
@@ -106,6 +127,16 @@ type countedConn struct {
 	tcp    *net.TCPConn // Conn, when it is one
 	frames frameScanner
 	ws     *gws.Conn // set once upgraded, before the read loop starts
+
+	// gw's receive budget bounds what the partial messages of every
+	// connection hold together, and share (nil when not counted per
+	// address) those of the connection's source address: see hold.
+	gw    *Gateway
+	share *share
+	// charged is what the connection's partial message holds of received
+	// (frames.held as of the last read), since when (monotonic).
+	charged int64
+	since   time.Duration
 }
 
 // Read is the one frame a countedConn adds under the read loop of every
@@ -127,7 +158,70 @@ func (c *countedConn) Read(p []byte) (n int, err error) {
 		}
 		c.continued(k)
 	}
+	if c.frames.held|uint64(c.charged) != 0 {
+		if refused := c.hold(); refused != nil {
+			return 0, refused
+		}
+	}
 	return n, err
+}
+
+var (
+	errReceiveBudget  = errors.New("ws: the receive budget is full")
+	errPartialTimeout = errors.New("ws: a message took too long to arrive")
+)
+
+// hold charges what the message under way holds now (frames.held) to
+// the receive budget, or gives back what it no longer holds; it closes
+// the connection when the budget (or the address's part of it) has no
+// room, or when the message has been under way for longer than
+// Config.MaxPartialMessage. A message that arrives whole within one read
+// is never charged. Only the read loop calls it.
+//
+//go:noinline
+func (c *countedConn) hold() error {
+	held := int64(c.frames.held)
+	if c.gw == nil {
+		return nil
+	}
+	received := c.gw.receiving
+	now := monotonic()
+	if c.charged != 0 && now-c.since > c.gw.cfg.MaxPartialMessage {
+		return c.close(wire.CloseMessageTimeout, wire.ReasonMessageTimeout, errPartialTimeout)
+	}
+	switch d := held - c.charged; {
+	case d > 0:
+		if c.charged == 0 {
+			c.since = now
+		}
+		if !received.take(d, c.share) {
+			return c.close(wire.CloseBusy, wire.ReasonBusy, errReceiveBudget)
+		}
+	case d < 0:
+		received.give(-d, c.share)
+	}
+	c.charged = held
+	return nil
+}
+
+// letGo gives back what the connection's partial message held, once its
+// read loop has ended.
+func (c *countedConn) letGo() {
+	if c.charged > 0 {
+		c.gw.receiving.give(c.charged, c.share)
+		c.charged = 0
+	}
+}
+
+// close closes the connection with code and reason from its read loop,
+// and returns err to end it; the read that brought it is dropped.
+func (c *countedConn) close(code uint16, reason string, err error) error {
+	if c.ws != nil {
+		_ = c.ws.WriteClose(code, []byte(reason))
+	} else {
+		_ = c.Conn.Close()
+	}
+	return err
 }
 
 // errFrameTooLarge ends the read loop of a connection whose client
@@ -140,12 +234,7 @@ var errFrameTooLarge = errors.New("ws: a frame's length is out of range")
 //
 //go:noinline
 func (c *countedConn) refuse() error {
-	if c.ws != nil {
-		_ = c.ws.WriteClose(1009, []byte("frame too large"))
-	} else {
-		_ = c.Conn.Close()
-	}
-	return errFrameTooLarge
+	return c.close(wire.CloseTooBig, "frame too large", errFrameTooLarge)
 }
 
 // continued counts k continuation frames against the connection's rate

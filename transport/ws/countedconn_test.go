@@ -126,3 +126,42 @@ func FuzzFrameScanner(f *testing.F) {
 		}
 	})
 }
+
+// held is the payload the data frames of the message under way announced,
+// from the first frame's header until the last frame's payload has
+// passed; control frames between fragments change nothing.
+func TestFrameScannerHoldsThePartialMessage(t *testing.T) {
+	var f frameScanner
+	whole := encodeFrame(0x1, true, 300, false)
+	f.scan(whole[:8]) // the header: 2 bytes, 2 of length, 4 of mask
+	if f.held != 300 {
+		t.Fatalf("a frame's header read: held %d, want 300", f.held)
+	}
+	f.scan(whole[8:])
+	if f.held != 0 {
+		t.Fatalf("the frame passed: held %d, want 0", f.held)
+	}
+	first := encodeFrame(0x1, false, 1000, false)
+	ping := encodeFrame(0x9, true, 10, false)
+	last := encodeFrame(0x0, true, 70000, false)
+	f.scan(first)
+	if f.held != 1000 {
+		t.Fatalf("a first fragment passed: held %d, want 1000", f.held)
+	}
+	f.scan(ping)
+	if f.held != 1000 {
+		t.Fatalf("a ping between fragments: held %d, want 1000", f.held)
+	}
+	f.scan(last[:len(last)-1])
+	if f.held != 71000 {
+		t.Fatalf("the last fragment but a byte: held %d, want 71000", f.held)
+	}
+	f.scan(last[len(last)-1:])
+	if f.held != 0 {
+		t.Fatalf("the message passed: held %d, want 0", f.held)
+	}
+	f.scan(encodeFrame(0x1, true, 0, false))
+	if f.held != 0 {
+		t.Fatalf("an empty frame: held %d, want 0", f.held)
+	}
+}

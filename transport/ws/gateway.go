@@ -57,6 +57,20 @@ type Config struct {
 	// slow consumers, or its own if that is furthest behind. Default 1 GiB;
 	// a node derives it from its memory limit.
 	MaxQueuedBytesTotal int64
+	// MaxReceivingBytesTotal bounds what the messages the gateway is
+	// part way through reading hold, of every connection together, and
+	// half of it those of one source address: a frame's payload as its
+	// header announces it, from the header until the message's last
+	// frame has arrived (a message that arrives within one read is never
+	// counted). A connection whose message does not fit is closed
+	// wire.CloseBusy. Default MaxQueuedBytesTotal/2, at least 8 MiB.
+	MaxReceivingBytesTotal int64
+	// MaxPartialMessage is how long a client may take to send a message
+	// once the gateway has begun to read it (the header of its first
+	// frame): its buffer is held from then on. A connection that takes
+	// longer is closed wire.CloseMessageTimeout. Default 30 s: 128 KiB,
+	// the largest frame, at 5 KB/s.
+	MaxPartialMessage time.Duration
 	// MaxReplyBytes bounds the messages of one sync reply, encoded; a page
 	// cut by it has hasMore and a cursor after its last message. A reply
 	// holds at least one message. Default 1 MiB.
@@ -250,6 +264,12 @@ func (c *Config) setDefaults() {
 	if c.MaxQueuedBytesTotal == 0 {
 		c.MaxQueuedBytesTotal = 1 << 30
 	}
+	if c.MaxReceivingBytesTotal == 0 {
+		c.MaxReceivingBytesTotal = max(c.MaxQueuedBytesTotal/2, 8<<20)
+	}
+	if c.MaxPartialMessage == 0 {
+		c.MaxPartialMessage = 30 * time.Second
+	}
 	if c.MaxReplyBytes == 0 {
 		c.MaxReplyBytes = 1 << 20
 	}
@@ -306,6 +326,9 @@ func (c Config) Validate() error {
 	}
 	if c.ReadBufferBytes < 256 {
 		errs = append(errs, fmt.Errorf("ws: read buffer %d must be at least 256 bytes", c.ReadBufferBytes))
+	}
+	if c.MaxReceivingBytesTotal < 2*wire.MaxFrameBytes {
+		errs = append(errs, fmt.Errorf("ws: max receiving bytes total %d must hold two frames of %d bytes", c.MaxReceivingBytesTotal, wire.MaxFrameBytes))
 	}
 	if c.MaxReplyBytes < 64<<10 {
 		errs = append(errs, fmt.Errorf("ws: max reply bytes %d must be at least 64 KiB", c.MaxReplyBytes))
@@ -377,6 +400,9 @@ type Gateway struct {
 
 	// budget bounds the bytes queued on every connection together.
 	budget *Budget
+	// receiving bounds what the messages being read hold together
+	// (Config.MaxReceivingBytesTotal; countedConn.hold).
+	receiving *Budget
 	// fanout delivers typing signals (nil: this gateway).
 	fanout push.Deliverer
 	// presence is who watches whose presence here.
@@ -431,6 +457,7 @@ func New(cfg Config, svc Service, tokens Verifier) (*Gateway, error) {
 		byAccount: map[domain.AccountID][]*session{},
 		sources:   map[string]*sourceConns{},
 		budget:    NewBudget(cfg.MaxQueuedBytesTotal),
+		receiving: NewBudget(cfg.MaxReceivingBytesTotal),
 		upgrades:  newConnectionRate(cfg),
 		stop:      make(chan struct{}),
 	}
@@ -569,7 +596,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 	var conn *gws.Conn
-	conn, err = g.upgrade(w, r)
+	conn, err = g.upgrade(w, r, sc)
 	if err != nil {
 		g.log.Debug("upgrade refused", "remote", r.RemoteAddr, "err", err)
 		return
@@ -596,13 +623,23 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // the handlers in it under a recovery of their own.
 func (g *Gateway) readLoop(conn *gws.Conn, waiting *helloWait) {
 	conn.ReadLoop()
+	g.readDone(conn, waiting)
+}
+
+// readDone gives back what a connection held once its read loop ended.
+func (g *Gateway) readDone(conn *gws.Conn, waiting *helloWait) {
+	if cc, ok := conn.NetConn().(*countedConn); ok {
+		cc.letGo()
+	}
 	g.release(waiting)
 	g.conns.Done()
 }
 
 // upgrade is gws's Upgrade over a countedConn, so that every frame the
-// client sends counts against its rate limit.
-func (g *Gateway) upgrade(w http.ResponseWriter, r *http.Request) (*gws.Conn, error) {
+// client sends counts against its rate limit, and what its partial
+// messages hold against the receive budget (sc's part of it when sc is
+// not nil).
+func (g *Gateway) upgrade(w http.ResponseWriter, r *http.Request, sc *sourceConns) (*gws.Conn, error) {
 	hj, ok := w.(http.Hijacker)
 	if !ok {
 		return nil, errors.New("the connection cannot be taken over")
@@ -611,8 +648,11 @@ func (g *Gateway) upgrade(w http.ResponseWriter, r *http.Request) (*gws.Conn, er
 	if err != nil {
 		return nil, err
 	}
-	cc := &countedConn{Conn: netConn}
+	cc := &countedConn{Conn: netConn, gw: g}
 	cc.tcp, _ = netConn.(*net.TCPConn)
+	if sc != nil && g.cfg.MaxConnectionsPerIP > 0 { // as the queue's share (waiting)
+		cc.share = &sc.receiving
+	}
 	conn, err := g.upgrader.UpgradeFromConn(cc, bufio.NewReaderSize(cc, g.cfg.ReadBufferBytes), r)
 	if err != nil {
 		return nil, err
@@ -634,6 +674,9 @@ func refuse(w http.ResponseWriter, status int, code wire.Code, text string) {
 type sourceConns struct {
 	open, hellos int // guarded by Gateway.mu
 	queued       share
+	// receiving is what the address's partial messages hold of the
+	// receive budget.
+	receiving share
 }
 
 // maxRatedSources bounds the source addresses whose rate of new
@@ -770,6 +813,11 @@ func (g *Gateway) QueuedBytes() int64 { return g.budget.Used() }
 
 // QueuedBytesLimit is the queue budget, Config.MaxQueuedBytesTotal.
 func (g *Gateway) QueuedBytesLimit() int64 { return g.budget.limit }
+
+// ReceivingBytes is what the messages the connections are part way
+// through sending hold now, as their payloads' headers announced them
+// (Config.MaxReceivingBytesTotal).
+func (g *Gateway) ReceivingBytes() int64 { return g.receiving.Used() }
 
 // Shutdown closes every connection with reason shutting_down and waits for
 // them to end, or for ctx. It is idempotent.
