@@ -397,7 +397,9 @@ func (o *outbox) waiting() (time.Duration, bool) {
 // it held must be room in the budget now (see Budget.makeRoom). A write
 // under way goes on until it ends or fails at its deadline (a closing
 // session gives it a second), and until then the budget counts less than
-// the heap holds.
+// the heap holds. What was to run once the queue was written (closeAfter:
+// the connection's close) runs now: the session is closed already, and
+// nothing else would close the connection.
 func (o *outbox) discard() {
 	o.mu.Lock()
 	o.closed = true
@@ -406,10 +408,14 @@ func (o *outbox) discard() {
 	o.charged = 0
 	clear(o.frames)
 	o.frames = o.frames[:0]
+	then := o.then
 	o.then = nil
 	o.wakeLocked()
 	o.mu.Unlock()
 	o.budget.leave(o)
+	if then != nil {
+		go then()
+	}
 }
 
 // wakeLocked wakes a reader waiting for room.

@@ -93,6 +93,31 @@ func TestOutboxStalledWriteFailsAfterTheTimeout(t *testing.T) {
 	}
 }
 
+// A close queued behind a write that then fails still runs: the write's
+// failure discards the queue (and closes the session, which is closed
+// already), and a close dropped with it would leave the connection open
+// for as long as its client keeps it.
+func TestOutboxRunsACloseQueuedBehindAFailedWrite(t *testing.T) {
+	const timeout = 200 * time.Millisecond
+	server, client := net.Pipe()
+	defer client.Close()
+	overflowed := make(chan struct{}, 1)
+	var o *outbox
+	o = newOutbox(server, 1<<20, NewBudget(1<<30), nil, timeout, func() {
+		o.discard() // as a session's slow-consumer close does
+		overflowed <- struct{}{}
+	}, noObserver{})
+	o.push(opText, make([]byte, 100)) // nobody reads it: the write stalls
+	closed := make(chan struct{})
+	o.closeAfter(func() { close(closed) })
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the close queued behind a failed write never ran")
+	}
+	<-overflowed
+}
+
 // A frame's wait is told once its write has finished, and counts the time
 // the write was held up by a client that did not read: it is the part of
 // a client's latency the connection's queue adds.
