@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"runtime"
 	"slices"
 	"strings"
@@ -1235,4 +1236,57 @@ func TestPartialMessagesAreBounded(t *testing.T) {
 	}
 	waitHeld(0)
 	legit(t, s, "after-partial-messages")
+}
+
+// Connections of one address whose first request has not arrived — a
+// client trickling its headers, which net/http buffers for up to its
+// header timeout — are bounded like connections waiting for their hello:
+// one past the bound is closed as it is accepted, while connections
+// already past their headers are not affected.
+func TestConnectionsSendingHeadersAreBoundedPerAddress(t *testing.T) {
+	s := startServer(t, nil)
+	max := s.n.Gateway().MaxFirstRequestsPerIP()
+	if max <= 0 {
+		t.Fatalf("no bound: %d", max)
+	}
+	upgraded := s.dial("upgraded", "phone")
+	slow := make([]net.Conn, max)
+	for i := range slow {
+		c, err := net.Dial("tcp", s.n.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		if _, err := c.Write([]byte("GET /ws HTTP/1.1\r\nHost: x\r\nX-Slow: " + strings.Repeat("a", 1000))); err != nil {
+			t.Fatal(err)
+		}
+		slow[i] = c
+	}
+	over, err := net.Dial("tcp", s.n.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer over.Close()
+	_ = over.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := over.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("a connection past %d still sending headers: %v, want it closed at once", max, err)
+	}
+	if _, err := upgraded.Do(ctxT(t), wire.Request{Type: wire.TypePing}); err != nil {
+		t.Fatalf("an upgraded connection of the address: %v", err)
+	}
+	for _, c := range slow {
+		c.Close()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c, err := s.tryDial("after-slow-headers", "phone")
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a client cannot connect once the slow ones closed: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

@@ -3,12 +3,11 @@ package httpapi
 import (
 	"fmt"
 	"math"
-	"net"
 	"net/http"
-	"net/netip"
 	"sync"
 	"time"
 
+	"github.com/parley-chat/parley/infra/ratelimit"
 	"github.com/parley-chat/parley/transport/auth"
 	"github.com/parley-chat/parley/transport/wire"
 )
@@ -81,25 +80,6 @@ func (c RateLimit) validate() []error {
 	return errs
 }
 
-// addressKey is the rate-limit key of a client address: the IPv4 address,
-// or the /64 of an IPv6 address (one host gets a whole /64).
-func addressKey(remoteAddr string) string {
-	host, _, err := net.SplitHostPort(remoteAddr)
-	if err != nil {
-		host = remoteAddr
-	}
-	ip, err := netip.ParseAddr(host)
-	if err != nil {
-		return host
-	}
-	ip = ip.Unmap().WithZone("")
-	if ip.Is6() {
-		p, _ := ip.Prefix(64)
-		return p.String()
-	}
-	return ip.String()
-}
-
 // rateLimited is the refusal of a request over a limit.
 func rateLimited(wait time.Duration) *apiError {
 	return &apiError{Status: http.StatusTooManyRequests, Code: wire.CodeRateLimited, Message: "too many requests", RetryAfter: wait}
@@ -114,7 +94,7 @@ func (s *server) limitAddress(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		key := addressKey(r.RemoteAddr)
+		key := ratelimit.AddressKey(r.RemoteAddr)
 		// The count first: a request it refuses takes no token.
 		if !s.inFlight.enter(key) {
 			writeError(w, &apiError{Status: http.StatusTooManyRequests, Code: wire.CodeRateLimited,

@@ -581,7 +581,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	source := ""
 	if !trusted {
-		source = remoteIP(r)
+		source = ratelimit.AddressKey(r.RemoteAddr)
 	}
 	sc, status, code, text := g.admit(source)
 	if status != 0 {
@@ -773,15 +773,6 @@ func (g *Gateway) release(w *helloWait) {
 	}
 }
 
-// remoteIP is the source address of r without its port.
-func remoteIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
-}
-
 // startWorker counts a connection's new request worker, unless the
 // gateway is past waiting for them.
 func (g *Gateway) startWorker() bool {
@@ -813,6 +804,19 @@ func (g *Gateway) QueuedBytes() int64 { return g.budget.Used() }
 
 // QueuedBytesLimit is the queue budget, Config.MaxQueuedBytesTotal.
 func (g *Gateway) QueuedBytesLimit() int64 { return g.budget.limit }
+
+// MaxFirstRequestsPerIP is how many connections of one source address
+// the server that serves the gateway should let stay open before their
+// first request reaches it (still sending headers): MaxHellosPerIP, or 0
+// when per-address limits are off, or when a trusted API gateway may
+// connect (its connections are told apart only by their headers, and it
+// may open many at once).
+func (g *Gateway) MaxFirstRequestsPerIP() int {
+	if g.cfg.MaxConnectionsPerIP <= 0 || g.cfg.MaxHellosPerIP <= 0 || g.cfg.Trusted.Secret != "" {
+		return 0
+	}
+	return g.cfg.MaxHellosPerIP
+}
 
 // ReceivingBytes is what the messages the connections are part way
 // through sending hold now, as their payloads' headers announced them

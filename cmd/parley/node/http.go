@@ -66,12 +66,28 @@ func (n *Node) serveHTTP() error {
 		}
 	}
 	n.http = n.cfg.HTTP.server(mux)
+	ln := n.ln
+	if max := n.maxFirstRequestsPerIP(); max > 0 {
+		first := newFirstRequests(max)
+		first.hook(n.http)
+		ln = first.listener(ln)
+	}
 	n.goOwned(func() {
-		if err := n.http.Serve(n.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := n.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			n.log.Error("http server stopped", "err", err)
 		}
 	})
 	return nil
+}
+
+// maxFirstRequestsPerIP bounds the connections of one address whose
+// first request has not reached the server yet (firstRequests): the
+// gateway's, none without one (links and ops endpoints only).
+func (n *Node) maxFirstRequestsPerIP() int {
+	if n.gw == nil {
+		return 0
+	}
+	return n.gw.MaxFirstRequestsPerIP()
 }
 
 // consoleStatus is what the console's status panel shows.
