@@ -674,29 +674,35 @@ func TestContinuationFloodIsClosed(t *testing.T) {
 }
 
 // A frame header whose 64-bit length has its top bit set (RFC 6455 forbids
-// it; gws v1.8.9 reads it as a negative length and panics) closes that
-// connection with 1009, before hello as after, and the server goes on.
+// it; gws v1.8.9 reads it as a negative length and panics), or that is
+// over the largest frame, closes that connection with 1009 before the
+// server allocates anything for it, before hello as after, and the
+// server goes on.
 func TestFrameLengthOutOfRangeIsClosed(t *testing.T) {
 	s := startServer(t, nil)
-	bad := []byte{0x81, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 1, 1, 2, 3, 4}
-	for _, welcomed := range []bool{false, true} {
-		ws, _ := dialRaw(t, s.n.Addr())
-		if welcomed {
-			hello := fmt.Sprintf(`{"id":"h","type":"hello","token":%q}`, s.token("huge", "phone", time.Hour))
-			if _, err := ws.Write(frame(0x1, []byte(hello))); err != nil {
+	for i, bad := range [][]byte{
+		{0x81, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 1, 1, 2, 3, 4}, // 2^63+1
+		{0x81, 0xFF, 0, 0, 0, 0, 0x40, 0, 0, 0, 1, 2, 3, 4}, // 1 GiB
+	} {
+		for _, welcomed := range []bool{false, true} {
+			ws, _ := dialRaw(t, s.n.Addr())
+			if welcomed {
+				hello := fmt.Sprintf(`{"id":"h","type":"hello","token":%q}`, s.token("huge", fmt.Sprint("phone", i), time.Hour))
+				if _, err := ws.Write(frame(0x1, []byte(hello))); err != nil {
+					t.Fatal(err)
+				}
+				if f, code, err := ws.readText(); err != nil || code != 0 || f.Type != "welcome" {
+					t.Fatalf("hello: %+v, %d, %v", f, code, err)
+				}
+			}
+			if _, err := ws.Write(bad); err != nil {
 				t.Fatal(err)
 			}
-			if f, code, err := ws.readText(); err != nil || code != 0 || f.Type != "welcome" {
-				t.Fatalf("hello: %+v, %d, %v", f, code, err)
+			if _, code, err := ws.readText(); code != 1009 {
+				t.Fatalf("% x, welcomed %v: closed with %d (%v), want 1009", bad[:10], welcomed, code, err)
 			}
+			legit(t, s, "after-huge-length")
 		}
-		if _, err := ws.Write(bad); err != nil {
-			t.Fatal(err)
-		}
-		if _, code, err := ws.readText(); code != 1009 {
-			t.Fatalf("welcomed %v: closed with %d (%v), want 1009", welcomed, code, err)
-		}
-		legit(t, s, "after-huge-length")
 	}
 }
 
@@ -1215,7 +1221,7 @@ func TestPartialMessagesAreBounded(t *testing.T) {
 	var holders []*rawWS
 	for i := range 4 {
 		ws := welcomed(fmt.Sprint("holder", i))
-		if _, err := ws.Write(big[:len(big)-1]); err != nil { // all but its last byte
+		if _, err := ws.Write(big[:len(big)-2]); err != nil { // all but its last two bytes
 			t.Fatal(err)
 		}
 		holders = append(holders, ws)
@@ -1227,54 +1233,81 @@ func TestPartialMessagesAreBounded(t *testing.T) {
 	}
 	closedWith(over, wire.CloseBusy)
 	legit(t, s, "during-partial-messages")
+	// A message that arrives whole is not counted, however many reads of
+	// the gateway's buffer it takes: the largest body goes through while
+	// the address's part is full.
+	whole := s.dial("partial", "whole")
+	if _, err := whole.Send(ctxT(t), client.Target{Account: "bob"}, "whole", "text", strings.Repeat("w", 16<<10)); err != nil {
+		t.Fatalf("a whole message of 16 KiB while partial ones fill the budget: %v", err)
+	}
 
 	// The holders' next byte comes too late.
 	time.Sleep(2*time.Second + 100*time.Millisecond)
 	for _, ws := range holders {
-		_, _ = ws.Write(big[len(big)-1:])
+		_, _ = ws.Write(big[len(big)-2 : len(big)-1])
 		closedWith(ws, wire.CloseMessageTimeout)
 	}
 	waitHeld(0)
 	legit(t, s, "after-partial-messages")
 }
 
-// Connections of one address whose first request has not arrived — a
-// client trickling its headers, which net/http buffers for up to its
-// header timeout — are bounded like connections waiting for their hello:
-// one past the bound is closed as it is accepted, while connections
-// already past their headers are not affected.
+// Connections of one address outside a request — new ones and keep-alive
+// ones, which may trickle the headers of a request that net/http buffers
+// for up to its header timeout — are bounded like connections waiting for
+// their hello: a new one past the bound is closed as it is accepted, a
+// keep-alive one as it goes idle, while upgraded connections are not
+// counted.
 func TestConnectionsSendingHeadersAreBoundedPerAddress(t *testing.T) {
 	s := startServer(t, nil)
-	max := s.n.Gateway().MaxFirstRequestsPerIP()
-	if max <= 0 {
-		t.Fatalf("no bound: %d", max)
+	bound := s.n.Gateway().MaxWaitingConnsPerIP()
+	if bound <= 0 {
+		t.Fatalf("no bound: %d", bound)
 	}
 	upgraded := s.dial("upgraded", "phone")
-	slow := make([]net.Conn, max)
-	for i := range slow {
+	// bound keep-alive connections, each past one whole request: counted
+	// again once idle, whatever they send next.
+	conns := make([]net.Conn, bound)
+	for i := range conns {
 		c, err := net.Dial("tcp", s.n.Addr())
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { c.Close() })
-		if _, err := c.Write([]byte("GET /ws HTTP/1.1\r\nHost: x\r\nX-Slow: " + strings.Repeat("a", 1000))); err != nil {
+		if _, err := c.Write([]byte("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")); err != nil {
 			t.Fatal(err)
 		}
-		slow[i] = c
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		conns[i] = c
+	}
+	trickle := func(c net.Conn) {
+		if _, err := c.Write([]byte("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: " + strings.Repeat("a", 1000))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	refused := func(c net.Conn, what string) {
+		t.Helper()
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("%s past %d outside a request: %v, want it closed at once", what, bound, err)
+		}
+	}
+	for _, c := range conns {
+		trickle(c)
 	}
 	over, err := net.Dial("tcp", s.n.Addr())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer over.Close()
-	_ = over.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := over.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
-		t.Fatalf("a connection past %d still sending headers: %v, want it closed at once", max, err)
-	}
+	refused(over, "a new connection")
 	if _, err := upgraded.Do(ctxT(t), wire.Request{Type: wire.TypePing}); err != nil {
 		t.Fatalf("an upgraded connection of the address: %v", err)
 	}
-	for _, c := range slow {
+	for _, c := range conns {
 		c.Close()
 	}
 	deadline := time.Now().Add(5 * time.Second)

@@ -55,7 +55,11 @@ func (s *Service) Read(ctx context.Context, r ReadRequest) (conversations.ReadSt
 	if msgID <= st.ReadMsgID {
 		return st, nil
 	}
-	if _, err := s.spend(Actor{Account: who.Account, Trusted: r.Trusted}, SendCost, readCostText); err != nil {
+	if err := s.writable(); err != nil {
+		return conversations.ReadState{}, err
+	}
+	cost, err := s.spend(Actor{Account: who.Account, Trusted: r.Trusted}, SendCost, readCostText)
+	if err != nil {
 		return conversations.ReadState{}, err
 	}
 	e := events.ConversationRead{Conversation: conv.String(), Account: string(who.Account), Device: string(who.Device),
@@ -65,6 +69,10 @@ func (s *Service) Read(ctx context.Context, r ReadRequest) (conversations.ReadSt
 	}
 	pos, err := s.append(ctx, uuid.NewString(), e)
 	if err != nil {
+		// Perhaps appended after all: then a retry moves nothing, and is
+		// free. Without the cost back, retries the docs invite would burn
+		// the budget while the log is down.
+		cost.giveBack()
 		return conversations.ReadState{}, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	wctx, cancel := context.WithTimeout(ctx, s.cfg.ReadTimeout)

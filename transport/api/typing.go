@@ -69,12 +69,22 @@ func (t *typingThrottle) allow(k typingKey, now time.Time) (bool, time.Duration)
 	return true, 0
 }
 
+// forget takes back the signal of k allowed at at, which did not pass
+// after all, unless a later one was allowed since.
+func (t *typingThrottle) forget(k typingKey, at time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if last, ok := t.last[k]; ok && last.Equal(at) {
+		delete(t.last, k)
+	}
+}
+
 // Typing authorizes who to signal typing in conversation and returns the
 // accounts whose devices get the signal: the conversation's other
 // participants. Nothing is written to the log. A signal within
-// TypingInterval of who's last one in the conversation, or one whose
-// pushes the send budget does not hold (TypingCost each), is refused with
-// a LimitError.
+// TypingInterval of who's last one in the conversation (free), or one
+// whose pushes the send budget does not hold (TypingCost each), is
+// refused with a LimitError.
 func (s *Service) Typing(ctx context.Context, who domain.AccountID, conversation string) (domain.ConversationID, []domain.AccountID, error) {
 	conv, err := domain.ParseConversationID(conversation)
 	if err != nil {
@@ -87,15 +97,15 @@ func (s *Service) Typing(ctx context.Context, who domain.AccountID, conversation
 	if err != nil {
 		return domain.ConversationID{}, nil, err
 	}
-	var cost charge
+	k, now := typingKey{who, conv}, s.cfg.Now()
+	if ok, wait := s.typing.allow(k, now); !ok {
+		return domain.ConversationID{}, nil, &LimitError{RetryAfter: wait, Reason: "at most one typing signal per second per conversation"}
+	}
 	if len(out) > 0 {
-		if cost, err = s.spend(Actor{Account: who}, TypingCost*len(out), typingCostText); err != nil {
+		if _, err := s.spend(Actor{Account: who}, TypingCost*len(out), typingCostText); err != nil {
+			s.typing.forget(k, now) // nothing was pushed
 			return domain.ConversationID{}, nil, err
 		}
-	}
-	if ok, wait := s.typing.allow(typingKey{who, conv}, s.cfg.Now()); !ok {
-		cost.giveBack()
-		return domain.ConversationID{}, nil, &LimitError{RetryAfter: wait, Reason: "at most one typing signal per second per conversation"}
 	}
 	return conv, out, nil
 }

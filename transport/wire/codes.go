@@ -69,9 +69,14 @@ const (
 	CloseHelloTimeout = 4007
 	// CloseGoingAway (1001), reason "shutting_down": the server is stopping; reconnect.
 	CloseGoingAway = 1001
-	// CloseTooBig (1009): a frame was over MaxFrameBytes.
+	// CloseTooBig (1009): a frame was over MaxFrameBytes (the reason is
+	// gws's own, or ReasonTooBig for one refused before gws read it).
 	CloseTooBig = 1009
 )
+
+// ReasonTooBig is the reason of a CloseTooBig sent before the WebSocket
+// library read the frame's header.
+const ReasonTooBig = "frame too large"
 
 // Close reasons sent with the close codes.
 const (

@@ -3,7 +3,6 @@ package ws
 import (
 	"encoding/binary"
 	"errors"
-	"math"
 	"net"
 	"time"
 
@@ -26,22 +25,26 @@ type frameScanner struct {
 	// held is the payload the data frames of the message under way have
 	// announced, until the frame that ends it has passed: what gws holds
 	// for the message (the frame's buffer, taken at its header, and the
-	// fragments before it). Saturates.
+	// fragments before it).
 	held uint64
+	// starts counts the messages begun (first frames' headers), so that
+	// a message is told from the next (wrapping).
+	starts uint32
 }
 
 // opContinuation is the opcode of a fragmented message's later frames.
 const opContinuation = 0x0
 
-// outOfRange is what scan returns for a header whose payload length does
-// not fit an int: RFC 6455 forbids a 64-bit length with its top bit set,
-// and gws would read it as a negative length and panic (v1.8.9: its
-// check against the largest frame lets a negative length through).
+// outOfRange is what scan returns for a header whose payload length is
+// over the largest frame the gateway takes (wire.MaxFrameBytes): gws would
+// refuse it with 1009 too, but a 64-bit length with its top bit set (RFC
+// 6455 forbids it) it reads as a negative length, which passes its check
+// and panics (v1.8.9).
 const outOfRange = -1
 
 // scan passes b and returns how many continuation frames' headers
 // complete in it, or outOfRange when a header announces a payload longer
-// than an int holds (the stream cannot go on). It calls nothing: it runs
+// than the largest frame (the stream cannot go on). It calls nothing: it runs
 // under the read loop of every connection (see countedConn.Read).
 //
 //go:noinline
@@ -68,7 +71,7 @@ func (f *frameScanner) scan(b []byte) (continuations int) {
 		}
 		f.skip = f.payloadLen()
 		f.have = 0
-		if f.skip > math.MaxInt {
+		if f.skip > wire.MaxFrameBytes {
 			return outOfRange
 		}
 		op := f.hdr[0] & 0x0f
@@ -77,7 +80,10 @@ func (f *frameScanner) scan(b []byte) (continuations int) {
 		}
 		f.ends = false
 		if op < 0x8 { // a data frame; control frames come between them
-			f.held = min(f.held+f.skip, math.MaxInt64)
+			if op != opContinuation {
+				f.starts++
+			}
+			f.held += f.skip // at most a message's frames of MaxFrameBytes
 			f.ends = f.hdr[0]&0x80 != 0
 			if f.skip == 0 && f.ends {
 				f.held, f.ends = 0, false
@@ -133,10 +139,13 @@ type countedConn struct {
 	// address) those of the connection's source address: see hold.
 	gw    *Gateway
 	share *share
-	// charged is what the connection's partial message holds of received
-	// (frames.held as of the last read), since when (monotonic).
+	// charged is what the connection's partial message holds of the
+	// budget (frames.held as of the last read that drained the socket);
+	// since is when the message (the started'th) was first seen partial
+	// (monotonic).
 	charged int64
 	since   time.Duration
+	started uint32
 }
 
 // Read is the one frame a countedConn adds under the read loop of every
@@ -159,7 +168,7 @@ func (c *countedConn) Read(p []byte) (n int, err error) {
 		c.continued(k)
 	}
 	if c.frames.held|uint64(c.charged) != 0 {
-		if refused := c.hold(); refused != nil {
+		if refused := c.hold(n < len(p)); refused != nil {
 			return 0, refused
 		}
 	}
@@ -172,35 +181,45 @@ var (
 )
 
 // hold charges what the message under way holds now (frames.held) to
-// the receive budget, or gives back what it no longer holds; it closes
-// the connection when the budget (or the address's part of it) has no
-// room, or when the message has been under way for longer than
-// Config.MaxPartialMessage. A message that arrives whole within one read
-// is never charged. Only the read loop calls it.
+// the receive budget, or gives back what it no longer holds. It charges,
+// and checks the message's time, only after a read that drained the
+// socket (drained: it returned less than it could take) with the message
+// still partial — when its client has not sent the rest — so a message
+// that arrives whole is never charged, however many reads of the
+// gateway's buffer it takes, nor closed for a pause of the server's own.
+// It closes the connection when the budget (or the address's part of it)
+// has no room, or when the message has been under way for longer than
+// Config.MaxPartialMessage. Only the read loop calls it.
 //
 //go:noinline
-func (c *countedConn) hold() error {
-	held := int64(c.frames.held)
+func (c *countedConn) hold(drained bool) error {
 	if c.gw == nil {
 		return nil
 	}
-	received := c.gw.receiving
-	now := monotonic()
-	if c.charged != 0 && now-c.since > c.gw.cfg.MaxPartialMessage {
-		return c.close(wire.CloseMessageTimeout, wire.ReasonMessageTimeout, errPartialTimeout)
+	held := int64(c.frames.held)
+	if held < c.charged {
+		c.gw.receiving.give(c.charged-held, c.share)
+		c.charged = held
 	}
-	switch d := held - c.charged; {
-	case d > 0:
-		if c.charged == 0 {
-			c.since = now
-		}
-		if !received.take(d, c.share) {
+	if held == 0 {
+		return nil
+	}
+	now := monotonic()
+	if c.frames.starts != c.started {
+		c.started, c.since = c.frames.starts, now // another message
+	}
+	if !drained {
+		return nil
+	}
+	if d := held - c.charged; d > 0 {
+		if !c.gw.receiving.take(d, c.share) {
 			return c.close(wire.CloseBusy, wire.ReasonBusy, errReceiveBudget)
 		}
-	case d < 0:
-		received.give(-d, c.share)
+		c.charged = held
 	}
-	c.charged = held
+	if now-c.since > c.gw.cfg.MaxPartialMessage {
+		return c.close(wire.CloseMessageTimeout, wire.ReasonMessageTimeout, errPartialTimeout)
+	}
 	return nil
 }
 
@@ -213,20 +232,23 @@ func (c *countedConn) letGo() {
 	}
 }
 
-// close closes the connection with code and reason from its read loop,
-// and returns err to end it; the read that brought it is dropped.
+// close closes the connection with code and reason from its read loop
+// (counted with the other closes, see session.closeFromReader), and
+// returns err to end it; the read that brought it is dropped.
 func (c *countedConn) close(code uint16, reason string, err error) error {
 	if c.ws != nil {
-		_ = c.ws.WriteClose(code, []byte(reason))
-	} else {
-		_ = c.Conn.Close()
+		if s := sessionOf(c.ws); s != nil {
+			s.closeFromReader(code, reason)
+			return err
+		}
 	}
+	_ = c.Conn.Close()
 	return err
 }
 
 // errFrameTooLarge ends the read loop of a connection whose client
-// announced a frame longer than an int (see outOfRange).
-var errFrameTooLarge = errors.New("ws: a frame's length is out of range")
+// announced a frame longer than the largest (see outOfRange).
+var errFrameTooLarge = errors.New("ws: a frame's length is over the largest frame")
 
 // refuse closes the connection with 1009, as for any frame over the
 // limit, before gws reads the header that announced it; the read that
@@ -234,7 +256,7 @@ var errFrameTooLarge = errors.New("ws: a frame's length is out of range")
 //
 //go:noinline
 func (c *countedConn) refuse() error {
-	return c.close(wire.CloseTooBig, "frame too large", errFrameTooLarge)
+	return c.close(wire.CloseTooBig, wire.ReasonTooBig, errFrameTooLarge)
 }
 
 // continued counts k continuation frames against the connection's rate

@@ -5,6 +5,8 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
+
+	"github.com/parley-chat/parley/transport/wire"
 )
 
 // encodeFrame is a client frame of opcode with a payload of n bytes
@@ -53,8 +55,8 @@ func scanAll(stream []byte, cuts []int) int {
 	return got
 }
 
-// A 64-bit length with its top bit set is out of range wherever the
-// stream is cut; the largest length an int holds is not.
+// A 64-bit length with its top bit set, or any over the largest frame, is
+// out of range wherever the stream is cut; the largest frame's is not.
 func TestFrameScannerRefusesALengthOutOfRange(t *testing.T) {
 	bad := []byte{0x81, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 1, 1, 2, 3, 4}
 	stream := append(encodeFrame(0x0, false, 3, false), bad...)
@@ -63,9 +65,12 @@ func TestFrameScannerRefusesALengthOutOfRange(t *testing.T) {
 			t.Fatalf("cut at %d: %d, want out of range", cut, got)
 		}
 	}
-	largest := []byte{0x81, 0xFF, 0x7F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 1, 2, 3, 4}
-	if got := scanAll(largest, nil); got != 0 {
-		t.Fatalf("the largest int length: %d, want 0", got)
+	if got := scanAll(encodeFrame(0x1, true, wire.MaxFrameBytes, false), nil); got != 0 {
+		t.Fatalf("the largest frame: %d, want 0", got)
+	}
+	over := encodeFrame(0x1, true, wire.MaxFrameBytes+1, false)[:14]
+	if got := scanAll(over, nil); got != outOfRange {
+		t.Fatalf("a frame over the largest: %d, want out of range", got)
 	}
 }
 
@@ -163,5 +168,10 @@ func TestFrameScannerHoldsThePartialMessage(t *testing.T) {
 	f.scan(encodeFrame(0x1, true, 0, false))
 	if f.held != 0 {
 		t.Fatalf("an empty frame: held %d, want 0", f.held)
+	}
+	// Messages begun: the whole frame, the fragmented message, the empty
+	// frame; neither the ping nor the continuation begins one.
+	if f.starts != 3 {
+		t.Fatalf("%d messages begun, want 3", f.starts)
 	}
 }

@@ -327,6 +327,9 @@ func (c Config) Validate() error {
 	if c.ReadBufferBytes < 256 {
 		errs = append(errs, fmt.Errorf("ws: read buffer %d must be at least 256 bytes", c.ReadBufferBytes))
 	}
+	if c.MaxPartialMessage < 0 {
+		errs = append(errs, fmt.Errorf("ws: max partial message %s cannot be negative", c.MaxPartialMessage))
+	}
 	if c.MaxReceivingBytesTotal < 2*wire.MaxFrameBytes {
 		errs = append(errs, fmt.Errorf("ws: max receiving bytes total %d must hold two frames of %d bytes", c.MaxReceivingBytesTotal, wire.MaxFrameBytes))
 	}
@@ -805,23 +808,27 @@ func (g *Gateway) QueuedBytes() int64 { return g.budget.Used() }
 // QueuedBytesLimit is the queue budget, Config.MaxQueuedBytesTotal.
 func (g *Gateway) QueuedBytesLimit() int64 { return g.budget.limit }
 
-// MaxFirstRequestsPerIP is how many connections of one source address
-// the server that serves the gateway should let stay open before their
-// first request reaches it (still sending headers): MaxHellosPerIP, or 0
-// when per-address limits are off, or when a trusted API gateway may
-// connect (its connections are told apart only by their headers, and it
-// may open many at once).
-func (g *Gateway) MaxFirstRequestsPerIP() int {
+// MaxWaitingConnsPerIP is how many connections of one source address the
+// server that serves the gateway should let stay open outside a request
+// (new ones, idle keep-alive ones, those sending a request's headers):
+// four times MaxHellosPerIP, room for an HTTP client's pool of idle
+// connections besides the upgrades under way; 0 when per-address limits
+// are off, or when a trusted API gateway may connect (its connections are
+// told apart only by their headers, and it may open many at once).
+func (g *Gateway) MaxWaitingConnsPerIP() int {
 	if g.cfg.MaxConnectionsPerIP <= 0 || g.cfg.MaxHellosPerIP <= 0 || g.cfg.Trusted.Secret != "" {
 		return 0
 	}
-	return g.cfg.MaxHellosPerIP
+	return 4 * g.cfg.MaxHellosPerIP
 }
 
 // ReceivingBytes is what the messages the connections are part way
 // through sending hold now, as their payloads' headers announced them
 // (Config.MaxReceivingBytesTotal).
 func (g *Gateway) ReceivingBytes() int64 { return g.receiving.Used() }
+
+// ReceivingBytesLimit is the receive budget, Config.MaxReceivingBytesTotal.
+func (g *Gateway) ReceivingBytesLimit() int64 { return g.receiving.limit }
 
 // Shutdown closes every connection with reason shutting_down and waits for
 // them to end, or for ctx. It is idempotent.

@@ -133,6 +133,9 @@ func FuzzReadLoop(f *testing.F) {
 		if used := g.budget.Used(); used != 0 {
 			t.Fatalf("the queue budget still counts %d bytes", used)
 		}
+		if used := g.receiving.Used(); used != 0 {
+			t.Fatalf("the receive budget still counts %d bytes", used)
+		}
 	})
 }
 

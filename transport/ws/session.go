@@ -269,14 +269,9 @@ func (s *session) stopWork() {
 // closeWith closes the connection with a close code and reason. Unless
 // immediate, frames already queued (an error reply, say) are written first.
 func (s *session) closeWith(code uint16, reason string, immediate bool) {
-	if !s.closed.CompareAndSwap(false, true) {
+	if !s.markClosed(code, reason) {
 		return
 	}
-	s.stopWork()
-	// Not the uid: the sweeper may close a connection whose hello is
-	// writing it at this moment.
-	s.g.log.Debug("closing connection", "code", code, "reason", reason)
-	s.g.cfg.Observer.Closed(reason)
 	do := func() {
 		_ = s.conn.SetWriteDeadline(time.Now().Add(time.Second))
 		_ = s.conn.WriteClose(code, []byte(reason))
@@ -287,4 +282,30 @@ func (s *session) closeWith(code uint16, reason string, immediate bool) {
 		return
 	}
 	s.out.closeAfter(do)
+}
+
+// closeFromReader closes the connection as closeWith(immediate) does,
+// from the connection's read loop, writing the close frame before it
+// returns: the read loop ends next, and gws would write a close of its
+// own first.
+func (s *session) closeFromReader(code uint16, reason string) {
+	if s.markClosed(code, reason) {
+		s.out.discard()
+	}
+	_ = s.conn.SetWriteDeadline(time.Now().Add(time.Second))
+	_ = s.conn.WriteClose(code, []byte(reason))
+}
+
+// markClosed marks s closed, once, and counts why; it reports whether
+// this call closed it.
+func (s *session) markClosed(code uint16, reason string) bool {
+	if !s.closed.CompareAndSwap(false, true) {
+		return false
+	}
+	s.stopWork()
+	// Not the uid: the sweeper may close a connection whose hello is
+	// writing it at this moment.
+	s.g.log.Debug("closing connection", "code", code, "reason", reason)
+	s.g.cfg.Observer.Closed(reason)
+	return true
 }

@@ -67,10 +67,10 @@ func (n *Node) serveHTTP() error {
 	}
 	n.http = n.cfg.HTTP.server(mux)
 	ln := n.ln
-	if max := n.maxFirstRequestsPerIP(); max > 0 {
-		first := newFirstRequests(max)
-		first.hook(n.http)
-		ln = first.listener(ln)
+	if bound := n.maxWaitingConnsPerIP(); bound > 0 {
+		waiting := newWaitingConns(bound)
+		waiting.hook(n.http)
+		ln = waiting.listener(ln)
 	}
 	n.goOwned(func() {
 		if err := n.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -80,14 +80,14 @@ func (n *Node) serveHTTP() error {
 	return nil
 }
 
-// maxFirstRequestsPerIP bounds the connections of one address whose
-// first request has not reached the server yet (firstRequests): the
-// gateway's, none without one (links and ops endpoints only).
-func (n *Node) maxFirstRequestsPerIP() int {
+// maxWaitingConnsPerIP bounds the connections of one address outside a
+// request (waitingConns): the gateway's, none without one (links and ops
+// endpoints only).
+func (n *Node) maxWaitingConnsPerIP() int {
 	if n.gw == nil {
 		return 0
 	}
-	return n.gw.MaxFirstRequestsPerIP()
+	return n.gw.MaxWaitingConnsPerIP()
 }
 
 // consoleStatus is what the console's status panel shows.

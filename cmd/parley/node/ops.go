@@ -63,6 +63,10 @@ func (n *Node) registerMetrics() {
 			Name: "parley_incoming_partial_bytes",
 			Help: "Bytes the messages that connections are part way through sending hold on this instance, as their frames' headers announced them; a connection whose message does not fit in half the outgoing queue budget (at least 8 MiB; half of that for one source address) is closed 1013 busy.",
 		}, func() float64 { return float64(n.gw.ReceivingBytes()) }))
+		n.metrics.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "parley_incoming_partial_bytes_limit",
+			Help: "The most the messages that connections are part way through sending may hold together; past it, the connection whose message does not fit is closed 1013 busy.",
+		}, func() float64 { return float64(n.gw.ReceivingBytesLimit()) }))
 	}
 	if n.disk != nil {
 		n.metrics.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
