@@ -3,6 +3,7 @@ package ws
 import (
 	"encoding/binary"
 	"errors"
+	"math"
 	"net"
 	"time"
 
@@ -21,15 +22,15 @@ type frameScanner struct {
 	// ends: the current frame is a data frame with FIN, the last of its
 	// message.
 	ends bool
-	skip uint64 // payload bytes of the current frame still to pass
 	// held is the payload the data frames of the message under way have
 	// announced, until the frame that ends it has passed: what gws holds
 	// for the message (the frame's buffer, taken at its header, and the
-	// fragments before it).
-	held uint64
+	// fragments before it). Saturates.
+	held uint32
 	// starts counts the messages begun (first frames' headers), so that
 	// a message is told from the next (wrapping).
 	starts uint32
+	skip   uint64 // payload bytes of the current frame still to pass
 }
 
 // opContinuation is the opcode of a fragmented message's later frames.
@@ -83,7 +84,7 @@ func (f *frameScanner) scan(b []byte) (continuations int) {
 			if op != opContinuation {
 				f.starts++
 			}
-			f.held += f.skip // at most a message's frames of MaxFrameBytes
+			f.held = uint32(min(uint64(f.held)+f.skip, math.MaxUint32))
 			f.ends = f.hdr[0]&0x80 != 0
 			if f.skip == 0 && f.ends {
 				f.held, f.ends = 0, false
@@ -134,18 +135,11 @@ type countedConn struct {
 	frames frameScanner
 	ws     *gws.Conn // set once upgraded, before the read loop starts
 
-	// gw's receive budget bounds what the partial messages of every
-	// connection hold together, and share (nil when not counted per
-	// address) those of the connection's source address: see hold.
-	gw    *Gateway
-	share *share
-	// charged is what the connection's partial message holds of the
-	// budget (frames.held as of the last read that drained the socket);
-	// since is when the message (the started'th) was first seen partial
-	// (monotonic).
-	charged int64
-	since   time.Duration
-	started uint32
+	// recv is the receive budget the connection's partial messages are
+	// charged to, with its source address's part of it; partial, what it
+	// holds of it (nil until its first partial message). See hold.
+	recv    *receiver
+	partial *partialMessage
 }
 
 // Read is the one frame a countedConn adds under the read loop of every
@@ -167,7 +161,7 @@ func (c *countedConn) Read(p []byte) (n int, err error) {
 		}
 		c.continued(k)
 	}
-	if c.frames.held|uint64(c.charged) != 0 {
+	if c.frames.held != 0 || c.partial != nil && c.partial.charged != 0 {
 		if refused := c.hold(n < len(p)); refused != nil {
 			return 0, refused
 		}
@@ -193,42 +187,64 @@ var (
 //
 //go:noinline
 func (c *countedConn) hold(drained bool) error {
-	if c.gw == nil {
+	if c.recv == nil {
 		return nil
 	}
-	held := int64(c.frames.held)
-	if held < c.charged {
-		c.gw.receiving.give(c.charged-held, c.share)
-		c.charged = held
+	m := c.partial
+	if m == nil {
+		m = &partialMessage{}
+		c.partial = m
+	}
+	g, held := c.recv.g, int64(c.frames.held)
+	if held < m.charged {
+		g.receiving.give(m.charged-held, c.recv.share)
+		m.charged = held
 	}
 	if held == 0 {
 		return nil
 	}
 	now := monotonic()
-	if c.frames.starts != c.started {
-		c.started, c.since = c.frames.starts, now // another message
+	if c.frames.starts != m.started || m.since == 0 {
+		m.started, m.since = c.frames.starts, now // another message
 	}
 	if !drained {
 		return nil
 	}
-	if d := held - c.charged; d > 0 {
-		if !c.gw.receiving.take(d, c.share) {
+	if d := held - m.charged; d > 0 {
+		if !g.receiving.take(d, c.recv.share) {
 			return c.close(wire.CloseBusy, wire.ReasonBusy, errReceiveBudget)
 		}
-		c.charged = held
+		m.charged = held
 	}
-	if now-c.since > c.gw.cfg.MaxPartialMessage {
+	if now-m.since > g.cfg.MaxPartialMessage {
 		return c.close(wire.CloseMessageTimeout, wire.ReasonMessageTimeout, errPartialTimeout)
 	}
 	return nil
 }
 
+// receiver is a receive budget as the connections of one source address
+// (or those not counted per address, share nil) are charged to it.
+type receiver struct {
+	g     *Gateway
+	share *share
+}
+
+// partialMessage is what a connection's message under way holds of the
+// receive budget: charged (frames.held as of the last read that drained
+// the socket), and since when (monotonic) the message, the started'th,
+// was first seen partial.
+type partialMessage struct {
+	charged int64
+	since   time.Duration
+	started uint32
+}
+
 // letGo gives back what the connection's partial message held, once its
 // read loop has ended.
 func (c *countedConn) letGo() {
-	if c.charged > 0 {
-		c.gw.receiving.give(c.charged, c.share)
-		c.charged = 0
+	if m := c.partial; m != nil && m.charged > 0 {
+		c.recv.g.receiving.give(m.charged, c.recv.share)
+		m.charged = 0
 	}
 }
 

@@ -404,8 +404,10 @@ type Gateway struct {
 	// budget bounds the bytes queued on every connection together.
 	budget *Budget
 	// receiving bounds what the messages being read hold together
-	// (Config.MaxReceivingBytesTotal; countedConn.hold).
+	// (Config.MaxReceivingBytesTotal; countedConn.hold); loose charges
+	// the connections not counted per address to it.
 	receiving *Budget
+	loose     receiver
 	// fanout delivers typing signals (nil: this gateway).
 	fanout push.Deliverer
 	// presence is who watches whose presence here.
@@ -464,6 +466,7 @@ func New(cfg Config, svc Service, tokens Verifier) (*Gateway, error) {
 		upgrades:  newConnectionRate(cfg),
 		stop:      make(chan struct{}),
 	}
+	g.loose = receiver{g: g}
 	g.pool = newWorkerPool(g.stop)
 	g.handler = &handler{g: g}
 	g.upgrader = gws.NewUpgrader(g.handler, &gws.ServerOption{
@@ -651,10 +654,10 @@ func (g *Gateway) upgrade(w http.ResponseWriter, r *http.Request, sc *sourceConn
 	if err != nil {
 		return nil, err
 	}
-	cc := &countedConn{Conn: netConn, gw: g}
+	cc := &countedConn{Conn: netConn, recv: &g.loose}
 	cc.tcp, _ = netConn.(*net.TCPConn)
 	if sc != nil && g.cfg.MaxConnectionsPerIP > 0 { // as the queue's share (waiting)
-		cc.share = &sc.receiving
+		cc.recv = &sc.receiver
 	}
 	conn, err := g.upgrader.UpgradeFromConn(cc, bufio.NewReaderSize(cc, g.cfg.ReadBufferBytes), r)
 	if err != nil {
@@ -678,8 +681,9 @@ type sourceConns struct {
 	open, hellos int // guarded by Gateway.mu
 	queued       share
 	// receiving is what the address's partial messages hold of the
-	// receive budget.
+	// receive budget, and receiver charges them to it.
 	receiving share
+	receiver  receiver
 }
 
 // maxRatedSources bounds the source addresses whose rate of new
@@ -720,6 +724,7 @@ func (g *Gateway) admit(source string) (sc *sourceConns, status int, code wire.C
 	if source != "" {
 		if sc == nil {
 			sc = &sourceConns{}
+			sc.receiver = receiver{g: g, share: &sc.receiving}
 			g.sources[source] = sc
 		}
 		sc.open++
