@@ -264,12 +264,24 @@ func TestOpenThroughSentinelsFollowsAFailover(t *testing.T) {
 	if err := c.Set(ctx, "before", "1", 0).Err(); err != nil {
 		t.Fatal(err)
 	}
-	s.Failover()
-	// While the client learns of the switch, commands fail, and a write
-	// the old master took before it became a replica is lost (Redis
-	// replicates asynchronously). Then writes reach the promoted replica.
 	promoted := goredis.NewClient(&goredis.Options{Addr: s.Replica})
 	defer promoted.Close()
+	// Redis replicates asynchronously: a write the replica has not
+	// received when the failover comes is lost (the cache repairs such
+	// losses; see projections/progress). Wait for this one to arrive, so
+	// that what is checked below is the promotion, not the race.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if got, _ := promoted.Get(ctx, "before").Result(); got == "1" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the replica did not receive a write within 10 s")
+		}
+	}
+	s.Failover()
+	// While the client learns of the switch, commands fail, and a write
+	// the old master took before it became a replica is lost. Then writes
+	// reach the promoted replica.
 	deadline := time.Now().Add(15 * time.Second)
 	for i := 0; ; i++ {
 		want := strconv.Itoa(i)
