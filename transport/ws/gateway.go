@@ -60,16 +60,18 @@ type Config struct {
 	// MaxReceivingBytesTotal bounds what the messages the gateway is
 	// part way through reading hold, of every connection together, and
 	// half of it those of one source address: a frame's payload as its
-	// header announces it, from the header until the message's last
-	// frame has arrived (a message that arrives within one read is never
-	// counted). A connection whose message does not fit is closed
-	// wire.CloseBusy. Default MaxQueuedBytesTotal/2, at least 8 MiB.
+	// header announces it, from a read of the socket that finds the
+	// message incomplete with nothing more waiting until its last frame
+	// has arrived (a message that arrives whole is never counted). A
+	// connection whose message does not fit is closed wire.CloseBusy.
+	// Default MaxQueuedBytesTotal/2, at least 8 MiB.
 	MaxReceivingBytesTotal int64
 	// MaxPartialMessage is how long a client may take to send a message
 	// once the gateway has begun to read it (the header of its first
-	// frame): its buffer is held from then on. A connection that takes
-	// longer is closed wire.CloseMessageTimeout. Default 30 s: 128 KiB,
-	// the largest frame, at 5 KB/s.
+	// frame): its buffer is held from then on. A connection whose
+	// message is still incomplete after it, with nothing more waiting,
+	// is closed wire.CloseMessageTimeout. Default 30 s: 128 KiB, the
+	// largest frame, at 5 KB/s.
 	MaxPartialMessage time.Duration
 	// MaxReplyBytes bounds the messages of one sync reply, encoded; a page
 	// cut by it has hasMore and a cursor after its last message. A reply
@@ -602,7 +604,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 	var conn *gws.Conn
-	conn, err = g.upgrade(w, r, sc)
+	conn, err = g.upgrade(w, r, waiting)
 	if err != nil {
 		g.log.Debug("upgrade refused", "remote", r.RemoteAddr, "err", err)
 		return
@@ -643,9 +645,9 @@ func (g *Gateway) readDone(conn *gws.Conn, waiting *helloWait) {
 
 // upgrade is gws's Upgrade over a countedConn, so that every frame the
 // client sends counts against its rate limit, and what its partial
-// messages hold against the receive budget (sc's part of it when sc is
-// not nil).
-func (g *Gateway) upgrade(w http.ResponseWriter, r *http.Request, sc *sourceConns) (*gws.Conn, error) {
+// messages hold against the receive budget: its address's part of it
+// when the address has a part of the queue's (waiting.share).
+func (g *Gateway) upgrade(w http.ResponseWriter, r *http.Request, waiting *helloWait) (*gws.Conn, error) {
 	hj, ok := w.(http.Hijacker)
 	if !ok {
 		return nil, errors.New("the connection cannot be taken over")
@@ -656,8 +658,8 @@ func (g *Gateway) upgrade(w http.ResponseWriter, r *http.Request, sc *sourceConn
 	}
 	cc := &countedConn{Conn: netConn, recv: &g.loose}
 	cc.tcp, _ = netConn.(*net.TCPConn)
-	if sc != nil && g.cfg.MaxConnectionsPerIP > 0 { // as the queue's share (waiting)
-		cc.recv = &sc.receiver
+	if waiting.share != nil {
+		cc.recv = &waiting.sc.receiver
 	}
 	conn, err := g.upgrader.UpgradeFromConn(cc, bufio.NewReaderSize(cc, g.cfg.ReadBufferBytes), r)
 	if err != nil {
@@ -751,7 +753,7 @@ func (g *Gateway) waiting(source string, sc *sourceConns) *helloWait {
 	if sc != nil && g.cfg.MaxConnectionsPerIP > 0 {
 		// Per-address limits are off when MaxConnectionsPerIP is no limit
 		// (all clients behind one proxy share its address): the queue
-		// share too.
+		// share too, and the receive budget's (upgrade).
 		w.share = &sc.queued
 	}
 	w.on.Store(true)

@@ -272,10 +272,7 @@ func (s *session) closeWith(code uint16, reason string, immediate bool) {
 	if !s.markClosed(code, reason) {
 		return
 	}
-	do := func() {
-		_ = s.conn.SetWriteDeadline(time.Now().Add(time.Second))
-		_ = s.conn.WriteClose(code, []byte(reason))
-	}
+	do := func() { s.writeClose(code, reason) }
 	if immediate {
 		s.out.discard()
 		go do()
@@ -292,6 +289,12 @@ func (s *session) closeFromReader(code uint16, reason string) {
 	if s.markClosed(code, reason) {
 		s.out.discard()
 	}
+	s.writeClose(code, reason)
+}
+
+// writeClose writes the close frame, within a second, and closes the
+// connection.
+func (s *session) writeClose(code uint16, reason string) {
 	_ = s.conn.SetWriteDeadline(time.Now().Add(time.Second))
 	_ = s.conn.WriteClose(code, []byte(reason))
 }
