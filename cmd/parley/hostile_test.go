@@ -701,7 +701,7 @@ func TestFrameLengthOutOfRangeIsClosed(t *testing.T) {
 			if _, code, err := ws.readText(); code != 1009 {
 				t.Fatalf("% x, welcomed %v: closed with %d (%v), want 1009", bad[:10], welcomed, code, err)
 			}
-			legit(t, s, "after-huge-length")
+			legit(t, s, fmt.Sprintf("after-huge-length-%d-%v", i, welcomed)) // each its own: the last may not be gone yet
 		}
 	}
 }
